@@ -1,0 +1,194 @@
+/* ackd core: the runtime every other module stands on.
+ *
+ * Errors are PETSc errors: every fallible call is wrapped in PetscCall, and the
+ * AckdCallH5 / AckdCallDnnl macros below turn HDF5 and oneDNN failures into PETSc
+ * errors that carry both ackd's context (which file, dataset or layer) and the
+ * library's own description. MPI calls use PETSc's PetscCallMPI.
+ */
+#ifndef ACKD_CORE_H
+#define ACKD_CORE_H
+
+#include <petscsys.h>
+#include <hdf5.h>
+#include <stdint.h>
+
+#define ACKD_VERSION_STRING "0.1.0"
+
+/* Process exit codes, documented in docs/EXIT_CODES.md. */
+typedef enum {
+  ACKD_EXIT_OK    = 0,
+  ACKD_EXIT_ERROR = 1, /* a run failed: bad input, I/O, numerical trouble */
+  ACKD_EXIT_USAGE = 2  /* the command line itself is wrong: stage, option or value */
+} AckdExitCode;
+
+/* ---------------------------------------------------------------- errors */
+
+/* Raise a PETSc error whose message is ackd's context followed by the innermost
+ * HDF5 error description. Not called directly: use AckdCallH5. */
+PetscErrorCode AckdH5Fail(const char *func, int line, const char *file, const char *fmt, ...)
+    PETSC_ATTRIBUTE_FORMAT(4, 5);
+PetscErrorCode AckdDnnlFail(int status, const char *func, int line, const char *file, const char *fmt, ...)
+    PETSC_ATTRIBUTE_FORMAT(5, 6);
+
+/* AckdCallH5(H5Dwrite(...), "writing %s in '%s'", name, path): any negative
+ * herr_t or hid_t result becomes a PETSc error with that context. */
+#define AckdCallH5(expr, ...)                                                                                          \
+  do {                                                                                                                 \
+    if ((expr) < 0) return AckdH5Fail(PETSC_FUNCTION_NAME, __LINE__, __FILE__, __VA_ARGS__);                           \
+  } while (0)
+
+/* AckdCallDnnl(dnnl_primitive_create(...), "creating convolution %s", layer) */
+#define AckdCallDnnl(expr, ...)                                                                                        \
+  do {                                                                                                                 \
+    int ackd_dnnl_status_ = (int)(expr);                                                                               \
+    if (ackd_dnnl_status_ != 0)                                                                                        \
+      return AckdDnnlFail(ackd_dnnl_status_, PETSC_FUNCTION_NAME, __LINE__, __FILE__, __VA_ARGS__);                    \
+  } while (0)
+
+/* The runtime keeps the first error message so that main() can print it as one
+ * line; -traceback restores PETSc's full stack for debugging. */
+typedef struct {
+  char           message[1024];
+  PetscErrorCode code;
+  PetscBool      traceback;
+} AckdErrorRecord;
+
+PetscErrorCode AckdErrorHandler(MPI_Comm comm, int line, const char *func, const char *file, PetscErrorCode n,
+                                PetscErrorType p, const char *mess, void *ctx);
+
+/* Ends a run collectively without ever hanging: ranks agree on the outcome if
+ * they can, exactly one rank prints the first error as a single line, and a
+ * rank whose peers never arrive (they are stuck in a collective it left)
+ * aborts the whole job after `grace_seconds`. Returns the process exit code. */
+int AckdFinish(MPI_Comm comm, const char *stage, PetscErrorCode status, const AckdErrorRecord *record,
+               double grace_seconds);
+
+/* ---------------------------------------------------------------- logging */
+
+/* Rank-0 informational output on stdout; silenced by -quiet. */
+typedef struct {
+  MPI_Comm  comm;
+  PetscBool quiet;
+} AckdLog;
+
+PetscErrorCode AckdLogSetUp(AckdLog *log, MPI_Comm comm);
+PetscErrorCode AckdLogInfo(const AckdLog *log, const char *fmt, ...) PETSC_ATTRIBUTE_FORMAT(2, 3);
+/* Warnings go to stderr on rank 0 whatever -quiet says. */
+PetscErrorCode AckdLogWarn(const AckdLog *log, const char *fmt, ...) PETSC_ATTRIBUTE_FORMAT(2, 3);
+
+/* ---------------------------------------------------------------- progress */
+
+/* A progress bar on rank 0's stderr. It draws only on a terminal and never
+ * more often than every `min_interval` seconds, so it costs nothing in batch
+ * jobs whose output goes to a file. */
+typedef struct {
+  char        label[48];
+  PetscInt    total, done;
+  double      start, last_draw, min_interval;
+  PetscBool   active; /* rank 0, a TTY, and not -quiet */
+  PetscInt    draws;  /* how often it was drawn: the throttle is tested on it */
+  const char *unit;
+} AckdProgress;
+
+PetscErrorCode AckdProgressBegin(AckdProgress *bar, const AckdLog *log, const char *label, PetscInt total,
+                                 const char *unit);
+PetscErrorCode AckdProgressUpdate(AckdProgress *bar, PetscInt done);
+PetscErrorCode AckdProgressEnd(AckdProgress *bar);
+/* The text of one bar, without drawing it; exposed so it can be tested. */
+void AckdProgressFormat(const AckdProgress *bar, double now, char *line, size_t len);
+
+/* ---------------------------------------------------------------- timers */
+
+double AckdTimeNow(void); /* monotonic seconds */
+
+typedef struct {
+  double   total, started;
+  PetscInt count;
+} AckdTimer;
+
+void AckdTimerStart(AckdTimer *t);
+void AckdTimerStop(AckdTimer *t);
+
+/* ---------------------------------------------------------------- RNG */
+
+/* Philox4x32-10 (Salmon et al., SC'11): a counter-based generator. Every number
+ * is a pure function of (seed, stream, counter), so any sample's randomness can
+ * be recomputed on any rank in any order; this is what makes results
+ * independent of the number of ranks.
+ *
+ * Counter words: ctr[0] counts 128-bit blocks within a stream, ctr[1] is the
+ * 32-bit stream tag (a purpose or an epoch), ctr[2..3] the 64-bit stream index
+ * (usually a global sample index). The key is the 64-bit seed. */
+void AckdPhilox4x32(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4]);
+
+typedef struct {
+  uint32_t key[2], ctr[4], block[4];
+  int      used;         /* words of `block` already handed out */
+  double   spare_normal; /* Box-Muller yields two normals at a time */
+  int      have_spare;
+} AckdRng;
+
+void     AckdRngInit(AckdRng *rng, uint64_t seed, uint64_t index, uint32_t tag);
+uint32_t AckdRngU32(AckdRng *rng);
+double   AckdRngUniform(AckdRng *rng); /* [0, 1), 53 random bits */
+double   AckdRngUniformRange(AckdRng *rng, double lo, double hi);
+double   AckdRngNormal(AckdRng *rng);                                  /* N(0, 1) */
+uint32_t AckdRngBelow(AckdRng *rng, uint32_t n);                       /* uniform on [0, n), unbiased */
+void     AckdRngPermutation(AckdRng *rng, PetscInt n, PetscInt *perm); /* Fisher-Yates */
+
+/* ---------------------------------------------------------------- options */
+
+/* Typed option readers for use between PetscOptionsBegin/End. Unlike the bare
+ * PETSc macros they name the option in every error, check ranges, and list the
+ * valid choices, so a bad value is a one-line fix. */
+PetscErrorCode AckdOptionsInt(PetscOptionItems *PetscOptionsObject, const char *name, const char *help, PetscInt *value,
+                              PetscInt lo, PetscInt hi, PetscBool *set);
+PetscErrorCode AckdOptionsReal(PetscOptionItems *PetscOptionsObject, const char *name, const char *help,
+                               PetscReal *value, PetscReal lo, PetscReal hi, PetscBool *set);
+PetscErrorCode AckdOptionsBool(PetscOptionItems *PetscOptionsObject, const char *name, const char *help,
+                               PetscBool *value, PetscBool *set);
+PetscErrorCode AckdOptionsString(PetscOptionItems *PetscOptionsObject, const char *name, const char *help, char *value,
+                                 size_t len, PetscBool *set);
+PetscErrorCode AckdOptionsChoice(PetscOptionItems *PetscOptionsObject, const char *name, const char *help,
+                                 const char *const *choices, PetscInt nchoices, PetscInt *value, PetscBool *set);
+
+/* Every option given must have been read by the stage: a typo such as
+ * -epohcs is an error naming it, raised before any work starts. */
+PetscErrorCode AckdOptionsCheckUnused(MPI_Comm comm, const char *stage);
+
+/* All options in force as "-key value" text, for provenance attributes. */
+PetscErrorCode AckdOptionsToString(char **text);
+
+/* ---------------------------------------------------------------- HDF5 */
+
+/* File access shared by every writer and reader: MPI-IO, collective metadata,
+ * alignment for parallel file systems, and optional file locking. */
+typedef struct {
+  PetscBool collective_metadata;
+  PetscBool file_locking;
+  PetscInt  alignment; /* bytes; objects at least this large start on a multiple of it */
+} AckdH5Settings;
+
+PetscErrorCode AckdH5SettingsSetFromOptions(AckdH5Settings *settings);
+PetscErrorCode AckdH5FileCreate(MPI_Comm comm, const char *path, const AckdH5Settings *settings, hid_t *file);
+/* Opens an existing file read-only; a missing, foreign or truncated file is an
+ * error that names the path and what is wrong with it. */
+PetscErrorCode AckdH5FileOpenRead(MPI_Comm comm, const char *path, const AckdH5Settings *settings, hid_t *file);
+PetscErrorCode AckdH5FileClose(hid_t *file, const char *path);
+
+/* Attributes on any object (file, group or dataset). */
+PetscErrorCode AckdH5AttrWriteString(hid_t obj, const char *name, const char *value);
+PetscErrorCode AckdH5AttrWriteInt(hid_t obj, const char *name, PetscInt value);
+PetscErrorCode AckdH5AttrWriteReal(hid_t obj, const char *name, double value);
+PetscErrorCode AckdH5AttrReadString(hid_t obj, const char *name, char *value, size_t len, PetscBool *found);
+PetscErrorCode AckdH5AttrReadInt(hid_t obj, const char *name, PetscInt *value, PetscBool *found);
+PetscErrorCode AckdH5AttrReadReal(hid_t obj, const char *name, double *value, PetscBool *found);
+
+/* A small dataset written whole by rank 0 with every rank taking part in the
+ * (collective) creation. `h5type` is the memory and file type. */
+PetscErrorCode AckdH5WriteSmall(MPI_Comm comm, hid_t loc, const char *name, hid_t h5type, int rank, const hsize_t *dims,
+                                const void *data);
+/* Fixed-length string array, readable as bytes in h5py and as text in h5dump. */
+PetscErrorCode AckdH5WriteStrings(MPI_Comm comm, hid_t loc, const char *name, PetscInt n, const char *const *strings);
+
+#endif

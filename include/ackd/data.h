@@ -1,0 +1,90 @@
+/* ackd data: the dataset file format, its parallel writer, the synthetic
+ * benchmark generator, and the summary printed by `ackd inspect`.
+ *
+ * Dataset file (format "dataset", version 1), DESIGN.md section 5:
+ *   /                      attrs ackd_format, ackd_format_version, ackd_version, created_utc,
+ *                          generator, options, mpi_ranks
+ *   /ms, /rgb              one group per modality (collection), attrs count, channels, height,
+ *                          width, classes, multilabel, sensor, normalization, stats_split
+ *     images   (N,C,H,W)   float32, chunked one sample per chunk, optionally deflated
+ *     labels   (N)         int32 class index into `classes` (or (N,K) uint8 for multi-label)
+ *     split    (N)         uint8: 0 train, 1 val, 2 test
+ *     classes  (K)         fixed-length strings
+ *     bands    (C)         fixed-length strings; wavelength_nm (C) float64
+ *     band_mean, band_std, band_min, band_max (C) float64, over the training split
+ *   /class_map             ms_to_rgb (K_ms) and rgb_to_ms (K_rgb) int32, -1 where a class has
+ *                          no counterpart; attrs shared, ms_only, rgb_only
+ */
+#ifndef ACKD_DATA_H
+#define ACKD_DATA_H
+
+#include <ackd/core.h>
+
+#define ACKD_FORMAT_DATASET         "dataset"
+#define ACKD_FORMAT_DATASET_VERSION 1
+
+typedef enum { ACKD_SPLIT_TRAIN = 0, ACKD_SPLIT_VAL = 1, ACKD_SPLIT_TEST = 2 } AckdSplit;
+
+/* Per-band statistics are accumulated per block of this many samples and the
+ * blocks merged in a fixed order, so the result does not depend on how the
+ * samples were spread over ranks. */
+#define ACKD_DATASET_STATS_BLOCK 256
+
+/* The contiguous sample range [lo, hi) a rank owns: whole stats blocks. */
+void AckdDatasetPartition(PetscInt count, PetscMPIInt size, PetscMPIInt rank, PetscInt *lo, PetscInt *hi);
+
+/* ---------------------------------------------------------------- writing */
+
+typedef struct {
+  const char        *name; /* group name: "ms" or "rgb" */
+  PetscInt           count, channels, height, width;
+  PetscInt           nclasses;
+  const char *const *class_names;
+  const char *const *band_names;
+  const double      *wavelength_nm; /* may be NULL */
+  const char        *sensor;        /* free text describing the sensor */
+  PetscInt           compress;      /* deflate level 0-9, 0 = none */
+} AckdCollectionLayout;
+
+typedef struct _p_AckdCollectionWriter *AckdCollectionWriter;
+
+/* Collective: creates the group and its datasets at full size. */
+PetscErrorCode AckdCollectionWriterCreate(MPI_Comm comm, hid_t file, const AckdCollectionLayout *layout,
+                                          AckdCollectionWriter *writer);
+/* Collective: every rank calls it the same number of times, with n = 0 when it
+ * has nothing left, because filtered parallel HDF5 writes must be collective.
+ * Samples [first, first + n) of this rank, images in (n, C, H, W) order. */
+PetscErrorCode AckdCollectionWriterWrite(AckdCollectionWriter writer, PetscInt first, PetscInt n, const float *images,
+                                         const int *labels, const unsigned char *splits);
+/* Collective: merges the statistics of every block and writes them. */
+PetscErrorCode AckdCollectionWriterFinish(AckdCollectionWriter writer);
+PetscErrorCode AckdCollectionWriterDestroy(AckdCollectionWriter *writer);
+
+/* The relation between the two collections' class lists (by name). */
+PetscErrorCode AckdDatasetWriteClassMap(MPI_Comm comm, hid_t file, PetscInt n_ms, const char *const *ms_classes,
+                                        PetscInt n_rgb, const char *const *rgb_classes);
+/* Root attributes: format, version, creator, time and the options in force. */
+PetscErrorCode AckdDatasetWriteProvenance(MPI_Comm comm, hid_t file, const char *generator);
+
+/* ---------------------------------------------------------------- synth */
+
+typedef struct _p_AckdSynth *AckdSynth;
+
+PetscErrorCode AckdSynthCreate(MPI_Comm comm, AckdSynth *synth);
+PetscErrorCode AckdSynthSetFromOptions(AckdSynth synth);
+/* Collective: generates both collections and writes them to `path`, through a
+ * temporary file renamed at the end, so `path` is either absent, the old file,
+ * or complete. */
+PetscErrorCode AckdSynthWrite(AckdSynth synth, const char *path);
+PetscErrorCode AckdSynthGetOutput(AckdSynth synth, const char **path);
+PetscErrorCode AckdSynthDestroy(AckdSynth *synth);
+
+/* ---------------------------------------------------------------- reading */
+
+/* Checks that an open file is a complete ackd dataset; errors name the first
+ * missing or inconsistent object. */
+PetscErrorCode AckdDatasetValidate(hid_t file, const char *path);
+/* Prints a human summary of a dataset file on rank 0 (the others only wait). */
+PetscErrorCode AckdDatasetSummarize(MPI_Comm comm, hid_t file, const char *path, FILE *out);
+
+#endif

@@ -1,0 +1,8 @@
+# Environment for running ackd with Open MPI on a workstation or CI machine.
+# Sourced by scripts/demo and .ci/run; on a cluster, the job templates set their own.
+export OMPI_MCA_rmaps_base_oversubscribe=1        # more ranks than cores is fine for tests
+export OMPI_MCA_btl_vader_single_copy_mechanism=none  # containers often forbid CMA
+export OMPI_MCA_mpi_yield_when_idle=1
+if [ "$(id -u)" -eq 0 ]; then                     # Open MPI refuses root unless told
+  export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+fi

@@ -1,0 +1,150 @@
+/* Library failures as PETSc errors, and the collective end of a run.
+ *
+ * The end of a run is where HPC jobs most often hang: one rank fails while
+ * its peers wait forever in a collective it has left. AckdFinish avoids that
+ * without assuming anything about where the peers are. */
+#include <ackd/core.h>
+#include <dnnl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+typedef struct {
+  char outer[256]; /* the API call that failed, e.g. "unable to open file" */
+  char inner[256]; /* the most specific cause, e.g. "truncated file: eof = 1024" */
+} H5ErrorText;
+
+static herr_t collect_h5_error(unsigned n, const H5E_error2_t *err, void *ctx)
+{
+  H5ErrorText *text = ctx;
+  /* Walking upward: the first record is the most specific, the last the API call. */
+  if (n == 0) snprintf(text->inner, sizeof text->inner, "%s", err->desc ? err->desc : "");
+  snprintf(text->outer, sizeof text->outer, "%s", err->desc ? err->desc : "");
+  return 0;
+}
+
+static void describe_h5_error(char *buf, size_t len)
+{
+  H5ErrorText text = {{0}, {0}};
+  H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, collect_h5_error, &text);
+  H5Eclear2(H5E_DEFAULT);
+  if (!text.inner[0])
+    snprintf(buf, len, "HDF5 reported no detail");
+  else if (!strcmp(text.inner, text.outer))
+    snprintf(buf, len, "%s", text.inner);
+  else
+    snprintf(buf, len, "%s: %s", text.outer, text.inner);
+}
+
+PetscErrorCode AckdH5Fail(const char *func, int line, const char *file, const char *fmt, ...)
+{
+  char    context[512], detail[520];
+  va_list ap;
+
+  va_start(ap, fmt);
+  vsnprintf(context, sizeof context, fmt, ap);
+  va_end(ap);
+  describe_h5_error(detail, sizeof detail);
+  return PetscError(PETSC_COMM_SELF, line, func, file, PETSC_ERR_LIB, PETSC_ERROR_INITIAL, "%s (HDF5: %s)", context,
+                    detail);
+}
+
+PetscErrorCode AckdDnnlFail(int status, const char *func, int line, const char *file, const char *fmt, ...)
+{
+  char    context[512];
+  va_list ap;
+
+  va_start(ap, fmt);
+  vsnprintf(context, sizeof context, fmt, ap);
+  va_end(ap);
+  const char *why = "unknown status";
+  switch ((dnnl_status_t)status) {
+  case dnnl_out_of_memory:
+    why = "out of memory";
+    break;
+  case dnnl_invalid_arguments:
+    why = "invalid arguments (shapes or formats do not fit)";
+    break;
+  case dnnl_unimplemented:
+    why = "no implementation for these shapes and formats";
+    break;
+  case dnnl_iterator_ends:
+    why = "primitive iterator ended";
+    break;
+  case dnnl_runtime_error:
+    why = "runtime error";
+    break;
+  case dnnl_not_required:
+    why = "operation not required";
+    break;
+  default:
+    break;
+  }
+  return PetscError(PETSC_COMM_SELF, line, func, file, PETSC_ERR_LIB, PETSC_ERROR_INITIAL, "%s (oneDNN: %s)", context,
+                    why);
+}
+
+PetscErrorCode AckdErrorHandler(MPI_Comm comm, int line, const char *func, const char *file, PetscErrorCode n,
+                                PetscErrorType p, const char *mess, void *ctx)
+{
+  AckdErrorRecord *record = ctx;
+
+  if (record->traceback) PetscTraceBackErrorHandler(comm, line, func, file, n, p, mess, NULL);
+  if (p == PETSC_ERROR_INITIAL && !record->code) {
+    const char *generic = NULL;
+    if (!mess || !mess[0]) PetscErrorMessage(n, &generic, NULL);
+    snprintf(record->message, sizeof record->message, "%s", mess && mess[0] ? mess : (generic ? generic : "error"));
+    record->code = n;
+  }
+  return n;
+}
+
+static int exit_code_for(PetscErrorCode code)
+{
+  return code == PETSC_ERR_USER_INPUT ? ACKD_EXIT_USAGE : ACKD_EXIT_ERROR;
+}
+
+static void print_error_line(const char *stage, int rank, int size, const AckdErrorRecord *record)
+{
+  const char *msg = record && record->message[0] ? record->message : "failed (no message recorded)";
+  if (size > 1 && rank != 0)
+    fprintf(stderr, "ackd %s: error on rank %d: %s\n", stage, rank, msg);
+  else
+    fprintf(stderr, "ackd %s: error: %s\n", stage, msg);
+  fflush(stderr);
+}
+
+int AckdFinish(MPI_Comm comm, const char *stage, PetscErrorCode status, const AckdErrorRecord *record,
+               double grace_seconds)
+{
+  int rank, size;
+  MPI_Comm_rank(comm, &rank);
+  MPI_Comm_size(comm, &size);
+
+  /* Each rank offers its own id if it failed, `size` otherwise; the minimum is
+   * the first failed rank, which alone prints, so a collective error reads as
+   * one line rather than P copies. */
+  int         mine = status ? rank : size, first = size, done = 0;
+  MPI_Request request;
+  MPI_Iallreduce(&mine, &first, 1, MPI_INT, MPI_MIN, comm, &request);
+  if (!status) {
+    MPI_Wait(&request, MPI_STATUS_IGNORE);
+  } else {
+    double deadline = AckdTimeNow() + grace_seconds;
+    while (!done && AckdTimeNow() < deadline) {
+      MPI_Test(&request, &done, MPI_STATUS_IGNORE);
+      if (!done) nanosleep(&(struct timespec){0, 2000000}, NULL);
+    }
+    if (!done) {
+      /* The peers are busy elsewhere, most likely blocked in a collective this
+       * rank will never enter: take the whole job down rather than hang. */
+      print_error_line(stage, rank, size, record);
+      MPI_Abort(MPI_COMM_WORLD, exit_code_for(record ? record->code : status));
+      return ACKD_EXIT_ERROR;
+    }
+  }
+  if (first == size) return ACKD_EXIT_OK;
+  if (rank == first) print_error_line(stage, rank, size, record);
+  return status ? exit_code_for(record->code ? record->code : status) : ACKD_EXIT_ERROR;
+}

@@ -1,0 +1,266 @@
+/* Parallel HDF5 files: one place that decides how ackd opens, creates and
+ * annotates them, so every stage behaves the same on a parallel file system. */
+#include <ackd/core.h>
+#include <string.h>
+#include <unistd.h>
+
+PetscErrorCode AckdH5SettingsSetFromOptions(AckdH5Settings *settings)
+{
+  PetscFunctionBeginUser;
+  /* HDF5 honours HDF5_USE_FILE_LOCKING itself; the option makes the choice visible in -help. */
+  const char *env               = getenv("HDF5_USE_FILE_LOCKING");
+  settings->file_locking        = (PetscBool) !(env && (!strcmp(env, "FALSE") || !strcmp(env, "0")));
+  settings->collective_metadata = PETSC_TRUE;
+  settings->alignment           = 1 << 20;
+  PetscOptionsBegin(PETSC_COMM_WORLD, NULL, "HDF5 file access", NULL);
+  PetscCall(AckdOptionsBool(PetscOptionsObject, "-h5_file_locking",
+                            "Lock HDF5 files (turn off on file systems without POSIX locks, e.g. some Lustre mounts)",
+                            &settings->file_locking, NULL));
+  PetscCall(AckdOptionsBool(PetscOptionsObject, "-h5_collective_metadata",
+                            "Collective metadata reads and writes (fewer metadata requests at scale)",
+                            &settings->collective_metadata, NULL));
+  PetscCall(
+      AckdOptionsInt(PetscOptionsObject, "-h5_alignment",
+                     "Align objects of at least this many bytes to multiples of it (match the stripe size; 0: off)",
+                     &settings->alignment, 0, PETSC_MAX_INT, NULL));
+  PetscOptionsEnd();
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode file_access(MPI_Comm comm, const AckdH5Settings *settings, hid_t *fapl)
+{
+  PetscFunctionBeginUser;
+  /* ackd reports HDF5 errors itself, as single lines with context. */
+  H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+  AckdCallH5(*fapl = H5Pcreate(H5P_FILE_ACCESS), "creating a file-access property list");
+  AckdCallH5(H5Pset_fapl_mpio(*fapl, comm, MPI_INFO_NULL), "selecting the MPI-IO driver");
+  if (settings->collective_metadata) {
+    AckdCallH5(H5Pset_all_coll_metadata_ops(*fapl, 1), "enabling collective metadata reads");
+    AckdCallH5(H5Pset_coll_metadata_write(*fapl, 1), "enabling collective metadata writes");
+  }
+  if (settings->alignment > 0)
+    AckdCallH5(H5Pset_alignment(*fapl, (hsize_t)settings->alignment, (hsize_t)settings->alignment),
+               "setting alignment %" PetscInt_FMT, settings->alignment);
+  AckdCallH5(H5Pset_file_locking(*fapl, settings->file_locking, 1), "setting file locking");
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdH5FileCreate(MPI_Comm comm, const char *path, const AckdH5Settings *settings, hid_t *file)
+{
+  hid_t fapl;
+
+  PetscFunctionBeginUser;
+  PetscCall(file_access(comm, settings, &fapl));
+  /* Checked before any other HDF5 call: each call clears the error stack that AckdCallH5 reports. */
+  AckdCallH5(*file = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl),
+             "cannot create '%s'; check that its directory exists and is writable", path);
+  H5Pclose(fapl);
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdH5FileOpenRead(MPI_Comm comm, const char *path, const AckdH5Settings *settings, hid_t *file)
+{
+  PetscMPIInt rank;
+  int         state = 0; /* 0 fine, 1 missing, 2 unreadable, 3 not HDF5 */
+
+  PetscFunctionBeginUser;
+  PetscCallMPI(MPI_Comm_rank(comm, &rank));
+  /* One rank probes the file system so a large job does not hit the metadata server P times. */
+  if (rank == 0) {
+    if (access(path, F_OK))
+      state = 1;
+    else if (access(path, R_OK))
+      state = 2;
+    else {
+      H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+      htri_t is_h5 = H5Fis_hdf5(path);
+      H5Eclear2(H5E_DEFAULT);
+      if (is_h5 <= 0) state = 3;
+    }
+  }
+  PetscCallMPI(MPI_Bcast(&state, 1, MPI_INT, 0, comm));
+  PetscCheck(state != 1, comm, PETSC_ERR_FILE_OPEN, "file '%s' not found; check the path", path);
+  PetscCheck(state != 2, comm, PETSC_ERR_FILE_OPEN, "file '%s' is not readable; check its permissions", path);
+  PetscCheck(state != 3, comm, PETSC_ERR_FILE_UNEXPECTED,
+             "'%s' is not an HDF5 file (wrong file, or its first bytes are corrupt)", path);
+
+  hid_t fapl;
+  PetscCall(file_access(comm, settings, &fapl));
+  AckdCallH5(*file = H5Fopen(path, H5F_ACC_RDONLY, fapl), "cannot open '%s' (a truncated or damaged HDF5 file?)", path);
+  H5Pclose(fapl);
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdH5FileClose(hid_t *file, const char *path)
+{
+  PetscFunctionBeginUser;
+  if (*file >= 0) AckdCallH5(H5Fclose(*file), "closing '%s'", path);
+  *file = H5I_INVALID_HID;
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode attr_write(hid_t obj, const char *name, hid_t type, const void *value)
+{
+  hid_t space, attr;
+
+  PetscFunctionBeginUser;
+  if (H5Aexists(obj, name) > 0) AckdCallH5(H5Adelete(obj, name), "replacing attribute '%s'", name);
+  AckdCallH5(space = H5Screate(H5S_SCALAR), "attribute '%s'", name);
+  AckdCallH5(attr = H5Acreate2(obj, name, type, space, H5P_DEFAULT, H5P_DEFAULT), "creating attribute '%s'", name);
+  AckdCallH5(H5Awrite(attr, type, value), "writing attribute '%s'", name);
+  H5Aclose(attr);
+  H5Sclose(space);
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdH5AttrWriteString(hid_t obj, const char *name, const char *value)
+{
+  hid_t type;
+
+  PetscFunctionBeginUser;
+  /* Variable-length UTF-8 so h5py returns str, not bytes. */
+  AckdCallH5(type = H5Tcopy(H5T_C_S1), "string type");
+  H5Tset_size(type, H5T_VARIABLE);
+  H5Tset_cset(type, H5T_CSET_UTF8);
+  PetscErrorCode ierr = attr_write(obj, name, type, &value);
+  H5Tclose(type);
+  PetscCall(ierr);
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdH5AttrWriteInt(hid_t obj, const char *name, PetscInt value)
+{
+  long long v = value;
+
+  PetscFunctionBeginUser;
+  PetscCall(attr_write(obj, name, H5T_NATIVE_LLONG, &v));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdH5AttrWriteReal(hid_t obj, const char *name, double value)
+{
+  PetscFunctionBeginUser;
+  PetscCall(attr_write(obj, name, H5T_NATIVE_DOUBLE, &value));
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode attr_open(hid_t obj, const char *name, hid_t *attr, PetscBool *found)
+{
+  PetscFunctionBeginUser;
+  *attr      = H5I_INVALID_HID;
+  htri_t has = H5Aexists(obj, name);
+  AckdCallH5(has, "looking up attribute '%s'", name);
+  if (found)
+    *found = (PetscBool)(has > 0);
+  else
+    PetscCheck(has > 0, PETSC_COMM_SELF, PETSC_ERR_FILE_UNEXPECTED, "attribute '%s' is missing", name);
+  if (has > 0) AckdCallH5(*attr = H5Aopen(obj, name, H5P_DEFAULT), "opening attribute '%s'", name);
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdH5AttrReadString(hid_t obj, const char *name, char *value, size_t len, PetscBool *found)
+{
+  hid_t attr, ftype, mtype;
+
+  PetscFunctionBeginUser;
+  value[0] = '\0';
+  PetscCall(attr_open(obj, name, &attr, found));
+  if (attr < 0) PetscFunctionReturn(0);
+  ftype = H5Aget_type(attr);
+  PetscCheck(H5Tget_class(ftype) == H5T_STRING, PETSC_COMM_SELF, PETSC_ERR_FILE_UNEXPECTED,
+             "attribute '%s' is not a string", name);
+  mtype = H5Tcopy(H5T_C_S1);
+  H5Tset_cset(mtype, H5Tget_cset(ftype)); /* HDF5 does not convert between ASCII and UTF-8 */
+  if (H5Tis_variable_str(ftype) > 0) {
+    char *text = NULL;
+    H5Tset_size(mtype, H5T_VARIABLE);
+    AckdCallH5(H5Aread(attr, mtype, &text), "reading attribute '%s'", name);
+    if (text) snprintf(value, len, "%s", text);
+    H5free_memory(text);
+  } else {
+    size_t n = H5Tget_size(ftype);
+    char  *buf;
+    PetscCall(PetscCalloc1(n + 1, &buf));
+    H5Tset_size(mtype, n);
+    AckdCallH5(H5Aread(attr, mtype, buf), "reading attribute '%s'", name);
+    snprintf(value, len, "%s", buf);
+    PetscCall(PetscFree(buf));
+  }
+  H5Tclose(mtype);
+  H5Tclose(ftype);
+  H5Aclose(attr);
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode attr_read_numeric(hid_t obj, const char *name, hid_t mtype, void *value, PetscBool *found)
+{
+  hid_t attr;
+
+  PetscFunctionBeginUser;
+  PetscCall(attr_open(obj, name, &attr, found));
+  if (attr < 0) PetscFunctionReturn(0);
+  hid_t    space = H5Aget_space(attr);
+  hssize_t n     = H5Sget_simple_extent_npoints(space);
+  H5Sclose(space);
+  PetscCheck(n == 1, PETSC_COMM_SELF, PETSC_ERR_FILE_UNEXPECTED, "attribute '%s' should hold one value, has %lld", name,
+             (long long)n);
+  AckdCallH5(H5Aread(attr, mtype, value), "reading attribute '%s'", name);
+  H5Aclose(attr);
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdH5AttrReadInt(hid_t obj, const char *name, PetscInt *value, PetscBool *found)
+{
+  long long v = 0;
+
+  PetscFunctionBeginUser;
+  PetscCall(attr_read_numeric(obj, name, H5T_NATIVE_LLONG, &v, found));
+  if (!found || *found) *value = (PetscInt)v;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdH5AttrReadReal(hid_t obj, const char *name, double *value, PetscBool *found)
+{
+  PetscFunctionBeginUser;
+  PetscCall(attr_read_numeric(obj, name, H5T_NATIVE_DOUBLE, value, found));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdH5WriteSmall(MPI_Comm comm, hid_t loc, const char *name, hid_t h5type, int rank, const hsize_t *dims,
+                                const void *data)
+{
+  PetscMPIInt r;
+  hid_t       space, dset;
+
+  PetscFunctionBeginUser;
+  PetscCallMPI(MPI_Comm_rank(comm, &r));
+  AckdCallH5(space = H5Screate_simple(rank, dims, NULL), "dataspace of '%s'", name);
+  AckdCallH5(dset = H5Dcreate2(loc, name, h5type, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+             "creating dataset '%s'", name);
+  /* Independent transfer: only rank 0 holds the data; the others need not take part. */
+  if (r == 0) AckdCallH5(H5Dwrite(dset, h5type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data), "writing dataset '%s'", name);
+  H5Dclose(dset);
+  H5Sclose(space);
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdH5WriteStrings(MPI_Comm comm, hid_t loc, const char *name, PetscInt n, const char *const *strings)
+{
+  size_t width = 1;
+  char  *packed;
+  hid_t  type;
+
+  PetscFunctionBeginUser;
+  for (PetscInt i = 0; i < n; i++) width = PetscMax(width, strlen(strings[i]) + 1);
+  PetscCall(PetscCalloc1((size_t)PetscMax(n, 1) * width, &packed));
+  for (PetscInt i = 0; i < n; i++) memcpy(packed + (size_t)i * width, strings[i], strlen(strings[i]));
+  AckdCallH5(type = H5Tcopy(H5T_C_S1), "string type of '%s'", name);
+  H5Tset_size(type, width);
+  H5Tset_strpad(type, H5T_STR_NULLTERM);
+  hsize_t        dims = (hsize_t)n;
+  PetscErrorCode ierr = AckdH5WriteSmall(comm, loc, name, type, 1, &dims, packed);
+  H5Tclose(type);
+  PetscCall(PetscFree(packed));
+  PetscCall(ierr);
+  PetscFunctionReturn(0);
+}

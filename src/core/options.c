@@ -1,0 +1,183 @@
+/* Option readers that make a bad value a one-line fix.
+ *
+ * PETSc's own readers report "Input string abc has no integer value" without
+ * saying which option held it; these read the raw text first, parse it with
+ * PETSc's own converters, and on failure raise an error that names the option,
+ * the value and what is allowed. Then they call the PETSc reader so that
+ * -help lists the option with its default and meaning. */
+#include <ackd/core.h>
+#include <string.h>
+
+/* The option as the user types it: "-" + prefix + name without its dash. */
+static void full_name(PetscOptionItems *items, const char *name, char *buf, size_t len)
+{
+  snprintf(buf, len, "-%s%s", items->prefix ? items->prefix : "", name + 1);
+}
+
+static PetscErrorCode raw_value(PetscOptionItems *items, const char *name, char *text, size_t len, PetscBool *given)
+{
+  PetscFunctionBeginUser;
+  text[0] = '\0';
+  PetscCall(PetscOptionsGetString(items->options, items->prefix, name, text, len, given));
+  PetscFunctionReturn(0);
+}
+
+/* Runs a PETSc string converter without letting its own error escape. */
+#define TRY_CONVERT(call, ok)                                                                                          \
+  do {                                                                                                                 \
+    PetscCall(PetscPushErrorHandler(PetscReturnErrorHandler, NULL));                                                   \
+    ok = (PetscBool)((call) == 0);                                                                                     \
+    PetscCall(PetscPopErrorHandler());                                                                                 \
+  } while (0)
+
+PetscErrorCode AckdOptionsInt(PetscOptionItems *PetscOptionsObject, const char *name, const char *help, PetscInt *value,
+                              PetscInt lo, PetscInt hi, PetscBool *set)
+{
+  char      text[256], opt[256];
+  PetscBool given, ok;
+  PetscInt  parsed = *value;
+
+  PetscFunctionBeginUser;
+  full_name(PetscOptionsObject, name, opt, sizeof opt);
+  PetscCall(raw_value(PetscOptionsObject, name, text, sizeof text, &given));
+  if (given) {
+    PetscCheck(text[0], PETSC_COMM_SELF, PETSC_ERR_USER_INPUT, "option %s needs an integer value", opt);
+    TRY_CONVERT(PetscOptionsStringToInt(text, &parsed), ok);
+    PetscCheck(ok, PETSC_COMM_SELF, PETSC_ERR_USER_INPUT, "option %s: '%s' is not an integer", opt, text);
+    PetscCheck(parsed >= lo && parsed <= hi, PETSC_COMM_SELF, PETSC_ERR_USER_INPUT,
+               "option %s: %" PetscInt_FMT " is out of range; use a value in [%" PetscInt_FMT ", %" PetscInt_FMT "]",
+               opt, parsed, lo, hi);
+  }
+  PetscCall(PetscOptionsInt(name, help, NULL, *value, value, set));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdOptionsReal(PetscOptionItems *PetscOptionsObject, const char *name, const char *help,
+                               PetscReal *value, PetscReal lo, PetscReal hi, PetscBool *set)
+{
+  char      text[256], opt[256];
+  PetscBool given, ok;
+  PetscReal parsed = *value;
+
+  PetscFunctionBeginUser;
+  full_name(PetscOptionsObject, name, opt, sizeof opt);
+  PetscCall(raw_value(PetscOptionsObject, name, text, sizeof text, &given));
+  if (given) {
+    PetscCheck(text[0], PETSC_COMM_SELF, PETSC_ERR_USER_INPUT, "option %s needs a numeric value", opt);
+    TRY_CONVERT(PetscOptionsStringToReal(text, &parsed), ok);
+    PetscCheck(ok, PETSC_COMM_SELF, PETSC_ERR_USER_INPUT, "option %s: '%s' is not a number", opt, text);
+    PetscCheck(!PetscIsInfOrNanReal(parsed), PETSC_COMM_SELF, PETSC_ERR_USER_INPUT,
+               "option %s: '%s' is not a finite number", opt, text);
+    if (parsed < lo || parsed > hi) {
+      char range[96]; /* C's %g: PETSc's printf writes 1 as "1." */
+      snprintf(range, sizeof range, "%g is out of range; use a value in [%g, %g]", (double)parsed, (double)lo,
+               (double)hi);
+      SETERRQ(PETSC_COMM_SELF, PETSC_ERR_USER_INPUT, "option %s: %s", opt, range);
+    }
+  }
+  PetscCall(PetscOptionsReal(name, help, NULL, *value, value, set));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdOptionsBool(PetscOptionItems *PetscOptionsObject, const char *name, const char *help,
+                               PetscBool *value, PetscBool *set)
+{
+  char      text[256], opt[256];
+  PetscBool given, ok, parsed;
+
+  PetscFunctionBeginUser;
+  full_name(PetscOptionsObject, name, opt, sizeof opt);
+  PetscCall(raw_value(PetscOptionsObject, name, text, sizeof text, &given));
+  if (given && text[0]) {
+    TRY_CONVERT(PetscOptionsStringToBool(text, &parsed), ok);
+    PetscCheck(ok, PETSC_COMM_SELF, PETSC_ERR_USER_INPUT,
+               "option %s: '%s' is not a boolean; use true or false (or give the option alone for true)", opt, text);
+  }
+  PetscCall(PetscOptionsBool(name, help, NULL, *value, value, set));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdOptionsString(PetscOptionItems *PetscOptionsObject, const char *name, const char *help, char *value,
+                                 size_t len, PetscBool *set)
+{
+  char      text[PETSC_MAX_PATH_LEN], opt[256], fallback[PETSC_MAX_PATH_LEN];
+  PetscBool given;
+
+  PetscFunctionBeginUser;
+  full_name(PetscOptionsObject, name, opt, sizeof opt);
+  PetscCall(raw_value(PetscOptionsObject, name, text, sizeof text, &given));
+  if (given) {
+    PetscCheck(text[0], PETSC_COMM_SELF, PETSC_ERR_USER_INPUT, "option %s needs a value", opt);
+    PetscCheck(strlen(text) < len, PETSC_COMM_SELF, PETSC_ERR_USER_INPUT,
+               "option %s: value is longer than %zu characters", opt, len - 1);
+  }
+  PetscCall(PetscStrncpy(fallback, value, sizeof fallback));
+  PetscCall(PetscOptionsString(name, help, NULL, fallback, value, len, set));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdOptionsChoice(PetscOptionItems *PetscOptionsObject, const char *name, const char *help,
+                                 const char *const *choices, PetscInt nchoices, PetscInt *value, PetscBool *set)
+{
+  char      text[256], opt[256];
+  PetscBool given;
+
+  PetscFunctionBeginUser;
+  full_name(PetscOptionsObject, name, opt, sizeof opt);
+  PetscCall(raw_value(PetscOptionsObject, name, text, sizeof text, &given));
+  if (given) {
+    PetscBool known = PETSC_FALSE;
+    for (PetscInt i = 0; i < nchoices && !known; i++) PetscCall(PetscStrcasecmp(text, choices[i], &known));
+    if (!known) {
+      char list[512] = "";
+      for (PetscInt i = 0; i < nchoices; i++) {
+        PetscCall(PetscStrlcat(list, choices[i], sizeof list));
+        if (i + 1 < nchoices) PetscCall(PetscStrlcat(list, ", ", sizeof list));
+      }
+      SETERRQ(PETSC_COMM_SELF, PETSC_ERR_USER_INPUT, "option %s: '%s' is not one of: %s", opt, text, list);
+    }
+  }
+  PetscCall(PetscOptionsEList(name, help, NULL, choices, nchoices, choices[*value], value, set));
+  PetscFunctionReturn(0);
+}
+
+/* Options that the runtime itself consumes at start or end of a run. */
+static PetscBool is_runtime_option(const char *name)
+{
+  static const char *const runtime[] = {"options_file",   "quiet",        "traceback",    "help",
+                                        "log_view",       "options_left", "malloc_debug", "malloc_dump",
+                                        "on_error_abort", "info",         "version"};
+  for (size_t i = 0; i < sizeof runtime / sizeof runtime[0]; i++)
+    if (!strcmp(name, runtime[i])) return PETSC_TRUE;
+  return PETSC_FALSE;
+}
+
+PetscErrorCode AckdOptionsCheckUnused(MPI_Comm comm, const char *stage)
+{
+  PetscInt n;
+  char   **names, **values;
+  char     unknown[1024] = "";
+  PetscInt count         = 0;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscOptionsLeftGet(NULL, &n, &names, &values));
+  for (PetscInt i = 0; i < n; i++) {
+    if (is_runtime_option(names[i])) continue;
+    if (count++) PetscCall(PetscStrlcat(unknown, ", ", sizeof unknown));
+    PetscCall(PetscStrlcat(unknown, "-", sizeof unknown));
+    PetscCall(PetscStrlcat(unknown, names[i], sizeof unknown));
+  }
+  PetscCall(PetscOptionsLeftRestore(NULL, &n, &names, &values));
+  PetscCheck(
+      !count, comm, PETSC_ERR_USER_INPUT,
+      "unknown option%s %s for stage '%s' (misspelt, or meant for another stage?); 'ackd %s -help' lists its options",
+      count > 1 ? "s" : "", unknown, stage, stage);
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdOptionsToString(char **text)
+{
+  PetscFunctionBeginUser;
+  PetscCall(PetscOptionsGetAll(NULL, text));
+  PetscFunctionReturn(0);
+}

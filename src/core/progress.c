@@ -1,0 +1,86 @@
+/* A throttled progress bar. Batch jobs write their output to files, where a
+ * bar is only noise, so it draws solely on an interactive terminal. */
+#include <ackd/core.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+enum { BAR_WIDTH = 24 };
+
+PetscErrorCode AckdProgressBegin(AckdProgress *bar, const AckdLog *log, const char *label, PetscInt total,
+                                 const char *unit)
+{
+  PetscMPIInt rank;
+
+  PetscFunctionBeginUser;
+  PetscCallMPI(MPI_Comm_rank(log->comm, &rank));
+  memset(bar, 0, sizeof *bar);
+  snprintf(bar->label, sizeof bar->label, "%s", label);
+  bar->total        = total;
+  bar->unit         = unit ? unit : "it";
+  bar->start        = AckdTimeNow();
+  bar->last_draw    = -1e300;
+  bar->min_interval = 0.25;
+  bar->active       = (PetscBool)(rank == 0 && !log->quiet && isatty(fileno(stderr)));
+  PetscFunctionReturn(0);
+}
+
+static void format_duration(double seconds, char *buf, size_t len)
+{
+  long s = seconds < 0 ? 0 : (long)(seconds + 0.5);
+  if (s >= 3600)
+    snprintf(buf, len, "%ld:%02ld:%02ld", s / 3600, (s / 60) % 60, s % 60);
+  else
+    snprintf(buf, len, "%02ld:%02ld", s / 60, s % 60);
+}
+
+void AckdProgressFormat(const AckdProgress *bar, double now, char *line, size_t len)
+{
+  double fraction = bar->total > 0 ? (double)bar->done / (double)bar->total : 1.0;
+  if (fraction > 1.0) fraction = 1.0;
+  double elapsed = now - bar->start;
+  double rate    = elapsed > 0 ? (double)bar->done / elapsed : 0.0;
+  char   cells[BAR_WIDTH + 1], eta[16];
+  int    filled = (int)(fraction * BAR_WIDTH);
+
+  for (int i = 0; i < BAR_WIDTH; i++) cells[i] = i < filled ? '#' : '.';
+  cells[BAR_WIDTH] = '\0';
+  if (rate > 0)
+    format_duration((double)(bar->total - bar->done) / rate, eta, sizeof eta);
+  else
+    snprintf(eta, sizeof eta, "--:--");
+  snprintf(line, len, "%-12s [%s] %3d%% %" PetscInt_FMT "/%" PetscInt_FMT " %.1f %s/s ETA %s", bar->label, cells,
+           (int)(100.0 * fraction), bar->done, bar->total, rate, bar->unit, eta);
+}
+
+static void draw(AckdProgress *bar, double now)
+{
+  char line[160];
+  AckdProgressFormat(bar, now, line, sizeof line);
+  fprintf(stderr, "\r%s\033[K", line);
+  fflush(stderr);
+  bar->last_draw = now;
+  bar->draws++;
+}
+
+PetscErrorCode AckdProgressUpdate(AckdProgress *bar, PetscInt done)
+{
+  PetscFunctionBeginUser;
+  bar->done = done;
+  if (!bar->active) PetscFunctionReturn(0);
+  double now = AckdTimeNow();
+  if (now - bar->last_draw >= bar->min_interval) draw(bar, now);
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdProgressEnd(AckdProgress *bar)
+{
+  PetscFunctionBeginUser;
+  if (bar->active) {
+    draw(bar, AckdTimeNow());
+    fputc('\n', stderr);
+    fflush(stderr);
+  }
+  bar->active = PETSC_FALSE;
+  PetscFunctionReturn(0);
+}

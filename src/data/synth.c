@@ -1,0 +1,405 @@
+/* `ackd synth`: the synthetic asymmetric benchmark.
+ *
+ * Every sample is a pure function of (seed, collection, index): its class, its
+ * label noise, its split and its pixels are recomputed from the counter-based
+ * RNG wherever they are needed, so the file holds the same data whatever the
+ * number of ranks, and any rank can make any sample. */
+#include <ackd/data.h>
+#include "synth_scene.h"
+#include <string.h>
+#include <unistd.h>
+
+/* RNG stream tags: one purpose each, so no two draws ever share a stream. */
+enum { TAG_MS_SCENE = 1, TAG_RGB_SCENE, TAG_MS_LABEL_NOISE, TAG_RGB_LABEL_NOISE, TAG_MS_SPLIT, TAG_RGB_SPLIT };
+
+enum {
+  WRITE_BATCH = 64 /* samples rendered and written per collective round */
+};
+
+struct _p_AckdSynth {
+  MPI_Comm       comm;
+  AckdLog        log;
+  AckdH5Settings h5;
+  char           output[PETSC_MAX_PATH_LEN];
+  PetscInt       ms_count, rgb_count, classes, bands, size, compress, seed;
+  PetscReal      overlap, ms_noise, rgb_noise, ms_blur, rgb_blur, rgb_gsd, variability, label_noise;
+  PetscReal      train_fraction, val_fraction;
+  PetscBool      force;
+  PetscLogEvent  event_render, event_write;
+};
+
+/* One collection as synth sees it: which world classes it shows, through which sensor. */
+typedef struct {
+  const char *name;
+  PetscInt    count;
+  PetscInt   *world_class; /* local class -> scene catalogue class */
+  char      **class_names;
+  AckdSensor  sensor;
+  uint32_t    tag_scene, tag_label_noise, tag_split;
+  PetscReal   label_noise;
+} Collection;
+
+PetscErrorCode AckdSynthCreate(MPI_Comm comm, AckdSynth *synth)
+{
+  AckdSynth    s;
+  PetscClassId classid;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscNew(&s));
+  s->comm = comm;
+  PetscCall(PetscStrncpy(s->output, "synth.h5", sizeof s->output));
+  s->ms_count       = 3000;
+  s->rgb_count      = 3000;
+  s->classes        = 10;
+  s->overlap        = 0.7;
+  s->bands          = 10;
+  s->size           = 32;
+  s->ms_noise       = 0.01;
+  s->rgb_noise      = 0.02;
+  s->ms_blur        = 0.5;
+  s->rgb_blur       = 0.7;
+  s->rgb_gsd        = 0.6;
+  s->variability    = 0.5;
+  s->label_noise    = 0.0;
+  s->train_fraction = 0.7;
+  s->val_fraction   = 0.15;
+  s->compress       = 1;
+  s->seed           = 42;
+  PetscCall(AckdLogSetUp(&s->log, comm));
+  PetscCall(PetscClassIdRegister("ackd data", &classid));
+  PetscCall(PetscLogEventRegister("SynthRender", classid, &s->event_render));
+  PetscCall(PetscLogEventRegister("SynthWrite", classid, &s->event_write));
+  *synth = s;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdSynthSetFromOptions(AckdSynth s)
+{
+  PetscFunctionBeginUser;
+  PetscOptionsBegin(s->comm, NULL, "ackd synth: the synthetic asymmetric MS/RGB benchmark", NULL);
+  PetscCall(AckdOptionsString(PetscOptionsObject, "-synth_output", "Dataset file to write", s->output, sizeof s->output,
+                              NULL));
+  PetscCall(
+      AckdOptionsInt(PetscOptionsObject, "-synth_ms_count", "Multispectral samples", &s->ms_count, 1, 100000000, NULL));
+  PetscCall(AckdOptionsInt(PetscOptionsObject, "-synth_rgb_count", "RGB samples (different scenes, unpaired)",
+                           &s->rgb_count, 1, 100000000, NULL));
+  PetscCall(
+      AckdOptionsInt(PetscOptionsObject, "-synth_classes", "Classes in each collection", &s->classes, 2, 1000, NULL));
+  PetscCall(AckdOptionsReal(PetscOptionsObject, "-synth_overlap",
+                            "Fraction of each collection's classes that the other collection also has", &s->overlap,
+                            0.0, 1.0, NULL));
+  PetscCall(AckdOptionsInt(PetscOptionsObject, "-synth_bands",
+                           "Multispectral bands (10: Sentinel-2 B2-B8, B8A, B11, B12)", &s->bands, 1,
+                           ACKD_SENSOR_MAX_BANDS, NULL));
+  PetscCall(AckdOptionsInt(PetscOptionsObject, "-synth_size", "Image height and width in pixels (the paper: 64)",
+                           &s->size, 8, 1024, NULL));
+  PetscCall(AckdOptionsReal(PetscOptionsObject, "-synth_ms_noise", "Multispectral sensor noise std (reflectance)",
+                            &s->ms_noise, 0.0, 1.0, NULL));
+  PetscCall(AckdOptionsReal(PetscOptionsObject, "-synth_rgb_noise", "RGB sensor noise std (of [0,1] values)",
+                            &s->rgb_noise, 0.0, 1.0, NULL));
+  PetscCall(AckdOptionsReal(PetscOptionsObject, "-synth_ms_blur", "Multispectral point-spread sigma (pixels)",
+                            &s->ms_blur, 0.0, 10.0, NULL));
+  PetscCall(AckdOptionsReal(PetscOptionsObject, "-synth_rgb_blur", "RGB point-spread sigma (pixels)", &s->rgb_blur, 0.0,
+                            10.0, NULL));
+  PetscCall(AckdOptionsReal(PetscOptionsObject, "-synth_rgb_gsd",
+                            "RGB ground sample distance relative to MS (< 1: finer RGB pixels)", &s->rgb_gsd, 0.05,
+                            20.0, NULL));
+  PetscCall(AckdOptionsReal(PetscOptionsObject, "-synth_variability",
+                            "Intra-class variability of spectra, layout and illumination (0..1)", &s->variability, 0.0,
+                            1.0, NULL));
+  PetscCall(AckdOptionsReal(PetscOptionsObject, "-synth_label_noise",
+                            "Probability that a sample's label is replaced by another class", &s->label_noise, 0.0, 1.0,
+                            NULL));
+  PetscCall(AckdOptionsReal(PetscOptionsObject, "-synth_train", "Training fraction of each class", &s->train_fraction,
+                            0.0, 1.0, NULL));
+  PetscCall(AckdOptionsReal(PetscOptionsObject, "-synth_val", "Validation fraction of each class (the rest is test)",
+                            &s->val_fraction, 0.0, 1.0, NULL));
+  PetscCall(AckdOptionsInt(PetscOptionsObject, "-synth_seed", "Random seed: the whole benchmark is a function of it",
+                           &s->seed, 0, PETSC_MAX_INT, NULL));
+  PetscCall(AckdOptionsInt(PetscOptionsObject, "-synth_compress", "Deflate level of the image datasets (0: none)",
+                           &s->compress, 0, 9, NULL));
+  PetscCall(AckdOptionsBool(PetscOptionsObject, "-synth_force",
+                            "Replace an existing output written with other parameters", &s->force, NULL));
+  PetscOptionsEnd();
+  if (s->train_fraction + s->val_fraction > 1.0 + 1e-12) {
+    char values[64];
+    snprintf(values, sizeof values, "%g and %g", (double)s->train_fraction, (double)s->val_fraction);
+    SETERRQ(s->comm, PETSC_ERR_USER_INPUT, "options -synth_train and -synth_val (%s) add up to more than 1; lower one",
+            values);
+  }
+  PetscCall(AckdH5SettingsSetFromOptions(&s->h5));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdSynthGetOutput(AckdSynth s, const char **path)
+{
+  PetscFunctionBeginUser;
+  *path = s->output;
+  PetscFunctionReturn(0);
+}
+
+/* The parameters that determine the file's contents, in one canonical line:
+ * a rerun with the same line finds its output up to date. */
+static void parameter_line(AckdSynth s, char *buf, size_t len)
+{
+  snprintf(buf, len,
+           "ms_count=%" PetscInt_FMT " rgb_count=%" PetscInt_FMT " classes=%" PetscInt_FMT
+           " overlap=%.15g bands=%" PetscInt_FMT " size=%" PetscInt_FMT
+           " ms_noise=%.15g rgb_noise=%.15g ms_blur=%.15g rgb_blur=%.15g rgb_gsd=%.15g variability=%.15g"
+           " label_noise=%.15g train=%.15g val=%.15g seed=%" PetscInt_FMT " compress=%" PetscInt_FMT " version=%s",
+           s->ms_count, s->rgb_count, s->classes, (double)s->overlap, s->bands, s->size, (double)s->ms_noise,
+           (double)s->rgb_noise, (double)s->ms_blur, (double)s->rgb_blur, (double)s->rgb_gsd, (double)s->variability,
+           (double)s->label_noise, (double)s->train_fraction, (double)s->val_fraction, s->seed, s->compress,
+           ACKD_VERSION_STRING);
+}
+
+/* MS shows world classes 0..K-1; RGB shares the first round(overlap K) of them
+ * and has K - shared classes of its own, so each side has classes the other
+ * lacks, as in the paper's unpaired benchmarks. */
+static PetscErrorCode collections_set_up(AckdSynth s, Collection *ms, Collection *rgb)
+{
+  PetscInt K = s->classes, shared = (PetscInt)PetscFloorReal(s->overlap * (PetscReal)K + 0.5);
+
+  PetscFunctionBeginUser;
+  *ms  = (Collection){.name            = "ms",
+                      .count           = s->ms_count,
+                      .tag_scene       = TAG_MS_SCENE,
+                      .tag_label_noise = TAG_MS_LABEL_NOISE,
+                      .tag_split       = TAG_MS_SPLIT,
+                      .label_noise     = s->label_noise};
+  *rgb = (Collection){.name            = "rgb",
+                      .count           = s->rgb_count,
+                      .tag_scene       = TAG_RGB_SCENE,
+                      .tag_label_noise = TAG_RGB_LABEL_NOISE,
+                      .tag_split       = TAG_RGB_SPLIT,
+                      .label_noise     = s->label_noise};
+  PetscCall(AckdSceneSensorMultispectral(s->bands, s->ms_noise, s->ms_blur, &ms->sensor));
+  PetscCall(AckdSceneSensorRGB(s->rgb_gsd, s->rgb_noise, s->rgb_blur, &rgb->sensor));
+  Collection *both[2] = {ms, rgb};
+  for (int k = 0; k < 2; k++) {
+    Collection *c = both[k];
+    PetscCall(PetscMalloc1(K, &c->world_class));
+    PetscCall(PetscMalloc1(K, &c->class_names));
+    for (PetscInt j = 0; j < K; j++) {
+      c->world_class[j] = (k == 0 || j < shared) ? j : K + (j - shared);
+      PetscCall(PetscMalloc1(64, &c->class_names[j]));
+      AckdSceneClassName(c->world_class[j], c->class_names[j], 64);
+    }
+  }
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode collection_destroy(Collection *c, PetscInt K)
+{
+  PetscFunctionBeginUser;
+  for (PetscInt j = 0; j < K && c->class_names; j++) PetscCall(PetscFree(c->class_names[j]));
+  PetscCall(PetscFree(c->class_names));
+  PetscCall(PetscFree(c->world_class));
+  PetscFunctionReturn(0);
+}
+
+/* Stratified split: within each class, a seeded permutation decides which
+ * samples go to train, val and test, in the requested fractions. */
+static PetscErrorCode compute_splits(AckdSynth s, const Collection *c, unsigned char *split)
+{
+  PetscInt K    = s->classes, *perm;
+  PetscInt most = (c->count + K - 1) / K;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscMalloc1(most, &perm));
+  for (PetscInt k = 0; k < K; k++) {
+    PetscInt n       = c->count / K + (k < c->count % K);
+    PetscInt n_train = (PetscInt)PetscFloorReal(s->train_fraction * (PetscReal)n + 0.5);
+    PetscInt n_val   = PetscMin(n - n_train, (PetscInt)PetscFloorReal(s->val_fraction * (PetscReal)n + 0.5));
+    AckdRng  rng;
+    AckdRngInit(&rng, (uint64_t)s->seed, (uint64_t)k, c->tag_split);
+    AckdRngPermutation(&rng, n, perm);
+    for (PetscInt t = 0; t < n; t++) {
+      PetscInt p       = perm[t];
+      split[k + K * t] = p < n_train ? ACKD_SPLIT_TRAIN : (p < n_train + n_val ? ACKD_SPLIT_VAL : ACKD_SPLIT_TEST);
+    }
+  }
+  PetscCall(PetscFree(perm));
+  PetscFunctionReturn(0);
+}
+
+/* Classes are interleaved (sample i shows class i mod K), so every prefix of
+ * the file is balanced; label noise then relabels a random few. */
+static int sample_label(AckdSynth s, const Collection *c, PetscInt i, PetscInt *scene_class)
+{
+  PetscInt K     = s->classes;
+  PetscInt clean = i % K;
+  *scene_class   = c->world_class[clean];
+  if (c->label_noise <= 0) return (int)clean;
+  AckdRng rng;
+  AckdRngInit(&rng, (uint64_t)s->seed, (uint64_t)i, c->tag_label_noise);
+  if (AckdRngUniform(&rng) >= c->label_noise) return (int)clean;
+  PetscInt other = (PetscInt)AckdRngBelow(&rng, (uint32_t)(K - 1));
+  return (int)(other >= clean ? other + 1 : other);
+}
+
+static PetscErrorCode write_collection(AckdSynth s, hid_t file, Collection *c, AckdProgress *bar, PetscInt *progress)
+{
+  PetscMPIInt          rank, size;
+  PetscInt             lo, hi, local, rounds, S = s->size;
+  AckdCollectionWriter writer;
+  const char          *bands[ACKD_SENSOR_MAX_BANDS];
+  unsigned char       *split;
+  float               *images;
+  int                  labels[WRITE_BATCH];
+  char                 sensor[128];
+
+  PetscFunctionBeginUser;
+  PetscCallMPI(MPI_Comm_rank(s->comm, &rank));
+  PetscCallMPI(MPI_Comm_size(s->comm, &size));
+  for (PetscInt b = 0; b < c->sensor.channels; b++) bands[b] = c->sensor.band_name[b];
+  snprintf(sensor, sizeof sensor, "synthetic %s: gsd %g, noise %g, blur %g px",
+           c->sensor.kind == ACKD_SENSOR_RGB ? "RGB camera" : "multispectral (Sentinel-2-like)", c->sensor.gsd,
+           c->sensor.noise, c->sensor.blur);
+  AckdCollectionLayout layout = {.name          = c->name,
+                                 .count         = c->count,
+                                 .channels      = c->sensor.channels,
+                                 .height        = S,
+                                 .width         = S,
+                                 .nclasses      = s->classes,
+                                 .class_names   = (const char *const *)c->class_names,
+                                 .band_names    = bands,
+                                 .wavelength_nm = c->sensor.wavelength_nm,
+                                 .sensor        = sensor,
+                                 .compress      = s->compress};
+  PetscCall(AckdCollectionWriterCreate(s->comm, file, &layout, &writer));
+
+  PetscCall(PetscMalloc1(c->count, &split));
+  PetscCall(compute_splits(s, c, split));
+  PetscInt sample = c->sensor.channels * S * S;
+  PetscCall(PetscMalloc1((size_t)WRITE_BATCH * sample, &images));
+
+  AckdDatasetPartition(c->count, size, rank, &lo, &hi);
+  local              = hi - lo;
+  PetscInt my_rounds = (local + WRITE_BATCH - 1) / WRITE_BATCH;
+  PetscCallMPI(MPI_Allreduce(&my_rounds, &rounds, 1, MPIU_INT, MPI_MAX, s->comm));
+  for (PetscInt r = 0; r < rounds; r++) {
+    PetscInt first = lo + r * WRITE_BATCH, n = PetscMax(0, PetscMin(WRITE_BATCH, hi - first));
+    PetscCall(PetscLogEventBegin(s->event_render, 0, 0, 0, 0));
+    for (PetscInt i = 0; i < n; i++) {
+      PetscInt scene_class;
+      labels[i] = sample_label(s, c, first + i, &scene_class);
+      PetscCall(AckdSceneRender((uint64_t)s->seed, c->tag_scene, (uint64_t)(first + i), scene_class, s->variability,
+                                &c->sensor, S, S, images + i * sample));
+    }
+    PetscCall(PetscLogEventEnd(s->event_render, 0, 0, 0, 0));
+    PetscCall(PetscLogEventBegin(s->event_write, 0, 0, 0, 0));
+    PetscCall(AckdCollectionWriterWrite(writer, first, n, images, labels, split + PetscMin(first, c->count)));
+    PetscCall(PetscLogEventEnd(s->event_write, 0, 0, 0, 0));
+    *progress += n;
+    PetscCall(AckdProgressUpdate(bar, *progress));
+  }
+  PetscCall(AckdCollectionWriterFinish(writer));
+  PetscCall(AckdCollectionWriterDestroy(&writer));
+  PetscCall(PetscFree(images));
+  PetscCall(PetscFree(split));
+  PetscFunctionReturn(0);
+}
+
+/* An existing output is either up to date (same parameters: nothing to do,
+ * which lets a killed pipeline simply be started again) or in the way. */
+static PetscErrorCode output_is_current(AckdSynth s, const char *params, PetscBool *current)
+{
+  PetscMPIInt rank;
+  int         state = 0; /* 0 absent, 1 current, 2 different */
+
+  PetscFunctionBeginUser;
+  PetscCallMPI(MPI_Comm_rank(s->comm, &rank));
+  if (rank == 0 && !access(s->output, F_OK)) {
+    state = 2;
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    hid_t file = H5Fopen(s->output, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (file >= 0) {
+      char      stored[2048];
+      PetscBool found = PETSC_FALSE;
+      if (H5Aexists(file, "synth_parameters") > 0)
+        PetscCall(AckdH5AttrReadString(file, "synth_parameters", stored, sizeof stored, &found));
+      if (found && !strcmp(stored, params)) state = 1;
+      H5Fclose(file);
+    }
+    H5Eclear2(H5E_DEFAULT);
+  }
+  PetscCallMPI(MPI_Bcast(&state, 1, MPI_INT, 0, s->comm));
+  PetscCheck(state != 2 || s->force, s->comm, PETSC_ERR_USER_INPUT,
+             "output '%s' exists and was not written by synth with these parameters; pass -synth_force to replace it, "
+             "or choose another -synth_output",
+             s->output);
+  *current = (PetscBool)(state == 1 && !s->force);
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdSynthWrite(AckdSynth s, const char *path)
+{
+  PetscMPIInt  rank, size;
+  Collection   ms, rgb;
+  char         params[2048], partial[PETSC_MAX_PATH_LEN + 8];
+  PetscBool    current;
+  hid_t        file;
+  AckdProgress bar;
+  PetscInt     done = 0, lo, hi, mine = 0;
+  double       t0 = AckdTimeNow();
+
+  PetscFunctionBeginUser;
+  if (path) PetscCall(PetscStrncpy(s->output, path, sizeof s->output));
+  PetscCallMPI(MPI_Comm_rank(s->comm, &rank));
+  PetscCallMPI(MPI_Comm_size(s->comm, &size));
+  parameter_line(s, params, sizeof params);
+  PetscCall(output_is_current(s, params, &current));
+  if (current) {
+    PetscCall(AckdLogInfo(&s->log, "synth: '%s' is up to date (same parameters); nothing to do\n", s->output));
+    PetscFunctionReturn(0);
+  }
+
+  PetscCall(collections_set_up(s, &ms, &rgb));
+  PetscInt shared = 0;
+  for (PetscInt j = 0; j < s->classes; j++) shared += rgb.world_class[j] < s->classes;
+  PetscCall(AckdLogInfo(&s->log,
+                        "synth: %" PetscInt_FMT " MS (%" PetscInt_FMT "x%" PetscInt_FMT "x%" PetscInt_FMT
+                        ") + %" PetscInt_FMT " RGB (3x%" PetscInt_FMT "x%" PetscInt_FMT ") samples, %" PetscInt_FMT
+                        " classes each (%" PetscInt_FMT " shared), seed %" PetscInt_FMT ", %d rank%s -> %s\n",
+                        s->ms_count, s->bands, s->size, s->size, s->rgb_count, s->size, s->size, s->classes, shared,
+                        s->seed, size, size > 1 ? "s" : "", s->output));
+
+  /* Write under a temporary name: the final name only ever holds a complete file. */
+  snprintf(partial, sizeof partial, "%s.part", s->output);
+  PetscCall(AckdH5FileCreate(s->comm, partial, &s->h5, &file));
+  PetscCall(AckdDatasetWriteProvenance(s->comm, file, "synth"));
+  PetscCall(AckdH5AttrWriteString(file, "synth_parameters", params));
+
+  AckdDatasetPartition(s->ms_count, size, rank, &lo, &hi);
+  mine += hi - lo;
+  AckdDatasetPartition(s->rgb_count, size, rank, &lo, &hi);
+  mine += hi - lo;
+  PetscCall(AckdProgressBegin(&bar, &s->log, "synth", mine, "img"));
+  PetscCall(write_collection(s, file, &ms, &bar, &done));
+  PetscCall(write_collection(s, file, &rgb, &bar, &done));
+  PetscCall(AckdProgressEnd(&bar));
+  PetscCall(AckdDatasetWriteClassMap(s->comm, file, s->classes, (const char *const *)ms.class_names, s->classes,
+                                     (const char *const *)rgb.class_names));
+  PetscCall(AckdH5FileClose(&file, partial));
+
+  PetscCallMPI(MPI_Barrier(s->comm));
+  int renamed = 0;
+  if (rank == 0) renamed = rename(partial, s->output) == 0;
+  PetscCallMPI(MPI_Bcast(&renamed, 1, MPI_INT, 0, s->comm));
+  PetscCheck(renamed, s->comm, PETSC_ERR_FILE_WRITE, "cannot rename '%s' to '%s'; check the directory's permissions",
+             partial, s->output);
+  double seconds = AckdTimeNow() - t0;
+  PetscCall(AckdLogInfo(&s->log, "synth: wrote %s in %.2f s (%.0f samples/s)\n", s->output, seconds,
+                        (double)(s->ms_count + s->rgb_count) / seconds));
+  PetscCall(collection_destroy(&ms, s->classes));
+  PetscCall(collection_destroy(&rgb, s->classes));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdSynthDestroy(AckdSynth *synth)
+{
+  PetscFunctionBeginUser;
+  PetscCall(PetscFree(*synth));
+  PetscFunctionReturn(0);
+}
