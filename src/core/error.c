@@ -31,7 +31,7 @@ static void describe_h5_error(char *buf, size_t len)
   H5Eclear2(H5E_DEFAULT);
   if (!text.inner[0])
     snprintf(buf, len, "HDF5 reported no detail");
-  else if (!strcmp(text.inner, text.outer))
+  else if (!strncmp(text.inner, text.outer, strlen(text.outer)))
     snprintf(buf, len, "%s", text.inner);
   else
     snprintf(buf, len, "%s: %s", text.outer, text.inner);

@@ -7,6 +7,27 @@
 
 enum { BAR_WIDTH = 24 };
 
+static int is_terminal_path(const char *link)
+{
+  return !strncmp(link, "/dev/pts/", 9) || !strncmp(link, "/dev/tty", 8);
+}
+
+/* Whether the person who started the run is watching a terminal. Under
+ * mpirun a rank's own streams say nothing: Open MPI gives every rank a pty
+ * for stdout even when mpirun writes to a file, and a pipe for stderr even on
+ * a terminal. What matters is the launcher's stderr, which rank 0 (started by
+ * mpirun on the same node) can read from /proc. */
+static int watching_terminal(void)
+{
+  if (isatty(fileno(stderr))) return 1;
+  char path[64], link[256];
+  snprintf(path, sizeof path, "/proc/%ld/fd/2", (long)getppid());
+  ssize_t n = readlink(path, link, sizeof link - 1);
+  if (n <= 0) return 0;
+  link[n] = '\0';
+  return is_terminal_path(link);
+}
+
 PetscErrorCode AckdProgressBegin(AckdProgress *bar, const AckdLog *log, const char *label, PetscInt total,
                                  const char *unit)
 {
@@ -21,7 +42,7 @@ PetscErrorCode AckdProgressBegin(AckdProgress *bar, const AckdLog *log, const ch
   bar->start        = AckdTimeNow();
   bar->last_draw    = -1e300;
   bar->min_interval = 0.25;
-  bar->active       = (PetscBool)(rank == 0 && !log->quiet && isatty(fileno(stderr)));
+  bar->active       = (PetscBool)(rank == 0 && !log->quiet && watching_terminal());
   PetscFunctionReturn(0);
 }
 

@@ -338,7 +338,7 @@ PetscErrorCode AckdSynthWrite(AckdSynth s, const char *path)
   PetscMPIInt  rank, size;
   Collection   ms, rgb;
   char         params[2048], partial[PETSC_MAX_PATH_LEN + 8];
-  PetscBool    current;
+  PetscBool    current = PETSC_FALSE;
   hid_t        file;
   AckdProgress bar;
   PetscInt     done = 0, lo, hi, mine = 0;
