@@ -247,6 +247,7 @@ static PetscErrorCode write_collection(AckdSynth s, hid_t file, Collection *c, A
   unsigned char       *split;
   float               *images;
   int                  labels[WRITE_BATCH];
+  PetscInt             flipped = 0;
   char                 sensor[128];
 
   PetscFunctionBeginUser;
@@ -284,6 +285,7 @@ static PetscErrorCode write_collection(AckdSynth s, hid_t file, Collection *c, A
     for (PetscInt i = 0; i < n; i++) {
       PetscInt scene_class;
       labels[i] = sample_label(s, c, first + i, &scene_class);
+      flipped += labels[i] != (first + i) % s->classes;
       PetscCall(AckdSceneRender((uint64_t)s->seed, c->tag_scene, (uint64_t)(first + i), scene_class, s->variability,
                                 &c->sensor, S, S, images + i * sample));
     }
@@ -296,6 +298,11 @@ static PetscErrorCode write_collection(AckdSynth s, hid_t file, Collection *c, A
   }
   PetscCall(AckdCollectionWriterFinish(writer));
   PetscCall(AckdCollectionWriterDestroy(&writer));
+  PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &flipped, 1, MPIU_INT, MPI_SUM, s->comm));
+  hid_t group;
+  AckdCallH5(group = H5Gopen2(file, c->name, H5P_DEFAULT), "opening /%s", c->name);
+  PetscCall(AckdH5AttrWriteInt(group, "labels_flipped", flipped)); /* provenance: how noisy the labels are */
+  H5Gclose(group);
   PetscCall(PetscFree(images));
   PetscCall(PetscFree(split));
   PetscFunctionReturn(0);

@@ -22,7 +22,7 @@ def rounded(x):
     return int(math.floor(x + 0.5))
 
 
-def check_collection(f, name, count, channels, size, classes, train, val, compress):
+def check_collection(f, name, count, channels, size, classes, train, val, compress, label_noise):
     g = f[name]
     images, labels, split = g["images"], g["labels"][...], g["split"][...]
     check(images.shape == (count, channels, size, size), f"/{name}/images shape {images.shape}")
@@ -36,10 +36,16 @@ def check_collection(f, name, count, channels, size, classes, train, val, compre
     check(len(g["bands"]) == channels, f"/{name}/bands has {len(g['bands'])} names")
     check(g.attrs["count"] == count and g.attrs["channels"] == channels, f"/{name} attrs")
 
-    # Interleaved balanced classes and per-class stratified splits (no label noise).
+    # Sample i shows scene class i mod K; label noise relabels some, splits follow the scene class.
+    scene = np.arange(count) % classes
+    flipped = int((labels != scene).sum())
+    check(g.attrs["labels_flipped"] == flipped, f"/{name} labels_flipped {g.attrs['labels_flipped']}, counted {flipped}")
+    sigma = math.sqrt(count * label_noise * (1 - label_noise)) + 1e-9
+    check(abs(flipped - count * label_noise) <= 5 * sigma, f"/{name} {flipped} flipped labels for p={label_noise}")
+    check(((labels >= 0) & (labels < classes)).all(), f"/{name} labels outside 0..{classes - 1}")
     for k in range(classes):
         n = count // classes + (1 if k < count % classes else 0)
-        members = split[labels == k]
+        members = split[scene == k]
         check(len(members) == n, f"/{name} class {k} has {len(members)} samples, want {n}")
         n_train = rounded(train * n)
         n_val = min(n - n_train, rounded(val * n))
@@ -71,13 +77,15 @@ def main():
     p.add_argument("--train", type=float, default=0.7)
     p.add_argument("--val", type=float, default=0.15)
     p.add_argument("--compress", type=int, default=1)
+    p.add_argument("--label-noise", type=float, default=0.0)
     a = p.parse_args()
 
     with h5py.File(a.file, "r") as f:
         check(f.attrs["ackd_format"] == "dataset", f"ackd_format {f.attrs.get('ackd_format')}")
         check(f.attrs["ackd_format_version"] == 1, "format version")
-        ms = check_collection(f, "ms", a.ms_count, a.bands, a.size, a.classes, a.train, a.val, a.compress)
-        rgb = check_collection(f, "rgb", a.rgb_count, 3, a.size, a.classes, a.train, a.val, a.compress)
+        common = (a.classes, a.train, a.val, a.compress, a.label_noise)
+        ms = check_collection(f, "ms", a.ms_count, a.bands, a.size, *common)
+        rgb = check_collection(f, "rgb", a.rgb_count, 3, a.size, *common)
         shared = rounded(a.overlap * a.classes)
         m2r, r2m = f["class_map/ms_to_rgb"][...], f["class_map/rgb_to_ms"][...]
         check(int((m2r >= 0).sum()) == shared, f"class map shares {(m2r >= 0).sum()} classes, want {shared}")
