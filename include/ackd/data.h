@@ -33,6 +33,34 @@ typedef enum { ACKD_SPLIT_TRAIN = 0, ACKD_SPLIT_VAL = 1, ACKD_SPLIT_TEST = 2 } A
 /* The contiguous sample range [lo, hi) a rank owns: whole stats blocks. */
 void AckdDatasetPartition(PetscInt count, PetscMPIInt size, PetscMPIInt rank, PetscInt *lo, PetscInt *hi);
 
+/* ---------------------------------------------------------------- splits */
+
+typedef struct {
+  uint64_t  seed;
+  uint32_t  tag;        /* RNG stream tag: distinct per collection */
+  PetscReal train, val; /* fractions; the rest is test (ignored with folds) */
+  PetscInt  folds;      /* > 1: k-fold, fold `fold` is validation, the rest training */
+  PetscInt  fold;
+} AckdSplitSettings;
+
+/* Stratified per class; samples whose label is outside 0..nclasses-1 are left untouched. */
+PetscErrorCode AckdSplitStratified(PetscInt n, const PetscInt *label, PetscInt nclasses, const AckdSplitSettings *s,
+                                   unsigned char *split);
+
+/* ---------------------------------------------------------------- output files */
+
+/* Creates `path`.part for writing; AckdDatasetCommit closes and renames it, so
+ * `path` is only ever absent, the previous file, or complete. */
+PetscErrorCode AckdDatasetCreatePartial(MPI_Comm comm, const char *path, const AckdH5Settings *h5, hid_t *file);
+PetscErrorCode AckdDatasetCommit(MPI_Comm comm, hid_t *file, const char *path);
+/* An existing output written with the same `parameters` (stored in attribute
+ * `attribute`) is up to date: nothing to do, so a killed pipeline can be
+ * started again. One written otherwise is only replaced with `force`
+ * (`force_option` names the option in the error). */
+PetscErrorCode AckdDatasetOutputIsCurrent(MPI_Comm comm, const char *path, const char *attribute,
+                                          const char *parameters, PetscBool force, const char *force_option,
+                                          PetscBool *current);
+
 /* ---------------------------------------------------------------- writing */
 
 typedef struct {
@@ -60,9 +88,11 @@ PetscErrorCode AckdCollectionWriterWrite(AckdCollectionWriter writer, PetscInt f
 PetscErrorCode AckdCollectionWriterFinish(AckdCollectionWriter writer);
 PetscErrorCode AckdCollectionWriterDestroy(AckdCollectionWriter *writer);
 
-/* The relation between the two collections' class lists (by name). */
-PetscErrorCode AckdDatasetWriteClassMap(MPI_Comm comm, hid_t file, PetscInt n_ms, const char *const *ms_classes,
-                                        PetscInt n_rgb, const char *const *rgb_classes);
+/* The relation between the two collections' class lists: ms_to_rgb[i] is the
+ * RGB class of MS class i, or -1. AckdClassMapByName relates equal names. */
+PetscErrorCode AckdDatasetWriteClassMap(MPI_Comm comm, hid_t file, PetscInt n_ms, PetscInt n_rgb, const int *ms_to_rgb);
+void AckdClassMapByName(PetscInt n_ms, const char *const *ms_classes, PetscInt n_rgb, const char *const *rgb_classes,
+                        int *ms_to_rgb);
 /* Root attributes: format, version, creator, time and the options in force. */
 PetscErrorCode AckdDatasetWriteProvenance(MPI_Comm comm, hid_t file, const char *generator);
 

@@ -2,6 +2,7 @@
 #include <ackd/data.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 void AckdDatasetPartition(PetscInt count, PetscMPIInt size, PetscMPIInt rank, PetscInt *lo, PetscInt *hi)
 {
@@ -271,27 +272,32 @@ PetscErrorCode AckdCollectionWriterDestroy(AckdCollectionWriter *writer)
   PetscFunctionReturn(0);
 }
 
-static PetscInt index_of(const char *name, PetscInt n, const char *const *list)
+void AckdClassMapByName(PetscInt n_ms, const char *const *ms_classes, PetscInt n_rgb, const char *const *rgb_classes,
+                        int *ms_to_rgb)
 {
-  for (PetscInt i = 0; i < n; i++)
-    if (!strcmp(name, list[i])) return i;
-  return -1;
+  for (PetscInt i = 0; i < n_ms; i++) {
+    ms_to_rgb[i] = -1;
+    for (PetscInt j = 0; j < n_rgb && ms_to_rgb[i] < 0; j++)
+      if (!strcmp(ms_classes[i], rgb_classes[j])) ms_to_rgb[i] = (int)j;
+  }
 }
 
-PetscErrorCode AckdDatasetWriteClassMap(MPI_Comm comm, hid_t file, PetscInt n_ms, const char *const *ms_classes,
-                                        PetscInt n_rgb, const char *const *rgb_classes)
+PetscErrorCode AckdDatasetWriteClassMap(MPI_Comm comm, hid_t file, PetscInt n_ms, PetscInt n_rgb, const int *ms_to_rgb)
 {
-  int     *ms_to_rgb, *rgb_to_ms;
+  int     *rgb_to_ms;
   PetscInt shared = 0;
   hid_t    group;
 
   PetscFunctionBeginUser;
-  PetscCall(PetscMalloc2(n_ms, &ms_to_rgb, n_rgb, &rgb_to_ms));
+  PetscCall(PetscMalloc1(PetscMax(n_rgb, 1), &rgb_to_ms));
+  for (PetscInt j = 0; j < n_rgb; j++) rgb_to_ms[j] = -1;
   for (PetscInt i = 0; i < n_ms; i++) {
-    ms_to_rgb[i] = (int)index_of(ms_classes[i], n_rgb, rgb_classes);
-    shared += ms_to_rgb[i] >= 0;
+    if (ms_to_rgb[i] < 0) continue;
+    PetscCheck(ms_to_rgb[i] < n_rgb && rgb_to_ms[ms_to_rgb[i]] < 0, PETSC_COMM_SELF, PETSC_ERR_ARG_WRONG,
+               "class map relates RGB class %d to two MS classes or is out of range", ms_to_rgb[i]);
+    rgb_to_ms[ms_to_rgb[i]] = (int)i;
+    shared++;
   }
-  for (PetscInt j = 0; j < n_rgb; j++) rgb_to_ms[j] = (int)index_of(rgb_classes[j], n_ms, ms_classes);
   AckdCallH5(group = H5Gcreate2(file, "class_map", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "creating /class_map");
   hsize_t d_ms = (hsize_t)n_ms, d_rgb = (hsize_t)n_rgb;
   PetscCall(AckdH5WriteSmall(comm, group, "ms_to_rgb", H5T_NATIVE_INT, 1, &d_ms, ms_to_rgb));
@@ -300,7 +306,74 @@ PetscErrorCode AckdDatasetWriteClassMap(MPI_Comm comm, hid_t file, PetscInt n_ms
   PetscCall(AckdH5AttrWriteInt(group, "ms_only", n_ms - shared));
   PetscCall(AckdH5AttrWriteInt(group, "rgb_only", n_rgb - shared));
   H5Gclose(group);
-  PetscCall(PetscFree2(ms_to_rgb, rgb_to_ms));
+  PetscCall(PetscFree(rgb_to_ms));
+  PetscFunctionReturn(0);
+}
+
+static void partial_name(const char *path, char *partial, size_t len)
+{
+  snprintf(partial, len, "%s.part", path);
+}
+
+PetscErrorCode AckdDatasetCreatePartial(MPI_Comm comm, const char *path, const AckdH5Settings *h5, hid_t *file)
+{
+  char partial[PETSC_MAX_PATH_LEN + 8];
+
+  PetscFunctionBeginUser;
+  partial_name(path, partial, sizeof partial);
+  PetscCall(AckdH5FileCreate(comm, partial, h5, file));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdDatasetCommit(MPI_Comm comm, hid_t *file, const char *path)
+{
+  char        partial[PETSC_MAX_PATH_LEN + 8];
+  PetscMPIInt rank;
+  int         renamed = 0;
+
+  PetscFunctionBeginUser;
+  partial_name(path, partial, sizeof partial);
+  PetscCall(AckdH5FileClose(file, partial));
+  PetscCallMPI(MPI_Comm_rank(comm, &rank));
+  PetscCallMPI(MPI_Barrier(comm)); /* every rank's data is in the file before it gets its final name */
+  if (rank == 0) renamed = rename(partial, path) == 0;
+  PetscCallMPI(MPI_Bcast(&renamed, 1, MPI_INT, 0, comm));
+  PetscCheck(renamed, comm, PETSC_ERR_FILE_WRITE, "cannot rename '%s' to '%s'; check the directory's permissions",
+             partial, path);
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdDatasetOutputIsCurrent(MPI_Comm comm, const char *path, const char *attribute,
+                                          const char *parameters, PetscBool force, const char *force_option,
+                                          PetscBool *current)
+{
+  PetscMPIInt rank;
+  int         state = 0; /* 0 absent, 1 current, 2 different */
+
+  PetscFunctionBeginUser;
+  PetscCallMPI(MPI_Comm_rank(comm, &rank));
+  if (rank == 0 && !access(path, F_OK)) {
+    state = 2;
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (file >= 0) {
+      char     *stored;
+      PetscBool found = PETSC_FALSE;
+      size_t    len   = strlen(parameters) + 2;
+      PetscCall(PetscMalloc1(len, &stored));
+      if (H5Aexists(file, attribute) > 0) PetscCall(AckdH5AttrReadString(file, attribute, stored, len, &found));
+      if (found && !strcmp(stored, parameters)) state = 1;
+      PetscCall(PetscFree(stored));
+      H5Fclose(file);
+    }
+    H5Eclear2(H5E_DEFAULT);
+  }
+  PetscCallMPI(MPI_Bcast(&state, 1, MPI_INT, 0, comm));
+  PetscCheck(
+      state != 2 || force, comm, PETSC_ERR_USER_INPUT,
+      "output '%s' exists and was not written with these parameters; pass %s to replace it, or choose another output",
+      path, force_option);
+  *current = (PetscBool)(state == 1 && !force);
   PetscFunctionReturn(0);
 }
 

@@ -7,7 +7,6 @@
 #include <ackd/data.h>
 #include "synth_scene.h"
 #include <string.h>
-#include <unistd.h>
 
 /* RNG stream tags: one purpose each, so no two draws ever share a stream. */
 enum { TAG_MS_SCENE = 1, TAG_RGB_SCENE, TAG_MS_LABEL_NOISE, TAG_RGB_LABEL_NOISE, TAG_MS_SPLIT, TAG_RGB_SPLIT };
@@ -198,28 +197,23 @@ static PetscErrorCode collection_destroy(Collection *c, PetscInt K)
   PetscFunctionReturn(0);
 }
 
-/* Stratified split: within each class, a seeded permutation decides which
- * samples go to train, val and test, in the requested fractions. */
+/* Stratified split on the scene class (i mod K), not the noisy label, so label
+ * noise never unbalances the splits. */
 static PetscErrorCode compute_splits(AckdSynth s, const Collection *c, unsigned char *split)
 {
-  PetscInt K    = s->classes, *perm;
-  PetscInt most = (c->count + K - 1) / K;
+  PetscInt         *scene;
+  AckdSplitSettings settings = {.seed  = (uint64_t)s->seed,
+                                .tag   = c->tag_split,
+                                .train = s->train_fraction,
+                                .val   = s->val_fraction,
+                                .folds = 0,
+                                .fold  = 0};
 
   PetscFunctionBeginUser;
-  PetscCall(PetscMalloc1(most, &perm));
-  for (PetscInt k = 0; k < K; k++) {
-    PetscInt n       = c->count / K + (k < c->count % K);
-    PetscInt n_train = (PetscInt)PetscFloorReal(s->train_fraction * (PetscReal)n + 0.5);
-    PetscInt n_val   = PetscMin(n - n_train, (PetscInt)PetscFloorReal(s->val_fraction * (PetscReal)n + 0.5));
-    AckdRng  rng;
-    AckdRngInit(&rng, (uint64_t)s->seed, (uint64_t)k, c->tag_split);
-    AckdRngPermutation(&rng, n, perm);
-    for (PetscInt t = 0; t < n; t++) {
-      PetscInt p       = perm[t];
-      split[k + K * t] = p < n_train ? ACKD_SPLIT_TRAIN : (p < n_train + n_val ? ACKD_SPLIT_VAL : ACKD_SPLIT_TEST);
-    }
-  }
-  PetscCall(PetscFree(perm));
+  PetscCall(PetscMalloc1(c->count, &scene));
+  for (PetscInt i = 0; i < c->count; i++) scene[i] = i % s->classes;
+  PetscCall(AckdSplitStratified(c->count, scene, s->classes, &settings, split));
+  PetscCall(PetscFree(scene));
   PetscFunctionReturn(0);
 }
 
@@ -308,43 +302,11 @@ static PetscErrorCode write_collection(AckdSynth s, hid_t file, Collection *c, A
   PetscFunctionReturn(0);
 }
 
-/* An existing output is either up to date (same parameters: nothing to do,
- * which lets a killed pipeline simply be started again) or in the way. */
-static PetscErrorCode output_is_current(AckdSynth s, const char *params, PetscBool *current)
-{
-  PetscMPIInt rank;
-  int         state = 0; /* 0 absent, 1 current, 2 different */
-
-  PetscFunctionBeginUser;
-  PetscCallMPI(MPI_Comm_rank(s->comm, &rank));
-  if (rank == 0 && !access(s->output, F_OK)) {
-    state = 2;
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    hid_t file = H5Fopen(s->output, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (file >= 0) {
-      char      stored[2048];
-      PetscBool found = PETSC_FALSE;
-      if (H5Aexists(file, "synth_parameters") > 0)
-        PetscCall(AckdH5AttrReadString(file, "synth_parameters", stored, sizeof stored, &found));
-      if (found && !strcmp(stored, params)) state = 1;
-      H5Fclose(file);
-    }
-    H5Eclear2(H5E_DEFAULT);
-  }
-  PetscCallMPI(MPI_Bcast(&state, 1, MPI_INT, 0, s->comm));
-  PetscCheck(state != 2 || s->force, s->comm, PETSC_ERR_USER_INPUT,
-             "output '%s' exists and was not written by synth with these parameters; pass -synth_force to replace it, "
-             "or choose another -synth_output",
-             s->output);
-  *current = (PetscBool)(state == 1 && !s->force);
-  PetscFunctionReturn(0);
-}
-
 PetscErrorCode AckdSynthWrite(AckdSynth s, const char *path)
 {
   PetscMPIInt  rank, size;
   Collection   ms, rgb;
-  char         params[2048], partial[PETSC_MAX_PATH_LEN + 8];
+  char         params[2048];
   PetscBool    current = PETSC_FALSE;
   hid_t        file;
   AckdProgress bar;
@@ -356,7 +318,8 @@ PetscErrorCode AckdSynthWrite(AckdSynth s, const char *path)
   PetscCallMPI(MPI_Comm_rank(s->comm, &rank));
   PetscCallMPI(MPI_Comm_size(s->comm, &size));
   parameter_line(s, params, sizeof params);
-  PetscCall(output_is_current(s, params, &current));
+  PetscCall(
+      AckdDatasetOutputIsCurrent(s->comm, s->output, "synth_parameters", params, s->force, "-synth_force", &current));
   if (current) {
     PetscCall(AckdLogInfo(&s->log, "synth: '%s' is up to date (same parameters); nothing to do\n", s->output));
     PetscFunctionReturn(0);
@@ -372,9 +335,7 @@ PetscErrorCode AckdSynthWrite(AckdSynth s, const char *path)
                         s->ms_count, s->bands, s->size, s->size, s->rgb_count, s->size, s->size, s->classes, shared,
                         s->seed, size, size > 1 ? "s" : "", s->output));
 
-  /* Write under a temporary name: the final name only ever holds a complete file. */
-  snprintf(partial, sizeof partial, "%s.part", s->output);
-  PetscCall(AckdH5FileCreate(s->comm, partial, &s->h5, &file));
+  PetscCall(AckdDatasetCreatePartial(s->comm, s->output, &s->h5, &file));
   PetscCall(AckdDatasetWriteProvenance(s->comm, file, "synth"));
   PetscCall(AckdH5AttrWriteString(file, "synth_parameters", params));
 
@@ -386,16 +347,13 @@ PetscErrorCode AckdSynthWrite(AckdSynth s, const char *path)
   PetscCall(write_collection(s, file, &ms, &bar, &done));
   PetscCall(write_collection(s, file, &rgb, &bar, &done));
   PetscCall(AckdProgressEnd(&bar));
-  PetscCall(AckdDatasetWriteClassMap(s->comm, file, s->classes, (const char *const *)ms.class_names, s->classes,
-                                     (const char *const *)rgb.class_names));
-  PetscCall(AckdH5FileClose(&file, partial));
-
-  PetscCallMPI(MPI_Barrier(s->comm));
-  int renamed = 0;
-  if (rank == 0) renamed = rename(partial, s->output) == 0;
-  PetscCallMPI(MPI_Bcast(&renamed, 1, MPI_INT, 0, s->comm));
-  PetscCheck(renamed, s->comm, PETSC_ERR_FILE_WRITE, "cannot rename '%s' to '%s'; check the directory's permissions",
-             partial, s->output);
+  int *ms_to_rgb;
+  PetscCall(PetscMalloc1(s->classes, &ms_to_rgb));
+  AckdClassMapByName(s->classes, (const char *const *)ms.class_names, s->classes, (const char *const *)rgb.class_names,
+                     ms_to_rgb);
+  PetscCall(AckdDatasetWriteClassMap(s->comm, file, s->classes, s->classes, ms_to_rgb));
+  PetscCall(PetscFree(ms_to_rgb));
+  PetscCall(AckdDatasetCommit(s->comm, &file, s->output));
   double seconds = AckdTimeNow() - t0;
   PetscCall(AckdLogInfo(&s->log, "synth: wrote %s in %.2f s (%.0f samples/s)\n", s->output, seconds,
                         (double)(s->ms_count + s->rgb_count) / seconds));
