@@ -12,5 +12,5 @@ fail() { echo "FAIL: $*"; echo "command: $*"; echo "--- stderr:"; echo "$err"; e
 n=$(printf '%s\n' "$err" | grep -c "^ackd[a-z ]*: error" || true)
 [ "$n" -eq 1 ] || fail "$n error lines, want exactly 1"
 printf '%s\n' "$err" | grep -q "PETSC ERROR" && fail "a PETSc traceback leaked"
-printf '%s\n' "$err" | grep -Eq "$regex" || fail "stderr does not match /$regex/"
+printf '%s\n' "$err" | grep -Eq -e "$regex" || fail "stderr does not match /$regex/"
 echo "ok: exit $code: $(printf '%s\n' "$err" | grep '^ackd' | head -1)"

@@ -149,6 +149,9 @@ PetscErrorCode AckdOptionsBool(PetscOptionItems *PetscOptionsObject, const char 
                                PetscBool *value, PetscBool *set);
 PetscErrorCode AckdOptionsString(PetscOptionItems *PetscOptionsObject, const char *name, const char *help, char *value,
                                  size_t len, PetscBool *set);
+/* A comma-separated integer list; *n is the capacity on input, the count on output (0 when not given). */
+PetscErrorCode AckdOptionsIntArray(PetscOptionItems *PetscOptionsObject, const char *name, const char *help,
+                                   PetscInt *values, PetscInt *n, PetscInt lo, PetscInt hi, PetscBool *set);
 PetscErrorCode AckdOptionsChoice(PetscOptionItems *PetscOptionsObject, const char *name, const char *help,
                                  const char *const *choices, PetscInt nchoices, PetscInt *value, PetscBool *set);
 

@@ -72,6 +72,7 @@ typedef struct {
   const double      *wavelength_nm; /* may be NULL */
   const char        *sensor;        /* free text describing the sensor */
   PetscInt           compress;      /* deflate level 0-9, 0 = none */
+  const char        *normalization; /* what was applied to the pixels; NULL: "none" */
 } AckdCollectionLayout;
 
 typedef struct _p_AckdCollectionWriter *AckdCollectionWriter;
@@ -86,6 +87,9 @@ PetscErrorCode AckdCollectionWriterWrite(AckdCollectionWriter writer, PetscInt f
                                          const int *labels, const unsigned char *splits);
 /* Collective: merges the statistics of every block and writes them. */
 PetscErrorCode AckdCollectionWriterFinish(AckdCollectionWriter writer);
+/* Collective, after Finish: rewrites the images as (x - mean) / std per band
+ * with the training statistics; the raw statistics stay as source_band_*. */
+PetscErrorCode AckdCollectionWriterStandardize(AckdCollectionWriter writer);
 PetscErrorCode AckdCollectionWriterDestroy(AckdCollectionWriter *writer);
 
 /* The relation between the two collections' class lists: ms_to_rgb[i] is the
@@ -108,6 +112,70 @@ PetscErrorCode AckdSynthSetFromOptions(AckdSynth synth);
 PetscErrorCode AckdSynthWrite(AckdSynth synth, const char *path);
 PetscErrorCode AckdSynthGetOutput(AckdSynth synth, const char **path);
 PetscErrorCode AckdSynthDestroy(AckdSynth *synth);
+
+/* ---------------------------------------------------------------- rasters */
+
+#define ACKD_RASTER_MAX_BANDS 64
+
+typedef enum {
+  ACKD_RASTER_OK = 0,
+  ACKD_RASTER_UNREADABLE, /* missing, corrupt, or not an image GDAL knows */
+  ACKD_RASTER_BAND_COUNT, /* another number of bands than the collection's */
+  ACKD_RASTER_ODD_SIZE,   /* another size than the collection's (set by curate) */
+  ACKD_RASTER_NOT_FINITE, /* NaN or Inf pixels */
+  ACKD_RASTER_STATUSES
+} AckdRasterStatus;
+
+typedef struct {
+  PetscInt        nbands;       /* bands to read, in this order */
+  const PetscInt *bands;        /* 1-based band numbers */
+  PetscInt        expect_bands; /* the band count every image must have; 0: any that holds the selection */
+  PetscBool       resize;       /* resample (bilinear) to height x width */
+  PetscInt        height, width;
+} AckdRasterRequest;
+
+typedef struct {
+  AckdRasterStatus status;
+  PetscInt         bands, height, width; /* as found (height, width: as returned) */
+  char             reason[256];
+} AckdRasterInfo;
+
+typedef struct {
+  float *data; /* nbands x height x width after a successful read */
+  size_t capacity;
+} AckdRasterBuffer;
+
+/* Decodes one image through GDAL. Bad files are reported in `info`, not as errors. */
+PetscErrorCode AckdRasterRead(const char *path, const AckdRasterRequest *req, AckdRasterBuffer *buf,
+                              AckdRasterInfo *info);
+uint64_t       AckdContentHash(const void *data, size_t bytes);
+
+/* ---------------------------------------------------------------- class folders */
+
+/* ROOT/<class>/<image>, sorted by class then file name, the same on every rank. */
+typedef struct {
+  PetscInt  nclasses;
+  char    **class_names;
+  PetscInt *class_counts; /* files per class; 0 for an empty class folder */
+  PetscInt  nfiles;
+  char    **paths; /* ROOT/<class>/<file> */
+  PetscInt *label; /* class index per file */
+} AckdClassFolders;
+
+/* Collective; `extensions` is a NULL-terminated list such as {"tif", "tiff", NULL}. */
+PetscErrorCode AckdClassFoldersScan(MPI_Comm comm, const char *root, const char *const *extensions,
+                                    AckdClassFolders *folders);
+PetscErrorCode AckdClassFoldersDestroy(AckdClassFolders *folders);
+
+/* ---------------------------------------------------------------- curate */
+
+typedef struct _p_AckdCurate *AckdCurate;
+
+PetscErrorCode AckdCurateCreate(MPI_Comm comm, AckdCurate *curate);
+PetscErrorCode AckdCurateSetFromOptions(AckdCurate curate);
+/* Collective: scans, decodes, checks and writes the dataset. */
+PetscErrorCode AckdCurateRun(AckdCurate curate);
+PetscErrorCode AckdCurateDestroy(AckdCurate *curate);
 
 /* ---------------------------------------------------------------- reading */
 

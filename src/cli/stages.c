@@ -4,6 +4,8 @@
 
 static const AckdStage STAGES[] = {
     {"synth", "generate the synthetic asymmetric MS/RGB benchmark (parallel HDF5)", "", 0, AckdStageSynth},
+    {"curate", "build a dataset from image folders (MS GeoTIFF, RGB JPEG/PNG/TIFF) through GDAL", "", 0,
+     AckdStageCurate},
     {"inspect", "summarise any ackd HDF5 file: groups, shapes, classes, splits, band statistics", "FILE", 1,
      AckdStageInspect},
 };

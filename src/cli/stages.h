@@ -21,6 +21,7 @@ void             AckdStagePrintList(FILE *out);
 PetscErrorCode AckdStageReady(MPI_Comm comm, const char *stage, PetscBool *stop);
 
 PetscErrorCode AckdStageSynth(MPI_Comm comm, int npositional, char **positional);
+PetscErrorCode AckdStageCurate(MPI_Comm comm, int npositional, char **positional);
 PetscErrorCode AckdStageInspect(MPI_Comm comm, int npositional, char **positional);
 
 #endif

@@ -181,3 +181,29 @@ PetscErrorCode AckdOptionsToString(char **text)
   PetscCall(PetscOptionsGetAll(NULL, text));
   PetscFunctionReturn(0);
 }
+
+PetscErrorCode AckdOptionsIntArray(PetscOptionItems *PetscOptionsObject, const char *name, const char *help,
+                                   PetscInt *values, PetscInt *n, PetscInt lo, PetscInt hi, PetscBool *set)
+{
+  char      text[1024], opt[256];
+  PetscBool given, ok, was_set = PETSC_FALSE;
+  PetscInt  capacity = *n;
+
+  PetscFunctionBeginUser;
+  full_name(PetscOptionsObject, name, opt, sizeof opt);
+  PetscCall(raw_value(PetscOptionsObject, name, text, sizeof text, &given));
+  if (given)
+    PetscCheck(text[0], PETSC_COMM_SELF, PETSC_ERR_USER_INPUT, "option %s needs a comma-separated list of integers",
+               opt);
+  TRY_CONVERT(PetscOptionsIntArray(name, help, NULL, values, n, &was_set), ok);
+  PetscCheck(ok, PETSC_COMM_SELF, PETSC_ERR_USER_INPUT,
+             "option %s: '%s' is not a list of at most %" PetscInt_FMT " integers (write it as 1,2,3)", opt, text,
+             capacity);
+  if (!was_set) *n = 0;
+  for (PetscInt i = 0; i < *n; i++)
+    PetscCheck(values[i] >= lo && values[i] <= hi, PETSC_COMM_SELF, PETSC_ERR_USER_INPUT,
+               "option %s: %" PetscInt_FMT " is out of range; use values in [%" PetscInt_FMT ", %" PetscInt_FMT "]",
+               opt, values[i], lo, hi);
+  if (set) *set = was_set;
+  PetscFunctionReturn(0);
+}

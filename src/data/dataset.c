@@ -31,17 +31,28 @@ static void moments_merge(Moments *a, const Moments *b)
 }
 
 struct _p_AckdCollectionWriter {
-  MPI_Comm comm;
-  char     name[16];
-  PetscInt count, channels, height, width;
-  hid_t    group, images, labels, split, dxpl;
-  PetscInt lo, hi;        /* this rank's samples */
-  PetscInt first_block;   /* block index of `lo` */
-  PetscInt nblocks;       /* blocks this rank owns */
-  Moments *block_moments; /* nblocks x channels */
-  double  *band_min, *band_max;
-  PetscInt next; /* next sample this rank must write: enforces in-order writes */
+  MPI_Comm       comm;
+  char           name[16];
+  PetscInt       count, channels, height, width;
+  hid_t          group, images, labels, split, dxpl;
+  PetscInt       lo, hi;        /* this rank's samples */
+  PetscInt       first_block;   /* block index of `lo` */
+  PetscInt       nblocks;       /* blocks this rank owns */
+  Moments       *block_moments; /* nblocks x channels */
+  double        *band_min, *band_max;
+  double        *stats;  /* mean, std, min, max per band (4 x channels), after Finish */
+  unsigned char *splits; /* this rank's samples' splits: Standardize revisits the training ones */
+  PetscInt       next;   /* next sample this rank must write: enforces in-order writes */
 };
+
+static void reset_moments(AckdCollectionWriter w)
+{
+  memset(w->block_moments, 0, sizeof(Moments) * (size_t)PetscMax(w->nblocks, 1) * (size_t)w->channels);
+  for (PetscInt c = 0; c < w->channels; c++) {
+    w->band_min[c] = PETSC_MAX_REAL;
+    w->band_max[c] = -PETSC_MAX_REAL;
+  }
+}
 
 static PetscErrorCode create_dataset(hid_t loc, const char *name, hid_t type, int rank, const hsize_t *dims, hid_t dcpl,
                                      hid_t *dset)
@@ -101,10 +112,9 @@ PetscErrorCode AckdCollectionWriterCreate(MPI_Comm comm, hid_t file, const AckdC
   w->nblocks     = (w->hi - w->lo + ACKD_DATASET_STATS_BLOCK - 1) / ACKD_DATASET_STATS_BLOCK;
   PetscCall(PetscCalloc1((size_t)PetscMax(w->nblocks, 1) * w->channels, &w->block_moments));
   PetscCall(PetscMalloc2(w->channels, &w->band_min, w->channels, &w->band_max));
-  for (PetscInt c = 0; c < w->channels; c++) {
-    w->band_min[c] = PETSC_MAX_REAL;
-    w->band_max[c] = -PETSC_MAX_REAL;
-  }
+  PetscCall(PetscMalloc1(4 * w->channels, &w->stats));
+  PetscCall(PetscMalloc1(PetscMax(w->hi - w->lo, 1), &w->splits));
+  reset_moments(w);
 
   AckdCallH5(w->group = H5Gcreate2(file, layout->name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "creating group /%s",
              layout->name);
@@ -128,7 +138,7 @@ PetscErrorCode AckdCollectionWriterCreate(MPI_Comm comm, hid_t file, const AckdC
   PetscCall(AckdH5AttrWriteInt(w->group, "classes", layout->nclasses));
   PetscCall(AckdH5AttrWriteInt(w->group, "multilabel", 0));
   PetscCall(AckdH5AttrWriteString(w->group, "sensor", layout->sensor ? layout->sensor : "unknown"));
-  PetscCall(AckdH5AttrWriteString(w->group, "normalization", "none"));
+  PetscCall(AckdH5AttrWriteString(w->group, "normalization", layout->normalization ? layout->normalization : "none"));
   PetscCall(AckdH5AttrWriteString(w->group, "stats_split", "train"));
   *writer = w;
   PetscFunctionReturn(0);
@@ -197,8 +207,10 @@ PetscErrorCode AckdCollectionWriterWrite(AckdCollectionWriter w, PetscInt first,
       PetscCheck(!PetscIsInfOrNanReal(images[i]), PETSC_COMM_SELF, PETSC_ERR_FP,
                  "sample %" PetscInt_FMT " of /%s has a NaN or Inf pixel; refusing to write it", first + i / sample,
                  w->name);
-    for (PetscInt i = 0; i < n; i++)
+    for (PetscInt i = 0; i < n; i++) {
+      w->splits[first + i - w->lo] = splits[i];
       if (splits[i] == ACKD_SPLIT_TRAIN) accumulate_sample(w, first + i, images + i * sample);
+    }
     w->next += n;
   }
   PetscCall(write_rows(w, w->images, H5T_NATIVE_FLOAT, 4, first, n, images));
@@ -207,32 +219,24 @@ PetscErrorCode AckdCollectionWriterWrite(AckdCollectionWriter w, PetscInt first,
   PetscFunctionReturn(0);
 }
 
-PetscErrorCode AckdCollectionWriterFinish(AckdCollectionWriter w)
+/* Gathers every block's moments everywhere and merges them in block order,
+ * so the statistics do not depend on how blocks were spread over ranks. */
+static PetscErrorCode merge_statistics(AckdCollectionWriter w)
 {
-  PetscMPIInt size, rank;
-  PetscInt    C = w->channels;
+  PetscMPIInt size, *counts, *displs;
+  PetscInt    C = w->channels, total_blocks = (w->count + ACKD_DATASET_STATS_BLOCK - 1) / ACKD_DATASET_STATS_BLOCK;
+  PetscMPIInt mine = (PetscMPIInt)(w->nblocks * C * 3);
+  Moments    *all;
 
   PetscFunctionBeginUser;
-  PetscCheck(w->next == w->hi, PETSC_COMM_SELF, PETSC_ERR_ARG_WRONGSTATE,
-             "/%s: rank wrote samples up to %" PetscInt_FMT " of its %" PetscInt_FMT "..%" PetscInt_FMT, w->name,
-             w->next, w->lo, w->hi);
   PetscCallMPI(MPI_Comm_size(w->comm, &size));
-  PetscCallMPI(MPI_Comm_rank(w->comm, &rank));
-
-  /* Gather every block's moments everywhere and merge them in block order. */
-  PetscMPIInt *counts, *displs;
-  Moments     *all;
-  PetscInt     total_blocks = (w->count + ACKD_DATASET_STATS_BLOCK - 1) / ACKD_DATASET_STATS_BLOCK;
-  PetscMPIInt  mine         = (PetscMPIInt)(w->nblocks * C * 3);
   PetscCall(PetscMalloc2(size, &counts, size, &displs));
   PetscCall(PetscMalloc1((size_t)total_blocks * C, &all));
   PetscCallMPI(MPI_Allgather(&mine, 1, MPI_INT, counts, 1, MPI_INT, w->comm));
   displs[0] = 0;
   for (PetscMPIInt r = 1; r < size; r++) displs[r] = displs[r - 1] + counts[r - 1];
   PetscCallMPI(MPI_Allgatherv(w->block_moments, mine, MPI_DOUBLE, all, counts, displs, MPI_DOUBLE, w->comm));
-
-  double *stats; /* mean, std, min, max: 4 x C */
-  PetscCall(PetscMalloc1(4 * C, &stats));
+  double *stats = w->stats;
   for (PetscInt c = 0; c < C; c++) {
     Moments m = {0, 0, 0};
     for (PetscInt b = 0; b < total_blocks; b++) moments_merge(&m, &all[b * C + c]);
@@ -243,14 +247,98 @@ PetscErrorCode AckdCollectionWriterFinish(AckdCollectionWriter w)
   PetscCallMPI(MPI_Allreduce(w->band_max, stats + 3 * C, (int)C, MPI_DOUBLE, MPI_MAX, w->comm));
   for (PetscInt c = 0; c < C; c++)
     if (stats[2 * C + c] > stats[3 * C + c]) stats[2 * C + c] = stats[3 * C + c] = 0; /* no training samples */
-
-  hsize_t     dims    = (hsize_t)C;
-  const char *names[] = {"band_mean", "band_std", "band_min", "band_max"};
-  for (int k = 0; k < 4; k++)
-    PetscCall(AckdH5WriteSmall(w->comm, w->group, names[k], H5T_NATIVE_DOUBLE, 1, &dims, stats + k * C));
-  PetscCall(PetscFree(stats));
   PetscCall(PetscFree(all));
   PetscCall(PetscFree2(counts, displs));
+  PetscFunctionReturn(0);
+}
+
+static const char *const STAT_NAMES[] = {"band_mean", "band_std", "band_min", "band_max"};
+
+static PetscErrorCode write_statistics(AckdCollectionWriter w)
+{
+  hsize_t dims = (hsize_t)w->channels;
+
+  PetscFunctionBeginUser;
+  for (int k = 0; k < 4; k++)
+    PetscCall(
+        AckdH5WriteSmall(w->comm, w->group, STAT_NAMES[k], H5T_NATIVE_DOUBLE, 1, &dims, w->stats + k * w->channels));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdCollectionWriterFinish(AckdCollectionWriter w)
+{
+  PetscFunctionBeginUser;
+  PetscCheck(w->next == w->hi, PETSC_COMM_SELF, PETSC_ERR_ARG_WRONGSTATE,
+             "/%s: rank wrote samples up to %" PetscInt_FMT " of its %" PetscInt_FMT "..%" PetscInt_FMT, w->name,
+             w->next, w->lo, w->hi);
+  PetscCall(merge_statistics(w));
+  PetscCall(write_statistics(w));
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode read_rows(AckdCollectionWriter w, PetscInt first, PetscInt n, float *data)
+{
+  hid_t   fspace, mspace;
+  hsize_t start[4] = {(hsize_t)first, 0, 0, 0}, count[4], one[4] = {1, 1, 1, 1};
+
+  PetscFunctionBeginUser;
+  AckdCallH5(fspace = H5Dget_space(w->images), "dataspace of /%s/images", w->name);
+  H5Sget_simple_extent_dims(fspace, count, NULL);
+  count[0] = (hsize_t)n;
+  if (n > 0) {
+    H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, NULL, count, NULL);
+    mspace = H5Screate_simple(4, count, NULL);
+  } else {
+    H5Sselect_none(fspace);
+    mspace = H5Screate_simple(4, one, NULL);
+    H5Sselect_none(mspace);
+  }
+  AckdCallH5(H5Dread(w->images, H5T_NATIVE_FLOAT, mspace, fspace, w->dxpl, data),
+             "reading back samples %" PetscInt_FMT "..%" PetscInt_FMT " of /%s", first, first + n, w->name);
+  H5Sclose(mspace);
+  H5Sclose(fspace);
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdCollectionWriterStandardize(AckdCollectionWriter w)
+{
+  enum { BATCH = 64 };
+  PetscInt C = w->channels, hw = w->height * w->width, sample = C * hw, rounds;
+  double   mean[ACKD_RASTER_MAX_BANDS], inv_std[ACKD_RASTER_MAX_BANDS];
+  float   *buf;
+
+  PetscFunctionBeginUser;
+  PetscCheck(C <= ACKD_RASTER_MAX_BANDS, PETSC_COMM_SELF, PETSC_ERR_SUP, "standardising more than %d bands",
+             ACKD_RASTER_MAX_BANDS);
+  for (PetscInt c = 0; c < C; c++) {
+    mean[c]    = w->stats[c];
+    inv_std[c] = w->stats[C + c] > 0 ? 1.0 / w->stats[C + c] : 1.0; /* a constant band stays centred */
+  }
+  for (int k = 0; k < 4; k++) {
+    char kept[32];
+    snprintf(kept, sizeof kept, "source_%s", STAT_NAMES[k]);
+    AckdCallH5(H5Lmove(w->group, STAT_NAMES[k], w->group, kept, H5P_DEFAULT, H5P_DEFAULT), "renaming /%s/%s", w->name,
+               STAT_NAMES[k]);
+  }
+  reset_moments(w);
+  PetscCall(PetscMalloc1((size_t)BATCH * sample, &buf));
+  PetscInt mine = (w->hi - w->lo + BATCH - 1) / BATCH;
+  PetscCallMPI(MPI_Allreduce(&mine, &rounds, 1, MPIU_INT, MPI_MAX, w->comm));
+  for (PetscInt r = 0; r < rounds; r++) {
+    PetscInt first = w->lo + r * BATCH, n = PetscMax(0, PetscMin(BATCH, w->hi - first));
+    PetscCall(read_rows(w, first, n, buf));
+    for (PetscInt i = 0; i < n; i++) {
+      float *x = buf + i * sample;
+      for (PetscInt c = 0; c < C; c++)
+        for (PetscInt p = 0; p < hw; p++) x[c * hw + p] = (float)((x[c * hw + p] - mean[c]) * inv_std[c]);
+      if (w->splits[first + i - w->lo] == ACKD_SPLIT_TRAIN) accumulate_sample(w, first + i, x);
+    }
+    PetscCall(write_rows(w, w->images, H5T_NATIVE_FLOAT, 4, first, n, buf));
+  }
+  PetscCall(PetscFree(buf));
+  /* Statistics of what is stored now, merged exactly as the first time. */
+  PetscCall(merge_statistics(w));
+  PetscCall(write_statistics(w));
   PetscFunctionReturn(0);
 }
 
@@ -267,6 +355,8 @@ PetscErrorCode AckdCollectionWriterDestroy(AckdCollectionWriter *writer)
   if (w->group > 0) H5Gclose(w->group);
   PetscCall(PetscFree(w->block_moments));
   PetscCall(PetscFree2(w->band_min, w->band_max));
+  PetscCall(PetscFree(w->stats));
+  PetscCall(PetscFree(w->splits));
   PetscCall(PetscFree(w));
   *writer = NULL;
   PetscFunctionReturn(0);

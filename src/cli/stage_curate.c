@@ -1,0 +1,17 @@
+/* `ackd curate`: a dataset from real image folders. */
+#include "stages.h"
+#include <ackd/data.h>
+
+PetscErrorCode AckdStageCurate(MPI_Comm comm, int npositional, char **positional)
+{
+  AckdCurate curate;
+  PetscBool  stop;
+
+  PetscFunctionBeginUser;
+  PetscCall(AckdCurateCreate(comm, &curate));
+  PetscCall(AckdCurateSetFromOptions(curate));
+  PetscCall(AckdStageReady(comm, "curate", &stop));
+  if (!stop) PetscCall(AckdCurateRun(curate));
+  PetscCall(AckdCurateDestroy(&curate));
+  PetscFunctionReturn(0);
+}

@@ -1,0 +1,647 @@
+/* `ackd curate`: a dataset file from real image folders, through GDAL.
+ *
+ * Each collection (MS GeoTIFFs, RGB JPEG/PNG/TIFF) is read in two passes.
+ * Pass 1: ranks split the file list, decode their share, and record per file
+ * its status, band count, size and content hash; the table is gathered so
+ * that every rank makes the same decisions (the collection's size and band
+ * count, which files to skip, which are duplicates). Pass 2: ranks split the
+ * kept samples by final index, decode them again and write collectively.
+ * Decoding twice costs less than holding a large collection in memory, and
+ * makes the result independent of the number of ranks. */
+#include <ackd/data.h>
+#include <gdal.h>
+#include <string.h>
+#include <sys/stat.h>
+
+enum {
+  WRITE_BATCH    = 32, /* samples decoded and written per collective round */
+  WARNINGS_SHOWN = 20, /* per kind of problem; the rest are counted */
+  CHECK_FIELDS   = 5   /* status, bands, height, width, hash */
+};
+
+typedef enum { NORMALIZE_NONE, NORMALIZE_IMAGE_MAX, NORMALIZE_BAND_STANDARDIZE } Normalization;
+static const char *const NORMALIZATIONS[]                        = {"none", "image_max", "band_standardize"};
+static const char *const MS_EXTENSIONS[]                         = {"tif", "tiff", NULL};
+static const char *const RGB_EXTENSIONS[]                        = {"jpg", "jpeg", "png", "tif", "tiff", NULL};
+static const char *const STATUS_COUNT_ATTR[ACKD_RASTER_STATUSES] = {NULL, "skipped_unreadable", "skipped_band_count",
+                                                                    "skipped_odd_size", "skipped_not_finite"};
+
+struct _p_AckdCurate {
+  MPI_Comm       comm;
+  AckdLog        log;
+  AckdH5Settings h5;
+  char           output[PETSC_MAX_PATH_LEN], ms_dir[PETSC_MAX_PATH_LEN], rgb_dir[PETSC_MAX_PATH_LEN];
+  char           class_map[PETSC_MAX_PATH_LEN];
+  PetscInt       ms_bands[ACKD_RASTER_MAX_BANDS], n_ms_bands, ms_size, rgb_size;
+  PetscInt       normalize, folds, fold, seed, compress;
+  PetscReal      train, val;
+  PetscBool      strict, drop_duplicates, force;
+  PetscLogEvent  event_decode, event_write;
+};
+
+/* One collection on its way into the file. */
+typedef struct {
+  const char       *name, *dir;
+  AckdClassFolders  folders;
+  AckdRasterRequest request;
+  PetscInt          fixed_size; /* from the options; 0: the most common size */
+  uint32_t          split_tag;
+  long long        *check; /* CHECK_FIELDS per file, identical on every rank after pass 1 */
+  PetscBool        *duplicate;
+  PetscInt         *kept, nkept; /* final sample -> file */
+  PetscInt          bands, height, width;
+  PetscInt          skipped[ACKD_RASTER_STATUSES], duplicates, empty_classes;
+} Source;
+
+PetscErrorCode AckdCurateCreate(MPI_Comm comm, AckdCurate *curate)
+{
+  AckdCurate   c;
+  PetscClassId classid;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscNew(&c));
+  c->comm = comm;
+  PetscCall(PetscStrncpy(c->output, "curated.h5", sizeof c->output));
+  c->normalize = NORMALIZE_IMAGE_MAX;
+  c->folds     = 5;
+  c->train     = 0.8;
+  c->val       = 0.2;
+  c->seed      = 42;
+  c->compress  = 1;
+  PetscCall(AckdLogSetUp(&c->log, comm));
+  PetscCall(PetscClassIdRegister("ackd data", &classid));
+  PetscCall(PetscLogEventRegister("CurateDecode", classid, &c->event_decode));
+  PetscCall(PetscLogEventRegister("CurateWrite", classid, &c->event_write));
+  GDALAllRegister();
+  *curate = c;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdCurateSetFromOptions(AckdCurate c)
+{
+  PetscFunctionBeginUser;
+  c->n_ms_bands = ACKD_RASTER_MAX_BANDS;
+  PetscOptionsBegin(c->comm, NULL, "ackd curate: a dataset from image folders (ROOT/<class>/<image>) through GDAL",
+                    NULL);
+  PetscCall(AckdOptionsString(PetscOptionsObject, "-curate_output", "Dataset file to write", c->output,
+                              sizeof c->output, NULL));
+  PetscCall(AckdOptionsString(PetscOptionsObject, "-curate_ms_dir", "Multispectral GeoTIFFs, one folder per class",
+                              c->ms_dir, sizeof c->ms_dir, NULL));
+  PetscCall(
+      AckdOptionsIntArray(PetscOptionsObject, "-curate_ms_bands",
+                          "MS bands to keep, 1-based (required with -curate_ms_dir; the paper: 1,2,3,4,5,6,7,10,11,12)",
+                          c->ms_bands, &c->n_ms_bands, 1, 100000, NULL));
+  PetscCall(AckdOptionsInt(PetscOptionsObject, "-curate_ms_size",
+                           "MS image size; others are skipped (0: the most common size)", &c->ms_size, 0, 100000,
+                           NULL));
+  PetscCall(AckdOptionsString(PetscOptionsObject, "-curate_rgb_dir",
+                              "RGB images (JPEG, PNG, TIFF), one folder per class", c->rgb_dir, sizeof c->rgb_dir,
+                              NULL));
+  PetscCall(AckdOptionsInt(PetscOptionsObject, "-curate_rgb_size",
+                           "Resize RGB images to this size, bilinear (0: keep; other sizes are skipped)", &c->rgb_size,
+                           0, 100000, NULL));
+  PetscCall(AckdOptionsString(PetscOptionsObject, "-curate_class_map",
+                              "CSV of 'ms_class,rgb_class' lines relating the two class lists (default: equal names)",
+                              c->class_map, sizeof c->class_map, NULL));
+  PetscCall(AckdOptionsChoice(
+      PetscOptionsObject, "-curate_normalize",
+      "image_max: the paper's x/max(x) then (x-0.5)/0.5; band_standardize: per-band (x-mean)/std over training",
+      NORMALIZATIONS, 3, &c->normalize, NULL));
+  PetscCall(AckdOptionsInt(PetscOptionsObject, "-curate_folds",
+                           "Stratified k-fold split; fold -curate_fold validates (0 or 1: fractions instead)",
+                           &c->folds, 0, 100, NULL));
+  PetscCall(
+      AckdOptionsInt(PetscOptionsObject, "-curate_fold", "Which fold is the validation set", &c->fold, 0, 99, NULL));
+  PetscCall(AckdOptionsReal(PetscOptionsObject, "-curate_train", "Training fraction when not k-fold", &c->train, 0.0,
+                            1.0, NULL));
+  PetscCall(AckdOptionsReal(PetscOptionsObject, "-curate_val", "Validation fraction when not k-fold (rest: test)",
+                            &c->val, 0.0, 1.0, NULL));
+  PetscCall(AckdOptionsInt(PetscOptionsObject, "-curate_seed", "Seed of the splits", &c->seed, 0, PETSC_MAX_INT, NULL));
+  PetscCall(AckdOptionsBool(PetscOptionsObject, "-curate_strict",
+                            "Stop at the first unreadable, odd-sized or wrong-band image or empty class folder",
+                            &c->strict, NULL));
+  PetscCall(AckdOptionsBool(PetscOptionsObject, "-curate_drop_duplicates",
+                            "Drop images whose pixels equal an earlier image's (they are always reported)",
+                            &c->drop_duplicates, NULL));
+  PetscCall(AckdOptionsInt(PetscOptionsObject, "-curate_compress", "Deflate level of the image datasets (0: none)",
+                           &c->compress, 0, 9, NULL));
+  PetscCall(AckdOptionsBool(PetscOptionsObject, "-curate_force", "Replace an existing output written otherwise",
+                            &c->force, NULL));
+  PetscOptionsEnd();
+  PetscCheck(c->ms_dir[0] || c->rgb_dir[0], c->comm, PETSC_ERR_USER_INPUT,
+             "nothing to curate; give -curate_ms_dir and/or -curate_rgb_dir");
+  PetscCheck(!c->ms_dir[0] || c->n_ms_bands > 0, c->comm, PETSC_ERR_USER_INPUT,
+             "-curate_ms_dir needs -curate_ms_bands, the bands to keep (e.g. 1,2,3,4,5,6,7,10,11,12 as the paper)");
+  PetscCheck(c->folds < 2 || c->fold < c->folds, c->comm, PETSC_ERR_USER_INPUT,
+             "-curate_fold %" PetscInt_FMT " does not exist with -curate_folds %" PetscInt_FMT
+             "; use 0..%" PetscInt_FMT,
+             c->fold, c->folds, c->folds - 1);
+  PetscCheck(c->folds >= 2 || c->train + c->val <= 1.0 + 1e-12, c->comm, PETSC_ERR_USER_INPUT,
+             "-curate_train and -curate_val add up to more than 1; lower one");
+  PetscCall(AckdH5SettingsSetFromOptions(&c->h5));
+  PetscFunctionReturn(0);
+}
+
+/* ------------------------------------------------------------ pass 1 */
+
+static PetscErrorCode check_files(AckdCurate c, Source *s, AckdProgress *bar, PetscInt *done)
+{
+  PetscMPIInt      rank, size;
+  PetscInt         n   = s->folders.nfiles;
+  AckdRasterBuffer buf = {NULL, 0};
+
+  PetscFunctionBeginUser;
+  PetscCallMPI(MPI_Comm_rank(c->comm, &rank));
+  PetscCallMPI(MPI_Comm_size(c->comm, &size));
+  PetscInt   lo = n * rank / size, hi = n * (rank + 1) / size;
+  long long *mine;
+  PetscCall(PetscCalloc1((size_t)PetscMax(hi - lo, 1) * CHECK_FIELDS, &mine));
+  PetscCall(PetscLogEventBegin(c->event_decode, 0, 0, 0, 0));
+  for (PetscInt i = lo; i < hi; i++) {
+    AckdRasterInfo info;
+    long long     *row = mine + (i - lo) * CHECK_FIELDS;
+    PetscCall(AckdRasterRead(s->folders.paths[i], &s->request, &buf, &info));
+    row[0] = info.status;
+    row[1] = info.bands;
+    row[2] = info.height;
+    row[3] = info.width;
+    if (info.status == ACKD_RASTER_OK)
+      row[4] = (long long)AckdContentHash(buf.data, sizeof(float) * (size_t)s->request.nbands * (size_t)info.height *
+                                                        (size_t)info.width);
+    PetscCall(AckdProgressUpdate(bar, ++*done));
+  }
+  PetscCall(PetscLogEventEnd(c->event_decode, 0, 0, 0, 0));
+  PetscCall(PetscFree(buf.data));
+
+  PetscMPIInt *counts, *displs;
+  PetscCall(PetscMalloc2(size, &counts, size, &displs));
+  for (PetscMPIInt r = 0; r < size; r++) {
+    displs[r] = (PetscMPIInt)(n * r / size * CHECK_FIELDS);
+    counts[r] = (PetscMPIInt)((n * (r + 1) / size - n * r / size) * CHECK_FIELDS);
+  }
+  PetscCall(PetscMalloc1((size_t)PetscMax(n, 1) * CHECK_FIELDS, &s->check));
+  PetscCallMPI(MPI_Allgatherv(mine, counts[rank], MPI_LONG_LONG, s->check, counts, displs, MPI_LONG_LONG, c->comm));
+  PetscCall(PetscFree2(counts, displs));
+  PetscCall(PetscFree(mine));
+  PetscFunctionReturn(0);
+}
+
+/* The most common value of (a, b) over readable files; ties go to the smallest. */
+static void most_common_pair(const Source *s, int field_a, int field_b, PetscInt *a, PetscInt *b)
+{
+  PetscInt best = 0;
+  *a = *b = 0;
+  for (PetscInt i = 0; i < s->folders.nfiles; i++) {
+    const long long *ri = s->check + i * CHECK_FIELDS;
+    if (ri[0] != ACKD_RASTER_OK) continue;
+    PetscInt count = 0;
+    for (PetscInt j = 0; j < s->folders.nfiles; j++) {
+      const long long *rj = s->check + j * CHECK_FIELDS;
+      count += rj[0] == ACKD_RASTER_OK && rj[field_a] == ri[field_a] && rj[field_b] == ri[field_b];
+    }
+    if (count > best || (count == best && (ri[field_a] < *a || (ri[field_a] == *a && ri[field_b] < *b)))) {
+      best = count;
+      *a   = (PetscInt)ri[field_a];
+      *b   = (PetscInt)ri[field_b];
+    }
+  }
+}
+
+static int compare_hash_index(const void *x, const void *y)
+{
+  const unsigned long long *a = x, *b = y;
+  if (a[0] != b[0]) return a[0] < b[0] ? -1 : 1;
+  return a[1] < b[1] ? -1 : (a[1] > b[1]);
+}
+
+static void reason_text(const Source *s, PetscInt i, char *buf, size_t len)
+{
+  const long long *r = s->check + i * CHECK_FIELDS;
+  switch ((AckdRasterStatus)r[0]) {
+  case ACKD_RASTER_UNREADABLE:
+    snprintf(buf, len, "unreadable or corrupt (GDAL cannot decode it)");
+    break;
+  case ACKD_RASTER_BAND_COUNT:
+    snprintf(buf, len, "has %lld bands, the collection's images have %" PetscInt_FMT, r[1], s->bands);
+    break;
+  case ACKD_RASTER_ODD_SIZE:
+    snprintf(buf, len, "is %lldx%lld, the collection's images are %" PetscInt_FMT "x%" PetscInt_FMT, r[2], r[3],
+             s->height, s->width);
+    break;
+  case ACKD_RASTER_NOT_FINITE:
+    snprintf(buf, len, "holds NaN or Inf pixels");
+    break;
+  default:
+    snprintf(buf, len, "fine");
+    break;
+  }
+}
+
+/* Every rank holds the same table, so every rank takes the same decisions. */
+static PetscErrorCode decide(AckdCurate c, Source *s)
+{
+  PetscInt n = s->folders.nfiles, shown[ACKD_RASTER_STATUSES] = {0};
+  char     why[256];
+
+  PetscFunctionBeginUser;
+  PetscInt dummy;
+  most_common_pair(s, 1, 1, &s->bands, &dummy);
+  if (s->request.resize) {
+    s->height = s->width = s->request.height;
+  } else if (s->fixed_size > 0) {
+    s->height = s->width = s->fixed_size;
+  } else
+    most_common_pair(s, 2, 3, &s->height, &s->width);
+  for (PetscInt i = 0; i < n; i++) {
+    long long *r = s->check + i * CHECK_FIELDS;
+    if (r[0] == ACKD_RASTER_OK && r[1] != s->bands) r[0] = ACKD_RASTER_BAND_COUNT;
+    if (r[0] == ACKD_RASTER_OK && (r[2] != s->height || r[3] != s->width)) r[0] = ACKD_RASTER_ODD_SIZE;
+  }
+  for (PetscInt i = 0; i < n; i++) {
+    AckdRasterStatus st = (AckdRasterStatus)s->check[i * CHECK_FIELDS];
+    if (st == ACKD_RASTER_OK) continue;
+    reason_text(s, i, why, sizeof why);
+    PetscCheck(!c->strict, c->comm, PETSC_ERR_FILE_UNEXPECTED, "'%s' %s (-curate_strict stops at the first bad image)",
+               s->folders.paths[i], why);
+    if (shown[st]++ < WARNINGS_SHOWN)
+      PetscCall(AckdLogWarn(&c->log, "curate: skipping '%s': %s\n", s->folders.paths[i], why));
+    s->skipped[st]++;
+  }
+  for (PetscInt k = 0; k < s->folders.nclasses; k++) {
+    if (s->folders.class_counts[k]) continue;
+    s->empty_classes++;
+    PetscCheck(!c->strict, c->comm, PETSC_ERR_FILE_UNEXPECTED, "class folder '%s/%s' is empty (-curate_strict)", s->dir,
+               s->folders.class_names[k]);
+    PetscCall(AckdLogWarn(&c->log, "curate: class folder '%s/%s' is empty\n", s->dir, s->folders.class_names[k]));
+  }
+  for (int st = 1; st < ACKD_RASTER_STATUSES; st++)
+    if (shown[st] > WARNINGS_SHOWN)
+      PetscCall(AckdLogWarn(&c->log, "curate: ... and %" PetscInt_FMT " more %s\n", shown[st] - WARNINGS_SHOWN,
+                            STATUS_COUNT_ATTR[st]));
+
+  /* Duplicates: equal content hashes among usable files; the first in file order is the original. */
+  unsigned long long *pairs;
+  PetscInt            m = 0;
+  PetscCall(PetscMalloc1(2 * (size_t)PetscMax(n, 1), &pairs));
+  PetscCall(PetscCalloc1(PetscMax(n, 1), &s->duplicate));
+  for (PetscInt i = 0; i < n; i++)
+    if (s->check[i * CHECK_FIELDS] == ACKD_RASTER_OK) {
+      pairs[2 * m]     = (unsigned long long)s->check[i * CHECK_FIELDS + 4];
+      pairs[2 * m + 1] = (unsigned long long)i;
+      m++;
+    }
+  qsort(pairs, (size_t)m, 2 * sizeof(unsigned long long), compare_hash_index);
+  for (PetscInt j = 1, head = 0; j < m; j++) {
+    if (pairs[2 * j] != pairs[2 * head]) {
+      head = j; /* a new run of equal content starts: its first file is the original */
+      continue;
+    }
+    PetscInt original = (PetscInt)pairs[2 * head + 1], copy = (PetscInt)pairs[2 * j + 1];
+    s->duplicate[copy] = PETSC_TRUE;
+    if (s->duplicates++ < WARNINGS_SHOWN)
+      PetscCall(AckdLogWarn(&c->log, "curate: '%s' duplicates '%s'%s\n", s->folders.paths[copy],
+                            s->folders.paths[original], c->drop_duplicates ? " (dropped)" : ""));
+  }
+  PetscCall(PetscFree(pairs));
+
+  PetscCall(PetscMalloc1(PetscMax(n, 1), &s->kept));
+  for (PetscInt i = 0; i < n; i++)
+    if (s->check[i * CHECK_FIELDS] == ACKD_RASTER_OK && !(c->drop_duplicates && s->duplicate[i]))
+      s->kept[s->nkept++] = i;
+  PetscCheck(s->nkept > 0, c->comm, PETSC_ERR_FILE_UNEXPECTED, "no usable image in '%s' (see the warnings above)",
+             s->dir);
+  PetscFunctionReturn(0);
+}
+
+/* ------------------------------------------------------------ pass 2 */
+
+/* The paper's per-image normalisation: x / max(x) into [0, 1], then to [-1, 1]. */
+static void normalize_image_max(float *x, size_t n)
+{
+  float top = 0;
+  for (size_t i = 0; i < n; i++) top = PetscMax(top, x[i]);
+  float scale = top > 0 ? 1.0f / top : 0.0f;
+  for (size_t i = 0; i < n; i++) x[i] = (x[i] * scale - 0.5f) / 0.5f;
+}
+
+static PetscErrorCode write_collection(AckdCurate c, Source *s, hid_t file, AckdProgress *bar, PetscInt *done)
+{
+  PetscMPIInt          rank, size;
+  PetscInt             lo, hi, rounds, C = s->request.nbands;
+  AckdCollectionWriter writer;
+  AckdRasterBuffer     buf = {NULL, 0};
+  const char          *band_names[ACKD_RASTER_MAX_BANDS];
+  char                 names[ACKD_RASTER_MAX_BANDS][16], sensor[PETSC_MAX_PATH_LEN + 32];
+  PetscInt            *labels;
+  unsigned char       *split;
+
+  PetscFunctionBeginUser;
+  PetscCallMPI(MPI_Comm_rank(c->comm, &rank));
+  PetscCallMPI(MPI_Comm_size(c->comm, &size));
+  for (PetscInt b = 0; b < C; b++) {
+    snprintf(names[b], sizeof names[b], "%s%" PetscInt_FMT,
+             s->request.nbands == 3 && !strcmp(s->name, "rgb") ? "" : "band_", s->request.bands[b]);
+    band_names[b] = names[b];
+  }
+  if (!strcmp(s->name, "rgb")) band_names[0] = "R", band_names[1] = "G", band_names[2] = "B";
+  snprintf(sensor, sizeof sensor, "images from %s", s->dir);
+
+  /* Labels and splits of the kept samples, the same on every rank. */
+  PetscCall(PetscMalloc2(s->nkept, &labels, s->nkept, &split));
+  for (PetscInt j = 0; j < s->nkept; j++) labels[j] = s->folders.label[s->kept[j]];
+  AckdSplitSettings settings = {.seed  = (uint64_t)c->seed,
+                                .tag   = s->split_tag,
+                                .train = c->train,
+                                .val   = c->val,
+                                .folds = c->folds >= 2 ? c->folds : 0,
+                                .fold  = c->fold};
+  PetscCall(AckdSplitStratified(s->nkept, labels, s->folders.nclasses, &settings, split));
+
+  AckdCollectionLayout layout = {.name          = s->name,
+                                 .count         = s->nkept,
+                                 .channels      = C,
+                                 .height        = s->height,
+                                 .width         = s->width,
+                                 .nclasses      = s->folders.nclasses,
+                                 .class_names   = (const char *const *)s->folders.class_names,
+                                 .band_names    = band_names,
+                                 .wavelength_nm = NULL,
+                                 .sensor        = sensor,
+                                 .compress      = c->compress,
+                                 .normalization = NORMALIZATIONS[c->normalize]};
+  PetscCall(AckdCollectionWriterCreate(c->comm, file, &layout, &writer));
+
+  size_t sample = (size_t)C * (size_t)s->height * (size_t)s->width;
+  float *images;
+  int    batch_labels[WRITE_BATCH];
+  PetscCall(PetscMalloc1(WRITE_BATCH * sample, &images));
+  AckdDatasetPartition(s->nkept, size, rank, &lo, &hi);
+  PetscInt mine = (hi - lo + WRITE_BATCH - 1) / WRITE_BATCH;
+  PetscCallMPI(MPI_Allreduce(&mine, &rounds, 1, MPIU_INT, MPI_MAX, c->comm));
+  for (PetscInt r = 0; r < rounds; r++) {
+    PetscInt first = lo + r * WRITE_BATCH, n = PetscMax(0, PetscMin(WRITE_BATCH, hi - first));
+    PetscCall(PetscLogEventBegin(c->event_decode, 0, 0, 0, 0));
+    for (PetscInt i = 0; i < n; i++) {
+      AckdRasterInfo info;
+      const char    *path = s->folders.paths[s->kept[first + i]];
+      PetscCall(AckdRasterRead(path, &s->request, &buf, &info));
+      /* Pass 1 read this file; a change since means the input moved under us. */
+      PetscCheck(info.status == ACKD_RASTER_OK && info.height == s->height && info.width == s->width, PETSC_COMM_SELF,
+                 PETSC_ERR_FILE_UNEXPECTED, "'%s' changed while curate was running (%s); run curate again", path,
+                 info.reason[0] ? info.reason : "other size");
+      PetscCall(PetscArraycpy(images + i * sample, buf.data, sample));
+      if (c->normalize == NORMALIZE_IMAGE_MAX) normalize_image_max(images + i * sample, sample);
+      batch_labels[i] = (int)labels[first + i];
+    }
+    PetscCall(PetscLogEventEnd(c->event_decode, 0, 0, 0, 0));
+    PetscCall(PetscLogEventBegin(c->event_write, 0, 0, 0, 0));
+    PetscCall(AckdCollectionWriterWrite(writer, first, n, images, batch_labels, split + PetscMin(first, s->nkept)));
+    PetscCall(PetscLogEventEnd(c->event_write, 0, 0, 0, 0));
+    *done += n;
+    PetscCall(AckdProgressUpdate(bar, *done));
+  }
+  PetscCall(AckdCollectionWriterFinish(writer));
+  if (c->normalize == NORMALIZE_BAND_STANDARDIZE) PetscCall(AckdCollectionWriterStandardize(writer));
+  PetscCall(AckdCollectionWriterDestroy(&writer));
+
+  hid_t group;
+  AckdCallH5(group = H5Gopen2(file, s->name, H5P_DEFAULT), "opening /%s", s->name);
+  PetscCall(AckdH5AttrWriteString(group, "source_dir", s->dir));
+  PetscCall(AckdH5AttrWriteInt(group, "files_found", s->folders.nfiles));
+  for (int st = 1; st < ACKD_RASTER_STATUSES; st++)
+    PetscCall(AckdH5AttrWriteInt(group, STATUS_COUNT_ATTR[st], s->skipped[st]));
+  PetscCall(AckdH5AttrWriteInt(group, "duplicates_found", s->duplicates));
+  PetscCall(AckdH5AttrWriteInt(group, "duplicates_dropped", c->drop_duplicates ? s->duplicates : 0));
+  PetscCall(AckdH5AttrWriteInt(group, "empty_class_folders", s->empty_classes));
+  H5Gclose(group);
+  PetscCall(PetscFree(images));
+  PetscCall(PetscFree(buf.data));
+  PetscCall(PetscFree2(labels, split));
+  PetscFunctionReturn(0);
+}
+
+/* ------------------------------------------------------------ class map */
+
+static PetscInt class_index(const AckdClassFolders *f, const char *name)
+{
+  for (PetscInt k = 0; k < f->nclasses; k++)
+    if (!strcmp(f->class_names[k], name)) return k;
+  return -1;
+}
+
+static void trim(char *s)
+{
+  char *end = s + strlen(s);
+  while (end > s && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r' || end[-1] == '\n')) *--end = '\0';
+  char *start = s;
+  while (*start == ' ' || *start == '\t') start++;
+  memmove(s, start, strlen(start) + 1);
+}
+
+/* A CSV of "ms_class,rgb_class" lines; a side may be empty for a class the other collection lacks. */
+static PetscErrorCode read_class_map(AckdCurate c, const Source *ms, const Source *rgb, int *ms_to_rgb)
+{
+  PetscMPIInt rank;
+  char       *text = NULL;
+  long        len  = -1;
+
+  PetscFunctionBeginUser;
+  PetscCallMPI(MPI_Comm_rank(c->comm, &rank));
+  for (PetscInt i = 0; i < ms->folders.nclasses; i++) ms_to_rgb[i] = -1;
+  if (rank == 0) {
+    FILE *f = fopen(c->class_map, "r");
+    if (f) {
+      fseek(f, 0, SEEK_END);
+      len = ftell(f);
+      fseek(f, 0, SEEK_SET);
+      PetscCall(PetscMalloc1(len + 1, &text));
+      len       = (long)fread(text, 1, (size_t)len, f);
+      text[len] = '\0';
+      fclose(f);
+    }
+  }
+  PetscCallMPI(MPI_Bcast(&len, 1, MPI_LONG, 0, c->comm));
+  PetscCheck(len >= 0, c->comm, PETSC_ERR_FILE_OPEN,
+             "class map '%s' not found or not readable; check -curate_class_map", c->class_map);
+  if (rank != 0) PetscCall(PetscMalloc1(len + 1, &text));
+  PetscCallMPI(MPI_Bcast(text, (int)len + 1, MPI_CHAR, 0, c->comm));
+  PetscInt line_no = 0;
+  for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+    line_no++;
+    trim(line);
+    if (!line[0] || line[0] == '#') continue;
+    char *comma = strchr(line, ',');
+    PetscCheck(comma, c->comm, PETSC_ERR_USER_INPUT,
+               "class map '%s' line %" PetscInt_FMT ": expected 'ms_class,rgb_class'", c->class_map, line_no);
+    *comma        = '\0';
+    char *ms_name = line, *rgb_name = comma + 1;
+    trim(ms_name);
+    trim(rgb_name);
+    if (!ms_name[0] || !rgb_name[0]) continue; /* a class of one side only */
+    PetscInt i = class_index(&ms->folders, ms_name), j = class_index(&rgb->folders, rgb_name);
+    PetscCheck(i >= 0, c->comm, PETSC_ERR_USER_INPUT,
+               "class map '%s' line %" PetscInt_FMT ": MS class '%s' is not a folder of '%s'", c->class_map, line_no,
+               ms_name, ms->dir);
+    PetscCheck(j >= 0, c->comm, PETSC_ERR_USER_INPUT,
+               "class map '%s' line %" PetscInt_FMT ": RGB class '%s' is not a folder of '%s'", c->class_map, line_no,
+               rgb_name, rgb->dir);
+    ms_to_rgb[i] = (int)j;
+  }
+  PetscCall(PetscFree(text));
+  PetscFunctionReturn(0);
+}
+
+/* ------------------------------------------------------------ run */
+
+static PetscErrorCode source_set_up(AckdCurate c, Source *s, const char *name, const char *dir)
+{
+  static const PetscInt rgb_bands[3] = {1, 2, 3};
+
+  PetscFunctionBeginUser;
+  memset(s, 0, sizeof *s);
+  s->name = name;
+  s->dir  = dir;
+  if (!dir[0]) PetscFunctionReturn(0);
+  PetscBool is_ms = (PetscBool)!strcmp(name, "ms");
+  PetscCall(AckdClassFoldersScan(c->comm, dir, is_ms ? MS_EXTENSIONS : RGB_EXTENSIONS, &s->folders));
+  s->split_tag  = is_ms ? 1 : 2;
+  s->request    = (AckdRasterRequest){.nbands       = is_ms ? c->n_ms_bands : 3,
+                                      .bands        = is_ms ? c->ms_bands : rgb_bands,
+                                      .expect_bands = 0,
+                                      .resize       = (PetscBool)(!is_ms && c->rgb_size > 0),
+                                      .height       = c->rgb_size,
+                                      .width        = c->rgb_size};
+  s->fixed_size = is_ms ? c->ms_size : 0;
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode source_destroy(Source *s)
+{
+  PetscFunctionBeginUser;
+  if (s->dir && s->dir[0]) PetscCall(AckdClassFoldersDestroy(&s->folders));
+  PetscCall(PetscFree(s->check));
+  PetscCall(PetscFree(s->duplicate));
+  PetscCall(PetscFree(s->kept));
+  PetscFunctionReturn(0);
+}
+
+/* Everything that decides the file's contents, including each input file's
+ * size and modification time, so a rerun finds its output up to date only
+ * if neither the options nor the inputs changed. */
+static PetscErrorCode parameter_line(AckdCurate c, const Source *sources, char **line)
+{
+  PetscMPIInt rank;
+  uint64_t    digest     = 0;
+  char        bands[512] = "";
+
+  PetscFunctionBeginUser;
+  PetscCallMPI(MPI_Comm_rank(c->comm, &rank));
+  if (rank == 0)
+    for (int k = 0; k < 2; k++)
+      for (PetscInt i = 0; i < sources[k].folders.nfiles; i++) {
+        struct stat st;
+        long long   facts[2] = {0, 0};
+        if (!stat(sources[k].folders.paths[i], &st))
+          facts[0] = (long long)st.st_size, facts[1] = (long long)st.st_mtime;
+        digest = digest * 31 + AckdContentHash(sources[k].folders.paths[i], strlen(sources[k].folders.paths[i]));
+        digest = digest * 31 + AckdContentHash(facts, sizeof facts);
+      }
+  PetscCallMPI(MPI_Bcast(&digest, 1, MPI_UINT64_T, 0, c->comm));
+  for (PetscInt b = 0; b < c->n_ms_bands; b++) {
+    char one[24];
+    snprintf(one, sizeof one, "%s%" PetscInt_FMT, b ? "," : "", c->ms_bands[b]);
+    PetscCall(PetscStrlcat(bands, one, sizeof bands));
+  }
+  size_t len = 4 * PETSC_MAX_PATH_LEN + 1024;
+  PetscCall(PetscMalloc1(len, line));
+  snprintf(*line, len,
+           "ms_dir=%s ms_bands=%s ms_size=%" PetscInt_FMT " rgb_dir=%s rgb_size=%" PetscInt_FMT
+           " class_map=%s normalize=%s folds=%" PetscInt_FMT " fold=%" PetscInt_FMT
+           " train=%.15g val=%.15g seed=%" PetscInt_FMT " drop_duplicates=%d compress=%" PetscInt_FMT
+           " inputs=%016llx version=%s",
+           c->ms_dir, bands, c->ms_size, c->rgb_dir, c->rgb_size, c->class_map, NORMALIZATIONS[c->normalize], c->folds,
+           c->fold, (double)c->train, (double)c->val, c->seed, (int)c->drop_duplicates, c->compress,
+           (unsigned long long)digest, ACKD_VERSION_STRING);
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdCurateRun(AckdCurate c)
+{
+  Source       sources[2], *ms = &sources[0], *rgb = &sources[1];
+  AckdProgress bar;
+  PetscInt     done = 0, mine = 0;
+  PetscMPIInt  rank, size;
+  PetscBool    current;
+  char        *params;
+  hid_t        file;
+  double       t0 = AckdTimeNow();
+
+  PetscFunctionBeginUser;
+  PetscCallMPI(MPI_Comm_rank(c->comm, &rank));
+  PetscCallMPI(MPI_Comm_size(c->comm, &size));
+  PetscCall(source_set_up(c, ms, "ms", c->ms_dir));
+  PetscCall(source_set_up(c, rgb, "rgb", c->rgb_dir));
+  PetscCall(parameter_line(c, sources, &params));
+  PetscCall(
+      AckdDatasetOutputIsCurrent(c->comm, c->output, "curate_parameters", params, c->force, "-curate_force", &current));
+  if (current) {
+    PetscCall(AckdLogInfo(&c->log, "curate: '%s' is up to date (same options and inputs); nothing to do\n", c->output));
+    PetscCall(source_destroy(ms));
+    PetscCall(source_destroy(rgb));
+    PetscCall(PetscFree(params));
+    PetscFunctionReturn(0);
+  }
+
+  for (int k = 0; k < 2; k++) {
+    PetscInt n = sources[k].folders.nfiles;
+    mine += 2 * (n * (rank + 1) / size - n * rank / size); /* pass 1, and about as much again in pass 2 */
+  }
+  PetscCall(AckdProgressBegin(&bar, &c->log, "curate", mine, "img"));
+  for (int k = 0; k < 2; k++) {
+    if (!sources[k].dir[0]) continue;
+    PetscCall(check_files(c, &sources[k], &bar, &done));
+    PetscCall(decide(c, &sources[k]));
+  }
+  PetscCall(AckdDatasetCreatePartial(c->comm, c->output, &c->h5, &file));
+  PetscCall(AckdDatasetWriteProvenance(c->comm, file, "curate"));
+  PetscCall(AckdH5AttrWriteString(file, "curate_parameters", params));
+  for (int k = 0; k < 2; k++)
+    if (sources[k].dir[0]) PetscCall(write_collection(c, &sources[k], file, &bar, &done));
+  PetscCall(AckdProgressEnd(&bar));
+  if (ms->dir[0] && rgb->dir[0]) {
+    int *ms_to_rgb;
+    PetscCall(PetscMalloc1(ms->folders.nclasses, &ms_to_rgb));
+    if (c->class_map[0])
+      PetscCall(read_class_map(c, ms, rgb, ms_to_rgb));
+    else
+      AckdClassMapByName(ms->folders.nclasses, (const char *const *)ms->folders.class_names, rgb->folders.nclasses,
+                         (const char *const *)rgb->folders.class_names, ms_to_rgb);
+    PetscCall(AckdDatasetWriteClassMap(c->comm, file, ms->folders.nclasses, rgb->folders.nclasses, ms_to_rgb));
+    PetscCall(PetscFree(ms_to_rgb));
+  }
+  PetscCall(AckdDatasetCommit(c->comm, &file, c->output));
+  for (int k = 0; k < 2; k++) {
+    Source *s = &sources[k];
+    if (!s->dir[0]) continue;
+    PetscInt skipped = 0;
+    for (int st = 1; st < ACKD_RASTER_STATUSES; st++) skipped += s->skipped[st];
+    PetscCall(AckdLogInfo(
+        &c->log,
+        "curate: /%s: %" PetscInt_FMT " files in %" PetscInt_FMT " classes, %" PetscInt_FMT " skipped, %" PetscInt_FMT
+        " duplicate%s%s -> %" PetscInt_FMT " samples %" PetscInt_FMT "x%" PetscInt_FMT "x%" PetscInt_FMT "\n",
+        s->name, s->folders.nfiles, s->folders.nclasses, skipped, s->duplicates, s->duplicates == 1 ? "" : "s",
+        c->drop_duplicates && s->duplicates ? " (dropped)" : "", s->nkept, s->request.nbands, s->height, s->width));
+  }
+  PetscCall(AckdLogInfo(&c->log, "curate: wrote %s in %.2f s\n", c->output, AckdTimeNow() - t0));
+  PetscCall(source_destroy(ms));
+  PetscCall(source_destroy(rgb));
+  PetscCall(PetscFree(params));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdCurateDestroy(AckdCurate *curate)
+{
+  PetscFunctionBeginUser;
+  PetscCall(PetscFree(*curate));
+  PetscFunctionReturn(0);
+}

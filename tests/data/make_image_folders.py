@@ -1,0 +1,89 @@
+#!/usr/bin/python3
+"""Builds EuroSAT-style class folders for the curate tests, with GDAL's own
+gdal_translate: 13-band uint16 GeoTIFFs (MS) and PNG/JPEG images (RGB), plus
+deliberately bad files. The source arrays are saved next to them (sources.npz)
+so tests can compare pixels with what went in.
+
+  make_image_folders.py OUT [--ms-per-class N] [--size S]
+"""
+import argparse
+import os
+import shutil
+import subprocess
+
+import numpy as np
+
+
+def write_raster(path, array, fmt, dtype):
+    """array: (bands, rows, cols). Written as raw band-sequential + ENVI header, then translated by GDAL."""
+    bands, rows, cols = array.shape
+    raw = path + ".raw"
+    array.astype(dtype).tofile(raw)
+    envi_type = {"uint8": 1, "uint16": 12}[dtype]
+    with open(path + ".hdr", "w") as h:
+        h.write(f"ENVI\nsamples = {cols}\nlines = {rows}\nbands = {bands}\nheader offset = 0\n"
+                f"file type = ENVI Standard\ndata type = {envi_type}\ninterleave = bsq\nbyte order = 0\n")
+    subprocess.run(["gdal_translate", "-q", "-of", fmt, raw, path], check=True)
+    for leftover in (raw, path + ".hdr", path + ".aux.xml"):
+        if os.path.exists(leftover):
+            os.remove(leftover)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("out")
+    p.add_argument("--ms-per-class", type=int, default=6)
+    p.add_argument("--size", type=int, default=16)
+    a = p.parse_args()
+    rng = np.random.default_rng(7)
+    shutil.rmtree(a.out, ignore_errors=True)
+    ms_dir, rgb_dir = os.path.join(a.out, "ms"), os.path.join(a.out, "rgb")
+    sources = {}
+    S = a.size
+
+    # MS: classes A..D, 13 bands, distinct random reflectances (Sentinel-2 digital numbers).
+    for k, cls in enumerate("ABCD"):
+        os.makedirs(os.path.join(ms_dir, cls))
+        for i in range(a.ms_per_class):
+            img = rng.integers(0, 10000, size=(13, S, S)) + 1000 * k
+            path = os.path.join(ms_dir, cls, f"{cls}_{i:03d}.tif")
+            write_raster(path, img, "GTiff", "uint16")
+            sources[os.path.relpath(path, a.out)] = img.astype(np.float32)
+    os.makedirs(os.path.join(ms_dir, "E_empty"))  # an empty class folder
+    write_raster(os.path.join(ms_dir, "A", "A_bad_bands.tif"), rng.integers(0, 9, size=(12, S, S)), "GTiff", "uint16")
+    write_raster(os.path.join(ms_dir, "B", "B_odd_size.tif"), rng.integers(0, 9, size=(13, S + 4, S)), "GTiff", "uint16")
+    with open(os.path.join(ms_dir, "C", "C_corrupt.tif"), "wb") as f:
+        f.write(b"II*\x00" + bytes(rng.integers(0, 256, size=500, dtype=np.uint8)))
+    with open(os.path.join(ms_dir, "C", "C_000.tif"), "rb") as f, open(os.path.join(ms_dir, "C", "C_truncated.tif"), "wb") as t:
+        t.write(f.read(300))
+    shutil.copy(os.path.join(ms_dir, "D", "D_001.tif"), os.path.join(ms_dir, "D", "D_zcopy.tif"))  # a duplicate
+    with open(os.path.join(ms_dir, "A", "notes.txt"), "w") as f:  # not an image: ignored by extension
+        f.write("field notes\n")
+
+    # RGB: classes A, Bee (B under another name), X (RGB only); PNG at S x S, JPEG at 24 x 24.
+    for cls, fmt, ext, size in (("A", "PNG", "png", S), ("Bee", "PNG", "png", S), ("X", "JPEG", "jpg", 24)):
+        os.makedirs(os.path.join(rgb_dir, cls))
+        for i in range(5):
+            img = rng.integers(0, 256, size=(3, size, size))
+            path = os.path.join(rgb_dir, cls, f"{cls}_{i:03d}.{ext}")
+            write_raster(path, img, fmt, "uint8")
+            sources[os.path.relpath(path, a.out)] = img.astype(np.float32)
+    write_raster(os.path.join(rgb_dir, "A", "A_gray.png"), rng.integers(0, 256, size=(1, S, S)), "PNG", "uint8")
+    with open(os.path.join(rgb_dir, "X", "X_corrupt.jpg"), "wb") as f:
+        f.write(b"\xff\xd8\xff\xe0" + bytes(50))
+    # Clean images but an empty class folder: what -curate_strict must refuse on its own.
+    for cls in ("P", "Q"):
+        os.makedirs(os.path.join(a.out, "ms_clean", cls))
+        for i in range(2):
+            write_raster(os.path.join(a.out, "ms_clean", cls, f"{i}.tif"), rng.integers(0, 99, size=(4, S, S)), "GTiff",
+                         "uint16")
+    os.makedirs(os.path.join(a.out, "ms_clean", "R_empty"))
+    with open(os.path.join(a.out, "class_map.csv"), "w") as f:
+        f.write("# ms_class,rgb_class\nA,A\nB,Bee\nC,\nD,\n,X\n")
+    with open(os.path.join(a.out, "class_map_bad.csv"), "w") as f:
+        f.write("A,A\nB,Zed\n")
+    np.savez(os.path.join(a.out, "sources.npz"), **{k: v for k, v in sources.items()})
+
+
+if __name__ == "__main__":
+    main()
