@@ -73,6 +73,7 @@ typedef struct {
   const char        *sensor;        /* free text describing the sensor */
   PetscInt           compress;      /* deflate level 0-9, 0 = none */
   const char        *normalization; /* what was applied to the pixels; NULL: "none" */
+  PetscInt           label_columns; /* 0: one class per sample; K: multi-label, (N, K) 0/1 */
 } AckdCollectionLayout;
 
 typedef struct _p_AckdCollectionWriter *AckdCollectionWriter;
@@ -82,9 +83,11 @@ PetscErrorCode AckdCollectionWriterCreate(MPI_Comm comm, hid_t file, const AckdC
                                           AckdCollectionWriter *writer);
 /* Collective: every rank calls it the same number of times, with n = 0 when it
  * has nothing left, because filtered parallel HDF5 writes must be collective.
- * Samples [first, first + n) of this rank, images in (n, C, H, W) order. */
+ * Samples [first, first + n) of this rank, images in (n, C, H, W) order;
+ * `labels` (n) for single-label collections, `multilabels` (n, K) otherwise. */
 PetscErrorCode AckdCollectionWriterWrite(AckdCollectionWriter writer, PetscInt first, PetscInt n, const float *images,
-                                         const int *labels, const unsigned char *splits);
+                                         const int *labels, const unsigned char *multilabels,
+                                         const unsigned char *splits);
 /* Collective: merges the statistics of every block and writes them. */
 PetscErrorCode AckdCollectionWriterFinish(AckdCollectionWriter writer);
 /* Collective, after Finish: rewrites the images as (x - mean) / std per band

@@ -8,7 +8,7 @@
  * kept samples by final index, decode them again and write collectively.
  * Decoding twice costs less than holding a large collection in memory, and
  * makes the result independent of the number of ranks. */
-#include <ackd/data.h>
+#include "multilabel_sources.h"
 #include <gdal.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -31,7 +31,8 @@ struct _p_AckdCurate {
   AckdLog        log;
   AckdH5Settings h5;
   char           output[PETSC_MAX_PATH_LEN], ms_dir[PETSC_MAX_PATH_LEN], rgb_dir[PETSC_MAX_PATH_LEN];
-  char           class_map[PETSC_MAX_PATH_LEN];
+  char           class_map[PETSC_MAX_PATH_LEN], ms_labels[PETSC_MAX_PATH_LEN], ms_mat[PETSC_MAX_PATH_LEN];
+  char           mat_layout[8], ms_class_names[4096];
   PetscInt       ms_bands[ACKD_RASTER_MAX_BANDS], n_ms_bands, ms_size, rgb_size;
   PetscInt       normalize, folds, fold, seed, compress;
   PetscReal      train, val;
@@ -42,7 +43,9 @@ struct _p_AckdCurate {
 /* One collection on its way into the file. */
 typedef struct {
   const char       *name, *dir;
-  AckdClassFolders  folders;
+  AckdClassFolders  folders; /* the samples: class folders, or the rows of a label table or .mat file */
+  unsigned char    *multi;   /* multi-label sources: nfiles x nclasses, else NULL */
+  AckdMatInput      mat;     /* a .mat source, else NULL */
   AckdRasterRequest request;
   PetscInt          fixed_size; /* from the options; 0: the most common size */
   uint32_t          split_tag;
@@ -62,6 +65,7 @@ PetscErrorCode AckdCurateCreate(MPI_Comm comm, AckdCurate *curate)
   PetscCall(PetscNew(&c));
   c->comm = comm;
   PetscCall(PetscStrncpy(c->output, "curated.h5", sizeof c->output));
+  PetscCall(PetscStrncpy(c->mat_layout, "NCWH", sizeof c->mat_layout));
   c->normalize = NORMALIZE_IMAGE_MAX;
   c->folds     = 5;
   c->train     = 0.8;
@@ -91,6 +95,19 @@ PetscErrorCode AckdCurateSetFromOptions(AckdCurate c)
       AckdOptionsIntArray(PetscOptionsObject, "-curate_ms_bands",
                           "MS bands to keep, 1-based (required with -curate_ms_dir; the paper: 1,2,3,4,5,6,7,10,11,12)",
                           c->ms_bands, &c->n_ms_bands, 1, 100000, NULL));
+  PetscCall(AckdOptionsString(
+      PetscOptionsObject, "-curate_ms_labels",
+      "Multi-label one-hot CSV 'path,<class>,...' of images under -curate_ms_dir (instead of class folders)",
+      c->ms_labels, sizeof c->ms_labels, NULL));
+  PetscCall(AckdOptionsString(PetscOptionsObject, "-curate_ms_mat",
+                              "Multi-label MATLAB v7.3 .mat file with 'msi' and 'label' (instead of -curate_ms_dir)",
+                              c->ms_mat, sizeof c->ms_mat, NULL));
+  PetscCall(AckdOptionsString(PetscOptionsObject, "-curate_mat_layout",
+                              "Axis order of msi as HDF5 sees it (MATLAB's H x W x C x N is NCWH)", c->mat_layout,
+                              sizeof c->mat_layout, NULL));
+  PetscCall(AckdOptionsString(PetscOptionsObject, "-curate_ms_classes",
+                              "Class names of the .mat labels, comma-separated (default class_0, class_1, ...)",
+                              c->ms_class_names, sizeof c->ms_class_names, NULL));
   PetscCall(AckdOptionsInt(PetscOptionsObject, "-curate_ms_size",
                            "MS image size; others are skipped (0: the most common size)", &c->ms_size, 0, 100000,
                            NULL));
@@ -128,10 +145,14 @@ PetscErrorCode AckdCurateSetFromOptions(AckdCurate c)
   PetscCall(AckdOptionsBool(PetscOptionsObject, "-curate_force", "Replace an existing output written otherwise",
                             &c->force, NULL));
   PetscOptionsEnd();
-  PetscCheck(c->ms_dir[0] || c->rgb_dir[0], c->comm, PETSC_ERR_USER_INPUT,
-             "nothing to curate; give -curate_ms_dir and/or -curate_rgb_dir");
-  PetscCheck(!c->ms_dir[0] || c->n_ms_bands > 0, c->comm, PETSC_ERR_USER_INPUT,
-             "-curate_ms_dir needs -curate_ms_bands, the bands to keep (e.g. 1,2,3,4,5,6,7,10,11,12 as the paper)");
+  PetscCheck(c->ms_dir[0] || c->ms_mat[0] || c->rgb_dir[0], c->comm, PETSC_ERR_USER_INPUT,
+             "nothing to curate; give -curate_ms_dir (or -curate_ms_mat) and/or -curate_rgb_dir");
+  PetscCheck(!(c->ms_dir[0] && c->ms_mat[0]), c->comm, PETSC_ERR_USER_INPUT,
+             "give either -curate_ms_dir or -curate_ms_mat, not both");
+  PetscCheck(!c->ms_labels[0] || c->ms_dir[0], c->comm, PETSC_ERR_USER_INPUT,
+             "-curate_ms_labels names images under -curate_ms_dir; give that folder too");
+  PetscCheck(!(c->ms_dir[0] || c->ms_mat[0]) || c->n_ms_bands > 0, c->comm, PETSC_ERR_USER_INPUT,
+             "MS input needs -curate_ms_bands, the bands to keep (e.g. 1,2,3,4,5,6,7,10,11,12 as the paper)");
   PetscCheck(c->folds < 2 || c->fold < c->folds, c->comm, PETSC_ERR_USER_INPUT,
              "-curate_fold %" PetscInt_FMT " does not exist with -curate_folds %" PetscInt_FMT
              "; use 0..%" PetscInt_FMT,
@@ -143,6 +164,24 @@ PetscErrorCode AckdCurateSetFromOptions(AckdCurate c)
 }
 
 /* ------------------------------------------------------------ pass 1 */
+
+static PetscErrorCode read_sample(const Source *s, PetscInt i, AckdRasterBuffer *buf, AckdRasterInfo *info)
+{
+  PetscFunctionBeginUser;
+  if (s->mat)
+    PetscCall(AckdMatInputReadSample(s->mat, i, &s->request, buf, info));
+  else
+    PetscCall(AckdRasterRead(s->folders.paths[i], &s->request, buf, info));
+  PetscFunctionReturn(0);
+}
+
+/* How messages name sample i: its file, or its place in the .mat file. */
+static const char *sample_name(const Source *s, PetscInt i, char *buf, size_t len)
+{
+  if (!s->mat) return s->folders.paths[i];
+  snprintf(buf, len, "%s: msi sample %" PetscInt_FMT, s->dir, i);
+  return buf;
+}
 
 static PetscErrorCode check_files(AckdCurate c, Source *s, AckdProgress *bar, PetscInt *done)
 {
@@ -160,7 +199,7 @@ static PetscErrorCode check_files(AckdCurate c, Source *s, AckdProgress *bar, Pe
   for (PetscInt i = lo; i < hi; i++) {
     AckdRasterInfo info;
     long long     *row = mine + (i - lo) * CHECK_FIELDS;
-    PetscCall(AckdRasterRead(s->folders.paths[i], &s->request, &buf, &info));
+    PetscCall(read_sample(s, i, &buf, &info));
     row[0] = info.status;
     row[1] = info.bands;
     row[2] = info.height;
@@ -260,14 +299,15 @@ static PetscErrorCode decide(AckdCurate c, Source *s)
   for (PetscInt i = 0; i < n; i++) {
     AckdRasterStatus st = (AckdRasterStatus)s->check[i * CHECK_FIELDS];
     if (st == ACKD_RASTER_OK) continue;
+    char name[PETSC_MAX_PATH_LEN + 64];
     reason_text(s, i, why, sizeof why);
     PetscCheck(!c->strict, c->comm, PETSC_ERR_FILE_UNEXPECTED, "'%s' %s (-curate_strict stops at the first bad image)",
-               s->folders.paths[i], why);
+               sample_name(s, i, name, sizeof name), why);
     if (shown[st]++ < WARNINGS_SHOWN)
-      PetscCall(AckdLogWarn(&c->log, "curate: skipping '%s': %s\n", s->folders.paths[i], why));
+      PetscCall(AckdLogWarn(&c->log, "curate: skipping '%s': %s\n", sample_name(s, i, name, sizeof name), why));
     s->skipped[st]++;
   }
-  for (PetscInt k = 0; k < s->folders.nclasses; k++) {
+  for (PetscInt k = 0; k < s->folders.nclasses && !s->multi; k++) {
     if (s->folders.class_counts[k]) continue;
     s->empty_classes++;
     PetscCheck(!c->strict, c->comm, PETSC_ERR_FILE_UNEXPECTED, "class folder '%s/%s' is empty (-curate_strict)", s->dir,
@@ -298,9 +338,10 @@ static PetscErrorCode decide(AckdCurate c, Source *s)
     }
     PetscInt original = (PetscInt)pairs[2 * head + 1], copy = (PetscInt)pairs[2 * j + 1];
     s->duplicate[copy] = PETSC_TRUE;
+    char a[PETSC_MAX_PATH_LEN + 64], b[PETSC_MAX_PATH_LEN + 64];
     if (s->duplicates++ < WARNINGS_SHOWN)
-      PetscCall(AckdLogWarn(&c->log, "curate: '%s' duplicates '%s'%s\n", s->folders.paths[copy],
-                            s->folders.paths[original], c->drop_duplicates ? " (dropped)" : ""));
+      PetscCall(AckdLogWarn(&c->log, "curate: '%s' duplicates '%s'%s\n", sample_name(s, copy, a, sizeof a),
+                            sample_name(s, original, b, sizeof b), c->drop_duplicates ? " (dropped)" : ""));
   }
   PetscCall(PetscFree(pairs));
 
@@ -355,7 +396,8 @@ static PetscErrorCode write_collection(AckdCurate c, Source *s, hid_t file, Ackd
                                 .val   = c->val,
                                 .folds = c->folds >= 2 ? c->folds : 0,
                                 .fold  = c->fold};
-  PetscCall(AckdSplitStratified(s->nkept, labels, s->folders.nclasses, &settings, split));
+  /* Multi-label samples are stratified by their first class (K: none). */
+  PetscCall(AckdSplitStratified(s->nkept, labels, s->folders.nclasses + (s->multi != NULL), &settings, split));
 
   AckdCollectionLayout layout = {.name          = s->name,
                                  .count         = s->nkept,
@@ -368,13 +410,17 @@ static PetscErrorCode write_collection(AckdCurate c, Source *s, hid_t file, Ackd
                                  .wavelength_nm = NULL,
                                  .sensor        = sensor,
                                  .compress      = c->compress,
-                                 .normalization = NORMALIZATIONS[c->normalize]};
+                                 .normalization = NORMALIZATIONS[c->normalize],
+                                 .label_columns = s->multi ? s->folders.nclasses : 0};
   PetscCall(AckdCollectionWriterCreate(c->comm, file, &layout, &writer));
 
-  size_t sample = (size_t)C * (size_t)s->height * (size_t)s->width;
-  float *images;
-  int    batch_labels[WRITE_BATCH];
+  size_t         sample = (size_t)C * (size_t)s->height * (size_t)s->width;
+  float         *images;
+  int            batch_labels[WRITE_BATCH];
+  unsigned char *batch_multi = NULL;
+  PetscInt       K           = s->folders.nclasses;
   PetscCall(PetscMalloc1(WRITE_BATCH * sample, &images));
+  if (s->multi) PetscCall(PetscMalloc1((size_t)WRITE_BATCH * K, &batch_multi));
   AckdDatasetPartition(s->nkept, size, rank, &lo, &hi);
   PetscInt mine = (hi - lo + WRITE_BATCH - 1) / WRITE_BATCH;
   PetscCallMPI(MPI_Allreduce(&mine, &rounds, 1, MPIU_INT, MPI_MAX, c->comm));
@@ -383,19 +429,22 @@ static PetscErrorCode write_collection(AckdCurate c, Source *s, hid_t file, Ackd
     PetscCall(PetscLogEventBegin(c->event_decode, 0, 0, 0, 0));
     for (PetscInt i = 0; i < n; i++) {
       AckdRasterInfo info;
-      const char    *path = s->folders.paths[s->kept[first + i]];
-      PetscCall(AckdRasterRead(path, &s->request, &buf, &info));
+      PetscInt       file = s->kept[first + i];
+      char           name[PETSC_MAX_PATH_LEN + 64];
+      PetscCall(read_sample(s, file, &buf, &info));
       /* Pass 1 read this file; a change since means the input moved under us. */
       PetscCheck(info.status == ACKD_RASTER_OK && info.height == s->height && info.width == s->width, PETSC_COMM_SELF,
-                 PETSC_ERR_FILE_UNEXPECTED, "'%s' changed while curate was running (%s); run curate again", path,
-                 info.reason[0] ? info.reason : "other size");
+                 PETSC_ERR_FILE_UNEXPECTED, "'%s' changed while curate was running (%s); run curate again",
+                 sample_name(s, file, name, sizeof name), info.reason[0] ? info.reason : "other size");
+      if (s->multi) PetscCall(PetscArraycpy(batch_multi + i * K, s->multi + (size_t)file * K, K));
       PetscCall(PetscArraycpy(images + i * sample, buf.data, sample));
       if (c->normalize == NORMALIZE_IMAGE_MAX) normalize_image_max(images + i * sample, sample);
       batch_labels[i] = (int)labels[first + i];
     }
     PetscCall(PetscLogEventEnd(c->event_decode, 0, 0, 0, 0));
     PetscCall(PetscLogEventBegin(c->event_write, 0, 0, 0, 0));
-    PetscCall(AckdCollectionWriterWrite(writer, first, n, images, batch_labels, split + PetscMin(first, s->nkept)));
+    PetscCall(AckdCollectionWriterWrite(writer, first, n, images, batch_labels, batch_multi,
+                                        split + PetscMin(first, s->nkept)));
     PetscCall(PetscLogEventEnd(c->event_write, 0, 0, 0, 0));
     *done += n;
     PetscCall(AckdProgressUpdate(bar, *done));
@@ -415,6 +464,7 @@ static PetscErrorCode write_collection(AckdCurate c, Source *s, hid_t file, Ackd
   PetscCall(AckdH5AttrWriteInt(group, "empty_class_folders", s->empty_classes));
   H5Gclose(group);
   PetscCall(PetscFree(images));
+  PetscCall(PetscFree(batch_multi));
   PetscCall(PetscFree(buf.data));
   PetscCall(PetscFree2(labels, split));
   PetscFunctionReturn(0);
@@ -493,6 +543,45 @@ static PetscErrorCode read_class_map(AckdCurate c, const Source *ms, const Sourc
 
 /* ------------------------------------------------------------ run */
 
+/* A .mat file's samples stand in for files: N rows, classes from the labels. */
+static PetscErrorCode mat_catalogue(AckdCurate c, Source *s)
+{
+  AckdClassFolders *f = &s->folders;
+  PetscInt          channels, height, width, named = 0;
+  char             *names[1024], list[sizeof c->ms_class_names];
+
+  PetscFunctionBeginUser;
+  PetscCall(AckdMatInputOpen(c->ms_mat, c->mat_layout, &s->mat));
+  PetscCall(AckdMatInputGetSize(s->mat, &f->nfiles, &channels, &height, &width));
+  PetscCall(AckdMatInputReadLabels(s->mat, &f->nclasses, &s->multi));
+  if (c->ms_class_names[0]) {
+    PetscCall(PetscStrncpy(list, c->ms_class_names, sizeof list)); /* strtok cuts its copy, not the option */
+    for (char *t = strtok(list, ","); t && named < (PetscInt)(sizeof names / sizeof names[0]); t = strtok(NULL, ","))
+      names[named++] = t;
+    PetscCheck(named == f->nclasses, c->comm, PETSC_ERR_USER_INPUT,
+               "-curate_ms_classes names %" PetscInt_FMT " classes but the labels of '%s' have %" PetscInt_FMT, named,
+               c->ms_mat, f->nclasses);
+  }
+  PetscCall(PetscMalloc2(f->nclasses, &f->class_names, f->nclasses, &f->class_counts));
+  PetscCall(PetscMalloc2(f->nfiles, &f->paths, f->nfiles, &f->label)); /* no paths: messages name msi rows */
+  for (PetscInt i = 0; i < f->nfiles; i++) f->paths[i] = NULL;
+  for (PetscInt k = 0; k < f->nclasses; k++) {
+    char fallback[32];
+    snprintf(fallback, sizeof fallback, "class_%" PetscInt_FMT, k);
+    PetscCall(PetscStrallocpy(named ? names[k] : fallback, &f->class_names[k]));
+    f->class_counts[k] = 0;
+  }
+  for (PetscInt i = 0; i < f->nfiles; i++) {
+    f->label[i] = f->nclasses;
+    for (PetscInt k = f->nclasses - 1; k >= 0; k--)
+      if (s->multi[i * f->nclasses + k]) {
+        f->label[i] = k;
+        f->class_counts[k]++;
+      }
+  }
+  PetscFunctionReturn(0);
+}
+
 static PetscErrorCode source_set_up(AckdCurate c, Source *s, const char *name, const char *dir)
 {
   static const PetscInt rgb_bands[3] = {1, 2, 3};
@@ -503,7 +592,12 @@ static PetscErrorCode source_set_up(AckdCurate c, Source *s, const char *name, c
   s->dir  = dir;
   if (!dir[0]) PetscFunctionReturn(0);
   PetscBool is_ms = (PetscBool)!strcmp(name, "ms");
-  PetscCall(AckdClassFoldersScan(c->comm, dir, is_ms ? MS_EXTENSIONS : RGB_EXTENSIONS, &s->folders));
+  if (is_ms && c->ms_mat[0])
+    PetscCall(mat_catalogue(c, s));
+  else if (is_ms && c->ms_labels[0])
+    PetscCall(AckdLabelTableRead(c->comm, c->ms_labels, dir, &s->folders, &s->multi));
+  else
+    PetscCall(AckdClassFoldersScan(c->comm, dir, is_ms ? MS_EXTENSIONS : RGB_EXTENSIONS, &s->folders));
   s->split_tag  = is_ms ? 1 : 2;
   s->request    = (AckdRasterRequest){.nbands       = is_ms ? c->n_ms_bands : 3,
                                       .bands        = is_ms ? c->ms_bands : rgb_bands,
@@ -519,10 +613,22 @@ static PetscErrorCode source_destroy(Source *s)
 {
   PetscFunctionBeginUser;
   if (s->dir && s->dir[0]) PetscCall(AckdClassFoldersDestroy(&s->folders));
+  PetscCall(AckdMatInputClose(&s->mat));
+  PetscCall(PetscFree(s->multi));
   PetscCall(PetscFree(s->check));
   PetscCall(PetscFree(s->duplicate));
   PetscCall(PetscFree(s->kept));
   PetscFunctionReturn(0);
+}
+
+/* A file's name, size and modification time: what a rerun compares. */
+static uint64_t file_digest(const char *path)
+{
+  struct stat st;
+  long long   facts[2] = {0, 0};
+  if (!path[0]) return 0;
+  if (!stat(path, &st)) facts[0] = (long long)st.st_size, facts[1] = (long long)st.st_mtime;
+  return AckdContentHash(path, strlen(path)) * 31 + AckdContentHash(facts, sizeof facts);
 }
 
 /* Everything that decides the file's contents, including each input file's
@@ -536,32 +642,30 @@ static PetscErrorCode parameter_line(AckdCurate c, const Source *sources, char *
 
   PetscFunctionBeginUser;
   PetscCallMPI(MPI_Comm_rank(c->comm, &rank));
-  if (rank == 0)
+  if (rank == 0) {
+    const char *side_files[] = {c->ms_labels, c->ms_mat, c->class_map};
+    for (size_t f = 0; f < sizeof side_files / sizeof side_files[0]; f++)
+      digest = digest * 31 + file_digest(side_files[f]);
     for (int k = 0; k < 2; k++)
-      for (PetscInt i = 0; i < sources[k].folders.nfiles; i++) {
-        struct stat st;
-        long long   facts[2] = {0, 0};
-        if (!stat(sources[k].folders.paths[i], &st))
-          facts[0] = (long long)st.st_size, facts[1] = (long long)st.st_mtime;
-        digest = digest * 31 + AckdContentHash(sources[k].folders.paths[i], strlen(sources[k].folders.paths[i]));
-        digest = digest * 31 + AckdContentHash(facts, sizeof facts);
-      }
+      for (PetscInt i = 0; i < sources[k].folders.nfiles && !sources[k].mat; i++)
+        digest = digest * 31 + file_digest(sources[k].folders.paths[i]);
+  }
   PetscCallMPI(MPI_Bcast(&digest, 1, MPI_UINT64_T, 0, c->comm));
   for (PetscInt b = 0; b < c->n_ms_bands; b++) {
     char one[24];
     snprintf(one, sizeof one, "%s%" PetscInt_FMT, b ? "," : "", c->ms_bands[b]);
     PetscCall(PetscStrlcat(bands, one, sizeof bands));
   }
-  size_t len = 4 * PETSC_MAX_PATH_LEN + 1024;
+  size_t len = 8 * PETSC_MAX_PATH_LEN + sizeof c->ms_class_names + 1024;
   PetscCall(PetscMalloc1(len, line));
   snprintf(*line, len,
-           "ms_dir=%s ms_bands=%s ms_size=%" PetscInt_FMT " rgb_dir=%s rgb_size=%" PetscInt_FMT
-           " class_map=%s normalize=%s folds=%" PetscInt_FMT " fold=%" PetscInt_FMT
-           " train=%.15g val=%.15g seed=%" PetscInt_FMT " drop_duplicates=%d compress=%" PetscInt_FMT
-           " inputs=%016llx version=%s",
-           c->ms_dir, bands, c->ms_size, c->rgb_dir, c->rgb_size, c->class_map, NORMALIZATIONS[c->normalize], c->folds,
-           c->fold, (double)c->train, (double)c->val, c->seed, (int)c->drop_duplicates, c->compress,
-           (unsigned long long)digest, ACKD_VERSION_STRING);
+           "ms_dir=%s ms_labels=%s ms_mat=%s mat_layout=%s ms_classes=%s ms_bands=%s ms_size=%" PetscInt_FMT
+           " rgb_dir=%s rgb_size=%" PetscInt_FMT " class_map=%s normalize=%s folds=%" PetscInt_FMT
+           " fold=%" PetscInt_FMT " train=%.15g val=%.15g seed=%" PetscInt_FMT
+           " drop_duplicates=%d compress=%" PetscInt_FMT " inputs=%016llx version=%s",
+           c->ms_dir, c->ms_labels, c->ms_mat, c->mat_layout, c->ms_class_names, bands, c->ms_size, c->rgb_dir,
+           c->rgb_size, c->class_map, NORMALIZATIONS[c->normalize], c->folds, c->fold, (double)c->train, (double)c->val,
+           c->seed, (int)c->drop_duplicates, c->compress, (unsigned long long)digest, ACKD_VERSION_STRING);
   PetscFunctionReturn(0);
 }
 
@@ -579,7 +683,7 @@ PetscErrorCode AckdCurateRun(AckdCurate c)
   PetscFunctionBeginUser;
   PetscCallMPI(MPI_Comm_rank(c->comm, &rank));
   PetscCallMPI(MPI_Comm_size(c->comm, &size));
-  PetscCall(source_set_up(c, ms, "ms", c->ms_dir));
+  PetscCall(source_set_up(c, ms, "ms", c->ms_mat[0] ? c->ms_mat : c->ms_dir));
   PetscCall(source_set_up(c, rgb, "rgb", c->rgb_dir));
   PetscCall(parameter_line(c, sources, &params));
   PetscCall(

@@ -33,7 +33,7 @@ static void moments_merge(Moments *a, const Moments *b)
 struct _p_AckdCollectionWriter {
   MPI_Comm       comm;
   char           name[16];
-  PetscInt       count, channels, height, width;
+  PetscInt       count, channels, height, width, label_columns;
   hid_t          group, images, labels, split, dxpl;
   PetscInt       lo, hi;        /* this rank's samples */
   PetscInt       first_block;   /* block index of `lo` */
@@ -102,10 +102,11 @@ PetscErrorCode AckdCollectionWriterCreate(MPI_Comm comm, hid_t file, const AckdC
   PetscCall(PetscNew(&w));
   w->comm = comm;
   PetscCall(PetscStrncpy(w->name, layout->name, sizeof w->name));
-  w->count    = layout->count;
-  w->channels = layout->channels;
-  w->height   = layout->height;
-  w->width    = layout->width;
+  w->count         = layout->count;
+  w->channels      = layout->channels;
+  w->height        = layout->height;
+  w->width         = layout->width;
+  w->label_columns = layout->label_columns;
   AckdDatasetPartition(w->count, size, rank, &w->lo, &w->hi);
   w->next        = w->lo;
   w->first_block = w->lo / ACKD_DATASET_STATS_BLOCK;
@@ -119,8 +120,11 @@ PetscErrorCode AckdCollectionWriterCreate(MPI_Comm comm, hid_t file, const AckdC
   AckdCallH5(w->group = H5Gcreate2(file, layout->name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "creating group /%s",
              layout->name);
   PetscCall(create_images(w, layout->compress));
-  hsize_t n = (hsize_t)w->count;
-  PetscCall(create_dataset(w->group, "labels", H5T_NATIVE_INT, 1, &n, H5P_DEFAULT, &w->labels));
+  hsize_t n = (hsize_t)w->count, nk[2] = {(hsize_t)w->count, (hsize_t)layout->label_columns};
+  if (w->label_columns > 0)
+    PetscCall(create_dataset(w->group, "labels", H5T_NATIVE_UCHAR, 2, nk, H5P_DEFAULT, &w->labels));
+  else
+    PetscCall(create_dataset(w->group, "labels", H5T_NATIVE_INT, 1, &n, H5P_DEFAULT, &w->labels));
   PetscCall(create_dataset(w->group, "split", H5T_NATIVE_UCHAR, 1, &n, H5P_DEFAULT, &w->split));
   AckdCallH5(w->dxpl = H5Pcreate(H5P_DATASET_XFER), "transfer property list");
   AckdCallH5(H5Pset_dxpl_mpio(w->dxpl, H5FD_MPIO_COLLECTIVE), "collective transfer");
@@ -136,7 +140,7 @@ PetscErrorCode AckdCollectionWriterCreate(MPI_Comm comm, hid_t file, const AckdC
   PetscCall(AckdH5AttrWriteInt(w->group, "height", w->height));
   PetscCall(AckdH5AttrWriteInt(w->group, "width", w->width));
   PetscCall(AckdH5AttrWriteInt(w->group, "classes", layout->nclasses));
-  PetscCall(AckdH5AttrWriteInt(w->group, "multilabel", 0));
+  PetscCall(AckdH5AttrWriteInt(w->group, "multilabel", w->label_columns > 0));
   PetscCall(AckdH5AttrWriteString(w->group, "sensor", layout->sensor ? layout->sensor : "unknown"));
   PetscCall(AckdH5AttrWriteString(w->group, "normalization", layout->normalization ? layout->normalization : "none"));
   PetscCall(AckdH5AttrWriteString(w->group, "stats_split", "train"));
@@ -194,7 +198,8 @@ static PetscErrorCode write_rows(AckdCollectionWriter w, hid_t dset, hid_t memty
 }
 
 PetscErrorCode AckdCollectionWriterWrite(AckdCollectionWriter w, PetscInt first, PetscInt n, const float *images,
-                                         const int *labels, const unsigned char *splits)
+                                         const int *labels, const unsigned char *multilabels,
+                                         const unsigned char *splits)
 {
   PetscFunctionBeginUser;
   if (n > 0) {
@@ -214,7 +219,10 @@ PetscErrorCode AckdCollectionWriterWrite(AckdCollectionWriter w, PetscInt first,
     w->next += n;
   }
   PetscCall(write_rows(w, w->images, H5T_NATIVE_FLOAT, 4, first, n, images));
-  PetscCall(write_rows(w, w->labels, H5T_NATIVE_INT, 1, first, n, labels));
+  if (w->label_columns > 0)
+    PetscCall(write_rows(w, w->labels, H5T_NATIVE_UCHAR, 2, first, n, multilabels));
+  else
+    PetscCall(write_rows(w, w->labels, H5T_NATIVE_INT, 1, first, n, labels));
   PetscCall(write_rows(w, w->split, H5T_NATIVE_UCHAR, 1, first, n, splits));
   PetscFunctionReturn(0);
 }

@@ -122,6 +122,7 @@ static PetscErrorCode summarize_collection(hid_t file, const char *name, const c
 {
   Shape          shape;
   hid_t          group;
+  unsigned char *multi  = NULL;
   int           *labels = NULL;
   unsigned char *split;
   char          *classes, *bands;
@@ -142,12 +143,22 @@ static PetscErrorCode summarize_collection(hid_t file, const char *name, const c
   if (!shape.label_columns) {
     PetscCall(PetscMalloc1(N, &labels));
     PetscCall(read_all(group, "labels", H5T_NATIVE_INT, labels));
+  } else {
+    PetscCheck(shape.label_columns == K, PETSC_COMM_SELF, PETSC_ERR_FILE_UNEXPECTED,
+               "'%s': /%s/labels has %" PetscInt_FMT " columns for %" PetscInt_FMT " classes; the file is damaged",
+               path, name, shape.label_columns, K);
+    PetscCall(PetscMalloc1((size_t)N * K, &multi));
+    PetscCall(read_all(group, "labels", H5T_NATIVE_UCHAR, multi));
   }
   for (PetscInt i = 0; i < N; i++) {
     PetscInt s = split[i] <= 2 ? split[i] : 2;
-    PetscInt k = labels ? (labels[i] >= 0 && labels[i] < K ? labels[i] : K) : 0;
-    per_class[3 * k + s]++;
     split_total[s]++;
+    if (multi) { /* a sample counts once for every class it carries */
+      for (PetscInt k = 0; k < K; k++) per_class[3 * k + s] += multi[i * K + k] != 0;
+      continue;
+    }
+    PetscInt k = labels[i] >= 0 && labels[i] < K ? labels[i] : K;
+    per_class[3 * k + s]++;
   }
   const char *stat_names[] = {"band_mean", "band_std", "band_min", "band_max"};
   PetscBool   have_stats   = PETSC_TRUE;
@@ -165,8 +176,9 @@ static PetscErrorCode summarize_collection(hid_t file, const char *name, const c
           name, N, C, shape.height, shape.width, K, shape.label_columns ? " (multi-label)" : "", split_total[0],
           split_total[1], split_total[2]);
   if (sensor[0]) fprintf(out, "  sensor: %s\n", sensor);
-  if (labels) {
-    fprintf(out, "  %-3s %-28s %7s %7s %7s %7s\n", "id", "class", "total", "train", "val", "test");
+  if (labels || multi) {
+    fprintf(out, "  %-3s %-28s %7s %7s %7s %7s%s\n", "id", "class", "total", "train", "val", "test",
+            multi ? "   (samples carrying the class)" : "");
     for (PetscInt k = 0; k <= K; k++) {
       PetscInt *row = per_class + 3 * k;
       if (k == K && row[0] + row[1] + row[2] == 0) break;
@@ -187,6 +199,7 @@ static PetscErrorCode summarize_collection(hid_t file, const char *name, const c
   PetscCall(PetscFree2(classes, bands));
   PetscCall(PetscFree(per_class));
   PetscCall(PetscFree(labels));
+  PetscCall(PetscFree(multi));
   PetscCall(PetscFree(split));
   PetscFunctionReturn(0);
 }

@@ -285,7 +285,7 @@ static PetscErrorCode write_collection(AckdSynth s, hid_t file, Collection *c, A
     }
     PetscCall(PetscLogEventEnd(s->event_render, 0, 0, 0, 0));
     PetscCall(PetscLogEventBegin(s->event_write, 0, 0, 0, 0));
-    PetscCall(AckdCollectionWriterWrite(writer, first, n, images, labels, split + PetscMin(first, c->count)));
+    PetscCall(AckdCollectionWriterWrite(writer, first, n, images, labels, NULL, split + PetscMin(first, c->count)));
     PetscCall(PetscLogEventEnd(s->event_write, 0, 0, 0, 0));
     *progress += n;
     PetscCall(AckdProgressUpdate(bar, *progress));

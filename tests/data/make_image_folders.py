@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 
+import h5py
 import numpy as np
 
 
@@ -82,6 +83,27 @@ def main():
         f.write("# ms_class,rgb_class\nA,A\nB,Bee\nC,\nD,\n,X\n")
     with open(os.path.join(a.out, "class_map_bad.csv"), "w") as f:
         f.write("A,A\nB,Zed\n")
+    # Multi-label, as a one-hot table over some of the MS files (one of them corrupt) ...
+    rows = ["A/A_000.tif", "A/A_001.tif", "B/B_000.tif", "C/C_corrupt.tif", "C/C_001.tif", "D/D_000.tif",
+            "D/D_002.tif", "B/B_003.tif"]
+    onehot = rng.integers(0, 2, size=(len(rows), 3))
+    with open(os.path.join(a.out, "ms_labels.csv"), "w") as f:
+        f.write("path,urban,water,trees\n")
+        for r, y in zip(rows, onehot):
+            f.write(r + "," + ",".join(str(v) for v in y) + "\n")
+    sources["table_rows"] = np.array(rows)
+    sources["table_labels"] = onehot
+    # ... and as a MATLAB v7.3 file: HDF5 behind a 512-byte user block, arrays column-major, so
+    # MATLAB's H x W x C x N msi and N x K label appear here as (N, C, W, H) and (K, N).
+    n_mat, k_mat = 12, 4
+    msi = rng.random((n_mat, 13, S, S)).astype(np.float32)  # (N, C, H, W)
+    msi[5, 2, 3, 4] = np.nan                                 # a sample to skip
+    label = rng.integers(0, 2, size=(n_mat, k_mat)).astype(np.float64)
+    with h5py.File(os.path.join(a.out, "multilabel.mat"), "w", userblock_size=512) as f:
+        f["msi"] = msi.transpose(0, 1, 3, 2)
+        f["label"] = label.T
+    sources["mat_msi"] = msi
+    sources["mat_label"] = label
     np.savez(os.path.join(a.out, "sources.npz"), **{k: v for k, v in sources.items()})
 
 

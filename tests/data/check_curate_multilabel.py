@@ -1,0 +1,58 @@
+#!/usr/bin/python3
+"""Checks multi-label datasets written by `ackd curate` from the one-hot table
+and the MATLAB v7.3 file of make_image_folders.py: which samples were kept,
+their (N, K) labels, their pixels, and splits stratified by the first class.
+
+  check_curate_multilabel.py FIXTURES FILE table|mat
+"""
+import os
+import sys
+
+import h5py
+import numpy as np
+
+failures = []
+
+
+def check(cond, what):
+    if not cond:
+        failures.append(what)
+        print("FAIL:", what)
+
+
+def fold_counts(n, folds=5):
+    return sum(1 for p in range(n) if p * folds // n == 0)
+
+
+def main():
+    fixtures, path, kind = sys.argv[1], sys.argv[2], sys.argv[3]
+    src = np.load(os.path.join(fixtures, "sources.npz"))
+    if kind == "table":
+        rows, onehot = list(src["table_rows"]), src["table_labels"]
+        keep = [i for i, r in enumerate(rows) if "corrupt" not in r]
+        images = np.stack([src["ms/" + rows[i]][[0, 1, 2]] for i in keep])  # bands 1,2,3
+        labels, names, skipped = onehot[keep], ["urban", "water", "trees"], ("skipped_unreadable", 1)
+    else:
+        msi, label = src["mat_msi"], src["mat_label"]
+        keep = [i for i in range(len(msi)) if np.isfinite(msi[i]).all()]
+        images, labels = msi[keep], label[keep].astype(np.uint8)
+        names, skipped = ["a", "b", "c", "d"], ("skipped_not_finite", 1)
+    with h5py.File(path, "r") as f:
+        g = f["ms"]
+        check(g.attrs["multilabel"] == 1, "multilabel attribute")
+        check([c.decode() for c in g["classes"][...]] == names, f"classes {g['classes'][...]}")
+        check(g["labels"].dtype == np.uint8 and g["labels"].shape == labels.shape, f"labels {g['labels'].shape}")
+        check((g["labels"][...] == labels).all(), "labels differ from the source")
+        check(np.array_equal(g["images"][...], images.astype(np.float32)), "pixels differ from the source")
+        check(g.attrs[skipped[0]] == skipped[1], f"{skipped[0]} = {g.attrs[skipped[0]]}")
+        split = g["split"][...]
+        first = np.array([np.flatnonzero(r)[0] if r.any() else len(names) for r in labels])
+        for k in np.unique(first):
+            n = int((first == k).sum())
+            check(int((split[first == k] == 1).sum()) == fold_counts(n), f"first-class group {k}: fold sizes")
+    print(f"check_curate_multilabel {kind}: {'FAILED' if failures else 'ok'} ({len(failures)} failure(s))")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
