@@ -47,11 +47,17 @@ def expected_files(root, classes, skip):
     return files, np.array(labels)
 
 
-def fold_counts(n, folds):
-    return sum(1 for p in range(n) if p * folds // n == 0)
+def split_counts(n, folds, train, val):
+    """(train, val, test) sizes of one class: the k-fold's first fold validates, or fractions."""
+    if folds >= 2:
+        v = sum(1 for p in range(n) if p * folds // n == 0)
+        return [n - v, v, 0]
+    t = int(np.floor(train * n + 0.5))
+    v = min(n - t, int(np.floor(val * n + 0.5)))
+    return [t, v, n - t - v]
 
 
-def check_collection(g, fixtures, files, labels, sources, normalize, folds, resized_jpeg):
+def check_collection(g, fixtures, files, labels, sources, normalize, a, resized_jpeg):
     x, lab, split = g["images"][...], g["labels"][...], g["split"][...]
     check(len(x) == len(files), f"{g.name}: {len(x)} samples, expected {len(files)}: {files}")
     if len(x) != len(files):
@@ -59,8 +65,8 @@ def check_collection(g, fixtures, files, labels, sources, normalize, folds, resi
     check((lab == labels).all(), f"{g.name}/labels {lab} != {labels}")
     for k in np.unique(labels):
         n = int((labels == k).sum())
-        check(int((split[labels == k] == 1).sum()) == fold_counts(n, folds), f"{g.name} class {k} fold sizes")
-    check(((split == 0) | (split == 1)).all(), f"{g.name}: k-fold splits are train/val only")
+        got = [int((split[labels == k] == s).sum()) for s in (0, 1, 2)]
+        check(got == split_counts(n, a.folds, a.train, a.val), f"{g.name} class {k} split sizes {got}")
     raw = []
     for path in files:
         if path.endswith(".jpg") and resized_jpeg:
@@ -93,11 +99,16 @@ def main():
     p.add_argument("file")
     p.add_argument("--normalize", default="none")
     p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--train", type=float, default=0.8)
+    p.add_argument("--val", type=float, default=0.2)
+    p.add_argument("--drop-duplicates", action="store_true")
     a = p.parse_args()
     sources = dict(np.load(os.path.join(a.fixtures, "sources.npz")))
     ms_root, rgb_root = os.path.join(a.fixtures, "ms"), os.path.join(a.fixtures, "rgb")
-    ms_files, ms_labels = expected_files(ms_root, ["A", "B", "C", "D", "E_empty"],
-                                         {"A_bad_bands.tif", "B_odd_size.tif", "C_corrupt.tif", "C_truncated.tif"})
+    skip = {"A_bad_bands.tif", "B_odd_size.tif", "C_corrupt.tif", "C_truncated.tif"}
+    if a.drop_duplicates:
+        skip.add("D_zcopy.tif")
+    ms_files, ms_labels = expected_files(ms_root, ["A", "B", "C", "D", "E_empty"], skip)
     rgb_files, rgb_labels = expected_files(rgb_root, ["A", "Bee", "X"], {"A_gray.png", "X_corrupt.jpg"})
     with h5py.File(a.file, "r") as f:
         check(f.attrs["ackd_format"] == "dataset" and f.attrs["generator"] == "curate", "root attributes")
@@ -105,12 +116,13 @@ def main():
         check([c.decode() for c in ms["classes"][...]] == ["A", "B", "C", "D", "E_empty"], "MS classes")
         check([c.decode() for c in rgb["classes"][...]] == ["A", "Bee", "X"], "RGB classes")
         expect = {"files_found": 29, "skipped_unreadable": 2, "skipped_band_count": 1, "skipped_odd_size": 1,
-                  "skipped_not_finite": 0, "duplicates_found": 1, "duplicates_dropped": 0, "empty_class_folders": 1}
+                  "skipped_not_finite": 0, "duplicates_found": 1, "duplicates_dropped": int(a.drop_duplicates),
+                  "empty_class_folders": 1}
         for key, value in expect.items():
             check(ms.attrs[key] == value, f"/ms {key} = {ms.attrs[key]}, expected {value}")
         check(rgb.attrs["skipped_unreadable"] == 1 and rgb.attrs["skipped_band_count"] == 1, "/rgb skip counts")
-        check_collection(ms, a.fixtures, ms_files, ms_labels, sources, a.normalize, a.folds, False)
-        check_collection(rgb, a.fixtures, rgb_files, rgb_labels, sources, a.normalize, a.folds, True)
+        check_collection(ms, a.fixtures, ms_files, ms_labels, sources, a.normalize, a, False)
+        check_collection(rgb, a.fixtures, rgb_files, rgb_labels, sources, a.normalize, a, True)
         check(list(f["class_map/ms_to_rgb"][...]) == [0, 1, -1, -1, -1], f"ms_to_rgb {f['class_map/ms_to_rgb'][...]}")
         check(list(f["class_map/rgb_to_ms"][...]) == [0, 1, -1], f"rgb_to_ms {f['class_map/rgb_to_ms'][...]}")
     print(f"check_curate: {'FAILED' if failures else 'ok'} ({len(failures)} failure(s))")
