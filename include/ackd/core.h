@@ -162,6 +162,12 @@ PetscErrorCode AckdOptionsCheckUnused(MPI_Comm comm, const char *stage);
 /* All options in force as "-key value" text, for provenance attributes. */
 PetscErrorCode AckdOptionsToString(char **text);
 
+/* ---------------------------------------------------------------- text files */
+
+/* Collective: rank 0 reads a small text file, every rank receives it
+ * NUL-terminated. `what` names the file's role in the error ("class map"). */
+PetscErrorCode AckdReadTextFile(MPI_Comm comm, const char *path, const char *what, char **text);
+
 /* ---------------------------------------------------------------- HDF5 */
 
 /* File access shared by every writer and reader: MPI-IO, collective metadata,

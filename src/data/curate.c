@@ -491,30 +491,11 @@ static void trim(char *s)
 /* A CSV of "ms_class,rgb_class" lines; a side may be empty for a class the other collection lacks. */
 static PetscErrorCode read_class_map(AckdCurate c, const Source *ms, const Source *rgb, int *ms_to_rgb)
 {
-  PetscMPIInt rank;
-  char       *text = NULL;
-  long        len  = -1;
+  char *text;
 
   PetscFunctionBeginUser;
-  PetscCallMPI(MPI_Comm_rank(c->comm, &rank));
   for (PetscInt i = 0; i < ms->folders.nclasses; i++) ms_to_rgb[i] = -1;
-  if (rank == 0) {
-    FILE *f = fopen(c->class_map, "r");
-    if (f) {
-      fseek(f, 0, SEEK_END);
-      len = ftell(f);
-      fseek(f, 0, SEEK_SET);
-      PetscCall(PetscMalloc1(len + 1, &text));
-      len       = (long)fread(text, 1, (size_t)len, f);
-      text[len] = '\0';
-      fclose(f);
-    }
-  }
-  PetscCallMPI(MPI_Bcast(&len, 1, MPI_LONG, 0, c->comm));
-  PetscCheck(len >= 0, c->comm, PETSC_ERR_FILE_OPEN,
-             "class map '%s' not found or not readable; check -curate_class_map", c->class_map);
-  if (rank != 0) PetscCall(PetscMalloc1(len + 1, &text));
-  PetscCallMPI(MPI_Bcast(text, (int)len + 1, MPI_CHAR, 0, c->comm));
+  PetscCall(AckdReadTextFile(c->comm, c->class_map, "class map", &text));
   PetscInt line_no = 0;
   for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
     line_no++;

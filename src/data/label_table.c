@@ -2,31 +2,6 @@
 #include "multilabel_sources.h"
 #include <string.h>
 
-/* Rank 0 reads the file; every rank parses the same bytes. */
-static PetscErrorCode read_text(MPI_Comm comm, const char *path, char **text)
-{
-  PetscMPIInt rank;
-  long        len = -1;
-
-  PetscFunctionBeginUser;
-  PetscCallMPI(MPI_Comm_rank(comm, &rank));
-  *text = NULL;
-  if (rank == 0) {
-    FILE *f = fopen(path, "rb");
-    if (f && !fseek(f, 0, SEEK_END) && (len = ftell(f)) >= 0 && !fseek(f, 0, SEEK_SET)) {
-      PetscCall(PetscMalloc1(len + 1, text));
-      len          = (long)fread(*text, 1, (size_t)len, f);
-      (*text)[len] = '\0';
-    }
-    if (f) fclose(f);
-  }
-  PetscCallMPI(MPI_Bcast(&len, 1, MPI_LONG, 0, comm));
-  PetscCheck(len >= 0, comm, PETSC_ERR_FILE_OPEN, "label table '%s' not found or not readable; check the path", path);
-  if (rank != 0) PetscCall(PetscMalloc1(len + 1, text));
-  PetscCallMPI(MPI_Bcast(*text, (int)len + 1, MPI_CHAR, 0, comm));
-  PetscFunctionReturn(0);
-}
-
 /* Splits `line` in place at commas; returns the number of fields. */
 static PetscInt split_fields(char *line, char **fields, PetscInt max)
 {
@@ -55,7 +30,7 @@ PetscErrorCode AckdLabelTableRead(MPI_Comm comm, const char *table, const char *
 
   PetscFunctionBeginUser;
   memset(catalogue, 0, sizeof *catalogue);
-  PetscCall(read_text(comm, table, &text));
+  PetscCall(AckdReadTextFile(comm, table, "label table", &text));
   for (char *p = text; *p; p++) rows += *p == '\n';
   rows += 1;
   char *line = strtok_r(text, "\n", &save);
