@@ -1,0 +1,85 @@
+/* ackd dist: what data-parallel training needs from MPI.
+ *
+ * - AckdBatchPlan: which samples each rank trains on, a pure function of
+ *   (seed, epoch, position), so runs on 1, 2 or 4 ranks see the same global
+ *   batches and a run resumed on another rank count continues exactly.
+ * - AckdGradBuckets: the gradient exchange. Gradients live in one contiguous
+ *   buffer; they are summed over ranks in buckets, in reverse layer order,
+ *   each started with MPI_Iallreduce as soon as backward has finished its
+ *   layers, and waited on before the optimizer step. A fused mode (one
+ *   blocking allreduce) is there for comparison.
+ * - AckdSharedDataset: a collection held once per node in an MPI-3
+ *   shared-memory window, loaded collectively from the dataset file.
+ */
+#ifndef ACKD_DIST_H
+#define ACKD_DIST_H
+
+#include <ackd/core.h>
+
+/* ---------------------------------------------------------------- batch plan */
+
+typedef struct _p_AckdBatchPlan *AckdBatchPlan;
+
+/* `samples` are the global indices of the training samples (copied).
+ * The global batch is split over the ranks of `comm`; with drop_last the
+ * final partial batch is skipped, otherwise it is split like the others. */
+PetscErrorCode AckdBatchPlanCreate(MPI_Comm comm, PetscInt nsamples, const PetscInt *samples, PetscInt global_batch,
+                                   uint64_t seed, PetscBool drop_last, AckdBatchPlan *plan);
+/* Shuffles for `epoch`: the order depends on (seed, epoch) only. */
+PetscErrorCode AckdBatchPlanSetEpoch(AckdBatchPlan plan, PetscInt epoch);
+PetscErrorCode AckdBatchPlanGetBatchCount(AckdBatchPlan plan, PetscInt *nbatches);
+/* This rank's share of batch `b`: up to `capacity` global sample indices in
+ * `samples`, their number in `count`, and the size of the whole global batch
+ * in `global_count` (normalise the loss by it, so that summing gradients over
+ * ranks gives the global mean whatever the split). */
+PetscErrorCode AckdBatchPlanGetLocal(AckdBatchPlan plan, PetscInt b, PetscInt capacity, PetscInt *samples,
+                                     PetscInt *count, PetscInt *global_count);
+PetscErrorCode AckdBatchPlanDestroy(AckdBatchPlan *plan);
+
+/* ---------------------------------------------------------------- gradient buckets */
+
+typedef enum {
+  ACKD_GRAD_OVERLAPPED, /* MPI_Iallreduce per bucket during backward */
+  ACKD_GRAD_FUSED       /* one blocking MPI_Allreduce of the whole buffer before the step */
+} AckdGradExchange;
+
+/* Default bucket size; docs/SCALING.md explains the choice. */
+#define ACKD_GRAD_BUCKET_BYTES_DEFAULT (4 << 20)
+
+typedef struct _p_AckdGradBuckets *AckdGradBuckets;
+
+/* Layers are given in forward order, each as the [offset, offset + size)
+ * range of its gradients in `grad`; buckets are formed from the last layer
+ * backwards, so the first bucket completes first during backward. */
+PetscErrorCode AckdGradBucketsCreate(MPI_Comm comm, float *grad, PetscInt nlayers, const PetscInt *offset,
+                                     const PetscInt *size, PetscInt bucket_bytes, AckdGradExchange mode,
+                                     AckdGradBuckets *buckets);
+PetscErrorCode AckdGradBucketsGetBucketCount(AckdGradBuckets buckets, PetscInt *nbuckets);
+/* Backward finished the gradients of `layer`: a bucket whose layers are all
+ * done starts its allreduce. */
+PetscErrorCode AckdGradBucketsLayerDone(AckdGradBuckets buckets, PetscInt layer);
+/* Lets MPI progress outstanding allreduces; call between layers of backward. */
+PetscErrorCode AckdGradBucketsProgress(AckdGradBuckets buckets);
+/* Completes every bucket: `grad` then holds the sum over ranks. */
+PetscErrorCode AckdGradBucketsWait(AckdGradBuckets buckets);
+/* Seconds spent in communication calls that blocked (Wait, fused allreduce),
+ * accumulated since creation: what overlap did not hide. */
+PetscErrorCode AckdGradBucketsGetBlockedTime(AckdGradBuckets buckets, double *seconds);
+PetscErrorCode AckdGradBucketsDestroy(AckdGradBuckets *buckets);
+
+/* ---------------------------------------------------------------- shared dataset */
+
+typedef struct _p_AckdSharedDataset *AckdSharedDataset;
+
+/* Collective: loads /<collection> of a dataset file once per node. Labels and
+ * splits are replicated on every rank; images live in the node's window. */
+PetscErrorCode AckdSharedDatasetLoad(MPI_Comm comm, const char *path, const char *collection, const AckdH5Settings *h5,
+                                     AckdSharedDataset *dataset);
+PetscErrorCode AckdSharedDatasetGetShape(AckdSharedDataset dataset, PetscInt *count, PetscInt *channels,
+                                         PetscInt *height, PetscInt *width);
+/* Read-only views; images are (count, C, H, W). */
+PetscErrorCode AckdSharedDatasetGetArrays(AckdSharedDataset dataset, const float **images, const int **labels,
+                                          const unsigned char **split);
+PetscErrorCode AckdSharedDatasetDestroy(AckdSharedDataset *dataset);
+
+#endif

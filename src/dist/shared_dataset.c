@@ -1,0 +1,168 @@
+/* A collection held once per node.
+ *
+ * Ranks on one node share an MPI-3 window holding all images; each of them
+ * reads a slice of it from the file, collectively with the other nodes, so a
+ * node reads the collection once, not once per rank, and keeps one copy in
+ * memory. Labels and splits are small and replicated on every rank. */
+#include <ackd/dist.h>
+#include <ackd/data.h>
+
+enum {
+  READ_CHUNK_BYTES = 256 << 20 /* per rank and call: MPI-IO counts are ints */
+};
+
+struct _p_AckdSharedDataset {
+  MPI_Comm       node;
+  MPI_Win        window;
+  float         *images;
+  int           *labels;
+  unsigned char *split;
+  PetscInt       count, channels, height, width;
+};
+
+static PetscErrorCode read_replicated(hid_t group, const char *name, hid_t type, void *buf, const char *path)
+{
+  hid_t dset;
+
+  PetscFunctionBeginUser;
+  AckdCallH5(dset = H5Dopen2(group, name, H5P_DEFAULT), "'%s': opening %s", path, name);
+  AckdCallH5(H5Dread(dset, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf), "'%s': reading %s", path, name);
+  H5Dclose(dset);
+  PetscFunctionReturn(0);
+}
+
+/* Samples [lo, hi) into `dest`, in collective rounds every rank takes part in. */
+static PetscErrorCode read_images(MPI_Comm comm, hid_t images, PetscInt lo, PetscInt hi, PetscInt sample, float *dest,
+                                  const char *path)
+{
+  PetscInt per_round = PetscMax(1, READ_CHUNK_BYTES / (PetscInt)(sizeof(float) * sample));
+  PetscInt mine      = (hi - lo + per_round - 1) / per_round, rounds;
+  hid_t    dxpl, fspace;
+
+  PetscFunctionBeginUser;
+  PetscCallMPI(MPI_Allreduce(&mine, &rounds, 1, MPIU_INT, MPI_MAX, comm));
+  AckdCallH5(dxpl = H5Pcreate(H5P_DATASET_XFER), "transfer property list");
+  AckdCallH5(H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE), "collective transfer");
+  AckdCallH5(fspace = H5Dget_space(images), "'%s': images dataspace", path);
+  hsize_t dims[4];
+  H5Sget_simple_extent_dims(fspace, dims, NULL);
+  for (PetscInt r = 0; r < rounds; r++) {
+    PetscInt first = lo + r * per_round, n = PetscMax(0, PetscMin(per_round, hi - first));
+    hsize_t  start[4] = {(hsize_t)first, 0, 0, 0}, count[4] = {(hsize_t)n, dims[1], dims[2], dims[3]};
+    hsize_t  one[4] = {1, 1, 1, 1};
+    hid_t    mspace;
+    if (n > 0) {
+      H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, NULL, count, NULL);
+      mspace = H5Screate_simple(4, count, NULL);
+    } else {
+      H5Sselect_none(fspace);
+      mspace = H5Screate_simple(4, one, NULL);
+      H5Sselect_none(mspace);
+    }
+    AckdCallH5(H5Dread(images, H5T_NATIVE_FLOAT, mspace, fspace, dxpl, dest + (first - lo) * sample),
+               "'%s': reading samples %" PetscInt_FMT "..%" PetscInt_FMT, path, first, first + n);
+    H5Sclose(mspace);
+  }
+  H5Sclose(fspace);
+  H5Pclose(dxpl);
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdSharedDatasetLoad(MPI_Comm comm, const char *path, const char *collection, const AckdH5Settings *h5,
+                                     AckdSharedDataset *dataset)
+{
+  AckdSharedDataset d;
+  hid_t             file, group, images;
+  PetscMPIInt       rank, node_rank, node_size;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscNew(&d));
+  PetscCallMPI(MPI_Comm_rank(comm, &rank));
+  PetscCall(AckdH5FileOpenRead(comm, path, h5, &file));
+  PetscCall(AckdDatasetValidate(file, path));
+  PetscCheck(H5Lexists(file, collection, H5P_DEFAULT) > 0, comm, PETSC_ERR_FILE_UNEXPECTED,
+             "'%s' has no /%s collection", path, collection);
+  AckdCallH5(group = H5Gopen2(file, collection, H5P_DEFAULT), "'%s': opening /%s", path, collection);
+  AckdCallH5(images = H5Dopen2(group, "images", H5P_DEFAULT), "'%s': opening /%s/images", path, collection);
+  hid_t   space = H5Dget_space(images);
+  hsize_t dims[4];
+  H5Sget_simple_extent_dims(space, dims, NULL);
+  H5Sclose(space);
+  d->count        = (PetscInt)dims[0];
+  d->channels     = (PetscInt)dims[1];
+  d->height       = (PetscInt)dims[2];
+  d->width        = (PetscInt)dims[3];
+  PetscInt sample = d->channels * d->height * d->width;
+
+  /* One window per node, owned by the node's first rank. */
+  PetscCallMPI(MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &d->node));
+  PetscCallMPI(MPI_Comm_rank(d->node, &node_rank));
+  PetscCallMPI(MPI_Comm_size(d->node, &node_size));
+  MPI_Aint bytes = node_rank == 0 ? (MPI_Aint)sizeof(float) * d->count * sample : 0;
+  float   *base;
+  PetscCallMPI(MPI_Win_allocate_shared(bytes, sizeof(float), MPI_INFO_NULL, d->node, &base, &d->window));
+  MPI_Aint size;
+  int      unit;
+  PetscCallMPI(MPI_Win_shared_query(d->window, 0, &size, &unit, &d->images));
+  PetscCallMPI(MPI_Win_lock_all(MPI_MODE_NOCHECK, d->window));
+
+  PetscInt lo = d->count * node_rank / node_size, hi = d->count * (node_rank + 1) / node_size;
+  PetscCall(read_images(comm, images, lo, hi, sample, d->images + lo * sample, path));
+  /* Make every rank's slice visible to the whole node before anyone reads it. */
+  PetscCallMPI(MPI_Win_sync(d->window));
+  PetscCallMPI(MPI_Barrier(d->node));
+  PetscCallMPI(MPI_Win_sync(d->window));
+
+  hid_t labels;
+  AckdCallH5(labels = H5Dopen2(group, "labels", H5P_DEFAULT), "'%s': opening /%s/labels", path, collection);
+  hid_t ls = H5Dget_space(labels);
+  int   lr = H5Sget_simple_extent_ndims(ls);
+  H5Sclose(ls);
+  H5Dclose(labels);
+  PetscCheck(lr == 1, comm, PETSC_ERR_SUP, "'%s': /%s is multi-label; the shared loader takes single-label collections",
+             path, collection);
+  PetscCall(PetscMalloc2(d->count, &d->labels, d->count, &d->split));
+  PetscCall(read_replicated(group, "labels", H5T_NATIVE_INT, d->labels, path));
+  PetscCall(read_replicated(group, "split", H5T_NATIVE_UCHAR, d->split, path));
+  H5Dclose(images);
+  H5Gclose(group);
+  PetscCall(AckdH5FileClose(&file, path));
+  *dataset = d;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdSharedDatasetGetShape(AckdSharedDataset d, PetscInt *count, PetscInt *channels, PetscInt *height,
+                                         PetscInt *width)
+{
+  PetscFunctionBeginUser;
+  *count    = d->count;
+  *channels = d->channels;
+  *height   = d->height;
+  *width    = d->width;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdSharedDatasetGetArrays(AckdSharedDataset d, const float **images, const int **labels,
+                                          const unsigned char **split)
+{
+  PetscFunctionBeginUser;
+  if (images) *images = d->images;
+  if (labels) *labels = d->labels;
+  if (split) *split = d->split;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdSharedDatasetDestroy(AckdSharedDataset *dataset)
+{
+  AckdSharedDataset d = *dataset;
+
+  PetscFunctionBeginUser;
+  if (!d) PetscFunctionReturn(0);
+  PetscCallMPI(MPI_Win_unlock_all(d->window));
+  PetscCallMPI(MPI_Win_free(&d->window));
+  PetscCallMPI(MPI_Comm_free(&d->node));
+  PetscCall(PetscFree2(d->labels, d->split));
+  PetscCall(PetscFree(d));
+  *dataset = NULL;
+  PetscFunctionReturn(0);
+}
