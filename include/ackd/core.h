@@ -184,6 +184,10 @@ PetscErrorCode AckdH5FileCreate(MPI_Comm comm, const char *path, const AckdH5Set
  * error that names the path and what is wrong with it. */
 PetscErrorCode AckdH5FileOpenRead(MPI_Comm comm, const char *path, const AckdH5Settings *settings, hid_t *file);
 PetscErrorCode AckdH5FileClose(hid_t *file, const char *path);
+/* Creates `path`.part for writing; AckdH5FileCommit closes and renames it, so
+ * `path` is only ever absent, the previous file, or complete. */
+PetscErrorCode AckdH5FileCreatePartial(MPI_Comm comm, const char *path, const AckdH5Settings *h5, hid_t *file);
+PetscErrorCode AckdH5FileCommit(MPI_Comm comm, hid_t *file, const char *path);
 
 /* Attributes on any object (file, group or dataset). */
 PetscErrorCode AckdH5AttrWriteString(hid_t obj, const char *name, const char *value);

@@ -49,10 +49,6 @@ PetscErrorCode AckdSplitStratified(PetscInt n, const PetscInt *label, PetscInt n
 
 /* ---------------------------------------------------------------- output files */
 
-/* Creates `path`.part for writing; AckdDatasetCommit closes and renames it, so
- * `path` is only ever absent, the previous file, or complete. */
-PetscErrorCode AckdDatasetCreatePartial(MPI_Comm comm, const char *path, const AckdH5Settings *h5, hid_t *file);
-PetscErrorCode AckdDatasetCommit(MPI_Comm comm, hid_t *file, const char *path);
 /* An existing output written with the same `parameters` (stored in attribute
  * `attribute`) is up to date: nothing to do, so a killed pipeline can be
  * started again. One written otherwise is only replaced with `force`

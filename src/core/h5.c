@@ -99,6 +99,39 @@ PetscErrorCode AckdH5FileClose(hid_t *file, const char *path)
   PetscFunctionReturn(0);
 }
 
+static void partial_name(const char *path, char *partial, size_t len)
+{
+  snprintf(partial, len, "%s.part", path);
+}
+
+PetscErrorCode AckdH5FileCreatePartial(MPI_Comm comm, const char *path, const AckdH5Settings *h5, hid_t *file)
+{
+  char partial[PETSC_MAX_PATH_LEN + 8];
+
+  PetscFunctionBeginUser;
+  partial_name(path, partial, sizeof partial);
+  PetscCall(AckdH5FileCreate(comm, partial, h5, file));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdH5FileCommit(MPI_Comm comm, hid_t *file, const char *path)
+{
+  char        partial[PETSC_MAX_PATH_LEN + 8];
+  PetscMPIInt rank;
+  int         renamed = 0;
+
+  PetscFunctionBeginUser;
+  partial_name(path, partial, sizeof partial);
+  PetscCall(AckdH5FileClose(file, partial));
+  PetscCallMPI(MPI_Comm_rank(comm, &rank));
+  PetscCallMPI(MPI_Barrier(comm)); /* every rank's data is in the file before it gets its final name */
+  if (rank == 0) renamed = rename(partial, path) == 0;
+  PetscCallMPI(MPI_Bcast(&renamed, 1, MPI_INT, 0, comm));
+  PetscCheck(renamed, comm, PETSC_ERR_FILE_WRITE, "cannot rename '%s' to '%s'; check the directory's permissions",
+             partial, path);
+  PetscFunctionReturn(0);
+}
+
 static PetscErrorCode attr_write(hid_t obj, const char *name, hid_t type, const void *value)
 {
   hid_t space, attr;

@@ -687,7 +687,7 @@ PetscErrorCode AckdCurateRun(AckdCurate c)
     PetscCall(check_files(c, &sources[k], &bar, &done));
     PetscCall(decide(c, &sources[k]));
   }
-  PetscCall(AckdDatasetCreatePartial(c->comm, c->output, &c->h5, &file));
+  PetscCall(AckdH5FileCreatePartial(c->comm, c->output, &c->h5, &file));
   PetscCall(AckdDatasetWriteProvenance(c->comm, file, "curate"));
   PetscCall(AckdH5AttrWriteString(file, "curate_parameters", params));
   for (int k = 0; k < 2; k++)
@@ -704,7 +704,7 @@ PetscErrorCode AckdCurateRun(AckdCurate c)
     PetscCall(AckdDatasetWriteClassMap(c->comm, file, ms->folders.nclasses, rgb->folders.nclasses, ms_to_rgb));
     PetscCall(PetscFree(ms_to_rgb));
   }
-  PetscCall(AckdDatasetCommit(c->comm, &file, c->output));
+  PetscCall(AckdH5FileCommit(c->comm, &file, c->output));
   for (int k = 0; k < 2; k++) {
     Source *s = &sources[k];
     if (!s->dir[0]) continue;

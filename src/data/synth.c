@@ -335,7 +335,7 @@ PetscErrorCode AckdSynthWrite(AckdSynth s, const char *path)
                         s->ms_count, s->bands, s->size, s->size, s->rgb_count, s->size, s->size, s->classes, shared,
                         s->seed, size, size > 1 ? "s" : "", s->output));
 
-  PetscCall(AckdDatasetCreatePartial(s->comm, s->output, &s->h5, &file));
+  PetscCall(AckdH5FileCreatePartial(s->comm, s->output, &s->h5, &file));
   PetscCall(AckdDatasetWriteProvenance(s->comm, file, "synth"));
   PetscCall(AckdH5AttrWriteString(file, "synth_parameters", params));
 
@@ -353,7 +353,7 @@ PetscErrorCode AckdSynthWrite(AckdSynth s, const char *path)
                      ms_to_rgb);
   PetscCall(AckdDatasetWriteClassMap(s->comm, file, s->classes, s->classes, ms_to_rgb));
   PetscCall(PetscFree(ms_to_rgb));
-  PetscCall(AckdDatasetCommit(s->comm, &file, s->output));
+  PetscCall(AckdH5FileCommit(s->comm, &file, s->output));
   double seconds = AckdTimeNow() - t0;
   PetscCall(AckdLogInfo(&s->log, "synth: wrote %s in %.2f s (%.0f samples/s)\n", s->output, seconds,
                         (double)(s->ms_count + s->rgb_count) / seconds));

@@ -1,0 +1,265 @@
+/* Reading checkpoints back: the newest one that is intact, checked against
+ * the model it is loaded into. */
+#include "ckpt_private.h"
+#include <string.h>
+
+struct _p_AckdCkptReader {
+  MPI_Comm      comm;
+  char          path[PETSC_MAX_PATH_LEN];
+  hid_t         file;
+  AckdCkptState state;
+};
+
+/* Rank 0 checks a candidate on its own: a damaged file must not take a
+ * collective open down with it. Returns a reason, or "" when fine. */
+static PetscErrorCode probe(const char *path, char *why, size_t len)
+{
+  PetscFunctionBeginUser;
+  why[0] = '\0';
+  H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+  hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  if (file < 0) {
+    snprintf(why, len, "it does not open (truncated or damaged)");
+    H5Eclear2(H5E_DEFAULT);
+    PetscFunctionReturn(0);
+  }
+  char      format[64] = "";
+  PetscBool found      = PETSC_FALSE;
+  if (H5Aexists(file, "ackd_format") > 0)
+    PetscCall(AckdH5AttrReadString(file, "ackd_format", format, sizeof format, &found));
+  if (!found || strcmp(format, ACKD_FORMAT_CHECKPOINT))
+    snprintf(why, len, "it is not an ackd checkpoint");
+  else if (H5Lexists(file, "state", H5P_DEFAULT) <= 0)
+    snprintf(why, len, "it has no /state");
+  H5Fclose(file);
+  H5Eclear2(H5E_DEFAULT);
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdCkptReaderOpen(MPI_Comm comm, const char *path, const char *architecture, AckdCkptReader *reader)
+{
+  AckdCkptReader r;
+  AckdH5Settings h5 = {.collective_metadata = PETSC_TRUE, .file_locking = PETSC_FALSE, .alignment = 0};
+  char           arch[128];
+  hid_t          state;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscNew(&r));
+  r->comm = comm;
+  PetscCall(PetscStrncpy(r->path, path, sizeof r->path));
+  PetscCall(AckdH5FileOpenRead(comm, path, &h5, &r->file));
+  PetscCall(AckdH5AttrReadString(r->file, "architecture", arch, sizeof arch, NULL));
+  PetscCheck(!architecture || !strcmp(arch, architecture), comm, PETSC_ERR_FILE_UNEXPECTED,
+             "checkpoint '%s' is of a '%s' model, not '%s'; point -ckpt_dir elsewhere or start a new run", path, arch,
+             architecture);
+  AckdCallH5(state = H5Gopen2(r->file, "state", H5P_DEFAULT), "'%s': opening /state", path);
+  PetscCall(AckdH5AttrReadInt(state, "epoch", &r->state.epoch, NULL));
+  PetscCall(AckdH5AttrReadInt(state, "step", &r->state.step, NULL));
+  PetscCall(AckdH5AttrReadInt(state, "cursor", &r->state.cursor, NULL));
+  PetscCall(AckdH5AttrReadInt(state, "seed", &r->state.seed, NULL));
+  H5Gclose(state);
+  *reader = r;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdCkptReaderOpenLatest(MPI_Comm comm, const char *dir, const char *architecture,
+                                        AckdCkptReader *reader, PetscBool *found)
+{
+  PetscMPIInt rank;
+  char        chosen[PETSC_MAX_PATH_LEN] = "";
+
+  PetscFunctionBeginUser;
+  PetscCallMPI(MPI_Comm_rank(comm, &rank));
+  if (rank == 0) {
+    PetscInt *steps, n;
+    PetscCall(AckdCkptList(dir, PETSC_FALSE, &steps, &n));
+    for (PetscInt i = 0; i < n && !chosen[0]; i++) {
+      char path[PETSC_MAX_PATH_LEN], why[128];
+      AckdCkptPath(dir, steps[i], path, sizeof path);
+      PetscCall(probe(path, why, sizeof why));
+      if (!why[0])
+        PetscCall(PetscStrncpy(chosen, path, sizeof chosen));
+      else {
+        fprintf(stderr, "ackd: warning: skipping checkpoint '%s': %s; trying the previous one\n", path, why);
+        fflush(stderr);
+      }
+    }
+    PetscCall(PetscFree(steps));
+  }
+  PetscCallMPI(MPI_Bcast(chosen, sizeof chosen, MPI_CHAR, 0, comm));
+  *found  = (PetscBool)(chosen[0] != '\0');
+  *reader = NULL;
+  if (*found) PetscCall(AckdCkptReaderOpen(comm, chosen, architecture, reader));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdCkptReaderGetPath(AckdCkptReader r, const char **path)
+{
+  PetscFunctionBeginUser;
+  *path = r->path;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdCkptReaderGetState(AckdCkptReader r, AckdCkptState *state)
+{
+  PetscFunctionBeginUser;
+  *state = r->state;
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode vector_length(hid_t file, const char *path, PetscInt *n)
+{
+  PetscFunctionBeginUser;
+  *n = -1;
+  /* H5Lexists on a/b/c needs a/b to exist: walk the path. */
+  char partial[512];
+  for (const char *p = strchr(path + 1, '/');; p = strchr(p + 1, '/')) {
+    size_t len = p ? (size_t)(p - path) : strlen(path);
+    snprintf(partial, sizeof partial, "%.*s", (int)len, path);
+    if (H5Lexists(file, partial, H5P_DEFAULT) <= 0) PetscFunctionReturn(0);
+    if (!p) break;
+  }
+  hid_t dset = H5Dopen2(file, path, H5P_DEFAULT);
+  AckdCallH5(dset, "opening %s", path);
+  hid_t space = H5Dget_space(dset);
+  *n          = (PetscInt)H5Sget_simple_extent_npoints(space);
+  H5Sclose(space);
+  H5Dclose(dset);
+  PetscFunctionReturn(0);
+}
+
+typedef struct {
+  const AckdCkptEntry *entries;
+  PetscInt             n;
+  const char          *group;
+  char                *report;
+  size_t               len;
+  PetscInt             problems;
+} Unexpected;
+
+/* Datasets in the file's group that the model does not have. */
+static herr_t find_unexpected(hid_t obj, const char *name, const H5O_info_t *info, void *ctx)
+{
+  Unexpected *u = ctx;
+  if (info->type != H5O_TYPE_DATASET) return 0;
+  for (PetscInt i = 0; i < u->n; i++) {
+    char path[512];
+    AckdCkptEntryPath(u->group, u->entries[i].name, path, sizeof path);
+    if (!strcmp(path + strlen(u->group) + 2, name)) return 0;
+  }
+  if (u->problems++ < 8) {
+    size_t used = strlen(u->report);
+    snprintf(u->report + used, u->len - used, "%s%s/%s is not in the model", used ? "; " : "", u->group, name);
+  }
+  return 0;
+}
+
+PetscErrorCode AckdCkptReaderReadModel(AckdCkptReader r, const char *group, PetscInt n, const AckdCkptEntry *entries)
+{
+  PetscMPIInt rank;
+  char        report[2048] = "";
+  Unexpected  u            = {entries, n, group, report, sizeof report, 0};
+
+  PetscFunctionBeginUser;
+  PetscCallMPI(MPI_Comm_rank(r->comm, &rank));
+  /* Collect every mismatch before refusing, so one run shows the whole story. */
+  for (PetscInt i = 0; i < n; i++) {
+    char     path[512];
+    PetscInt have;
+    AckdCkptEntryPath(group, entries[i].name, path, sizeof path);
+    PetscCall(vector_length(r->file, path, &have));
+    if (have == entries[i].size) continue;
+    if (u.problems++ < 8) {
+      size_t used = strlen(report);
+      if (have < 0)
+        snprintf(report + used, sizeof report - used, "%s%s is missing", used ? "; " : "", path + 1);
+      else
+        snprintf(report + used, sizeof report - used, "%s%s has %" PetscInt_FMT " values, the model %" PetscInt_FMT,
+                 used ? "; " : "", path + 1, have, entries[i].size);
+    }
+  }
+  if (H5Lexists(r->file, group, H5P_DEFAULT) > 0) {
+    hid_t g;
+    AckdCallH5(g = H5Gopen2(r->file, group, H5P_DEFAULT), "opening /%s", group);
+    AckdCallH5(H5Ovisit(g, H5_INDEX_NAME, H5_ITER_NATIVE, find_unexpected, &u), "listing /%s", group);
+    H5Gclose(g);
+  }
+  PetscCheck(!u.problems, r->comm, PETSC_ERR_FILE_UNEXPECTED,
+             "checkpoint '%s' does not fit the model (%" PetscInt_FMT " mismatch%s): %s%s", r->path, u.problems,
+             u.problems == 1 ? "" : "es", report, u.problems > 8 ? "; ..." : "");
+  /* One reader, then a broadcast: P ranks reading the same bytes would only load the file system. */
+  if (rank == 0)
+    for (PetscInt i = 0; i < n; i++) {
+      char  path[512];
+      hid_t dset;
+      AckdCkptEntryPath(group, entries[i].name, path, sizeof path);
+      AckdCallH5(dset = H5Dopen2(r->file, path, H5P_DEFAULT), "opening %s", path);
+      AckdCallH5(H5Dread(dset, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, entries[i].data),
+                 "reading %s from '%s'", path, r->path);
+      H5Dclose(dset);
+    }
+  for (PetscInt i = 0; i < n; i++)
+    PetscCallMPI(MPI_Bcast(entries[i].data, (int)entries[i].size, MPI_FLOAT, 0, r->comm));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdCkptReaderReadShard(AckdCkptReader r, const char *name, PetscInt global, PetscInt lo, PetscInt hi,
+                                       float *values)
+{
+  char     path[512];
+  PetscInt have;
+  hid_t    dset, fspace, mspace, dxpl;
+
+  PetscFunctionBeginUser;
+  snprintf(path, sizeof path, "/optim/%s", name);
+  PetscCall(vector_length(r->file, path, &have));
+  PetscCheck(have == global, r->comm, PETSC_ERR_FILE_UNEXPECTED,
+             "checkpoint '%s': optimizer state %s has %" PetscInt_FMT " values, the run needs %" PetscInt_FMT, r->path,
+             name, have, global);
+  AckdCallH5(dset = H5Dopen2(r->file, path, H5P_DEFAULT), "opening %s", path);
+  fspace        = H5Dget_space(dset);
+  hsize_t start = (hsize_t)lo, count = (hsize_t)(hi - lo), one = 1;
+  if (count) {
+    H5Sselect_hyperslab(fspace, H5S_SELECT_SET, &start, NULL, &count, NULL);
+    mspace = H5Screate_simple(1, &count, NULL);
+  } else {
+    H5Sselect_none(fspace);
+    mspace = H5Screate_simple(1, &one, NULL);
+    H5Sselect_none(mspace);
+  }
+  AckdCallH5(dxpl = H5Pcreate(H5P_DATASET_XFER), "transfer property list");
+  AckdCallH5(H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE), "collective transfer");
+  AckdCallH5(H5Dread(dset, H5T_NATIVE_FLOAT, mspace, fspace, dxpl, values), "reading %s from '%s'", path, r->path);
+  H5Pclose(dxpl);
+  H5Sclose(mspace);
+  H5Sclose(fspace);
+  H5Dclose(dset);
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdCkptReaderReadMetric(AckdCkptReader r, const char *name, PetscInt capacity, PetscInt *n,
+                                        double *values)
+{
+  char  path[512];
+  hid_t dset;
+
+  PetscFunctionBeginUser;
+  snprintf(path, sizeof path, "/metrics/%s", name);
+  PetscCall(vector_length(r->file, path, n));
+  PetscCheck(*n >= 0, r->comm, PETSC_ERR_FILE_UNEXPECTED, "checkpoint '%s' has no metric '%s'", r->path, name);
+  PetscCheck(*n <= capacity, PETSC_COMM_SELF, PETSC_ERR_ARG_SIZ,
+             "metric %s has %" PetscInt_FMT " values, room for %" PetscInt_FMT, name, *n, capacity);
+  AckdCallH5(dset = H5Dopen2(r->file, path, H5P_DEFAULT), "opening %s", path);
+  if (*n > 0) AckdCallH5(H5Dread(dset, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, values), "reading %s", path);
+  H5Dclose(dset);
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdCkptReaderDestroy(AckdCkptReader *reader)
+{
+  PetscFunctionBeginUser;
+  if (!*reader) PetscFunctionReturn(0);
+  PetscCall(AckdH5FileClose(&(*reader)->file, (*reader)->path));
+  PetscCall(PetscFree(*reader));
+  PetscFunctionReturn(0);
+}

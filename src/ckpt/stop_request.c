@@ -1,0 +1,42 @@
+/* Stopping on request: batch systems send SIGUSR1 (Slurm's --signal) or
+ * SIGTERM before a job's time runs out. The handler only sets a flag, the one
+ * thing a signal handler may safely do; the training loop polls it between
+ * steps, with every rank, and stops all ranks at the same step.
+ *
+ * The flag is process-wide state by nature: a signal reaches the process,
+ * not an object. It is the one mutable global in ackd. */
+#include <ackd/ckpt.h>
+#include <signal.h>
+#include <string.h>
+
+static volatile sig_atomic_t stop_signal = 0;
+
+static void on_signal(int sig)
+{
+  stop_signal = sig;
+}
+
+PetscErrorCode AckdStopRequestInstall(void)
+{
+  struct sigaction action;
+
+  PetscFunctionBeginUser;
+  memset(&action, 0, sizeof action);
+  action.sa_handler = on_signal;
+  sigemptyset(&action.sa_mask);
+  action.sa_flags = SA_RESTART; /* MPI and HDF5 calls carry on; the loop looks at the flag */
+  PetscCheck(!sigaction(SIGUSR1, &action, NULL) && !sigaction(SIGTERM, &action, NULL), PETSC_COMM_SELF, PETSC_ERR_SYS,
+             "cannot install the SIGUSR1/SIGTERM handlers");
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdStopRequested(MPI_Comm comm, PetscBool *stop)
+{
+  int mine = stop_signal != 0, any;
+
+  PetscFunctionBeginUser;
+  /* A signal may reach only some ranks: any one of them stops everyone. */
+  PetscCallMPI(MPI_Allreduce(&mine, &any, 1, MPI_INT, MPI_MAX, comm));
+  *stop = (PetscBool)(any != 0);
+  PetscFunctionReturn(0);
+}
