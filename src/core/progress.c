@@ -61,7 +61,7 @@ void AckdProgressFormat(const AckdProgress *bar, double now, char *line, size_t 
   if (fraction > 1.0) fraction = 1.0;
   double elapsed = now - bar->start;
   double rate    = elapsed > 0 ? (double)bar->done / elapsed : 0.0;
-  char   cells[BAR_WIDTH + 1], eta[16];
+  char   cells[BAR_WIDTH + 1], eta[32];
   int    filled = (int)(fraction * BAR_WIDTH);
 
   for (int i = 0; i < BAR_WIDTH; i++) cells[i] = i < filled ? '#' : '.';

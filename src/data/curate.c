@@ -34,7 +34,7 @@ struct _p_AckdCurate {
   char           class_map[PETSC_MAX_PATH_LEN], ms_labels[PETSC_MAX_PATH_LEN], ms_mat[PETSC_MAX_PATH_LEN];
   char           mat_layout[8], ms_class_names[4096];
   PetscInt       ms_bands[ACKD_RASTER_MAX_BANDS], n_ms_bands, ms_size, rgb_size;
-  PetscInt       normalize, folds, fold, seed, compress;
+  PetscInt       normalize, folds, fold, seed, compress, cache_mb;
   PetscReal      train, val;
   PetscBool      strict, drop_duplicates, force;
   PetscLogEvent  event_decode, event_write;
@@ -54,6 +54,11 @@ typedef struct {
   PetscInt         *kept, nkept; /* final sample -> file */
   PetscInt          bands, height, width;
   PetscInt          skipped[ACKD_RASTER_STATUSES], duplicates, empty_classes;
+  /* Pass 1's decodes, kept (within -curate_cache_mb) for pass 2, whose
+   * block partition puts nearly every kept file back on the same rank. */
+  float     *cache;
+  PetscBool *cached;
+  PetscInt   cache_lo, cache_slots, cache_height, cache_width;
 } Source;
 
 PetscErrorCode AckdCurateCreate(MPI_Comm comm, AckdCurate *curate)
@@ -71,7 +76,8 @@ PetscErrorCode AckdCurateCreate(MPI_Comm comm, AckdCurate *curate)
   c->train     = 0.8;
   c->val       = 0.2;
   c->seed      = 42;
-  c->compress  = 1;
+  c->compress  = 0;
+  c->cache_mb  = 2048;
   PetscCall(AckdLogSetUp(&c->log, comm));
   PetscCall(PetscClassIdRegister("ackd data", &classid));
   PetscCall(PetscLogEventRegister("CurateDecode", classid, &c->event_decode));
@@ -140,8 +146,13 @@ PetscErrorCode AckdCurateSetFromOptions(AckdCurate c)
   PetscCall(AckdOptionsBool(PetscOptionsObject, "-curate_drop_duplicates",
                             "Drop images whose pixels equal an earlier image's (they are always reported)",
                             &c->drop_duplicates, NULL));
-  PetscCall(AckdOptionsInt(PetscOptionsObject, "-curate_compress", "Deflate level of the image datasets (0: none)",
-                           &c->compress, 0, 9, NULL));
+  PetscCall(AckdOptionsInt(
+      PetscOptionsObject, "-curate_compress",
+      "Deflate level of the image datasets (0: none; deflating float imagery costs more CPU than it saves disk)",
+      &c->compress, 0, 9, NULL));
+  PetscCall(AckdOptionsInt(PetscOptionsObject, "-curate_cache_mb",
+                           "Memory per rank for keeping pass-1 decodes, so pass 2 need not decode again", &c->cache_mb,
+                           0, 1 << 30, NULL));
   PetscCall(AckdOptionsBool(PetscOptionsObject, "-curate_force", "Replace an existing output written otherwise",
                             &c->force, NULL));
   PetscOptionsEnd();
@@ -183,6 +194,39 @@ static const char *sample_name(const Source *s, PetscInt i, char *buf, size_t le
   return buf;
 }
 
+/* Keeps file i's decode if it has the size of this rank's first image and
+ * the budget allows; slots are fixed-size so the cache is one allocation. */
+static PetscErrorCode cache_keep(AckdCurate c, Source *s, PetscInt i, PetscInt hi, const AckdRasterInfo *info,
+                                 const float *pixels, size_t floats)
+{
+  PetscFunctionBeginUser;
+  if (!s->cache && c->cache_mb > 0) {
+    size_t slot_bytes = sizeof(float) * floats;
+    s->cache_slots    = PetscMin(hi - s->cache_lo, (PetscInt)(((size_t)c->cache_mb << 20) / slot_bytes));
+    s->cache_height   = info->height;
+    s->cache_width    = info->width;
+    if (s->cache_slots > 0) {
+      PetscCall(PetscMalloc1((size_t)s->cache_slots * floats, &s->cache));
+      PetscCall(PetscCalloc1(s->cache_slots, &s->cached));
+    }
+  }
+  PetscInt slot = i - s->cache_lo;
+  if (!s->cache || slot >= s->cache_slots || info->height != s->cache_height || info->width != s->cache_width)
+    PetscFunctionReturn(0);
+  PetscCall(PetscArraycpy(s->cache + (size_t)slot * floats, pixels, floats));
+  s->cached[slot] = PETSC_TRUE;
+  PetscFunctionReturn(0);
+}
+
+/* File i's pixels from the cache, if pass 1 kept them at the collection's size. */
+static const float *cache_find(const Source *s, PetscInt i, size_t floats)
+{
+  PetscInt slot = i - s->cache_lo;
+  if (!s->cache || slot < 0 || slot >= s->cache_slots || !s->cached[slot]) return NULL;
+  if (s->cache_height != s->height || s->cache_width != s->width) return NULL;
+  return s->cache + (size_t)slot * floats;
+}
+
 static PetscErrorCode check_files(AckdCurate c, Source *s, AckdProgress *bar, PetscInt *done)
 {
   PetscMPIInt      rank, size;
@@ -192,7 +236,11 @@ static PetscErrorCode check_files(AckdCurate c, Source *s, AckdProgress *bar, Pe
   PetscFunctionBeginUser;
   PetscCallMPI(MPI_Comm_rank(c->comm, &rank));
   PetscCallMPI(MPI_Comm_size(c->comm, &size));
-  PetscInt   lo = n * rank / size, hi = n * (rank + 1) / size;
+  /* Block partition, as pass 2 uses over the kept files: with few files
+   * skipped, a file is decoded and written by the same rank. */
+  PetscInt lo, hi;
+  AckdDatasetPartition(n, size, rank, &lo, &hi);
+  s->cache_lo = lo;
   long long *mine;
   PetscCall(PetscCalloc1((size_t)PetscMax(hi - lo, 1) * CHECK_FIELDS, &mine));
   PetscCall(PetscLogEventBegin(c->event_decode, 0, 0, 0, 0));
@@ -204,9 +252,11 @@ static PetscErrorCode check_files(AckdCurate c, Source *s, AckdProgress *bar, Pe
     row[1] = info.bands;
     row[2] = info.height;
     row[3] = info.width;
-    if (info.status == ACKD_RASTER_OK)
-      row[4] = (long long)AckdContentHash(buf.data, sizeof(float) * (size_t)s->request.nbands * (size_t)info.height *
-                                                        (size_t)info.width);
+    if (info.status == ACKD_RASTER_OK) {
+      size_t floats = (size_t)s->request.nbands * (size_t)info.height * (size_t)info.width;
+      row[4]        = (long long)AckdContentHash(buf.data, sizeof(float) * floats);
+      PetscCall(cache_keep(c, s, i, hi, &info, buf.data, floats));
+    }
     PetscCall(AckdProgressUpdate(bar, ++*done));
   }
   PetscCall(PetscLogEventEnd(c->event_decode, 0, 0, 0, 0));
@@ -215,8 +265,10 @@ static PetscErrorCode check_files(AckdCurate c, Source *s, AckdProgress *bar, Pe
   PetscMPIInt *counts, *displs;
   PetscCall(PetscMalloc2(size, &counts, size, &displs));
   for (PetscMPIInt r = 0; r < size; r++) {
-    displs[r] = (PetscMPIInt)(n * r / size * CHECK_FIELDS);
-    counts[r] = (PetscMPIInt)((n * (r + 1) / size - n * r / size) * CHECK_FIELDS);
+    PetscInt rlo, rhi;
+    AckdDatasetPartition(n, size, r, &rlo, &rhi);
+    displs[r] = (PetscMPIInt)(rlo * CHECK_FIELDS);
+    counts[r] = (PetscMPIInt)((rhi - rlo) * CHECK_FIELDS);
   }
   PetscCall(PetscMalloc1((size_t)PetscMax(n, 1) * CHECK_FIELDS, &s->check));
   PetscCallMPI(MPI_Allgatherv(mine, counts[rank], MPI_LONG_LONG, s->check, counts, displs, MPI_LONG_LONG, c->comm));
@@ -428,16 +480,20 @@ static PetscErrorCode write_collection(AckdCurate c, Source *s, hid_t file, Ackd
     PetscInt first = lo + r * WRITE_BATCH, n = PetscMax(0, PetscMin(WRITE_BATCH, hi - first));
     PetscCall(PetscLogEventBegin(c->event_decode, 0, 0, 0, 0));
     for (PetscInt i = 0; i < n; i++) {
-      AckdRasterInfo info;
-      PetscInt       file = s->kept[first + i];
-      char           name[PETSC_MAX_PATH_LEN + 64];
-      PetscCall(read_sample(s, file, &buf, &info));
-      /* Pass 1 read this file; a change since means the input moved under us. */
-      PetscCheck(info.status == ACKD_RASTER_OK && info.height == s->height && info.width == s->width, PETSC_COMM_SELF,
-                 PETSC_ERR_FILE_UNEXPECTED, "'%s' changed while curate was running (%s); run curate again",
-                 sample_name(s, file, name, sizeof name), info.reason[0] ? info.reason : "other size");
+      PetscInt     file   = s->kept[first + i];
+      const float *pixels = cache_find(s, file, sample);
+      if (!pixels) {
+        AckdRasterInfo info;
+        char           name[PETSC_MAX_PATH_LEN + 64];
+        PetscCall(read_sample(s, file, &buf, &info));
+        /* Pass 1 read this file; a change since means the input moved under us. */
+        PetscCheck(info.status == ACKD_RASTER_OK && info.height == s->height && info.width == s->width, PETSC_COMM_SELF,
+                   PETSC_ERR_FILE_UNEXPECTED, "'%s' changed while curate was running (%s); run curate again",
+                   sample_name(s, file, name, sizeof name), info.reason[0] ? info.reason : "other size");
+        pixels = buf.data;
+      }
       if (s->multi) PetscCall(PetscArraycpy(batch_multi + i * K, s->multi + (size_t)file * K, K));
-      PetscCall(PetscArraycpy(images + i * sample, buf.data, sample));
+      PetscCall(PetscArraycpy(images + i * sample, pixels, sample));
       if (c->normalize == NORMALIZE_IMAGE_MAX) normalize_image_max(images + i * sample, sample);
       batch_labels[i] = (int)labels[first + i];
     }
@@ -595,6 +651,8 @@ static PetscErrorCode source_destroy(Source *s)
   PetscFunctionBeginUser;
   if (s->dir && s->dir[0]) PetscCall(AckdClassFoldersDestroy(&s->folders));
   PetscCall(AckdMatInputClose(&s->mat));
+  PetscCall(PetscFree(s->cache));
+  PetscCall(PetscFree(s->cached));
   PetscCall(PetscFree(s->multi));
   PetscCall(PetscFree(s->check));
   PetscCall(PetscFree(s->duplicate));
