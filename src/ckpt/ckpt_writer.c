@@ -128,7 +128,11 @@ static PetscErrorCode create_vector(hid_t file, const char *path, PetscInt n, hi
   PetscFunctionBeginUser;
   AckdCallH5(lcpl = H5Pcreate(H5P_LINK_CREATE), "link property list");
   AckdCallH5(H5Pset_create_intermediate_group(lcpl, 1), "intermediate groups");
-  AckdCallH5(space = H5Screate_simple(1, &dims, NULL), "dataspace of %s", path);
+  /* An empty history (no epoch finished yet) is a null dataspace: HDF5 has no zero-length simple one. */
+  if (n == 0)
+    AckdCallH5(space = H5Screate(H5S_NULL), "dataspace of %s", path);
+  else
+    AckdCallH5(space = H5Screate_simple(1, &dims, NULL), "dataspace of %s", path);
   AckdCallH5(*dset = H5Dcreate2(file, path, type, space, lcpl, H5P_DEFAULT, H5P_DEFAULT), "creating %s", path);
   H5Sclose(space);
   H5Pclose(lcpl);
@@ -144,6 +148,9 @@ PetscErrorCode AckdCkptWriterWriteModel(AckdCkptWriter w, const char *group, Pet
   for (PetscInt i = 0; i < n; i++) {
     char  path[512];
     hid_t dset;
+    PetscCheck(entries[i].size > 0, PETSC_COMM_SELF, PETSC_ERR_ARG_OUTOFRANGE,
+               "model entry '%s' has %" PetscInt_FMT " values; a checkpointed array must hold at least one",
+               entries[i].name, entries[i].size);
     AckdCkptEntryPath(group, entries[i].name, path, sizeof path);
     PetscCall(create_vector(w->file, path, entries[i].size, H5T_NATIVE_FLOAT, &dset));
     /* Replicated values: one writer is enough, the others only take part in the creation. */

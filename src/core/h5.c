@@ -1,6 +1,7 @@
 /* Parallel HDF5 files: one place that decides how ackd opens, creates and
  * annotates them, so every stage behaves the same on a parallel file system. */
 #include <ackd/core.h>
+#include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -114,6 +115,28 @@ PetscErrorCode AckdH5FileCreatePartial(MPI_Comm comm, const char *path, const Ac
   PetscFunctionReturn(0);
 }
 
+/* Data on disk, then the new name, then the name on disk: after a crash at
+ * any point the final name holds either the old file or the complete new
+ * one, never a renamed file whose blocks were still in the page cache. */
+static int durable_rename(const char *from, const char *to)
+{
+  int fd = open(from, O_RDONLY);
+  if (fd < 0) return 0;
+  int ok = fsync(fd) == 0;
+  close(fd);
+  if (!ok || rename(from, to)) return 0;
+  char        dir[PETSC_MAX_PATH_LEN];
+  const char *slash = strrchr(to, '/');
+  snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - to) : 1, slash ? to : ".");
+  if (slash == to) snprintf(dir, sizeof dir, "/");
+  int dfd = open(dir, O_RDONLY | O_DIRECTORY);
+  if (dfd >= 0) { /* some file systems refuse to fsync a directory; the rename has happened */
+    fsync(dfd);
+    close(dfd);
+  }
+  return 1;
+}
+
 PetscErrorCode AckdH5FileCommit(MPI_Comm comm, hid_t *file, const char *path)
 {
   char        partial[PETSC_MAX_PATH_LEN + 8];
@@ -125,10 +148,10 @@ PetscErrorCode AckdH5FileCommit(MPI_Comm comm, hid_t *file, const char *path)
   PetscCall(AckdH5FileClose(file, partial));
   PetscCallMPI(MPI_Comm_rank(comm, &rank));
   PetscCallMPI(MPI_Barrier(comm)); /* every rank's data is in the file before it gets its final name */
-  if (rank == 0) renamed = rename(partial, path) == 0;
+  if (rank == 0) renamed = durable_rename(partial, path);
   PetscCallMPI(MPI_Bcast(&renamed, 1, MPI_INT, 0, comm));
-  PetscCheck(renamed, comm, PETSC_ERR_FILE_WRITE, "cannot rename '%s' to '%s'; check the directory's permissions",
-             partial, path);
+  PetscCheck(renamed, comm, PETSC_ERR_FILE_WRITE,
+             "cannot sync and rename '%s' to '%s'; check the directory's permissions and free space", partial, path);
   PetscFunctionReturn(0);
 }
 
