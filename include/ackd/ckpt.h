@@ -91,6 +91,9 @@ PetscErrorCode AckdCkptReaderReadMetric(AckdCkptReader reader, const char *name,
                                         double *values);
 PetscErrorCode AckdCkptReaderDestroy(AckdCkptReader *reader);
 
+/* Prints a human summary of an open checkpoint file on rank 0 (`ackd inspect`). */
+PetscErrorCode AckdCkptSummarize(MPI_Comm comm, hid_t file, const char *path, FILE *out);
+
 /* ---------------------------------------------------------------- stopping */
 
 /* SIGUSR1 (Slurm's --signal) and SIGTERM set a flag instead of killing the

@@ -1,6 +1,7 @@
 /* `ackd inspect FILE`: a human summary of any ackd file, chosen by its
  * ackd_format attribute. */
 #include "stages.h"
+#include <ackd/ckpt.h>
 #include <ackd/data.h>
 #include <string.h>
 
@@ -23,6 +24,8 @@ PetscErrorCode AckdStageInspect(MPI_Comm comm, int npositional, char **positiona
              "'%s' is an HDF5 file but not one of ackd's (no ackd_format attribute); use h5dump to look at it", path);
   if (!strcmp(format, ACKD_FORMAT_DATASET))
     PetscCall(AckdDatasetSummarize(comm, file, path, stdout));
+  else if (!strcmp(format, ACKD_FORMAT_CHECKPOINT))
+    PetscCall(AckdCkptSummarize(comm, file, path, stdout));
   else
     SETERRQ(comm, PETSC_ERR_SUP, "'%s' has ackd_format '%s', which this version of inspect does not know", path,
             format);
