@@ -2,6 +2,7 @@
  * ackd_format attribute. */
 #include "stages.h"
 #include <ackd/data.h>
+#include <ackd/ot.h>
 #include <string.h>
 
 PetscErrorCode AckdStageInspect(MPI_Comm comm, int npositional, char **positional)
@@ -23,6 +24,8 @@ PetscErrorCode AckdStageInspect(MPI_Comm comm, int npositional, char **positiona
              "'%s' is an HDF5 file but not one of ackd's (no ackd_format attribute); use h5dump to look at it", path);
   if (!strcmp(format, ACKD_FORMAT_DATASET))
     PetscCall(AckdDatasetSummarize(comm, file, path, stdout));
+  else if (!strcmp(format, ACKD_FORMAT_MATCH))
+    PetscCall(AckdMatchSummarize(comm, file, path, stdout));
   else
     SETERRQ(comm, PETSC_ERR_SUP, "'%s' has ackd_format '%s', which this version of inspect does not know", path,
             format);

@@ -1,0 +1,93 @@
+/* The AckdOT object and what its source files share. Private to src/ot. */
+#ifndef ACKD_OT_IMPL_H
+#define ACKD_OT_IMPL_H
+
+#include <ackd/ot.h>
+
+/* A pr x pc BLACS grid over the object's communicator, with MPI communicators
+ * along its rows (same process row: they share student rows) and columns. */
+typedef struct {
+  int       system_handle;
+  int       context;    /* the 2-D grid, row-major */
+  int       context_1d; /* all ranks in one column: the contiguous input layout */
+  int       nprow, npcol, myrow, mycol;
+  MPI_Comm  row_comm, col_comm;
+  PetscBool active;
+} AckdOTGrid;
+
+PetscErrorCode AckdOTGridCreate(MPI_Comm comm, PetscInt nprow, PetscInt npcol, AckdOTGrid *grid);
+PetscErrorCode AckdOTGridDestroy(AckdOTGrid *grid);
+/* As square as possible for `size` ranks, more columns than rows when it cannot be. */
+void AckdOTGridAutoShape(PetscMPIInt size, PetscInt *nprow, PetscInt *npcol);
+/* Global index of a rank's local index in a block-cyclic dimension. */
+static inline PetscInt AckdOTLocalToGlobal(PetscInt local, PetscInt block, PetscInt nprocs, PetscInt me)
+{
+  return ((local / block) * nprocs + me) * block + local % block;
+}
+/* Rows [lo, hi) of n in the contiguous input layout (blocks of ceil(n / size)). */
+void AckdOTContiguousRange(PetscInt n, PetscMPIInt size, PetscMPIInt rank, PetscInt *lo, PetscInt *hi);
+
+/* ---------------------------------------------------------------- kernels */
+
+/* Local log-sum-exp of the plan's log entries (f_i + g_j - C_ij) / eps over
+ * this rank's block of C (column-major, leading dimension lld): per local row
+ * (over local columns) or per local column (over local rows). -inf potentials
+ * mark zero-mass samples. work holds m doubles for the row kernel. */
+void AckdOTRowLogSumExp(PetscInt m, PetscInt n, PetscInt lld, const double *C, const double *f, const double *g,
+                        double inv_eps, double *work, double *lse);
+void AckdOTColLogSumExp(PetscInt m, PetscInt n, PetscInt lld, const double *C, const double *f, const double *g,
+                        double inv_eps, double *lse);
+/* The MPI reduction that merges log-sum-exps of disjoint parts of a row or column. */
+PetscErrorCode AckdOTLogSumExpOpCreate(MPI_Op *op);
+
+/* ---------------------------------------------------------------- object */
+
+struct _p_AckdOT {
+  MPI_Comm    comm;
+  PetscMPIInt rank, size;
+  char        prefix[64];
+  AckdLog     log;
+
+  /* settings */
+  AckdOTCostKind   cost_kind;
+  AckdOTSolverKind solver;
+  PetscReal        eps, tol, eps_scaling_factor, tau, kl_temperature;
+  PetscBool        eps_relative, eps_scaling;
+  PetscInt         max_it, check_every, topk, block;
+  PetscInt         grid_rows, grid_cols; /* 0: automatic */
+
+  /* problem */
+  PetscInt   ns, nt, dim;
+  AckdOTGrid grid;
+  PetscInt   mloc, nloc, lld;     /* this rank's block of C */
+  double    *C;                   /* column-major mloc x nloc, +inf across classes */
+  PetscInt  *row_global;          /* global student index of each local row */
+  PetscInt  *col_global;          /* global teacher index of each local column */
+  PetscInt  *labels_s, *labels_t; /* full, NULL: no class blocking */
+  double    *a, *b;               /* full marginals */
+  double     max_cost;
+  PetscBool  setup, has_cost, solved;
+  MPI_Op     lse_op;
+
+  /* solution */
+  double      *f_loc, *g_loc; /* potentials of local rows and columns */
+  double      *f, *g;         /* full, assembled after the solve */
+  AckdOTResult result;
+  PetscInt     history_capacity;
+  double      *history, *history_eps;
+  PetscInt    *history_iteration;
+  PetscInt     topk_nrows;
+  PetscInt    *topk_rows, *topk_index;
+  double      *topk_weight;
+
+  PetscLogEvent event_cost, event_sinkhorn, event_topk, event_write;
+};
+
+PetscErrorCode AckdOTAssembleCost(AckdOT ot, const double *student_rows, const double *teacher_rows);
+PetscErrorCode AckdOTSinkhorn(AckdOT ot);
+PetscErrorCode AckdOTComputeTopK(AckdOT ot);
+/* Full vectors from the local parts: entries of local rows (or columns) of
+ * grid column 0 (or row 0) are broadcast to every rank. */
+PetscErrorCode AckdOTGatherPotentials(AckdOT ot);
+
+#endif
