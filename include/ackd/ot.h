@@ -60,6 +60,8 @@ PetscErrorCode AckdOTSetSizes(AckdOT ot, PetscInt n_student, PetscInt n_teacher,
 PetscErrorCode AckdOTSetCostKind(AckdOT ot, AckdOTCostKind kind);
 PetscErrorCode AckdOTSetSolverKind(AckdOT ot, AckdOTSolverKind kind);
 PetscErrorCode AckdOTGetSolverKind(AckdOT ot, AckdOTSolverKind *kind);
+/* Stopping rule: tol on the column marginal's L2 error, at most max_it iterations. */
+PetscErrorCode AckdOTSetTolerances(AckdOT ot, PetscReal tol, PetscInt max_it);
 /* Collective: builds the process grid and the communicators along it. */
 PetscErrorCode AckdOTSetUp(AckdOT ot);
 PetscErrorCode AckdOTGetGridShape(AckdOT ot, PetscInt *rows, PetscInt *cols);

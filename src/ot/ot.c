@@ -142,6 +142,15 @@ PetscErrorCode AckdOTSetSolverKind(AckdOT ot, AckdOTSolverKind kind)
   PetscFunctionReturn(0);
 }
 
+PetscErrorCode AckdOTSetTolerances(AckdOT ot, PetscReal tol, PetscInt max_it)
+{
+  PetscFunctionBeginUser;
+  PetscCheck(tol >= 0 && max_it > 0, ot->comm, PETSC_ERR_ARG_OUTOFRANGE, "tolerance must be >= 0 and max_it > 0");
+  ot->tol    = tol;
+  ot->max_it = max_it;
+  PetscFunctionReturn(0);
+}
+
 PetscErrorCode AckdOTGetSolverKind(AckdOT ot, AckdOTSolverKind *kind)
 {
   PetscFunctionBeginUser;

@@ -162,7 +162,7 @@ static PetscErrorCode run_stage(AckdOT ot, Workspace *w, double eps, double tol,
   *met = PETSC_FALSE;
   /* iterations count from 0 within a stage, as POT's cpt */
   for (PetscInt it = 0; ot->result.iterations < ot->max_it; it++) {
-    double dg, df;
+    double dg = 0, df = 0;
     PetscCall(agree(ot, update_g(ot, w, eps, damping, &dg)));
     PetscCall(agree(ot, update_f(ot, w, eps, damping, &df)));
     ot->result.iterations++;
