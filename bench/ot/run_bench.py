@@ -67,7 +67,8 @@ def main():
     for n in args.sizes:
         pot, pot_log = pot_times(n, args.dim, args.log_iters)
         for p in args.ranks:
-            out = subprocess.run([args.mpiexec, "--oversubscribe", "-n", str(p), args.bench, "-n", str(n), "-d",
+            # --bind-to none: pinned to one core, a rank would share it with whatever else runs there
+            out = subprocess.run([args.mpiexec, "--oversubscribe", "--bind-to", "none", "-n", str(p), args.bench, "-n", str(n), "-d",
                                   str(args.dim), "-iters", str(args.iters)],
                                  check=True, capture_output=True, text=True).stdout
             rec = dict(re.findall(r"(\w+)=([^\s]+)", out))

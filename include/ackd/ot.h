@@ -88,8 +88,9 @@ PetscErrorCode AckdOTGetPotentials(AckdOT ot, const double **f, const double **g
 PetscErrorCode AckdOTGetResult(AckdOT ot, AckdOTResult *result);
 /* The top-k teachers of the student rows this rank holds (row i of the result
  * is global student `rows[i]`), sorted by decreasing plan weight; weights are
- * normalised over the k kept. -1 / 0 where a row has fewer finite candidates
- * or no mass. Each student row is held by exactly one rank. */
+ * normalised over the k kept (argmin: the k cheapest, equal weights). -1 / 0
+ * where a row has fewer finite candidates or no mass. Each student row is held
+ * by exactly one rank. */
 PetscErrorCode AckdOTGetTopK(AckdOT ot, PetscInt *k, PetscInt *nrows, const PetscInt **rows, const PetscInt **index,
                              const double **weight);
 /* Collective: the match file of DESIGN.md section 5 (through path.part, renamed). */

@@ -131,6 +131,18 @@ def check(args):
         print(f"argmin: all {C.shape[0]} rows agree")
         return
 
+    if args.expect_unconverged:
+        # the budget ran out: the file must say so, and its error must be the plan's real error
+        with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+            P = np.exp(np.nan_to_num((fpot[:, None] + gpot[None, :] - C) / eps, nan=-np.inf))
+        real = np.linalg.norm(P.sum(0) - b)
+        print(f"unconverged: converged={at['converged']} iterations={at['iterations']} "
+              f"reported column error {at['column_error']:.6e}, plan's {real:.6e}")
+        if at["converged"] or at["iterations"] != args.expect_unconverged:
+            fail("an unconverged solve is reported as converged or with the wrong iteration count")
+        if not (abs(real - at["column_error"]) <= 1e-10 * real and real > at["tol"]):
+            fail("the reported column error is not the plan's")
+        return
     if not at["converged"]:
         fail("ackd reports an unconverged solve")
     if not (np.all(np.isfinite(hist)) and np.all(~np.isnan(fpot)) and np.all(~np.isnan(gpot))):
@@ -230,6 +242,7 @@ def main():
     ck.add_argument("--max-iter", type=int, default=100000)
     ck.add_argument("--plan-tol", type=float, default=1e-8)
     ck.add_argument("--same-iterations", action="store_true")
+    ck.add_argument("--expect-unconverged", type=int, default=0, metavar="ITERATIONS")
     args = ap.parse_args()
     make(args) if args.cmd == "make" else check(args)
 
