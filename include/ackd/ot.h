@@ -30,7 +30,12 @@
 typedef enum { ACKD_OT_COST_SQEUCLIDEAN, ACKD_OT_COST_COSINE, ACKD_OT_COST_KL } AckdOTCostKind;
 extern const char *const AckdOTCostKinds[]; /* option spellings, indexed by AckdOTCostKind */
 
-typedef enum { ACKD_OT_SOLVER_SINKHORN, ACKD_OT_SOLVER_UNBALANCED, ACKD_OT_SOLVER_ARGMIN } AckdOTSolverKind;
+typedef enum {
+  ACKD_OT_SOLVER_SINKHORN,
+  ACKD_OT_SOLVER_UNBALANCED,
+  ACKD_OT_SOLVER_ARGMIN,
+  ACKD_OT_SOLVER_EXACT
+} AckdOTSolverKind;
 extern const char *const AckdOTSolverKinds[];
 
 typedef enum { ACKD_OT_STUDENT, ACKD_OT_TEACHER } AckdOTSide;

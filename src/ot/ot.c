@@ -4,7 +4,7 @@
 #include <math.h>
 
 const char *const AckdOTCostKinds[]   = {"sqeuclidean", "cosine", "kl"};
-const char *const AckdOTSolverKinds[] = {"sinkhorn", "unbalanced", "argmin"};
+const char *const AckdOTSolverKinds[] = {"sinkhorn", "unbalanced", "argmin", "exact"};
 
 PetscErrorCode AckdOTCreate(MPI_Comm comm, AckdOT *ot)
 {
@@ -71,10 +71,11 @@ PetscErrorCode AckdOTSetFromOptions(AckdOT ot)
   PetscFunctionBeginUser;
   PetscOptionsBegin(ot->comm, ot->prefix, "Optimal transport solver", NULL);
   /* "-solver", not "-ot_solver": the stage reads as -match_solver (DESIGN.md section 2) */
-  PetscCall(AckdOptionsChoice(PetscOptionsObject, "-solver",
-                              "sinkhorn (entropic, balanced), unbalanced (KL-relaxed marginals), argmin (hard "
-                              "top-k by cost, the paper's matching)",
-                              AckdOTSolverKinds, 3, &solver, NULL));
+  PetscCall(AckdOptionsChoice(
+      PetscOptionsObject, "-solver",
+      "sinkhorn (entropic, balanced), unbalanced (KL-relaxed marginals), argmin (hard "
+      "top-k by cost, the paper's matching), exact (linear program, GLPK: small problems, validation)",
+      AckdOTSolverKinds, 4, &solver, NULL));
   PetscCall(AckdOptionsChoice(PetscOptionsObject, "-ot_cost",
                               "Cost between features: sqeuclidean, cosine, or kl (features are logits: "
                               "KL(teacher || student) of temperature-softened predictions)",
@@ -256,6 +257,13 @@ PetscErrorCode AckdOTSolve(AckdOT ot)
 {
   PetscFunctionBeginUser;
   PetscCheck(ot->has_cost, ot->comm, PETSC_ERR_ORDER, "call AckdOTSetFeatures before AckdOTSolve");
+  if (ot->solver == ACKD_OT_SOLVER_EXACT) {
+    PetscCall(PetscLogEventBegin(ot->event_sinkhorn, 0, 0, 0, 0));
+    PetscCall(AckdOTExact(ot));
+    PetscCall(PetscLogEventEnd(ot->event_sinkhorn, 0, 0, 0, 0));
+    ot->solved = PETSC_TRUE;
+    PetscFunctionReturn(0);
+  }
   if (ot->solver != ACKD_OT_SOLVER_ARGMIN) {
     PetscCall(PetscLogEventBegin(ot->event_sinkhorn, 0, 0, 0, 0));
     PetscCall(AckdOTSinkhorn(ot));

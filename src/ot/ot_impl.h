@@ -86,6 +86,7 @@ struct _p_AckdOT {
 PetscErrorCode AckdOTAssembleCost(AckdOT ot, const double *student_rows, const double *teacher_rows);
 PetscErrorCode AckdOTSinkhorn(AckdOT ot);
 PetscErrorCode AckdOTComputeTopK(AckdOT ot);
+PetscErrorCode AckdOTExact(AckdOT ot);
 /* Full vectors from the local parts: entries of local rows (or columns) of
  * grid column 0 (or row 0) are broadcast to every rank. */
 PetscErrorCode AckdOTGatherPotentials(AckdOT ot);
