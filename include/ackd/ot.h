@@ -34,7 +34,8 @@ typedef enum {
   ACKD_OT_SOLVER_SINKHORN,
   ACKD_OT_SOLVER_UNBALANCED,
   ACKD_OT_SOLVER_ARGMIN,
-  ACKD_OT_SOLVER_EXACT
+  ACKD_OT_SOLVER_EXACT,
+  ACKD_OT_SOLVER_SEMIDUAL
 } AckdOTSolverKind;
 extern const char *const AckdOTSolverKinds[];
 

@@ -7,7 +7,7 @@
  *   /student/labels, /teacher/labels  (N) integer, optional: classes in one shared index space
  *                      (negative: no class). With them the cost is +inf across classes.
  *   /student/mass, /teacher/mass      (N) float, optional: the marginals (default uniform)
- * Balanced OT (sinkhorn, exact) with class blocks moves each class's student mass onto that
+ * Balanced OT (sinkhorn, semidual, exact) with class blocks moves each class's student mass onto that
  * class's teachers: teacher masses are rescaled per class to match, and
  * students of a class without teachers (and teachers of a class without
  * students) get no mass, with a warning.
@@ -216,7 +216,7 @@ PetscErrorCode AckdStageMatch(MPI_Comm comm, int npositional, char **positional)
              "'%s' has labels for only one side; give both /student/labels and /teacher/labels, or "
              "-match_class_blocks false",
              input);
-  if (blocked && (solver == ACKD_OT_SOLVER_SINKHORN || solver == ACKD_OT_SOLVER_EXACT))
+  if (blocked && (solver != ACKD_OT_SOLVER_UNBALANCED && solver != ACKD_OT_SOLVER_ARGMIN))
     PetscCall(balance_classes(comm, &log, &s, &t));
   else {
     normalise(s.n, s.mass);

@@ -4,7 +4,7 @@
 #include <math.h>
 
 const char *const AckdOTCostKinds[]   = {"sqeuclidean", "cosine", "kl"};
-const char *const AckdOTSolverKinds[] = {"sinkhorn", "unbalanced", "argmin", "exact"};
+const char *const AckdOTSolverKinds[] = {"sinkhorn", "unbalanced", "argmin", "exact", "semidual"};
 
 PetscErrorCode AckdOTCreate(MPI_Comm comm, AckdOT *ot)
 {
@@ -71,11 +71,11 @@ PetscErrorCode AckdOTSetFromOptions(AckdOT ot)
   PetscFunctionBeginUser;
   PetscOptionsBegin(ot->comm, ot->prefix, "Optimal transport solver", NULL);
   /* "-solver", not "-ot_solver": the stage reads as -match_solver (DESIGN.md section 2) */
-  PetscCall(AckdOptionsChoice(
-      PetscOptionsObject, "-solver",
-      "sinkhorn (entropic, balanced), unbalanced (KL-relaxed marginals), argmin (hard "
-      "top-k by cost, the paper's matching), exact (linear program, GLPK: small problems, validation)",
-      AckdOTSolverKinds, 4, &solver, NULL));
+  PetscCall(AckdOptionsChoice(PetscOptionsObject, "-solver",
+                              "sinkhorn (entropic, balanced), unbalanced (KL-relaxed marginals), argmin (hard "
+                              "top-k by cost, the paper's matching), exact (linear program, GLPK: small problems, "
+                              "validation), semidual (entropic, L-BFGS on g: Sinkhorn's optimum by another path)",
+                              AckdOTSolverKinds, 5, &solver, NULL));
   PetscCall(AckdOptionsChoice(PetscOptionsObject, "-ot_cost",
                               "Cost between features: sqeuclidean, cosine, or kl (features are logits: "
                               "KL(teacher || student) of temperature-softened predictions)",
@@ -266,7 +266,10 @@ PetscErrorCode AckdOTSolve(AckdOT ot)
   }
   if (ot->solver != ACKD_OT_SOLVER_ARGMIN) {
     PetscCall(PetscLogEventBegin(ot->event_sinkhorn, 0, 0, 0, 0));
-    PetscCall(AckdOTSinkhorn(ot));
+    if (ot->solver == ACKD_OT_SOLVER_SEMIDUAL)
+      PetscCall(AckdOTSemiDual(ot));
+    else
+      PetscCall(AckdOTSinkhorn(ot));
     PetscCall(PetscLogEventEnd(ot->event_sinkhorn, 0, 0, 0, 0));
     PetscCall(AckdOTGatherPotentials(ot));
   }

@@ -87,6 +87,12 @@ PetscErrorCode AckdOTAssembleCost(AckdOT ot, const double *student_rows, const d
 PetscErrorCode AckdOTSinkhorn(AckdOT ot);
 PetscErrorCode AckdOTComputeTopK(AckdOT ot);
 PetscErrorCode AckdOTExact(AckdOT ot);
+PetscErrorCode AckdOTSemiDual(AckdOT ot);
+/* Shared by the iterative solvers (sinkhorn.c). */
+PetscErrorCode AckdOTRecordCheck(AckdOT ot, PetscInt iteration, double eps, double err);
+/* <C,P>, <C,P> + eps sum P log P and the row marginal error of the current
+ * potentials, in one pass; work holds mloc doubles. */
+PetscErrorCode AckdOTPlanStatistics(AckdOT ot, double eps, double *work);
 /* Full vectors from the local parts: entries of local rows (or columns) of
  * grid column 0 (or row 0) are broadcast to every rank. */
 PetscErrorCode AckdOTGatherPotentials(AckdOT ot);

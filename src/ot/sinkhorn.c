@@ -24,7 +24,7 @@ typedef struct {
   PetscBool col_lse_fresh; /* col_lse matches the current f and g */
 } Workspace;
 
-static PetscErrorCode record_check(AckdOT ot, PetscInt iteration, double eps, double err)
+PetscErrorCode AckdOTRecordCheck(AckdOT ot, PetscInt iteration, double eps, double err)
 {
   PetscFunctionBeginUser;
   if (ot->result.history_length == ot->history_capacity) {
@@ -174,7 +174,7 @@ static PetscErrorCode run_stage(AckdOT ot, Workspace *w, double eps, double tol,
       PetscCall(column_error(ot, w, eps, err));
     PetscCheck(!isnan(*err), ot->comm, PETSC_ERR_FP, "Sinkhorn produced NaN at eps %g; please report this",
                (double)eps);
-    PetscCall(record_check(ot, ot->result.iterations, eps, *err));
+    PetscCall(AckdOTRecordCheck(ot, ot->result.iterations, eps, *err));
     if (*err < tol) {
       *met = PETSC_TRUE;
       break;
@@ -183,20 +183,19 @@ static PetscErrorCode run_stage(AckdOT ot, Workspace *w, double eps, double tol,
   PetscFunctionReturn(0);
 }
 
-/* <C,P>, sum P log P and the row marginal error, in one pass. */
-static PetscErrorCode plan_statistics(AckdOT ot, Workspace *w, double eps)
+PetscErrorCode AckdOTPlanStatistics(AckdOT ot, double eps, double *work)
 {
   double local[2] = {0, 0}, total[2], row_local = 0, row_err;
 
   PetscFunctionBeginUser;
-  PetscCall(PetscArrayzero(w->work, ot->mloc));
+  PetscCall(PetscArrayzero(work, ot->mloc));
   for (PetscInt j = 0; j < ot->nloc; j++) {
     const double *c = ot->C + (size_t)j * ot->lld;
     for (PetscInt i = 0; i < ot->mloc; i++) {
       double logp = (ot->f_loc[i] + ot->g_loc[j] - c[i]) / eps;
       if (!(logp > -INFINITY)) continue; /* +inf cost or zero mass: P = 0 */
       double p = exp(logp);
-      w->work[i] += p;
+      work[i] += p;
       local[0] += p * c[i];
       local[1] += p * logp;
     }
@@ -205,9 +204,9 @@ static PetscErrorCode plan_statistics(AckdOT ot, Workspace *w, double eps)
   ot->result.transport_cost = total[0];
   ot->result.entropic_value = total[0] + eps * total[1];
   if (ot->grid.npcol > 1)
-    PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, w->work, (PetscMPIInt)ot->mloc, MPI_DOUBLE, MPI_SUM, ot->grid.row_comm));
+    PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, work, (PetscMPIInt)ot->mloc, MPI_DOUBLE, MPI_SUM, ot->grid.row_comm));
   for (PetscInt i = 0; i < ot->mloc; i++) {
-    double diff = w->work[i] - ot->a[ot->row_global[i]];
+    double diff = work[i] - ot->a[ot->row_global[i]];
     row_local += diff * diff;
   }
   PetscCallMPI(MPI_Allreduce(&row_local, &row_err, 1, MPI_DOUBLE, MPI_SUM, ot->grid.col_comm));
@@ -282,7 +281,7 @@ PetscErrorCode AckdOTSinkhorn(AckdOT ot)
   ot->result.column_error = err;
   ot->result.eps          = eps;
   ot->result.max_cost     = ot->max_cost;
-  PetscCall(plan_statistics(ot, &w, eps));
+  PetscCall(AckdOTPlanStatistics(ot, eps, w.work));
   ot->result.history           = ot->history;
   ot->result.history_iteration = ot->history_iteration;
   if (ot->solver == ACKD_OT_SOLVER_UNBALANCED) {
