@@ -280,10 +280,9 @@ PetscErrorCode AckdOTSolve(AckdOT ot)
   PetscFunctionReturn(0);
 }
 
-/* A potential's entry is owned by the grid column (row) 0 ranks; a sum over
- * the whole communicator in which only they contribute gives every rank the
- * full vector. -inf travels as a flag, since -inf + 0 is fine but the flag
- * keeps the sum exact. */
+/* A potential's entry is held by the ranks of grid column 0 (f) or grid row 0
+ * (g); a sum over the whole communicator to which only they contribute gives
+ * every rank the full vector (-inf, a zero-mass sample, survives: -inf + 0). */
 static PetscErrorCode gather_side(AckdOT ot, PetscInt n, PetscInt nlocal, const PetscInt *global, const double *local,
                                   PetscBool owner, double *full)
 {
