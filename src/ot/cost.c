@@ -30,11 +30,12 @@ static PetscErrorCode first_bad_row(AckdOT ot, PetscInt n, PetscInt lo, PetscInt
 }
 
 /* Transforms this rank's rows in place (row-major, hi - lo rows) and fills
- * its entries of the full vector `term` (zero elsewhere). */
-static PetscErrorCode transform_rows(AckdOT ot, AckdOTSide side, PetscInt lo, PetscInt hi, double *rows, double *term)
+ * its entries of the full vector `term` (zero elsewhere). A row without a
+ * direction (cosine of a zero vector) lowers *zero_row to its index. */
+static PetscErrorCode transform_rows(AckdOT ot, AckdOTSide side, PetscInt lo, PetscInt hi, double *rows, double *term,
+                                     PetscInt *zero_row)
 {
-  const PetscInt d    = ot->dim;
-  const char    *name = side == ACKD_OT_STUDENT ? "student" : "teacher";
+  const PetscInt d = ot->dim;
 
   PetscFunctionBeginUser;
   for (PetscInt i = lo; i < hi; i++) {
@@ -47,10 +48,10 @@ static PetscErrorCode transform_rows(AckdOT ot, AckdOTSide side, PetscInt lo, Pe
       break;
     case ACKD_OT_COST_COSINE:
       for (PetscInt k = 0; k < d; k++) sq += x[k] * x[k];
-      PetscCheck(sq > 0, PETSC_COMM_SELF, PETSC_ERR_USER_INPUT,
-                 "%s sample %" PetscInt_FMT " has an all-zero feature vector: its cosine cost is undefined; fix the "
-                 "input or use -%sot_cost sqeuclidean",
-                 name, i, ot->prefix);
+      if (!(sq > 0)) { /* undefined cosine: reported collectively by the caller */
+        *zero_row = PetscMin(*zero_row, i);
+        sq        = 1;
+      }
       for (PetscInt k = 0; k < d; k++) x[k] /= sqrt(sq);
       term[i] = side == ACKD_OT_STUDENT ? 1.0 : 0.0;
       break;
@@ -131,18 +132,21 @@ PetscErrorCode AckdOTAssembleCost(AckdOT ot, const double *student_rows, const d
   PetscCall(PetscArraycpy(xs, student_rows, (hi_s - lo_s) * ot->dim));
   PetscCall(PetscArraycpy(yt, teacher_rows, (hi_t - lo_t) * ot->dim));
   PetscCall(PetscCalloc3(ot->ns, &row_term, ot->nt, &col_term, PetscMax(ot->ns, ot->nt), &buf));
-  PetscErrorCode ierr   = transform_rows(ot, ACKD_OT_STUDENT, lo_s, hi_s, xs, buf);
-  PetscMPIInt    failed = ierr != 0, any;
-  PetscCallMPI(MPI_Allreduce(&failed, &any, 1, MPI_INT, MPI_LOR, ot->comm));
-  PetscCall(ierr);
-  PetscCheck(!any, ot->comm, PETSC_ERR_USER_INPUT, "another rank refused its student features (see its message)");
+  PetscInt zero_s = ot->ns, zero_t = ot->nt, first;
+  PetscCall(transform_rows(ot, ACKD_OT_STUDENT, lo_s, hi_s, xs, buf, &zero_s));
+  PetscCallMPI(MPI_Allreduce(&zero_s, &first, 1, MPIU_INT, MPI_MIN, ot->comm));
+  PetscCheck(first == ot->ns, ot->comm, PETSC_ERR_USER_INPUT,
+             "student sample %" PetscInt_FMT " has an all-zero feature vector: its cosine cost is undefined; fix the "
+             "input or use -%sot_cost sqeuclidean",
+             first, ot->prefix);
   PetscCallMPI(MPI_Allreduce(buf, row_term, (PetscMPIInt)ot->ns, MPI_DOUBLE, MPI_SUM, ot->comm));
   PetscCall(PetscArrayzero(buf, PetscMax(ot->ns, ot->nt)));
-  ierr   = transform_rows(ot, ACKD_OT_TEACHER, lo_t, hi_t, yt, buf);
-  failed = ierr != 0;
-  PetscCallMPI(MPI_Allreduce(&failed, &any, 1, MPI_INT, MPI_LOR, ot->comm));
-  PetscCall(ierr);
-  PetscCheck(!any, ot->comm, PETSC_ERR_USER_INPUT, "another rank refused its teacher features (see its message)");
+  PetscCall(transform_rows(ot, ACKD_OT_TEACHER, lo_t, hi_t, yt, buf, &zero_t));
+  PetscCallMPI(MPI_Allreduce(&zero_t, &first, 1, MPIU_INT, MPI_MIN, ot->comm));
+  PetscCheck(first == ot->nt, ot->comm, PETSC_ERR_USER_INPUT,
+             "teacher sample %" PetscInt_FMT " has an all-zero feature vector: its cosine cost is undefined; fix the "
+             "input or use -%sot_cost sqeuclidean",
+             first, ot->prefix);
   PetscCallMPI(MPI_Allreduce(buf, col_term, (PetscMPIInt)ot->nt, MPI_DOUBLE, MPI_SUM, ot->comm));
 
   PetscCall(distribute(ot, ot->ns, lo_s, hi_s, xs, &X, desc_x));

@@ -48,13 +48,17 @@ static PetscErrorCode evaluate(Tao tao, Vec x, PetscReal *value, Vec gradient, v
   if (ot->grid.npcol > 1)
     PetscCallMPI(
         MPI_Allreduce(MPI_IN_PLACE, s->row_lse, (PetscMPIInt)ot->mloc, MPI_DOUBLE, ot->lse_op, ot->grid.row_comm));
+  PetscInt infeasible = ot->ns, first; /* a student with mass but only +inf costs */
   for (PetscInt i = 0; i < ot->mloc; i++) {
     if (s->log_a[i] == -INFINITY) continue;
-    PetscCheck(s->row_lse[i] > -INFINITY, PETSC_COMM_SELF, PETSC_ERR_USER_INPUT,
-               "student sample %" PetscInt_FMT " has mass but +inf cost to every teacher; give it zero mass",
-               ot->row_global[i]);
-    ot->f_loc[i] += s->eps * (s->log_a[i] - s->row_lse[i]);
+    if (s->row_lse[i] == -INFINITY)
+      infeasible = PetscMin(infeasible, ot->row_global[i]);
+    else
+      ot->f_loc[i] += s->eps * (s->log_a[i] - s->row_lse[i]);
   }
+  PetscCallMPI(MPI_Allreduce(&infeasible, &first, 1, MPIU_INT, MPI_MIN, ot->comm));
+  PetscCheck(first == ot->ns, ot->comm, PETSC_ERR_USER_INPUT,
+             "student sample %" PetscInt_FMT " has mass but +inf cost to every teacher; give it zero mass", first);
   /* -G: sum a_i f_i over rows (once per grid row: the column-0 ranks), sum b_j g_j over columns (grid row 0) */
   if (ot->grid.mycol == 0)
     for (PetscInt i = 0; i < ot->mloc; i++)

@@ -22,6 +22,11 @@ typedef struct {
   double   *log_a, *log_b; /* local marginals, -inf for zero mass */
   double   *row_lse, *col_lse, *work;
   PetscBool col_lse_fresh; /* col_lse matches the current f and g */
+  /* The first sample (global index) found with mass but only +inf costs: the
+   * balanced problem is infeasible. Recorded where found, reported by every
+   * rank together at the next check, so the message names the sample
+   * whichever rank holds it. */
+  PetscInt infeasible[2]; /* student, teacher; N when none */
 } Workspace;
 
 PetscErrorCode AckdOTRecordCheck(AckdOT ot, PetscInt iteration, double eps, double err)
@@ -81,13 +86,9 @@ static PetscErrorCode update_g(AckdOT ot, Workspace *w, double eps, double dampi
   for (PetscInt j = 0; j < ot->nloc; j++) {
     double next = updated_potential(ot->g_loc[j], w->col_lse[j], w->log_b[j], eps, damping);
     if (next == INFINITY) {
-      if (ot->solver == ACKD_OT_SOLVER_UNBALANCED)
-        next = -INFINITY; /* its mass is dropped */
-      else
-        SETERRQ(PETSC_COMM_SELF, PETSC_ERR_USER_INPUT,
-                "teacher sample %" PetscInt_FMT " has mass but +inf cost to every student (a class no student has); "
-                "give it zero mass or use -%ssolver unbalanced",
-                ot->col_global[j], ot->prefix);
+      /* unbalanced: its mass is dropped; balanced: infeasible, reported at the check */
+      if (ot->solver != ACKD_OT_SOLVER_UNBALANCED) w->infeasible[1] = PetscMin(w->infeasible[1], ot->col_global[j]);
+      next = -INFINITY;
     }
     if (isfinite(next) && isfinite(ot->g_loc[j])) local = fmax(local, fabs(next - ot->g_loc[j]) / eps);
     ot->g_loc[j] = next;
@@ -106,13 +107,8 @@ static PetscErrorCode update_f(AckdOT ot, Workspace *w, double eps, double dampi
   for (PetscInt i = 0; i < ot->mloc; i++) {
     double next = updated_potential(ot->f_loc[i], w->row_lse[i], w->log_a[i], eps, damping);
     if (next == INFINITY) {
-      if (ot->solver == ACKD_OT_SOLVER_UNBALANCED)
-        next = -INFINITY;
-      else
-        SETERRQ(PETSC_COMM_SELF, PETSC_ERR_USER_INPUT,
-                "student sample %" PetscInt_FMT " has mass but +inf cost to every teacher (no teacher of its class); "
-                "give it zero mass or use -%ssolver unbalanced",
-                ot->row_global[i], ot->prefix);
+      if (ot->solver != ACKD_OT_SOLVER_UNBALANCED) w->infeasible[0] = PetscMin(w->infeasible[0], ot->row_global[i]);
+      next = -INFINITY;
     }
     if (isfinite(next) && isfinite(ot->f_loc[i])) local = fmax(local, fabs(next - ot->f_loc[i]) / eps);
     ot->f_loc[i] = next;
@@ -122,15 +118,21 @@ static PetscErrorCode update_f(AckdOT ot, Workspace *w, double eps, double dampi
   PetscFunctionReturn(0);
 }
 
-/* A rank-local error raised between collectives must stop every rank: agree first. */
-static PetscErrorCode agree(AckdOT ot, PetscErrorCode ierr)
+/* Collective: raises the infeasibility any rank recorded. */
+static PetscErrorCode check_feasible(AckdOT ot, Workspace *w)
 {
-  PetscMPIInt failed = ierr != 0, any;
+  PetscInt first[2];
 
   PetscFunctionBeginUser;
-  PetscCallMPI(MPI_Allreduce(&failed, &any, 1, MPI_INT, MPI_LOR, ot->comm));
-  PetscCall(ierr);
-  PetscCheck(!any, ot->comm, PETSC_ERR_USER_INPUT, "the transport problem is infeasible (see the first error)");
+  PetscCallMPI(MPI_Allreduce(w->infeasible, first, 2, MPIU_INT, MPI_MIN, ot->comm));
+  PetscCheck(first[0] == ot->ns, ot->comm, PETSC_ERR_USER_INPUT,
+             "student sample %" PetscInt_FMT " has mass but +inf cost to every teacher (no teacher of its class); "
+             "give it zero mass or use -%ssolver unbalanced",
+             first[0], ot->prefix);
+  PetscCheck(first[1] == ot->nt, ot->comm, PETSC_ERR_USER_INPUT,
+             "teacher sample %" PetscInt_FMT " has mass but +inf cost to every student (a class no student has); "
+             "give it zero mass or use -%ssolver unbalanced",
+             first[1], ot->prefix);
   PetscFunctionReturn(0);
 }
 
@@ -163,10 +165,11 @@ static PetscErrorCode run_stage(AckdOT ot, Workspace *w, double eps, double tol,
   /* iterations count from 0 within a stage, as POT's cpt */
   for (PetscInt it = 0; ot->result.iterations < ot->max_it; it++) {
     double dg = 0, df = 0;
-    PetscCall(agree(ot, update_g(ot, w, eps, damping, &dg)));
-    PetscCall(agree(ot, update_f(ot, w, eps, damping, &df)));
+    PetscCall(update_g(ot, w, eps, damping, &dg));
+    PetscCall(update_f(ot, w, eps, damping, &df));
     ot->result.iterations++;
     if (it % ot->check_every) continue;
+    PetscCall(check_feasible(ot, w)); /* the first iteration is a check: caught at once */
     if (unbalanced) {
       double change = PetscMax(dg, df);
       PetscCallMPI(MPI_Allreduce(&change, err, 1, MPI_DOUBLE, MPI_MAX, ot->comm));
@@ -249,6 +252,8 @@ PetscErrorCode AckdOTSinkhorn(AckdOT ot)
   PetscCall(PetscMalloc5(ot->mloc + 1, &w.log_a, ot->nloc + 1, &w.log_b, ot->mloc + 1, &w.row_lse, ot->nloc + 1,
                          &w.col_lse, ot->mloc + 1, &w.work));
   w.col_lse_fresh = PETSC_FALSE;
+  w.infeasible[0] = ot->ns;
+  w.infeasible[1] = ot->nt;
   for (PetscInt i = 0; i < ot->mloc; i++) {
     w.log_a[i]   = log(ot->a[ot->row_global[i]]);
     ot->f_loc[i] = w.log_a[i] == -INFINITY ? -INFINITY : 0.0;

@@ -35,6 +35,10 @@ def make(args):
                 mass[rng.choice(n, size=max(1, n // 10), replace=False)] = 0.0
             if args.nan and side == "student":
                 x[7, 1] = np.nan
+            if args.zero_row and side == "student":
+                x[n - 3] = 0.0  # on the last rank: its error must still reach the user
+            if args.one_sided_labels and side == "teacher" and "teacher/labels" in f:
+                del f["teacher/labels"]
             f[side + "/features"] = x.astype(np.float32 if args.float32 else np.float64)
             f[side + "/mass"] = mass
 
@@ -261,6 +265,8 @@ def main():
     mk.add_argument("--zero-mass", action="store_true")
     mk.add_argument("--nan", action="store_true")
     mk.add_argument("--float32", action="store_true")
+    mk.add_argument("--zero-row", action="store_true")
+    mk.add_argument("--one-sided-labels", action="store_true")
     ck = sub.add_parser("check")
     ck.add_argument("problem")
     ck.add_argument("match")
