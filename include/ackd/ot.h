@@ -3,8 +3,14 @@
  *
  * The cost matrix C (N_s x N_t) lives block-cyclically on a BLACS 2-D process
  * grid and is assembled with PDGEMM from the two feature matrices. The solvers
- * work in the log domain on the potentials f (rows) and g (columns): the plan
- * is P_ij = exp((f_i + g_j - C_ij) / eps).
+ * (option -<prefix>solver):
+ *   sinkhorn    entropic OT, log-domain Sinkhorn with eps-scaling (sinkhorn.c)
+ *   unbalanced  KL-relaxed marginals, weight -ot_tau (sinkhorn.c)
+ *   semidual    entropic OT by L-BFGS on the semi-dual (PETSc Tao; semidual.c)
+ *   exact       the transportation LP (GLPK, on rank 0: small problems; exact.c)
+ *   argmin      the paper's hard matching: top-k by cost (topk.c)
+ * The entropic ones work on the potentials f (rows) and g (columns): the plan
+ * is P_ij = exp((f_i + g_j - C_ij) / eps); exact returns LP duals as f, g.
  *
  * Lifecycle (PETSc style):
  *   AckdOTCreate(comm, &ot);
@@ -45,7 +51,7 @@ typedef struct _p_AckdOT *AckdOT;
 
 /* What a solve produced. Errors are L2 norms of (plan marginal - target). */
 typedef struct {
-  PetscInt        iterations;        /* Sinkhorn iterations over all eps stages */
+  PetscInt        iterations;        /* Sinkhorn iterations over all eps stages (semidual: L-BFGS, exact: simplex) */
   PetscBool       converged;         /* the stopping rule was met at the target eps */
   double          column_error;      /* the stopping rule's quantity (POT's) */
   double          row_error;         /* measured after the solve */
