@@ -8,6 +8,7 @@
  *   unbalanced  KL-relaxed marginals, weight -ot_tau (sinkhorn.c)
  *   semidual    entropic OT by L-BFGS on the semi-dual (PETSc Tao; semidual.c)
  *   exact       the transportation LP (GLPK, on rank 0: small problems; exact.c)
+ *   auction     exact, square problems with equal masses (eps-scaling auction, rank 0; auction.c)
  *   argmin      the paper's hard matching: top-k by cost (topk.c)
  * The entropic ones work on the potentials f (rows) and g (columns): the plan
  * is P_ij = exp((f_i + g_j - C_ij) / eps); exact returns LP duals as f, g.
@@ -41,7 +42,8 @@ typedef enum {
   ACKD_OT_SOLVER_UNBALANCED,
   ACKD_OT_SOLVER_ARGMIN,
   ACKD_OT_SOLVER_EXACT,
-  ACKD_OT_SOLVER_SEMIDUAL
+  ACKD_OT_SOLVER_SEMIDUAL,
+  ACKD_OT_SOLVER_AUCTION
 } AckdOTSolverKind;
 extern const char *const AckdOTSolverKinds[];
 

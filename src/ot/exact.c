@@ -14,8 +14,7 @@
 /* Above this many variables the LP is not a validation-sized problem. */
 #define EXACT_MAX_VARIABLES 4000000
 
-/* The whole cost matrix on rank 0 (column-major ns x nt), +inf kept. */
-static PetscErrorCode gather_cost(AckdOT ot, double **full)
+PetscErrorCode AckdOTGatherCost(AckdOT ot, double **full)
 {
   double *mine;
   size_t  n = (size_t)ot->ns * ot->nt;
@@ -110,6 +109,24 @@ static PetscErrorCode solve_lp(AckdOT ot, const double *C, PetscInt k, PetscInt 
   PetscFunctionReturn(0);
 }
 
+PetscErrorCode AckdOTKeepTopKRows(AckdOT ot, PetscInt k, const PetscInt *index, const double *weight)
+{
+  PetscFunctionBeginUser;
+  PetscCall(PetscFree3(ot->topk_rows, ot->topk_index, ot->topk_weight));
+  ot->topk_nrows = ot->grid.mycol == 0 ? ot->mloc : 0;
+  PetscCall(PetscMalloc3(ot->topk_nrows + 1, &ot->topk_rows, (size_t)ot->topk_nrows * k + 1, &ot->topk_index,
+                         (size_t)ot->topk_nrows * k + 1, &ot->topk_weight));
+  for (PetscInt i = 0; i < ot->topk_nrows; i++) {
+    PetscInt gi      = ot->row_global[i];
+    ot->topk_rows[i] = gi;
+    for (PetscInt t = 0; t < k; t++) {
+      ot->topk_index[i * k + t]  = index[gi * k + t];
+      ot->topk_weight[i * k + t] = weight[gi * k + t];
+    }
+  }
+  PetscFunctionReturn(0);
+}
+
 PetscErrorCode AckdOTExact(AckdOT ot)
 {
   const PetscInt k = PetscMin(ot->topk, ot->nt);
@@ -124,7 +141,7 @@ PetscErrorCode AckdOTExact(AckdOT ot)
              ot->prefix, EXACT_MAX_VARIABLES, (double)ot->ns * (double)ot->nt, ot->prefix, ot->prefix);
   if (!ot->f) PetscCall(PetscMalloc2(ot->ns, &ot->f, ot->nt, &ot->g));
   PetscCall(PetscMalloc2((size_t)ot->ns * k, &index, (size_t)ot->ns * k, &weight));
-  PetscCall(gather_cost(ot, &C));
+  PetscCall(AckdOTGatherCost(ot, &C));
   if (ot->rank == 0) PetscCall(solve_lp(ot, C, k, index, weight, &status, &iterations));
   PetscCall(PetscFree(C));
   PetscCallMPI(MPI_Bcast(&status, 1, MPI_INT, 0, ot->comm));
@@ -138,18 +155,7 @@ PetscErrorCode AckdOTExact(AckdOT ot)
   PetscCallMPI(MPI_Bcast(index, (PetscMPIInt)(ot->ns * k), MPIU_INT, 0, ot->comm));
   PetscCallMPI(MPI_Bcast(weight, (PetscMPIInt)(ot->ns * k), MPI_DOUBLE, 0, ot->comm));
 
-  PetscCall(PetscFree3(ot->topk_rows, ot->topk_index, ot->topk_weight));
-  ot->topk_nrows = ot->grid.mycol == 0 ? ot->mloc : 0;
-  PetscCall(PetscMalloc3(ot->topk_nrows + 1, &ot->topk_rows, (size_t)ot->topk_nrows * k + 1, &ot->topk_index,
-                         (size_t)ot->topk_nrows * k + 1, &ot->topk_weight));
-  for (PetscInt i = 0; i < ot->topk_nrows; i++) {
-    PetscInt gi      = ot->row_global[i];
-    ot->topk_rows[i] = gi;
-    for (PetscInt t = 0; t < k; t++) {
-      ot->topk_index[i * k + t]  = index[gi * k + t];
-      ot->topk_weight[i * k + t] = weight[gi * k + t];
-    }
-  }
+  PetscCall(AckdOTKeepTopKRows(ot, k, index, weight));
   PetscCall(PetscFree2(index, weight));
   ot->result.entropic_value = ot->result.transport_cost; /* eps = 0 */
   ot->result.iterations     = iterations;                /* simplex iterations */

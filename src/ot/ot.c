@@ -4,7 +4,7 @@
 #include <math.h>
 
 const char *const AckdOTCostKinds[]   = {"sqeuclidean", "cosine", "kl"};
-const char *const AckdOTSolverKinds[] = {"sinkhorn", "unbalanced", "argmin", "exact", "semidual"};
+const char *const AckdOTSolverKinds[] = {"sinkhorn", "unbalanced", "argmin", "exact", "semidual", "auction"};
 
 PetscErrorCode AckdOTCreate(MPI_Comm comm, AckdOT *ot)
 {
@@ -74,8 +74,9 @@ PetscErrorCode AckdOTSetFromOptions(AckdOT ot)
   PetscCall(AckdOptionsChoice(PetscOptionsObject, "-solver",
                               "sinkhorn (entropic, balanced), unbalanced (KL-relaxed marginals), argmin (hard "
                               "top-k by cost, the paper's matching), exact (linear program, GLPK: small problems, "
-                              "validation), semidual (entropic, L-BFGS on g: Sinkhorn's optimum by another path)",
-                              AckdOTSolverKinds, 5, &solver, NULL));
+                              "validation), semidual (entropic, L-BFGS on g: Sinkhorn's optimum by another path), "
+                              "auction (exact, square problems with equal masses)",
+                              AckdOTSolverKinds, 6, &solver, NULL));
   PetscCall(AckdOptionsChoice(PetscOptionsObject, "-ot_cost",
                               "Cost between features: sqeuclidean, cosine, or kl (features are logits: "
                               "KL(teacher || student) of temperature-softened predictions)",
@@ -257,9 +258,12 @@ PetscErrorCode AckdOTSolve(AckdOT ot)
 {
   PetscFunctionBeginUser;
   PetscCheck(ot->has_cost, ot->comm, PETSC_ERR_ORDER, "call AckdOTSetFeatures before AckdOTSolve");
-  if (ot->solver == ACKD_OT_SOLVER_EXACT) {
+  if (ot->solver == ACKD_OT_SOLVER_EXACT || ot->solver == ACKD_OT_SOLVER_AUCTION) {
     PetscCall(PetscLogEventBegin(ot->event_sinkhorn, 0, 0, 0, 0));
-    PetscCall(AckdOTExact(ot));
+    if (ot->solver == ACKD_OT_SOLVER_EXACT)
+      PetscCall(AckdOTExact(ot));
+    else
+      PetscCall(AckdOTAuction(ot));
     PetscCall(PetscLogEventEnd(ot->event_sinkhorn, 0, 0, 0, 0));
     ot->solved = PETSC_TRUE;
     PetscFunctionReturn(0);

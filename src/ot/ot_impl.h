@@ -88,6 +88,12 @@ PetscErrorCode AckdOTSinkhorn(AckdOT ot);
 PetscErrorCode AckdOTComputeTopK(AckdOT ot);
 PetscErrorCode AckdOTExact(AckdOT ot);
 PetscErrorCode AckdOTSemiDual(AckdOT ot);
+PetscErrorCode AckdOTAuction(AckdOT ot);
+/* Shared by the solvers that work on rank 0 (exact.c, auction.c): the whole
+ * cost matrix there (column-major ns x nt, +inf kept; NULL elsewhere), and the
+ * full top-k table (ns x k, same on every rank) cut down to this rank's rows. */
+PetscErrorCode AckdOTGatherCost(AckdOT ot, double **full);
+PetscErrorCode AckdOTKeepTopKRows(AckdOT ot, PetscInt k, const PetscInt *index, const double *weight);
 /* Shared by the iterative solvers (sinkhorn.c). */
 PetscErrorCode AckdOTRecordCheck(AckdOT ot, PetscInt iteration, double eps, double err);
 /* <C,P>, <C,P> + eps sum P log P and the row marginal error of the current

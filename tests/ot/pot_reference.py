@@ -30,7 +30,7 @@ def make(args):
                 labels[: args.classes] = np.arange(args.classes)  # every class on both sides
                 x += labels[:, None] * 0.5  # classes apart, so in-class matching matters
                 f[side + "/labels"] = labels
-            mass = rng.uniform(0.2, 1.0, size=n)
+            mass = np.ones(n) if args.uniform else rng.uniform(0.2, 1.0, size=n)
             if args.zero_mass:
                 mass[rng.choice(n, size=max(1, n // 10), replace=False)] = 0.0
             if args.nan and side == "student":
@@ -266,6 +266,7 @@ def main():
     mk.add_argument("--nan", action="store_true")
     mk.add_argument("--float32", action="store_true")
     mk.add_argument("--zero-row", action="store_true")
+    mk.add_argument("--uniform", action="store_true")
     mk.add_argument("--one-sided-labels", action="store_true")
     ck = sub.add_parser("check")
     ck.add_argument("problem")
