@@ -192,6 +192,13 @@ PetscErrorCode AckdOTAssembleCost(AckdOT ot, const double *student_rows, const d
   PetscCheck(ot->max_cost > -INFINITY, ot->comm, PETSC_ERR_USER_INPUT,
              "every cost is +inf: no student shares a class with any teacher; check the labels");
   PetscCall(PetscFree3(row_term, col_term, buf));
+  PetscCall(PetscFree(ot->C32));
+  if (ot->single) { /* assembled in double (PDGEMM), stored in float */
+    size_t n = (size_t)ot->lld * PetscMax(1, ot->nloc);
+    PetscCall(PetscMalloc1(n, &ot->C32));
+    for (size_t t = 0; t < n; t++) ot->C32[t] = (float)ot->C[t];
+    PetscCall(PetscFree(ot->C));
+  }
   ot->has_cost = PETSC_TRUE;
   PetscCall(PetscLogEventEnd(ot->event_cost, 0, 0, 0, 0));
   PetscFunctionReturn(0);

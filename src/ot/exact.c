@@ -25,7 +25,7 @@ PetscErrorCode AckdOTGatherCost(AckdOT ot, double **full)
   if (ot->rank == 0) PetscCall(PetscMalloc1(n, full));
   for (PetscInt j = 0; j < ot->nloc; j++)
     for (PetscInt i = 0; i < ot->mloc; i++)
-      mine[(size_t)ot->col_global[j] * ot->ns + ot->row_global[i]] = ot->C[(size_t)j * ot->lld + i];
+      mine[(size_t)ot->col_global[j] * ot->ns + ot->row_global[i]] = AckdOTCostEntry(ot, i, j);
   /* each entry is owned by one rank; the others add 0 (inf + 0 = inf) */
   PetscCallMPI(MPI_Reduce(mine, ot->rank == 0 ? *full : NULL, (PetscMPIInt)n, MPI_DOUBLE, MPI_SUM, 0, ot->comm));
   PetscCall(PetscFree(mine));

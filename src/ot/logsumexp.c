@@ -62,72 +62,12 @@ static inline double exp_vectorizable(double x)
 #define KERNEL_CLONES
 #endif
 
-/* Exact log-sum-exp of a strided line: max shift first. */
-static double line_lse_exact(PetscInt n, PetscInt stride, const double *c, double fixed, const double *varying,
-                             double inv_eps)
-{
-  double top = -INFINITY, sum = 0;
-  for (PetscInt t = 0; t < n; t++) top = fmax(top, (fixed + varying[t] - c[t * stride]) * inv_eps);
-  if (top == -INFINITY) return -INFINITY;
-  for (PetscInt t = 0; t < n; t++) sum += exp((fixed + varying[t] - c[t * stride]) * inv_eps - top);
-  return top + log(sum);
-}
-
-KERNEL_CLONES void AckdOTRowLogSumExp(PetscInt m, PetscInt n, PetscInt lld, const double *C, const double *f,
-                                      const double *g, double inv_eps, double *work, double *lse)
-{
-  /* Column by column: the inner loop runs down contiguous memory and updates
-   * m independent sums, which vectorises. */
-  for (PetscInt i = 0; i < m; i++) work[i] = 0;
-  /* four columns per sweep: a quarter of the loads and stores of work[] */
-  PetscInt j = 0;
-  for (; j + 4 <= n; j += 4) {
-    const double *c0 = C + (size_t)j * lld, *c1 = c0 + lld, *c2 = c1 + lld, *c3 = c2 + lld;
-    const double  g0 = g[j], g1 = g[j + 1], g2 = g[j + 2], g3 = g[j + 3]; /* -inf gives exp = 0 */
-    for (PetscInt i = 0; i < m; i++)
-      work[i] += (exp_vectorizable((f[i] + g0 - c0[i]) * inv_eps) + exp_vectorizable((f[i] + g1 - c1[i]) * inv_eps)) +
-                 (exp_vectorizable((f[i] + g2 - c2[i]) * inv_eps) + exp_vectorizable((f[i] + g3 - c3[i]) * inv_eps));
-  }
-  for (; j < n; j++) {
-    const double *c  = C + (size_t)j * lld;
-    const double  gj = g[j];
-    if (gj == -INFINITY) continue;
-    for (PetscInt i = 0; i < m; i++) work[i] += exp_vectorizable((f[i] + gj - c[i]) * inv_eps);
-  }
-  for (PetscInt i = 0; i < m; i++) {
-    if (f[i] == -INFINITY)
-      lse[i] = -INFINITY;
-    else if (work[i] >= SUM_LOW && work[i] <= SUM_HIGH)
-      lse[i] = log(work[i]);
-    else
-      lse[i] = line_lse_exact(n, lld, C + i, f[i], g, inv_eps);
-  }
-}
-
-KERNEL_CLONES void AckdOTColLogSumExp(PetscInt m, PetscInt n, PetscInt lld, const double *C, const double *f,
-                                      const double *g, double inv_eps, double *lse)
-{
-  enum { LANES = 16 }; /* independent partial sums: a reduction the compiler may vectorise */
-  for (PetscInt j = 0; j < n; j++) {
-    const double *c  = C + (size_t)j * lld;
-    const double  gj = g[j];
-    if (gj == -INFINITY) {
-      lse[j] = -INFINITY;
-      continue;
-    }
-    double   acc[LANES] = {0};
-    PetscInt i          = 0;
-    for (; i + LANES <= m; i += LANES)
-      for (PetscInt u = 0; u < LANES; u++) acc[u] += exp_vectorizable((f[i + u] + gj - c[i + u]) * inv_eps);
-    double sum = 0;
-    for (PetscInt u = 0; u < LANES; u++) sum += acc[u];
-    for (; i < m; i++) sum += exp_vectorizable((f[i] + gj - c[i]) * inv_eps);
-    if (sum >= SUM_LOW && sum <= SUM_HIGH)
-      lse[j] = log(sum);
-    else
-      lse[j] = line_lse_exact(m, 1, c, gj, f, inv_eps);
-  }
-}
+#define COST_T         double
+#define KERNEL_NAME(x) x
+#include "logsumexp_kernels.h"
+#define COST_T         float
+#define KERNEL_NAME(x) x##Single
+#include "logsumexp_kernels.h"
 
 /* inout = log(exp(in) + exp(inout)), elementwise, without overflow. */
 static void lse_merge(void *in, void *inout, int *len, MPI_Datatype *type)

@@ -77,6 +77,7 @@ static PetscErrorCode write_solver_attributes(AckdOT ot, hid_t group)
   PetscCall(AckdH5AttrWriteString(group, "cost", AckdOTCostKinds[ot->cost_kind]));
   PetscCall(AckdH5AttrWriteString(group, "grid", grid));
   PetscCall(AckdH5AttrWriteInt(group, "block", ot->block));
+  PetscCall(AckdH5AttrWriteString(group, "precision", ot->single ? "single" : "double"));
   PetscCall(AckdH5AttrWriteReal(group, "eps", ot->result.eps));
   PetscCall(AckdH5AttrWriteReal(group, "eps_option", ot->eps));
   PetscCall(AckdH5AttrWriteInt(group, "eps_relative", ot->eps_relative));

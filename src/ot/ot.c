@@ -3,8 +3,9 @@
 #include "ot_impl.h"
 #include <math.h>
 
-const char *const AckdOTCostKinds[]   = {"sqeuclidean", "cosine", "kl"};
-const char *const AckdOTSolverKinds[] = {"sinkhorn", "unbalanced", "argmin", "exact", "semidual", "auction"};
+const char *const        AckdOTCostKinds[]   = {"sqeuclidean", "cosine", "kl"};
+static const char *const precisions[]        = {"double", "single"};
+const char *const        AckdOTSolverKinds[] = {"sinkhorn", "unbalanced", "argmin", "exact", "semidual", "auction"};
 
 PetscErrorCode AckdOTCreate(MPI_Comm comm, AckdOT *ot)
 {
@@ -102,6 +103,12 @@ PetscErrorCode AckdOTSetFromOptions(AckdOT ot)
   PetscCall(AckdOptionsReal(PetscOptionsObject, "-ot_kl_temperature", "KL cost: softmax temperature of the logits",
                             &ot->kl_temperature, 1e-6, 1e6, NULL));
   PetscCall(AckdOptionsInt(PetscOptionsObject, "-ot_topk", "Teachers kept per student row", &ot->topk, 1, 1024, NULL));
+  PetscInt precision = ot->single ? 1 : 0;
+  PetscCall(AckdOptionsChoice(PetscOptionsObject, "-ot_precision",
+                              "Storage of the cost matrix: double, or single (half the memory and the bytes read per "
+                              "iteration; costs rounded to 7 digits, arithmetic stays double)",
+                              precisions, 2, &precision, NULL));
+  ot->single = (PetscBool)(precision == 1);
   PetscCall(AckdOptionsInt(PetscOptionsObject, "-ot_block", "Block size of the block-cyclic distribution of C",
                            &ot->block, 1, 1 << 20, NULL));
   PetscCall(AckdOptionsString(PetscOptionsObject, "-ot_grid", "Process grid ROWSxCOLS (default: as square as possible)",
@@ -349,6 +356,7 @@ PetscErrorCode AckdOTDestroy(AckdOT *ot)
   PetscCall(AckdOTGridDestroy(&o->grid));
   if (o->lse_op != MPI_OP_NULL) PetscCallMPI(MPI_Op_free(&o->lse_op));
   PetscCall(PetscFree(o->C));
+  PetscCall(PetscFree(o->C32));
   PetscCall(PetscFree2(o->row_global, o->col_global));
   PetscCall(PetscFree(o->labels_s));
   PetscCall(PetscFree(o->labels_t));

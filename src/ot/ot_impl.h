@@ -37,6 +37,11 @@ void AckdOTRowLogSumExp(PetscInt m, PetscInt n, PetscInt lld, const double *C, c
                         double inv_eps, double *work, double *lse);
 void AckdOTColLogSumExp(PetscInt m, PetscInt n, PetscInt lld, const double *C, const double *f, const double *g,
                         double inv_eps, double *lse);
+/* The same on a float C (-ot_precision single). */
+void AckdOTRowLogSumExpSingle(PetscInt m, PetscInt n, PetscInt lld, const float *C, const double *f, const double *g,
+                              double inv_eps, double *work, double *lse);
+void AckdOTColLogSumExpSingle(PetscInt m, PetscInt n, PetscInt lld, const float *C, const double *f, const double *g,
+                              double inv_eps, double *lse);
 /* The MPI reduction that merges log-sum-exps of disjoint parts of a row or column. */
 PetscErrorCode AckdOTLogSumExpOpCreate(MPI_Op *op);
 
@@ -60,6 +65,8 @@ struct _p_AckdOT {
   PetscInt   ns, nt, dim;
   AckdOTGrid grid;
   PetscInt   mloc, nloc, lld;     /* this rank's block of C */
+  PetscBool  single;              /* C stored in float: half the memory and bytes per iteration */
+  float     *C32;                 /* the same in float when single */
   double    *C;                   /* column-major mloc x nloc, +inf across classes */
   PetscInt  *row_global;          /* global student index of each local row */
   PetscInt  *col_global;          /* global teacher index of each local column */
@@ -82,6 +89,29 @@ struct _p_AckdOT {
 
   PetscLogEvent event_cost, event_sinkhorn, event_topk, event_write;
 };
+
+/* Entry (i, j) of the local block, whichever precision stores it. */
+static inline double AckdOTCostEntry(AckdOT ot, PetscInt i, PetscInt j)
+{
+  size_t t = (size_t)j * ot->lld + i;
+  return ot->single ? (double)ot->C32[t] : ot->C[t];
+}
+/* The kernels on this rank's block, whichever precision stores it. */
+static inline void AckdOTBlockRowLogSumExp(AckdOT ot, const double *f, const double *g, double inv_eps, double *work,
+                                           double *lse)
+{
+  if (ot->single)
+    AckdOTRowLogSumExpSingle(ot->mloc, ot->nloc, ot->lld, ot->C32, f, g, inv_eps, work, lse);
+  else
+    AckdOTRowLogSumExp(ot->mloc, ot->nloc, ot->lld, ot->C, f, g, inv_eps, work, lse);
+}
+static inline void AckdOTBlockColLogSumExp(AckdOT ot, const double *f, const double *g, double inv_eps, double *lse)
+{
+  if (ot->single)
+    AckdOTColLogSumExpSingle(ot->mloc, ot->nloc, ot->lld, ot->C32, f, g, inv_eps, lse);
+  else
+    AckdOTColLogSumExp(ot->mloc, ot->nloc, ot->lld, ot->C, f, g, inv_eps, lse);
+}
 
 PetscErrorCode AckdOTAssembleCost(AckdOT ot, const double *student_rows, const double *teacher_rows);
 PetscErrorCode AckdOTSinkhorn(AckdOT ot);

@@ -49,7 +49,7 @@ PetscErrorCode AckdOTRecordCheck(AckdOT ot, PetscInt iteration, double eps, doub
 static PetscErrorCode column_lse(AckdOT ot, Workspace *w, double eps)
 {
   PetscFunctionBeginUser;
-  AckdOTColLogSumExp(ot->mloc, ot->nloc, ot->lld, ot->C, ot->f_loc, ot->g_loc, 1.0 / eps, w->col_lse);
+  AckdOTBlockColLogSumExp(ot, ot->f_loc, ot->g_loc, 1.0 / eps, w->col_lse);
   if (ot->grid.nprow > 1)
     PetscCallMPI(
         MPI_Allreduce(MPI_IN_PLACE, w->col_lse, (PetscMPIInt)ot->nloc, MPI_DOUBLE, ot->lse_op, ot->grid.col_comm));
@@ -60,7 +60,7 @@ static PetscErrorCode column_lse(AckdOT ot, Workspace *w, double eps)
 static PetscErrorCode row_lse(AckdOT ot, Workspace *w, double eps)
 {
   PetscFunctionBeginUser;
-  AckdOTRowLogSumExp(ot->mloc, ot->nloc, ot->lld, ot->C, ot->f_loc, ot->g_loc, 1.0 / eps, w->work, w->row_lse);
+  AckdOTBlockRowLogSumExp(ot, ot->f_loc, ot->g_loc, 1.0 / eps, w->work, w->row_lse);
   if (ot->grid.npcol > 1)
     PetscCallMPI(
         MPI_Allreduce(MPI_IN_PLACE, w->row_lse, (PetscMPIInt)ot->mloc, MPI_DOUBLE, ot->lse_op, ot->grid.row_comm));
@@ -193,13 +193,13 @@ PetscErrorCode AckdOTPlanStatistics(AckdOT ot, double eps, double *work)
   PetscFunctionBeginUser;
   PetscCall(PetscArrayzero(work, ot->mloc));
   for (PetscInt j = 0; j < ot->nloc; j++) {
-    const double *c = ot->C + (size_t)j * ot->lld;
     for (PetscInt i = 0; i < ot->mloc; i++) {
-      double logp = (ot->f_loc[i] + ot->g_loc[j] - c[i]) / eps;
+      double c    = AckdOTCostEntry(ot, i, j);
+      double logp = (ot->f_loc[i] + ot->g_loc[j] - c) / eps;
       if (!(logp > -INFINITY)) continue; /* +inf cost or zero mass: P = 0 */
       double p = exp(logp);
       work[i] += p;
-      local[0] += p * c[i];
+      local[0] += p * c;
       local[1] += p * logp;
     }
   }

@@ -45,12 +45,11 @@ PetscErrorCode AckdOTComputeTopK(AckdOT ot)
     index[t] = PETSC_MAX_INT;
   }
   for (PetscInt j = 0; j < ot->nloc; j++) {
-    const double  *c    = ot->C + (size_t)j * ot->lld;
     const double   gj   = argmin ? 0.0 : ot->g_loc[j];
     const PetscInt gidx = ot->col_global[j];
     if (gj == -INFINITY) continue; /* a teacher without mass receives nothing */
     for (PetscInt i = 0; i < m; i++) {
-      double s = gj - c[i];
+      double s = gj - AckdOTCostEntry(ot, i, j);
       if (s > score[i * k + k - 1] || (s == score[i * k + k - 1] && s > -INFINITY))
         insert(k, score + i * k, index + i * k, s, gidx);
     }

@@ -142,6 +142,8 @@ def check(args):
         fail("marginals in the match file differ from the documented construction")
     maxc = C[np.isfinite(C)].max()
     close("max_cost", at["max_cost"], maxc, 1e-10)
+    if at.get("precision") == "single":  # assembled in double, then stored (and solved) rounded to float
+        C = C.astype(np.float32).astype(np.float64)
     eps = at["eps"]
     if at["eps_relative"] and args.reference not in ("argmin", "exact"):
         close("eps", eps, at["eps_option"] * maxc, 1e-12)
