@@ -3,6 +3,7 @@
 #include "stages.h"
 #include <ackd/ckpt.h>
 #include <ackd/data.h>
+#include <ackd/ot.h>
 #include <string.h>
 
 PetscErrorCode AckdStageInspect(MPI_Comm comm, int npositional, char **positional)
@@ -26,6 +27,8 @@ PetscErrorCode AckdStageInspect(MPI_Comm comm, int npositional, char **positiona
     PetscCall(AckdDatasetSummarize(comm, file, path, stdout));
   else if (!strcmp(format, ACKD_FORMAT_CHECKPOINT))
     PetscCall(AckdCkptSummarize(comm, file, path, stdout));
+  else if (!strcmp(format, ACKD_FORMAT_MATCH))
+    PetscCall(AckdMatchSummarize(comm, file, path, stdout));
   else
     SETERRQ(comm, PETSC_ERR_SUP, "'%s' has ackd_format '%s', which this version of inspect does not know", path,
             format);

@@ -8,6 +8,8 @@ static const AckdStage STAGES[] = {
      AckdStageCurate},
     {"inspect", "summarise any ackd HDF5 file: groups, shapes, classes, splits, band statistics", "FILE", 1,
      AckdStageInspect},
+    {"match", "match teacher to student samples by distributed optimal transport (writes a match file)", "", 0,
+     AckdStageMatch},
 };
 
 const AckdStage *AckdStageFind(const char *name)

@@ -23,5 +23,6 @@ PetscErrorCode AckdStageReady(MPI_Comm comm, const char *stage, PetscBool *stop)
 PetscErrorCode AckdStageSynth(MPI_Comm comm, int npositional, char **positional);
 PetscErrorCode AckdStageCurate(MPI_Comm comm, int npositional, char **positional);
 PetscErrorCode AckdStageInspect(MPI_Comm comm, int npositional, char **positional);
+PetscErrorCode AckdStageMatch(MPI_Comm comm, int npositional, char **positional);
 
 #endif

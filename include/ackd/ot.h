@@ -1,0 +1,116 @@
+/* ackd ot: distributed optimal transport between a student collection (rows,
+ * N_s samples) and a teacher collection (columns, N_t samples).
+ *
+ * The cost matrix C (N_s x N_t) lives block-cyclically on a BLACS 2-D process
+ * grid and is assembled with PDGEMM from the two feature matrices. The solvers
+ * (option -<prefix>solver):
+ *   sinkhorn    entropic OT, log-domain Sinkhorn with eps-scaling (sinkhorn.c)
+ *   unbalanced  KL-relaxed marginals, weight -ot_tau (sinkhorn.c)
+ *   semidual    entropic OT by L-BFGS on the semi-dual (PETSc Tao; semidual.c)
+ *   exact       the transportation LP (GLPK, on rank 0: small problems; exact.c)
+ *   auction     exact, square problems with equal masses (eps-scaling auction, rank 0; auction.c)
+ *   argmin      the paper's hard matching: top-k by cost (topk.c)
+ * The entropic ones work on the potentials f (rows) and g (columns): the plan
+ * is P_ij = exp((f_i + g_j - C_ij) / eps); exact returns LP duals as f, g.
+ *
+ * Lifecycle (PETSc style):
+ *   AckdOTCreate(comm, &ot);
+ *   AckdOTSetOptionsPrefix(ot, "match_");     options read as -match_ot_eps, ...
+ *   AckdOTSetFromOptions(ot);
+ *   AckdOTSetSizes(ot, n_student, n_teacher, dim);
+ *   AckdOTSetUp(ot);                          builds the process grid
+ *   AckdOTGetOwnedRows(...)                   which feature rows this rank supplies
+ *   AckdOTSetFeatures(ot, student_rows, teacher_rows);   assembles C
+ *   AckdOTSetLabels / AckdOTSetMarginals      optional
+ *   AckdOTSolve(ot);
+ *   AckdOTGetPotentials / AckdOTGetResult / AckdOTGetTopK / AckdOTWriteMatchFile
+ *   AckdOTDestroy(&ot);
+ */
+#ifndef ACKD_OT_H
+#define ACKD_OT_H
+
+#include <ackd/core.h>
+
+#define ACKD_FORMAT_MATCH         "match"
+#define ACKD_FORMAT_MATCH_VERSION 1
+
+typedef enum { ACKD_OT_COST_SQEUCLIDEAN, ACKD_OT_COST_COSINE, ACKD_OT_COST_KL } AckdOTCostKind;
+extern const char *const AckdOTCostKinds[]; /* option spellings, indexed by AckdOTCostKind */
+
+typedef enum {
+  ACKD_OT_SOLVER_SINKHORN,
+  ACKD_OT_SOLVER_UNBALANCED,
+  ACKD_OT_SOLVER_ARGMIN,
+  ACKD_OT_SOLVER_EXACT,
+  ACKD_OT_SOLVER_SEMIDUAL,
+  ACKD_OT_SOLVER_AUCTION
+} AckdOTSolverKind;
+extern const char *const AckdOTSolverKinds[];
+
+typedef enum { ACKD_OT_STUDENT, ACKD_OT_TEACHER } AckdOTSide;
+
+typedef struct _p_AckdOT *AckdOT;
+
+/* What a solve produced. Errors are L2 norms of (plan marginal - target). */
+typedef struct {
+  PetscInt        iterations;        /* Sinkhorn iterations over all eps stages (semidual: L-BFGS, exact: simplex) */
+  PetscBool       converged;         /* the stopping rule was met at the target eps */
+  double          column_error;      /* the stopping rule's quantity (POT's) */
+  double          row_error;         /* measured after the solve */
+  double          transport_cost;    /* <C, P> */
+  double          entropic_value;    /* <C, P> + eps * sum P log P */
+  double          eps;               /* absolute eps of the final stage */
+  double          max_cost;          /* largest finite entry of C */
+  PetscInt        history_length;    /* checks recorded (every check_every iterations) */
+  const double   *history;           /* the stopping quantity at each check */
+  const PetscInt *history_iteration; /* the iteration of each check */
+} AckdOTResult;
+
+PetscErrorCode AckdOTCreate(MPI_Comm comm, AckdOT *ot);
+PetscErrorCode AckdOTSetOptionsPrefix(AckdOT ot, const char *prefix);
+PetscErrorCode AckdOTSetFromOptions(AckdOT ot);
+PetscErrorCode AckdOTSetSizes(AckdOT ot, PetscInt n_student, PetscInt n_teacher, PetscInt dim);
+/* Programmatic overrides of what SetFromOptions read (call before SetUp). */
+PetscErrorCode AckdOTSetCostKind(AckdOT ot, AckdOTCostKind kind);
+PetscErrorCode AckdOTSetSolverKind(AckdOT ot, AckdOTSolverKind kind);
+PetscErrorCode AckdOTGetSolverKind(AckdOT ot, AckdOTSolverKind *kind);
+/* Stopping rule: tol on the column marginal's L2 error, at most max_it iterations. */
+PetscErrorCode AckdOTSetTolerances(AckdOT ot, PetscReal tol, PetscInt max_it);
+/* Collective: builds the process grid and the communicators along it. */
+PetscErrorCode AckdOTSetUp(AckdOT ot);
+PetscErrorCode AckdOTGetGridShape(AckdOT ot, PetscInt *rows, PetscInt *cols);
+
+/* The contiguous range [lo, hi) of feature rows this rank passes to
+ * AckdOTSetFeatures: rows are split in equal contiguous blocks over the ranks
+ * (the natural pattern of a parallel HDF5 read); the library redistributes them. */
+PetscErrorCode AckdOTGetOwnedRows(AckdOT ot, AckdOTSide side, PetscInt *lo, PetscInt *hi);
+/* Collective: (hi - lo) x dim row-major features of each side. For the KL cost
+ * they are logits (student rows, teacher columns). Non-finite input is refused. */
+PetscErrorCode AckdOTSetFeatures(AckdOT ot, const double *student_rows, const double *teacher_rows);
+/* Optional, full vectors on every rank: class of every sample in one shared
+ * class space. Cost is +inf between different classes and for negative labels. */
+PetscErrorCode AckdOTSetLabels(AckdOT ot, const PetscInt *student_labels, const PetscInt *teacher_labels);
+/* Optional, full vectors on every rank (copied): the marginals a (N_s) and b
+ * (N_t); non-negative, zeros allowed. Default: uniform, each summing to 1. */
+PetscErrorCode AckdOTSetMarginals(AckdOT ot, const double *a, const double *b);
+
+PetscErrorCode AckdOTSolve(AckdOT ot);
+
+/* Full potentials on every rank (valid until the object is destroyed). -inf
+ * marks a sample of zero mass. */
+PetscErrorCode AckdOTGetPotentials(AckdOT ot, const double **f, const double **g);
+PetscErrorCode AckdOTGetResult(AckdOT ot, AckdOTResult *result);
+/* The top-k teachers of the student rows this rank holds (row i of the result
+ * is global student `rows[i]`), sorted by decreasing plan weight; weights are
+ * normalised over the k kept (argmin: the k cheapest, equal weights). -1 / 0
+ * where a row has fewer finite candidates or no mass. Each student row is held
+ * by exactly one rank. */
+PetscErrorCode AckdOTGetTopK(AckdOT ot, PetscInt *k, PetscInt *nrows, const PetscInt **rows, const PetscInt **index,
+                             const double **weight);
+/* Collective: the match file of DESIGN.md section 5 (through path.part, renamed). */
+PetscErrorCode AckdOTWriteMatchFile(AckdOT ot, const char *path, const AckdH5Settings *h5, const char *input);
+/* Prints a human summary of an open match file on rank 0. */
+PetscErrorCode AckdMatchSummarize(MPI_Comm comm, hid_t file, const char *path, FILE *out);
+PetscErrorCode AckdOTDestroy(AckdOT *ot);
+
+#endif

@@ -1,0 +1,249 @@
+/* `ackd match`: which teacher samples teach which student sample, by optimal
+ * transport between the two collections' features.
+ *
+ * Input file (-match_input), any HDF5 file with two groups:
+ *   /student/features  (N_s, d)  float32 or float64: embeddings, or logits with -match_ot_cost kl
+ *   /teacher/features  (N_t, d)  the same dimension d
+ *   /student/labels, /teacher/labels  (N) integer, optional: classes in one shared index space
+ *                      (negative: no class). With them the cost is +inf across classes.
+ *   /student/mass, /teacher/mass      (N) float, optional: the marginals (default uniform)
+ * Balanced OT (sinkhorn, semidual, exact) with class blocks moves each class's student mass onto that
+ * class's teachers: teacher masses are rescaled per class to match, and
+ * students of a class without teachers (and teachers of a class without
+ * students) get no mass, with a warning.
+ * Output (-match_output): the match file, see src/ot/match_file.c. */
+#include "stages.h"
+#include <ackd/ot.h>
+#include <math.h>
+
+typedef struct {
+  PetscInt *labels;
+  double   *mass;
+  double   *rows; /* this rank's contiguous feature rows */
+  PetscInt  n, dim, lo, hi;
+} Side;
+
+static PetscErrorCode dataset_dims(MPI_Comm comm, hid_t file, const char *path, const char *name, int want_rank,
+                                   hsize_t *dims, PetscBool *exists)
+{
+  PetscFunctionBeginUser;
+  htri_t has = H5Lexists(file, name, H5P_DEFAULT);
+  *exists    = (PetscBool)(has > 0);
+  if (!*exists) PetscFunctionReturn(0);
+  hid_t dset, space;
+  AckdCallH5(dset = H5Dopen2(file, name, H5P_DEFAULT), "opening %s in '%s'", name, path);
+  AckdCallH5(space = H5Dget_space(dset), "dataspace of %s", name);
+  int rank = H5Sget_simple_extent_ndims(space);
+  PetscCheck(rank == want_rank, comm, PETSC_ERR_FILE_UNEXPECTED, "%s in '%s' has %d dimensions, expected %d", name,
+             path, rank, want_rank);
+  H5Sget_simple_extent_dims(space, dims, NULL);
+  H5Sclose(space);
+  H5Dclose(dset);
+  PetscFunctionReturn(0);
+}
+
+/* Every rank reads a whole small vector (labels, masses). */
+static PetscErrorCode read_vector(MPI_Comm comm, hid_t file, const char *path, const char *name, PetscInt n,
+                                  hid_t memtype, void *data)
+{
+  hsize_t   dims[1];
+  PetscBool exists;
+
+  PetscFunctionBeginUser;
+  PetscCall(dataset_dims(comm, file, path, name, 1, dims, &exists));
+  PetscCheck((PetscInt)dims[0] == n, comm, PETSC_ERR_FILE_UNEXPECTED,
+             "%s in '%s' has %llu entries but there are %" PetscInt_FMT " samples", name, path,
+             (unsigned long long)dims[0], n);
+  hid_t dset;
+  AckdCallH5(dset = H5Dopen2(file, name, H5P_DEFAULT), "opening %s", name);
+  AckdCallH5(H5Dread(dset, memtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, data), "reading %s in '%s'", name, path);
+  H5Dclose(dset);
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode read_side(MPI_Comm comm, AckdOT ot, hid_t file, const char *path, const char *group,
+                                AckdOTSide which, Side *side)
+{
+  char      name[64];
+  PetscBool exists;
+  hsize_t   dims[2];
+
+  PetscFunctionBeginUser;
+  PetscCall(AckdOTGetOwnedRows(ot, which, &side->lo, &side->hi));
+  PetscCall(PetscMalloc1((side->hi - side->lo) * side->dim + 1, &side->rows));
+  snprintf(name, sizeof name, "/%s/features", group);
+  hid_t dset, fspace, mspace, dxpl;
+  AckdCallH5(dset = H5Dopen2(file, name, H5P_DEFAULT), "opening %s in '%s'", name, path);
+  AckdCallH5(fspace = H5Dget_space(dset), "dataspace of %s", name);
+  hsize_t start[2] = {(hsize_t)side->lo, 0}, count[2] = {(hsize_t)(side->hi - side->lo), (hsize_t)side->dim};
+  if (count[0] > 0)
+    AckdCallH5(H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, NULL, count, NULL), "rows of %s", name);
+  else
+    H5Sselect_none(fspace);
+  hsize_t mcount = PetscMax(1, count[0] * count[1]);
+  AckdCallH5(mspace = H5Screate_simple(1, &mcount, NULL), "memory space");
+  if (count[0] == 0) H5Sselect_none(mspace);
+  AckdCallH5(dxpl = H5Pcreate(H5P_DATASET_XFER), "transfer properties");
+  AckdCallH5(H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE), "collective transfer");
+  AckdCallH5(H5Dread(dset, H5T_NATIVE_DOUBLE, mspace, fspace, dxpl, side->rows), "reading %s in '%s'", name, path);
+  H5Pclose(dxpl);
+  H5Sclose(mspace);
+  H5Sclose(fspace);
+  H5Dclose(dset);
+
+  snprintf(name, sizeof name, "/%s/labels", group);
+  PetscCall(dataset_dims(comm, file, path, name, 1, dims, &exists));
+  if (exists) {
+    PetscCall(PetscMalloc1(side->n, &side->labels));
+    PetscCall(read_vector(comm, file, path, name, side->n, H5T_NATIVE_INT, side->labels));
+  }
+  PetscCall(PetscMalloc1(side->n, &side->mass));
+  snprintf(name, sizeof name, "/%s/mass", group);
+  PetscCall(dataset_dims(comm, file, path, name, 1, dims, &exists));
+  if (exists)
+    PetscCall(read_vector(comm, file, path, name, side->n, H5T_NATIVE_DOUBLE, side->mass));
+  else
+    for (PetscInt i = 0; i < side->n; i++) side->mass[i] = 1.0;
+  for (PetscInt i = 0; i < side->n; i++)
+    PetscCheck(isfinite(side->mass[i]) && side->mass[i] >= 0, comm, PETSC_ERR_USER_INPUT,
+               "/%s/mass[%" PetscInt_FMT "] in '%s' is negative or not finite; masses must be finite and >= 0", group,
+               i, path);
+  PetscFunctionReturn(0);
+}
+
+static void normalise(PetscInt n, double *w)
+{
+  double total = 0;
+  for (PetscInt i = 0; i < n; i++) total += w[i];
+  if (total > 0)
+    for (PetscInt i = 0; i < n; i++) w[i] /= total;
+}
+
+/* Balanced OT per class: teacher mass of class c becomes the student mass of c. */
+static PetscErrorCode balance_classes(MPI_Comm comm, const AckdLog *log, Side *s, Side *t)
+{
+  PetscInt nclass = 0, dropped_s = 0, dropped_t = 0;
+  double  *ms, *mt;
+
+  PetscFunctionBeginUser;
+  for (PetscInt i = 0; i < s->n; i++) nclass = PetscMax(nclass, s->labels[i] + 1);
+  for (PetscInt j = 0; j < t->n; j++) nclass = PetscMax(nclass, t->labels[j] + 1);
+  PetscCall(PetscCalloc2(nclass + 1, &ms, nclass + 1, &mt));
+  for (PetscInt i = 0; i < s->n; i++)
+    if (s->labels[i] >= 0) ms[s->labels[i]] += s->mass[i];
+  for (PetscInt j = 0; j < t->n; j++)
+    if (t->labels[j] >= 0) mt[t->labels[j]] += t->mass[j];
+  for (PetscInt i = 0; i < s->n; i++)
+    if (s->labels[i] < 0 || mt[s->labels[i]] == 0) {
+      dropped_s += s->mass[i] > 0;
+      s->mass[i] = 0;
+    }
+  for (PetscInt j = 0; j < t->n; j++) {
+    PetscInt c = t->labels[j];
+    if (c < 0 || ms[c] == 0) {
+      dropped_t += t->mass[j] > 0;
+      t->mass[j] = 0;
+    } else
+      t->mass[j] *= ms[c] / mt[c];
+  }
+  PetscCall(PetscFree2(ms, mt));
+  normalise(s->n, s->mass);
+  normalise(t->n, t->mass);
+  if (dropped_s || dropped_t)
+    PetscCall(AckdLogWarn(log,
+                          "match: %" PetscInt_FMT " students and %" PetscInt_FMT
+                          " teachers have no counterpart class and are not matched\n",
+                          dropped_s, dropped_t));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdStageMatch(MPI_Comm comm, int npositional, char **positional)
+{
+  AckdOT           ot;
+  AckdH5Settings   h5;
+  AckdLog          log;
+  AckdOTSolverKind solver;
+  PetscBool        stop, class_blocks = PETSC_TRUE, exists_s, exists_t;
+  char             input[PETSC_MAX_PATH_LEN] = "", output[PETSC_MAX_PATH_LEN] = "match.h5";
+  Side             s = {0}, t = {0};
+  hid_t            file;
+  hsize_t          dims_s[2], dims_t[2];
+
+  PetscFunctionBeginUser;
+  PetscCall(AckdLogSetUp(&log, comm));
+  PetscCall(AckdOTCreate(comm, &ot));
+  PetscCall(AckdOTSetOptionsPrefix(ot, "match_"));
+  PetscCall(AckdOTSetFromOptions(ot));
+  PetscOptionsBegin(comm, NULL, "ackd match: teacher samples for every student sample, by optimal transport", NULL);
+  PetscCall(AckdOptionsString(PetscOptionsObject, "-match_input",
+                              "HDF5 file with /student/features and /teacher/features (see the stage's header)", input,
+                              sizeof input, NULL));
+  PetscCall(AckdOptionsString(PetscOptionsObject, "-match_output", "Match file to write", output, sizeof output, NULL));
+  PetscCall(AckdOptionsBool(PetscOptionsObject, "-match_class_blocks",
+                            "Match only within classes when the input has labels (+inf cost across classes)",
+                            &class_blocks, NULL));
+  PetscOptionsEnd();
+  PetscCall(AckdH5SettingsSetFromOptions(&h5));
+  PetscCall(AckdStageReady(comm, "match", &stop));
+  if (stop) {
+    PetscCall(AckdOTDestroy(&ot));
+    PetscFunctionReturn(0);
+  }
+  PetscCheck(input[0], comm, PETSC_ERR_USER_INPUT, "option -match_input is required: the file of features to match");
+
+  double t0 = AckdTimeNow();
+  PetscCall(AckdH5FileOpenRead(comm, input, &h5, &file));
+  PetscCall(dataset_dims(comm, file, input, "/student/features", 2, dims_s, &exists_s));
+  PetscCall(dataset_dims(comm, file, input, "/teacher/features", 2, dims_t, &exists_t));
+  PetscCheck(exists_s && exists_t, comm, PETSC_ERR_FILE_UNEXPECTED,
+             "'%s' has no /%s/features dataset; write (N, d) features for both /student and /teacher", input,
+             exists_s ? "teacher" : "student");
+  PetscCheck(dims_s[1] == dims_t[1], comm, PETSC_ERR_FILE_UNEXPECTED,
+             "features in '%s' differ in dimension: student %llu, teacher %llu; both sides need the same d", input,
+             (unsigned long long)dims_s[1], (unsigned long long)dims_t[1]);
+  s.n   = (PetscInt)dims_s[0];
+  t.n   = (PetscInt)dims_t[0];
+  s.dim = t.dim = (PetscInt)dims_s[1];
+  PetscCall(AckdOTSetSizes(ot, s.n, t.n, s.dim));
+  PetscCall(AckdOTSetUp(ot));
+  PetscCall(read_side(comm, ot, file, input, "student", ACKD_OT_STUDENT, &s));
+  PetscCall(read_side(comm, ot, file, input, "teacher", ACKD_OT_TEACHER, &t));
+  PetscCall(AckdH5FileClose(&file, input));
+
+  PetscCall(AckdOTGetSolverKind(ot, &solver));
+  PetscBool blocked = (PetscBool)(class_blocks && s.labels && t.labels);
+  PetscCheck(!class_blocks || (!s.labels == !t.labels), comm, PETSC_ERR_FILE_UNEXPECTED,
+             "'%s' has labels for only one side; give both /student/labels and /teacher/labels, or "
+             "-match_class_blocks false",
+             input);
+  if (blocked && (solver != ACKD_OT_SOLVER_UNBALANCED && solver != ACKD_OT_SOLVER_ARGMIN))
+    PetscCall(balance_classes(comm, &log, &s, &t));
+  else {
+    normalise(s.n, s.mass);
+    normalise(t.n, t.mass);
+  }
+  if (blocked) PetscCall(AckdOTSetLabels(ot, s.labels, t.labels));
+  PetscCall(AckdOTSetMarginals(ot, s.mass, t.mass));
+  PetscCall(AckdOTSetFeatures(ot, s.rows, t.rows));
+  PetscCall(AckdOTSolve(ot));
+  PetscCall(AckdOTWriteMatchFile(ot, output, &h5, input));
+
+  AckdOTResult r;
+  PetscInt     pr, pc;
+  PetscCall(AckdOTGetResult(ot, &r));
+  PetscCall(AckdOTGetGridShape(ot, &pr, &pc));
+  char line[256];
+  snprintf(line, sizeof line, "%s, %d iterations, column error %.3g, transport cost %.8g, eps %.4g",
+           r.converged ? "converged" : "NOT converged", (int)r.iterations, r.column_error, r.transport_cost, r.eps);
+  PetscCall(AckdLogInfo(&log, "match: %" PetscInt_FMT " students x %" PetscInt_FMT " teachers on a %dx%d grid: %s\n",
+                        s.n, t.n, (int)pr, (int)pc, line));
+  PetscCall(AckdLogInfo(&log, "match: wrote %s in %.2f s\n", output, AckdTimeNow() - t0));
+  PetscCall(PetscFree(s.rows));
+  PetscCall(PetscFree(t.rows));
+  PetscCall(PetscFree(s.labels));
+  PetscCall(PetscFree(t.labels));
+  PetscCall(PetscFree(s.mass));
+  PetscCall(PetscFree(t.mass));
+  PetscCall(AckdOTDestroy(&ot));
+  PetscFunctionReturn(0);
+}

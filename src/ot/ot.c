@@ -1,0 +1,373 @@
+/* The AckdOT object: lifecycle, options, inputs and results. The numerical
+ * work lives in cost.c, sinkhorn.c and topk.c. */
+#include "ot_impl.h"
+#include <math.h>
+
+const char *const        AckdOTCostKinds[]   = {"sqeuclidean", "cosine", "kl"};
+static const char *const precisions[]        = {"double", "single"};
+const char *const        AckdOTSolverKinds[] = {"sinkhorn", "unbalanced", "argmin", "exact", "semidual", "auction"};
+
+PetscErrorCode AckdOTCreate(MPI_Comm comm, AckdOT *ot)
+{
+  AckdOT       o;
+  PetscClassId classid;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscNew(&o));
+  o->comm = comm;
+  PetscCallMPI(MPI_Comm_rank(comm, &o->rank));
+  PetscCallMPI(MPI_Comm_size(comm, &o->size));
+  o->cost_kind          = ACKD_OT_COST_COSINE;
+  o->solver             = ACKD_OT_SOLVER_SINKHORN;
+  o->eps                = 0.01;
+  o->eps_relative       = PETSC_TRUE;
+  o->eps_scaling        = PETSC_TRUE;
+  o->eps_scaling_factor = 0.5;
+  o->tol                = 1e-9;
+  o->max_it             = 10000;
+  o->check_every        = 10; /* POT's rhythm */
+  o->tau                = 1.0;
+  o->kl_temperature     = 3.0; /* DynM's softening (DESIGN.md section 2) */
+  o->topk               = 5;
+  o->block              = 64;
+  o->lse_op             = MPI_OP_NULL;
+  PetscCall(AckdLogSetUp(&o->log, comm));
+  PetscCall(PetscClassIdRegister("ackd ot", &classid));
+  PetscCall(PetscLogEventRegister("OTCost", classid, &o->event_cost));
+  PetscCall(PetscLogEventRegister("OTSinkhorn", classid, &o->event_sinkhorn));
+  PetscCall(PetscLogEventRegister("OTTopK", classid, &o->event_topk));
+  PetscCall(PetscLogEventRegister("OTWrite", classid, &o->event_write));
+  *ot = o;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdOTSetOptionsPrefix(AckdOT ot, const char *prefix)
+{
+  PetscFunctionBeginUser;
+  PetscCall(PetscStrncpy(ot->prefix, prefix ? prefix : "", sizeof ot->prefix));
+  PetscFunctionReturn(0);
+}
+
+/* "2x3" -> 2, 3. */
+static PetscErrorCode parse_grid(AckdOT ot, const char *text, const char *option)
+{
+  int  r = 0, c = 0, used = 0;
+  char extra;
+
+  PetscFunctionBeginUser;
+  used = sscanf(text, "%dx%d%c", &r, &c, &extra);
+  PetscCheck(used == 2 && r > 0 && c > 0, ot->comm, PETSC_ERR_USER_INPUT,
+             "option %s: '%s' is not a grid shape; use ROWSxCOLS, e.g. 2x2", option, text);
+  ot->grid_rows = r;
+  ot->grid_cols = c;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdOTSetFromOptions(AckdOT ot)
+{
+  char      grid[32] = "", option[96];
+  PetscInt  cost = ot->cost_kind, solver = ot->solver;
+  PetscBool set;
+
+  PetscFunctionBeginUser;
+  PetscOptionsBegin(ot->comm, ot->prefix, "Optimal transport solver", NULL);
+  /* "-solver", not "-ot_solver": the stage reads as -match_solver (DESIGN.md section 2) */
+  PetscCall(AckdOptionsChoice(PetscOptionsObject, "-solver",
+                              "sinkhorn (entropic, balanced), unbalanced (KL-relaxed marginals), argmin (hard "
+                              "top-k by cost, the paper's matching), exact (linear program, GLPK: small problems, "
+                              "validation), semidual (entropic, L-BFGS on g: Sinkhorn's optimum by another path), "
+                              "auction (exact, square problems with equal masses)",
+                              AckdOTSolverKinds, 6, &solver, NULL));
+  PetscCall(AckdOptionsChoice(PetscOptionsObject, "-ot_cost",
+                              "Cost between features: sqeuclidean, cosine, or kl (features are logits: "
+                              "KL(teacher || student) of temperature-softened predictions)",
+                              AckdOTCostKinds, 3, &cost, NULL));
+  PetscCall(AckdOptionsReal(PetscOptionsObject, "-ot_eps", "Entropic regularisation eps", &ot->eps, 1e-12, 1e12, NULL));
+  PetscCall(AckdOptionsBool(PetscOptionsObject, "-ot_eps_relative",
+                            "eps is relative to the largest finite cost (scale-free) rather than absolute",
+                            &ot->eps_relative, NULL));
+  PetscCall(AckdOptionsBool(PetscOptionsObject, "-ot_eps_scaling",
+                            "Start at eps = max cost and decrease it geometrically (warm starts: fewer iterations)",
+                            &ot->eps_scaling, NULL));
+  PetscCall(AckdOptionsReal(PetscOptionsObject, "-ot_eps_scaling_factor", "Factor between successive eps stages",
+                            &ot->eps_scaling_factor, 0.01, 0.99, NULL));
+  PetscCall(AckdOptionsReal(PetscOptionsObject, "-ot_tol",
+                            "Stop when the L2 error of the column marginal is below this (POT's stopThr); "
+                            "unbalanced: the largest change of a potential divided by eps",
+                            &ot->tol, 0.0, 1.0, NULL));
+  PetscCall(AckdOptionsInt(PetscOptionsObject, "-ot_max_it", "Maximum Sinkhorn iterations (all eps stages together)",
+                           &ot->max_it, 1, PETSC_MAX_INT, NULL));
+  PetscCall(AckdOptionsReal(PetscOptionsObject, "-ot_tau",
+                            "Unbalanced: weight of the KL penalty on each marginal (large: nearly balanced)", &ot->tau,
+                            1e-12, 1e12, NULL));
+  PetscCall(AckdOptionsReal(PetscOptionsObject, "-ot_kl_temperature", "KL cost: softmax temperature of the logits",
+                            &ot->kl_temperature, 1e-6, 1e6, NULL));
+  PetscCall(AckdOptionsInt(PetscOptionsObject, "-ot_topk", "Teachers kept per student row", &ot->topk, 1, 1024, NULL));
+  PetscInt precision = ot->single ? 1 : 0;
+  PetscCall(AckdOptionsChoice(PetscOptionsObject, "-ot_precision",
+                              "Storage of the cost matrix: double, or single (half the memory and the bytes read per "
+                              "iteration; costs rounded to 7 digits, arithmetic stays double)",
+                              precisions, 2, &precision, NULL));
+  ot->single = (PetscBool)(precision == 1);
+  PetscCall(AckdOptionsInt(PetscOptionsObject, "-ot_block", "Block size of the block-cyclic distribution of C",
+                           &ot->block, 1, 1 << 20, NULL));
+  PetscCall(AckdOptionsString(PetscOptionsObject, "-ot_grid", "Process grid ROWSxCOLS (default: as square as possible)",
+                              grid, sizeof grid, &set));
+  PetscOptionsEnd();
+  ot->cost_kind = (AckdOTCostKind)cost;
+  ot->solver    = (AckdOTSolverKind)solver;
+  snprintf(option, sizeof option, "-%sot_grid", ot->prefix);
+  if (set && grid[0]) PetscCall(parse_grid(ot, grid, option));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdOTSetSizes(AckdOT ot, PetscInt n_student, PetscInt n_teacher, PetscInt dim)
+{
+  PetscFunctionBeginUser;
+  PetscCheck(!ot->setup, ot->comm, PETSC_ERR_ORDER, "AckdOTSetSizes must come before AckdOTSetUp");
+  PetscCheck(n_student > 0 && n_teacher > 0 && dim > 0, ot->comm, PETSC_ERR_USER_INPUT,
+             "optimal transport needs samples on both sides and features: got %" PetscInt_FMT
+             " students, %" PetscInt_FMT " teachers, dimension %" PetscInt_FMT,
+             n_student, n_teacher, dim);
+  PetscCheck(n_student < INT32_MAX && n_teacher < INT32_MAX, ot->comm, PETSC_ERR_SUP,
+             "ScaLAPACK indexes with 32-bit integers: at most 2^31-1 samples per side");
+  ot->ns  = n_student;
+  ot->nt  = n_teacher;
+  ot->dim = dim;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdOTSetCostKind(AckdOT ot, AckdOTCostKind kind)
+{
+  PetscFunctionBeginUser;
+  ot->cost_kind = kind;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdOTSetSolverKind(AckdOT ot, AckdOTSolverKind kind)
+{
+  PetscFunctionBeginUser;
+  ot->solver = kind;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdOTSetTolerances(AckdOT ot, PetscReal tol, PetscInt max_it)
+{
+  PetscFunctionBeginUser;
+  PetscCheck(tol >= 0 && max_it > 0, ot->comm, PETSC_ERR_ARG_OUTOFRANGE, "tolerance must be >= 0 and max_it > 0");
+  ot->tol    = tol;
+  ot->max_it = max_it;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdOTGetSolverKind(AckdOT ot, AckdOTSolverKind *kind)
+{
+  PetscFunctionBeginUser;
+  *kind = ot->solver;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdOTSetUp(AckdOT ot)
+{
+  PetscInt pr = ot->grid_rows, pc = ot->grid_cols;
+
+  PetscFunctionBeginUser;
+  if (ot->setup) PetscFunctionReturn(0);
+  PetscCheck(ot->ns > 0, ot->comm, PETSC_ERR_ORDER, "call AckdOTSetSizes before AckdOTSetUp");
+  if (!pr) AckdOTGridAutoShape(ot->size, &pr, &pc);
+  if (pr * pc != ot->size) {
+    char shape[32];
+    snprintf(shape, sizeof shape, "%dx%d", (int)pr, (int)pc);
+    SETERRQ(ot->comm, PETSC_ERR_USER_INPUT,
+            "option -%sot_grid: %s has %d processes but the job has %d ranks; use a shape whose product is %d",
+            ot->prefix, shape, (int)(pr * pc), ot->size, ot->size);
+  }
+  PetscCall(AckdOTGridCreate(ot->comm, pr, pc, &ot->grid));
+  PetscCall(AckdOTLogSumExpOpCreate(&ot->lse_op));
+  PetscCall(PetscMalloc2(ot->ns, &ot->a, ot->nt, &ot->b));
+  for (PetscInt i = 0; i < ot->ns; i++) ot->a[i] = 1.0 / (double)ot->ns;
+  for (PetscInt j = 0; j < ot->nt; j++) ot->b[j] = 1.0 / (double)ot->nt;
+  ot->setup = PETSC_TRUE;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdOTGetGridShape(AckdOT ot, PetscInt *rows, PetscInt *cols)
+{
+  PetscFunctionBeginUser;
+  PetscCheck(ot->setup, ot->comm, PETSC_ERR_ORDER, "call AckdOTSetUp first");
+  *rows = ot->grid.nprow;
+  *cols = ot->grid.npcol;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdOTGetOwnedRows(AckdOT ot, AckdOTSide side, PetscInt *lo, PetscInt *hi)
+{
+  PetscFunctionBeginUser;
+  AckdOTContiguousRange(side == ACKD_OT_STUDENT ? ot->ns : ot->nt, ot->size, ot->rank, lo, hi);
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdOTSetFeatures(AckdOT ot, const double *student_rows, const double *teacher_rows)
+{
+  PetscFunctionBeginUser;
+  PetscCheck(ot->setup, ot->comm, PETSC_ERR_ORDER, "call AckdOTSetUp before AckdOTSetFeatures");
+  PetscCall(AckdOTAssembleCost(ot, student_rows, teacher_rows));
+  PetscFunctionReturn(0);
+}
+
+/* Checks a marginal: finite, non-negative, not all zero. */
+static PetscErrorCode check_marginal(AckdOT ot, const char *side, PetscInt n, const double *w)
+{
+  double total = 0;
+
+  PetscFunctionBeginUser;
+  for (PetscInt i = 0; i < n; i++) {
+    PetscCheck(isfinite(w[i]) && w[i] >= 0, ot->comm, PETSC_ERR_USER_INPUT,
+               "%s mass of sample %" PetscInt_FMT " is negative or not finite; masses must be finite and >= 0", side,
+               i);
+    total += w[i];
+  }
+  PetscCheck(total > 0, ot->comm, PETSC_ERR_USER_INPUT, "the %s masses are all zero; give some sample a positive mass",
+             side);
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdOTSetMarginals(AckdOT ot, const double *a, const double *b)
+{
+  PetscFunctionBeginUser;
+  PetscCheck(ot->setup, ot->comm, PETSC_ERR_ORDER, "call AckdOTSetUp before AckdOTSetMarginals");
+  if (a) {
+    PetscCall(check_marginal(ot, "student", ot->ns, a));
+    PetscCall(PetscArraycpy(ot->a, a, ot->ns));
+  }
+  if (b) {
+    PetscCall(check_marginal(ot, "teacher", ot->nt, b));
+    PetscCall(PetscArraycpy(ot->b, b, ot->nt));
+  }
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdOTSetLabels(AckdOT ot, const PetscInt *student_labels, const PetscInt *teacher_labels)
+{
+  PetscFunctionBeginUser;
+  PetscCheck(ot->setup, ot->comm, PETSC_ERR_ORDER, "call AckdOTSetUp before AckdOTSetLabels");
+  PetscCheck(!ot->has_cost, ot->comm, PETSC_ERR_ORDER, "set labels before features: the cost is masked when assembled");
+  PetscCall(PetscFree(ot->labels_s));
+  PetscCall(PetscFree(ot->labels_t));
+  PetscCall(PetscMalloc1(ot->ns, &ot->labels_s));
+  PetscCall(PetscMalloc1(ot->nt, &ot->labels_t));
+  PetscCall(PetscArraycpy(ot->labels_s, student_labels, ot->ns));
+  PetscCall(PetscArraycpy(ot->labels_t, teacher_labels, ot->nt));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdOTSolve(AckdOT ot)
+{
+  PetscFunctionBeginUser;
+  PetscCheck(ot->has_cost, ot->comm, PETSC_ERR_ORDER, "call AckdOTSetFeatures before AckdOTSolve");
+  if (ot->solver == ACKD_OT_SOLVER_EXACT || ot->solver == ACKD_OT_SOLVER_AUCTION) {
+    PetscCall(PetscLogEventBegin(ot->event_sinkhorn, 0, 0, 0, 0));
+    if (ot->solver == ACKD_OT_SOLVER_EXACT)
+      PetscCall(AckdOTExact(ot));
+    else
+      PetscCall(AckdOTAuction(ot));
+    PetscCall(PetscLogEventEnd(ot->event_sinkhorn, 0, 0, 0, 0));
+    ot->solved = PETSC_TRUE;
+    PetscFunctionReturn(0);
+  }
+  if (ot->solver != ACKD_OT_SOLVER_ARGMIN) {
+    PetscCall(PetscLogEventBegin(ot->event_sinkhorn, 0, 0, 0, 0));
+    if (ot->solver == ACKD_OT_SOLVER_SEMIDUAL)
+      PetscCall(AckdOTSemiDual(ot));
+    else
+      PetscCall(AckdOTSinkhorn(ot));
+    PetscCall(PetscLogEventEnd(ot->event_sinkhorn, 0, 0, 0, 0));
+    PetscCall(AckdOTGatherPotentials(ot));
+  }
+  PetscCall(PetscLogEventBegin(ot->event_topk, 0, 0, 0, 0));
+  PetscCall(AckdOTComputeTopK(ot));
+  PetscCall(PetscLogEventEnd(ot->event_topk, 0, 0, 0, 0));
+  ot->solved = PETSC_TRUE;
+  PetscFunctionReturn(0);
+}
+
+/* A potential's entry is held by the ranks of grid column 0 (f) or grid row 0
+ * (g); a sum over the whole communicator to which only they contribute gives
+ * every rank the full vector (-inf, a zero-mass sample, survives: -inf + 0). */
+static PetscErrorCode gather_side(AckdOT ot, PetscInt n, PetscInt nlocal, const PetscInt *global, const double *local,
+                                  PetscBool owner, double *full)
+{
+  double *buf;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscCalloc1(n, &buf));
+  if (owner)
+    for (PetscInt t = 0; t < nlocal; t++) buf[global[t]] = local[t];
+  PetscCallMPI(MPI_Allreduce(buf, full, (PetscMPIInt)n, MPI_DOUBLE, MPI_SUM, ot->comm));
+  PetscCall(PetscFree(buf));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdOTGatherPotentials(AckdOT ot)
+{
+  PetscFunctionBeginUser;
+  if (!ot->f) PetscCall(PetscMalloc2(ot->ns, &ot->f, ot->nt, &ot->g));
+  PetscCall(gather_side(ot, ot->ns, ot->mloc, ot->row_global, ot->f_loc, (PetscBool)(ot->grid.mycol == 0), ot->f));
+  PetscCall(gather_side(ot, ot->nt, ot->nloc, ot->col_global, ot->g_loc, (PetscBool)(ot->grid.myrow == 0), ot->g));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdOTGetPotentials(AckdOT ot, const double **f, const double **g)
+{
+  PetscFunctionBeginUser;
+  PetscCheck(ot->solved && ot->f, ot->comm, PETSC_ERR_ORDER, "no potentials: solve with sinkhorn or unbalanced first");
+  *f = ot->f;
+  *g = ot->g;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdOTGetResult(AckdOT ot, AckdOTResult *result)
+{
+  PetscFunctionBeginUser;
+  PetscCheck(ot->solved, ot->comm, PETSC_ERR_ORDER, "call AckdOTSolve first");
+  *result = ot->result;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdOTGetTopK(AckdOT ot, PetscInt *k, PetscInt *nrows, const PetscInt **rows, const PetscInt **index,
+                             const double **weight)
+{
+  PetscFunctionBeginUser;
+  PetscCheck(ot->solved, ot->comm, PETSC_ERR_ORDER, "call AckdOTSolve first");
+  *k      = PetscMin(ot->topk, ot->nt);
+  *nrows  = ot->topk_nrows;
+  *rows   = ot->topk_rows;
+  *index  = ot->topk_index;
+  *weight = ot->topk_weight;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdOTDestroy(AckdOT *ot)
+{
+  AckdOT o = *ot;
+
+  PetscFunctionBeginUser;
+  if (!o) PetscFunctionReturn(0);
+  PetscCall(AckdOTGridDestroy(&o->grid));
+  if (o->lse_op != MPI_OP_NULL) PetscCallMPI(MPI_Op_free(&o->lse_op));
+  PetscCall(PetscFree(o->C));
+  PetscCall(PetscFree(o->C32));
+  PetscCall(PetscFree2(o->row_global, o->col_global));
+  PetscCall(PetscFree(o->labels_s));
+  PetscCall(PetscFree(o->labels_t));
+  PetscCall(PetscFree2(o->a, o->b));
+  PetscCall(PetscFree2(o->f_loc, o->g_loc));
+  PetscCall(PetscFree2(o->f, o->g));
+  PetscCall(PetscFree(o->history));
+  PetscCall(PetscFree(o->history_eps));
+  PetscCall(PetscFree(o->history_iteration));
+  PetscCall(PetscFree3(o->topk_rows, o->topk_index, o->topk_weight));
+  PetscCall(PetscFree(o));
+  *ot = NULL;
+  PetscFunctionReturn(0);
+}

@@ -1,0 +1,136 @@
+/* The AckdOT object and what its source files share. Private to src/ot. */
+#ifndef ACKD_OT_IMPL_H
+#define ACKD_OT_IMPL_H
+
+#include <ackd/ot.h>
+
+/* A pr x pc BLACS grid over the object's communicator, with MPI communicators
+ * along its rows (same process row: they share student rows) and columns. */
+typedef struct {
+  int       system_handle;
+  int       context;    /* the 2-D grid, row-major */
+  int       context_1d; /* all ranks in one column: the contiguous input layout */
+  int       nprow, npcol, myrow, mycol;
+  MPI_Comm  row_comm, col_comm;
+  PetscBool active;
+} AckdOTGrid;
+
+PetscErrorCode AckdOTGridCreate(MPI_Comm comm, PetscInt nprow, PetscInt npcol, AckdOTGrid *grid);
+PetscErrorCode AckdOTGridDestroy(AckdOTGrid *grid);
+/* As square as possible for `size` ranks, more columns than rows when it cannot be. */
+void AckdOTGridAutoShape(PetscMPIInt size, PetscInt *nprow, PetscInt *npcol);
+/* Global index of a rank's local index in a block-cyclic dimension. */
+static inline PetscInt AckdOTLocalToGlobal(PetscInt local, PetscInt block, PetscInt nprocs, PetscInt me)
+{
+  return ((local / block) * nprocs + me) * block + local % block;
+}
+/* Rows [lo, hi) of n in the contiguous input layout (blocks of ceil(n / size)). */
+void AckdOTContiguousRange(PetscInt n, PetscMPIInt size, PetscMPIInt rank, PetscInt *lo, PetscInt *hi);
+
+/* ---------------------------------------------------------------- kernels */
+
+/* Local log-sum-exp of the plan's log entries (f_i + g_j - C_ij) / eps over
+ * this rank's block of C (column-major, leading dimension lld): per local row
+ * (over local columns) or per local column (over local rows). -inf potentials
+ * mark zero-mass samples. work holds m doubles for the row kernel. */
+void AckdOTRowLogSumExp(PetscInt m, PetscInt n, PetscInt lld, const double *C, const double *f, const double *g,
+                        double inv_eps, double *work, double *lse);
+void AckdOTColLogSumExp(PetscInt m, PetscInt n, PetscInt lld, const double *C, const double *f, const double *g,
+                        double inv_eps, double *lse);
+/* The same on a float C (-ot_precision single). */
+void AckdOTRowLogSumExpSingle(PetscInt m, PetscInt n, PetscInt lld, const float *C, const double *f, const double *g,
+                              double inv_eps, double *work, double *lse);
+void AckdOTColLogSumExpSingle(PetscInt m, PetscInt n, PetscInt lld, const float *C, const double *f, const double *g,
+                              double inv_eps, double *lse);
+/* The MPI reduction that merges log-sum-exps of disjoint parts of a row or column. */
+PetscErrorCode AckdOTLogSumExpOpCreate(MPI_Op *op);
+
+/* ---------------------------------------------------------------- object */
+
+struct _p_AckdOT {
+  MPI_Comm    comm;
+  PetscMPIInt rank, size;
+  char        prefix[64];
+  AckdLog     log;
+
+  /* settings */
+  AckdOTCostKind   cost_kind;
+  AckdOTSolverKind solver;
+  PetscReal        eps, tol, eps_scaling_factor, tau, kl_temperature;
+  PetscBool        eps_relative, eps_scaling;
+  PetscInt         max_it, check_every, topk, block;
+  PetscInt         grid_rows, grid_cols; /* 0: automatic */
+
+  /* problem */
+  PetscInt   ns, nt, dim;
+  AckdOTGrid grid;
+  PetscInt   mloc, nloc, lld;     /* this rank's block of C */
+  PetscBool  single;              /* C stored in float: half the memory and bytes per iteration */
+  float     *C32;                 /* the same in float when single */
+  double    *C;                   /* column-major mloc x nloc, +inf across classes */
+  PetscInt  *row_global;          /* global student index of each local row */
+  PetscInt  *col_global;          /* global teacher index of each local column */
+  PetscInt  *labels_s, *labels_t; /* full, NULL: no class blocking */
+  double    *a, *b;               /* full marginals */
+  double     max_cost;
+  PetscBool  setup, has_cost, solved;
+  MPI_Op     lse_op;
+
+  /* solution */
+  double      *f_loc, *g_loc; /* potentials of local rows and columns */
+  double      *f, *g;         /* full, assembled after the solve */
+  AckdOTResult result;
+  PetscInt     history_capacity;
+  double      *history, *history_eps;
+  PetscInt    *history_iteration;
+  PetscInt     topk_nrows;
+  PetscInt    *topk_rows, *topk_index;
+  double      *topk_weight;
+
+  PetscLogEvent event_cost, event_sinkhorn, event_topk, event_write;
+};
+
+/* Entry (i, j) of the local block, whichever precision stores it. */
+static inline double AckdOTCostEntry(AckdOT ot, PetscInt i, PetscInt j)
+{
+  size_t t = (size_t)j * ot->lld + i;
+  return ot->single ? (double)ot->C32[t] : ot->C[t];
+}
+/* The kernels on this rank's block, whichever precision stores it. */
+static inline void AckdOTBlockRowLogSumExp(AckdOT ot, const double *f, const double *g, double inv_eps, double *work,
+                                           double *lse)
+{
+  if (ot->single)
+    AckdOTRowLogSumExpSingle(ot->mloc, ot->nloc, ot->lld, ot->C32, f, g, inv_eps, work, lse);
+  else
+    AckdOTRowLogSumExp(ot->mloc, ot->nloc, ot->lld, ot->C, f, g, inv_eps, work, lse);
+}
+static inline void AckdOTBlockColLogSumExp(AckdOT ot, const double *f, const double *g, double inv_eps, double *lse)
+{
+  if (ot->single)
+    AckdOTColLogSumExpSingle(ot->mloc, ot->nloc, ot->lld, ot->C32, f, g, inv_eps, lse);
+  else
+    AckdOTColLogSumExp(ot->mloc, ot->nloc, ot->lld, ot->C, f, g, inv_eps, lse);
+}
+
+PetscErrorCode AckdOTAssembleCost(AckdOT ot, const double *student_rows, const double *teacher_rows);
+PetscErrorCode AckdOTSinkhorn(AckdOT ot);
+PetscErrorCode AckdOTComputeTopK(AckdOT ot);
+PetscErrorCode AckdOTExact(AckdOT ot);
+PetscErrorCode AckdOTSemiDual(AckdOT ot);
+PetscErrorCode AckdOTAuction(AckdOT ot);
+/* Shared by the solvers that work on rank 0 (exact.c, auction.c): the whole
+ * cost matrix there (column-major ns x nt, +inf kept; NULL elsewhere), and the
+ * full top-k table (ns x k, same on every rank) cut down to this rank's rows. */
+PetscErrorCode AckdOTGatherCost(AckdOT ot, double **full);
+PetscErrorCode AckdOTKeepTopKRows(AckdOT ot, PetscInt k, const PetscInt *index, const double *weight);
+/* Shared by the iterative solvers (sinkhorn.c). */
+PetscErrorCode AckdOTRecordCheck(AckdOT ot, PetscInt iteration, double eps, double err);
+/* <C,P>, <C,P> + eps sum P log P and the row marginal error of the current
+ * potentials, in one pass; work holds mloc doubles. */
+PetscErrorCode AckdOTPlanStatistics(AckdOT ot, double eps, double *work);
+/* Full vectors from the local parts: entries of local rows (or columns) of
+ * grid column 0 (or row 0) are broadcast to every rank. */
+PetscErrorCode AckdOTGatherPotentials(AckdOT ot);
+
+#endif

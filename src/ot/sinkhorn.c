@@ -1,0 +1,305 @@
+/* Log-domain Sinkhorn on the process grid, balanced or unbalanced, with
+ * eps-scaling.
+ *
+ * The potentials f (rows) and g (columns) are kept in cost units, so a
+ * solution at one eps warm-starts the next. One iteration follows POT's
+ * sinkhorn_log: update g from the column log-sum-exps, then f from the row
+ * ones; each is a local pass over this rank's block of C followed by an
+ * allreduce (of log-sum-exps) along one grid direction. Balanced update:
+ *   g_j <- g_j + eps (log b_j - LSE_i((f_i + g_j - C_ij) / eps)).
+ * Unbalanced (KL penalty tau on the marginals, POT's sinkhorn_unbalanced):
+ * the same target scaled by tau / (tau + eps).
+ *
+ * Stopping rule (POT): every check_every iterations, after the f update, the
+ * L2 error of the plan's column marginal. That pass over C is exactly what the
+ * next g update needs, so it is kept and the check costs nothing. Unbalanced
+ * plans do not meet their marginals: there the rule is the largest change of
+ * a potential since the previous iteration, divided by eps. */
+#include "ot_impl.h"
+#include <math.h>
+
+typedef struct {
+  double   *log_a, *log_b; /* local marginals, -inf for zero mass */
+  double   *row_lse, *col_lse, *work;
+  PetscBool col_lse_fresh; /* col_lse matches the current f and g */
+  /* The first sample (global index) found with mass but only +inf costs: the
+   * balanced problem is infeasible. Recorded where found, reported by every
+   * rank together at the next check, so the message names the sample
+   * whichever rank holds it. */
+  PetscInt infeasible[2]; /* student, teacher; N when none */
+} Workspace;
+
+PetscErrorCode AckdOTRecordCheck(AckdOT ot, PetscInt iteration, double eps, double err)
+{
+  PetscFunctionBeginUser;
+  if (ot->result.history_length == ot->history_capacity) {
+    ot->history_capacity = PetscMax(64, 2 * ot->history_capacity);
+    PetscCall(PetscRealloc(sizeof(double) * ot->history_capacity, &ot->history));
+    PetscCall(PetscRealloc(sizeof(double) * ot->history_capacity, &ot->history_eps));
+    PetscCall(PetscRealloc(sizeof(PetscInt) * ot->history_capacity, &ot->history_iteration));
+  }
+  ot->history[ot->result.history_length]           = err;
+  ot->history_eps[ot->result.history_length]       = eps;
+  ot->history_iteration[ot->result.history_length] = iteration;
+  ot->result.history_length++;
+  PetscFunctionReturn(0);
+}
+
+/* col_lse_j = log sum_i P_ij over all rows: local pass, then merge down the grid column. */
+static PetscErrorCode column_lse(AckdOT ot, Workspace *w, double eps)
+{
+  PetscFunctionBeginUser;
+  AckdOTBlockColLogSumExp(ot, ot->f_loc, ot->g_loc, 1.0 / eps, w->col_lse);
+  if (ot->grid.nprow > 1)
+    PetscCallMPI(
+        MPI_Allreduce(MPI_IN_PLACE, w->col_lse, (PetscMPIInt)ot->nloc, MPI_DOUBLE, ot->lse_op, ot->grid.col_comm));
+  w->col_lse_fresh = PETSC_TRUE;
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode row_lse(AckdOT ot, Workspace *w, double eps)
+{
+  PetscFunctionBeginUser;
+  AckdOTBlockRowLogSumExp(ot, ot->f_loc, ot->g_loc, 1.0 / eps, w->work, w->row_lse);
+  if (ot->grid.npcol > 1)
+    PetscCallMPI(
+        MPI_Allreduce(MPI_IN_PLACE, w->row_lse, (PetscMPIInt)ot->mloc, MPI_DOUBLE, ot->lse_op, ot->grid.row_comm));
+  PetscFunctionReturn(0);
+}
+
+/* The new potential of one sample from its current value, the log of its plan
+ * marginal and the log of its target mass. */
+static inline double updated_potential(double current, double log_marginal, double log_target, double eps,
+                                       double damping)
+{
+  if (log_target == -INFINITY) return -INFINITY;  /* zero mass: transports nothing */
+  if (log_marginal == -INFINITY) return INFINITY; /* no finite cost: caught by the caller */
+  return damping * (current + eps * (log_target - log_marginal));
+}
+
+static PetscErrorCode update_g(AckdOT ot, Workspace *w, double eps, double damping, double *change)
+{
+  double local = 0;
+
+  PetscFunctionBeginUser;
+  if (!w->col_lse_fresh) PetscCall(column_lse(ot, w, eps));
+  for (PetscInt j = 0; j < ot->nloc; j++) {
+    double next = updated_potential(ot->g_loc[j], w->col_lse[j], w->log_b[j], eps, damping);
+    if (next == INFINITY) {
+      /* unbalanced: its mass is dropped; balanced: infeasible, reported at the check */
+      if (ot->solver != ACKD_OT_SOLVER_UNBALANCED) w->infeasible[1] = PetscMin(w->infeasible[1], ot->col_global[j]);
+      next = -INFINITY;
+    }
+    if (isfinite(next) && isfinite(ot->g_loc[j])) local = fmax(local, fabs(next - ot->g_loc[j]) / eps);
+    ot->g_loc[j] = next;
+  }
+  *change          = local;
+  w->col_lse_fresh = PETSC_FALSE;
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode update_f(AckdOT ot, Workspace *w, double eps, double damping, double *change)
+{
+  double local = 0;
+
+  PetscFunctionBeginUser;
+  PetscCall(row_lse(ot, w, eps));
+  for (PetscInt i = 0; i < ot->mloc; i++) {
+    double next = updated_potential(ot->f_loc[i], w->row_lse[i], w->log_a[i], eps, damping);
+    if (next == INFINITY) {
+      if (ot->solver != ACKD_OT_SOLVER_UNBALANCED) w->infeasible[0] = PetscMin(w->infeasible[0], ot->row_global[i]);
+      next = -INFINITY;
+    }
+    if (isfinite(next) && isfinite(ot->f_loc[i])) local = fmax(local, fabs(next - ot->f_loc[i]) / eps);
+    ot->f_loc[i] = next;
+  }
+  *change          = local;
+  w->col_lse_fresh = PETSC_FALSE;
+  PetscFunctionReturn(0);
+}
+
+/* Collective: raises the infeasibility any rank recorded. */
+static PetscErrorCode check_feasible(AckdOT ot, Workspace *w)
+{
+  PetscInt first[2];
+
+  PetscFunctionBeginUser;
+  PetscCallMPI(MPI_Allreduce(w->infeasible, first, 2, MPIU_INT, MPI_MIN, ot->comm));
+  PetscCheck(first[0] == ot->ns, ot->comm, PETSC_ERR_USER_INPUT,
+             "student sample %" PetscInt_FMT " has mass but +inf cost to every teacher (no teacher of its class); "
+             "give it zero mass or use -%ssolver unbalanced",
+             first[0], ot->prefix);
+  PetscCheck(first[1] == ot->nt, ot->comm, PETSC_ERR_USER_INPUT,
+             "teacher sample %" PetscInt_FMT " has mass but +inf cost to every student (a class no student has); "
+             "give it zero mass or use -%ssolver unbalanced",
+             first[1], ot->prefix);
+  PetscFunctionReturn(0);
+}
+
+/* L2 error of the column marginal: needs the fresh column log-sum-exps. */
+static PetscErrorCode column_error(AckdOT ot, Workspace *w, double eps, double *err)
+{
+  double local = 0;
+
+  PetscFunctionBeginUser;
+  PetscCall(column_lse(ot, w, eps));
+  for (PetscInt j = 0; j < ot->nloc; j++) {
+    double diff = exp(w->col_lse[j]) - ot->b[ot->col_global[j]];
+    local += diff * diff;
+  }
+  /* the columns of one grid row are disjoint and cover all of them */
+  PetscCallMPI(MPI_Allreduce(&local, err, 1, MPI_DOUBLE, MPI_SUM, ot->grid.row_comm));
+  *err = sqrt(*err);
+  PetscFunctionReturn(0);
+}
+
+/* Runs iterations at one eps until the stopping rule holds below `tol` or the
+ * iteration budget is spent. */
+static PetscErrorCode run_stage(AckdOT ot, Workspace *w, double eps, double tol, PetscBool *met, double *err)
+{
+  const PetscBool unbalanced = (PetscBool)(ot->solver == ACKD_OT_SOLVER_UNBALANCED);
+  const double    damping    = unbalanced ? ot->tau / (ot->tau + eps) : 1.0;
+
+  PetscFunctionBeginUser;
+  *met = PETSC_FALSE;
+  /* iterations count from 0 within a stage, as POT's cpt */
+  for (PetscInt it = 0; ot->result.iterations < ot->max_it; it++) {
+    double dg = 0, df = 0;
+    PetscCall(update_g(ot, w, eps, damping, &dg));
+    PetscCall(update_f(ot, w, eps, damping, &df));
+    ot->result.iterations++;
+    if (it % ot->check_every) continue;
+    PetscCall(check_feasible(ot, w)); /* the first iteration is a check: caught at once */
+    if (unbalanced) {
+      double change = PetscMax(dg, df);
+      PetscCallMPI(MPI_Allreduce(&change, err, 1, MPI_DOUBLE, MPI_MAX, ot->comm));
+    } else
+      PetscCall(column_error(ot, w, eps, err));
+    PetscCheck(!isnan(*err), ot->comm, PETSC_ERR_FP, "Sinkhorn produced NaN at eps %g; please report this",
+               (double)eps);
+    PetscCall(AckdOTRecordCheck(ot, ot->result.iterations, eps, *err));
+    if (*err < tol) {
+      *met = PETSC_TRUE;
+      break;
+    }
+  }
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdOTPlanStatistics(AckdOT ot, double eps, double *work)
+{
+  double local[2] = {0, 0}, total[2], row_local = 0, row_err;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscArrayzero(work, ot->mloc));
+  for (PetscInt j = 0; j < ot->nloc; j++) {
+    for (PetscInt i = 0; i < ot->mloc; i++) {
+      double c    = AckdOTCostEntry(ot, i, j);
+      double logp = (ot->f_loc[i] + ot->g_loc[j] - c) / eps;
+      if (!(logp > -INFINITY)) continue; /* +inf cost or zero mass: P = 0 */
+      double p = exp(logp);
+      work[i] += p;
+      local[0] += p * c;
+      local[1] += p * logp;
+    }
+  }
+  PetscCallMPI(MPI_Allreduce(local, total, 2, MPI_DOUBLE, MPI_SUM, ot->comm));
+  ot->result.transport_cost = total[0];
+  ot->result.entropic_value = total[0] + eps * total[1];
+  if (ot->grid.npcol > 1)
+    PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, work, (PetscMPIInt)ot->mloc, MPI_DOUBLE, MPI_SUM, ot->grid.row_comm));
+  for (PetscInt i = 0; i < ot->mloc; i++) {
+    double diff = work[i] - ot->a[ot->row_global[i]];
+    row_local += diff * diff;
+  }
+  PetscCallMPI(MPI_Allreduce(&row_local, &row_err, 1, MPI_DOUBLE, MPI_SUM, ot->grid.col_comm));
+  ot->result.row_error = sqrt(row_err);
+  PetscFunctionReturn(0);
+}
+
+/* Balanced OT needs equal total mass, and with class blocks equal mass per class. */
+static PetscErrorCode check_balance(AckdOT ot)
+{
+  double sa = 0, sb = 0;
+
+  PetscFunctionBeginUser;
+  for (PetscInt i = 0; i < ot->ns; i++) sa += ot->a[i];
+  for (PetscInt j = 0; j < ot->nt; j++) sb += ot->b[j];
+  if (fabs(sa - sb) > 1e-9 * PetscMax(sa, sb)) {
+    char sums[96];
+    snprintf(sums, sizeof sums, "%.12g and %.12g", sa, sb);
+    SETERRQ(ot->comm, PETSC_ERR_USER_INPUT,
+            "balanced OT needs equal total masses but the student and teacher masses sum to %s; rescale them or use "
+            "-%sot_solver unbalanced",
+            sums, ot->prefix);
+  }
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdOTSinkhorn(AckdOT ot)
+{
+  Workspace w;
+  double    eps_target = ot->eps_relative ? ot->eps * ot->max_cost : ot->eps, err = INFINITY;
+  PetscBool met = PETSC_FALSE;
+
+  PetscFunctionBeginUser;
+  PetscCheck(eps_target > 0, ot->comm, PETSC_ERR_USER_INPUT,
+             "eps relative to the largest cost is 0 (every finite cost is 0); use -%sot_eps_relative false",
+             ot->prefix);
+  if (ot->solver == ACKD_OT_SOLVER_SINKHORN) PetscCall(check_balance(ot));
+  PetscCall(PetscFree2(ot->f_loc, ot->g_loc));
+  PetscCall(PetscMalloc2(ot->mloc + 1, &ot->f_loc, ot->nloc + 1, &ot->g_loc));
+  PetscCall(PetscMalloc5(ot->mloc + 1, &w.log_a, ot->nloc + 1, &w.log_b, ot->mloc + 1, &w.row_lse, ot->nloc + 1,
+                         &w.col_lse, ot->mloc + 1, &w.work));
+  w.col_lse_fresh = PETSC_FALSE;
+  w.infeasible[0] = ot->ns;
+  w.infeasible[1] = ot->nt;
+  for (PetscInt i = 0; i < ot->mloc; i++) {
+    w.log_a[i]   = log(ot->a[ot->row_global[i]]);
+    ot->f_loc[i] = w.log_a[i] == -INFINITY ? -INFINITY : 0.0;
+  }
+  for (PetscInt j = 0; j < ot->nloc; j++) {
+    w.log_b[j]   = log(ot->b[ot->col_global[j]]);
+    ot->g_loc[j] = w.log_b[j] == -INFINITY ? -INFINITY : 0.0;
+  }
+  ot->result.iterations     = 0;
+  ot->result.history_length = 0;
+
+  /* eps-scaling: eps_k = max C * factor^k down to the target, each stage
+   * solved loosely (its solution only warm-starts the next), the last to tol. */
+  double eps = eps_target;
+  if (ot->eps_scaling)
+    for (eps = ot->max_cost; eps > eps_target;) {
+      double stage_tol = PetscMax(ot->tol, 1e-3);
+      PetscCall(run_stage(ot, &w, eps, stage_tol, &met, &err));
+      w.col_lse_fresh = PETSC_FALSE; /* eps changes */
+      eps *= ot->eps_scaling_factor;
+    }
+  eps = eps_target;
+  PetscCall(run_stage(ot, &w, eps, ot->tol, &met, &err));
+  if (!met && ot->solver != ACKD_OT_SOLVER_UNBALANCED) {
+    /* the budget ran out between checks: measure the final plan */
+    PetscCall(column_error(ot, &w, eps, &err));
+    met = (PetscBool)(err < ot->tol);
+  }
+  ot->result.converged    = met;
+  ot->result.column_error = err;
+  ot->result.eps          = eps;
+  ot->result.max_cost     = ot->max_cost;
+  PetscCall(AckdOTPlanStatistics(ot, eps, w.work));
+  ot->result.history           = ot->history;
+  ot->result.history_iteration = ot->history_iteration;
+  if (ot->solver == ACKD_OT_SOLVER_UNBALANCED) {
+    /* report the column marginal error for unbalanced too, for information */
+    PetscCall(column_error(ot, &w, eps, &ot->result.column_error));
+  }
+  PetscCall(PetscFree5(w.log_a, w.log_b, w.row_lse, w.col_lse, w.work));
+  if (!met) {
+    char text[96];
+    snprintf(text, sizeof text, "%.3g after %d iterations (tolerance %.3g)", err, (int)ot->result.iterations,
+             (double)ot->tol);
+    PetscCall(AckdLogWarn(&ot->log, "ot: Sinkhorn did not converge: error %s; raise -%sot_max_it or eps\n", text,
+                          ot->prefix));
+  }
+  PetscFunctionReturn(0);
+}

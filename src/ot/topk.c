@@ -1,0 +1,116 @@
+/* Per student row, the k teachers that receive most of its mass.
+ *
+ * In row i the plan is P_ij = exp((f_i + g_j - C_ij) / eps), so the ranking
+ * needs no exponentials: score_ij = g_j - C_ij (argmin: -C_ij, the paper's
+ * hard matching). Each rank ranks its own block, the k best of every rank in
+ * a grid row are exchanged along it, and grid column 0 keeps the merged
+ * result. Ties go to the smaller teacher index, so every grid shape gives the
+ * same answer. */
+#include "ot_impl.h"
+#include <math.h>
+
+/* Does (s, j) rank above (s2, j2)? */
+static inline PetscBool better(double s, PetscInt j, double s2, PetscInt j2)
+{
+  return (PetscBool)(s > s2 || (s == s2 && j < j2));
+}
+
+/* Inserts (s, j) into a list sorted best first, keeping k entries. */
+static inline void insert(PetscInt k, double *score, PetscInt *index, double s, PetscInt j)
+{
+  if (!better(s, j, score[k - 1], index[k - 1])) return;
+  PetscInt t = k - 1;
+  while (t > 0 && better(s, j, score[t - 1], index[t - 1])) {
+    score[t] = score[t - 1];
+    index[t] = index[t - 1];
+    t--;
+  }
+  score[t] = s;
+  index[t] = j;
+}
+
+PetscErrorCode AckdOTComputeTopK(AckdOT ot)
+{
+  const PetscInt    k = PetscMin(ot->topk, ot->nt), m = ot->mloc;
+  const PetscBool   argmin = (PetscBool)(ot->solver == ACKD_OT_SOLVER_ARGMIN);
+  const PetscMPIInt pc     = ot->grid.npcol;
+  double           *score, *all_score;
+  PetscInt         *index, *all_index;
+  double            eps = ot->result.eps, cost_local = 0, cost;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscMalloc2((size_t)m * k + 1, &score, (size_t)m * k + 1, &index));
+  for (PetscInt t = 0; t < m * k; t++) {
+    score[t] = -INFINITY;
+    index[t] = PETSC_MAX_INT;
+  }
+  for (PetscInt j = 0; j < ot->nloc; j++) {
+    const double   gj   = argmin ? 0.0 : ot->g_loc[j];
+    const PetscInt gidx = ot->col_global[j];
+    if (gj == -INFINITY) continue; /* a teacher without mass receives nothing */
+    for (PetscInt i = 0; i < m; i++) {
+      double s = gj - AckdOTCostEntry(ot, i, j);
+      if (s > score[i * k + k - 1] || (s == score[i * k + k - 1] && s > -INFINITY))
+        insert(k, score + i * k, index + i * k, s, gidx);
+    }
+  }
+
+  /* merge the grid row's candidates */
+  PetscCall(PetscMalloc2((size_t)pc * m * k + 1, &all_score, (size_t)pc * m * k + 1, &all_index));
+  PetscCallMPI(MPI_Allgather(score, (PetscMPIInt)(m * k), MPI_DOUBLE, all_score, (PetscMPIInt)(m * k), MPI_DOUBLE,
+                             ot->grid.row_comm));
+  PetscCallMPI(MPI_Allgather(index, (PetscMPIInt)(m * k), MPIU_INT, all_index, (PetscMPIInt)(m * k), MPIU_INT,
+                             ot->grid.row_comm));
+  for (PetscInt t = 0; t < m * k; t++) {
+    score[t] = -INFINITY;
+    index[t] = PETSC_MAX_INT;
+  }
+  for (PetscMPIInt r = 0; r < pc; r++)
+    for (PetscInt i = 0; i < m; i++)
+      for (PetscInt t = 0; t < k; t++) {
+        double s = all_score[((size_t)r * m + i) * k + t];
+        if (s > -INFINITY) insert(k, score + i * k, index + i * k, s, all_index[((size_t)r * m + i) * k + t]);
+      }
+  PetscCall(PetscFree2(all_score, all_index));
+
+  /* grid column 0 keeps the rows; weights relative to the best kept entry */
+  PetscCall(PetscFree3(ot->topk_rows, ot->topk_index, ot->topk_weight));
+  ot->topk_nrows = ot->grid.mycol == 0 ? m : 0;
+  PetscCall(PetscMalloc3(ot->topk_nrows + 1, &ot->topk_rows, (size_t)ot->topk_nrows * k + 1, &ot->topk_index,
+                         (size_t)ot->topk_nrows * k + 1, &ot->topk_weight));
+  for (PetscInt i = 0; i < ot->topk_nrows; i++) {
+    const PetscInt  gi      = ot->row_global[i];
+    const double    mass    = ot->a[gi];
+    const PetscBool no_mass = (PetscBool)(!argmin && (mass == 0 || ot->f[gi] == -INFINITY));
+    double          total   = 0;
+
+    ot->topk_rows[i] = gi;
+    for (PetscInt t = 0; t < k; t++) {
+      double   s    = score[i * k + t];
+      PetscInt slot = i * k + t;
+      if (no_mass || s == -INFINITY) {
+        ot->topk_index[slot]  = -1;
+        ot->topk_weight[slot] = 0;
+        continue;
+      }
+      ot->topk_index[slot]  = index[slot];
+      ot->topk_weight[slot] = argmin ? 1.0 : exp((s - score[i * k]) / eps);
+      total += ot->topk_weight[slot];
+    }
+    for (PetscInt t = 0; t < k && total > 0; t++) {
+      PetscInt slot = i * k + t;
+      ot->topk_weight[slot] /= total;
+      /* argmin's plan: the row's mass spread over its kept teachers */
+      if (argmin && ot->topk_index[slot] >= 0) cost_local += mass * ot->topk_weight[slot] * (-score[slot]);
+    }
+  }
+  PetscCall(PetscFree2(score, index));
+  if (argmin) {
+    PetscCallMPI(MPI_Allreduce(&cost_local, &cost, 1, MPI_DOUBLE, MPI_SUM, ot->comm));
+    ot->result.transport_cost = cost;
+    ot->result.entropic_value = cost;
+    ot->result.converged      = PETSC_TRUE;
+    ot->result.max_cost       = ot->max_cost;
+  }
+  PetscFunctionReturn(0);
+}
