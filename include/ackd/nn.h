@@ -1,0 +1,255 @@
+/* ackd nn: the neural-network engine (layers as forward/backward pairs).
+ *
+ * Conventions shared by every layer:
+ *   - Activations are float32, NCHW, contiguous (AckdTensor). A token sequence
+ *     (B, T, D) is stored as n = B, c = 1, h = T, w = D, so that its last
+ *     dimension is the feature dimension, as in PyTorch.
+ *   - A model's parameters live in one contiguous buffer and their gradients in
+ *     another with the same layout (AckdParams). Layers hold offsets into them,
+ *     never their own copies, so an optimizer or an allreduce sees one vector.
+ *   - AckdXSetUp declares a layer's parameters; AckdParamsSetUp then allocates
+ *     the buffers; AckdParamsInitialize draws PyTorch's default initialisation.
+ *   - AckdXForward(layer, engine, x, y) writes y, which the caller allocated
+ *     (AckdXOutputShape gives its shape). AckdXBackward(layer, engine, x, y, dy,
+ *     dx) *overwrites* dx (skipped when dx is NULL) and *overwrites* the layer's
+ *     parameter gradients: each parameter is used once per step, so no layer
+ *     needs accumulation; a model that sums gradients (residual branches) does so
+ *     explicitly with AckdTensorAccumulate.
+ *   - Layers built on oneDNN (convolution, batch norm, pooling) create their
+ *     primitives on the first call with a new input shape and reuse them for
+ *     every later call with that shape (a small per-layer plan cache).
+ */
+#ifndef ACKD_NN_H
+#define ACKD_NN_H
+
+#include <ackd/core.h>
+#include <dnnl.h>
+
+enum {
+  ACKD_NN_NAME_LEN = 96, /* "layer4.1.downsample.1.running_mean" fits */
+  ACKD_NN_PLANS    = 4   /* input shapes a layer keeps primitives for: train, last partial batch, eval, ... */
+};
+
+/* ---------------------------------------------------------------- tensors */
+
+typedef struct {
+  PetscInt n, c, h, w;
+  float   *data;
+} AckdTensor;
+
+static inline PetscInt AckdTensorSize(const AckdTensor *t)
+{
+  return t->n * t->c * t->h * t->w;
+}
+/* A tensor of the given shape over existing memory. */
+AckdTensor     AckdTensorView(float *data, PetscInt n, PetscInt c, PetscInt h, PetscInt w);
+PetscErrorCode AckdTensorAllocate(AckdTensor *t, PetscInt n, PetscInt c, PetscInt h, PetscInt w);
+PetscErrorCode AckdTensorFree(AckdTensor *t);
+/* dst += src (same number of elements): gradients of a value used twice. */
+PetscErrorCode AckdTensorAccumulate(AckdTensor *dst, const AckdTensor *src);
+
+/* ---------------------------------------------------------------- engine */
+
+/* The oneDNN engine and stream every layer executes on, and the thread count
+ * shared by oneDNN (OpenMP), OpenBLAS and ackd's own loops. */
+typedef struct {
+  dnnl_engine_t engine;
+  dnnl_stream_t stream;
+  PetscInt      threads;
+} AckdEngine;
+
+/* threads <= 0 keeps the runtime's default (OMP_NUM_THREADS). */
+PetscErrorCode AckdEngineCreate(PetscInt threads, AckdEngine *engine);
+PetscErrorCode AckdEngineDestroy(AckdEngine *engine);
+
+/* ---------------------------------------------------------------- parameters */
+
+typedef enum {
+  ACKD_INIT_KAIMING_UNIFORM, /* conv/linear weight: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (kaiming_uniform, a = sqrt 5) */
+  ACKD_INIT_FAN_IN_UNIFORM,  /* conv/linear bias: the same bound, PyTorch's default */
+  ACKD_INIT_ONES,            /* norm scale, running variance */
+  ACKD_INIT_ZEROS            /* norm shift, running mean */
+} AckdInit;
+
+typedef struct {
+  char     name[ACKD_NN_NAME_LEN]; /* PyTorch's state_dict name, e.g. "layer1.0.conv1.weight" */
+  PetscInt offset, size, fan_in;
+  AckdInit init;
+} AckdParamEntry;
+
+/* Trainable parameters (values + gradients, same layout) and buffers
+ * (running statistics: values only), each one contiguous allocation. */
+typedef struct {
+  AckdParamEntry *params, *buffers;
+  PetscInt        nparams, nbuffers, cap_params, cap_buffers;
+  PetscInt        size, buffer_size; /* floats */
+  float          *values, *grads, *buffer_values;
+  PetscBool       setup;
+} AckdParams;
+
+PetscErrorCode AckdParamsCreate(AckdParams *params);
+/* Declares a parameter (before AckdParamsSetUp) and returns its offset. */
+PetscErrorCode AckdParamsAdd(AckdParams *params, const char *name, PetscInt size, PetscInt fan_in, AckdInit init,
+                             PetscInt *offset);
+PetscErrorCode AckdParamsAddBuffer(AckdParams *params, const char *name, PetscInt size, AckdInit init,
+                                   PetscInt *offset);
+/* Allocates the buffers (values and buffers initialised, gradients zeroed). */
+PetscErrorCode AckdParamsSetUp(AckdParams *params);
+/* Redraws every parameter from PyTorch's defaults: a pure function of the seed
+ * and the parameter's position, whatever the rank count. */
+PetscErrorCode AckdParamsInitialize(AckdParams *params, uint64_t seed);
+PetscErrorCode AckdParamsZeroGrad(AckdParams *params);
+PetscErrorCode AckdParamsDestroy(AckdParams *params);
+/* The entry named `name` (parameter or buffer), or an error naming it. */
+PetscErrorCode AckdParamsFind(const AckdParams *params, const char *name, PetscBool *is_buffer,
+                              const AckdParamEntry **entry);
+
+/* ---------------------------------------------------------------- convolution */
+
+typedef struct AckdConvPlan AckdConvPlan; /* oneDNN primitives for one input shape */
+
+typedef struct {
+  char          name[ACKD_NN_NAME_LEN];
+  PetscInt      in_channels, out_channels, kernel, stride, padding, groups;
+  PetscBool     has_bias;
+  PetscInt      weight, bias; /* offsets in params */
+  AckdParams   *params;
+  AckdConvPlan *plans[ACKD_NN_PLANS];
+  PetscInt      nplans, next_evicted;
+} AckdConv;
+
+/* groups = in_channels = out_channels makes a depthwise convolution. */
+PetscErrorCode AckdConvSetUp(AckdConv *conv, AckdParams *params, const char *name, PetscInt in_channels,
+                             PetscInt out_channels, PetscInt kernel, PetscInt stride, PetscInt padding, PetscInt groups,
+                             PetscBool bias);
+PetscErrorCode AckdConvOutputShape(const AckdConv *conv, const AckdTensor *x, AckdTensor *y);
+PetscErrorCode AckdConvForward(AckdConv *conv, AckdEngine *engine, const AckdTensor *x, AckdTensor *y);
+PetscErrorCode AckdConvBackward(AckdConv *conv, AckdEngine *engine, const AckdTensor *x, const AckdTensor *dy,
+                                AckdTensor *dx);
+PetscErrorCode AckdConvDestroy(AckdConv *conv);
+
+/* ---------------------------------------------------------------- batch norm */
+
+typedef struct AckdBatchNormPlan AckdBatchNormPlan;
+
+typedef struct {
+  char               name[ACKD_NN_NAME_LEN];
+  PetscInt           channels;
+  double             eps, momentum; /* PyTorch: 1e-5, 0.1 */
+  PetscBool          training;      /* batch statistics and running-stat updates, as module.train() */
+  PetscInt           weight, bias, running_mean, running_var;
+  AckdParams        *params;
+  AckdBatchNormPlan *plans[ACKD_NN_PLANS];
+  PetscInt           nplans, next_evicted;
+} AckdBatchNorm;
+
+PetscErrorCode AckdBatchNormSetUp(AckdBatchNorm *bn, AckdParams *params, const char *name, PetscInt channels);
+PetscErrorCode AckdBatchNormForward(AckdBatchNorm *bn, AckdEngine *engine, const AckdTensor *x, AckdTensor *y);
+PetscErrorCode AckdBatchNormBackward(AckdBatchNorm *bn, AckdEngine *engine, const AckdTensor *x, const AckdTensor *dy,
+                                     AckdTensor *dx);
+PetscErrorCode AckdBatchNormDestroy(AckdBatchNorm *bn);
+
+/* ---------------------------------------------------------------- pooling */
+
+typedef enum { ACKD_POOL_MAX, ACKD_POOL_AVG, ACKD_POOL_GLOBAL_AVG } AckdPoolKind;
+
+typedef struct AckdPoolPlan AckdPoolPlan;
+
+typedef struct {
+  char          name[ACKD_NN_NAME_LEN];
+  AckdPoolKind  kind;
+  PetscInt      kernel, stride, padding; /* unused for global average */
+  AckdPoolPlan *plans[ACKD_NN_PLANS];
+  PetscInt      nplans, next_evicted;
+} AckdPool;
+
+/* Average pooling counts padded zeros, as PyTorch's default (count_include_pad). */
+PetscErrorCode AckdPoolSetUp(AckdPool *pool, const char *name, AckdPoolKind kind, PetscInt kernel, PetscInt stride,
+                             PetscInt padding);
+PetscErrorCode AckdPoolOutputShape(const AckdPool *pool, const AckdTensor *x, AckdTensor *y);
+PetscErrorCode AckdPoolForward(AckdPool *pool, AckdEngine *engine, const AckdTensor *x, AckdTensor *y);
+/* Max pooling's backward uses the argmax workspace of the latest forward call
+ * with this input shape. */
+PetscErrorCode AckdPoolBackward(AckdPool *pool, AckdEngine *engine, const AckdTensor *x, const AckdTensor *dy,
+                                AckdTensor *dx);
+PetscErrorCode AckdPoolDestroy(AckdPool *pool);
+
+/* ---------------------------------------------------------------- activations */
+
+typedef enum { ACKD_ACT_RELU, ACKD_ACT_RELU6, ACKD_ACT_GELU } AckdActivationKind;
+
+/* y may alias x in forward; backward reads x (the input), so keep it. GELU is
+ * the exact (erf) form, PyTorch's default. */
+PetscErrorCode AckdActivationForward(AckdActivationKind kind, const AckdTensor *x, AckdTensor *y);
+PetscErrorCode AckdActivationBackward(AckdActivationKind kind, const AckdTensor *x, const AckdTensor *dy,
+                                      AckdTensor *dx);
+
+/* ---------------------------------------------------------------- linear */
+
+/* y = x Wᵀ + b over rows of `in_features` contiguous floats: (B, C, 1, 1),
+ * a flattened (B, C, H, W), or tokens (B, 1, T, D). */
+typedef struct {
+  char        name[ACKD_NN_NAME_LEN];
+  PetscInt    in_features, out_features;
+  PetscBool   has_bias;
+  PetscInt    weight, bias;
+  AckdParams *params;
+} AckdLinear;
+
+PetscErrorCode AckdLinearSetUp(AckdLinear *lin, AckdParams *params, const char *name, PetscInt in_features,
+                               PetscInt out_features, PetscBool bias);
+PetscErrorCode AckdLinearOutputShape(const AckdLinear *lin, const AckdTensor *x, AckdTensor *y);
+PetscErrorCode AckdLinearForward(AckdLinear *lin, AckdEngine *engine, const AckdTensor *x, AckdTensor *y);
+PetscErrorCode AckdLinearBackward(AckdLinear *lin, AckdEngine *engine, const AckdTensor *x, const AckdTensor *dy,
+                                  AckdTensor *dx);
+
+/* ---------------------------------------------------------------- dropout */
+
+/* Element i of sample s in step t is kept with probability 1 - p, decided by
+ * Philox(seed, tag, t) at counter (sample_offset + s) * per_sample + i: the
+ * mask depends on the global sample index, not on the rank that computes it. */
+typedef struct {
+  char      name[ACKD_NN_NAME_LEN];
+  double    p;
+  PetscBool training;
+  uint64_t  seed;
+  uint32_t  tag;           /* distinguishes dropout layers */
+  PetscInt  step;          /* set by the training loop before each forward */
+  PetscInt  sample_offset; /* global index of the batch's first sample */
+  uint8_t  *mask;          /* of the latest forward */
+  PetscInt  mask_size, mask_capacity;
+} AckdDropout;
+
+PetscErrorCode AckdDropoutSetUp(AckdDropout *drop, const char *name, double p, uint64_t seed, uint32_t tag);
+PetscErrorCode AckdDropoutForward(AckdDropout *drop, const AckdTensor *x, AckdTensor *y);
+PetscErrorCode AckdDropoutBackward(AckdDropout *drop, const AckdTensor *dy, AckdTensor *dx);
+PetscErrorCode AckdDropoutDestroy(AckdDropout *drop);
+
+/* ---------------------------------------------------------------- channel ops */
+
+PetscErrorCode AckdAddForward(const AckdTensor *a, const AckdTensor *b, AckdTensor *y);
+/* Channels [0, a->c) go to a, the rest to b; concat is its inverse. */
+PetscErrorCode AckdChannelSplit(const AckdTensor *x, AckdTensor *a, AckdTensor *b);
+PetscErrorCode AckdChannelConcat(const AckdTensor *a, const AckdTensor *b, AckdTensor *y);
+/* ShuffleNet's shuffle: view (N, g, C/g, H, W), swap axes 1 and 2. Its
+ * backward is the shuffle with C/g groups. */
+PetscErrorCode AckdChannelShuffle(const AckdTensor *x, PetscInt groups, AckdTensor *y);
+
+/* ---------------------------------------------------------------- layer norm */
+
+typedef struct {
+  char        name[ACKD_NN_NAME_LEN];
+  PetscInt    features;
+  double      eps;
+  PetscInt    weight, bias;
+  AckdParams *params;
+  float      *mean, *rstd; /* per row, of the latest forward */
+  PetscInt    rows_capacity;
+} AckdLayerNorm;
+
+PetscErrorCode AckdLayerNormSetUp(AckdLayerNorm *ln, AckdParams *params, const char *name, PetscInt features);
+PetscErrorCode AckdLayerNormForward(AckdLayerNorm *ln, const AckdTensor *x, AckdTensor *y);
+PetscErrorCode AckdLayerNormBackward(AckdLayerNorm *ln, const AckdTensor *x, const AckdTensor *dy, AckdTensor *dx);
+PetscErrorCode AckdLayerNormDestroy(AckdLayerNorm *ln);
+
+#endif

@@ -1,0 +1,96 @@
+/* oneDNN plumbing shared by convolution, batch norm and pooling. */
+#include "nn/nn_private.h"
+
+PetscErrorCode AckdNNDescNCHW(dnnl_memory_desc_t *md, PetscInt n, PetscInt c, PetscInt h, PetscInt w, const char *layer)
+{
+  dnnl_dims_t dims = {n, c, h, w};
+
+  PetscFunctionBeginUser;
+  AckdCallDnnl(dnnl_memory_desc_init_by_tag(md, 4, dims, dnnl_f32, dnnl_nchw),
+               "layer %s: describing a %" PetscInt_FMT "x%" PetscInt_FMT "x%" PetscInt_FMT "x%" PetscInt_FMT " tensor",
+               layer, n, c, h, w);
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdNNDescVector(dnnl_memory_desc_t *md, PetscInt size, const char *layer)
+{
+  dnnl_dims_t dims = {size};
+
+  PetscFunctionBeginUser;
+  AckdCallDnnl(dnnl_memory_desc_init_by_tag(md, 1, dims, dnnl_f32, dnnl_a),
+               "layer %s: describing a vector of %" PetscInt_FMT, layer, size);
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdNNMemoryCreate(AckdEngine *engine, const dnnl_memory_desc_t *md, dnnl_memory_t *mem,
+                                  const char *layer)
+{
+  PetscFunctionBeginUser;
+  AckdCallDnnl(dnnl_memory_create(mem, md, engine->engine, DNNL_MEMORY_NONE), "layer %s: creating a memory object",
+               layer);
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdNNMemoryAllocate(AckdEngine *engine, const dnnl_memory_desc_t *md, dnnl_memory_t *mem,
+                                    const char *layer)
+{
+  PetscFunctionBeginUser;
+  AckdCallDnnl(dnnl_memory_create(mem, md, engine->engine, DNNL_MEMORY_ALLOCATE),
+               "layer %s: allocating a workspace of %zu bytes", layer, dnnl_memory_desc_get_size(md));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdNNMemoryBind(dnnl_memory_t mem, const void *data, const char *layer)
+{
+  PetscFunctionBeginUser;
+  /* oneDNN's API takes a non-const handle for inputs as well; it never writes them. */
+  AckdCallDnnl(dnnl_memory_set_data_handle(mem, (void *)data), "layer %s: binding a buffer", layer);
+  PetscFunctionReturn(0);
+}
+
+void AckdNNMemoryDestroy(dnnl_memory_t *mem)
+{
+  if (*mem) dnnl_memory_destroy(*mem);
+  *mem = NULL;
+}
+
+PetscErrorCode AckdNNPrimitiveCreate(AckdEngine *engine, const void *op_desc, const_dnnl_primitive_desc_t hint,
+                                     dnnl_primitive_t *prim, dnnl_primitive_desc_t *pd_out, const char *layer,
+                                     const char *what)
+{
+  dnnl_primitive_desc_t pd;
+
+  PetscFunctionBeginUser;
+  AckdCallDnnl(dnnl_primitive_desc_create(&pd, op_desc, NULL, engine->engine, hint),
+               "layer %s: no oneDNN %s for this shape", layer, what);
+  dnnl_status_t status = dnnl_primitive_create(prim, pd);
+  if (pd_out && status == dnnl_success)
+    *pd_out = pd;
+  else
+    dnnl_primitive_desc_destroy(pd);
+  AckdCallDnnl(status, "layer %s: creating the oneDNN %s", layer, what);
+  PetscFunctionReturn(0);
+}
+
+void AckdNNPrimitiveDestroy(dnnl_primitive_t *prim)
+{
+  if (*prim) dnnl_primitive_destroy(*prim);
+  *prim = NULL;
+}
+
+PetscErrorCode AckdNNExecute(AckdEngine *engine, dnnl_primitive_t prim, int nargs, const dnnl_exec_arg_t *args,
+                             const char *layer, const char *what)
+{
+  PetscFunctionBeginUser;
+  AckdCallDnnl(dnnl_primitive_execute(prim, engine->stream, nargs, args), "layer %s: running %s", layer, what);
+  AckdCallDnnl(dnnl_stream_wait(engine->stream), "layer %s: waiting for %s", layer, what);
+  PetscFunctionReturn(0);
+}
+
+PetscInt AckdNNPlanSlot(PetscInt *nplans, PetscInt *next_evicted)
+{
+  if (*nplans < ACKD_NN_PLANS) return (*nplans)++;
+  PetscInt slot = *next_evicted;
+  *next_evicted = (slot + 1) % ACKD_NN_PLANS;
+  return slot;
+}
