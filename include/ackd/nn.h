@@ -252,4 +252,52 @@ PetscErrorCode AckdLayerNormForward(AckdLayerNorm *ln, const AckdTensor *x, Ackd
 PetscErrorCode AckdLayerNormBackward(AckdLayerNorm *ln, const AckdTensor *x, const AckdTensor *dy, AckdTensor *dx);
 PetscErrorCode AckdLayerNormDestroy(AckdLayerNorm *ln);
 
+/* ---------------------------------------------------------------- models */
+
+typedef enum {
+  ACKD_ARCH_RESNET18,
+  ACKD_ARCH_RESNET34,
+  ACKD_ARCH_MOBILENETV2,
+  ACKD_ARCH_SHUFFLENETV2,
+  ACKD_ARCH_SMALLCNN,
+  ACKD_ARCH_MLP
+} AckdArch;
+
+extern const char *const AckdArchNames[]; /* "resnet18", ..., for options and files */
+
+typedef struct {
+  AckdArch  arch;
+  PetscInt  in_channels, classes;
+  double    width;       /* channel multiplier; 1 is the paper's network */
+  PetscBool small_input; /* ResNet: 3x3 stride-1 stem without max pooling, for 32x32 inputs */
+  PetscInt  image_size;  /* MLP only: input height = width */
+} AckdModelConfig;
+
+/* What every model returns (DESIGN.md §2): views into the model's activation
+ * memory, valid until its next forward call. */
+typedef struct {
+  AckdTensor tokens;    /* layer-4 tokens (B, 1, HW, C) */
+  AckdTensor embedding; /* pooled embedding (B, D, 1, 1), D = 512 for the paper's networks */
+  AckdTensor logits;    /* (B, classes, 1, 1) */
+} AckdModelOutputs;
+
+typedef struct _p_AckdModel *AckdModel;
+
+PetscErrorCode AckdModelCreate(MPI_Comm comm, AckdModel *model);
+/* Builds the network: declares its layers and parameters (PyTorch's
+ * state_dict names) and draws PyTorch's default initialisation from `seed`. */
+PetscErrorCode AckdModelSetUp(AckdModel model, const AckdModelConfig *config, uint64_t seed);
+/* Batch norm and dropout in training (true) or evaluation mode, as module.train(). */
+PetscErrorCode AckdModelSetTraining(AckdModel model, PetscBool training);
+PetscErrorCode AckdModelGetParams(AckdModel model, AckdParams **params);
+/* Activation memory is sized on the first call with a batch shape and reused;
+ * a larger batch grows it once. */
+PetscErrorCode AckdModelForward(AckdModel model, AckdEngine *engine, const AckdTensor *images,
+                                AckdModelOutputs *outputs);
+/* Gradients of the loss with respect to the outputs (any may be NULL: that
+ * output does not enter the loss) -> every parameter gradient (overwritten). */
+PetscErrorCode AckdModelBackward(AckdModel model, AckdEngine *engine, const AckdTensor *d_logits,
+                                 const AckdTensor *d_embedding, const AckdTensor *d_tokens);
+PetscErrorCode AckdModelDestroy(AckdModel *model);
+
 #endif
