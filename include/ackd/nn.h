@@ -271,6 +271,7 @@ typedef struct {
   double    width;       /* channel multiplier; 1 is the paper's network */
   PetscBool small_input; /* ResNet: 3x3 stride-1 stem without max pooling, for 32x32 inputs */
   PetscInt  image_size;  /* MLP only: input height = width */
+  double    dropout;     /* MobileNetV2's classifier dropout (torchvision: 0.2); 0 disables */
 } AckdModelConfig;
 
 /* What every model returns (DESIGN.md §2): views into the model's activation
@@ -290,6 +291,9 @@ PetscErrorCode AckdModelSetUp(AckdModel model, const AckdModelConfig *config, ui
 /* Batch norm and dropout in training (true) or evaluation mode, as module.train(). */
 PetscErrorCode AckdModelSetTraining(AckdModel model, PetscBool training);
 PetscErrorCode AckdModelGetParams(AckdModel model, AckdParams **params);
+/* Dropout masks are drawn from (seed, step, global sample index): the training
+ * loop names the step and the global index of the local batch's first sample. */
+PetscErrorCode AckdModelSetStep(AckdModel model, PetscInt step, PetscInt sample_offset);
 /* Activation memory is sized on the first call with a batch shape and reused;
  * a larger batch grows it once. */
 PetscErrorCode AckdModelForward(AckdModel model, AckdEngine *engine, const AckdTensor *images,

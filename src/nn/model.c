@@ -111,6 +111,20 @@ PetscErrorCode AckdModelAddLinear(AckdModel m, const char *name, PetscInt in, Pe
   PetscFunctionReturn(0);
 }
 
+PetscErrorCode AckdModelAddDropout(AckdModel m, const char *name, PetscInt in, double p, PetscInt *out)
+{
+  AckdDropout *drop;
+  AckdNode    *node;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscNew(&drop));
+  /* the node index tells this layer's masks from any other's */
+  PetscCall(AckdDropoutSetUp(drop, name, p, m->seed, (uint32_t)m->nnodes));
+  PetscCall(add_node(m, ACKD_NODE_DROPOUT, in, -1, drop, &node));
+  *out = node->out;
+  PetscFunctionReturn(0);
+}
+
 PetscErrorCode AckdModelAddAdd(AckdModel m, PetscInt a, PetscInt b, PetscInt *out)
 {
   AckdNode *node;
@@ -187,13 +201,24 @@ PetscErrorCode AckdModelSetUp(AckdModel m, const AckdModelConfig *config, uint64
   PetscCheck(config->width > 0.0, m->comm, PETSC_ERR_USER_INPUT, "model %s: the width multiplier must be positive",
              AckdArchNames[config->arch]);
   m->config = *config;
+  m->seed   = seed;
   switch (config->arch) {
   case ACKD_ARCH_RESNET18:
   case ACKD_ARCH_RESNET34:
     PetscCall(AckdModelBuildResNet(m));
     break;
-  default:
-    SETERRQ(m->comm, PETSC_ERR_SUP, "model %s is not built yet; use resnet18 or resnet34", AckdArchNames[config->arch]);
+  case ACKD_ARCH_MOBILENETV2:
+    PetscCall(AckdModelBuildMobileNetV2(m));
+    break;
+  case ACKD_ARCH_SHUFFLENETV2:
+    PetscCall(AckdModelBuildShuffleNetV2(m));
+    break;
+  case ACKD_ARCH_SMALLCNN:
+    PetscCall(AckdModelBuildSmallCNN(m));
+    break;
+  case ACKD_ARCH_MLP:
+    PetscCall(AckdModelBuildMLP(m));
+    break;
   }
   PetscCall(AckdParamsSetUp(&m->params));
   PetscCall(AckdParamsInitialize(&m->params, seed));
@@ -211,6 +236,18 @@ PetscErrorCode AckdModelSetTraining(AckdModel m, PetscBool training)
     if (m->nodes[i].kind == ACKD_NODE_BATCHNORM) ((AckdBatchNorm *)m->nodes[i].layer)->training = training;
     if (m->nodes[i].kind == ACKD_NODE_DROPOUT) ((AckdDropout *)m->nodes[i].layer)->training = training;
   }
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdModelSetStep(AckdModel m, PetscInt step, PetscInt sample_offset)
+{
+  PetscFunctionBeginUser;
+  for (PetscInt i = 0; i < m->nnodes; i++)
+    if (m->nodes[i].kind == ACKD_NODE_DROPOUT) {
+      AckdDropout *drop   = m->nodes[i].layer;
+      drop->step          = step;
+      drop->sample_offset = sample_offset;
+    }
   PetscFunctionReturn(0);
 }
 

@@ -37,6 +37,7 @@ struct _p_AckdModel {
   PetscInt        nslots; /* slot 0 is the input image batch */
   PetscInt        slot_tokens, slot_embedding, slot_logits;
   PetscBool       training, setup;
+  uint64_t        seed;
   /* activations and their gradients, one arena each, sized for `planned` */
   AckdTensor *values, *grads;
   PetscBool  *grad_written; /* during backward: the slot's gradient holds a first contribution */
@@ -55,6 +56,7 @@ PetscErrorCode AckdModelAddPool(AckdModel m, const char *name, AckdPoolKind kind
                                 PetscInt stride, PetscInt pad, PetscInt *out);
 PetscErrorCode AckdModelAddLinear(AckdModel m, const char *name, PetscInt in, PetscInt fin, PetscInt fout,
                                   PetscBool bias, PetscInt *out);
+PetscErrorCode AckdModelAddDropout(AckdModel m, const char *name, PetscInt in, double p, PetscInt *out);
 PetscErrorCode AckdModelAddAdd(AckdModel m, PetscInt a, PetscInt b, PetscInt *out);
 PetscErrorCode AckdModelAddConcat(AckdModel m, PetscInt a, PetscInt b, PetscInt *out);
 PetscErrorCode AckdModelAddSlice(AckdModel m, PetscInt in, PetscInt start, PetscInt count, PetscInt *out);
@@ -70,5 +72,9 @@ PetscErrorCode AckdModelAddConvBN(AckdModel m, const char *conv, const char *bn,
 PetscInt AckdModelScaled(const AckdModel m, PetscInt channels);
 
 PetscErrorCode AckdModelBuildResNet(AckdModel m);
+PetscErrorCode AckdModelBuildMobileNetV2(AckdModel m);
+PetscErrorCode AckdModelBuildShuffleNetV2(AckdModel m);
+PetscErrorCode AckdModelBuildSmallCNN(AckdModel m);
+PetscErrorCode AckdModelBuildMLP(AckdModel m);
 
 #endif

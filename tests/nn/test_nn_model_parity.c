@@ -7,7 +7,8 @@
  * embedding, tokens), so every gradient path into the backbone is exercised.
  * Groups: / (attributes: the configuration), /param, /buffer_before, /x, and
  * per mode (train, eval): d_logits, d_embedding, d_tokens, logits, embedding,
- * tokens, grad/<name>, buffer_after/<name>. */
+ * tokens, grad/<name>, buffer_after/<name>. Without batch norm (the MLP) the
+ * buffer groups are empty. */
 #include <ackd/nn.h>
 #include <string.h>
 #include "parity_io.h"
@@ -75,6 +76,7 @@ int main(int argc, char **argv)
   PetscCall(PetscOptionsGetInt(NULL, NULL, "-batch", &batch, NULL));
   PetscCall(PetscOptionsGetBool(NULL, NULL, "-small_input", &config.small_input, NULL));
   PetscCall(PetscOptionsGetString(NULL, NULL, "-output", output, sizeof output, NULL));
+  /* MobileNetV2's dropout stays 0 here: PyTorch cannot draw ackd's masks */
   config.image_size = size;
 
   PetscCall(AckdEngineCreate(1, &engine));
