@@ -304,4 +304,67 @@ PetscErrorCode AckdModelBackward(AckdModel model, AckdEngine *engine, const Ackd
                                  const AckdTensor *d_embedding, const AckdTensor *d_tokens);
 PetscErrorCode AckdModelDestroy(AckdModel *model);
 
+/* ---------------------------------------------------------------- losses */
+
+/* Mean cross-entropy over the batch, PyTorch's F.cross_entropy with
+ * label_smoothing: the target is (1 - s) one-hot + s / K. logits (B, K, 1, 1);
+ * writes the loss and, if d_logits is not NULL, its gradient. */
+PetscErrorCode AckdCrossEntropy(const AckdTensor *logits, const PetscInt *labels, double smoothing, double *loss,
+                                AckdTensor *d_logits);
+/* Mean binary cross-entropy with logits over all B x K entries (multi-label),
+ * PyTorch's F.binary_cross_entropy_with_logits; targets in [0, 1]. */
+PetscErrorCode AckdBCEWithLogits(const AckdTensor *logits, const float *targets, double *loss, AckdTensor *d_logits);
+
+/* ---------------------------------------------------------------- optimizers */
+
+typedef enum { ACKD_OPT_SGD, ACKD_OPT_ADAM, ACKD_OPT_ADAMW } AckdOptimizerKind;
+
+extern const char *const AckdOptimizerNames[]; /* "sgd", "adam", "adamw" */
+
+/* PyTorch's torch.optim semantics, applied to a model's whole parameter buffer
+ * at once. SGD: momentum (dampening 0), Nesterov, L2 weight decay. Adam: L2
+ * weight decay added to the gradient. AdamW: decoupled decay p *= 1 - lr wd. */
+typedef struct {
+  AckdOptimizerKind kind;
+  double            momentum, weight_decay, beta1, beta2, eps;
+  PetscBool         nesterov;
+  PetscInt          steps; /* taken so far: Adam's bias correction */
+  float            *m, *v; /* momentum / first moment, second moment */
+  PetscInt          size;
+} AckdOptimizer;
+
+/* Defaults as PyTorch: momentum 0, weight decay 0 (AdamW 0.01), betas (0.9, 0.999), eps 1e-8. */
+PetscErrorCode AckdOptimizerSetUp(AckdOptimizer *opt, AckdOptimizerKind kind, const AckdParams *params);
+PetscErrorCode AckdOptimizerStep(AckdOptimizer *opt, AckdParams *params, double lr);
+PetscErrorCode AckdOptimizerDestroy(AckdOptimizer *opt);
+
+/* Scales all gradients so that their global L2 norm is at most max_norm
+ * (torch.nn.utils.clip_grad_norm_); returns the norm before clipping. */
+PetscErrorCode AckdClipGradNorm(AckdParams *params, double max_norm, double *norm);
+
+/* ---------------------------------------------------------------- schedules */
+
+typedef enum {
+  ACKD_SCHEDULE_CONSTANT,
+  ACKD_SCHEDULE_MULTISTEP,
+  ACKD_SCHEDULE_COSINE,
+  ACKD_SCHEDULE_POLY
+} AckdScheduleKind;
+
+extern const char *const AckdScheduleNames[]; /* "constant", "multistep", "cosine", "poly" */
+
+/* The learning rate at step t (an epoch or an iteration, as the caller
+ * counts) of `total`, as torch.optim.lr_scheduler computes it in closed form:
+ * MultiStepLR (gamma at each milestone), CosineAnnealingLR (T_max = total,
+ * eta_min), PolynomialLR (power). A linear warm-up (LinearLR from
+ * warmup_start_factor to 1 over warmup steps, chained) multiplies any of them. */
+typedef struct {
+  AckdScheduleKind kind;
+  double           base_lr, gamma, eta_min, power, warmup_start_factor;
+  PetscInt         total, warmup, nmilestones;
+  PetscInt         milestones[16];
+} AckdSchedule;
+
+double AckdScheduleLR(const AckdSchedule *schedule, PetscInt t);
+
 #endif

@@ -5,7 +5,8 @@
 
 #include <ackd/nn.h>
 
-static PetscErrorCode write_array(hid_t loc, const char *name, const float *data, int rank, const PetscInt *shape)
+static inline PetscErrorCode write_array(hid_t loc, const char *name, const float *data, int rank,
+                                         const PetscInt *shape)
 {
   hsize_t dims[4];
   hid_t   space, dset;
@@ -21,7 +22,7 @@ static PetscErrorCode write_array(hid_t loc, const char *name, const float *data
   PetscFunctionReturn(0);
 }
 
-static PetscErrorCode write_tensor(hid_t loc, const char *name, const AckdTensor *t)
+static inline PetscErrorCode write_tensor(hid_t loc, const char *name, const AckdTensor *t)
 {
   PetscInt shape[4] = {t->n, t->c, t->h, t->w};
 
@@ -30,8 +31,8 @@ static PetscErrorCode write_tensor(hid_t loc, const char *name, const AckdTensor
   PetscFunctionReturn(0);
 }
 
-static PetscErrorCode write_entries(hid_t group, const char *sub, const AckdParamEntry *entries, PetscInt n,
-                                    const float *base)
+static inline PetscErrorCode write_entries(hid_t group, const char *sub, const AckdParamEntry *entries, PetscInt n,
+                                           const float *base)
 {
   hid_t g;
 
