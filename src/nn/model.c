@@ -49,7 +49,7 @@ PetscErrorCode AckdModelAddConv(AckdModel m, const char *name, PetscInt in, Pets
                                 PetscInt stride, PetscInt pad, PetscInt groups, PetscBool bias, PetscInt *out)
 {
   AckdConv *conv;
-  AckdNode *node;
+  AckdNode *node = NULL;
 
   PetscFunctionBeginUser;
   PetscCall(PetscNew(&conv));
@@ -62,7 +62,7 @@ PetscErrorCode AckdModelAddConv(AckdModel m, const char *name, PetscInt in, Pets
 PetscErrorCode AckdModelAddBatchNorm(AckdModel m, const char *name, PetscInt in, PetscInt channels, PetscInt *out)
 {
   AckdBatchNorm *bn;
-  AckdNode      *node;
+  AckdNode      *node = NULL;
 
   PetscFunctionBeginUser;
   PetscCall(PetscNew(&bn));
@@ -74,7 +74,7 @@ PetscErrorCode AckdModelAddBatchNorm(AckdModel m, const char *name, PetscInt in,
 
 PetscErrorCode AckdModelAddActivation(AckdModel m, AckdActivationKind kind, PetscInt in, PetscInt *out)
 {
-  AckdNode *node;
+  AckdNode *node = NULL;
 
   PetscFunctionBeginUser;
   PetscCall(add_node(m, ACKD_NODE_ACTIVATION, in, -1, NULL, &node));
@@ -87,7 +87,7 @@ PetscErrorCode AckdModelAddPool(AckdModel m, const char *name, AckdPoolKind kind
                                 PetscInt stride, PetscInt pad, PetscInt *out)
 {
   AckdPool *pool;
-  AckdNode *node;
+  AckdNode *node = NULL;
 
   PetscFunctionBeginUser;
   PetscCall(PetscNew(&pool));
@@ -101,7 +101,7 @@ PetscErrorCode AckdModelAddLinear(AckdModel m, const char *name, PetscInt in, Pe
                                   PetscBool bias, PetscInt *out)
 {
   AckdLinear *lin;
-  AckdNode   *node;
+  AckdNode   *node = NULL;
 
   PetscFunctionBeginUser;
   PetscCall(PetscNew(&lin));
@@ -114,7 +114,7 @@ PetscErrorCode AckdModelAddLinear(AckdModel m, const char *name, PetscInt in, Pe
 PetscErrorCode AckdModelAddDropout(AckdModel m, const char *name, PetscInt in, double p, PetscInt *out)
 {
   AckdDropout *drop;
-  AckdNode    *node;
+  AckdNode    *node = NULL;
 
   PetscFunctionBeginUser;
   PetscCall(PetscNew(&drop));
@@ -127,7 +127,7 @@ PetscErrorCode AckdModelAddDropout(AckdModel m, const char *name, PetscInt in, d
 
 PetscErrorCode AckdModelAddAdd(AckdModel m, PetscInt a, PetscInt b, PetscInt *out)
 {
-  AckdNode *node;
+  AckdNode *node = NULL;
 
   PetscFunctionBeginUser;
   PetscCall(add_node(m, ACKD_NODE_ADD, a, b, NULL, &node));
@@ -137,7 +137,7 @@ PetscErrorCode AckdModelAddAdd(AckdModel m, PetscInt a, PetscInt b, PetscInt *ou
 
 PetscErrorCode AckdModelAddConcat(AckdModel m, PetscInt a, PetscInt b, PetscInt *out)
 {
-  AckdNode *node;
+  AckdNode *node = NULL;
 
   PetscFunctionBeginUser;
   PetscCall(add_node(m, ACKD_NODE_CONCAT, a, b, NULL, &node));
@@ -147,7 +147,7 @@ PetscErrorCode AckdModelAddConcat(AckdModel m, PetscInt a, PetscInt b, PetscInt 
 
 PetscErrorCode AckdModelAddSlice(AckdModel m, PetscInt in, PetscInt start, PetscInt count, PetscInt *out)
 {
-  AckdNode *node;
+  AckdNode *node = NULL;
 
   PetscFunctionBeginUser;
   PetscCall(add_node(m, ACKD_NODE_SLICE, in, -1, NULL, &node));
@@ -159,7 +159,7 @@ PetscErrorCode AckdModelAddSlice(AckdModel m, PetscInt in, PetscInt start, Petsc
 
 PetscErrorCode AckdModelAddShuffle(AckdModel m, PetscInt in, PetscInt groups, PetscInt *out)
 {
-  AckdNode *node;
+  AckdNode *node = NULL;
 
   PetscFunctionBeginUser;
   PetscCall(add_node(m, ACKD_NODE_SHUFFLE, in, -1, NULL, &node));
@@ -170,7 +170,7 @@ PetscErrorCode AckdModelAddShuffle(AckdModel m, PetscInt in, PetscInt groups, Pe
 
 PetscErrorCode AckdModelAddTokens(AckdModel m, PetscInt in, PetscInt *out)
 {
-  AckdNode *node;
+  AckdNode *node = NULL;
 
   PetscFunctionBeginUser;
   PetscCall(add_node(m, ACKD_NODE_TOKENS, in, -1, NULL, &node));
@@ -182,7 +182,7 @@ PetscErrorCode AckdModelAddConvBN(AckdModel m, const char *conv, const char *bn,
                                   PetscInt cout, PetscInt k, PetscInt stride, PetscInt pad, PetscInt groups,
                                   PetscBool act, AckdActivationKind kind, PetscInt *out)
 {
-  PetscInt s;
+  PetscInt s = -1;
 
   PetscFunctionBeginUser;
   PetscCall(AckdModelAddConv(m, conv, in, cin, cout, k, stride, pad, groups, PETSC_FALSE, &s));
