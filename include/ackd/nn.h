@@ -252,6 +252,30 @@ PetscErrorCode AckdLayerNormForward(AckdLayerNorm *ln, const AckdTensor *x, Ackd
 PetscErrorCode AckdLayerNormBackward(AckdLayerNorm *ln, const AckdTensor *x, const AckdTensor *dy, AckdTensor *dx);
 PetscErrorCode AckdLayerNormDestroy(AckdLayerNorm *ln);
 
+/* ---------------------------------------------------------------- attention */
+
+/* Multi-head self-attention on token sequences (B, 1, T, D), as PyTorch's
+ * nn.MultiheadAttention(D, heads, bias, batch_first=True)(x, x, x): packed
+ * input projection in_proj_weight (3D, D), per-head softmax(Q Kᵀ / sqrt(D/H)) V,
+ * output projection out_proj (D, D). `bias` switches both projections' biases
+ * (SKA uses none). The attention plans of the latest forward are kept,
+ * (B, H, T, T), for SKA's token weights. */
+typedef struct {
+  char        name[ACKD_NN_NAME_LEN];
+  PetscInt    dim, heads;
+  PetscBool   has_bias;
+  PetscInt    in_weight, in_bias, out_weight, out_bias;
+  AckdParams *params;
+  float      *qkv, *attention, *context, *d_qkv, *d_context, *d_scores; /* of the latest forward / backward */
+  PetscInt    tokens_capacity, plans_capacity, scores_capacity;
+} AckdAttention;
+
+PetscErrorCode AckdAttentionSetUp(AckdAttention *att, AckdParams *params, const char *name, PetscInt dim,
+                                  PetscInt heads, PetscBool bias);
+PetscErrorCode AckdAttentionForward(AckdAttention *att, const AckdTensor *x, AckdTensor *y);
+PetscErrorCode AckdAttentionBackward(AckdAttention *att, const AckdTensor *x, const AckdTensor *dy, AckdTensor *dx);
+PetscErrorCode AckdAttentionDestroy(AckdAttention *att);
+
 /* ---------------------------------------------------------------- models */
 
 typedef enum {

@@ -1,13 +1,23 @@
 /* 2-D convolution (grouped, depthwise, strided, padded) on oneDNN. The
- * primitives for an input shape are created once and reused; their memory
- * objects carry no buffers and are pointed at the caller's tensors and at the
- * model's parameter and gradient buffers at each call. */
+ * primitives for an input shape are created once and reused. Each primitive
+ * picks its own memory layouts (format "any"): oneDNN's fast kernels work on
+ * channel-blocked layouts, so the plan converts the plain NCHW tensors and
+ * the PyTorch-layout weights in and out through ports (AckdNNPort), with
+ * buffers allocated once per shape. */
 #include "nn/nn_private.h"
 
 struct AckdConvPlan {
   PetscInt         n, h, w, oh, ow;
   dnnl_primitive_t forward, backward_data, backward_weights;
-  dnnl_memory_t    src, weights, bias, dst, diff_src, diff_weights, diff_bias, diff_dst;
+  /* forward: src, weights -> dst; input gradient: diff_dst, weights -> diff_src;
+   * weight gradient: src, diff_dst -> diff_weights (and diff_bias, plain) */
+  AckdNNPort    f_src, f_wei, f_dst, d_diff_dst, d_wei, d_diff_src, w_src, w_diff_dst, w_diff_wei;
+  dnnl_memory_t bias, diff_bias;
+  /* Backward reuses conversions already made when the layouts agree: the
+   * forward's converted input (the same x, unchanged between a step's forward
+   * and backward) and the weight gradient's converted output gradient. */
+  PetscBool   src_shared, diff_dst_shared;
+  const void *forward_src; /* x->data of the latest forward */
 };
 
 PetscErrorCode AckdConvSetUp(AckdConv *conv, AckdParams *params, const char *name, PetscInt in_channels,
@@ -87,14 +97,14 @@ static PetscErrorCode plan_create(AckdConv *conv, AckdEngine *engine, const Ackd
                                   AckdConvPlan **out)
 {
   AckdConvPlan           *plan;
-  dnnl_memory_desc_t      src, dst, wei, bias;
+  dnnl_memory_desc_t      src, dst, wei, bias, src_any, dst_any, wei_any;
   dnnl_convolution_desc_t desc;
-  dnnl_primitive_desc_t   forward_pd = NULL;
-  const char             *name       = conv->name;
-  dnnl_dims_t             strides    = {conv->stride, conv->stride};
-  dnnl_dims_t             pad_l      = {conv->padding, conv->padding};
-  dnnl_dims_t             pad_r      = {AckdNNRightPadding(x->h, y->h, conv->kernel, conv->stride, conv->padding),
-                                        AckdNNRightPadding(x->w, y->w, conv->kernel, conv->stride, conv->padding)};
+  dnnl_primitive_desc_t   forward_pd = NULL, data_pd = NULL, weights_pd = NULL;
+  const char             *name    = conv->name;
+  dnnl_dims_t             strides = {conv->stride, conv->stride};
+  dnnl_dims_t             pad_l   = {conv->padding, conv->padding};
+  dnnl_dims_t             pad_r   = {AckdNNRightPadding(x->h, y->h, conv->kernel, conv->stride, conv->padding),
+                                     AckdNNRightPadding(x->w, y->w, conv->kernel, conv->stride, conv->padding)};
 
   PetscFunctionBeginUser;
   PetscCall(PetscCalloc1(1, &plan));
@@ -107,33 +117,65 @@ static PetscErrorCode plan_create(AckdConv *conv, AckdEngine *engine, const Ackd
   PetscCall(AckdNNDescNCHW(&dst, y->n, y->c, y->h, y->w, name));
   PetscCall(weights_desc(conv, &wei));
   PetscCall(AckdNNDescVector(&bias, conv->out_channels, name));
+  src_any              = src;
+  dst_any              = dst;
+  wei_any              = wei;
+  dnnl_dims_t src_dims = {x->n, x->c, x->h, x->w}, dst_dims = {y->n, y->c, y->h, y->w};
+  AckdCallDnnl(dnnl_memory_desc_init_by_tag(&src_any, 4, src_dims, dnnl_f32, dnnl_format_tag_any),
+               "layer %s: input descriptor", name);
+  AckdCallDnnl(dnnl_memory_desc_init_by_tag(&dst_any, 4, dst_dims, dnnl_f32, dnnl_format_tag_any),
+               "layer %s: output descriptor", name);
+  AckdCallDnnl(dnnl_memory_desc_init_by_tag(&wei_any, wei.ndims, wei.dims, dnnl_f32, dnnl_format_tag_any),
+               "layer %s: weight descriptor", name);
   const dnnl_memory_desc_t *bias_md = conv->has_bias ? &bias : NULL;
 
-  AckdCallDnnl(dnnl_convolution_forward_desc_init(&desc, dnnl_forward_training, dnnl_convolution_direct, &src, &wei,
-                                                  bias_md, &dst, strides, pad_l, pad_r),
+  PetscErrorCode ierr = 0;
+  AckdCallDnnl(dnnl_convolution_forward_desc_init(&desc, dnnl_forward_training, dnnl_convolution_direct, &src_any,
+                                                  &wei_any, bias_md, &dst_any, strides, pad_l, pad_r),
                "layer %s: describing the forward convolution", name);
   PetscCall(AckdNNPrimitiveCreate(engine, &desc, NULL, &plan->forward, &forward_pd, name, "forward convolution"));
-  AckdCallDnnl(
-      dnnl_convolution_backward_data_desc_init(&desc, dnnl_convolution_direct, &src, &wei, &dst, strides, pad_l, pad_r),
-      "layer %s: describing the input-gradient convolution", name);
-  PetscErrorCode ierr =
-      AckdNNPrimitiveCreate(engine, &desc, forward_pd, &plan->backward_data, NULL, name, "input-gradient convolution");
-  if (!ierr) {
-    AckdCallDnnl(dnnl_convolution_backward_weights_desc_init(&desc, dnnl_convolution_direct, &src, &wei, bias_md, &dst,
-                                                             strides, pad_l, pad_r),
-                 "layer %s: describing the weight-gradient convolution", name);
-    ierr = AckdNNPrimitiveCreate(engine, &desc, forward_pd, &plan->backward_weights, NULL, name,
-                                 "weight-gradient convolution");
+  dnnl_status_t status = dnnl_convolution_backward_data_desc_init(&desc, dnnl_convolution_direct, &src_any, &wei_any,
+                                                                  &dst_any, strides, pad_l, pad_r);
+  if (status == dnnl_success)
+    ierr = AckdNNPrimitiveCreate(engine, &desc, forward_pd, &plan->backward_data, &data_pd, name,
+                                 "input-gradient convolution");
+  if (status == dnnl_success && !ierr) {
+    status = dnnl_convolution_backward_weights_desc_init(&desc, dnnl_convolution_direct, &src_any, &wei_any, bias_md,
+                                                         &dst_any, strides, pad_l, pad_r);
+    if (status == dnnl_success)
+      ierr = AckdNNPrimitiveCreate(engine, &desc, forward_pd, &plan->backward_weights, &weights_pd, name,
+                                   "weight-gradient convolution");
   }
-  dnnl_primitive_desc_destroy(forward_pd);
+  if (status == dnnl_success && !ierr) {
+    ierr = AckdNNPortCreate(engine, &src, forward_pd, dnnl_query_src_md, PETSC_FALSE, &plan->f_src, name);
+    if (!ierr)
+      ierr = AckdNNPortCreate(engine, &wei, forward_pd, dnnl_query_weights_md, PETSC_FALSE, &plan->f_wei, name);
+    if (!ierr) ierr = AckdNNPortCreate(engine, &dst, forward_pd, dnnl_query_dst_md, PETSC_TRUE, &plan->f_dst, name);
+    if (!ierr)
+      ierr = AckdNNPortCreate(engine, &dst, data_pd, dnnl_query_diff_dst_md, PETSC_FALSE, &plan->d_diff_dst, name);
+    if (!ierr) ierr = AckdNNPortCreate(engine, &wei, data_pd, dnnl_query_weights_md, PETSC_FALSE, &plan->d_wei, name);
+    if (!ierr)
+      ierr = AckdNNPortCreate(engine, &src, data_pd, dnnl_query_diff_src_md, PETSC_TRUE, &plan->d_diff_src, name);
+    if (!ierr) ierr = AckdNNPortCreate(engine, &src, weights_pd, dnnl_query_src_md, PETSC_FALSE, &plan->w_src, name);
+    if (!ierr)
+      ierr = AckdNNPortCreate(engine, &dst, weights_pd, dnnl_query_diff_dst_md, PETSC_FALSE, &plan->w_diff_dst, name);
+    if (!ierr)
+      ierr =
+          AckdNNPortCreate(engine, &wei, weights_pd, dnnl_query_diff_weights_md, PETSC_TRUE, &plan->w_diff_wei, name);
+  }
+  if (!ierr && status == dnnl_success) {
+    plan->src_shared = plan->f_src.inner && plan->w_src.inner &&
+                       dnnl_memory_desc_equal(dnnl_primitive_desc_query_md(forward_pd, dnnl_query_src_md, 0),
+                                              dnnl_primitive_desc_query_md(weights_pd, dnnl_query_src_md, 0));
+    plan->diff_dst_shared = plan->w_diff_dst.inner && plan->d_diff_dst.inner &&
+                            dnnl_memory_desc_equal(dnnl_primitive_desc_query_md(weights_pd, dnnl_query_diff_dst_md, 0),
+                                                   dnnl_primitive_desc_query_md(data_pd, dnnl_query_diff_dst_md, 0));
+  }
+  if (forward_pd) dnnl_primitive_desc_destroy(forward_pd);
+  if (data_pd) dnnl_primitive_desc_destroy(data_pd);
+  if (weights_pd) dnnl_primitive_desc_destroy(weights_pd);
+  AckdCallDnnl(status, "layer %s: describing the backward convolutions", name);
   PetscCall(ierr);
-
-  PetscCall(AckdNNMemoryCreate(engine, &src, &plan->src, name));
-  PetscCall(AckdNNMemoryCreate(engine, &src, &plan->diff_src, name));
-  PetscCall(AckdNNMemoryCreate(engine, &dst, &plan->dst, name));
-  PetscCall(AckdNNMemoryCreate(engine, &dst, &plan->diff_dst, name));
-  PetscCall(AckdNNMemoryCreate(engine, &wei, &plan->weights, name));
-  PetscCall(AckdNNMemoryCreate(engine, &wei, &plan->diff_weights, name));
   if (conv->has_bias) {
     PetscCall(AckdNNMemoryCreate(engine, &bias, &plan->bias, name));
     PetscCall(AckdNNMemoryCreate(engine, &bias, &plan->diff_bias, name));
@@ -144,14 +186,17 @@ static PetscErrorCode plan_create(AckdConv *conv, AckdEngine *engine, const Ackd
 
 static void plan_destroy(AckdConvPlan **plan)
 {
-  if (!*plan) return;
-  AckdNNPrimitiveDestroy(&(*plan)->forward);
-  AckdNNPrimitiveDestroy(&(*plan)->backward_data);
-  AckdNNPrimitiveDestroy(&(*plan)->backward_weights);
-  dnnl_memory_t *mems[] = {&(*plan)->src,      &(*plan)->weights,      &(*plan)->bias,      &(*plan)->dst,
-                           &(*plan)->diff_src, &(*plan)->diff_weights, &(*plan)->diff_bias, &(*plan)->diff_dst};
-  for (size_t i = 0; i < sizeof mems / sizeof mems[0]; i++) AckdNNMemoryDestroy(mems[i]);
-  PetscFree(*plan);
+  AckdConvPlan *p = *plan;
+  if (!p) return;
+  AckdNNPrimitiveDestroy(&p->forward);
+  AckdNNPrimitiveDestroy(&p->backward_data);
+  AckdNNPrimitiveDestroy(&p->backward_weights);
+  AckdNNPort *ports[] = {&p->f_src,      &p->f_wei, &p->f_dst,      &p->d_diff_dst, &p->d_wei,
+                         &p->d_diff_src, &p->w_src, &p->w_diff_dst, &p->w_diff_wei};
+  for (size_t i = 0; i < sizeof ports / sizeof ports[0]; i++) AckdNNPortDestroy(ports[i]);
+  AckdNNMemoryDestroy(&p->bias);
+  AckdNNMemoryDestroy(&p->diff_bias);
+  PetscFree(p);
   *plan = NULL;
 }
 
@@ -177,51 +222,67 @@ static PetscErrorCode plan_get(AckdConv *conv, AckdEngine *engine, const AckdTen
 
 PetscErrorCode AckdConvForward(AckdConv *conv, AckdEngine *engine, const AckdTensor *x, AckdTensor *y)
 {
-  AckdConvPlan *plan;
-  float        *values = conv->params->values;
+  AckdConvPlan   *plan;
+  float          *values = conv->params->values;
+  dnnl_exec_arg_t args[4];
 
   PetscFunctionBeginUser;
   PetscCall(AckdConvOutputShape(conv, x, y));
   PetscCall(plan_get(conv, engine, x, &plan));
-  PetscCall(AckdNNMemoryBind(plan->src, x->data, conv->name));
-  PetscCall(AckdNNMemoryBind(plan->weights, values + conv->weight, conv->name));
-  PetscCall(AckdNNMemoryBind(plan->dst, y->data, conv->name));
-  dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, plan->src},
-                             {DNNL_ARG_WEIGHTS, plan->weights},
-                             {DNNL_ARG_DST, plan->dst},
-                             {DNNL_ARG_BIAS, plan->bias}};
+  args[0].arg = DNNL_ARG_SRC;
+  args[1].arg = DNNL_ARG_WEIGHTS;
+  args[2].arg = DNNL_ARG_DST;
+  args[3].arg = DNNL_ARG_BIAS;
+  PetscCall(AckdNNPortBind(engine, &plan->f_src, x->data, &args[0].memory, conv->name));
+  plan->forward_src = x->data;
+  PetscCall(AckdNNPortBind(engine, &plan->f_wei, values + conv->weight, &args[1].memory, conv->name));
+  PetscCall(AckdNNPortBind(engine, &plan->f_dst, y->data, &args[2].memory, conv->name));
+  args[3].memory = plan->bias;
   if (conv->has_bias) PetscCall(AckdNNMemoryBind(plan->bias, values + conv->bias, conv->name));
   PetscCall(AckdNNExecute(engine, plan->forward, conv->has_bias ? 4 : 3, args, conv->name, "forward convolution"));
+  PetscCall(AckdNNPortFinish(engine, &plan->f_dst, conv->name));
   PetscFunctionReturn(0);
 }
 
 PetscErrorCode AckdConvBackward(AckdConv *conv, AckdEngine *engine, const AckdTensor *x, const AckdTensor *dy,
                                 AckdTensor *dx)
 {
-  AckdConvPlan *plan;
-  float        *values = conv->params->values, *grads = conv->params->grads;
+  AckdConvPlan   *plan;
+  float          *values = conv->params->values, *grads = conv->params->grads;
+  dnnl_exec_arg_t wargs[4], dargs[3];
 
   PetscFunctionBeginUser;
   PetscCall(plan_get(conv, engine, x, &plan));
   PetscCheck(dy->n == plan->n && dy->c == conv->out_channels && dy->h == plan->oh && dy->w == plan->ow, PETSC_COMM_SELF,
              PETSC_ERR_ARG_SIZ, "layer %s: output gradient shape does not match the output", conv->name);
-  PetscCall(AckdNNMemoryBind(plan->src, x->data, conv->name));
-  PetscCall(AckdNNMemoryBind(plan->diff_dst, dy->data, conv->name));
-  PetscCall(AckdNNMemoryBind(plan->diff_weights, grads + conv->weight, conv->name));
-  dnnl_exec_arg_t wargs[4] = {{DNNL_ARG_SRC, plan->src},
-                              {DNNL_ARG_DIFF_DST, plan->diff_dst},
-                              {DNNL_ARG_DIFF_WEIGHTS, plan->diff_weights},
-                              {DNNL_ARG_DIFF_BIAS, plan->diff_bias}};
+  wargs[0].arg = DNNL_ARG_SRC;
+  wargs[1].arg = DNNL_ARG_DIFF_DST;
+  wargs[2].arg = DNNL_ARG_DIFF_WEIGHTS;
+  wargs[3].arg = DNNL_ARG_DIFF_BIAS;
+  if (plan->src_shared && plan->forward_src == x->data)
+    wargs[0].memory = plan->f_src.inner;
+  else
+    PetscCall(AckdNNPortBind(engine, &plan->w_src, x->data, &wargs[0].memory, conv->name));
+  PetscCall(AckdNNPortBind(engine, &plan->w_diff_dst, dy->data, &wargs[1].memory, conv->name));
+  PetscCall(AckdNNPortBind(engine, &plan->w_diff_wei, grads + conv->weight, &wargs[2].memory, conv->name));
+  wargs[3].memory = plan->diff_bias;
   if (conv->has_bias) PetscCall(AckdNNMemoryBind(plan->diff_bias, grads + conv->bias, conv->name));
   PetscCall(AckdNNExecute(engine, plan->backward_weights, conv->has_bias ? 4 : 3, wargs, conv->name,
                           "weight-gradient convolution"));
+  PetscCall(AckdNNPortFinish(engine, &plan->w_diff_wei, conv->name));
   if (dx) {
-    *dx = AckdTensorView(dx->data, x->n, x->c, x->h, x->w);
-    PetscCall(AckdNNMemoryBind(plan->weights, values + conv->weight, conv->name));
-    PetscCall(AckdNNMemoryBind(plan->diff_src, dx->data, conv->name));
-    dnnl_exec_arg_t dargs[3] = {
-        {DNNL_ARG_DIFF_DST, plan->diff_dst}, {DNNL_ARG_WEIGHTS, plan->weights}, {DNNL_ARG_DIFF_SRC, plan->diff_src}};
+    *dx          = AckdTensorView(dx->data, x->n, x->c, x->h, x->w);
+    dargs[0].arg = DNNL_ARG_DIFF_DST;
+    dargs[1].arg = DNNL_ARG_WEIGHTS;
+    dargs[2].arg = DNNL_ARG_DIFF_SRC;
+    if (plan->diff_dst_shared)
+      dargs[0].memory = plan->w_diff_dst.inner;
+    else
+      PetscCall(AckdNNPortBind(engine, &plan->d_diff_dst, dy->data, &dargs[0].memory, conv->name));
+    PetscCall(AckdNNPortBind(engine, &plan->d_wei, values + conv->weight, &dargs[1].memory, conv->name));
+    PetscCall(AckdNNPortBind(engine, &plan->d_diff_src, dx->data, &dargs[2].memory, conv->name));
     PetscCall(AckdNNExecute(engine, plan->backward_data, 3, dargs, conv->name, "input-gradient convolution"));
+    PetscCall(AckdNNPortFinish(engine, &plan->d_diff_src, conv->name));
   }
   PetscFunctionReturn(0);
 }

@@ -94,3 +94,55 @@ PetscInt AckdNNPlanSlot(PetscInt *nplans, PetscInt *next_evicted)
   *next_evicted = (slot + 1) % ACKD_NN_PLANS;
   return slot;
 }
+
+PetscErrorCode AckdNNPortCreate(AckdEngine *engine, const dnnl_memory_desc_t *user_md, const_dnnl_primitive_desc_t pd,
+                                dnnl_query_t what, PetscBool output, AckdNNPort *port, const char *layer)
+{
+  const dnnl_memory_desc_t *chosen = dnnl_primitive_desc_query_md(pd, what, 0);
+  dnnl_primitive_desc_t     reorder_pd;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscMemzero(port, sizeof *port));
+  port->output = output;
+  PetscCall(AckdNNMemoryCreate(engine, user_md, &port->user, layer));
+  PetscCheck(chosen, PETSC_COMM_SELF, PETSC_ERR_LIB, "layer %s: oneDNN reports no layout for an argument", layer);
+  if (dnnl_memory_desc_equal(chosen, user_md)) PetscFunctionReturn(0);
+  PetscCall(AckdNNMemoryAllocate(engine, chosen, &port->inner, layer));
+  AckdCallDnnl(dnnl_reorder_primitive_desc_create(&reorder_pd, output ? chosen : user_md, engine->engine,
+                                                  output ? user_md : chosen, engine->engine, NULL),
+               "layer %s: no reorder between the plain and the blocked layout", layer);
+  dnnl_status_t status = dnnl_primitive_create(&port->reorder, reorder_pd);
+  dnnl_primitive_desc_destroy(reorder_pd);
+  AckdCallDnnl(status, "layer %s: creating a reorder", layer);
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdNNPortBind(AckdEngine *engine, AckdNNPort *port, const void *data, dnnl_memory_t *mem,
+                              const char *layer)
+{
+  PetscFunctionBeginUser;
+  PetscCall(AckdNNMemoryBind(port->user, data, layer));
+  *mem = port->inner ? port->inner : port->user;
+  if (port->inner && !port->output) {
+    dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, port->user}, {DNNL_ARG_TO, port->inner}};
+    PetscCall(AckdNNExecute(engine, port->reorder, 2, args, layer, "reorder to the blocked layout"));
+  }
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdNNPortFinish(AckdEngine *engine, AckdNNPort *port, const char *layer)
+{
+  PetscFunctionBeginUser;
+  if (port->inner && port->output) {
+    dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, port->inner}, {DNNL_ARG_TO, port->user}};
+    PetscCall(AckdNNExecute(engine, port->reorder, 2, args, layer, "reorder to the plain layout"));
+  }
+  PetscFunctionReturn(0);
+}
+
+void AckdNNPortDestroy(AckdNNPort *port)
+{
+  AckdNNMemoryDestroy(&port->user);
+  AckdNNMemoryDestroy(&port->inner);
+  AckdNNPrimitiveDestroy(&port->reorder);
+}

@@ -26,6 +26,29 @@ PetscErrorCode AckdNNPrimitiveCreate(AckdEngine *engine, const void *op_desc, co
 void           AckdNNPrimitiveDestroy(dnnl_primitive_t *prim);
 PetscErrorCode AckdNNExecute(AckdEngine *engine, dnnl_primitive_t prim, int nargs, const dnnl_exec_arg_t *args,
                              const char *layer, const char *what);
+/* A primitive's argument in the layout the primitive prefers. `user` wraps the
+ * caller's plain NCHW buffer; when the primitive chose another layout
+ * (oneDNN's blocked formats, where its fast kernels live), `inner` owns a
+ * buffer in that layout, allocated once with the plan, and `reorder` converts:
+ * user -> inner before the primitive for inputs, inner -> user after it for
+ * outputs. */
+typedef struct {
+  dnnl_memory_t    user, inner;
+  dnnl_primitive_t reorder;
+  PetscBool        output;
+} AckdNNPort;
+
+/* `what` is the query of the primitive's chosen descriptor, e.g. dnnl_query_src_md. */
+PetscErrorCode AckdNNPortCreate(AckdEngine *engine, const dnnl_memory_desc_t *user_md, const_dnnl_primitive_desc_t pd,
+                                dnnl_query_t what, PetscBool output, AckdNNPort *port, const char *layer);
+/* Binds the caller's buffer and returns the memory to hand to the primitive
+ * (for an input, already converted). */
+PetscErrorCode AckdNNPortBind(AckdEngine *engine, AckdNNPort *port, const void *data, dnnl_memory_t *mem,
+                              const char *layer);
+/* After the primitive ran: converts an output back to the caller's layout. */
+PetscErrorCode AckdNNPortFinish(AckdEngine *engine, AckdNNPort *port, const char *layer);
+void           AckdNNPortDestroy(AckdNNPort *port);
+
 /* The cache slot for a new plan: a free one, else the oldest (round robin). */
 PetscInt AckdNNPlanSlot(PetscInt *nplans, PetscInt *next_evicted);
 

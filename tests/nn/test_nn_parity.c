@@ -26,6 +26,7 @@ static PetscErrorCode run_case(hid_t file, AckdEngine *engine, const char *name,
   AckdPool      pool;
   AckdLinear    lin;
   AckdLayerNorm ln;
+  AckdAttention att;
   AckdTensor    x, y, dy, dx;
   hid_t         group;
   const char   *k = s->kind;
@@ -48,6 +49,8 @@ static PetscErrorCode run_case(hid_t file, AckdEngine *engine, const char *name,
     PetscCall(AckdLinearOutputShape(&lin, &x, &y));
   } else if (!strcmp(k, "layernorm")) {
     PetscCall(AckdLayerNormSetUp(&ln, &params, "layer", s->w));
+  } else if (!strcmp(k, "attention")) {
+    PetscCall(AckdAttentionSetUp(&att, &params, "layer", s->w, s->g, (PetscBool)s->bias));
   }
   PetscCall(AckdParamsSetUp(&params));
   PetscCall(AckdParamsInitialize(&params, 3));
@@ -104,6 +107,10 @@ static PetscErrorCode run_case(hid_t file, AckdEngine *engine, const char *name,
     PetscCall(AckdLayerNormForward(&ln, &x, &y));
     PetscCall(AckdLayerNormBackward(&ln, &x, &dy, &dx));
     PetscCall(AckdLayerNormDestroy(&ln));
+  } else if (!strcmp(k, "attention")) {
+    PetscCall(AckdAttentionForward(&att, &x, &y));
+    PetscCall(AckdAttentionBackward(&att, &x, &dy, &dx));
+    PetscCall(AckdAttentionDestroy(&att));
   } else if (!strcmp(k, "shuffle")) {
     PetscCall(AckdChannelShuffle(&x, s->g, &y));
     PetscCall(AckdChannelShuffle(&dy, dy.c / s->g, &dx));
@@ -144,6 +151,8 @@ int main(int argc, char **argv)
       {"linear", 64, 10, 0, 0, 0, 0, 8, 2, 2, 1, 1, ACKD_POOL_MAX, ACKD_ACT_RELU},
       {"layernorm", 1, 1, 0, 0, 0, 0, 4, 6, 32, 1, 1, ACKD_POOL_MAX, ACKD_ACT_RELU},
       {"shuffle", 24, 24, 0, 0, 0, 2, 2, 5, 5, 0, 1, ACKD_POOL_MAX, ACKD_ACT_RELU},
+      {"attention", 1, 1, 0, 0, 0, 4, 3, 6, 16, 0, 1, ACKD_POOL_MAX, ACKD_ACT_RELU},
+      {"attention", 1, 1, 0, 0, 0, 2, 2, 5, 8, 1, 1, ACKD_POOL_MAX, ACKD_ACT_RELU},
   };
 
   PetscCall(PetscInitialize(&argc, &argv, NULL, "usage: test_nn_parity OUT.h5"));

@@ -20,6 +20,15 @@ TOL = 1e-4
 torch.set_num_threads(1)
 
 
+class SelfAttention(torch.nn.MultiheadAttention):
+    """nn.MultiheadAttention on ackd's token layout (B, 1, T, D), self-attention."""
+
+    def forward(self, x):
+        b, _, t, d = x.shape
+        tokens = x.reshape(b, t, d)
+        return super().forward(tokens, tokens, tokens, need_weights=False)[0].reshape(b, 1, t, d)
+
+
 def build(kind, a, params):
     """The PyTorch module for one case, with ackd's parameter names."""
     if kind == "conv":
@@ -37,6 +46,9 @@ def build(kind, a, params):
                                                                        a["cout"], bias=bool(a["bias"])))
     if kind == "layernorm":
         return torch.nn.LayerNorm(params["layer.weight"].size)
+    if kind == "attention":
+        dim = int(round((params["layer.in_proj_weight"].size / 3) ** 0.5))  # in_proj_weight is (3D, D)
+        return SelfAttention(dim, a["g"], bias=bool(a["bias"]), batch_first=True)
     if kind == "shuffle":
         def shuffle(x, g=a["g"]):
             n, c, h, w = x.shape
