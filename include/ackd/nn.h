@@ -124,6 +124,8 @@ PetscErrorCode AckdConvSetUp(AckdConv *conv, AckdParams *params, const char *nam
                              PetscBool bias);
 PetscErrorCode AckdConvOutputShape(const AckdConv *conv, const AckdTensor *x, AckdTensor *y);
 PetscErrorCode AckdConvForward(AckdConv *conv, AckdEngine *engine, const AckdTensor *x, AckdTensor *y);
+/* x must hold what the latest forward with this shape saw (as in any training
+ * step): the backward reuses that forward's converted copy of x. */
 PetscErrorCode AckdConvBackward(AckdConv *conv, AckdEngine *engine, const AckdTensor *x, const AckdTensor *dy,
                                 AckdTensor *dx);
 PetscErrorCode AckdConvDestroy(AckdConv *conv);
@@ -305,6 +307,12 @@ typedef struct {
   AckdTensor embedding; /* pooled embedding (B, D, 1, 1), D = 512 for the paper's networks */
   AckdTensor logits;    /* (B, classes, 1, 1) */
 } AckdModelOutputs;
+
+/* Reads the architecture options under `prefix` (so one name serves teacher
+ * and student: -teacher_arch resnet34 -student_arch mobilenetv2): -PREFIXarch,
+ * -PREFIXwidth, -PREFIXsmall_input, -PREFIXdropout. The values already in
+ * `config` are the defaults; bands and classes come from the dataset. */
+PetscErrorCode AckdModelConfigSetFromOptions(MPI_Comm comm, const char *prefix, AckdModelConfig *config);
 
 typedef struct _p_AckdModel *AckdModel;
 
