@@ -156,7 +156,7 @@ int main(int argc, char **argv)
   };
 
   PetscCall(PetscInitialize(&argc, &argv, NULL, "usage: test_nn_parity OUT.h5"));
-  PetscCheck(argc == 2, PETSC_COMM_WORLD, PETSC_ERR_USER_INPUT, "usage: test_nn_parity OUT.h5");
+  PetscCheck(argc >= 2, PETSC_COMM_WORLD, PETSC_ERR_USER_INPUT, "usage: test_nn_parity OUT.h5");
   PetscCall(AckdEngineCreate(1, &engine));
   AckdRngInit(&rng, 31, 0, 0x7061u);
   AckdCallH5(file = H5Fcreate(argv[1], H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), "creating '%s'", argv[1]);

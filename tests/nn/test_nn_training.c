@@ -215,7 +215,7 @@ int main(int argc, char **argv)
   hid_t   file;
 
   PetscCall(PetscInitialize(&argc, &argv, NULL, NULL));
-  PetscCheck(argc == 2, PETSC_COMM_WORLD, PETSC_ERR_USER_INPUT, "usage: test_nn_training OUT.h5");
+  PetscCheck(argc >= 2, PETSC_COMM_WORLD, PETSC_ERR_USER_INPUT, "usage: test_nn_training OUT.h5");
   AckdRngInit(&rng, 77, 0, 0x7472u);
   AckdCallH5(file = H5Fcreate(argv[1], H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), "creating '%s'", argv[1]);
   PetscCall(write_losses(file, &rng));
