@@ -74,6 +74,7 @@ typedef enum {
 typedef struct {
   char     name[ACKD_NN_NAME_LEN]; /* PyTorch's state_dict name, e.g. "layer1.0.conv1.weight" */
   PetscInt offset, size, fan_in;
+  PetscInt ndims, dims[4]; /* PyTorch's shape, e.g. (O, I/groups, k, k) */
   AckdInit init;
 } AckdParamEntry;
 
@@ -91,6 +92,9 @@ PetscErrorCode AckdParamsCreate(AckdParams *params);
 /* Declares a parameter (before AckdParamsSetUp) and returns its offset. */
 PetscErrorCode AckdParamsAdd(AckdParams *params, const char *name, PetscInt size, PetscInt fan_in, AckdInit init,
                              PetscInt *offset);
+/* The same with PyTorch's shape (ndims <= 4), which files record. */
+PetscErrorCode AckdParamsAddShaped(AckdParams *params, const char *name, PetscInt ndims, const PetscInt *dims,
+                                   PetscInt fan_in, AckdInit init, PetscInt *offset);
 PetscErrorCode AckdParamsAddBuffer(AckdParams *params, const char *name, PetscInt size, AckdInit init,
                                    PetscInt *offset);
 /* Allocates the buffers (values and buffers initialised, gradients zeroed). */
@@ -100,6 +104,12 @@ PetscErrorCode AckdParamsSetUp(AckdParams *params);
 PetscErrorCode AckdParamsInitialize(AckdParams *params, uint64_t seed);
 PetscErrorCode AckdParamsZeroGrad(AckdParams *params);
 PetscErrorCode AckdParamsDestroy(AckdParams *params);
+/* Every parameter and buffer as /<group>/<layer>/<tensor> with PyTorch's shape
+ * (DESIGN.md §5: "model/layer1.0.conv1/weight"), written by rank 0 with every
+ * rank taking part in the creation; and read back, each tensor checked for
+ * presence and shape. */
+PetscErrorCode AckdParamsSave(const AckdParams *params, MPI_Comm comm, hid_t loc, const char *group);
+PetscErrorCode AckdParamsLoad(AckdParams *params, hid_t loc, const char *group);
 /* The entry named `name` (parameter or buffer), or an error naming it. */
 PetscErrorCode AckdParamsFind(const AckdParams *params, const char *name, PetscBool *is_buffer,
                               const AckdParamEntry **entry);

@@ -19,9 +19,9 @@ PetscErrorCode AckdActivationForward(AckdActivationKind kind, const AckdTensor *
   PetscInt n = AckdTensorSize(x);
 
   PetscFunctionBeginUser;
-  *y                       = AckdTensorView(y->data, x->n, x->c, x->h, x->w);
-  const float *restrict in = x->data;
-  float *out               = y->data; /* may alias `in` */
+  *y               = AckdTensorView(y->data, x->n, x->c, x->h, x->w);
+  const float *in  = x->data; /* not restrict: y may alias x (in-place activation) */
+  float       *out = y->data;
   switch (kind) {
   case ACKD_ACT_RELU:
 #pragma omp parallel for simd schedule(static)

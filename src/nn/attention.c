@@ -24,13 +24,14 @@ PetscErrorCode AckdAttentionSetUp(AckdAttention *att, AckdParams *params, const 
    * ackd keeps one default (kaiming_uniform, a = sqrt 5) for every matrix:
    * weights are exchanged explicitly whenever the two must agree. */
   PetscCall(PetscSNPrintf(pname, sizeof pname, "%s.in_proj_weight", name));
-  PetscCall(AckdParamsAdd(params, pname, 3 * dim * dim, dim, ACKD_INIT_KAIMING_UNIFORM, &att->in_weight));
+  PetscInt in_shape[2] = {3 * dim, dim}, out_shape[2] = {dim, dim};
+  PetscCall(AckdParamsAddShaped(params, pname, 2, in_shape, dim, ACKD_INIT_KAIMING_UNIFORM, &att->in_weight));
   if (bias) {
     PetscCall(PetscSNPrintf(pname, sizeof pname, "%s.in_proj_bias", name));
     PetscCall(AckdParamsAdd(params, pname, 3 * dim, dim, ACKD_INIT_ZEROS, &att->in_bias));
   }
   PetscCall(PetscSNPrintf(pname, sizeof pname, "%s.out_proj.weight", name));
-  PetscCall(AckdParamsAdd(params, pname, dim * dim, dim, ACKD_INIT_KAIMING_UNIFORM, &att->out_weight));
+  PetscCall(AckdParamsAddShaped(params, pname, 2, out_shape, dim, ACKD_INIT_KAIMING_UNIFORM, &att->out_weight));
   if (bias) {
     PetscCall(PetscSNPrintf(pname, sizeof pname, "%s.out_proj.bias", name));
     PetscCall(AckdParamsAdd(params, pname, dim, dim, ACKD_INIT_ZEROS, &att->out_bias));

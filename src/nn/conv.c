@@ -46,7 +46,8 @@ PetscErrorCode AckdConvSetUp(AckdConv *conv, AckdParams *params, const char *nam
   conv->params       = params;
   PetscInt fan_in    = in_channels / groups * kernel * kernel;
   PetscCall(PetscSNPrintf(pname, sizeof pname, "%s.weight", name));
-  PetscCall(AckdParamsAdd(params, pname, out_channels * fan_in, fan_in, ACKD_INIT_KAIMING_UNIFORM, &conv->weight));
+  PetscInt shape[4] = {out_channels, in_channels / groups, kernel, kernel};
+  PetscCall(AckdParamsAddShaped(params, pname, 4, shape, fan_in, ACKD_INIT_KAIMING_UNIFORM, &conv->weight));
   conv->bias = -1;
   if (bias) {
     PetscCall(PetscSNPrintf(pname, sizeof pname, "%s.bias", name));

@@ -18,8 +18,8 @@ PetscErrorCode AckdLinearSetUp(AckdLinear *lin, AckdParams *params, const char *
   lin->has_bias     = bias;
   lin->params       = params;
   PetscCall(PetscSNPrintf(pname, sizeof pname, "%s.weight", name));
-  PetscCall(
-      AckdParamsAdd(params, pname, out_features * in_features, in_features, ACKD_INIT_KAIMING_UNIFORM, &lin->weight));
+  PetscInt shape[2] = {out_features, in_features};
+  PetscCall(AckdParamsAddShaped(params, pname, 2, shape, in_features, ACKD_INIT_KAIMING_UNIFORM, &lin->weight));
   lin->bias = -1;
   if (bias) {
     PetscCall(PetscSNPrintf(pname, sizeof pname, "%s.bias", name));
