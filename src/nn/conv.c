@@ -14,9 +14,9 @@ struct AckdConvPlan {
   AckdNNPort    f_src, f_wei, f_dst, d_diff_dst, d_wei, d_diff_src, w_src, w_diff_dst, w_diff_wei;
   dnnl_memory_t bias, diff_bias;
   /* Backward reuses conversions already made when the layouts agree: the
-   * forward's converted input (the same x, unchanged between a step's forward
-   * and backward) and the weight gradient's converted output gradient. */
-  PetscBool   src_shared, diff_dst_shared;
+   * forward's converted input and weights (both unchanged between a step's
+   * forward and backward) and the weight gradient's converted output gradient. */
+  PetscBool   src_shared, diff_dst_shared, weights_shared;
   const void *forward_src; /* x->data of the latest forward */
 };
 
@@ -168,6 +168,9 @@ static PetscErrorCode plan_create(AckdConv *conv, AckdEngine *engine, const Ackd
     plan->src_shared = plan->f_src.inner && plan->w_src.inner &&
                        dnnl_memory_desc_equal(dnnl_primitive_desc_query_md(forward_pd, dnnl_query_src_md, 0),
                                               dnnl_primitive_desc_query_md(weights_pd, dnnl_query_src_md, 0));
+    plan->weights_shared = plan->f_wei.inner && plan->d_wei.inner &&
+                           dnnl_memory_desc_equal(dnnl_primitive_desc_query_md(forward_pd, dnnl_query_weights_md, 0),
+                                                  dnnl_primitive_desc_query_md(data_pd, dnnl_query_weights_md, 0));
     plan->diff_dst_shared = plan->w_diff_dst.inner && plan->d_diff_dst.inner &&
                             dnnl_memory_desc_equal(dnnl_primitive_desc_query_md(weights_pd, dnnl_query_diff_dst_md, 0),
                                                    dnnl_primitive_desc_query_md(data_pd, dnnl_query_diff_dst_md, 0));
@@ -280,7 +283,10 @@ PetscErrorCode AckdConvBackward(AckdConv *conv, AckdEngine *engine, const AckdTe
       dargs[0].memory = plan->w_diff_dst.inner;
     else
       PetscCall(AckdNNPortBind(engine, &plan->d_diff_dst, dy->data, &dargs[0].memory, conv->name));
-    PetscCall(AckdNNPortBind(engine, &plan->d_wei, values + conv->weight, &dargs[1].memory, conv->name));
+    if (plan->weights_shared && plan->forward_src == x->data)
+      dargs[1].memory = plan->f_wei.inner;
+    else
+      PetscCall(AckdNNPortBind(engine, &plan->d_wei, values + conv->weight, &dargs[1].memory, conv->name));
     PetscCall(AckdNNPortBind(engine, &plan->d_diff_src, dx->data, &dargs[2].memory, conv->name));
     PetscCall(AckdNNExecute(engine, plan->backward_data, 3, dargs, conv->name, "input-gradient convolution"));
     PetscCall(AckdNNPortFinish(engine, &plan->d_diff_src, conv->name));
