@@ -206,7 +206,7 @@ static PetscErrorCode save_entries(MPI_Comm comm, hid_t top, const AckdParamEntr
     const AckdParamEntry *e = &entries[i];
     const char           *tensor;
     hsize_t               dims[4];
-    hid_t                 g;
+    hid_t                 g = H5I_INVALID_HID;
     for (PetscInt d = 0; d < e->ndims; d++) dims[d] = (hsize_t)e->dims[d];
     PetscCall(split_name(e->name, layer, sizeof layer, &tensor));
     PetscCall(open_or_create_group(top, layer, &g));
@@ -219,7 +219,7 @@ static PetscErrorCode save_entries(MPI_Comm comm, hid_t top, const AckdParamEntr
 
 PetscErrorCode AckdParamsSave(const AckdParams *params, MPI_Comm comm, hid_t loc, const char *group)
 {
-  hid_t top;
+  hid_t top = H5I_INVALID_HID;
 
   PetscFunctionBeginUser;
   PetscCall(open_or_create_group(loc, group, &top));
@@ -262,7 +262,7 @@ static PetscErrorCode load_entry(hid_t top, const char *group, const AckdParamEn
 
 PetscErrorCode AckdParamsLoad(AckdParams *params, hid_t loc, const char *group)
 {
-  hid_t top;
+  hid_t top = H5I_INVALID_HID;
 
   PetscFunctionBeginUser;
   PetscCheck(params->setup, PETSC_COMM_SELF, PETSC_ERR_ORDER, "AckdParamsLoad before AckdParamsSetUp");
