@@ -341,9 +341,17 @@ PetscErrorCode AckdModelSetStep(AckdModel model, PetscInt step, PetscInt sample_
 PetscErrorCode AckdModelForward(AckdModel model, AckdEngine *engine, const AckdTensor *images,
                                 AckdModelOutputs *outputs);
 /* Gradients of the loss with respect to the outputs (any may be NULL: that
- * output does not enter the loss) -> every parameter gradient (overwritten). */
+ * output does not enter the loss) -> every parameter gradient (overwritten;
+ * zero for layers the loss does not reach, e.g. the classifier when only the
+ * tokens enter the loss). */
 PetscErrorCode AckdModelBackward(AckdModel model, AckdEngine *engine, const AckdTensor *d_logits,
                                  const AckdTensor *d_embedding, const AckdTensor *d_tokens);
+/* Called during AckdModelBackward as soon as a layer's parameter gradients are
+ * final, with the range [begin, end) of the gradient buffer they occupy; the
+ * ranges arrive in decreasing order and cover every parameter once. This is
+ * where an overlapped, bucketed allreduce starts its MPI_Iallreduce. */
+typedef PetscErrorCode (*AckdGradientReady)(void *ctx, PetscInt begin, PetscInt end);
+PetscErrorCode AckdModelSetGradientReady(AckdModel model, AckdGradientReady ready, void *ctx);
 PetscErrorCode AckdModelDestroy(AckdModel *model);
 
 /* ---------------------------------------------------------------- losses */

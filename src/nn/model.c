@@ -468,6 +468,41 @@ static PetscErrorCode seed_gradient(AckdModel m, PetscInt slot, const AckdTensor
   PetscFunctionReturn(0);
 }
 
+/* The part of the parameter buffer a node's layer owns (weight, then bias:
+ * declared together, so contiguous up to alignment padding); empty if none. */
+static void node_param_range(const AckdNode *node, PetscInt *begin, PetscInt *end)
+{
+  *begin = *end = 0;
+  switch (node->kind) {
+  case ACKD_NODE_CONV: {
+    const AckdConv *c       = node->layer;
+    PetscInt        weights = c->out_channels * (c->in_channels / c->groups) * c->kernel * c->kernel;
+    *begin                  = c->weight;
+    *end                    = c->has_bias ? c->bias + c->out_channels : c->weight + weights;
+  } break;
+  case ACKD_NODE_BATCHNORM: {
+    const AckdBatchNorm *b = node->layer;
+    *begin                 = b->weight;
+    *end                   = b->bias + b->channels;
+  } break;
+  case ACKD_NODE_LINEAR: {
+    const AckdLinear *l = node->layer;
+    *begin              = l->weight;
+    *end                = l->has_bias ? l->bias + l->out_features : l->weight + l->out_features * l->in_features;
+  } break;
+  default:
+    break;
+  }
+}
+
+PetscErrorCode AckdModelSetGradientReady(AckdModel m, AckdGradientReady ready, void *ctx)
+{
+  PetscFunctionBeginUser;
+  m->gradient_ready     = ready;
+  m->gradient_ready_ctx = ctx;
+  PetscFunctionReturn(0);
+}
+
 PetscErrorCode AckdModelBackward(AckdModel m, AckdEngine *engine, const AckdTensor *d_logits,
                                  const AckdTensor *d_embedding, const AckdTensor *d_tokens)
 {
@@ -480,7 +515,14 @@ PetscErrorCode AckdModelBackward(AckdModel m, AckdEngine *engine, const AckdTens
   for (PetscInt i = m->nnodes - 1; i >= 0; i--) {
     AckdNode   *node = &m->nodes[i];
     AckdTensor *x = &m->values[node->in[0]], *dy = &m->grads[node->out], scratch;
-    if (!m->grad_written[node->out]) continue; /* this output does not reach the loss */
+    PetscInt    begin, end;
+    node_param_range(node, &begin, &end);
+    if (!m->grad_written[node->out]) {
+      /* the loss does not reach this layer: its gradient is zero, not last step's */
+      if (end > begin) PetscCall(PetscArrayzero(m->params.grads + begin, end - begin));
+      if (end > begin && m->gradient_ready) PetscCall(m->gradient_ready(m->gradient_ready_ctx, begin, end));
+      continue;
+    }
     AckdTensor *dx = NULL;
     switch (node->kind) {
     case ACKD_NODE_CONV:
@@ -531,6 +573,7 @@ PetscErrorCode AckdModelBackward(AckdModel m, AckdEngine *engine, const AckdTens
       break;
     }
     if (dx) PetscCall(gradient_commit(m, node->in[0], dx));
+    if (end > begin && m->gradient_ready) PetscCall(m->gradient_ready(m->gradient_ready_ctx, begin, end));
   }
   PetscFunctionReturn(0);
 }

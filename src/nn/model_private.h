@@ -29,15 +29,17 @@ typedef struct {
 } AckdNode;
 
 struct _p_AckdModel {
-  MPI_Comm        comm;
-  AckdModelConfig config;
-  AckdParams      params;
-  AckdNode       *nodes;
-  PetscInt        nnodes, cap_nodes;
-  PetscInt        nslots; /* slot 0 is the input image batch */
-  PetscInt        slot_tokens, slot_embedding, slot_logits;
-  PetscBool       training, setup;
-  uint64_t        seed;
+  MPI_Comm          comm;
+  AckdModelConfig   config;
+  AckdParams        params;
+  AckdNode         *nodes;
+  PetscInt          nnodes, cap_nodes;
+  PetscInt          nslots; /* slot 0 is the input image batch */
+  PetscInt          slot_tokens, slot_embedding, slot_logits;
+  PetscBool         training, setup;
+  uint64_t          seed;
+  AckdGradientReady gradient_ready;
+  void             *gradient_ready_ctx;
   /* activations and their gradients, one arena each, sized for `planned` */
   AckdTensor *values, *grads;
   PetscBool  *grad_written; /* during backward: the slot's gradient holds a first contribution */
