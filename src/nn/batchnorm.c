@@ -8,6 +8,7 @@ struct AckdBatchNormPlan {
   dnnl_primitive_t forward_train, forward_eval, backward_train, backward_eval;
   dnnl_memory_t    src, dst, scale, shift, mean, variance, diff_src, diff_dst, diff_scale, diff_shift;
   float           *batch_mean, *batch_variance; /* of the latest training forward, for its backward */
+  PetscBool        have_batch_statistics;
 };
 
 PetscErrorCode AckdBatchNormSetUp(AckdBatchNorm *bn, AckdParams *params, const char *name, PetscInt channels)
@@ -149,6 +150,7 @@ PetscErrorCode AckdBatchNormForward(AckdBatchNorm *bn, AckdEngine *engine, const
                              {DNNL_ARG_MEAN, plan->mean},   {DNNL_ARG_VARIANCE, plan->variance}};
   PetscCall(AckdNNExecute(engine, bn->training ? plan->forward_train : plan->forward_eval, 6, args, bn->name,
                           "forward batch norm"));
+  plan->have_batch_statistics = bn->training;
   if (bn->training) {
     /* PyTorch updates the running variance with the unbiased batch variance. */
     float   *rm = bn->params->buffer_values + bn->running_mean, *rv = bn->params->buffer_values + bn->running_var;
@@ -172,6 +174,8 @@ PetscErrorCode AckdBatchNormBackward(AckdBatchNorm *bn, AckdEngine *engine, cons
   PetscCheck(dx, PETSC_COMM_SELF, PETSC_ERR_ARG_NULL,
              "layer %s: batch norm's backward needs an input-gradient buffer (oneDNN computes both at once)", bn->name);
   PetscCall(plan_get(bn, engine, x, &plan));
+  PetscCheck(!bn->training || plan->have_batch_statistics, PETSC_COMM_SELF, PETSC_ERR_ORDER,
+             "layer %s: training-mode backward without a training-mode forward of this shape before it", bn->name);
   *dx = AckdTensorView(dx->data, x->n, x->c, x->h, x->w);
   PetscCall(AckdNNMemoryBind(plan->src, x->data, bn->name));
   PetscCall(AckdNNMemoryBind(plan->diff_dst, dy->data, bn->name));

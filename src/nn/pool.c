@@ -7,6 +7,7 @@ struct AckdPoolPlan {
   PetscInt         n, c, h, w, oh, ow;
   dnnl_primitive_t forward, backward;
   dnnl_memory_t    src, dst, diff_src, diff_dst, workspace; /* workspace: max pooling only, owns its buffer */
+  PetscBool        forward_done;                            /* the workspace holds a forward's argmax */
 };
 
 PetscErrorCode AckdPoolSetUp(AckdPool *pool, const char *name, AckdPoolKind kind, PetscInt kernel, PetscInt stride,
@@ -144,6 +145,7 @@ PetscErrorCode AckdPoolForward(AckdPool *pool, AckdEngine *engine, const AckdTen
   dnnl_exec_arg_t args[3] = {
       {DNNL_ARG_SRC, plan->src}, {DNNL_ARG_DST, plan->dst}, {DNNL_ARG_WORKSPACE, plan->workspace}};
   PetscCall(AckdNNExecute(engine, plan->forward, plan->workspace ? 3 : 2, args, pool->name, "forward pooling"));
+  plan->forward_done = PETSC_TRUE;
   PetscFunctionReturn(0);
 }
 
@@ -157,6 +159,8 @@ PetscErrorCode AckdPoolBackward(AckdPool *pool, AckdEngine *engine, const AckdTe
   PetscCall(plan_get(pool, engine, x, &plan));
   PetscCheck(dy->n == plan->n && dy->c == plan->c && dy->h == plan->oh && dy->w == plan->ow, PETSC_COMM_SELF,
              PETSC_ERR_ARG_SIZ, "layer %s: output gradient shape does not match the output", pool->name);
+  PetscCheck(!plan->workspace || plan->forward_done, PETSC_COMM_SELF, PETSC_ERR_ORDER,
+             "layer %s: max-pooling backward without a forward of this shape before it", pool->name);
   *dx = AckdTensorView(dx->data, x->n, x->c, x->h, x->w);
   PetscCall(AckdNNMemoryBind(plan->diff_dst, dy->data, pool->name));
   PetscCall(AckdNNMemoryBind(plan->diff_src, dx->data, pool->name));

@@ -1,9 +1,54 @@
 /* The model's backward bookkeeping: the gradient-ready callback reports each
  * layer's range as soon as it is final, in decreasing order, covering every
- * parameter exactly once (what a bucketed allreduce relies on); and a layer
- * the loss does not reach gets a zero gradient, not the previous step's. */
+ * parameter exactly once (what a bucketed allreduce relies on); a layer the
+ * loss does not reach gets a zero gradient, not the previous step's; and a
+ * layer whose backward needs its forward's state (batch statistics, argmax)
+ * refuses to run without it instead of using garbage. */
 #include <ackd/nn.h>
+#include <string.h>
 #include "check.h"
+
+static PetscErrorCode backward_without_forward(AckdEngine *engine, PetscBool pool)
+{
+  AckdParams    params;
+  AckdBatchNorm bn;
+  AckdPool      mp;
+  AckdTensor    x, dy, dx;
+
+  PetscFunctionBeginUser;
+  PetscCall(AckdParamsCreate(&params));
+  PetscCall(AckdBatchNormSetUp(&bn, &params, "bn", 3));
+  PetscCall(AckdPoolSetUp(&mp, "maxpool", ACKD_POOL_MAX, 2, 2, 0));
+  PetscCall(AckdParamsSetUp(&params));
+  PetscCall(AckdTensorAllocate(&x, 2, 3, 4, 4));
+  PetscCall(AckdTensorAllocate(&dy, 2, 3, 4, 4));
+  PetscCall(AckdTensorAllocate(&dx, 2, 3, 4, 4));
+  PetscErrorCode ierr;
+  if (pool) {
+    dy.h = dy.w = 2;
+    ierr        = AckdPoolBackward(&mp, engine, &x, &dy, &dx);
+  } else
+    ierr = AckdBatchNormBackward(&bn, engine, &x, &dy, &dx);
+  PetscCall(AckdBatchNormDestroy(&bn));
+  PetscCall(AckdPoolDestroy(&mp));
+  PetscCall(AckdParamsDestroy(&params));
+  PetscCall(AckdTensorFree(&x));
+  PetscCall(AckdTensorFree(&dy));
+  PetscCall(AckdTensorFree(&dx));
+  PetscCall(ierr);
+  PetscFunctionReturn(0);
+}
+
+static void expect_order_error(AckdEngine *engine, PetscBool pool, const char *fragment)
+{
+  AckdErrorRecord record;
+  memset(&record, 0, sizeof record);
+  PetscPushErrorHandler(AckdErrorHandler, &record);
+  PetscErrorCode ierr = backward_without_forward(engine, pool);
+  PetscPopErrorHandler();
+  CHECK(ierr == PETSC_ERR_ORDER, "%s: backward without forward must fail", fragment);
+  CHECK(strstr(record.message, fragment) != NULL, "message '%s' lacks '%s'", record.message, fragment);
+}
 
 typedef struct {
   PetscInt  last_begin, count, size;
@@ -92,6 +137,8 @@ int main(int argc, char **argv)
   PetscCall(check_model(&engine, ACKD_ARCH_RESNET18));
   PetscCall(check_model(&engine, ACKD_ARCH_MOBILENETV2));
   PetscCall(check_model(&engine, ACKD_ARCH_SHUFFLENETV2));
+  expect_order_error(&engine, PETSC_FALSE, "layer bn: training-mode backward without a training-mode forward");
+  expect_order_error(&engine, PETSC_TRUE, "layer maxpool: max-pooling backward without a forward");
   PetscCall(AckdEngineDestroy(&engine));
   int failed = CHECK_REPORT("nn model backward bookkeeping");
   PetscCall(PetscFinalize());
