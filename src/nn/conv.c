@@ -1,0 +1,303 @@
+/* 2-D convolution (grouped, depthwise, strided, padded) on oneDNN. The
+ * primitives for an input shape are created once and reused. Each primitive
+ * picks its own memory layouts (format "any"): oneDNN's fast kernels work on
+ * channel-blocked layouts, so the plan converts the plain NCHW tensors and
+ * the PyTorch-layout weights in and out through ports (AckdNNPort), with
+ * buffers allocated once per shape. */
+#include "nn/nn_private.h"
+
+struct AckdConvPlan {
+  PetscInt         n, h, w, oh, ow;
+  dnnl_primitive_t forward, backward_data, backward_weights;
+  /* forward: src, weights -> dst; input gradient: diff_dst, weights -> diff_src;
+   * weight gradient: src, diff_dst -> diff_weights (and diff_bias, plain) */
+  AckdNNPort    f_src, f_wei, f_dst, d_diff_dst, d_wei, d_diff_src, w_src, w_diff_dst, w_diff_wei;
+  dnnl_memory_t bias, diff_bias;
+  /* Backward reuses conversions already made when the layouts agree: the
+   * forward's converted input and weights (both unchanged between a step's
+   * forward and backward) and the weight gradient's converted output gradient. */
+  PetscBool   src_shared, diff_dst_shared, weights_shared;
+  const void *forward_src; /* x->data of the latest forward */
+};
+
+PetscErrorCode AckdConvSetUp(AckdConv *conv, AckdParams *params, const char *name, PetscInt in_channels,
+                             PetscInt out_channels, PetscInt kernel, PetscInt stride, PetscInt padding, PetscInt groups,
+                             PetscBool bias)
+{
+  char pname[ACKD_NN_NAME_LEN + 8];
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscMemzero(conv, sizeof *conv));
+  PetscCall(PetscStrncpy(conv->name, name, sizeof conv->name));
+  PetscCheck(in_channels > 0 && out_channels > 0 && kernel > 0 && stride > 0 && padding >= 0 && groups > 0,
+             PETSC_COMM_SELF, PETSC_ERR_ARG_OUTOFRANGE,
+             "layer %s: channels, kernel, stride and groups must be positive and padding non-negative", name);
+  PetscCheck(in_channels % groups == 0 && out_channels % groups == 0, PETSC_COMM_SELF, PETSC_ERR_ARG_OUTOFRANGE,
+             "layer %s: %" PetscInt_FMT " groups do not divide %" PetscInt_FMT " input and %" PetscInt_FMT
+             " output channels; use a common divisor",
+             name, groups, in_channels, out_channels);
+  conv->in_channels  = in_channels;
+  conv->out_channels = out_channels;
+  conv->kernel       = kernel;
+  conv->stride       = stride;
+  conv->padding      = padding;
+  conv->groups       = groups;
+  conv->has_bias     = bias;
+  conv->params       = params;
+  PetscInt fan_in    = in_channels / groups * kernel * kernel;
+  PetscCall(PetscSNPrintf(pname, sizeof pname, "%s.weight", name));
+  PetscInt shape[4] = {out_channels, in_channels / groups, kernel, kernel};
+  PetscCall(AckdParamsAddShaped(params, pname, 4, shape, fan_in, ACKD_INIT_KAIMING_UNIFORM, &conv->weight));
+  conv->bias = -1;
+  if (bias) {
+    PetscCall(PetscSNPrintf(pname, sizeof pname, "%s.bias", name));
+    PetscCall(AckdParamsAdd(params, pname, out_channels, fan_in, ACKD_INIT_FAN_IN_UNIFORM, &conv->bias));
+  }
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdConvOutputShape(const AckdConv *conv, const AckdTensor *x, AckdTensor *y)
+{
+  PetscFunctionBeginUser;
+  PetscCheck(x->c == conv->in_channels, PETSC_COMM_SELF, PETSC_ERR_ARG_SIZ,
+             "layer %s: input has %" PetscInt_FMT " channels, the layer expects %" PetscInt_FMT, conv->name, x->c,
+             conv->in_channels);
+  PetscInt oh = AckdNNOutputExtent(x->h, conv->kernel, conv->stride, conv->padding);
+  PetscInt ow = AckdNNOutputExtent(x->w, conv->kernel, conv->stride, conv->padding);
+  PetscCheck(oh > 0 && ow > 0, PETSC_COMM_SELF, PETSC_ERR_ARG_SIZ,
+             "layer %s: input %" PetscInt_FMT "x%" PetscInt_FMT " is smaller than the %" PetscInt_FMT "x%" PetscInt_FMT
+             " kernel; use larger images or the small-input stem",
+             conv->name, x->h, x->w, conv->kernel, conv->kernel);
+  y->n = x->n;
+  y->c = conv->out_channels;
+  y->h = oh;
+  y->w = ow;
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode weights_desc(const AckdConv *conv, dnnl_memory_desc_t *md)
+{
+  PetscInt g = conv->groups, k = conv->kernel;
+
+  PetscFunctionBeginUser;
+  /* PyTorch's (O, I/g, kH, kW) is, byte for byte, oneDNN's goihw with O split
+   * as (g, O/g): the gradient buffer receives PyTorch's layout directly. */
+  if (g == 1) {
+    dnnl_dims_t dims = {conv->out_channels, conv->in_channels, k, k};
+    AckdCallDnnl(dnnl_memory_desc_init_by_tag(md, 4, dims, dnnl_f32, dnnl_oihw), "layer %s: weight descriptor",
+                 conv->name);
+  } else {
+    dnnl_dims_t dims = {g, conv->out_channels / g, conv->in_channels / g, k, k};
+    AckdCallDnnl(dnnl_memory_desc_init_by_tag(md, 5, dims, dnnl_f32, dnnl_goihw), "layer %s: grouped weight descriptor",
+                 conv->name);
+  }
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode plan_create(AckdConv *conv, AckdEngine *engine, const AckdTensor *x, const AckdTensor *y,
+                                  AckdConvPlan **out)
+{
+  AckdConvPlan           *plan;
+  dnnl_memory_desc_t      src, dst, wei, bias, src_any, dst_any, wei_any;
+  dnnl_convolution_desc_t desc;
+  dnnl_primitive_desc_t   forward_pd = NULL, data_pd = NULL, weights_pd = NULL;
+  const char             *name    = conv->name;
+  dnnl_dims_t             strides = {conv->stride, conv->stride};
+  dnnl_dims_t             pad_l   = {conv->padding, conv->padding};
+  dnnl_dims_t             pad_r   = {AckdNNRightPadding(x->h, y->h, conv->kernel, conv->stride, conv->padding),
+                                     AckdNNRightPadding(x->w, y->w, conv->kernel, conv->stride, conv->padding)};
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscCalloc1(1, &plan));
+  plan->n  = x->n;
+  plan->h  = x->h;
+  plan->w  = x->w;
+  plan->oh = y->h;
+  plan->ow = y->w;
+  PetscCall(AckdNNDescNCHW(&src, x->n, x->c, x->h, x->w, name));
+  PetscCall(AckdNNDescNCHW(&dst, y->n, y->c, y->h, y->w, name));
+  PetscCall(weights_desc(conv, &wei));
+  PetscCall(AckdNNDescVector(&bias, conv->out_channels, name));
+  src_any              = src;
+  dst_any              = dst;
+  wei_any              = wei;
+  dnnl_dims_t src_dims = {x->n, x->c, x->h, x->w}, dst_dims = {y->n, y->c, y->h, y->w};
+  AckdCallDnnl(dnnl_memory_desc_init_by_tag(&src_any, 4, src_dims, dnnl_f32, dnnl_format_tag_any),
+               "layer %s: input descriptor", name);
+  AckdCallDnnl(dnnl_memory_desc_init_by_tag(&dst_any, 4, dst_dims, dnnl_f32, dnnl_format_tag_any),
+               "layer %s: output descriptor", name);
+  AckdCallDnnl(dnnl_memory_desc_init_by_tag(&wei_any, wei.ndims, wei.dims, dnnl_f32, dnnl_format_tag_any),
+               "layer %s: weight descriptor", name);
+  const dnnl_memory_desc_t *bias_md = conv->has_bias ? &bias : NULL;
+
+  PetscErrorCode ierr = 0;
+  AckdCallDnnl(dnnl_convolution_forward_desc_init(&desc, dnnl_forward_training, dnnl_convolution_direct, &src_any,
+                                                  &wei_any, bias_md, &dst_any, strides, pad_l, pad_r),
+               "layer %s: describing the forward convolution", name);
+  PetscCall(AckdNNPrimitiveCreate(engine, &desc, NULL, &plan->forward, &forward_pd, name, "forward convolution"));
+  dnnl_status_t status = dnnl_convolution_backward_data_desc_init(&desc, dnnl_convolution_direct, &src_any, &wei_any,
+                                                                  &dst_any, strides, pad_l, pad_r);
+  if (status == dnnl_success)
+    ierr = AckdNNPrimitiveCreate(engine, &desc, forward_pd, &plan->backward_data, &data_pd, name,
+                                 "input-gradient convolution");
+  if (status == dnnl_success && !ierr) {
+    status = dnnl_convolution_backward_weights_desc_init(&desc, dnnl_convolution_direct, &src_any, &wei_any, bias_md,
+                                                         &dst_any, strides, pad_l, pad_r);
+    if (status == dnnl_success)
+      ierr = AckdNNPrimitiveCreate(engine, &desc, forward_pd, &plan->backward_weights, &weights_pd, name,
+                                   "weight-gradient convolution");
+  }
+  if (status == dnnl_success && !ierr) {
+    ierr = AckdNNPortCreate(engine, &src, forward_pd, dnnl_query_src_md, PETSC_FALSE, &plan->f_src, name);
+    if (!ierr)
+      ierr = AckdNNPortCreate(engine, &wei, forward_pd, dnnl_query_weights_md, PETSC_FALSE, &plan->f_wei, name);
+    if (!ierr) ierr = AckdNNPortCreate(engine, &dst, forward_pd, dnnl_query_dst_md, PETSC_TRUE, &plan->f_dst, name);
+    if (!ierr)
+      ierr = AckdNNPortCreate(engine, &dst, data_pd, dnnl_query_diff_dst_md, PETSC_FALSE, &plan->d_diff_dst, name);
+    if (!ierr) ierr = AckdNNPortCreate(engine, &wei, data_pd, dnnl_query_weights_md, PETSC_FALSE, &plan->d_wei, name);
+    if (!ierr)
+      ierr = AckdNNPortCreate(engine, &src, data_pd, dnnl_query_diff_src_md, PETSC_TRUE, &plan->d_diff_src, name);
+    if (!ierr) ierr = AckdNNPortCreate(engine, &src, weights_pd, dnnl_query_src_md, PETSC_FALSE, &plan->w_src, name);
+    if (!ierr)
+      ierr = AckdNNPortCreate(engine, &dst, weights_pd, dnnl_query_diff_dst_md, PETSC_FALSE, &plan->w_diff_dst, name);
+    if (!ierr)
+      ierr =
+          AckdNNPortCreate(engine, &wei, weights_pd, dnnl_query_diff_weights_md, PETSC_TRUE, &plan->w_diff_wei, name);
+  }
+  if (!ierr && status == dnnl_success) {
+    plan->src_shared = plan->f_src.inner && plan->w_src.inner &&
+                       dnnl_memory_desc_equal(dnnl_primitive_desc_query_md(forward_pd, dnnl_query_src_md, 0),
+                                              dnnl_primitive_desc_query_md(weights_pd, dnnl_query_src_md, 0));
+    plan->weights_shared = plan->f_wei.inner && plan->d_wei.inner &&
+                           dnnl_memory_desc_equal(dnnl_primitive_desc_query_md(forward_pd, dnnl_query_weights_md, 0),
+                                                  dnnl_primitive_desc_query_md(data_pd, dnnl_query_weights_md, 0));
+    plan->diff_dst_shared = plan->w_diff_dst.inner && plan->d_diff_dst.inner &&
+                            dnnl_memory_desc_equal(dnnl_primitive_desc_query_md(weights_pd, dnnl_query_diff_dst_md, 0),
+                                                   dnnl_primitive_desc_query_md(data_pd, dnnl_query_diff_dst_md, 0));
+  }
+  if (forward_pd) dnnl_primitive_desc_destroy(forward_pd);
+  if (data_pd) dnnl_primitive_desc_destroy(data_pd);
+  if (weights_pd) dnnl_primitive_desc_destroy(weights_pd);
+  AckdCallDnnl(status, "layer %s: describing the backward convolutions", name);
+  PetscCall(ierr);
+  if (conv->has_bias) {
+    PetscCall(AckdNNMemoryCreate(engine, &bias, &plan->bias, name));
+    PetscCall(AckdNNMemoryCreate(engine, &bias, &plan->diff_bias, name));
+  }
+  *out = plan;
+  PetscFunctionReturn(0);
+}
+
+static void plan_destroy(AckdConvPlan **plan)
+{
+  AckdConvPlan *p = *plan;
+  if (!p) return;
+  AckdNNPrimitiveDestroy(&p->forward);
+  AckdNNPrimitiveDestroy(&p->backward_data);
+  AckdNNPrimitiveDestroy(&p->backward_weights);
+  AckdNNPort *ports[] = {&p->f_src,      &p->f_wei, &p->f_dst,      &p->d_diff_dst, &p->d_wei,
+                         &p->d_diff_src, &p->w_src, &p->w_diff_dst, &p->w_diff_wei};
+  for (size_t i = 0; i < sizeof ports / sizeof ports[0]; i++) AckdNNPortDestroy(ports[i]);
+  AckdNNMemoryDestroy(&p->bias);
+  AckdNNMemoryDestroy(&p->diff_bias);
+  PetscFree(p);
+  *plan = NULL;
+}
+
+static PetscErrorCode plan_get(AckdConv *conv, AckdEngine *engine, const AckdTensor *x, AckdConvPlan **plan)
+{
+  AckdTensor y;
+
+  PetscFunctionBeginUser;
+  for (PetscInt i = 0; i < conv->nplans; i++) {
+    AckdConvPlan *p = conv->plans[i];
+    if (p->n == x->n && p->h == x->h && p->w == x->w) {
+      *plan = p;
+      PetscFunctionReturn(0);
+    }
+  }
+  PetscCall(AckdConvOutputShape(conv, x, &y));
+  PetscInt slot = AckdNNPlanSlot(&conv->nplans, &conv->next_evicted);
+  plan_destroy(&conv->plans[slot]);
+  PetscCall(plan_create(conv, engine, x, &y, &conv->plans[slot]));
+  *plan = conv->plans[slot];
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdConvForward(AckdConv *conv, AckdEngine *engine, const AckdTensor *x, AckdTensor *y)
+{
+  AckdConvPlan   *plan;
+  float          *values = conv->params->values;
+  dnnl_exec_arg_t args[4];
+
+  PetscFunctionBeginUser;
+  PetscCall(AckdConvOutputShape(conv, x, y));
+  PetscCall(plan_get(conv, engine, x, &plan));
+  args[0].arg = DNNL_ARG_SRC;
+  args[1].arg = DNNL_ARG_WEIGHTS;
+  args[2].arg = DNNL_ARG_DST;
+  args[3].arg = DNNL_ARG_BIAS;
+  PetscCall(AckdNNPortBind(engine, &plan->f_src, x->data, &args[0].memory, conv->name));
+  plan->forward_src = x->data;
+  PetscCall(AckdNNPortBind(engine, &plan->f_wei, values + conv->weight, &args[1].memory, conv->name));
+  PetscCall(AckdNNPortBind(engine, &plan->f_dst, y->data, &args[2].memory, conv->name));
+  args[3].memory = plan->bias;
+  if (conv->has_bias) PetscCall(AckdNNMemoryBind(plan->bias, values + conv->bias, conv->name));
+  PetscCall(AckdNNExecute(engine, plan->forward, conv->has_bias ? 4 : 3, args, conv->name, "forward convolution"));
+  PetscCall(AckdNNPortFinish(engine, &plan->f_dst, conv->name));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdConvBackward(AckdConv *conv, AckdEngine *engine, const AckdTensor *x, const AckdTensor *dy,
+                                AckdTensor *dx)
+{
+  AckdConvPlan   *plan;
+  float          *values = conv->params->values, *grads = conv->params->grads;
+  dnnl_exec_arg_t wargs[4], dargs[3];
+
+  PetscFunctionBeginUser;
+  PetscCall(plan_get(conv, engine, x, &plan));
+  PetscCheck(dy->n == plan->n && dy->c == conv->out_channels && dy->h == plan->oh && dy->w == plan->ow, PETSC_COMM_SELF,
+             PETSC_ERR_ARG_SIZ, "layer %s: output gradient shape does not match the output", conv->name);
+  wargs[0].arg = DNNL_ARG_SRC;
+  wargs[1].arg = DNNL_ARG_DIFF_DST;
+  wargs[2].arg = DNNL_ARG_DIFF_WEIGHTS;
+  wargs[3].arg = DNNL_ARG_DIFF_BIAS;
+  if (plan->src_shared && plan->forward_src == x->data)
+    wargs[0].memory = plan->f_src.inner;
+  else
+    PetscCall(AckdNNPortBind(engine, &plan->w_src, x->data, &wargs[0].memory, conv->name));
+  PetscCall(AckdNNPortBind(engine, &plan->w_diff_dst, dy->data, &wargs[1].memory, conv->name));
+  PetscCall(AckdNNPortBind(engine, &plan->w_diff_wei, grads + conv->weight, &wargs[2].memory, conv->name));
+  wargs[3].memory = plan->diff_bias;
+  if (conv->has_bias) PetscCall(AckdNNMemoryBind(plan->diff_bias, grads + conv->bias, conv->name));
+  PetscCall(AckdNNExecute(engine, plan->backward_weights, conv->has_bias ? 4 : 3, wargs, conv->name,
+                          "weight-gradient convolution"));
+  PetscCall(AckdNNPortFinish(engine, &plan->w_diff_wei, conv->name));
+  if (dx) {
+    *dx          = AckdTensorView(dx->data, x->n, x->c, x->h, x->w);
+    dargs[0].arg = DNNL_ARG_DIFF_DST;
+    dargs[1].arg = DNNL_ARG_WEIGHTS;
+    dargs[2].arg = DNNL_ARG_DIFF_SRC;
+    if (plan->diff_dst_shared)
+      dargs[0].memory = plan->w_diff_dst.inner;
+    else
+      PetscCall(AckdNNPortBind(engine, &plan->d_diff_dst, dy->data, &dargs[0].memory, conv->name));
+    if (plan->weights_shared && plan->forward_src == x->data)
+      dargs[1].memory = plan->f_wei.inner;
+    else
+      PetscCall(AckdNNPortBind(engine, &plan->d_wei, values + conv->weight, &dargs[1].memory, conv->name));
+    PetscCall(AckdNNPortBind(engine, &plan->d_diff_src, dx->data, &dargs[2].memory, conv->name));
+    PetscCall(AckdNNExecute(engine, plan->backward_data, 3, dargs, conv->name, "input-gradient convolution"));
+    PetscCall(AckdNNPortFinish(engine, &plan->d_diff_src, conv->name));
+  }
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdConvDestroy(AckdConv *conv)
+{
+  PetscFunctionBeginUser;
+  for (PetscInt i = 0; i < conv->nplans; i++) plan_destroy(&conv->plans[i]);
+  conv->nplans = 0;
+  PetscFunctionReturn(0);
+}

@@ -1,0 +1,148 @@
+/* oneDNN plumbing shared by convolution, batch norm and pooling. */
+#include "nn/nn_private.h"
+
+PetscErrorCode AckdNNDescNCHW(dnnl_memory_desc_t *md, PetscInt n, PetscInt c, PetscInt h, PetscInt w, const char *layer)
+{
+  dnnl_dims_t dims = {n, c, h, w};
+
+  PetscFunctionBeginUser;
+  AckdCallDnnl(dnnl_memory_desc_init_by_tag(md, 4, dims, dnnl_f32, dnnl_nchw),
+               "layer %s: describing a %" PetscInt_FMT "x%" PetscInt_FMT "x%" PetscInt_FMT "x%" PetscInt_FMT " tensor",
+               layer, n, c, h, w);
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdNNDescVector(dnnl_memory_desc_t *md, PetscInt size, const char *layer)
+{
+  dnnl_dims_t dims = {size};
+
+  PetscFunctionBeginUser;
+  AckdCallDnnl(dnnl_memory_desc_init_by_tag(md, 1, dims, dnnl_f32, dnnl_a),
+               "layer %s: describing a vector of %" PetscInt_FMT, layer, size);
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdNNMemoryCreate(AckdEngine *engine, const dnnl_memory_desc_t *md, dnnl_memory_t *mem,
+                                  const char *layer)
+{
+  PetscFunctionBeginUser;
+  AckdCallDnnl(dnnl_memory_create(mem, md, engine->engine, DNNL_MEMORY_NONE), "layer %s: creating a memory object",
+               layer);
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdNNMemoryAllocate(AckdEngine *engine, const dnnl_memory_desc_t *md, dnnl_memory_t *mem,
+                                    const char *layer)
+{
+  PetscFunctionBeginUser;
+  AckdCallDnnl(dnnl_memory_create(mem, md, engine->engine, DNNL_MEMORY_ALLOCATE),
+               "layer %s: allocating a workspace of %zu bytes", layer, dnnl_memory_desc_get_size(md));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdNNMemoryBind(dnnl_memory_t mem, const void *data, const char *layer)
+{
+  PetscFunctionBeginUser;
+  /* oneDNN's API takes a non-const handle for inputs as well; it never writes them. */
+  AckdCallDnnl(dnnl_memory_set_data_handle(mem, (void *)data), "layer %s: binding a buffer", layer);
+  PetscFunctionReturn(0);
+}
+
+void AckdNNMemoryDestroy(dnnl_memory_t *mem)
+{
+  if (*mem) dnnl_memory_destroy(*mem);
+  *mem = NULL;
+}
+
+PetscErrorCode AckdNNPrimitiveCreate(AckdEngine *engine, const void *op_desc, const_dnnl_primitive_desc_t hint,
+                                     dnnl_primitive_t *prim, dnnl_primitive_desc_t *pd_out, const char *layer,
+                                     const char *what)
+{
+  dnnl_primitive_desc_t pd;
+
+  PetscFunctionBeginUser;
+  AckdCallDnnl(dnnl_primitive_desc_create(&pd, op_desc, NULL, engine->engine, hint),
+               "layer %s: no oneDNN %s for this shape", layer, what);
+  dnnl_status_t status = dnnl_primitive_create(prim, pd);
+  if (pd_out && status == dnnl_success)
+    *pd_out = pd;
+  else
+    dnnl_primitive_desc_destroy(pd);
+  AckdCallDnnl(status, "layer %s: creating the oneDNN %s", layer, what);
+  PetscFunctionReturn(0);
+}
+
+void AckdNNPrimitiveDestroy(dnnl_primitive_t *prim)
+{
+  if (*prim) dnnl_primitive_destroy(*prim);
+  *prim = NULL;
+}
+
+PetscErrorCode AckdNNExecute(AckdEngine *engine, dnnl_primitive_t prim, int nargs, const dnnl_exec_arg_t *args,
+                             const char *layer, const char *what)
+{
+  PetscFunctionBeginUser;
+  AckdCallDnnl(dnnl_primitive_execute(prim, engine->stream, nargs, args), "layer %s: running %s", layer, what);
+  AckdCallDnnl(dnnl_stream_wait(engine->stream), "layer %s: waiting for %s", layer, what);
+  PetscFunctionReturn(0);
+}
+
+PetscInt AckdNNPlanSlot(PetscInt *nplans, PetscInt *next_evicted)
+{
+  if (*nplans < ACKD_NN_PLANS) return (*nplans)++;
+  PetscInt slot = *next_evicted;
+  *next_evicted = (slot + 1) % ACKD_NN_PLANS;
+  return slot;
+}
+
+PetscErrorCode AckdNNPortCreate(AckdEngine *engine, const dnnl_memory_desc_t *user_md, const_dnnl_primitive_desc_t pd,
+                                dnnl_query_t what, PetscBool output, AckdNNPort *port, const char *layer)
+{
+  const dnnl_memory_desc_t *chosen = dnnl_primitive_desc_query_md(pd, what, 0);
+  dnnl_primitive_desc_t     reorder_pd;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscMemzero(port, sizeof *port));
+  port->output = output;
+  PetscCall(AckdNNMemoryCreate(engine, user_md, &port->user, layer));
+  PetscCheck(chosen, PETSC_COMM_SELF, PETSC_ERR_LIB, "layer %s: oneDNN reports no layout for an argument", layer);
+  if (dnnl_memory_desc_equal(chosen, user_md)) PetscFunctionReturn(0);
+  PetscCall(AckdNNMemoryAllocate(engine, chosen, &port->inner, layer));
+  AckdCallDnnl(dnnl_reorder_primitive_desc_create(&reorder_pd, output ? chosen : user_md, engine->engine,
+                                                  output ? user_md : chosen, engine->engine, NULL),
+               "layer %s: no reorder between the plain and the blocked layout", layer);
+  dnnl_status_t status = dnnl_primitive_create(&port->reorder, reorder_pd);
+  dnnl_primitive_desc_destroy(reorder_pd);
+  AckdCallDnnl(status, "layer %s: creating a reorder", layer);
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdNNPortBind(AckdEngine *engine, AckdNNPort *port, const void *data, dnnl_memory_t *mem,
+                              const char *layer)
+{
+  PetscFunctionBeginUser;
+  PetscCall(AckdNNMemoryBind(port->user, data, layer));
+  *mem = port->inner ? port->inner : port->user;
+  if (port->inner && !port->output) {
+    dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, port->user}, {DNNL_ARG_TO, port->inner}};
+    PetscCall(AckdNNExecute(engine, port->reorder, 2, args, layer, "reorder to the blocked layout"));
+  }
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdNNPortFinish(AckdEngine *engine, AckdNNPort *port, const char *layer)
+{
+  PetscFunctionBeginUser;
+  if (port->inner && port->output) {
+    dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, port->inner}, {DNNL_ARG_TO, port->user}};
+    PetscCall(AckdNNExecute(engine, port->reorder, 2, args, layer, "reorder to the plain layout"));
+  }
+  PetscFunctionReturn(0);
+}
+
+void AckdNNPortDestroy(AckdNNPort *port)
+{
+  AckdNNMemoryDestroy(&port->user);
+  AckdNNMemoryDestroy(&port->inner);
+  AckdNNPrimitiveDestroy(&port->reorder);
+}

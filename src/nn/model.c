@@ -1,0 +1,614 @@
+/* Running a model: shape planning, one activation arena, forward in node
+ * order, backward in reverse with gradient accumulation where a slot feeds
+ * several nodes (residual shortcuts, ShuffleNet's split). */
+#include "nn/model_private.h"
+
+const char *const AckdArchNames[] = {"resnet18", "resnet34", "mobilenetv2", "shufflenetv2", "smallcnn", "mlp"};
+
+PetscErrorCode AckdModelCreate(MPI_Comm comm, AckdModel *model)
+{
+  PetscFunctionBeginUser;
+  PetscCall(PetscNew(model));
+  (*model)->comm     = comm;
+  (*model)->nslots   = 1;
+  (*model)->training = PETSC_TRUE;
+  PetscCall(AckdParamsCreate(&(*model)->params));
+  PetscFunctionReturn(0);
+}
+
+PetscInt AckdModelScaled(const AckdModel m, PetscInt channels)
+{
+  return PetscMax(1, (PetscInt)(channels * m->config.width + 0.5));
+}
+
+/* ---------------------------------------------------------------- building */
+
+static PetscErrorCode add_node(AckdModel m, AckdNodeKind kind, PetscInt a, PetscInt b, void *layer, AckdNode **node)
+{
+  PetscFunctionBeginUser;
+  if (m->nnodes == m->cap_nodes) {
+    PetscInt  cap = m->cap_nodes ? 2 * m->cap_nodes : 64;
+    AckdNode *grown;
+    PetscCall(PetscCalloc1(cap, &grown));
+    if (m->nnodes) PetscCall(PetscArraycpy(grown, m->nodes, m->nnodes));
+    PetscCall(PetscFree(m->nodes));
+    m->nodes     = grown;
+    m->cap_nodes = cap;
+  }
+  AckdNode *n = &m->nodes[m->nnodes++];
+  n->kind     = kind;
+  n->in[0]    = a;
+  n->in[1]    = b;
+  n->out      = m->nslots++;
+  n->layer    = layer;
+  *node       = n;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdModelAddConv(AckdModel m, const char *name, PetscInt in, PetscInt cin, PetscInt cout, PetscInt k,
+                                PetscInt stride, PetscInt pad, PetscInt groups, PetscBool bias, PetscInt *out)
+{
+  AckdConv *conv;
+  AckdNode *node = NULL;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscNew(&conv));
+  PetscCall(AckdConvSetUp(conv, &m->params, name, cin, cout, k, stride, pad, groups, bias));
+  PetscCall(add_node(m, ACKD_NODE_CONV, in, -1, conv, &node));
+  *out = node->out;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdModelAddBatchNorm(AckdModel m, const char *name, PetscInt in, PetscInt channels, PetscInt *out)
+{
+  AckdBatchNorm *bn;
+  AckdNode      *node = NULL;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscNew(&bn));
+  PetscCall(AckdBatchNormSetUp(bn, &m->params, name, channels));
+  PetscCall(add_node(m, ACKD_NODE_BATCHNORM, in, -1, bn, &node));
+  *out = node->out;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdModelAddActivation(AckdModel m, AckdActivationKind kind, PetscInt in, PetscInt *out)
+{
+  AckdNode *node = NULL;
+
+  PetscFunctionBeginUser;
+  PetscCall(add_node(m, ACKD_NODE_ACTIVATION, in, -1, NULL, &node));
+  node->activation = kind;
+  *out             = node->out;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdModelAddPool(AckdModel m, const char *name, AckdPoolKind kind, PetscInt in, PetscInt k,
+                                PetscInt stride, PetscInt pad, PetscInt *out)
+{
+  AckdPool *pool;
+  AckdNode *node = NULL;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscNew(&pool));
+  PetscCall(AckdPoolSetUp(pool, name, kind, k, stride, pad));
+  PetscCall(add_node(m, ACKD_NODE_POOL, in, -1, pool, &node));
+  *out = node->out;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdModelAddLinear(AckdModel m, const char *name, PetscInt in, PetscInt fin, PetscInt fout,
+                                  PetscBool bias, PetscInt *out)
+{
+  AckdLinear *lin;
+  AckdNode   *node = NULL;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscNew(&lin));
+  PetscCall(AckdLinearSetUp(lin, &m->params, name, fin, fout, bias));
+  PetscCall(add_node(m, ACKD_NODE_LINEAR, in, -1, lin, &node));
+  *out = node->out;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdModelAddDropout(AckdModel m, const char *name, PetscInt in, double p, PetscInt *out)
+{
+  AckdDropout *drop;
+  AckdNode    *node = NULL;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscNew(&drop));
+  /* the node index tells this layer's masks from any other's */
+  PetscCall(AckdDropoutSetUp(drop, name, p, m->seed, (uint32_t)m->nnodes));
+  PetscCall(add_node(m, ACKD_NODE_DROPOUT, in, -1, drop, &node));
+  *out = node->out;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdModelAddAdd(AckdModel m, PetscInt a, PetscInt b, PetscInt *out)
+{
+  AckdNode *node = NULL;
+
+  PetscFunctionBeginUser;
+  PetscCall(add_node(m, ACKD_NODE_ADD, a, b, NULL, &node));
+  *out = node->out;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdModelAddConcat(AckdModel m, PetscInt a, PetscInt b, PetscInt *out)
+{
+  AckdNode *node = NULL;
+
+  PetscFunctionBeginUser;
+  PetscCall(add_node(m, ACKD_NODE_CONCAT, a, b, NULL, &node));
+  *out = node->out;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdModelAddSlice(AckdModel m, PetscInt in, PetscInt start, PetscInt count, PetscInt *out)
+{
+  AckdNode *node = NULL;
+
+  PetscFunctionBeginUser;
+  PetscCall(add_node(m, ACKD_NODE_SLICE, in, -1, NULL, &node));
+  node->start = start;
+  node->count = count;
+  *out        = node->out;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdModelAddShuffle(AckdModel m, PetscInt in, PetscInt groups, PetscInt *out)
+{
+  AckdNode *node = NULL;
+
+  PetscFunctionBeginUser;
+  PetscCall(add_node(m, ACKD_NODE_SHUFFLE, in, -1, NULL, &node));
+  node->groups = groups;
+  *out         = node->out;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdModelAddTokens(AckdModel m, PetscInt in, PetscInt *out)
+{
+  AckdNode *node = NULL;
+
+  PetscFunctionBeginUser;
+  PetscCall(add_node(m, ACKD_NODE_TOKENS, in, -1, NULL, &node));
+  *out = node->out;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdModelAddConvBN(AckdModel m, const char *conv, const char *bn, PetscInt in, PetscInt cin,
+                                  PetscInt cout, PetscInt k, PetscInt stride, PetscInt pad, PetscInt groups,
+                                  PetscBool act, AckdActivationKind kind, PetscInt *out)
+{
+  PetscInt s = -1;
+
+  PetscFunctionBeginUser;
+  PetscCall(AckdModelAddConv(m, conv, in, cin, cout, k, stride, pad, groups, PETSC_FALSE, &s));
+  PetscCall(AckdModelAddBatchNorm(m, bn, s, cout, &s));
+  if (act) PetscCall(AckdModelAddActivation(m, kind, s, &s));
+  *out = s;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdModelSetUp(AckdModel m, const AckdModelConfig *config, uint64_t seed)
+{
+  PetscFunctionBeginUser;
+  PetscCheck(!m->setup, m->comm, PETSC_ERR_ORDER, "AckdModelSetUp called twice");
+  PetscCheck(config->in_channels > 0 && config->classes > 0, m->comm, PETSC_ERR_USER_INPUT,
+             "model %s: input bands and classes must be positive", AckdArchNames[config->arch]);
+  PetscCheck(config->width > 0.0, m->comm, PETSC_ERR_USER_INPUT, "model %s: the width multiplier must be positive",
+             AckdArchNames[config->arch]);
+  m->config = *config;
+  m->seed   = seed;
+  switch (config->arch) {
+  case ACKD_ARCH_RESNET18:
+  case ACKD_ARCH_RESNET34:
+    PetscCall(AckdModelBuildResNet(m));
+    break;
+  case ACKD_ARCH_MOBILENETV2:
+    PetscCall(AckdModelBuildMobileNetV2(m));
+    break;
+  case ACKD_ARCH_SHUFFLENETV2:
+    PetscCall(AckdModelBuildShuffleNetV2(m));
+    break;
+  case ACKD_ARCH_SMALLCNN:
+    PetscCall(AckdModelBuildSmallCNN(m));
+    break;
+  case ACKD_ARCH_MLP:
+    PetscCall(AckdModelBuildMLP(m));
+    break;
+  }
+  PetscCall(AckdParamsSetUp(&m->params));
+  PetscCall(AckdParamsInitialize(&m->params, seed));
+  PetscCall(PetscCalloc3(m->nslots, &m->values, m->nslots, &m->grads, m->nslots, &m->grad_written));
+  m->setup = PETSC_TRUE;
+  PetscCall(AckdModelSetTraining(m, PETSC_TRUE));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdModelSetTraining(AckdModel m, PetscBool training)
+{
+  PetscFunctionBeginUser;
+  m->training = training;
+  for (PetscInt i = 0; i < m->nnodes; i++) {
+    if (m->nodes[i].kind == ACKD_NODE_BATCHNORM) ((AckdBatchNorm *)m->nodes[i].layer)->training = training;
+    if (m->nodes[i].kind == ACKD_NODE_DROPOUT) ((AckdDropout *)m->nodes[i].layer)->training = training;
+  }
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdModelSetStep(AckdModel m, PetscInt step, PetscInt sample_offset)
+{
+  PetscFunctionBeginUser;
+  for (PetscInt i = 0; i < m->nnodes; i++)
+    if (m->nodes[i].kind == ACKD_NODE_DROPOUT) {
+      AckdDropout *drop   = m->nodes[i].layer;
+      drop->step          = step;
+      drop->sample_offset = sample_offset;
+    }
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdModelGetParams(AckdModel m, AckdParams **params)
+{
+  PetscFunctionBeginUser;
+  *params = &m->params;
+  PetscFunctionReturn(0);
+}
+
+/* ---------------------------------------------------------------- shapes */
+
+static PetscErrorCode node_output_shape(AckdModel m, const AckdNode *node, AckdTensor *y)
+{
+  const AckdTensor *x = &m->values[node->in[0]];
+
+  PetscFunctionBeginUser;
+  *y = AckdTensorView(NULL, x->n, x->c, x->h, x->w);
+  switch (node->kind) {
+  case ACKD_NODE_CONV:
+    PetscCall(AckdConvOutputShape(node->layer, x, y));
+    break;
+  case ACKD_NODE_POOL:
+    PetscCall(AckdPoolOutputShape(node->layer, x, y));
+    break;
+  case ACKD_NODE_LINEAR:
+    PetscCall(AckdLinearOutputShape(node->layer, x, y));
+    break;
+  case ACKD_NODE_CONCAT:
+    y->c = x->c + m->values[node->in[1]].c;
+    break;
+  case ACKD_NODE_SLICE:
+    PetscCheck(node->start + node->count <= x->c, m->comm, PETSC_ERR_PLIB, "channel slice beyond the input");
+    y->c = node->count;
+    break;
+  case ACKD_NODE_TOKENS:
+    *y = AckdTensorView(NULL, x->n, 1, x->h * x->w, x->c);
+    break;
+  default:
+    break;
+  }
+  y->data = NULL;
+  PetscFunctionReturn(0);
+}
+
+/* Lays every slot out in one arena for this input shape; grows it only when a
+ * larger batch arrives, so steady-state training allocates nothing. */
+static PetscErrorCode plan(AckdModel m, const AckdTensor *x)
+{
+  PetscFunctionBeginUser;
+  if (m->planned[0] == x->n && m->planned[1] == x->c && m->planned[2] == x->h && m->planned[3] == x->w)
+    PetscFunctionReturn(0);
+  PetscCheck(x->c == m->config.in_channels, m->comm, PETSC_ERR_USER_INPUT,
+             "model %s: images have %" PetscInt_FMT " bands, the model was built for %" PetscInt_FMT,
+             AckdArchNames[m->config.arch], x->c, m->config.in_channels);
+  m->values[0]   = *x;
+  PetscInt total = 0, largest = AckdTensorSize(x);
+  for (PetscInt i = 0; i < m->nnodes; i++) {
+    AckdNode *node = &m->nodes[i];
+    PetscCall(node_output_shape(m, node, &m->values[node->out]));
+    PetscInt size = AckdTensorSize(&m->values[node->out]);
+    total += (size + 15) / 16 * 16;
+    largest = PetscMax(largest, size);
+  }
+  if (total > m->arena_capacity) {
+    PetscCall(PetscFree2(m->arena, m->grad_arena));
+    PetscCall(PetscMalloc2(total, &m->arena, total, &m->grad_arena));
+    m->arena_capacity = total;
+  }
+  if (largest > m->scratch_capacity) {
+    PetscCall(PetscFree(m->scratch));
+    PetscCall(PetscMalloc1(largest, &m->scratch));
+    m->scratch_capacity = largest;
+  }
+  PetscInt offset = 0;
+  m->grads[0]     = AckdTensorView(NULL, x->n, x->c, x->h, x->w);
+  for (PetscInt i = 0; i < m->nnodes; i++) {
+    AckdTensor *v             = &m->values[m->nodes[i].out];
+    v->data                   = m->arena + offset;
+    m->grads[m->nodes[i].out] = AckdTensorView(m->grad_arena + offset, v->n, v->c, v->h, v->w);
+    offset += (AckdTensorSize(v) + 15) / 16 * 16;
+  }
+  m->planned[0] = x->n;
+  m->planned[1] = x->c;
+  m->planned[2] = x->h;
+  m->planned[3] = x->w;
+  PetscFunctionReturn(0);
+}
+
+/* ---------------------------------------------------------------- forward */
+
+static void tokens_forward(const AckdTensor *x, AckdTensor *y)
+{
+  PetscInt hw = x->h * x->w;
+  for (PetscInt n = 0; n < x->n; n++)
+    for (PetscInt c = 0; c < x->c; c++)
+      for (PetscInt p = 0; p < hw; p++) y->data[(n * hw + p) * x->c + c] = x->data[(n * x->c + c) * hw + p];
+}
+
+static void tokens_backward(const AckdTensor *dy, AckdTensor *dx)
+{
+  PetscInt hw = dx->h * dx->w;
+  for (PetscInt n = 0; n < dx->n; n++)
+    for (PetscInt c = 0; c < dx->c; c++)
+      for (PetscInt p = 0; p < hw; p++) dx->data[(n * dx->c + c) * hw + p] = dy->data[(n * hw + p) * dx->c + c];
+}
+
+/* Channels [start, start + count) of x, per sample, into y (or back: add). */
+static void copy_channels(const AckdTensor *from, PetscInt from_start, AckdTensor *to, PetscInt to_start,
+                          PetscInt count, PetscBool add)
+{
+  PetscInt hw = from->h * from->w;
+  for (PetscInt n = 0; n < from->n; n++) {
+    const float *src = from->data + (n * from->c + from_start) * hw;
+    float       *dst = to->data + (n * to->c + to_start) * hw;
+    if (add)
+      for (PetscInt i = 0; i < count * hw; i++) dst[i] += src[i];
+    else
+      for (PetscInt i = 0; i < count * hw; i++) dst[i] = src[i];
+  }
+}
+
+PetscErrorCode AckdModelForward(AckdModel m, AckdEngine *engine, const AckdTensor *images, AckdModelOutputs *outputs)
+{
+  PetscFunctionBeginUser;
+  PetscCheck(m->setup, m->comm, PETSC_ERR_ORDER, "AckdModelForward before AckdModelSetUp");
+  PetscCall(plan(m, images));
+  m->values[0] = *images;
+  for (PetscInt i = 0; i < m->nnodes; i++) {
+    AckdNode   *node = &m->nodes[i];
+    AckdTensor *x = &m->values[node->in[0]], *y = &m->values[node->out];
+    switch (node->kind) {
+    case ACKD_NODE_CONV:
+      PetscCall(AckdConvForward(node->layer, engine, x, y));
+      break;
+    case ACKD_NODE_BATCHNORM:
+      PetscCall(AckdBatchNormForward(node->layer, engine, x, y));
+      break;
+    case ACKD_NODE_ACTIVATION:
+      PetscCall(AckdActivationForward(node->activation, x, y));
+      break;
+    case ACKD_NODE_POOL:
+      PetscCall(AckdPoolForward(node->layer, engine, x, y));
+      break;
+    case ACKD_NODE_LINEAR:
+      PetscCall(AckdLinearForward(node->layer, engine, x, y));
+      break;
+    case ACKD_NODE_DROPOUT:
+      PetscCall(AckdDropoutForward(node->layer, x, y));
+      break;
+    case ACKD_NODE_ADD:
+      PetscCall(AckdAddForward(x, &m->values[node->in[1]], y));
+      break;
+    case ACKD_NODE_CONCAT:
+      PetscCall(AckdChannelConcat(x, &m->values[node->in[1]], y));
+      break;
+    case ACKD_NODE_SLICE:
+      copy_channels(x, node->start, y, 0, node->count, PETSC_FALSE);
+      break;
+    case ACKD_NODE_SHUFFLE:
+      PetscCall(AckdChannelShuffle(x, node->groups, y));
+      break;
+    case ACKD_NODE_TOKENS:
+      tokens_forward(x, y);
+      break;
+    }
+  }
+  outputs->tokens    = m->values[m->slot_tokens];
+  outputs->embedding = m->values[m->slot_embedding];
+  outputs->logits    = m->values[m->slot_logits];
+  PetscFunctionReturn(0);
+}
+
+/* ---------------------------------------------------------------- backward */
+
+/* Where a node writes the gradient of its input `slot`: straight into the
+ * slot's gradient if nothing has yet, else into scratch, to be added. */
+static AckdTensor *gradient_target(AckdModel m, PetscInt slot, AckdTensor *scratch)
+{
+  if (slot == 0) return NULL; /* no gradient with respect to the images */
+  if (!m->grad_written[slot]) return &m->grads[slot];
+  const AckdTensor *g = &m->grads[slot];
+  *scratch            = AckdTensorView(m->scratch, g->n, g->c, g->h, g->w);
+  return scratch;
+}
+
+static PetscErrorCode gradient_commit(AckdModel m, PetscInt slot, AckdTensor *target)
+{
+  PetscFunctionBeginUser;
+  if (!target) PetscFunctionReturn(0);
+  if (m->grad_written[slot]) PetscCall(AckdTensorAccumulate(&m->grads[slot], target));
+  m->grad_written[slot] = PETSC_TRUE;
+  PetscFunctionReturn(0);
+}
+
+/* dy into channels [start, start + dy->c) of the gradient of `slot`. */
+static PetscErrorCode deliver_channels(AckdModel m, PetscInt slot, const AckdTensor *dy, PetscInt dy_start,
+                                       PetscInt slot_start, PetscInt count)
+{
+  PetscFunctionBeginUser;
+  if (slot == 0) PetscFunctionReturn(0);
+  AckdTensor *g = &m->grads[slot];
+  if (!m->grad_written[slot] && count < g->c) PetscCall(PetscArrayzero(g->data, AckdTensorSize(g)));
+  copy_channels(dy, dy_start, g, slot_start, count, m->grad_written[slot]);
+  m->grad_written[slot] = PETSC_TRUE;
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode seed_gradient(AckdModel m, PetscInt slot, const AckdTensor *d, const char *what)
+{
+  PetscFunctionBeginUser;
+  if (!d) PetscFunctionReturn(0);
+  PetscCheck(AckdTensorSize(d) == AckdTensorSize(&m->grads[slot]), m->comm, PETSC_ERR_ARG_SIZ,
+             "model %s: gradient of the %s has %" PetscInt_FMT " elements, the %s %" PetscInt_FMT,
+             AckdArchNames[m->config.arch], what, AckdTensorSize(d), what, AckdTensorSize(&m->grads[slot]));
+  PetscCall(PetscArraycpy(m->grads[slot].data, d->data, AckdTensorSize(d)));
+  m->grad_written[slot] = PETSC_TRUE;
+  PetscFunctionReturn(0);
+}
+
+/* The part of the parameter buffer a node's layer owns (weight, then bias:
+ * declared together, so contiguous up to alignment padding); empty if none. */
+static void node_param_range(const AckdNode *node, PetscInt *begin, PetscInt *end)
+{
+  *begin = *end = 0;
+  switch (node->kind) {
+  case ACKD_NODE_CONV: {
+    const AckdConv *c       = node->layer;
+    PetscInt        weights = c->out_channels * (c->in_channels / c->groups) * c->kernel * c->kernel;
+    *begin                  = c->weight;
+    *end                    = c->has_bias ? c->bias + c->out_channels : c->weight + weights;
+  } break;
+  case ACKD_NODE_BATCHNORM: {
+    const AckdBatchNorm *b = node->layer;
+    *begin                 = b->weight;
+    *end                   = b->bias + b->channels;
+  } break;
+  case ACKD_NODE_LINEAR: {
+    const AckdLinear *l = node->layer;
+    *begin              = l->weight;
+    *end                = l->has_bias ? l->bias + l->out_features : l->weight + l->out_features * l->in_features;
+  } break;
+  default:
+    break;
+  }
+}
+
+PetscErrorCode AckdModelSetGradientReady(AckdModel m, AckdGradientReady ready, void *ctx)
+{
+  PetscFunctionBeginUser;
+  m->gradient_ready     = ready;
+  m->gradient_ready_ctx = ctx;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdModelBackward(AckdModel m, AckdEngine *engine, const AckdTensor *d_logits,
+                                 const AckdTensor *d_embedding, const AckdTensor *d_tokens)
+{
+  PetscFunctionBeginUser;
+  PetscCheck(m->planned[0] > 0, m->comm, PETSC_ERR_ORDER, "AckdModelBackward before AckdModelForward");
+  PetscCall(PetscArrayzero(m->grad_written, m->nslots));
+  PetscCall(seed_gradient(m, m->slot_logits, d_logits, "logits"));
+  PetscCall(seed_gradient(m, m->slot_embedding, d_embedding, "embedding"));
+  PetscCall(seed_gradient(m, m->slot_tokens, d_tokens, "tokens"));
+  for (PetscInt i = m->nnodes - 1; i >= 0; i--) {
+    AckdNode   *node = &m->nodes[i];
+    AckdTensor *x = &m->values[node->in[0]], *dy = &m->grads[node->out], scratch;
+    PetscInt    begin, end;
+    node_param_range(node, &begin, &end);
+    if (!m->grad_written[node->out]) {
+      /* the loss does not reach this layer: its gradient is zero, not last step's */
+      if (end > begin) PetscCall(PetscArrayzero(m->params.grads + begin, end - begin));
+      if (end > begin && m->gradient_ready) PetscCall(m->gradient_ready(m->gradient_ready_ctx, begin, end));
+      continue;
+    }
+    AckdTensor *dx = NULL;
+    switch (node->kind) {
+    case ACKD_NODE_CONV:
+      dx = gradient_target(m, node->in[0], &scratch);
+      PetscCall(AckdConvBackward(node->layer, engine, x, dy, dx));
+      break;
+    case ACKD_NODE_BATCHNORM:
+      dx = gradient_target(m, node->in[0], &scratch);
+      PetscCall(AckdBatchNormBackward(node->layer, engine, x, dy, dx));
+      break;
+    case ACKD_NODE_ACTIVATION:
+      dx = gradient_target(m, node->in[0], &scratch);
+      PetscCall(AckdActivationBackward(node->activation, x, dy, dx));
+      break;
+    case ACKD_NODE_POOL:
+      dx = gradient_target(m, node->in[0], &scratch);
+      PetscCall(AckdPoolBackward(node->layer, engine, x, dy, dx));
+      break;
+    case ACKD_NODE_LINEAR:
+      dx = gradient_target(m, node->in[0], &scratch);
+      PetscCall(AckdLinearBackward(node->layer, engine, x, dy, dx));
+      break;
+    case ACKD_NODE_DROPOUT:
+      dx = gradient_target(m, node->in[0], &scratch);
+      PetscCall(AckdDropoutBackward(node->layer, dy, dx));
+      break;
+    case ACKD_NODE_SHUFFLE:
+      dx = gradient_target(m, node->in[0], &scratch);
+      if (dx) PetscCall(AckdChannelShuffle(dy, dy->c / node->groups, dx));
+      break;
+    case ACKD_NODE_TOKENS:
+      dx = gradient_target(m, node->in[0], &scratch);
+      if (dx) {
+        *dx = AckdTensorView(dx->data, x->n, x->c, x->h, x->w);
+        tokens_backward(dy, dx);
+      }
+      break;
+    case ACKD_NODE_ADD:
+      PetscCall(deliver_channels(m, node->in[0], dy, 0, 0, dy->c));
+      PetscCall(deliver_channels(m, node->in[1], dy, 0, 0, dy->c));
+      break;
+    case ACKD_NODE_CONCAT:
+      PetscCall(deliver_channels(m, node->in[0], dy, 0, 0, x->c));
+      PetscCall(deliver_channels(m, node->in[1], dy, x->c, 0, m->values[node->in[1]].c));
+      break;
+    case ACKD_NODE_SLICE:
+      PetscCall(deliver_channels(m, node->in[0], dy, 0, node->start, node->count));
+      break;
+    }
+    if (dx) PetscCall(gradient_commit(m, node->in[0], dx));
+    if (end > begin && m->gradient_ready) PetscCall(m->gradient_ready(m->gradient_ready_ctx, begin, end));
+  }
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdModelDestroy(AckdModel *model)
+{
+  AckdModel m = *model;
+
+  PetscFunctionBeginUser;
+  if (!m) PetscFunctionReturn(0);
+  for (PetscInt i = 0; i < m->nnodes; i++) {
+    AckdNode *node = &m->nodes[i];
+    switch (node->kind) {
+    case ACKD_NODE_CONV:
+      PetscCall(AckdConvDestroy(node->layer));
+      break;
+    case ACKD_NODE_BATCHNORM:
+      PetscCall(AckdBatchNormDestroy(node->layer));
+      break;
+    case ACKD_NODE_POOL:
+      PetscCall(AckdPoolDestroy(node->layer));
+      break;
+    case ACKD_NODE_DROPOUT:
+      PetscCall(AckdDropoutDestroy(node->layer));
+      break;
+    default:
+      break;
+    }
+    PetscCall(PetscFree(node->layer));
+  }
+  PetscCall(PetscFree(m->nodes));
+  PetscCall(PetscFree3(m->values, m->grads, m->grad_written));
+  PetscCall(PetscFree2(m->arena, m->grad_arena));
+  PetscCall(PetscFree(m->scratch));
+  if (m->params.setup) PetscCall(AckdParamsDestroy(&m->params));
+  PetscCall(PetscFree(*model));
+  PetscFunctionReturn(0);
+}

@@ -1,0 +1,82 @@
+/* A model is a list of nodes in execution order, each a layer reading one or
+ * two activation slots and writing one. The architecture files only build the
+ * list (model_resnet.c, ...); model.c runs it forward and backward. */
+#ifndef ACKD_NN_MODEL_PRIVATE_H
+#define ACKD_NN_MODEL_PRIVATE_H
+
+#include <ackd/nn.h>
+
+typedef enum {
+  ACKD_NODE_CONV,
+  ACKD_NODE_BATCHNORM,
+  ACKD_NODE_ACTIVATION,
+  ACKD_NODE_POOL,
+  ACKD_NODE_LINEAR,
+  ACKD_NODE_DROPOUT,
+  ACKD_NODE_ADD,     /* in[0] + in[1] */
+  ACKD_NODE_CONCAT,  /* channels of in[0] then in[1] */
+  ACKD_NODE_SLICE,   /* channels [start, start + count) of in[0] */
+  ACKD_NODE_SHUFFLE, /* channel shuffle with `groups` */
+  ACKD_NODE_TOKENS   /* (B, C, H, W) -> (B, 1, HW, C) */
+} AckdNodeKind;
+
+typedef struct {
+  AckdNodeKind       kind;
+  PetscInt           in[2], out; /* slots; in[1] = -1 for one input */
+  void              *layer;      /* AckdConv, AckdBatchNorm, AckdPool, AckdLinear, AckdDropout */
+  AckdActivationKind activation;
+  PetscInt           start, count, groups;
+} AckdNode;
+
+struct _p_AckdModel {
+  MPI_Comm          comm;
+  AckdModelConfig   config;
+  AckdParams        params;
+  AckdNode         *nodes;
+  PetscInt          nnodes, cap_nodes;
+  PetscInt          nslots; /* slot 0 is the input image batch */
+  PetscInt          slot_tokens, slot_embedding, slot_logits;
+  PetscBool         training, setup;
+  uint64_t          seed;
+  AckdGradientReady gradient_ready;
+  void             *gradient_ready_ctx;
+  /* activations and their gradients, one arena each, sized for `planned` */
+  AckdTensor *values, *grads;
+  PetscBool  *grad_written; /* during backward: the slot's gradient holds a first contribution */
+  float      *arena, *grad_arena, *scratch;
+  PetscInt    arena_capacity, scratch_capacity;
+  PetscInt    planned[4]; /* input shape the slots are laid out for */
+};
+
+/* Builders for the architecture files: each appends a node reading slot `in`
+ * and returns the slot it writes. Channel counts are the builder's business. */
+PetscErrorCode AckdModelAddConv(AckdModel m, const char *name, PetscInt in, PetscInt cin, PetscInt cout, PetscInt k,
+                                PetscInt stride, PetscInt pad, PetscInt groups, PetscBool bias, PetscInt *out);
+PetscErrorCode AckdModelAddBatchNorm(AckdModel m, const char *name, PetscInt in, PetscInt channels, PetscInt *out);
+PetscErrorCode AckdModelAddActivation(AckdModel m, AckdActivationKind kind, PetscInt in, PetscInt *out);
+PetscErrorCode AckdModelAddPool(AckdModel m, const char *name, AckdPoolKind kind, PetscInt in, PetscInt k,
+                                PetscInt stride, PetscInt pad, PetscInt *out);
+PetscErrorCode AckdModelAddLinear(AckdModel m, const char *name, PetscInt in, PetscInt fin, PetscInt fout,
+                                  PetscBool bias, PetscInt *out);
+PetscErrorCode AckdModelAddDropout(AckdModel m, const char *name, PetscInt in, double p, PetscInt *out);
+PetscErrorCode AckdModelAddAdd(AckdModel m, PetscInt a, PetscInt b, PetscInt *out);
+PetscErrorCode AckdModelAddConcat(AckdModel m, PetscInt a, PetscInt b, PetscInt *out);
+PetscErrorCode AckdModelAddSlice(AckdModel m, PetscInt in, PetscInt start, PetscInt count, PetscInt *out);
+PetscErrorCode AckdModelAddShuffle(AckdModel m, PetscInt in, PetscInt groups, PetscInt *out);
+PetscErrorCode AckdModelAddTokens(AckdModel m, PetscInt in, PetscInt *out);
+
+/* conv (no bias) -> batch norm [-> activation], the unit of every CNN here */
+PetscErrorCode AckdModelAddConvBN(AckdModel m, const char *conv, const char *bn, PetscInt in, PetscInt cin,
+                                  PetscInt cout, PetscInt k, PetscInt stride, PetscInt pad, PetscInt groups,
+                                  PetscBool act, AckdActivationKind kind, PetscInt *out);
+
+/* Channel count scaled by the width multiplier, at least 1. */
+PetscInt AckdModelScaled(const AckdModel m, PetscInt channels);
+
+PetscErrorCode AckdModelBuildResNet(AckdModel m);
+PetscErrorCode AckdModelBuildMobileNetV2(AckdModel m);
+PetscErrorCode AckdModelBuildShuffleNetV2(AckdModel m);
+PetscErrorCode AckdModelBuildSmallCNN(AckdModel m);
+PetscErrorCode AckdModelBuildMLP(AckdModel m);
+
+#endif

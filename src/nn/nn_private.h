@@ -1,0 +1,66 @@
+/* Helpers private to src/nn: oneDNN plumbing shared by the layers built on it. */
+#ifndef ACKD_NN_PRIVATE_H
+#define ACKD_NN_PRIVATE_H
+
+#include <ackd/nn.h>
+
+/* A plain NCHW float32 descriptor, the layout of every AckdTensor. */
+PetscErrorCode AckdNNDescNCHW(dnnl_memory_desc_t *md, PetscInt n, PetscInt c, PetscInt h, PetscInt w,
+                              const char *layer);
+/* A 1-D float32 descriptor (per-channel vectors, biases). */
+PetscErrorCode AckdNNDescVector(dnnl_memory_desc_t *md, PetscInt size, const char *layer);
+/* Memory without a buffer: the handle is pointed at the caller's data at every
+ * execution, so a plan holds no copy of any tensor. */
+PetscErrorCode AckdNNMemoryCreate(AckdEngine *engine, const dnnl_memory_desc_t *md, dnnl_memory_t *mem,
+                                  const char *layer);
+/* Memory that owns its buffer (workspaces). */
+PetscErrorCode AckdNNMemoryAllocate(AckdEngine *engine, const dnnl_memory_desc_t *md, dnnl_memory_t *mem,
+                                    const char *layer);
+PetscErrorCode AckdNNMemoryBind(dnnl_memory_t mem, const void *data, const char *layer);
+void           AckdNNMemoryDestroy(dnnl_memory_t *mem);
+/* Creates the primitive for an operation descriptor; *pd is kept when the
+ * caller needs it as a hint for backward primitives, else pass NULL. */
+PetscErrorCode AckdNNPrimitiveCreate(AckdEngine *engine, const void *op_desc, const_dnnl_primitive_desc_t hint,
+                                     dnnl_primitive_t *prim, dnnl_primitive_desc_t *pd, const char *layer,
+                                     const char *what);
+void           AckdNNPrimitiveDestroy(dnnl_primitive_t *prim);
+PetscErrorCode AckdNNExecute(AckdEngine *engine, dnnl_primitive_t prim, int nargs, const dnnl_exec_arg_t *args,
+                             const char *layer, const char *what);
+/* A primitive's argument in the layout the primitive prefers. `user` wraps the
+ * caller's plain NCHW buffer; when the primitive chose another layout
+ * (oneDNN's blocked formats, where its fast kernels live), `inner` owns a
+ * buffer in that layout, allocated once with the plan, and `reorder` converts:
+ * user -> inner before the primitive for inputs, inner -> user after it for
+ * outputs. */
+typedef struct {
+  dnnl_memory_t    user, inner;
+  dnnl_primitive_t reorder;
+  PetscBool        output;
+} AckdNNPort;
+
+/* `what` is the query of the primitive's chosen descriptor, e.g. dnnl_query_src_md. */
+PetscErrorCode AckdNNPortCreate(AckdEngine *engine, const dnnl_memory_desc_t *user_md, const_dnnl_primitive_desc_t pd,
+                                dnnl_query_t what, PetscBool output, AckdNNPort *port, const char *layer);
+/* Binds the caller's buffer and returns the memory to hand to the primitive
+ * (for an input, already converted). */
+PetscErrorCode AckdNNPortBind(AckdEngine *engine, AckdNNPort *port, const void *data, dnnl_memory_t *mem,
+                              const char *layer);
+/* After the primitive ran: converts an output back to the caller's layout. */
+PetscErrorCode AckdNNPortFinish(AckdEngine *engine, AckdNNPort *port, const char *layer);
+void           AckdNNPortDestroy(AckdNNPort *port);
+
+/* The cache slot for a new plan: a free one, else the oldest (round robin). */
+PetscInt AckdNNPlanSlot(PetscInt *nplans, PetscInt *next_evicted);
+
+/* Output extent of a strided window, as PyTorch (floor), and the right
+ * padding oneDNN needs to produce exactly that extent. */
+static inline PetscInt AckdNNOutputExtent(PetscInt in, PetscInt kernel, PetscInt stride, PetscInt pad)
+{
+  return (in + 2 * pad - kernel) / stride + 1;
+}
+static inline PetscInt AckdNNRightPadding(PetscInt in, PetscInt out, PetscInt kernel, PetscInt stride, PetscInt pad)
+{
+  return (out - 1) * stride + kernel - in - pad;
+}
+
+#endif

@@ -1,0 +1,26 @@
+#!/usr/bin/python3
+"""The model tensors test_nn_checkpoint wrote have torchvision's names and
+shapes: /model/<layer>/<tensor> for every state_dict entry of the same ResNet-18
+(10 bands, 7 classes, width 0.25) except num_batches_tracked, and nothing else."""
+import sys
+
+import h5py
+import torch_model_parity as models
+
+net = models.ScaledResNet([2, 2, 2, 2], 10, 7, 0.25, False)
+want = {k: tuple(v.shape) for k, v in net.state_dict().items() if not k.endswith("num_batches_tracked")}
+have = {}
+with h5py.File(sys.argv[1], "r") as f:
+    f["model"].visititems(lambda name, obj: have.__setitem__(name.replace("/", "."), obj.shape)
+                          if isinstance(obj, h5py.Dataset) else None)
+missing, extra = sorted(set(want) - set(have)), sorted(set(have) - set(want))
+wrong = sorted(k for k in set(want) & set(have) if want[k] != have[k])
+for k in missing:
+    print("FAIL: missing", k)
+for k in extra:
+    print("FAIL: not in torchvision's state_dict", k)
+for k in wrong:
+    print(f"FAIL: {k} has shape {have[k]}, torchvision {want[k]}")
+ok = not (missing or extra or wrong)
+print(f"checkpoint names and shapes: {'ok' if ok else 'FAILED'} ({len(have)} tensors)")
+sys.exit(0 if ok else 1)
