@@ -189,6 +189,11 @@ PetscErrorCode AckdH5FileClose(hid_t *file, const char *path);
 PetscErrorCode AckdH5FileCreatePartial(MPI_Comm comm, const char *path, const AckdH5Settings *h5, hid_t *file);
 PetscErrorCode AckdH5FileCommit(MPI_Comm comm, hid_t *file, const char *path);
 
+/* Selects rows [first, first + n) of `dset` (its first dimension counts rows)
+ * and makes the matching memory space. With n = 0 both select nothing: a
+ * rank with no rows still takes part in a collective transfer. */
+PetscErrorCode AckdH5SelectRows(hid_t dset, PetscInt first, PetscInt n, hid_t *fspace, hid_t *mspace);
+
 /* Attributes on any object (file, group or dataset). */
 PetscErrorCode AckdH5AttrWriteString(hid_t obj, const char *name, const char *value);
 PetscErrorCode AckdH5AttrWriteInt(hid_t obj, const char *name, PetscInt value);

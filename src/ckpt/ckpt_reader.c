@@ -217,16 +217,7 @@ PetscErrorCode AckdCkptReaderReadShard(AckdCkptReader r, const char *name, Petsc
              "checkpoint '%s': optimizer state %s has %" PetscInt_FMT " values, the run needs %" PetscInt_FMT, r->path,
              name, have, global);
   AckdCallH5(dset = H5Dopen2(r->file, path, H5P_DEFAULT), "opening %s", path);
-  fspace        = H5Dget_space(dset);
-  hsize_t start = (hsize_t)lo, count = (hsize_t)(hi - lo), one = 1;
-  if (count) {
-    H5Sselect_hyperslab(fspace, H5S_SELECT_SET, &start, NULL, &count, NULL);
-    mspace = H5Screate_simple(1, &count, NULL);
-  } else {
-    H5Sselect_none(fspace);
-    mspace = H5Screate_simple(1, &one, NULL);
-    H5Sselect_none(mspace);
-  }
+  PetscCall(AckdH5SelectRows(dset, lo, hi - lo, &fspace, &mspace));
   AckdCallH5(dxpl = H5Pcreate(H5P_DATASET_XFER), "transfer property list");
   AckdCallH5(H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE), "collective transfer");
   AckdCallH5(H5Dread(dset, H5T_NATIVE_FLOAT, mspace, fspace, dxpl, values), "reading %s from '%s'", path, r->path);

@@ -178,16 +178,7 @@ PetscErrorCode AckdCkptWriterWriteShard(AckdCkptWriter w, const char *name, Pets
              global);
   snprintf(path, sizeof path, "/optim/%s", name);
   PetscCall(create_vector(w->file, path, global, H5T_NATIVE_FLOAT, &dset));
-  fspace        = H5Dget_space(dset);
-  hsize_t start = (hsize_t)lo, count = (hsize_t)(hi - lo), one = 1;
-  if (count) {
-    H5Sselect_hyperslab(fspace, H5S_SELECT_SET, &start, NULL, &count, NULL);
-    mspace = H5Screate_simple(1, &count, NULL);
-  } else {
-    H5Sselect_none(fspace);
-    mspace = H5Screate_simple(1, &one, NULL);
-    H5Sselect_none(mspace);
-  }
+  PetscCall(AckdH5SelectRows(dset, lo, hi - lo, &fspace, &mspace));
   /* Each owner writes its slice, collectively: sharded optimizer state is written by its owners. */
   AckdCallH5(H5Dwrite(dset, H5T_NATIVE_FLOAT, mspace, fspace, w->dxpl, values), "writing %s to '%s'", path, w->path);
   H5Sclose(mspace);

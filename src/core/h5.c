@@ -158,6 +158,30 @@ PetscErrorCode AckdH5FileCommit(MPI_Comm comm, hid_t *file, const char *path)
   PetscFunctionReturn(0);
 }
 
+PetscErrorCode AckdH5SelectRows(hid_t dset, PetscInt first, PetscInt n, hid_t *fspace, hid_t *mspace)
+{
+  hsize_t dims[H5S_MAX_RANK], start[H5S_MAX_RANK] = {0}, one[H5S_MAX_RANK];
+
+  PetscFunctionBeginUser;
+  AckdCallH5(*fspace = H5Dget_space(dset), "dataspace of a dataset");
+  int rank = H5Sget_simple_extent_ndims(*fspace);
+  AckdCallH5(rank, "rank of a dataset");
+  H5Sget_simple_extent_dims(*fspace, dims, NULL);
+  for (int d = 0; d < rank; d++) one[d] = 1;
+  start[0] = (hsize_t)first;
+  dims[0]  = (hsize_t)n;
+  if (n > 0) {
+    AckdCallH5(H5Sselect_hyperslab(*fspace, H5S_SELECT_SET, start, NULL, dims, NULL),
+               "selecting rows %" PetscInt_FMT "..%" PetscInt_FMT, first, first + n);
+    AckdCallH5(*mspace = H5Screate_simple(rank, dims, NULL), "memory space of %" PetscInt_FMT " rows", n);
+  } else {
+    H5Sselect_none(*fspace);
+    AckdCallH5(*mspace = H5Screate_simple(rank, one, NULL), "empty memory space");
+    H5Sselect_none(*mspace);
+  }
+  PetscFunctionReturn(0);
+}
+
 static PetscErrorCode attr_write(hid_t obj, const char *name, hid_t type, const void *value)
 {
   hid_t space, attr;

@@ -172,24 +172,13 @@ static void accumulate_sample(AckdCollectionWriter w, PetscInt index, const floa
   }
 }
 
-static PetscErrorCode write_rows(AckdCollectionWriter w, hid_t dset, hid_t memtype, int rank, PetscInt first,
-                                 PetscInt n, const void *data)
+static PetscErrorCode write_rows(AckdCollectionWriter w, hid_t dset, hid_t memtype, PetscInt first, PetscInt n,
+                                 const void *data)
 {
-  hid_t   fspace, mspace;
-  hsize_t start[4] = {(hsize_t)first, 0, 0, 0}, count[4] = {(hsize_t)n, 0, 0, 0}, one[4] = {1, 1, 1, 1};
+  hid_t fspace, mspace;
 
   PetscFunctionBeginUser;
-  AckdCallH5(fspace = H5Dget_space(dset), "dataspace of /%s", w->name);
-  H5Sget_simple_extent_dims(fspace, count + 0, NULL); /* fills the trailing extents */
-  count[0] = (hsize_t)n;
-  if (n > 0) {
-    H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, NULL, count, NULL);
-    mspace = H5Screate_simple(rank, count, NULL);
-  } else {
-    H5Sselect_none(fspace);
-    mspace = H5Screate_simple(rank, one, NULL);
-    H5Sselect_none(mspace);
-  }
+  PetscCall(AckdH5SelectRows(dset, first, n, &fspace, &mspace));
   AckdCallH5(H5Dwrite(dset, memtype, mspace, fspace, w->dxpl, data),
              "writing samples %" PetscInt_FMT "..%" PetscInt_FMT " of /%s", first, first + n, w->name);
   H5Sclose(mspace);
@@ -218,12 +207,12 @@ PetscErrorCode AckdCollectionWriterWrite(AckdCollectionWriter w, PetscInt first,
     }
     w->next += n;
   }
-  PetscCall(write_rows(w, w->images, H5T_NATIVE_FLOAT, 4, first, n, images));
+  PetscCall(write_rows(w, w->images, H5T_NATIVE_FLOAT, first, n, images));
   if (w->label_columns > 0)
-    PetscCall(write_rows(w, w->labels, H5T_NATIVE_UCHAR, 2, first, n, multilabels));
+    PetscCall(write_rows(w, w->labels, H5T_NATIVE_UCHAR, first, n, multilabels));
   else
-    PetscCall(write_rows(w, w->labels, H5T_NATIVE_INT, 1, first, n, labels));
-  PetscCall(write_rows(w, w->split, H5T_NATIVE_UCHAR, 1, first, n, splits));
+    PetscCall(write_rows(w, w->labels, H5T_NATIVE_INT, first, n, labels));
+  PetscCall(write_rows(w, w->split, H5T_NATIVE_UCHAR, first, n, splits));
   PetscFunctionReturn(0);
 }
 
@@ -286,21 +275,10 @@ PetscErrorCode AckdCollectionWriterFinish(AckdCollectionWriter w)
 
 static PetscErrorCode read_rows(AckdCollectionWriter w, PetscInt first, PetscInt n, float *data)
 {
-  hid_t   fspace, mspace;
-  hsize_t start[4] = {(hsize_t)first, 0, 0, 0}, count[4], one[4] = {1, 1, 1, 1};
+  hid_t fspace, mspace;
 
   PetscFunctionBeginUser;
-  AckdCallH5(fspace = H5Dget_space(w->images), "dataspace of /%s/images", w->name);
-  H5Sget_simple_extent_dims(fspace, count, NULL);
-  count[0] = (hsize_t)n;
-  if (n > 0) {
-    H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, NULL, count, NULL);
-    mspace = H5Screate_simple(4, count, NULL);
-  } else {
-    H5Sselect_none(fspace);
-    mspace = H5Screate_simple(4, one, NULL);
-    H5Sselect_none(mspace);
-  }
+  PetscCall(AckdH5SelectRows(w->images, first, n, &fspace, &mspace));
   AckdCallH5(H5Dread(w->images, H5T_NATIVE_FLOAT, mspace, fspace, w->dxpl, data),
              "reading back samples %" PetscInt_FMT "..%" PetscInt_FMT " of /%s", first, first + n, w->name);
   H5Sclose(mspace);
@@ -341,7 +319,7 @@ PetscErrorCode AckdCollectionWriterStandardize(AckdCollectionWriter w)
         for (PetscInt p = 0; p < hw; p++) x[c * hw + p] = (float)((x[c * hw + p] - mean[c]) * inv_std[c]);
       if (w->splits[first + i - w->lo] == ACKD_SPLIT_TRAIN) accumulate_sample(w, first + i, x);
     }
-    PetscCall(write_rows(w, w->images, H5T_NATIVE_FLOAT, 4, first, n, buf));
+    PetscCall(write_rows(w, w->images, H5T_NATIVE_FLOAT, first, n, buf));
   }
   PetscCall(PetscFree(buf));
   /* Statistics of what is stored now, merged exactly as the first time. */

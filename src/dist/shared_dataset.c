@@ -37,33 +37,21 @@ static PetscErrorCode read_images(MPI_Comm comm, hid_t images, PetscInt lo, Pets
 {
   PetscInt per_round = PetscMax(1, READ_CHUNK_BYTES / (PetscInt)(sizeof(float) * sample));
   PetscInt mine      = (hi - lo + per_round - 1) / per_round, rounds;
-  hid_t    dxpl, fspace;
+  hid_t    dxpl;
 
   PetscFunctionBeginUser;
   PetscCallMPI(MPI_Allreduce(&mine, &rounds, 1, MPIU_INT, MPI_MAX, comm));
   AckdCallH5(dxpl = H5Pcreate(H5P_DATASET_XFER), "transfer property list");
   AckdCallH5(H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE), "collective transfer");
-  AckdCallH5(fspace = H5Dget_space(images), "'%s': images dataspace", path);
-  hsize_t dims[4];
-  H5Sget_simple_extent_dims(fspace, dims, NULL);
   for (PetscInt r = 0; r < rounds; r++) {
     PetscInt first = lo + r * per_round, n = PetscMax(0, PetscMin(per_round, hi - first));
-    hsize_t  start[4] = {(hsize_t)first, 0, 0, 0}, count[4] = {(hsize_t)n, dims[1], dims[2], dims[3]};
-    hsize_t  one[4] = {1, 1, 1, 1};
-    hid_t    mspace;
-    if (n > 0) {
-      H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, NULL, count, NULL);
-      mspace = H5Screate_simple(4, count, NULL);
-    } else {
-      H5Sselect_none(fspace);
-      mspace = H5Screate_simple(4, one, NULL);
-      H5Sselect_none(mspace);
-    }
+    hid_t    fspace, mspace;
+    PetscCall(AckdH5SelectRows(images, first, n, &fspace, &mspace));
     AckdCallH5(H5Dread(images, H5T_NATIVE_FLOAT, mspace, fspace, dxpl, dest + (first - lo) * sample),
                "'%s': reading samples %" PetscInt_FMT "..%" PetscInt_FMT, path, first, first + n);
     H5Sclose(mspace);
+    H5Sclose(fspace);
   }
-  H5Sclose(fspace);
   H5Pclose(dxpl);
   PetscFunctionReturn(0);
 }
