@@ -277,25 +277,42 @@ static PetscErrorCode check_files(AckdCurate c, Source *s, AckdProgress *bar, Pe
   PetscFunctionReturn(0);
 }
 
-/* The most common value of (a, b) over readable files; ties go to the smallest. */
-static void most_common_pair(const Source *s, int field_a, int field_b, PetscInt *a, PetscInt *b)
+static int compare_pairs(const void *x, const void *y)
 {
-  PetscInt best = 0;
+  const long long *p = x, *q = y;
+  return p[0] != q[0] ? (p[0] < q[0] ? -1 : 1) : (p[1] < q[1] ? -1 : (p[1] > q[1]));
+}
+
+/* The most common value of (a, b) over readable files; ties go to the
+ * smallest. Sorted, then counted in runs: collections of millions of files
+ * must not cost a quadratic pass. */
+static PetscErrorCode most_common_pair(const Source *s, int field_a, int field_b, PetscInt *a, PetscInt *b)
+{
+  long long *pairs;
+  PetscInt   m = 0, best = 0;
+
+  PetscFunctionBeginUser;
   *a = *b = 0;
+  PetscCall(PetscMalloc1(2 * (size_t)PetscMax(s->folders.nfiles, 1), &pairs));
   for (PetscInt i = 0; i < s->folders.nfiles; i++) {
-    const long long *ri = s->check + i * CHECK_FIELDS;
-    if (ri[0] != ACKD_RASTER_OK) continue;
-    PetscInt count = 0;
-    for (PetscInt j = 0; j < s->folders.nfiles; j++) {
-      const long long *rj = s->check + j * CHECK_FIELDS;
-      count += rj[0] == ACKD_RASTER_OK && rj[field_a] == ri[field_a] && rj[field_b] == ri[field_b];
-    }
-    if (count > best || (count == best && (ri[field_a] < *a || (ri[field_a] == *a && ri[field_b] < *b)))) {
-      best = count;
-      *a   = (PetscInt)ri[field_a];
-      *b   = (PetscInt)ri[field_b];
-    }
+    const long long *r = s->check + i * CHECK_FIELDS;
+    if (r[0] != ACKD_RASTER_OK) continue;
+    pairs[2 * m]     = r[field_a];
+    pairs[2 * m + 1] = r[field_b];
+    m++;
   }
+  qsort(pairs, (size_t)m, 2 * sizeof(long long), compare_pairs);
+  for (PetscInt i = 0, run = 1; i < m; i++, run++) {
+    if (i + 1 < m && !compare_pairs(pairs + 2 * i, pairs + 2 * (i + 1))) continue;
+    if (run > best) { /* runs come in ascending order, so a tie keeps the smaller pair */
+      best = run;
+      *a   = (PetscInt)pairs[2 * i];
+      *b   = (PetscInt)pairs[2 * i + 1];
+    }
+    run = 0;
+  }
+  PetscCall(PetscFree(pairs));
+  PetscFunctionReturn(0);
 }
 
 static int compare_hash_index(const void *x, const void *y)
@@ -336,13 +353,13 @@ static PetscErrorCode decide(AckdCurate c, Source *s)
 
   PetscFunctionBeginUser;
   PetscInt dummy;
-  most_common_pair(s, 1, 1, &s->bands, &dummy);
+  PetscCall(most_common_pair(s, 1, 1, &s->bands, &dummy));
   if (s->request.resize) {
     s->height = s->width = s->request.height;
   } else if (s->fixed_size > 0) {
     s->height = s->width = s->fixed_size;
   } else
-    most_common_pair(s, 2, 3, &s->height, &s->width);
+    PetscCall(most_common_pair(s, 2, 3, &s->height, &s->width));
   for (PetscInt i = 0; i < n; i++) {
     long long *r = s->check + i * CHECK_FIELDS;
     if (r[0] == ACKD_RASTER_OK && r[1] != s->bands) r[0] = ACKD_RASTER_BAND_COUNT;
