@@ -26,7 +26,7 @@ int main(int argc, char **argv)
   for (PetscInt l = 0; l < layers; l++) {
     PetscInt a = (PetscInt)((long long)params * l / layers), b = (PetscInt)((long long)params * (l + 1) / layers);
     snprintf(names[l], sizeof names[l], "layer%" PetscInt_FMT ".weight", l);
-    entries[l] = (AckdCkptEntry){names[l], model + a, b - a};
+    entries[l] = (AckdCkptEntry){.name = names[l], .data = model + a, .size = b - a};
   }
   AckdCkptWriter w;
   PetscCall(AckdCkptWriterCreate(PETSC_COMM_WORLD, "resnet34-sized", &w));

@@ -31,8 +31,10 @@
  * left over. */
 typedef struct {
   const char *name;
-  float      *data; /* read into; only read from when writing */
-  PetscInt    size; /* floats */
+  float      *data;  /* read into; only read from when writing */
+  PetscInt    size;  /* floats */
+  PetscInt    ndims; /* 0: a plain vector; else its shape, recorded as the attribute "shape" */
+  PetscInt    dims[4];
 } AckdCkptEntry;
 
 typedef struct {
@@ -49,6 +51,12 @@ typedef struct _p_AckdCkptWriter *AckdCkptWriter;
  * (the process kills itself with SIGKILL after writing N entries of the next
  * checkpoint: for testing that a kill mid-write loses nothing). */
 PetscErrorCode AckdCkptWriterCreate(MPI_Comm comm, const char *architecture, AckdCkptWriter *writer);
+/* Options are read as -<prefix>ckpt_dir etc., so each stage of a pipeline
+ * options file has its own; the directory set here is the default. */
+PetscErrorCode AckdCkptWriterSetOptionsPrefix(AckdCkptWriter writer, const char *prefix);
+PetscErrorCode AckdCkptWriterSetDirectory(AckdCkptWriter writer, const char *dir);
+/* What the root attribute `architecture` records, and resume checks. */
+PetscErrorCode AckdCkptWriterSetArchitecture(AckdCkptWriter writer, const char *architecture);
 PetscErrorCode AckdCkptWriterSetFromOptions(AckdCkptWriter writer);
 PetscErrorCode AckdCkptWriterGetDirectory(AckdCkptWriter writer, const char **dir);
 /* Whether the schedule asks for a checkpoint after this step / epoch. */
@@ -58,6 +66,12 @@ PetscErrorCode AckdCkptWriterIsDue(AckdCkptWriter writer, const AckdCkptState *s
 /* One checkpoint, assembled and committed: Begin, Write* in the same order
  * on every rank, Commit. */
 PetscErrorCode AckdCkptWriterBegin(AckdCkptWriter writer, const AckdCkptState *state);
+/* The same at a path of its own (the best model: DIR/best.h5), through
+ * path.part and a rename, outside the keep-K rotation. */
+PetscErrorCode AckdCkptWriterBeginAt(AckdCkptWriter writer, const char *path, const AckdCkptState *state);
+/* The open file between Begin and Commit, for attributes of the caller's
+ * (the model configuration that `ackd eval` rebuilds the network from). */
+PetscErrorCode AckdCkptWriterGetFile(AckdCkptWriter writer, hid_t *file);
 PetscErrorCode AckdCkptWriterWriteModel(AckdCkptWriter writer, const char *group, PetscInt n,
                                         const AckdCkptEntry *entries);
 /* A flat vector of `global` floats of which this rank holds [lo, hi). With
@@ -79,6 +93,7 @@ PetscErrorCode AckdCkptReaderOpenLatest(MPI_Comm comm, const char *dir, const ch
 PetscErrorCode AckdCkptReaderOpen(MPI_Comm comm, const char *path, const char *architecture, AckdCkptReader *reader);
 PetscErrorCode AckdCkptReaderGetPath(AckdCkptReader reader, const char **path);
 PetscErrorCode AckdCkptReaderGetState(AckdCkptReader reader, AckdCkptState *state);
+PetscErrorCode AckdCkptReaderGetFile(AckdCkptReader reader, hid_t *file);
 /* Fills the named ranges; any entry missing, unexpected or of another size
  * is an error listing every mismatch, so a checkpoint of another model or
  * width is refused with the reason. */

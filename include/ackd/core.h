@@ -156,8 +156,11 @@ PetscErrorCode AckdOptionsChoice(PetscOptionItems *PetscOptionsObject, const cha
                                  const char *const *choices, PetscInt nchoices, PetscInt *value, PetscBool *set);
 
 /* Every option given must have been read by the stage: a typo such as
- * -epohcs is an error naming it, raised before any work starts. */
-PetscErrorCode AckdOptionsCheckUnused(MPI_Comm comm, const char *stage);
+ * -epohcs is an error naming it, raised before any work starts. Options
+ * starting with one of `foreign_prefixes` (space-separated, e.g.
+ * "match_ distill_") belong to other stages of the same options file and
+ * are let through. */
+PetscErrorCode AckdOptionsCheckUnused(MPI_Comm comm, const char *stage, const char *foreign_prefixes);
 
 /* All options in force as "-key value" text, for provenance attributes. */
 PetscErrorCode AckdOptionsToString(char **text);
@@ -198,6 +201,8 @@ PetscErrorCode AckdH5SelectRows(hid_t dset, PetscInt first, PetscInt n, hid_t *f
 PetscErrorCode AckdH5AttrWriteString(hid_t obj, const char *name, const char *value);
 PetscErrorCode AckdH5AttrWriteInt(hid_t obj, const char *name, PetscInt value);
 PetscErrorCode AckdH5AttrWriteReal(hid_t obj, const char *name, double value);
+/* A short 1-D integer attribute (n <= 16), e.g. a tensor's shape. */
+PetscErrorCode AckdH5AttrWriteIntArray(hid_t obj, const char *name, PetscInt n, const PetscInt *values);
 PetscErrorCode AckdH5AttrReadString(hid_t obj, const char *name, char *value, size_t len, PetscBool *found);
 PetscErrorCode AckdH5AttrReadInt(hid_t obj, const char *name, PetscInt *value, PetscBool *found);
 PetscErrorCode AckdH5AttrReadReal(hid_t obj, const char *name, double *value, PetscBool *found);

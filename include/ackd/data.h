@@ -176,6 +176,37 @@ PetscErrorCode AckdCurateSetFromOptions(AckdCurate curate);
 PetscErrorCode AckdCurateRun(AckdCurate curate);
 PetscErrorCode AckdCurateDestroy(AckdCurate *curate);
 
+/* ---------------------------------------------------------------- collection info */
+
+/* What a stage needs to know about one collection of a dataset file before
+ * building a model for it: class count and names, and whether it is
+ * multi-label; and the class map between the two collections. */
+typedef struct {
+  PetscInt  count, classes, channels, height, width;
+  PetscBool multilabel;
+  char    **class_names; /* `classes` strings */
+  int      *ms_to_rgb;   /* /class_map (K_ms), -1: no counterpart; NULL if the file has none */
+  PetscInt  nms_classes;
+} AckdCollectionInfo;
+
+/* Collective. */
+PetscErrorCode AckdCollectionInfoRead(MPI_Comm comm, const char *path, const char *collection,
+                                      AckdCollectionInfo *info);
+PetscErrorCode AckdCollectionInfoDestroy(AckdCollectionInfo *info);
+
+/* ---------------------------------------------------------------- augmentation */
+
+/* Scene augmentation: one of the 8 symmetries of the square (flips and 90°
+ * rotations), drawn from (seed, epoch, global sample index) alone, so a
+ * sample is transformed identically whichever rank, batch or rank count
+ * handles it. Images are (C, S, S); non-square images are only flipped.
+ * `out` must not alias `in`. Returns the transform drawn (0 is identity). */
+PetscInt AckdAugmentScene(uint64_t seed, PetscInt epoch, PetscInt index, PetscInt channels, PetscInt height,
+                          PetscInt width, const float *in, float *out);
+/* Applies transform `t` of AckdAugmentScene (0..7): bit 0 flips left-right,
+ * bit 1 flips up-down, bit 2 transposes (applied first). */
+void AckdAugmentApply(PetscInt t, PetscInt channels, PetscInt height, PetscInt width, const float *in, float *out);
+
 /* ---------------------------------------------------------------- reading */
 
 /* Checks that an open file is a complete ackd dataset; errors name the first

@@ -100,6 +100,13 @@ PetscErrorCode AckdCkptReaderGetPath(AckdCkptReader r, const char **path)
   PetscFunctionReturn(0);
 }
 
+PetscErrorCode AckdCkptReaderGetFile(AckdCkptReader r, hid_t *file)
+{
+  PetscFunctionBeginUser;
+  *file = r->file;
+  PetscFunctionReturn(0);
+}
+
 PetscErrorCode AckdCkptReaderGetState(AckdCkptReader r, AckdCkptState *state)
 {
   PetscFunctionBeginUser;
@@ -184,9 +191,10 @@ PetscErrorCode AckdCkptReaderReadModel(AckdCkptReader r, const char *group, Pets
     AckdCallH5(H5Ovisit(g, H5_INDEX_NAME, H5_ITER_NATIVE, find_unexpected, &u), "listing /%s", group);
     H5Gclose(g);
   }
-  PetscCheck(!u.problems, r->comm, PETSC_ERR_FILE_UNEXPECTED,
-             "checkpoint '%s' does not fit the model (%" PetscInt_FMT " mismatch%s): %s%s", r->path, u.problems,
-             u.problems == 1 ? "" : "es", report, u.problems > 8 ? "; ..." : "");
+  PetscCheck(!u.problems, r->comm, PETSC_ERR_USER_INPUT,
+             "checkpoint '%s' does not fit the model (%" PetscInt_FMT " mismatch%s): %s%s; give the model options it "
+             "was written with, or start in another directory",
+             r->path, u.problems, u.problems == 1 ? "" : "es", report, u.problems > 8 ? "; ..." : "");
   /* One reader, then a broadcast: P ranks reading the same bytes would only load the file system. */
   if (rank == 0)
     for (PetscInt i = 0; i < n; i++) {

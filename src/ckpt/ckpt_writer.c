@@ -9,12 +9,13 @@
 
 struct _p_AckdCkptWriter {
   MPI_Comm       comm;
-  char           architecture[128];
+  char           architecture[128], prefix[64];
   char           dir[PETSC_MAX_PATH_LEN];
   char           path[PETSC_MAX_PATH_LEN];
   PetscInt       keep, every_steps, every_epochs, kill_after, written;
   AckdH5Settings h5;
   AckdCkptState  state;
+  PetscBool      named; /* this checkpoint has its own name (BeginAt): no keep-K pruning */
   hid_t          file, dxpl;
 };
 
@@ -34,10 +35,31 @@ PetscErrorCode AckdCkptWriterCreate(MPI_Comm comm, const char *architecture, Ack
   PetscFunctionReturn(0);
 }
 
+PetscErrorCode AckdCkptWriterSetOptionsPrefix(AckdCkptWriter w, const char *prefix)
+{
+  PetscFunctionBeginUser;
+  PetscCall(PetscStrncpy(w->prefix, prefix ? prefix : "", sizeof w->prefix));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdCkptWriterSetArchitecture(AckdCkptWriter w, const char *architecture)
+{
+  PetscFunctionBeginUser;
+  PetscCall(PetscStrncpy(w->architecture, architecture, sizeof w->architecture));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdCkptWriterSetDirectory(AckdCkptWriter w, const char *dir)
+{
+  PetscFunctionBeginUser;
+  PetscCall(PetscStrncpy(w->dir, dir, sizeof w->dir));
+  PetscFunctionReturn(0);
+}
+
 PetscErrorCode AckdCkptWriterSetFromOptions(AckdCkptWriter w)
 {
   PetscFunctionBeginUser;
-  PetscOptionsBegin(w->comm, NULL, "Checkpoints", NULL);
+  PetscOptionsBegin(w->comm, w->prefix[0] ? w->prefix : NULL, "Checkpoints", NULL);
   PetscCall(AckdOptionsString(PetscOptionsObject, "-ckpt_dir", "Directory of the run's checkpoints", w->dir,
                               sizeof w->dir, NULL));
   PetscCall(AckdOptionsInt(PetscOptionsObject, "-ckpt_keep", "How many of the newest checkpoints to keep", &w->keep, 1,
@@ -89,17 +111,12 @@ static PetscErrorCode make_directory(AckdCkptWriter w)
   PetscFunctionReturn(0);
 }
 
-PetscErrorCode AckdCkptWriterBegin(AckdCkptWriter w, const AckdCkptState *s)
+static PetscErrorCode begin_file(AckdCkptWriter w, const AckdCkptState *s)
 {
   char *options;
   hid_t state;
 
   PetscFunctionBeginUser;
-  PetscCheck(w->file < 0, PETSC_COMM_SELF, PETSC_ERR_ARG_WRONGSTATE, "a checkpoint is already being written");
-  PetscCall(make_directory(w));
-  w->state   = *s;
-  w->written = 0;
-  AckdCkptPath(w->dir, s->step, w->path, sizeof w->path);
   PetscCall(AckdH5FileCreatePartial(w->comm, w->path, &w->h5, &w->file));
   AckdCallH5(w->dxpl = H5Pcreate(H5P_DATASET_XFER), "transfer property list");
   AckdCallH5(H5Pset_dxpl_mpio(w->dxpl, H5FD_MPIO_COLLECTIVE), "collective transfer");
@@ -116,6 +133,39 @@ PetscErrorCode AckdCkptWriterBegin(AckdCkptWriter w, const AckdCkptState *s)
   PetscCall(AckdOptionsToString(&options));
   PetscCall(AckdH5AttrWriteString(w->file, "options", options));
   PetscCall(PetscFree(options));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdCkptWriterBegin(AckdCkptWriter w, const AckdCkptState *s)
+{
+  PetscFunctionBeginUser;
+  PetscCheck(w->file < 0, PETSC_COMM_SELF, PETSC_ERR_ARG_WRONGSTATE, "a checkpoint is already being written");
+  PetscCall(make_directory(w));
+  w->state   = *s;
+  w->written = 0;
+  w->named   = PETSC_FALSE;
+  AckdCkptPath(w->dir, s->step, w->path, sizeof w->path);
+  PetscCall(begin_file(w, s));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdCkptWriterBeginAt(AckdCkptWriter w, const char *path, const AckdCkptState *s)
+{
+  PetscFunctionBeginUser;
+  PetscCheck(w->file < 0, PETSC_COMM_SELF, PETSC_ERR_ARG_WRONGSTATE, "a checkpoint is already being written");
+  w->state   = *s;
+  w->written = 0;
+  w->named   = PETSC_TRUE;
+  PetscCall(PetscStrncpy(w->path, path, sizeof w->path));
+  PetscCall(begin_file(w, s));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdCkptWriterGetFile(AckdCkptWriter w, hid_t *file)
+{
+  PetscFunctionBeginUser;
+  PetscCheck(w->file >= 0, PETSC_COMM_SELF, PETSC_ERR_ARG_WRONGSTATE, "no checkpoint is being written");
+  *file = w->file;
   PetscFunctionReturn(0);
 }
 
@@ -153,6 +203,8 @@ PetscErrorCode AckdCkptWriterWriteModel(AckdCkptWriter w, const char *group, Pet
                entries[i].name, entries[i].size);
     AckdCkptEntryPath(group, entries[i].name, path, sizeof path);
     PetscCall(create_vector(w->file, path, entries[i].size, H5T_NATIVE_FLOAT, &dset));
+    /* The flat vector is what the reader checks; the shape is for people and scripts (h5py reshape). */
+    if (entries[i].ndims > 0) PetscCall(AckdH5AttrWriteIntArray(dset, "shape", entries[i].ndims, entries[i].dims));
     /* Replicated values: one writer is enough, the others only take part in the creation. */
     if (rank == 0)
       AckdCallH5(H5Dwrite(dset, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, entries[i].data), "writing %s to '%s'",
@@ -238,7 +290,7 @@ PetscErrorCode AckdCkptWriterCommit(AckdCkptWriter w)
   H5Pclose(w->dxpl);
   PetscCall(AckdH5FileCommit(w->comm, &w->file, w->path));
   w->file = H5I_INVALID_HID;
-  if (rank == 0) PetscCall(prune(w));
+  if (rank == 0 && !w->named) PetscCall(prune(w));
   PetscCallMPI(MPI_Barrier(w->comm));
   PetscFunctionReturn(0);
 }

@@ -39,14 +39,14 @@ static const char *missing_options_file(int argc, char **argv)
   return NULL;
 }
 
-static PetscErrorCode run_stage(const AckdStage *stage, int npositional, char **positional)
+static PetscErrorCode run_stage(const AckdStage *stage, int npositional, char **positional, int *exit_code)
 {
   PetscLogStage log_stage;
 
   PetscFunctionBeginUser;
   PetscCall(PetscLogStageRegister(stage->name, &log_stage));
   PetscCall(PetscLogStagePush(log_stage));
-  PetscCall(stage->run(PETSC_COMM_WORLD, npositional, positional));
+  PetscCall(stage->run(PETSC_COMM_WORLD, npositional, positional, exit_code));
   PetscCall(PetscLogStagePop());
   PetscFunctionReturn(0);
 }
@@ -120,10 +120,12 @@ int main(int argc, char **argv)
   MPI_Comm finish_comm; /* private, so a pending message of a failed stage cannot match */
   MPI_Comm_dup(PETSC_COMM_WORLD, &finish_comm);
 
-  PetscErrorCode status = run_stage(stage, npositional, positional);
+  int            stage_code = 0;
+  PetscErrorCode status     = run_stage(stage, npositional, positional, &stage_code);
 
   PetscPopErrorHandler();
   int code = AckdFinish(finish_comm, stage->name, status, &record, 5.0);
+  if (code == ACKD_EXIT_OK) code = stage_code; /* e.g. 75: stopped by a signal after checkpointing */
   MPI_Comm_free(&finish_comm);
   PetscFinalize();
   free(pargv);

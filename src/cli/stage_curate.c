@@ -2,7 +2,7 @@
 #include "stages.h"
 #include <ackd/data.h>
 
-PetscErrorCode AckdStageCurate(MPI_Comm comm, int npositional, char **positional)
+PetscErrorCode AckdStageCurate(MPI_Comm comm, int npositional, char **positional, int *exit_code)
 {
   AckdCurate curate;
   PetscBool  stop;

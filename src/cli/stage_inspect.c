@@ -6,7 +6,7 @@
 #include <ackd/ot.h>
 #include <string.h>
 
-PetscErrorCode AckdStageInspect(MPI_Comm comm, int npositional, char **positional)
+PetscErrorCode AckdStageInspect(MPI_Comm comm, int npositional, char **positional, int *exit_code)
 {
   AckdH5Settings h5;
   PetscBool      stop;

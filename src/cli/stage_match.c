@@ -157,7 +157,7 @@ static PetscErrorCode balance_classes(MPI_Comm comm, const AckdLog *log, Side *s
   PetscFunctionReturn(0);
 }
 
-PetscErrorCode AckdStageMatch(MPI_Comm comm, int npositional, char **positional)
+PetscErrorCode AckdStageMatch(MPI_Comm comm, int npositional, char **positional, int *exit_code)
 {
   AckdOT           ot;
   AckdH5Settings   h5;

@@ -2,7 +2,7 @@
 #include "stages.h"
 #include <ackd/data.h>
 
-PetscErrorCode AckdStageSynth(MPI_Comm comm, int npositional, char **positional)
+PetscErrorCode AckdStageSynth(MPI_Comm comm, int npositional, char **positional, int *exit_code)
 {
   AckdSynth synth;
   PetscBool stop;

@@ -3,13 +3,17 @@
 #include <string.h>
 
 static const AckdStage STAGES[] = {
-    {"synth", "generate the synthetic asymmetric MS/RGB benchmark (parallel HDF5)", "", 0, AckdStageSynth},
-    {"curate", "build a dataset from image folders (MS GeoTIFF, RGB JPEG/PNG/TIFF) through GDAL", "", 0,
+    {"synth", "generate the synthetic asymmetric MS/RGB benchmark (parallel HDF5)", "", 0, "synth_", AckdStageSynth},
+    {"curate", "build a dataset from image folders (MS GeoTIFF, RGB JPEG/PNG/TIFF) through GDAL", "", 0, "curate_",
      AckdStageCurate},
-    {"inspect", "summarise any ackd HDF5 file: groups, shapes, classes, splits, band statistics", "FILE", 1,
-     AckdStageInspect},
+    {"train", "train the teacher on MS (or the no-KD student on RGB), data parallel, resumable", "", 0,
+     "train_ teacher_ student_", AckdStageTrain},
     {"match", "match teacher to student samples by distributed optimal transport (writes a match file)", "", 0,
-     AckdStageMatch},
+     "match_", AckdStageMatch},
+    {"eval", "evaluate a checkpoint on a split: OA, per-class accuracy, confusion matrix", "", 0, "eval_",
+     AckdStageEval},
+    {"inspect", "summarise any ackd HDF5 file: groups, shapes, classes, splits, band statistics", "FILE", 1, "",
+     AckdStageInspect},
 };
 
 const AckdStage *AckdStageFind(const char *name)
@@ -32,11 +36,39 @@ void AckdStagePrintList(FILE *out)
                "  -traceback           print PETSc's full error stack, not just one line\n");
 }
 
+/* Whether `prefix` (with its trailing '_') is one of the space-separated `list`. */
+static PetscBool in_list(const char *list, const char *prefix, size_t len)
+{
+  for (const char *p = list; *p;) {
+    while (*p == ' ') p++;
+    size_t n = strcspn(p, " ");
+    if (n == len && !strncmp(p, prefix, len)) return PETSC_TRUE;
+    p += n;
+  }
+  return PETSC_FALSE;
+}
+
 PetscErrorCode AckdStageReady(MPI_Comm comm, const char *stage, PetscBool *stop)
 {
+  const AckdStage *self         = AckdStageFind(stage);
+  char             foreign[512] = "";
+
   PetscFunctionBeginUser;
   PetscCall(PetscOptionsHasHelp(NULL, stop));
   if (*stop) PetscFunctionReturn(0);
-  PetscCall(AckdOptionsCheckUnused(comm, stage));
+  /* Prefixes that other stages read and this one does not. A prefix shared by
+   * several stages (teacher_) that this stage reads stays checked here. */
+  for (size_t i = 0; i < sizeof STAGES / sizeof STAGES[0]; i++) {
+    for (const char *p = STAGES[i].prefixes; *p;) {
+      while (*p == ' ') p++;
+      size_t n = strcspn(p, " ");
+      if (n && !(self && in_list(self->prefixes, p, n)) && !in_list(foreign, p, n)) {
+        PetscCall(PetscStrlcat(foreign, " ", sizeof foreign));
+        strncat(foreign, p, PetscMin(n, sizeof foreign - strlen(foreign) - 1));
+      }
+      p += n;
+    }
+  }
+  PetscCall(AckdOptionsCheckUnused(comm, stage, foreign));
   PetscFunctionReturn(0);
 }

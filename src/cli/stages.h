@@ -9,7 +9,9 @@ typedef struct {
   const char *summary;
   const char *arguments;  /* positional arguments for the usage line, "" if none */
   int         positional; /* how many positional arguments the stage needs */
-  PetscErrorCode (*run)(MPI_Comm comm, int npositional, char **positional);
+  const char *prefixes;   /* the option prefixes the stage reads, space-separated */
+  /* *exit_code stays 0 unless the stage ends early on purpose (75: checkpointed, docs/EXIT_CODES.md). */
+  PetscErrorCode (*run)(MPI_Comm comm, int npositional, char **positional, int *exit_code);
 } AckdStage;
 
 const AckdStage *AckdStageFind(const char *name);
@@ -17,12 +19,17 @@ void             AckdStagePrintList(FILE *out);
 
 /* Called by every stage once all its objects have read their options and
  * before any work: with -help it reports that the stage should stop (the
- * options were just listed); otherwise it rejects any option nobody read. */
+ * options were just listed); otherwise it rejects any option nobody read,
+ * except those that belong to other stages. One options file serves a whole
+ * pipeline, so -match_ot_eps is no error in `train`; a misspelt option of
+ * the stage's own prefixes, or one of no stage at all, is. */
 PetscErrorCode AckdStageReady(MPI_Comm comm, const char *stage, PetscBool *stop);
 
-PetscErrorCode AckdStageSynth(MPI_Comm comm, int npositional, char **positional);
-PetscErrorCode AckdStageCurate(MPI_Comm comm, int npositional, char **positional);
-PetscErrorCode AckdStageInspect(MPI_Comm comm, int npositional, char **positional);
-PetscErrorCode AckdStageMatch(MPI_Comm comm, int npositional, char **positional);
+PetscErrorCode AckdStageSynth(MPI_Comm comm, int npositional, char **positional, int *exit_code);
+PetscErrorCode AckdStageCurate(MPI_Comm comm, int npositional, char **positional, int *exit_code);
+PetscErrorCode AckdStageInspect(MPI_Comm comm, int npositional, char **positional, int *exit_code);
+PetscErrorCode AckdStageMatch(MPI_Comm comm, int npositional, char **positional, int *exit_code);
+PetscErrorCode AckdStageTrain(MPI_Comm comm, int npositional, char **positional, int *exit_code);
+PetscErrorCode AckdStageEval(MPI_Comm comm, int npositional, char **positional, int *exit_code);
 
 #endif

@@ -220,6 +220,26 @@ PetscErrorCode AckdH5AttrWriteInt(hid_t obj, const char *name, PetscInt value)
   PetscFunctionReturn(0);
 }
 
+PetscErrorCode AckdH5AttrWriteIntArray(hid_t obj, const char *name, PetscInt n, const PetscInt *values)
+{
+  hid_t     space, attr;
+  hsize_t   dims = (hsize_t)n;
+  long long v[16];
+
+  PetscFunctionBeginUser;
+  PetscCheck(n > 0 && n <= 16, PETSC_COMM_SELF, PETSC_ERR_ARG_OUTOFRANGE,
+             "attribute '%s': %" PetscInt_FMT " values, 1 to 16 supported", name, n);
+  for (PetscInt i = 0; i < n; i++) v[i] = values[i];
+  if (H5Aexists(obj, name) > 0) AckdCallH5(H5Adelete(obj, name), "replacing attribute '%s'", name);
+  AckdCallH5(space = H5Screate_simple(1, &dims, NULL), "attribute '%s'", name);
+  AckdCallH5(attr = H5Acreate2(obj, name, H5T_NATIVE_LLONG, space, H5P_DEFAULT, H5P_DEFAULT), "creating attribute '%s'",
+             name);
+  AckdCallH5(H5Awrite(attr, H5T_NATIVE_LLONG, v), "writing attribute '%s'", name);
+  H5Aclose(attr);
+  H5Sclose(space);
+  PetscFunctionReturn(0);
+}
+
 PetscErrorCode AckdH5AttrWriteReal(hid_t obj, const char *name, double value)
 {
   PetscFunctionBeginUser;

@@ -152,7 +152,19 @@ static PetscBool is_runtime_option(const char *name)
   return PETSC_FALSE;
 }
 
-PetscErrorCode AckdOptionsCheckUnused(MPI_Comm comm, const char *stage)
+/* Whether `name` starts with one of the space-separated prefixes of `list`. */
+static PetscBool has_prefix_in(const char *name, const char *list)
+{
+  for (const char *p = list ? list : ""; *p;) {
+    while (*p == ' ') p++;
+    size_t n = strcspn(p, " ");
+    if (n && !strncmp(name, p, n)) return PETSC_TRUE;
+    p += n;
+  }
+  return PETSC_FALSE;
+}
+
+PetscErrorCode AckdOptionsCheckUnused(MPI_Comm comm, const char *stage, const char *foreign_prefixes)
 {
   PetscInt n;
   char   **names, **values;
@@ -162,7 +174,7 @@ PetscErrorCode AckdOptionsCheckUnused(MPI_Comm comm, const char *stage)
   PetscFunctionBeginUser;
   PetscCall(PetscOptionsLeftGet(NULL, &n, &names, &values));
   for (PetscInt i = 0; i < n; i++) {
-    if (is_runtime_option(names[i])) continue;
+    if (is_runtime_option(names[i]) || has_prefix_in(names[i], foreign_prefixes)) continue;
     if (count++) PetscCall(PetscStrlcat(unknown, ", ", sizeof unknown));
     PetscCall(PetscStrlcat(unknown, "-", sizeof unknown));
     PetscCall(PetscStrlcat(unknown, names[i], sizeof unknown));

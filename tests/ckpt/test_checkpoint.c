@@ -24,7 +24,7 @@ static const PetscInt SIZES[NENTRIES] = {27, 3, 3, 30, 10, 3, 3};
 static void model_entries(float *values, AckdCkptEntry *entries)
 {
   for (PetscInt e = 0, at = 0; e < NENTRIES; at += SIZES[e], e++)
-    entries[e] = (AckdCkptEntry){NAMES[e], values + at, SIZES[e]};
+    entries[e] = (AckdCkptEntry){.name = NAMES[e], .data = values + at, .size = SIZES[e]};
 }
 
 static float model_value(PetscInt i, PetscInt step)
@@ -114,10 +114,10 @@ static PetscErrorCode read_latest(PetscInt expected)
 static PetscErrorCode read_mismatched(void)
 {
   float               model[82];
-  const AckdCkptEntry other[] = {{"conv1.weight", model, 27},
-                                 {"fc.weight", model + 27, 40},
-                                 {"fc.bias", model + 67, 10},
-                                 {"head.weight", model + 77, 5}};
+  const AckdCkptEntry other[] = {{.name = "conv1.weight", .data = model, .size = 27},
+                                 {.name = "fc.weight", .data = model + 27, .size = 40},
+                                 {.name = "fc.bias", .data = model + 67, .size = 10},
+                                 {.name = "head.weight", .data = model + 77, .size = 5}};
   AckdCkptReader      r;
   PetscBool           found;
   char                dir[PETSC_MAX_PATH_LEN] = "checkpoints";

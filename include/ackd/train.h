@@ -1,0 +1,157 @@
+/* ackd train: the data-parallel training loop that `train`, `ssm` and
+ * `distill` share, and the classifier evaluation that `train` and `eval` share.
+ *
+ * An AckdTrainer owns what every training stage needs the same way:
+ *   - the data order: an AckdBatchPlan over the training split, a pure
+ *     function of (seed, epoch), with scene augmentation drawn from
+ *     (seed, epoch, global sample index);
+ *   - the parameter groups (a model, a KD method's heads, ...), each one
+ *     contiguous AckdParams with its optimizer, its gradient buckets
+ *     (MPI_Iallreduce started from backward as layers finish) and its
+ *     checkpoint group;
+ *   - checkpoints and resume (src/ckpt), the stop request (SIGUSR1/SIGTERM:
+ *     finish the step, checkpoint, exit 75), validation every epoch, the
+ *     best model by validation score, metrics to HDF5, progress and logging.
+ * The stage supplies one function: the forward, loss and backward of its
+ * local share of a global batch.
+ *
+ *   AckdTrainerCreate(comm, &t);
+ *   AckdTrainerSetOptionsPrefix(t, "train_");  -train_epochs, -train_lr, -train_ckpt_every_steps, ...
+ *   AckdTrainerSetDataset(t, dataset);
+ *   AckdTrainerAddModel(t, "model", model);     repeat for each parameter group
+ *   AckdTrainerSetStep(t, step, ctx);
+ *   AckdTrainerSetValidation(t, validate, ctx); optional
+ *   AckdTrainerSetFromOptions(t);
+ *   ... AckdStageReady ...
+ *   AckdTrainerRun(t, &stopped);                stopped: exit with ACKD_EXIT_CHECKPOINTED
+ *   AckdTrainerDestroy(&t);
+ */
+#ifndef ACKD_TRAIN_H
+#define ACKD_TRAIN_H
+
+#include <ackd/ckpt.h>
+#include <ackd/data.h>
+#include <ackd/dist.h>
+#include <ackd/nn.h>
+
+#define ACKD_FORMAT_METRICS         "metrics"
+#define ACKD_FORMAT_METRICS_VERSION 1
+
+enum { ACKD_TRAIN_MAX_TERMS = 8, ACKD_TRAIN_MAX_GROUPS = 6 };
+
+/* This rank's share of one global batch, as the step function sees it. */
+typedef struct {
+  PetscInt        epoch, step, batch; /* step: optimizer steps taken before this one */
+  PetscInt        nlocal, nglobal;    /* samples here / in the whole global batch */
+  PetscInt        sample_offset;      /* position of the first local sample in the global batch */
+  const PetscInt *rows;               /* dataset rows of the local samples */
+  const PetscInt *labels;             /* their labels */
+  AckdTensor      images;             /* (nlocal, C, H, W), augmented */
+} AckdTrainBatch;
+
+/* What a step reports, each value this rank's share of a global-batch mean
+ * (a per-sample quantity summed over the local samples and divided by
+ * nglobal), so that the sum over ranks is the global mean. */
+typedef struct {
+  double loss;
+  double correct; /* samples classified right (a count, not divided) */
+  double terms[ACKD_TRAIN_MAX_TERMS];
+} AckdTrainStepResult;
+
+/* Forward, loss and backward of the local share: leaves the gradients of
+ * every group's parameters (normalised by nglobal) in their buffers. */
+typedef PetscErrorCode (*AckdTrainStepFn)(void *ctx, AckdEngine *engine, const AckdTrainBatch *batch,
+                                          AckdTrainStepResult *result);
+/* Collective; the global validation loss and score (higher is better, e.g. OA). */
+typedef PetscErrorCode (*AckdTrainValidateFn)(void *ctx, AckdEngine *engine, PetscInt epoch, double *loss,
+                                              double *score);
+/* Writes the caller's attributes (model configuration) on a checkpoint's root. */
+typedef PetscErrorCode (*AckdTrainDescribeFn)(void *ctx, hid_t file);
+
+typedef struct _p_AckdTrainer *AckdTrainer;
+
+PetscErrorCode AckdTrainerCreate(MPI_Comm comm, AckdTrainer *trainer);
+PetscErrorCode AckdTrainerSetOptionsPrefix(AckdTrainer trainer, const char *prefix);
+/* Defaults the stage may set before SetFromOptions (the user's options win). */
+PetscErrorCode AckdTrainerSetDefaults(AckdTrainer trainer, const char *directory, AckdOptimizerKind optimizer,
+                                      double lr, PetscInt epochs, PetscInt batch);
+PetscErrorCode AckdTrainerSetFromOptions(AckdTrainer trainer);
+/* The collection to train on; its split 0 is the training set. */
+PetscErrorCode AckdTrainerSetDataset(AckdTrainer trainer, AckdSharedDataset dataset);
+/* A model's parameters as a group (checkpoint group `name`): its gradients are
+ * exchanged from backward, layer by layer, through the model's
+ * gradient-ready callback. */
+PetscErrorCode AckdTrainerAddModel(AckdTrainer trainer, const char *name, AckdModel model);
+/* Parameters outside a model (a KD method's heads): exchanged after the step. */
+PetscErrorCode AckdTrainerAddParams(AckdTrainer trainer, const char *name, AckdParams *params);
+PetscErrorCode AckdTrainerSetStep(AckdTrainer trainer, AckdTrainStepFn step, void *ctx);
+PetscErrorCode AckdTrainerSetValidation(AckdTrainer trainer, AckdTrainValidateFn validate, const char *score_name,
+                                        void *ctx);
+PetscErrorCode AckdTrainerSetDescription(AckdTrainer trainer, const char *architecture, const char *stage,
+                                         const char *role, AckdTrainDescribeFn describe, void *ctx);
+/* Called collectively at the start of every epoch (not when a run resumes
+ * inside an epoch: what the hook computed is restored from the checkpoint
+ * through AckdTrainerAddState). DynM's re-matching lives here. */
+typedef PetscErrorCode (*AckdTrainEpochFn)(void *ctx, AckdEngine *engine, PetscInt epoch);
+PetscErrorCode AckdTrainerSetEpochHook(AckdTrainer trainer, AckdTrainEpochFn hook, void *ctx);
+/* A replicated vector of the stage's (e.g. the current matching) that every
+ * checkpoint holds as /optim/state.<name> and a resume reads back. */
+PetscErrorCode AckdTrainerAddState(AckdTrainer trainer, const char *name, float *data, PetscInt n);
+/* Names of the step's extra loss terms (metrics such as loss_kd). */
+PetscErrorCode AckdTrainerSetTermNames(AckdTrainer trainer, PetscInt n, const char *const *names);
+PetscErrorCode AckdTrainerGetEngine(AckdTrainer trainer, AckdEngine **engine);
+PetscErrorCode AckdTrainerGetDirectory(AckdTrainer trainer, const char **directory);
+PetscErrorCode AckdTrainerGetSeed(AckdTrainer trainer, PetscInt *seed);
+/* Collective: resumes from the newest good checkpoint if there is one, trains
+ * to the last epoch (or -PREFIXmax_steps), validating, keeping the best model
+ * and writing metrics. *stopped: a stop was requested and a checkpoint was
+ * written; the stage should exit with ACKD_EXIT_CHECKPOINTED. */
+PetscErrorCode AckdTrainerRun(AckdTrainer trainer, PetscBool *stopped);
+PetscErrorCode AckdTrainerDestroy(AckdTrainer *trainer);
+
+/* ---------------------------------------------------------------- checkpoint <-> model */
+
+/* Every parameter and buffer of `params` as checkpoint entries, with
+ * PyTorch's shapes (free with PetscFree). */
+PetscErrorCode AckdParamsGetCheckpointEntries(AckdParams *params, PetscInt *n, AckdCkptEntry **entries);
+/* The model configuration recorded on a checkpoint's root, and back. */
+PetscErrorCode AckdModelConfigWrite(const AckdModelConfig *config, hid_t file);
+PetscErrorCode AckdModelConfigRead(MPI_Comm comm, hid_t file, const char *path, AckdModelConfig *config);
+
+/* ---------------------------------------------------------------- evaluation */
+
+/* Runs `model` in evaluation mode over `rows` (global dataset rows, this
+ * rank's share) in batches, calling `visit` with each batch's outputs. */
+typedef PetscErrorCode (*AckdPredictVisit)(void *ctx, PetscInt first, PetscInt n, const AckdModelOutputs *outputs);
+PetscErrorCode AckdModelPredict(AckdModel model, AckdEngine *engine, AckdSharedDataset dataset, PetscInt nrows,
+                                const PetscInt *rows, PetscInt batch, AckdPredictVisit visit, void *ctx);
+
+/* Collective: the split's rows (0 train, 1 val, 2 test) shared out over the
+ * ranks in contiguous blocks. *nglobal counts the whole split. */
+PetscErrorCode AckdSplitRows(MPI_Comm comm, AckdSharedDataset dataset, PetscInt split, PetscInt *nglobal,
+                             PetscInt *nlocal, PetscInt **rows, PetscInt *first);
+
+/* Collective: mean cross-entropy, overall accuracy and (if not NULL) the
+ * K x K confusion matrix (rows true class, columns prediction) and every
+ * prediction of this rank's rows. */
+typedef struct {
+  PetscInt  count;
+  double    loss, oa;
+  PetscInt *confusion; /* K x K, on every rank */
+} AckdClassifierScore;
+PetscErrorCode AckdClassifierEvaluate(MPI_Comm comm, AckdModel model, AckdEngine *engine, AckdSharedDataset dataset,
+                                      PetscInt split, PetscInt batch, PetscInt classes, AckdClassifierScore *score,
+                                      PetscInt *predictions);
+
+/* ---------------------------------------------------------------- gallery */
+
+#define ACKD_FORMAT_GALLERY         "gallery"
+#define ACKD_FORMAT_GALLERY_VERSION 1
+
+/* Collective: the frozen model's logits and pooled embeddings on every
+ * training sample (split 0) of `dataset`, in dataset order, written as the
+ * gallery file of docs/FORMATS.md (through path.part, renamed). */
+PetscErrorCode AckdGalleryWrite(MPI_Comm comm, AckdModel model, AckdEngine *engine, AckdSharedDataset dataset,
+                                const AckdCollectionInfo *info, const char *path, const char *source);
+
+#endif

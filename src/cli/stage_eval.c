@@ -1,0 +1,202 @@
+/* `ackd eval`: a checkpoint's accuracy on one split of a dataset. The
+ * network is rebuilt from what the checkpoint records (architecture, width,
+ * bands, classes, modality), so the command needs no model options. Writes
+ * the eval file of docs/FORMATS.md and prints OA and per-class accuracy. */
+#include "stages.h"
+#include <ackd/train.h>
+#include <libgen.h>
+#include <math.h>
+#include <string.h>
+
+static const char *const SPLITS[] = {"train", "val", "test"};
+
+static PetscErrorCode write_eval(MPI_Comm comm, const char *path, const char *checkpoint, const char *data,
+                                 const char *modality, PetscInt split, const char *architecture,
+                                 const AckdCollectionInfo *info, const AckdClassifierScore *score, double mean_class,
+                                 const double *per_class, const long long *per_class_count, PetscInt nlocal,
+                                 PetscInt first, const PetscInt *rows, const PetscInt *predictions)
+{
+  AckdH5Settings h5 = {0};
+  hid_t          file, dxpl;
+  const PetscInt K = info->classes;
+  long long     *confusion, *index;
+  int           *prediction;
+
+  PetscFunctionBeginUser;
+  PetscCall(AckdH5SettingsSetFromOptions(&h5));
+  PetscCall(PetscMalloc3(K * K, &confusion, PetscMax(nlocal, 1), &index, PetscMax(nlocal, 1), &prediction));
+  for (PetscInt i = 0; i < K * K; i++) confusion[i] = score->confusion[i];
+  for (PetscInt i = 0; i < nlocal; i++) {
+    index[i]      = rows[i];
+    prediction[i] = (int)predictions[i];
+  }
+  PetscCall(AckdH5FileCreatePartial(comm, path, &h5, &file));
+  PetscCall(AckdH5AttrWriteString(file, "ackd_format", "eval"));
+  PetscCall(AckdH5AttrWriteInt(file, "ackd_format_version", 1));
+  PetscCall(AckdH5AttrWriteString(file, "ackd_version", ACKD_VERSION_STRING));
+  PetscCall(AckdH5AttrWriteString(file, "checkpoint", checkpoint));
+  PetscCall(AckdH5AttrWriteString(file, "data", data));
+  PetscCall(AckdH5AttrWriteString(file, "modality", modality));
+  PetscCall(AckdH5AttrWriteString(file, "split", SPLITS[split]));
+  PetscCall(AckdH5AttrWriteString(file, "architecture", architecture));
+  PetscCall(AckdH5AttrWriteInt(file, "count", score->count));
+  PetscCall(AckdH5AttrWriteInt(file, "multilabel", 0));
+  PetscCall(AckdH5AttrWriteReal(file, "oa", score->oa));
+  PetscCall(AckdH5AttrWriteReal(file, "mean_class_accuracy", mean_class));
+  hsize_t kk[2] = {(hsize_t)K, (hsize_t)K}, k1 = (hsize_t)K;
+  PetscCall(AckdH5WriteSmall(comm, file, "confusion", H5T_NATIVE_LLONG, 2, kk, confusion));
+  PetscCall(AckdH5WriteSmall(comm, file, "per_class_accuracy", H5T_NATIVE_DOUBLE, 1, &k1, per_class));
+  PetscCall(AckdH5WriteSmall(comm, file, "per_class_count", H5T_NATIVE_LLONG, 1, &k1, per_class_count));
+  PetscCall(AckdH5WriteStrings(comm, file, "classes", K, (const char *const *)info->class_names));
+  /* Per-sample predictions: each rank writes its contiguous block of the split. */
+  AckdCallH5(dxpl = H5Pcreate(H5P_DATASET_XFER), "transfer property list");
+  AckdCallH5(H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE), "collective transfer");
+  const char *const names[] = {"prediction", "index"};
+  const hid_t       types[] = {H5T_NATIVE_INT, H5T_NATIVE_LLONG};
+  const void       *bufs[]  = {prediction, index};
+  for (int d = 0; d < 2 && score->count > 0; d++) {
+    hsize_t n = (hsize_t)score->count;
+    hid_t   space, dset, fspace, mspace;
+    AckdCallH5(space = H5Screate_simple(1, &n, NULL), "dataspace of %s", names[d]);
+    AckdCallH5(dset = H5Dcreate2(file, names[d], types[d], space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+               "'%s': creating %s", path, names[d]);
+    PetscCall(AckdH5SelectRows(dset, first, nlocal, &fspace, &mspace));
+    AckdCallH5(H5Dwrite(dset, types[d], mspace, fspace, dxpl, bufs[d]), "'%s': writing %s", path, names[d]);
+    H5Sclose(mspace);
+    H5Sclose(fspace);
+    H5Dclose(dset);
+    H5Sclose(space);
+  }
+  H5Pclose(dxpl);
+  PetscCall(AckdH5FileCommit(comm, &file, path));
+  PetscCall(PetscFree3(confusion, index, prediction));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdStageEval(MPI_Comm comm, int npositional, char **positional, int *exit_code)
+{
+  char              checkpoint[PETSC_MAX_PATH_LEN] = "", data[PETSC_MAX_PATH_LEN] = "", output[PETSC_MAX_PATH_LEN] = "";
+  char              modality[16] = "", architecture[64] = "";
+  PetscInt          split = 2, batch = 256, threads = 0;
+  PetscBool         stop, found;
+  AckdCkptReader    reader;
+  AckdModelConfig   config = {0};
+  AckdModel         model;
+  AckdEngine        engine;
+  AckdSharedDataset dataset;
+  AckdCollectionInfo info;
+  AckdH5Settings     h5 = {0};
+  AckdLog            log;
+  hid_t              file;
+
+  PetscFunctionBeginUser;
+  (void)npositional;
+  (void)positional;
+  (void)exit_code;
+  PetscCall(AckdLogSetUp(&log, comm));
+  PetscOptionsBegin(comm, NULL, "ackd eval: a checkpoint's accuracy on a split", NULL);
+  PetscCall(AckdOptionsString(PetscOptionsObject, "-eval_checkpoint",
+                              "Checkpoint to evaluate (e.g. out/teacher/best.h5)", checkpoint, sizeof checkpoint,
+                              NULL));
+  PetscCall(AckdOptionsString(PetscOptionsObject, "-eval_data",
+                              "Dataset file (default: the one the checkpoint was trained on)", data, sizeof data,
+                              NULL));
+  PetscCall(AckdOptionsChoice(PetscOptionsObject, "-eval_split", "Split to evaluate: train, val, test", SPLITS, 3,
+                              &split, NULL));
+  PetscCall(AckdOptionsString(PetscOptionsObject, "-eval_output",
+                              "Eval file to write (default: eval_<split>.h5 beside the checkpoint)", output,
+                              sizeof output, NULL));
+  PetscCall(AckdOptionsInt(PetscOptionsObject, "-eval_batch", "Batch size", &batch, 1, 1 << 20, NULL));
+  PetscCall(AckdOptionsInt(PetscOptionsObject, "-eval_threads", "Threads per rank (0: OMP_NUM_THREADS)", &threads, 0,
+                           1024, NULL));
+  PetscOptionsEnd();
+  PetscCall(AckdH5SettingsSetFromOptions(&h5));
+  PetscCall(AckdStageReady(comm, "eval", &stop));
+  if (stop) PetscFunctionReturn(0);
+  PetscCheck(checkpoint[0], comm, PETSC_ERR_USER_INPUT,
+             "option -eval_checkpoint is required: a checkpoint written by ackd train or ackd distill");
+
+  PetscCall(AckdCkptReaderOpen(comm, checkpoint, NULL, &reader));
+  PetscCall(AckdCkptReaderGetFile(reader, &file));
+  PetscCall(AckdModelConfigRead(comm, file, checkpoint, &config));
+  PetscCall(AckdH5AttrReadString(file, "modality", modality, sizeof modality, &found));
+  PetscCheck(found, comm, PETSC_ERR_FILE_UNEXPECTED, "'%s' does not record its modality (ms or rgb)", checkpoint);
+  PetscCall(AckdH5AttrReadString(file, "architecture", architecture, sizeof architecture, &found));
+  if (!data[0]) {
+    PetscCall(AckdH5AttrReadString(file, "data", data, sizeof data, &found));
+    PetscCheck(found && data[0], comm, PETSC_ERR_USER_INPUT, "'%s' does not record its dataset; give -eval_data",
+               checkpoint);
+  }
+  PetscCall(AckdCollectionInfoRead(comm, data, modality, &info));
+  PetscCheck(info.channels == config.in_channels && info.classes == config.classes, comm, PETSC_ERR_USER_INPUT,
+             "checkpoint '%s' takes %" PetscInt_FMT " bands and %" PetscInt_FMT
+             " classes, but /%s in '%s' has %" PetscInt_FMT " and %" PetscInt_FMT
+             "; evaluate it on the dataset it was trained for",
+             checkpoint, config.in_channels, config.classes, modality, data, info.channels, info.classes);
+  PetscCall(AckdModelCreate(comm, &model));
+  PetscCall(AckdModelSetUp(model, &config, 0));
+  {
+    AckdParams    *params;
+    AckdCkptEntry *entries;
+    PetscInt       n;
+    PetscCall(AckdModelGetParams(model, &params));
+    PetscCall(AckdParamsGetCheckpointEntries(params, &n, &entries));
+    PetscCall(AckdCkptReaderReadModel(reader, "model", n, entries));
+    PetscCall(PetscFree(entries));
+  }
+  PetscCall(AckdCkptReaderDestroy(&reader));
+  if (!output[0]) {
+    char dir[PETSC_MAX_PATH_LEN];
+    PetscCall(PetscStrncpy(dir, checkpoint, sizeof dir));
+    snprintf(output, sizeof output, "%s/eval_%s.h5", dirname(dir), SPLITS[split]);
+  }
+
+  PetscCall(AckdEngineCreate(threads, &engine));
+  PetscCall(AckdSharedDatasetLoad(comm, data, modality, &h5, &dataset));
+  const PetscInt      K     = config.classes;
+  AckdClassifierScore score = {0};
+  PetscInt            nglobal, nlocal, first, *rows, *predictions;
+  PetscCall(PetscMalloc1(K * K, &score.confusion));
+  PetscCall(AckdSplitRows(comm, dataset, split, &nglobal, &nlocal, &rows, &first));
+  PetscCheck(nglobal > 0, comm, PETSC_ERR_USER_INPUT,
+             "the %s split of /%s in '%s' is empty; choose another -eval_split", SPLITS[split], modality, data);
+  PetscCall(PetscMalloc1(PetscMax(nlocal, 1), &predictions));
+  PetscCall(AckdClassifierEvaluate(comm, model, &engine, dataset, split, batch, K, &score, predictions));
+
+  double    *per_class, mean_class = 0;
+  long long *per_class_count;
+  PetscInt   present = 0;
+  PetscCall(PetscMalloc2(K, &per_class, K, &per_class_count));
+  for (PetscInt k = 0; k < K; k++) {
+    long long total = 0;
+    for (PetscInt j = 0; j < K; j++) total += score.confusion[k * K + j];
+    per_class_count[k] = total;
+    per_class[k]       = total ? (double)score.confusion[k * K + k] / (double)total : NAN;
+    if (total) {
+      mean_class += per_class[k];
+      present++;
+    }
+  }
+  mean_class = present ? mean_class / present : NAN;
+  PetscCall(write_eval(comm, output, checkpoint, data, modality, split, architecture, &info, &score, mean_class,
+                       per_class, per_class_count, nlocal, first, rows, predictions));
+
+  char line[256];
+  snprintf(line, sizeof line, "%s on the %s split of /%s (%d samples): OA %.4f, mean class accuracy %.4f", checkpoint,
+           SPLITS[split], modality, (int)score.count, score.oa, mean_class);
+  PetscCall(AckdLogInfo(&log, "%s\n", line));
+  for (PetscInt k = 0; k < K; k++) {
+    snprintf(line, sizeof line, "  %-24s %6.4f  (%lld samples)", info.class_names[k], per_class[k], per_class_count[k]);
+    PetscCall(AckdLogInfo(&log, "%s\n", line));
+  }
+  PetscCall(AckdLogInfo(&log, "wrote %s\n", output));
+  PetscCall(PetscFree2(per_class, per_class_count));
+  PetscCall(PetscFree(predictions));
+  PetscCall(PetscFree(rows));
+  PetscCall(PetscFree(score.confusion));
+  PetscCall(AckdSharedDatasetDestroy(&dataset));
+  PetscCall(AckdEngineDestroy(&engine));
+  PetscCall(AckdModelDestroy(&model));
+  PetscCall(AckdCollectionInfoDestroy(&info));
+  PetscFunctionReturn(0);
+}

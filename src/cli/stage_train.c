@@ -1,0 +1,192 @@
+/* `ackd train`: supervised training of one network on one modality, data
+ * parallel: the teacher on /ms (role teacher) or the no-KD student baseline
+ * on /rgb (role student). The model options come under the role's prefix
+ * (-teacher_arch, -student_arch, ...), the loop's under -train_. A teacher
+ * run ends by writing its gallery (the best model's outputs on every
+ * teacher sample) for `distill`. */
+#include "stages.h"
+#include <ackd/train.h>
+#include <math.h>
+
+static const char *const ROLES[] = {"teacher", "student"};
+
+typedef struct {
+  MPI_Comm           comm;
+  AckdModel          model;
+  AckdModelConfig    config;
+  AckdSharedDataset  dataset;
+  AckdCollectionInfo info;
+  double             smoothing;
+  PetscInt           eval_batch;
+  AckdTensor         d_logits;
+  const char        *modality, *role;
+  char               data[PETSC_MAX_PATH_LEN];
+} TrainContext;
+
+static PetscErrorCode supervised_step(void *ctx, AckdEngine *engine, const AckdTrainBatch *b, AckdTrainStepResult *r)
+{
+  TrainContext    *c = (TrainContext *)ctx;
+  AckdModelOutputs out;
+  double           loss;
+  const PetscInt   K = c->config.classes;
+
+  PetscFunctionBeginUser;
+  if (b->nlocal == 0) { /* no share of the last, uneven batch: contribute zero gradients */
+    AckdParams *params;
+    PetscCall(AckdModelGetParams(c->model, &params));
+    PetscCall(AckdParamsZeroGrad(params));
+    PetscFunctionReturn(0);
+  }
+  PetscCall(AckdModelForward(c->model, engine, &b->images, &out));
+  if (AckdTensorSize(&c->d_logits) < b->nlocal * K) {
+    PetscCall(AckdTensorFree(&c->d_logits));
+    PetscCall(AckdTensorAllocate(&c->d_logits, b->nlocal, K, 1, 1));
+  }
+  AckdTensor d_logits = AckdTensorView(c->d_logits.data, b->nlocal, K, 1, 1);
+  PetscCall(AckdCrossEntropy(&out.logits, b->labels, c->smoothing, &loss, &d_logits));
+  /* The loss above is the local mean; the trainer wants this rank's share of the global mean. */
+  const double share = (double)b->nlocal / (double)b->nglobal;
+  for (PetscInt i = 0; i < b->nlocal * K; i++) d_logits.data[i] *= (float)share;
+  r->loss = loss * share;
+  for (PetscInt i = 0; i < b->nlocal; i++) {
+    const float *z    = out.logits.data + i * K;
+    PetscInt     best = 0;
+    for (PetscInt k = 1; k < K; k++)
+      if (z[k] > z[best]) best = k;
+    r->correct += best == b->labels[i];
+  }
+  PetscCall(AckdModelBackward(c->model, engine, &d_logits, NULL, NULL));
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode validate(void *ctx, AckdEngine *engine, PetscInt epoch, double *loss, double *score)
+{
+  TrainContext       *c = (TrainContext *)ctx;
+  AckdClassifierScore s = {0};
+
+  PetscFunctionBeginUser;
+  (void)epoch;
+  PetscCall(
+      AckdClassifierEvaluate(c->comm, c->model, engine, c->dataset, 1, c->eval_batch, c->config.classes, &s, NULL));
+  *loss  = s.loss;
+  *score = s.oa;
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode describe(void *ctx, hid_t file)
+{
+  TrainContext *c = (TrainContext *)ctx;
+
+  PetscFunctionBeginUser;
+  PetscCall(AckdModelConfigWrite(&c->config, file));
+  PetscCall(AckdH5AttrWriteString(file, "modality", c->modality));
+  PetscCall(AckdH5AttrWriteString(file, "data", c->data));
+  PetscFunctionReturn(0);
+}
+
+/* The best model (or the last, without a validation split) back into memory. */
+static PetscErrorCode load_best(TrainContext *c, const char *dir, char *path, size_t len)
+{
+  AckdCkptReader r;
+  AckdParams    *params;
+  AckdCkptEntry *entries;
+  PetscInt       n;
+
+  PetscFunctionBeginUser;
+  snprintf(path, len, "%s/best.h5", dir);
+  PetscCall(AckdCkptReaderOpen(c->comm, path, AckdArchNames[c->config.arch], &r));
+  PetscCall(AckdModelGetParams(c->model, &params));
+  PetscCall(AckdParamsGetCheckpointEntries(params, &n, &entries));
+  PetscCall(AckdCkptReaderReadModel(r, "model", n, entries));
+  PetscCall(PetscFree(entries));
+  PetscCall(AckdCkptReaderDestroy(&r));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdStageTrain(MPI_Comm comm, int npositional, char **positional, int *exit_code)
+{
+  TrainContext   c    = {.comm = comm, .eval_batch = 256};
+  AckdTrainer    t    = NULL;
+  PetscInt       role = 0, seed;
+  PetscBool      stop, stopped, gallery = PETSC_TRUE, have_data;
+  AckdH5Settings h5 = {0};
+  char           prefix[32], dir[PETSC_MAX_PATH_LEN];
+
+  PetscFunctionBeginUser;
+  (void)npositional;
+  (void)positional;
+  PetscOptionsBegin(comm, NULL, "ackd train: supervised training of the teacher (MS) or the no-KD student (RGB)", NULL);
+  PetscCall(AckdOptionsString(PetscOptionsObject, "-train_data", "Dataset file (ackd synth or ackd curate)", c.data,
+                              sizeof c.data, &have_data));
+  PetscCall(AckdOptionsChoice(PetscOptionsObject, "-train_role",
+                              "teacher: on /ms, model options -teacher_*; student: the no-KD baseline on /rgb, "
+                              "-student_*",
+                              ROLES, 2, &role, NULL));
+  PetscCall(AckdOptionsReal(PetscOptionsObject, "-train_label_smoothing", "Cross-entropy label smoothing", &c.smoothing,
+                            0.0, 1.0, NULL));
+  PetscCall(AckdOptionsBool(PetscOptionsObject, "-train_gallery",
+                            "Teacher: write DIR/gallery.h5 (logits and embeddings of every MS training sample)",
+                            &gallery, NULL));
+  PetscCall(AckdOptionsInt(PetscOptionsObject, "-train_eval_batch", "Batch size of validation and gallery passes",
+                           &c.eval_batch, 1, 1 << 20, NULL));
+  PetscOptionsEnd();
+  c.role     = ROLES[role];
+  c.modality = role == 0 ? "ms" : "rgb";
+  snprintf(prefix, sizeof prefix, "%s_", c.role);
+  snprintf(dir, sizeof dir, "out/%s", c.role);
+
+  c.config = (AckdModelConfig){.arch = role == 0 ? ACKD_ARCH_RESNET34 : ACKD_ARCH_RESNET18, .width = 1.0};
+  PetscCall(AckdModelConfigSetFromOptions(comm, prefix, &c.config));
+  PetscCall(AckdTrainerCreate(comm, &t));
+  PetscCall(AckdTrainerSetOptionsPrefix(t, "train_"));
+  PetscCall(AckdTrainerSetDefaults(t, dir, ACKD_OPT_ADAM, 1e-3, 20, 64));
+  PetscCall(AckdTrainerSetFromOptions(t));
+  PetscCall(AckdH5SettingsSetFromOptions(&h5));
+  PetscCall(AckdStageReady(comm, "train", &stop));
+  if (stop) {
+    PetscCall(AckdTrainerDestroy(&t));
+    PetscFunctionReturn(0);
+  }
+  PetscCheck(have_data && c.data[0], comm, PETSC_ERR_USER_INPUT,
+             "option -train_data is required: the dataset file written by ackd synth or ackd curate");
+
+  PetscCall(AckdCollectionInfoRead(comm, c.data, c.modality, &c.info));
+  PetscCheck(!c.info.multilabel, comm, PETSC_ERR_SUP,
+             "/%s in '%s' is multi-label; ackd train takes single-label collections in this version", c.modality,
+             c.data);
+  c.config.in_channels = c.info.channels;
+  c.config.classes     = c.info.classes;
+  c.config.image_size  = c.info.height;
+  PetscCall(AckdTrainerGetSeed(t, &seed));
+  PetscCall(AckdModelCreate(comm, &c.model));
+  PetscCall(AckdModelSetUp(c.model, &c.config, (uint64_t)seed));
+  PetscCall(AckdSharedDatasetLoad(comm, c.data, c.modality, &h5, &c.dataset));
+
+  PetscCall(AckdTrainerSetDataset(t, c.dataset));
+  PetscCall(AckdTrainerAddModel(t, "model", c.model));
+  PetscCall(AckdTrainerSetStep(t, supervised_step, &c));
+  PetscCall(AckdTrainerSetValidation(t, validate, "val_oa", &c));
+  PetscCall(AckdTrainerSetDescription(t, AckdArchNames[c.config.arch], "train", c.role, describe, &c));
+  PetscCall(AckdTrainerRun(t, &stopped));
+  if (stopped) {
+    *exit_code = ACKD_EXIT_CHECKPOINTED;
+  } else if (role == 0 && gallery) {
+    AckdEngine *engine;
+    const char *out;
+    char        best[PETSC_MAX_PATH_LEN + 16], path[PETSC_MAX_PATH_LEN + 16];
+    PetscCall(AckdTrainerGetDirectory(t, &out));
+    PetscCall(AckdTrainerGetEngine(t, &engine));
+    PetscCall(load_best(&c, out, best, sizeof best));
+    snprintf(path, sizeof path, "%s/gallery.h5", out);
+    PetscCall(AckdGalleryWrite(comm, c.model, engine, c.dataset, &c.info, path, best));
+    AckdLog log;
+    PetscCall(AckdLogSetUp(&log, comm));
+    PetscCall(AckdLogInfo(&log, "teacher gallery: %s\n", path));
+  }
+  PetscCall(AckdTrainerDestroy(&t));
+  PetscCall(AckdTensorFree(&c.d_logits));
+  PetscCall(AckdSharedDatasetDestroy(&c.dataset));
+  PetscCall(AckdModelDestroy(&c.model));
+  PetscCall(AckdCollectionInfoDestroy(&c.info));
+  PetscFunctionReturn(0);
+}

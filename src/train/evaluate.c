@@ -1,0 +1,165 @@
+/* Running a trained model over a split: the validation of `train`, the
+ * numbers of `eval`, the teacher gallery. Rows are shared out in contiguous
+ * blocks, so each rank reads a contiguous part of the node's copy. */
+#include <ackd/train.h>
+#include <math.h>
+#include <string.h>
+
+PetscErrorCode AckdSplitRows(MPI_Comm comm, AckdSharedDataset dataset, PetscInt split, PetscInt *nglobal,
+                             PetscInt *nlocal, PetscInt **rows, PetscInt *first)
+{
+  const unsigned char *splits;
+  PetscInt             count, c, h, w, n = 0;
+  PetscMPIInt          rank, size;
+
+  PetscFunctionBeginUser;
+  PetscCallMPI(MPI_Comm_rank(comm, &rank));
+  PetscCallMPI(MPI_Comm_size(comm, &size));
+  PetscCall(AckdSharedDatasetGetShape(dataset, &count, &c, &h, &w));
+  PetscCall(AckdSharedDatasetGetArrays(dataset, NULL, NULL, &splits));
+  for (PetscInt i = 0; i < count; i++) n += splits[i] == split;
+  const PetscInt lo = n * rank / size, hi = n * (rank + 1) / size;
+  PetscCall(PetscMalloc1(PetscMax(hi - lo, 1), rows));
+  for (PetscInt i = 0, k = 0; i < count; i++) {
+    if (splits[i] != split) continue;
+    if (k >= lo && k < hi) (*rows)[k - lo] = i;
+    k++;
+  }
+  *nglobal = n;
+  *nlocal  = hi - lo;
+  if (first) *first = lo;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdModelPredict(AckdModel model, AckdEngine *engine, AckdSharedDataset dataset, PetscInt nrows,
+                                const PetscInt *rows, PetscInt batch, AckdPredictVisit visit, void *ctx)
+{
+  const float *all;
+  PetscInt     count, c, h, w;
+  float       *images;
+
+  PetscFunctionBeginUser;
+  PetscCall(AckdSharedDatasetGetShape(dataset, &count, &c, &h, &w));
+  PetscCall(AckdSharedDatasetGetArrays(dataset, &all, NULL, NULL));
+  const PetscInt sample = c * h * w;
+  PetscCall(PetscMalloc1((size_t)batch * sample, &images));
+  PetscCall(AckdModelSetTraining(model, PETSC_FALSE));
+  for (PetscInt first = 0; first < nrows; first += batch) {
+    const PetscInt   n = PetscMin(batch, nrows - first);
+    AckdModelOutputs out;
+    for (PetscInt i = 0; i < n; i++)
+      PetscCall(PetscArraycpy(images + (size_t)i * sample, all + (size_t)rows[first + i] * sample, sample));
+    AckdTensor x = AckdTensorView(images, n, c, h, w);
+    PetscCall(AckdModelForward(model, engine, &x, &out));
+    PetscCall(visit(ctx, first, n, &out));
+  }
+  PetscCall(AckdModelSetTraining(model, PETSC_TRUE));
+  PetscCall(PetscFree(images));
+  PetscFunctionReturn(0);
+}
+
+typedef struct {
+  const int      *labels;
+  const PetscInt *rows;
+  PetscInt        classes;
+  double          loss, correct;
+  PetscInt       *confusion, *predictions;
+} ScoreCtx;
+
+static PetscErrorCode score_batch(void *ctx, PetscInt first, PetscInt n, const AckdModelOutputs *out)
+{
+  ScoreCtx      *s = (ScoreCtx *)ctx;
+  const PetscInt K = s->classes;
+
+  PetscFunctionBeginUser;
+  for (PetscInt i = 0; i < n; i++) {
+    const float   *z    = out->logits.data + i * K;
+    const PetscInt y    = s->labels[s->rows[first + i]];
+    PetscInt       best = 0;
+    double         zmax = z[0], sum = 0;
+    for (PetscInt k = 1; k < K; k++)
+      if (z[k] > z[best]) best = k;
+    zmax = z[best];
+    for (PetscInt k = 0; k < K; k++) sum += exp((double)z[k] - zmax);
+    if (y >= 0 && y < K) {
+      s->loss += log(sum) + zmax - z[y];
+      s->correct += best == y;
+      if (s->confusion) s->confusion[y * K + best]++;
+    }
+    if (s->predictions) s->predictions[first + i] = best;
+  }
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdClassifierEvaluate(MPI_Comm comm, AckdModel model, AckdEngine *engine, AckdSharedDataset dataset,
+                                      PetscInt split, PetscInt batch, PetscInt classes, AckdClassifierScore *score,
+                                      PetscInt *predictions)
+{
+  PetscInt nglobal, nlocal, *rows;
+  ScoreCtx s = {.classes = classes, .predictions = predictions};
+  double   sums[2];
+
+  PetscFunctionBeginUser;
+  PetscCall(AckdSharedDatasetGetArrays(dataset, NULL, &s.labels, NULL));
+  PetscCall(AckdSplitRows(comm, dataset, split, &nglobal, &nlocal, &rows, NULL));
+  s.rows = rows;
+  if (score->confusion) {
+    PetscCall(PetscArrayzero(score->confusion, classes * classes));
+    s.confusion = score->confusion;
+  }
+  PetscCall(AckdModelPredict(model, engine, dataset, nlocal, rows, batch, score_batch, &s));
+  sums[0] = s.loss;
+  sums[1] = s.correct;
+  PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, sums, 2, MPI_DOUBLE, MPI_SUM, comm));
+  if (score->confusion)
+    PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, score->confusion, (int)(classes * classes), MPIU_INT, MPI_SUM, comm));
+  score->count = nglobal;
+  score->loss  = nglobal ? sums[0] / nglobal : NAN;
+  score->oa    = nglobal ? sums[1] / nglobal : NAN;
+  PetscCall(PetscFree(rows));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdModelConfigWrite(const AckdModelConfig *config, hid_t file)
+{
+  PetscFunctionBeginUser;
+  PetscCall(AckdH5AttrWriteString(file, "model_architecture", AckdArchNames[config->arch]));
+  PetscCall(AckdH5AttrWriteInt(file, "in_channels", config->in_channels));
+  PetscCall(AckdH5AttrWriteInt(file, "classes", config->classes));
+  PetscCall(AckdH5AttrWriteReal(file, "width", config->width));
+  PetscCall(AckdH5AttrWriteInt(file, "small_input", config->small_input));
+  PetscCall(AckdH5AttrWriteInt(file, "image_size", config->image_size));
+  PetscCall(AckdH5AttrWriteReal(file, "dropout", config->dropout));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdModelConfigRead(MPI_Comm comm, hid_t file, const char *path, AckdModelConfig *config)
+{
+  char      arch[64];
+  PetscBool found, ok = PETSC_TRUE, f;
+  PetscInt  small = 0;
+
+  PetscFunctionBeginUser;
+  PetscCall(AckdH5AttrReadString(file, "model_architecture", arch, sizeof arch, &found));
+  PetscCall(AckdH5AttrReadInt(file, "in_channels", &config->in_channels, &f));
+  ok = (PetscBool)(ok && f);
+  PetscCall(AckdH5AttrReadInt(file, "classes", &config->classes, &f));
+  ok = (PetscBool)(ok && f);
+  PetscCall(AckdH5AttrReadReal(file, "width", &config->width, &f));
+  ok = (PetscBool)(ok && f);
+  PetscCall(AckdH5AttrReadInt(file, "small_input", &small, &f));
+  PetscCall(AckdH5AttrReadInt(file, "image_size", &config->image_size, &f));
+  PetscCall(AckdH5AttrReadReal(file, "dropout", &config->dropout, &f));
+  PetscCheck(found && ok, comm, PETSC_ERR_FILE_UNEXPECTED,
+             "'%s' does not record its model (architecture, in_channels, classes, width); use a checkpoint written by "
+             "ackd train, ssm or distill",
+             path);
+  config->small_input = (PetscBool)(small != 0);
+  PetscInt i;
+  for (i = 0; i <= ACKD_ARCH_MLP; i++)
+    if (!strcmp(arch, AckdArchNames[i])) break;
+  PetscCheck(i <= ACKD_ARCH_MLP, comm, PETSC_ERR_FILE_UNEXPECTED, "'%s' records the unknown architecture '%s'", path,
+             arch);
+  config->arch = (AckdArch)i;
+  PetscFunctionReturn(0);
+}

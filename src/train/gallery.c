@@ -1,0 +1,98 @@
+/* The teacher gallery: what the frozen teacher says about every teacher
+ * sample, computed once so that distillation never runs the teacher again
+ * unless a method needs its tokens. */
+#include <ackd/train.h>
+
+typedef struct {
+  float   *logits, *embedding;
+  PetscInt classes, dim;
+} GalleryCtx;
+
+static PetscErrorCode keep_outputs(void *ctx, PetscInt first, PetscInt n, const AckdModelOutputs *out)
+{
+  GalleryCtx *g = (GalleryCtx *)ctx;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscArraycpy(g->logits + first * g->classes, out->logits.data, n * g->classes));
+  PetscCall(PetscArraycpy(g->embedding + first * g->dim, out->embedding.data, n * g->dim));
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode write_rows(hid_t file, const char *name, hid_t type, PetscInt nglobal, PetscInt cols,
+                                 PetscInt first, PetscInt n, const void *data, hid_t dxpl, const char *path)
+{
+  hsize_t dims[2] = {(hsize_t)nglobal, (hsize_t)cols};
+  hid_t   space, dset, fspace, mspace;
+
+  PetscFunctionBeginUser;
+  AckdCallH5(space = H5Screate_simple(cols > 0 ? 2 : 1, dims, NULL), "dataspace of %s", name);
+  AckdCallH5(dset = H5Dcreate2(file, name, type, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "'%s': creating %s",
+             path, name);
+  PetscCall(AckdH5SelectRows(dset, first, n, &fspace, &mspace));
+  AckdCallH5(H5Dwrite(dset, type, mspace, fspace, dxpl, data), "'%s': writing %s", path, name);
+  H5Sclose(mspace);
+  H5Sclose(fspace);
+  H5Dclose(dset);
+  H5Sclose(space);
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdGalleryWrite(MPI_Comm comm, AckdModel model, AckdEngine *engine, AckdSharedDataset dataset,
+                                const AckdCollectionInfo *info, const char *path, const char *source)
+{
+  PetscInt       nglobal, nlocal, first, *rows, dim = 0;
+  GalleryCtx     g  = {.classes = info->classes};
+  AckdH5Settings h5 = {0};
+  hid_t          file, group, dxpl;
+  const int     *labels;
+
+  PetscFunctionBeginUser;
+  PetscCall(AckdH5SettingsSetFromOptions(&h5));
+  PetscCall(AckdSplitRows(comm, dataset, 0, &nglobal, &nlocal, &rows, &first));
+  {
+    /* One sample through the model tells the embedding width on every rank. */
+    AckdModelOutputs out;
+    const float     *all;
+    PetscInt         count, c, h, w;
+    PetscCall(AckdSharedDatasetGetShape(dataset, &count, &c, &h, &w));
+    PetscCall(AckdSharedDatasetGetArrays(dataset, &all, NULL, NULL));
+    AckdTensor x = AckdTensorView((float *)all, 1, c, h, w);
+    PetscCall(AckdModelSetTraining(model, PETSC_FALSE));
+    PetscCall(AckdModelForward(model, engine, &x, &out));
+    dim = out.embedding.c * out.embedding.h * out.embedding.w;
+  }
+  g.dim = dim;
+  PetscCall(PetscMalloc2(PetscMax(nlocal, 1) * info->classes, &g.logits, PetscMax(nlocal, 1) * dim, &g.embedding));
+  PetscCall(AckdModelPredict(model, engine, dataset, nlocal, rows, 128, keep_outputs, &g));
+
+  long long *index;
+  int       *local_labels;
+  PetscCall(AckdSharedDatasetGetArrays(dataset, NULL, &labels, NULL));
+  PetscCall(PetscMalloc2(PetscMax(nlocal, 1), &index, PetscMax(nlocal, 1), &local_labels));
+  for (PetscInt i = 0; i < nlocal; i++) {
+    index[i]        = rows[i];
+    local_labels[i] = labels[rows[i]];
+  }
+
+  PetscCall(AckdH5FileCreatePartial(comm, path, &h5, &file));
+  PetscCall(AckdH5AttrWriteString(file, "ackd_format", ACKD_FORMAT_GALLERY));
+  PetscCall(AckdH5AttrWriteInt(file, "ackd_format_version", ACKD_FORMAT_GALLERY_VERSION));
+  PetscCall(AckdH5AttrWriteString(file, "ackd_version", ACKD_VERSION_STRING));
+  PetscCall(AckdH5AttrWriteString(file, "source", source));
+  AckdCallH5(group = H5Gcreate2(file, "gallery", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "'%s': creating /gallery",
+             path);
+  AckdCallH5(dxpl = H5Pcreate(H5P_DATASET_XFER), "transfer property list");
+  AckdCallH5(H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE), "collective transfer");
+  PetscCall(write_rows(group, "logits", H5T_NATIVE_FLOAT, nglobal, info->classes, first, nlocal, g.logits, dxpl, path));
+  PetscCall(write_rows(group, "embedding", H5T_NATIVE_FLOAT, nglobal, dim, first, nlocal, g.embedding, dxpl, path));
+  PetscCall(write_rows(group, "labels", H5T_NATIVE_INT, nglobal, 0, first, nlocal, local_labels, dxpl, path));
+  PetscCall(write_rows(group, "index", H5T_NATIVE_LLONG, nglobal, 0, first, nlocal, index, dxpl, path));
+  PetscCall(AckdH5WriteStrings(comm, group, "classes", info->classes, (const char *const *)info->class_names));
+  H5Pclose(dxpl);
+  H5Gclose(group);
+  PetscCall(AckdH5FileCommit(comm, &file, path));
+  PetscCall(PetscFree2(index, local_labels));
+  PetscCall(PetscFree2(g.logits, g.embedding));
+  PetscCall(PetscFree(rows));
+  PetscFunctionReturn(0);
+}

@@ -1,0 +1,222 @@
+#!/usr/bin/python3
+"""End-to-end checks of `ackd train` and `ackd eval` through mpirun.
+
+  train_checks.py MODE --mpirun MPIRUN --ackd ACKD --out DIR [--h5dump H5DUMP]
+
+MODE:
+  accuracy     a teacher trained on the synthetic MS set reaches a stated test OA;
+               eval's numbers are recomputed here from its predictions and the dataset
+  equivalence  20 steps on 1, 2 and 4 ranks: the same losses and final parameters (1e-5)
+  resume       stopped by SIGTERM after 10 steps and restarted: bitwise the uninterrupted
+               run on the same rank count, within 1e-5 on another
+  kill         SIGKILL in the middle of a checkpoint write: the previous checkpoint
+               loads, the run continues and ends bitwise where the uninterrupted one does
+"""
+import argparse
+import glob
+import os
+import shutil
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+
+FAILURES = []
+
+
+def check(cond, what):
+    print(("ok   " if cond else "FAIL ") + what)
+    if not cond:
+        FAILURES.append(what)
+
+
+def run(args, cmd, expect=0):
+    full = args.mpirun + cmd
+    proc = subprocess.run(full, capture_output=True, text=True)
+    if proc.returncode != expect:
+        print(" ".join(full))
+        print(proc.stdout[-3000:], proc.stderr[-3000:])
+        raise SystemExit(f"exit code {proc.returncode}, expected {expect}: {' '.join(cmd[:3])}")
+    return proc
+
+
+def synth(args, path, count, size=32, extra=()):
+    if os.path.exists(path):
+        return
+    run(args, ["2", args.ackd, "synth", "-synth_output", path, "-synth_ms_count", str(count), "-synth_rgb_count",
+               str(count // 2), "-synth_size", str(size), "-synth_classes", "10", "-synth_seed", "7", "-quiet", *extra])
+
+
+def final_model(directory):
+    """The /model arrays of the newest checkpoint in DIR/checkpoints."""
+    newest = sorted(glob.glob(os.path.join(directory, "checkpoints", "ckpt_*.h5")))[-1]
+    arrays = {}
+    with h5py.File(newest, "r") as f:
+        f["model"].visit(lambda name: arrays.__setitem__(name, f["model"][name][()])
+                         if isinstance(f["model"][name], h5py.Dataset) else None)
+        step = int(f["state"].attrs["step"])
+    return arrays, step
+
+
+def compare(a, b, what, rtol=None):
+    check(a.keys() == b.keys(), f"{what}: the same arrays")
+    worst = 0.0
+    for name in a:
+        if rtol is None:
+            if not np.array_equal(a[name], b[name]):
+                check(False, f"{what}: {name} bitwise equal")
+                return
+        else:
+            scale = max(np.abs(b[name]).max(), 1e-12)
+            worst = max(worst, float(np.abs(a[name] - b[name]).max() / scale))
+    if rtol is None:
+        check(True, f"{what}: every array bitwise equal")
+    else:
+        check(worst <= rtol, f"{what}: largest relative difference {worst:.2e} <= {rtol}")
+
+
+def train_cmd(data, directory, arch, extra=()):
+    return [args_ackd(), "train", "-train_data", data, "-train_dir", directory, "-teacher_arch", arch,
+            "-teacher_width", "0.5", "-train_batch", "24", "-train_seed", "3", "-train_ckpt_every_steps", "4", "-quiet",
+            *extra]
+
+
+def args_ackd():
+    return ARGS.ackd
+
+
+def mode_accuracy(args):
+    data = os.path.join(args.out, "acc.h5")
+    synth(args, data, 1500)
+    d = os.path.join(args.out, "acc_teacher")
+    shutil.rmtree(d, ignore_errors=True)
+    run(args, ["2", args.ackd, "train", "-train_data", data, "-train_dir", d, "-teacher_arch", "smallcnn",
+               "-train_epochs", "8", "-train_batch", "64", "-quiet"])
+    run(args, ["2", args.ackd, "eval", "-eval_checkpoint", os.path.join(d, "best.h5"), "-quiet"])
+    with h5py.File(os.path.join(d, "eval_test.h5"), "r") as e, h5py.File(data, "r") as ds:
+        labels = ds["ms/labels"][()]
+        split = ds["ms/split"][()]
+        index = e["index"][()]
+        pred = e["prediction"][()]
+        check(np.array_equal(index, np.flatnonzero(split == 2)), "eval covers exactly the test split, in order")
+        oa = float(np.mean(pred == labels[index]))
+        check(abs(oa - e.attrs["oa"]) < 1e-12, f"eval's OA {e.attrs['oa']:.4f} = recomputed {oa:.4f}")
+        conf = np.zeros((10, 10), dtype=np.int64)
+        np.add.at(conf, (labels[index], pred), 1)
+        check(np.array_equal(conf, e["confusion"][()]), "confusion matrix = recomputed from the predictions")
+        # Chance is 0.1; the synthetic MS classes are separable (nearest centroid reaches 0.93).
+        check(oa >= 0.85, f"teacher test OA {oa:.4f} >= 0.85 after 8 epochs")
+    with h5py.File(os.path.join(d, "metrics.h5"), "r") as m:
+        val = m["val_oa"][()]
+        check(len(val) == 8 and m.attrs["best_epoch"] == int(np.argmax(val)), "metrics: 8 epochs, best = argmax val_oa")
+        check(np.all(np.isfinite(m["train_loss"][()])) and m["train_loss"][-1] < m["train_loss"][0],
+              "metrics: training loss finite and falling")
+    with h5py.File(os.path.join(d, "gallery.h5"), "r") as g, h5py.File(data, "r") as ds:
+        n = int(np.sum(ds["ms/split"][()] == 0))
+        check(g["gallery/logits"].shape == (n, 10) and g["gallery/index"].shape == (n,), "gallery: one row per MS train sample")
+        check(np.array_equal(g["gallery/labels"][()], ds["ms/labels"][()][g["gallery/index"][()]]), "gallery labels")
+    if args.h5dump:
+        for f in [os.path.join(d, "best.h5"), os.path.join(d, "metrics.h5"), os.path.join(d, "eval_test.h5")]:
+            check(subprocess.run([args.h5dump, "-H", f], capture_output=True).returncode == 0, f"h5dump opens {f}")
+
+
+def mode_equivalence(args):
+    data = os.path.join(args.out, "small.h5")
+    synth(args, data, 300)
+    ref = None
+    for np_ in ["1", "2", "4"]:
+        d = os.path.join(args.out, f"eq{np_}")
+        shutil.rmtree(d, ignore_errors=True)
+        # SGD: Adam turns round-off in a near-zero gradient into a step of +-lr, which says nothing about the
+        # distribution (the resume test below runs Adam).
+        run(args, [np_, *train_cmd(data, d, args.arch, ["-train_max_steps", "20", "-train_epochs", "3",
+                                                         "-train_optimizer", "sgd", "-train_lr", "0.05",
+                                                         *args.extra])])
+        arrays, step = final_model(d)
+        with h5py.File(os.path.join(d, "metrics.h5"), "r") as m:
+            losses = m["train_loss"][()]
+        check(step == 20, f"P={np_}: stopped at step 20")
+        if ref is None:
+            ref = (arrays, losses)
+            continue
+        compare(arrays, ref[0], f"P={np_} vs P=1 parameters", rtol=1e-5)
+        rel = float(np.max(np.abs(losses - ref[1]) / np.abs(ref[1])))
+        check(rel <= 1e-5, f"P={np_} vs P=1 epoch losses: relative difference {rel:.2e} <= 1e-5")
+
+
+def mode_resume(args):
+    data = os.path.join(args.out, "small.h5")
+    synth(args, data, 300)
+    common = ["-train_max_steps", "20", "-train_epochs", "3", *args.extra]
+    ref_dir = os.path.join(args.out, "resume_ref")
+    shutil.rmtree(ref_dir, ignore_errors=True)
+    run(args, ["2", *train_cmd(data, ref_dir, args.arch, common)])
+    ref, _ = final_model(ref_dir)
+    for second in ["2", args.other_ranks]:
+        d = os.path.join(args.out, f"resume_2_{second}")
+        shutil.rmtree(d, ignore_errors=True)
+        run(args, ["2", *train_cmd(data, d, args.arch, [*common, "-train_debug_signal_after", "10"])], expect=75)
+        _, step = final_model(d)
+        check(step == 10, f"SIGTERM after step 10: exit 75 with a checkpoint at step {step}")
+        run(args, [second, *train_cmd(data, d, args.arch, common)])
+        arrays, step = final_model(d)
+        check(step == 20, f"resumed on {second} ranks to step 20")
+        if second == "2":
+            compare(arrays, ref, "stop at 10 + resume on the same 2 ranks vs uninterrupted")
+        else:
+            compare(arrays, ref, f"stop at 10 on 2 ranks + resume on {second} vs uninterrupted", rtol=1e-5)
+
+
+def mode_kill(args):
+    data = os.path.join(args.out, "small.h5")
+    synth(args, data, 300)
+    common = ["-train_max_steps", "20", "-train_epochs", "3"]
+    ref_dir = os.path.join(args.out, "kill_ref")
+    shutil.rmtree(ref_dir, ignore_errors=True)
+    run(args, ["2", *train_cmd(data, ref_dir, args.arch, common)])
+    ref, _ = final_model(ref_dir)
+    d = os.path.join(args.out, "kill")
+    shutil.rmtree(d, ignore_errors=True)
+    run(args, ["2", *train_cmd(data, d, args.arch, ["-train_max_steps", "8", "-train_epochs", "3"])])
+    # Resumes at 8; the next checkpoint file (best.h5 at the end of epoch 1, step 9) is cut after 3 arrays.
+    proc = subprocess.run(args.mpirun + ["2", *train_cmd(data, d, args.arch,
+                                                         [*common, "-train_ckpt_debug_kill_after", "3"])],
+                          capture_output=True, text=True)
+    check(proc.returncode != 0, f"the killed run failed (exit {proc.returncode})")
+    parts = glob.glob(os.path.join(d, "**", "*.part"), recursive=True)
+    check(len(parts) == 1, f"the kill left one half-written file behind: {parts}")
+    _, step = final_model(d)
+    check(step == 8, "the newest complete checkpoint is still step 8's")
+    proc = run(args, ["2", *train_cmd(data, d, args.arch, common)])
+    arrays, step = final_model(d)
+    check(step == 20, "the restarted run continued to step 20")
+    compare(arrays, ref, "killed mid-write + restarted vs uninterrupted")
+    check(not glob.glob(os.path.join(d, "**", "*.part"), recursive=True), "no .part file is left at the end")
+    for f in glob.glob(os.path.join(d, "checkpoints", "*.h5")):
+        with h5py.File(f, "r") as h:
+            check(h.attrs["ackd_format"] == "checkpoint", f"h5py opens {os.path.basename(f)}")
+
+
+def main():
+    global ARGS
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("mode", choices=["accuracy", "equivalence", "resume", "kill"])
+    p.add_argument("--mpirun", required=True, help="launcher with its -n flag, e.g. 'mpirun --oversubscribe -n'")
+    p.add_argument("--ackd", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--h5dump")
+    p.add_argument("--arch", default="mlp", help="model for equivalence/resume/kill")
+    p.add_argument("--other-ranks", default="1", help="rank count of the different-P resume")
+    p.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more options for every train run")
+    ARGS = args = p.parse_args()
+    args.mpirun = args.mpirun.split()
+    os.makedirs(args.out, exist_ok=True)
+    globals()["mode_" + args.mode](args)
+    if FAILURES:
+        print(f"{len(FAILURES)} check(s) failed")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
