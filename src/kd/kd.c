@@ -143,7 +143,7 @@ PetscErrorCode AckdKDSetFromOptions(AckdKD kd)
   PetscFunctionReturn(0);
 }
 
-PetscErrorCode ackd_kd_refuse_missing(AckdKD kd, unsigned needs, const char *who)
+PetscErrorCode ackd_kd_refuse_missing(AckdKD kd, unsigned needs, const char *who, const char *fix)
 {
   PetscFunctionBeginUser;
   PetscCheck(!(needs & KD_NEEDS_LOGITS) || kd->dims.teacher_logits, kd->comm, PETSC_ERR_USER_INPUT,
@@ -155,9 +155,8 @@ PetscErrorCode ackd_kd_refuse_missing(AckdKD kd, unsigned needs, const char *who
              "teacher checkpoint",
              who);
   PetscCheck(!(needs & KD_NEEDS_TOKENS) || kd->dims.teacher_channels > 0, kd->comm, PETSC_ERR_USER_INPUT,
-             "%s needs the teacher's layer-4 tokens, which a gallery does not hold; distill from a teacher checkpoint "
-             "(or choose kd, dkd, lskd, logits, rkd)",
-             who);
+             "%s needs the teacher's layer-4 tokens, which a gallery does not hold; %s", who,
+             fix ? fix : "distill from a teacher checkpoint, or choose kd, dkd, lskd, logits or rkd");
   PetscFunctionReturn(0);
 }
 
@@ -178,12 +177,14 @@ PetscErrorCode AckdKDSetUp(AckdKD kd, const AckdKDDims *dims)
     if (kd->ska_weight < 0) kd->ska_weight = ska;
   }
   PetscCall(PetscSNPrintf(who, sizeof who, "-kd_method %s", kd->method->name));
-  PetscCall(ackd_kd_refuse_missing(kd, kd->method->needs, who));
+  PetscCall(ackd_kd_refuse_missing(kd, kd->method->needs, who, NULL));
   PetscCheck(!kd->reliability || dims->teacher_logits, kd->comm, PETSC_ERR_USER_INPUT,
              "-kd_reliability needs the teacher's logits but the teacher gives none; drop -kd_reliability");
   if (kd->method->setup) PetscCall(kd->method->setup(kd));
   if (kd->sembridge && kd->ska_weight > 0) {
-    PetscCall(ackd_kd_refuse_missing(kd, KD_NEEDS_TOKENS | KD_NEEDS_EMBEDDING, "-sembridge's SKA"));
+    PetscCall(ackd_kd_refuse_missing(kd, KD_NEEDS_TOKENS | KD_NEEDS_EMBEDDING, "-sembridge's SKA",
+                                     "distill from a teacher checkpoint, or use -ska_weight 0 (matching and weights "
+                                     "without SKA)"));
     PetscCall(ackd_ska_setup(kd));
   }
   PetscCall(AckdParamsSetUp(&kd->params));

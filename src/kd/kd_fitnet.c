@@ -47,7 +47,8 @@ static PetscErrorCode setup(AckdKDObj kd)
 
   PetscFunctionBeginUser;
   PetscCall(ackd_kd_refuse_missing(kd, m->embedding ? KD_NEEDS_EMBEDDING : KD_NEEDS_TOKENS,
-                                   m->embedding ? "-kd_method fitnet -fitnet_feature embedding" : "-kd_method fitnet"));
+                                   m->embedding ? "-kd_method fitnet -fitnet_feature embedding" : "-kd_method fitnet",
+                                   "distill from a teacher checkpoint, or use -fitnet_feature embedding"));
   m->in    = m->embedding ? kd->dims.student_embedding : kd->dims.student_channels;
   m->out   = m->embedding ? kd->dims.teacher_embedding : kd->dims.teacher_channels;
   shape[0] = m->out;

@@ -76,8 +76,8 @@ extern const KDMethod ackd_kd_none, ackd_kd_kd, ackd_kd_logits, ackd_kd_fitnet, 
 /* KD's default weights (1 - alpha, alpha), shared by the methods that plug into KD. */
 void ackd_kd_alpha_weights(double alpha, double *ce, double *kd);
 
-/* One line naming `who` and the fix when the teacher lacks what `needs` asks (kd.c). */
-PetscErrorCode ackd_kd_refuse_missing(AckdKDObj kd, unsigned needs, const char *who);
+/* One line naming `who` and the fix (NULL: the default advice) when the teacher lacks what `needs` asks (kd.c). */
+PetscErrorCode ackd_kd_refuse_missing(AckdKDObj kd, unsigned needs, const char *who, const char *fix);
 
 /* SKA (ska.c). */
 PetscErrorCode ackd_ska_options(AckdKDObj kd, PetscOptionItems *PetscOptionsObject);
