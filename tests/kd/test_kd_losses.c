@@ -30,6 +30,7 @@ static const Case cases[] = {
     {"dkd_sembridge", "-kd_method dkd -sembridge", 30, 9, PETSC_FALSE},
     {"ctkd", "-kd_method ctkd", 12, 4, PETSC_TRUE},
     {"lskd", "-kd_method lskd", 0, 4, PETSC_FALSE},
+    {"clip", "-kd_method clip -clip_dim 4", 0, 4, PETSC_FALSE},
     {"kd_m2s_reliability", "-kd_method kd -kd_teacher_multilabel -kd_reliability", 0, 4, PETSC_FALSE},
 };
 

@@ -183,6 +183,17 @@ def case(g):
     elif method == "lskd":
         terms["kd"] = 9.0 * (w * kl_rows(standardise(zt_soft), standardise(z), 3.0)).sum() / n
         weights = {"ce": 0.1, "kd": 0.9}
+    elif method == "clip":
+        dim = int(words[words.index("-clip_dim") + 1])
+        Ps = P["clip.student_projection.weight"].reshape(dim, -1)
+        Pt = P["clip.teacher_projection.weight"].reshape(dim, -1)
+        s_, t_ = F.normalize(e[sel] @ Ps.t(), dim=1), F.normalize(et[sel] @ Pt.t(), dim=1)
+        L = s_ @ t_.t() / 0.07
+        target = torch.arange(L.shape[0])
+        nce = (F.cross_entropy(L, target) + F.cross_entropy(L.t(), target)) / 2
+        cs, ct = F.normalize(e[sel], dim=1), F.normalize(et[sel], dim=1)
+        relation = ((cs @ cs.t() - ct @ ct.t()) ** 2).mean()
+        terms["kd"] = share * (nce + relation)
     elif method != "none":
         raise SystemExit(f"no reference for method {method}")
     if method != "none":
