@@ -101,26 +101,33 @@ PetscErrorCode ackd_kd_gather(const AckdTensor *t, PetscInt per_sample, PetscInt
   PetscFunctionReturn(0);
 }
 
+/* W arrives in float (the parameter buffer); a double copy lets BLAS do the
+ * products at SKA's and FitNet's sizes (B·N rows x 512 x 512). */
+static double *to_double(const float *W, PetscInt n)
+{
+  double *w = malloc(sizeof(double) * (size_t)PetscMax(n, 1));
+  for (PetscInt i = 0; i < n; i++) w[i] = W[i];
+  return w;
+}
+
 void ackd_kd_linear(const double *x, PetscInt n, PetscInt in, const float *W, PetscInt out, double *y)
 {
-  for (PetscInt r = 0; r < n; r++)
-    for (PetscInt o = 0; o < out; o++) {
-      double acc = 0.0;
-      for (PetscInt i = 0; i < in; i++) acc += x[r * in + i] * W[o * in + i];
-      y[r * out + o] = acc;
-    }
+  double *w = to_double(W, out * in);
+  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)out, (int)in, 1.0, x, (int)in, w, (int)in, 0.0, y,
+              (int)out);
+  free(w);
 }
 
 void ackd_kd_linear_backward(const double *x, PetscInt n, PetscInt in, const float *W, PetscInt out, const double *dy,
                              double *gx, double *gW)
 {
-  for (PetscInt r = 0; r < n; r++)
-    for (PetscInt o = 0; o < out; o++) {
-      double g = dy[r * out + o];
-      if (g == 0.0) continue;
-      if (gx)
-        for (PetscInt i = 0; i < in; i++) gx[r * in + i] += g * W[o * in + i];
-      if (gW)
-        for (PetscInt i = 0; i < in; i++) gW[o * in + i] += g * x[r * in + i];
-    }
+  if (gx) {
+    double *w = to_double(W, out * in);
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)in, (int)out, 1.0, dy, (int)out, w, (int)in,
+                1.0, gx, (int)in);
+    free(w);
+  }
+  if (gW)
+    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)out, (int)in, (int)n, 1.0, dy, (int)out, x, (int)in, 1.0,
+                gW, (int)in);
 }
