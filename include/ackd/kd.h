@@ -1,0 +1,153 @@
+/* ackd kd: the student's losses for cross-modal knowledge distillation, and
+ * SemBridge's parts (SKA, the SSM projection head and loss, DynM's schedule).
+ * docs/KD.md has every formula, default and weight; DESIGN.md section 2 is the
+ * method reference.
+ *
+ * One object, one call per training step:
+ *
+ *   AckdKDCreate(comm, &kd);
+ *   AckdKDSetOptionsPrefix(kd, NULL);        options: -kd_method dkd -sembridge -dkd_beta 8 ...
+ *   AckdKDSetFromOptions(kd);
+ *   AckdKDSetUp(kd, &dims);                  declares and initialises the method's own parameters
+ *   AckdKDGetParams(kd, &params);            optimise and allreduce them like a model's
+ *   per step: AckdKDLoss(kd, &in, &out);     terms, total, gradients (overwritten)
+ *   AckdKDDestroy(&kd);
+ *
+ * Normalisation (so that the trainer SUM-allreduces every gradient and value):
+ *   - per-sample terms (CE, KD, DKD, LSKD, logits MSE, FitNet, AT, ...) are
+ *     Σ_{i in local batch} w_i ℓ_i / N, N = in->global_batch: the sum over
+ *     ranks of the values (and gradients) is the global mean, whatever the split;
+ *   - batch-level terms (RKD, CRD, CLIP, SKA's CORAL, the SSM loss) are computed
+ *     over the local batch, as PyTorch DDP does, and scaled by B_local / N: with
+ *     an even split the summed gradient is DDP's average of per-rank losses.
+ * Every value in AckdKDOutputs is this rank's share: MPI_SUM over ranks gives
+ * the step's loss.
+ */
+#ifndef ACKD_KD_H
+#define ACKD_KD_H
+
+#include <ackd/nn.h>
+
+typedef struct _p_AckdKD *AckdKD;
+
+/* Shapes known when the distill stage starts. A zero teacher dimension means
+ * the teacher does not provide that output (e.g. a gallery without tokens):
+ * methods that need it refuse in AckdKDSetUp with one line naming the method. */
+typedef struct {
+  PetscInt  classes;           /* K, the student's classes: teacher logits arrive projected into them */
+  PetscInt  student_embedding; /* D_s */
+  PetscInt  student_channels;  /* C_s of the layer-4 tokens */
+  PetscInt  student_tokens;    /* N_s (H*W of layer 4), 0 if not known yet */
+  PetscInt  teacher_embedding; /* D_t, 0: none */
+  PetscInt  teacher_channels;  /* C_t, 0: no teacher tokens (gallery only) */
+  PetscInt  teacher_tokens;    /* N_t, 0 if not known yet */
+  PetscBool teacher_logits;    /* the teacher provides logits */
+  uint64_t  seed;              /* the method's parameters are drawn from it (PyTorch's defaults) */
+} AckdKDDims;
+
+/* One local batch of B samples. Tensors use nn.h's layouts: logits (B, K, 1, 1),
+ * embeddings (B, D, 1, 1), tokens (B, 1, N, C); AckdModelOutputs can be passed
+ * field by field. Teacher tensors are rows matched to the student's samples
+ * (top-1, or the plan-weighted top-k mixture the trainer computed). */
+typedef struct {
+  PetscInt          batch;        /* B, local */
+  PetscInt          global_batch; /* N: the global batch count every per-sample term divides by */
+  PetscInt          epoch;        /* 0-based, for warm-ups (DKD) and schedules (CTKD) */
+  const AckdTensor *student_logits, *student_embedding, *student_tokens;
+  const AckdTensor *teacher_logits;    /* NULL if the teacher has none */
+  const AckdTensor *teacher_embedding; /* NULL if none */
+  const AckdTensor *teacher_tokens;    /* NULL if only a gallery is available */
+  const PetscInt   *labels;            /* (B), the student's single-label classes in [0, K) */
+  const float      *weight; /* (B) w_i >= 0: 0 = no matched teacher, else e.g. the plan weight; NULL = all 1 */
+} AckdKDInputs;
+
+enum { ACKD_KD_MAX_TERMS = 8 };
+
+/* Gradients are OVERWRITTEN (not accumulated) with d total / d input, in float,
+ * accumulated internally in double; a NULL pointer means "not wanted". They have
+ * the shapes of the corresponding student inputs. The method's own parameter
+ * gradients (AckdKDGetParams) are overwritten too. */
+typedef struct {
+  AckdTensor *d_logits, *d_embedding, *d_tokens;
+  double      total; /* Σ weight_k · term_k */
+  PetscInt    nterms;
+  const char *names[ACKD_KD_MAX_TERMS];  /* "ce", "kd", "ska" (as the metrics file names them) */
+  double      values[ACKD_KD_MAX_TERMS]; /* unweighted term values, this rank's share */
+  double      weights[ACKD_KD_MAX_TERMS];
+} AckdKDOutputs;
+
+PetscErrorCode AckdKDCreate(MPI_Comm comm, AckdKD *kd);
+PetscErrorCode AckdKDSetOptionsPrefix(AckdKD kd, const char *prefix);
+/* -kd_method, the chosen method's hyperparameters (paper defaults), -sembridge
+ * and SKA's options, the loss weights -kd_ce_weight -kd_weight -ska_weight,
+ * -kd_reliability, -kd_teacher_multilabel. Listed by -help. */
+PetscErrorCode AckdKDSetFromOptions(AckdKD kd);
+/* Programmatic choice (tests, sweeps): the method by name and SemBridge on or
+ * off, before SetFromOptions (which may override them) or instead of it. */
+PetscErrorCode AckdKDSetMethod(AckdKD kd, const char *method, PetscBool sembridge);
+PetscErrorCode AckdKDSetUp(AckdKD kd, const AckdKDDims *dims);
+/* The method's trainable parameters (FitNet's regressor, SKA's attention, CTKD's
+ * temperature, ...): one contiguous AckdParams, PyTorch state_dict names, owned
+ * by kd. It may hold no parameter (size 0). */
+PetscErrorCode AckdKDGetParams(AckdKD kd, AckdParams **params);
+PetscErrorCode AckdKDGetMethodName(AckdKD kd, const char **name);
+PetscErrorCode AckdKDLoss(AckdKD kd, const AckdKDInputs *in, AckdKDOutputs *out);
+PetscErrorCode AckdKDDestroy(AckdKD *kd);
+
+/* Names of every method, for -kd_method and sweeps (NULL-terminated). */
+extern const char *const AckdKDMethodNames[];
+
+/* Cross-knowledge assessment: how well the matched teacher predicts sample i's
+ * true class, r_i = softmax(z_t,i)[y_i] (sigmoid for a multi-label teacher).
+ * AckdKDLoss multiplies w_i by it when -kd_reliability is on; exposed so the
+ * trainer can log it. teacher_logits (B, K) in the student's class space. */
+PetscErrorCode AckdKDReliability(const AckdTensor *teacher_logits, const PetscInt *labels, PetscBool multilabel,
+                                 float *r);
+
+/* ---------------------------------------------------------------- DynM */
+
+/* The adjust epochs e_t = e0 + Σ_{i=1..t} (Δe + e_μ (i - 1)), t = 0, 1, ...:
+ * (30, 30, 5) gives 30, 60, 95, 135, ... Epochs count as the caller counts them. */
+PetscErrorCode AckdDynMIsAdjustEpoch(PetscInt e0, PetscInt delta, PetscInt growth, PetscInt epoch, PetscBool *adjust);
+/* Every adjust epoch <= last, at most `capacity` of them; *n is their count. */
+PetscErrorCode AckdDynMAdjustEpochs(PetscInt e0, PetscInt delta, PetscInt growth, PetscInt last, PetscInt capacity,
+                                    PetscInt *epochs, PetscInt *n);
+
+/* ---------------------------------------------------------------- SSM */
+
+/* The matcher's projection head (DESIGN.md section 2):
+ *   p = W1 x + b1 (in -> out), e = LayerNorm(p + Dropout_0.1(W2 GELU(p) + b2)).
+ * Parameter names "<name>.projection.weight", "<name>.fc.weight",
+ * "<name>.layer_norm.weight" (and biases), in the caller's AckdParams. */
+typedef struct {
+  char          name[ACKD_NN_NAME_LEN];
+  PetscInt      in, out;
+  AckdLinear    projection, fc;
+  AckdDropout   dropout;
+  AckdLayerNorm norm;
+  float        *p, *g, *f, *r, *y, *dy, *dg; /* activations of the latest forward, gradients */
+  PetscInt      rows_capacity;
+} AckdSSMHead;
+
+PetscErrorCode AckdSSMHeadSetUp(AckdSSMHead *head, AckdParams *params, const char *name, PetscInt in, PetscInt out,
+                                double dropout, uint64_t seed, uint32_t tag);
+/* Dropout on (training) or off; masks from (seed, tag, step, global sample index). */
+PetscErrorCode AckdSSMHeadSetTraining(AckdSSMHead *head, PetscBool training, PetscInt step, PetscInt sample_offset);
+/* x (B, in, 1, 1) -> e (B, out, 1, 1), caller's memory. */
+PetscErrorCode AckdSSMHeadForward(AckdSSMHead *head, AckdEngine *engine, const AckdTensor *x, AckdTensor *e);
+/* de -> dx (overwritten, skipped if NULL) and the head's parameter gradients (overwritten). */
+PetscErrorCode AckdSSMHeadBackward(AckdSSMHead *head, AckdEngine *engine, const AckdTensor *x, const AckdTensor *de,
+                                   AckdTensor *dx);
+PetscErrorCode AckdSSMHeadDestroy(AckdSSMHead *head);
+
+/* The soft-target contrastive loss over the local batch, τ = 1 by default:
+ *   L = E_rgb E_msᵀ / τ, T = softmax_row(τ (E_ms E_msᵀ + E_rgb E_rgbᵀ) / 2),
+ *   loss = mean_i ½ [CE(L_i·, T_i·) + CE(L_·i, T_·i)],
+ * the gradient flowing through the targets as well (they are not detached).
+ * e_rgb, e_ms (B, d, 1, 1); the value and gradients are multiplied by `scale`
+ * (B_local / N for the SUM-allreduce convention above, 1 for the plain loss);
+ * d_rgb, d_ms overwritten (either may be NULL). */
+PetscErrorCode AckdSSMLoss(const AckdTensor *e_rgb, const AckdTensor *e_ms, double tau, double scale, double *loss,
+                           AckdTensor *d_rgb, AckdTensor *d_ms);
+
+#endif

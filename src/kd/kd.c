@@ -1,0 +1,406 @@
+/* The AckdKD object: lifecycle, options, the loss weights, and the step that
+ * runs cross-entropy, the chosen method and SemBridge's SKA into one set of
+ * gradients. The methods live one per file (kd_<method>.c), SKA in ska.c. */
+#include "kd_impl.h"
+#include <math.h>
+
+static PetscErrorCode select_method(AckdKD kd, const KDMethod *method);
+
+PetscErrorCode AckdKDCreate(MPI_Comm comm, AckdKD *kd)
+{
+  AckdKD       k;
+  PetscClassId classid;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscNew(&k));
+  k->comm             = comm;
+  k->ce_weight        = -1.0; /* -1: the method's (or SemBridge's) default, resolved in SetFromOptions/SetUp */
+  k->kd_weight        = -1.0;
+  k->ska_weight       = -1.0;
+  k->ska.heads        = 8;
+  k->ska.sinkhorn_eps = 0.1;
+  k->ska.sinkhorn_it  = 100;
+  PetscCall(AckdParamsCreate(&k->params));
+  PetscCall(select_method(k, &ackd_kd_none));
+  PetscCall(PetscClassIdRegister("ackd kd", &classid));
+  PetscCall(PetscLogEventRegister("KDLoss", classid, &k->event_loss));
+  PetscCall(PetscLogEventRegister("KDSka", classid, &k->event_ska));
+  *kd = k;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdKDSetOptionsPrefix(AckdKD kd, const char *prefix)
+{
+  PetscFunctionBeginUser;
+  PetscCall(PetscStrncpy(kd->prefix, prefix ? prefix : "", sizeof kd->prefix));
+  PetscFunctionReturn(0);
+}
+
+/* Replaces the method's state by the new method's defaults. */
+static PetscErrorCode select_method(AckdKD kd, const KDMethod *method)
+{
+  PetscFunctionBeginUser;
+  if (kd->method && kd->method->destroy) PetscCall(kd->method->destroy(kd));
+  PetscCall(PetscFree(kd->data));
+  kd->method = method;
+  if (method->create) PetscCall(method->create(kd));
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode find_method(const char *name, const KDMethod **method)
+{
+  PetscFunctionBeginUser;
+  *method = NULL;
+  for (PetscInt i = 0; ackd_kd_methods[i]; i++) {
+    PetscBool same;
+    PetscCall(PetscStrcmp(name, ackd_kd_methods[i]->name, &same));
+    if (same) *method = ackd_kd_methods[i];
+  }
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdKDSetMethod(AckdKD kd, const char *method, PetscBool sembridge)
+{
+  PetscFunctionBeginUser;
+  PetscCheck(!kd->setup, kd->comm, PETSC_ERR_ORDER, "AckdKDSetMethod after AckdKDSetUp");
+  const KDMethod *m;
+
+  PetscCall(find_method(method, &m));
+  PetscCheck(m, kd->comm, PETSC_ERR_USER_INPUT, "kd method '%s' is unknown; see -help for -kd_method", method);
+  kd->sembridge = sembridge;
+  PetscCall(select_method(kd, m));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdKDGetMethodName(AckdKD kd, const char **name)
+{
+  PetscFunctionBeginUser;
+  *name = kd->method->name;
+  PetscFunctionReturn(0);
+}
+
+/* SemBridge's total as the authors code it: 0.3 CE + 0.4 KD + 0.3 * 0.01 (L_ot1 + L_ot2);
+ * without it, each method's own mix (KD: (1 - alpha) CE + alpha T² KL). */
+static void default_weights(AckdKD kd, double *ce, double *w_kd, double *ska)
+{
+  *ce = *w_kd = 1.0;
+  if (kd->method->weights) kd->method->weights(kd, ce, w_kd);
+  if (kd->sembridge) {
+    *ce   = 0.3;
+    *w_kd = 0.4;
+  }
+  *ska = kd->sembridge ? 0.3 * 0.01 : 0.0;
+}
+
+PetscErrorCode AckdKDSetFromOptions(AckdKD kd)
+{
+  PetscInt    choice = 0, n = 0;
+  const char *names[64];
+  double      ce, w_kd, ska;
+  PetscBool   set;
+
+  PetscFunctionBeginUser;
+  PetscCheck(!kd->setup, kd->comm, PETSC_ERR_ORDER, "AckdKDSetFromOptions after AckdKDSetUp");
+  for (n = 0; ackd_kd_methods[n]; n++) {
+    names[n] = ackd_kd_methods[n]->name;
+    if (ackd_kd_methods[n] == kd->method) choice = n;
+  }
+  PetscOptionsBegin(kd->comm, kd->prefix[0] ? kd->prefix : NULL, "Knowledge distillation (docs/KD.md)", NULL);
+  PetscCall(AckdOptionsChoice(PetscOptionsObject, "-kd_method",
+                              "The student's distillation loss: none (CE only), kd, logits (MSE), fitnet, at, rkd, "
+                              "dkd, ctkd, lskd, clip (see docs/KD.md)",
+                              names, n, &choice, NULL));
+  PetscCall(AckdOptionsBool(PetscOptionsObject, "-sembridge",
+                            "SemBridge on top of the method: its loss weights (0.3 CE, 0.4 KD, 0.003 SKA) and SKA",
+                            &kd->sembridge, NULL));
+  PetscCall(select_method(kd, ackd_kd_methods[choice]));
+  if (kd->method->options) PetscCall(kd->method->options(kd, PetscOptionsObject));
+  default_weights(kd, &ce, &w_kd, &ska);
+  if (kd->ce_weight < 0) kd->ce_weight = ce;
+  if (kd->kd_weight < 0) kd->kd_weight = w_kd;
+  if (kd->ska_weight < 0) kd->ska_weight = ska;
+  PetscCall(AckdOptionsReal(PetscOptionsObject, "-kd_ce_weight",
+                            "Weight of the student's cross-entropy (default: the method's, 0.3 with -sembridge)",
+                            &kd->ce_weight, 0.0, 1e6, &set));
+  PetscCall(AckdOptionsReal(PetscOptionsObject, "-kd_weight",
+                            "Weight of the method's distillation term (default: the method's, 0.4 with -sembridge)",
+                            &kd->kd_weight, 0.0, 1e6, &set));
+  if (kd->sembridge) {
+    PetscCall(AckdOptionsReal(PetscOptionsObject, "-ska_weight",
+                              "Weight of SKA's L_ot1 + L_ot2 (SemBridge: 0.3 * 0.01); 0 turns SKA off", &kd->ska_weight,
+                              0.0, 1e6, &set));
+    PetscCall(ackd_ska_options(kd, PetscOptionsObject));
+  }
+  PetscCall(AckdOptionsBool(PetscOptionsObject, "-kd_reliability",
+                            "Scale each sample's distillation term by the matched teacher's probability of the "
+                            "student's true class (cross-knowledge assessment)",
+                            &kd->reliability, NULL));
+  PetscCall(AckdOptionsBool(PetscOptionsObject, "-kd_teacher_multilabel",
+                            "The teacher is multi-label (M2S): its logits become log sigmoid(z), so softmax(./T) "
+                            "gives the normalised sigmoid^(1/T) as the student's soft targets",
+                            &kd->teacher_multilabel, NULL));
+  PetscOptionsEnd();
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode ackd_kd_refuse_missing(AckdKD kd, unsigned needs, const char *who, const char *fix)
+{
+  PetscFunctionBeginUser;
+  PetscCheck(!(needs & KD_NEEDS_LOGITS) || kd->dims.teacher_logits, kd->comm, PETSC_ERR_USER_INPUT,
+             "%s needs the teacher's logits but the teacher gives none; use a gallery with /gallery/logits or a "
+             "teacher checkpoint",
+             who);
+  PetscCheck(!(needs & KD_NEEDS_EMBEDDING) || kd->dims.teacher_embedding > 0, kd->comm, PETSC_ERR_USER_INPUT,
+             "%s needs the teacher's embedding but the teacher gives none; use a gallery with /gallery/embedding or a "
+             "teacher checkpoint",
+             who);
+  PetscCheck(!(needs & KD_NEEDS_TOKENS) || kd->dims.teacher_channels > 0, kd->comm, PETSC_ERR_USER_INPUT,
+             "%s needs the teacher's layer-4 tokens, which a gallery does not hold; %s", who,
+             fix ? fix : "distill from a teacher checkpoint, or choose kd, dkd, lskd, logits or rkd");
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdKDSetUp(AckdKD kd, const AckdKDDims *dims)
+{
+  char who[96];
+
+  PetscFunctionBeginUser;
+  PetscCheck(!kd->setup, kd->comm, PETSC_ERR_ORDER, "AckdKDSetUp called twice");
+  PetscCheck(dims->classes > 0 && dims->student_embedding > 0 && dims->student_channels > 0, kd->comm,
+             PETSC_ERR_ARG_OUTOFRANGE, "AckdKDSetUp: the student's classes, embedding and token channels must be set");
+  kd->dims = *dims;
+  {
+    double ce, w_kd, ska;
+    default_weights(kd, &ce, &w_kd, &ska);
+    if (kd->ce_weight < 0) kd->ce_weight = ce;
+    if (kd->kd_weight < 0) kd->kd_weight = w_kd;
+    if (kd->ska_weight < 0) kd->ska_weight = ska;
+  }
+  PetscCall(PetscSNPrintf(who, sizeof who, "-kd_method %s", kd->method->name));
+  PetscCall(ackd_kd_refuse_missing(kd, kd->method->needs, who, NULL));
+  PetscCheck(!kd->reliability || dims->teacher_logits, kd->comm, PETSC_ERR_USER_INPUT,
+             "-kd_reliability needs the teacher's logits but the teacher gives none; drop -kd_reliability");
+  if (kd->method->setup) PetscCall(kd->method->setup(kd));
+  if (kd->sembridge && kd->ska_weight > 0) {
+    PetscCall(ackd_kd_refuse_missing(kd, KD_NEEDS_TOKENS | KD_NEEDS_EMBEDDING, "-sembridge's SKA",
+                                     "distill from a teacher checkpoint, or use -ska_weight 0 (matching and weights "
+                                     "without SKA)"));
+    PetscCall(ackd_ska_setup(kd));
+  }
+  PetscCall(AckdParamsSetUp(&kd->params));
+  PetscCall(AckdParamsInitialize(&kd->params, dims->seed));
+  PetscCall(PetscMalloc1(PetscMax(kd->params.size, 1), &kd->g_params));
+  kd->setup = PETSC_TRUE;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdKDGetParams(AckdKD kd, AckdParams **params)
+{
+  PetscFunctionBeginUser;
+  PetscCheck(kd->setup, kd->comm, PETSC_ERR_ORDER, "AckdKDGetParams before AckdKDSetUp");
+  *params = &kd->params;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdKDReliability(const AckdTensor *teacher_logits, const PetscInt *labels, PetscBool multilabel,
+                                 float *r)
+{
+  PetscInt B = teacher_logits->n, K = AckdTensorSize(teacher_logits) / PetscMax(B, 1);
+
+  PetscFunctionBeginUser;
+  for (PetscInt i = 0; i < B; i++) {
+    const float *z = teacher_logits->data + i * K;
+    PetscCheck(labels[i] >= 0 && labels[i] < K, PETSC_COMM_SELF, PETSC_ERR_ARG_OUTOFRANGE,
+               "label %" PetscInt_FMT " of sample %" PetscInt_FMT " is outside the %" PetscInt_FMT " classes",
+               labels[i], i, K);
+    if (multilabel) {
+      r[i] = (float)(1.0 / (1.0 + exp(-(double)z[labels[i]])));
+    } else {
+      double zz[K], lp[K];
+      for (PetscInt k = 0; k < K; k++) zz[k] = z[k];
+      ackd_kd_log_softmax(zz, K, 1.0, lp);
+      r[i] = (float)exp(lp[labels[i]]);
+    }
+  }
+  PetscFunctionReturn(0);
+}
+
+void ackd_kd_alpha_weights(double alpha, double *ce, double *kd)
+{
+  *ce = 1.0 - alpha;
+  *kd = alpha;
+}
+
+static PetscErrorCode grow(double **buf, PetscInt *cap, PetscInt need)
+{
+  PetscFunctionBeginUser;
+  if (need > *cap) {
+    PetscCall(PetscFree(*buf));
+    PetscCall(PetscMalloc1(need, buf));
+    *cap = need;
+  }
+  PetscCall(PetscArrayzero(*buf, PetscMax(need, 0)));
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode check_rows(AckdKD kd, const AckdTensor *t, PetscInt B, const char *what)
+{
+  PetscFunctionBeginUser;
+  if (t)
+    PetscCheck(t->n == B, kd->comm, PETSC_ERR_ARG_SIZ,
+               "AckdKDLoss: %s has %" PetscInt_FMT " rows, the batch %" PetscInt_FMT, what, t->n, B);
+  PetscFunctionReturn(0);
+}
+
+static void add_term(AckdKDOutputs *out, const char *name, double value, double weight)
+{
+  out->names[out->nterms]   = name;
+  out->values[out->nterms]  = value;
+  out->weights[out->nterms] = weight;
+  out->nterms++;
+  out->total += weight * value;
+}
+
+static void to_float(const double *g, AckdTensor *t)
+{
+  if (!t) return;
+  PetscInt n = AckdTensorSize(t);
+  for (PetscInt i = 0; i < n; i++) t->data[i] = (float)g[i];
+}
+
+PetscErrorCode AckdKDLoss(AckdKD kd, const AckdKDInputs *in, AckdKDOutputs *out)
+{
+  PetscInt B = in->batch, K = kd->dims.classes;
+  KDStep   step;
+  double   ce = 0.0, value;
+  char     who[96];
+
+  PetscFunctionBeginUser;
+  PetscCheck(kd->setup, kd->comm, PETSC_ERR_ORDER, "AckdKDLoss before AckdKDSetUp");
+  PetscCheck(in->global_batch >= B && in->global_batch > 0, kd->comm, PETSC_ERR_ARG_OUTOFRANGE,
+             "AckdKDLoss: the global batch %" PetscInt_FMT " is smaller than the local batch %" PetscInt_FMT,
+             in->global_batch, B);
+  PetscCheck(in->student_logits && in->labels, kd->comm, PETSC_ERR_ARG_NULL,
+             "AckdKDLoss: the student's logits and the labels are required");
+  PetscCheck(in->student_logits->n == B && AckdTensorSize(in->student_logits) == B * K, kd->comm, PETSC_ERR_ARG_SIZ,
+             "AckdKDLoss: student logits are not (%" PetscInt_FMT ", %" PetscInt_FMT ")", B, K);
+  if (in->teacher_logits)
+    PetscCheck(AckdTensorSize(in->teacher_logits) == B * K, kd->comm, PETSC_ERR_ARG_SIZ,
+               "AckdKDLoss: teacher logits are not (%" PetscInt_FMT ", %" PetscInt_FMT "): project them into the "
+               "student's classes first",
+               B, K);
+  PetscCall(check_rows(kd, in->student_embedding, B, "the student embedding"));
+  PetscCall(check_rows(kd, in->student_tokens, B, "the student tokens"));
+  PetscCall(check_rows(kd, in->teacher_embedding, B, "the teacher embedding"));
+  PetscCall(check_rows(kd, in->teacher_tokens, B, "the teacher tokens"));
+  PetscCall(PetscSNPrintf(who, sizeof who, "-kd_method %s", kd->method->name));
+  PetscCheck(!(kd->method->needs & KD_NEEDS_LOGITS) || in->teacher_logits, kd->comm, PETSC_ERR_ARG_NULL,
+             "%s: this batch has no teacher logits", who);
+  PetscCheck(!(kd->method->needs & KD_NEEDS_EMBEDDING) || (in->teacher_embedding && in->student_embedding), kd->comm,
+             PETSC_ERR_ARG_NULL, "%s: this batch has no teacher or student embedding", who);
+  PetscCheck(!(kd->method->needs & KD_NEEDS_TOKENS) || (in->teacher_tokens && in->student_tokens), kd->comm,
+             PETSC_ERR_ARG_NULL, "%s: this batch has no teacher or student tokens", who);
+  PetscCall(PetscLogEventBegin(kd->event_loss, 0, 0, 0, 0));
+
+  PetscCall(grow(&kd->g_logits, &kd->cap_logits, B * K));
+  PetscCall(grow(&kd->g_emb, &kd->cap_emb, in->student_embedding ? AckdTensorSize(in->student_embedding) : 0));
+  PetscCall(grow(&kd->g_tok, &kd->cap_tok, in->student_tokens ? AckdTensorSize(in->student_tokens) : 0));
+  if (B > kd->cap_batch) {
+    PetscCall(PetscFree3(kd->zt, kd->w, kd->sel));
+    PetscCall(PetscMalloc3(B * K, &kd->zt, B, &kd->w, B, &kd->sel));
+    kd->cap_batch = B;
+  }
+  PetscCall(PetscArrayzero(kd->g_params, PetscMax(kd->params.size, 1)));
+
+  step.in       = in;
+  step.B        = B;
+  step.K        = K;
+  step.zt       = NULL;
+  step.inv_n    = 1.0 / (double)in->global_batch;
+  step.share    = (double)B / (double)in->global_batch;
+  step.g_logits = kd->g_logits;
+  step.g_emb    = kd->g_emb;
+  step.g_tok    = kd->g_tok;
+  step.g_params = kd->g_params;
+  if (in->teacher_logits) {
+    /* M2S: log sigmoid turns independent sigmoids into logits whose softmax at
+     * temperature T is the normalised sigmoid^(1/T). */
+    for (PetscInt i = 0; i < B * K; i++) {
+      double z  = in->teacher_logits->data[i];
+      kd->zt[i] = kd->teacher_multilabel ? (z >= 0 ? -log1p(exp(-z)) : z - log1p(exp(z))) : z;
+    }
+    step.zt = kd->zt;
+  }
+  for (PetscInt i = 0; i < B; i++) {
+    kd->w[i] = in->weight ? in->weight[i] : 1.0;
+    PetscCheck(kd->w[i] >= 0, kd->comm, PETSC_ERR_ARG_OUTOFRANGE, "AckdKDLoss: sample weight %" PetscInt_FMT " < 0", i);
+  }
+  if (kd->reliability && in->teacher_logits) {
+    float r[B];
+    PetscCall(AckdKDReliability(in->teacher_logits, in->labels, kd->teacher_multilabel, r));
+    for (PetscInt i = 0; i < B; i++) kd->w[i] *= r[i];
+  }
+  step.nsel = 0;
+  for (PetscInt i = 0; i < B; i++)
+    if (kd->w[i] > 0) kd->sel[step.nsel++] = i;
+  step.w   = kd->w;
+  step.sel = kd->sel;
+
+  /* cross-entropy on every sample, teacher or not */
+  for (PetscInt i = 0; i < B; i++) {
+    double   z[K], lq[K];
+    PetscInt y = in->labels[i];
+    PetscCheck(y >= 0 && y < K, kd->comm, PETSC_ERR_ARG_OUTOFRANGE,
+               "AckdKDLoss: label %" PetscInt_FMT " of sample %" PetscInt_FMT " is outside the %" PetscInt_FMT
+               " classes",
+               y, i, K);
+    for (PetscInt k = 0; k < K; k++) z[k] = in->student_logits->data[i * K + k];
+    ackd_kd_log_softmax(z, K, 1.0, lq);
+    ce -= lq[y] * step.inv_n;
+    for (PetscInt k = 0; k < K; k++) kd->g_logits[i * K + k] += kd->ce_weight * step.inv_n * (exp(lq[k]) - (k == y));
+  }
+  out->nterms = 0;
+  out->total  = 0.0;
+  add_term(out, "ce", ce, kd->ce_weight);
+  if (kd->method->loss) {
+    PetscCall(kd->method->loss(kd, &step, kd->kd_weight, &value));
+    add_term(out, "kd", value, kd->kd_weight);
+  }
+  if (kd->sembridge && kd->ska_weight > 0) {
+    PetscCall(PetscLogEventBegin(kd->event_ska, 0, 0, 0, 0));
+    PetscCall(ackd_ska_loss(kd, &step, kd->ska_weight, &value));
+    PetscCall(PetscLogEventEnd(kd->event_ska, 0, 0, 0, 0));
+    add_term(out, "ska", value, kd->ska_weight);
+  }
+  to_float(kd->g_logits, out->d_logits);
+  if (in->student_embedding)
+    to_float(kd->g_emb, out->d_embedding);
+  else if (out->d_embedding)
+    PetscCall(PetscArrayzero(out->d_embedding->data, AckdTensorSize(out->d_embedding)));
+  if (in->student_tokens)
+    to_float(kd->g_tok, out->d_tokens);
+  else if (out->d_tokens)
+    PetscCall(PetscArrayzero(out->d_tokens->data, AckdTensorSize(out->d_tokens)));
+  for (PetscInt i = 0; i < kd->params.size; i++) kd->params.grads[i] = (float)kd->g_params[i];
+  PetscCall(PetscLogEventEnd(kd->event_loss, 0, 0, 0, 0));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdKDDestroy(AckdKD *kd)
+{
+  AckdKD k = *kd;
+
+  PetscFunctionBeginUser;
+  if (!k) PetscFunctionReturn(0);
+  if (k->method->destroy) PetscCall(k->method->destroy(k));
+  PetscCall(PetscFree(k->data));
+  PetscCall(AckdParamsDestroy(&k->params));
+  PetscCall(PetscFree(k->g_logits));
+  PetscCall(PetscFree(k->g_emb));
+  PetscCall(PetscFree(k->g_tok));
+  PetscCall(PetscFree(k->g_params));
+  PetscCall(PetscFree3(k->zt, k->w, k->sel));
+  PetscCall(PetscFree(k));
+  *kd = NULL;
+  PetscFunctionReturn(0);
+}

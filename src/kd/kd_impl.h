@@ -1,0 +1,116 @@
+/* Private to src/kd: the AckdKD object, the method table and the numerical
+ * helpers the methods share. */
+#ifndef ACKD_KD_IMPL_H
+#define ACKD_KD_IMPL_H
+
+#include <ackd/kd.h>
+
+typedef struct _p_AckdKD *AckdKDObj;
+
+/* What a method needs from the teacher: checked once in AckdKDSetUp. */
+enum { KD_NEEDS_LOGITS = 1, KD_NEEDS_EMBEDDING = 2, KD_NEEDS_TOKENS = 4 };
+
+/* One step's data as the methods see it. Gradients go into double
+ * accumulators of the inputs' shapes, already multiplied by `coef` (the term's
+ * weight) by the method itself. */
+typedef struct {
+  const AckdKDInputs *in;
+  PetscInt            B, K;
+  const double       *zt;    /* teacher logits (B, K) after the multi-label transform, or NULL */
+  const double       *w;     /* effective per-sample weight (reliability included) */
+  PetscInt            nsel;  /* samples with w > 0 (those that have a teacher) */
+  const PetscInt     *sel;   /* their indices */
+  double              inv_n; /* 1 / N: per-sample terms */
+  double              share; /* B / N: batch-level terms */
+  double             *g_logits, *g_emb, *g_tok, *g_params;
+} KDStep;
+
+typedef struct {
+  const char *name;
+  const char *help;
+  unsigned    needs;
+  /* allocates kd->data with the method's defaults (kd->sembridge is known) */
+  PetscErrorCode (*create)(AckdKDObj);
+  /* reads the method's options (between PetscOptionsBegin/End, under kd's prefix) */
+  PetscErrorCode (*options)(AckdKDObj, PetscOptionItems *);
+  /* checks dims, declares parameters (before AckdParamsSetUp) */
+  PetscErrorCode (*setup)(AckdKDObj);
+  /* adds coef * d value into the step's accumulators; value is unweighted */
+  PetscErrorCode (*loss)(AckdKDObj, const KDStep *, double coef, double *value);
+  PetscErrorCode (*destroy)(AckdKDObj);
+  /* the CE and distillation weights when SemBridge is off; NULL: 1 and 1 */
+  void (*weights)(AckdKDObj, double *ce, double *kd);
+} KDMethod;
+
+/* SKA's state (ska.c). */
+typedef struct {
+  PetscInt  heads;
+  PetscBool sinkhorn;     /* the explicit-plan variant */
+  double    sinkhorn_eps; /* entropic regularisation of that plan */
+  PetscInt  sinkhorn_it;
+  PetscInt  wq_s, wk_s, wq_t, wk_t; /* parameter offsets */
+  PetscInt  proj_tok, proj_emb;     /* -1 when dimensions agree */
+} KDSka;
+
+struct _p_AckdKD {
+  MPI_Comm        comm;
+  char            prefix[64];
+  const KDMethod *method;
+  PetscBool       sembridge, reliability, teacher_multilabel, setup;
+  double          ce_weight, kd_weight, ska_weight;
+  AckdKDDims      dims;
+  AckdParams      params;
+  void           *data; /* the method's own state */
+  KDSka           ska;
+  /* scratch, grown to the largest batch */
+  double       *zt, *w, *g_logits, *g_emb, *g_tok, *g_params;
+  PetscInt     *sel;
+  PetscInt      cap_logits, cap_emb, cap_tok, cap_batch;
+  PetscLogEvent event_loss, event_ska;
+};
+
+/* The table (methods.c) and each method's descriptor. */
+extern const KDMethod *const ackd_kd_methods[];
+extern const KDMethod ackd_kd_none, ackd_kd_kd, ackd_kd_logits, ackd_kd_fitnet, ackd_kd_at, ackd_kd_rkd, ackd_kd_dkd,
+    ackd_kd_lskd, ackd_kd_ctkd, ackd_kd_clip;
+/* KD's default weights (1 - alpha, alpha), shared by the methods that plug into KD. */
+void ackd_kd_alpha_weights(double alpha, double *ce, double *kd);
+
+/* One line naming `who` and the fix (NULL: the default advice) when the teacher lacks what `needs` asks (kd.c). */
+PetscErrorCode ackd_kd_refuse_missing(AckdKDObj kd, unsigned needs, const char *who, const char *fix);
+
+/* SKA (ska.c). */
+PetscErrorCode ackd_ska_options(AckdKDObj kd, PetscOptionItems *PetscOptionsObject);
+PetscErrorCode ackd_ska_setup(AckdKDObj kd);
+PetscErrorCode ackd_ska_loss(AckdKDObj kd, const KDStep *step, double coef, double *value);
+
+/* ---------------------------------------------------------------- helpers (kd_util.c) */
+
+/* log softmax(z / T) of one row, in double. */
+void ackd_kd_log_softmax(const double *z, PetscInt K, double T, double *out);
+/* KL(softmax(zt/T) || softmax(zs/T)) of one row; adds coef * d/dzs to gzs and,
+ * when dT is not NULL, coef * d/dT to *dT. */
+double ackd_kd_kl_row(const double *zt, const double *zs, PetscInt K, double T, double coef, double *gzs, double *dT);
+/* CORAL(S, T) = mean((C_S - C_T)²) / (4d), C = X̄ᵀX̄ with X̄ centred over rows:
+ * rows of S (ns x d) and T (nt x d); adds coef * gradients (gs, gt may be NULL). */
+double ackd_kd_coral(const double *s, PetscInt ns, const double *t, PetscInt nt, PetscInt d, double coef, double *gs,
+                     double *gt);
+/* Huber (smooth L1, beta 1) and its derivative. */
+static inline double ackd_kd_huber(double x, double *dx)
+{
+  double a = x < 0 ? -x : x;
+  if (a < 1.0) {
+    *dx = x;
+    return 0.5 * x * x;
+  }
+  *dx = x < 0 ? -1.0 : 1.0;
+  return a - 0.5;
+}
+/* Reads a float tensor into doubles (rows of the selected samples only when sel is not NULL). */
+PetscErrorCode ackd_kd_gather(const AckdTensor *t, PetscInt per_sample, PetscInt n, const PetscInt *sel, double **out);
+/* y (n x o) = x (n x i) · Wᵀ with W (o x i) floats; and its backward: gx += coef dy W, gW += coef dyᵀ x. */
+void ackd_kd_linear(const double *x, PetscInt n, PetscInt in, const float *W, PetscInt out, double *y);
+void ackd_kd_linear_backward(const double *x, PetscInt n, PetscInt in, const float *W, PetscInt out, const double *dy,
+                             double *gx, double *gW);
+
+#endif

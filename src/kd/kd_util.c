@@ -1,0 +1,133 @@
+/* Numerical pieces every method shares. Everything is accumulated in double:
+ * losses are small differences of large sums (KL, covariances), and the
+ * gradient checks compare against finite differences. */
+#include "kd_impl.h"
+#include <cblas.h>
+#include <math.h>
+
+void ackd_kd_log_softmax(const double *z, PetscInt K, double T, double *out)
+{
+  double max = z[0] / T, sum = 0.0;
+  for (PetscInt k = 1; k < K; k++) max = PetscMax(max, z[k] / T);
+  for (PetscInt k = 0; k < K; k++) sum += exp(z[k] / T - max);
+  double lse = max + log(sum);
+  for (PetscInt k = 0; k < K; k++) out[k] = z[k] / T - lse;
+}
+
+/* With p = softmax(zt/T), q = softmax(zs/T): KL = Σ p (log p - log q) and
+ * dKL/dzs = (q - p)/T. The temperature derivative (CTKD learns T) goes through
+ * both sides. */
+double ackd_kd_kl_row(const double *zt, const double *zs, PetscInt K, double T, double coef, double *gzs, double *dT)
+{
+  double lp[K], lq[K], kl = 0.0;
+  ackd_kd_log_softmax(zt, K, T, lp);
+  ackd_kd_log_softmax(zs, K, T, lq);
+  for (PetscInt k = 0; k < K; k++) kl += exp(lp[k]) * (lp[k] - lq[k]);
+  if (gzs)
+    for (PetscInt k = 0; k < K; k++) gzs[k] += coef * (exp(lq[k]) - exp(lp[k])) / T;
+  if (dT) {
+    /* KL(T) = Σ p_k (lp_k - lq_k); d lp_k/dT = -(zt_k - Ē_t)/T², d lq_k/dT = -(zs_k - Ē_s)/T²
+     * with Ē_t = Σ p zt, Ē_s = Σ q zs; dp_k/dT = p_k d lp_k/dT. */
+    double et = 0.0, es = 0.0, d = 0.0;
+    for (PetscInt k = 0; k < K; k++) {
+      et += exp(lp[k]) * zt[k];
+      es += exp(lq[k]) * zs[k];
+    }
+    for (PetscInt k = 0; k < K; k++) {
+      double p = exp(lp[k]), dlp = -(zt[k] - et) / (T * T), dlq = -(zs[k] - es) / (T * T);
+      d += p * dlp * (lp[k] - lq[k]) + p * (dlp - dlq);
+    }
+    *dT += coef * d;
+  }
+  return kl;
+}
+
+/* X̄ = X - mean_rows X, C = X̄ᵀX̄ (d x d), into cov; xc receives X̄. */
+static void centred_gram(const double *x, PetscInt n, PetscInt d, double *xc, double *cov)
+{
+  for (PetscInt j = 0; j < d; j++) {
+    double m = 0.0;
+    for (PetscInt i = 0; i < n; i++) m += x[i * d + j];
+    m /= (double)n;
+    for (PetscInt i = 0; i < n; i++) xc[i * d + j] = x[i * d + j] - m;
+  }
+  cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)d, (int)d, (int)n, 1.0, xc, (int)d, xc, (int)d, 0.0, cov,
+              (int)d);
+}
+
+/* dvalue/dC_S = G = 2 (C_S - C_T) / (4 d³) (symmetric), and since the columns of
+ * X̄ sum to zero the centring passes the gradient through unchanged:
+ * d/dX_S = 2 X̄_S G, d/dX_T = -2 X̄_T G. */
+double ackd_kd_coral(const double *s, PetscInt ns, const double *t, PetscInt nt, PetscInt d, double coef, double *gs,
+                     double *gt)
+{
+  double *xs, *xt, *cs, *ct, value = 0.0;
+  double  norm = 4.0 * (double)d * (double)d * (double)d;
+
+  if (ns < 1 || nt < 1) return 0.0;
+  xs = malloc(sizeof(double) * (size_t)(ns * d));
+  xt = malloc(sizeof(double) * (size_t)(nt * d));
+  cs = malloc(sizeof(double) * (size_t)(d * d));
+  ct = malloc(sizeof(double) * (size_t)(d * d));
+  centred_gram(s, ns, d, xs, cs);
+  centred_gram(t, nt, d, xt, ct);
+  for (PetscInt k = 0; k < d * d; k++) {
+    double diff = cs[k] - ct[k];
+    value += diff * diff;
+    cs[k] = 2.0 * diff / norm; /* cs now holds G */
+  }
+  value /= norm;
+  if (gs)
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)ns, (int)d, (int)d, 2.0 * coef, xs, (int)d, cs, (int)d,
+                1.0, gs, (int)d);
+  if (gt)
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nt, (int)d, (int)d, -2.0 * coef, xt, (int)d, cs, (int)d,
+                1.0, gt, (int)d);
+  free(xs);
+  free(xt);
+  free(cs);
+  free(ct);
+  return value;
+}
+
+PetscErrorCode ackd_kd_gather(const AckdTensor *t, PetscInt per_sample, PetscInt n, const PetscInt *sel, double **out)
+{
+  PetscFunctionBeginUser;
+  PetscCall(PetscMalloc1(PetscMax(n * per_sample, 1), out));
+  for (PetscInt i = 0; i < n; i++) {
+    const float *row = t->data + (sel ? sel[i] : i) * per_sample;
+    for (PetscInt k = 0; k < per_sample; k++) (*out)[i * per_sample + k] = row[k];
+  }
+  PetscFunctionReturn(0);
+}
+
+/* W arrives in float (the parameter buffer); a double copy lets BLAS do the
+ * products at SKA's and FitNet's sizes (B·N rows x 512 x 512). */
+static double *to_double(const float *W, PetscInt n)
+{
+  double *w = malloc(sizeof(double) * (size_t)PetscMax(n, 1));
+  for (PetscInt i = 0; i < n; i++) w[i] = W[i];
+  return w;
+}
+
+void ackd_kd_linear(const double *x, PetscInt n, PetscInt in, const float *W, PetscInt out, double *y)
+{
+  double *w = to_double(W, out * in);
+  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)out, (int)in, 1.0, x, (int)in, w, (int)in, 0.0, y,
+              (int)out);
+  free(w);
+}
+
+void ackd_kd_linear_backward(const double *x, PetscInt n, PetscInt in, const float *W, PetscInt out, const double *dy,
+                             double *gx, double *gW)
+{
+  if (gx) {
+    double *w = to_double(W, out * in);
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)in, (int)out, 1.0, dy, (int)out, w, (int)in,
+                1.0, gx, (int)in);
+    free(w);
+  }
+  if (gW)
+    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)out, (int)in, (int)n, 1.0, dy, (int)out, x, (int)in, 1.0,
+                gW, (int)in);
+}

@@ -1,0 +1,390 @@
+/* SemBridge's Semantic-aware Knowledge Alignment (DESIGN.md section 2).
+ *
+ * Per modality, on the layer-4 tokens Z (N x C) of each sample: an attention
+ * plan π_h = softmax(Q_h K_hᵀ / sqrt(d)) (8 heads, Q = Z Wqᵀ, K = Z Wkᵀ, no
+ * bias; only Q and K enter the plan, so no value or output projection is
+ * declared); token weights w_n = (1/H) Σ_h Σ_i π_h[i, n] (the mean over
+ * queries, scaled so the weights average 1: s below makes the scale immaterial);
+ * s = |mean_n Z_n| / |mean_n w_n Z_n|; Z̃ = s w ⊙ Z.
+ *   L_ot1 = CORAL(Z̃_T, Z̃_S) over all tokens of the samples that have a teacher,
+ *   L_ot2 = CORAL(g_T, g_S) over their pooled embeddings,
+ * CORAL(S, T) = mean((C_S - C_T)²) / (4d), C = X̄ᵀX̄. When the widths differ, a
+ * learned linear map (no bias) takes the student's tokens / embeddings to the
+ * teacher's width first.
+ *
+ * -ska_plan sinkhorn replaces L_ot1 by an explicit cross-modal plan: per sample,
+ * entropic OT between the student's tokens (masses w_s / N_s) and the teacher's
+ * (w_t / N_t), cost 2 - 2 cos between (projected) tokens, both marginals
+ * enforced (log-domain Sinkhorn); L_ot1 = mean over samples of the dual value
+ * ⟨f, a⟩ + ⟨g, b⟩. By the envelope theorem its gradients are π* for the cost
+ * and the potentials f, g for the masses: nothing is differentiated through
+ * the iterations. */
+#include "kd_impl.h"
+#include <cblas.h>
+#include <math.h>
+
+static const char *const plans[] = {"attention", "sinkhorn"};
+
+PetscErrorCode ackd_ska_options(AckdKDObj kd, PetscOptionItems *PetscOptionsObject)
+{
+  PetscInt choice = kd->ska.sinkhorn ? 1 : 0;
+
+  PetscFunctionBeginUser;
+  PetscCall(AckdOptionsInt(PetscOptionsObject, "-ska_heads", "SKA: attention heads of each modality's plan",
+                           &kd->ska.heads, 1, 1024, NULL));
+  PetscCall(AckdOptionsChoice(PetscOptionsObject, "-ska_plan",
+                              "SKA's token alignment: attention (per-modality plans + CORAL, the paper) or sinkhorn "
+                              "(entropic OT between student and teacher tokens)",
+                              plans, 2, &choice, NULL));
+  kd->ska.sinkhorn = choice == 1 ? PETSC_TRUE : PETSC_FALSE;
+  PetscCall(AckdOptionsReal(PetscOptionsObject, "-ska_sinkhorn_eps", "SKA sinkhorn: entropic regularisation",
+                            &kd->ska.sinkhorn_eps, 1e-4, 1e3, NULL));
+  PetscCall(AckdOptionsInt(PetscOptionsObject, "-ska_sinkhorn_it", "SKA sinkhorn: iterations", &kd->ska.sinkhorn_it, 1,
+                           1000000, NULL));
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode add_square(AckdKDObj kd, const char *name, PetscInt rows, PetscInt cols, PetscInt *offset)
+{
+  PetscInt shape[2] = {rows, cols};
+
+  PetscFunctionBeginUser;
+  PetscCall(AckdParamsAddShaped(&kd->params, name, 2, shape, cols, ACKD_INIT_KAIMING_UNIFORM, offset));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode ackd_ska_setup(AckdKDObj kd)
+{
+  KDSka   *ska = &kd->ska;
+  PetscInt Cs = kd->dims.student_channels, Ct = kd->dims.teacher_channels, Ds = kd->dims.student_embedding,
+           Dt = kd->dims.teacher_embedding;
+
+  PetscFunctionBeginUser;
+  PetscCheck(Cs % ska->heads == 0 && Ct % ska->heads == 0, kd->comm, PETSC_ERR_USER_INPUT,
+             "option -ska_heads: %" PetscInt_FMT " heads do not divide the token widths %" PetscInt_FMT
+             " (student) and %" PetscInt_FMT " (teacher)",
+             ska->heads, Cs, Ct);
+  PetscCall(add_square(kd, "ska.student_attention.q_proj.weight", Cs, Cs, &ska->wq_s));
+  PetscCall(add_square(kd, "ska.student_attention.k_proj.weight", Cs, Cs, &ska->wk_s));
+  PetscCall(add_square(kd, "ska.teacher_attention.q_proj.weight", Ct, Ct, &ska->wq_t));
+  PetscCall(add_square(kd, "ska.teacher_attention.k_proj.weight", Ct, Ct, &ska->wk_t));
+  ska->proj_tok = ska->proj_emb = -1;
+  if (Cs != Ct) PetscCall(add_square(kd, "ska.token_projection.weight", Ct, Cs, &ska->proj_tok));
+  if (Ds != Dt) PetscCall(add_square(kd, "ska.embedding_projection.weight", Dt, Ds, &ska->proj_emb));
+  PetscFunctionReturn(0);
+}
+
+/* One sample of one modality: its plan, weights and rescaling, kept for the backward. */
+typedef struct {
+  PetscInt     N, C, H;
+  const float *Wq, *Wk;
+  double      *z, *q, *k, *p, *w, *zt; /* tokens, Q, K, plans (H, N, N), weights, Z̃ */
+  double       s, mnorm2, unorm2, *m, *u;
+} Side;
+
+static PetscErrorCode side_alloc(Side *sd, PetscInt N, PetscInt C, PetscInt H, const float *Wq, const float *Wk)
+{
+  PetscFunctionBeginUser;
+  sd->N  = N;
+  sd->C  = C;
+  sd->H  = H;
+  sd->Wq = Wq;
+  sd->Wk = Wk;
+  PetscCall(PetscMalloc6(N * C, &sd->z, N * C, &sd->q, N * C, &sd->k, H * N * N, &sd->p, N, &sd->w, N * C, &sd->zt));
+  PetscCall(PetscMalloc2(C, &sd->m, C, &sd->u));
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode side_free(Side *sd)
+{
+  PetscFunctionBeginUser;
+  PetscCall(PetscFree6(sd->z, sd->q, sd->k, sd->p, sd->w, sd->zt));
+  PetscCall(PetscFree2(sd->m, sd->u));
+  PetscFunctionReturn(0);
+}
+
+static void side_forward(Side *sd, const float *tokens)
+{
+  PetscInt N = sd->N, C = sd->C, H = sd->H, d = C / H;
+  double   scale = 1.0 / sqrt((double)d);
+  for (PetscInt i = 0; i < N * C; i++) sd->z[i] = tokens[i];
+  ackd_kd_linear(sd->z, N, C, sd->Wq, C, sd->q);
+  ackd_kd_linear(sd->z, N, C, sd->Wk, C, sd->k);
+  for (PetscInt n = 0; n < N; n++) sd->w[n] = 0.0;
+  for (PetscInt h = 0; h < H; h++) {
+    double *p = sd->p + h * N * N;
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)N, (int)d, scale, sd->q + h * d, (int)C,
+                sd->k + h * d, (int)C, 0.0, p, (int)N);
+    for (PetscInt i = 0; i < N; i++) {
+      double *row = p + i * N, max = row[0], sum = 0.0;
+      for (PetscInt j = 1; j < N; j++) max = PetscMax(max, row[j]);
+      for (PetscInt j = 0; j < N; j++) sum += (row[j] = exp(row[j] - max));
+      for (PetscInt j = 0; j < N; j++) {
+        row[j] /= sum;
+        sd->w[j] += row[j] / (double)H;
+      }
+    }
+  }
+  sd->mnorm2 = sd->unorm2 = 0.0;
+  for (PetscInt c = 0; c < C; c++) {
+    double m = 0.0, u = 0.0;
+    for (PetscInt n = 0; n < N; n++) {
+      m += sd->z[n * C + c];
+      u += sd->w[n] * sd->z[n * C + c];
+    }
+    sd->m[c] = m / (double)N;
+    sd->u[c] = u / (double)N;
+    sd->mnorm2 += sd->m[c] * sd->m[c];
+    sd->unorm2 += sd->u[c] * sd->u[c];
+  }
+  sd->s = sqrt(sd->mnorm2 / PetscMax(sd->unorm2, 1e-300));
+  for (PetscInt n = 0; n < N; n++)
+    for (PetscInt c = 0; c < C; c++) sd->zt[n * C + c] = sd->s * sd->w[n] * sd->z[n * C + c];
+}
+
+/* Back through the plan: dw (N) -> dZ (N x C, may be NULL), dWq, dWk. */
+static void side_backward_weights(const Side *sd, const double *dw, double *dz, double *gWq, double *gWk)
+{
+  PetscInt N = sd->N, C = sd->C, H = sd->H, d = C / H;
+  double   scale = 1.0 / sqrt((double)d), *ds = malloc(sizeof(double) * (size_t)(N * N));
+  double  *dq = calloc((size_t)(N * C), sizeof(double)), *dk = calloc((size_t)(N * C), sizeof(double));
+  for (PetscInt h = 0; h < H; h++) {
+    const double *p = sd->p + h * N * N;
+    /* dπ[i, n] = dw_n / H; dS = π ⊙ (dπ - rowsum(dπ ⊙ π)) */
+    for (PetscInt i = 0; i < N; i++) {
+      double dot = 0.0;
+      for (PetscInt j = 0; j < N; j++) dot += dw[j] / (double)H * p[i * N + j];
+      for (PetscInt j = 0; j < N; j++) ds[i * N + j] = p[i * N + j] * (dw[j] / (double)H - dot) * scale;
+    }
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)d, (int)N, 1.0, ds, (int)N, sd->k + h * d,
+                (int)C, 0.0, dq + h * d, (int)C);
+    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)N, (int)d, (int)N, 1.0, ds, (int)N, sd->q + h * d, (int)C,
+                0.0, dk + h * d, (int)C);
+  }
+  ackd_kd_linear_backward(sd->z, N, C, sd->Wq, C, dq, dz, gWq);
+  ackd_kd_linear_backward(sd->z, N, C, sd->Wk, C, dk, dz, gWk);
+  free(ds);
+  free(dq);
+  free(dk);
+}
+
+/* Back through Z̃ = s w ⊙ Z given dZ̃ (N x C). */
+static void side_backward(const Side *sd, const double *dzt, double *dz, double *gWq, double *gWk)
+{
+  PetscInt N = sd->N, C = sd->C;
+  double  *dw = calloc((size_t)N, sizeof(double)), dsc = 0.0;
+  for (PetscInt n = 0; n < N; n++) {
+    double dot = 0.0;
+    for (PetscInt c = 0; c < C; c++) dot += dzt[n * C + c] * sd->z[n * C + c];
+    dw[n] = sd->s * dot;
+    dsc += sd->w[n] * dot;
+    if (dz)
+      for (PetscInt c = 0; c < C; c++) dz[n * C + c] += sd->s * sd->w[n] * dzt[n * C + c];
+  }
+  /* s = |m| / |u|: ds/dm = s m / |m|², ds/du = -s u / |u|² */
+  double am = dsc * sd->s / PetscMax(sd->mnorm2, 1e-300), au = -dsc * sd->s / PetscMax(sd->unorm2, 1e-300);
+  for (PetscInt n = 0; n < N; n++) {
+    double zu = 0.0;
+    for (PetscInt c = 0; c < C; c++) {
+      zu += sd->z[n * C + c] * sd->u[c];
+      if (dz) dz[n * C + c] += (am * sd->m[c] + au * sd->w[n] * sd->u[c]) / (double)N;
+    }
+    dw[n] += au * zu / (double)N;
+  }
+  side_backward_weights(sd, dw, dz, gWq, gWk);
+  free(dw);
+}
+
+/* Entropic OT between masses a (n) and b (m) with cost C (n x m), log domain.
+ * Returns ⟨f, a⟩ + ⟨g, b⟩; f, g are the potentials, plan the optimal π. */
+static double sinkhorn(const double *a, PetscInt n, const double *b, PetscInt m, const double *C, double eps,
+                       PetscInt iterations, double *f, double *g, double *plan)
+{
+  for (PetscInt i = 0; i < n; i++) f[i] = 0.0;
+  for (PetscInt j = 0; j < m; j++) g[j] = 0.0;
+  for (PetscInt it = 0; it < iterations; it++) {
+    for (PetscInt i = 0; i < n; i++) {
+      double max = -INFINITY, sum = 0.0;
+      for (PetscInt j = 0; j < m; j++) max = PetscMax(max, log(b[j]) + (g[j] - C[i * m + j]) / eps);
+      for (PetscInt j = 0; j < m; j++) sum += exp(log(b[j]) + (g[j] - C[i * m + j]) / eps - max);
+      f[i] = -eps * (max + log(sum));
+    }
+    for (PetscInt j = 0; j < m; j++) {
+      double max = -INFINITY, sum = 0.0;
+      for (PetscInt i = 0; i < n; i++) max = PetscMax(max, log(a[i]) + (f[i] - C[i * m + j]) / eps);
+      for (PetscInt i = 0; i < n; i++) sum += exp(log(a[i]) + (f[i] - C[i * m + j]) / eps - max);
+      g[j] = -eps * (max + log(sum));
+    }
+  }
+  double value = 0.0;
+  for (PetscInt i = 0; i < n; i++) value += f[i] * a[i];
+  for (PetscInt j = 0; j < m; j++) value += g[j] * b[j];
+  for (PetscInt i = 0; i < n; i++)
+    for (PetscInt j = 0; j < m; j++) plan[i * m + j] = a[i] * b[j] * exp((f[i] + g[j] - C[i * m + j]) / eps);
+  return value;
+}
+
+/* L_ot1 of the sinkhorn variant for one sample: x (Ns x Ct, projected student
+ * tokens), y (Nt x Ct) teacher tokens, masses from the two sides' weights.
+ * Adds coef * gradients to dx and to dw_s, dw_t (d/d weights). */
+static double sinkhorn_term(const KDSka *ska, const double *x, const Side *s, const double *y, const Side *t,
+                            PetscInt Ct, double coef, double *dx, double *dws, double *dwt)
+{
+  PetscInt Ns = s->N, Nt = t->N;
+  double  *a = malloc(sizeof(double) * (size_t)Ns), *b = malloc(sizeof(double) * (size_t)Nt);
+  double  *xn = malloc(sizeof(double) * (size_t)(Ns * Ct)), *yn = malloc(sizeof(double) * (size_t)(Nt * Ct));
+  double  *xl = malloc(sizeof(double) * (size_t)Ns), *yl = malloc(sizeof(double) * (size_t)Nt);
+  double  *C = malloc(sizeof(double) * (size_t)(Ns * Nt)), *P = malloc(sizeof(double) * (size_t)(Ns * Nt));
+  double  *f = malloc(sizeof(double) * (size_t)Ns), *g = malloc(sizeof(double) * (size_t)Nt), value;
+  for (PetscInt i = 0; i < Ns; i++) a[i] = s->w[i] / (double)Ns;
+  for (PetscInt j = 0; j < Nt; j++) b[j] = t->w[j] / (double)Nt;
+  for (PetscInt i = 0; i < Ns; i++) {
+    double acc = 0.0;
+    for (PetscInt c = 0; c < Ct; c++) acc += x[i * Ct + c] * x[i * Ct + c];
+    xl[i] = PetscMax(sqrt(acc), 1e-12);
+    for (PetscInt c = 0; c < Ct; c++) xn[i * Ct + c] = x[i * Ct + c] / xl[i];
+  }
+  for (PetscInt j = 0; j < Nt; j++) {
+    double acc = 0.0;
+    for (PetscInt c = 0; c < Ct; c++) acc += y[j * Ct + c] * y[j * Ct + c];
+    yl[j] = PetscMax(sqrt(acc), 1e-12);
+    for (PetscInt c = 0; c < Ct; c++) yn[j * Ct + c] = y[j * Ct + c] / yl[j];
+  }
+  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Ns, (int)Nt, (int)Ct, -2.0, xn, (int)Ct, yn, (int)Ct, 0.0,
+              C, (int)Nt);
+  for (PetscInt k = 0; k < Ns * Nt; k++) C[k] += 2.0;
+  value = sinkhorn(a, Ns, b, Nt, C, ska->sinkhorn_eps, ska->sinkhorn_it, f, g, P);
+  /* d/d a_i = f_i, a_i = w_i / Ns; d/d C = π, C = 2 - 2 x̂ ŷᵀ -> d x̂ = -2 π ŷ */
+  for (PetscInt i = 0; i < Ns; i++) dws[i] += coef * f[i] / (double)Ns;
+  for (PetscInt j = 0; j < Nt; j++) dwt[j] += coef * g[j] / (double)Nt;
+  for (PetscInt i = 0; i < Ns; i++) {
+    double dxn[Ct], dot = 0.0;
+    for (PetscInt c = 0; c < Ct; c++) dxn[c] = 0.0;
+    for (PetscInt j = 0; j < Nt; j++)
+      for (PetscInt c = 0; c < Ct; c++) dxn[c] += -2.0 * coef * P[i * Nt + j] * yn[j * Ct + c];
+    for (PetscInt c = 0; c < Ct; c++) dot += dxn[c] * xn[i * Ct + c];
+    for (PetscInt c = 0; c < Ct; c++) dx[i * Ct + c] += (dxn[c] - xn[i * Ct + c] * dot) / xl[i];
+  }
+  free(a);
+  free(b);
+  free(xn);
+  free(yn);
+  free(xl);
+  free(yl);
+  free(C);
+  free(P);
+  free(f);
+  free(g);
+  return value;
+}
+
+PetscErrorCode ackd_ska_loss(AckdKDObj kd, const KDStep *st, double coef, double *value)
+{
+  KDSka       *ska = &kd->ska;
+  PetscInt     n = st->nsel, Cs = kd->dims.student_channels, Ct = kd->dims.teacher_channels;
+  PetscInt     Ds = kd->dims.student_embedding, Dt = kd->dims.teacher_embedding;
+  PetscInt     Ns = AckdTensorSize(st->in->student_tokens) / (st->B * Cs);
+  PetscInt     Nt = AckdTensorSize(st->in->teacher_tokens) / (st->B * Ct);
+  const float *V  = kd->params.values;
+  double      *G = st->g_params, c = coef * st->share, l1 = 0.0, l2 = 0.0;
+  Side        *ss, *ts;
+  double      *xs, *xt, *gxs, *gxt, *ps, *gps, *es, *et, *ges, *pes, *gpes;
+
+  PetscFunctionBeginUser;
+  *value = 0.0;
+  PetscCheck(st->in->student_tokens && st->in->teacher_tokens && st->in->student_embedding && st->in->teacher_embedding,
+             kd->comm, PETSC_ERR_ARG_NULL, "-sembridge's SKA: this batch lacks tokens or embeddings");
+  if (n < 1) PetscFunctionReturn(0);
+  PetscCall(PetscCalloc2(n, &ss, n, &ts));
+  PetscCall(PetscMalloc4(n * Ns * Cs, &xs, n * Nt * Ct, &xt, n * Ns * Cs, &gxs, n * Nt * Ct, &gxt));
+  PetscCall(PetscMalloc2(n * Ns * Ct, &ps, n * Ns * Ct, &gps));
+  PetscCall(PetscArrayzero(gxs, n * Ns * Cs));
+  PetscCall(PetscArrayzero(gxt, n * Nt * Ct));
+  PetscCall(PetscArrayzero(gps, n * Ns * Ct));
+  for (PetscInt k = 0; k < n; k++) {
+    PetscInt i = st->sel[k];
+    PetscCall(side_alloc(&ss[k], Ns, Cs, ska->heads, V + ska->wq_s, V + ska->wk_s));
+    PetscCall(side_alloc(&ts[k], Nt, Ct, ska->heads, V + ska->wq_t, V + ska->wk_t));
+    side_forward(&ss[k], st->in->student_tokens->data + i * Ns * Cs);
+    side_forward(&ts[k], st->in->teacher_tokens->data + i * Nt * Ct);
+    PetscCall(PetscArraycpy(xs + k * Ns * Cs, ss[k].zt, Ns * Cs));
+    PetscCall(PetscArraycpy(xt + k * Nt * Ct, ts[k].zt, Nt * Ct));
+  }
+  /* the student's tokens at the teacher's width */
+  if (ska->proj_tok >= 0)
+    ackd_kd_linear(xs, n * Ns, Cs, V + ska->proj_tok, Ct, ps);
+  else
+    PetscCall(PetscArraycpy(ps, xs, n * Ns * Ct));
+
+  if (!ska->sinkhorn) {
+    l1 = ackd_kd_coral(ps, n * Ns, xt, n * Nt, Ct, c, gps, gxt);
+    if (ska->proj_tok >= 0)
+      ackd_kd_linear_backward(xs, n * Ns, Cs, V + ska->proj_tok, Ct, gps, gxs, G + ska->proj_tok);
+    else
+      for (PetscInt k = 0; k < n * Ns * Cs; k++) gxs[k] += gps[k];
+    for (PetscInt k = 0; k < n; k++) {
+      PetscInt i = st->sel[k];
+      side_backward(&ss[k], gxs + k * Ns * Cs, st->g_tok + i * Ns * Cs, G + ska->wq_s, G + ska->wk_s);
+      side_backward(&ts[k], gxt + k * Nt * Ct, NULL, G + ska->wq_t, G + ska->wk_t);
+    }
+  } else {
+    /* the plan compares raw (projected) tokens; the weights enter as masses */
+    double *raw, *praw, *graw, *gpraw, *dws, *dwt;
+    PetscCall(PetscMalloc4(n * Ns * Cs, &raw, n * Ns * Ct, &praw, n * Ns * Cs, &graw, n * Ns * Ct, &gpraw));
+    PetscCall(PetscMalloc2(Ns, &dws, Nt, &dwt));
+    PetscCall(PetscArrayzero(graw, n * Ns * Cs));
+    PetscCall(PetscArrayzero(gpraw, n * Ns * Ct));
+    for (PetscInt k = 0; k < n; k++) PetscCall(PetscArraycpy(raw + k * Ns * Cs, ss[k].z, Ns * Cs));
+    if (ska->proj_tok >= 0)
+      ackd_kd_linear(raw, n * Ns, Cs, V + ska->proj_tok, Ct, praw);
+    else
+      PetscCall(PetscArraycpy(praw, raw, n * Ns * Ct));
+    for (PetscInt k = 0; k < n; k++) {
+      PetscInt i = st->sel[k];
+      PetscCall(PetscArrayzero(dws, Ns));
+      PetscCall(PetscArrayzero(dwt, Nt));
+      l1 += sinkhorn_term(ska, praw + k * Ns * Ct, &ss[k], ts[k].z, &ts[k], Ct, c / (double)n, gpraw + k * Ns * Ct, dws,
+                          dwt) /
+            (double)n;
+      side_backward_weights(&ss[k], dws, st->g_tok + i * Ns * Cs, G + ska->wq_s, G + ska->wk_s);
+      side_backward_weights(&ts[k], dwt, NULL, G + ska->wq_t, G + ska->wk_t);
+    }
+    if (ska->proj_tok >= 0)
+      ackd_kd_linear_backward(raw, n * Ns, Cs, V + ska->proj_tok, Ct, gpraw, graw, G + ska->proj_tok);
+    else
+      for (PetscInt k = 0; k < n * Ns * Cs; k++) graw[k] += gpraw[k];
+    for (PetscInt k = 0; k < n; k++)
+      for (PetscInt j = 0; j < Ns * Cs; j++) st->g_tok[st->sel[k] * Ns * Cs + j] += graw[k * Ns * Cs + j];
+    PetscCall(PetscFree4(raw, praw, graw, gpraw));
+    PetscCall(PetscFree2(dws, dwt));
+  }
+
+  /* L_ot2 on the pooled embeddings */
+  PetscCall(ackd_kd_gather(st->in->student_embedding, Ds, n, st->sel, &es));
+  PetscCall(ackd_kd_gather(st->in->teacher_embedding, Dt, n, st->sel, &et));
+  PetscCall(PetscCalloc3(n * Ds, &ges, n * Dt, &pes, n * Dt, &gpes));
+  if (ska->proj_emb >= 0)
+    ackd_kd_linear(es, n, Ds, V + ska->proj_emb, Dt, pes);
+  else
+    PetscCall(PetscArraycpy(pes, es, n * Dt));
+  l2 = ackd_kd_coral(pes, n, et, n, Dt, c, gpes, NULL);
+  if (ska->proj_emb >= 0)
+    ackd_kd_linear_backward(es, n, Ds, V + ska->proj_emb, Dt, gpes, ges, G + ska->proj_emb);
+  else
+    for (PetscInt k = 0; k < n * Ds; k++) ges[k] += gpes[k];
+  for (PetscInt k = 0; k < n; k++)
+    for (PetscInt j = 0; j < Ds; j++) st->g_emb[st->sel[k] * Ds + j] += ges[k * Ds + j];
+
+  *value = st->share * (l1 + l2);
+  for (PetscInt k = 0; k < n; k++) {
+    PetscCall(side_free(&ss[k]));
+    PetscCall(side_free(&ts[k]));
+  }
+  PetscCall(PetscFree2(ss, ts));
+  PetscCall(PetscFree4(xs, xt, gxs, gxt));
+  PetscCall(PetscFree2(ps, gps));
+  PetscCall(PetscFree3(ges, pes, gpes));
+  PetscCall(PetscFree(es));
+  PetscCall(PetscFree(et));
+  PetscFunctionReturn(0);
+}

@@ -1,0 +1,231 @@
+/* Every KD loss on small random inputs: each gradient (student logits,
+ * embedding, tokens, the method's own parameters) against central finite
+ * differences of the total loss, then everything written to HDF5 for
+ * torch_kd.py, which recomputes the same formulas in PyTorch.
+ *
+ * Finite differences: the loss is accumulated in double, inputs are float32,
+ * so each step is the float actually representable (x ± h rounded), h = 1e-3;
+ * a gradient passes when |fd - g| <= 1e-3 max(|g|, rms of the tensor's g) + 1e-9. */
+#include "kd/kd_impl.h"
+#include "../nn/parity_io.h"
+#include <math.h>
+
+typedef struct {
+  const char *name, *options;
+  PetscInt    epoch, teacher_tokens;
+  PetscBool   reversed_params; /* CTKD: the temperature gets -dL/dθ (gradient reversal) */
+} Case;
+
+static const Case cases[] = {
+    {"none", "-kd_method none", 0, 4, PETSC_FALSE},
+    {"kd", "-kd_method kd", 0, 4, PETSC_FALSE},
+    {"kd_sembridge", "-kd_method kd -sembridge", 0, 9, PETSC_FALSE},
+    {"kd_sembridge_sinkhorn", "-kd_method kd -sembridge -ska_plan sinkhorn -ska_sinkhorn_it 300", 0, 9, PETSC_FALSE},
+    {"logits", "-kd_method logits", 0, 4, PETSC_FALSE},
+    {"fitnet", "-kd_method fitnet", 0, 4, PETSC_FALSE},
+    {"fitnet_embedding", "-kd_method fitnet -fitnet_feature embedding", 0, 4, PETSC_FALSE},
+    {"at", "-kd_method at", 0, 4, PETSC_FALSE},
+    {"rkd", "-kd_method rkd", 0, 4, PETSC_FALSE},
+    {"dkd", "-kd_method dkd", 4, 4, PETSC_FALSE},
+    {"dkd_sembridge", "-kd_method dkd -sembridge", 30, 9, PETSC_FALSE},
+    {"ctkd", "-kd_method ctkd", 12, 4, PETSC_TRUE},
+    {"lskd", "-kd_method lskd", 0, 4, PETSC_FALSE},
+    {"clip", "-kd_method clip -clip_dim 4", 0, 4, PETSC_FALSE},
+    {"kd_m2s_reliability", "-kd_method kd -kd_teacher_multilabel -kd_reliability", 0, 4, PETSC_FALSE},
+};
+
+enum { B = 6, K = 5, DS = 8, DT = 6, CS = 16, CT = 8, NS = 4 };
+
+typedef struct {
+  AckdKD       kd;
+  AckdKDInputs in;
+  AckdTensor   zs, es, ts, zt, et, tt, dz, de, dt;
+} Problem;
+
+static PetscErrorCode total(Problem *p, double *value)
+{
+  AckdKDOutputs out = {0};
+
+  PetscFunctionBeginUser;
+  PetscCall(AckdKDLoss(p->kd, &p->in, &out));
+  *value = out.total;
+  PetscFunctionReturn(0);
+}
+
+/* Central differences on every element of `x` against the analytic g. */
+static PetscErrorCode check(Problem *p, const char *what, float *x, PetscInt n, const float *g, double sign,
+                            double *worst, PetscBool *ok)
+{
+  double rms = 0.0, gmax = 0.0;
+
+  PetscFunctionBeginUser;
+  for (PetscInt i = 0; i < n; i++) {
+    rms += (double)g[i] * g[i];
+    gmax = PetscMax(gmax, fabs(g[i]));
+  }
+  rms = sqrt(rms / PetscMax(n, 1));
+  for (PetscInt i = 0; i < n; i++) {
+    float  x0 = x[i], xp = (float)(x0 + 1e-3), xm = (float)(x0 - 1e-3);
+    double fp = 0.0, fm = 0.0, fd, err, tol;
+    x[i] = xp;
+    PetscCall(total(p, &fp));
+    x[i] = xm;
+    PetscCall(total(p, &fm));
+    x[i]   = x0;
+    fd     = sign * (fp - fm) / ((double)xp - (double)xm);
+    err    = fabs(fd - g[i]);
+    tol    = 1e-3 * PetscMax(fabs(g[i]), rms) + 1e-9;
+    *worst = PetscMax(*worst, err / PetscMax(PetscMax(fabs(g[i]), rms), 1e-12));
+    if (!(err <= tol)) {
+      if (*ok)
+        PetscCall(PetscPrintf(PETSC_COMM_SELF, "  %s[%" PetscInt_FMT "]: analytic %.8g, finite differences %.8g\n",
+                              what, i, (double)g[i], fd));
+      *ok = PETSC_FALSE;
+    }
+  }
+  (void)gmax;
+  PetscFunctionReturn(0);
+}
+
+static void fill(AckdRng *rng, float *x, PetscInt n, double scale)
+{
+  for (PetscInt i = 0; i < n; i++) x[i] = (float)(scale * AckdRngNormal(rng));
+}
+
+static PetscErrorCode run_case(const Case *c, PetscInt index, hid_t file, PetscBool *all_ok)
+{
+  Problem       p    = {0};
+  AckdKDDims    dims = {0};
+  AckdKDOutputs out  = {0};
+  AckdParams   *params;
+  AckdRng       rng;
+  PetscInt      labels[B], nt = c->teacher_tokens;
+  float         weight[B], *g;
+  double        worst = 0.0;
+  PetscBool     ok    = PETSC_TRUE;
+  hid_t         grp;
+  char          gname[64];
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscOptionsClear(NULL));
+  PetscCall(PetscOptionsInsertString(NULL, c->options));
+  PetscCall(AckdKDCreate(PETSC_COMM_SELF, &p.kd));
+  PetscCall(AckdKDSetFromOptions(p.kd));
+  dims.classes           = K;
+  dims.student_embedding = DS;
+  dims.student_channels  = CS;
+  dims.student_tokens    = NS;
+  dims.teacher_embedding = DT;
+  dims.teacher_channels  = CT;
+  dims.teacher_tokens    = nt;
+  dims.teacher_logits    = PETSC_TRUE;
+  dims.seed              = 11 + (uint64_t)index;
+  PetscCall(AckdKDSetUp(p.kd, &dims));
+  PetscCall(AckdKDGetParams(p.kd, &params));
+  /* weights and FitNet's regressor at a scale where every term matters */
+  AckdRngInit(&rng, 7, (uint64_t)index, 1);
+  PetscCall(AckdTensorAllocate(&p.zs, B, K, 1, 1));
+  PetscCall(AckdTensorAllocate(&p.es, B, DS, 1, 1));
+  PetscCall(AckdTensorAllocate(&p.ts, B, 1, NS, CS));
+  PetscCall(AckdTensorAllocate(&p.zt, B, K, 1, 1));
+  PetscCall(AckdTensorAllocate(&p.et, B, DT, 1, 1));
+  PetscCall(AckdTensorAllocate(&p.tt, B, 1, nt, CT));
+  PetscCall(AckdTensorAllocate(&p.dz, B, K, 1, 1));
+  PetscCall(AckdTensorAllocate(&p.de, B, DS, 1, 1));
+  PetscCall(AckdTensorAllocate(&p.dt, B, 1, NS, CS));
+  fill(&rng, p.zs.data, B * K, 2.0);
+  fill(&rng, p.es.data, B * DS, 1.0);
+  fill(&rng, p.ts.data, B * NS * CS, 1.0);
+  fill(&rng, p.zt.data, B * K, 2.0);
+  fill(&rng, p.et.data, B * DT, 1.0);
+  fill(&rng, p.tt.data, B * nt * CT, 1.0);
+  for (PetscInt i = 0; i < B; i++) {
+    labels[i] = (PetscInt)AckdRngBelow(&rng, K);
+    weight[i] = (float)AckdRngUniformRange(&rng, 0.2, 1.0);
+  }
+  weight[2]              = 0.0f; /* a student sample without a matched teacher */
+  p.in.batch             = B;
+  p.in.global_batch      = 2 * B; /* as the first of two ranks */
+  p.in.epoch             = c->epoch;
+  p.in.student_logits    = &p.zs;
+  p.in.student_embedding = &p.es;
+  p.in.student_tokens    = &p.ts;
+  p.in.teacher_logits    = &p.zt;
+  p.in.teacher_embedding = &p.et;
+  p.in.teacher_tokens    = &p.tt;
+  p.in.labels            = labels;
+  p.in.weight            = weight;
+  out.d_logits           = &p.dz;
+  out.d_embedding        = &p.de;
+  out.d_tokens           = &p.dt;
+  PetscCall(AckdKDLoss(p.kd, &p.in, &out));
+
+  PetscCall(PetscMalloc1(PetscMax(params->size, 1), &g));
+  PetscCall(PetscArraycpy(g, params->grads, params->size));
+  PetscCall(check(&p, "d_logits", p.zs.data, B * K, p.dz.data, 1.0, &worst, &ok));
+  PetscCall(check(&p, "d_embedding", p.es.data, B * DS, p.de.data, 1.0, &worst, &ok));
+  PetscCall(check(&p, "d_tokens", p.ts.data, B * NS * CS, p.dt.data, 1.0, &worst, &ok));
+  PetscCall(check(&p, "params", params->values, params->size, g, c->reversed_params ? -1.0 : 1.0, &worst, &ok));
+  PetscCall(PetscPrintf(PETSC_COMM_SELF, "%-24s total %10.6f  %2" PetscInt_FMT " params  worst fd error %.2e  %s\n",
+                        c->name, out.total, params->size, worst, ok ? "ok" : "FAILED"));
+  if (!ok) *all_ok = PETSC_FALSE;
+
+  /* for torch_kd.py: inputs, settings, terms, gradients, parameters */
+  PetscCall(PetscSNPrintf(gname, sizeof gname, "%02d_%s", (int)index, c->name));
+  AckdCallH5(grp = H5Gcreate2(file, gname, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "creating %s", gname);
+  PetscCall(AckdH5AttrWriteString(grp, "options", c->options));
+  PetscCall(AckdH5AttrWriteInt(grp, "epoch", c->epoch));
+  PetscCall(AckdH5AttrWriteInt(grp, "global_batch", p.in.global_batch));
+  PetscCall(write_tensor(grp, "student_logits", &p.zs));
+  PetscCall(write_tensor(grp, "student_embedding", &p.es));
+  PetscCall(write_tensor(grp, "student_tokens", &p.ts));
+  PetscCall(write_tensor(grp, "teacher_logits", &p.zt));
+  PetscCall(write_tensor(grp, "teacher_embedding", &p.et));
+  PetscCall(write_tensor(grp, "teacher_tokens", &p.tt));
+  {
+    float    lab[B], terms[ACKD_KD_MAX_TERMS], w[ACKD_KD_MAX_TERMS], tot = (float)out.total;
+    PetscInt nb = B, nterms = out.nterms, one = 1;
+    char     names[256] = "";
+    for (PetscInt i = 0; i < B; i++) lab[i] = (float)labels[i];
+    PetscCall(write_array(grp, "labels", lab, 1, &nb));
+    PetscCall(write_array(grp, "weight", weight, 1, &nb));
+    for (PetscInt t = 0; t < out.nterms; t++) {
+      terms[t] = (float)out.values[t];
+      w[t]     = (float)out.weights[t];
+      PetscCall(PetscStrlcat(names, out.names[t], sizeof names));
+      if (t + 1 < out.nterms) PetscCall(PetscStrlcat(names, ",", sizeof names));
+    }
+    PetscCall(write_array(grp, "terms", terms, 1, &nterms));
+    PetscCall(write_array(grp, "term_weights", w, 1, &nterms));
+    PetscCall(write_array(grp, "total", &tot, 1, &one));
+    PetscCall(AckdH5AttrWriteString(grp, "term_names", names));
+  }
+  PetscCall(write_tensor(grp, "d_logits", &p.dz));
+  PetscCall(write_tensor(grp, "d_embedding", &p.de));
+  PetscCall(write_tensor(grp, "d_tokens", &p.dt));
+  PetscCall(write_entries(grp, "params", params->params, params->nparams, params->values));
+  PetscCall(write_entries(grp, "grads", params->params, params->nparams, g));
+  H5Gclose(grp);
+
+  PetscCall(PetscFree(g));
+  AckdTensor *all[] = {&p.zs, &p.es, &p.ts, &p.zt, &p.et, &p.tt, &p.dz, &p.de, &p.dt};
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) PetscCall(AckdTensorFree(all[i]));
+  PetscCall(AckdKDDestroy(&p.kd));
+  PetscFunctionReturn(0);
+}
+
+int main(int argc, char **argv)
+{
+  hid_t     file;
+  PetscBool ok = PETSC_TRUE;
+
+  PetscCall(PetscInitialize(&argc, &argv, NULL, NULL));
+  PetscCheck(argc > 1, PETSC_COMM_SELF, PETSC_ERR_USER_INPUT, "usage: test_kd_losses OUTPUT.h5");
+  AckdCallH5(file = H5Fcreate(argv[1], H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), "creating %s", argv[1]);
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) PetscCall(run_case(&cases[i], (PetscInt)i, file, &ok));
+  H5Fclose(file);
+  PetscCall(PetscOptionsClear(NULL));
+  PetscCheck(ok, PETSC_COMM_SELF, PETSC_ERR_PLIB, "a gradient disagrees with finite differences (see above)");
+  PetscCall(PetscFinalize());
+  return 0;
+}

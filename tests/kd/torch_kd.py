@@ -1,0 +1,260 @@
+#!/usr/bin/python3
+"""Parity of ackd's KD losses with the same formulas written in PyTorch.
+
+Reads what test_kd_losses wrote (per case: its options, the inputs, ackd's
+terms, gradients and the method's parameters), recomputes every term in float64
+PyTorch from the papers' formulas (docs/KD.md) with autograd for the gradients,
+and compares. A tensor agrees when max |ackd - torch| <= 1e-4 * max |torch|
+(ackd's inputs are float32 and its outputs are rounded to float32; 1e-4 is far
+above that and far below any wrong term). Defaults are written here again, on
+purpose: a changed default in C fails this test."""
+import math
+import sys
+
+import h5py
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+TOL = 1e-4
+torch.set_default_dtype(torch.float64)
+
+
+def kl_rows(p_logits_t, q_logits_s, T):
+    """KL(softmax(t/T) || softmax(s/T)) per row."""
+    lp = F.log_softmax(p_logits_t / T, dim=1)
+    lq = F.log_softmax(q_logits_s / T, dim=1)
+    return (lp.exp() * (lp - lq)).sum(1)
+
+
+def coral(s, t):
+    d = s.shape[1]
+    cs = (s - s.mean(0, keepdim=True)).t() @ (s - s.mean(0, keepdim=True))
+    ct = (t - t.mean(0, keepdim=True)).t() @ (t - t.mean(0, keepdim=True))
+    return ((cs - ct) ** 2).mean() / (4 * d)
+
+
+def token_weights(z, wq, wk, heads):
+    """z (n, N, C) -> (n, N) SKA weights: mean over heads of the column sums of the plans."""
+    n, N, C = z.shape
+    d = C // heads
+    q = (z @ wq.t()).reshape(n, N, heads, d).transpose(1, 2)
+    k = (z @ wk.t()).reshape(n, N, heads, d).transpose(1, 2)
+    plan = torch.softmax(q @ k.transpose(2, 3) / math.sqrt(d), dim=-1)  # (n, H, N, N)
+    return plan.mean(2).mean(1) * N
+
+
+def rescaled(z, w):
+    m = z.mean(1)
+    u = (w.unsqueeze(2) * z).mean(1)
+    s = (m.pow(2).sum(1) / u.pow(2).sum(1)).sqrt()
+    return s[:, None, None] * w.unsqueeze(2) * z
+
+
+def sinkhorn_value(a, b, C, eps, iters):
+    f = torch.zeros_like(a)
+    g = torch.zeros_like(b)
+    for _ in range(iters):
+        f = -eps * torch.logsumexp(b.log()[None, :] + (g[None, :] - C) / eps, dim=1)
+        g = -eps * torch.logsumexp(a.log()[:, None] + (f[:, None] - C) / eps, dim=0)
+    return (f * a).sum() + (g * b).sum()
+
+
+def ska(opts, zs, zt, es, et, P):
+    heads = 8
+    Cs, Ct = zs.shape[2], zt.shape[2]
+    # ackd stores each tensor flat; (out, in) is PyTorch's shape
+    wq_s, wk_s = (P[f"ska.student_attention.{x}_proj.weight"].reshape(Cs, Cs) for x in "qk")
+    wq_t, wk_t = (P[f"ska.teacher_attention.{x}_proj.weight"].reshape(Ct, Ct) for x in "qk")
+    ws, wt = token_weights(zs, wq_s, wk_s, heads), token_weights(zt, wq_t, wk_t, heads)
+    proj = P.get("ska.token_projection.weight")
+    proj = proj.reshape(-1, Cs) if proj is not None else None
+    if "sinkhorn" in opts:
+        it = int(opts.split("-ska_sinkhorn_it")[1].split()[0]) if "-ska_sinkhorn_it" in opts else 100
+        total = 0.0
+        for b in range(zs.shape[0]):
+            x = zs[b] @ proj.t() if proj is not None else zs[b]
+            C = 2 - 2 * F.normalize(x, dim=1) @ F.normalize(zt[b], dim=1).t()
+            total = total + sinkhorn_value(ws[b] / zs.shape[1], wt[b] / zt.shape[1], C, 0.1, it)
+        l1 = total / zs.shape[0]
+    else:
+        xs = rescaled(zs, ws).reshape(-1, zs.shape[2])
+        xt = rescaled(zt, wt).reshape(-1, zt.shape[2])
+        if proj is not None:
+            xs = xs @ proj.t()
+        l1 = coral(xs, xt)
+    pe = P.get("ska.embedding_projection.weight")
+    pe = pe.reshape(-1, es.shape[1]) if pe is not None else None
+    l2 = coral(es @ pe.t() if pe is not None else es, et)
+    return l1 + l2
+
+
+def standardise(z):
+    return (z - z.mean(1, keepdim=True)) / (1e-7 + z.std(1, keepdim=True))
+
+
+def rkd(s, t):
+    def pdist(e):
+        eye = torch.eye(e.shape[0])  # the diagonal is 0 and carries no gradient
+        d = ((e[:, None, :] - e[None, :, :]).pow(2).sum(2) + eye).sqrt() * (1 - eye)
+        return d / d[d > 0].mean()
+
+    def angles(e):
+        diff = e[None, :, :] - e[:, None, :]  # [a, b] = e_b - e_a
+        u = F.normalize(diff, p=2, dim=2)
+        return torch.bmm(u, u.transpose(1, 2)).reshape(-1)
+
+    return 25 * F.smooth_l1_loss(pdist(s), pdist(t)) + 50 * F.smooth_l1_loss(angles(s), angles(t))
+
+
+def at_map(z):
+    return F.normalize(z.pow(2).mean(2), dim=1)
+
+
+def dkd(zs, zt, y, epoch, w, n):
+    T, alpha, beta, warmup = 4.0, 1.0, 8.0, 20
+    gt = F.one_hot(y, zs.shape[1]).double()
+    ps, pt = F.softmax(zs / T, 1), F.softmax(zt / T, 1)
+    bs = torch.stack([(ps * gt).sum(1), (ps * (1 - gt)).sum(1)], 1)
+    bt = torch.stack([(pt * gt).sum(1), (pt * (1 - gt)).sum(1)], 1)
+    tckd = (bt * (bt.log() - bs.log())).sum(1)
+    lpt2 = F.log_softmax(zt / T - 1000 * gt, 1)
+    lps2 = F.log_softmax(zs / T - 1000 * gt, 1)
+    nckd = (lpt2.exp() * (lpt2 - lps2)).sum(1)
+    ramp = min((epoch + 1) / warmup, 1.0)
+    return ramp * T * T * ((alpha * tckd + beta * nckd) * w).sum() / n
+
+
+def case(g):
+    opts = g.attrs["options"].decode() if isinstance(g.attrs["options"], bytes) else g.attrs["options"]
+    words = opts.split()
+    method = words[words.index("-kd_method") + 1]
+    sembridge = "-sembridge" in words
+    epoch, n = int(g.attrs["epoch"]), int(g.attrs["global_batch"])
+    T = lambda name: torch.tensor(np.asarray(g[name]), requires_grad=True)
+    zs, es, ts = T("student_logits"), T("student_embedding"), T("student_tokens")
+    zt = torch.tensor(np.asarray(g["teacher_logits"])).reshape(zs.shape[0], -1)
+    et = torch.tensor(np.asarray(g["teacher_embedding"])).reshape(es.shape[0], -1)
+    tt = torch.tensor(np.asarray(g["teacher_tokens"]))[:, 0]
+    y = torch.tensor(np.asarray(g["labels"])).long()
+    w = torch.tensor(np.asarray(g["weight"]))
+    P = {k: torch.tensor(np.asarray(v), requires_grad=True) for k, v in g["params"].items()}
+    B = zs.shape[0]
+    z, e, tok = zs.reshape(B, -1), es.reshape(B, -1), ts[:, 0]
+    if "-kd_teacher_multilabel" in words:
+        zt_soft = F.logsigmoid(zt)
+    else:
+        zt_soft = zt
+    if "-kd_reliability" in words:
+        r = torch.sigmoid(zt).gather(1, y[:, None])[:, 0] if "-kd_teacher_multilabel" in words else \
+            F.softmax(zt, 1).gather(1, y[:, None])[:, 0]
+        w = w * r
+    sel = w > 0
+    share = B / n
+
+    ce = F.cross_entropy(z, y, reduction="sum") / n
+    terms, weights = {"ce": ce}, {}
+    if method == "kd":
+        Tk = 3.0 if sembridge else 4.0
+        f = 1.0 if sembridge else Tk * Tk
+        terms["kd"] = f * (w * kl_rows(zt_soft, z, Tk)).sum() / n
+        weights = {"ce": 0.1, "kd": 0.9}
+    elif method == "logits":
+        terms["kd"] = 0.01 * (w * ((z - zt_soft) ** 2).mean(1)).sum() / n
+    elif method == "fitnet":
+        br = P["fitnet.regressor.bias"]
+        Wr = P["fitnet.regressor.weight"].reshape(br.shape[0], -1)
+        if "embedding" in words:
+            terms["kd"] = 100 * (w * ((e @ Wr.t() + br - et) ** 2).mean(1)).sum() / n
+        else:
+            terms["kd"] = 100 * (w * ((tok @ Wr.t() + br - tt) ** 2).mean((1, 2))).sum() / n
+    elif method == "at":
+        terms["kd"] = 1000 * (w * ((at_map(tok) - at_map(tt)) ** 2).mean(1)).sum() / n
+    elif method == "rkd":
+        terms["kd"] = share * rkd(e[sel], et[sel])
+    elif method == "dkd":
+        terms["kd"] = dkd(z, zt_soft, y, epoch, w, n)
+    elif method == "ctkd":
+        theta = P["ctkd.global_temperature"]
+        u0 = (4.0 - 1.0) / 20.0
+        Tc = 1.0 + 20.0 * torch.sigmoid(theta + math.log(u0 / (1 - u0)))
+        terms["kd"] = (Tc * Tc * w * kl_rows(zt_soft, z, Tc)).sum() / n
+        weights = {"ce": 0.1, "kd": 0.9}
+    elif method == "lskd":
+        terms["kd"] = 9.0 * (w * kl_rows(standardise(zt_soft), standardise(z), 3.0)).sum() / n
+        weights = {"ce": 0.1, "kd": 0.9}
+    elif method == "clip":
+        dim = int(words[words.index("-clip_dim") + 1])
+        Ps = P["clip.student_projection.weight"].reshape(dim, -1)
+        Pt = P["clip.teacher_projection.weight"].reshape(dim, -1)
+        s_, t_ = F.normalize(e[sel] @ Ps.t(), dim=1), F.normalize(et[sel] @ Pt.t(), dim=1)
+        L = s_ @ t_.t() / 0.07
+        target = torch.arange(L.shape[0])
+        nce = (F.cross_entropy(L, target) + F.cross_entropy(L.t(), target)) / 2
+        cs, ct = F.normalize(e[sel], dim=1), F.normalize(et[sel], dim=1)
+        relation = ((cs @ cs.t() - ct @ ct.t()) ** 2).mean()
+        terms["kd"] = share * (nce + relation)
+    elif method != "none":
+        raise SystemExit(f"no reference for method {method}")
+    if method != "none":
+        weights.setdefault("ce", 1.0)
+        weights.setdefault("kd", 1.0)
+    else:
+        weights["ce"] = 1.0
+    if sembridge:
+        weights = {"ce": 0.3, "kd": 0.4, "ska": 0.003}
+        terms["ska"] = share * ska(opts, tok[sel], tt[sel], e[sel], et[sel], P)
+    total = sum(weights[k] * terms[k] for k in terms)
+    total.backward()
+    # CTKD's temperature receives the reversed gradient: lambda = 1 at this epoch
+    grads = {k: (-v.grad if k.startswith("ctkd.") else v.grad) for k, v in P.items()}
+    zero = lambda x: x.grad if x.grad is not None else torch.zeros_like(x)
+    return terms, weights, total, zero(zs), zero(es), zero(ts), grads
+
+
+def compare(where, what, mine, ref, failures):
+    mine = np.asarray(mine, dtype=np.float64).reshape(-1)
+    ref = np.asarray(ref.detach() if torch.is_tensor(ref) else ref, dtype=np.float64).reshape(-1)
+    if mine.shape != ref.shape:
+        failures.append(f"{where} {what}: shape {mine.shape} vs torch {ref.shape}")
+        return 0.0
+    scale = max(np.abs(ref).max(), 1e-30)
+    err = np.abs(mine - ref).max() / scale
+    if not err <= TOL:
+        failures.append(f"{where} {what}: relative error {err:.2e} > {TOL:.0e}")
+    return err
+
+
+def main(path):
+    failures, worst = [], 0.0
+    with h5py.File(path, "r") as f:
+        for name in sorted(f):
+            g = f[name]
+            terms, weights, total, dz, de, dt, grads = case(g)
+            names = g.attrs["term_names"]
+            names = (names.decode() if isinstance(names, bytes) else names).split(",")
+            if sorted(names) != sorted(terms):
+                failures.append(f"{name}: terms {names} vs torch {sorted(terms)}")
+                continue
+            errs = []
+            for i, t in enumerate(names):
+                errs.append(compare(name, f"term {t}", g["terms"][i], terms[t], failures))
+                errs.append(compare(name, f"weight of {t}", g["term_weights"][i], weights[t], failures))
+            errs.append(compare(name, "total", g["total"][0], total, failures))
+            errs.append(compare(name, "d_logits", g["d_logits"], dz, failures))
+            errs.append(compare(name, "d_embedding", g["d_embedding"], de, failures))
+            errs.append(compare(name, "d_tokens", g["d_tokens"], dt, failures))
+            for k, v in grads.items():
+                if v is None:
+                    v = torch.zeros(g["grads"][k].shape)
+                errs.append(compare(name, f"grad {k}", g["grads"][k], v, failures))
+            print(f"{name:28s} worst relative error {max(errs):.2e}")
+            worst = max(worst, max(errs))
+    for line in failures:
+        print("FAIL", line)
+    print(f"worst relative error {worst:.2e} (tolerance {TOL:.0e})")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))
