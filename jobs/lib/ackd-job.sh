@@ -1,0 +1,128 @@
+# Shared by the Slurm and PBS job scripts (sourced, bash): read a stage's command from a
+# stage table, and run it so that a stop request reaches the MPI ranks.
+#
+# Stage table (jobs/pipeline.stages, jobs/sweep.stages): one stage per line,
+#   NAME  LAUNCH  COMMAND...
+# LAUNCH is `mpi` (prefixed with the launcher, $ACKD_MPIRUN) or `serial`. COMMAND may use
+#   {ackd} the executable   {opts} the options file   {run} the run directory
+#   {method} {teacher} {student} {pair} {tag} {extra}   one row of a sweep grid
+# `#` starts a comment. Words are split on blanks; no shell quoting or expansion happens, so a
+# table cannot run anything but the command it shows.
+
+ackd_job_log() {
+  printf '%s ackd-job %s: %s\n' "$(date +%Y-%m-%dT%H:%M:%S)" "${ACKD_JOB_ID:-local}" "$*"
+}
+
+# ackd_stage_names TABLE: the stage names, in table order.
+ackd_stage_names() {
+  sed -e 's/#.*$//' "$1" | awk 'NF >= 3 { print $1 }'
+}
+
+# ackd_stage_argv TABLE STAGE: sets the array ACKD_ARGV to the stage's full command line.
+ackd_stage_argv() {
+  local table=$1 stage=$2 line key value word
+  line=$(sed -e 's/#.*$//' "$table" | awk -v s="$stage" '$1 == s && NF >= 3' | head -n 1)
+  if [ -z "$line" ]; then
+    ackd_job_log "error: stage '$stage' is not in $table (it has: $(ackd_stage_names "$table" | tr '\n' ' '))"
+    return 2
+  fi
+  local -a words
+  read -r -a words <<<"$line"
+  local launch=${words[1]}
+  ACKD_ARGV=()
+  case "$launch" in
+    mpi) read -r -a ACKD_ARGV <<<"${ACKD_MPIRUN:?ACKD_MPIRUN (the MPI launcher) is not set}" ;;
+    serial) ;;
+    *) ackd_job_log "error: stage '$stage': launch '$launch' must be mpi or serial"; return 2 ;;
+  esac
+  local -A subst=([ackd]="${ACKD:-ackd}" [opts]="${ACKD_OPTS:-}" [run]="${ACKD_RUN:-}"
+    [method]="${ACKD_METHOD:-}" [teacher]="${ACKD_TEACHER:-}" [student]="${ACKD_STUDENT:-}"
+    [pair]="${ACKD_PAIR:-}" [tag]="${ACKD_TAG:-}")
+  for word in "${words[@]:2}"; do
+    if [ "$word" = "{extra}" ]; then
+      local -a extra=()
+      read -r -a extra <<<"${ACKD_EXTRA:-}"
+      ACKD_ARGV+=("${extra[@]}")
+      continue
+    fi
+    for key in "${!subst[@]}"; do
+      value=${subst[$key]}
+      word=${word//\{$key\}/$value}
+    done
+    if [[ "$word" == *"{"*"}"* ]]; then
+      ackd_job_log "error: stage '$stage': unknown placeholder in '$word'"
+      return 2
+    fi
+    ACKD_ARGV+=("$word")
+  done
+}
+
+# ackd_grid_row GRID INDEX: sets ACKD_METHOD, ACKD_PAIR, ACKD_TEACHER, ACKD_STUDENT, ACKD_TAG
+# and ACKD_EXTRA from row INDEX (0-based, comments and blank lines skipped) of a sweep grid
+# (`METHOD[+sembridge] PAIR [EXTRA OPTIONS...]`, PAIR = teacher/student letters: R ResNet34,
+# M MobileNetV2, S ShuffleNetV2, e.g. R/M). The tag METHOD[+sembridge]_TS names the row's run.
+ackd_grid_row() {
+  local grid=$1 index=$2 line
+  line=$(sed -e 's/#.*$//' "$grid" | awk 'NF >= 2' | sed -n "$((index + 1))p")
+  if [ -z "$line" ]; then
+    ackd_job_log "error: $grid has no row $index"
+    return 2
+  fi
+  local -a w
+  read -r -a w <<<"$line"
+  ACKD_LABEL=${w[0]} ACKD_PAIR=${w[1]} ACKD_EXTRA="${w[*]:2}"
+  ACKD_METHOD=${ACKD_LABEL%%+*}
+  # METHOD+sembridge: the method with SemBridge's matching, DynM and SKA on top
+  [ "$ACKD_LABEL" = "$ACKD_METHOD+sembridge" ] && ACKD_EXTRA="-sembridge $ACKD_EXTRA"
+  ACKD_TEACHER=$(ackd_arch "${ACKD_PAIR%%/*}") || return 2
+  ACKD_STUDENT=$(ackd_arch "${ACKD_PAIR##*/}") || return 2
+  ACKD_TAG="${ACKD_LABEL}_${ACKD_PAIR%%/*}${ACKD_PAIR##*/}"
+  export ACKD_LABEL ACKD_METHOD ACKD_PAIR ACKD_EXTRA ACKD_TEACHER ACKD_STUDENT ACKD_TAG
+}
+
+ackd_arch() {
+  case "$1" in
+    R) echo resnet34 ;;
+    M) echo mobilenetv2 ;;
+    S) echo shufflenetv2 ;;
+    *) ackd_job_log "error: architecture letter '$1' is not R, M or S"; return 2 ;;
+  esac
+}
+
+# ackd_run CMD...: runs CMD in the background and waits for it. A USR1 or TERM that reaches
+# this shell meanwhile is passed on to CMD (mpirun forwards it to every rank; the ranks finish
+# their step, write a checkpoint and exit 75), and the wait resumes until CMD really ends.
+# Bash runs a trap only between commands, so a command in the foreground would hold the signal
+# back until it ended on its own: hence the background job and the wait loop.
+# Returns CMD's exit code; ACKD_STOP_SIGNAL names the signal passed on, if any.
+ackd_run() {
+  ACKD_STOP_SIGNAL=""
+  ackd_job_log "run: $*"
+  "$@" &
+  local child=$! code interrupted
+  trap 'interrupted=1; ACKD_STOP_SIGNAL=USR1; ackd_job_log "USR1: asking the stage to checkpoint and stop"; kill -USR1 '"$child"' 2>/dev/null' USR1
+  trap 'interrupted=1; ACKD_STOP_SIGNAL=TERM; ackd_job_log "TERM: asking the stage to checkpoint and stop"; kill -TERM '"$child"' 2>/dev/null' TERM
+  while :; do
+    interrupted=0
+    wait "$child"
+    code=$?
+    [ "$interrupted" -eq 1 ] || break # a trap ended the wait, not the child: wait again
+  done
+  trap - USR1 TERM
+  ackd_job_log "exit $code"
+  return "$code"
+}
+
+# ackd_run_stages TABLE STAGE...: runs the stages in order; stops at the first that does not
+# exit 0 and returns its code (75: checkpointed, run again to resume).
+ackd_run_stages() {
+  local table=$1 stage code
+  shift
+  for stage in "$@"; do
+    ackd_stage_argv "$table" "$stage" || return $?
+    ackd_run "${ACKD_ARGV[@]}"
+    code=$?
+    [ "$code" -eq 0 ] || return "$code"
+  done
+  return 0
+}

@@ -1,0 +1,144 @@
+#!/usr/bin/python3
+"""Runs every analysis script on fixture files (make_fixtures.py), real match files (ackd match,
+sinkhorn and argmin on one problem) and real checkpoints (tests/ckpt), and checks what they
+write against values computed here independently: PNGs exist and are PNGs, printed numbers and
+the results table's cells match the raw data.
+    check_analysis.py ANALYSIS_DIR FIXTURES PROBLEM OT_MATCH ARGMIN_MATCH CKPT_A CKPT_B OUT"""
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+
+analysis, fixtures, problem, ot_match, argmin_match, ckpt_a, ckpt_b, out = sys.argv[1:9]
+os.makedirs(out, exist_ok=True)
+expected = json.load(open(os.path.join(fixtures, "expected.json")))
+failures = []
+
+
+def check(ok, message):
+    if not ok:
+        failures.append(message)
+        print("FAIL:", message)
+
+
+def run(script, *args, code=0):
+    p = subprocess.run(["/usr/bin/python3", os.path.join(analysis, script), *args], capture_output=True, text=True)
+    check(p.returncode == code, f"{script} {' '.join(args)}: exit {p.returncode}, expected {code}: {p.stderr}")
+    return p.stdout + p.stderr
+
+
+def png(path):
+    ok = os.path.exists(path) and os.path.getsize(path) > 1000 and open(path, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    check(ok, f"{path} is not a PNG of some size")
+
+
+# every script has -h
+for s in ("curves.py", "confusion.py", "match_view.py", "ckpt_layers.py", "results_table.py"):
+    check("usage:" in run(s, "-h"), f"{s} -h prints no usage")
+
+# ---- curves
+text = run("curves.py", f"{fixtures}/teacher/metrics.h5", f"{fixtures}/student_kd/metrics.h5", "-o", f"{out}/curves.png")
+png(f"{out}/curves.png")
+with h5py.File(f"{fixtures}/teacher/metrics.h5") as f:
+    v = f["val_oa"][...]
+    best = f"best val OA {v.max():.4f} at epoch {int(f['epoch'][np.argmax(v)])}"
+check(f"12 epochs, {best}" in text, f"curves: '{best}' not in: {text}")
+check("expected 'metrics'" in run("curves.py", f"{fixtures}/eval_single/eval_test.h5", "-o", f"{out}/x.png", code=1),
+      "curves accepts an eval file")
+
+# ---- confusion
+text = run("confusion.py", f"{fixtures}/eval_single/eval_test.h5", "-o", f"{out}/confusion.png")
+png(f"{out}/confusion.png")
+check(f"OA {expected['single']['oa']:.4f}" in text, f"confusion: OA {expected['single']['oa']:.4f} not in: {text}")
+shown = sum(int(n) for n in re.findall(r"^\s+(\d+)\s+\S+ -> ", text, re.M))
+check(shown <= expected["single"]["confusion_pairs"] and shown > 0, f"confusion: top pairs count {shown}")
+
+# ---- match views, on real ackd match files
+with h5py.File(ot_match) as a, h5py.File(argmin_match) as b, h5py.File(problem) as p:
+    ia, ib = a["match/teacher_index"][...], b["match/teacher_index"][...]
+    nt = len(a["ot/g"])
+    ys, yt = p["student/labels"][...], p["teacher/labels"][...]
+text = run("match_view.py", ot_match, "--compare", argmin_match, "--embeddings", problem, "-o", f"{out}/match.png")
+png(f"{out}/match.png")
+for name, idx in (("sinkhorn", ia), ("argmin", ib)):
+    top = idx[:, 0][idx[:, 0] >= 0]
+    r1 = np.bincount(top, minlength=nt)
+    want = f"top-1 uses {int((r1 > 0).sum())}, max students per teacher {int(r1.max())}"
+    line = [l for l in text.splitlines() if f"({name})" in l]
+    check(line and want in line[0], f"match_view {name}: '{want}' not in {line}")
+    s, t = np.nonzero(idx >= 0)
+    check(line and f"same class {np.mean(yt[idx[s, t]] == ys[s]):.4f}" in line[0], f"match_view {name}: same class")
+both = (ia[:, 0] >= 0) & (ib[:, 0] >= 0)
+want = f"top-1 agreement {np.mean(ia[both, 0] == ib[both, 0]):.4f} over {int(both.sum())} students"
+check(want in text, f"match_view: '{want}' not in: {text}")
+
+# ---- checkpoints: tests/ckpt's values are sin(0.1 i + step) over the model's flat index
+ENTRIES = [("conv1", 27), ("conv1", 3), ("layer1.0.bn", 3), ("fc", 30), ("fc", 10), ("layer1.0.bn", 3),
+           ("layer1.0.bn", 3)]
+
+
+def closed_form(step):
+    values, at = {}, 0
+    for layer, size in ENTRIES:
+        values.setdefault(layer, []).extend(np.sin(0.1 * np.arange(at, at + size) + step))
+        at += size
+    return {k: np.array(v) for k, v in values.items()}
+
+
+steps = []
+for c in (ckpt_a, ckpt_b):
+    with h5py.File(c) as f:
+        steps.append(int(f["state"].attrs["step"]))
+run("ckpt_layers.py", ckpt_a, "-o", f"{out}/norms.png")
+png(f"{out}/norms.png")
+text = run("ckpt_layers.py", ckpt_a, ckpt_b, "-o", f"{out}/change.png", "--csv", f"{out}/change.csv")
+png(f"{out}/change.png")
+check(f"change from step {steps[0]} to step {steps[1]}" in text, f"ckpt_layers: steps {steps} not in: {text}")
+va, vb = closed_form(steps[0]), closed_form(steps[1])
+rows = [line.split(",") for line in open(f"{out}/change.csv").read().splitlines()[1:]]
+check(sorted(r[0] for r in rows) == sorted(va), f"ckpt_layers: layers {[r[0] for r in rows]}")
+for r in rows:
+    n = r[0]
+    na, d = np.linalg.norm(va[n]), np.linalg.norm(vb[n] - va[n])
+    check(int(r[1]) == len(va[n]) and math.isclose(float(r[2]), na, rel_tol=1e-6) and
+          math.isclose(float(r[3]), d, rel_tol=1e-6) and math.isclose(float(r[4]), d / na, rel_tol=1e-6),
+          f"ckpt_layers {n}: {r[1:]} expected {len(va[n])} {na} {d} {d / na}")
+text = run("ckpt_layers.py", ckpt_a, f"{fixtures}/teacher/metrics.h5", "-o", f"{out}/y.png", code=1)
+check("expected 'checkpoint'" in text, f"ckpt_layers accepts a metrics file: {text}")
+
+# ---- results table: every cell = 100 x OA of the raw predictions, best per column bold
+PAIRS = ["R/R", "M/M", "S/S", "R/M", "R/S", "M/S"]
+table = {tuple(k.split("|")): 100 * v for k, v in expected["table"].items()}
+names = {"none": "Student (CE)", "kd": "KD", "dkd+sembridge": "DKD + SemBridge", "at": "AT"}
+md = run("results_table.py", f"{fixtures}/sweep")
+lines = md.strip().splitlines()
+check(lines[0] == "| Method | R/R | M/M | S/S | R/M | R/S | M/S | Avg. |", f"table header: {lines[0]}")
+body = {l.split("|")[1].strip(): [c.strip() for c in l.split("|")[2:-1]] for l in lines[2:]}
+check(list(body) == ["Student (CE)", "KD", "AT", "DKD + SemBridge"], f"table rows: {list(body)}")
+for method, label in names.items():
+    cells = body.get(label, [])
+    for j, p in enumerate(PAIRS):
+        want = table.get((method, p))
+        got = cells[j] if j < len(cells) else None
+        if want is None:
+            check(got == "–", f"table {label} {p}: '{got}', expected a dash")
+            continue
+        best = max(v for (m, q), v in table.items() if q == p)
+        text_want = f"{want:.2f}" if f"{want:.2f}" != f"{best:.2f}" else f"**{want:.2f}**"
+        check(got == text_want, f"table {label} {p}: '{got}', expected '{text_want}'")
+    full = [table[(method, p)] for p in PAIRS if (method, p) in table]
+    want_avg = f"{np.mean(full):.2f}" if len(full) == 6 else "–"
+    check(cells[-1:] == [want_avg], f"table {label} average: {cells[-1:]}, expected {want_avg}")
+tex = run("results_table.py", f"{fixtures}/sweep", "--latex", "-o", f"{out}/table.tex")
+tex = open(f"{out}/table.tex").read()
+check(tex.count("\\\\") == 5 and "\\toprule" in tex and tex.count("\\textbf{") == 6, f"LaTeX table: {tex}")
+best_rr = max(v for (m, q), v in table.items() if q == "R/R")
+check(f"\\textbf{{{best_rr:.2f}}}" in tex, "LaTeX: the best R/R cell is not bold")
+
+print("analysis scripts: " + ("ok" if not failures else f"{len(failures)} failure(s)"))
+sys.exit(1 if failures else 0)

@@ -1,0 +1,188 @@
+#!/usr/bin/env bash
+# The Slurm pipeline template on a real (local, single-node) Slurm cluster:
+#  1. jobs/slurm/submit-pipeline submits the stages below as jobs chained with afterok;
+#  2. one stage (`stop`) is signalled USR1 while it runs (scancel --signal=USR1 --batch, what
+#     --signal=B:USR1@T does at T seconds before the time limit): the template's trap must
+#     pass it to mpirun, the ranks checkpoint and exit 75, the template requeues the job, the
+#     job runs again, finds the checkpoint and finishes, and the later stages still run;
+#  3. the outputs are checked with h5py, and every job ended COMPLETED with exit 0.
+# Exit 77 (CTest skip) only when this machine cannot start Slurm.
+#   slurm_pipeline.sh REPO ACKD TEST_CHECKPOINT WORKDIR
+set -uo pipefail
+repo=$1 ackd=$2 test_checkpoint=$3 work=$4
+tests=$repo/tests/jobs
+python=/usr/bin/python3
+deadline=$((SECONDS + ${ACKD_SLURM_TEST_TIMEOUT:-170}))
+fail() { echo "FAIL: $*"; for s in ${STAGES:-}; do echo "  $s: job ${job[$s]:-} $(state "${job[$s]:-0}")"; done; for f in "$work"/logs/*.out; do [ -f "$f" ] && { echo "== $f"; tail -n 30 "$f"; }; done; cancel_all; exit 1; }
+ids=()
+declare -A job
+cancel_all() { [ ${#ids[@]} -eq 0 ] || scancel "${ids[@]}" 2>/dev/null; }
+
+# ---- a cluster ---------------------------------------------------------------------------------
+out=$("$repo/scripts/slurm-local" start)
+case $? in
+  0) eval "$out" ;;
+  3) echo "SKIP: this machine cannot start a local Slurm cluster (see the line above)"; exit 77 ;;
+  *) fail "scripts/slurm-local start failed" ;;
+esac
+source "$repo/scripts/env.sh" # sbatch exports this environment to the jobs (Open MPI as root)
+
+rm -rf "$work" && mkdir -p "$work/logs" && cd "$work" || exit 1
+run=$work/run
+
+# ---- the pipeline: extend here as the stages land --------------------------------------------
+# The stage table the jobs run (same format as jobs/pipeline.stages) and the stages to submit,
+# in order. Until `ackd ssm` and `ackd train` exist, `ssm` is a Python stand-in writing the
+# embeddings file and `stop` is tests/ckpt's test_checkpoint wrapped as a resumable stage; with
+# the full pipeline, use jobs/pipeline.stages itself (drop -t below), STAGES="synth teacher ssm
+# match distill eval", and signal `teacher` or `distill` instead of `stop`.
+cat >"$work/test.stages" <<EOF
+synth    mpi     {ackd} synth -options_file {opts}
+ssm      serial  $python $tests/fake_ssm.py {run}/synth.h5 {run}/embeddings.h5
+stop     serial  $tests/ckpt_stage.sh $test_checkpoint {run}/ckpts
+match    mpi     {ackd} match -match_input {run}/embeddings.h5 -match_output {run}/match.h5 -match_ot_topk 3 -quiet
+inspect  mpi     {ackd} inspect {run}/match.h5
+EOF
+STAGES="synth ssm stop match inspect"
+SIGNALLED=stop
+# the tiny synthetic benchmark
+cat >"$work/tiny.opts" <<EOF
+-synth_output $run/synth.h5
+-synth_ms_count 240
+-synth_rgb_count 200
+-synth_classes 5
+-synth_size 16
+-quiet
+EOF
+
+# ---- the templates' directives, as this Slurm reads them (sizes shrunk to this one node) --------
+for t in pipeline.sbatch sweep.sbatch; do
+  out=$(ACKD_OPTS=$work/tiny.opts sbatch --test-only --nodes=1 --ntasks-per-node=1 --cpus-per-task=1 \
+        "$repo/jobs/slurm/$t" x 2>&1) || fail "sbatch --test-only $t: $out"
+  grep -q "to start at" <<<"$out" || fail "sbatch --test-only $t: $out"
+done
+
+# ---- submit ------------------------------------------------------------------------------------
+export ACKD=$ackd ACKD_RUN=$run
+submitted=$("$repo/jobs/slurm/submit-pipeline" -t "$work/test.stages" -s "${STAGES// /,}" "$work/tiny.opts" \
+  --nodes=1 --ntasks-per-node=2 --cpus-per-task=1 --time=00:10:00 --output="$work/logs/%x-%j.out") ||
+  fail "submit-pipeline: $submitted"
+echo "$submitted"
+while read -r stage id; do job[$stage]=$id; ids+=("$id"); done <<<"$submitted"
+[ ${#ids[@]} -eq $(wc -w <<<"$STAGES") ] || fail "expected one job per stage"
+# the chain: every job after the first depends on its predecessor with afterok
+prev=""
+for stage in $STAGES; do
+  dep=$(scontrol show job "${job[$stage]}" | grep -o "Dependency=[^ ]*")
+  if [ -n "$prev" ]; then
+    [[ "$dep" == *"afterok:${job[$prev]}"* ]] || fail "$stage: $dep, expected afterok:${job[$prev]}"
+  fi
+  prev=$stage
+done
+
+state() { scontrol show job "$1" 2>/dev/null | sed -n 's/.*JobState=\([A-Z_]*\).*/\1/p'; }
+field() { scontrol show job "$1" 2>/dev/null | grep -o "$2=[^ ]*" | head -n 1 | cut -d= -f2; }
+
+# ---- the sweep: two arrays (teachers, then the grid's rows with a % throttle) ---------------------
+# Stand-in stages record what the template passed them, so the test checks the grid parsing,
+# the placeholders, the array sizes and throttle, and the afterok between the arrays.
+cat >"$work/sweep.stages" <<EOF
+teacher  serial  $tests/record_row.sh {run}/sweep/teacher_{teacher}.txt teacher {run}/none {method} {teacher} {student} {pair} {extra}
+distill  serial  $tests/record_row.sh {run}/sweep/{tag}/record.txt distill {run}/sweep/teacher_{teacher}.txt {method} {teacher} {student} {pair} {extra}
+eval     serial  $tests/record_row.sh {run}/sweep/{tag}/record.txt eval {run}/sweep/teacher_{teacher}.txt {method} {teacher} {student} {pair} {extra}
+EOF
+cat >"$work/sweep.grid" <<EOF
+# method  pair  extra
+kd            R/M
+dkd           S/S   -dkd_beta 8
+kd+sembridge  R/S
+EOF
+swept=$("$repo/jobs/slurm/submit-sweep" -g "$work/sweep.grid" -t "$work/sweep.stages" -p 2 "$work/tiny.opts" \
+  --nodes=1 --ntasks-per-node=1 --cpus-per-task=1 --time=00:05:00 --output="$work/logs/%x-%A_%a.out") ||
+  fail "submit-sweep: $swept"
+echo "$swept"
+teachers_id=$(awk '$1 == "teachers" { print $2 }' <<<"$swept")
+students_id=$(awk '$1 == "students" { print $2 }' <<<"$swept")
+ids+=("$teachers_id" "$students_id")
+scontrol show job "$students_id" | grep -q "ArrayTaskThrottle=2" || fail "the students array has no %2 throttle"
+scontrol show job "$students_id" | grep -q "Dependency=afterok:${teachers_id}" || fail "students do not depend on teachers"
+
+# ---- USR1 to the running stage ------------------------------------------------------------------
+sig_id=${job[$SIGNALLED]}
+log() { cat "$work"/logs/ackd-"$SIGNALLED"-"$sig_id".out 2>/dev/null; }
+until log | grep -q "starting from step 1"; do
+  [ $SECONDS -lt $deadline ] || fail "stage $SIGNALLED never started (state $(state "$sig_id"))"
+  case $(state "$sig_id") in FAILED | CANCELLED | TIMEOUT) fail "stage $SIGNALLED: $(state "$sig_id")" ;; esac
+  sleep 1
+done
+sleep 2 # let the ranks take some steps
+scancel --signal=USR1 --batch "$sig_id" || fail "scancel --signal=USR1 --batch $sig_id"
+echo "sent USR1 to job $sig_id"
+
+# ---- wait for the chain --------------------------------------------------------------------------
+last=${job[${STAGES##* }]}
+until [ "$(state "$last")" = COMPLETED ]; do
+  [ $SECONDS -lt $deadline ] || fail "the pipeline did not finish in time: $(for s in $STAGES; do echo -n "$s=$(state "${job[$s]}") "; done)"
+  for s in $STAGES; do
+    case $(state "${job[$s]}") in FAILED | CANCELLED | TIMEOUT | NODE_FAIL | OUT_OF_MEMORY) fail "stage $s: $(state "${job[$s]}")" ;; esac
+  done
+  sleep 1
+done
+
+# ---- check -----------------------------------------------------------------------------------
+for s in $STAGES; do
+  [ "$(state "${job[$s]}")" = COMPLETED ] && [ "$(field "${job[$s]}" ExitCode)" = 0:0 ] ||
+    fail "stage $s: $(state "${job[$s]}") exit $(field "${job[$s]}" ExitCode)"
+done
+[ "$(field "$sig_id" Restarts)" = 1 ] || fail "stage $SIGNALLED restarted $(field "$sig_id" Restarts) times, expected 1"
+for s in $STAGES; do
+  [ "$s" = "$SIGNALLED" ] || [ "$(field "${job[$s]}" Restarts)" = 0 ] || fail "stage $s was restarted"
+done
+text=$(log)
+for expect in "USR1: asking the stage to checkpoint and stop" "exit 75" "checkpointed (USR1); requeueing job $sig_id" \
+  "restart 1" "ckpt_stage: resuming from the checkpoint of step" "finished"; do
+  grep -qF "$expect" <<<"$text" || fail "the $SIGNALLED log lacks '$expect'"
+done
+step=$(sed -n 's/^stopped at step \([0-9]*\)$/\1/p' <<<"$text" | sort -u)
+[ "$(wc -w <<<"$step")" -eq 1 ] || fail "the ranks stopped at different steps: $step"
+grep -q "resumed from step $step, finished" <<<"$text" || fail "not resumed from the checkpoint of step $step"
+grep -q "ackd match file" "$work"/logs/ackd-inspect-*.out || fail "inspect did not summarise the match file"
+
+# the sweep: both arrays completed; each row saw its own method, architectures and extras
+for _ in $(seq 30); do
+  [ -z "$(squeue -h -j "$teachers_id,$students_id" 2>/dev/null)" ] && break
+  sleep 1
+done
+[ -z "$(squeue -h -j "$teachers_id,$students_id" 2>/dev/null)" ] || fail "the sweep did not finish"
+expect_record() {
+  [ "$(cat "$run/sweep/$1" 2>/dev/null)" = "$2" ] || fail "sweep record $1: '$(cat "$run/sweep/$1" 2>/dev/null)', expected '$2'"
+}
+expect_record teacher_resnet34.txt "teacher teacher resnet34 resnet34 R/R"
+expect_record teacher_shufflenetv2.txt "teacher teacher shufflenetv2 shufflenetv2 S/S"
+expect_record kd_RM/record.txt "$(printf 'distill kd resnet34 mobilenetv2 R/M\neval kd resnet34 mobilenetv2 R/M')"
+expect_record dkd_SS/record.txt "$(printf 'distill dkd shufflenetv2 shufflenetv2 S/S -dkd_beta 8\neval dkd shufflenetv2 shufflenetv2 S/S -dkd_beta 8')"
+expect_record kd+sembridge_RS/record.txt "$(printf 'distill kd resnet34 shufflenetv2 R/S -sembridge\neval kd resnet34 shufflenetv2 R/S -sembridge')"
+[ "$(ls "$run/sweep" | grep -c '^teacher_.*txt$')" -eq 2 ] || fail "expected 2 teacher tasks: $(ls "$run/sweep")"
+
+"$python" - "$run" <<'PY' || fail "outputs"
+import sys, h5py, numpy as np
+run = sys.argv[1]
+with h5py.File(f"{run}/synth.h5", "r") as f:
+    assert f.attrs["ackd_format"] == "dataset"
+    assert f["ms/images"].shape == (240, 10, 16, 16) and f["rgb/images"].shape == (200, 3, 16, 16)
+with h5py.File(f"{run}/embeddings.h5", "r") as e, h5py.File(f"{run}/match.h5", "r") as m:
+    assert m.attrs["ackd_format"] == "match"
+    ti, w = m["match/teacher_index"][...], m["match/weight"][...]
+    ys, yt = e["student/labels"][...], e["teacher/labels"][...]
+    assert ti.shape == (len(ys), 3), ti.shape
+    has = ti[:, 0] >= 0
+    assert has.sum() > 0.5 * len(ys), has.sum()
+    # every kept teacher is of the student's class, and weights sum to 1 per row
+    for s in np.flatnonzero(has):
+        k = ti[s][ti[s] >= 0]
+        assert (yt[k] == ys[s]).all(), (s, k)
+        assert abs(w[s][ti[s] >= 0].sum() - 1) < 1e-9
+print("outputs ok")
+PY
+echo "ok: sweep of 3 rows after 2 teacher tasks, throttle %2, placeholders as expected"
+echo "ok: $(wc -w <<<"$STAGES") stages chained with afterok ran to completion; stage $SIGNALLED got USR1, checkpointed at step $step (exit 75), was requeued and resumed; later stages ran after it"
