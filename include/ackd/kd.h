@@ -150,4 +150,40 @@ PetscErrorCode AckdSSMHeadDestroy(AckdSSMHead *head);
 PetscErrorCode AckdSSMLoss(const AckdTensor *e_rgb, const AckdTensor *e_ms, double tau, double scale, double *loss,
                            AckdTensor *d_rgb, AckdTensor *d_ms);
 
+/* ---------------------------------------------------------------- teacher targets */
+
+/* What each student sample learns from: its matched teacher samples (top-k
+ * with plan weights, from `ackd match` or DynM's re-matching) and what the
+ * frozen teacher said about them (the gallery of `ackd train`), projected
+ * into the student's classes. Every rank holds the whole table and gallery:
+ * a batch may draw any student sample. */
+typedef struct _p_AckdTeacherTargets *AckdTeacherTargets;
+
+/* Collective. `gallery` is the file of docs/FORMATS.md; `ms_to_rgb` (K_ms
+ * entries, -1: no counterpart) maps the teacher's classes to the student's
+ * `classes`; `student_rows` are the dataset rows of the N_s student samples
+ * (the RGB training split, in order). */
+PetscErrorCode AckdTeacherTargetsCreate(MPI_Comm comm, const char *gallery, const int *ms_to_rgb, PetscInt ms_classes,
+                                        PetscInt classes, PetscInt nstudent, const PetscInt *student_rows,
+                                        const int *student_labels, AckdTeacherTargets *targets);
+/* Collective: the match file of `ackd match` (N_s rows, k columns). */
+PetscErrorCode AckdTeacherTargetsLoadMatch(AckdTeacherTargets targets, const char *path, PetscInt k);
+PetscErrorCode AckdTeacherTargetsGetSizes(AckdTeacherTargets targets, PetscInt *nstudent, PetscInt *nteacher,
+                                          PetscInt *k, PetscInt *embedding);
+/* The match table itself (N_s x k teacher indices and weights, as floats so
+ * that a checkpoint stores it beside the model; indices are exact below 2^24). */
+PetscErrorCode AckdTeacherTargetsGetTable(AckdTeacherTargets targets, float **index, float **weight);
+/* For `n` student samples given by dataset row: the plan-weighted mixture of
+ * their teachers' logits (n, K) and embeddings (n, D) (either output may be
+ * NULL), the weight w_i (0: no teacher; else the mass kept), and the
+ * dataset row in the teacher's collection of the best teacher (-1: none). */
+PetscErrorCode AckdTeacherTargetsGather(AckdTeacherTargets targets, PetscInt n, const PetscInt *rows, float *logits,
+                                        float *embedding, float *weight, PetscInt *teacher_row);
+/* Collective, DynM: re-matches every student sample by the KL cost between
+ * its logits (N_s x K, all of them, on every rank) and the teacher gallery's,
+ * within classes, with the OT solver configured under `prefix` (-dynm_solver,
+ * -dynm_ot_eps, -dynm_ot_topk, ...), and replaces the table. */
+PetscErrorCode AckdTeacherTargetsRematch(AckdTeacherTargets targets, const float *student_logits, const char *prefix);
+PetscErrorCode AckdTeacherTargetsDestroy(AckdTeacherTargets *targets);
+
 #endif

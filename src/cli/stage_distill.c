@@ -1,0 +1,482 @@
+/* `ackd distill`: the student on /rgb learns from the frozen teacher through
+ * a KD method (-kd_method, with -sembridge for SKA and DynM), data parallel
+ * and resumable like `train`.
+ *
+ * What the teacher contributes, per student sample: the plan-weighted
+ * mixture of its matched teachers' gallery logits and embeddings (the match
+ * file of `ackd match`, re-matched by DynM at the adjust epochs); and, for the
+ * methods that compare feature maps (SKA, AT, FitNet on tokens, MNF), the
+ * layer-4 tokens of its best teacher sample, from a forward pass of the
+ * frozen teacher checkpoint. */
+#include "stages.h"
+#include <ackd/kd.h>
+#include <ackd/ot.h>
+#include <ackd/train.h>
+#include <math.h>
+#include <string.h>
+#include <unistd.h>
+
+enum { TERM_CE, TERM_KD, TERM_SKA, NTERMS };
+static const char *const TERMS[NTERMS] = {"loss_ce", "loss_kd", "loss_ska"};
+
+typedef struct {
+  MPI_Comm           comm;
+  AckdModel          student, teacher; /* teacher: only when tokens are needed */
+  AckdModelConfig    config;
+  AckdSharedDataset  rgb, ms;
+  AckdCollectionInfo info, ms_info;
+  AckdKD             kd;
+  AckdTeacherTargets targets;
+  PetscInt           eval_batch, nstudent, *student_rows;
+  PetscBool          dynm, tokens;
+  PetscInt           dynm_e0, dynm_delta, dynm_growth;
+  char               data[PETSC_MAX_PATH_LEN], method[64], pair[16];
+  PetscBool          sembridge;
+  /* per-step buffers */
+  float     *t_logits, *t_embedding, *weight, *ms_images;
+  PetscInt  *teacher_row, capacity;
+  AckdTensor d_logits, d_embedding, d_tokens;
+} DistillContext;
+
+static PetscErrorCode grow(DistillContext *c, PetscInt n, const AckdModelOutputs *out)
+{
+  PetscInt K = c->config.classes, D = 0, count, ch, h, w;
+
+  PetscFunctionBeginUser;
+  PetscCall(AckdTeacherTargetsGetSizes(c->targets, NULL, NULL, NULL, &D));
+  if (n > c->capacity) {
+    PetscCall(PetscFree5(c->t_logits, c->t_embedding, c->weight, c->teacher_row, c->ms_images));
+    PetscCall(AckdSharedDatasetGetShape(c->ms ? c->ms : c->rgb, &count, &ch, &h, &w));
+    PetscCall(PetscMalloc5(n * K, &c->t_logits, PetscMax(n * D, 1), &c->t_embedding, n, &c->weight, n, &c->teacher_row,
+                           c->ms ? (size_t)n * ch * h * w : 1, &c->ms_images));
+    c->capacity = n;
+  }
+  /* Gradient buffers follow the student's output shapes. */
+  const AckdTensor *shapes[3] = {&out->logits, &out->embedding, &out->tokens};
+  AckdTensor       *grads[3]  = {&c->d_logits, &c->d_embedding, &c->d_tokens};
+  for (int i = 0; i < 3; i++) {
+    if (AckdTensorSize(grads[i]) < AckdTensorSize(shapes[i])) {
+      PetscCall(AckdTensorFree(grads[i]));
+      PetscCall(AckdTensorAllocate(grads[i], shapes[i]->n, shapes[i]->c, shapes[i]->h, shapes[i]->w));
+    }
+    *grads[i] = AckdTensorView(grads[i]->data, shapes[i]->n, shapes[i]->c, shapes[i]->h, shapes[i]->w);
+  }
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode distill_step(void *ctx, AckdEngine *engine, const AckdTrainBatch *b, AckdTrainStepResult *r)
+{
+  DistillContext  *c = (DistillContext *)ctx;
+  AckdModelOutputs out, tout;
+  AckdKDOutputs    kout = {0};
+  const PetscInt   K    = c->config.classes;
+  PetscInt         D;
+
+  PetscFunctionBeginUser;
+  if (b->nlocal == 0) {
+    AckdParams *params;
+    PetscCall(AckdModelGetParams(c->student, &params));
+    PetscCall(AckdParamsZeroGrad(params));
+    PetscCall(AckdKDGetParams(c->kd, &params));
+    PetscCall(AckdParamsZeroGrad(params));
+    PetscFunctionReturn(0);
+  }
+  PetscCall(AckdModelForward(c->student, engine, &b->images, &out));
+  PetscCall(grow(c, b->nlocal, &out));
+  PetscCall(AckdTeacherTargetsGetSizes(c->targets, NULL, NULL, NULL, &D));
+  PetscCall(AckdTeacherTargetsGather(c->targets, b->nlocal, b->rows, c->t_logits, D ? c->t_embedding : NULL, c->weight,
+                                     c->teacher_row));
+  AckdTensor t_logits    = AckdTensorView(c->t_logits, b->nlocal, K, 1, 1);
+  AckdTensor t_embedding = AckdTensorView(c->t_embedding, b->nlocal, D, 1, 1);
+  AckdTensor t_tokens    = {0};
+  if (c->tokens) {
+    /* The frozen teacher sees its best matched MS image (a sample without a teacher sees its own row 0: weight 0). */
+    const float *all;
+    PetscInt     count, ch, h, w;
+    PetscCall(AckdSharedDatasetGetShape(c->ms, &count, &ch, &h, &w));
+    PetscCall(AckdSharedDatasetGetArrays(c->ms, &all, NULL, NULL));
+    const PetscInt sample = ch * h * w;
+    for (PetscInt i = 0; i < b->nlocal; i++)
+      PetscCall(PetscArraycpy(c->ms_images + (size_t)i * sample, all + (size_t)PetscMax(c->teacher_row[i], 0) * sample,
+                              sample));
+    AckdTensor x = AckdTensorView(c->ms_images, b->nlocal, ch, h, w);
+    PetscCall(AckdModelForward(c->teacher, engine, &x, &tout));
+    t_tokens = tout.tokens;
+  }
+  AckdKDInputs in  = {.batch             = b->nlocal,
+                      .global_batch      = b->nglobal,
+                      .epoch             = b->epoch,
+                      .student_logits    = &out.logits,
+                      .student_embedding = &out.embedding,
+                      .student_tokens    = &out.tokens,
+                      .teacher_logits    = &t_logits,
+                      .teacher_embedding = D ? &t_embedding : NULL,
+                      .teacher_tokens    = c->tokens ? &t_tokens : NULL,
+                      .labels            = b->labels,
+                      .weight            = c->weight};
+  kout.d_logits    = &c->d_logits;
+  kout.d_embedding = &c->d_embedding;
+  kout.d_tokens    = &c->d_tokens;
+  PetscCall(AckdKDLoss(c->kd, &in, &kout));
+  r->loss = kout.total;
+  for (PetscInt i = 0; i < kout.nterms; i++) {
+    const char *n = kout.names[i];
+    PetscInt    t = !strcmp(n, "ce") ? TERM_CE : !strcmp(n, "ska") ? TERM_SKA : TERM_KD;
+    r->terms[t] += kout.values[i];
+  }
+  for (PetscInt i = 0; i < b->nlocal; i++) {
+    const float *z    = out.logits.data + i * K;
+    PetscInt     best = 0;
+    for (PetscInt k = 1; k < K; k++)
+      if (z[k] > z[best]) best = k;
+    r->correct += best == b->labels[i];
+  }
+  PetscCall(AckdModelBackward(c->student, engine, &c->d_logits, &c->d_embedding, &c->d_tokens));
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode validate(void *ctx, AckdEngine *engine, PetscInt epoch, double *loss, double *score)
+{
+  DistillContext     *c = (DistillContext *)ctx;
+  AckdClassifierScore s = {0};
+
+  PetscFunctionBeginUser;
+  (void)epoch;
+  PetscCall(AckdClassifierEvaluate(c->comm, c->student, engine, c->rgb, 1, c->eval_batch, c->config.classes, &s, NULL));
+  *loss  = s.loss;
+  *score = s.oa;
+  PetscFunctionReturn(0);
+}
+
+typedef struct {
+  float   *logits;
+  PetscInt classes;
+} LogitsCtx;
+
+static PetscErrorCode keep_logits(void *ctx, PetscInt first, PetscInt n, const AckdModelOutputs *out)
+{
+  LogitsCtx *l = (LogitsCtx *)ctx;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscArraycpy(l->logits + first * l->classes, out->logits.data, n * l->classes));
+  PetscFunctionReturn(0);
+}
+
+/* DynM: at its adjust epochs, every student sample is re-matched by the KL
+ * between the current student's and the teachers' predictions. */
+static PetscErrorCode rematch(void *ctx, AckdEngine *engine, PetscInt epoch)
+{
+  DistillContext *c = (DistillContext *)ctx;
+  PetscBool       adjust;
+  PetscInt        nglobal, nlocal, *rows, first;
+  PetscMPIInt     size;
+  AckdLog         log;
+
+  PetscFunctionBeginUser;
+  if (!c->dynm || epoch == 0) PetscFunctionReturn(0);
+  PetscCall(AckdDynMIsAdjustEpoch(c->dynm_e0, c->dynm_delta, c->dynm_growth, epoch, &adjust));
+  if (!adjust) PetscFunctionReturn(0);
+  const PetscInt K = c->config.classes;
+  LogitsCtx      l = {.classes = K};
+  PetscCall(AckdSplitRows(c->comm, c->rgb, 0, &nglobal, &nlocal, &rows, &first));
+  PetscCall(PetscMalloc1(nglobal * K, &l.logits));
+  PetscCall(AckdModelPredict(c->student, engine, c->rgb, nlocal, rows, c->eval_batch, keep_logits, &l));
+  /* Contiguous blocks in rank order: gather in place into the full matrix. */
+  PetscCallMPI(MPI_Comm_size(c->comm, &size));
+  PetscMPIInt *counts, *displs;
+  PetscCall(PetscMalloc2(size, &counts, size, &displs));
+  PetscMPIInt mine = (PetscMPIInt)(nlocal * K), at = (PetscMPIInt)(first * K);
+  PetscCallMPI(MPI_Allgather(&mine, 1, MPI_INT, counts, 1, MPI_INT, c->comm));
+  PetscCallMPI(MPI_Allgather(&at, 1, MPI_INT, displs, 1, MPI_INT, c->comm));
+  PetscCall(PetscArraymove(l.logits + first * K, l.logits, nlocal * K));
+  PetscCallMPI(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_FLOAT, l.logits, counts, displs, MPI_FLOAT, c->comm));
+  double t0 = AckdTimeNow();
+  PetscCall(AckdTeacherTargetsRematch(c->targets, l.logits, "dynm_"));
+  PetscCall(AckdLogSetUp(&log, c->comm));
+  char line[160];
+  snprintf(line, sizeof line, "DynM: re-matched %d students at epoch %d in %.2f s", (int)nglobal, (int)epoch + 1,
+           AckdTimeNow() - t0);
+  PetscCall(AckdLogInfo(&log, "%s\n", line));
+  PetscCall(PetscFree2(counts, displs));
+  PetscCall(PetscFree(l.logits));
+  PetscCall(PetscFree(rows));
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode describe(void *ctx, hid_t file)
+{
+  DistillContext *c = (DistillContext *)ctx;
+
+  PetscFunctionBeginUser;
+  PetscCall(AckdModelConfigWrite(&c->config, file));
+  PetscCall(AckdH5AttrWriteString(file, "modality", "rgb"));
+  PetscCall(AckdH5AttrWriteString(file, "data", c->data));
+  PetscCall(AckdH5AttrWriteString(file, "method", c->method));
+  PetscCall(AckdH5AttrWriteString(file, "pair", c->pair));
+  PetscFunctionReturn(0);
+}
+
+static char arch_letter(AckdArch arch)
+{
+  switch (arch) {
+  case ACKD_ARCH_RESNET18:
+  case ACKD_ARCH_RESNET34:
+    return 'R';
+  case ACKD_ARCH_MOBILENETV2:
+    return 'M';
+  case ACKD_ARCH_SHUFFLENETV2:
+    return 'S';
+  case ACKD_ARCH_SMALLCNN:
+    return 'C';
+  default:
+    return 'L';
+  }
+}
+
+/* The frozen teacher from its checkpoint (the gallery's source by default). */
+static PetscErrorCode load_teacher(DistillContext *c, const char *path, AckdModelConfig *config)
+{
+  AckdCkptReader r;
+  hid_t          file;
+  AckdParams    *params;
+  AckdCkptEntry *entries;
+  PetscInt       n;
+
+  PetscFunctionBeginUser;
+  PetscCall(AckdCkptReaderOpen(c->comm, path, NULL, &r));
+  PetscCall(AckdCkptReaderGetFile(r, &file));
+  PetscCall(AckdModelConfigRead(c->comm, file, path, config));
+  PetscCall(AckdModelCreate(c->comm, &c->teacher));
+  PetscCall(AckdModelSetUp(c->teacher, config, 0));
+  PetscCall(AckdModelGetParams(c->teacher, &params));
+  PetscCall(AckdParamsGetCheckpointEntries(params, &n, &entries));
+  PetscCall(AckdCkptReaderReadModel(r, "model", n, entries));
+  PetscCall(PetscFree(entries));
+  PetscCall(AckdCkptReaderDestroy(&r));
+  PetscCall(AckdModelSetTraining(c->teacher, PETSC_FALSE));
+  PetscFunctionReturn(0);
+}
+
+static const char *const TOKEN_CHOICES[] = {"auto", "yes", "no"};
+
+PetscErrorCode AckdStageDistill(MPI_Comm comm, int npositional, char **positional, int *exit_code)
+{
+  DistillContext c  = {.comm = comm, .eval_batch = 256, .dynm_e0 = 30, .dynm_delta = 30, .dynm_growth = 5};
+  AckdTrainer    t  = NULL;
+  AckdH5Settings h5 = {0};
+  PetscBool      stop, stopped, have_data, dynm_set;
+  PetscInt       seed, topk = 0, tokens_choice = 0;
+  char           gallery[PETSC_MAX_PATH_LEN] = "", match[PETSC_MAX_PATH_LEN] = "", teacher[PETSC_MAX_PATH_LEN] = "";
+  char           dir[PETSC_MAX_PATH_LEN];
+
+  PetscFunctionBeginUser;
+  (void)npositional;
+  (void)positional;
+  PetscOptionsBegin(comm, NULL, "ackd distill: the RGB student taught by the frozen MS teacher", NULL);
+  PetscCall(AckdOptionsString(PetscOptionsObject, "-distill_data", "Dataset file (ackd synth or ackd curate)", c.data,
+                              sizeof c.data, &have_data));
+  PetscCall(AckdOptionsString(PetscOptionsObject, "-distill_gallery",
+                              "Teacher gallery (ackd train's gallery.h5, or an external teacher's)", gallery,
+                              sizeof gallery, NULL));
+  PetscCall(AckdOptionsString(PetscOptionsObject, "-distill_match", "Match file of ackd match (student -> teachers)",
+                              match, sizeof match, NULL));
+  PetscCall(AckdOptionsInt(PetscOptionsObject, "-distill_topk",
+                           "Teachers per student mixed into its targets (0: every column of the match file)", &topk, 0,
+                           1024, NULL));
+  PetscCall(AckdOptionsString(PetscOptionsObject, "-distill_teacher",
+                              "Teacher checkpoint for token-level methods (default: the gallery's source)", teacher,
+                              sizeof teacher, NULL));
+  PetscCall(
+      AckdOptionsChoice(PetscOptionsObject, "-distill_teacher_tokens",
+                        "Run the frozen teacher for layer-4 tokens: auto (when SKA, AT, FitNet or MNF need them), "
+                        "yes, no",
+                        TOKEN_CHOICES, 3, &tokens_choice, NULL));
+  PetscCall(AckdOptionsBool(PetscOptionsObject, "-dynm",
+                            "DynM: re-match students at the adjust epochs (default: with -sembridge)", &c.dynm,
+                            &dynm_set));
+  PetscCall(
+      AckdOptionsInt(PetscOptionsObject, "-dynm_e0", "DynM: first adjust epoch e0", &c.dynm_e0, 1, 1000000, NULL));
+  PetscCall(AckdOptionsInt(PetscOptionsObject, "-dynm_delta", "DynM: epochs between the first adjustments (delta e)",
+                           &c.dynm_delta, 1, 1000000, NULL));
+  PetscCall(AckdOptionsInt(PetscOptionsObject, "-dynm_growth", "DynM: growth of the interval per adjustment (e_mu)",
+                           &c.dynm_growth, 0, 1000000, NULL));
+  PetscCall(AckdOptionsInt(PetscOptionsObject, "-distill_eval_batch", "Batch size of validation and re-matching passes",
+                           &c.eval_batch, 1, 1 << 20, NULL));
+  PetscOptionsEnd();
+  snprintf(dir, sizeof dir, "out/student");
+  c.config = (AckdModelConfig){.arch = ACKD_ARCH_RESNET18, .width = 1.0};
+  PetscCall(AckdModelConfigSetFromOptions(comm, "student_", &c.config));
+  PetscCall(AckdKDCreate(comm, &c.kd));
+  PetscCall(AckdKDSetFromOptions(c.kd));
+  PetscCall(PetscOptionsGetBool(NULL, NULL, "-sembridge", &c.sembridge, NULL));
+  if (!dynm_set) c.dynm = c.sembridge;
+  {
+    /* Listed by -help; the solver itself is built at each re-matching. */
+    AckdOT ot;
+    PetscCall(AckdOTCreate(comm, &ot));
+    PetscCall(AckdOTSetOptionsPrefix(ot, "dynm_"));
+    PetscCall(AckdOTSetFromOptions(ot));
+    PetscCall(AckdOTDestroy(&ot));
+  }
+  PetscCall(AckdTrainerCreate(comm, &t));
+  PetscCall(AckdTrainerSetOptionsPrefix(t, "distill_"));
+  PetscCall(AckdTrainerSetDefaults(t, dir, ACKD_OPT_ADAM, 1e-3, 200, 256));
+  PetscCall(AckdTrainerSetFromOptions(t));
+  PetscCall(AckdH5SettingsSetFromOptions(&h5));
+  PetscCall(AckdStageReady(comm, "distill", &stop));
+  if (stop) {
+    PetscCall(AckdTrainerDestroy(&t));
+    PetscCall(AckdKDDestroy(&c.kd));
+    PetscFunctionReturn(0);
+  }
+  PetscCheck(have_data && c.data[0], comm, PETSC_ERR_USER_INPUT,
+             "option -distill_data is required: the dataset file written by ackd synth or ackd curate");
+  PetscCheck(gallery[0], comm, PETSC_ERR_USER_INPUT,
+             "option -distill_gallery is required: the teacher gallery written by ackd train (DIR/gallery.h5)");
+  PetscCheck(match[0], comm, PETSC_ERR_USER_INPUT,
+             "option -distill_match is required: the match file written by ackd match");
+
+  const char *method;
+  PetscCall(AckdKDGetMethodName(c.kd, &method));
+  snprintf(c.method, sizeof c.method, "%s%s", method, c.sembridge ? "+sembridge" : "");
+  PetscCall(AckdCollectionInfoRead(comm, c.data, "rgb", &c.info));
+  PetscCall(AckdCollectionInfoRead(comm, c.data, "ms", &c.ms_info));
+  PetscCheck(c.info.ms_to_rgb, comm, PETSC_ERR_USER_INPUT,
+             "'%s' has no /class_map relating MS to RGB classes; curate it with a class map", c.data);
+  c.config.in_channels = c.info.channels;
+  c.config.classes     = c.info.classes;
+  c.config.image_size  = c.info.height;
+  PetscCall(AckdTrainerGetSeed(t, &seed));
+  PetscCall(AckdModelCreate(comm, &c.student));
+  PetscCall(AckdModelSetUp(c.student, &c.config, (uint64_t)seed));
+  PetscCall(AckdSharedDatasetLoad(comm, c.data, "rgb", &h5, &c.rgb));
+
+  /* The student samples: the RGB training split, in dataset order (docs/FORMATS.md). */
+  {
+    const int           *labels;
+    const unsigned char *split;
+    int                 *student_labels;
+    PetscCall(AckdSharedDatasetGetArrays(c.rgb, NULL, &labels, &split));
+    PetscCall(PetscMalloc1(c.info.count, &c.student_rows));
+    PetscCall(PetscMalloc1(c.info.count, &student_labels));
+    for (PetscInt i = 0; i < c.info.count; i++)
+      if (split[i] == 0) {
+        student_labels[c.nstudent]   = labels[i];
+        c.student_rows[c.nstudent++] = i;
+      }
+    PetscCall(AckdTeacherTargetsCreate(comm, gallery, c.info.ms_to_rgb, c.info.nms_classes, c.info.classes, c.nstudent,
+                                       c.student_rows, student_labels, &c.targets));
+    PetscCall(PetscFree(student_labels));
+  }
+  PetscCall(AckdTeacherTargetsLoadMatch(c.targets, match, topk));
+
+  /* Tokens, when the method compares feature maps: a forward of the frozen teacher. */
+  c.tokens = tokens_choice == 1 ? PETSC_TRUE : PETSC_FALSE;
+  if (tokens_choice == 0)
+    c.tokens = (PetscBool)(c.sembridge || !strcmp(method, "at") || !strcmp(method, "fitnet") || !strcmp(method, "mnf"));
+  AckdModelConfig tconfig = {0};
+  PetscInt        D_t     = 0;
+  PetscCall(AckdTeacherTargetsGetSizes(c.targets, NULL, NULL, NULL, &D_t));
+  if (!teacher[0]) {
+    AckdH5Settings gh5 = {0};
+    hid_t          gfile;
+    PetscBool      found;
+    PetscCall(AckdH5FileOpenRead(comm, gallery, &gh5, &gfile));
+    PetscCall(AckdH5AttrReadString(gfile, "source", teacher, sizeof teacher, &found));
+    PetscCall(AckdH5FileClose(&gfile, gallery));
+  }
+  PetscBool teacher_readable = PETSC_FALSE;
+  if (teacher[0]) {
+    PetscMPIInt rank;
+    int         ok = 0;
+    PetscCallMPI(MPI_Comm_rank(comm, &rank));
+    if (rank == 0) ok = access(teacher, R_OK) == 0;
+    PetscCallMPI(MPI_Bcast(&ok, 1, MPI_INT, 0, comm));
+    teacher_readable = (PetscBool)ok;
+  }
+  PetscCheck(!c.tokens || teacher_readable, comm, PETSC_ERR_USER_INPUT,
+             "-kd_method %s%s needs the teacher's layer-4 tokens: give -distill_teacher CHECKPOINT (the gallery names "
+             "none that can be read), or -distill_teacher_tokens no with a method that needs none",
+             method, c.sembridge ? " -sembridge" : "");
+  PetscInt  tokens_n = 0, tokens_c = 0;
+  PetscBool have_teacher = PETSC_FALSE;
+  if (teacher_readable) {
+    PetscCall(load_teacher(&c, teacher, &tconfig));
+    have_teacher = PETSC_TRUE;
+  }
+  snprintf(c.pair, sizeof c.pair, "%c/%c", have_teacher ? arch_letter(tconfig.arch) : '?', arch_letter(c.config.arch));
+  if (c.tokens) {
+    PetscCall(AckdSharedDatasetLoad(comm, c.data, "ms", &h5, &c.ms));
+    PetscCheck(tconfig.in_channels == c.ms_info.channels, comm, PETSC_ERR_USER_INPUT,
+               "teacher '%s' takes %" PetscInt_FMT " bands but /ms in '%s' has %" PetscInt_FMT, teacher,
+               tconfig.in_channels, c.data, c.ms_info.channels);
+  }
+
+  /* Shapes of the outputs, from one sample of each network. */
+  AckdEngine *engine;
+  PetscCall(AckdTrainerGetEngine(t, &engine));
+  AckdModelOutputs so, to;
+  {
+    const float *x;
+    PetscInt     count, ch, h, w;
+    PetscCall(AckdSharedDatasetGetShape(c.rgb, &count, &ch, &h, &w));
+    PetscCall(AckdSharedDatasetGetArrays(c.rgb, &x, NULL, NULL));
+    AckdTensor one = AckdTensorView((float *)x, 1, ch, h, w);
+    PetscCall(AckdModelSetTraining(c.student, PETSC_FALSE));
+    PetscCall(AckdModelForward(c.student, engine, &one, &so));
+    PetscCall(AckdModelSetTraining(c.student, PETSC_TRUE));
+    if (c.tokens) {
+      PetscCall(AckdSharedDatasetGetShape(c.ms, &count, &ch, &h, &w));
+      PetscCall(AckdSharedDatasetGetArrays(c.ms, &x, NULL, NULL));
+      AckdTensor tone = AckdTensorView((float *)x, 1, ch, h, w);
+      PetscCall(AckdModelForward(c.teacher, engine, &tone, &to));
+      tokens_n = to.tokens.h;
+      tokens_c = to.tokens.w;
+    }
+  }
+  AckdKDDims dims = {.classes           = c.config.classes,
+                     .student_embedding = so.embedding.c,
+                     .student_channels  = so.tokens.w,
+                     .student_tokens    = so.tokens.h,
+                     .teacher_embedding = D_t,
+                     .teacher_channels  = tokens_c,
+                     .teacher_tokens    = tokens_n,
+                     .teacher_logits    = PETSC_TRUE,
+                     .seed              = (uint64_t)seed + 1};
+  PetscCall(AckdKDSetUp(c.kd, &dims));
+
+  AckdParams *kd_params;
+  float      *table_index, *table_weight;
+  PetscInt    k;
+  PetscCall(AckdKDGetParams(c.kd, &kd_params));
+  PetscCall(AckdTeacherTargetsGetTable(c.targets, &table_index, &table_weight));
+  PetscCall(AckdTeacherTargetsGetSizes(c.targets, NULL, NULL, &k, NULL));
+  PetscCall(AckdTrainerSetDataset(t, c.rgb));
+  PetscCall(AckdTrainerAddModel(t, "model", c.student));
+  if (kd_params->nparams > 0) PetscCall(AckdTrainerAddParams(t, "kd", kd_params));
+  PetscCall(AckdTrainerAddState(t, "match_index", table_index, c.nstudent * k));
+  PetscCall(AckdTrainerAddState(t, "match_weight", table_weight, c.nstudent * k));
+  PetscCall(AckdTrainerSetStep(t, distill_step, &c));
+  PetscCall(AckdTrainerSetValidation(t, validate, "val_oa", &c));
+  PetscCall(AckdTrainerSetEpochHook(t, rematch, &c));
+  PetscCall(AckdTrainerSetTermNames(t, NTERMS, TERMS));
+  PetscCall(AckdTrainerSetDescription(t, AckdArchNames[c.config.arch], "distill", "student", describe, &c));
+  PetscCall(AckdTrainerRun(t, &stopped));
+  if (stopped) *exit_code = ACKD_EXIT_CHECKPOINTED;
+
+  PetscCall(AckdTrainerDestroy(&t));
+  PetscCall(PetscFree5(c.t_logits, c.t_embedding, c.weight, c.teacher_row, c.ms_images));
+  PetscCall(AckdTensorFree(&c.d_logits));
+  PetscCall(AckdTensorFree(&c.d_embedding));
+  PetscCall(AckdTensorFree(&c.d_tokens));
+  PetscCall(AckdTeacherTargetsDestroy(&c.targets));
+  PetscCall(AckdKDDestroy(&c.kd));
+  PetscCall(PetscFree(c.student_rows));
+  if (c.ms) PetscCall(AckdSharedDatasetDestroy(&c.ms));
+  PetscCall(AckdSharedDatasetDestroy(&c.rgb));
+  if (c.teacher) PetscCall(AckdModelDestroy(&c.teacher));
+  PetscCall(AckdModelDestroy(&c.student));
+  PetscCall(AckdCollectionInfoDestroy(&c.info));
+  PetscCall(AckdCollectionInfoDestroy(&c.ms_info));
+  PetscFunctionReturn(0);
+}

@@ -1,0 +1,337 @@
+/* Teacher targets: the matching table (student sample -> top-k teacher
+ * samples with plan weights) and the gallery it indexes, turned into the
+ * per-sample targets a KD loss consumes, and DynM's re-matching of the table
+ * by distributed OT on the KL cost.
+ *
+ * Class spaces: the teacher's logits live over K_ms classes, the student's
+ * over K. A teacher logit moves to the student's class it maps to; a student
+ * class with no teacher counterpart gets a logit far below the others
+ * (probability ~0 at any temperature used), which keeps every method's
+ * arithmetic finite. */
+#include <ackd/kd.h>
+#include <ackd/ot.h>
+#include <math.h>
+
+struct _p_AckdTeacherTargets {
+  MPI_Comm  comm;
+  PetscInt  nstudent, nteacher, classes, ms_classes, dim, k;
+  float    *logits;         /* N_t x K, projected into the student's classes */
+  float    *embedding;      /* N_t x D, NULL if the gallery has none */
+  PetscInt *teacher_rows;   /* dataset row (in /ms) of each teacher sample */
+  int      *teacher_labels; /* in the student's classes, -1: none */
+  int      *student_labels;
+  PetscInt *student_of_row; /* dataset row of /rgb -> student sample, -1 outside the training split */
+  PetscInt  nrows;
+  float    *index, *weight; /* N_s x k */
+};
+
+/* Rank 0 reads, everyone receives: the gallery is read once per run. */
+static PetscErrorCode read_matrix(MPI_Comm comm, hid_t file, const char *name, const char *path, hid_t type,
+                                  size_t elem, PetscInt *rows, PetscInt *cols, void **data, PetscBool required)
+{
+  PetscMPIInt rank;
+  long long   dims[2] = {0, 0};
+
+  PetscFunctionBeginUser;
+  PetscCallMPI(MPI_Comm_rank(comm, &rank));
+  *data = NULL;
+  if (rank == 0 && H5Lexists(file, name, H5P_DEFAULT) > 0) {
+    hid_t   dset, space;
+    hsize_t d[2] = {0, 1};
+    AckdCallH5(dset = H5Dopen2(file, name, H5P_DEFAULT), "'%s': opening %s", path, name);
+    space = H5Dget_space(dset);
+    H5Sget_simple_extent_dims(space, d, NULL);
+    if (H5Sget_simple_extent_ndims(space) == 1) d[1] = 1;
+    dims[0] = (long long)d[0];
+    dims[1] = (long long)d[1];
+    H5Sclose(space);
+    H5Dclose(dset);
+  }
+  PetscCallMPI(MPI_Bcast(dims, 2, MPI_LONG_LONG, 0, comm));
+  PetscCheck(dims[0] > 0 || !required, comm, PETSC_ERR_FILE_UNEXPECTED,
+             "'%s' has no %s; give a gallery written by ackd train (or one with the layout of docs/FORMATS.md)", path,
+             name);
+  *rows = (PetscInt)dims[0];
+  *cols = (PetscInt)dims[1];
+  if (!dims[0]) PetscFunctionReturn(0);
+  PetscCall(PetscMalloc(elem * (size_t)(dims[0] * dims[1]), data));
+  if (rank == 0) {
+    hid_t dset;
+    AckdCallH5(dset = H5Dopen2(file, name, H5P_DEFAULT), "'%s': opening %s", path, name);
+    AckdCallH5(H5Dread(dset, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, *data), "'%s': reading %s", path, name);
+    H5Dclose(dset);
+  }
+  PetscCallMPI(MPI_Bcast(*data, (int)(elem * (size_t)(dims[0] * dims[1])), MPI_BYTE, 0, comm));
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode check_finite(MPI_Comm comm, const float *x, PetscInt n, const char *what, const char *path)
+{
+  PetscFunctionBeginUser;
+  for (PetscInt i = 0; i < n; i++)
+    PetscCheck(isfinite(x[i]), comm, PETSC_ERR_FILE_UNEXPECTED,
+               "%s in '%s' holds a non-finite value at entry %" PetscInt_FMT "; recompute the gallery", what, path, i);
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdTeacherTargetsCreate(MPI_Comm comm, const char *gallery, const int *ms_to_rgb, PetscInt ms_classes,
+                                        PetscInt classes, PetscInt nstudent, const PetscInt *student_rows,
+                                        const int *student_labels, AckdTeacherTargets *targets)
+{
+  AckdTeacherTargets t;
+  AckdH5Settings     h5 = {0};
+  hid_t              file;
+  PetscInt           rows, cols, erows, ecols, irows, icols, lrows, lcols;
+  float             *raw;
+  long long         *index;
+  int               *labels;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscNew(&t));
+  t->comm       = comm;
+  t->classes    = classes;
+  t->ms_classes = ms_classes;
+  t->nstudent   = nstudent;
+  PetscCall(AckdH5SettingsSetFromOptions(&h5));
+  PetscCall(AckdH5FileOpenRead(comm, gallery, &h5, &file));
+  PetscCall(read_matrix(comm, file, "gallery/logits", gallery, H5T_NATIVE_FLOAT, sizeof(float), &rows, &cols,
+                        (void **)&raw, PETSC_TRUE));
+  PetscCall(read_matrix(comm, file, "gallery/embedding", gallery, H5T_NATIVE_FLOAT, sizeof(float), &erows, &ecols,
+                        (void **)&t->embedding, PETSC_FALSE));
+  PetscCall(read_matrix(comm, file, "gallery/index", gallery, H5T_NATIVE_LLONG, sizeof(long long), &irows, &icols,
+                        (void **)&index, PETSC_TRUE));
+  PetscCall(read_matrix(comm, file, "gallery/labels", gallery, H5T_NATIVE_INT, sizeof(int), &lrows, &lcols,
+                        (void **)&labels, PETSC_TRUE));
+  PetscCall(AckdH5FileClose(&file, gallery));
+  PetscCheck(cols == ms_classes, comm, PETSC_ERR_USER_INPUT,
+             "gallery '%s' has logits over %" PetscInt_FMT " classes but the dataset's MS collection has %" PetscInt_FMT
+             "; use the gallery of a teacher trained on this dataset",
+             gallery, cols, ms_classes);
+  PetscCheck((!t->embedding || erows == rows) && irows == rows && lrows == rows && lcols == 1, comm,
+             PETSC_ERR_FILE_UNEXPECTED, "gallery '%s': logits, embedding, index and labels differ in their row counts",
+             gallery);
+  PetscCall(check_finite(comm, raw, rows * cols, "gallery/logits", gallery));
+  if (t->embedding) PetscCall(check_finite(comm, t->embedding, rows * ecols, "gallery/embedding", gallery));
+  t->nteacher = rows;
+  t->dim      = t->embedding ? ecols : 0;
+
+  /* Teacher logits into the student's classes. */
+  PetscCall(PetscMalloc3(rows * classes, &t->logits, rows, &t->teacher_rows, rows, &t->teacher_labels));
+  for (PetscInt j = 0; j < rows; j++) {
+    const float *z   = raw + j * cols;
+    float       *out = t->logits + j * classes;
+    float        low = z[0];
+    for (PetscInt c = 1; c < cols; c++) low = PetscMin(low, z[c]);
+    for (PetscInt c = 0; c < classes; c++) out[c] = low - 50.0f;
+    for (PetscInt c = 0; c < cols; c++)
+      if (ms_to_rgb[c] >= 0 && ms_to_rgb[c] < classes) out[ms_to_rgb[c]] = z[c];
+    t->teacher_rows[j]   = (PetscInt)index[j];
+    t->teacher_labels[j] = labels[j] >= 0 && labels[j] < ms_classes ? ms_to_rgb[labels[j]] : -1;
+  }
+  PetscCall(PetscFree(raw));
+  PetscCall(PetscFree(index));
+  PetscCall(PetscFree(labels));
+
+  PetscInt maxrow = 0;
+  for (PetscInt s = 0; s < nstudent; s++) maxrow = PetscMax(maxrow, student_rows[s] + 1);
+  t->nrows = maxrow;
+  PetscCall(PetscMalloc2(PetscMax(maxrow, 1), &t->student_of_row, PetscMax(nstudent, 1), &t->student_labels));
+  for (PetscInt r = 0; r < maxrow; r++) t->student_of_row[r] = -1;
+  for (PetscInt s = 0; s < nstudent; s++) {
+    t->student_of_row[student_rows[s]] = s;
+    t->student_labels[s]               = student_labels[s];
+  }
+  *targets = t;
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode allocate_table(AckdTeacherTargets t, PetscInt k)
+{
+  PetscFunctionBeginUser;
+  PetscCall(PetscFree2(t->index, t->weight));
+  t->k = k;
+  PetscCall(PetscMalloc2(PetscMax(t->nstudent * k, 1), &t->index, PetscMax(t->nstudent * k, 1), &t->weight));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdTeacherTargetsLoadMatch(AckdTeacherTargets t, const char *path, PetscInt k)
+{
+  AckdH5Settings h5 = {0};
+  hid_t          file;
+  PetscInt       rows, cols, wrows, wcols;
+  long long     *index;
+  double        *weight;
+
+  PetscFunctionBeginUser;
+  PetscCall(AckdH5SettingsSetFromOptions(&h5));
+  PetscCall(AckdH5FileOpenRead(t->comm, path, &h5, &file));
+  PetscCall(read_matrix(t->comm, file, "match/teacher_index", path, H5T_NATIVE_LLONG, sizeof(long long), &rows, &cols,
+                        (void **)&index, PETSC_TRUE));
+  PetscCall(read_matrix(t->comm, file, "match/weight", path, H5T_NATIVE_DOUBLE, sizeof(double), &wrows, &wcols,
+                        (void **)&weight, PETSC_TRUE));
+  PetscCall(AckdH5FileClose(&file, path));
+  PetscCheck(rows == t->nstudent && wrows == rows && wcols == cols, t->comm, PETSC_ERR_USER_INPUT,
+             "match file '%s' has %" PetscInt_FMT " student rows but the dataset has %" PetscInt_FMT
+             " RGB training samples; run ackd ssm and ackd match on this dataset",
+             path, rows, t->nstudent);
+  PetscCall(allocate_table(t, PetscMin(k > 0 ? k : cols, cols)));
+  for (PetscInt s = 0; s < rows; s++)
+    for (PetscInt j = 0; j < t->k; j++) {
+      const long long i = index[s * cols + j];
+      PetscCheck(i >= -1 && i < t->nteacher, t->comm, PETSC_ERR_USER_INPUT,
+                 "match file '%s' names teacher %lld for student %" PetscInt_FMT " but the gallery has %" PetscInt_FMT
+                 " teachers; match and gallery come from different datasets",
+                 path, i, s, t->nteacher);
+      PetscCheck(isfinite(weight[s * cols + j]), t->comm, PETSC_ERR_FILE_UNEXPECTED,
+                 "match file '%s' holds a non-finite weight for student %" PetscInt_FMT, path, s);
+      t->index[s * t->k + j]  = (float)i;
+      t->weight[s * t->k + j] = i >= 0 ? (float)weight[s * cols + j] : 0.0f;
+    }
+  PetscCall(PetscFree(index));
+  PetscCall(PetscFree(weight));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdTeacherTargetsGetSizes(AckdTeacherTargets t, PetscInt *nstudent, PetscInt *nteacher, PetscInt *k,
+                                          PetscInt *embedding)
+{
+  PetscFunctionBeginUser;
+  if (nstudent) *nstudent = t->nstudent;
+  if (nteacher) *nteacher = t->nteacher;
+  if (k) *k = t->k;
+  if (embedding) *embedding = t->dim;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdTeacherTargetsGetTable(AckdTeacherTargets t, float **index, float **weight)
+{
+  PetscFunctionBeginUser;
+  *index  = t->index;
+  *weight = t->weight;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdTeacherTargetsGather(AckdTeacherTargets t, PetscInt n, const PetscInt *rows, float *logits,
+                                        float *embedding, float *weight, PetscInt *teacher_row)
+{
+  const PetscInt K = t->classes, D = t->dim;
+
+  PetscFunctionBeginUser;
+  PetscCheck(t->index, PETSC_COMM_SELF, PETSC_ERR_ORDER, "no matching loaded: give -distill_match");
+  for (PetscInt i = 0; i < n; i++) {
+    PetscInt s = rows[i] >= 0 && rows[i] < t->nrows ? t->student_of_row[rows[i]] : -1;
+    PetscCheck(s >= 0, PETSC_COMM_SELF, PETSC_ERR_ARG_OUTOFRANGE,
+               "dataset row %" PetscInt_FMT " is not a student sample", rows[i]);
+    double   mass = 0;
+    PetscInt best = -1;
+    if (logits) PetscCall(PetscArrayzero(logits + i * K, K));
+    if (embedding && D) PetscCall(PetscArrayzero(embedding + i * D, D));
+    for (PetscInt j = 0; j < t->k; j++) {
+      const PetscInt tj = (PetscInt)t->index[s * t->k + j];
+      const float    w  = t->weight[s * t->k + j];
+      if (tj < 0 || w <= 0) continue;
+      mass += w;
+      if (best < 0) best = tj; /* the table is sorted by decreasing weight */
+    }
+    for (PetscInt j = 0; j < t->k && mass > 0; j++) {
+      const PetscInt tj = (PetscInt)t->index[s * t->k + j];
+      const float    w  = (float)(t->weight[s * t->k + j] / mass);
+      if (tj < 0 || w <= 0) continue;
+      if (logits)
+        for (PetscInt c = 0; c < K; c++) logits[i * K + c] += w * t->logits[tj * K + c];
+      if (embedding)
+        for (PetscInt d = 0; d < D; d++) embedding[i * D + d] += w * t->embedding[tj * D + d];
+    }
+    if (weight) weight[i] = mass > 0 ? 1.0f : 0.0f;
+    if (teacher_row) teacher_row[i] = best >= 0 ? t->teacher_rows[best] : -1;
+  }
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdTeacherTargetsRematch(AckdTeacherTargets t, const float *student_logits, const char *prefix)
+{
+  AckdOT          ot;
+  PetscInt        slo, shi, tlo, thi, k, nrows;
+  const PetscInt *rows, *index;
+  const double   *weight;
+  double         *srows, *trows;
+  PetscInt       *slabels, *tlabels;
+  PetscMPIInt     size;
+  char            option[128];
+  PetscBool       set;
+
+  PetscFunctionBeginUser;
+  PetscCallMPI(MPI_Comm_size(t->comm, &size));
+  PetscCall(AckdOTCreate(t->comm, &ot));
+  PetscCall(AckdOTSetOptionsPrefix(ot, prefix));
+  PetscCall(AckdOTSetCostKind(ot, ACKD_OT_COST_KL));
+  /* The paper's DynM is the hard, row-only matching: argmin unless the user asks for a plan. */
+  snprintf(option, sizeof option, "-%ssolver", prefix);
+  PetscCall(PetscOptionsHasName(NULL, NULL, option, &set));
+  PetscCall(AckdOTSetFromOptions(ot));
+  if (!set) PetscCall(AckdOTSetSolverKind(ot, ACKD_OT_SOLVER_ARGMIN));
+  PetscCall(AckdOTSetSizes(ot, t->nstudent, t->nteacher, t->classes));
+  PetscCall(AckdOTSetUp(ot));
+  PetscCall(AckdOTGetOwnedRows(ot, ACKD_OT_STUDENT, &slo, &shi));
+  PetscCall(AckdOTGetOwnedRows(ot, ACKD_OT_TEACHER, &tlo, &thi));
+  PetscCall(PetscMalloc4(PetscMax((shi - slo) * t->classes, 1), &srows, PetscMax((thi - tlo) * t->classes, 1), &trows,
+                         t->nstudent, &slabels, t->nteacher, &tlabels));
+  for (PetscInt i = 0; i < (shi - slo) * t->classes; i++) srows[i] = student_logits[slo * t->classes + i];
+  for (PetscInt i = 0; i < (thi - tlo) * t->classes; i++) trows[i] = t->logits[tlo * t->classes + i];
+  for (PetscInt s = 0; s < t->nstudent; s++) slabels[s] = t->student_labels[s];
+  for (PetscInt j = 0; j < t->nteacher; j++) tlabels[j] = t->teacher_labels[j];
+  PetscCall(AckdOTSetLabels(ot, slabels, tlabels));
+  PetscCall(AckdOTSetFeatures(ot, srows, trows));
+  PetscCall(AckdOTSolve(ot));
+  PetscCall(AckdOTGetTopK(ot, &k, &nrows, &rows, &index, &weight));
+
+  /* Each student row is held by exactly one rank: gather them into the full table everywhere. */
+  PetscInt    stride = 1 + 2 * k;
+  double     *mine, *all;
+  PetscMPIInt count = (PetscMPIInt)(nrows * stride), *counts, *displs;
+  PetscCall(PetscMalloc1(PetscMax(count, 1), &mine));
+  for (PetscInt r = 0; r < nrows; r++) {
+    mine[r * stride] = (double)rows[r];
+    for (PetscInt j = 0; j < k; j++) {
+      mine[r * stride + 1 + j]     = (double)index[r * k + j];
+      mine[r * stride + 1 + k + j] = weight[r * k + j];
+    }
+  }
+  PetscCall(PetscMalloc3(size, &counts, size, &displs, t->nstudent * stride, &all));
+  PetscCallMPI(MPI_Allgather(&count, 1, MPI_INT, counts, 1, MPI_INT, t->comm));
+  displs[0] = 0;
+  for (PetscMPIInt p = 1; p < size; p++) displs[p] = displs[p - 1] + counts[p - 1];
+  PetscCheck(displs[size - 1] + counts[size - 1] == t->nstudent * stride, t->comm, PETSC_ERR_PLIB,
+             "re-matching returned %d of %" PetscInt_FMT " student rows",
+             (int)((displs[size - 1] + counts[size - 1]) / stride), t->nstudent);
+  PetscCallMPI(MPI_Allgatherv(mine, count, MPI_DOUBLE, all, counts, displs, MPI_DOUBLE, t->comm));
+  /* The table keeps its width (a checkpoint holds it by address and size): extra columns are empty. */
+  if (!t->index) PetscCall(allocate_table(t, k));
+  for (PetscInt r = 0; r < t->nstudent; r++) {
+    const PetscInt s = (PetscInt)all[r * stride];
+    for (PetscInt j = 0; j < t->k; j++) {
+      const PetscBool have    = (PetscBool)(j < k && all[r * stride + 1 + j] >= 0);
+      t->index[s * t->k + j]  = have ? (float)all[r * stride + 1 + j] : -1.0f;
+      t->weight[s * t->k + j] = have ? (float)all[r * stride + 1 + k + j] : 0.0f;
+    }
+  }
+  PetscCall(PetscFree3(counts, displs, all));
+  PetscCall(PetscFree(mine));
+  PetscCall(PetscFree4(srows, trows, slabels, tlabels));
+  PetscCall(AckdOTDestroy(&ot));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdTeacherTargetsDestroy(AckdTeacherTargets *targets)
+{
+  AckdTeacherTargets t = *targets;
+
+  PetscFunctionBeginUser;
+  if (!t) PetscFunctionReturn(0);
+  PetscCall(PetscFree3(t->logits, t->teacher_rows, t->teacher_labels));
+  PetscCall(PetscFree(t->embedding));
+  PetscCall(PetscFree2(t->student_of_row, t->student_labels));
+  PetscCall(PetscFree2(t->index, t->weight));
+  PetscCall(PetscFree(*targets));
+  PetscFunctionReturn(0);
+}
