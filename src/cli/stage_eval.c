@@ -12,9 +12,10 @@ static const char *const SPLITS[] = {"train", "val", "test"};
 
 static PetscErrorCode write_eval(MPI_Comm comm, const char *path, const char *checkpoint, const char *data,
                                  const char *modality, PetscInt split, const char *architecture,
-                                 const AckdCollectionInfo *info, const AckdClassifierScore *score, double mean_class,
-                                 const double *per_class, const long long *per_class_count, PetscInt nlocal,
-                                 PetscInt first, const PetscInt *rows, const PetscInt *predictions)
+                                 const char *const *tags, const AckdCollectionInfo *info,
+                                 const AckdClassifierScore *score, double mean_class, const double *per_class,
+                                 const long long *per_class_count, PetscInt nlocal, PetscInt first,
+                                 const PetscInt *rows, const PetscInt *predictions)
 {
   AckdH5Settings h5 = {0};
   hid_t          file, dxpl;
@@ -39,6 +40,9 @@ static PetscErrorCode write_eval(MPI_Comm comm, const char *path, const char *ch
   PetscCall(AckdH5AttrWriteString(file, "modality", modality));
   PetscCall(AckdH5AttrWriteString(file, "split", SPLITS[split]));
   PetscCall(AckdH5AttrWriteString(file, "architecture", architecture));
+  const char *const tag_names[] = {"method", "pair", "role"};
+  for (int i = 0; i < 3; i++)
+    if (tags[i][0]) PetscCall(AckdH5AttrWriteString(file, tag_names[i], tags[i]));
   PetscCall(AckdH5AttrWriteInt(file, "count", score->count));
   PetscCall(AckdH5AttrWriteInt(file, "multilabel", 0));
   PetscCall(AckdH5AttrWriteReal(file, "oa", score->oa));
@@ -76,7 +80,7 @@ static PetscErrorCode write_eval(MPI_Comm comm, const char *path, const char *ch
 PetscErrorCode AckdStageEval(MPI_Comm comm, int npositional, char **positional, int *exit_code)
 {
   char              checkpoint[PETSC_MAX_PATH_LEN] = "", data[PETSC_MAX_PATH_LEN] = "", output[PETSC_MAX_PATH_LEN] = "";
-  char              modality[16] = "", architecture[64] = "";
+  char              modality[16] = "", architecture[64] = "", method[64] = "", pair[16] = "", role[32] = "";
   PetscInt          split = 2, batch = 256, threads = 0;
   PetscBool         stop, found;
   AckdCkptReader    reader;
@@ -122,6 +126,10 @@ PetscErrorCode AckdStageEval(MPI_Comm comm, int npositional, char **positional, 
   PetscCall(AckdH5AttrReadString(file, "modality", modality, sizeof modality, &found));
   PetscCheck(found, comm, PETSC_ERR_FILE_UNEXPECTED, "'%s' does not record its modality (ms or rgb)", checkpoint);
   PetscCall(AckdH5AttrReadString(file, "architecture", architecture, sizeof architecture, &found));
+  /* What the results table groups by (analysis/results_table.py). */
+  PetscCall(AckdH5AttrReadString(file, "method", method, sizeof method, &found));
+  PetscCall(AckdH5AttrReadString(file, "pair", pair, sizeof pair, &found));
+  PetscCall(AckdH5AttrReadString(file, "role", role, sizeof role, &found));
   if (!data[0]) {
     PetscCall(AckdH5AttrReadString(file, "data", data, sizeof data, &found));
     PetscCheck(found && data[0], comm, PETSC_ERR_USER_INPUT, "'%s' does not record its dataset; give -eval_data",
@@ -177,8 +185,9 @@ PetscErrorCode AckdStageEval(MPI_Comm comm, int npositional, char **positional, 
       present++;
     }
   }
-  mean_class = present ? mean_class / present : NAN;
-  PetscCall(write_eval(comm, output, checkpoint, data, modality, split, architecture, &info, &score, mean_class,
+  mean_class               = present ? mean_class / present : NAN;
+  const char *const tags[] = {method, pair, role};
+  PetscCall(write_eval(comm, output, checkpoint, data, modality, split, architecture, tags, &info, &score, mean_class,
                        per_class, per_class_count, nlocal, first, rows, predictions));
 
   char line[256];

@@ -7,6 +7,7 @@
 #include "stages.h"
 #include <ackd/train.h>
 #include <math.h>
+#include <string.h>
 
 static const char *const ROLES[] = {"teacher", "student"};
 
@@ -81,6 +82,8 @@ static PetscErrorCode describe(void *ctx, hid_t file)
   PetscCall(AckdModelConfigWrite(&c->config, file));
   PetscCall(AckdH5AttrWriteString(file, "modality", c->modality));
   PetscCall(AckdH5AttrWriteString(file, "data", c->data));
+  /* The no-KD student is the baseline row of the results table. */
+  if (!strcmp(c->role, "student")) PetscCall(AckdH5AttrWriteString(file, "method", "baseline"));
   PetscFunctionReturn(0);
 }
 

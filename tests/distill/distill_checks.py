@@ -1,0 +1,153 @@
+#!/usr/bin/python3
+"""`ackd distill` end to end through mpirun, on a small synthetic benchmark.
+
+  distill_checks.py methods --mpirun L --ackd A --out DIR [--methods ...]
+      every KD method, with and without -sembridge, runs on 2 ranks with the same budget; its
+      metrics are finite and the student's checkpoint evaluates. Which method wins is reported,
+      not asserted.
+  distill_checks.py resume --mpirun L --ackd A --out DIR
+      -sembridge with DynM: SIGTERM after a re-matching, restart: bitwise the uninterrupted run
+      (the matching is part of the checkpoint)
+"""
+import argparse
+import glob
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+FAILURES = []
+
+
+def check(cond, what):
+    print(("ok   " if cond else "FAIL ") + what, flush=True)
+    if not cond:
+        FAILURES.append(what)
+
+
+def run(args, np_, cmd, expect=0):
+    proc = subprocess.run(args.mpirun.split() + [str(np_), args.ackd] + cmd, capture_output=True, text=True)
+    if proc.returncode != expect:
+        print(" ".join(cmd))
+        print(proc.stdout[-3000:], proc.stderr[-3000:])
+        raise SystemExit(f"exit code {proc.returncode}, expected {expect}")
+    return proc
+
+
+def fixture(args):
+    """Dataset, teacher (with its gallery), embeddings and matching: once per output directory."""
+    d = args.out
+    data = os.path.join(d, "data.h5")
+    if not os.path.exists(os.path.join(d, "match.h5")):
+        run(args, 2, ["synth", "-synth_output", data, "-synth_ms_count", "400", "-synth_rgb_count", "400",
+                      "-synth_size", "16", "-synth_classes", "6", "-synth_overlap", "0.7", "-synth_seed", "11", "-quiet"])
+        run(args, 2, ["train", "-train_data", data, "-train_dir", os.path.join(d, "teacher"), "-teacher_arch",
+                      "smallcnn", "-teacher_width", "0.5", "-train_epochs", "3", "-train_batch", "64", "-quiet"])
+        emb = os.path.join(d, "embeddings.h5")
+        ssm = [args.ackd, "ssm"]
+        if args.real_ssm:
+            run(args, 2, ["ssm", "-ssm_data", data, "-ssm_dir", os.path.join(d, "ssm"), "-ssm_arch", "smallcnn",
+                          "-ssm_width", "0.5", "-ssm_epochs", "1", "-quiet"])
+            emb = os.path.join(d, "ssm", "embeddings.h5")
+        else:
+            subprocess.run(["/usr/bin/python3", os.path.join(HERE, "..", "jobs", "fake_ssm.py"), data, emb], check=True,
+                           capture_output=True)
+        run(args, 2, ["match", "-match_input", emb, "-match_output", os.path.join(d, "match.h5"), "-match_solver",
+                      "sinkhorn", "-match_ot_topk", "3", "-quiet"])
+    return data
+
+
+def distill_cmd(data, d, directory, extra):
+    return ["distill", "-distill_data", data, "-distill_gallery", os.path.join(d, "teacher", "gallery.h5"),
+            "-distill_match", os.path.join(d, "match.h5"), "-distill_dir", directory, "-student_arch", "smallcnn",
+            "-student_width", "0.5", "-distill_batch", "48", "-distill_seed", "5", "-quiet", *extra]
+
+
+def methods_from_help(args):
+    out = subprocess.run([args.ackd, "distill", "-help"], capture_output=True, text=True).stdout
+    line = next(l for l in out.splitlines() if l.strip().startswith("-kd_method"))
+    return re.search(r"\(choose one of\) ([a-z0-9 ]+) \(", line).group(1).split()
+
+
+def mode_methods(args):
+    data = fixture(args)
+    methods = args.methods or methods_from_help(args)
+    check(len(methods) >= 10, f"{len(methods)} methods offered: {' '.join(methods)}")
+    results = []
+    for method in methods:
+        for sembridge in (False, True):
+            if method == "none" and sembridge:
+                continue
+            tag = method + ("+sembridge" if sembridge else "")
+            directory = os.path.join(args.out, "student_" + tag)
+            shutil.rmtree(directory, ignore_errors=True)
+            extra = ["-kd_method", method, "-distill_epochs", "2"]
+            if sembridge:
+                extra += ["-sembridge", "-dynm_e0", "1", "-dynm_delta", "1", "-dynm_growth", "0"]
+            run(args, 2, distill_cmd(data, args.out, directory, extra))
+            with h5py.File(os.path.join(directory, "metrics.h5"), "r") as m:
+                values = {k: m[k][()] for k in m.keys()}
+            finite = all(np.all(np.isfinite(v)) for k, v in values.items() if k not in ("val_loss",))
+            check(finite and len(values["train_loss"]) == 2, f"{tag}: 2 epochs, every metric finite")
+            run(args, 2, ["eval", "-eval_checkpoint", os.path.join(directory, "best.h5"), "-quiet"])
+            with h5py.File(os.path.join(directory, "eval_test.h5"), "r") as e:
+                check(e.attrs["method"] == tag and 0 <= e.attrs["oa"] <= 1, f"{tag}: eval OA {e.attrs['oa']:.3f}")
+                results.append((e.attrs["oa"], tag))
+    results.sort(reverse=True)
+    print("test OA by method (same budget; reported, not asserted):")
+    for oa, tag in results:
+        print(f"  {tag:24s} {oa:.4f}")
+
+
+def final_model(directory):
+    newest = sorted(glob.glob(os.path.join(directory, "checkpoints", "ckpt_*.h5")))[-1]
+    arrays = {}
+    with h5py.File(newest, "r") as f:
+        for group in ("model", "optim"):
+            f[group].visit(lambda n: arrays.__setitem__(group + "/" + n, f[group][n][()])
+                           if isinstance(f[group][n], h5py.Dataset) else None)
+        return arrays, int(f["state"].attrs["step"])
+
+
+def mode_resume(args):
+    data = fixture(args)
+    extra = ["-kd_method", "dkd", "-sembridge", "-dynm_e0", "1", "-dynm_delta", "1", "-dynm_growth", "0",
+             "-distill_epochs", "3", "-distill_ckpt_every_steps", "3"]
+    ref = os.path.join(args.out, "resume_ref")
+    shutil.rmtree(ref, ignore_errors=True)
+    run(args, 2, distill_cmd(data, args.out, ref, extra))
+    d = os.path.join(args.out, "resume")
+    shutil.rmtree(d, ignore_errors=True)
+    # 6 training batches per epoch: the stop at step 8 comes after the first re-matching (epoch 2).
+    run(args, 2, distill_cmd(data, args.out, d, extra + ["-distill_debug_signal_after", "8"]), expect=75)
+    run(args, 2, distill_cmd(data, args.out, d, extra))
+    a, sa = final_model(ref)
+    b, sb = final_model(d)
+    check(sa == sb, f"both runs end at step {sa}")
+    same = a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    check(same, "stopped + resumed = uninterrupted, bitwise (model, optimizer, matching)")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("mode", choices=["methods", "resume"])
+    p.add_argument("--mpirun", required=True)
+    p.add_argument("--ackd", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--methods", nargs="*")
+    p.add_argument("--real-ssm", action="store_true", help="embeddings from ackd ssm instead of the stand-in")
+    args = p.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    globals()["mode_" + args.mode](args)
+    if FAILURES:
+        print(f"{len(FAILURES)} check(s) failed")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
