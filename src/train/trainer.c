@@ -41,7 +41,7 @@ struct _p_AckdTrainer {
   PetscInt          epochs, batch, max_steps, seed, threads, debug_signal_after, validate_every;
   AckdOptimizerKind optimizer;
   double            lr, weight_decay, momentum, beta1, beta2, clip, bucket_mb;
-  PetscBool         nesterov, augment, sync_bn, drop_last, weight_decay_set;
+  PetscBool         nesterov, augment, sync_bn, drop_last, weight_decay_set, exchange_timing;
   AckdSchedule      schedule;
   AckdGradExchange  exchange;
 
@@ -79,6 +79,7 @@ struct _p_AckdTrainer {
   /* state */
   AckdCkptState state;
   double        best_score, partial[P_SIZE];
+  double        step_seconds, images_done; /* this process's steps, for the closing summary */
   PetscInt      best_epoch, nhistory;
   double       *history[M_FIXED + ACKD_TRAIN_MAX_TERMS];
 };
@@ -199,6 +200,10 @@ PetscErrorCode AckdTrainerSetFromOptions(AckdTrainer t)
   PetscCall(AckdOptionsBool(PetscOptionsObject, "-sync_bn",
                             "Synchronised batch norm: statistics over the global batch, not each rank's share",
                             &t->sync_bn, NULL));
+  PetscCall(AckdOptionsBool(PetscOptionsObject, "-exchange_timing",
+                            "Measure the exposed gradient exchange: a barrier before the wait takes rank skew out of "
+                            "it (bench/scaling; costs a barrier per step)",
+                            &t->exchange_timing, NULL));
   PetscCall(AckdOptionsInt(PetscOptionsObject, "-validate_every", "Validate every N epochs (and after the last)",
                            &t->validate_every, 1, 1000000, NULL));
   PetscCall(AckdOptionsInt(PetscOptionsObject, "-threads", "Threads per rank (0: OMP_NUM_THREADS)", &t->threads, 0,
@@ -641,6 +646,7 @@ static PetscErrorCode train_step(AckdTrainer t, PetscInt b, double lr, double *r
    * batch norm and the buckets need every rank in their collectives. */
   PetscCall(t->step(t->step_ctx, &t->engine, &batch, &result));
   for (PetscInt i = 0; i < t->ngroups; i++) PetscCall(finish_group(&t->groups[i]));
+  if (t->exchange_timing) PetscCallMPI(MPI_Barrier(t->comm));
   for (PetscInt i = 0; i < t->ngroups; i++) PetscCall(AckdGradBucketsWait(t->groups[i].buckets));
   if (t->clip > 0) PetscCall(clip_gradients(t));
   for (PetscInt i = 0; i < t->ngroups; i++)
@@ -803,6 +809,8 @@ PetscErrorCode AckdTrainerRun(AckdTrainer t, PetscBool *stopped)
       for (PetscInt k = 0; k < P_SIZE; k++)
         if (k != P_SECONDS) t->partial[k] += reduced[k];
       t->partial[P_SECONDS] += AckdTimeNow() - t0;
+      t->step_seconds += AckdTimeNow() - t0;
+      t->images_done += reduced[P_COUNT];
       PetscCall(AckdProgressUpdate(&bar, t->state.cursor));
       if (t->debug_signal_after > 0 && steps_here == t->debug_signal_after && t->rank == 0) raise(SIGTERM);
       PetscCall(AckdStopRequested(t->comm, &stop));
@@ -834,6 +842,20 @@ PetscErrorCode AckdTrainerRun(AckdTrainer t, PetscBool *stopped)
   if (!wrote_last) PetscCall(write_checkpoint(t, NULL));
   /* Nothing validated (no validation, or -max_steps ended the run first): the last model stands in as the best. */
   if (t->best_epoch < 0 && finished(t)) PetscCall(write_checkpoint(t, best_path));
+  if (steps_here > 0) {
+    /* One machine-readable line: bench/scaling reads it. The exchange time is what backward did not hide. */
+    double blocked = 0, b;
+    for (PetscInt i = 0; i < t->ngroups; i++) {
+      PetscCall(AckdGradBucketsGetBlockedTime(t->groups[i].buckets, &b));
+      blocked += b;
+    }
+    PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &blocked, 1, MPI_DOUBLE, MPI_MAX, t->comm));
+    char line[256];
+    snprintf(line, sizeof line, "train summary: ranks=%d steps=%d img_s=%.2f step_ms=%.3f exchange_blocked_ms=%.3f",
+             (int)t->size, (int)steps_here, t->images_done / PetscMax(t->step_seconds, 1e-12),
+             1e3 * t->step_seconds / steps_here, 1e3 * blocked / steps_here);
+    PetscCall(AckdLogInfo(&t->log, "%s\n", line));
+  }
   if (stop && !finished(t)) {
     *stopped = PETSC_TRUE;
     PetscCall(AckdLogInfo(&t->log,
