@@ -30,6 +30,7 @@ PetscErrorCode AckdStageCurate(MPI_Comm comm, int npositional, char **positional
 PetscErrorCode AckdStageInspect(MPI_Comm comm, int npositional, char **positional, int *exit_code);
 PetscErrorCode AckdStageMatch(MPI_Comm comm, int npositional, char **positional, int *exit_code);
 PetscErrorCode AckdStageTrain(MPI_Comm comm, int npositional, char **positional, int *exit_code);
+PetscErrorCode AckdStageSSM(MPI_Comm comm, int npositional, char **positional, int *exit_code);
 PetscErrorCode AckdStageEval(MPI_Comm comm, int npositional, char **positional, int *exit_code);
 
 #endif
