@@ -37,7 +37,8 @@ typedef struct {
   PetscInt           dim, eval_batch;
   double             tau, head_dropout;
   float             *pseudo, *e_ms, *e_rgb, *de_ms, *de_rgb, *dx_ms, *dx_rgb;
-  PetscInt           capacity, embedding; /* rows the buffers hold; the encoders' embedding width */
+  PetscInt           capacity, global_capacity, embedding; /* rows the buffers hold; the encoders' embedding width */
+  PetscBool          local_loss;
   char               data[PETSC_MAX_PATH_LEN];
 } SSMContext;
 
@@ -128,17 +129,52 @@ static PetscErrorCode choose_bands(SSMContext *c, char *how, size_t len)
 
 /* ---------------------------------------------------------------- training step */
 
-static PetscErrorCode reserve(SSMContext *c, PetscInt rows, const AckdTensor *images)
+static PetscErrorCode reserve(SSMContext *c, PetscInt rows, PetscInt global_rows, PetscInt plane)
 {
-  const PetscInt plane = images->h * images->w;
+  PetscFunctionBeginUser;
+  if (rows > c->capacity) {
+    PetscCall(PetscFree3(c->pseudo, c->dx_ms, c->dx_rgb));
+    PetscCall(PetscMalloc3((size_t)rows * 3 * plane, &c->pseudo, rows * c->embedding, &c->dx_ms, rows * c->embedding,
+                           &c->dx_rgb));
+    c->capacity = rows;
+  }
+  if (global_rows > c->global_capacity) {
+    PetscCall(PetscFree4(c->e_ms, c->e_rgb, c->de_ms, c->de_rgb));
+    PetscCall(PetscMalloc4(global_rows * c->dim, &c->e_ms, global_rows * c->dim, &c->e_rgb, global_rows * c->dim,
+                           &c->de_ms, global_rows * c->dim, &c->de_rgb));
+    c->global_capacity = global_rows;
+  }
+  PetscFunctionReturn(0);
+}
+
+/* Every rank's rows of the two embeddings, in rank order, behind each other
+ * in e_ms and e_rgb: the loss over the global batch, as one process sees it. */
+static PetscErrorCode gather_embeddings(SSMContext *c, PetscInt nlocal)
+{
+  PetscMPIInt size, rank, mine = (PetscMPIInt)(nlocal * c->dim), *counts, *displs;
 
   PetscFunctionBeginUser;
-  if (rows <= c->capacity) PetscFunctionReturn(0);
-  PetscCall(PetscFree7(c->pseudo, c->e_ms, c->e_rgb, c->de_ms, c->de_rgb, c->dx_ms, c->dx_rgb));
-  PetscCall(PetscMalloc7((size_t)rows * 3 * plane, &c->pseudo, rows * c->dim, &c->e_ms, rows * c->dim, &c->e_rgb,
-                         rows * c->dim, &c->de_ms, rows * c->dim, &c->de_rgb, rows * c->embedding, &c->dx_ms,
-                         rows * c->embedding, &c->dx_rgb));
-  c->capacity = rows;
+  PetscCallMPI(MPI_Comm_size(c->comm, &size));
+  PetscCallMPI(MPI_Comm_rank(c->comm, &rank));
+  PetscCall(PetscMalloc2(size, &counts, size, &displs));
+  PetscCallMPI(MPI_Allgather(&mine, 1, MPI_INT, counts, 1, MPI_INT, c->comm));
+  displs[0] = 0;
+  for (PetscMPIInt p = 1; p < size; p++) displs[p] = displs[p - 1] + counts[p - 1];
+  PetscCallMPI(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_FLOAT, c->e_ms, counts, displs, MPI_FLOAT, c->comm));
+  PetscCallMPI(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_FLOAT, c->e_rgb, counts, displs, MPI_FLOAT, c->comm));
+  PetscCall(PetscFree2(counts, displs));
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode zero_encoder_gradients(SSMContext *c)
+{
+  AckdParams *params;
+
+  PetscFunctionBeginUser;
+  PetscCall(AckdModelGetParams(c->ms_model, &params));
+  PetscCall(AckdParamsZeroGrad(params));
+  PetscCall(AckdModelGetParams(c->rgb_model, &params));
+  PetscCall(AckdParamsZeroGrad(params));
   PetscFunctionReturn(0);
 }
 
@@ -146,43 +182,59 @@ static PetscErrorCode ssm_step(void *ctx, AckdEngine *engine, const AckdTrainBat
 {
   SSMContext      *c = (SSMContext *)ctx;
   AckdModelOutputs ms, rgb;
-  const PetscInt   B = b->nlocal, plane = b->images.h * b->images.w;
-  double           loss;
+  const PetscInt   B = b->nlocal, N = b->nglobal, plane = b->images.h * b->images.w;
+  /* Where this rank's rows sit in the embedding buffers: after the other ranks' with the global loss. */
+  const PetscInt at = c->local_loss ? 0 : b->sample_offset, rows = c->local_loss ? B : N;
+  double         loss;
 
   PetscFunctionBeginUser;
-  if (B == 0) { /* no share of the last, uneven batch: zero gradients (the trainer zeroes the heads') */
-    AckdParams *params;
-    PetscCall(AckdModelGetParams(c->ms_model, &params));
-    PetscCall(AckdParamsZeroGrad(params));
-    PetscCall(AckdModelGetParams(c->rgb_model, &params));
-    PetscCall(AckdParamsZeroGrad(params));
-    PetscFunctionReturn(0);
-  }
-  PetscCall(reserve(c, B, &b->images));
-  /* The pseudo-RGB of the augmented batch: the same augmentation for free. */
-  for (PetscInt i = 0; i < B; i++)
-    for (PetscInt k = 0; k < 3; k++)
-      PetscCall(PetscArraycpy(c->pseudo + (i * 3 + k) * plane, b->images.data + (i * b->images.c + c->bands[k]) * plane,
-                              plane));
-  AckdTensor pseudo = AckdTensorView(c->pseudo, B, 3, b->images.h, b->images.w);
-  AckdTensor e_ms = AckdTensorView(c->e_ms, B, c->dim, 1, 1), e_rgb = AckdTensorView(c->e_rgb, B, c->dim, 1, 1);
-  AckdTensor de_ms = AckdTensorView(c->de_ms, B, c->dim, 1, 1), de_rgb = AckdTensorView(c->de_rgb, B, c->dim, 1, 1);
+  PetscCall(reserve(c, PetscMax(B, 1), rows, plane));
+  AckdTensor e_ms   = AckdTensorView(c->e_ms + at * c->dim, B, c->dim, 1, 1);
+  AckdTensor e_rgb  = AckdTensorView(c->e_rgb + at * c->dim, B, c->dim, 1, 1);
+  AckdTensor de_ms  = AckdTensorView(c->de_ms + at * c->dim, B, c->dim, 1, 1);
+  AckdTensor de_rgb = AckdTensorView(c->de_rgb + at * c->dim, B, c->dim, 1, 1);
   AckdTensor dx_ms  = AckdTensorView(c->dx_ms, B, c->embedding, 1, 1);
   AckdTensor dx_rgb = AckdTensorView(c->dx_rgb, B, c->embedding, 1, 1);
-
-  PetscCall(AckdModelForward(c->ms_model, engine, &b->images, &ms));
-  PetscCall(AckdModelForward(c->rgb_model, engine, &pseudo, &rgb));
-  PetscCall(AckdSSMHeadSetTraining(&c->ms_head, PETSC_TRUE, b->step, b->sample_offset));
-  PetscCall(AckdSSMHeadSetTraining(&c->rgb_head, PETSC_TRUE, b->step, b->sample_offset));
-  PetscCall(AckdSSMHeadForward(&c->ms_head, engine, &ms.embedding, &e_ms));
-  PetscCall(AckdSSMHeadForward(&c->rgb_head, engine, &rgb.embedding, &e_rgb));
-  /* A batch-level loss: this rank's batch, weighted B_local / N (kd.h). */
-  PetscCall(AckdSSMLoss(&e_rgb, &e_ms, c->tau, (double)B / (double)b->nglobal, &loss, &de_rgb, &de_ms));
+  if (B > 0) {
+    /* The pseudo-RGB of the augmented batch: the same augmentation for free. */
+    for (PetscInt i = 0; i < B; i++)
+      for (PetscInt k = 0; k < 3; k++)
+        PetscCall(PetscArraycpy(c->pseudo + (i * 3 + k) * plane,
+                                b->images.data + (i * b->images.c + c->bands[k]) * plane, plane));
+    AckdTensor pseudo = AckdTensorView(c->pseudo, B, 3, b->images.h, b->images.w);
+    PetscCall(AckdModelForward(c->ms_model, engine, &b->images, &ms));
+    PetscCall(AckdModelForward(c->rgb_model, engine, &pseudo, &rgb));
+    PetscCall(AckdSSMHeadSetTraining(&c->ms_head, PETSC_TRUE, b->step, b->sample_offset));
+    PetscCall(AckdSSMHeadSetTraining(&c->rgb_head, PETSC_TRUE, b->step, b->sample_offset));
+    PetscCall(AckdSSMHeadForward(&c->ms_head, engine, &ms.embedding, &e_ms));
+    PetscCall(AckdSSMHeadForward(&c->rgb_head, engine, &rgb.embedding, &e_rgb));
+  }
+  if (c->local_loss) { /* DDP: this rank's batch, weighted B_local / N (kd.h) */
+    if (B > 0) PetscCall(AckdSSMLoss(&e_rgb, &e_ms, c->tau, (double)B / (double)N, &loss, &de_rgb, &de_ms));
+  } else {
+    /* Every rank, even one without samples, takes part in the gather, then
+     * computes the same global loss (a B x B problem, cheap) and keeps the
+     * gradient rows of its samples: summed over ranks, the parameter
+     * gradients are those of the global loss. */
+    PetscCall(gather_embeddings(c, B));
+    AckdTensor all_ms = AckdTensorView(c->e_ms, N, c->dim, 1, 1), all_rgb = AckdTensorView(c->e_rgb, N, c->dim, 1, 1);
+    AckdTensor d_all_ms  = AckdTensorView(c->de_ms, N, c->dim, 1, 1);
+    AckdTensor d_all_rgb = AckdTensorView(c->de_rgb, N, c->dim, 1, 1);
+    PetscCall(AckdSSMLoss(&all_rgb, &all_ms, c->tau, 1.0, &loss, &d_all_rgb, &d_all_ms));
+    loss *= (double)B / (double)N; /* this rank's share of the reported value */
+  }
+  if (B == 0) { /* no share of the last, uneven batch: zero gradients (the trainer zeroes the heads') */
+    PetscCall(zero_encoder_gradients(c));
+    PetscFunctionReturn(0);
+  }
   r->loss = loss;
-  PetscCall(AckdSSMHeadBackward(&c->rgb_head, engine, &rgb.embedding, &de_rgb, &dx_rgb));
   PetscCall(AckdSSMHeadBackward(&c->ms_head, engine, &ms.embedding, &de_ms, &dx_ms));
-  PetscCall(AckdModelBackward(c->rgb_model, engine, NULL, &dx_rgb, NULL));
+  PetscCall(AckdSSMHeadBackward(&c->rgb_head, engine, &rgb.embedding, &de_rgb, &dx_rgb));
+  /* In the trainer's group order (ms_encoder, then rgb_encoder): backward
+   * starts each group's gradient allreduces, and a rank without samples
+   * starts them in group order; collectives must match on every rank. */
   PetscCall(AckdModelBackward(c->ms_model, engine, NULL, &dx_ms, NULL));
+  PetscCall(AckdModelBackward(c->rgb_model, engine, NULL, &dx_rgb, NULL));
   PetscFunctionReturn(0);
 }
 
@@ -485,6 +537,11 @@ PetscErrorCode AckdStageSSM(MPI_Comm comm, int npositional, char **positional, i
                             &c.head_dropout, 0.0, 0.99, NULL));
   PetscCall(AckdOptionsReal(PetscOptionsObject, "-ssm_tau", "Temperature of the soft-target contrastive loss", &c.tau,
                             1e-6, 1e6, NULL));
+  PetscCall(AckdOptionsBool(PetscOptionsObject, "-ssm_local_loss",
+                            "Each rank's contrastive loss over its own share of the batch, weighted B_local/N, as "
+                            "PyTorch DDP (fewer negatives; results depend on the rank count). Default: the loss over "
+                            "the whole global batch, embeddings gathered from every rank",
+                            &c.local_loss, NULL));
   PetscCall(AckdOptionsInt(PetscOptionsObject, "-ssm_eval_batch", "Batch size of the embedding pass", &c.eval_batch, 1,
                            1 << 20, NULL));
   PetscOptionsEnd();
@@ -536,7 +593,8 @@ PetscErrorCode AckdStageSSM(MPI_Comm comm, int npositional, char **positional, i
     PetscCall(write_embeddings(&c, engine, dir));
   }
   PetscCall(AckdTrainerDestroy(&t));
-  PetscCall(PetscFree7(c.pseudo, c.e_ms, c.e_rgb, c.de_ms, c.de_rgb, c.dx_ms, c.dx_rgb));
+  PetscCall(PetscFree3(c.pseudo, c.dx_ms, c.dx_rgb));
+  PetscCall(PetscFree4(c.e_ms, c.e_rgb, c.de_ms, c.de_rgb));
   PetscCall(AckdSSMHeadDestroy(&c.ms_head));
   PetscCall(AckdSSMHeadDestroy(&c.rgb_head));
   PetscCall(AckdParamsDestroy(&c.heads));
