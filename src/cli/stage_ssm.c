@@ -512,9 +512,9 @@ static PetscErrorCode check_inputs(SSMContext *c, const PetscInt *given, PetscIn
 
 PetscErrorCode AckdStageSSM(MPI_Comm comm, int npositional, char **positional, int *exit_code)
 {
-  SSMContext     c        = {.comm = comm, .dim = 256, .tau = 1.0, .head_dropout = 0.1, .eval_batch = 256};
-  AckdTrainer    t        = NULL;
-  PetscInt       given[3] = {0, 0, 0}, ngiven = 3;
+  SSMContext     c         = {.comm = comm, .dim = 256, .tau = 1.0, .head_dropout = 0.1, .eval_batch = 256};
+  AckdTrainer    t         = NULL;
+  PetscInt       given[16] = {0}, ngiven = 16; /* room for more than 3: a count error, not silent truncation */
   PetscBool      stop, stopped, have_data;
   AckdH5Settings h5 = {0};
   AckdLog        log;
