@@ -75,6 +75,9 @@ PetscErrorCode AckdTrainerSetOptionsPrefix(AckdTrainer trainer, const char *pref
 /* Defaults the stage may set before SetFromOptions (the user's options win). */
 PetscErrorCode AckdTrainerSetDefaults(AckdTrainer trainer, const char *directory, AckdOptimizerKind optimizer,
                                       double lr, PetscInt epochs, PetscInt batch);
+/* The weight decay used when -PREFIXweight_decay is not given, before
+ * SetFromOptions (otherwise: 0, and PyTorch's 0.01 for AdamW). */
+PetscErrorCode AckdTrainerSetDefaultWeightDecay(AckdTrainer trainer, double weight_decay);
 PetscErrorCode AckdTrainerSetFromOptions(AckdTrainer trainer);
 /* The collection to train on; its split 0 is the training set. */
 PetscErrorCode AckdTrainerSetDataset(AckdTrainer trainer, AckdSharedDataset dataset);

@@ -8,6 +8,8 @@ static const AckdStage STAGES[] = {
      AckdStageCurate},
     {"train", "train the teacher on MS (or the no-KD student on RGB), data parallel, resumable", "", 0,
      "train_ teacher_ student_", AckdStageTrain},
+    {"ssm", "train the self-supervised matcher (MS and pseudo-RGB encoders), write the embeddings for match", "", 0,
+     "ssm_", AckdStageSSM},
     {"match", "match teacher to student samples by distributed optimal transport (writes a match file)", "", 0,
      "match_", AckdStageMatch},
     {"distill", "train the RGB student from the frozen MS teacher with a KD method (-kd_method, -sembridge)", "", 0,

@@ -31,6 +31,7 @@ PetscErrorCode AckdStageInspect(MPI_Comm comm, int npositional, char **positiona
 PetscErrorCode AckdStageMatch(MPI_Comm comm, int npositional, char **positional, int *exit_code);
 PetscErrorCode AckdStageTrain(MPI_Comm comm, int npositional, char **positional, int *exit_code);
 PetscErrorCode AckdStageDistill(MPI_Comm comm, int npositional, char **positional, int *exit_code);
+PetscErrorCode AckdStageSSM(MPI_Comm comm, int npositional, char **positional, int *exit_code);
 PetscErrorCode AckdStageEval(MPI_Comm comm, int npositional, char **positional, int *exit_code);
 
 #endif

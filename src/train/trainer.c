@@ -40,8 +40,8 @@ struct _p_AckdTrainer {
   char              dir[PETSC_MAX_PATH_LEN];
   PetscInt          epochs, batch, max_steps, seed, threads, debug_signal_after, validate_every;
   AckdOptimizerKind optimizer;
-  double            lr, weight_decay, momentum, beta1, beta2, clip, bucket_mb;
-  PetscBool         nesterov, augment, sync_bn, drop_last, weight_decay_set, exchange_timing;
+  double            lr, weight_decay, default_weight_decay, momentum, beta1, beta2, clip, bucket_mb;
+  PetscBool         nesterov, augment, sync_bn, drop_last, weight_decay_set, has_default_weight_decay, exchange_timing;
   AckdSchedule      schedule;
   AckdGradExchange  exchange;
 
@@ -142,13 +142,28 @@ PetscErrorCode AckdTrainerSetDefaults(AckdTrainer t, const char *directory, Ackd
   PetscFunctionReturn(0);
 }
 
+PetscErrorCode AckdTrainerSetDefaultWeightDecay(AckdTrainer t, double weight_decay)
+{
+  PetscFunctionBeginUser;
+  t->default_weight_decay     = weight_decay;
+  t->has_default_weight_decay = PETSC_TRUE;
+  PetscFunctionReturn(0);
+}
+
+/* The weight decay when -PREFIXweight_decay is not given. */
+static double default_weight_decay(AckdTrainer t, AckdOptimizerKind optimizer)
+{
+  if (t->has_default_weight_decay) return t->default_weight_decay;
+  return optimizer == ACKD_OPT_ADAMW ? 1e-2 : 0.0;
+}
+
 static const char *const EXCHANGE_NAMES[] = {"overlapped", "fused"};
 
 PetscErrorCode AckdTrainerSetFromOptions(AckdTrainer t)
 {
   PetscInt  optimizer = t->optimizer, schedule = t->schedule.kind, exchange = t->exchange;
   PetscInt  nmilestones = 16;
-  PetscReal wd          = t->optimizer == ACKD_OPT_ADAMW ? 1e-2 : 0.0;
+  PetscReal wd          = default_weight_decay(t, t->optimizer);
 
   PetscFunctionBeginUser;
   PetscOptionsBegin(t->comm, t->prefix, "Training loop", NULL);
@@ -171,8 +186,8 @@ PetscErrorCode AckdTrainerSetFromOptions(AckdTrainer t)
                               &optimizer, NULL));
   PetscCall(AckdOptionsReal(PetscOptionsObject, "-lr", "Base learning rate", &t->lr, 0.0, 1e3, NULL));
   PetscCall(AckdOptionsReal(PetscOptionsObject, "-weight_decay",
-                            "Weight decay (AdamW: decoupled; default 0, AdamW 0.01)", &wd, 0.0, 1e3,
-                            &t->weight_decay_set));
+                            "Weight decay (AdamW: decoupled; default 0, AdamW 0.01, unless the stage says otherwise)",
+                            &wd, 0.0, 1e3, &t->weight_decay_set));
   PetscCall(AckdOptionsReal(PetscOptionsObject, "-momentum", "SGD momentum", &t->momentum, 0.0, 1.0, NULL));
   PetscCall(AckdOptionsBool(PetscOptionsObject, "-nesterov", "SGD: Nesterov momentum", &t->nesterov, NULL));
   PetscCall(AckdOptionsReal(PetscOptionsObject, "-beta1", "Adam beta1", &t->beta1, 0.0, 1.0, NULL));
@@ -213,7 +228,7 @@ PetscErrorCode AckdTrainerSetFromOptions(AckdTrainer t)
                            &t->debug_signal_after, 0, PETSC_MAX_INT, NULL));
   PetscOptionsEnd();
   t->optimizer            = (AckdOptimizerKind)optimizer;
-  t->weight_decay         = t->weight_decay_set ? wd : (t->optimizer == ACKD_OPT_ADAMW ? 1e-2 : 0.0);
+  t->weight_decay         = t->weight_decay_set ? wd : default_weight_decay(t, t->optimizer);
   t->schedule.kind        = (AckdScheduleKind)schedule;
   t->schedule.nmilestones = nmilestones;
   t->schedule.base_lr     = t->lr;
