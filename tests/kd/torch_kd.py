@@ -125,6 +125,32 @@ def dkd(zs, zt, y, epoch, w, n):
     return ramp * T * T * ((alpha * tckd + beta * nckd) * w).sum() / n
 
 
+def option(words, name, default):
+    return float(words[words.index(name) + 1]) if name in words else default
+
+
+def crd(words, g, e, et, w, sel, n, P):
+    """CRD against the memory before the step (positive = the sample's own row, then
+    ackd's drawn negatives); returns the term and the memory after the momentum update."""
+    d, tau, beta, mu = int(option(words, "-crd_dim", 128)), option(words, "-crd_tau", 0.07), 0.8, 0.5
+    N = np.asarray(g["state_before"]).size // (2 * d)
+    mem = torch.tensor(np.asarray(g["state_before"])).reshape(2, N, d)
+    neg = torch.tensor(np.asarray(g["negatives"])).long().reshape(e.shape[0], -1)
+    idx = torch.tensor(np.asarray(g["samples"])).long()
+    s_ = F.normalize(e @ P["crd.embed_s.linear.weight"].reshape(d, -1).t() + P["crd.embed_s.linear.bias"], dim=1)
+    t_ = F.normalize(et @ P["crd.embed_t.linear.weight"].reshape(d, -1).t() + P["crd.embed_t.linear.bias"], dim=1)
+    rows = torch.cat([idx[:, None], neg], 1)
+    target = torch.zeros(e.shape[0], dtype=torch.long)
+    ls = F.cross_entropy(torch.einsum("bd,bkd->bk", s_, mem[1][rows]) / tau, target, reduction="none")
+    lt = F.cross_entropy(torch.einsum("bd,bkd->bk", t_, mem[0][rows]) / tau, target, reduction="none")
+    value = beta * (w * (ls + lt))[sel].sum() / n
+    after = mem.clone()
+    for i in torch.nonzero(sel)[:, 0].tolist():
+        for side, x in ((0, s_), (1, t_)):
+            after[side, idx[i]] = F.normalize(mu * after[side, idx[i]] + (1 - mu) * x[i].detach(), dim=0)
+    return value, after
+
+
 def case(g):
     opts = g.attrs["options"].decode() if isinstance(g.attrs["options"], bytes) else g.attrs["options"]
     words = opts.split()
@@ -152,6 +178,7 @@ def case(g):
     sel = w > 0
     share = B / n
 
+    memory = None
     ce = F.cross_entropy(z, y, reduction="sum") / n
     terms, weights = {"ce": ce}, {}
     if method == "kd":
@@ -194,6 +221,8 @@ def case(g):
         cs, ct = F.normalize(e[sel], dim=1), F.normalize(et[sel], dim=1)
         relation = ((cs @ cs.t() - ct @ ct.t()) ** 2).mean()
         terms["kd"] = share * (nce + relation)
+    elif method == "crd":
+        terms["kd"], memory = crd(words, g, e, et, w, sel, n, P)
     elif method != "none":
         raise SystemExit(f"no reference for method {method}")
     if method != "none":
@@ -209,7 +238,7 @@ def case(g):
     # CTKD's temperature receives the reversed gradient: lambda = 1 at this epoch
     grads = {k: (-v.grad if k.startswith("ctkd.") else v.grad) for k, v in P.items()}
     zero = lambda x: x.grad if x.grad is not None else torch.zeros_like(x)
-    return terms, weights, total, zero(zs), zero(es), zero(ts), grads
+    return terms, weights, total, zero(zs), zero(es), zero(ts), grads, memory
 
 
 def compare(where, what, mine, ref, failures):
@@ -230,7 +259,7 @@ def main(path):
     with h5py.File(path, "r") as f:
         for name in sorted(f):
             g = f[name]
-            terms, weights, total, dz, de, dt, grads = case(g)
+            terms, weights, total, dz, de, dt, grads, memory = case(g)
             names = g.attrs["term_names"]
             names = (names.decode() if isinstance(names, bytes) else names).split(",")
             if sorted(names) != sorted(terms):
@@ -248,6 +277,8 @@ def main(path):
                 if v is None:
                     v = torch.zeros(g["grads"][k].shape)
                 errs.append(compare(name, f"grad {k}", g["grads"][k], v, failures))
+            if memory is not None:
+                errs.append(compare(name, "memory after the step", g["state_after"], memory, failures))
             print(f"{name:28s} worst relative error {max(errs):.2e}")
             worst = max(worst, max(errs))
     for line in failures:
