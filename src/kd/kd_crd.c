@@ -56,19 +56,6 @@ static PetscErrorCode options(AckdKDObj kd, PetscOptionItems *PetscOptionsObject
   PetscFunctionReturn(0);
 }
 
-static PetscErrorCode linear_head(AckdKDObj kd, const char *name, PetscInt out, PetscInt in, PetscInt *w, PetscInt *b)
-{
-  PetscInt shape[2] = {out, in};
-  char     full[ACKD_NN_NAME_LEN];
-
-  PetscFunctionBeginUser;
-  PetscCall(PetscSNPrintf(full, sizeof full, "%s.weight", name));
-  PetscCall(AckdParamsAddShaped(&kd->params, full, 2, shape, in, ACKD_INIT_KAIMING_UNIFORM, w));
-  PetscCall(PetscSNPrintf(full, sizeof full, "%s.bias", name));
-  PetscCall(AckdParamsAdd(&kd->params, full, out, in, ACKD_INIT_FAN_IN_UNIFORM, b));
-  PetscFunctionReturn(0);
-}
-
 static PetscErrorCode setup(AckdKDObj kd)
 {
   CRD     *m = (CRD *)kd->data;
@@ -81,8 +68,8 @@ static PetscErrorCode setup(AckdKDObj kd)
              "-kd_method crd needs the number of student training samples (AckdKDDims.student_samples, >= 2) to "
              "size its memory; got %" PetscInt_FMT,
              N);
-  PetscCall(linear_head(kd, "crd.embed_s.linear", m->dim, kd->dims.student_embedding, &m->ws, &m->bs));
-  PetscCall(linear_head(kd, "crd.embed_t.linear", m->dim, kd->dims.teacher_embedding, &m->wt, &m->bt));
+  PetscCall(ackd_kd_add_linear(kd, "crd.embed_s.linear", m->dim, kd->dims.student_embedding, &m->ws, &m->bs));
+  PetscCall(ackd_kd_add_linear(kd, "crd.embed_t.linear", m->dim, kd->dims.teacher_embedding, &m->wt, &m->bt));
   kd->nstate = 2 * N * m->dim;
   PetscCall(PetscMalloc1(kd->nstate, &kd->state));
   /* the same on every rank: a function of the seed only */

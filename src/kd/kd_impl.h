@@ -63,7 +63,10 @@ struct _p_AckdKD {
   void           *data;  /* the method's own state */
   float          *state; /* its replicated non-trainable state (AckdKDGetState), allocated by its setup */
   PetscInt        nstate;
-  KDSka           ska;
+  /* tests only: methods with stop-gradient targets (c2kd, mnf) reuse the detached values of the
+   * previous call, so that finite differences of the total see them as constants */
+  PetscBool freeze_targets;
+  KDSka     ska;
   /* scratch, grown to the largest batch */
   double       *zt, *w, *g_logits, *g_emb, *g_tok, *g_params;
   PetscInt     *sel;
@@ -118,6 +121,8 @@ void ackd_kd_linear_backward(const double *x, PetscInt n, PetscInt in, const flo
  * of y/|y| in place on g given the normalised rows. */
 void ackd_kd_normalise(double *x, PetscInt n, PetscInt d, double *len);
 void ackd_kd_normalise_backward(const double *xh, PetscInt n, PetscInt d, const double *len, double *g);
+/* Declares "<name>.weight" (out, in) and "<name>.bias" (out) with PyTorch's nn.Linear initialisation. */
+PetscErrorCode ackd_kd_add_linear(AckdKDObj kd, const char *name, PetscInt out, PetscInt in, PetscInt *w, PetscInt *b);
 /* CRD's negatives of one sample: k indices uniform on [0, N) without `sample`, drawn with replacement
  * from (seed, epoch, step, sample) alone (kd_crd.c; the tests recompute them). */
 void ackd_kd_crd_negatives(uint64_t seed, PetscInt epoch, PetscInt step, PetscInt sample, PetscInt N, PetscInt k,

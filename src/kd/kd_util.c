@@ -151,3 +151,16 @@ void ackd_kd_normalise_backward(const double *xh, PetscInt n, PetscInt d, const 
     for (PetscInt k = 0; k < d; k++) g[i * d + k] = (g[i * d + k] - xh[i * d + k] * dot) / len[i];
   }
 }
+
+PetscErrorCode ackd_kd_add_linear(AckdKDObj kd, const char *name, PetscInt out, PetscInt in, PetscInt *w, PetscInt *b)
+{
+  PetscInt shape[2] = {out, in};
+  char     full[ACKD_NN_NAME_LEN];
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscSNPrintf(full, sizeof full, "%s.weight", name));
+  PetscCall(AckdParamsAddShaped(&kd->params, full, 2, shape, in, ACKD_INIT_KAIMING_UNIFORM, w));
+  PetscCall(PetscSNPrintf(full, sizeof full, "%s.bias", name));
+  PetscCall(AckdParamsAdd(&kd->params, full, out, in, ACKD_INIT_FAN_IN_UNIFORM, b));
+  PetscFunctionReturn(0);
+}

@@ -33,6 +33,8 @@ static const Case cases[] = {
     {"lskd", "-kd_method lskd", 0, 4, PETSC_FALSE, 0},
     {"clip", "-kd_method clip -clip_dim 4", 0, 4, PETSC_FALSE, 0},
     {"kd_m2s_reliability", "-kd_method kd -kd_teacher_multilabel -kd_reliability", 0, 4, PETSC_FALSE, 0},
+    {"c2kd", "-kd_method c2kd", 0, 4, PETSC_FALSE, 0},
+    {"c2kd_t2", "-kd_method c2kd -c2kd_temperature 2 -kd_teacher_multilabel", 0, 4, PETSC_FALSE, 0},
     {"crd", "-kd_method crd -crd_dim 4 -crd_negatives 7 -crd_tau 0.5", 3, 4, PETSC_FALSE, 7},
 };
 
@@ -193,6 +195,7 @@ static PetscErrorCode run_case(const Case *c, PetscInt index, hid_t file, PetscB
     PetscCall(PetscFree3(after, neg, negf));
   }
 
+  p.kd->freeze_targets = PETSC_TRUE; /* stop-gradient targets stay those of this call */
   PetscCall(PetscMalloc1(PetscMax(params->size, 1), &g));
   PetscCall(PetscArraycpy(g, params->grads, params->size));
   PetscCall(check(&p, "d_logits", p.zs.data, B * K, p.dz.data, 1.0, &worst, &ok));

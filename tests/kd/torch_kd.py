@@ -133,10 +133,10 @@ def crd(words, g, e, et, w, sel, n, P):
     """CRD against the memory before the step (positive = the sample's own row, then
     ackd's drawn negatives); returns the term and the memory after the momentum update."""
     d, tau, beta, mu = int(option(words, "-crd_dim", 128)), option(words, "-crd_tau", 0.07), 0.8, 0.5
-    N = np.asarray(g["state_before"]).size // (2 * d)
-    mem = torch.tensor(np.asarray(g["state_before"])).reshape(2, N, d)
-    neg = torch.tensor(np.asarray(g["negatives"])).long().reshape(e.shape[0], -1)
-    idx = torch.tensor(np.asarray(g["samples"])).long()
+    N = np.asarray(g["state_before"], dtype=np.float64).size // (2 * d)
+    mem = torch.tensor(np.asarray(g["state_before"], dtype=np.float64)).reshape(2, N, d)
+    neg = torch.tensor(np.asarray(g["negatives"], dtype=np.float64)).long().reshape(e.shape[0], -1)
+    idx = torch.tensor(np.asarray(g["samples"], dtype=np.float64)).long()
     s_ = F.normalize(e @ P["crd.embed_s.linear.weight"].reshape(d, -1).t() + P["crd.embed_s.linear.bias"], dim=1)
     t_ = F.normalize(et @ P["crd.embed_t.linear.weight"].reshape(d, -1).t() + P["crd.embed_t.linear.bias"], dim=1)
     rows = torch.cat([idx[:, None], neg], 1)
@@ -151,20 +151,42 @@ def crd(words, g, e, et, w, sel, n, P):
     return value, after
 
 
+def kendall(a, b):
+    """Kendall's tau-a per row (ties count 0)."""
+    sa = torch.sign(a[:, :, None] - a[:, None, :])
+    sb = torch.sign(b[:, :, None] - b[:, None, :])
+    m = a.shape[1]
+    return (sa * sb).sum((1, 2)) / 2 / (m * (m - 1) / 2)
+
+
+def c2kd(words, z, zt, e, et, y, w, sel, n, P):
+    T = option(words, "-c2kd_temperature", 4.0)
+    K = z.shape[1]
+    ps = e @ P["c2kd.student_proxy.weight"].reshape(K, -1).t() + P["c2kd.student_proxy.bias"]
+    pt = et @ P["c2kd.teacher_proxy.weight"].reshape(K, -1).t() + P["c2kd.teacher_proxy.bias"]
+    keep = torch.ones(K, K, dtype=torch.bool)
+    keep[torch.arange(K), torch.arange(K)] = False
+    nt = lambda x: x[keep[y]].reshape(-1, K - 1)  # the non-target classes, in order
+    inherit = kl_rows(z.detach(), ps, T) + kl_rows(zt, pt, T)
+    f = (kendall(nt(ps).detach(), nt(pt).detach()) > 0).double()
+    cross = kl_rows(nt(pt).detach(), nt(ps), T) + kl_rows(nt(ps).detach(), nt(pt), T) + kl_rows(nt(pt).detach(), nt(z), T)
+    return T * T * (w * (inherit + f * cross))[sel].sum() / n
+
+
 def case(g):
     opts = g.attrs["options"].decode() if isinstance(g.attrs["options"], bytes) else g.attrs["options"]
     words = opts.split()
     method = words[words.index("-kd_method") + 1]
     sembridge = "-sembridge" in words
     epoch, n = int(g.attrs["epoch"]), int(g.attrs["global_batch"])
-    T = lambda name: torch.tensor(np.asarray(g[name]), requires_grad=True)
+    T = lambda name: torch.tensor(np.asarray(g[name], dtype=np.float64), requires_grad=True)
     zs, es, ts = T("student_logits"), T("student_embedding"), T("student_tokens")
-    zt = torch.tensor(np.asarray(g["teacher_logits"])).reshape(zs.shape[0], -1)
-    et = torch.tensor(np.asarray(g["teacher_embedding"])).reshape(es.shape[0], -1)
-    tt = torch.tensor(np.asarray(g["teacher_tokens"]))[:, 0]
-    y = torch.tensor(np.asarray(g["labels"])).long()
-    w = torch.tensor(np.asarray(g["weight"]))
-    P = {k: torch.tensor(np.asarray(v), requires_grad=True) for k, v in g["params"].items()}
+    zt = torch.tensor(np.asarray(g["teacher_logits"], dtype=np.float64)).reshape(zs.shape[0], -1)
+    et = torch.tensor(np.asarray(g["teacher_embedding"], dtype=np.float64)).reshape(es.shape[0], -1)
+    tt = torch.tensor(np.asarray(g["teacher_tokens"], dtype=np.float64))[:, 0]
+    y = torch.tensor(np.asarray(g["labels"], dtype=np.float64)).long()
+    w = torch.tensor(np.asarray(g["weight"], dtype=np.float64))
+    P = {k: torch.tensor(np.asarray(v, dtype=np.float64), requires_grad=True) for k, v in g["params"].items()}
     B = zs.shape[0]
     z, e, tok = zs.reshape(B, -1), es.reshape(B, -1), ts[:, 0]
     if "-kd_teacher_multilabel" in words:
@@ -221,6 +243,8 @@ def case(g):
         cs, ct = F.normalize(e[sel], dim=1), F.normalize(et[sel], dim=1)
         relation = ((cs @ cs.t() - ct @ ct.t()) ** 2).mean()
         terms["kd"] = share * (nce + relation)
+    elif method == "c2kd":
+        terms["kd"] = c2kd(words, z, zt_soft, e, et, y, w, sel, n, P)
     elif method == "crd":
         terms["kd"], memory = crd(words, g, e, et, w, sel, n, P)
     elif method != "none":
