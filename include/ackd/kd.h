@@ -17,7 +17,8 @@
  *   - per-sample terms (CE, KD, DKD, LSKD, logits MSE, FitNet, AT, ...) are
  *     Σ_{i in local batch} w_i ℓ_i / N, N = in->global_batch: the sum over
  *     ranks of the values (and gradients) is the global mean, whatever the split;
- *   - batch-level terms (RKD, CRD, CLIP, SKA's CORAL, the SSM loss) are computed
+ *     CRD's term is per-sample too (each sample against the memory);
+ *   - batch-level terms (RKD, CLIP, SKA's CORAL, the SSM loss) are computed
  *     over the local batch, as PyTorch DDP does, and scaled by B_local / N: with
  *     an even split the summed gradient is DDP's average of per-rank losses.
  * Every value in AckdKDOutputs is this rank's share: MPI_SUM over ranks gives
@@ -43,6 +44,8 @@ typedef struct {
   PetscInt  teacher_tokens;    /* N_t, 0 if not known yet */
   PetscBool teacher_logits;    /* the teacher provides logits */
   uint64_t  seed;              /* the method's parameters are drawn from it (PyTorch's defaults) */
+  PetscInt  student_samples;   /* N of the student's training set, the size of CRD's memory (the global
+                                  sample indices of AckdKDInputs.samples lie in [0, N)); 0: unknown */
 } AckdKDDims;
 
 /* One local batch of B samples. Tensors use nn.h's layouts: logits (B, K, 1, 1),
@@ -58,7 +61,11 @@ typedef struct {
   const AckdTensor *teacher_embedding; /* NULL if none */
   const AckdTensor *teacher_tokens;    /* NULL if only a gallery is available */
   const PetscInt   *labels;            /* (B), the student's single-label classes in [0, K) */
-  const float      *weight; /* (B) w_i >= 0: 0 = no matched teacher, else e.g. the plan weight; NULL = all 1 */
+  const float      *weight;  /* (B) w_i >= 0: 0 = no matched teacher, else e.g. the plan weight; NULL = all 1 */
+  const PetscInt   *samples; /* (B) global student sample indices in [0, student_samples); NULL: absent
+                                (only crd needs them: its memory rows) */
+  PetscInt step;             /* the trainer's step count (0-based, global); with epoch it seeds CRD's
+                                negatives, drawn per (seed, epoch, step, sample) */
 } AckdKDInputs;
 
 enum { ACKD_KD_MAX_TERMS = 8 };
@@ -93,6 +100,13 @@ PetscErrorCode AckdKDGetParams(AckdKD kd, AckdParams **params);
 PetscErrorCode AckdKDGetMethodName(AckdKD kd, const char **name);
 PetscErrorCode AckdKDLoss(AckdKD kd, const AckdKDInputs *in, AckdKDOutputs *out);
 PetscErrorCode AckdKDDestroy(AckdKD *kd);
+/* The method's non-trainable state (CRD's memory of embeddings; *data NULL and
+ * *n 0 for methods without one), owned by kd, valid after AckdKDSetUp. It is
+ * REPLICATED: AckdKDLoss updates it identically on every rank of kd's
+ * communicator (the updated rows are allgathered inside the call, so
+ * AckdKDLoss is collective for such methods). Checkpoint it from rank 0; to
+ * resume, write the saved n floats into *data on every rank after AckdKDSetUp. */
+PetscErrorCode AckdKDGetState(AckdKD kd, float **data, PetscInt *n);
 
 /* Names of every method, for -kd_method and sweeps (NULL-terminated). */
 extern const char *const AckdKDMethodNames[];

@@ -108,7 +108,7 @@ PetscErrorCode AckdKDSetFromOptions(AckdKD kd)
   PetscOptionsBegin(kd->comm, kd->prefix[0] ? kd->prefix : NULL, "Knowledge distillation (docs/KD.md)", NULL);
   PetscCall(AckdOptionsChoice(PetscOptionsObject, "-kd_method",
                               "The student's distillation loss: none (CE only), kd, logits (MSE), fitnet, at, rkd, "
-                              "dkd, ctkd, lskd, clip (see docs/KD.md)",
+                              "dkd, ctkd, lskd, clip, crd, c2kd, mnf (see docs/KD.md)",
                               names, n, &choice, NULL));
   PetscCall(AckdOptionsBool(PetscOptionsObject, "-sembridge",
                             "SemBridge on top of the method: its loss weights (0.3 CE, 0.4 KD, 0.003 SKA) and SKA",
@@ -386,6 +386,15 @@ PetscErrorCode AckdKDLoss(AckdKD kd, const AckdKDInputs *in, AckdKDOutputs *out)
   PetscFunctionReturn(0);
 }
 
+PetscErrorCode AckdKDGetState(AckdKD kd, float **data, PetscInt *n)
+{
+  PetscFunctionBeginUser;
+  PetscCheck(kd->setup, kd->comm, PETSC_ERR_ORDER, "AckdKDGetState before AckdKDSetUp");
+  *data = kd->state;
+  *n    = kd->nstate;
+  PetscFunctionReturn(0);
+}
+
 PetscErrorCode AckdKDDestroy(AckdKD *kd)
 {
   AckdKD k = *kd;
@@ -394,6 +403,7 @@ PetscErrorCode AckdKDDestroy(AckdKD *kd)
   if (!k) PetscFunctionReturn(0);
   if (k->method->destroy) PetscCall(k->method->destroy(k));
   PetscCall(PetscFree(k->data));
+  PetscCall(PetscFree(k->state));
   PetscCall(AckdParamsDestroy(&k->params));
   PetscCall(PetscFree(k->g_logits));
   PetscCall(PetscFree(k->g_emb));

@@ -53,27 +53,6 @@ static PetscErrorCode setup(AckdKDObj kd)
   PetscFunctionReturn(0);
 }
 
-/* Rows of x normalised in place; their norms (clamped at 1e-12) into len. */
-static void normalise(double *x, PetscInt n, PetscInt d, double *len)
-{
-  for (PetscInt i = 0; i < n; i++) {
-    double acc = 0.0;
-    for (PetscInt k = 0; k < d; k++) acc += x[i * d + k] * x[i * d + k];
-    len[i] = PetscMax(sqrt(acc), 1e-12);
-    for (PetscInt k = 0; k < d; k++) x[i * d + k] /= len[i];
-  }
-}
-
-/* d/dy of y/|y| given d/dx̂: (g - x̂ (x̂·g)) / |y|, in place on g. */
-static void normalise_backward(const double *xh, PetscInt n, PetscInt d, const double *len, double *g)
-{
-  for (PetscInt i = 0; i < n; i++) {
-    double dot = 0.0;
-    for (PetscInt k = 0; k < d; k++) dot += xh[i * d + k] * g[i * d + k];
-    for (PetscInt k = 0; k < d; k++) g[i * d + k] = (g[i * d + k] - xh[i * d + k] * dot) / len[i];
-  }
-}
-
 static PetscErrorCode loss(AckdKDObj kd, const KDStep *st, double coef, double *value)
 {
   CLIP        *m = (CLIP *)kd->data;
@@ -92,8 +71,8 @@ static PetscErrorCode loss(AckdKDObj kd, const KDStep *st, double coef, double *
   PetscCall(PetscMalloc5(n * n, &ss, n * n, &stt, n * n, &ds, n, &lxs, n, &lxt));
   ackd_kd_linear(xs, n, Ds, V + m->ps, d, ys);
   ackd_kd_linear(xt, n, Dt, V + m->pt, d, yt);
-  normalise(ys, n, d, ls);
-  normalise(yt, n, d, lt);
+  ackd_kd_normalise(ys, n, d, ls);
+  ackd_kd_normalise(yt, n, d, lt);
   cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)n, (int)d, 1.0 / m->tau, ys, (int)d, yt, (int)d,
               0.0, L, (int)n);
   /* InfoNCE both ways: dL = (softmax_rows - I + softmax_cols - I) / (2n) */
@@ -112,14 +91,14 @@ static PetscErrorCode loss(AckdKDObj kd, const KDStep *st, double coef, double *
               0.0, gys, (int)d);
   cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)n, (int)d, (int)n, c / m->tau, dL, (int)n, ys, (int)d, 0.0,
               gyt, (int)d);
-  normalise_backward(ys, n, d, ls, gys);
-  normalise_backward(yt, n, d, lt, gyt);
+  ackd_kd_normalise_backward(ys, n, d, ls, gys);
+  ackd_kd_normalise_backward(yt, n, d, lt, gyt);
   ackd_kd_linear_backward(xs, n, Ds, V + m->ps, d, gys, gxs, st->g_params + m->ps);
   ackd_kd_linear_backward(xt, n, Dt, V + m->pt, d, gyt, NULL, st->g_params + m->pt);
 
   /* relation on the raw embeddings' cosine matrices; dx̂_s = (dS + dSᵀ) x̂_s */
-  normalise(xs, n, Ds, lxs);
-  normalise(xt, n, Dt, lxt);
+  ackd_kd_normalise(xs, n, Ds, lxs);
+  ackd_kd_normalise(xt, n, Dt, lxt);
   cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)n, (int)Ds, 1.0, xs, (int)Ds, xs, (int)Ds, 0.0, ss,
               (int)n);
   cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)n, (int)Dt, 1.0, xt, (int)Dt, xt, (int)Dt, 0.0, stt,
@@ -136,7 +115,7 @@ static PetscErrorCode loss(AckdKDObj kd, const KDStep *st, double coef, double *
                 (int)Ds, 0.0, gx, (int)Ds);
     cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)n, (int)Ds, (int)n, c * m->gamma, ds, (int)n, xs, (int)Ds,
                 1.0, gx, (int)Ds);
-    normalise_backward(xs, n, Ds, lxs, gx);
+    ackd_kd_normalise_backward(xs, n, Ds, lxs, gx);
     for (PetscInt k = 0; k < n * Ds; k++) gxs[k] += gx[k];
     PetscCall(PetscFree(gx));
   }

@@ -60,8 +60,13 @@ struct _p_AckdKD {
   double          ce_weight, kd_weight, ska_weight;
   AckdKDDims      dims;
   AckdParams      params;
-  void           *data; /* the method's own state */
-  KDSka           ska;
+  void           *data;  /* the method's own state */
+  float          *state; /* its replicated non-trainable state (AckdKDGetState), allocated by its setup */
+  PetscInt        nstate;
+  /* tests only: methods with stop-gradient targets (c2kd, mnf) reuse the detached values of the
+   * previous call, so that finite differences of the total see them as constants */
+  PetscBool freeze_targets;
+  KDSka     ska;
   /* scratch, grown to the largest batch */
   double       *zt, *w, *g_logits, *g_emb, *g_tok, *g_params;
   PetscInt     *sel;
@@ -72,7 +77,7 @@ struct _p_AckdKD {
 /* The table (methods.c) and each method's descriptor. */
 extern const KDMethod *const ackd_kd_methods[];
 extern const KDMethod ackd_kd_none, ackd_kd_kd, ackd_kd_logits, ackd_kd_fitnet, ackd_kd_at, ackd_kd_rkd, ackd_kd_dkd,
-    ackd_kd_lskd, ackd_kd_ctkd, ackd_kd_clip;
+    ackd_kd_lskd, ackd_kd_ctkd, ackd_kd_clip, ackd_kd_crd, ackd_kd_c2kd, ackd_kd_mnf;
 /* KD's default weights (1 - alpha, alpha), shared by the methods that plug into KD. */
 void ackd_kd_alpha_weights(double alpha, double *ce, double *kd);
 
@@ -112,5 +117,15 @@ PetscErrorCode ackd_kd_gather(const AckdTensor *t, PetscInt per_sample, PetscInt
 void ackd_kd_linear(const double *x, PetscInt n, PetscInt in, const float *W, PetscInt out, double *y);
 void ackd_kd_linear_backward(const double *x, PetscInt n, PetscInt in, const float *W, PetscInt out, const double *dy,
                              double *gx, double *gW);
+/* Rows of x (n x d) normalised in place, their norms (clamped at 1e-12) into len; and the backward
+ * of y/|y| in place on g given the normalised rows. */
+void ackd_kd_normalise(double *x, PetscInt n, PetscInt d, double *len);
+void ackd_kd_normalise_backward(const double *xh, PetscInt n, PetscInt d, const double *len, double *g);
+/* Declares "<name>.weight" (out, in) and "<name>.bias" (out) with PyTorch's nn.Linear initialisation. */
+PetscErrorCode ackd_kd_add_linear(AckdKDObj kd, const char *name, PetscInt out, PetscInt in, PetscInt *w, PetscInt *b);
+/* CRD's negatives of one sample: k indices uniform on [0, N) without `sample`, drawn with replacement
+ * from (seed, epoch, step, sample) alone (kd_crd.c; the tests recompute them). */
+void ackd_kd_crd_negatives(uint64_t seed, PetscInt epoch, PetscInt step, PetscInt sample, PetscInt N, PetscInt k,
+                           PetscInt *out);
 
 #endif

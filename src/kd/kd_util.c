@@ -131,3 +131,36 @@ void ackd_kd_linear_backward(const double *x, PetscInt n, PetscInt in, const flo
     cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)out, (int)in, (int)n, 1.0, dy, (int)out, x, (int)in, 1.0,
                 gW, (int)in);
 }
+
+void ackd_kd_normalise(double *x, PetscInt n, PetscInt d, double *len)
+{
+  for (PetscInt i = 0; i < n; i++) {
+    double acc = 0.0;
+    for (PetscInt k = 0; k < d; k++) acc += x[i * d + k] * x[i * d + k];
+    len[i] = PetscMax(sqrt(acc), 1e-12);
+    for (PetscInt k = 0; k < d; k++) x[i * d + k] /= len[i];
+  }
+}
+
+/* d/dy of y/|y| given d/dx̂: (g - x̂ (x̂·g)) / |y|. */
+void ackd_kd_normalise_backward(const double *xh, PetscInt n, PetscInt d, const double *len, double *g)
+{
+  for (PetscInt i = 0; i < n; i++) {
+    double dot = 0.0;
+    for (PetscInt k = 0; k < d; k++) dot += xh[i * d + k] * g[i * d + k];
+    for (PetscInt k = 0; k < d; k++) g[i * d + k] = (g[i * d + k] - xh[i * d + k] * dot) / len[i];
+  }
+}
+
+PetscErrorCode ackd_kd_add_linear(AckdKDObj kd, const char *name, PetscInt out, PetscInt in, PetscInt *w, PetscInt *b)
+{
+  PetscInt shape[2] = {out, in};
+  char     full[ACKD_NN_NAME_LEN];
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscSNPrintf(full, sizeof full, "%s.weight", name));
+  PetscCall(AckdParamsAddShaped(&kd->params, full, 2, shape, in, ACKD_INIT_KAIMING_UNIFORM, w));
+  PetscCall(PetscSNPrintf(full, sizeof full, "%s.bias", name));
+  PetscCall(AckdParamsAdd(&kd->params, full, out, in, ACKD_INIT_FAN_IN_UNIFORM, b));
+  PetscFunctionReturn(0);
+}

@@ -74,23 +74,23 @@ PetscErrorCode ackd_ska_setup(AckdKDObj kd)
   PetscFunctionReturn(0);
 }
 
-/* One sample of one modality: its plan, weights and rescaling, kept for the backward. */
+/* One sample of one modality: its plan, weights and rescaling, kept for the backward.
+ * Q and K point into the batch's projections (one GEMM per weight for all samples). */
 typedef struct {
-  PetscInt     N, C, H;
-  const float *Wq, *Wk;
-  double      *z, *q, *k, *p, *w, *zt; /* tokens, Q, K, plans (H, N, N), weights, Z̃ */
-  double       s, mnorm2, unorm2, *m, *u;
+  PetscInt N, C, H;
+  double  *z, *q, *k, *p, *w, *zt; /* tokens, Q, K (not owned), plans (H, N, N), weights, Z̃ */
+  double   s, mnorm2, unorm2, *m, *u;
 } Side;
 
-static PetscErrorCode side_alloc(Side *sd, PetscInt N, PetscInt C, PetscInt H, const float *Wq, const float *Wk)
+static PetscErrorCode side_alloc(Side *sd, PetscInt N, PetscInt C, PetscInt H, double *q, double *k)
 {
   PetscFunctionBeginUser;
-  sd->N  = N;
-  sd->C  = C;
-  sd->H  = H;
-  sd->Wq = Wq;
-  sd->Wk = Wk;
-  PetscCall(PetscMalloc6(N * C, &sd->z, N * C, &sd->q, N * C, &sd->k, H * N * N, &sd->p, N, &sd->w, N * C, &sd->zt));
+  sd->N = N;
+  sd->C = C;
+  sd->H = H;
+  sd->q = q;
+  sd->k = k;
+  PetscCall(PetscMalloc4(N * C, &sd->z, H * N * N, &sd->p, N, &sd->w, N * C, &sd->zt));
   PetscCall(PetscMalloc2(C, &sd->m, C, &sd->u));
   PetscFunctionReturn(0);
 }
@@ -98,8 +98,27 @@ static PetscErrorCode side_alloc(Side *sd, PetscInt N, PetscInt C, PetscInt H, c
 static PetscErrorCode side_free(Side *sd)
 {
   PetscFunctionBeginUser;
-  PetscCall(PetscFree6(sd->z, sd->q, sd->k, sd->p, sd->w, sd->zt));
+  PetscCall(PetscFree4(sd->z, sd->p, sd->w, sd->zt));
   PetscCall(PetscFree2(sd->m, sd->u));
+  PetscFunctionReturn(0);
+}
+
+/* Q = Z Wqᵀ, K = Z Wkᵀ for the rows of every selected sample at once: single
+ * precision GEMMs (the plan's logits need ~1e-6, not 1e-16), double results. */
+static PetscErrorCode project(const AckdTensor *tokens, const PetscInt *sel, PetscInt n, PetscInt N, PetscInt C,
+                              const float *Wq, const float *Wk, double *q, double *k)
+{
+  float *z, *y;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscMalloc2(n * N * C, &z, n * N * C, &y));
+  for (PetscInt s = 0; s < n; s++) PetscCall(PetscArraycpy(z + s * N * C, tokens->data + sel[s] * N * C, N * C));
+  for (int which = 0; which < 2; which++) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(n * N), (int)C, (int)C, 1.0f, z, (int)C, which ? Wk : Wq,
+                (int)C, 0.0f, y, (int)C);
+    for (PetscInt i = 0; i < n * N * C; i++) (which ? k : q)[i] = y[i];
+  }
+  PetscCall(PetscFree2(z, y));
   PetscFunctionReturn(0);
 }
 
@@ -108,8 +127,6 @@ static void side_forward(Side *sd, const float *tokens)
   PetscInt N = sd->N, C = sd->C, H = sd->H, d = C / H;
   double   scale = 1.0 / sqrt((double)d);
   for (PetscInt i = 0; i < N * C; i++) sd->z[i] = tokens[i];
-  ackd_kd_linear(sd->z, N, C, sd->Wq, C, sd->q);
-  ackd_kd_linear(sd->z, N, C, sd->Wk, C, sd->k);
   for (PetscInt n = 0; n < N; n++) sd->w[n] = 0.0;
   for (PetscInt h = 0; h < H; h++) {
     double *p = sd->p + h * N * N;
@@ -142,12 +159,12 @@ static void side_forward(Side *sd, const float *tokens)
     for (PetscInt c = 0; c < C; c++) sd->zt[n * C + c] = sd->s * sd->w[n] * sd->z[n * C + c];
 }
 
-/* Back through the plan: dw (N) -> dZ (N x C, may be NULL), dWq, dWk. */
-static void side_backward_weights(const Side *sd, const double *dw, double *dz, double *gWq, double *gWk)
+/* Back through the plan: dw (N) -> dQ, dK (N x C, overwritten); the projections'
+ * backward runs once for the whole batch (project_backward). */
+static void side_backward_weights(const Side *sd, const double *dw, double *dq, double *dk)
 {
   PetscInt N = sd->N, C = sd->C, H = sd->H, d = C / H;
   double   scale = 1.0 / sqrt((double)d), *ds = malloc(sizeof(double) * (size_t)(N * N));
-  double  *dq = calloc((size_t)(N * C), sizeof(double)), *dk = calloc((size_t)(N * C), sizeof(double));
   for (PetscInt h = 0; h < H; h++) {
     const double *p = sd->p + h * N * N;
     /* dπ[i, n] = dw_n / H; dS = π ⊙ (dπ - rowsum(dπ ⊙ π)) */
@@ -161,15 +178,34 @@ static void side_backward_weights(const Side *sd, const double *dw, double *dz, 
     cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)N, (int)d, (int)N, 1.0, ds, (int)N, sd->q + h * d, (int)C,
                 0.0, dk + h * d, (int)C);
   }
-  ackd_kd_linear_backward(sd->z, N, C, sd->Wq, C, dq, dz, gWq);
-  ackd_kd_linear_backward(sd->z, N, C, sd->Wk, C, dk, dz, gWk);
   free(ds);
-  free(dq);
-  free(dk);
+}
+
+/* dZ (rows of the selected samples, scattered into g_tok when not NULL) and dWq, dWk
+ * from the batch's dQ, dK: one GEMM per product. */
+static PetscErrorCode project_backward(const Side *sd, PetscInt n, const PetscInt *sel, const float *Wq,
+                                       const float *Wk, const double *dq, const double *dk, double *g_tok, double *gWq,
+                                       double *gWk)
+{
+  PetscInt N = sd[0].N, C = sd[0].C;
+  double  *z, *gz         = NULL;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscMalloc1(n * N * C, &z));
+  for (PetscInt s = 0; s < n; s++) PetscCall(PetscArraycpy(z + s * N * C, sd[s].z, N * C));
+  if (g_tok) PetscCall(PetscCalloc1(n * N * C, &gz));
+  ackd_kd_linear_backward(z, n * N, C, Wq, C, dq, gz, gWq);
+  ackd_kd_linear_backward(z, n * N, C, Wk, C, dk, gz, gWk);
+  if (g_tok)
+    for (PetscInt s = 0; s < n; s++)
+      for (PetscInt j = 0; j < N * C; j++) g_tok[sel[s] * N * C + j] += gz[s * N * C + j];
+  PetscCall(PetscFree(z));
+  PetscCall(PetscFree(gz));
+  PetscFunctionReturn(0);
 }
 
 /* Back through Z̃ = s w ⊙ Z given dZ̃ (N x C). */
-static void side_backward(const Side *sd, const double *dzt, double *dz, double *gWq, double *gWk)
+static void side_backward(const Side *sd, const double *dzt, double *dz, double *dq, double *dk)
 {
   PetscInt N = sd->N, C = sd->C;
   double  *dw = calloc((size_t)N, sizeof(double)), dsc = 0.0;
@@ -191,7 +227,7 @@ static void side_backward(const Side *sd, const double *dzt, double *dz, double 
     }
     dw[n] += au * zu / (double)N;
   }
-  side_backward_weights(sd, dw, dz, gWq, gWk);
+  side_backward_weights(sd, dw, dq, dk);
   free(dw);
 }
 
@@ -288,6 +324,7 @@ PetscErrorCode ackd_ska_loss(AckdKDObj kd, const KDStep *st, double coef, double
   const float *V  = kd->params.values;
   double      *G = st->g_params, c = coef * st->share, l1 = 0.0, l2 = 0.0;
   Side        *ss, *ts;
+  double      *qs, *ks, *qt, *kt, *dqs, *dks, *dqt, *dkt;
   double      *xs, *xt, *gxs, *gxt, *ps, *gps, *es, *et, *ges, *pes, *gpes;
 
   PetscFunctionBeginUser;
@@ -301,10 +338,14 @@ PetscErrorCode ackd_ska_loss(AckdKDObj kd, const KDStep *st, double coef, double
   PetscCall(PetscArrayzero(gxs, n * Ns * Cs));
   PetscCall(PetscArrayzero(gxt, n * Nt * Ct));
   PetscCall(PetscArrayzero(gps, n * Ns * Ct));
+  PetscCall(PetscMalloc4(n * Ns * Cs, &qs, n * Ns * Cs, &ks, n * Nt * Ct, &qt, n * Nt * Ct, &kt));
+  PetscCall(PetscMalloc4(n * Ns * Cs, &dqs, n * Ns * Cs, &dks, n * Nt * Ct, &dqt, n * Nt * Ct, &dkt));
+  PetscCall(project(st->in->student_tokens, st->sel, n, Ns, Cs, V + ska->wq_s, V + ska->wk_s, qs, ks));
+  PetscCall(project(st->in->teacher_tokens, st->sel, n, Nt, Ct, V + ska->wq_t, V + ska->wk_t, qt, kt));
   for (PetscInt k = 0; k < n; k++) {
     PetscInt i = st->sel[k];
-    PetscCall(side_alloc(&ss[k], Ns, Cs, ska->heads, V + ska->wq_s, V + ska->wk_s));
-    PetscCall(side_alloc(&ts[k], Nt, Ct, ska->heads, V + ska->wq_t, V + ska->wk_t));
+    PetscCall(side_alloc(&ss[k], Ns, Cs, ska->heads, qs + k * Ns * Cs, ks + k * Ns * Cs));
+    PetscCall(side_alloc(&ts[k], Nt, Ct, ska->heads, qt + k * Nt * Ct, kt + k * Nt * Ct));
     side_forward(&ss[k], st->in->student_tokens->data + i * Ns * Cs);
     side_forward(&ts[k], st->in->teacher_tokens->data + i * Nt * Ct);
     PetscCall(PetscArraycpy(xs + k * Ns * Cs, ss[k].zt, Ns * Cs));
@@ -324,8 +365,8 @@ PetscErrorCode ackd_ska_loss(AckdKDObj kd, const KDStep *st, double coef, double
       for (PetscInt k = 0; k < n * Ns * Cs; k++) gxs[k] += gps[k];
     for (PetscInt k = 0; k < n; k++) {
       PetscInt i = st->sel[k];
-      side_backward(&ss[k], gxs + k * Ns * Cs, st->g_tok + i * Ns * Cs, G + ska->wq_s, G + ska->wk_s);
-      side_backward(&ts[k], gxt + k * Nt * Ct, NULL, G + ska->wq_t, G + ska->wk_t);
+      side_backward(&ss[k], gxs + k * Ns * Cs, st->g_tok + i * Ns * Cs, dqs + k * Ns * Cs, dks + k * Ns * Cs);
+      side_backward(&ts[k], gxt + k * Nt * Ct, NULL, dqt + k * Nt * Ct, dkt + k * Nt * Ct);
     }
   } else {
     /* the plan compares raw (projected) tokens; the weights enter as masses */
@@ -340,14 +381,13 @@ PetscErrorCode ackd_ska_loss(AckdKDObj kd, const KDStep *st, double coef, double
     else
       PetscCall(PetscArraycpy(praw, raw, n * Ns * Ct));
     for (PetscInt k = 0; k < n; k++) {
-      PetscInt i = st->sel[k];
       PetscCall(PetscArrayzero(dws, Ns));
       PetscCall(PetscArrayzero(dwt, Nt));
       l1 += sinkhorn_term(ska, praw + k * Ns * Ct, &ss[k], ts[k].z, &ts[k], Ct, c / (double)n, gpraw + k * Ns * Ct, dws,
                           dwt) /
             (double)n;
-      side_backward_weights(&ss[k], dws, st->g_tok + i * Ns * Cs, G + ska->wq_s, G + ska->wk_s);
-      side_backward_weights(&ts[k], dwt, NULL, G + ska->wq_t, G + ska->wk_t);
+      side_backward_weights(&ss[k], dws, dqs + k * Ns * Cs, dks + k * Ns * Cs);
+      side_backward_weights(&ts[k], dwt, dqt + k * Nt * Ct, dkt + k * Nt * Ct);
     }
     if (ska->proj_tok >= 0)
       ackd_kd_linear_backward(raw, n * Ns, Cs, V + ska->proj_tok, Ct, gpraw, graw, G + ska->proj_tok);
@@ -358,6 +398,13 @@ PetscErrorCode ackd_ska_loss(AckdKDObj kd, const KDStep *st, double coef, double
     PetscCall(PetscFree4(raw, praw, graw, gpraw));
     PetscCall(PetscFree2(dws, dwt));
   }
+
+  PetscCall(project_backward(ss, n, st->sel, V + ska->wq_s, V + ska->wk_s, dqs, dks, st->g_tok, G + ska->wq_s,
+                             G + ska->wk_s));
+  PetscCall(
+      project_backward(ts, n, st->sel, V + ska->wq_t, V + ska->wk_t, dqt, dkt, NULL, G + ska->wq_t, G + ska->wk_t));
+  PetscCall(PetscFree4(qs, ks, qt, kt));
+  PetscCall(PetscFree4(dqs, dks, dqt, dkt));
 
   /* L_ot2 on the pooled embeddings */
   PetscCall(ackd_kd_gather(st->in->student_embedding, Ds, n, st->sel, &es));

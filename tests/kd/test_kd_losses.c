@@ -14,32 +14,38 @@ typedef struct {
   const char *name, *options;
   PetscInt    epoch, teacher_tokens;
   PetscBool   reversed_params; /* CTKD: the temperature gets -dL/dθ (gradient reversal) */
+  PetscInt    negatives;       /* CRD: its -crd_negatives, to write the drawn indices for torch_kd.py */
 } Case;
 
 static const Case cases[] = {
-    {"none", "-kd_method none", 0, 4, PETSC_FALSE},
-    {"kd", "-kd_method kd", 0, 4, PETSC_FALSE},
-    {"kd_sembridge", "-kd_method kd -sembridge", 0, 9, PETSC_FALSE},
-    {"kd_sembridge_sinkhorn", "-kd_method kd -sembridge -ska_plan sinkhorn -ska_sinkhorn_it 300", 0, 9, PETSC_FALSE},
-    {"logits", "-kd_method logits", 0, 4, PETSC_FALSE},
-    {"fitnet", "-kd_method fitnet", 0, 4, PETSC_FALSE},
-    {"fitnet_embedding", "-kd_method fitnet -fitnet_feature embedding", 0, 4, PETSC_FALSE},
-    {"at", "-kd_method at", 0, 4, PETSC_FALSE},
-    {"rkd", "-kd_method rkd", 0, 4, PETSC_FALSE},
-    {"dkd", "-kd_method dkd", 4, 4, PETSC_FALSE},
-    {"dkd_sembridge", "-kd_method dkd -sembridge", 30, 9, PETSC_FALSE},
-    {"ctkd", "-kd_method ctkd", 12, 4, PETSC_TRUE},
-    {"lskd", "-kd_method lskd", 0, 4, PETSC_FALSE},
-    {"clip", "-kd_method clip -clip_dim 4", 0, 4, PETSC_FALSE},
-    {"kd_m2s_reliability", "-kd_method kd -kd_teacher_multilabel -kd_reliability", 0, 4, PETSC_FALSE},
+    {"none", "-kd_method none", 0, 4, PETSC_FALSE, 0},
+    {"kd", "-kd_method kd", 0, 4, PETSC_FALSE, 0},
+    {"kd_sembridge", "-kd_method kd -sembridge", 0, 9, PETSC_FALSE, 0},
+    {"kd_sembridge_sinkhorn", "-kd_method kd -sembridge -ska_plan sinkhorn -ska_sinkhorn_it 300", 0, 9, PETSC_FALSE, 0},
+    {"logits", "-kd_method logits", 0, 4, PETSC_FALSE, 0},
+    {"fitnet", "-kd_method fitnet", 0, 4, PETSC_FALSE, 0},
+    {"fitnet_embedding", "-kd_method fitnet -fitnet_feature embedding", 0, 4, PETSC_FALSE, 0},
+    {"at", "-kd_method at", 0, 4, PETSC_FALSE, 0},
+    {"rkd", "-kd_method rkd", 0, 4, PETSC_FALSE, 0},
+    {"dkd", "-kd_method dkd", 4, 4, PETSC_FALSE, 0},
+    {"dkd_sembridge", "-kd_method dkd -sembridge", 30, 9, PETSC_FALSE, 0},
+    {"ctkd", "-kd_method ctkd", 12, 4, PETSC_TRUE, 0},
+    {"lskd", "-kd_method lskd", 0, 4, PETSC_FALSE, 0},
+    {"clip", "-kd_method clip -clip_dim 4", 0, 4, PETSC_FALSE, 0},
+    {"kd_m2s_reliability", "-kd_method kd -kd_teacher_multilabel -kd_reliability", 0, 4, PETSC_FALSE, 0},
+    {"c2kd", "-kd_method c2kd", 0, 4, PETSC_FALSE, 0},
+    {"c2kd_t2", "-kd_method c2kd -c2kd_temperature 2 -kd_teacher_multilabel", 0, 4, PETSC_FALSE, 0},
+    {"crd", "-kd_method crd -crd_dim 4 -crd_negatives 7 -crd_tau 0.5", 3, 4, PETSC_FALSE, 7},
 };
 
-enum { B = 6, K = 5, DS = 8, DT = 6, CS = 16, CT = 8, NS = 4 };
+enum { B = 6, K = 5, DS = 8, DT = 6, CS = 16, CT = 8, NS = 4, NSAMPLES = 20 };
 
 typedef struct {
   AckdKD       kd;
   AckdKDInputs in;
   AckdTensor   zs, es, ts, zt, et, tt, dz, de, dt;
+  float       *state, *state0; /* the method's memory and its value before the step (restored before every call) */
+  PetscInt     nstate;
 } Problem;
 
 static PetscErrorCode total(Problem *p, double *value)
@@ -47,6 +53,7 @@ static PetscErrorCode total(Problem *p, double *value)
   AckdKDOutputs out = {0};
 
   PetscFunctionBeginUser;
+  if (p->nstate) PetscCall(PetscArraycpy(p->state, p->state0, p->nstate));
   PetscCall(AckdKDLoss(p->kd, &p->in, &out));
   *value = out.total;
   PetscFunctionReturn(0);
@@ -99,7 +106,7 @@ static PetscErrorCode run_case(const Case *c, PetscInt index, hid_t file, PetscB
   AckdKDOutputs out  = {0};
   AckdParams   *params;
   AckdRng       rng;
-  PetscInt      labels[B], nt = c->teacher_tokens;
+  PetscInt      labels[B], samples[B], nt = c->teacher_tokens;
   float         weight[B], *g;
   double        worst = 0.0;
   PetscBool     ok    = PETSC_TRUE;
@@ -120,7 +127,9 @@ static PetscErrorCode run_case(const Case *c, PetscInt index, hid_t file, PetscB
   dims.teacher_tokens    = nt;
   dims.teacher_logits    = PETSC_TRUE;
   dims.seed              = 11 + (uint64_t)index;
+  dims.student_samples   = NSAMPLES;
   PetscCall(AckdKDSetUp(p.kd, &dims));
+  PetscCall(AckdKDGetState(p.kd, &p.state, &p.nstate));
   PetscCall(AckdKDGetParams(p.kd, &params));
   /* weights and FitNet's regressor at a scale where every term matters */
   AckdRngInit(&rng, 7, (uint64_t)index, 1);
@@ -140,8 +149,15 @@ static PetscErrorCode run_case(const Case *c, PetscInt index, hid_t file, PetscB
   fill(&rng, p.et.data, B * DT, 1.0);
   fill(&rng, p.tt.data, B * nt * CT, 1.0);
   for (PetscInt i = 0; i < B; i++) {
-    labels[i] = (PetscInt)AckdRngBelow(&rng, K);
-    weight[i] = (float)AckdRngUniformRange(&rng, 0.2, 1.0);
+    labels[i]  = (PetscInt)AckdRngBelow(&rng, K);
+    weight[i]  = (float)AckdRngUniformRange(&rng, 0.2, 1.0);
+    samples[i] = 3 * i + 1;
+  }
+  if (p.nstate) {
+    /* a memory that has seen training: unit rows near the batch's, not the uniform start */
+    for (PetscInt k = 0; k < p.nstate; k++) p.state[k] = (float)(0.5 * AckdRngNormal(&rng));
+    PetscCall(PetscMalloc1(p.nstate, &p.state0));
+    PetscCall(PetscArraycpy(p.state0, p.state, p.nstate));
   }
   weight[2]              = 0.0f; /* a student sample without a matched teacher */
   p.in.batch             = B;
@@ -155,11 +171,31 @@ static PetscErrorCode run_case(const Case *c, PetscInt index, hid_t file, PetscB
   p.in.teacher_tokens    = &p.tt;
   p.in.labels            = labels;
   p.in.weight            = weight;
+  p.in.samples           = samples;
+  p.in.step              = 5;
   out.d_logits           = &p.dz;
   out.d_embedding        = &p.de;
   out.d_tokens           = &p.dt;
   PetscCall(AckdKDLoss(p.kd, &p.in, &out));
+  if (p.nstate) {
+    float   *after;
+    PetscInt n[1] = {p.nstate}, nn[1] = {B * c->negatives}, *neg;
+    float   *negf;
+    PetscCall(PetscMalloc3(p.nstate, &after, B * c->negatives, &neg, B * c->negatives, &negf));
+    PetscCall(PetscArraycpy(after, p.state, p.nstate));
+    for (PetscInt i = 0; i < B; i++)
+      ackd_kd_crd_negatives(dims.seed, c->epoch, p.in.step, samples[i], NSAMPLES, c->negatives, neg + i * c->negatives);
+    for (PetscInt k = 0; k < B * c->negatives; k++) negf[k] = (float)neg[k];
+    PetscCall(PetscSNPrintf(gname, sizeof gname, "%02d_%s", (int)index, c->name));
+    AckdCallH5(grp = H5Gcreate2(file, gname, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "creating %s", gname);
+    PetscCall(write_array(grp, "state_before", p.state0, 1, n));
+    PetscCall(write_array(grp, "state_after", after, 1, n));
+    PetscCall(write_array(grp, "negatives", negf, 1, nn));
+    H5Gclose(grp);
+    PetscCall(PetscFree3(after, neg, negf));
+  }
 
+  p.kd->freeze_targets = PETSC_TRUE; /* stop-gradient targets stay those of this call */
   PetscCall(PetscMalloc1(PetscMax(params->size, 1), &g));
   PetscCall(PetscArraycpy(g, params->grads, params->size));
   PetscCall(check(&p, "d_logits", p.zs.data, B * K, p.dz.data, 1.0, &worst, &ok));
@@ -172,7 +208,10 @@ static PetscErrorCode run_case(const Case *c, PetscInt index, hid_t file, PetscB
 
   /* for torch_kd.py: inputs, settings, terms, gradients, parameters */
   PetscCall(PetscSNPrintf(gname, sizeof gname, "%02d_%s", (int)index, c->name));
-  AckdCallH5(grp = H5Gcreate2(file, gname, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "creating %s", gname);
+  if (p.nstate)
+    AckdCallH5(grp = H5Gopen2(file, gname, H5P_DEFAULT), "opening %s", gname);
+  else
+    AckdCallH5(grp = H5Gcreate2(file, gname, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "creating %s", gname);
   PetscCall(AckdH5AttrWriteString(grp, "options", c->options));
   PetscCall(AckdH5AttrWriteInt(grp, "epoch", c->epoch));
   PetscCall(AckdH5AttrWriteInt(grp, "global_batch", p.in.global_batch));
@@ -183,11 +222,16 @@ static PetscErrorCode run_case(const Case *c, PetscInt index, hid_t file, PetscB
   PetscCall(write_tensor(grp, "teacher_embedding", &p.et));
   PetscCall(write_tensor(grp, "teacher_tokens", &p.tt));
   {
-    float    lab[B], terms[ACKD_KD_MAX_TERMS], w[ACKD_KD_MAX_TERMS], tot = (float)out.total;
+    float    lab[B], smp[B], terms[ACKD_KD_MAX_TERMS], w[ACKD_KD_MAX_TERMS], tot = (float)out.total;
     PetscInt nb = B, nterms = out.nterms, one = 1;
     char     names[256] = "";
-    for (PetscInt i = 0; i < B; i++) lab[i] = (float)labels[i];
+    for (PetscInt i = 0; i < B; i++) {
+      lab[i] = (float)labels[i];
+      smp[i] = (float)samples[i];
+    }
     PetscCall(write_array(grp, "labels", lab, 1, &nb));
+    PetscCall(write_array(grp, "samples", smp, 1, &nb));
+    PetscCall(AckdH5AttrWriteInt(grp, "step", p.in.step));
     PetscCall(write_array(grp, "weight", weight, 1, &nb));
     for (PetscInt t = 0; t < out.nterms; t++) {
       terms[t] = (float)out.values[t];
@@ -208,6 +252,7 @@ static PetscErrorCode run_case(const Case *c, PetscInt index, hid_t file, PetscB
   H5Gclose(grp);
 
   PetscCall(PetscFree(g));
+  PetscCall(PetscFree(p.state0));
   AckdTensor *all[] = {&p.zs, &p.es, &p.ts, &p.zt, &p.et, &p.tt, &p.dz, &p.de, &p.dt};
   for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) PetscCall(AckdTensorFree(all[i]));
   PetscCall(AckdKDDestroy(&p.kd));

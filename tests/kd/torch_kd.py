@@ -125,20 +125,68 @@ def dkd(zs, zt, y, epoch, w, n):
     return ramp * T * T * ((alpha * tckd + beta * nckd) * w).sum() / n
 
 
+def option(words, name, default):
+    return float(words[words.index(name) + 1]) if name in words else default
+
+
+def crd(words, g, e, et, w, sel, n, P):
+    """CRD against the memory before the step (positive = the sample's own row, then
+    ackd's drawn negatives); returns the term and the memory after the momentum update."""
+    d, tau, beta, mu = int(option(words, "-crd_dim", 128)), option(words, "-crd_tau", 0.07), 0.8, 0.5
+    N = np.asarray(g["state_before"], dtype=np.float64).size // (2 * d)
+    mem = torch.tensor(np.asarray(g["state_before"], dtype=np.float64)).reshape(2, N, d)
+    neg = torch.tensor(np.asarray(g["negatives"], dtype=np.float64)).long().reshape(e.shape[0], -1)
+    idx = torch.tensor(np.asarray(g["samples"], dtype=np.float64)).long()
+    s_ = F.normalize(e @ P["crd.embed_s.linear.weight"].reshape(d, -1).t() + P["crd.embed_s.linear.bias"], dim=1)
+    t_ = F.normalize(et @ P["crd.embed_t.linear.weight"].reshape(d, -1).t() + P["crd.embed_t.linear.bias"], dim=1)
+    rows = torch.cat([idx[:, None], neg], 1)
+    target = torch.zeros(e.shape[0], dtype=torch.long)
+    ls = F.cross_entropy(torch.einsum("bd,bkd->bk", s_, mem[1][rows]) / tau, target, reduction="none")
+    lt = F.cross_entropy(torch.einsum("bd,bkd->bk", t_, mem[0][rows]) / tau, target, reduction="none")
+    value = beta * (w * (ls + lt))[sel].sum() / n
+    after = mem.clone()
+    for i in torch.nonzero(sel)[:, 0].tolist():
+        for side, x in ((0, s_), (1, t_)):
+            after[side, idx[i]] = F.normalize(mu * after[side, idx[i]] + (1 - mu) * x[i].detach(), dim=0)
+    return value, after
+
+
+def kendall(a, b):
+    """Kendall's tau-a per row (ties count 0)."""
+    sa = torch.sign(a[:, :, None] - a[:, None, :])
+    sb = torch.sign(b[:, :, None] - b[:, None, :])
+    m = a.shape[1]
+    return (sa * sb).sum((1, 2)) / 2 / (m * (m - 1) / 2)
+
+
+def c2kd(words, z, zt, e, et, y, w, sel, n, P):
+    T = option(words, "-c2kd_temperature", 4.0)
+    K = z.shape[1]
+    ps = e @ P["c2kd.student_proxy.weight"].reshape(K, -1).t() + P["c2kd.student_proxy.bias"]
+    pt = et @ P["c2kd.teacher_proxy.weight"].reshape(K, -1).t() + P["c2kd.teacher_proxy.bias"]
+    keep = torch.ones(K, K, dtype=torch.bool)
+    keep[torch.arange(K), torch.arange(K)] = False
+    nt = lambda x: x[keep[y]].reshape(-1, K - 1)  # the non-target classes, in order
+    inherit = kl_rows(z.detach(), ps, T) + kl_rows(zt, pt, T)
+    f = (kendall(nt(ps).detach(), nt(pt).detach()) > 0).double()
+    cross = kl_rows(nt(pt).detach(), nt(ps), T) + kl_rows(nt(ps).detach(), nt(pt), T) + kl_rows(nt(pt).detach(), nt(z), T)
+    return T * T * (w * (inherit + f * cross))[sel].sum() / n
+
+
 def case(g):
     opts = g.attrs["options"].decode() if isinstance(g.attrs["options"], bytes) else g.attrs["options"]
     words = opts.split()
     method = words[words.index("-kd_method") + 1]
     sembridge = "-sembridge" in words
     epoch, n = int(g.attrs["epoch"]), int(g.attrs["global_batch"])
-    T = lambda name: torch.tensor(np.asarray(g[name]), requires_grad=True)
+    T = lambda name: torch.tensor(np.asarray(g[name], dtype=np.float64), requires_grad=True)
     zs, es, ts = T("student_logits"), T("student_embedding"), T("student_tokens")
-    zt = torch.tensor(np.asarray(g["teacher_logits"])).reshape(zs.shape[0], -1)
-    et = torch.tensor(np.asarray(g["teacher_embedding"])).reshape(es.shape[0], -1)
-    tt = torch.tensor(np.asarray(g["teacher_tokens"]))[:, 0]
-    y = torch.tensor(np.asarray(g["labels"])).long()
-    w = torch.tensor(np.asarray(g["weight"]))
-    P = {k: torch.tensor(np.asarray(v), requires_grad=True) for k, v in g["params"].items()}
+    zt = torch.tensor(np.asarray(g["teacher_logits"], dtype=np.float64)).reshape(zs.shape[0], -1)
+    et = torch.tensor(np.asarray(g["teacher_embedding"], dtype=np.float64)).reshape(es.shape[0], -1)
+    tt = torch.tensor(np.asarray(g["teacher_tokens"], dtype=np.float64))[:, 0]
+    y = torch.tensor(np.asarray(g["labels"], dtype=np.float64)).long()
+    w = torch.tensor(np.asarray(g["weight"], dtype=np.float64))
+    P = {k: torch.tensor(np.asarray(v, dtype=np.float64), requires_grad=True) for k, v in g["params"].items()}
     B = zs.shape[0]
     z, e, tok = zs.reshape(B, -1), es.reshape(B, -1), ts[:, 0]
     if "-kd_teacher_multilabel" in words:
@@ -152,6 +200,7 @@ def case(g):
     sel = w > 0
     share = B / n
 
+    memory = None
     ce = F.cross_entropy(z, y, reduction="sum") / n
     terms, weights = {"ce": ce}, {}
     if method == "kd":
@@ -194,6 +243,10 @@ def case(g):
         cs, ct = F.normalize(e[sel], dim=1), F.normalize(et[sel], dim=1)
         relation = ((cs @ cs.t() - ct @ ct.t()) ** 2).mean()
         terms["kd"] = share * (nce + relation)
+    elif method == "c2kd":
+        terms["kd"] = c2kd(words, z, zt_soft, e, et, y, w, sel, n, P)
+    elif method == "crd":
+        terms["kd"], memory = crd(words, g, e, et, w, sel, n, P)
     elif method != "none":
         raise SystemExit(f"no reference for method {method}")
     if method != "none":
@@ -209,7 +262,7 @@ def case(g):
     # CTKD's temperature receives the reversed gradient: lambda = 1 at this epoch
     grads = {k: (-v.grad if k.startswith("ctkd.") else v.grad) for k, v in P.items()}
     zero = lambda x: x.grad if x.grad is not None else torch.zeros_like(x)
-    return terms, weights, total, zero(zs), zero(es), zero(ts), grads
+    return terms, weights, total, zero(zs), zero(es), zero(ts), grads, memory
 
 
 def compare(where, what, mine, ref, failures):
@@ -230,7 +283,7 @@ def main(path):
     with h5py.File(path, "r") as f:
         for name in sorted(f):
             g = f[name]
-            terms, weights, total, dz, de, dt, grads = case(g)
+            terms, weights, total, dz, de, dt, grads, memory = case(g)
             names = g.attrs["term_names"]
             names = (names.decode() if isinstance(names, bytes) else names).split(",")
             if sorted(names) != sorted(terms):
@@ -248,6 +301,8 @@ def main(path):
                 if v is None:
                     v = torch.zeros(g["grads"][k].shape)
                 errs.append(compare(name, f"grad {k}", g["grads"][k], v, failures))
+            if memory is not None:
+                errs.append(compare(name, "memory after the step", g["state_after"], memory, failures))
             print(f"{name:28s} worst relative error {max(errs):.2e}")
             worst = max(worst, max(errs))
     for line in failures:
