@@ -34,8 +34,10 @@ typedef struct {
   PetscBool          sembridge;
   /* per-step buffers */
   float     *t_logits, *t_embedding, *weight, *ms_images;
-  PetscInt  *teacher_row, capacity;
+  PetscInt  *teacher_row, capacity, *student_of_row, *samples;
   AckdTensor d_logits, d_embedding, d_tokens;
+  PetscInt   embedding_dim, token_count, token_channels; /* the student's output shapes */
+  float      empty[1];
 } DistillContext;
 
 static PetscErrorCode grow(DistillContext *c, PetscInt n, const AckdModelOutputs *out)
@@ -74,10 +76,25 @@ static PetscErrorCode distill_step(void *ctx, AckdEngine *engine, const AckdTrai
 
   PetscFunctionBeginUser;
   if (b->nlocal == 0) {
-    AckdParams *params;
+    /* No share of the last, uneven batch: zero gradients, but still call the loss, which may be
+     * collective (CRD's memory update gathers every rank's rows). */
+    AckdParams  *params;
+    AckdTensor   zl = AckdTensorView(c->empty, 0, K, 1, 1), ze = AckdTensorView(c->empty, 0, c->embedding_dim, 1, 1);
+    AckdTensor   zt = AckdTensorView(c->empty, 0, 1, c->token_count, c->token_channels);
+    AckdKDInputs in = {.batch             = 0,
+                       .global_batch      = b->nglobal,
+                       .epoch             = b->epoch,
+                       .step              = b->step,
+                       .student_logits    = &zl,
+                       .student_embedding = &ze,
+                       .student_tokens    = &zt,
+                       .teacher_logits    = &zl,
+                       .labels            = b->labels,
+                       .samples           = c->samples,
+                       .weight            = c->empty};
+    kout.d_logits = kout.d_embedding = kout.d_tokens = NULL;
+    PetscCall(AckdKDLoss(c->kd, &in, &kout));
     PetscCall(AckdModelGetParams(c->student, &params));
-    PetscCall(AckdParamsZeroGrad(params));
-    PetscCall(AckdKDGetParams(c->kd, &params));
     PetscCall(AckdParamsZeroGrad(params));
     PetscFunctionReturn(0);
   }
@@ -103,9 +120,12 @@ static PetscErrorCode distill_step(void *ctx, AckdEngine *engine, const AckdTrai
     PetscCall(AckdModelForward(c->teacher, engine, &x, &tout));
     t_tokens = tout.tokens;
   }
+  for (PetscInt i = 0; i < b->nlocal; i++) c->samples[i] = c->student_of_row[b->rows[i]];
   AckdKDInputs in  = {.batch             = b->nlocal,
                       .global_batch      = b->nglobal,
                       .epoch             = b->epoch,
+                      .step              = b->step,
+                      .samples           = c->samples,
                       .student_logits    = &out.logits,
                       .student_embedding = &out.embedding,
                       .student_tokens    = &out.tokens,
@@ -358,12 +378,15 @@ PetscErrorCode AckdStageDistill(MPI_Comm comm, int npositional, char **positiona
     int                 *student_labels;
     PetscCall(AckdSharedDatasetGetArrays(c.rgb, NULL, &labels, &split));
     PetscCall(PetscMalloc1(c.info.count, &c.student_rows));
+    PetscCall(PetscMalloc1(c.info.count, &c.student_of_row));
     PetscCall(PetscMalloc1(c.info.count, &student_labels));
-    for (PetscInt i = 0; i < c.info.count; i++)
+    for (PetscInt i = 0; i < c.info.count; i++) {
+      c.student_of_row[i] = split[i] == 0 ? c.nstudent : -1;
       if (split[i] == 0) {
         student_labels[c.nstudent]   = labels[i];
         c.student_rows[c.nstudent++] = i;
       }
+    }
     PetscCall(AckdTeacherTargetsCreate(comm, gallery, c.info.ms_to_rgb, c.info.nms_classes, c.info.classes, c.nstudent,
                                        c.student_rows, student_labels, &c.targets));
     PetscCall(PetscFree(student_labels));
@@ -434,7 +457,12 @@ PetscErrorCode AckdStageDistill(MPI_Comm comm, int npositional, char **positiona
       tokens_c = to.tokens.w;
     }
   }
+  c.embedding_dim  = so.embedding.c;
+  c.token_count    = so.tokens.h;
+  c.token_channels = so.tokens.w;
+  PetscCall(PetscMalloc1(PetscMax(c.nstudent, 1), &c.samples)); /* a local share never exceeds the training set */
   AckdKDDims dims = {.classes           = c.config.classes,
+                     .student_samples   = c.nstudent,
                      .student_embedding = so.embedding.c,
                      .student_channels  = so.tokens.w,
                      .student_tokens    = so.tokens.h,
@@ -454,6 +482,12 @@ PetscErrorCode AckdStageDistill(MPI_Comm comm, int npositional, char **positiona
   PetscCall(AckdTrainerSetDataset(t, c.rgb));
   PetscCall(AckdTrainerAddModel(t, "model", c.student));
   if (kd_params->nparams > 0) PetscCall(AckdTrainerAddParams(t, "kd", kd_params));
+  {
+    float   *kd_state;
+    PetscInt kd_state_size;
+    PetscCall(AckdKDGetState(c.kd, &kd_state, &kd_state_size));
+    if (kd_state_size > 0) PetscCall(AckdTrainerAddState(t, "kd", kd_state, kd_state_size)); /* CRD's memory */
+  }
   PetscCall(AckdTrainerAddState(t, "match_index", table_index, c.nstudent * k));
   PetscCall(AckdTrainerAddState(t, "match_weight", table_weight, c.nstudent * k));
   PetscCall(AckdTrainerSetStep(t, distill_step, &c));
@@ -472,6 +506,8 @@ PetscErrorCode AckdStageDistill(MPI_Comm comm, int npositional, char **positiona
   PetscCall(AckdTeacherTargetsDestroy(&c.targets));
   PetscCall(AckdKDDestroy(&c.kd));
   PetscCall(PetscFree(c.student_rows));
+  PetscCall(PetscFree(c.student_of_row));
+  PetscCall(PetscFree(c.samples));
   if (c.ms) PetscCall(AckdSharedDatasetDestroy(&c.ms));
   PetscCall(AckdSharedDatasetDestroy(&c.rgb));
   if (c.teacher) PetscCall(AckdModelDestroy(&c.teacher));
