@@ -133,3 +133,10 @@ def save(fig, path):
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     print(f"wrote {path}")
+
+
+def eval_role(path):
+    """The role ("teacher", "student") an eval file records, or None."""
+    with h5py.File(path, "r") as f:
+        role = f.attrs.get("role")
+    return role.decode() if isinstance(role, bytes) else role

@@ -32,6 +32,8 @@ def collect(root, split):
                 continue
             path = os.path.join(dirpath, name)
             ev = af.read_eval(path)
+            if af.eval_role(path) == "teacher":
+                continue  # the teacher's own accuracy is not a cell of the student table
             method, pair = af.method_and_pair(path, ev)
             if method is None:
                 af.die(f"'{path}': no method/pair attributes and its directory is not named METHOD_TS")

@@ -7,7 +7,7 @@ static const AckdStage STAGES[] = {
     {"curate", "build a dataset from image folders (MS GeoTIFF, RGB JPEG/PNG/TIFF) through GDAL", "", 0, "curate_",
      AckdStageCurate},
     {"train", "train the teacher on MS (or the no-KD student on RGB), data parallel, resumable", "", 0,
-     "train_ teacher_ student_", AckdStageTrain},
+     "train_ teacher_", AckdStageTrain},
     {"ssm", "train the self-supervised matcher (MS and pseudo-RGB encoders), write the embeddings for match", "", 0,
      "ssm_", AckdStageSSM},
     {"match", "match teacher to student samples by distributed optimal transport (writes a match file)", "", 0,
