@@ -36,6 +36,8 @@ static const Case cases[] = {
     {"c2kd", "-kd_method c2kd", 0, 4, PETSC_FALSE, 0},
     {"c2kd_t2", "-kd_method c2kd -c2kd_temperature 2 -kd_teacher_multilabel", 0, 4, PETSC_FALSE, 0},
     {"crd", "-kd_method crd -crd_dim 4 -crd_negatives 7 -crd_tau 0.5", 3, 4, PETSC_FALSE, 7},
+    {"mnf", "-kd_method mnf", 0, 5, PETSC_FALSE, 0},
+    {"mnf_embedding", "-kd_method mnf -mnf_feature embedding -mnf_hidden 5 -mnf_theta 1.5", 0, 4, PETSC_FALSE, 0},
 };
 
 enum { B = 6, K = 5, DS = 8, DT = 6, CS = 16, CT = 8, NS = 4, NSAMPLES = 20 };

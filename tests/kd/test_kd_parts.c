@@ -257,6 +257,10 @@ int main(int argc, char **argv)
                            "-kd_method fitnet needs the teacher's layer-4 tokens, which a gallery does not hold; "
                            "distill from a teacher checkpoint, or use -fitnet_feature embedding"));
   PetscCall(expect_refusal("-kd_method kd -sembridge", "or use -ska_weight 0"));
+  PetscCall(
+      expect_refusal("-kd_method mnf -mnf_feature tokens",
+                     "-kd_method mnf -mnf_feature tokens needs the teacher's layer-4 tokens, which a gallery does "
+                     "not hold; distill from a teacher checkpoint, or use -mnf_feature embedding"));
   PetscCall(PetscOptionsClear(NULL));
   PetscCall(AckdEngineDestroy(&eng));
   PetscCheck(ok, PETSC_COMM_SELF, PETSC_ERR_PLIB, "a gradient disagrees with finite differences (see above)");

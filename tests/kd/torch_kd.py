@@ -173,6 +173,41 @@ def c2kd(words, z, zt, e, et, y, w, sel, n, P):
     return T * T * (w * (inherit + f * cross))[sel].sum() / n
 
 
+def mnf(words, tok, tt, e, et, sel, P):
+    """MNF + CSC on the samples with a teacher: gate on the teacher's features,
+    cross-attention from the student's, triplet (batch-all) and calibrated InfoNCE."""
+    margin, theta = option(words, "-mnf_margin", 0.2), option(words, "-mnf_theta", 1.1)
+    heads = int(option(words, "-mnf_heads", 2))
+    if "-mnf_feature" in words and words[words.index("-mnf_feature") + 1] == "embedding":
+        v, a = e[sel][:, None, :], et[sel][:, None, :]
+    else:
+        v, a = tok[sel], tt[sel]
+    n, C = a.shape[0], a.shape[2]
+    if "mnf.student_projection.weight" in P:
+        v = v @ P["mnf.student_projection.weight"].reshape(C, -1).t()
+    vbar = v.mean(1)
+    x = torch.cat([a, vbar[:, None, :].expand(-1, a.shape[1], -1)], 2).reshape(-1, 2 * C)
+    h = x @ P["mnf.gate.fc1.weight"].reshape(-1, 2 * C).t()
+    h = F.batch_norm(h, None, None, P["mnf.gate.bn.weight"], P["mnf.gate.bn.bias"], training=True, eps=1e-5)
+    b2 = P["mnf.gate.fc2.bias"]
+    gate = torch.sigmoid(F.relu(h) @ P["mnf.gate.fc2.weight"].reshape(C, -1).t() + b2)
+    ah = gate.reshape(a.shape) * a
+    W = {x: P[f"mnf.attention.{x}_proj.weight"].reshape(C, C) for x in ("q", "k", "v", "out")}
+    # PyTorch's own multi-head attention (sequence-first), separate projections, no bias
+    out, _ = F.multi_head_attention_forward(
+        v.transpose(0, 1), ah.transpose(0, 1), ah.transpose(0, 1), C, heads, None, None, None, None, False, 0.0,
+        W["out"], None, training=False, need_weights=False, use_separate_proj_weight=True, q_proj_weight=W["q"],
+        k_proj_weight=W["k"], v_proj_weight=W["v"])
+    u = F.normalize(out.mean(0), dim=1)
+    s = F.normalize(vbar, dim=1)
+    d = torch.cdist(s, u)
+    off = ~torch.eye(n, dtype=torch.bool)
+    triplet = F.relu(margin + d.diagonal()[:, None] - d)[off].mean()
+    cos = s @ u.t()
+    csc = F.cross_entropy(cos / (cos.detach() + theta), torch.arange(n))
+    return option(words, "-mnf_triplet_weight", 1.0) * triplet + option(words, "-mnf_csc_weight", 1.0) * csc
+
+
 def case(g):
     opts = g.attrs["options"].decode() if isinstance(g.attrs["options"], bytes) else g.attrs["options"]
     words = opts.split()
@@ -247,6 +282,8 @@ def case(g):
         terms["kd"] = c2kd(words, z, zt_soft, e, et, y, w, sel, n, P)
     elif method == "crd":
         terms["kd"], memory = crd(words, g, e, et, w, sel, n, P)
+    elif method == "mnf":
+        terms["kd"] = share * mnf(words, tok, tt, e, et, sel, P)
     elif method != "none":
         raise SystemExit(f"no reference for method {method}")
     if method != "none":
