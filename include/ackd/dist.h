@@ -72,7 +72,9 @@ PetscErrorCode AckdGradBucketsDestroy(AckdGradBuckets *buckets);
 typedef struct _p_AckdSharedDataset *AckdSharedDataset;
 
 /* Collective: loads /<collection> of a dataset file once per node. Labels and
- * splits are replicated on every rank; images live in the node's window. */
+ * splits are replicated on every rank; images live in the node's window.
+ * A multi-label collection ((N, K) 0/1 labels) is loaded too: its table is
+ * replicated (AckdSharedDatasetGetMultilabels) and every single label is -1. */
 PetscErrorCode AckdSharedDatasetLoad(MPI_Comm comm, const char *path, const char *collection, const AckdH5Settings *h5,
                                      AckdSharedDataset *dataset);
 PetscErrorCode AckdSharedDatasetGetShape(AckdSharedDataset dataset, PetscInt *count, PetscInt *channels,
@@ -80,6 +82,10 @@ PetscErrorCode AckdSharedDatasetGetShape(AckdSharedDataset dataset, PetscInt *co
 /* Read-only views; images are (count, C, H, W). */
 PetscErrorCode AckdSharedDatasetGetArrays(AckdSharedDataset dataset, const float **images, const int **labels,
                                           const unsigned char **split);
+/* The (count, columns) 0/1 label table of a multi-label collection, row-major;
+ * *columns = 0 and *multilabels = NULL for a single-label one. */
+PetscErrorCode AckdSharedDatasetGetMultilabels(AckdSharedDataset dataset, PetscInt *columns,
+                                               const unsigned char **multilabels);
 PetscErrorCode AckdSharedDatasetDestroy(AckdSharedDataset *dataset);
 
 #endif

@@ -200,4 +200,14 @@ PetscErrorCode AckdTeacherTargetsGather(AckdTeacherTargets targets, PetscInt n, 
 PetscErrorCode AckdTeacherTargetsRematch(AckdTeacherTargets targets, const float *student_logits, const char *prefix);
 PetscErrorCode AckdTeacherTargetsDestroy(AckdTeacherTargets *targets);
 
+/* M2S: a multi-label teacher sample stands for one student class where a
+ * single label is needed (the OT matching's class blocks, DynM, ssm's teacher
+ * labels): among its positive MS labels that map into the student's classes
+ * (ms_to_rgb[c] in [0, classes)), the one with the highest `score` (the
+ * teacher's logit; NULL: the lowest class index; ties: the lowest index),
+ * mapped; -1 if none maps. A gallery with (N_t, K_ms) labels is multi-label:
+ * AckdTeacherTargetsCreate labels its samples this way, by their logits. */
+PetscInt AckdMultilabelStudentClass(PetscInt ms_classes, const unsigned char *positive, const float *score,
+                                    const int *ms_to_rgb, PetscInt classes);
+
 #endif

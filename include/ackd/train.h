@@ -45,8 +45,9 @@ typedef struct {
   PetscInt        nlocal, nglobal;    /* samples here / in the whole global batch */
   PetscInt        sample_offset;      /* position of the first local sample in the global batch */
   const PetscInt *rows;               /* dataset rows of the local samples */
-  const PetscInt *labels;             /* their labels */
-  AckdTensor      images;             /* (nlocal, C, H, W), augmented */
+  const PetscInt *labels;             /* their labels (-1 in a multi-label collection: see
+                                         AckdSharedDatasetGetMultilabels at `rows`) */
+  AckdTensor images;                  /* (nlocal, C, H, W), augmented */
 } AckdTrainBatch;
 
 /* What a step reports, each value this rank's share of a global-batch mean
@@ -146,6 +147,31 @@ PetscErrorCode AckdClassifierEvaluate(MPI_Comm comm, AckdModel model, AckdEngine
                                       PetscInt split, PetscInt batch, PetscInt classes, AckdClassifierScore *score,
                                       PetscInt *predictions);
 
+/* Collective, for a multi-label collection ((N, K) 0/1 labels): the split's
+ * mean binary cross-entropy with logits (over N x K), and from the sigmoid
+ * scores s = σ(z) (float32, as stored by `eval`):
+ *   map       mean over the classes with at least one positive of their AP;
+ *   f1_micro  2TP / (2TP + FP + FN) over every (sample, class), predicted s > 0.5;
+ *   f1_macro  mean of the per-class F1 over the classes where it is defined
+ *             (TP + FP + FN > 0);
+ *   per_class_ap (K, if not NULL): AP, NaN for a class without positives.
+ * local_scores (if not NULL): the scores of this rank's rows of the split
+ * (AckdSplitRows' block), nlocal x K. The numbers are the same on every rank. */
+typedef struct {
+  PetscInt count;
+  double   loss, map, f1_micro, f1_macro;
+  double  *per_class_ap; /* K, caller's memory, or NULL */
+} AckdMultilabelScore;
+PetscErrorCode AckdMultilabelEvaluate(MPI_Comm comm, AckdModel model, AckdEngine *engine, AckdSharedDataset dataset,
+                                      PetscInt split, PetscInt batch, PetscInt classes, AckdMultilabelScore *score,
+                                      float *local_scores);
+/* Average precision of one class over n samples (scores[i * stride], labels
+ * [i * label_stride] != 0 positive): the mean over the positives of the
+ * precision at their rank by decreasing score, a group of tied scores counting
+ * as one threshold (scikit-learn's average_precision_score). NaN without positives. */
+PetscErrorCode AckdAveragePrecision(PetscInt n, const float *scores, PetscInt stride, const unsigned char *labels,
+                                    PetscInt label_stride, double *ap);
+
 /* ---------------------------------------------------------------- gallery */
 
 #define ACKD_FORMAT_GALLERY         "gallery"
@@ -156,5 +182,7 @@ PetscErrorCode AckdClassifierEvaluate(MPI_Comm comm, AckdModel model, AckdEngine
  * gallery file of docs/FORMATS.md (through path.part, renamed). */
 PetscErrorCode AckdGalleryWrite(MPI_Comm comm, AckdModel model, AckdEngine *engine, AckdSharedDataset dataset,
                                 const AckdCollectionInfo *info, const char *path, const char *source);
+/* Collective: whether a gallery's teacher is multi-label (/gallery/labels is (N_t, K)). */
+PetscErrorCode AckdGalleryIsMultilabel(MPI_Comm comm, const char *path, PetscBool *multilabel);
 
 #endif

@@ -7,7 +7,12 @@
  * file of `ackd match`, re-matched by DynM at the adjust epochs); and, for the
  * methods that compare feature maps (SKA, AT, FitNet on tokens, MNF), the
  * layer-4 tokens of its best teacher sample, from a forward pass of the
- * frozen teacher checkpoint. */
+ * frozen teacher checkpoint.
+ *
+ * M2S (DESIGN.md section 2): a multi-label teacher (its gallery's labels are
+ * (N_t, K_ms)) teaches the single-label student; -kd_teacher_multilabel is
+ * then set, and each teacher sample takes, for DynM's class blocks, its
+ * highest-scoring positive label that maps to a student class (docs/FORMATS.md). */
 #include "stages.h"
 #include <ackd/kd.h>
 #include <ackd/ot.h>
@@ -323,6 +328,19 @@ PetscErrorCode AckdStageDistill(MPI_Comm comm, int npositional, char **positiona
   PetscCall(AckdOptionsInt(PetscOptionsObject, "-distill_eval_batch", "Batch size of validation and re-matching passes",
                            &c.eval_batch, 1, 1 << 20, NULL));
   PetscOptionsEnd();
+  /* M2S: a multi-label teacher's logits become targets through -kd_teacher_multilabel, which is then
+   * on unless the user turned it off (refused below, once -help has had its say). */
+  PetscBool ml_gallery = PETSC_FALSE, ml_option = PETSC_FALSE, ml_set = PETSC_FALSE;
+  if (gallery[0]) {
+    PetscMPIInt rank;
+    int         readable = 0;
+    PetscCallMPI(MPI_Comm_rank(comm, &rank));
+    if (rank == 0) readable = access(gallery, R_OK) == 0;
+    PetscCallMPI(MPI_Bcast(&readable, 1, MPI_INT, 0, comm));
+    if (readable) PetscCall(AckdGalleryIsMultilabel(comm, gallery, &ml_gallery));
+  }
+  PetscCall(PetscOptionsGetBool(NULL, NULL, "-kd_teacher_multilabel", &ml_option, &ml_set));
+  if (ml_gallery && !ml_set) PetscCall(PetscOptionsSetValue(NULL, "-kd_teacher_multilabel", "1"));
   snprintf(dir, sizeof dir, "out/student");
   c.config = (AckdModelConfig){.arch = ACKD_ARCH_RESNET18, .width = 1.0};
   PetscCall(AckdModelConfigSetFromOptions(comm, "student_", &c.config));
@@ -355,12 +373,20 @@ PetscErrorCode AckdStageDistill(MPI_Comm comm, int npositional, char **positiona
              "option -distill_gallery is required: the teacher gallery written by ackd train (DIR/gallery.h5)");
   PetscCheck(match[0], comm, PETSC_ERR_USER_INPUT,
              "option -distill_match is required: the match file written by ackd match");
+  PetscCheck(!ml_gallery || !ml_set || ml_option, comm, PETSC_ERR_USER_INPUT,
+             "gallery '%s' is of a multi-label teacher (labels (N_t, K)) but -kd_teacher_multilabel is off; drop the "
+             "option (distill sets it for such a gallery)",
+             gallery);
 
   const char *method;
   PetscCall(AckdKDGetMethodName(c.kd, &method));
   snprintf(c.method, sizeof c.method, "%s%s", method, c.sembridge ? "+sembridge" : "");
   PetscCall(AckdCollectionInfoRead(comm, c.data, "rgb", &c.info));
   PetscCall(AckdCollectionInfoRead(comm, c.data, "ms", &c.ms_info));
+  PetscCheck(!c.info.multilabel, comm, PETSC_ERR_USER_INPUT,
+             "/rgb in '%s' is multi-label, but the student is single-label by design (M2S: a multi-label teacher "
+             "teaches a single-label student); give a dataset whose /rgb has one class per sample",
+             c.data);
   PetscCheck(c.info.ms_to_rgb, comm, PETSC_ERR_USER_INPUT,
              "'%s' has no /class_map relating MS to RGB classes; curate it with a class map", c.data);
   c.config.in_channels = c.info.channels;

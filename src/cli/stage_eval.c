@@ -1,4 +1,5 @@
-/* `ackd eval`: a checkpoint's accuracy on one split of a dataset. The
+/* `ackd eval`: a checkpoint's accuracy (mAP and F1 on a multi-label
+ * collection) on one split of a dataset. The
  * network is rebuilt from what the checkpoint records (architecture, width,
  * bands, classes, modality), so the command needs no model options. Writes
  * the eval file of docs/FORMATS.md and prints OA and per-class accuracy. */
@@ -10,6 +11,34 @@
 
 static const char *const SPLITS[] = {"train", "val", "test"};
 
+/* Per-sample datasets (count rows, `columns[d]` columns, 0 = a vector): each rank writes its
+ * contiguous block [first, first + nlocal) of the split, collectively. */
+static PetscErrorCode write_blocks(hid_t file, const char *path, int n, const char *const *names, const hid_t *types,
+                                   const PetscInt *columns, const void *const *bufs, PetscInt count, PetscInt first,
+                                   PetscInt nlocal)
+{
+  hid_t dxpl;
+
+  PetscFunctionBeginUser;
+  AckdCallH5(dxpl = H5Pcreate(H5P_DATASET_XFER), "transfer property list");
+  AckdCallH5(H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE), "collective transfer");
+  for (int d = 0; d < n && count > 0; d++) {
+    hsize_t dims[2] = {(hsize_t)count, (hsize_t)columns[d]};
+    hid_t   space, dset, fspace, mspace;
+    AckdCallH5(space = H5Screate_simple(columns[d] ? 2 : 1, dims, NULL), "dataspace of %s", names[d]);
+    AckdCallH5(dset = H5Dcreate2(file, names[d], types[d], space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+               "'%s': creating %s", path, names[d]);
+    PetscCall(AckdH5SelectRows(dset, first, nlocal, &fspace, &mspace));
+    AckdCallH5(H5Dwrite(dset, types[d], mspace, fspace, dxpl, bufs[d]), "'%s': writing %s", path, names[d]);
+    H5Sclose(mspace);
+    H5Sclose(fspace);
+    H5Dclose(dset);
+    H5Sclose(space);
+  }
+  H5Pclose(dxpl);
+  PetscFunctionReturn(0);
+}
+
 static PetscErrorCode write_eval(MPI_Comm comm, const char *path, const char *checkpoint, const char *data,
                                  const char *modality, PetscInt split, const char *architecture,
                                  const char *const *tags, const AckdCollectionInfo *info,
@@ -18,7 +47,7 @@ static PetscErrorCode write_eval(MPI_Comm comm, const char *path, const char *ch
                                  const PetscInt *rows, const PetscInt *predictions)
 {
   AckdH5Settings h5 = {0};
-  hid_t          file, dxpl;
+  hid_t          file;
   const PetscInt K = info->classes;
   long long     *confusion, *index;
   int           *prediction;
@@ -53,27 +82,91 @@ static PetscErrorCode write_eval(MPI_Comm comm, const char *path, const char *ch
   PetscCall(AckdH5WriteSmall(comm, file, "per_class_count", H5T_NATIVE_LLONG, 1, &k1, per_class_count));
   PetscCall(AckdH5WriteStrings(comm, file, "classes", K, (const char *const *)info->class_names));
   /* Per-sample predictions: each rank writes its contiguous block of the split. */
-  AckdCallH5(dxpl = H5Pcreate(H5P_DATASET_XFER), "transfer property list");
-  AckdCallH5(H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE), "collective transfer");
-  const char *const names[] = {"prediction", "index"};
-  const hid_t       types[] = {H5T_NATIVE_INT, H5T_NATIVE_LLONG};
-  const void       *bufs[]  = {prediction, index};
-  for (int d = 0; d < 2 && score->count > 0; d++) {
-    hsize_t n = (hsize_t)score->count;
-    hid_t   space, dset, fspace, mspace;
-    AckdCallH5(space = H5Screate_simple(1, &n, NULL), "dataspace of %s", names[d]);
-    AckdCallH5(dset = H5Dcreate2(file, names[d], types[d], space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
-               "'%s': creating %s", path, names[d]);
-    PetscCall(AckdH5SelectRows(dset, first, nlocal, &fspace, &mspace));
-    AckdCallH5(H5Dwrite(dset, types[d], mspace, fspace, dxpl, bufs[d]), "'%s': writing %s", path, names[d]);
-    H5Sclose(mspace);
-    H5Sclose(fspace);
-    H5Dclose(dset);
-    H5Sclose(space);
-  }
-  H5Pclose(dxpl);
+  const char *const names[]   = {"prediction", "index"};
+  const hid_t       types[]   = {H5T_NATIVE_INT, H5T_NATIVE_LLONG};
+  const PetscInt    columns[] = {0, 0};
+  const void *const bufs[]    = {prediction, index};
+  PetscCall(write_blocks(file, path, 2, names, types, columns, bufs, score->count, first, nlocal));
   PetscCall(AckdH5FileCommit(comm, &file, path));
   PetscCall(PetscFree3(confusion, index, prediction));
+  PetscFunctionReturn(0);
+}
+
+/* The multi-label eval file: mAP and F1, per-class AP, and every sample's sigmoid scores (N, K) in
+ * /score with its dataset row in /index, so that analysis can recompute any metric. */
+static PetscErrorCode write_eval_multilabel(MPI_Comm comm, const char *path, const char *const *attrs,
+                                            const char *const *tags, PetscInt split, const AckdCollectionInfo *info,
+                                            const AckdMultilabelScore *score, PetscInt nlocal, PetscInt first,
+                                            const PetscInt *rows, const float *scores)
+{
+  AckdH5Settings h5 = {0};
+  hid_t          file;
+  const PetscInt K = info->classes;
+  long long     *index;
+
+  PetscFunctionBeginUser;
+  PetscCall(AckdH5SettingsSetFromOptions(&h5));
+  PetscCall(PetscMalloc1(PetscMax(nlocal, 1), &index));
+  for (PetscInt i = 0; i < nlocal; i++) index[i] = rows[i];
+  PetscCall(AckdH5FileCreatePartial(comm, path, &h5, &file));
+  PetscCall(AckdH5AttrWriteString(file, "ackd_format", "eval"));
+  PetscCall(AckdH5AttrWriteInt(file, "ackd_format_version", 1));
+  PetscCall(AckdH5AttrWriteString(file, "ackd_version", ACKD_VERSION_STRING));
+  const char *const attr_names[] = {"checkpoint", "data", "modality", "architecture"};
+  for (int i = 0; i < 4; i++) PetscCall(AckdH5AttrWriteString(file, attr_names[i], attrs[i]));
+  PetscCall(AckdH5AttrWriteString(file, "split", SPLITS[split]));
+  const char *const tag_names[] = {"method", "pair", "role"};
+  for (int i = 0; i < 3; i++)
+    if (tags[i][0]) PetscCall(AckdH5AttrWriteString(file, tag_names[i], tags[i]));
+  PetscCall(AckdH5AttrWriteInt(file, "count", score->count));
+  PetscCall(AckdH5AttrWriteInt(file, "multilabel", 1));
+  PetscCall(AckdH5AttrWriteReal(file, "map", score->map));
+  PetscCall(AckdH5AttrWriteReal(file, "f1_micro", score->f1_micro));
+  PetscCall(AckdH5AttrWriteReal(file, "f1_macro", score->f1_macro));
+  PetscCall(AckdH5AttrWriteReal(file, "threshold", 0.5));
+  hsize_t k1 = (hsize_t)K;
+  PetscCall(AckdH5WriteSmall(comm, file, "per_class_ap", H5T_NATIVE_DOUBLE, 1, &k1, score->per_class_ap));
+  PetscCall(AckdH5WriteStrings(comm, file, "classes", K, (const char *const *)info->class_names));
+  const char *const names[]   = {"score", "index"};
+  const hid_t       types[]   = {H5T_NATIVE_FLOAT, H5T_NATIVE_LLONG};
+  const PetscInt    columns[] = {K, 0};
+  const void *const bufs[]    = {scores, index};
+  PetscCall(write_blocks(file, path, 2, names, types, columns, bufs, score->count, first, nlocal));
+  PetscCall(AckdH5FileCommit(comm, &file, path));
+  PetscCall(PetscFree(index));
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode eval_multilabel(MPI_Comm comm, AckdLog *log, AckdModel model, AckdEngine *engine,
+                                      AckdSharedDataset dataset, const AckdCollectionInfo *info, PetscInt split,
+                                      PetscInt batch, const char *output, const char *const *attrs,
+                                      const char *const *tags)
+{
+  const PetscInt      K     = info->classes;
+  AckdMultilabelScore score = {0};
+  PetscInt            nglobal, nlocal, first, *rows;
+  float              *scores;
+  char                line[256];
+
+  PetscFunctionBeginUser;
+  PetscCall(AckdSplitRows(comm, dataset, split, &nglobal, &nlocal, &rows, &first));
+  PetscCheck(nglobal > 0, comm, PETSC_ERR_USER_INPUT,
+             "the %s split of /%s in '%s' is empty; choose another -eval_split", SPLITS[split], attrs[2], attrs[1]);
+  PetscCall(PetscMalloc2(PetscMax(nlocal * K, 1), &scores, K, &score.per_class_ap));
+  PetscCall(AckdMultilabelEvaluate(comm, model, engine, dataset, split, batch, K, &score, scores));
+  PetscCall(write_eval_multilabel(comm, output, attrs, tags, split, info, &score, nlocal, first, rows, scores));
+  snprintf(line, sizeof line,
+           "%s on the %s split of /%s (%d samples, multi-label): mAP %.4f, F1 micro %.4f, F1 macro %.4f (sigmoid > "
+           "0.5)",
+           attrs[0], SPLITS[split], attrs[2], (int)score.count, score.map, score.f1_micro, score.f1_macro);
+  PetscCall(AckdLogInfo(log, "%s\n", line));
+  for (PetscInt k = 0; k < K; k++) {
+    snprintf(line, sizeof line, "  %-24s AP %6.4f", info->class_names[k], score.per_class_ap[k]);
+    PetscCall(AckdLogInfo(log, "%s\n", line));
+  }
+  PetscCall(AckdLogInfo(log, "wrote %s\n", output));
+  PetscCall(PetscFree2(scores, score.per_class_ap));
+  PetscCall(PetscFree(rows));
   PetscFunctionReturn(0);
 }
 
@@ -161,6 +254,16 @@ PetscErrorCode AckdStageEval(MPI_Comm comm, int npositional, char **positional, 
 
   PetscCall(AckdEngineCreate(threads, &engine));
   PetscCall(AckdSharedDatasetLoad(comm, data, modality, &h5, &dataset));
+  const char *const tags[] = {method, pair, role};
+  if (info.multilabel) {
+    const char *const attrs[] = {checkpoint, data, modality, architecture};
+    PetscCall(eval_multilabel(comm, &log, model, &engine, dataset, &info, split, batch, output, attrs, tags));
+    PetscCall(AckdSharedDatasetDestroy(&dataset));
+    PetscCall(AckdEngineDestroy(&engine));
+    PetscCall(AckdModelDestroy(&model));
+    PetscCall(AckdCollectionInfoDestroy(&info));
+    PetscFunctionReturn(0);
+  }
   const PetscInt      K     = config.classes;
   AckdClassifierScore score = {0};
   PetscInt            nglobal, nlocal, first, *rows, *predictions;
@@ -185,8 +288,7 @@ PetscErrorCode AckdStageEval(MPI_Comm comm, int npositional, char **positional, 
       present++;
     }
   }
-  mean_class               = present ? mean_class / present : NAN;
-  const char *const tags[] = {method, pair, role};
+  mean_class = present ? mean_class / present : NAN;
   PetscCall(write_eval(comm, output, checkpoint, data, modality, split, architecture, tags, &info, &score, mean_class,
                        per_class, per_class_count, nlocal, first, rows, predictions));
 

@@ -361,10 +361,16 @@ static PetscErrorCode embed_side(SSMContext *c, AckdEngine *engine, AckdModel mo
   EmbedContext e = {.head = head, .engine = engine, .features = s->features, .dim = c->dim};
   PetscCall(AckdModelPredict(model, engine, dataset, s->n, rows, c->eval_batch, embed_batch, &e));
   PetscCall(AckdSharedDatasetGetArrays(dataset, NULL, &labels, NULL));
+  const unsigned char *multi;
+  PetscInt             columns;
+  PetscCall(AckdSharedDatasetGetMultilabels(dataset, &columns, &multi));
   for (PetscInt i = 0; i < s->n; i++) {
     const int y = labels[rows[i]];
     s->index[i] = rows[i];
-    if (label_map)
+    if (multi && label_map) /* M2S: one student class per MS sample, without teacher scores (docs/FORMATS.md) */
+      s->labels[i] = (int)AckdMultilabelStudentClass(PetscMin(columns, nmap), multi + rows[i] * columns, NULL,
+                                                     label_map, c->rgb_info.classes);
+    else if (label_map)
       s->labels[i] = y >= 0 && y < nmap ? label_map[y] : -1;
     else
       s->labels[i] = y;
@@ -486,8 +492,10 @@ static PetscErrorCode check_inputs(SSMContext *c, const PetscInt *given, PetscIn
   const PetscInt C = c->ms_info.channels;
 
   PetscFunctionBeginUser;
-  PetscCheck(!c->ms_info.multilabel, c->comm, PETSC_ERR_SUP,
-             "/ms in '%s' is multi-label; ackd ssm takes single-label collections in this version", c->data);
+  PetscCheck(!c->rgb_info.multilabel, c->comm, PETSC_ERR_USER_INPUT,
+             "/rgb in '%s' is multi-label, but the student is single-label by design (M2S: a multi-label teacher "
+             "teaches a single-label student); give a dataset whose /rgb has one class per sample",
+             c->data);
   PetscCheck(c->rgb_info.channels == 3, c->comm, PETSC_ERR_USER_INPUT,
              "/rgb in '%s' has %" PetscInt_FMT " bands; ackd ssm embeds RGB images with the pseudo-RGB encoder, "
              "so the RGB collection must have 3 bands",

@@ -1,6 +1,7 @@
 /* `ackd train`: supervised training of one network on one modality, data
  * parallel: the teacher on /ms (role teacher) or the no-KD student baseline
- * on /rgb (role student). The model options come under the role's prefix
+ * on /rgb (role student), with cross-entropy, or BCE-with-logits on a
+ * multi-label collection (validated by mAP). The model options come under the role's prefix
  * (-teacher_arch, -student_arch, ...), the loop's under -train_. A teacher
  * run ends by writing its gallery (the best model's outputs on every
  * teacher sample) for `distill`. */
@@ -20,9 +21,41 @@ typedef struct {
   double             smoothing;
   PetscInt           eval_batch;
   AckdTensor         d_logits;
+  float             *targets; /* multi-label: the local batch's 0/1 targets */
+  PetscInt           targets_capacity;
   const char        *modality, *role;
   char               data[PETSC_MAX_PATH_LEN];
 } TrainContext;
+
+/* Multi-label: BCE with logits, the mean over the local B x K entries (scaled to the global batch by
+ * the caller, like cross-entropy); `correct` gains each sample's fraction of labels predicted right
+ * (σ(z) > 0.5), so train_accuracy is the per-label (Hamming) accuracy. */
+static PetscErrorCode multilabel_loss(TrainContext *c, const AckdTrainBatch *b, const AckdTensor *logits, double *loss,
+                                      AckdTensor *d_logits, double *correct)
+{
+  const PetscInt       K = c->config.classes;
+  const unsigned char *labels;
+  PetscInt             columns;
+
+  PetscFunctionBeginUser;
+  PetscCall(AckdSharedDatasetGetMultilabels(c->dataset, &columns, &labels));
+  if (c->targets_capacity < b->nlocal * K) {
+    PetscCall(PetscFree(c->targets));
+    PetscCall(PetscMalloc1(b->nlocal * K, &c->targets));
+    c->targets_capacity = b->nlocal * K;
+  }
+  for (PetscInt i = 0; i < b->nlocal; i++) {
+    PetscInt right = 0;
+    for (PetscInt k = 0; k < K; k++) {
+      const PetscBool positive = (PetscBool)(labels[b->rows[i] * columns + k] != 0);
+      c->targets[i * K + k]    = positive ? 1.0f : 0.0f;
+      right += (logits->data[i * K + k] > 0) == positive;
+    }
+    *correct += (double)right / (double)K;
+  }
+  PetscCall(AckdBCEWithLogits(logits, c->targets, loss, d_logits));
+  PetscFunctionReturn(0);
+}
 
 static PetscErrorCode supervised_step(void *ctx, AckdEngine *engine, const AckdTrainBatch *b, AckdTrainStepResult *r)
 {
@@ -44,18 +77,22 @@ static PetscErrorCode supervised_step(void *ctx, AckdEngine *engine, const AckdT
     PetscCall(AckdTensorAllocate(&c->d_logits, b->nlocal, K, 1, 1));
   }
   AckdTensor d_logits = AckdTensorView(c->d_logits.data, b->nlocal, K, 1, 1);
-  PetscCall(AckdCrossEntropy(&out.logits, b->labels, c->smoothing, &loss, &d_logits));
+  if (c->info.multilabel) {
+    PetscCall(multilabel_loss(c, b, &out.logits, &loss, &d_logits, &r->correct));
+  } else {
+    PetscCall(AckdCrossEntropy(&out.logits, b->labels, c->smoothing, &loss, &d_logits));
+    for (PetscInt i = 0; i < b->nlocal; i++) {
+      const float *z    = out.logits.data + i * K;
+      PetscInt     best = 0;
+      for (PetscInt k = 1; k < K; k++)
+        if (z[k] > z[best]) best = k;
+      r->correct += best == b->labels[i];
+    }
+  }
   /* The loss above is the local mean; the trainer wants this rank's share of the global mean. */
   const double share = (double)b->nlocal / (double)b->nglobal;
   for (PetscInt i = 0; i < b->nlocal * K; i++) d_logits.data[i] *= (float)share;
   r->loss = loss * share;
-  for (PetscInt i = 0; i < b->nlocal; i++) {
-    const float *z    = out.logits.data + i * K;
-    PetscInt     best = 0;
-    for (PetscInt k = 1; k < K; k++)
-      if (z[k] > z[best]) best = k;
-    r->correct += best == b->labels[i];
-  }
   PetscCall(AckdModelBackward(c->model, engine, &d_logits, NULL, NULL));
   PetscFunctionReturn(0);
 }
@@ -67,6 +104,14 @@ static PetscErrorCode validate(void *ctx, AckdEngine *engine, PetscInt epoch, do
 
   PetscFunctionBeginUser;
   (void)epoch;
+  if (c->info.multilabel) { /* the score is the validation mAP */
+    AckdMultilabelScore m = {0};
+    PetscCall(
+        AckdMultilabelEvaluate(c->comm, c->model, engine, c->dataset, 1, c->eval_batch, c->config.classes, &m, NULL));
+    *loss  = m.loss;
+    *score = m.map;
+    PetscFunctionReturn(0);
+  }
   PetscCall(
       AckdClassifierEvaluate(c->comm, c->model, engine, c->dataset, 1, c->eval_batch, c->config.classes, &s, NULL));
   *loss  = s.loss;
@@ -154,9 +199,9 @@ PetscErrorCode AckdStageTrain(MPI_Comm comm, int npositional, char **positional,
              "option -train_data is required: the dataset file written by ackd synth or ackd curate");
 
   PetscCall(AckdCollectionInfoRead(comm, c.data, c.modality, &c.info));
-  PetscCheck(!c.info.multilabel, comm, PETSC_ERR_SUP,
-             "/%s in '%s' is multi-label; ackd train takes single-label collections in this version", c.modality,
-             c.data);
+  PetscCheck(!c.info.multilabel || c.smoothing == 0, comm, PETSC_ERR_USER_INPUT,
+             "option -train_label_smoothing applies to cross-entropy, but /%s in '%s' is multi-label (BCE); drop it",
+             c.modality, c.data);
   c.config.in_channels = c.info.channels;
   c.config.classes     = c.info.classes;
   c.config.image_size  = c.info.height;
@@ -168,7 +213,7 @@ PetscErrorCode AckdStageTrain(MPI_Comm comm, int npositional, char **positional,
   PetscCall(AckdTrainerSetDataset(t, c.dataset));
   PetscCall(AckdTrainerAddModel(t, "model", c.model));
   PetscCall(AckdTrainerSetStep(t, supervised_step, &c));
-  PetscCall(AckdTrainerSetValidation(t, validate, "val_oa", &c));
+  PetscCall(AckdTrainerSetValidation(t, validate, c.info.multilabel ? "val_map" : "val_oa", &c));
   PetscCall(AckdTrainerSetDescription(t, AckdArchNames[c.config.arch], "train", c.role, describe, &c));
   PetscCall(AckdTrainerRun(t, &stopped));
   if (stopped) {
@@ -188,6 +233,7 @@ PetscErrorCode AckdStageTrain(MPI_Comm comm, int npositional, char **positional,
   }
   PetscCall(AckdTrainerDestroy(&t));
   PetscCall(AckdTensorFree(&c.d_logits));
+  PetscCall(PetscFree(c.targets));
   PetscCall(AckdSharedDatasetDestroy(&c.dataset));
   PetscCall(AckdModelDestroy(&c.model));
   PetscCall(AckdCollectionInfoDestroy(&c.info));

@@ -17,7 +17,8 @@ struct _p_AckdSharedDataset {
   float         *images;
   int           *labels;
   unsigned char *split;
-  PetscInt       count, channels, height, width;
+  unsigned char *multilabels; /* (count, columns) 0/1 of a multi-label collection, else NULL */
+  PetscInt       count, channels, height, width, columns;
 };
 
 static PetscErrorCode read_replicated(hid_t group, const char *name, hid_t type, void *buf, const char *path)
@@ -101,16 +102,25 @@ PetscErrorCode AckdSharedDatasetLoad(MPI_Comm comm, const char *path, const char
   PetscCallMPI(MPI_Barrier(d->node));
   PetscCallMPI(MPI_Win_sync(d->window));
 
-  hid_t labels;
+  hid_t   labels;
+  hsize_t ldims[2] = {0, 0};
   AckdCallH5(labels = H5Dopen2(group, "labels", H5P_DEFAULT), "'%s': opening /%s/labels", path, collection);
   hid_t ls = H5Dget_space(labels);
-  int   lr = H5Sget_simple_extent_ndims(ls);
+  int   lr = H5Sget_simple_extent_dims(ls, ldims, NULL);
   H5Sclose(ls);
   H5Dclose(labels);
-  PetscCheck(lr == 1, comm, PETSC_ERR_SUP, "'%s': /%s is multi-label; the shared loader takes single-label collections",
-             path, collection);
+  PetscCheck(lr == 1 || lr == 2, comm, PETSC_ERR_FILE_UNEXPECTED,
+             "'%s': /%s/labels has %d dimensions; expected (N) or (N, K) for multi-label", path, collection, lr);
   PetscCall(PetscMalloc2(d->count, &d->labels, d->count, &d->split));
-  PetscCall(read_replicated(group, "labels", H5T_NATIVE_INT, d->labels, path));
+  if (lr == 1) {
+    PetscCall(read_replicated(group, "labels", H5T_NATIVE_INT, d->labels, path));
+  } else {
+    /* Multi-label: the (N, K) 0/1 table, replicated like the split; no single class per sample. */
+    d->columns = (PetscInt)ldims[1];
+    PetscCall(PetscMalloc1(PetscMax(d->count * d->columns, 1), &d->multilabels));
+    PetscCall(read_replicated(group, "labels", H5T_NATIVE_UCHAR, d->multilabels, path));
+    for (PetscInt i = 0; i < d->count; i++) d->labels[i] = -1;
+  }
   PetscCall(read_replicated(group, "split", H5T_NATIVE_UCHAR, d->split, path));
   H5Dclose(images);
   H5Gclose(group);
@@ -140,6 +150,15 @@ PetscErrorCode AckdSharedDatasetGetArrays(AckdSharedDataset d, const float **ima
   PetscFunctionReturn(0);
 }
 
+PetscErrorCode AckdSharedDatasetGetMultilabels(AckdSharedDataset d, PetscInt *columns,
+                                               const unsigned char **multilabels)
+{
+  PetscFunctionBeginUser;
+  if (columns) *columns = d->columns;
+  if (multilabels) *multilabels = d->multilabels;
+  PetscFunctionReturn(0);
+}
+
 PetscErrorCode AckdSharedDatasetDestroy(AckdSharedDataset *dataset)
 {
   AckdSharedDataset d = *dataset;
@@ -150,6 +169,7 @@ PetscErrorCode AckdSharedDatasetDestroy(AckdSharedDataset *dataset)
   PetscCallMPI(MPI_Win_free(&d->window));
   PetscCallMPI(MPI_Comm_free(&d->node));
   PetscCall(PetscFree2(d->labels, d->split));
+  PetscCall(PetscFree(d->multilabels));
   PetscCall(PetscFree(d));
   *dataset = NULL;
   PetscFunctionReturn(0);

@@ -3,6 +3,11 @@
  * per-sample targets a KD loss consumes, and DynM's re-matching of the table
  * by distributed OT on the KL cost.
  *
+ * A multi-label (M2S) gallery, labels (N_t, K_ms): each teacher sample
+ * takes one student class for the class blocks of DynM's re-matching
+ * (AckdMultilabelStudentClass, by its logits), and its KL cost uses the
+ * teacher's targets log σ(z), as -kd_teacher_multilabel does.
+ *
  * Class spaces: the teacher's logits live over K_ms classes, the student's
  * over K. A teacher logit moves to the student's class it maps to; a student
  * class with no teacher counterpart gets a logit far below the others
@@ -15,6 +20,7 @@
 struct _p_AckdTeacherTargets {
   MPI_Comm  comm;
   PetscInt  nstudent, nteacher, classes, ms_classes, dim, k;
+  PetscBool multilabel;     /* the gallery's labels are (N_t, K_ms): an M2S teacher */
   float    *logits;         /* N_t x K, projected into the student's classes */
   float    *embedding;      /* N_t x D, NULL if the gallery has none */
   PetscInt *teacher_rows;   /* dataset row (in /ms) of each teacher sample */
@@ -85,6 +91,7 @@ PetscErrorCode AckdTeacherTargetsCreate(MPI_Comm comm, const char *gallery, cons
   float             *raw;
   long long         *index;
   int               *labels;
+  int                label_dims = 1;
 
   PetscFunctionBeginUser;
   PetscCall(PetscNew(&t));
@@ -102,12 +109,32 @@ PetscErrorCode AckdTeacherTargetsCreate(MPI_Comm comm, const char *gallery, cons
                         (void **)&index, PETSC_TRUE));
   PetscCall(read_matrix(comm, file, "gallery/labels", gallery, H5T_NATIVE_INT, sizeof(int), &lrows, &lcols,
                         (void **)&labels, PETSC_TRUE));
+  {
+    PetscMPIInt rank;
+    PetscCallMPI(MPI_Comm_rank(comm, &rank));
+    if (rank == 0 && H5Lexists(file, "gallery/labels", H5P_DEFAULT) > 0) {
+      hid_t dset, space;
+      AckdCallH5(dset = H5Dopen2(file, "gallery/labels", H5P_DEFAULT), "'%s': opening gallery/labels", gallery);
+      space      = H5Dget_space(dset);
+      label_dims = H5Sget_simple_extent_ndims(space);
+      H5Sclose(space);
+      H5Dclose(dset);
+    }
+    PetscCallMPI(MPI_Bcast(&label_dims, 1, MPI_INT, 0, comm));
+  }
   PetscCall(AckdH5FileClose(&file, gallery));
+  const PetscBool multilabel = (PetscBool)(label_dims == 2);
+  PetscCheck(!multilabel || lcols == ms_classes, comm, PETSC_ERR_USER_INPUT,
+             "gallery '%s' has multi-label labels over %" PetscInt_FMT
+             " classes but the dataset's MS collection has %" PetscInt_FMT
+             "; use the gallery of a teacher trained on this dataset",
+             gallery, lcols, ms_classes);
+  t->multilabel = multilabel;
   PetscCheck(cols == ms_classes, comm, PETSC_ERR_USER_INPUT,
              "gallery '%s' has logits over %" PetscInt_FMT " classes but the dataset's MS collection has %" PetscInt_FMT
              "; use the gallery of a teacher trained on this dataset",
              gallery, cols, ms_classes);
-  PetscCheck((!t->embedding || erows == rows) && irows == rows && lrows == rows && lcols == 1, comm,
+  PetscCheck((!t->embedding || erows == rows) && irows == rows && lrows == rows && (multilabel || lcols == 1), comm,
              PETSC_ERR_FILE_UNEXPECTED, "gallery '%s': logits, embedding, index and labels differ in their row counts",
              gallery);
   PetscCall(check_finite(comm, raw, rows * cols, "gallery/logits", gallery));
@@ -116,6 +143,8 @@ PetscErrorCode AckdTeacherTargetsCreate(MPI_Comm comm, const char *gallery, cons
   t->dim      = t->embedding ? ecols : 0;
 
   /* Teacher logits into the student's classes. */
+  unsigned char *positive;
+  PetscCall(PetscMalloc1(PetscMax(cols, 1), &positive));
   PetscCall(PetscMalloc3(rows * classes, &t->logits, rows, &t->teacher_rows, rows, &t->teacher_labels));
   for (PetscInt j = 0; j < rows; j++) {
     const float *z   = raw + j * cols;
@@ -125,9 +154,14 @@ PetscErrorCode AckdTeacherTargetsCreate(MPI_Comm comm, const char *gallery, cons
     for (PetscInt c = 0; c < classes; c++) out[c] = low - 50.0f;
     for (PetscInt c = 0; c < cols; c++)
       if (ms_to_rgb[c] >= 0 && ms_to_rgb[c] < classes) out[ms_to_rgb[c]] = z[c];
-    t->teacher_rows[j]   = (PetscInt)index[j];
-    t->teacher_labels[j] = labels[j] >= 0 && labels[j] < ms_classes ? ms_to_rgb[labels[j]] : -1;
+    t->teacher_rows[j] = (PetscInt)index[j];
+    if (multilabel) {
+      for (PetscInt c = 0; c < cols; c++) positive[c] = labels[j * cols + c] != 0;
+      t->teacher_labels[j] = AckdMultilabelStudentClass(cols, positive, z, ms_to_rgb, classes);
+    } else
+      t->teacher_labels[j] = labels[j] >= 0 && labels[j] < ms_classes ? ms_to_rgb[labels[j]] : -1;
   }
+  PetscCall(PetscFree(positive));
   PetscCall(PetscFree(raw));
   PetscCall(PetscFree(index));
   PetscCall(PetscFree(labels));
@@ -143,6 +177,18 @@ PetscErrorCode AckdTeacherTargetsCreate(MPI_Comm comm, const char *gallery, cons
   }
   *targets = t;
   PetscFunctionReturn(0);
+}
+
+PetscInt AckdMultilabelStudentClass(PetscInt ms_classes, const unsigned char *positive, const float *score,
+                                    const int *ms_to_rgb, PetscInt classes)
+{
+  PetscInt best = -1;
+
+  for (PetscInt c = 0; c < ms_classes; c++) {
+    if (!positive[c] || ms_to_rgb[c] < 0 || ms_to_rgb[c] >= classes) continue;
+    if (best < 0 || (score && score[c] > score[best])) best = c;
+  }
+  return best < 0 ? -1 : ms_to_rgb[best];
 }
 
 static PetscErrorCode allocate_table(AckdTeacherTargets t, PetscInt k)
@@ -277,7 +323,11 @@ PetscErrorCode AckdTeacherTargetsRematch(AckdTeacherTargets t, const float *stud
   PetscCall(PetscMalloc4(PetscMax((shi - slo) * t->classes, 1), &srows, PetscMax((thi - tlo) * t->classes, 1), &trows,
                          t->nstudent, &slabels, t->nteacher, &tlabels));
   for (PetscInt i = 0; i < (shi - slo) * t->classes; i++) srows[i] = student_logits[slo * t->classes + i];
-  for (PetscInt i = 0; i < (thi - tlo) * t->classes; i++) trows[i] = t->logits[tlo * t->classes + i];
+  /* A multi-label teacher's targets are softmax(log σ(z)/T) (-kd_teacher_multilabel): compare those. */
+  for (PetscInt i = 0; i < (thi - tlo) * t->classes; i++) {
+    const double z = t->logits[tlo * t->classes + i];
+    trows[i]       = t->multilabel ? (z >= 0 ? -log1p(exp(-z)) : z - log1p(exp(z))) : z;
+  }
   for (PetscInt s = 0; s < t->nstudent; s++) slabels[s] = t->student_labels[s];
   for (PetscInt j = 0; j < t->nteacher; j++) tlabels[j] = t->teacher_labels[j];
   PetscCall(AckdOTSetLabels(ot, slabels, tlabels));

@@ -163,3 +163,149 @@ PetscErrorCode AckdModelConfigRead(MPI_Comm comm, hid_t file, const char *path, 
   config->arch = (AckdArch)i;
   PetscFunctionReturn(0);
 }
+
+/* ---------------------------------------------------------------- multi-label */
+
+typedef struct {
+  float         score;
+  unsigned char positive;
+} Ranked;
+
+static int by_decreasing_score(const void *a, const void *b)
+{
+  const float x = ((const Ranked *)a)->score, y = ((const Ranked *)b)->score;
+  return (x < y) - (x > y);
+}
+
+PetscErrorCode AckdAveragePrecision(PetscInt n, const float *scores, PetscInt stride, const unsigned char *labels,
+                                    PetscInt label_stride, double *ap)
+{
+  Ranked  *r;
+  PetscInt npos = 0, tp = 0;
+  double   sum = 0;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscMalloc1(PetscMax(n, 1), &r));
+  for (PetscInt i = 0; i < n; i++) {
+    r[i].score    = scores[i * stride];
+    r[i].positive = labels[i * label_stride] != 0;
+    npos += r[i].positive;
+  }
+  qsort(r, (size_t)n, sizeof *r, by_decreasing_score);
+  /* Tied scores form one threshold: their positives all get the precision at the end of the group. */
+  for (PetscInt lo = 0; lo < n;) {
+    PetscInt hi = lo, group = 0;
+    while (hi < n && r[hi].score == r[lo].score) group += r[hi++].positive;
+    tp += group;
+    sum += group * ((double)tp / (double)hi);
+    lo = hi;
+  }
+  *ap = npos ? sum / npos : NAN;
+  PetscCall(PetscFree(r));
+  PetscFunctionReturn(0);
+}
+
+typedef struct {
+  const unsigned char *labels;
+  const PetscInt      *rows;
+  PetscInt             classes;
+  double               loss;
+  float               *scores;
+} MultilabelCtx;
+
+static PetscErrorCode score_multilabel(void *ctx, PetscInt first, PetscInt n, const AckdModelOutputs *out)
+{
+  MultilabelCtx *s = (MultilabelCtx *)ctx;
+  const PetscInt K = s->classes;
+
+  PetscFunctionBeginUser;
+  for (PetscInt i = 0; i < n; i++) {
+    const unsigned char *y = s->labels + s->rows[first + i] * K;
+    for (PetscInt k = 0; k < K; k++) {
+      const double z = out->logits.data[i * K + k];
+      s->loss += PetscMax(z, 0.0) - z * (y[k] != 0) + log1p(exp(-fabs(z)));
+      s->scores[(first + i) * K + k] = (float)(1.0 / (1.0 + exp(-z)));
+    }
+  }
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdMultilabelEvaluate(MPI_Comm comm, AckdModel model, AckdEngine *engine, AckdSharedDataset dataset,
+                                      PetscInt split, PetscInt batch, PetscInt classes, AckdMultilabelScore *score,
+                                      float *local_scores)
+{
+  PetscInt             nglobal, nlocal, first, *rows, *all_rows, columns;
+  const unsigned char *labels;
+  MultilabelCtx        s = {.classes = classes};
+  float               *all;
+  PetscMPIInt          size;
+  const PetscInt       K = classes;
+
+  PetscFunctionBeginUser;
+  PetscCall(AckdSharedDatasetGetMultilabels(dataset, &columns, &labels));
+  PetscCheck(labels && columns == K, comm, PETSC_ERR_ARG_WRONG,
+             "the collection is not multi-label over %" PetscInt_FMT " classes (it has %" PetscInt_FMT
+             " label columns)",
+             K, columns);
+  PetscCall(AckdSplitRows(comm, dataset, split, &nglobal, &nlocal, &rows, &first));
+  s.labels = labels;
+  s.rows   = rows;
+  PetscCall(PetscMalloc2(PetscMax(nglobal * K, 1), &all, PetscMax(nglobal, 1), &all_rows));
+  s.scores = all + first * K;
+  PetscCall(AckdModelPredict(model, engine, dataset, nlocal, rows, batch, score_multilabel, &s));
+  if (local_scores) PetscCall(PetscArraycpy(local_scores, s.scores, nlocal * K));
+  /* Ranks hold contiguous blocks of the split in order: gather scores and rows in place. */
+  PetscCallMPI(MPI_Comm_size(comm, &size));
+  PetscMPIInt *counts, *displs, mine = (PetscMPIInt)(nlocal * K), at = (PetscMPIInt)(first * K);
+  PetscCall(PetscMalloc2(size, &counts, size, &displs));
+  PetscCallMPI(MPI_Allgather(&mine, 1, MPI_INT, counts, 1, MPI_INT, comm));
+  PetscCallMPI(MPI_Allgather(&at, 1, MPI_INT, displs, 1, MPI_INT, comm));
+  PetscCallMPI(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_FLOAT, all, counts, displs, MPI_FLOAT, comm));
+  mine = (PetscMPIInt)nlocal;
+  at   = (PetscMPIInt)first;
+  PetscCall(PetscArraycpy(all_rows + first, rows, nlocal));
+  PetscCallMPI(MPI_Allgather(&mine, 1, MPI_INT, counts, 1, MPI_INT, comm));
+  PetscCallMPI(MPI_Allgather(&at, 1, MPI_INT, displs, 1, MPI_INT, comm));
+  PetscCallMPI(MPI_Allgatherv(MPI_IN_PLACE, 0, MPIU_INT, all_rows, counts, displs, MPIU_INT, comm));
+  PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &s.loss, 1, MPI_DOUBLE, MPI_SUM, comm));
+  PetscCall(PetscFree2(counts, displs));
+
+  /* Every rank now holds the whole split: the same numbers everywhere. */
+  unsigned char *y;
+  double         ap, map = 0, f1_macro = 0;
+  long long      tp_all = 0, fp_all = 0, fn_all = 0;
+  PetscInt       with_positives = 0, with_f1 = 0;
+  PetscCall(PetscMalloc1(PetscMax(nglobal * K, 1), &y));
+  for (PetscInt i = 0; i < nglobal; i++) PetscCall(PetscArraycpy(y + i * K, labels + all_rows[i] * K, K));
+  for (PetscInt k = 0; k < K; k++) {
+    long long tp = 0, fp = 0, fn = 0;
+    PetscCall(AckdAveragePrecision(nglobal, all + k, K, y + k, K, &ap));
+    if (score->per_class_ap) score->per_class_ap[k] = ap;
+    if (!isnan(ap)) {
+      map += ap;
+      with_positives++;
+    }
+    for (PetscInt i = 0; i < nglobal; i++) {
+      const PetscBool predicted = (PetscBool)(all[i * K + k] > 0.5f), positive = (PetscBool)(y[i * K + k] != 0);
+      tp += predicted && positive;
+      fp += predicted && !positive;
+      fn += !predicted && positive;
+    }
+    if (tp + fp + fn > 0) {
+      f1_macro += 2.0 * tp / (double)(2 * tp + fp + fn);
+      with_f1++;
+    }
+    tp_all += tp;
+    fp_all += fp;
+    fn_all += fn;
+  }
+  score->count    = nglobal;
+  score->loss     = nglobal ? s.loss / ((double)nglobal * K) : NAN;
+  score->map      = with_positives ? map / with_positives : NAN;
+  score->f1_macro = with_f1 ? f1_macro / with_f1 : NAN;
+  score->f1_micro = tp_all + fp_all + fn_all ? 2.0 * tp_all / (double)(2 * tp_all + fp_all + fn_all) : NAN;
+  PetscCall(PetscFree(y));
+  PetscCall(PetscFree2(all, all_rows));
+  PetscCall(PetscFree(rows));
+  PetscFunctionReturn(0);
+}

@@ -65,13 +65,19 @@ PetscErrorCode AckdGalleryWrite(MPI_Comm comm, AckdModel model, AckdEngine *engi
   PetscCall(PetscMalloc2(PetscMax(nlocal, 1) * info->classes, &g.logits, PetscMax(nlocal, 1) * dim, &g.embedding));
   PetscCall(AckdModelPredict(model, engine, dataset, nlocal, rows, 128, keep_outputs, &g));
 
-  long long *index;
-  int       *local_labels;
+  long long           *index;
+  int                 *local_labels;
+  const unsigned char *multilabels;
+  unsigned char       *local_multi;
+  PetscInt             columns;
   PetscCall(AckdSharedDatasetGetArrays(dataset, NULL, &labels, NULL));
-  PetscCall(PetscMalloc2(PetscMax(nlocal, 1), &index, PetscMax(nlocal, 1), &local_labels));
+  PetscCall(AckdSharedDatasetGetMultilabels(dataset, &columns, &multilabels));
+  PetscCall(PetscMalloc3(PetscMax(nlocal, 1), &index, PetscMax(nlocal, 1), &local_labels, PetscMax(nlocal * columns, 1),
+                         &local_multi));
   for (PetscInt i = 0; i < nlocal; i++) {
     index[i]        = rows[i];
     local_labels[i] = labels[rows[i]];
+    if (multilabels) PetscCall(PetscArraycpy(local_multi + i * columns, multilabels + rows[i] * columns, columns));
   }
 
   PetscCall(AckdH5FileCreatePartial(comm, path, &h5, &file));
@@ -79,20 +85,45 @@ PetscErrorCode AckdGalleryWrite(MPI_Comm comm, AckdModel model, AckdEngine *engi
   PetscCall(AckdH5AttrWriteInt(file, "ackd_format_version", ACKD_FORMAT_GALLERY_VERSION));
   PetscCall(AckdH5AttrWriteString(file, "ackd_version", ACKD_VERSION_STRING));
   PetscCall(AckdH5AttrWriteString(file, "source", source));
+  PetscCall(AckdH5AttrWriteInt(file, "multilabel", multilabels != NULL));
   AckdCallH5(group = H5Gcreate2(file, "gallery", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "'%s': creating /gallery",
              path);
   AckdCallH5(dxpl = H5Pcreate(H5P_DATASET_XFER), "transfer property list");
   AckdCallH5(H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE), "collective transfer");
   PetscCall(write_rows(group, "logits", H5T_NATIVE_FLOAT, nglobal, info->classes, first, nlocal, g.logits, dxpl, path));
   PetscCall(write_rows(group, "embedding", H5T_NATIVE_FLOAT, nglobal, dim, first, nlocal, g.embedding, dxpl, path));
-  PetscCall(write_rows(group, "labels", H5T_NATIVE_INT, nglobal, 0, first, nlocal, local_labels, dxpl, path));
+  if (multilabels) /* a multi-label teacher: its (N_t, K) 0/1 table, as in the dataset */
+    PetscCall(write_rows(group, "labels", H5T_NATIVE_UCHAR, nglobal, columns, first, nlocal, local_multi, dxpl, path));
+  else
+    PetscCall(write_rows(group, "labels", H5T_NATIVE_INT, nglobal, 0, first, nlocal, local_labels, dxpl, path));
   PetscCall(write_rows(group, "index", H5T_NATIVE_LLONG, nglobal, 0, first, nlocal, index, dxpl, path));
   PetscCall(AckdH5WriteStrings(comm, group, "classes", info->classes, (const char *const *)info->class_names));
   H5Pclose(dxpl);
   H5Gclose(group);
   PetscCall(AckdH5FileCommit(comm, &file, path));
-  PetscCall(PetscFree2(index, local_labels));
+  PetscCall(PetscFree3(index, local_labels, local_multi));
   PetscCall(PetscFree2(g.logits, g.embedding));
   PetscCall(PetscFree(rows));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdGalleryIsMultilabel(MPI_Comm comm, const char *path, PetscBool *multilabel)
+{
+  AckdH5Settings h5 = {0};
+  hid_t          file, dset, space;
+  int            ndims = 1;
+
+  PetscFunctionBeginUser;
+  PetscCall(AckdH5SettingsSetFromOptions(&h5));
+  PetscCall(AckdH5FileOpenRead(comm, path, &h5, &file));
+  if (H5Lexists(file, "gallery", H5P_DEFAULT) > 0 && H5Lexists(file, "gallery/labels", H5P_DEFAULT) > 0) {
+    AckdCallH5(dset = H5Dopen2(file, "gallery/labels", H5P_DEFAULT), "'%s': opening /gallery/labels", path);
+    space = H5Dget_space(dset);
+    ndims = H5Sget_simple_extent_ndims(space);
+    H5Sclose(space);
+    H5Dclose(dset);
+  }
+  PetscCall(AckdH5FileClose(&file, path));
+  *multilabel = (PetscBool)(ndims == 2);
   PetscFunctionReturn(0);
 }
