@@ -7,6 +7,8 @@ and any stage-specific terms (loss_ce, loss_kd, loss_ska, ...), against the epoc
   curves.py out/demo/student_*/metrics.h5 -o students.png      several runs in one figure"""
 import os
 
+import numpy as np
+
 import ackd_files as af
 
 STANDARD = {"epoch", "step", "lr", "train_loss", "val_loss", "train_accuracy", "val_oa", "val_map", "seconds"}
@@ -33,9 +35,10 @@ def main():
             ax_lr.plot(e, m["lr"], label=label)
         for key in sorted(set(m) - STANDARD):
             ax_terms.plot(e, m[key], label=f"{label} {key}")
-        best = attrs.get("best_val_oa")
-        print(f"{path}: {len(e)} epochs" + (f", best val OA {float(best):.4f} at epoch {attrs.get('best_epoch')}"
-                                            if best is not None else ""))
+        best, score = attrs.get("best_score"), attrs.get("score", "val_oa")
+        score = score.decode() if isinstance(score, bytes) else score
+        print(f"{path}: {len(e)} epochs" + (f", best {score} {float(best):.4f} at epoch {attrs.get('best_epoch')}"
+                                            if best is not None and np.isfinite(best) else ""))
     for ax, title in ((ax_loss, "loss"), (ax_acc, "accuracy"), (ax_lr, "learning rate"), (ax_terms, "loss terms")):
         ax.set_title(title)
         ax.set_xlabel("epoch")

@@ -46,7 +46,7 @@ text = run("curves.py", f"{fixtures}/teacher/metrics.h5", f"{fixtures}/student_k
 png(f"{out}/curves.png")
 with h5py.File(f"{fixtures}/teacher/metrics.h5") as f:
     v = f["val_oa"][...]
-    best = f"best val OA {v.max():.4f} at epoch {int(f['epoch'][np.argmax(v)])}"
+    best = f"best val_oa {v.max():.4f} at epoch {int(f['epoch'][np.argmax(v)])}"
 check(f"12 epochs, {best}" in text, f"curves: '{best}' not in: {text}")
 check("expected 'metrics'" in run("curves.py", f"{fixtures}/eval_single/eval_test.h5", "-o", f"{out}/x.png", code=1),
       "curves accepts an eval file")

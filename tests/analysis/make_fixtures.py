@@ -33,7 +33,8 @@ def metrics(path, epochs, rng, extra=()):
             f[name] = np.exp(-e / 3) * (1 + 0.1 * len(name))
         f.attrs["stage"], f.attrs["role"] = "train", os.path.basename(os.path.dirname(path))
         f.attrs["architecture"] = "resnet34"
-        f.attrs["best_epoch"], f.attrs["best_val_oa"] = int(e[np.argmax(val_oa)]), float(val_oa.max())
+        f.attrs["best_epoch"], f.attrs["best_score"] = int(e[np.argmax(val_oa)]), float(val_oa.max())
+        f.attrs["score"] = "val_oa"
 
 
 def evaluation(path, rng, accuracy, attrs=None):
