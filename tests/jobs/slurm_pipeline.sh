@@ -12,7 +12,7 @@ set -uo pipefail
 repo=$1 ackd=$2 test_checkpoint=$3 work=$4
 tests=$repo/tests/jobs
 python=/usr/bin/python3
-deadline=$((SECONDS + ${ACKD_SLURM_TEST_TIMEOUT:-170}))
+deadline=$((SECONDS + ${ACKD_SLURM_TEST_TIMEOUT:-250}))
 fail() { echo "FAIL: $*"; for s in ${STAGES:-}; do echo "  $s: job ${job[$s]:-} $(state "${job[$s]:-0}")"; done; for f in "$work"/logs/*.out; do [ -f "$f" ] && { echo "== $f"; tail -n 30 "$f"; }; done; cancel_all; exit 1; }
 ids=()
 declare -A job
@@ -30,29 +30,39 @@ source "$repo/scripts/env.sh" # sbatch exports this environment to the jobs (Ope
 rm -rf "$work" && mkdir -p "$work/logs" && cd "$work" || exit 1
 run=$work/run
 
-# ---- the pipeline: extend here as the stages land --------------------------------------------
-# The stage table the jobs run (same format as jobs/pipeline.stages) and the stages to submit,
-# in order. Until `ackd ssm` and `ackd train` exist, `ssm` is a Python stand-in writing the
-# embeddings file and `stop` is tests/ckpt's test_checkpoint wrapped as a resumable stage; with
-# the full pipeline, use jobs/pipeline.stages itself (drop -t below), STAGES="synth teacher ssm
-# match distill eval", and signal `teacher` or `distill` instead of `stop`.
-cat >"$work/test.stages" <<EOF
-synth    mpi     {ackd} synth -options_file {opts}
-ssm      serial  $python $tests/fake_ssm.py {run}/synth.h5 {run}/embeddings.h5
-stop     serial  $tests/ckpt_stage.sh $test_checkpoint {run}/ckpts
-match    mpi     {ackd} match -match_input {run}/embeddings.h5 -match_output {run}/match.h5 -match_ot_topk 3 -quiet
-inspect  mpi     {ackd} inspect {run}/match.h5
-EOF
-STAGES="synth ssm stop match inspect"
-SIGNALLED=stop
-# the tiny synthetic benchmark
+# ---- the pipeline: jobs/pipeline.stages itself, every stage real --------------------------------
+# The teacher trains long enough to be signalled mid-run; everything else is small.
+STAGES="synth teacher ssm match distill eval"
+SIGNALLED=teacher
 cat >"$work/tiny.opts" <<EOF
 -synth_output $run/synth.h5
--synth_ms_count 240
--synth_rgb_count 200
+-synth_ms_count 600
+-synth_rgb_count 400
 -synth_classes 5
 -synth_size 16
--quiet
+-train_data $run/synth.h5
+-train_dir $run/teacher
+-teacher_arch resnet18
+-teacher_width 0.25
+-train_epochs 12
+-train_ckpt_every_steps 4
+-ssm_data $run/synth.h5
+-ssm_dir $run/ssm
+-ssm_arch smallcnn
+-ssm_width 0.5
+-ssm_epochs 1
+-match_input $run/ssm/embeddings.h5
+-match_output $run/match.h5
+-match_ot_topk 3
+-distill_data $run/synth.h5
+-distill_gallery $run/teacher/gallery.h5
+-distill_match $run/match.h5
+-distill_dir $run/student
+-student_arch smallcnn
+-student_width 0.5
+-distill_epochs 2
+-kd_method dkd
+-eval_checkpoint $run/student/best.h5
 EOF
 
 # ---- the templates' directives, as this Slurm reads them (sizes shrunk to this one node) --------
@@ -64,7 +74,7 @@ done
 
 # ---- submit ------------------------------------------------------------------------------------
 export ACKD=$ackd ACKD_RUN=$run
-submitted=$("$repo/jobs/slurm/submit-pipeline" -t "$work/test.stages" -s "${STAGES// /,}" "$work/tiny.opts" \
+submitted=$("$repo/jobs/slurm/submit-pipeline" -s "${STAGES// /,}" "$work/tiny.opts" \
   --nodes=1 --ntasks-per-node=2 --cpus-per-task=1 --time=00:10:00 --output="$work/logs/%x-%j.out") ||
   fail "submit-pipeline: $submitted"
 echo "$submitted"
@@ -110,12 +120,12 @@ scontrol show job "$students_id" | grep -q "Dependency=afterok:${teachers_id}" |
 # ---- USR1 to the running stage ------------------------------------------------------------------
 sig_id=${job[$SIGNALLED]}
 log() { cat "$work"/logs/ackd-"$SIGNALLED"-"$sig_id".out 2>/dev/null; }
-until log | grep -q "starting from step 1"; do
+until log | grep -q "^epoch   1/"; do
   [ $SECONDS -lt $deadline ] || fail "stage $SIGNALLED never started (state $(state "$sig_id"))"
   case $(state "$sig_id") in FAILED | CANCELLED | TIMEOUT) fail "stage $SIGNALLED: $(state "$sig_id")" ;; esac
   sleep 1
 done
-sleep 2 # let the ranks take some steps
+sleep 1 # inside the second epoch
 scancel --signal=USR1 --batch "$sig_id" || fail "scancel --signal=USR1 --batch $sig_id"
 echo "sent USR1 to job $sig_id"
 
@@ -140,13 +150,14 @@ for s in $STAGES; do
 done
 text=$(log)
 for expect in "USR1: asking the stage to checkpoint and stop" "exit 75" "checkpointed (USR1); requeueing job $sig_id" \
-  "restart 1" "ckpt_stage: resuming from the checkpoint of step" "finished"; do
+  "restart 1" "stopped by a signal at step" "resuming from" "teacher gallery:"; do
   grep -qF "$expect" <<<"$text" || fail "the $SIGNALLED log lacks '$expect'"
 done
-step=$(sed -n 's/^stopped at step \([0-9]*\)$/\1/p' <<<"$text" | sort -u)
-[ "$(wc -w <<<"$step")" -eq 1 ] || fail "the ranks stopped at different steps: $step"
-grep -q "resumed from step $step, finished" <<<"$text" || fail "not resumed from the checkpoint of step $step"
-grep -q "ackd match file" "$work"/logs/ackd-inspect-*.out || fail "inspect did not summarise the match file"
+step=$(sed -n 's/^stopped by a signal at step \([0-9]*\);.*/\1/p' <<<"$text" | sort -u)
+[ "$(wc -w <<<"$step")" -eq 1 ] || fail "expected one stop step, got '$step'"
+grep -q "resuming from .*ckpt_0*$step.h5: epoch [0-9]*, step $step\$" <<<"$text" ||
+  fail "not resumed from the checkpoint of step $step"
+grep -q "epoch  12/12" <<<"$text" || fail "the resumed teacher did not reach its last epoch"
 
 # the sweep: both arrays completed; each row saw its own method, architectures and extras
 for _ in $(seq 30); do
@@ -169,8 +180,8 @@ import sys, h5py, numpy as np
 run = sys.argv[1]
 with h5py.File(f"{run}/synth.h5", "r") as f:
     assert f.attrs["ackd_format"] == "dataset"
-    assert f["ms/images"].shape == (240, 10, 16, 16) and f["rgb/images"].shape == (200, 3, 16, 16)
-with h5py.File(f"{run}/embeddings.h5", "r") as e, h5py.File(f"{run}/match.h5", "r") as m:
+    assert f["ms/images"].shape == (600, 10, 16, 16) and f["rgb/images"].shape == (400, 3, 16, 16)
+with h5py.File(f"{run}/ssm/embeddings.h5", "r") as e, h5py.File(f"{run}/match.h5", "r") as m:
     assert m.attrs["ackd_format"] == "match"
     ti, w = m["match/teacher_index"][...], m["match/weight"][...]
     ys, yt = e["student/labels"][...], e["teacher/labels"][...]
@@ -182,6 +193,10 @@ with h5py.File(f"{run}/embeddings.h5", "r") as e, h5py.File(f"{run}/match.h5", "
         k = ti[s][ti[s] >= 0]
         assert (yt[k] == ys[s]).all(), (s, k)
         assert abs(w[s][ti[s] >= 0].sum() - 1) < 1e-9
+with h5py.File(f"{run}/teacher/metrics.h5", "r") as m:
+    assert len(m["epoch"]) == 12 and np.all(np.isfinite(m["train_loss"][...]))
+with h5py.File(f"{run}/student/eval_test.h5", "r") as e:
+    assert e.attrs["ackd_format"] == "eval" and e.attrs["method"] == "dkd" and 0 <= e.attrs["oa"] <= 1
 print("outputs ok")
 PY
 echo "ok: sweep of 3 rows after 2 teacher tasks, throttle %2, placeholders as expected"
