@@ -179,6 +179,7 @@ typedef struct {
   PetscBool collective_metadata;
   PetscBool file_locking;
   PetscInt  alignment; /* bytes; objects at least this large start on a multiple of it */
+  PetscBool streaming; /* training data read batch by batch from the file, not held in node memory */
 } AckdH5Settings;
 
 PetscErrorCode AckdH5SettingsSetFromOptions(AckdH5Settings *settings);

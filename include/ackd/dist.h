@@ -79,7 +79,11 @@ PetscErrorCode AckdSharedDatasetLoad(MPI_Comm comm, const char *path, const char
                                      AckdSharedDataset *dataset);
 PetscErrorCode AckdSharedDatasetGetShape(AckdSharedDataset dataset, PetscInt *count, PetscInt *channels,
                                          PetscInt *height, PetscInt *width);
-/* Read-only views; images are (count, C, H, W). */
+/* The images of `rows` (any order, repeats allowed) into out (n, C, H, W):
+ * a copy from the node's window, or, with -h5_streaming, a read of just
+ * those rows from the file. Every consumer of images goes through here. */
+PetscErrorCode AckdSharedDatasetReadImages(AckdSharedDataset dataset, PetscInt n, const PetscInt *rows, float *out);
+/* Read-only views; images are (count, C, H, W), NULL when streaming. */
 PetscErrorCode AckdSharedDatasetGetArrays(AckdSharedDataset dataset, const float **images, const int **labels,
                                           const unsigned char **split);
 /* The (count, columns) 0/1 label table of a multi-label collection, row-major;

@@ -113,14 +113,10 @@ static PetscErrorCode distill_step(void *ctx, AckdEngine *engine, const AckdTrai
   AckdTensor t_tokens    = {0};
   if (c->tokens) {
     /* The frozen teacher sees its best matched MS image (a sample without a teacher sees its own row 0: weight 0). */
-    const float *all;
-    PetscInt     count, ch, h, w;
+    PetscInt count, ch, h, w;
     PetscCall(AckdSharedDatasetGetShape(c->ms, &count, &ch, &h, &w));
-    PetscCall(AckdSharedDatasetGetArrays(c->ms, &all, NULL, NULL));
-    const PetscInt sample = ch * h * w;
-    for (PetscInt i = 0; i < b->nlocal; i++)
-      PetscCall(PetscArraycpy(c->ms_images + (size_t)i * sample, all + (size_t)PetscMax(c->teacher_row[i], 0) * sample,
-                              sample));
+    for (PetscInt i = 0; i < b->nlocal; i++) c->teacher_row[i] = PetscMax(c->teacher_row[i], 0);
+    PetscCall(AckdSharedDatasetReadImages(c->ms, b->nlocal, c->teacher_row, c->ms_images));
     AckdTensor x = AckdTensorView(c->ms_images, b->nlocal, ch, h, w);
     PetscCall(AckdModelForward(c->teacher, engine, &x, &tout));
     t_tokens = tout.tokens;
@@ -466,22 +462,26 @@ PetscErrorCode AckdStageDistill(MPI_Comm comm, int npositional, char **positiona
   PetscCall(AckdTrainerGetEngine(t, &engine));
   AckdModelOutputs so, to;
   {
-    const float *x;
-    PetscInt     count, ch, h, w;
+    PetscInt count, ch, h, w, row0 = 0;
+    float   *x;
     PetscCall(AckdSharedDatasetGetShape(c.rgb, &count, &ch, &h, &w));
-    PetscCall(AckdSharedDatasetGetArrays(c.rgb, &x, NULL, NULL));
-    AckdTensor one = AckdTensorView((float *)x, 1, ch, h, w);
+    PetscCall(PetscMalloc1(ch * h * w, &x));
+    PetscCall(AckdSharedDatasetReadImages(c.rgb, 1, &row0, x));
+    AckdTensor one = AckdTensorView(x, 1, ch, h, w);
     PetscCall(AckdModelSetTraining(c.student, PETSC_FALSE));
     PetscCall(AckdModelForward(c.student, engine, &one, &so));
     PetscCall(AckdModelSetTraining(c.student, PETSC_TRUE));
     if (c.tokens) {
+      PetscCall(PetscFree(x));
       PetscCall(AckdSharedDatasetGetShape(c.ms, &count, &ch, &h, &w));
-      PetscCall(AckdSharedDatasetGetArrays(c.ms, &x, NULL, NULL));
-      AckdTensor tone = AckdTensorView((float *)x, 1, ch, h, w);
+      PetscCall(PetscMalloc1(ch * h * w, &x));
+      PetscCall(AckdSharedDatasetReadImages(c.ms, 1, &row0, x));
+      AckdTensor tone = AckdTensorView(x, 1, ch, h, w);
       PetscCall(AckdModelForward(c.teacher, engine, &tone, &to));
       tokens_n = to.tokens.h;
       tokens_c = to.tokens.w;
     }
+    PetscCall(PetscFree(x));
   }
   c.embedding_dim  = so.embedding.c;
   c.token_count    = so.tokens.h;

@@ -259,14 +259,14 @@ static PetscErrorCode describe(void *ctx, hid_t file)
 static PetscErrorCode embedding_width(AckdModel model, AckdEngine *engine, AckdSharedDataset dataset,
                                       const PetscInt *bands, PetscInt *width)
 {
-  const float     *all;
-  PetscInt         count, C, H, W;
+  PetscInt         count, C, H, W, row0 = 0;
   AckdModelOutputs out;
-  float           *x;
+  float           *x, *all;
 
   PetscFunctionBeginUser;
   PetscCall(AckdSharedDatasetGetShape(dataset, &count, &C, &H, &W));
-  PetscCall(AckdSharedDatasetGetArrays(dataset, &all, NULL, NULL));
+  PetscCall(PetscMalloc1(C * H * W, &all));
+  PetscCall(AckdSharedDatasetReadImages(dataset, 1, &row0, all));
   const PetscInt nb = bands ? 3 : C;
   PetscCall(PetscMalloc1(nb * H * W, &x));
   for (PetscInt k = 0; k < nb; k++)
@@ -277,6 +277,7 @@ static PetscErrorCode embedding_width(AckdModel model, AckdEngine *engine, AckdS
   PetscCall(AckdModelSetTraining(model, PETSC_TRUE));
   *width = AckdTensorSize(&out.embedding);
   PetscCall(PetscFree(x));
+  PetscCall(PetscFree(all));
   PetscFunctionReturn(0);
 }
 

@@ -16,6 +16,7 @@ PetscErrorCode AckdH5SettingsSetFromOptions(AckdH5Settings *settings)
    * time elsewhere (measured: about 40% slower checkpoints on a local disk
    * at 1 MiB), so it is off unless the job sets the stripe size. */
   settings->alignment = 0;
+  settings->streaming = PETSC_FALSE;
   PetscOptionsBegin(PETSC_COMM_WORLD, NULL, "HDF5 file access", NULL);
   PetscCall(AckdOptionsBool(PetscOptionsObject, "-h5_file_locking",
                             "Lock HDF5 files (turn off on file systems without POSIX locks, e.g. some Lustre mounts)",
@@ -27,6 +28,10 @@ PetscErrorCode AckdH5SettingsSetFromOptions(AckdH5Settings *settings)
       PetscOptionsObject, "-h5_alignment",
       "Align objects of at least this many bytes to multiples of it: the stripe size on Lustre/GPFS (0: off)",
       &settings->alignment, 0, PETSC_MAX_INT, NULL));
+  PetscCall(AckdOptionsBool(PetscOptionsObject, "-h5_streaming",
+                            "Training stages read each batch's images from the dataset file instead of holding the "
+                            "collection in node memory (collections larger than a node)",
+                            &settings->streaming, NULL));
   PetscOptionsEnd();
   PetscFunctionReturn(0);
 }

@@ -1,9 +1,14 @@
-/* A collection held once per node.
+/* A collection held once per node, or streamed from the file.
  *
  * Ranks on one node share an MPI-3 window holding all images; each of them
  * reads a slice of it from the file, collectively with the other nodes, so a
  * node reads the collection once, not once per rank, and keeps one copy in
- * memory. Labels and splits are small and replicated on every rank. */
+ * memory. Labels and splits are small and replicated on every rank.
+ *
+ * With -h5_streaming (a collection larger than a node's memory) no
+ * image is held: every rank keeps the file open and reads the rows a batch
+ * asks for, sorted into one hyperslab selection per call so the file is
+ * read in increasing order, then scattered back into the caller's order. */
 #include <ackd/dist.h>
 #include <ackd/data.h>
 
@@ -19,6 +24,9 @@ struct _p_AckdSharedDataset {
   unsigned char *split;
   unsigned char *multilabels; /* (count, columns) 0/1 of a multi-label collection, else NULL */
   PetscInt       count, channels, height, width, columns;
+  PetscBool      streaming;
+  hid_t          stream_file, stream_images; /* streaming: this rank's own handles */
+  char           path[PETSC_MAX_PATH_LEN];
 };
 
 static PetscErrorCode read_replicated(hid_t group, const char *name, hid_t type, void *buf, const char *path)
@@ -67,6 +75,9 @@ PetscErrorCode AckdSharedDatasetLoad(MPI_Comm comm, const char *path, const char
   PetscFunctionBeginUser;
   PetscCall(PetscNew(&d));
   PetscCallMPI(MPI_Comm_rank(comm, &rank));
+  PetscCall(PetscStrncpy(d->path, path, sizeof d->path));
+  d->stream_file = d->stream_images = H5I_INVALID_HID;
+  d->streaming                      = h5->streaming;
   PetscCall(AckdH5FileOpenRead(comm, path, h5, &file));
   PetscCall(AckdDatasetValidate(file, path));
   PetscCheck(H5Lexists(file, collection, H5P_DEFAULT) > 0, comm, PETSC_ERR_FILE_UNEXPECTED,
@@ -83,11 +94,11 @@ PetscErrorCode AckdSharedDatasetLoad(MPI_Comm comm, const char *path, const char
   d->width        = (PetscInt)dims[3];
   PetscInt sample = d->channels * d->height * d->width;
 
-  /* One window per node, owned by the node's first rank. */
+  /* One window per node, owned by the node's first rank (empty when streaming). */
   PetscCallMPI(MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &d->node));
   PetscCallMPI(MPI_Comm_rank(d->node, &node_rank));
   PetscCallMPI(MPI_Comm_size(d->node, &node_size));
-  MPI_Aint bytes = node_rank == 0 ? (MPI_Aint)sizeof(float) * d->count * sample : 0;
+  MPI_Aint bytes = node_rank == 0 && !d->streaming ? (MPI_Aint)sizeof(float) * d->count * sample : 0;
   float   *base;
   PetscCallMPI(MPI_Win_allocate_shared(bytes, sizeof(float), MPI_INFO_NULL, d->node, &base, &d->window));
   MPI_Aint size;
@@ -95,12 +106,21 @@ PetscErrorCode AckdSharedDatasetLoad(MPI_Comm comm, const char *path, const char
   PetscCallMPI(MPI_Win_shared_query(d->window, 0, &size, &unit, &d->images));
   PetscCallMPI(MPI_Win_lock_all(MPI_MODE_NOCHECK, d->window));
 
-  PetscInt lo = d->count * node_rank / node_size, hi = d->count * (node_rank + 1) / node_size;
-  PetscCall(read_images(comm, images, lo, hi, sample, d->images + lo * sample, path));
-  /* Make every rank's slice visible to the whole node before anyone reads it. */
-  PetscCallMPI(MPI_Win_sync(d->window));
-  PetscCallMPI(MPI_Barrier(d->node));
-  PetscCallMPI(MPI_Win_sync(d->window));
+  if (d->streaming) {
+    /* Independent reads of a few rows at a time: every rank its own serial handle on the file. */
+    d->images = NULL;
+    AckdCallH5(d->stream_file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT), "'%s': opening for streaming", path);
+    char name[64];
+    snprintf(name, sizeof name, "%s/images", collection);
+    AckdCallH5(d->stream_images = H5Dopen2(d->stream_file, name, H5P_DEFAULT), "'%s': opening /%s", path, name);
+  } else {
+    PetscInt lo = d->count * node_rank / node_size, hi = d->count * (node_rank + 1) / node_size;
+    PetscCall(read_images(comm, images, lo, hi, sample, d->images + lo * sample, path));
+    /* Make every rank's slice visible to the whole node before anyone reads it. */
+    PetscCallMPI(MPI_Win_sync(d->window));
+    PetscCallMPI(MPI_Barrier(d->node));
+    PetscCallMPI(MPI_Win_sync(d->window));
+  }
 
   hid_t   labels;
   hsize_t ldims[2] = {0, 0};
@@ -150,6 +170,64 @@ PetscErrorCode AckdSharedDatasetGetArrays(AckdSharedDataset d, const float **ima
   PetscFunctionReturn(0);
 }
 
+typedef struct {
+  PetscInt row, at;
+} RowAt;
+
+static int compare_rows(const void *a, const void *b)
+{
+  const RowAt *x = a, *y = b;
+  return (x->row > y->row) - (x->row < y->row);
+}
+
+PetscErrorCode AckdSharedDatasetReadImages(AckdSharedDataset d, PetscInt n, const PetscInt *rows, float *out)
+{
+  const PetscInt sample = d->channels * d->height * d->width;
+
+  PetscFunctionBeginUser;
+  for (PetscInt i = 0; i < n; i++)
+    PetscCheck(rows[i] >= 0 && rows[i] < d->count, PETSC_COMM_SELF, PETSC_ERR_ARG_OUTOFRANGE,
+               "sample %" PetscInt_FMT " is outside the collection's %" PetscInt_FMT, rows[i], d->count);
+  if (!d->streaming) {
+    for (PetscInt i = 0; i < n; i++) PetscCall(PetscArraycpy(out + i * sample, d->images + rows[i] * sample, sample));
+    PetscFunctionReturn(0);
+  }
+  if (n == 0) PetscFunctionReturn(0);
+  /* HDF5 returns a union of hyperslabs in file order: read sorted, unique rows, then place them. */
+  RowAt    *order;
+  float    *buffer;
+  PetscInt *slot, unique = 0;
+  hid_t     fspace, mspace;
+  PetscCall(PetscMalloc2(n, &order, n, &slot));
+  for (PetscInt i = 0; i < n; i++) order[i] = (RowAt){rows[i], i};
+  qsort(order, (size_t)n, sizeof *order, compare_rows);
+  AckdCallH5(fspace = H5Dget_space(d->stream_images), "'%s': image dataspace", d->path);
+  AckdCallH5(H5Sselect_none(fspace), "selecting no rows");
+  for (PetscInt i = 0; i < n;) {
+    PetscInt j = i + 1;
+    while (j < n && order[j].row <= order[j - 1].row + 1) j++; /* a run of consecutive (or repeated) rows */
+    hsize_t start[4] = {(hsize_t)order[i].row, 0, 0, 0};
+    hsize_t count[4] = {(hsize_t)(order[j - 1].row - order[i].row + 1), (hsize_t)d->channels, (hsize_t)d->height,
+                        (hsize_t)d->width};
+    AckdCallH5(H5Sselect_hyperslab(fspace, H5S_SELECT_OR, start, NULL, count, NULL), "selecting rows");
+    for (PetscInt k = i; k < j; k++) slot[k] = unique + order[k].row - order[i].row; /* its place in the buffer */
+    unique += (PetscInt)count[0];
+    i = j;
+  }
+  hsize_t mdims = (hsize_t)(unique * sample);
+  AckdCallH5(mspace = H5Screate_simple(1, &mdims, NULL), "memory space");
+  PetscCall(PetscMalloc1(unique * sample, &buffer));
+  AckdCallH5(H5Dread(d->stream_images, H5T_NATIVE_FLOAT, mspace, fspace, H5P_DEFAULT, buffer),
+             "'%s': streaming %" PetscInt_FMT " samples", d->path, n);
+  for (PetscInt k = 0; k < n; k++)
+    PetscCall(PetscArraycpy(out + order[k].at * sample, buffer + slot[k] * sample, sample));
+  H5Sclose(mspace);
+  H5Sclose(fspace);
+  PetscCall(PetscFree(buffer));
+  PetscCall(PetscFree2(order, slot));
+  PetscFunctionReturn(0);
+}
+
 PetscErrorCode AckdSharedDatasetGetMultilabels(AckdSharedDataset d, PetscInt *columns,
                                                const unsigned char **multilabels)
 {
@@ -165,6 +243,8 @@ PetscErrorCode AckdSharedDatasetDestroy(AckdSharedDataset *dataset)
 
   PetscFunctionBeginUser;
   if (!d) PetscFunctionReturn(0);
+  if (d->stream_images >= 0) H5Dclose(d->stream_images);
+  if (d->stream_file >= 0) H5Fclose(d->stream_file);
   PetscCallMPI(MPI_Win_unlock_all(d->window));
   PetscCallMPI(MPI_Win_free(&d->window));
   PetscCallMPI(MPI_Comm_free(&d->node));

@@ -34,21 +34,18 @@ PetscErrorCode AckdSplitRows(MPI_Comm comm, AckdSharedDataset dataset, PetscInt 
 PetscErrorCode AckdModelPredict(AckdModel model, AckdEngine *engine, AckdSharedDataset dataset, PetscInt nrows,
                                 const PetscInt *rows, PetscInt batch, AckdPredictVisit visit, void *ctx)
 {
-  const float *all;
-  PetscInt     count, c, h, w;
-  float       *images;
+  PetscInt count, c, h, w;
+  float   *images;
 
   PetscFunctionBeginUser;
   PetscCall(AckdSharedDatasetGetShape(dataset, &count, &c, &h, &w));
-  PetscCall(AckdSharedDatasetGetArrays(dataset, &all, NULL, NULL));
   const PetscInt sample = c * h * w;
   PetscCall(PetscMalloc1((size_t)batch * sample, &images));
   PetscCall(AckdModelSetTraining(model, PETSC_FALSE));
   for (PetscInt first = 0; first < nrows; first += batch) {
     const PetscInt   n = PetscMin(batch, nrows - first);
     AckdModelOutputs out;
-    for (PetscInt i = 0; i < n; i++)
-      PetscCall(PetscArraycpy(images + (size_t)i * sample, all + (size_t)rows[first + i] * sample, sample));
+    PetscCall(AckdSharedDatasetReadImages(dataset, n, rows + first, images));
     AckdTensor x = AckdTensorView(images, n, c, h, w);
     PetscCall(AckdModelForward(model, engine, &x, &out));
     PetscCall(visit(ctx, first, n, &out));

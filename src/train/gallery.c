@@ -52,13 +52,15 @@ PetscErrorCode AckdGalleryWrite(MPI_Comm comm, AckdModel model, AckdEngine *engi
   {
     /* One sample through the model tells the embedding width on every rank. */
     AckdModelOutputs out;
-    const float     *all;
-    PetscInt         count, c, h, w;
+    PetscInt         count, c, h, w, row0 = 0;
+    float           *one;
     PetscCall(AckdSharedDatasetGetShape(dataset, &count, &c, &h, &w));
-    PetscCall(AckdSharedDatasetGetArrays(dataset, &all, NULL, NULL));
-    AckdTensor x = AckdTensorView((float *)all, 1, c, h, w);
+    PetscCall(PetscMalloc1(c * h * w, &one));
+    PetscCall(AckdSharedDatasetReadImages(dataset, 1, &row0, one));
+    AckdTensor x = AckdTensorView(one, 1, c, h, w);
     PetscCall(AckdModelSetTraining(model, PETSC_FALSE));
     PetscCall(AckdModelForward(model, engine, &x, &out));
+    PetscCall(PetscFree(one));
     dim = out.embedding.c * out.embedding.h * out.embedding.w;
   }
   g.dim = dim;

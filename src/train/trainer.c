@@ -573,16 +573,16 @@ static PetscErrorCode write_metrics(AckdTrainer t)
 
 static PetscErrorCode gather_batch(AckdTrainer t, PetscInt nlocal, AckdTensor *images)
 {
-  const float *all;
-  const int   *labels;
-  PetscInt     count, c, h, w;
+  const int *labels;
+  PetscInt   count, c, h, w;
 
   PetscFunctionBeginUser;
   PetscCall(AckdSharedDatasetGetShape(t->dataset, &count, &c, &h, &w));
-  PetscCall(AckdSharedDatasetGetArrays(t->dataset, &all, &labels, NULL));
+  PetscCall(AckdSharedDatasetGetArrays(t->dataset, NULL, &labels, NULL));
   const PetscInt sample = c * h * w;
+  PetscCall(AckdSharedDatasetReadImages(t->dataset, nlocal, t->local_rows, t->scratch));
   for (PetscInt i = 0; i < nlocal; i++) {
-    const float *src = all + (size_t)t->local_rows[i] * sample;
+    const float *src = t->scratch + (size_t)i * sample;
     float       *dst = t->images + (size_t)i * sample;
     if (t->augment)
       AckdAugmentScene((uint64_t)t->seed, t->state.epoch, t->local_rows[i], c, h, w, src, dst);
@@ -717,8 +717,8 @@ static PetscErrorCode prepare(AckdTrainer t)
   PetscCheck(t->nbatches > 0, t->comm, PETSC_ERR_USER_INPUT,
              "-%sbatch %" PetscInt_FMT " with -%sdrop_last leaves no batch of the %" PetscInt_FMT " training samples",
              t->prefix, t->batch, t->prefix, t->ntrain);
-  PetscCall(
-      PetscMalloc3(t->batch, &t->local_rows, t->batch, &t->local_labels, (size_t)t->batch * c * h * w, &t->images));
+  PetscCall(PetscMalloc4(t->batch, &t->local_rows, t->batch, &t->local_labels, (size_t)t->batch * c * h * w, &t->images,
+                         (size_t)t->batch * c * h * w, &t->scratch));
   for (PetscInt m = 0; m < M_FIXED + t->nterms; m++) PetscCall(PetscCalloc1(t->epochs + 1, &t->history[m]));
   PetscCall(setup_groups(t));
   PetscFunctionReturn(0);
@@ -892,7 +892,7 @@ PetscErrorCode AckdTrainerDestroy(AckdTrainer *trainer)
     if (t->groups[i].model) PetscCall(AckdModelSetGradientReady(t->groups[i].model, NULL, NULL));
   }
   for (PetscInt m = 0; m < M_FIXED + ACKD_TRAIN_MAX_TERMS; m++) PetscCall(PetscFree(t->history[m]));
-  PetscCall(PetscFree3(t->local_rows, t->local_labels, t->images));
+  PetscCall(PetscFree4(t->local_rows, t->local_labels, t->images, t->scratch));
   PetscCall(PetscFree(t->train_rows));
   if (t->plan) PetscCall(AckdBatchPlanDestroy(&t->plan));
   if (t->writer) PetscCall(AckdCkptWriterDestroy(&t->writer));

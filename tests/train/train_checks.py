@@ -198,10 +198,27 @@ def mode_kill(args):
             check(h.attrs["ackd_format"] == "checkpoint", f"h5py opens {os.path.basename(f)}")
 
 
+def mode_streaming(args):
+    """-h5_streaming reads each batch from the file: the same run, bitwise, as from node memory."""
+    data = os.path.join(args.out, "small.h5")
+    synth(args, data, 300)
+    runs = {}
+    for mode, extra in (("shared", []), ("streaming", ["-h5_streaming"])):
+        d = os.path.join(args.out, f"stream_{mode}")
+        shutil.rmtree(d, ignore_errors=True)
+        run(args, ["2", *train_cmd(data, d, args.arch, ["-train_max_steps", "12", "-train_epochs", "3", *extra])])
+        runs[mode], _ = final_model(d)
+        run(args, ["2", args.ackd, "eval", "-eval_checkpoint", os.path.join(d, "best.h5"), "-quiet", *extra])
+        with h5py.File(os.path.join(d, "eval_test.h5"), "r") as e:
+            runs[mode + "_eval"] = (e["prediction"][()], e.attrs["oa"])
+    compare(runs["streaming"], runs["shared"], "streamed from the file vs held in node memory")
+    check(np.array_equal(runs["streaming_eval"][0], runs["shared_eval"][0]), "eval: the same predictions streamed")
+
+
 def main():
     global ARGS
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("mode", choices=["accuracy", "equivalence", "resume", "kill"])
+    p.add_argument("mode", choices=["accuracy", "equivalence", "resume", "kill", "streaming"])
     p.add_argument("--mpirun", required=True, help="launcher with its -n flag, e.g. 'mpirun --oversubscribe -n'")
     p.add_argument("--ackd", required=True)
     p.add_argument("--out", required=True)
