@@ -153,9 +153,19 @@ typedef struct {
   AckdParams        *params;
   AckdBatchNormPlan *plans[ACKD_NN_PLANS];
   PetscInt           nplans, next_evicted;
+  /* Synchronised batch norm: with a communicator (not MPI_COMM_NULL, borrowed
+   * from the model), training mode normalises with the statistics of the
+   * global batch, the samples of every rank of `comm`. */
+  MPI_Comm  comm;
+  double   *sync_mean, *sync_rstd, *sync_sums; /* of the latest training forward; sums: 2C reduction buffer */
+  double    sync_count;                        /* global sample count x H x W of that forward */
+  PetscBool sync_ready;
 } AckdBatchNorm;
 
 PetscErrorCode AckdBatchNormSetUp(AckdBatchNorm *bn, AckdParams *params, const char *name, PetscInt channels);
+/* Forward and backward accept an empty batch (x->n = 0): a rank without a
+ * share of an uneven global batch still takes part in the reductions of
+ * synchronised batch norm, and its parameter gradients are zero. */
 PetscErrorCode AckdBatchNormForward(AckdBatchNorm *bn, AckdEngine *engine, const AckdTensor *x, AckdTensor *y);
 PetscErrorCode AckdBatchNormBackward(AckdBatchNorm *bn, AckdEngine *engine, const AckdTensor *x, const AckdTensor *dy,
                                      AckdTensor *dx);
@@ -330,6 +340,18 @@ PetscErrorCode AckdModelCreate(MPI_Comm comm, AckdModel *model);
 /* Builds the network: declares its layers and parameters (PyTorch's
  * state_dict names) and draws PyTorch's default initialisation from `seed`. */
 PetscErrorCode AckdModelSetUp(AckdModel model, const AckdModelConfig *config, uint64_t seed);
+/* Synchronised batch norm for data-parallel training: with a communicator of
+ * more than one rank, every batch-norm layer in training mode normalises with
+ * the mean and variance of the global batch (the local batches of all ranks,
+ * reduced with MPI_Allreduce together with the sample count), updates the
+ * running statistics with them (unbiased global variance, as PyTorch on the
+ * full batch) and back-propagates through the global statistics; its weight
+ * and bias gradients stay local sums, for the gradient allreduce to add up.
+ * MPI_COMM_NULL or a one-rank communicator: local statistics (the default).
+ * Collective on `comm` (duplicated); every rank then runs every forward and
+ * backward, with an empty local batch if it has no samples. Evaluation mode is
+ * unaffected. */
+PetscErrorCode AckdModelSetBatchNormComm(AckdModel model, MPI_Comm comm);
 /* Batch norm and dropout in training (true) or evaluation mode, as module.train(). */
 PetscErrorCode AckdModelSetTraining(AckdModel model, PetscBool training);
 PetscErrorCode AckdModelGetParams(AckdModel model, AckdParams **params);

@@ -24,6 +24,7 @@ PetscErrorCode AckdBatchNormSetUp(AckdBatchNorm *bn, AckdParams *params, const c
   bn->momentum = 0.1;
   bn->training = PETSC_TRUE;
   bn->params   = params;
+  bn->comm     = MPI_COMM_NULL;
   PetscCall(PetscSNPrintf(pname, sizeof pname, "%s.weight", name));
   PetscCall(AckdParamsAdd(params, pname, channels, 0, ACKD_INIT_ONES, &bn->weight));
   PetscCall(PetscSNPrintf(pname, sizeof pname, "%s.bias", name));
@@ -138,8 +139,16 @@ PetscErrorCode AckdBatchNormForward(AckdBatchNorm *bn, AckdEngine *engine, const
   float             *values = bn->params->values;
 
   PetscFunctionBeginUser;
-  PetscCall(plan_get(bn, engine, x, &plan));
+  PetscCheck(x->c == bn->channels, PETSC_COMM_SELF, PETSC_ERR_ARG_SIZ,
+             "layer %s: input has %" PetscInt_FMT " channels, the layer expects %" PetscInt_FMT, bn->name, x->c,
+             bn->channels);
   *y = AckdTensorView(y->data, x->n, x->c, x->h, x->w);
+  if (bn->training && bn->comm != MPI_COMM_NULL) {
+    PetscCall(AckdBatchNormSyncForward(bn, x, y));
+    PetscFunctionReturn(0);
+  }
+  if (x->n == 0) PetscFunctionReturn(0); /* local statistics of nothing: no update */
+  PetscCall(plan_get(bn, engine, x, &plan));
   PetscCall(AckdNNMemoryBind(plan->src, x->data, bn->name));
   PetscCall(AckdNNMemoryBind(plan->dst, y->data, bn->name));
   PetscCall(AckdNNMemoryBind(plan->scale, values + bn->weight, bn->name));
@@ -173,10 +182,19 @@ PetscErrorCode AckdBatchNormBackward(AckdBatchNorm *bn, AckdEngine *engine, cons
   PetscFunctionBeginUser;
   PetscCheck(dx, PETSC_COMM_SELF, PETSC_ERR_ARG_NULL,
              "layer %s: batch norm's backward needs an input-gradient buffer (oneDNN computes both at once)", bn->name);
+  *dx = AckdTensorView(dx->data, x->n, x->c, x->h, x->w);
+  if (bn->training && bn->comm != MPI_COMM_NULL) {
+    PetscCall(AckdBatchNormSyncBackward(bn, x, dy, dx));
+    PetscFunctionReturn(0);
+  }
+  if (x->n == 0) {
+    PetscCall(PetscArrayzero(grads + bn->weight, bn->channels));
+    PetscCall(PetscArrayzero(grads + bn->bias, bn->channels));
+    PetscFunctionReturn(0);
+  }
   PetscCall(plan_get(bn, engine, x, &plan));
   PetscCheck(!bn->training || plan->have_batch_statistics, PETSC_COMM_SELF, PETSC_ERR_ORDER,
              "layer %s: training-mode backward without a training-mode forward of this shape before it", bn->name);
-  *dx = AckdTensorView(dx->data, x->n, x->c, x->h, x->w);
   PetscCall(AckdNNMemoryBind(plan->src, x->data, bn->name));
   PetscCall(AckdNNMemoryBind(plan->diff_dst, dy->data, bn->name));
   PetscCall(AckdNNMemoryBind(plan->diff_src, dx->data, bn->name));
@@ -204,5 +222,6 @@ PetscErrorCode AckdBatchNormDestroy(AckdBatchNorm *bn)
   PetscFunctionBeginUser;
   for (PetscInt i = 0; i < bn->nplans; i++) plan_destroy(&bn->plans[i]);
   bn->nplans = 0;
+  PetscCall(PetscFree3(bn->sync_mean, bn->sync_rstd, bn->sync_sums));
   PetscFunctionReturn(0);
 }

@@ -12,6 +12,7 @@ PetscErrorCode AckdModelCreate(MPI_Comm comm, AckdModel *model)
   (*model)->comm     = comm;
   (*model)->nslots   = 1;
   (*model)->training = PETSC_TRUE;
+  (*model)->bn_comm  = MPI_COMM_NULL;
   PetscCall(AckdParamsCreate(&(*model)->params));
   PetscFunctionReturn(0);
 }
@@ -239,6 +240,21 @@ PetscErrorCode AckdModelSetTraining(AckdModel m, PetscBool training)
   PetscFunctionReturn(0);
 }
 
+PetscErrorCode AckdModelSetBatchNormComm(AckdModel m, MPI_Comm comm)
+{
+  PetscMPIInt size = 1;
+
+  PetscFunctionBeginUser;
+  if (m->bn_comm != MPI_COMM_NULL) PetscCallMPI(MPI_Comm_free(&m->bn_comm));
+  if (comm != MPI_COMM_NULL) PetscCallMPI(MPI_Comm_size(comm, &size));
+  /* a private duplicate: the statistics' reductions never match another
+   * module's collectives (the gradient buckets) by accident */
+  if (size > 1) PetscCallMPI(MPI_Comm_dup(comm, &m->bn_comm));
+  for (PetscInt i = 0; i < m->nnodes; i++)
+    if (m->nodes[i].kind == ACKD_NODE_BATCHNORM) ((AckdBatchNorm *)m->nodes[i].layer)->comm = m->bn_comm;
+  PetscFunctionReturn(0);
+}
+
 PetscErrorCode AckdModelSetStep(AckdModel m, PetscInt step, PetscInt sample_offset)
 {
   PetscFunctionBeginUser;
@@ -298,7 +314,7 @@ static PetscErrorCode node_output_shape(AckdModel m, const AckdNode *node, AckdT
 static PetscErrorCode plan(AckdModel m, const AckdTensor *x)
 {
   PetscFunctionBeginUser;
-  if (m->planned[0] == x->n && m->planned[1] == x->c && m->planned[2] == x->h && m->planned[3] == x->w)
+  if (m->have_plan && m->planned[0] == x->n && m->planned[1] == x->c && m->planned[2] == x->h && m->planned[3] == x->w)
     PetscFunctionReturn(0);
   PetscCheck(x->c == m->config.in_channels, m->comm, PETSC_ERR_USER_INPUT,
              "model %s: images have %" PetscInt_FMT " bands, the model was built for %" PetscInt_FMT,
@@ -334,6 +350,7 @@ static PetscErrorCode plan(AckdModel m, const AckdTensor *x)
   m->planned[1] = x->c;
   m->planned[2] = x->h;
   m->planned[3] = x->w;
+  m->have_plan  = PETSC_TRUE;
   PetscFunctionReturn(0);
 }
 
@@ -379,6 +396,8 @@ PetscErrorCode AckdModelForward(AckdModel m, AckdEngine *engine, const AckdTenso
   for (PetscInt i = 0; i < m->nnodes; i++) {
     AckdNode   *node = &m->nodes[i];
     AckdTensor *x = &m->values[node->in[0]], *y = &m->values[node->out];
+    /* an empty local batch: only batch norm has work, its share of the reductions */
+    if (images->n == 0 && node->kind != ACKD_NODE_BATCHNORM) continue;
     switch (node->kind) {
     case ACKD_NODE_CONV:
       PetscCall(AckdConvForward(node->layer, engine, x, y));
@@ -507,7 +526,8 @@ PetscErrorCode AckdModelBackward(AckdModel m, AckdEngine *engine, const AckdTens
                                  const AckdTensor *d_embedding, const AckdTensor *d_tokens)
 {
   PetscFunctionBeginUser;
-  PetscCheck(m->planned[0] > 0, m->comm, PETSC_ERR_ORDER, "AckdModelBackward before AckdModelForward");
+  PetscCheck(m->have_plan, m->comm, PETSC_ERR_ORDER, "AckdModelBackward before AckdModelForward");
+  PetscBool empty = m->planned[0] == 0;
   PetscCall(PetscArrayzero(m->grad_written, m->nslots));
   PetscCall(seed_gradient(m, m->slot_logits, d_logits, "logits"));
   PetscCall(seed_gradient(m, m->slot_embedding, d_embedding, "embedding"));
@@ -523,55 +543,55 @@ PetscErrorCode AckdModelBackward(AckdModel m, AckdEngine *engine, const AckdTens
       if (end > begin && m->gradient_ready) PetscCall(m->gradient_ready(m->gradient_ready_ctx, begin, end));
       continue;
     }
-    AckdTensor *dx = NULL;
-    switch (node->kind) {
-    case ACKD_NODE_CONV:
-      dx = gradient_target(m, node->in[0], &scratch);
-      PetscCall(AckdConvBackward(node->layer, engine, x, dy, dx));
-      break;
-    case ACKD_NODE_BATCHNORM:
-      dx = gradient_target(m, node->in[0], &scratch);
-      PetscCall(AckdBatchNormBackward(node->layer, engine, x, dy, dx));
-      break;
-    case ACKD_NODE_ACTIVATION:
-      dx = gradient_target(m, node->in[0], &scratch);
-      PetscCall(AckdActivationBackward(node->activation, x, dy, dx));
-      break;
-    case ACKD_NODE_POOL:
-      dx = gradient_target(m, node->in[0], &scratch);
-      PetscCall(AckdPoolBackward(node->layer, engine, x, dy, dx));
-      break;
-    case ACKD_NODE_LINEAR:
-      dx = gradient_target(m, node->in[0], &scratch);
-      PetscCall(AckdLinearBackward(node->layer, engine, x, dy, dx));
-      break;
-    case ACKD_NODE_DROPOUT:
-      dx = gradient_target(m, node->in[0], &scratch);
-      PetscCall(AckdDropoutBackward(node->layer, dy, dx));
-      break;
-    case ACKD_NODE_SHUFFLE:
-      dx = gradient_target(m, node->in[0], &scratch);
-      if (dx) PetscCall(AckdChannelShuffle(dy, dy->c / node->groups, dx));
-      break;
-    case ACKD_NODE_TOKENS:
-      dx = gradient_target(m, node->in[0], &scratch);
-      if (dx) {
-        *dx = AckdTensorView(dx->data, x->n, x->c, x->h, x->w);
-        tokens_backward(dy, dx);
+    /* nodes with one input write its gradient; add, concat and slice deliver channels */
+    PetscBool   single = node->kind != ACKD_NODE_ADD && node->kind != ACKD_NODE_CONCAT && node->kind != ACKD_NODE_SLICE;
+    AckdTensor *dx     = single ? gradient_target(m, node->in[0], &scratch) : NULL;
+    if (empty && single && node->kind != ACKD_NODE_BATCHNORM) {
+      /* no samples: zero parameter gradients, and the same slots marked as
+       * reached as on the ranks with samples (batch norm runs: it has
+       * reductions to join; the channel plumbing runs on empty tensors) */
+      if (end > begin) PetscCall(PetscArrayzero(m->params.grads + begin, end - begin));
+    } else
+      switch (node->kind) {
+      case ACKD_NODE_CONV:
+        PetscCall(AckdConvBackward(node->layer, engine, x, dy, dx));
+        break;
+      case ACKD_NODE_BATCHNORM:
+        PetscCall(AckdBatchNormBackward(node->layer, engine, x, dy, dx));
+        break;
+      case ACKD_NODE_ACTIVATION:
+        PetscCall(AckdActivationBackward(node->activation, x, dy, dx));
+        break;
+      case ACKD_NODE_POOL:
+        PetscCall(AckdPoolBackward(node->layer, engine, x, dy, dx));
+        break;
+      case ACKD_NODE_LINEAR:
+        PetscCall(AckdLinearBackward(node->layer, engine, x, dy, dx));
+        break;
+      case ACKD_NODE_DROPOUT:
+        PetscCall(AckdDropoutBackward(node->layer, dy, dx));
+        break;
+      case ACKD_NODE_SHUFFLE:
+        if (dx) PetscCall(AckdChannelShuffle(dy, dy->c / node->groups, dx));
+        break;
+      case ACKD_NODE_TOKENS:
+        if (dx) {
+          *dx = AckdTensorView(dx->data, x->n, x->c, x->h, x->w);
+          tokens_backward(dy, dx);
+        }
+        break;
+      case ACKD_NODE_ADD:
+        PetscCall(deliver_channels(m, node->in[0], dy, 0, 0, dy->c));
+        PetscCall(deliver_channels(m, node->in[1], dy, 0, 0, dy->c));
+        break;
+      case ACKD_NODE_CONCAT:
+        PetscCall(deliver_channels(m, node->in[0], dy, 0, 0, x->c));
+        PetscCall(deliver_channels(m, node->in[1], dy, x->c, 0, m->values[node->in[1]].c));
+        break;
+      case ACKD_NODE_SLICE:
+        PetscCall(deliver_channels(m, node->in[0], dy, 0, node->start, node->count));
+        break;
       }
-      break;
-    case ACKD_NODE_ADD:
-      PetscCall(deliver_channels(m, node->in[0], dy, 0, 0, dy->c));
-      PetscCall(deliver_channels(m, node->in[1], dy, 0, 0, dy->c));
-      break;
-    case ACKD_NODE_CONCAT:
-      PetscCall(deliver_channels(m, node->in[0], dy, 0, 0, x->c));
-      PetscCall(deliver_channels(m, node->in[1], dy, x->c, 0, m->values[node->in[1]].c));
-      break;
-    case ACKD_NODE_SLICE:
-      PetscCall(deliver_channels(m, node->in[0], dy, 0, node->start, node->count));
-      break;
-    }
     if (dx) PetscCall(gradient_commit(m, node->in[0], dx));
     if (end > begin && m->gradient_ready) PetscCall(m->gradient_ready(m->gradient_ready_ctx, begin, end));
   }
@@ -608,6 +628,7 @@ PetscErrorCode AckdModelDestroy(AckdModel *model)
   PetscCall(PetscFree3(m->values, m->grads, m->grad_written));
   PetscCall(PetscFree2(m->arena, m->grad_arena));
   PetscCall(PetscFree(m->scratch));
+  if (m->bn_comm != MPI_COMM_NULL) PetscCallMPI(MPI_Comm_free(&m->bn_comm));
   if (m->params.setup) PetscCall(AckdParamsDestroy(&m->params));
   PetscCall(PetscFree(*model));
   PetscFunctionReturn(0);

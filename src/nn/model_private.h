@@ -37,6 +37,7 @@ struct _p_AckdModel {
   PetscInt          nslots; /* slot 0 is the input image batch */
   PetscInt          slot_tokens, slot_embedding, slot_logits;
   PetscBool         training, setup;
+  MPI_Comm          bn_comm; /* synchronised batch norm (a duplicate), or MPI_COMM_NULL */
   uint64_t          seed;
   AckdGradientReady gradient_ready;
   void             *gradient_ready_ctx;
@@ -46,6 +47,7 @@ struct _p_AckdModel {
   float      *arena, *grad_arena, *scratch;
   PetscInt    arena_capacity, scratch_capacity;
   PetscInt    planned[4]; /* input shape the slots are laid out for */
+  PetscBool   have_plan;
 };
 
 /* Builders for the architecture files: each appends a node reading slot `in`

@@ -52,6 +52,24 @@ void           AckdNNPortDestroy(AckdNNPort *port);
 /* The cache slot for a new plan: a free one, else the oldest (round robin). */
 PetscInt AckdNNPlanSlot(PetscInt *nplans, PetscInt *next_evicted);
 
+/* Channel block of a tensor's layout (1: plain NCHW) and its channel count
+ * rounded up to whole blocks. */
+static inline PetscInt AckdNNBlock(const AckdTensor *t)
+{
+  (void)t;
+  return 1;
+}
+static inline PetscInt AckdNNPaddedChannels(const AckdTensor *t)
+{
+  PetscInt b = AckdNNBlock(t);
+  return (t->c + b - 1) / b * b;
+}
+
+/* Synchronised batch norm's training mode (bn->comm set): statistics of the
+ * global batch, reduced over bn->comm (batchnorm_sync.c). */
+PetscErrorCode AckdBatchNormSyncForward(AckdBatchNorm *bn, const AckdTensor *x, AckdTensor *y);
+PetscErrorCode AckdBatchNormSyncBackward(AckdBatchNorm *bn, const AckdTensor *x, const AckdTensor *dy, AckdTensor *dx);
+
 /* Output extent of a strided window, as PyTorch (floor), and the right
  * padding oneDNN needs to produce exactly that extent. */
 static inline PetscInt AckdNNOutputExtent(PetscInt in, PetscInt kernel, PetscInt stride, PetscInt pad)
