@@ -3,7 +3,11 @@
  * Conventions shared by every layer:
  *   - Activations are float32, NCHW, contiguous (AckdTensor). A token sequence
  *     (B, T, D) is stored as n = B, c = 1, h = T, w = D, so that its last
- *     dimension is the feature dimension, as in PyTorch.
+ *     dimension is the feature dimension, as in PyTorch. Inside a model,
+ *     convolution, batch norm, pooling, activations and the channel plumbing
+ *     also take oneDNN's channel-blocked layouts (block 8 or 16: nChw8c,
+ *     nChw16c), so that no conversion runs between layers; every model output
+ *     is plain NCHW.
  *   - A model's parameters live in one contiguous buffer and their gradients in
  *     another with the same layout (AckdParams). Layers hold offsets into them,
  *     never their own copies, so an optimizer or an allreduce sees one vector.
@@ -35,17 +39,29 @@ enum {
 typedef struct {
   PetscInt n, c, h, w;
   float   *data;
+  /* 0 (or 1): plain NCHW. 8 or 16: channel-blocked (N, ceil(C/b), H, W, b),
+   * oneDNN's nChw8c/nChw16c, the channels beyond C zero. */
+  PetscInt block;
 } AckdTensor;
 
+/* Logical elements: n c h w. */
 static inline PetscInt AckdTensorSize(const AckdTensor *t)
 {
   return t->n * t->c * t->h * t->w;
 }
-/* A tensor of the given shape over existing memory. */
-AckdTensor     AckdTensorView(float *data, PetscInt n, PetscInt c, PetscInt h, PetscInt w);
+/* Floats the tensor occupies, channel padding of a blocked layout included. */
+static inline PetscInt AckdTensorStorage(const AckdTensor *t)
+{
+  PetscInt b = t->block > 1 ? t->block : 1;
+  return t->n * ((t->c + b - 1) / b * b) * t->h * t->w;
+}
+/* A plain NCHW tensor of the given shape over existing memory. */
+AckdTensor AckdTensorView(float *data, PetscInt n, PetscInt c, PetscInt h, PetscInt w);
+/* `like`'s shape and layout over `data`. */
+AckdTensor     AckdTensorLike(float *data, const AckdTensor *like);
 PetscErrorCode AckdTensorAllocate(AckdTensor *t, PetscInt n, PetscInt c, PetscInt h, PetscInt w);
 PetscErrorCode AckdTensorFree(AckdTensor *t);
-/* dst += src (same number of elements): gradients of a value used twice. */
+/* dst += src (same number of elements and layout): gradients of a value used twice. */
 PetscErrorCode AckdTensorAccumulate(AckdTensor *dst, const AckdTensor *src);
 
 /* ---------------------------------------------------------------- engine */
@@ -156,10 +172,13 @@ typedef struct {
   /* Synchronised batch norm: with a communicator (not MPI_COMM_NULL, borrowed
    * from the model), training mode normalises with the statistics of the
    * global batch, the samples of every rank of `comm`. */
-  MPI_Comm  comm;
-  double   *sync_mean, *sync_rstd, *sync_sums; /* of the latest training forward; sums: 2C reduction buffer */
-  double    sync_count;                        /* global sample count x H x W of that forward */
-  PetscBool sync_ready;
+  MPI_Comm comm;
+  /* ackd's own training-mode kernels (batchnorm_train.c: synchronised, or a
+   * channel-blocked layout): statistics of the latest training forward */
+  double   *train_mean, *train_rstd, *train_sums, *train_coef;
+  double    train_count; /* elements per channel, over all ranks */
+  PetscInt  train_capacity;
+  PetscBool train_ready;
 } AckdBatchNorm;
 
 PetscErrorCode AckdBatchNormSetUp(AckdBatchNorm *bn, AckdParams *params, const char *name, PetscInt channels);
@@ -201,7 +220,7 @@ PetscErrorCode AckdPoolDestroy(AckdPool *pool);
 typedef enum { ACKD_ACT_RELU, ACKD_ACT_RELU6, ACKD_ACT_GELU } AckdActivationKind;
 
 /* y may alias x in forward; backward reads x (the input), so keep it. GELU is
- * the exact (erf) form, PyTorch's default. */
+ * the exact (erf) form, PyTorch's default. Any layout (y and dx take x's). */
 PetscErrorCode AckdActivationForward(AckdActivationKind kind, const AckdTensor *x, AckdTensor *y);
 PetscErrorCode AckdActivationBackward(AckdActivationKind kind, const AckdTensor *x, const AckdTensor *dy,
                                       AckdTensor *dx);
@@ -249,6 +268,8 @@ PetscErrorCode AckdDropoutDestroy(AckdDropout *drop);
 
 /* ---------------------------------------------------------------- channel ops */
 
+/* Any layouts: add needs the same one on both sides and writes it; split,
+ * concat and shuffle write the layout already set in their output tensors. */
 PetscErrorCode AckdAddForward(const AckdTensor *a, const AckdTensor *b, AckdTensor *y);
 /* Channels [0, a->c) go to a, the rest to b; concat is its inverse. */
 PetscErrorCode AckdChannelSplit(const AckdTensor *x, AckdTensor *a, AckdTensor *b);

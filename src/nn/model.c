@@ -2,6 +2,8 @@
  * order, backward in reverse with gradient accumulation where a slot feeds
  * several nodes (residual shortcuts, ShuffleNet's split). */
 #include "nn/model_private.h"
+#include "nn/nn_private.h"
+#include <string.h>
 
 const char *const AckdArchNames[] = {"resnet18", "resnet34", "mobilenetv2", "shufflenetv2", "smallcnn", "mlp"};
 
@@ -276,21 +278,35 @@ PetscErrorCode AckdModelGetParams(AckdModel m, AckdParams **params)
 
 /* ---------------------------------------------------------------- shapes */
 
-static PetscErrorCode node_output_shape(AckdModel m, const AckdNode *node, AckdTensor *y)
+/* A node's output shape and layout. Convolutions choose the channel-blocked
+ * layout their fastest kernel writes; what follows keeps it (batch norm,
+ * activations, pooling, residual adds, the channel plumbing), so activations
+ * stay blocked from one convolution to the next and nothing converts them.
+ * Global pooling, linear layers, dropout and tokens work on plain NCHW.
+ * `blocked` false: plain everywhere (the fallback if layouts would clash). */
+static PetscErrorCode node_output_shape(AckdModel m, AckdEngine *engine, const AckdNode *node, PetscBool blocked,
+                                        AckdTensor *y)
 {
   const AckdTensor *x = &m->values[node->in[0]];
 
   PetscFunctionBeginUser;
-  *y = AckdTensorView(NULL, x->n, x->c, x->h, x->w);
+  *y = AckdTensorLike(NULL, x);
   switch (node->kind) {
   case ACKD_NODE_CONV:
     PetscCall(AckdConvOutputShape(node->layer, x, y));
+    y->block = 0;
+    if (blocked) PetscCall(AckdConvPreferredBlock(node->layer, engine, x, &y->block));
     break;
   case ACKD_NODE_POOL:
     PetscCall(AckdPoolOutputShape(node->layer, x, y));
+    if (((AckdPool *)node->layer)->kind == ACKD_POOL_GLOBAL_AVG) y->block = 0;
     break;
   case ACKD_NODE_LINEAR:
-    PetscCall(AckdLinearOutputShape(node->layer, x, y));
+    if (AckdNNBlock(x) == 1) PetscCall(AckdLinearOutputShape(node->layer, x, y));
+    break;
+  case ACKD_NODE_ADD:
+    /* a shortcut in another layout than the residual branch: give up blocking */
+    if (AckdNNBlock(x) != AckdNNBlock(&m->values[node->in[1]])) y->block = -1;
     break;
   case ACKD_NODE_CONCAT:
     y->c = x->c + m->values[node->in[1]].c;
@@ -305,34 +321,60 @@ static PetscErrorCode node_output_shape(AckdModel m, const AckdNode *node, AckdT
   default:
     break;
   }
+  /* linear layers and dropout read plain rows */
+  if ((node->kind == ACKD_NODE_LINEAR || node->kind == ACKD_NODE_DROPOUT) && AckdNNBlock(x) != 1) y->block = -1;
   y->data = NULL;
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode plan_layouts(AckdModel m, AckdEngine *engine, PetscBool blocked, PetscBool *clash)
+{
+  PetscFunctionBeginUser;
+  *clash = PETSC_FALSE;
+  for (PetscInt i = 0; i < m->nnodes && !*clash; i++) {
+    AckdNode *node = &m->nodes[i];
+    PetscCall(node_output_shape(m, engine, node, blocked, &m->values[node->out]));
+    *clash = m->values[node->out].block < 0;
+  }
   PetscFunctionReturn(0);
 }
 
 /* Lays every slot out in one arena for this input shape; grows it only when a
  * larger batch arrives, so steady-state training allocates nothing. */
-static PetscErrorCode plan(AckdModel m, const AckdTensor *x)
+static PetscErrorCode plan(AckdModel m, AckdEngine *engine, const AckdTensor *x)
 {
+  PetscBool clash;
+
   PetscFunctionBeginUser;
   if (m->have_plan && m->planned[0] == x->n && m->planned[1] == x->c && m->planned[2] == x->h && m->planned[3] == x->w)
     PetscFunctionReturn(0);
   PetscCheck(x->c == m->config.in_channels, m->comm, PETSC_ERR_USER_INPUT,
              "model %s: images have %" PetscInt_FMT " bands, the model was built for %" PetscInt_FMT,
              AckdArchNames[m->config.arch], x->c, m->config.in_channels);
-  m->values[0]   = *x;
+  PetscCheck(AckdNNBlock(x) == 1, m->comm, PETSC_ERR_ARG_WRONG, "model %s: images must be plain NCHW",
+             AckdArchNames[m->config.arch]);
+  m->values[0] = *x;
+  PetscCall(plan_layouts(m, engine, PETSC_TRUE, &clash));
+  if (clash) PetscCall(plan_layouts(m, engine, PETSC_FALSE, &clash));
+  PetscCheck(!clash, m->comm, PETSC_ERR_PLIB, "model %s: no consistent layout", AckdArchNames[m->config.arch]);
   PetscInt total = 0, largest = AckdTensorSize(x);
   for (PetscInt i = 0; i < m->nnodes; i++) {
-    AckdNode *node = &m->nodes[i];
-    PetscCall(node_output_shape(m, node, &m->values[node->out]));
-    PetscInt size = AckdTensorSize(&m->values[node->out]);
+    PetscInt size = AckdTensorStorage(&m->values[m->nodes[i].out]);
     total += (size + 15) / 16 * 16;
     largest = PetscMax(largest, size);
   }
   if (total > m->arena_capacity) {
-    PetscCall(PetscFree2(m->arena, m->grad_arena));
-    PetscCall(PetscMalloc2(total, &m->arena, total, &m->grad_arena));
+    PetscCall(PetscFree2(m->arena_memory, m->grad_arena_memory));
+    /* 16 floats more, so each slot starts on a 64-byte line, as oneDNN's vector kernels like */
+    PetscCall(PetscMalloc2(total + 16, &m->arena_memory, total + 16, &m->grad_arena_memory));
+    m->arena          = (float *)(((uintptr_t)m->arena_memory + 63) & ~(uintptr_t)63);
+    m->grad_arena     = (float *)(((uintptr_t)m->grad_arena_memory + 63) & ~(uintptr_t)63);
     m->arena_capacity = total;
   }
+  /* the channel padding of blocked slots must read zero, whatever a previous
+   * plan left there; only layers write the rest */
+  PetscCall(PetscArrayzero(m->arena, m->arena_capacity));
+  PetscCall(PetscArrayzero(m->grad_arena, m->arena_capacity));
   if (largest > m->scratch_capacity) {
     PetscCall(PetscFree(m->scratch));
     PetscCall(PetscMalloc1(largest, &m->scratch));
@@ -343,8 +385,8 @@ static PetscErrorCode plan(AckdModel m, const AckdTensor *x)
   for (PetscInt i = 0; i < m->nnodes; i++) {
     AckdTensor *v             = &m->values[m->nodes[i].out];
     v->data                   = m->arena + offset;
-    m->grads[m->nodes[i].out] = AckdTensorView(m->grad_arena + offset, v->n, v->c, v->h, v->w);
-    offset += (AckdTensorSize(v) + 15) / 16 * 16;
+    m->grads[m->nodes[i].out] = AckdTensorLike(m->grad_arena + offset, v);
+    offset += (AckdTensorStorage(v) + 15) / 16 * 16;
   }
   m->planned[0] = x->n;
   m->planned[1] = x->c;
@@ -356,42 +398,34 @@ static PetscErrorCode plan(AckdModel m, const AckdTensor *x)
 
 /* ---------------------------------------------------------------- forward */
 
+/* (B, C, H, W) in any layout <-> tokens (B, 1, HW, C), plain. */
 static void tokens_forward(const AckdTensor *x, AckdTensor *y)
 {
-  PetscInt hw = x->h * x->w;
+  PetscInt hw = x->h * x->w, b = AckdNNBlock(x);
+#pragma omp parallel for collapse(2) schedule(static)
   for (PetscInt n = 0; n < x->n; n++)
-    for (PetscInt c = 0; c < x->c; c++)
-      for (PetscInt p = 0; p < hw; p++) y->data[(n * hw + p) * x->c + c] = x->data[(n * x->c + c) * hw + p];
+    for (PetscInt c = 0; c < x->c; c++) {
+      const float *src = x->data + AckdNNOffset(x, n, c, 0);
+      for (PetscInt p = 0; p < hw; p++) y->data[(n * hw + p) * x->c + c] = src[p * b];
+    }
 }
 
 static void tokens_backward(const AckdTensor *dy, AckdTensor *dx)
 {
-  PetscInt hw = dx->h * dx->w;
+  PetscInt hw = dx->h * dx->w, b = AckdNNBlock(dx);
+#pragma omp parallel for collapse(2) schedule(static)
   for (PetscInt n = 0; n < dx->n; n++)
-    for (PetscInt c = 0; c < dx->c; c++)
-      for (PetscInt p = 0; p < hw; p++) dx->data[(n * dx->c + c) * hw + p] = dy->data[(n * hw + p) * dx->c + c];
-}
-
-/* Channels [start, start + count) of x, per sample, into y (or back: add). */
-static void copy_channels(const AckdTensor *from, PetscInt from_start, AckdTensor *to, PetscInt to_start,
-                          PetscInt count, PetscBool add)
-{
-  PetscInt hw = from->h * from->w;
-  for (PetscInt n = 0; n < from->n; n++) {
-    const float *src = from->data + (n * from->c + from_start) * hw;
-    float       *dst = to->data + (n * to->c + to_start) * hw;
-    if (add)
-      for (PetscInt i = 0; i < count * hw; i++) dst[i] += src[i];
-    else
-      for (PetscInt i = 0; i < count * hw; i++) dst[i] = src[i];
-  }
+    for (PetscInt c = 0; c < dx->c; c++) {
+      float *dst = dx->data + AckdNNOffset(dx, n, c, 0);
+      for (PetscInt p = 0; p < hw; p++) dst[p * b] = dy->data[(n * hw + p) * dx->c + c];
+    }
 }
 
 PetscErrorCode AckdModelForward(AckdModel m, AckdEngine *engine, const AckdTensor *images, AckdModelOutputs *outputs)
 {
   PetscFunctionBeginUser;
   PetscCheck(m->setup, m->comm, PETSC_ERR_ORDER, "AckdModelForward before AckdModelSetUp");
-  PetscCall(plan(m, images));
+  PetscCall(plan(m, engine, images));
   m->values[0] = *images;
   for (PetscInt i = 0; i < m->nnodes; i++) {
     AckdNode   *node = &m->nodes[i];
@@ -424,7 +458,7 @@ PetscErrorCode AckdModelForward(AckdModel m, AckdEngine *engine, const AckdTenso
       PetscCall(AckdChannelConcat(x, &m->values[node->in[1]], y));
       break;
     case ACKD_NODE_SLICE:
-      copy_channels(x, node->start, y, 0, node->count, PETSC_FALSE);
+      AckdNNCopyChannels(x, node->start, y, 0, node->count, 1, 1, PETSC_FALSE);
       break;
     case ACKD_NODE_SHUFFLE:
       PetscCall(AckdChannelShuffle(x, node->groups, y));
@@ -449,7 +483,9 @@ static AckdTensor *gradient_target(AckdModel m, PetscInt slot, AckdTensor *scrat
   if (slot == 0) return NULL; /* no gradient with respect to the images */
   if (!m->grad_written[slot]) return &m->grads[slot];
   const AckdTensor *g = &m->grads[slot];
-  *scratch            = AckdTensorView(m->scratch, g->n, g->c, g->h, g->w);
+  *scratch            = AckdTensorLike(m->scratch, g);
+  /* scratch's channel padding holds whatever an earlier use left */
+  if (AckdTensorStorage(g) != AckdTensorSize(g)) memset(m->scratch, 0, (size_t)AckdTensorStorage(g) * sizeof(float));
   return scratch;
 }
 
@@ -469,8 +505,8 @@ static PetscErrorCode deliver_channels(AckdModel m, PetscInt slot, const AckdTen
   PetscFunctionBeginUser;
   if (slot == 0) PetscFunctionReturn(0);
   AckdTensor *g = &m->grads[slot];
-  if (!m->grad_written[slot] && count < g->c) PetscCall(PetscArrayzero(g->data, AckdTensorSize(g)));
-  copy_channels(dy, dy_start, g, slot_start, count, m->grad_written[slot]);
+  if (!m->grad_written[slot] && count < g->c) PetscCall(PetscArrayzero(g->data, AckdTensorStorage(g)));
+  AckdNNCopyChannels(dy, dy_start, g, slot_start, count, 1, 1, m->grad_written[slot]);
   m->grad_written[slot] = PETSC_TRUE;
   PetscFunctionReturn(0);
 }
@@ -575,10 +611,7 @@ PetscErrorCode AckdModelBackward(AckdModel m, AckdEngine *engine, const AckdTens
         if (dx) PetscCall(AckdChannelShuffle(dy, dy->c / node->groups, dx));
         break;
       case ACKD_NODE_TOKENS:
-        if (dx) {
-          *dx = AckdTensorView(dx->data, x->n, x->c, x->h, x->w);
-          tokens_backward(dy, dx);
-        }
+        if (dx) tokens_backward(dy, dx);
         break;
       case ACKD_NODE_ADD:
         PetscCall(deliver_channels(m, node->in[0], dy, 0, 0, dy->c));
@@ -626,7 +659,7 @@ PetscErrorCode AckdModelDestroy(AckdModel *model)
   }
   PetscCall(PetscFree(m->nodes));
   PetscCall(PetscFree3(m->values, m->grads, m->grad_written));
-  PetscCall(PetscFree2(m->arena, m->grad_arena));
+  PetscCall(PetscFree2(m->arena_memory, m->grad_arena_memory));
   PetscCall(PetscFree(m->scratch));
   if (m->bn_comm != MPI_COMM_NULL) PetscCallMPI(MPI_Comm_free(&m->bn_comm));
   if (m->params.setup) PetscCall(AckdParamsDestroy(&m->params));

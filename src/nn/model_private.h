@@ -43,8 +43,9 @@ struct _p_AckdModel {
   void             *gradient_ready_ctx;
   /* activations and their gradients, one arena each, sized for `planned` */
   AckdTensor *values, *grads;
-  PetscBool  *grad_written; /* during backward: the slot's gradient holds a first contribution */
-  float      *arena, *grad_arena, *scratch;
+  PetscBool  *grad_written;                 /* during backward: the slot's gradient holds a first contribution */
+  float      *arena, *grad_arena, *scratch; /* arenas: 64-byte aligned inside *_memory */
+  float      *arena_memory, *grad_arena_memory;
   PetscInt    arena_capacity, scratch_capacity;
   PetscInt    planned[4]; /* input shape the slots are laid out for */
   PetscBool   have_plan;

@@ -4,9 +4,14 @@
 
 #include <ackd/nn.h>
 
-/* A plain NCHW float32 descriptor, the layout of every AckdTensor. */
+/* A plain NCHW float32 descriptor. */
 PetscErrorCode AckdNNDescNCHW(dnnl_memory_desc_t *md, PetscInt n, PetscInt c, PetscInt h, PetscInt w,
                               const char *layer);
+/* The descriptor of a tensor's layout (plain, nChw8c or nChw16c). */
+PetscErrorCode AckdNNDescTensor(dnnl_memory_desc_t *md, const AckdTensor *t, const char *layer);
+/* The block of a primitive's chosen layout for a 4-D tensor: 0 for plain
+ * NCHW, 8 or 16 for nChw8c/nChw16c, -1 for any other. */
+PetscInt AckdNNBlockOf(const dnnl_memory_desc_t *md);
 /* A 1-D float32 descriptor (per-channel vectors, biases). */
 PetscErrorCode AckdNNDescVector(dnnl_memory_desc_t *md, PetscInt size, const char *layer);
 /* Memory without a buffer: the handle is pointed at the caller's data at every
@@ -56,8 +61,13 @@ PetscInt AckdNNPlanSlot(PetscInt *nplans, PetscInt *next_evicted);
  * rounded up to whole blocks. */
 static inline PetscInt AckdNNBlock(const AckdTensor *t)
 {
-  (void)t;
-  return 1;
+  return t->block > 1 ? t->block : 1;
+}
+/* Where element (s, c, p) of a tensor lives, p = h W + w: plain is block 1. */
+static inline PetscInt AckdNNOffset(const AckdTensor *t, PetscInt s, PetscInt c, PetscInt p)
+{
+  PetscInt b = AckdNNBlock(t), hw = t->h * t->w, cpad = (t->c + b - 1) / b * b;
+  return (s * cpad + c / b * b) * hw + p * b + c % b;
 }
 static inline PetscInt AckdNNPaddedChannels(const AckdTensor *t)
 {
@@ -65,10 +75,20 @@ static inline PetscInt AckdNNPaddedChannels(const AckdTensor *t)
   return (t->c + b - 1) / b * b;
 }
 
-/* Synchronised batch norm's training mode (bn->comm set): statistics of the
- * global batch, reduced over bn->comm (batchnorm_sync.c). */
-PetscErrorCode AckdBatchNormSyncForward(AckdBatchNorm *bn, const AckdTensor *x, AckdTensor *y);
-PetscErrorCode AckdBatchNormSyncBackward(AckdBatchNorm *bn, const AckdTensor *x, const AckdTensor *dy, AckdTensor *dx);
+/* The output block a convolution's primitive prefers for input x (its layout
+ * included): the layout a model gives the convolution's output slot. */
+PetscErrorCode AckdConvPreferredBlock(AckdConv *conv, AckdEngine *engine, const AckdTensor *x, PetscInt *block);
+
+/* to[s, to_start + i*to_stride] (+)= from[s, from_start + i*from_stride] for
+ * i < count, every sample and pixel, between any two layouts. */
+void AckdNNCopyChannels(const AckdTensor *from, PetscInt from_start, AckdTensor *to, PetscInt to_start, PetscInt count,
+                        PetscInt from_stride, PetscInt to_stride, PetscBool add);
+
+/* Batch norm's training mode on ackd's own kernels (batchnorm_train.c), for
+ * synchronised batch norm (statistics reduced over bn->comm) and for
+ * channel-blocked layouts. */
+PetscErrorCode AckdBatchNormTrainForward(AckdBatchNorm *bn, const AckdTensor *x, AckdTensor *y);
+PetscErrorCode AckdBatchNormTrainBackward(AckdBatchNorm *bn, const AckdTensor *x, const AckdTensor *dy, AckdTensor *dx);
 
 /* Output extent of a strided window, as PyTorch (floor), and the right
  * padding oneDNN needs to produce exactly that extent. */

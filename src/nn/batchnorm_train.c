@@ -1,0 +1,209 @@
+/* Batch norm's training mode on ackd's own kernels, for two cases oneDNN's
+ * primitive does not cover: synchronised batch norm (the batch is the global
+ * one, split over the ranks of bn->comm) and activations in a channel-blocked
+ * layout (what a model keeps between convolutions; oneDNN 2.6's blocked
+ * training kernel disagreed with PyTorch and its own plain kernel here).
+ *
+ * Forward: per-channel Σx and Σx² in double (so E[x²] − E[x]² keeps every
+ * digit float32 data carries, far beyond what eps = 1e-5 resolves) and the
+ * element count, one MPI_Allreduce when synchronised. Backward: Σdy and
+ * Σdy·x̂, which are also this rank's weight and bias gradients, one more
+ * allreduce, then dx = γ·rstd/N · (N·dy − Σdy − x̂ · Σdy·x̂). Every rank calls
+ * both, an empty local batch included, so the collectives match.
+ *
+ * The loops see a tensor as (n, Cpad/b, H·W, b) with b = 1 for plain NCHW:
+ * the innermost run is one pixel's b channels (vectorised), or for plain
+ * tensors the pixels of one channel. Output channels beyond C get zero. */
+#include "nn/nn_private.h"
+#include <math.h>
+
+static PetscErrorCode buffers(AckdBatchNorm *bn, PetscInt cpad)
+{
+  PetscFunctionBeginUser;
+  if (bn->train_capacity < cpad) {
+    PetscCall(PetscFree4(bn->train_mean, bn->train_rstd, bn->train_sums, bn->train_coef));
+    PetscCall(PetscCalloc4(cpad, &bn->train_mean, cpad, &bn->train_rstd, 2 * cpad + 1, &bn->train_sums, 4 * cpad,
+                           &bn->train_coef));
+    bn->train_capacity = cpad;
+  }
+  PetscFunctionReturn(0);
+}
+
+/* sums[c] = Σ u, sums[cpad + c] = Σ u·v over every sample and pixel, per
+ * channel (padded channel index), for u = a and v = a (b NULL) or u = b and
+ * v = (a − shift[c])·scale[c]. */
+static void channel_sums(const AckdTensor *a, const AckdTensor *b, const double *shift, const double *scale,
+                         double *sums, PetscInt cpad)
+{
+  PetscInt     bs = AckdNNBlock(a), hw = a->h * a->w, nb = cpad / bs, n = a->n;
+  const float *pa = a->data, *pb = b ? b->data : NULL;
+  double      *s1 = sums, *s2 = sums + cpad;
+
+  for (PetscInt c = 0; c < 2 * cpad; c++) sums[c] = 0.0;
+#pragma omp parallel for collapse(2) schedule(static) reduction(+ : s1[:cpad], s2[:cpad])
+  for (PetscInt s = 0; s < n; s++)
+    for (PetscInt k = 0; k < nb; k++) {
+      const PetscInt base = (s * nb + k) * hw * bs, c0 = k * bs;
+      if (bs == 1) {
+        double u1 = 0.0, u2 = 0.0;
+        if (!pb)
+          for (PetscInt p = 0; p < hw; p++) {
+            double v = pa[base + p];
+            u1 += v;
+            u2 += v * v;
+          }
+        else {
+          float m = (float)shift[c0], r = (float)scale[c0];
+          for (PetscInt p = 0; p < hw; p++) {
+            double g = pb[base + p];
+            u1 += g;
+            u2 += g * ((pa[base + p] - m) * r);
+          }
+        }
+        s1[c0] += u1;
+        s2[c0] += u2;
+      } else {
+        double u1[16] = {0}, u2[16] = {0};
+        if (!pb)
+          for (PetscInt p = 0; p < hw; p++)
+#pragma omp simd
+            for (PetscInt j = 0; j < bs; j++) {
+              double v = pa[base + p * bs + j];
+              u1[j] += v;
+              u2[j] += v * v;
+            }
+        else {
+          float m[16], r[16];
+          for (PetscInt j = 0; j < bs; j++) {
+            m[j] = (float)shift[c0 + j];
+            r[j] = (float)scale[c0 + j];
+          }
+          for (PetscInt p = 0; p < hw; p++)
+#pragma omp simd
+            for (PetscInt j = 0; j < bs; j++) {
+              double g = pb[base + p * bs + j];
+              u1[j] += g;
+              u2[j] += g * ((pa[base + p * bs + j] - m[j]) * r[j]);
+            }
+        }
+        for (PetscInt j = 0; j < bs; j++) {
+          s1[c0 + j] += u1[j];
+          s2[c0 + j] += u2[j];
+        }
+      }
+    }
+}
+
+/* out = A[c]·u + B[c]·(v − M[c]) + D[c], or without v out = A[c]·(u − M[c]) + D[c],
+ * every element, padding included (its coefficients are zero); subtracting the
+ * mean first keeps float32's digits when |mean| >> std. */
+static void channel_affine(const AckdTensor *u, const AckdTensor *v, const double *coef, PetscInt cpad, AckdTensor *out)
+{
+  PetscInt     bs = AckdNNBlock(u), hw = u->h * u->w, nb = cpad / bs, n = u->n;
+  const float *pu = u->data, *pv = v ? v->data : NULL;
+  float       *po = out->data;
+
+#pragma omp parallel for collapse(2) schedule(static)
+  for (PetscInt s = 0; s < n; s++)
+    for (PetscInt k = 0; k < nb; k++) {
+      const PetscInt base = (s * nb + k) * hw * bs, c0 = k * bs;
+      float          A[16], B[16], M[16], D[16];
+      for (PetscInt j = 0; j < bs; j++) {
+        A[j] = (float)coef[c0 + j];
+        B[j] = (float)coef[cpad + c0 + j];
+        M[j] = (float)coef[2 * cpad + c0 + j];
+        D[j] = (float)coef[3 * cpad + c0 + j];
+      }
+      if (bs == 1) {
+        if (pv)
+#pragma omp simd
+          for (PetscInt p = 0; p < hw; p++) po[base + p] = A[0] * pu[base + p] + B[0] * (pv[base + p] - M[0]) + D[0];
+        else
+#pragma omp simd
+          for (PetscInt p = 0; p < hw; p++) po[base + p] = A[0] * (pu[base + p] - M[0]) + D[0];
+      } else
+        for (PetscInt p = 0; p < hw; p++) {
+          const PetscInt q = base + p * bs;
+          if (pv)
+#pragma omp simd
+            for (PetscInt j = 0; j < bs; j++) po[q + j] = A[j] * pu[q + j] + B[j] * (pv[q + j] - M[j]) + D[j];
+          else
+#pragma omp simd
+            for (PetscInt j = 0; j < bs; j++) po[q + j] = A[j] * (pu[q + j] - M[j]) + D[j];
+        }
+    }
+}
+
+PetscErrorCode AckdBatchNormTrainForward(AckdBatchNorm *bn, const AckdTensor *x, AckdTensor *y)
+{
+  PetscInt     C = bn->channels, cpad = AckdNNPaddedChannels(x), hw = x->h * x->w;
+  const float *gamma = bn->params->values + bn->weight, *beta = bn->params->values + bn->bias;
+  float       *rm = bn->params->buffer_values + bn->running_mean, *rv = bn->params->buffer_values + bn->running_var;
+
+  PetscFunctionBeginUser;
+  PetscCheck(AckdNNBlock(x) <= 16, PETSC_COMM_SELF, PETSC_ERR_SUP, "layer %s: channel blocks above 16", bn->name);
+  PetscCall(buffers(bn, cpad));
+  double *sums = bn->train_sums, *coef = bn->train_coef;
+  channel_sums(x, NULL, NULL, NULL, sums, cpad);
+  /* the reduction wants [Σx (C), Σx² (C), count] contiguous */
+  for (PetscInt c = 0; c < C; c++) sums[C + c] = sums[cpad + c];
+  sums[2 * C] = (double)(x->n * hw);
+  if (bn->comm != MPI_COMM_NULL)
+    PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, sums, (int)(2 * C + 1), MPI_DOUBLE, MPI_SUM, bn->comm));
+  double count = sums[2 * C];
+  PetscCheck(count > 0, PETSC_COMM_SELF, PETSC_ERR_ARG_SIZ,
+             "layer %s: batch norm in training mode over an empty batch; give at least one sample", bn->name);
+  bn->train_count = count;
+  double m = bn->momentum, unbias = count > 1 ? count / (count - 1) : 1.0;
+  for (PetscInt c = 0; c < 4 * cpad; c++) coef[c] = 0.0;
+  for (PetscInt c = 0; c < C; c++) {
+    double mean = sums[c] / count, var = PetscMax(sums[C + c] / count - mean * mean, 0.0);
+    double rstd       = 1.0 / sqrt(var + bn->eps);
+    bn->train_mean[c] = mean;
+    bn->train_rstd[c] = rstd;
+    /* PyTorch updates the running variance with the unbiased batch variance */
+    rm[c]              = (float)((1.0 - m) * rm[c] + m * mean);
+    rv[c]              = (float)((1.0 - m) * rv[c] + m * unbias * var);
+    coef[c]            = gamma[c] * rstd;
+    coef[2 * cpad + c] = mean;
+    coef[3 * cpad + c] = beta[c];
+  }
+  bn->train_ready = PETSC_TRUE;
+  channel_affine(x, NULL, coef, cpad, y);
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdBatchNormTrainBackward(AckdBatchNorm *bn, const AckdTensor *x, const AckdTensor *dy, AckdTensor *dx)
+{
+  PetscInt     C = bn->channels, cpad = AckdNNPaddedChannels(x);
+  const float *gamma = bn->params->values + bn->weight;
+  float       *grads = bn->params->grads;
+
+  PetscFunctionBeginUser;
+  PetscCheck(bn->train_ready, PETSC_COMM_SELF, PETSC_ERR_ORDER,
+             "layer %s: training-mode backward without a training-mode forward of this shape before it", bn->name);
+  PetscCheck(AckdNNBlock(dy) == AckdNNBlock(x), PETSC_COMM_SELF, PETSC_ERR_ARG_WRONG,
+             "layer %s: input and output gradient in different layouts", bn->name);
+  double *sums = bn->train_sums, *coef = bn->train_coef;
+  channel_sums(x, dy, bn->train_mean, bn->train_rstd, sums, cpad);
+  for (PetscInt c = 0; c < C; c++) sums[C + c] = sums[cpad + c];
+  /* the parameter gradients are this rank's share; the gradient allreduce adds them up */
+  for (PetscInt c = 0; c < C; c++) {
+    grads[bn->weight + c] = (float)sums[C + c];
+    grads[bn->bias + c]   = (float)sums[c];
+  }
+  if (bn->comm != MPI_COMM_NULL)
+    PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, sums, (int)(2 * C), MPI_DOUBLE, MPI_SUM, bn->comm));
+  /* dx = k (dy − Σdy/N − x̂ Σdy·x̂/N), x̂ = (x − μ) r, k = γ r: A dy + B (x − μ) + D */
+  double count = bn->train_count;
+  for (PetscInt c = 0; c < 4 * cpad; c++) coef[c] = 0.0;
+  for (PetscInt c = 0; c < C; c++) {
+    double r = bn->train_rstd[c], k = gamma[c] * r, mdy = sums[c] / count, mdx = sums[C + c] / count;
+    coef[c]            = k;
+    coef[cpad + c]     = -k * r * mdx;
+    coef[2 * cpad + c] = bn->train_mean[c];
+    coef[3 * cpad + c] = -k * mdy;
+  }
+  channel_affine(dy, x, coef, cpad, dx);
+  PetscFunctionReturn(0);
+}
