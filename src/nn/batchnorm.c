@@ -145,8 +145,8 @@ PetscErrorCode AckdBatchNormForward(AckdBatchNorm *bn, AckdEngine *engine, const
              bn->channels);
   *y = AckdTensorLike(y->data, x);
   if (x->n == 0 && bn->comm == MPI_COMM_NULL) PetscFunctionReturn(0); /* local statistics of nothing: no update */
-  if (bn->training && (bn->comm != MPI_COMM_NULL || AckdNNBlock(x) > 1)) {
-    PetscCall(AckdBatchNormTrainForward(bn, x, y));
+  if (AckdBatchNormOwnKernel(bn, x)) {
+    PetscCall(AckdBatchNormTrainForward(bn, x, y, -1));
     PetscFunctionReturn(0);
   }
   PetscCall(plan_get(bn, engine, x, &plan));
@@ -189,8 +189,8 @@ PetscErrorCode AckdBatchNormBackward(AckdBatchNorm *bn, AckdEngine *engine, cons
     PetscCall(PetscArrayzero(grads + bn->bias, bn->channels));
     PetscFunctionReturn(0);
   }
-  if (bn->training && (bn->comm != MPI_COMM_NULL || AckdNNBlock(x) > 1)) {
-    PetscCall(AckdBatchNormTrainBackward(bn, x, dy, dx));
+  if (AckdBatchNormOwnKernel(bn, x)) {
+    PetscCall(AckdBatchNormTrainBackward(bn, x, NULL, dy, dx, -1));
     PetscFunctionReturn(0);
   }
   PetscCall(plan_get(bn, engine, x, &plan));

@@ -11,6 +11,12 @@
  * allreduce, then dx = γ·rstd/N · (N·dy − Σdy − x̂ · Σdy·x̂). Every rank calls
  * both, an empty local batch included, so the collectives match.
  *
+ * A ReLU or ReLU6 that follows can run inside these kernels (the model fuses
+ * them in training mode): forward clamps the output, backward masks the
+ * output gradient where the clamped output is not strictly inside (0, hi),
+ * which is where the activation's derivative is 0 (PyTorch's convention at
+ * the kinks), and a whole pass over the activations disappears each way.
+ *
  * The loops see a tensor as (n, Cpad/b, H·W, b) with b = 1 for plain NCHW:
  * the innermost run is one pixel's b channels (vectorised), or for plain
  * tensors the pixels of one channel. Output channels beyond C get zero. */
@@ -32,11 +38,11 @@ static PetscErrorCode buffers(AckdBatchNorm *bn, PetscInt cpad)
 /* sums[c] = Σ u, sums[cpad + c] = Σ u·v over every sample and pixel, per
  * channel (padded channel index), for u = a and v = a (b NULL) or u = b and
  * v = (a − shift[c])·scale[c]. */
-static void channel_sums(const AckdTensor *a, const AckdTensor *b, const double *shift, const double *scale,
-                         double *sums, PetscInt cpad)
+static void channel_sums(const AckdTensor *a, const AckdTensor *b, const AckdTensor *mask, float hi,
+                         const double *shift, const double *scale, double *sums, PetscInt cpad)
 {
   PetscInt     bs = AckdNNBlock(a), hw = a->h * a->w, nb = cpad / bs, n = a->n;
-  const float *pa = a->data, *pb = b ? b->data : NULL;
+  const float *pa = a->data, *pb = b ? b->data : NULL, *pm = mask ? mask->data : NULL;
   double      *s1 = sums, *s2 = sums + cpad;
 
   for (PetscInt c = 0; c < 2 * cpad; c++) sums[c] = 0.0;
@@ -56,6 +62,7 @@ static void channel_sums(const AckdTensor *a, const AckdTensor *b, const double 
           float m = (float)shift[c0], r = (float)scale[c0];
           for (PetscInt p = 0; p < hw; p++) {
             double g = pb[base + p];
+            if (pm && !(pm[base + p] > 0.0f && pm[base + p] < hi)) g = 0.0;
             u1 += g;
             u2 += g * ((pa[base + p] - m) * r);
           }
@@ -82,6 +89,7 @@ static void channel_sums(const AckdTensor *a, const AckdTensor *b, const double 
 #pragma omp simd
             for (PetscInt j = 0; j < bs; j++) {
               double g = pb[base + p * bs + j];
+              if (pm && !(pm[base + p * bs + j] > 0.0f && pm[base + p * bs + j] < hi)) g = 0.0;
               u1[j] += g;
               u2[j] += g * ((pa[base + p * bs + j] - m[j]) * r[j]);
             }
@@ -94,13 +102,41 @@ static void channel_sums(const AckdTensor *a, const AckdTensor *b, const double 
     }
 }
 
+/* One contiguous run of channel_affine: coefficient j·sc (sc = 1: a pixel's
+ * channels; sc = 0: one channel's pixels). Inlined with a constant sc, so
+ * each variant vectorises. */
+static inline void affine_run(float *restrict po, const float *pu, const float *pv, const float *pm, PetscBool clamp,
+                              float hi, const float *A, const float *B, const float *M, const float *D, PetscInt sc,
+                              PetscInt run)
+{
+  if (pv && pm)
+#pragma omp simd
+    for (PetscInt j = 0; j < run; j++) {
+      float g = (pm[j] > 0.0f && pm[j] < hi) ? pu[j] : 0.0f;
+      po[j]   = A[j * sc] * g + B[j * sc] * (pv[j] - M[j * sc]) + D[j * sc];
+    }
+  else if (pv)
+#pragma omp simd
+    for (PetscInt j = 0; j < run; j++) po[j] = A[j * sc] * pu[j] + B[j * sc] * (pv[j] - M[j * sc]) + D[j * sc];
+  else if (clamp)
+#pragma omp simd
+    for (PetscInt j = 0; j < run; j++) {
+      float t = A[j * sc] * (pu[j] - M[j * sc]) + D[j * sc];
+      po[j]   = t > 0.0f ? (t < hi ? t : hi) : 0.0f;
+    }
+  else
+#pragma omp simd
+    for (PetscInt j = 0; j < run; j++) po[j] = A[j * sc] * (pu[j] - M[j * sc]) + D[j * sc];
+}
+
 /* out = A[c]·u + B[c]·(v − M[c]) + D[c], or without v out = A[c]·(u − M[c]) + D[c],
  * every element, padding included (its coefficients are zero); subtracting the
  * mean first keeps float32's digits when |mean| >> std. */
-static void channel_affine(const AckdTensor *u, const AckdTensor *v, const double *coef, PetscInt cpad, AckdTensor *out)
+static void channel_affine(const AckdTensor *u, const AckdTensor *v, const AckdTensor *mask, PetscBool clamp, float hi,
+                           const double *coef, PetscInt cpad, AckdTensor *out)
 {
   PetscInt     bs = AckdNNBlock(u), hw = u->h * u->w, nb = cpad / bs, n = u->n;
-  const float *pu = u->data, *pv = v ? v->data : NULL;
+  const float *pu = u->data, *pv = v ? v->data : NULL, *pm = mask ? mask->data : NULL;
   float       *po = out->data;
 
 #pragma omp parallel for collapse(2) schedule(static)
@@ -114,27 +150,29 @@ static void channel_affine(const AckdTensor *u, const AckdTensor *v, const doubl
         M[j] = (float)coef[2 * cpad + c0 + j];
         D[j] = (float)coef[3 * cpad + c0 + j];
       }
-      if (bs == 1) {
-        if (pv)
-#pragma omp simd
-          for (PetscInt p = 0; p < hw; p++) po[base + p] = A[0] * pu[base + p] + B[0] * (pv[base + p] - M[0]) + D[0];
-        else
-#pragma omp simd
-          for (PetscInt p = 0; p < hw; p++) po[base + p] = A[0] * (pu[base + p] - M[0]) + D[0];
-      } else
+      /* one pixel's channels (blocked) or one channel's pixels (plain) at a time */
+      if (bs == 1)
+        affine_run(po + base, pu + base, pv ? pv + base : NULL, pm ? pm + base : NULL, clamp, hi, A, B, M, D, 0, hw);
+      else
         for (PetscInt p = 0; p < hw; p++) {
           const PetscInt q = base + p * bs;
-          if (pv)
-#pragma omp simd
-            for (PetscInt j = 0; j < bs; j++) po[q + j] = A[j] * pu[q + j] + B[j] * (pv[q + j] - M[j]) + D[j];
-          else
-#pragma omp simd
-            for (PetscInt j = 0; j < bs; j++) po[q + j] = A[j] * (pu[q + j] - M[j]) + D[j];
+          affine_run(po + q, pu + q, pv ? pv + q : NULL, pm ? pm + q : NULL, clamp, hi, A, B, M, D, 1, bs);
         }
     }
 }
 
-PetscErrorCode AckdBatchNormTrainForward(AckdBatchNorm *bn, const AckdTensor *x, AckdTensor *y)
+/* The activation's upper clamp: ReLU none, ReLU6 6. */
+static float activation_hi(PetscInt act)
+{
+  return act == ACKD_ACT_RELU6 ? 6.0f : INFINITY;
+}
+
+PetscBool AckdBatchNormOwnKernel(const AckdBatchNorm *bn, const AckdTensor *x)
+{
+  return bn->training && (bn->comm != MPI_COMM_NULL || (AckdNNBlock(x) > 1 && x->n > 0)) ? PETSC_TRUE : PETSC_FALSE;
+}
+
+PetscErrorCode AckdBatchNormTrainForward(AckdBatchNorm *bn, const AckdTensor *x, AckdTensor *y, PetscInt act)
 {
   PetscInt     C = bn->channels, cpad = AckdNNPaddedChannels(x), hw = x->h * x->w;
   const float *gamma = bn->params->values + bn->weight, *beta = bn->params->values + bn->bias;
@@ -142,9 +180,11 @@ PetscErrorCode AckdBatchNormTrainForward(AckdBatchNorm *bn, const AckdTensor *x,
 
   PetscFunctionBeginUser;
   PetscCheck(AckdNNBlock(x) <= 16, PETSC_COMM_SELF, PETSC_ERR_SUP, "layer %s: channel blocks above 16", bn->name);
+  PetscCheck(act < 0 || act == ACKD_ACT_RELU || act == ACKD_ACT_RELU6, PETSC_COMM_SELF, PETSC_ERR_SUP,
+             "layer %s: only ReLU and ReLU6 fuse into batch norm", bn->name);
   PetscCall(buffers(bn, cpad));
   double *sums = bn->train_sums, *coef = bn->train_coef;
-  channel_sums(x, NULL, NULL, NULL, sums, cpad);
+  channel_sums(x, NULL, NULL, 0.0f, NULL, NULL, sums, cpad);
   /* the reduction wants [Σx (C), Σx² (C), count] contiguous */
   for (PetscInt c = 0; c < C; c++) sums[C + c] = sums[cpad + c];
   sums[2 * C] = (double)(x->n * hw);
@@ -169,11 +209,13 @@ PetscErrorCode AckdBatchNormTrainForward(AckdBatchNorm *bn, const AckdTensor *x,
     coef[3 * cpad + c] = beta[c];
   }
   bn->train_ready = PETSC_TRUE;
-  channel_affine(x, NULL, coef, cpad, y);
+  *y              = AckdTensorLike(y->data, x);
+  channel_affine(x, NULL, NULL, act >= 0, activation_hi(act), coef, cpad, y);
   PetscFunctionReturn(0);
 }
 
-PetscErrorCode AckdBatchNormTrainBackward(AckdBatchNorm *bn, const AckdTensor *x, const AckdTensor *dy, AckdTensor *dx)
+PetscErrorCode AckdBatchNormTrainBackward(AckdBatchNorm *bn, const AckdTensor *x, const AckdTensor *y,
+                                          const AckdTensor *dy, AckdTensor *dx, PetscInt act)
 {
   PetscInt     C = bn->channels, cpad = AckdNNPaddedChannels(x);
   const float *gamma = bn->params->values + bn->weight;
@@ -184,8 +226,10 @@ PetscErrorCode AckdBatchNormTrainBackward(AckdBatchNorm *bn, const AckdTensor *x
              "layer %s: training-mode backward without a training-mode forward of this shape before it", bn->name);
   PetscCheck(AckdNNBlock(dy) == AckdNNBlock(x), PETSC_COMM_SELF, PETSC_ERR_ARG_WRONG,
              "layer %s: input and output gradient in different layouts", bn->name);
-  double *sums = bn->train_sums, *coef = bn->train_coef;
-  channel_sums(x, dy, bn->train_mean, bn->train_rstd, sums, cpad);
+  double           *sums = bn->train_sums, *coef = bn->train_coef;
+  const AckdTensor *mask = act >= 0 ? y : NULL;
+  float             hi   = activation_hi(act);
+  channel_sums(x, dy, mask, hi, bn->train_mean, bn->train_rstd, sums, cpad);
   for (PetscInt c = 0; c < C; c++) sums[C + c] = sums[cpad + c];
   /* the parameter gradients are this rank's share; the gradient allreduce adds them up */
   for (PetscInt c = 0; c < C; c++) {
@@ -204,6 +248,7 @@ PetscErrorCode AckdBatchNormTrainBackward(AckdBatchNorm *bn, const AckdTensor *x
     coef[2 * cpad + c] = bn->train_mean[c];
     coef[3 * cpad + c] = -k * mdy;
   }
-  channel_affine(dy, x, coef, cpad, dx);
+  *dx = AckdTensorLike(dx->data, x);
+  channel_affine(dy, x, mask, PETSC_FALSE, hi, coef, cpad, dx);
   PetscFunctionReturn(0);
 }

@@ -195,6 +195,28 @@ PetscErrorCode AckdModelAddConvBN(AckdModel m, const char *conv, const char *bn,
   PetscFunctionReturn(0);
 }
 
+/* Marks each batch norm whose output only the ReLU/ReLU6 right after it reads. */
+static PetscErrorCode find_fusable(AckdModel m)
+{
+  PetscInt *readers;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscCalloc1(m->nslots, &readers));
+  for (PetscInt i = 0; i < m->nnodes; i++)
+    for (int k = 0; k < 2; k++)
+      if (m->nodes[i].in[k] >= 0) readers[m->nodes[i].in[k]]++;
+  readers[m->slot_tokens]++;
+  readers[m->slot_embedding]++;
+  readers[m->slot_logits]++;
+  for (PetscInt i = 0; i + 1 < m->nnodes; i++) {
+    AckdNode *bn = &m->nodes[i], *act = &m->nodes[i + 1];
+    bn->fusable = bn->kind == ACKD_NODE_BATCHNORM && act->kind == ACKD_NODE_ACTIVATION && act->in[0] == bn->out &&
+                  readers[bn->out] == 1 && (act->activation == ACKD_ACT_RELU || act->activation == ACKD_ACT_RELU6);
+  }
+  PetscCall(PetscFree(readers));
+  PetscFunctionReturn(0);
+}
+
 PetscErrorCode AckdModelSetUp(AckdModel m, const AckdModelConfig *config, uint64_t seed)
 {
   PetscFunctionBeginUser;
@@ -227,6 +249,7 @@ PetscErrorCode AckdModelSetUp(AckdModel m, const AckdModelConfig *config, uint64
   PetscCall(AckdParamsInitialize(&m->params, seed));
   PetscCall(PetscCalloc3(m->nslots, &m->values, m->nslots, &m->grads, m->nslots, &m->grad_written));
   m->setup = PETSC_TRUE;
+  PetscCall(find_fusable(m));
   PetscCall(AckdModelSetTraining(m, PETSC_TRUE));
   PetscFunctionReturn(0);
 }
@@ -432,6 +455,13 @@ PetscErrorCode AckdModelForward(AckdModel m, AckdEngine *engine, const AckdTenso
     AckdTensor *x = &m->values[node->in[0]], *y = &m->values[node->out];
     /* an empty local batch: only batch norm has work, its share of the reductions */
     if (images->n == 0 && node->kind != ACKD_NODE_BATCHNORM) continue;
+    if (i > 0 && m->nodes[i - 1].fused) continue; /* this activation ran inside the batch norm */
+    node->fused = node->fusable && AckdBatchNormOwnKernel(node->layer, x);
+    if (node->fused) {
+      AckdNode *act = &m->nodes[i + 1];
+      PetscCall(AckdBatchNormTrainForward(node->layer, x, &m->values[act->out], act->activation));
+      continue;
+    }
     switch (node->kind) {
     case ACKD_NODE_CONV:
       PetscCall(AckdConvForward(node->layer, engine, x, y));
@@ -569,11 +599,14 @@ PetscErrorCode AckdModelBackward(AckdModel m, AckdEngine *engine, const AckdTens
   PetscCall(seed_gradient(m, m->slot_embedding, d_embedding, "embedding"));
   PetscCall(seed_gradient(m, m->slot_tokens, d_tokens, "tokens"));
   for (PetscInt i = m->nnodes - 1; i >= 0; i--) {
-    AckdNode   *node = &m->nodes[i];
-    AckdTensor *x = &m->values[node->in[0]], *dy = &m->grads[node->out], scratch;
+    AckdNode *node = &m->nodes[i];
+    if (i > 0 && m->nodes[i - 1].fused) continue; /* its batch norm back-propagates through it */
+    /* a fused batch norm starts from its activation's output and gradient */
+    PetscInt    out = node->fused ? m->nodes[i + 1].out : node->out;
+    AckdTensor *x = &m->values[node->in[0]], *dy = &m->grads[out], scratch;
     PetscInt    begin, end;
     node_param_range(node, &begin, &end);
-    if (!m->grad_written[node->out]) {
+    if (!m->grad_written[out]) {
       /* the loss does not reach this layer: its gradient is zero, not last step's */
       if (end > begin) PetscCall(PetscArrayzero(m->params.grads + begin, end - begin));
       if (end > begin && m->gradient_ready) PetscCall(m->gradient_ready(m->gradient_ready_ctx, begin, end));
@@ -593,7 +626,10 @@ PetscErrorCode AckdModelBackward(AckdModel m, AckdEngine *engine, const AckdTens
         PetscCall(AckdConvBackward(node->layer, engine, x, dy, dx));
         break;
       case ACKD_NODE_BATCHNORM:
-        PetscCall(AckdBatchNormBackward(node->layer, engine, x, dy, dx));
+        if (node->fused)
+          PetscCall(AckdBatchNormTrainBackward(node->layer, x, &m->values[out], dy, dx, m->nodes[i + 1].activation));
+        else
+          PetscCall(AckdBatchNormBackward(node->layer, engine, x, dy, dx));
         break;
       case ACKD_NODE_ACTIVATION:
         PetscCall(AckdActivationBackward(node->activation, x, dy, dx));

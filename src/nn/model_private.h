@@ -26,6 +26,9 @@ typedef struct {
   void              *layer;      /* AckdConv, AckdBatchNorm, AckdPool, AckdLinear, AckdDropout */
   AckdActivationKind activation;
   PetscInt           start, count, groups;
+  /* batch norm whose output feeds only the ReLU/ReLU6 node after it: in
+   * training on ackd's kernels the two run as one (`fused`: this forward did) */
+  PetscBool fusable, fused;
 } AckdNode;
 
 struct _p_AckdModel {

@@ -86,9 +86,14 @@ void AckdNNCopyChannels(const AckdTensor *from, PetscInt from_start, AckdTensor 
 
 /* Batch norm's training mode on ackd's own kernels (batchnorm_train.c), for
  * synchronised batch norm (statistics reduced over bn->comm) and for
- * channel-blocked layouts. */
-PetscErrorCode AckdBatchNormTrainForward(AckdBatchNorm *bn, const AckdTensor *x, AckdTensor *y);
-PetscErrorCode AckdBatchNormTrainBackward(AckdBatchNorm *bn, const AckdTensor *x, const AckdTensor *dy, AckdTensor *dx);
+ * channel-blocked layouts: whether they serve this input, and the pair, which
+ * can fuse a following activation `act` (ACKD_ACT_RELU or ACKD_ACT_RELU6; -1:
+ * none): forward then writes the activation's output y, and backward takes
+ * that y and the gradient with respect to it. */
+PetscBool      AckdBatchNormOwnKernel(const AckdBatchNorm *bn, const AckdTensor *x);
+PetscErrorCode AckdBatchNormTrainForward(AckdBatchNorm *bn, const AckdTensor *x, AckdTensor *y, PetscInt act);
+PetscErrorCode AckdBatchNormTrainBackward(AckdBatchNorm *bn, const AckdTensor *x, const AckdTensor *y,
+                                          const AckdTensor *dy, AckdTensor *dx, PetscInt act);
 
 /* Output extent of a strided window, as PyTorch (floor), and the right
  * padding oneDNN needs to produce exactly that extent. */
