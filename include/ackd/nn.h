@@ -424,6 +424,7 @@ typedef struct {
   PetscInt          steps; /* taken so far: Adam's bias correction */
   float            *m, *v; /* momentum / first moment, second moment */
   PetscInt          size;
+  PetscLogEvent     event; /* NNOptimizerStep, for -log_view */
 } AckdOptimizer;
 
 /* Defaults as PyTorch: momentum 0, weight decay 0 (AdamW 0.01), betas (0.9, 0.999), eps 1e-8. */

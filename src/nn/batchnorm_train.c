@@ -35,9 +35,68 @@ static PetscErrorCode buffers(AckdBatchNorm *bn, PetscInt cpad)
   PetscFunctionReturn(0);
 }
 
+/* Per-lane sums over one (sample, channel block): u1[j] = Σ_p u, u2[j] =
+ * Σ_p u·v, where u = a, v = a (forward), or u = b masked, v = (a − m[j])·r[j]
+ * (backward). `bs` lanes of consecutive channels per pixel (bs = 1: one
+ * channel's pixels). A constant bs after inlining lets each loop vectorise. */
+static inline void sums_lanes(const float *pa, const float *pb, const float *pm, float hi, const float *m,
+                              const float *r, PetscInt hw, PetscInt bs, double *restrict u1, double *restrict u2)
+{
+  for (PetscInt j = 0; j < bs; j++) u1[j] = u2[j] = 0.0;
+  if (!pb)
+    for (PetscInt p = 0; p < hw; p++)
+#pragma omp simd
+      for (PetscInt j = 0; j < bs; j++) {
+        double v = pa[p * bs + j];
+        u1[j] += v;
+        u2[j] += v * v;
+      }
+  else if (pm)
+    for (PetscInt p = 0; p < hw; p++)
+#pragma omp simd
+      for (PetscInt j = 0; j < bs; j++) {
+        float  y = pm[p * bs + j];
+        double g = (y > 0.0f && y < hi) ? pb[p * bs + j] : 0.0f;
+        u1[j] += g;
+        u2[j] += g * ((pa[p * bs + j] - m[j]) * r[j]);
+      }
+  else
+    for (PetscInt p = 0; p < hw; p++)
+#pragma omp simd
+      for (PetscInt j = 0; j < bs; j++) {
+        double g = pb[p * bs + j];
+        u1[j] += g;
+        u2[j] += g * ((pa[p * bs + j] - m[j]) * r[j]);
+      }
+}
+
+static ACKD_NN_VECTOR void sums_block(const float *pa, const float *pb, const float *pm, float hi, const float *m,
+                                      const float *r, PetscInt hw, PetscInt bs, double *u1, double *u2)
+{
+  if (bs == 16)
+    sums_lanes(pa, pb, pm, hi, m, r, hw, 16, u1, u2);
+  else if (bs == 8)
+    sums_lanes(pa, pb, pm, hi, m, r, hw, 8, u1, u2);
+  else {
+    /* plain: the pixels of one channel are the lanes, folded at the end */
+    double   v1[8], v2[8];
+    PetscInt full = hw / 8 * 8;
+    sums_lanes(pa, pb, pm, hi, m, r, full / 8, 8, v1, v2); /* m, r: the same value in every lane */
+    u1[0] = u2[0] = 0.0;
+    for (int j = 0; j < 8; j++) {
+      u1[0] += v1[j];
+      u2[0] += v2[j];
+    }
+    double t1, t2;
+    sums_lanes(pa + full, pb ? pb + full : NULL, pm ? pm + full : NULL, hi, m, r, hw - full, 1, &t1, &t2);
+    u1[0] += t1;
+    u2[0] += t2;
+  }
+}
+
 /* sums[c] = Σ u, sums[cpad + c] = Σ u·v over every sample and pixel, per
- * channel (padded channel index), for u = a and v = a (b NULL) or u = b and
- * v = (a − shift[c])·scale[c]. */
+ * channel (padded channel index), for u = a and v = a (b NULL) or u = b
+ * (masked by mask where given) and v = (a − shift[c])·scale[c]. */
 static void channel_sums(const AckdTensor *a, const AckdTensor *b, const AckdTensor *mask, float hi,
                          const double *shift, const double *scale, double *sums, PetscInt cpad)
 {
@@ -50,83 +109,67 @@ static void channel_sums(const AckdTensor *a, const AckdTensor *b, const AckdTen
   for (PetscInt s = 0; s < n; s++)
     for (PetscInt k = 0; k < nb; k++) {
       const PetscInt base = (s * nb + k) * hw * bs, c0 = k * bs;
-      if (bs == 1) {
-        double u1 = 0.0, u2 = 0.0;
-        if (!pb)
-          for (PetscInt p = 0; p < hw; p++) {
-            double v = pa[base + p];
-            u1 += v;
-            u2 += v * v;
-          }
-        else {
-          float m = (float)shift[c0], r = (float)scale[c0];
-          for (PetscInt p = 0; p < hw; p++) {
-            double g = pb[base + p];
-            if (pm && !(pm[base + p] > 0.0f && pm[base + p] < hi)) g = 0.0;
-            u1 += g;
-            u2 += g * ((pa[base + p] - m) * r);
-          }
-        }
-        s1[c0] += u1;
-        s2[c0] += u2;
-      } else {
-        double u1[16] = {0}, u2[16] = {0};
-        if (!pb)
-          for (PetscInt p = 0; p < hw; p++)
-#pragma omp simd
-            for (PetscInt j = 0; j < bs; j++) {
-              double v = pa[base + p * bs + j];
-              u1[j] += v;
-              u2[j] += v * v;
-            }
-        else {
-          float m[16], r[16];
-          for (PetscInt j = 0; j < bs; j++) {
-            m[j] = (float)shift[c0 + j];
-            r[j] = (float)scale[c0 + j];
-          }
-          for (PetscInt p = 0; p < hw; p++)
-#pragma omp simd
-            for (PetscInt j = 0; j < bs; j++) {
-              double g = pb[base + p * bs + j];
-              if (pm && !(pm[base + p * bs + j] > 0.0f && pm[base + p * bs + j] < hi)) g = 0.0;
-              u1[j] += g;
-              u2[j] += g * ((pa[base + p * bs + j] - m[j]) * r[j]);
-            }
-        }
-        for (PetscInt j = 0; j < bs; j++) {
-          s1[c0 + j] += u1[j];
-          s2[c0 + j] += u2[j];
-        }
+      float          m[16], r[16];
+      double         u1[16], u2[16];
+      for (PetscInt j = 0; j < 16; j++) {
+        PetscInt c = c0 + (bs == 1 ? 0 : PetscMin(j, bs - 1));
+        m[j]       = shift ? (float)shift[c] : 0.0f;
+        r[j]       = scale ? (float)scale[c] : 0.0f;
+      }
+      sums_block(pa + base, pb ? pb + base : NULL, pm ? pm + base : NULL, hi, m, r, hw, bs, u1, u2);
+      for (PetscInt j = 0; j < bs; j++) {
+        s1[c0 + j] += u1[j];
+        s2[c0 + j] += u2[j];
       }
     }
 }
 
-/* One contiguous run of channel_affine: coefficient j·sc (sc = 1: a pixel's
- * channels; sc = 0: one channel's pixels). Inlined with a constant sc, so
- * each variant vectorises. */
-static inline void affine_run(float *restrict po, const float *pu, const float *pv, const float *pm, PetscBool clamp,
-                              float hi, const float *A, const float *B, const float *M, const float *D, PetscInt sc,
-                              PetscInt run)
+/* out = A·u + B·(v − M) + D, or without v out = A·(u − M) + D, clamped to
+ * [0, hi] if asked, over one (sample, channel block); u masked by pm (kept
+ * where 0 < pm < hi) when given. Lanes as in sums_lanes. */
+static inline void affine_lanes(float *restrict po, const float *pu, const float *pv, const float *pm, PetscBool clamp,
+                                float hi, const float *A, const float *B, const float *M, const float *D, PetscInt hw,
+                                PetscInt bs)
 {
-  if (pv && pm)
+  for (PetscInt p = 0; p < hw; p++) {
+    const PetscInt q = p * bs;
+    if (pv && pm)
 #pragma omp simd
-    for (PetscInt j = 0; j < run; j++) {
-      float g = (pm[j] > 0.0f && pm[j] < hi) ? pu[j] : 0.0f;
-      po[j]   = A[j * sc] * g + B[j * sc] * (pv[j] - M[j * sc]) + D[j * sc];
-    }
-  else if (pv)
+      for (PetscInt j = 0; j < bs; j++) {
+        float y   = pm[q + j];
+        float g   = (y > 0.0f && y < hi) ? pu[q + j] : 0.0f;
+        po[q + j] = A[j] * g + B[j] * (pv[q + j] - M[j]) + D[j];
+      }
+    else if (pv)
 #pragma omp simd
-    for (PetscInt j = 0; j < run; j++) po[j] = A[j * sc] * pu[j] + B[j * sc] * (pv[j] - M[j * sc]) + D[j * sc];
-  else if (clamp)
+      for (PetscInt j = 0; j < bs; j++) po[q + j] = A[j] * pu[q + j] + B[j] * (pv[q + j] - M[j]) + D[j];
+    else if (clamp)
 #pragma omp simd
-    for (PetscInt j = 0; j < run; j++) {
-      float t = A[j * sc] * (pu[j] - M[j * sc]) + D[j * sc];
-      po[j]   = t > 0.0f ? (t < hi ? t : hi) : 0.0f;
-    }
-  else
+      for (PetscInt j = 0; j < bs; j++) {
+        float t   = A[j] * (pu[q + j] - M[j]) + D[j];
+        po[q + j] = t > 0.0f ? (t < hi ? t : hi) : 0.0f;
+      }
+    else
 #pragma omp simd
-    for (PetscInt j = 0; j < run; j++) po[j] = A[j * sc] * (pu[j] - M[j * sc]) + D[j * sc];
+      for (PetscInt j = 0; j < bs; j++) po[q + j] = A[j] * (pu[q + j] - M[j]) + D[j];
+  }
+}
+
+static ACKD_NN_VECTOR void affine_block(float *po, const float *pu, const float *pv, const float *pm, PetscBool clamp,
+                                        float hi, const float *A, const float *B, const float *M, const float *D,
+                                        PetscInt hw, PetscInt bs)
+{
+  if (bs == 16)
+    affine_lanes(po, pu, pv, pm, clamp, hi, A, B, M, D, hw, 16);
+  else if (bs == 8)
+    affine_lanes(po, pu, pv, pm, clamp, hi, A, B, M, D, hw, 8);
+  else {
+    /* plain: 16 pixels of the one channel per step (coefficients replicated) */
+    PetscInt full = hw / 16 * 16;
+    affine_lanes(po, pu, pv, pm, clamp, hi, A, B, M, D, full / 16, 16);
+    affine_lanes(po + full, pu + full, pv ? pv + full : NULL, pm ? pm + full : NULL, clamp, hi, A, B, M, D, hw - full,
+                 1);
+  }
 }
 
 /* out = A[c]·u + B[c]·(v − M[c]) + D[c], or without v out = A[c]·(u − M[c]) + D[c],
@@ -144,20 +187,14 @@ static void channel_affine(const AckdTensor *u, const AckdTensor *v, const AckdT
     for (PetscInt k = 0; k < nb; k++) {
       const PetscInt base = (s * nb + k) * hw * bs, c0 = k * bs;
       float          A[16], B[16], M[16], D[16];
-      for (PetscInt j = 0; j < bs; j++) {
-        A[j] = (float)coef[c0 + j];
-        B[j] = (float)coef[cpad + c0 + j];
-        M[j] = (float)coef[2 * cpad + c0 + j];
-        D[j] = (float)coef[3 * cpad + c0 + j];
+      for (PetscInt j = 0; j < 16; j++) {
+        PetscInt c = c0 + (bs == 1 ? 0 : PetscMin(j, bs - 1));
+        A[j]       = (float)coef[c];
+        B[j]       = (float)coef[cpad + c];
+        M[j]       = (float)coef[2 * cpad + c];
+        D[j]       = (float)coef[3 * cpad + c];
       }
-      /* one pixel's channels (blocked) or one channel's pixels (plain) at a time */
-      if (bs == 1)
-        affine_run(po + base, pu + base, pv ? pv + base : NULL, pm ? pm + base : NULL, clamp, hi, A, B, M, D, 0, hw);
-      else
-        for (PetscInt p = 0; p < hw; p++) {
-          const PetscInt q = base + p * bs;
-          affine_run(po + q, pu + q, pv ? pv + q : NULL, pm ? pm + q : NULL, clamp, hi, A, B, M, D, 1, bs);
-        }
+      affine_block(po + base, pu + base, pv ? pv + base : NULL, pm ? pm + base : NULL, clamp, hi, A, B, M, D, hw, bs);
     }
 }
 

@@ -9,8 +9,19 @@ const char *const AckdArchNames[] = {"resnet18", "resnet34", "mobilenetv2", "shu
 
 PetscErrorCode AckdModelCreate(MPI_Comm comm, AckdModel *model)
 {
+  static const char *const kinds[ACKD_NODE_KINDS] = {"Conv", "BatchNorm", "Activation", "Pool",    "Linear", "Dropout",
+                                                     "Add",  "Concat",    "Slice",      "Shuffle", "Tokens"};
+  PetscClassId             classid;
+
   PetscFunctionBeginUser;
   PetscCall(PetscNew(model));
+  PetscCall(PetscClassIdRegister("ackd nn", &classid));
+  for (int k = 0; k < ACKD_NODE_KINDS; k++)
+    for (int d = 0; d < 2; d++) {
+      char name[32];
+      PetscCall(PetscSNPrintf(name, sizeof name, "NN%s%s", kinds[k], d ? "Bwd" : "Fwd"));
+      PetscCall(PetscLogEventRegister(name, classid, &(*model)->events[k][d]));
+    }
   (*model)->comm     = comm;
   (*model)->nslots   = 1;
   (*model)->training = PETSC_TRUE;
@@ -457,46 +468,49 @@ PetscErrorCode AckdModelForward(AckdModel m, AckdEngine *engine, const AckdTenso
     if (images->n == 0 && node->kind != ACKD_NODE_BATCHNORM) continue;
     if (i > 0 && m->nodes[i - 1].fused) continue; /* this activation ran inside the batch norm */
     node->fused = node->fusable && AckdBatchNormOwnKernel(node->layer, x);
+    PetscCall(PetscLogEventBegin(m->events[node->kind][0], 0, 0, 0, 0));
     if (node->fused) {
       AckdNode *act = &m->nodes[i + 1];
       PetscCall(AckdBatchNormTrainForward(node->layer, x, &m->values[act->out], act->activation));
-      continue;
-    }
-    switch (node->kind) {
-    case ACKD_NODE_CONV:
-      PetscCall(AckdConvForward(node->layer, engine, x, y));
-      break;
-    case ACKD_NODE_BATCHNORM:
-      PetscCall(AckdBatchNormForward(node->layer, engine, x, y));
-      break;
-    case ACKD_NODE_ACTIVATION:
-      PetscCall(AckdActivationForward(node->activation, x, y));
-      break;
-    case ACKD_NODE_POOL:
-      PetscCall(AckdPoolForward(node->layer, engine, x, y));
-      break;
-    case ACKD_NODE_LINEAR:
-      PetscCall(AckdLinearForward(node->layer, engine, x, y));
-      break;
-    case ACKD_NODE_DROPOUT:
-      PetscCall(AckdDropoutForward(node->layer, x, y));
-      break;
-    case ACKD_NODE_ADD:
-      PetscCall(AckdAddForward(x, &m->values[node->in[1]], y));
-      break;
-    case ACKD_NODE_CONCAT:
-      PetscCall(AckdChannelConcat(x, &m->values[node->in[1]], y));
-      break;
-    case ACKD_NODE_SLICE:
-      AckdNNCopyChannels(x, node->start, y, 0, node->count, 1, 1, PETSC_FALSE);
-      break;
-    case ACKD_NODE_SHUFFLE:
-      PetscCall(AckdChannelShuffle(x, node->groups, y));
-      break;
-    case ACKD_NODE_TOKENS:
-      tokens_forward(x, y);
-      break;
-    }
+    } else
+      switch (node->kind) {
+      case ACKD_NODE_CONV:
+        PetscCall(AckdConvForward(node->layer, engine, x, y));
+        break;
+      case ACKD_NODE_BATCHNORM:
+        PetscCall(AckdBatchNormForward(node->layer, engine, x, y));
+        break;
+      case ACKD_NODE_ACTIVATION:
+        PetscCall(AckdActivationForward(node->activation, x, y));
+        break;
+      case ACKD_NODE_POOL:
+        PetscCall(AckdPoolForward(node->layer, engine, x, y));
+        break;
+      case ACKD_NODE_LINEAR:
+        PetscCall(AckdLinearForward(node->layer, engine, x, y));
+        break;
+      case ACKD_NODE_DROPOUT:
+        PetscCall(AckdDropoutForward(node->layer, x, y));
+        break;
+      case ACKD_NODE_ADD:
+        PetscCall(AckdAddForward(x, &m->values[node->in[1]], y));
+        break;
+      case ACKD_NODE_CONCAT:
+        PetscCall(AckdChannelConcat(x, &m->values[node->in[1]], y));
+        break;
+      case ACKD_NODE_SLICE:
+        AckdNNCopyChannels(x, node->start, y, 0, node->count, 1, 1, PETSC_FALSE);
+        break;
+      case ACKD_NODE_SHUFFLE:
+        PetscCall(AckdChannelShuffle(x, node->groups, y));
+        break;
+      case ACKD_NODE_TOKENS:
+        tokens_forward(x, y);
+        break;
+      default:
+        break;
+      }
+    PetscCall(PetscLogEventEnd(m->events[node->kind][0], 0, 0, 0, 0));
   }
   outputs->tokens    = m->values[m->slot_tokens];
   outputs->embedding = m->values[m->slot_embedding];
@@ -613,8 +627,9 @@ PetscErrorCode AckdModelBackward(AckdModel m, AckdEngine *engine, const AckdTens
       continue;
     }
     /* nodes with one input write its gradient; add, concat and slice deliver channels */
-    PetscBool   single = node->kind != ACKD_NODE_ADD && node->kind != ACKD_NODE_CONCAT && node->kind != ACKD_NODE_SLICE;
-    AckdTensor *dx     = single ? gradient_target(m, node->in[0], &scratch) : NULL;
+    PetscBool single = node->kind != ACKD_NODE_ADD && node->kind != ACKD_NODE_CONCAT && node->kind != ACKD_NODE_SLICE;
+    PetscCall(PetscLogEventBegin(m->events[node->kind][1], 0, 0, 0, 0));
+    AckdTensor *dx = single ? gradient_target(m, node->in[0], &scratch) : NULL;
     if (empty && single && node->kind != ACKD_NODE_BATCHNORM) {
       /* no samples: zero parameter gradients, and the same slots marked as
        * reached as on the ranks with samples (batch norm runs: it has
@@ -660,8 +675,11 @@ PetscErrorCode AckdModelBackward(AckdModel m, AckdEngine *engine, const AckdTens
       case ACKD_NODE_SLICE:
         PetscCall(deliver_channels(m, node->in[0], dy, 0, node->start, node->count));
         break;
+      default:
+        break;
       }
     if (dx) PetscCall(gradient_commit(m, node->in[0], dx));
+    PetscCall(PetscLogEventEnd(m->events[node->kind][1], 0, 0, 0, 0));
     if (end > begin && m->gradient_ready) PetscCall(m->gradient_ready(m->gradient_ready_ctx, begin, end));
   }
   PetscFunctionReturn(0);

@@ -17,7 +17,8 @@ typedef enum {
   ACKD_NODE_CONCAT,  /* channels of in[0] then in[1] */
   ACKD_NODE_SLICE,   /* channels [start, start + count) of in[0] */
   ACKD_NODE_SHUFFLE, /* channel shuffle with `groups` */
-  ACKD_NODE_TOKENS   /* (B, C, H, W) -> (B, 1, HW, C) */
+  ACKD_NODE_TOKENS,  /* (B, C, H, W) -> (B, 1, HW, C) */
+  ACKD_NODE_KINDS
 } AckdNodeKind;
 
 typedef struct {
@@ -40,7 +41,8 @@ struct _p_AckdModel {
   PetscInt          nslots; /* slot 0 is the input image batch */
   PetscInt          slot_tokens, slot_embedding, slot_logits;
   PetscBool         training, setup;
-  MPI_Comm          bn_comm; /* synchronised batch norm (a duplicate), or MPI_COMM_NULL */
+  MPI_Comm          bn_comm;                    /* synchronised batch norm (a duplicate), or MPI_COMM_NULL */
+  PetscLogEvent     events[ACKD_NODE_KINDS][2]; /* per node kind, forward and backward: -log_view */
   uint64_t          seed;
   AckdGradientReady gradient_ready;
   void             *gradient_ready_ctx;

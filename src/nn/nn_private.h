@@ -57,6 +57,16 @@ void           AckdNNPortDestroy(AckdNNPort *port);
 /* The cache slot for a new plan: a free one, else the oldest (round robin). */
 PetscInt AckdNNPlanSlot(PetscInt *nplans, PetscInt *next_evicted);
 
+/* ackd's own hot loops in AVX-512, AVX2 and baseline versions, picked at run
+ * time (the build targets baseline x86-64). OpenMP outlines a parallel loop's
+ * body into a function of its own, so the attribute goes on a function the
+ * loop calls. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define ACKD_NN_VECTOR __attribute__((target_clones("arch=skylake-avx512", "arch=haswell", "default")))
+#else
+#define ACKD_NN_VECTOR
+#endif
+
 /* Channel block of a tensor's layout (1: plain NCHW) and its channel count
  * rounded up to whole blocks. */
 static inline PetscInt AckdNNBlock(const AckdTensor *t)
