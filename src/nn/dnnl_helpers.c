@@ -1,17 +1,6 @@
 /* oneDNN plumbing shared by convolution, batch norm and pooling. */
 #include "nn/nn_private.h"
 
-PetscErrorCode AckdNNDescNCHW(dnnl_memory_desc_t *md, PetscInt n, PetscInt c, PetscInt h, PetscInt w, const char *layer)
-{
-  dnnl_dims_t dims = {n, c, h, w};
-
-  PetscFunctionBeginUser;
-  AckdCallDnnl(dnnl_memory_desc_init_by_tag(md, 4, dims, dnnl_f32, dnnl_nchw),
-               "layer %s: describing a %" PetscInt_FMT "x%" PetscInt_FMT "x%" PetscInt_FMT "x%" PetscInt_FMT " tensor",
-               layer, n, c, h, w);
-  PetscFunctionReturn(0);
-}
-
 PetscErrorCode AckdNNDescTensor(dnnl_memory_desc_t *md, const AckdTensor *t, const char *layer)
 {
   dnnl_dims_t dims = {t->n, t->c, t->h, t->w};

@@ -4,9 +4,6 @@
 
 #include <ackd/nn.h>
 
-/* A plain NCHW float32 descriptor. */
-PetscErrorCode AckdNNDescNCHW(dnnl_memory_desc_t *md, PetscInt n, PetscInt c, PetscInt h, PetscInt w,
-                              const char *layer);
 /* The descriptor of a tensor's layout (plain, nChw8c or nChw16c). */
 PetscErrorCode AckdNNDescTensor(dnnl_memory_desc_t *md, const AckdTensor *t, const char *layer);
 /* The block of a primitive's chosen layout for a 4-D tensor: 0 for plain
