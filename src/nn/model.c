@@ -81,6 +81,7 @@ PetscErrorCode AckdModelAddBatchNorm(AckdModel m, const char *name, PetscInt in,
   PetscFunctionBeginUser;
   PetscCall(PetscNew(&bn));
   PetscCall(AckdBatchNormSetUp(bn, &m->params, name, channels));
+  bn->comm = m->bn_comm; /* AckdModelSetBatchNormComm may come before or after AckdModelSetUp */
   PetscCall(add_node(m, ACKD_NODE_BATCHNORM, in, -1, bn, &node));
   *out = node->out;
   PetscFunctionReturn(0);
