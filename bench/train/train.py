@@ -8,7 +8,9 @@ tests/nn/torch_model_parity.py), a median over the timed steps after warm-up
 steps. On a shared machine the load drifts, so the two sides alternate in
 rounds (ackd's steps, then PyTorch's, --rounds times); each round gives a
 ratio, and the record holds the medians over rounds of the rates and of the
-ratios. The last lines are one record per model:
+ratios. Each round also reports the rate of each side's fastest step, the
+least disturbed one on a shared machine (best_ratio; a summary line per model
+before the records). The last lines are one record per model:
     bench=train model=NAME ackd_img_s=X torch_img_s=Y ratio=X/Y"""
 import argparse
 import os
@@ -54,7 +56,7 @@ class TorchStep:
             self.opt.step()
             if s >= warmup:
                 times.append(time.perf_counter() - t0)
-        return self.batch / statistics.median(times)
+        return self.batch / statistics.median(times), self.batch / min(times)
 
 
 def main():
@@ -74,17 +76,22 @@ def main():
     records = []
     for name in a.models.split(","):
         reference = TorchStep(name, a.batch, a.bands, a.size, a.classes, a.threads)
-        ackd_rates, torch_rates, ratios = [], [], []
+        ackd_rates, torch_rates, ratios, best_ratios = [], [], [], []
         for r in range(a.rounds):
             out = subprocess.run([a.ackd, "-models", name, "-batch", str(a.batch), "-bands", str(a.bands), "-size",
                                   str(a.size), "-classes", str(a.classes), "-threads", str(a.threads), "-warmup",
                                   str(a.warmup), "-steps", str(a.steps)], env=env, check=True, capture_output=True,
                                  text=True).stdout
-            ackd_rates.append(float(re.search(r"img_s=([0-9.]+)", out).group(1)))
-            torch_rates.append(reference.img_s(a.warmup if r == 0 else 1, a.steps))
+            ackd_rates.append(float(re.search(r" img_s=([0-9.]+)", out).group(1)))
+            ackd_best = float(re.search(r"best_img_s=([0-9.]+)", out).group(1))
+            torch_rate, torch_best = reference.img_s(a.warmup if r == 0 else 1, a.steps)
+            torch_rates.append(torch_rate)
             ratios.append(ackd_rates[-1] / torch_rates[-1])
+            best_ratios.append(ackd_best / torch_best)
             print(f"round {r + 1} model={name} ackd_img_s={ackd_rates[-1]:.2f} torch_img_s={torch_rates[-1]:.2f} "
-                  f"ratio={ratios[-1]:.3f}", flush=True)
+                  f"ratio={ratios[-1]:.3f} ackd_best={ackd_best:.2f} torch_best={torch_best:.2f} "
+                  f"best_ratio={best_ratios[-1]:.3f}", flush=True)
+        print(f"model={name} median_best_ratio={statistics.median(best_ratios):.3f}", flush=True)
         records.append(f"bench=train model={name} ackd_img_s={statistics.median(ackd_rates):.2f} "
                        f"torch_img_s={statistics.median(torch_rates):.2f} ratio={statistics.median(ratios):.3f}")
     print("\n".join(records))

@@ -3,7 +3,11 @@
  * Conventions shared by every layer:
  *   - Activations are float32, NCHW, contiguous (AckdTensor). A token sequence
  *     (B, T, D) is stored as n = B, c = 1, h = T, w = D, so that its last
- *     dimension is the feature dimension, as in PyTorch.
+ *     dimension is the feature dimension, as in PyTorch. Inside a model,
+ *     convolution, batch norm, pooling, activations and the channel plumbing
+ *     also take oneDNN's channel-blocked layouts (block 8 or 16: nChw8c,
+ *     nChw16c), so that no conversion runs between layers; every model output
+ *     is plain NCHW.
  *   - A model's parameters live in one contiguous buffer and their gradients in
  *     another with the same layout (AckdParams). Layers hold offsets into them,
  *     never their own copies, so an optimizer or an allreduce sees one vector.
@@ -35,17 +39,29 @@ enum {
 typedef struct {
   PetscInt n, c, h, w;
   float   *data;
+  /* 0 (or 1): plain NCHW. 8 or 16: channel-blocked (N, ceil(C/b), H, W, b),
+   * oneDNN's nChw8c/nChw16c, the channels beyond C zero. */
+  PetscInt block;
 } AckdTensor;
 
+/* Logical elements: n c h w. */
 static inline PetscInt AckdTensorSize(const AckdTensor *t)
 {
   return t->n * t->c * t->h * t->w;
 }
-/* A tensor of the given shape over existing memory. */
-AckdTensor     AckdTensorView(float *data, PetscInt n, PetscInt c, PetscInt h, PetscInt w);
+/* Floats the tensor occupies, channel padding of a blocked layout included. */
+static inline PetscInt AckdTensorStorage(const AckdTensor *t)
+{
+  PetscInt b = t->block > 1 ? t->block : 1;
+  return t->n * ((t->c + b - 1) / b * b) * t->h * t->w;
+}
+/* A plain NCHW tensor of the given shape over existing memory. */
+AckdTensor AckdTensorView(float *data, PetscInt n, PetscInt c, PetscInt h, PetscInt w);
+/* `like`'s shape and layout over `data`. */
+AckdTensor     AckdTensorLike(float *data, const AckdTensor *like);
 PetscErrorCode AckdTensorAllocate(AckdTensor *t, PetscInt n, PetscInt c, PetscInt h, PetscInt w);
 PetscErrorCode AckdTensorFree(AckdTensor *t);
-/* dst += src (same number of elements): gradients of a value used twice. */
+/* dst += src (same number of elements and layout): gradients of a value used twice. */
 PetscErrorCode AckdTensorAccumulate(AckdTensor *dst, const AckdTensor *src);
 
 /* ---------------------------------------------------------------- engine */
@@ -153,9 +169,22 @@ typedef struct {
   AckdParams        *params;
   AckdBatchNormPlan *plans[ACKD_NN_PLANS];
   PetscInt           nplans, next_evicted;
+  /* Synchronised batch norm: with a communicator (not MPI_COMM_NULL, borrowed
+   * from the model), training mode normalises with the statistics of the
+   * global batch, the samples of every rank of `comm`. */
+  MPI_Comm comm;
+  /* ackd's own training-mode kernels (batchnorm_train.c: synchronised, or a
+   * channel-blocked layout): statistics of the latest training forward */
+  double   *train_mean, *train_rstd, *train_sums, *train_coef;
+  double    train_count; /* elements per channel, over all ranks */
+  PetscInt  train_capacity;
+  PetscBool train_ready;
 } AckdBatchNorm;
 
 PetscErrorCode AckdBatchNormSetUp(AckdBatchNorm *bn, AckdParams *params, const char *name, PetscInt channels);
+/* Forward and backward accept an empty batch (x->n = 0): a rank without a
+ * share of an uneven global batch still takes part in the reductions of
+ * synchronised batch norm, and its parameter gradients are zero. */
 PetscErrorCode AckdBatchNormForward(AckdBatchNorm *bn, AckdEngine *engine, const AckdTensor *x, AckdTensor *y);
 PetscErrorCode AckdBatchNormBackward(AckdBatchNorm *bn, AckdEngine *engine, const AckdTensor *x, const AckdTensor *dy,
                                      AckdTensor *dx);
@@ -191,7 +220,7 @@ PetscErrorCode AckdPoolDestroy(AckdPool *pool);
 typedef enum { ACKD_ACT_RELU, ACKD_ACT_RELU6, ACKD_ACT_GELU } AckdActivationKind;
 
 /* y may alias x in forward; backward reads x (the input), so keep it. GELU is
- * the exact (erf) form, PyTorch's default. */
+ * the exact (erf) form, PyTorch's default. Any layout (y and dx take x's). */
 PetscErrorCode AckdActivationForward(AckdActivationKind kind, const AckdTensor *x, AckdTensor *y);
 PetscErrorCode AckdActivationBackward(AckdActivationKind kind, const AckdTensor *x, const AckdTensor *dy,
                                       AckdTensor *dx);
@@ -239,6 +268,8 @@ PetscErrorCode AckdDropoutDestroy(AckdDropout *drop);
 
 /* ---------------------------------------------------------------- channel ops */
 
+/* Any layouts: add needs the same one on both sides and writes it; split,
+ * concat and shuffle write the layout already set in their output tensors. */
 PetscErrorCode AckdAddForward(const AckdTensor *a, const AckdTensor *b, AckdTensor *y);
 /* Channels [0, a->c) go to a, the rest to b; concat is its inverse. */
 PetscErrorCode AckdChannelSplit(const AckdTensor *x, AckdTensor *a, AckdTensor *b);
@@ -330,6 +361,18 @@ PetscErrorCode AckdModelCreate(MPI_Comm comm, AckdModel *model);
 /* Builds the network: declares its layers and parameters (PyTorch's
  * state_dict names) and draws PyTorch's default initialisation from `seed`. */
 PetscErrorCode AckdModelSetUp(AckdModel model, const AckdModelConfig *config, uint64_t seed);
+/* Synchronised batch norm for data-parallel training: with a communicator of
+ * more than one rank, every batch-norm layer in training mode normalises with
+ * the mean and variance of the global batch (the local batches of all ranks,
+ * reduced with MPI_Allreduce together with the sample count), updates the
+ * running statistics with them (unbiased global variance, as PyTorch on the
+ * full batch) and back-propagates through the global statistics; its weight
+ * and bias gradients stay local sums, for the gradient allreduce to add up.
+ * MPI_COMM_NULL or a one-rank communicator: local statistics (the default).
+ * Collective on `comm` (duplicated); every rank then runs every forward and
+ * backward, with an empty local batch if it has no samples. Evaluation mode is
+ * unaffected. */
+PetscErrorCode AckdModelSetBatchNormComm(AckdModel model, MPI_Comm comm);
 /* Batch norm and dropout in training (true) or evaluation mode, as module.train(). */
 PetscErrorCode AckdModelSetTraining(AckdModel model, PetscBool training);
 PetscErrorCode AckdModelGetParams(AckdModel model, AckdParams **params);
@@ -381,6 +424,7 @@ typedef struct {
   PetscInt          steps; /* taken so far: Adam's bias correction */
   float            *m, *v; /* momentum / first moment, second moment */
   PetscInt          size;
+  PetscLogEvent     event; /* NNOptimizerStep, for -log_view */
 } AckdOptimizer;
 
 /* Defaults as PyTorch: momentum 0, weight decay 0 (AdamW 0.01), betas (0.9, 0.999), eps 1e-8. */

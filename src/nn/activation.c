@@ -8,18 +8,18 @@ static const double INV_SQRT2 = 0.70710678118654752440, INV_SQRT_2PI = 0.3989422
 static PetscErrorCode check_same_size(const AckdTensor *a, const AckdTensor *b, const char *what)
 {
   PetscFunctionBeginUser;
-  PetscCheck(AckdTensorSize(a) == AckdTensorSize(b), PETSC_COMM_SELF, PETSC_ERR_ARG_SIZ,
+  PetscCheck(AckdTensorStorage(a) == AckdTensorStorage(b), PETSC_COMM_SELF, PETSC_ERR_ARG_SIZ,
              "%s: tensors of %" PetscInt_FMT " and %" PetscInt_FMT " elements; the shapes must agree", what,
-             AckdTensorSize(a), AckdTensorSize(b));
+             AckdTensorStorage(a), AckdTensorStorage(b));
   PetscFunctionReturn(0);
 }
 
 PetscErrorCode AckdActivationForward(AckdActivationKind kind, const AckdTensor *x, AckdTensor *y)
 {
-  PetscInt n = AckdTensorSize(x);
+  PetscInt n = AckdTensorStorage(x); /* a blocked layout's zero padding stays zero */
 
   PetscFunctionBeginUser;
-  *y               = AckdTensorView(y->data, x->n, x->c, x->h, x->w);
+  *y               = AckdTensorLike(y->data, x);
   const float *in  = x->data; /* not restrict: y may alias x (in-place activation) */
   float       *out = y->data;
   switch (kind) {
@@ -44,12 +44,12 @@ PetscErrorCode AckdActivationForward(AckdActivationKind kind, const AckdTensor *
 PetscErrorCode AckdActivationBackward(AckdActivationKind kind, const AckdTensor *x, const AckdTensor *dy,
                                       AckdTensor *dx)
 {
-  PetscInt n = AckdTensorSize(x);
+  PetscInt n = AckdTensorStorage(x); /* a blocked layout's zero padding stays zero */
 
   PetscFunctionBeginUser;
   PetscCall(check_same_size(x, dy, "activation backward"));
   if (!dx) PetscFunctionReturn(0);
-  *dx                      = AckdTensorView(dx->data, x->n, x->c, x->h, x->w);
+  *dx                      = AckdTensorLike(dx->data, x);
   const float *restrict in = x->data;
   const float *g           = dy->data;
   float       *out         = dx->data; /* may alias dy */

@@ -4,7 +4,7 @@
 #include "nn/nn_private.h"
 
 struct AckdBatchNormPlan {
-  PetscInt         n, h, w;
+  PetscInt         n, h, w, block;
   dnnl_primitive_t forward_train, forward_eval, backward_train, backward_eval;
   dnnl_memory_t    src, dst, scale, shift, mean, variance, diff_src, diff_dst, diff_scale, diff_shift;
   float           *batch_mean, *batch_variance; /* of the latest training forward, for its backward */
@@ -24,6 +24,7 @@ PetscErrorCode AckdBatchNormSetUp(AckdBatchNorm *bn, AckdParams *params, const c
   bn->momentum = 0.1;
   bn->training = PETSC_TRUE;
   bn->params   = params;
+  bn->comm     = MPI_COMM_NULL;
   PetscCall(PetscSNPrintf(pname, sizeof pname, "%s.weight", name));
   PetscCall(AckdParamsAdd(params, pname, channels, 0, ACKD_INIT_ONES, &bn->weight));
   PetscCall(PetscSNPrintf(pname, sizeof pname, "%s.bias", name));
@@ -66,11 +67,12 @@ static PetscErrorCode plan_create(AckdBatchNorm *bn, AckdEngine *engine, const A
 
   PetscFunctionBeginUser;
   PetscCall(PetscCalloc1(1, &plan));
-  plan->n = x->n;
-  plan->h = x->h;
-  plan->w = x->w;
+  plan->n     = x->n;
+  plan->h     = x->h;
+  plan->w     = x->w;
+  plan->block = AckdNNBlock(x);
   PetscCall(PetscMalloc2(bn->channels, &plan->batch_mean, bn->channels, &plan->batch_variance));
-  PetscCall(AckdNNDescNCHW(&data, x->n, x->c, x->h, x->w, name));
+  PetscCall(AckdNNDescTensor(&data, x, name));
   PetscCall(AckdNNDescVector(&vec, bn->channels, name));
   PetscCall(pair_create(bn, engine, &data, PETSC_FALSE, &plan->forward_train, &plan->backward_train));
   PetscCall(pair_create(bn, engine, &data, PETSC_TRUE, &plan->forward_eval, &plan->backward_eval));
@@ -108,7 +110,7 @@ static PetscErrorCode plan_get(AckdBatchNorm *bn, AckdEngine *engine, const Ackd
              bn->channels);
   for (PetscInt i = 0; i < bn->nplans; i++) {
     AckdBatchNormPlan *p = bn->plans[i];
-    if (p->n == x->n && p->h == x->h && p->w == x->w) {
+    if (p->n == x->n && p->h == x->h && p->w == x->w && p->block == AckdNNBlock(x)) {
       *plan = p;
       PetscFunctionReturn(0);
     }
@@ -138,8 +140,16 @@ PetscErrorCode AckdBatchNormForward(AckdBatchNorm *bn, AckdEngine *engine, const
   float             *values = bn->params->values;
 
   PetscFunctionBeginUser;
+  PetscCheck(x->c == bn->channels, PETSC_COMM_SELF, PETSC_ERR_ARG_SIZ,
+             "layer %s: input has %" PetscInt_FMT " channels, the layer expects %" PetscInt_FMT, bn->name, x->c,
+             bn->channels);
+  *y = AckdTensorLike(y->data, x);
+  if (x->n == 0 && bn->comm == MPI_COMM_NULL) PetscFunctionReturn(0); /* local statistics of nothing: no update */
+  if (AckdBatchNormOwnKernel(bn, x)) {
+    PetscCall(AckdBatchNormTrainForward(bn, x, y, -1));
+    PetscFunctionReturn(0);
+  }
   PetscCall(plan_get(bn, engine, x, &plan));
-  *y = AckdTensorView(y->data, x->n, x->c, x->h, x->w);
   PetscCall(AckdNNMemoryBind(plan->src, x->data, bn->name));
   PetscCall(AckdNNMemoryBind(plan->dst, y->data, bn->name));
   PetscCall(AckdNNMemoryBind(plan->scale, values + bn->weight, bn->name));
@@ -173,10 +183,19 @@ PetscErrorCode AckdBatchNormBackward(AckdBatchNorm *bn, AckdEngine *engine, cons
   PetscFunctionBeginUser;
   PetscCheck(dx, PETSC_COMM_SELF, PETSC_ERR_ARG_NULL,
              "layer %s: batch norm's backward needs an input-gradient buffer (oneDNN computes both at once)", bn->name);
+  *dx = AckdTensorLike(dx->data, x);
+  if (x->n == 0 && bn->comm == MPI_COMM_NULL) {
+    PetscCall(PetscArrayzero(grads + bn->weight, bn->channels));
+    PetscCall(PetscArrayzero(grads + bn->bias, bn->channels));
+    PetscFunctionReturn(0);
+  }
+  if (AckdBatchNormOwnKernel(bn, x)) {
+    PetscCall(AckdBatchNormTrainBackward(bn, x, NULL, dy, dx, -1));
+    PetscFunctionReturn(0);
+  }
   PetscCall(plan_get(bn, engine, x, &plan));
   PetscCheck(!bn->training || plan->have_batch_statistics, PETSC_COMM_SELF, PETSC_ERR_ORDER,
              "layer %s: training-mode backward without a training-mode forward of this shape before it", bn->name);
-  *dx = AckdTensorView(dx->data, x->n, x->c, x->h, x->w);
   PetscCall(AckdNNMemoryBind(plan->src, x->data, bn->name));
   PetscCall(AckdNNMemoryBind(plan->diff_dst, dy->data, bn->name));
   PetscCall(AckdNNMemoryBind(plan->diff_src, dx->data, bn->name));
@@ -204,5 +223,7 @@ PetscErrorCode AckdBatchNormDestroy(AckdBatchNorm *bn)
   PetscFunctionBeginUser;
   for (PetscInt i = 0; i < bn->nplans; i++) plan_destroy(&bn->plans[i]);
   bn->nplans = 0;
+  PetscCall(PetscFree4(bn->train_mean, bn->train_rstd, bn->train_sums, bn->train_coef));
+  bn->train_capacity = 0;
   PetscFunctionReturn(0);
 }

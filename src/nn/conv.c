@@ -5,9 +5,10 @@
  * the PyTorch-layout weights in and out through ports (AckdNNPort), with
  * buffers allocated once per shape. */
 #include "nn/nn_private.h"
+#include <string.h>
 
 struct AckdConvPlan {
-  PetscInt         n, h, w, oh, ow;
+  PetscInt         n, h, w, oh, ow, x_block, y_block; /* the input shape and both tensors' layouts */
   dnnl_primitive_t forward, backward_data, backward_weights;
   /* forward: src, weights -> dst; input gradient: diff_dst, weights -> diff_src;
    * weight gradient: src, diff_dst -> diff_weights (and diff_bias, plain) */
@@ -94,75 +95,163 @@ static PetscErrorCode weights_desc(const AckdConv *conv, dnnl_memory_desc_t *md)
   PetscFunctionReturn(0);
 }
 
+/* Whether oneDNN has a kernel other than its reference one (slow) for this
+ * operation descriptor; the primitive descriptor is returned when asked. */
+static PetscBool fast_kernel(AckdEngine *engine, const void *op_desc, const_dnnl_primitive_desc_t hint,
+                             dnnl_primitive_desc_t *pd_out)
+{
+  dnnl_primitive_desc_t pd;
+  const char           *impl = NULL;
+  if (dnnl_primitive_desc_create(&pd, op_desc, NULL, engine->engine, hint) != dnnl_success) return PETSC_FALSE;
+  PetscBool fast =
+      dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success && impl && !strstr(impl, "ref");
+  if (pd_out && fast)
+    *pd_out = pd;
+  else
+    dnnl_primitive_desc_destroy(pd);
+  return fast;
+}
+
+typedef struct {
+  dnnl_memory_desc_t src, dst, wei, bias; /* the tensors' own layouts */
+  dnnl_memory_desc_t src_any, dst_any, wei_any;
+  dnnl_dims_t        strides, pad_l, pad_r;
+} ConvDescs;
+
+static PetscErrorCode descs_init(const AckdConv *conv, const AckdTensor *x, const AckdTensor *y, ConvDescs *d)
+{
+  const char *name = conv->name;
+
+  PetscFunctionBeginUser;
+  PetscCall(AckdNNDescTensor(&d->src, x, name));
+  PetscCall(AckdNNDescTensor(&d->dst, y, name));
+  PetscCall(weights_desc(conv, &d->wei));
+  PetscCall(AckdNNDescVector(&d->bias, conv->out_channels, name));
+  d->src_any = d->src;
+  d->dst_any = d->dst;
+  d->wei_any = d->wei;
+  AckdCallDnnl(dnnl_memory_desc_init_by_tag(&d->src_any, 4, d->src.dims, dnnl_f32, dnnl_format_tag_any),
+               "layer %s: input descriptor", name);
+  AckdCallDnnl(dnnl_memory_desc_init_by_tag(&d->dst_any, 4, d->dst.dims, dnnl_f32, dnnl_format_tag_any),
+               "layer %s: output descriptor", name);
+  AckdCallDnnl(dnnl_memory_desc_init_by_tag(&d->wei_any, d->wei.ndims, d->wei.dims, dnnl_f32, dnnl_format_tag_any),
+               "layer %s: weight descriptor", name);
+  d->strides[0] = d->strides[1] = conv->stride;
+  d->pad_l[0] = d->pad_l[1] = conv->padding;
+  d->pad_r[0]               = AckdNNRightPadding(x->h, y->h, conv->kernel, conv->stride, conv->padding);
+  d->pad_r[1]               = AckdNNRightPadding(x->w, y->w, conv->kernel, conv->stride, conv->padding);
+  PetscFunctionReturn(0);
+}
+
+/* Fast kernels for all three convolutions on the tensors' own layouts (input,
+ * output and their gradients): then no activation is ever converted. */
+static PetscBool pinned_supported(const AckdConv *conv, AckdEngine *engine, const ConvDescs *d)
+{
+  dnnl_convolution_desc_t   desc;
+  dnnl_primitive_desc_t     forward_pd = NULL;
+  const dnnl_memory_desc_t *bias_md    = conv->has_bias ? &d->bias : NULL;
+  PetscBool                 ok         = PETSC_FALSE;
+
+  if (dnnl_convolution_forward_desc_init(&desc, dnnl_forward_training, dnnl_convolution_direct, &d->src, &d->wei_any,
+                                         bias_md, &d->dst, d->strides, d->pad_l, d->pad_r) != dnnl_success ||
+      !fast_kernel(engine, &desc, NULL, &forward_pd))
+    return PETSC_FALSE;
+  if (dnnl_convolution_backward_data_desc_init(&desc, dnnl_convolution_direct, &d->src, &d->wei_any, &d->dst,
+                                               d->strides, d->pad_l, d->pad_r) == dnnl_success &&
+      fast_kernel(engine, &desc, forward_pd, NULL) &&
+      dnnl_convolution_backward_weights_desc_init(&desc, dnnl_convolution_direct, &d->src, &d->wei_any, bias_md,
+                                                  &d->dst, d->strides, d->pad_l, d->pad_r) == dnnl_success &&
+      fast_kernel(engine, &desc, forward_pd, NULL))
+    ok = PETSC_TRUE;
+  dnnl_primitive_desc_destroy(forward_pd);
+  return ok;
+}
+
+PetscErrorCode AckdConvPreferredBlock(AckdConv *conv, AckdEngine *engine, const AckdTensor *x, PetscInt *block)
+{
+  AckdTensor              y = *x;
+  ConvDescs               d;
+  dnnl_convolution_desc_t desc;
+  dnnl_primitive_desc_t   pd = NULL;
+
+  PetscFunctionBeginUser;
+  PetscCall(AckdConvOutputShape(conv, x, &y));
+  y.block = 0;
+  PetscCall(descs_init(conv, x, &y, &d));
+  *block = 0;
+  /* the input as it is, the output as the fastest forward kernel wants it */
+  if (dnnl_convolution_forward_desc_init(&desc, dnnl_forward_training, dnnl_convolution_direct, &d.src, &d.wei_any,
+                                         conv->has_bias ? &d.bias : NULL, &d.dst_any, d.strides, d.pad_l,
+                                         d.pad_r) == dnnl_success &&
+      fast_kernel(engine, &desc, NULL, &pd)) {
+    *block = PetscMax(0, AckdNNBlockOf(dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0)));
+    dnnl_primitive_desc_destroy(pd);
+  }
+  PetscFunctionReturn(0);
+}
+
 static PetscErrorCode plan_create(AckdConv *conv, AckdEngine *engine, const AckdTensor *x, const AckdTensor *y,
                                   AckdConvPlan **out)
 {
   AckdConvPlan           *plan;
-  dnnl_memory_desc_t      src, dst, wei, bias, src_any, dst_any, wei_any;
+  ConvDescs               d;
   dnnl_convolution_desc_t desc;
   dnnl_primitive_desc_t   forward_pd = NULL, data_pd = NULL, weights_pd = NULL;
-  const char             *name    = conv->name;
-  dnnl_dims_t             strides = {conv->stride, conv->stride};
-  dnnl_dims_t             pad_l   = {conv->padding, conv->padding};
-  dnnl_dims_t             pad_r   = {AckdNNRightPadding(x->h, y->h, conv->kernel, conv->stride, conv->padding),
-                                     AckdNNRightPadding(x->w, y->w, conv->kernel, conv->stride, conv->padding)};
+  const char             *name = conv->name;
 
   PetscFunctionBeginUser;
   PetscCall(PetscCalloc1(1, &plan));
-  plan->n  = x->n;
-  plan->h  = x->h;
-  plan->w  = x->w;
-  plan->oh = y->h;
-  plan->ow = y->w;
-  PetscCall(AckdNNDescNCHW(&src, x->n, x->c, x->h, x->w, name));
-  PetscCall(AckdNNDescNCHW(&dst, y->n, y->c, y->h, y->w, name));
-  PetscCall(weights_desc(conv, &wei));
-  PetscCall(AckdNNDescVector(&bias, conv->out_channels, name));
-  src_any              = src;
-  dst_any              = dst;
-  wei_any              = wei;
-  dnnl_dims_t src_dims = {x->n, x->c, x->h, x->w}, dst_dims = {y->n, y->c, y->h, y->w};
-  AckdCallDnnl(dnnl_memory_desc_init_by_tag(&src_any, 4, src_dims, dnnl_f32, dnnl_format_tag_any),
-               "layer %s: input descriptor", name);
-  AckdCallDnnl(dnnl_memory_desc_init_by_tag(&dst_any, 4, dst_dims, dnnl_f32, dnnl_format_tag_any),
-               "layer %s: output descriptor", name);
-  AckdCallDnnl(dnnl_memory_desc_init_by_tag(&wei_any, wei.ndims, wei.dims, dnnl_f32, dnnl_format_tag_any),
-               "layer %s: weight descriptor", name);
-  const dnnl_memory_desc_t *bias_md = conv->has_bias ? &bias : NULL;
+  plan->n       = x->n;
+  plan->h       = x->h;
+  plan->w       = x->w;
+  plan->oh      = y->h;
+  plan->ow      = y->w;
+  plan->x_block = AckdNNBlock(x);
+  plan->y_block = AckdNNBlock(y);
+  PetscCall(descs_init(conv, x, y, &d));
+  const dnnl_memory_desc_t *bias_md = conv->has_bias ? &d.bias : NULL;
+  dnnl_memory_desc_t       *src = &d.src, *dst = &d.dst, *wei = &d.wei;
+  dnnl_memory_desc_t       *src_any = &d.src_any, *dst_any = &d.dst_any;
+  /* pinned only between blocked layouts: on plain NCHW the kernels oneDNN 2.6
+   * offers for pinned layouts gave wrong evaluation-mode gradients (ResNet-18
+   * width 0.25, 16x16, batch 12: 2e-3 against PyTorch), where choosing
+   * layouts and converting, as before, is right */
+  if (AckdNNBlock(x) > 1 && AckdNNBlock(y) > 1 && pinned_supported(conv, engine, &d)) {
+    src_any = &d.src;
+    dst_any = &d.dst;
+  }
 
   PetscErrorCode ierr = 0;
-  AckdCallDnnl(dnnl_convolution_forward_desc_init(&desc, dnnl_forward_training, dnnl_convolution_direct, &src_any,
-                                                  &wei_any, bias_md, &dst_any, strides, pad_l, pad_r),
+  AckdCallDnnl(dnnl_convolution_forward_desc_init(&desc, dnnl_forward_training, dnnl_convolution_direct, src_any,
+                                                  &d.wei_any, bias_md, dst_any, d.strides, d.pad_l, d.pad_r),
                "layer %s: describing the forward convolution", name);
   PetscCall(AckdNNPrimitiveCreate(engine, &desc, NULL, &plan->forward, &forward_pd, name, "forward convolution"));
-  dnnl_status_t status = dnnl_convolution_backward_data_desc_init(&desc, dnnl_convolution_direct, &src_any, &wei_any,
-                                                                  &dst_any, strides, pad_l, pad_r);
+  dnnl_status_t status = dnnl_convolution_backward_data_desc_init(&desc, dnnl_convolution_direct, src_any, &d.wei_any,
+                                                                  dst_any, d.strides, d.pad_l, d.pad_r);
   if (status == dnnl_success)
     ierr = AckdNNPrimitiveCreate(engine, &desc, forward_pd, &plan->backward_data, &data_pd, name,
                                  "input-gradient convolution");
   if (status == dnnl_success && !ierr) {
-    status = dnnl_convolution_backward_weights_desc_init(&desc, dnnl_convolution_direct, &src_any, &wei_any, bias_md,
-                                                         &dst_any, strides, pad_l, pad_r);
+    status = dnnl_convolution_backward_weights_desc_init(&desc, dnnl_convolution_direct, src_any, &d.wei_any, bias_md,
+                                                         dst_any, d.strides, d.pad_l, d.pad_r);
     if (status == dnnl_success)
       ierr = AckdNNPrimitiveCreate(engine, &desc, forward_pd, &plan->backward_weights, &weights_pd, name,
                                    "weight-gradient convolution");
   }
   if (status == dnnl_success && !ierr) {
-    ierr = AckdNNPortCreate(engine, &src, forward_pd, dnnl_query_src_md, PETSC_FALSE, &plan->f_src, name);
+    ierr = AckdNNPortCreate(engine, src, forward_pd, dnnl_query_src_md, PETSC_FALSE, &plan->f_src, name);
+    if (!ierr) ierr = AckdNNPortCreate(engine, wei, forward_pd, dnnl_query_weights_md, PETSC_FALSE, &plan->f_wei, name);
+    if (!ierr) ierr = AckdNNPortCreate(engine, dst, forward_pd, dnnl_query_dst_md, PETSC_TRUE, &plan->f_dst, name);
     if (!ierr)
-      ierr = AckdNNPortCreate(engine, &wei, forward_pd, dnnl_query_weights_md, PETSC_FALSE, &plan->f_wei, name);
-    if (!ierr) ierr = AckdNNPortCreate(engine, &dst, forward_pd, dnnl_query_dst_md, PETSC_TRUE, &plan->f_dst, name);
+      ierr = AckdNNPortCreate(engine, dst, data_pd, dnnl_query_diff_dst_md, PETSC_FALSE, &plan->d_diff_dst, name);
+    if (!ierr) ierr = AckdNNPortCreate(engine, wei, data_pd, dnnl_query_weights_md, PETSC_FALSE, &plan->d_wei, name);
     if (!ierr)
-      ierr = AckdNNPortCreate(engine, &dst, data_pd, dnnl_query_diff_dst_md, PETSC_FALSE, &plan->d_diff_dst, name);
-    if (!ierr) ierr = AckdNNPortCreate(engine, &wei, data_pd, dnnl_query_weights_md, PETSC_FALSE, &plan->d_wei, name);
+      ierr = AckdNNPortCreate(engine, src, data_pd, dnnl_query_diff_src_md, PETSC_TRUE, &plan->d_diff_src, name);
+    if (!ierr) ierr = AckdNNPortCreate(engine, src, weights_pd, dnnl_query_src_md, PETSC_FALSE, &plan->w_src, name);
     if (!ierr)
-      ierr = AckdNNPortCreate(engine, &src, data_pd, dnnl_query_diff_src_md, PETSC_TRUE, &plan->d_diff_src, name);
-    if (!ierr) ierr = AckdNNPortCreate(engine, &src, weights_pd, dnnl_query_src_md, PETSC_FALSE, &plan->w_src, name);
+      ierr = AckdNNPortCreate(engine, dst, weights_pd, dnnl_query_diff_dst_md, PETSC_FALSE, &plan->w_diff_dst, name);
     if (!ierr)
-      ierr = AckdNNPortCreate(engine, &dst, weights_pd, dnnl_query_diff_dst_md, PETSC_FALSE, &plan->w_diff_dst, name);
-    if (!ierr)
-      ierr =
-          AckdNNPortCreate(engine, &wei, weights_pd, dnnl_query_diff_weights_md, PETSC_TRUE, &plan->w_diff_wei, name);
+      ierr = AckdNNPortCreate(engine, wei, weights_pd, dnnl_query_diff_weights_md, PETSC_TRUE, &plan->w_diff_wei, name);
   }
   if (!ierr && status == dnnl_success) {
     plan->src_shared = plan->f_src.inner && plan->w_src.inner &&
@@ -181,8 +270,8 @@ static PetscErrorCode plan_create(AckdConv *conv, AckdEngine *engine, const Ackd
   AckdCallDnnl(status, "layer %s: describing the backward convolutions", name);
   PetscCall(ierr);
   if (conv->has_bias) {
-    PetscCall(AckdNNMemoryCreate(engine, &bias, &plan->bias, name));
-    PetscCall(AckdNNMemoryCreate(engine, &bias, &plan->diff_bias, name));
+    PetscCall(AckdNNMemoryCreate(engine, &d.bias, &plan->bias, name));
+    PetscCall(AckdNNMemoryCreate(engine, &d.bias, &plan->diff_bias, name));
   }
   *out = plan;
   PetscFunctionReturn(0);
@@ -204,19 +293,22 @@ static void plan_destroy(AckdConvPlan **plan)
   *plan = NULL;
 }
 
-static PetscErrorCode plan_get(AckdConv *conv, AckdEngine *engine, const AckdTensor *x, AckdConvPlan **plan)
+static PetscErrorCode plan_get(AckdConv *conv, AckdEngine *engine, const AckdTensor *x, PetscInt y_block,
+                               AckdConvPlan **plan)
 {
-  AckdTensor y;
+  AckdTensor y = *x;
 
   PetscFunctionBeginUser;
   for (PetscInt i = 0; i < conv->nplans; i++) {
     AckdConvPlan *p = conv->plans[i];
-    if (p->n == x->n && p->h == x->h && p->w == x->w) {
+    if (p->n == x->n && p->h == x->h && p->w == x->w && p->x_block == AckdNNBlock(x) &&
+        p->y_block == PetscMax(1, y_block)) {
       *plan = p;
       PetscFunctionReturn(0);
     }
   }
   PetscCall(AckdConvOutputShape(conv, x, &y));
+  y.block       = y_block;
   PetscInt slot = AckdNNPlanSlot(&conv->nplans, &conv->next_evicted);
   plan_destroy(&conv->plans[slot]);
   PetscCall(plan_create(conv, engine, x, &y, &conv->plans[slot]));
@@ -232,7 +324,7 @@ PetscErrorCode AckdConvForward(AckdConv *conv, AckdEngine *engine, const AckdTen
 
   PetscFunctionBeginUser;
   PetscCall(AckdConvOutputShape(conv, x, y));
-  PetscCall(plan_get(conv, engine, x, &plan));
+  PetscCall(plan_get(conv, engine, x, y->block, &plan));
   args[0].arg = DNNL_ARG_SRC;
   args[1].arg = DNNL_ARG_WEIGHTS;
   args[2].arg = DNNL_ARG_DST;
@@ -256,7 +348,7 @@ PetscErrorCode AckdConvBackward(AckdConv *conv, AckdEngine *engine, const AckdTe
   dnnl_exec_arg_t wargs[4], dargs[3];
 
   PetscFunctionBeginUser;
-  PetscCall(plan_get(conv, engine, x, &plan));
+  PetscCall(plan_get(conv, engine, x, dy->block, &plan));
   PetscCheck(dy->n == plan->n && dy->c == conv->out_channels && dy->h == plan->oh && dy->w == plan->ow, PETSC_COMM_SELF,
              PETSC_ERR_ARG_SIZ, "layer %s: output gradient shape does not match the output", conv->name);
   wargs[0].arg = DNNL_ARG_SRC;
@@ -275,7 +367,7 @@ PetscErrorCode AckdConvBackward(AckdConv *conv, AckdEngine *engine, const AckdTe
                           "weight-gradient convolution"));
   PetscCall(AckdNNPortFinish(engine, &plan->w_diff_wei, conv->name));
   if (dx) {
-    *dx          = AckdTensorView(dx->data, x->n, x->c, x->h, x->w);
+    *dx          = AckdTensorLike(dx->data, x);
     dargs[0].arg = DNNL_ARG_DIFF_DST;
     dargs[1].arg = DNNL_ARG_WEIGHTS;
     dargs[2].arg = DNNL_ARG_DIFF_SRC;

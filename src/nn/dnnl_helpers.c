@@ -1,15 +1,35 @@
 /* oneDNN plumbing shared by convolution, batch norm and pooling. */
 #include "nn/nn_private.h"
 
-PetscErrorCode AckdNNDescNCHW(dnnl_memory_desc_t *md, PetscInt n, PetscInt c, PetscInt h, PetscInt w, const char *layer)
+PetscErrorCode AckdNNDescTensor(dnnl_memory_desc_t *md, const AckdTensor *t, const char *layer)
 {
-  dnnl_dims_t dims = {n, c, h, w};
+  dnnl_dims_t dims = {t->n, t->c, t->h, t->w};
+  PetscInt    b    = AckdNNBlock(t);
 
   PetscFunctionBeginUser;
-  AckdCallDnnl(dnnl_memory_desc_init_by_tag(md, 4, dims, dnnl_f32, dnnl_nchw),
-               "layer %s: describing a %" PetscInt_FMT "x%" PetscInt_FMT "x%" PetscInt_FMT "x%" PetscInt_FMT " tensor",
-               layer, n, c, h, w);
+  PetscCheck(b == 1 || b == 8 || b == 16, PETSC_COMM_SELF, PETSC_ERR_ARG_OUTOFRANGE,
+             "layer %s: channel block %" PetscInt_FMT " is none of 1, 8, 16", layer, b);
+  AckdCallDnnl(dnnl_memory_desc_init_by_tag(md, 4, dims, dnnl_f32,
+                                            b == 16  ? dnnl_nChw16c
+                                            : b == 8 ? dnnl_nChw8c
+                                                     : dnnl_nchw),
+               "layer %s: describing a %" PetscInt_FMT "x%" PetscInt_FMT "x%" PetscInt_FMT "x%" PetscInt_FMT
+               " tensor in block %" PetscInt_FMT,
+               layer, t->n, t->c, t->h, t->w, b);
   PetscFunctionReturn(0);
+}
+
+PetscInt AckdNNBlockOf(const dnnl_memory_desc_t *md)
+{
+  const dnnl_format_tag_t tags[3]   = {dnnl_nchw, dnnl_nChw8c, dnnl_nChw16c};
+  const PetscInt          blocks[3] = {0, 8, 16};
+  if (!md || md->ndims != 4) return -1;
+  for (int i = 0; i < 3; i++) {
+    dnnl_memory_desc_t candidate;
+    if (dnnl_memory_desc_init_by_tag(&candidate, 4, md->dims, dnnl_f32, tags[i]) != dnnl_success) continue;
+    if (dnnl_memory_desc_equal(&candidate, md)) return blocks[i];
+  }
+  return -1;
 }
 
 PetscErrorCode AckdNNDescVector(dnnl_memory_desc_t *md, PetscInt size, const char *layer)

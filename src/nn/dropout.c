@@ -23,6 +23,9 @@ PetscErrorCode AckdDropoutForward(AckdDropout *drop, const AckdTensor *x, AckdTe
   PetscInt n = AckdTensorSize(x), per_sample = x->c * x->h * x->w;
 
   PetscFunctionBeginUser;
+  /* the mask counts elements in NCHW order */
+  PetscCheck(x->block <= 1, PETSC_COMM_SELF, PETSC_ERR_ARG_WRONG,
+             "layer %s: dropout reads plain NCHW, not a channel-blocked layout", drop->name);
   *y = AckdTensorView(y->data, x->n, x->c, x->h, x->w);
   if (!drop->training || drop->p == 0.0) {
     if (y->data != x->data) PetscCall(PetscArraycpy(y->data, x->data, n));

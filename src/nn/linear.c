@@ -33,6 +33,9 @@ PetscErrorCode AckdLinearSetUp(AckdLinear *lin, AckdParams *params, const char *
 PetscErrorCode AckdLinearOutputShape(const AckdLinear *lin, const AckdTensor *x, AckdTensor *y)
 {
   PetscFunctionBeginUser;
+  PetscCheck(x->block <= 1, PETSC_COMM_SELF, PETSC_ERR_ARG_WRONG,
+             "layer %s: a linear layer reads plain rows, not a channel-blocked layout", lin->name);
+  y->block = 0;
   if (x->c * x->h * x->w == lin->in_features) {
     y->n = x->n;
     y->c = lin->out_features;

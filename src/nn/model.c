@@ -2,16 +2,30 @@
  * order, backward in reverse with gradient accumulation where a slot feeds
  * several nodes (residual shortcuts, ShuffleNet's split). */
 #include "nn/model_private.h"
+#include "nn/nn_private.h"
+#include <string.h>
 
 const char *const AckdArchNames[] = {"resnet18", "resnet34", "mobilenetv2", "shufflenetv2", "smallcnn", "mlp"};
 
 PetscErrorCode AckdModelCreate(MPI_Comm comm, AckdModel *model)
 {
+  static const char *const kinds[ACKD_NODE_KINDS] = {"Conv", "BatchNorm", "Activation", "Pool",    "Linear", "Dropout",
+                                                     "Add",  "Concat",    "Slice",      "Shuffle", "Tokens"};
+  PetscClassId             classid;
+
   PetscFunctionBeginUser;
   PetscCall(PetscNew(model));
+  PetscCall(PetscClassIdRegister("ackd nn", &classid));
+  for (int k = 0; k < ACKD_NODE_KINDS; k++)
+    for (int d = 0; d < 2; d++) {
+      char name[32];
+      PetscCall(PetscSNPrintf(name, sizeof name, "NN%s%s", kinds[k], d ? "Bwd" : "Fwd"));
+      PetscCall(PetscLogEventRegister(name, classid, &(*model)->events[k][d]));
+    }
   (*model)->comm     = comm;
   (*model)->nslots   = 1;
   (*model)->training = PETSC_TRUE;
+  (*model)->bn_comm  = MPI_COMM_NULL;
   PetscCall(AckdParamsCreate(&(*model)->params));
   PetscFunctionReturn(0);
 }
@@ -67,6 +81,7 @@ PetscErrorCode AckdModelAddBatchNorm(AckdModel m, const char *name, PetscInt in,
   PetscFunctionBeginUser;
   PetscCall(PetscNew(&bn));
   PetscCall(AckdBatchNormSetUp(bn, &m->params, name, channels));
+  bn->comm = m->bn_comm; /* AckdModelSetBatchNormComm may come before or after AckdModelSetUp */
   PetscCall(add_node(m, ACKD_NODE_BATCHNORM, in, -1, bn, &node));
   *out = node->out;
   PetscFunctionReturn(0);
@@ -192,6 +207,28 @@ PetscErrorCode AckdModelAddConvBN(AckdModel m, const char *conv, const char *bn,
   PetscFunctionReturn(0);
 }
 
+/* Marks each batch norm whose output only the ReLU/ReLU6 right after it reads. */
+static PetscErrorCode find_fusable(AckdModel m)
+{
+  PetscInt *readers;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscCalloc1(m->nslots, &readers));
+  for (PetscInt i = 0; i < m->nnodes; i++)
+    for (int k = 0; k < 2; k++)
+      if (m->nodes[i].in[k] >= 0) readers[m->nodes[i].in[k]]++;
+  readers[m->slot_tokens]++;
+  readers[m->slot_embedding]++;
+  readers[m->slot_logits]++;
+  for (PetscInt i = 0; i + 1 < m->nnodes; i++) {
+    AckdNode *bn = &m->nodes[i], *act = &m->nodes[i + 1];
+    bn->fusable = bn->kind == ACKD_NODE_BATCHNORM && act->kind == ACKD_NODE_ACTIVATION && act->in[0] == bn->out &&
+                  readers[bn->out] == 1 && (act->activation == ACKD_ACT_RELU || act->activation == ACKD_ACT_RELU6);
+  }
+  PetscCall(PetscFree(readers));
+  PetscFunctionReturn(0);
+}
+
 PetscErrorCode AckdModelSetUp(AckdModel m, const AckdModelConfig *config, uint64_t seed)
 {
   PetscFunctionBeginUser;
@@ -224,6 +261,7 @@ PetscErrorCode AckdModelSetUp(AckdModel m, const AckdModelConfig *config, uint64
   PetscCall(AckdParamsInitialize(&m->params, seed));
   PetscCall(PetscCalloc3(m->nslots, &m->values, m->nslots, &m->grads, m->nslots, &m->grad_written));
   m->setup = PETSC_TRUE;
+  PetscCall(find_fusable(m));
   PetscCall(AckdModelSetTraining(m, PETSC_TRUE));
   PetscFunctionReturn(0);
 }
@@ -236,6 +274,21 @@ PetscErrorCode AckdModelSetTraining(AckdModel m, PetscBool training)
     if (m->nodes[i].kind == ACKD_NODE_BATCHNORM) ((AckdBatchNorm *)m->nodes[i].layer)->training = training;
     if (m->nodes[i].kind == ACKD_NODE_DROPOUT) ((AckdDropout *)m->nodes[i].layer)->training = training;
   }
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdModelSetBatchNormComm(AckdModel m, MPI_Comm comm)
+{
+  PetscMPIInt size = 1;
+
+  PetscFunctionBeginUser;
+  if (m->bn_comm != MPI_COMM_NULL) PetscCallMPI(MPI_Comm_free(&m->bn_comm));
+  if (comm != MPI_COMM_NULL) PetscCallMPI(MPI_Comm_size(comm, &size));
+  /* a private duplicate: the statistics' reductions never match another
+   * module's collectives (the gradient buckets) by accident */
+  if (size > 1) PetscCallMPI(MPI_Comm_dup(comm, &m->bn_comm));
+  for (PetscInt i = 0; i < m->nnodes; i++)
+    if (m->nodes[i].kind == ACKD_NODE_BATCHNORM) ((AckdBatchNorm *)m->nodes[i].layer)->comm = m->bn_comm;
   PetscFunctionReturn(0);
 }
 
@@ -260,21 +313,35 @@ PetscErrorCode AckdModelGetParams(AckdModel m, AckdParams **params)
 
 /* ---------------------------------------------------------------- shapes */
 
-static PetscErrorCode node_output_shape(AckdModel m, const AckdNode *node, AckdTensor *y)
+/* A node's output shape and layout. Convolutions choose the channel-blocked
+ * layout their fastest kernel writes; what follows keeps it (batch norm,
+ * activations, pooling, residual adds, the channel plumbing), so activations
+ * stay blocked from one convolution to the next and nothing converts them.
+ * Global pooling, linear layers, dropout and tokens work on plain NCHW.
+ * `blocked` false: plain everywhere (the fallback if layouts would clash). */
+static PetscErrorCode node_output_shape(AckdModel m, AckdEngine *engine, const AckdNode *node, PetscBool blocked,
+                                        AckdTensor *y)
 {
   const AckdTensor *x = &m->values[node->in[0]];
 
   PetscFunctionBeginUser;
-  *y = AckdTensorView(NULL, x->n, x->c, x->h, x->w);
+  *y = AckdTensorLike(NULL, x);
   switch (node->kind) {
   case ACKD_NODE_CONV:
     PetscCall(AckdConvOutputShape(node->layer, x, y));
+    y->block = 0;
+    if (blocked) PetscCall(AckdConvPreferredBlock(node->layer, engine, x, &y->block));
     break;
   case ACKD_NODE_POOL:
     PetscCall(AckdPoolOutputShape(node->layer, x, y));
+    if (((AckdPool *)node->layer)->kind == ACKD_POOL_GLOBAL_AVG) y->block = 0;
     break;
   case ACKD_NODE_LINEAR:
-    PetscCall(AckdLinearOutputShape(node->layer, x, y));
+    if (AckdNNBlock(x) == 1) PetscCall(AckdLinearOutputShape(node->layer, x, y));
+    break;
+  case ACKD_NODE_ADD:
+    /* a shortcut in another layout than the residual branch: give up blocking */
+    if (AckdNNBlock(x) != AckdNNBlock(&m->values[node->in[1]])) y->block = -1;
     break;
   case ACKD_NODE_CONCAT:
     y->c = x->c + m->values[node->in[1]].c;
@@ -289,34 +356,60 @@ static PetscErrorCode node_output_shape(AckdModel m, const AckdNode *node, AckdT
   default:
     break;
   }
+  /* linear layers and dropout read plain rows */
+  if ((node->kind == ACKD_NODE_LINEAR || node->kind == ACKD_NODE_DROPOUT) && AckdNNBlock(x) != 1) y->block = -1;
   y->data = NULL;
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode plan_layouts(AckdModel m, AckdEngine *engine, PetscBool blocked, PetscBool *clash)
+{
+  PetscFunctionBeginUser;
+  *clash = PETSC_FALSE;
+  for (PetscInt i = 0; i < m->nnodes && !*clash; i++) {
+    AckdNode *node = &m->nodes[i];
+    PetscCall(node_output_shape(m, engine, node, blocked, &m->values[node->out]));
+    *clash = m->values[node->out].block < 0;
+  }
   PetscFunctionReturn(0);
 }
 
 /* Lays every slot out in one arena for this input shape; grows it only when a
  * larger batch arrives, so steady-state training allocates nothing. */
-static PetscErrorCode plan(AckdModel m, const AckdTensor *x)
+static PetscErrorCode plan(AckdModel m, AckdEngine *engine, const AckdTensor *x)
 {
+  PetscBool clash;
+
   PetscFunctionBeginUser;
-  if (m->planned[0] == x->n && m->planned[1] == x->c && m->planned[2] == x->h && m->planned[3] == x->w)
+  if (m->have_plan && m->planned[0] == x->n && m->planned[1] == x->c && m->planned[2] == x->h && m->planned[3] == x->w)
     PetscFunctionReturn(0);
   PetscCheck(x->c == m->config.in_channels, m->comm, PETSC_ERR_USER_INPUT,
              "model %s: images have %" PetscInt_FMT " bands, the model was built for %" PetscInt_FMT,
              AckdArchNames[m->config.arch], x->c, m->config.in_channels);
-  m->values[0]   = *x;
+  PetscCheck(AckdNNBlock(x) == 1, m->comm, PETSC_ERR_ARG_WRONG, "model %s: images must be plain NCHW",
+             AckdArchNames[m->config.arch]);
+  m->values[0] = *x;
+  PetscCall(plan_layouts(m, engine, PETSC_TRUE, &clash));
+  if (clash) PetscCall(plan_layouts(m, engine, PETSC_FALSE, &clash));
+  PetscCheck(!clash, m->comm, PETSC_ERR_PLIB, "model %s: no consistent layout", AckdArchNames[m->config.arch]);
   PetscInt total = 0, largest = AckdTensorSize(x);
   for (PetscInt i = 0; i < m->nnodes; i++) {
-    AckdNode *node = &m->nodes[i];
-    PetscCall(node_output_shape(m, node, &m->values[node->out]));
-    PetscInt size = AckdTensorSize(&m->values[node->out]);
+    PetscInt size = AckdTensorStorage(&m->values[m->nodes[i].out]);
     total += (size + 15) / 16 * 16;
     largest = PetscMax(largest, size);
   }
   if (total > m->arena_capacity) {
-    PetscCall(PetscFree2(m->arena, m->grad_arena));
-    PetscCall(PetscMalloc2(total, &m->arena, total, &m->grad_arena));
+    PetscCall(PetscFree2(m->arena_memory, m->grad_arena_memory));
+    /* 16 floats more, so each slot starts on a 64-byte line, as oneDNN's vector kernels like */
+    PetscCall(PetscMalloc2(total + 16, &m->arena_memory, total + 16, &m->grad_arena_memory));
+    m->arena          = (float *)(((uintptr_t)m->arena_memory + 63) & ~(uintptr_t)63);
+    m->grad_arena     = (float *)(((uintptr_t)m->grad_arena_memory + 63) & ~(uintptr_t)63);
     m->arena_capacity = total;
   }
+  /* the channel padding of blocked slots must read zero, whatever a previous
+   * plan left there; only layers write the rest */
+  PetscCall(PetscArrayzero(m->arena, m->arena_capacity));
+  PetscCall(PetscArrayzero(m->grad_arena, m->arena_capacity));
   if (largest > m->scratch_capacity) {
     PetscCall(PetscFree(m->scratch));
     PetscCall(PetscMalloc1(largest, &m->scratch));
@@ -327,93 +420,98 @@ static PetscErrorCode plan(AckdModel m, const AckdTensor *x)
   for (PetscInt i = 0; i < m->nnodes; i++) {
     AckdTensor *v             = &m->values[m->nodes[i].out];
     v->data                   = m->arena + offset;
-    m->grads[m->nodes[i].out] = AckdTensorView(m->grad_arena + offset, v->n, v->c, v->h, v->w);
-    offset += (AckdTensorSize(v) + 15) / 16 * 16;
+    m->grads[m->nodes[i].out] = AckdTensorLike(m->grad_arena + offset, v);
+    offset += (AckdTensorStorage(v) + 15) / 16 * 16;
   }
   m->planned[0] = x->n;
   m->planned[1] = x->c;
   m->planned[2] = x->h;
   m->planned[3] = x->w;
+  m->have_plan  = PETSC_TRUE;
   PetscFunctionReturn(0);
 }
 
 /* ---------------------------------------------------------------- forward */
 
+/* (B, C, H, W) in any layout <-> tokens (B, 1, HW, C), plain. */
 static void tokens_forward(const AckdTensor *x, AckdTensor *y)
 {
-  PetscInt hw = x->h * x->w;
+  PetscInt hw = x->h * x->w, b = AckdNNBlock(x);
+#pragma omp parallel for collapse(2) schedule(static)
   for (PetscInt n = 0; n < x->n; n++)
-    for (PetscInt c = 0; c < x->c; c++)
-      for (PetscInt p = 0; p < hw; p++) y->data[(n * hw + p) * x->c + c] = x->data[(n * x->c + c) * hw + p];
+    for (PetscInt c = 0; c < x->c; c++) {
+      const float *src = x->data + AckdNNOffset(x, n, c, 0);
+      for (PetscInt p = 0; p < hw; p++) y->data[(n * hw + p) * x->c + c] = src[p * b];
+    }
 }
 
 static void tokens_backward(const AckdTensor *dy, AckdTensor *dx)
 {
-  PetscInt hw = dx->h * dx->w;
+  PetscInt hw = dx->h * dx->w, b = AckdNNBlock(dx);
+#pragma omp parallel for collapse(2) schedule(static)
   for (PetscInt n = 0; n < dx->n; n++)
-    for (PetscInt c = 0; c < dx->c; c++)
-      for (PetscInt p = 0; p < hw; p++) dx->data[(n * dx->c + c) * hw + p] = dy->data[(n * hw + p) * dx->c + c];
-}
-
-/* Channels [start, start + count) of x, per sample, into y (or back: add). */
-static void copy_channels(const AckdTensor *from, PetscInt from_start, AckdTensor *to, PetscInt to_start,
-                          PetscInt count, PetscBool add)
-{
-  PetscInt hw = from->h * from->w;
-  for (PetscInt n = 0; n < from->n; n++) {
-    const float *src = from->data + (n * from->c + from_start) * hw;
-    float       *dst = to->data + (n * to->c + to_start) * hw;
-    if (add)
-      for (PetscInt i = 0; i < count * hw; i++) dst[i] += src[i];
-    else
-      for (PetscInt i = 0; i < count * hw; i++) dst[i] = src[i];
-  }
+    for (PetscInt c = 0; c < dx->c; c++) {
+      float *dst = dx->data + AckdNNOffset(dx, n, c, 0);
+      for (PetscInt p = 0; p < hw; p++) dst[p * b] = dy->data[(n * hw + p) * dx->c + c];
+    }
 }
 
 PetscErrorCode AckdModelForward(AckdModel m, AckdEngine *engine, const AckdTensor *images, AckdModelOutputs *outputs)
 {
   PetscFunctionBeginUser;
   PetscCheck(m->setup, m->comm, PETSC_ERR_ORDER, "AckdModelForward before AckdModelSetUp");
-  PetscCall(plan(m, images));
+  PetscCall(plan(m, engine, images));
   m->values[0] = *images;
   for (PetscInt i = 0; i < m->nnodes; i++) {
     AckdNode   *node = &m->nodes[i];
     AckdTensor *x = &m->values[node->in[0]], *y = &m->values[node->out];
-    switch (node->kind) {
-    case ACKD_NODE_CONV:
-      PetscCall(AckdConvForward(node->layer, engine, x, y));
-      break;
-    case ACKD_NODE_BATCHNORM:
-      PetscCall(AckdBatchNormForward(node->layer, engine, x, y));
-      break;
-    case ACKD_NODE_ACTIVATION:
-      PetscCall(AckdActivationForward(node->activation, x, y));
-      break;
-    case ACKD_NODE_POOL:
-      PetscCall(AckdPoolForward(node->layer, engine, x, y));
-      break;
-    case ACKD_NODE_LINEAR:
-      PetscCall(AckdLinearForward(node->layer, engine, x, y));
-      break;
-    case ACKD_NODE_DROPOUT:
-      PetscCall(AckdDropoutForward(node->layer, x, y));
-      break;
-    case ACKD_NODE_ADD:
-      PetscCall(AckdAddForward(x, &m->values[node->in[1]], y));
-      break;
-    case ACKD_NODE_CONCAT:
-      PetscCall(AckdChannelConcat(x, &m->values[node->in[1]], y));
-      break;
-    case ACKD_NODE_SLICE:
-      copy_channels(x, node->start, y, 0, node->count, PETSC_FALSE);
-      break;
-    case ACKD_NODE_SHUFFLE:
-      PetscCall(AckdChannelShuffle(x, node->groups, y));
-      break;
-    case ACKD_NODE_TOKENS:
-      tokens_forward(x, y);
-      break;
-    }
+    /* an empty local batch: only batch norm has work, its share of the reductions */
+    if (images->n == 0 && node->kind != ACKD_NODE_BATCHNORM) continue;
+    if (i > 0 && m->nodes[i - 1].fused) continue; /* this activation ran inside the batch norm */
+    node->fused = node->fusable && AckdBatchNormOwnKernel(node->layer, x);
+    PetscCall(PetscLogEventBegin(m->events[node->kind][0], 0, 0, 0, 0));
+    if (node->fused) {
+      AckdNode *act = &m->nodes[i + 1];
+      PetscCall(AckdBatchNormTrainForward(node->layer, x, &m->values[act->out], act->activation));
+    } else
+      switch (node->kind) {
+      case ACKD_NODE_CONV:
+        PetscCall(AckdConvForward(node->layer, engine, x, y));
+        break;
+      case ACKD_NODE_BATCHNORM:
+        PetscCall(AckdBatchNormForward(node->layer, engine, x, y));
+        break;
+      case ACKD_NODE_ACTIVATION:
+        PetscCall(AckdActivationForward(node->activation, x, y));
+        break;
+      case ACKD_NODE_POOL:
+        PetscCall(AckdPoolForward(node->layer, engine, x, y));
+        break;
+      case ACKD_NODE_LINEAR:
+        PetscCall(AckdLinearForward(node->layer, engine, x, y));
+        break;
+      case ACKD_NODE_DROPOUT:
+        PetscCall(AckdDropoutForward(node->layer, x, y));
+        break;
+      case ACKD_NODE_ADD:
+        PetscCall(AckdAddForward(x, &m->values[node->in[1]], y));
+        break;
+      case ACKD_NODE_CONCAT:
+        PetscCall(AckdChannelConcat(x, &m->values[node->in[1]], y));
+        break;
+      case ACKD_NODE_SLICE:
+        AckdNNCopyChannels(x, node->start, y, 0, node->count, 1, 1, PETSC_FALSE);
+        break;
+      case ACKD_NODE_SHUFFLE:
+        PetscCall(AckdChannelShuffle(x, node->groups, y));
+        break;
+      case ACKD_NODE_TOKENS:
+        tokens_forward(x, y);
+        break;
+      default:
+        break;
+      }
+    PetscCall(PetscLogEventEnd(m->events[node->kind][0], 0, 0, 0, 0));
   }
   outputs->tokens    = m->values[m->slot_tokens];
   outputs->embedding = m->values[m->slot_embedding];
@@ -430,7 +528,9 @@ static AckdTensor *gradient_target(AckdModel m, PetscInt slot, AckdTensor *scrat
   if (slot == 0) return NULL; /* no gradient with respect to the images */
   if (!m->grad_written[slot]) return &m->grads[slot];
   const AckdTensor *g = &m->grads[slot];
-  *scratch            = AckdTensorView(m->scratch, g->n, g->c, g->h, g->w);
+  *scratch            = AckdTensorLike(m->scratch, g);
+  /* scratch's channel padding holds whatever an earlier use left */
+  if (AckdTensorStorage(g) != AckdTensorSize(g)) memset(m->scratch, 0, (size_t)AckdTensorStorage(g) * sizeof(float));
   return scratch;
 }
 
@@ -450,8 +550,8 @@ static PetscErrorCode deliver_channels(AckdModel m, PetscInt slot, const AckdTen
   PetscFunctionBeginUser;
   if (slot == 0) PetscFunctionReturn(0);
   AckdTensor *g = &m->grads[slot];
-  if (!m->grad_written[slot] && count < g->c) PetscCall(PetscArrayzero(g->data, AckdTensorSize(g)));
-  copy_channels(dy, dy_start, g, slot_start, count, m->grad_written[slot]);
+  if (!m->grad_written[slot] && count < g->c) PetscCall(PetscArrayzero(g->data, AckdTensorStorage(g)));
+  AckdNNCopyChannels(dy, dy_start, g, slot_start, count, 1, 1, m->grad_written[slot]);
   m->grad_written[slot] = PETSC_TRUE;
   PetscFunctionReturn(0);
 }
@@ -507,72 +607,80 @@ PetscErrorCode AckdModelBackward(AckdModel m, AckdEngine *engine, const AckdTens
                                  const AckdTensor *d_embedding, const AckdTensor *d_tokens)
 {
   PetscFunctionBeginUser;
-  PetscCheck(m->planned[0] > 0, m->comm, PETSC_ERR_ORDER, "AckdModelBackward before AckdModelForward");
+  PetscCheck(m->have_plan, m->comm, PETSC_ERR_ORDER, "AckdModelBackward before AckdModelForward");
+  PetscBool empty = m->planned[0] == 0;
   PetscCall(PetscArrayzero(m->grad_written, m->nslots));
   PetscCall(seed_gradient(m, m->slot_logits, d_logits, "logits"));
   PetscCall(seed_gradient(m, m->slot_embedding, d_embedding, "embedding"));
   PetscCall(seed_gradient(m, m->slot_tokens, d_tokens, "tokens"));
   for (PetscInt i = m->nnodes - 1; i >= 0; i--) {
-    AckdNode   *node = &m->nodes[i];
-    AckdTensor *x = &m->values[node->in[0]], *dy = &m->grads[node->out], scratch;
+    AckdNode *node = &m->nodes[i];
+    if (i > 0 && m->nodes[i - 1].fused) continue; /* its batch norm back-propagates through it */
+    /* a fused batch norm starts from its activation's output and gradient */
+    PetscInt    out = node->fused ? m->nodes[i + 1].out : node->out;
+    AckdTensor *x = &m->values[node->in[0]], *dy = &m->grads[out], scratch;
     PetscInt    begin, end;
     node_param_range(node, &begin, &end);
-    if (!m->grad_written[node->out]) {
+    if (!m->grad_written[out]) {
       /* the loss does not reach this layer: its gradient is zero, not last step's */
       if (end > begin) PetscCall(PetscArrayzero(m->params.grads + begin, end - begin));
       if (end > begin && m->gradient_ready) PetscCall(m->gradient_ready(m->gradient_ready_ctx, begin, end));
       continue;
     }
-    AckdTensor *dx = NULL;
-    switch (node->kind) {
-    case ACKD_NODE_CONV:
-      dx = gradient_target(m, node->in[0], &scratch);
-      PetscCall(AckdConvBackward(node->layer, engine, x, dy, dx));
-      break;
-    case ACKD_NODE_BATCHNORM:
-      dx = gradient_target(m, node->in[0], &scratch);
-      PetscCall(AckdBatchNormBackward(node->layer, engine, x, dy, dx));
-      break;
-    case ACKD_NODE_ACTIVATION:
-      dx = gradient_target(m, node->in[0], &scratch);
-      PetscCall(AckdActivationBackward(node->activation, x, dy, dx));
-      break;
-    case ACKD_NODE_POOL:
-      dx = gradient_target(m, node->in[0], &scratch);
-      PetscCall(AckdPoolBackward(node->layer, engine, x, dy, dx));
-      break;
-    case ACKD_NODE_LINEAR:
-      dx = gradient_target(m, node->in[0], &scratch);
-      PetscCall(AckdLinearBackward(node->layer, engine, x, dy, dx));
-      break;
-    case ACKD_NODE_DROPOUT:
-      dx = gradient_target(m, node->in[0], &scratch);
-      PetscCall(AckdDropoutBackward(node->layer, dy, dx));
-      break;
-    case ACKD_NODE_SHUFFLE:
-      dx = gradient_target(m, node->in[0], &scratch);
-      if (dx) PetscCall(AckdChannelShuffle(dy, dy->c / node->groups, dx));
-      break;
-    case ACKD_NODE_TOKENS:
-      dx = gradient_target(m, node->in[0], &scratch);
-      if (dx) {
-        *dx = AckdTensorView(dx->data, x->n, x->c, x->h, x->w);
-        tokens_backward(dy, dx);
+    /* nodes with one input write its gradient; add, concat and slice deliver channels */
+    PetscBool single = node->kind != ACKD_NODE_ADD && node->kind != ACKD_NODE_CONCAT && node->kind != ACKD_NODE_SLICE;
+    PetscCall(PetscLogEventBegin(m->events[node->kind][1], 0, 0, 0, 0));
+    AckdTensor *dx = single ? gradient_target(m, node->in[0], &scratch) : NULL;
+    if (empty && single && node->kind != ACKD_NODE_BATCHNORM) {
+      /* no samples: zero parameter gradients, and the same slots marked as
+       * reached as on the ranks with samples (batch norm runs: it has
+       * reductions to join; the channel plumbing runs on empty tensors) */
+      if (end > begin) PetscCall(PetscArrayzero(m->params.grads + begin, end - begin));
+    } else
+      switch (node->kind) {
+      case ACKD_NODE_CONV:
+        PetscCall(AckdConvBackward(node->layer, engine, x, dy, dx));
+        break;
+      case ACKD_NODE_BATCHNORM:
+        if (node->fused)
+          PetscCall(AckdBatchNormTrainBackward(node->layer, x, &m->values[out], dy, dx, m->nodes[i + 1].activation));
+        else
+          PetscCall(AckdBatchNormBackward(node->layer, engine, x, dy, dx));
+        break;
+      case ACKD_NODE_ACTIVATION:
+        PetscCall(AckdActivationBackward(node->activation, x, dy, dx));
+        break;
+      case ACKD_NODE_POOL:
+        PetscCall(AckdPoolBackward(node->layer, engine, x, dy, dx));
+        break;
+      case ACKD_NODE_LINEAR:
+        PetscCall(AckdLinearBackward(node->layer, engine, x, dy, dx));
+        break;
+      case ACKD_NODE_DROPOUT:
+        PetscCall(AckdDropoutBackward(node->layer, dy, dx));
+        break;
+      case ACKD_NODE_SHUFFLE:
+        if (dx) PetscCall(AckdChannelShuffle(dy, dy->c / node->groups, dx));
+        break;
+      case ACKD_NODE_TOKENS:
+        if (dx) tokens_backward(dy, dx);
+        break;
+      case ACKD_NODE_ADD:
+        PetscCall(deliver_channels(m, node->in[0], dy, 0, 0, dy->c));
+        PetscCall(deliver_channels(m, node->in[1], dy, 0, 0, dy->c));
+        break;
+      case ACKD_NODE_CONCAT:
+        PetscCall(deliver_channels(m, node->in[0], dy, 0, 0, x->c));
+        PetscCall(deliver_channels(m, node->in[1], dy, x->c, 0, m->values[node->in[1]].c));
+        break;
+      case ACKD_NODE_SLICE:
+        PetscCall(deliver_channels(m, node->in[0], dy, 0, node->start, node->count));
+        break;
+      default:
+        break;
       }
-      break;
-    case ACKD_NODE_ADD:
-      PetscCall(deliver_channels(m, node->in[0], dy, 0, 0, dy->c));
-      PetscCall(deliver_channels(m, node->in[1], dy, 0, 0, dy->c));
-      break;
-    case ACKD_NODE_CONCAT:
-      PetscCall(deliver_channels(m, node->in[0], dy, 0, 0, x->c));
-      PetscCall(deliver_channels(m, node->in[1], dy, x->c, 0, m->values[node->in[1]].c));
-      break;
-    case ACKD_NODE_SLICE:
-      PetscCall(deliver_channels(m, node->in[0], dy, 0, node->start, node->count));
-      break;
-    }
     if (dx) PetscCall(gradient_commit(m, node->in[0], dx));
+    PetscCall(PetscLogEventEnd(m->events[node->kind][1], 0, 0, 0, 0));
     if (end > begin && m->gradient_ready) PetscCall(m->gradient_ready(m->gradient_ready_ctx, begin, end));
   }
   PetscFunctionReturn(0);
@@ -606,8 +714,9 @@ PetscErrorCode AckdModelDestroy(AckdModel *model)
   }
   PetscCall(PetscFree(m->nodes));
   PetscCall(PetscFree3(m->values, m->grads, m->grad_written));
-  PetscCall(PetscFree2(m->arena, m->grad_arena));
+  PetscCall(PetscFree2(m->arena_memory, m->grad_arena_memory));
   PetscCall(PetscFree(m->scratch));
+  if (m->bn_comm != MPI_COMM_NULL) PetscCallMPI(MPI_Comm_free(&m->bn_comm));
   if (m->params.setup) PetscCall(AckdParamsDestroy(&m->params));
   PetscCall(PetscFree(*model));
   PetscFunctionReturn(0);

@@ -17,7 +17,8 @@ typedef enum {
   ACKD_NODE_CONCAT,  /* channels of in[0] then in[1] */
   ACKD_NODE_SLICE,   /* channels [start, start + count) of in[0] */
   ACKD_NODE_SHUFFLE, /* channel shuffle with `groups` */
-  ACKD_NODE_TOKENS   /* (B, C, H, W) -> (B, 1, HW, C) */
+  ACKD_NODE_TOKENS,  /* (B, C, H, W) -> (B, 1, HW, C) */
+  ACKD_NODE_KINDS
 } AckdNodeKind;
 
 typedef struct {
@@ -26,6 +27,9 @@ typedef struct {
   void              *layer;      /* AckdConv, AckdBatchNorm, AckdPool, AckdLinear, AckdDropout */
   AckdActivationKind activation;
   PetscInt           start, count, groups;
+  /* batch norm whose output feeds only the ReLU/ReLU6 node after it: in
+   * training on ackd's kernels the two run as one (`fused`: this forward did) */
+  PetscBool fusable, fused;
 } AckdNode;
 
 struct _p_AckdModel {
@@ -37,15 +41,19 @@ struct _p_AckdModel {
   PetscInt          nslots; /* slot 0 is the input image batch */
   PetscInt          slot_tokens, slot_embedding, slot_logits;
   PetscBool         training, setup;
+  MPI_Comm          bn_comm;                    /* synchronised batch norm (a duplicate), or MPI_COMM_NULL */
+  PetscLogEvent     events[ACKD_NODE_KINDS][2]; /* per node kind, forward and backward: -log_view */
   uint64_t          seed;
   AckdGradientReady gradient_ready;
   void             *gradient_ready_ctx;
   /* activations and their gradients, one arena each, sized for `planned` */
   AckdTensor *values, *grads;
-  PetscBool  *grad_written; /* during backward: the slot's gradient holds a first contribution */
-  float      *arena, *grad_arena, *scratch;
+  PetscBool  *grad_written;                 /* during backward: the slot's gradient holds a first contribution */
+  float      *arena, *grad_arena, *scratch; /* arenas: 64-byte aligned inside *_memory */
+  float      *arena_memory, *grad_arena_memory;
   PetscInt    arena_capacity, scratch_capacity;
   PetscInt    planned[4]; /* input shape the slots are laid out for */
+  PetscBool   have_plan;
 };
 
 /* Builders for the architecture files: each appends a node reading slot `in`

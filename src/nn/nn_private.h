@@ -4,9 +4,11 @@
 
 #include <ackd/nn.h>
 
-/* A plain NCHW float32 descriptor, the layout of every AckdTensor. */
-PetscErrorCode AckdNNDescNCHW(dnnl_memory_desc_t *md, PetscInt n, PetscInt c, PetscInt h, PetscInt w,
-                              const char *layer);
+/* The descriptor of a tensor's layout (plain, nChw8c or nChw16c). */
+PetscErrorCode AckdNNDescTensor(dnnl_memory_desc_t *md, const AckdTensor *t, const char *layer);
+/* The block of a primitive's chosen layout for a 4-D tensor: 0 for plain
+ * NCHW, 8 or 16 for nChw8c/nChw16c, -1 for any other. */
+PetscInt AckdNNBlockOf(const dnnl_memory_desc_t *md);
 /* A 1-D float32 descriptor (per-channel vectors, biases). */
 PetscErrorCode AckdNNDescVector(dnnl_memory_desc_t *md, PetscInt size, const char *layer);
 /* Memory without a buffer: the handle is pointed at the caller's data at every
@@ -51,6 +53,54 @@ void           AckdNNPortDestroy(AckdNNPort *port);
 
 /* The cache slot for a new plan: a free one, else the oldest (round robin). */
 PetscInt AckdNNPlanSlot(PetscInt *nplans, PetscInt *next_evicted);
+
+/* ackd's own hot loops in AVX-512, AVX2 and baseline versions, picked at run
+ * time (the build targets baseline x86-64). OpenMP outlines a parallel loop's
+ * body into a function of its own, so the attribute goes on a function the
+ * loop calls. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define ACKD_NN_VECTOR __attribute__((target_clones("arch=skylake-avx512", "arch=haswell", "default")))
+#else
+#define ACKD_NN_VECTOR
+#endif
+
+/* Channel block of a tensor's layout (1: plain NCHW) and its channel count
+ * rounded up to whole blocks. */
+static inline PetscInt AckdNNBlock(const AckdTensor *t)
+{
+  return t->block > 1 ? t->block : 1;
+}
+/* Where element (s, c, p) of a tensor lives, p = h W + w: plain is block 1. */
+static inline PetscInt AckdNNOffset(const AckdTensor *t, PetscInt s, PetscInt c, PetscInt p)
+{
+  PetscInt b = AckdNNBlock(t), hw = t->h * t->w, cpad = (t->c + b - 1) / b * b;
+  return (s * cpad + c / b * b) * hw + p * b + c % b;
+}
+static inline PetscInt AckdNNPaddedChannels(const AckdTensor *t)
+{
+  PetscInt b = AckdNNBlock(t);
+  return (t->c + b - 1) / b * b;
+}
+
+/* The output block a convolution's primitive prefers for input x (its layout
+ * included): the layout a model gives the convolution's output slot. */
+PetscErrorCode AckdConvPreferredBlock(AckdConv *conv, AckdEngine *engine, const AckdTensor *x, PetscInt *block);
+
+/* to[s, to_start + i*to_stride] (+)= from[s, from_start + i*from_stride] for
+ * i < count, every sample and pixel, between any two layouts. */
+void AckdNNCopyChannels(const AckdTensor *from, PetscInt from_start, AckdTensor *to, PetscInt to_start, PetscInt count,
+                        PetscInt from_stride, PetscInt to_stride, PetscBool add);
+
+/* Batch norm's training mode on ackd's own kernels (batchnorm_train.c), for
+ * synchronised batch norm (statistics reduced over bn->comm) and for
+ * channel-blocked layouts: whether they serve this input, and the pair, which
+ * can fuse a following activation `act` (ACKD_ACT_RELU or ACKD_ACT_RELU6; -1:
+ * none): forward then writes the activation's output y, and backward takes
+ * that y and the gradient with respect to it. */
+PetscBool      AckdBatchNormOwnKernel(const AckdBatchNorm *bn, const AckdTensor *x);
+PetscErrorCode AckdBatchNormTrainForward(AckdBatchNorm *bn, const AckdTensor *x, AckdTensor *y, PetscInt act);
+PetscErrorCode AckdBatchNormTrainBackward(AckdBatchNorm *bn, const AckdTensor *x, const AckdTensor *y,
+                                          const AckdTensor *dy, AckdTensor *dx, PetscInt act);
 
 /* Output extent of a strided window, as PyTorch (floor), and the right
  * padding oneDNN needs to produce exactly that extent. */

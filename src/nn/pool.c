@@ -4,7 +4,7 @@
 #include "nn/nn_private.h"
 
 struct AckdPoolPlan {
-  PetscInt         n, c, h, w, oh, ow;
+  PetscInt         n, c, h, w, oh, ow, x_block, y_block;
   dnnl_primitive_t forward, backward;
   dnnl_memory_t    src, dst, diff_src, diff_dst, workspace; /* workspace: max pooling only, owns its buffer */
   PetscBool        forward_done;                            /* the workspace holds a forward's argmax */
@@ -77,9 +77,20 @@ static PetscErrorCode plan_create(AckdPool *pool, AckdEngine *engine, const Ackd
   dnnl_dims_t strides = {s, s}, kernel = {kh, kw}, pad_l = {p, p};
   dnnl_dims_t pad_r = {AckdNNRightPadding(x->h, y->h, kh, s, p), AckdNNRightPadding(x->w, y->w, kw, s, p)};
   PetscCall(PetscCalloc1(1, &plan));
-  *plan = (AckdPoolPlan){.n = x->n, .c = x->c, .h = x->h, .w = x->w, .oh = y->h, .ow = y->w};
-  PetscCall(AckdNNDescNCHW(&src, x->n, x->c, x->h, x->w, name));
-  PetscCall(AckdNNDescNCHW(&dst, y->n, y->c, y->h, y->w, name));
+  *plan = (AckdPoolPlan){.n       = x->n,
+                         .c       = x->c,
+                         .h       = x->h,
+                         .w       = x->w,
+                         .oh      = y->h,
+                         .ow      = y->w,
+                         .x_block = AckdNNBlock(x),
+                         .y_block = AckdNNBlock(y)};
+  PetscCall(AckdNNDescTensor(&src, x, name));
+  /* a 1x1 output whose channels fill whole blocks is the same bytes plain or
+   * blocked: describe it like the input, so the pooling kernel sees one layout */
+  AckdTensor like = *y;
+  if (y->h == 1 && y->w == 1 && y->c % AckdNNBlock(x) == 0 && AckdNNBlock(y) == 1) like.block = x->block;
+  PetscCall(AckdNNDescTensor(&dst, &like, name));
   AckdCallDnnl(
       dnnl_pooling_forward_desc_init(&desc, dnnl_forward_training, alg, &src, &dst, strides, kernel, pad_l, pad_r),
       "layer %s: describing the forward pooling", name);
@@ -113,19 +124,22 @@ static void plan_destroy(AckdPoolPlan **plan)
   *plan = NULL;
 }
 
-static PetscErrorCode plan_get(AckdPool *pool, AckdEngine *engine, const AckdTensor *x, AckdPoolPlan **plan)
+static PetscErrorCode plan_get(AckdPool *pool, AckdEngine *engine, const AckdTensor *x, PetscInt y_block,
+                               AckdPoolPlan **plan)
 {
-  AckdTensor y;
+  AckdTensor y = *x;
 
   PetscFunctionBeginUser;
   for (PetscInt i = 0; i < pool->nplans; i++) {
     AckdPoolPlan *p = pool->plans[i];
-    if (p->n == x->n && p->c == x->c && p->h == x->h && p->w == x->w) {
+    if (p->n == x->n && p->c == x->c && p->h == x->h && p->w == x->w && p->x_block == AckdNNBlock(x) &&
+        p->y_block == PetscMax(1, y_block)) {
       *plan = p;
       PetscFunctionReturn(0);
     }
   }
   PetscCall(AckdPoolOutputShape(pool, x, &y));
+  y.block       = y_block;
   PetscInt slot = AckdNNPlanSlot(&pool->nplans, &pool->next_evicted);
   plan_destroy(&pool->plans[slot]);
   PetscCall(plan_create(pool, engine, x, &y, &pool->plans[slot]));
@@ -139,7 +153,7 @@ PetscErrorCode AckdPoolForward(AckdPool *pool, AckdEngine *engine, const AckdTen
 
   PetscFunctionBeginUser;
   PetscCall(AckdPoolOutputShape(pool, x, y));
-  PetscCall(plan_get(pool, engine, x, &plan));
+  PetscCall(plan_get(pool, engine, x, y->block, &plan));
   PetscCall(AckdNNMemoryBind(plan->src, x->data, pool->name));
   PetscCall(AckdNNMemoryBind(plan->dst, y->data, pool->name));
   dnnl_exec_arg_t args[3] = {
@@ -156,12 +170,12 @@ PetscErrorCode AckdPoolBackward(AckdPool *pool, AckdEngine *engine, const AckdTe
 
   PetscFunctionBeginUser;
   if (!dx) PetscFunctionReturn(0);
-  PetscCall(plan_get(pool, engine, x, &plan));
+  PetscCall(plan_get(pool, engine, x, dy->block, &plan));
   PetscCheck(dy->n == plan->n && dy->c == plan->c && dy->h == plan->oh && dy->w == plan->ow, PETSC_COMM_SELF,
              PETSC_ERR_ARG_SIZ, "layer %s: output gradient shape does not match the output", pool->name);
   PetscCheck(!plan->workspace || plan->forward_done, PETSC_COMM_SELF, PETSC_ERR_ORDER,
              "layer %s: max-pooling backward without a forward of this shape before it", pool->name);
-  *dx = AckdTensorView(dx->data, x->n, x->c, x->h, x->w);
+  *dx = AckdTensorLike(dx->data, x);
   PetscCall(AckdNNMemoryBind(plan->diff_dst, dy->data, pool->name));
   PetscCall(AckdNNMemoryBind(plan->diff_src, dx->data, pool->name));
   dnnl_exec_arg_t args[3] = {

@@ -4,7 +4,14 @@
 
 AckdTensor AckdTensorView(float *data, PetscInt n, PetscInt c, PetscInt h, PetscInt w)
 {
-  AckdTensor t = {n, c, h, w, data};
+  AckdTensor t = {n, c, h, w, data, 0};
+  return t;
+}
+
+AckdTensor AckdTensorLike(float *data, const AckdTensor *like)
+{
+  AckdTensor t = *like;
+  t.data       = data;
   return t;
 }
 
@@ -25,10 +32,11 @@ PetscErrorCode AckdTensorFree(AckdTensor *t)
 
 PetscErrorCode AckdTensorAccumulate(AckdTensor *dst, const AckdTensor *src)
 {
-  PetscInt n = AckdTensorSize(dst);
+  PetscInt n = AckdTensorStorage(dst);
 
   PetscFunctionBeginUser;
-  PetscCheck(n == AckdTensorSize(src), PETSC_COMM_SELF, PETSC_ERR_ARG_SIZ,
+  PetscCheck(n == AckdTensorStorage(src) && AckdTensorSize(dst) == AckdTensorSize(src), PETSC_COMM_SELF,
+             PETSC_ERR_ARG_SIZ,
              "accumulating gradients: %" PetscInt_FMT " elements into %" PetscInt_FMT "; the shapes must agree",
              AckdTensorSize(src), n);
   float *restrict d       = dst->data;
