@@ -5,6 +5,7 @@
 
 const char *const        AckdOTCostKinds[]   = {"sqeuclidean", "cosine", "kl"};
 static const char *const precisions[]        = {"double", "single"};
+static const char *const kernels[]           = {"log", "scaling"};
 const char *const        AckdOTSolverKinds[] = {"sinkhorn", "unbalanced", "argmin", "exact", "semidual", "auction"};
 
 PetscErrorCode AckdOTCreate(MPI_Comm comm, AckdOT *ot)
@@ -23,6 +24,7 @@ PetscErrorCode AckdOTCreate(MPI_Comm comm, AckdOT *ot)
   o->eps_relative       = PETSC_TRUE;
   o->eps_scaling        = PETSC_TRUE;
   o->eps_scaling_factor = 0.5;
+  o->sinkhorn_kernel    = ACKD_OT_KERNEL_SCALING;
   o->tol                = 1e-9;
   o->max_it             = 10000;
   o->check_every        = 10; /* POT's rhythm */
@@ -103,6 +105,11 @@ PetscErrorCode AckdOTSetFromOptions(AckdOT ot)
   PetscCall(AckdOptionsReal(PetscOptionsObject, "-ot_kl_temperature", "KL cost: softmax temperature of the logits",
                             &ot->kl_temperature, 1e-6, 1e6, NULL));
   PetscCall(AckdOptionsInt(PetscOptionsObject, "-ot_topk", "Teachers kept per student row", &ot->topk, 1, 1024, NULL));
+  PetscCall(AckdOptionsChoice(PetscOptionsObject, "-ot_sinkhorn_kernel",
+                              "How an iteration evaluates the plan (grids with one process row): scaling (stabilised "
+                              "kernel method with absorption: a multiply-add per entry, keeps exp(-C/eps) beside C, "
+                              "twice the memory) or log (an exp per entry, C only)",
+                              kernels, 2, &ot->sinkhorn_kernel, NULL));
   PetscInt precision = ot->single ? 1 : 0;
   PetscCall(AckdOptionsChoice(PetscOptionsObject, "-ot_precision",
                               "Storage of the cost matrix: double, or single (half the memory and the bytes read per "

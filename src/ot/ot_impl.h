@@ -42,10 +42,51 @@ void AckdOTRowLogSumExpSingle(PetscInt m, PetscInt n, PetscInt lld, const float 
                               double inv_eps, double *work, double *lse);
 void AckdOTColLogSumExpSingle(PetscInt m, PetscInt n, PetscInt lld, const float *C, const double *f, const double *g,
                               double inv_eps, double *lse);
+/* The new potential of one sample from its current value, the log of its plan
+ * marginal and the log of its target mass (damping: tau / (tau + eps) for
+ * unbalanced OT, 1 for balanced). +inf: no finite cost, for the caller to report. */
+static inline double AckdOTUpdatedPotential(double current, double log_marginal, double log_target, double eps,
+                                            double damping)
+{
+  if (log_target == -INFINITY) return -INFINITY;  /* zero mass: transports nothing */
+  if (log_marginal == -INFINITY) return INFINITY; /* no finite cost */
+  return damping * (current + eps * (log_target - log_marginal));
+}
+/* What the fused sweep needs to update g: eps, damping and log b of the local columns. */
+typedef struct {
+  double        eps, damping;
+  const double *log_b;
+} AckdOTColumnRule;
+/* One fused Sinkhorn iteration over a block of whole columns (logsumexp_kernels.h). */
+void AckdOTFusedSweep(PetscInt m, PetscInt n, PetscInt lld, const double *C, const double *f, double *g,
+                      const AckdOTColumnRule *rule, double *col_lse, double *buf, double *work);
+void AckdOTFusedSweepSingle(PetscInt m, PetscInt n, PetscInt lld, const float *C, const double *f, double *g,
+                            const AckdOTColumnRule *rule, double *col_lse, double *buf, double *work);
+/* Absorption and the stabilised scaling iteration (logsumexp_kernels.h). */
+void AckdOTAbsorbKernel(PetscInt m, PetscInt n, PetscInt lld, const double *C, const double *f0, const double *g0,
+                        double inv_eps, double *K);
+void AckdOTAbsorbKernelSingle(PetscInt m, PetscInt n, PetscInt lld, const float *C, const double *f0, const double *g0,
+                              double inv_eps, float *K);
+void AckdOTScalingSweep(PetscInt m, PetscInt n, PetscInt lld, const double *C, const double *K, const double *f,
+                        const double *f0, double *g, const double *g0, const AckdOTColumnRule *rule, double *col_lse,
+                        double *u, double *acc, double *extra, double *work, PetscBool *fallback);
+void AckdOTScalingSweepSingle(PetscInt m, PetscInt n, PetscInt lld, const float *C, const float *K, const double *f,
+                              const double *f0, double *g, const double *g0, const AckdOTColumnRule *rule,
+                              double *col_lse, double *u, double *acc, double *extra, double *work,
+                              PetscBool *fallback);
+/* The log of the row sums of work (row sums from a sweep) where they lie in the
+ * one-pass range, exact (strided, max shift) elsewhere. */
+void AckdOTRowSumsToLogSumExp(PetscInt m, PetscInt n, PetscInt lld, const double *C, const double *f, const double *g,
+                              double inv_eps, const double *work, double *lse);
+void AckdOTRowSumsToLogSumExpSingle(PetscInt m, PetscInt n, PetscInt lld, const float *C, const double *f,
+                                    const double *g, double inv_eps, const double *work, double *lse);
 /* The MPI reduction that merges log-sum-exps of disjoint parts of a row or column. */
 PetscErrorCode AckdOTLogSumExpOpCreate(MPI_Op *op);
 
 /* ---------------------------------------------------------------- object */
+
+/* How a Sinkhorn iteration evaluates the plan (-ot_sinkhorn_kernel). */
+typedef enum { ACKD_OT_KERNEL_LOG, ACKD_OT_KERNEL_SCALING } AckdOTKernelKind;
 
 struct _p_AckdOT {
   MPI_Comm    comm;
@@ -58,6 +99,7 @@ struct _p_AckdOT {
   AckdOTSolverKind solver;
   PetscReal        eps, tol, eps_scaling_factor, tau, kl_temperature;
   PetscBool        eps_relative, eps_scaling;
+  PetscInt         sinkhorn_kernel; /* AckdOTKernelKind */
   PetscInt         max_it, check_every, topk, block;
   PetscInt         grid_rows, grid_cols; /* 0: automatic */
 
@@ -111,6 +153,22 @@ static inline void AckdOTBlockColLogSumExp(AckdOT ot, const double *f, const dou
     AckdOTColLogSumExpSingle(ot->mloc, ot->nloc, ot->lld, ot->C32, f, g, inv_eps, lse);
   else
     AckdOTColLogSumExp(ot->mloc, ot->nloc, ot->lld, ot->C, f, g, inv_eps, lse);
+}
+
+static inline void AckdOTBlockFusedSweep(AckdOT ot, const AckdOTColumnRule *rule, double *col_lse, double *buf,
+                                         double *work)
+{
+  if (ot->single)
+    AckdOTFusedSweepSingle(ot->mloc, ot->nloc, ot->lld, ot->C32, ot->f_loc, ot->g_loc, rule, col_lse, buf, work);
+  else
+    AckdOTFusedSweep(ot->mloc, ot->nloc, ot->lld, ot->C, ot->f_loc, ot->g_loc, rule, col_lse, buf, work);
+}
+static inline void AckdOTBlockRowSumsToLogSumExp(AckdOT ot, double inv_eps, const double *work, double *lse)
+{
+  if (ot->single)
+    AckdOTRowSumsToLogSumExpSingle(ot->mloc, ot->nloc, ot->lld, ot->C32, ot->f_loc, ot->g_loc, inv_eps, work, lse);
+  else
+    AckdOTRowSumsToLogSumExp(ot->mloc, ot->nloc, ot->lld, ot->C, ot->f_loc, ot->g_loc, inv_eps, work, lse);
 }
 
 PetscErrorCode AckdOTAssembleCost(AckdOT ot, const double *student_rows, const double *teacher_rows);
