@@ -118,8 +118,10 @@ PetscErrorCode AckdOTSetFromOptions(AckdOT ot)
   ot->single = (PetscBool)(precision == 1);
   PetscCall(AckdOptionsInt(PetscOptionsObject, "-ot_block", "Block size of the block-cyclic distribution of C",
                            &ot->block, 1, 1 << 20, NULL));
-  PetscCall(AckdOptionsString(PetscOptionsObject, "-ot_grid", "Process grid ROWSxCOLS (default: as square as possible)",
-                              grid, sizeof grid, &set));
+  PetscCall(
+      AckdOptionsString(PetscOptionsObject, "-ot_grid",
+                        "Process grid ROWSxCOLS (default: 1xP, whole columns per rank: one pass over C per iteration)",
+                        grid, sizeof grid, &set));
   PetscOptionsEnd();
   ot->cost_kind = (AckdOTCostKind)cost;
   ot->solver    = (AckdOTSolverKind)solver;
@@ -251,6 +253,49 @@ PetscErrorCode AckdOTSetMarginals(AckdOT ot, const double *a, const double *b)
     PetscCall(check_marginal(ot, "teacher", ot->nt, b));
     PetscCall(PetscArraycpy(ot->b, b, ot->nt));
   }
+  PetscFunctionReturn(0);
+}
+
+static void normalise(PetscInt n, double *w)
+{
+  double total = 0;
+  for (PetscInt i = 0; i < n; i++) total += w[i];
+  if (total > 0)
+    for (PetscInt i = 0; i < n; i++) w[i] /= total;
+}
+
+PetscErrorCode AckdOTBalanceClassMasses(PetscInt ns, const PetscInt *ls, double *a, PetscInt nt, const PetscInt *lt,
+                                        double *b, PetscInt *dropped_s, PetscInt *dropped_t)
+{
+  PetscInt nclass = 0, ds = 0, dt = 0;
+  double  *ms, *mt;
+
+  PetscFunctionBeginUser;
+  for (PetscInt i = 0; i < ns; i++) nclass = PetscMax(nclass, ls[i] + 1);
+  for (PetscInt j = 0; j < nt; j++) nclass = PetscMax(nclass, lt[j] + 1);
+  PetscCall(PetscCalloc2(nclass + 1, &ms, nclass + 1, &mt));
+  for (PetscInt i = 0; i < ns; i++)
+    if (ls[i] >= 0) ms[ls[i]] += a[i];
+  for (PetscInt j = 0; j < nt; j++)
+    if (lt[j] >= 0) mt[lt[j]] += b[j];
+  for (PetscInt i = 0; i < ns; i++)
+    if (ls[i] < 0 || mt[ls[i]] == 0) {
+      ds += a[i] > 0;
+      a[i] = 0;
+    }
+  for (PetscInt j = 0; j < nt; j++) {
+    PetscInt c = lt[j];
+    if (c < 0 || ms[c] == 0) {
+      dt += b[j] > 0;
+      b[j] = 0;
+    } else
+      b[j] *= ms[c] / mt[c];
+  }
+  PetscCall(PetscFree2(ms, mt));
+  normalise(ns, a);
+  normalise(nt, b);
+  if (dropped_s) *dropped_s = ds;
+  if (dropped_t) *dropped_t = dt;
   PetscFunctionReturn(0);
 }
 

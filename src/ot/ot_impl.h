@@ -7,6 +7,7 @@
 /* A pr x pc BLACS grid over the object's communicator, with MPI communicators
  * along its rows (same process row: they share student rows) and columns. */
 typedef struct {
+  MPI_Comm  comm; /* a duplicate of the object's: BLACS's handle is per communicator */
   int       system_handle;
   int       context;    /* the 2-D grid, row-major */
   int       context_1d; /* all ranks in one column: the contiguous input layout */
@@ -17,7 +18,7 @@ typedef struct {
 
 PetscErrorCode AckdOTGridCreate(MPI_Comm comm, PetscInt nprow, PetscInt npcol, AckdOTGrid *grid);
 PetscErrorCode AckdOTGridDestroy(AckdOTGrid *grid);
-/* As square as possible for `size` ranks, more columns than rows when it cannot be. */
+/* The default grid: one process row (see grid.c). */
 void AckdOTGridAutoShape(PetscMPIInt size, PetscInt *nprow, PetscInt *npcol);
 /* Global index of a rank's local index in a block-cyclic dimension. */
 static inline PetscInt AckdOTLocalToGlobal(PetscInt local, PetscInt block, PetscInt nprocs, PetscInt me)

