@@ -125,6 +125,12 @@ PetscErrorCode AckdOTSetFromOptions(AckdOT ot)
   PetscOptionsEnd();
   ot->cost_kind = (AckdOTCostKind)cost;
   ot->solver    = (AckdOTSolverKind)solver;
+  PetscBool help;
+  PetscCall(PetscOptionsHasHelp(NULL, &help));
+  /* The semi-dual solver's Tao reads -<prefix>ot_semidual_tao_*: read them
+   * now, so that -help lists them and the stage's unused-option check
+   * accepts them (with another solver they are unused: an error). */
+  if (help || ot->solver == ACKD_OT_SOLVER_SEMIDUAL) PetscCall(AckdOTSemiDualOptions(ot));
   snprintf(option, sizeof option, "-%sot_grid", ot->prefix);
   if (set && grid[0]) PetscCall(parse_grid(ot, grid, option));
   PetscFunctionReturn(0);

@@ -177,6 +177,8 @@ PetscErrorCode AckdOTSinkhorn(AckdOT ot);
 PetscErrorCode AckdOTComputeTopK(AckdOT ot);
 PetscErrorCode AckdOTExact(AckdOT ot);
 PetscErrorCode AckdOTSemiDual(AckdOT ot);
+/* Reads (and with -help lists) the options of the semi-dual solver's Tao. */
+PetscErrorCode AckdOTSemiDualOptions(AckdOT ot);
 PetscErrorCode AckdOTAuction(AckdOT ot);
 /* Shared by the solvers that work on rank 0 (exact.c, auction.c): the whole
  * cost matrix there (column-major ns x nt, +inf kept; NULL elsewhere), and the
