@@ -14,7 +14,7 @@
 #include <math.h>
 
 /* First row (global index) holding a non-finite value, or n if none. */
-static PetscErrorCode first_bad_row(AckdOT ot, PetscInt n, PetscInt lo, PetscInt hi, const double *rows, PetscInt *bad)
+PetscErrorCode AckdOTFirstBadRow(AckdOT ot, PetscInt n, PetscInt lo, PetscInt hi, const double *rows, PetscInt *bad)
 {
   PetscInt mine = n;
 
@@ -107,6 +107,22 @@ static PetscErrorCode distribute(AckdOT ot, PetscInt n, PetscInt lo, PetscInt hi
   PetscFunctionReturn(0);
 }
 
+PetscErrorCode AckdOTSetLayout(AckdOT ot)
+{
+  const int   zero = 0, block = (int)ot->block, ns = (int)ot->ns, nt = (int)ot->nt;
+  AckdOTGrid *g = &ot->grid;
+
+  PetscFunctionBeginUser;
+  ot->mloc = numroc_(&ns, &block, &g->myrow, &zero, &g->nprow);
+  ot->nloc = numroc_(&nt, &block, &g->mycol, &zero, &g->npcol);
+  ot->lld  = PetscMax(1, ot->mloc);
+  PetscCall(PetscFree2(ot->row_global, ot->col_global));
+  PetscCall(PetscMalloc2(ot->mloc + 1, &ot->row_global, ot->nloc + 1, &ot->col_global));
+  for (PetscInt i = 0; i < ot->mloc; i++) ot->row_global[i] = AckdOTLocalToGlobal(i, block, g->nprow, g->myrow);
+  for (PetscInt j = 0; j < ot->nloc; j++) ot->col_global[j] = AckdOTLocalToGlobal(j, block, g->npcol, g->mycol);
+  PetscFunctionReturn(0);
+}
+
 PetscErrorCode AckdOTAssembleCost(AckdOT ot, const double *student_rows, const double *teacher_rows)
 {
   PetscInt    lo_s, hi_s, lo_t, hi_t, bad;
@@ -118,11 +134,11 @@ PetscErrorCode AckdOTAssembleCost(AckdOT ot, const double *student_rows, const d
   PetscCall(PetscLogEventBegin(ot->event_cost, 0, 0, 0, 0));
   PetscCall(AckdOTGetOwnedRows(ot, ACKD_OT_STUDENT, &lo_s, &hi_s));
   PetscCall(AckdOTGetOwnedRows(ot, ACKD_OT_TEACHER, &lo_t, &hi_t));
-  PetscCall(first_bad_row(ot, ot->ns, lo_s, hi_s, student_rows, &bad));
+  PetscCall(AckdOTFirstBadRow(ot, ot->ns, lo_s, hi_s, student_rows, &bad));
   PetscCheck(bad == ot->ns, ot->comm, PETSC_ERR_USER_INPUT,
              "student features: sample %" PetscInt_FMT " holds NaN or Inf; every feature must be finite, fix the input",
              bad);
-  PetscCall(first_bad_row(ot, ot->nt, lo_t, hi_t, teacher_rows, &bad));
+  PetscCall(AckdOTFirstBadRow(ot, ot->nt, lo_t, hi_t, teacher_rows, &bad));
   PetscCheck(bad == ot->nt, ot->comm, PETSC_ERR_USER_INPUT,
              "teacher features: sample %" PetscInt_FMT " holds NaN or Inf; every feature must be finite, fix the input",
              bad);
@@ -155,10 +171,8 @@ PetscErrorCode AckdOTAssembleCost(AckdOT ot, const double *student_rows, const d
 
   /* C = scale * X~ Y~^T */
   const int zero = 0, one = 1, block = (int)ot->block, ns = (int)ot->ns, nt = (int)ot->nt, dim = (int)ot->dim;
-  ot->mloc = numroc_(&ns, &block, &g->myrow, &zero, &g->nprow);
-  ot->nloc = numroc_(&nt, &block, &g->mycol, &zero, &g->npcol);
-  ot->lld  = PetscMax(1, ot->mloc);
-  int lld  = (int)ot->lld;
+  PetscCall(AckdOTSetLayout(ot));
+  int lld = (int)ot->lld;
   descinit_(desc_c, &ns, &nt, &block, &block, &zero, &zero, &g->context, &lld, &info);
   PetscCheck(info == 0, ot->comm, PETSC_ERR_LIB, "descinit_ failed for the cost matrix (argument %d)", -info);
   PetscCall(PetscFree(ot->C));
@@ -169,10 +183,6 @@ PetscErrorCode AckdOTAssembleCost(AckdOT ot, const double *student_rows, const d
   PetscCall(PetscFree(X));
   PetscCall(PetscFree(Y));
 
-  PetscCall(PetscFree2(ot->row_global, ot->col_global));
-  PetscCall(PetscMalloc2(ot->mloc + 1, &ot->row_global, ot->nloc + 1, &ot->col_global));
-  for (PetscInt i = 0; i < ot->mloc; i++) ot->row_global[i] = AckdOTLocalToGlobal(i, block, g->nprow, g->myrow);
-  for (PetscInt j = 0; j < ot->nloc; j++) ot->col_global[j] = AckdOTLocalToGlobal(j, block, g->npcol, g->mycol);
 
   double local_max = -INFINITY;
   for (PetscInt j = 0; j < ot->nloc; j++) {

@@ -6,6 +6,7 @@
 const char *const        AckdOTCostKinds[]   = {"sqeuclidean", "cosine", "kl"};
 static const char *const precisions[]        = {"double", "single"};
 static const char *const kernels[]           = {"log", "scaling"};
+static const char *const block_kinds[]       = {"subgrid", "dense"};
 const char *const        AckdOTSolverKinds[] = {"sinkhorn", "unbalanced", "argmin", "exact", "semidual", "auction"};
 
 PetscErrorCode AckdOTCreate(MPI_Comm comm, AckdOT *ot)
@@ -99,6 +100,10 @@ PetscErrorCode AckdOTSetFromOptions(AckdOT ot)
                             &ot->tol, 0.0, 1.0, NULL));
   PetscCall(AckdOptionsInt(PetscOptionsObject, "-ot_max_it", "Maximum Sinkhorn iterations (all eps stages together)",
                            &ot->max_it, 1, PETSC_MAX_INT, NULL));
+  PetscCall(AckdOptionsInt(PetscOptionsObject, "-ot_check_every",
+                           "Iterations between checks of the stopping rule (POT: 10); on a grid of one process row "
+                           "a check costs one scalar allreduce, so 1 stops as early as possible",
+                           &ot->check_every, 1, 1000000, NULL));
   PetscCall(AckdOptionsReal(PetscOptionsObject, "-ot_tau",
                             "Unbalanced: weight of the KL penalty on each marginal (large: nearly balanced)", &ot->tau,
                             1e-12, 1e12, NULL));
@@ -110,6 +115,11 @@ PetscErrorCode AckdOTSetFromOptions(AckdOT ot)
                               "kernel method with absorption: a multiply-add per entry, keeps exp(-C/eps) beside C, "
                               "twice the memory) or log (an exp per entry, C only)",
                               kernels, 2, &ot->sinkhorn_kernel, NULL));
+  PetscCall(AckdOptionsChoice(PetscOptionsObject, "-ot_class_blocks",
+                              "With labels: subgrid (every class block assembled and solved on its own sub-grid, "
+                              "the groups concurrently, work balanced; memory and time sum_c n_s n_t) or dense (one "
+                              "N_s x N_t matrix, +inf across classes)",
+                              block_kinds, 2, &ot->class_blocks, NULL));
   PetscInt precision = ot->single ? 1 : 0;
   PetscCall(AckdOptionsChoice(PetscOptionsObject, "-ot_precision",
                               "Storage of the cost matrix: double, or single (half the memory and the bytes read per "
@@ -226,7 +236,10 @@ PetscErrorCode AckdOTSetFeatures(AckdOT ot, const double *student_rows, const do
 {
   PetscFunctionBeginUser;
   PetscCheck(ot->setup, ot->comm, PETSC_ERR_ORDER, "call AckdOTSetUp before AckdOTSetFeatures");
-  PetscCall(AckdOTAssembleCost(ot, student_rows, teacher_rows));
+  if (AckdOTUsesClassBlocks(ot))
+    PetscCall(AckdOTBlocksSetFeatures(ot, student_rows, teacher_rows));
+  else
+    PetscCall(AckdOTAssembleCost(ot, student_rows, teacher_rows));
   PetscFunctionReturn(0);
 }
 
@@ -323,6 +336,11 @@ PetscErrorCode AckdOTSolve(AckdOT ot)
 {
   PetscFunctionBeginUser;
   PetscCheck(ot->has_cost, ot->comm, PETSC_ERR_ORDER, "call AckdOTSetFeatures before AckdOTSolve");
+  if (ot->blocks) {
+    PetscCall(AckdOTBlocksSolve(ot));
+    ot->solved = PETSC_TRUE;
+    PetscFunctionReturn(0);
+  }
   if (ot->solver == ACKD_OT_SOLVER_EXACT || ot->solver == ACKD_OT_SOLVER_AUCTION) {
     PetscCall(PetscLogEventBegin(ot->event_sinkhorn, 0, 0, 0, 0));
     if (ot->solver == ACKD_OT_SOLVER_EXACT)
@@ -411,6 +429,7 @@ PetscErrorCode AckdOTDestroy(AckdOT *ot)
 
   PetscFunctionBeginUser;
   if (!o) PetscFunctionReturn(0);
+  PetscCall(AckdOTBlocksDestroy(o));
   PetscCall(AckdOTGridDestroy(&o->grid));
   if (o->lse_op != MPI_OP_NULL) PetscCallMPI(MPI_Op_free(&o->lse_op));
   PetscCall(PetscFree(o->C));

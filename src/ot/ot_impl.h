@@ -86,6 +86,9 @@ PetscErrorCode AckdOTLogSumExpOpCreate(MPI_Op *op);
 
 /* ---------------------------------------------------------------- object */
 
+/* How labels are used (-ot_class_blocks): every class block on its own
+ * sub-grid, or one dense C with +inf across classes. */
+typedef enum { ACKD_OT_BLOCKS_SUBGRID, ACKD_OT_BLOCKS_DENSE } AckdOTClassBlocksKind;
 /* How a Sinkhorn iteration evaluates the plan (-ot_sinkhorn_kernel). */
 typedef enum { ACKD_OT_KERNEL_LOG, ACKD_OT_KERNEL_SCALING } AckdOTKernelKind;
 
@@ -131,6 +134,10 @@ struct _p_AckdOT {
   double      *topk_weight;
 
   PetscLogEvent event_cost, event_sinkhorn, event_topk, event_write;
+
+  /* class blocks on sub-grids (blocks.c); NULL: one dense C */
+  PetscInt            class_blocks; /* AckdOTClassBlocksKind */
+  struct _AckdOTBlocks *blocks;
 };
 
 /* Entry (i, j) of the local block, whichever precision stores it. */
@@ -173,6 +180,15 @@ static inline void AckdOTBlockRowSumsToLogSumExp(AckdOT ot, double inv_eps, cons
 }
 
 PetscErrorCode AckdOTAssembleCost(AckdOT ot, const double *student_rows, const double *teacher_rows);
+/* This rank's block of the block-cyclic C: mloc, nloc, lld, row_global, col_global. */
+PetscErrorCode AckdOTSetLayout(AckdOT ot);
+/* Collective: the first of rows [lo, hi) (global indices, n in all) holding NaN or Inf, n if none. */
+PetscErrorCode AckdOTFirstBadRow(AckdOT ot, PetscInt n, PetscInt lo, PetscInt hi, const double *rows, PetscInt *bad);
+/* Class blocks on sub-grids (blocks.c): whether they apply, the assembly of every block, the solves. */
+PetscBool      AckdOTUsesClassBlocks(AckdOT ot);
+PetscErrorCode AckdOTBlocksSetFeatures(AckdOT ot, const double *student_rows, const double *teacher_rows);
+PetscErrorCode AckdOTBlocksSolve(AckdOT ot);
+PetscErrorCode AckdOTBlocksDestroy(AckdOT ot);
 PetscErrorCode AckdOTSinkhorn(AckdOT ot);
 PetscErrorCode AckdOTComputeTopK(AckdOT ot);
 PetscErrorCode AckdOTExact(AckdOT ot);
