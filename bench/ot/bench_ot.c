@@ -16,6 +16,7 @@
 #include <ackd/ot.h>
 #include <math.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 
 /* The formula bench/ot/run_bench.py repeats. */
 static double feature(PetscInt side, PetscInt row, PetscInt k)
@@ -48,7 +49,7 @@ static PetscErrorCode default_option(const char *name, const char *value)
 }
 
 /* The n x n problem of the closed formula, options under -bench_. */
-static PetscErrorCode bench_problem(PetscInt n, PetscInt d, AckdOT *out)
+static PetscErrorCode bench_problem(PetscInt n, PetscInt d, PetscInt classes, AckdOT *out)
 {
   AckdOT  ot;
   double *x, *y;
@@ -60,6 +61,13 @@ static PetscErrorCode bench_problem(PetscInt n, PetscInt d, AckdOT *out)
   PetscCall(AckdOTSetCostKind(ot, ACKD_OT_COST_SQEUCLIDEAN));
   PetscCall(AckdOTSetSizes(ot, n, n, d));
   PetscCall(AckdOTSetUp(ot));
+  if (classes > 1) { /* sample i in class i mod classes, both sides: balanced classes */
+    PetscInt *labels;
+    PetscCall(PetscMalloc1(n, &labels));
+    for (PetscInt i = 0; i < n; i++) labels[i] = i % classes;
+    PetscCall(AckdOTSetLabels(ot, labels, labels));
+    PetscCall(PetscFree(labels));
+  }
   PetscCall(fill(ot, ACKD_OT_STUDENT, d, &x));
   PetscCall(fill(ot, ACKD_OT_TEACHER, d, &y));
   PetscCall(AckdOTSetFeatures(ot, x, y));
@@ -119,7 +127,7 @@ static PetscErrorCode solve_ms(AckdOT ot, PetscInt iterations, double *ms)
 /* One whole solve, timed from the features to the top-k: eps = 0.01 max C
  * with eps-scaling, tolerance 1e-6 on the column marginal (options may
  * override), the target of issue 4 at n = 20000 on 2 ranks. */
-static PetscErrorCode whole_solve(PetscInt n, PetscInt d)
+static PetscErrorCode whole_solve(PetscInt n, PetscInt d, PetscInt classes)
 {
   AckdOT       ot;
   AckdOTResult r;
@@ -132,18 +140,23 @@ static PetscErrorCode whole_solve(PetscInt n, PetscInt d)
   double t0 = AckdTimeNow();
   PetscCall(default_option("-bench_ot_tol", "1e-6"));
   PetscCall(default_option("-bench_ot_max_it", "100000"));
-  PetscCall(bench_problem(n, d, &ot));
+  PetscCall(bench_problem(n, d, classes, &ot));
   double t1 = AckdTimeNow();
   PetscCall(AckdOTSolve(ot));
   double t2 = AckdTimeNow();
   PetscCall(AckdOTGetResult(ot, &r));
   PetscCall(AckdOTGetGridShape(ot, &rows, &cols));
-  char line[320];
+  struct rusage usage;
+  double        rss_mb, peak_mb;
+  getrusage(RUSAGE_SELF, &usage);
+  rss_mb = (double)usage.ru_maxrss / 1024.0;
+  PetscCallMPI(MPI_Allreduce(&rss_mb, &peak_mb, 1, MPI_DOUBLE, MPI_MAX, PETSC_COMM_WORLD));
+  char line[384];
   snprintf(line, sizeof line,
            "bench=ot_solve n=%d d=%d ranks=%d grid=%dx%d eps=%.4g eps_rel=%.4g iterations=%d converged=%d "
-           "column_error=%.3g row_error=%.3g cost_s=%.2f solve_s=%.2f total_s=%.2f",
+           "column_error=%.3g row_error=%.3g classes=%d cost_s=%.2f solve_s=%.2f total_s=%.2f peak_rss_mb=%.0f",
            (int)n, (int)d, size, (int)rows, (int)cols, r.eps, r.eps / r.max_cost, (int)r.iterations, (int)r.converged,
-           r.column_error, r.row_error, t1 - t0, t2 - t1, t2 - t0);
+           r.column_error, r.row_error, (int)classes, t1 - t0, t2 - t1, t2 - t0, peak_mb);
   PetscCall(PetscPrintf(PETSC_COMM_WORLD, "%s\n", line));
   for (PetscInt t = 0; t < r.history_length && getenv("BENCH_OT_HISTORY"); t++)
     PetscCall(PetscPrintf(PETSC_COMM_WORLD, "check at %d: error %.3e\n", (int)r.history_iteration[t], r.history[t]));
@@ -153,7 +166,7 @@ static PetscErrorCode whole_solve(PetscInt n, PetscInt d)
 
 static PetscErrorCode run(void)
 {
-  PetscInt    n = 2000, d = 64, iters = 50, reps = 3, rows, cols;
+  PetscInt    n = 2000, d = 64, iters = 50, reps = 3, classes = 0, rows, cols;
   PetscBool   whole = PETSC_FALSE;
   PetscMPIInt size;
   AckdOT      ot;
@@ -170,6 +183,9 @@ static PetscErrorCode run(void)
                             "Time one whole solve instead (cost assembly, eps-scaling down to -bench_ot_eps, to "
                             "-bench_ot_tol), as issue 4's n = 20000 target",
                             &whole, NULL));
+  PetscCall(AckdOptionsInt(PetscOptionsObject, "-classes",
+                           "With -solve: labels i mod classes on both sides (class blocks: -bench_ot_class_blocks)",
+                           &classes, 0, 1000000, NULL));
   PetscCall(AckdOptionsInt(PetscOptionsObject, "-reps", "Timed (short, long) pairs: the median is reported", &reps, 1,
                            64, NULL));
   PetscCall(AckdOptionsString(PetscOptionsObject, "-bench_ot_precision", "double or single (read here for the bound)",
@@ -180,14 +196,14 @@ static PetscErrorCode run(void)
   PetscBool single;
   PetscCall(PetscStrcmp(precision, "single", &single));
   if (whole) {
-    PetscCall(whole_solve(n, d));
+    PetscCall(whole_solve(n, d, classes));
     PetscFunctionReturn(0);
   }
   /* eps = 0.05 max C without eps-scaling: every iteration is a plain iteration */
   PetscCall(PetscOptionsSetValue(NULL, "-bench_ot_eps", "0.05"));
   PetscCall(PetscOptionsSetValue(NULL, "-bench_ot_eps_scaling", "false"));
   PetscCall(PetscOptionsSetValue(NULL, "-bench_ot_topk", "1"));
-  PetscCall(bench_problem(n, d, &ot));
+  PetscCall(bench_problem(n, d, 0, &ot));
   PetscCall(AckdOTGetGridShape(ot, &rows, &cols));
 
   /* the median of `reps` (short, long) pairs, taken back to back: the
