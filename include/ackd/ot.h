@@ -15,6 +15,15 @@
  * The entropic ones work on the potentials f (rows) and g (columns): the plan
  * is P_ij = exp((f_i + g_j - C_ij) / eps); exact returns LP duals as f, g.
  *
+ * Layout and cost options (-<prefix>ot_...):
+ *   class_blocks subgrid|dense  with labels: each class block assembled and solved on its own
+ *                               sub-grid, groups concurrently (blocks.c; default), or one dense C
+ *   sinkhorn_kernel scaling|log stabilised kernel iteration with absorption (a multiply-add per
+ *                               entry, exp(-C/eps) kept beside C) or an exp per entry (C only)
+ *   online                      never store C: recompute tiles from the features in every pass
+ *   precision double|single     C (and the scaling kernel) in float: half the memory and bytes
+ *   check_every, overrelaxation the stopping-check rhythm (POT: 10) and omega in [1, 2)
+ *
  * Lifecycle (PETSc style):
  *   AckdOTCreate(comm, &ot);
  *   AckdOTSetOptionsPrefix(ot, "match_");     options read as -match_ot_eps, ...

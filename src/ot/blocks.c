@@ -195,6 +195,7 @@ static PetscErrorCode create_block(AckdOT ot, PetscInt ns, PetscInt nt, AckdOT *
   b->tol                = ot->tol / sqrt((double)ot->blocks->nactive); /* the L2 error over all blocks meets tol */
   b->eps_scaling_factor = ot->eps_scaling_factor;
   b->tau                = ot->tau;
+  b->omega              = ot->omega;
   b->kl_temperature     = ot->kl_temperature;
   b->eps_relative       = ot->eps_relative;
   b->eps_scaling        = ot->eps_scaling;
@@ -204,6 +205,7 @@ static PetscErrorCode create_block(AckdOT ot, PetscInt ns, PetscInt nt, AckdOT *
   b->topk               = ot->topk;
   b->block              = ot->block;
   b->single             = ot->single;
+  b->online             = ot->online;
   b->log.quiet          = ot->log.quiet;
   PetscCall(AckdOTSetSizes(b, ns, nt, ot->dim));
   PetscCall(AckdOTSetUp(b));

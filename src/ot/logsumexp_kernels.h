@@ -84,8 +84,9 @@ KERNEL_CLONES void KERNEL_NAME(AckdOTColLogSumExp)(PetscInt m, PetscInt n, Petsc
  * plan are sum_j e_ij r_j, accumulated while the column is still in cache.
  * One exp per entry and one read of C per iteration, where the two
  * half-steps cost two of each. g is updated in place, col_lse receives the
- * log column sums of the incoming plan, work the row sums of the outgoing one
- * (this rank's columns only). buf holds 4 m doubles. A column whose sum
+ * log column sums of the incoming plan, and the row sums of the outgoing one
+ * (this rank's columns only) are added to work (zeroed by the caller: the
+ * online mode sweeps tile by tile). buf holds 4 m doubles. A column whose sum
  * leaves [SUM_LOW, SUM_HIGH] is summed exactly (max shift) and its entries
  * recomputed with the new g_j (plan entries, at most 1), so nothing
  * overflows. */
@@ -95,7 +96,6 @@ KERNEL_CLONES void KERNEL_NAME(AckdOTFusedSweep)(PetscInt m, PetscInt n, PetscIn
 {
   enum { LANES = 16, GROUP = 4 };
   const double inv_eps = 1.0 / rule->eps;
-  for (PetscInt i = 0; i < m; i++) work[i] = 0;
   for (PetscInt t = 0; t < GROUP * m; t++) buf[t] = 0;
   for (PetscInt j0 = 0; j0 < n; j0 += GROUP) {
     double ratio[GROUP] = {0, 0, 0, 0};
@@ -124,7 +124,7 @@ KERNEL_CLONES void KERNEL_NAME(AckdOTFusedSweep)(PetscInt m, PetscInt n, PetscIn
       }
       const PetscBool in_range = (PetscBool)(sum >= SUM_LOW && sum <= SUM_HIGH);
       col_lse[j]               = in_range ? log(sum) : KERNEL_NAME(line_lse_exact)(m, 1, c, gj, f, inv_eps);
-      double next              = AckdOTUpdatedPotential(gj, col_lse[j], rule->log_b[j], rule->eps, rule->damping);
+      double next              = AckdOTUpdatedPotential(gj, col_lse[j], rule->log_b[j], rule->eps, rule->damping, rule->omega);
       if (next == INFINITY) next = -INFINITY; /* no finite cost: the caller reports it */
       g[j] = next;
       if (next == -INFINITY) continue;
@@ -198,7 +198,7 @@ KERNEL_CLONES void KERNEL_NAME(AckdOTScalingSweep)(PetscInt m, PetscInt n, Petsc
       const double log_v = (gj - g0[j]) * inv_eps;
       if (dot >= SUM_LOW && dot <= SUM_HIGH) {
         col_lse[j]  = log_v + log(dot);
-        double next = AckdOTUpdatedPotential(gj, col_lse[j], rule->log_b[j], rule->eps, rule->damping);
+        double next = AckdOTUpdatedPotential(gj, col_lse[j], rule->log_b[j], rule->eps, rule->damping, rule->omega);
         if (next == INFINITY) next = -INFINITY;
         g[j] = next;
         v[q] = next == -INFINITY ? 0.0 : exp((next - g0[j]) * inv_eps);
@@ -211,7 +211,7 @@ KERNEL_CLONES void KERNEL_NAME(AckdOTScalingSweep)(PetscInt m, PetscInt n, Petsc
       }
       const COST_T *c = C + (size_t)j * lld;
       col_lse[j]      = KERNEL_NAME(line_lse_exact)(m, 1, c, gj, f, inv_eps);
-      double next     = AckdOTUpdatedPotential(gj, col_lse[j], rule->log_b[j], rule->eps, rule->damping);
+      double next     = AckdOTUpdatedPotential(gj, col_lse[j], rule->log_b[j], rule->eps, rule->damping, rule->omega);
       if (next == INFINITY) next = -INFINITY;
       g[j] = next;
       if (next == -INFINITY) continue;

@@ -26,6 +26,7 @@ PetscErrorCode AckdOTCreate(MPI_Comm comm, AckdOT *ot)
   o->eps_scaling        = PETSC_TRUE;
   o->eps_scaling_factor = 0.5;
   o->sinkhorn_kernel    = ACKD_OT_KERNEL_SCALING;
+  o->omega              = 1.0;
   o->tol                = 1e-9;
   o->max_it             = 10000;
   o->check_every        = 10; /* POT's rhythm */
@@ -104,6 +105,10 @@ PetscErrorCode AckdOTSetFromOptions(AckdOT ot)
                            "Iterations between checks of the stopping rule (POT: 10); on a grid of one process row "
                            "a check costs one scalar allreduce, so 1 stops as early as possible",
                            &ot->check_every, 1, 1000000, NULL));
+  PetscCall(AckdOptionsReal(PetscOptionsObject, "-ot_overrelaxation",
+                            "Sinkhorn: over-relaxation omega of every potential update, in [1, 2) (1: POT's "
+                            "iterations; 1.5-1.9 often divides the iteration count at small eps)",
+                            &ot->omega, 1.0, 1.999, NULL));
   PetscCall(AckdOptionsReal(PetscOptionsObject, "-ot_tau",
                             "Unbalanced: weight of the KL penalty on each marginal (large: nearly balanced)", &ot->tau,
                             1e-12, 1e12, NULL));
@@ -120,6 +125,10 @@ PetscErrorCode AckdOTSetFromOptions(AckdOT ot)
                               "the groups concurrently, work balanced; memory and time sum_c n_s n_t) or dense (one "
                               "N_s x N_t matrix, +inf across classes)",
                               block_kinds, 2, &ot->class_blocks, NULL));
+  PetscCall(AckdOptionsBool(PetscOptionsObject, "-ot_online",
+                            "Never store C: recompute tiles of it (a local GEMM) in every pass, for matrices beyond "
+                            "aggregate memory; memory O(N_s d + N_t d / P), entropic solvers (log kernel) and argmin",
+                            &ot->online, NULL));
   PetscInt precision = ot->single ? 1 : 0;
   PetscCall(AckdOptionsChoice(PetscOptionsObject, "-ot_precision",
                               "Storage of the cost matrix: double, or single (half the memory and the bytes read per "
@@ -341,6 +350,11 @@ PetscErrorCode AckdOTSolve(AckdOT ot)
     ot->solved = PETSC_TRUE;
     PetscFunctionReturn(0);
   }
+  PetscCheck(!ot->online || ot->solver == ACKD_OT_SOLVER_SINKHORN || ot->solver == ACKD_OT_SOLVER_UNBALANCED ||
+                 ot->solver == ACKD_OT_SOLVER_ARGMIN,
+             ot->comm, PETSC_ERR_USER_INPUT,
+             "option -%sot_online works with -%ssolver sinkhorn, unbalanced or argmin, not %s; drop -%sot_online",
+             ot->prefix, ot->prefix, AckdOTSolverKinds[ot->solver], ot->prefix);
   if (ot->solver == ACKD_OT_SOLVER_EXACT || ot->solver == ACKD_OT_SOLVER_AUCTION) {
     PetscCall(PetscLogEventBegin(ot->event_sinkhorn, 0, 0, 0, 0));
     if (ot->solver == ACKD_OT_SOLVER_EXACT)
@@ -434,6 +448,7 @@ PetscErrorCode AckdOTDestroy(AckdOT *ot)
   if (o->lse_op != MPI_OP_NULL) PetscCallMPI(MPI_Op_free(&o->lse_op));
   PetscCall(PetscFree(o->C));
   PetscCall(PetscFree(o->C32));
+  PetscCall(PetscFree5(o->online_x, o->online_y, o->online_row, o->online_col, o->online_tile));
   PetscCall(PetscFree2(o->row_global, o->col_global));
   PetscCall(PetscFree(o->labels_s));
   PetscCall(PetscFree(o->labels_t));

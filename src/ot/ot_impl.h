@@ -45,17 +45,19 @@ void AckdOTColLogSumExpSingle(PetscInt m, PetscInt n, PetscInt lld, const float 
                               double inv_eps, double *lse);
 /* The new potential of one sample from its current value, the log of its plan
  * marginal and the log of its target mass (damping: tau / (tau + eps) for
- * unbalanced OT, 1 for balanced). +inf: no finite cost, for the caller to report. */
+ * unbalanced OT, 1 for balanced), over-relaxed by omega (1: Sinkhorn's
+ * step). +inf: no finite cost, for the caller to report. */
 static inline double AckdOTUpdatedPotential(double current, double log_marginal, double log_target, double eps,
-                                            double damping)
+                                            double damping, double omega)
 {
   if (log_target == -INFINITY) return -INFINITY;  /* zero mass: transports nothing */
   if (log_marginal == -INFINITY) return INFINITY; /* no finite cost */
-  return damping * (current + eps * (log_target - log_marginal));
+  double next = damping * (current + eps * (log_target - log_marginal));
+  return omega == 1.0 || !isfinite(current) ? next : current + omega * (next - current);
 }
-/* What the fused sweep needs to update g: eps, damping and log b of the local columns. */
+/* What the fused sweep needs to update g: eps, damping, over-relaxation and log b of the local columns. */
 typedef struct {
-  double        eps, damping;
+  double        eps, damping, omega;
   const double *log_b;
 } AckdOTColumnRule;
 /* One fused Sinkhorn iteration over a block of whole columns (logsumexp_kernels.h). */
@@ -101,7 +103,7 @@ struct _p_AckdOT {
   /* settings */
   AckdOTCostKind   cost_kind;
   AckdOTSolverKind solver;
-  PetscReal        eps, tol, eps_scaling_factor, tau, kl_temperature;
+  PetscReal        eps, tol, eps_scaling_factor, tau, kl_temperature, omega;
   PetscBool        eps_relative, eps_scaling;
   PetscInt         sinkhorn_kernel; /* AckdOTKernelKind */
   PetscInt         max_it, check_every, topk, block;
@@ -135,11 +137,28 @@ struct _p_AckdOT {
 
   PetscLogEvent event_cost, event_sinkhorn, event_topk, event_write;
 
+  /* online mode (-ot_online): C is never stored; tiles of it are recomputed
+   * from the transformed features whenever a pass needs them (cost.c) */
+  PetscBool online;
+  double   *online_x;   /* student features, column-major mloc x dim */
+  double   *online_y;   /* teacher features of the local columns, column-major dim x nloc */
+  double   *online_row; /* rank-one terms of the local rows and columns */
+  double   *online_col;
+  double   *online_tile; /* mloc x AckdOT_TILE */
+
   /* class blocks on sub-grids (blocks.c); NULL: one dense C */
-  PetscInt            class_blocks; /* AckdOTClassBlocksKind */
+  PetscInt              class_blocks; /* AckdOTClassBlocksKind */
   struct _AckdOTBlocks *blocks;
 };
 
+/* Columns per recomputed tile in the online mode: a tile stays in cache
+ * between its DGEMM and its sweep for m up to a few 10^4. */
+#define AckdOT_TILE 32
+/* Columns [j0, j0 + *ncols) of the local block: in the online mode a tile
+ * recomputed into ot->online_tile (*tile points at it, column-major, leading
+ * dimension mloc), otherwise *tile = NULL and all remaining columns (read
+ * them with AckdOTCostEntry). */
+PetscErrorCode AckdOTGetTile(AckdOT ot, PetscInt j0, PetscInt *ncols, const double **tile);
 /* Entry (i, j) of the local block, whichever precision stores it. */
 static inline double AckdOTCostEntry(AckdOT ot, PetscInt i, PetscInt j)
 {
@@ -147,6 +166,11 @@ static inline double AckdOTCostEntry(AckdOT ot, PetscInt i, PetscInt j)
   return ot->single ? (double)ot->C32[t] : ot->C[t];
 }
 /* The kernels on this rank's block, whichever precision stores it. */
+/* Entry (i, j) of a tile from AckdOTGetTile, or of the stored block. */
+static inline double AckdOTTileEntry(AckdOT ot, const double *tile, PetscInt j0, PetscInt i, PetscInt j)
+{
+  return tile ? tile[(size_t)(j - j0) * ot->mloc + i] : AckdOTCostEntry(ot, i, j);
+}
 static inline void AckdOTBlockRowLogSumExp(AckdOT ot, const double *f, const double *g, double inv_eps, double *work,
                                            double *lse)
 {

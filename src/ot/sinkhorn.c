@@ -55,7 +55,14 @@ PetscErrorCode AckdOTRecordCheck(AckdOT ot, PetscInt iteration, double eps, doub
 static PetscErrorCode column_lse(AckdOT ot, Workspace *w, double eps)
 {
   PetscFunctionBeginUser;
-  AckdOTBlockColLogSumExp(ot, ot->f_loc, ot->g_loc, 1.0 / eps, w->col_lse);
+  if (ot->online)
+    for (PetscInt j0 = 0, nc; j0 < ot->nloc; j0 += nc) {
+      const double *tile;
+      PetscCall(AckdOTGetTile(ot, j0, &nc, &tile));
+      AckdOTColLogSumExp(ot->mloc, nc, ot->mloc, tile, ot->f_loc, ot->g_loc + j0, 1.0 / eps, w->col_lse + j0);
+    }
+  else
+    AckdOTBlockColLogSumExp(ot, ot->f_loc, ot->g_loc, 1.0 / eps, w->col_lse);
   if (ot->grid.nprow > 1)
     PetscCallMPI(
         MPI_Allreduce(MPI_IN_PLACE, w->col_lse, (PetscMPIInt)ot->nloc, MPI_DOUBLE, ot->lse_op, ot->grid.col_comm));
@@ -80,7 +87,7 @@ static PetscErrorCode update_g(AckdOT ot, Workspace *w, double eps, double dampi
   PetscFunctionBeginUser;
   if (!w->col_lse_fresh) PetscCall(column_lse(ot, w, eps));
   for (PetscInt j = 0; j < ot->nloc; j++) {
-    double next = AckdOTUpdatedPotential(ot->g_loc[j], w->col_lse[j], w->log_b[j], eps, damping);
+    double next = AckdOTUpdatedPotential(ot->g_loc[j], w->col_lse[j], w->log_b[j], eps, damping, ot->omega);
     if (next == INFINITY) {
       /* unbalanced: its mass is dropped; balanced: infeasible, reported at the check */
       if (ot->solver != ACKD_OT_SOLVER_UNBALANCED) w->infeasible[1] = PetscMin(w->infeasible[1], ot->col_global[j]);
@@ -101,7 +108,7 @@ static PetscErrorCode update_f(AckdOT ot, Workspace *w, double eps, double dampi
   PetscFunctionBeginUser;
   PetscCall(row_lse(ot, w, eps));
   for (PetscInt i = 0; i < ot->mloc; i++) {
-    double next = AckdOTUpdatedPotential(ot->f_loc[i], w->row_lse[i], w->log_a[i], eps, damping);
+    double next = AckdOTUpdatedPotential(ot->f_loc[i], w->row_lse[i], w->log_a[i], eps, damping, ot->omega);
     if (next == INFINITY) {
       if (ot->solver != ACKD_OT_SOLVER_UNBALANCED) w->infeasible[0] = PetscMin(w->infeasible[0], ot->row_global[i]);
       next = -INFINITY;
@@ -179,10 +186,68 @@ static PetscBool needs_absorption(AckdOT ot, Workspace *w, double eps)
   return PETSC_FALSE;
 }
 
+/* The fused log-domain sweep over the stored block, or tile by tile online. */
+static PetscErrorCode fused_log_sweep(AckdOT ot, Workspace *w, const AckdOTColumnRule *rule)
+{
+  PetscFunctionBeginUser;
+  PetscCall(PetscArrayzero(w->work, ot->mloc));
+  if (!ot->online) {
+    AckdOTBlockFusedSweep(ot, rule, w->col_lse, w->buf, w->work);
+    PetscFunctionReturn(0);
+  }
+  for (PetscInt j0 = 0, nc; j0 < ot->nloc; j0 += nc) {
+    const double    *tile;
+    AckdOTColumnRule part = {rule->eps, rule->damping, rule->omega, rule->log_b + j0};
+    PetscCall(AckdOTGetTile(ot, j0, &nc, &tile));
+    AckdOTFusedSweep(ot->mloc, nc, ot->mloc, tile, ot->f_loc, ot->g_loc + j0, &part, w->col_lse + j0, w->buf, w->work);
+  }
+  PetscFunctionReturn(0);
+}
+
+/* log of the sweep's row sums; rows whose one-pass sum left the safe range
+ * (rare: a change of eps) exactly, by a max-shifted pass over their row of C
+ * (online: two more passes of recomputed tiles, for all such rows at once). */
+static PetscErrorCode row_sums_to_lse(AckdOT ot, Workspace *w, double eps)
+{
+  const double inv_eps = 1.0 / eps;
+  PetscInt     exact   = 0;
+
+  PetscFunctionBeginUser;
+  if (!ot->online) {
+    AckdOTBlockRowSumsToLogSumExp(ot, inv_eps, w->work, w->row_lse);
+    PetscFunctionReturn(0);
+  }
+  for (PetscInt i = 0; i < ot->mloc; i++) {
+    const PetscBool in_range = (PetscBool)(w->work[i] >= 1e-250 && w->work[i] <= 1e250);
+    w->row_lse[i]            = ot->f_loc[i] == -INFINITY ? -INFINITY : in_range ? log(w->work[i]) : NAN;
+    exact += isnan(w->row_lse[i]);
+  }
+  if (!exact) PetscFunctionReturn(0);
+  double *top = w->acc, *sum = w->extra; /* free outside the scaling kernel */
+  for (PetscInt i = 0; i < ot->mloc; i++) top[i] = -INFINITY, sum[i] = 0;
+  for (int pass = 0; pass < 2; pass++)
+    for (PetscInt j0 = 0, nc; j0 < ot->nloc; j0 += nc) {
+      const double *tile;
+      PetscCall(AckdOTGetTile(ot, j0, &nc, &tile));
+      for (PetscInt j = 0; j < nc; j++)
+        for (PetscInt i = 0; i < ot->mloc; i++) {
+          if (!isnan(w->row_lse[i])) continue;
+          double x = (ot->f_loc[i] + ot->g_loc[j0 + j] - tile[(size_t)j * ot->mloc + i]) * inv_eps;
+          if (pass == 0)
+            top[i] = fmax(top[i], x);
+          else if (top[i] > -INFINITY)
+            sum[i] += exp(x - top[i]);
+        }
+    }
+  for (PetscInt i = 0; i < ot->mloc; i++)
+    if (isnan(w->row_lse[i])) w->row_lse[i] = top[i] == -INFINITY ? -INFINITY : top[i] + log(sum[i]);
+  PetscFunctionReturn(0);
+}
+
 static PetscErrorCode run_stage_fused(AckdOT ot, Workspace *w, double eps, double tol, PetscBool *met, double *err)
 {
   const PetscBool  unbalanced = (PetscBool)(ot->solver == ACKD_OT_SOLVER_UNBALANCED);
-  AckdOTColumnRule rule       = {eps, unbalanced ? ot->tau / (ot->tau + eps) : 1.0, w->log_b};
+  AckdOTColumnRule rule       = {eps, unbalanced ? ot->tau / (ot->tau + eps) : 1.0, ot->omega, w->log_b};
 
   PetscFunctionBeginUser;
   *met = PETSC_FALSE;
@@ -193,7 +258,7 @@ static PetscErrorCode run_stage_fused(AckdOT ot, Workspace *w, double eps, doubl
     PetscBool       fallback = PETSC_FALSE;
     PetscCall(PetscArraycpy(w->g_old, ot->g_loc, ot->nloc));
     if (!w->scaling)
-      AckdOTBlockFusedSweep(ot, &rule, w->col_lse, w->buf, w->work);
+      PetscCall(fused_log_sweep(ot, w, &rule));
     else if (ot->single)
       AckdOTScalingSweepSingle(ot->mloc, ot->nloc, ot->lld, ot->C32, w->K32, ot->f_loc, w->f0, ot->g_loc, w->g0, &rule,
                                w->col_lse, w->u, w->acc, w->extra, w->work, &fallback);
@@ -229,13 +294,13 @@ static PetscErrorCode run_stage_fused(AckdOT ot, Workspace *w, double eps, doubl
       }
     }
     /* the f half-step: row sums of this rank's columns, merged along the grid row */
-    AckdOTBlockRowSumsToLogSumExp(ot, 1.0 / eps, w->work, w->row_lse);
+    PetscCall(row_sums_to_lse(ot, w, eps));
     if (ot->grid.npcol > 1)
       PetscCallMPI(
           MPI_Allreduce(MPI_IN_PLACE, w->row_lse, (PetscMPIInt)ot->mloc, MPI_DOUBLE, ot->lse_op, ot->grid.row_comm));
     double df = 0;
     for (PetscInt i = 0; i < ot->mloc; i++) {
-      double next = AckdOTUpdatedPotential(ot->f_loc[i], w->row_lse[i], w->log_a[i], eps, rule.damping);
+      double next = AckdOTUpdatedPotential(ot->f_loc[i], w->row_lse[i], w->log_a[i], eps, rule.damping, rule.omega);
       if (next == INFINITY) {
         if (!unbalanced) w->infeasible[0] = PetscMin(w->infeasible[0], ot->row_global[i]);
         next = -INFINITY;
@@ -294,16 +359,19 @@ PetscErrorCode AckdOTPlanStatistics(AckdOT ot, double eps, double *work)
 
   PetscFunctionBeginUser;
   PetscCall(PetscArrayzero(work, ot->mloc));
-  for (PetscInt j = 0; j < ot->nloc; j++) {
-    for (PetscInt i = 0; i < ot->mloc; i++) {
-      double c    = AckdOTCostEntry(ot, i, j);
-      double logp = (ot->f_loc[i] + ot->g_loc[j] - c) / eps;
-      if (!(logp > -INFINITY)) continue; /* +inf cost or zero mass: P = 0 */
-      double p = exp(logp);
-      work[i] += p;
-      local[0] += p * c;
-      local[1] += p * logp;
-    }
+  for (PetscInt j0 = 0, nc; j0 < ot->nloc; j0 += nc) {
+    const double *tile;
+    PetscCall(AckdOTGetTile(ot, j0, &nc, &tile));
+    for (PetscInt j = j0; j < j0 + nc; j++)
+      for (PetscInt i = 0; i < ot->mloc; i++) {
+        double c    = AckdOTTileEntry(ot, tile, j0, i, j);
+        double logp = (ot->f_loc[i] + ot->g_loc[j] - c) / eps;
+        if (!(logp > -INFINITY)) continue; /* +inf cost or zero mass: P = 0 */
+        double p = exp(logp);
+        work[i] += p;
+        local[0] += p * c;
+        local[1] += p * logp;
+      }
   }
   PetscCallMPI(MPI_Allreduce(local, total, 2, MPI_DOUBLE, MPI_SUM, ot->comm));
   ot->result.transport_cost = total[0];
@@ -356,7 +424,7 @@ PetscErrorCode AckdOTSinkhorn(AckdOT ot)
   PetscCall(PetscMalloc2(ot->nloc + 1, &w.g_old, ot->grid.nprow == 1 ? 4 * ot->mloc + 1 : 1, &w.buf));
   w.last_change = INFINITY;
   /* the scaling kernel needs whole columns (the fused sweep) and the memory of a second C */
-  w.scaling = (PetscBool)(ot->sinkhorn_kernel == ACKD_OT_KERNEL_SCALING && ot->grid.nprow == 1);
+  w.scaling = (PetscBool)(ot->sinkhorn_kernel == ACKD_OT_KERNEL_SCALING && ot->grid.nprow == 1 && !ot->online);
   w.K = NULL, w.K32 = NULL;
   if (w.scaling) {
     size_t entries = (size_t)ot->lld * PetscMax(1, ot->nloc);

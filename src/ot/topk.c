@@ -44,14 +44,18 @@ PetscErrorCode AckdOTComputeTopK(AckdOT ot)
     score[t] = -INFINITY;
     index[t] = PETSC_MAX_INT;
   }
-  for (PetscInt j = 0; j < ot->nloc; j++) {
-    const double   gj   = argmin ? 0.0 : ot->g_loc[j];
-    const PetscInt gidx = ot->col_global[j];
-    if (gj == -INFINITY) continue; /* a teacher without mass receives nothing */
-    for (PetscInt i = 0; i < m; i++) {
-      double s = gj - AckdOTCostEntry(ot, i, j);
-      if (s > score[i * k + k - 1] || (s == score[i * k + k - 1] && s > -INFINITY))
-        insert(k, score + i * k, index + i * k, s, gidx);
+  for (PetscInt j0 = 0, nc; j0 < ot->nloc; j0 += nc) {
+    const double *tile;
+    PetscCall(AckdOTGetTile(ot, j0, &nc, &tile));
+    for (PetscInt j = j0; j < j0 + nc; j++) {
+      const double   gj   = argmin ? 0.0 : ot->g_loc[j];
+      const PetscInt gidx = ot->col_global[j];
+      if (gj == -INFINITY) continue; /* a teacher without mass receives nothing */
+      for (PetscInt i = 0; i < m; i++) {
+        double s = gj - AckdOTTileEntry(ot, tile, j0, i, j);
+        if (s > score[i * k + k - 1] || (s == score[i * k + k - 1] && s > -INFINITY))
+          insert(k, score + i * k, index + i * k, s, gidx);
+      }
     }
   }
 

@@ -70,14 +70,15 @@ static void run_sweep_case(const char *name, double shift, double inv_eps, doubl
   f[11]        = -INFINITY;
   g[9] = -INFINITY, log_b[9] = -INFINITY; /* a teacher without mass */
   for (int pass = 0; pass < 2; pass++) {
-    AckdOTColumnRule rule = {eps, 1.0, log_b};
+    AckdOTColumnRule rule = {eps, 1.0, 1.0, log_b};
     PetscBool        fallback;
     for (int j = 0; j < N; j++) g_ref[j] = g[j];
     double gw[N];
     for (int j = 0; j < N; j++) gw[j] = g[j];
-    if (pass == 0)
+    if (pass == 0) {
+      for (int i = 0; i < M; i++) work[i] = 0;
       AckdOTFusedSweep(M, N, M, C, f, gw, &rule, col, buf, work);
-    else {
+    } else {
       /* a kernel absorbed at potentials a little off the current ones: scalings != 1 */
       for (int i = 0; i < M; i++) f0[i] = f[i] == -INFINITY ? 0 : f[i] - absorbed_offset * eps;
       for (int j = 0; j < N; j++) g0[j] = g[j] == -INFINITY ? 0 : g[j] + absorbed_offset * eps;
