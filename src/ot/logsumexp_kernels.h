@@ -124,7 +124,7 @@ KERNEL_CLONES void KERNEL_NAME(AckdOTFusedSweep)(PetscInt m, PetscInt n, PetscIn
       }
       const PetscBool in_range = (PetscBool)(sum >= SUM_LOW && sum <= SUM_HIGH);
       col_lse[j]               = in_range ? log(sum) : KERNEL_NAME(line_lse_exact)(m, 1, c, gj, f, inv_eps);
-      double next              = AckdOTUpdatedPotential(gj, col_lse[j], rule->log_b[j], rule->eps, rule->damping, rule->omega);
+      double next = AckdOTUpdatedPotential(gj, col_lse[j], rule->log_b[j], rule->eps, rule->damping, rule->omega);
       if (next == INFINITY) next = -INFINITY; /* no finite cost: the caller reports it */
       g[j] = next;
       if (next == -INFINITY) continue;
