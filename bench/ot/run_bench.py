@@ -2,19 +2,25 @@
 """bench=ot: ms per Sinkhorn iteration of ackd beside POT on the same data.
 
   run_bench.py --bench BENCH_OT --mpiexec MPIEXEC [--sizes 2000 4000 8000] [--ranks 1 2] [--dim 64]
+               [--configs scaling:double scaling:single log:double] [--rounds 3]
 
 For each size n (n = m, d features, squared Euclidean cost, eps = 0.05 max C)
-it runs bench_ot (ackd, at each rank count) and, in this process, POT's
-`sinkhorn` (kernel, numpy) and `sinkhorn_log` on the very same matrices (the
-closed formula of bench_ot.c), then prints one record per rank count:
+it measures, interleaved round by round so that every figure sees the same
+load: POT's `sinkhorn` (kernel, numpy) and `sinkhorn_log` in this process, on
+the very same matrices (the closed formula of bench_ot.c), and bench_ot (ackd)
+for every configuration (-ot_sinkhorn_kernel : -ot_precision) and rank count.
+Each figure is the median over rounds of a per-round median; one record per
+configuration and rank count:
 
-  bench=ot n=N ranks=P ackd_ms=... pot_ms=... pot_log_ms=... bound_ms=... stream_gbs=...
+  bench=ot n=N ranks=P kernel=K precision=Q ackd_ms=... pot_ms=... pot_log_ms=... bound_ms=... ...
 
-POT's per-iteration time is the difference of a short and a long run, as for
+Per-iteration times are differences of a short and a long run, for POT as for
 ackd, so building the kernel and the cost matrix is not counted.
 """
 import argparse
+import os
 import re
+import statistics
 import subprocess
 import time
 
@@ -30,28 +36,16 @@ def features(side, n, d):
     return np.cos(0.0007 * i * (k + 1) + 2.0 * k)
 
 
-def per_iteration_ms(solve, short, long):
+def per_iteration_ms(solve, short, long, reps):
     def timed(iters):
         t0 = time.perf_counter()
         solve(iters)
         return time.perf_counter() - t0
-    timed(short)  # warm-up
-    best_long = min(timed(long) for _ in range(3))  # best of three: the machine may be shared
-    best_short = min(timed(short) for _ in range(3))
-    return (best_long - best_short) / (long - short) * 1e3
-
-
-def pot_times(n, d, log_iters):
-    x, y = features(0, n, d), features(1, n, d)
-    M = ot.dist(x, y)
-    eps = 0.05 * M.max()
-    a = np.full(n, 1.0 / n)
-    b = np.full(n, 1.0 / n)
-    kw = dict(stopThr=0.0, warn=False)
-    pot = per_iteration_ms(lambda it: ot.sinkhorn(a, b, M, eps, method="sinkhorn", numItermax=it, **kw), 10, 60)
-    pot_log = per_iteration_ms(lambda it: ot.sinkhorn(a, b, M, eps, method="sinkhorn_log", numItermax=it, **kw),
-                               1, 1 + log_iters)
-    return pot, pot_log
+    diffs = []
+    for _ in range(reps):  # pairs back to back: each pair sees one load
+        s = timed(short)
+        diffs.append((timed(long) - s) / (long - short) * 1e3)
+    return statistics.median(diffs)
 
 
 def main():
@@ -63,20 +57,45 @@ def main():
     ap.add_argument("--dim", type=int, default=64)
     ap.add_argument("--iters", type=int, default=50)
     ap.add_argument("--log-iters", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--configs", nargs="+", default=["scaling:double", "scaling:single", "log:double"])
     args = ap.parse_args()
+    print(f"bench=ot load: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f} "
+          f"(1, 5, 15 min) on {os.cpu_count()} cores", flush=True)
     for n in args.sizes:
-        pot, pot_log = pot_times(n, args.dim, args.log_iters)
-        for p in args.ranks:
-            # --bind-to none: pinned to one core, a rank would share it with whatever else runs there
-            out = subprocess.run([args.mpiexec, "--oversubscribe", "--bind-to", "none", "-n", str(p), args.bench, "-n", str(n), "-d",
-                                  str(args.dim), "-iters", str(args.iters)],
-                                 check=True, capture_output=True, text=True).stdout
-            rec = dict(re.findall(r"(\w+)=([^\s]+)", out))
-            ackd = max(float(rec["ackd_ms"]), 1e-9)  # ratios stay defined when a tiny size times noise
-            print(f"bench=ot n={n} ranks={p} grid={rec['grid']} ackd_ms={rec['ackd_ms']} pot_ms={pot:.3f} "
-                  f"pot_log_ms={pot_log:.3f} bound_ms={rec['bound_ms']} stream_gbs={rec['stream_gbs']} "
-                  f"speedup_pot={pot / ackd:.1f} speedup_pot_log={pot_log / ackd:.1f} "
-                  f"of_bound={ackd / float(rec['bound_ms']):.2f}", flush=True)
+        x, y = features(0, n, args.dim), features(1, n, args.dim)
+        M = ot.dist(x, y)
+        eps = 0.05 * M.max()
+        a = np.full(n, 1.0 / n)
+        kw = dict(stopThr=0.0, warn=False)
+        sk = lambda it: ot.sinkhorn(a, a, M, eps, method="sinkhorn", numItermax=it, **kw)
+        sl = lambda it: ot.sinkhorn(a, a, M, eps, method="sinkhorn_log", numItermax=it, **kw)
+        sk(10)  # warm-up
+        pot, pot_log, ackd, recs = [], [], {}, {}
+        for _ in range(args.rounds):
+            pot.append(per_iteration_ms(sk, 10, 10 + args.iters, 3))
+            pot_log.append(per_iteration_ms(sl, 1, 1 + args.log_iters, 1))
+            for cfg in args.configs:
+                kernel, precision = cfg.split(":")
+                for p in args.ranks:
+                    # --bind-to none: pinned to one core, a rank would share it with whatever else runs there
+                    out = subprocess.run([args.mpiexec, "--oversubscribe", "--bind-to", "none", "-n", str(p),
+                                          args.bench, "-n", str(n), "-d", str(args.dim), "-iters", str(args.iters),
+                                          "-reps", "3", "-bench_ot_sinkhorn_kernel", kernel,
+                                          "-bench_ot_precision", precision],
+                                         check=True, capture_output=True, text=True).stdout
+                    rec = dict(re.findall(r"(\w+)=([^\s]+)", out))
+                    ackd.setdefault((cfg, p), []).append(float(rec["ackd_ms"]))
+                    recs[(cfg, p)] = rec
+        pot_ms, pot_log_ms = statistics.median(pot), statistics.median(pot_log)
+        for (cfg, p), times in ackd.items():
+            rec = recs[(cfg, p)]
+            ms = max(statistics.median(times), 1e-9)  # ratios stay defined when a tiny size times noise
+            print(f"bench=ot n={n} ranks={p} grid={rec['grid']} kernel={rec['kernel']} precision={rec['precision']} "
+                  f"ackd_ms={ms:.3f} pot_ms={pot_ms:.3f} pot_log_ms={pot_log_ms:.3f} bound_ms={rec['bound_ms']} "
+                  f"stream_gbs={rec['stream_gbs']} speedup_pot={pot_ms / ms:.1f} speedup_pot_log={pot_log_ms / ms:.1f} "
+                  f"of_bound={ms / float(rec['bound_ms']):.2f} rounds={len(times)}", flush=True)
+    print(f"bench=ot load at the end: {os.getloadavg()[0]:.2f}", flush=True)
 
 
 if __name__ == "__main__":

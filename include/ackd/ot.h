@@ -2,7 +2,9 @@
  * N_s samples) and a teacher collection (columns, N_t samples).
  *
  * The cost matrix C (N_s x N_t) lives block-cyclically on a BLACS 2-D process
- * grid and is assembled with PDGEMM from the two feature matrices. The solvers
+ * grid (default 1 x P: whole columns per rank, one fused pass over C per
+ * Sinkhorn iteration) and is assembled with PDGEMM from the two feature
+ * matrices. The solvers
  * (option -<prefix>solver):
  *   sinkhorn    entropic OT, log-domain Sinkhorn with eps-scaling (sinkhorn.c)
  *   unbalanced  KL-relaxed marginals, weight -ot_tau (sinkhorn.c)
@@ -12,6 +14,15 @@
  *   argmin      the paper's hard matching: top-k by cost (topk.c)
  * The entropic ones work on the potentials f (rows) and g (columns): the plan
  * is P_ij = exp((f_i + g_j - C_ij) / eps); exact returns LP duals as f, g.
+ *
+ * Layout and cost options (-<prefix>ot_...):
+ *   class_blocks subgrid|dense  with labels: each class block assembled and solved on its own
+ *                               sub-grid, groups concurrently (blocks.c; default), or one dense C
+ *   sinkhorn_kernel scaling|log stabilised kernel iteration with absorption (a multiply-add per
+ *                               entry, exp(-C/eps) kept beside C) or an exp per entry (C only)
+ *   online                      never store C: recompute tiles from the features in every pass
+ *   precision double|single     C (and the scaling kernel) in float: half the memory and bytes
+ *   check_every, overrelaxation the stopping-check rhythm (POT: 10) and omega in [1, 2)
  *
  * Lifecycle (PETSc style):
  *   AckdOTCreate(comm, &ot);
@@ -25,6 +36,31 @@
  *   AckdOTSolve(ot);
  *   AckdOTGetPotentials / AckdOTGetResult / AckdOTGetTopK / AckdOTWriteMatchFile
  *   AckdOTDestroy(&ot);
+ *
+ * In-process use from `ackd distill` (DynM re-matching at an adjust epoch),
+ * collective on the training communicator `comm` (any communicator: the
+ * object works on a private duplicate; several objects may be alive on it):
+ *   AckdOTCreate(comm, &ot);
+ *   AckdOTSetOptionsPrefix(ot, "distill_");
+ *   AckdOTSetCostKind(ot, ACKD_OT_COST_KL);   before SetFromOptions: the user may still override
+ *   AckdOTSetFromOptions(ot);                 read before the stage's AckdStageReady
+ *   AckdOTSetSizes(ot, n_student, n_gallery, n_classes);   dim = number of logits
+ *   AckdOTSetUp(ot);
+ *   AckdOTBalanceClassMasses(n_student, ls, a, n_gallery, lt, b, NULL, NULL);   a, b: ones, full
+ *   AckdOTSetLabels(ot, ls, lt);              full label vectors on every rank
+ *   AckdOTSetMarginals(ot, a, b);
+ *   AckdOTGetOwnedRows(ot, ACKD_OT_STUDENT, &lo, &hi) and (ACKD_OT_TEACHER, ...)
+ *   AckdOTSetFeatures(ot, student_logits + lo * n_classes, gallery_logits + lo_t * n_classes);
+ *                                             raw logits, row-major; softmax(z / T) is taken inside
+ *                                             (-distill_ot_kl_temperature, default 3 as DynM)
+ *   AckdOTSolve(ot);
+ *   AckdOTGetTopK(ot, &k, &nrows, &rows, &index, &weight);   rows[i] is a global student index;
+ *                                             each student is held by exactly one rank: exchange them
+ *                                             to where the training batch needs them
+ *   AckdOTDestroy(&ot);                       a fresh object per re-matching
+ * The top-k (indices exactly, weights to rounding) do not depend on the rank
+ * count (tests/ot: mpi.ot.inprocess.*). The cost of a solve is O(N_s N_t / P)
+ * memory and time per rank; -distill_solver argmin is the paper's own rule.
  */
 #ifndef ACKD_OT_H
 #define ACKD_OT_H
@@ -93,6 +129,14 @@ PetscErrorCode AckdOTSetLabels(AckdOT ot, const PetscInt *student_labels, const 
 /* Optional, full vectors on every rank (copied): the marginals a (N_s) and b
  * (N_t); non-negative, zeros allowed. Default: uniform, each summing to 1. */
 PetscErrorCode AckdOTSetMarginals(AckdOT ot, const double *a, const double *b);
+/* Not collective, full vectors: the per-class rebalancing that balanced OT
+ * with class blocks needs (ackd match does it, distill must too). Teacher
+ * masses of class c are rescaled to the student mass of c; samples of a class
+ * the other side lacks (or with a negative label) get mass 0, counted in
+ * *dropped_s, *dropped_t (may be NULL); both vectors are then normalised to 1. */
+PetscErrorCode AckdOTBalanceClassMasses(PetscInt ns, const PetscInt *student_labels, double *a, PetscInt nt,
+                                        const PetscInt *teacher_labels, double *b, PetscInt *dropped_s,
+                                        PetscInt *dropped_t);
 
 PetscErrorCode AckdOTSolve(AckdOT ot);
 

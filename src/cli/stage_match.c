@@ -120,35 +120,12 @@ static void normalise(PetscInt n, double *w)
 }
 
 /* Balanced OT per class: teacher mass of class c becomes the student mass of c. */
-static PetscErrorCode balance_classes(MPI_Comm comm, const AckdLog *log, Side *s, Side *t)
+static PetscErrorCode balance_classes(const AckdLog *log, Side *s, Side *t)
 {
-  PetscInt nclass = 0, dropped_s = 0, dropped_t = 0;
-  double  *ms, *mt;
+  PetscInt dropped_s, dropped_t;
 
   PetscFunctionBeginUser;
-  for (PetscInt i = 0; i < s->n; i++) nclass = PetscMax(nclass, s->labels[i] + 1);
-  for (PetscInt j = 0; j < t->n; j++) nclass = PetscMax(nclass, t->labels[j] + 1);
-  PetscCall(PetscCalloc2(nclass + 1, &ms, nclass + 1, &mt));
-  for (PetscInt i = 0; i < s->n; i++)
-    if (s->labels[i] >= 0) ms[s->labels[i]] += s->mass[i];
-  for (PetscInt j = 0; j < t->n; j++)
-    if (t->labels[j] >= 0) mt[t->labels[j]] += t->mass[j];
-  for (PetscInt i = 0; i < s->n; i++)
-    if (s->labels[i] < 0 || mt[s->labels[i]] == 0) {
-      dropped_s += s->mass[i] > 0;
-      s->mass[i] = 0;
-    }
-  for (PetscInt j = 0; j < t->n; j++) {
-    PetscInt c = t->labels[j];
-    if (c < 0 || ms[c] == 0) {
-      dropped_t += t->mass[j] > 0;
-      t->mass[j] = 0;
-    } else
-      t->mass[j] *= ms[c] / mt[c];
-  }
-  PetscCall(PetscFree2(ms, mt));
-  normalise(s->n, s->mass);
-  normalise(t->n, t->mass);
+  PetscCall(AckdOTBalanceClassMasses(s->n, s->labels, s->mass, t->n, t->labels, t->mass, &dropped_s, &dropped_t));
   if (dropped_s || dropped_t)
     PetscCall(AckdLogWarn(log,
                           "match: %" PetscInt_FMT " students and %" PetscInt_FMT
@@ -217,7 +194,7 @@ PetscErrorCode AckdStageMatch(MPI_Comm comm, int npositional, char **positional,
              "-match_class_blocks false",
              input);
   if (blocked && (solver != ACKD_OT_SOLVER_UNBALANCED && solver != ACKD_OT_SOLVER_ARGMIN))
-    PetscCall(balance_classes(comm, &log, &s, &t));
+    PetscCall(balance_classes(&log, &s, &t));
   else {
     normalise(s.n, s.mass);
     normalise(t.n, t.mass);

@@ -14,7 +14,7 @@
 #include <math.h>
 
 /* First row (global index) holding a non-finite value, or n if none. */
-static PetscErrorCode first_bad_row(AckdOT ot, PetscInt n, PetscInt lo, PetscInt hi, const double *rows, PetscInt *bad)
+PetscErrorCode AckdOTFirstBadRow(AckdOT ot, PetscInt n, PetscInt lo, PetscInt hi, const double *rows, PetscInt *bad)
 {
   PetscInt mine = n;
 
@@ -107,6 +107,128 @@ static PetscErrorCode distribute(AckdOT ot, PetscInt n, PetscInt lo, PetscInt hi
   PetscFunctionReturn(0);
 }
 
+/* Columns [j0, j0 + ncols) of the local block, held from column j0 on at c
+ * (leading dimension mloc) as scale * X~ Y~^T: the rank-one terms added, the
+ * rounding below 0 of distances cut, +inf across classes. Returns the largest
+ * finite entry. */
+static double finish_columns(AckdOT ot, PetscInt j0, PetscInt ncols, double *c, const double *row_loc,
+                             const double *col_loc)
+{
+  double top = -INFINITY;
+  for (PetscInt j = 0; j < ncols; j++) {
+    const PetscInt gj  = ot->col_global[j0 + j];
+    double        *col = c + (size_t)j * ot->mloc;
+    for (PetscInt i = 0; i < ot->mloc; i++) {
+      const PetscInt gi = ot->row_global[i];
+      double         v  = col[i] + row_loc[i] + col_loc[j0 + j];
+      /* rounding can make a distance of equal points slightly negative */
+      if (ot->cost_kind != ACKD_OT_COST_KL && v < 0) v = 0;
+      if (ot->labels_s && (ot->labels_s[gi] < 0 || ot->labels_s[gi] != ot->labels_t[gj])) v = INFINITY;
+      col[i] = v;
+      if (v < INFINITY) top = fmax(top, v);
+    }
+  }
+  return top;
+}
+
+PetscErrorCode AckdOTGetTile(AckdOT ot, PetscInt j0, PetscInt *ncols, const double **tile)
+{
+  PetscFunctionBeginUser;
+  if (!ot->online) {
+    *ncols = ot->nloc - j0;
+    *tile  = NULL;
+    PetscFunctionReturn(0);
+  }
+  const int    m = (int)ot->mloc, nc = (int)PetscMin(AckdOT_TILE, ot->nloc - j0), d = (int)ot->dim;
+  const double scale = ot->cost_kind == ACKD_OT_COST_SQEUCLIDEAN ? -2.0 : -1.0, beta = 0.0;
+  if (m > 0 && nc > 0)
+    dgemm_("N", "N", &m, &nc, &d, &scale, ot->online_x, &m, ot->online_y + (size_t)j0 * d, &d, &beta, ot->online_tile,
+           &m);
+  (void)finish_columns(ot, j0, nc, ot->online_tile, ot->online_row, ot->online_col);
+  *ncols = nc;
+  *tile  = ot->online_tile;
+  PetscFunctionReturn(0);
+}
+
+/* All rows of one side, transformed, on every rank (row-major n x dim). */
+static PetscErrorCode gather_rows(AckdOT ot, PetscInt n, PetscInt lo, PetscInt hi, const double *rows, double **all)
+{
+  PetscMPIInt *counts, *displs;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscMalloc2(ot->size, &counts, ot->size, &displs));
+  for (PetscMPIInt r = 0; r < ot->size; r++) {
+    PetscInt rlo, rhi;
+    AckdOTContiguousRange(n, ot->size, r, &rlo, &rhi);
+    counts[r] = (PetscMPIInt)((rhi - rlo) * ot->dim);
+    displs[r] = (PetscMPIInt)(rlo * ot->dim);
+  }
+  PetscCall(PetscMalloc1(n * ot->dim + 1, all));
+  PetscCallMPI(
+      MPI_Allgatherv(rows, (PetscMPIInt)((hi - lo) * ot->dim), MPI_DOUBLE, *all, counts, displs, MPI_DOUBLE, ot->comm));
+  PetscCall(PetscFree2(counts, displs));
+  PetscFunctionReturn(0);
+}
+
+/* The online mode keeps the features instead of C: every student row (a grid
+ * of one process row holds whole columns, so every rank meets every row) and
+ * the teachers of its own columns. Memory O(N_s d + N_t d / P) against
+ * O(N_s N_t / P) for C. */
+static PetscErrorCode setup_online(AckdOT ot, PetscInt lo_s, PetscInt hi_s, const double *xs, PetscInt lo_t,
+                                   PetscInt hi_t, const double *yt, const double *row_term, const double *col_term)
+{
+  const PetscInt d = ot->dim;
+  double        *xall, *yall;
+
+  PetscFunctionBeginUser;
+  PetscCheck(ot->grid.nprow == 1, ot->comm, PETSC_ERR_USER_INPUT,
+             "option -%sot_online needs a grid of one process row (whole columns per rank); use -%sot_grid 1x%d",
+             ot->prefix, ot->prefix, ot->size);
+  PetscCall(AckdOTSetLayout(ot));
+  PetscCall(gather_rows(ot, ot->ns, lo_s, hi_s, xs, &xall));
+  PetscCall(gather_rows(ot, ot->nt, lo_t, hi_t, yt, &yall));
+  PetscCall(PetscFree5(ot->online_x, ot->online_y, ot->online_row, ot->online_col, ot->online_tile));
+  PetscCall(PetscMalloc5(ot->mloc * d + 1, &ot->online_x, d * ot->nloc + 1, &ot->online_y, ot->mloc + 1,
+                         &ot->online_row, ot->nloc + 1, &ot->online_col, ot->mloc * AckdOT_TILE + 1, &ot->online_tile));
+  for (PetscInt i = 0; i < ot->mloc; i++) {
+    for (PetscInt k = 0; k < d; k++) ot->online_x[k * ot->mloc + i] = xall[ot->row_global[i] * d + k];
+    ot->online_row[i] = row_term[ot->row_global[i]];
+  }
+  for (PetscInt j = 0; j < ot->nloc; j++) {
+    PetscCall(PetscArraycpy(ot->online_y + j * d, yall + ot->col_global[j] * d, d));
+    ot->online_col[j] = col_term[ot->col_global[j]];
+  }
+  PetscCall(PetscFree(xall));
+  PetscCall(PetscFree(yall));
+  double local_max = -INFINITY;
+  for (PetscInt j0 = 0, nc; j0 < ot->nloc; j0 += nc) {
+    const double *tile;
+    PetscCall(AckdOTGetTile(ot, j0, &nc, &tile));
+    for (size_t t = 0; t < (size_t)nc * ot->mloc; t++)
+      if (tile[t] < INFINITY) local_max = fmax(local_max, tile[t]);
+  }
+  PetscCallMPI(MPI_Allreduce(&local_max, &ot->max_cost, 1, MPI_DOUBLE, MPI_MAX, ot->comm));
+  PetscCheck(ot->max_cost > -INFINITY, ot->comm, PETSC_ERR_USER_INPUT,
+             "every cost is +inf: no student shares a class with any teacher; check the labels");
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdOTSetLayout(AckdOT ot)
+{
+  const int   zero = 0, block = (int)ot->block, ns = (int)ot->ns, nt = (int)ot->nt;
+  AckdOTGrid *g = &ot->grid;
+
+  PetscFunctionBeginUser;
+  ot->mloc = numroc_(&ns, &block, &g->myrow, &zero, &g->nprow);
+  ot->nloc = numroc_(&nt, &block, &g->mycol, &zero, &g->npcol);
+  ot->lld  = PetscMax(1, ot->mloc);
+  PetscCall(PetscFree2(ot->row_global, ot->col_global));
+  PetscCall(PetscMalloc2(ot->mloc + 1, &ot->row_global, ot->nloc + 1, &ot->col_global));
+  for (PetscInt i = 0; i < ot->mloc; i++) ot->row_global[i] = AckdOTLocalToGlobal(i, block, g->nprow, g->myrow);
+  for (PetscInt j = 0; j < ot->nloc; j++) ot->col_global[j] = AckdOTLocalToGlobal(j, block, g->npcol, g->mycol);
+  PetscFunctionReturn(0);
+}
+
 PetscErrorCode AckdOTAssembleCost(AckdOT ot, const double *student_rows, const double *teacher_rows)
 {
   PetscInt    lo_s, hi_s, lo_t, hi_t, bad;
@@ -118,11 +240,11 @@ PetscErrorCode AckdOTAssembleCost(AckdOT ot, const double *student_rows, const d
   PetscCall(PetscLogEventBegin(ot->event_cost, 0, 0, 0, 0));
   PetscCall(AckdOTGetOwnedRows(ot, ACKD_OT_STUDENT, &lo_s, &hi_s));
   PetscCall(AckdOTGetOwnedRows(ot, ACKD_OT_TEACHER, &lo_t, &hi_t));
-  PetscCall(first_bad_row(ot, ot->ns, lo_s, hi_s, student_rows, &bad));
+  PetscCall(AckdOTFirstBadRow(ot, ot->ns, lo_s, hi_s, student_rows, &bad));
   PetscCheck(bad == ot->ns, ot->comm, PETSC_ERR_USER_INPUT,
              "student features: sample %" PetscInt_FMT " holds NaN or Inf; every feature must be finite, fix the input",
              bad);
-  PetscCall(first_bad_row(ot, ot->nt, lo_t, hi_t, teacher_rows, &bad));
+  PetscCall(AckdOTFirstBadRow(ot, ot->nt, lo_t, hi_t, teacher_rows, &bad));
   PetscCheck(bad == ot->nt, ot->comm, PETSC_ERR_USER_INPUT,
              "teacher features: sample %" PetscInt_FMT " holds NaN or Inf; every feature must be finite, fix the input",
              bad);
@@ -149,16 +271,22 @@ PetscErrorCode AckdOTAssembleCost(AckdOT ot, const double *student_rows, const d
              first, ot->prefix);
   PetscCallMPI(MPI_Allreduce(buf, col_term, (PetscMPIInt)ot->nt, MPI_DOUBLE, MPI_SUM, ot->comm));
 
+  if (ot->online) {
+    PetscCall(setup_online(ot, lo_s, hi_s, xs, lo_t, hi_t, yt, row_term, col_term));
+    PetscCall(PetscFree2(xs, yt));
+    PetscCall(PetscFree3(row_term, col_term, buf));
+    ot->has_cost = PETSC_TRUE;
+    PetscCall(PetscLogEventEnd(ot->event_cost, 0, 0, 0, 0));
+    PetscFunctionReturn(0);
+  }
   PetscCall(distribute(ot, ot->ns, lo_s, hi_s, xs, &X, desc_x));
   PetscCall(distribute(ot, ot->nt, lo_t, hi_t, yt, &Y, desc_y));
   PetscCall(PetscFree2(xs, yt));
 
   /* C = scale * X~ Y~^T */
   const int zero = 0, one = 1, block = (int)ot->block, ns = (int)ot->ns, nt = (int)ot->nt, dim = (int)ot->dim;
-  ot->mloc = numroc_(&ns, &block, &g->myrow, &zero, &g->nprow);
-  ot->nloc = numroc_(&nt, &block, &g->mycol, &zero, &g->npcol);
-  ot->lld  = PetscMax(1, ot->mloc);
-  int lld  = (int)ot->lld;
+  PetscCall(AckdOTSetLayout(ot));
+  int lld = (int)ot->lld;
   descinit_(desc_c, &ns, &nt, &block, &block, &zero, &zero, &g->context, &lld, &info);
   PetscCheck(info == 0, ot->comm, PETSC_ERR_LIB, "descinit_ failed for the cost matrix (argument %d)", -info);
   PetscCall(PetscFree(ot->C));
@@ -169,25 +297,12 @@ PetscErrorCode AckdOTAssembleCost(AckdOT ot, const double *student_rows, const d
   PetscCall(PetscFree(X));
   PetscCall(PetscFree(Y));
 
-  PetscCall(PetscFree2(ot->row_global, ot->col_global));
-  PetscCall(PetscMalloc2(ot->mloc + 1, &ot->row_global, ot->nloc + 1, &ot->col_global));
-  for (PetscInt i = 0; i < ot->mloc; i++) ot->row_global[i] = AckdOTLocalToGlobal(i, block, g->nprow, g->myrow);
-  for (PetscInt j = 0; j < ot->nloc; j++) ot->col_global[j] = AckdOTLocalToGlobal(j, block, g->npcol, g->mycol);
-
-  double local_max = -INFINITY;
-  for (PetscInt j = 0; j < ot->nloc; j++) {
-    const PetscInt gj = ot->col_global[j];
-    double        *c  = ot->C + (size_t)j * ot->lld;
-    for (PetscInt i = 0; i < ot->mloc; i++) {
-      const PetscInt gi = ot->row_global[i];
-      double         v  = c[i] + row_term[gi] + col_term[gj];
-      /* rounding can make a distance of equal points slightly negative */
-      if (ot->cost_kind != ACKD_OT_COST_KL && v < 0) v = 0;
-      if (ot->labels_s && (ot->labels_s[gi] < 0 || ot->labels_s[gi] != ot->labels_t[gj])) v = INFINITY;
-      c[i] = v;
-      if (v < INFINITY) local_max = fmax(local_max, v);
-    }
-  }
+  double *row_loc, *col_loc, local_max;
+  PetscCall(PetscMalloc2(ot->mloc + 1, &row_loc, ot->nloc + 1, &col_loc));
+  for (PetscInt i = 0; i < ot->mloc; i++) row_loc[i] = row_term[ot->row_global[i]];
+  for (PetscInt j = 0; j < ot->nloc; j++) col_loc[j] = col_term[ot->col_global[j]];
+  local_max = finish_columns(ot, 0, ot->nloc, ot->C, row_loc, col_loc);
+  PetscCall(PetscFree2(row_loc, col_loc));
   PetscCallMPI(MPI_Allreduce(&local_max, &ot->max_cost, 1, MPI_DOUBLE, MPI_MAX, ot->comm));
   PetscCheck(ot->max_cost > -INFINITY, ot->comm, PETSC_ERR_USER_INPUT,
              "every cost is +inf: no student shares a class with any teacher; check the labels");

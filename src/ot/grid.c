@@ -5,13 +5,14 @@
 
 void AckdOTGridAutoShape(PetscMPIInt size, PetscInt *nprow, PetscInt *npcol)
 {
-  /* The largest divisor not above sqrt(size): square grids balance the row
-   * and column reductions of every Sinkhorn iteration. */
-  PetscInt best = 1;
-  for (PetscInt r = 1; r * r <= size; r++)
-    if (size % r == 0) best = r;
-  *nprow = best;
-  *npcol = size / best;
+  /* One process row: every rank holds whole columns of C, so a Sinkhorn
+   * iteration is one fused pass over its block (sinkhorn.c) instead of two,
+   * and the scaling kernel applies. The price is the row reduction: one
+   * allreduce of N_s doubles per iteration over all ranks (8 MB for a million
+   * students), against seconds of local work per iteration at that size. A
+   * square grid (-ot_grid) halves that message but needs two passes over C. */
+  *nprow = 1;
+  *npcol = size;
 }
 
 void AckdOTContiguousRange(PetscInt n, PetscMPIInt size, PetscMPIInt rank, PetscInt *lo, PetscInt *hi)
@@ -35,7 +36,11 @@ PetscErrorCode AckdOTGridCreate(MPI_Comm comm, PetscInt nprow, PetscInt npcol, A
              "process grid %" PetscInt_FMT "x%" PetscInt_FMT " has %" PetscInt_FMT
              " processes but the job has %d ranks; use a shape whose product is %d",
              nprow, npcol, nprow * npcol, size, size);
-  grid->system_handle = Csys2blacs_handle(comm);
+  /* BLACS keys its system handles by communicator: two objects alive on one
+   * communicator (re-matchings inside training) would share, and doubly free,
+   * one handle. A private duplicate per grid keeps them apart. */
+  PetscCallMPI(MPI_Comm_dup(comm, &grid->comm));
+  grid->system_handle = Csys2blacs_handle(grid->comm);
   grid->context       = grid->system_handle;
   grid->context_1d    = grid->system_handle;
   Cblacs_gridinit(&grid->context, "R", (int)nprow, (int)npcol);
@@ -62,6 +67,7 @@ PetscErrorCode AckdOTGridDestroy(AckdOTGrid *grid)
   Cblacs_gridexit(grid->context);
   Cblacs_gridexit(grid->context_1d);
   Cfree_blacs_system_handle(grid->system_handle);
+  PetscCallMPI(MPI_Comm_free(&grid->comm));
   grid->active = PETSC_FALSE;
   PetscFunctionReturn(0);
 }

@@ -35,6 +35,12 @@ KERNEL_CLONES void KERNEL_NAME(AckdOTRowLogSumExp)(PetscInt m, PetscInt n, Petsc
     if (gj == -INFINITY) continue;
     for (PetscInt i = 0; i < m; i++) work[i] += exp_vectorizable((f[i] + gj - c[i]) * inv_eps);
   }
+  KERNEL_NAME(AckdOTRowSumsToLogSumExp)(m, n, lld, C, f, g, inv_eps, work, lse);
+}
+
+void KERNEL_NAME(AckdOTRowSumsToLogSumExp)(PetscInt m, PetscInt n, PetscInt lld, const COST_T *C, const double *f,
+                                           const double *g, double inv_eps, const double *work, double *lse)
+{
   for (PetscInt i = 0; i < m; i++) {
     if (f[i] == -INFINITY)
       lse[i] = -INFINITY;
@@ -68,6 +74,163 @@ KERNEL_CLONES void KERNEL_NAME(AckdOTColLogSumExp)(PetscInt m, PetscInt n, Petsc
     else
       lse[j] = KERNEL_NAME(line_lse_exact)(m, 1, c, gj, f, inv_eps);
   }
+}
+
+/* One Sinkhorn iteration in a single pass over a block that holds whole
+ * columns (a 1 x P grid): for each column, the plan entries of the current
+ * potentials e_ij = exp((f_i + g_j - C_ij) / eps) give its column sum (the
+ * stopping rule's marginal and the g update); the new g_j only rescales the
+ * column, by r_j = exp((g_j' - g_j) / eps), so the row sums of the half-updated
+ * plan are sum_j e_ij r_j, accumulated while the column is still in cache.
+ * One exp per entry and one read of C per iteration, where the two
+ * half-steps cost two of each. g is updated in place, col_lse receives the
+ * log column sums of the incoming plan, and the row sums of the outgoing one
+ * (this rank's columns only) are added to work (zeroed by the caller: the
+ * online mode sweeps tile by tile). buf holds 4 m doubles. A column whose sum
+ * leaves [SUM_LOW, SUM_HIGH] is summed exactly (max shift) and its entries
+ * recomputed with the new g_j (plan entries, at most 1), so nothing
+ * overflows. */
+KERNEL_CLONES void KERNEL_NAME(AckdOTFusedSweep)(PetscInt m, PetscInt n, PetscInt lld, const COST_T *C, const double *f,
+                                                 double *g, const AckdOTColumnRule *rule, double *col_lse, double *buf,
+                                                 double *work)
+{
+  enum { LANES = 16, GROUP = 4 };
+  const double inv_eps = 1.0 / rule->eps;
+  for (PetscInt t = 0; t < GROUP * m; t++) buf[t] = 0;
+  for (PetscInt j0 = 0; j0 < n; j0 += GROUP) {
+    double ratio[GROUP] = {0, 0, 0, 0};
+    for (PetscInt u = 0; u < GROUP && j0 + u < n; u++) {
+      const PetscInt j  = j0 + u;
+      const COST_T  *c  = C + (size_t)j * lld;
+      double        *e  = buf + (size_t)u * m;
+      const double   gj = g[j];
+      if (gj == -INFINITY) { /* zero mass: transports nothing */
+        col_lse[j] = -INFINITY;
+        continue;
+      }
+      double   acc[LANES] = {0};
+      PetscInt i          = 0;
+      for (; i + LANES <= m; i += LANES)
+        for (PetscInt v = 0; v < LANES; v++) {
+          double x = exp_vectorizable((f[i + v] + gj - c[i + v]) * inv_eps);
+          e[i + v] = x;
+          acc[v] += x;
+        }
+      double sum = 0;
+      for (PetscInt v = 0; v < LANES; v++) sum += acc[v];
+      for (; i < m; i++) {
+        e[i] = exp_vectorizable((f[i] + gj - c[i]) * inv_eps);
+        sum += e[i];
+      }
+      const PetscBool in_range = (PetscBool)(sum >= SUM_LOW && sum <= SUM_HIGH);
+      col_lse[j]               = in_range ? log(sum) : KERNEL_NAME(line_lse_exact)(m, 1, c, gj, f, inv_eps);
+      double next = AckdOTUpdatedPotential(gj, col_lse[j], rule->log_b[j], rule->eps, rule->damping, rule->omega);
+      if (next == INFINITY) next = -INFINITY; /* no finite cost: the caller reports it */
+      g[j] = next;
+      if (next == -INFINITY) continue;
+      if (in_range)
+        ratio[u] = exp((next - gj) * inv_eps);
+      else {
+        for (PetscInt i2 = 0; i2 < m; i2++) e[i2] = exp_vectorizable((f[i2] + next - c[i2]) * inv_eps);
+        ratio[u] = 1.0;
+      }
+    }
+    const double *e0 = buf, *e1 = buf + m, *e2 = buf + 2 * m, *e3 = buf + 3 * m;
+    const double  r0 = ratio[0], r1 = ratio[1], r2 = ratio[2], r3 = ratio[3];
+    for (PetscInt i = 0; i < m; i++) work[i] += (e0[i] * r0 + e1[i] * r1) + (e2[i] * r2 + e3[i] * r3);
+  }
+}
+
+/* Absorption: K_ij = exp((f0_i + g0_j - C_ij) / eps), the kernel of the
+ * stabilised scaling iteration, with the potentials f0, g0 absorbed so that
+ * its entries are plan entries up to the scalings (no overflow). */
+KERNEL_CLONES void KERNEL_NAME(AckdOTAbsorbKernel)(PetscInt m, PetscInt n, PetscInt lld, const COST_T *C,
+                                                   const double *f0, const double *g0, double inv_eps, COST_T *K)
+{
+  for (PetscInt j = 0; j < n; j++) {
+    const COST_T *c  = C + (size_t)j * lld;
+    COST_T       *k  = K + (size_t)j * lld;
+    const double  gj = g0[j];
+    for (PetscInt i = 0; i < m; i++) k[i] = (COST_T)exp_vectorizable((f0[i] + gj - c[i]) * inv_eps);
+  }
+}
+
+/* One Sinkhorn iteration by the stabilised scaling method (Schmitzer's
+ * absorption) over a block of whole columns: the plan is
+ * P_ij = u_i K_ij v_j with u = exp((f - f0) / eps), v = exp((g - g0) / eps)
+ * and K absorbed at (f0, g0), so a column sum is a dot product and the row
+ * sums of the half-updated plan a multiply-add per entry, in one pass over K
+ * (four columns at a time, re-read from cache). No exp per entry. Outputs as
+ * AckdOTFusedSweep; u holds the scalings (m doubles, filled here), acc and
+ * extra m doubles of work. A column whose dot product leaves [SUM_LOW,
+ * SUM_HIGH] is done in the log domain on C (exact, max shift), its plan
+ * entries added to `extra`, and *fallback set: the caller re-absorbs. */
+KERNEL_CLONES void KERNEL_NAME(AckdOTScalingSweep)(PetscInt m, PetscInt n, PetscInt lld, const COST_T *C,
+                                                   const COST_T *K, const double *f, const double *f0, double *g,
+                                                   const double *g0, const AckdOTColumnRule *rule, double *col_lse,
+                                                   double *u, double *acc, double *extra, double *work,
+                                                   PetscBool *fallback)
+{
+  enum { LANES = 16, GROUP = 4 };
+  const double inv_eps = 1.0 / rule->eps;
+  PetscBool    bad     = PETSC_FALSE;
+  for (PetscInt i = 0; i < m; i++) {
+    u[i]   = f[i] == -INFINITY ? 0.0 : exp((f[i] - f0[i]) * inv_eps);
+    acc[i] = 0;
+  }
+  for (PetscInt j0 = 0; j0 < n; j0 += GROUP) {
+    double v[GROUP] = {0, 0, 0, 0};
+    for (PetscInt q = 0; q < GROUP && j0 + q < n; q++) {
+      const PetscInt j  = j0 + q;
+      const COST_T  *k  = K + (size_t)j * lld;
+      const double   gj = g[j];
+      if (gj == -INFINITY) {
+        col_lse[j] = -INFINITY;
+        continue;
+      }
+      double   lanes[LANES] = {0};
+      PetscInt i            = 0;
+      for (; i + LANES <= m; i += LANES)
+        for (PetscInt t = 0; t < LANES; t++) lanes[t] += (double)k[i + t] * u[i + t];
+      double dot = 0;
+      for (PetscInt t = 0; t < LANES; t++) dot += lanes[t];
+      for (; i < m; i++) dot += (double)k[i] * u[i];
+      const double log_v = (gj - g0[j]) * inv_eps;
+      if (dot >= SUM_LOW && dot <= SUM_HIGH) {
+        col_lse[j]  = log_v + log(dot);
+        double next = AckdOTUpdatedPotential(gj, col_lse[j], rule->log_b[j], rule->eps, rule->damping, rule->omega);
+        if (next == INFINITY) next = -INFINITY;
+        g[j] = next;
+        v[q] = next == -INFINITY ? 0.0 : exp((next - g0[j]) * inv_eps);
+        continue;
+      }
+      /* outside the scaling range: this column in the log domain, on C */
+      if (!bad) {
+        for (PetscInt i2 = 0; i2 < m; i2++) extra[i2] = 0;
+        bad = PETSC_TRUE;
+      }
+      const COST_T *c = C + (size_t)j * lld;
+      col_lse[j]      = KERNEL_NAME(line_lse_exact)(m, 1, c, gj, f, inv_eps);
+      double next     = AckdOTUpdatedPotential(gj, col_lse[j], rule->log_b[j], rule->eps, rule->damping, rule->omega);
+      if (next == INFINITY) next = -INFINITY;
+      g[j] = next;
+      if (next == -INFINITY) continue;
+      for (PetscInt i2 = 0; i2 < m; i2++) extra[i2] += exp_vectorizable((f[i2] + next - c[i2]) * inv_eps);
+    }
+    const COST_T *k0 = K + (size_t)j0 * lld, *k1 = k0 + lld, *k2 = k1 + lld, *k3 = k2 + lld;
+    if (j0 + GROUP <= n) {
+      const double v0 = v[0], v1 = v[1], v2 = v[2], v3 = v[3];
+      for (PetscInt i = 0; i < m; i++)
+        acc[i] += ((double)k0[i] * v0 + (double)k1[i] * v1) + ((double)k2[i] * v2 + (double)k3[i] * v3);
+    } else
+      for (PetscInt q = 0; j0 + q < n; q++) {
+        const COST_T *kq = K + (size_t)(j0 + q) * lld;
+        const double  vq = v[q];
+        for (PetscInt i = 0; i < m; i++) acc[i] += (double)kq[i] * vq;
+      }
+  }
+  for (PetscInt i = 0; i < m; i++) work[i] = u[i] * acc[i] + (bad ? extra[i] : 0.0);
+  *fallback = bad;
 }
 
 #undef COST_T

@@ -5,6 +5,8 @@
 
 const char *const        AckdOTCostKinds[]   = {"sqeuclidean", "cosine", "kl"};
 static const char *const precisions[]        = {"double", "single"};
+static const char *const kernels[]           = {"log", "scaling"};
+static const char *const block_kinds[]       = {"subgrid", "dense"};
 const char *const        AckdOTSolverKinds[] = {"sinkhorn", "unbalanced", "argmin", "exact", "semidual", "auction"};
 
 PetscErrorCode AckdOTCreate(MPI_Comm comm, AckdOT *ot)
@@ -23,6 +25,8 @@ PetscErrorCode AckdOTCreate(MPI_Comm comm, AckdOT *ot)
   o->eps_relative       = PETSC_TRUE;
   o->eps_scaling        = PETSC_TRUE;
   o->eps_scaling_factor = 0.5;
+  o->sinkhorn_kernel    = ACKD_OT_KERNEL_SCALING;
+  o->omega              = 1.0;
   o->tol                = 1e-9;
   o->max_it             = 10000;
   o->check_every        = 10; /* POT's rhythm */
@@ -97,12 +101,34 @@ PetscErrorCode AckdOTSetFromOptions(AckdOT ot)
                             &ot->tol, 0.0, 1.0, NULL));
   PetscCall(AckdOptionsInt(PetscOptionsObject, "-ot_max_it", "Maximum Sinkhorn iterations (all eps stages together)",
                            &ot->max_it, 1, PETSC_MAX_INT, NULL));
+  PetscCall(AckdOptionsInt(PetscOptionsObject, "-ot_check_every",
+                           "Iterations between checks of the stopping rule (POT: 10); on a grid of one process row "
+                           "a check costs one scalar allreduce, so 1 stops as early as possible",
+                           &ot->check_every, 1, 1000000, NULL));
+  PetscCall(AckdOptionsReal(PetscOptionsObject, "-ot_overrelaxation",
+                            "Sinkhorn: over-relaxation omega of every potential update, in [1, 2) (1: POT's "
+                            "iterations; 1.5-1.9 often divides the iteration count at small eps)",
+                            &ot->omega, 1.0, 1.999, NULL));
   PetscCall(AckdOptionsReal(PetscOptionsObject, "-ot_tau",
                             "Unbalanced: weight of the KL penalty on each marginal (large: nearly balanced)", &ot->tau,
                             1e-12, 1e12, NULL));
   PetscCall(AckdOptionsReal(PetscOptionsObject, "-ot_kl_temperature", "KL cost: softmax temperature of the logits",
                             &ot->kl_temperature, 1e-6, 1e6, NULL));
   PetscCall(AckdOptionsInt(PetscOptionsObject, "-ot_topk", "Teachers kept per student row", &ot->topk, 1, 1024, NULL));
+  PetscCall(AckdOptionsChoice(PetscOptionsObject, "-ot_sinkhorn_kernel",
+                              "How an iteration evaluates the plan (grids with one process row): scaling (stabilised "
+                              "kernel method with absorption: a multiply-add per entry, keeps exp(-C/eps) beside C, "
+                              "twice the memory) or log (an exp per entry, C only)",
+                              kernels, 2, &ot->sinkhorn_kernel, NULL));
+  PetscCall(AckdOptionsChoice(PetscOptionsObject, "-ot_class_blocks",
+                              "With labels: subgrid (every class block assembled and solved on its own sub-grid, "
+                              "the groups concurrently, work balanced; memory and time sum_c n_s n_t) or dense (one "
+                              "N_s x N_t matrix, +inf across classes)",
+                              block_kinds, 2, &ot->class_blocks, NULL));
+  PetscCall(AckdOptionsBool(PetscOptionsObject, "-ot_online",
+                            "Never store C: recompute tiles of it (a local GEMM) in every pass, for matrices beyond "
+                            "aggregate memory; memory O(N_s d + N_t d / P), entropic solvers (log kernel) and argmin",
+                            &ot->online, NULL));
   PetscInt precision = ot->single ? 1 : 0;
   PetscCall(AckdOptionsChoice(PetscOptionsObject, "-ot_precision",
                               "Storage of the cost matrix: double, or single (half the memory and the bytes read per "
@@ -111,11 +137,19 @@ PetscErrorCode AckdOTSetFromOptions(AckdOT ot)
   ot->single = (PetscBool)(precision == 1);
   PetscCall(AckdOptionsInt(PetscOptionsObject, "-ot_block", "Block size of the block-cyclic distribution of C",
                            &ot->block, 1, 1 << 20, NULL));
-  PetscCall(AckdOptionsString(PetscOptionsObject, "-ot_grid", "Process grid ROWSxCOLS (default: as square as possible)",
-                              grid, sizeof grid, &set));
+  PetscCall(
+      AckdOptionsString(PetscOptionsObject, "-ot_grid",
+                        "Process grid ROWSxCOLS (default: 1xP, whole columns per rank: one pass over C per iteration)",
+                        grid, sizeof grid, &set));
   PetscOptionsEnd();
   ot->cost_kind = (AckdOTCostKind)cost;
   ot->solver    = (AckdOTSolverKind)solver;
+  PetscBool help;
+  PetscCall(PetscOptionsHasHelp(NULL, &help));
+  /* The semi-dual solver's Tao reads -<prefix>ot_semidual_tao_*: read them
+   * now, so that -help lists them and the stage's unused-option check
+   * accepts them (with another solver they are unused: an error). */
+  if (help || ot->solver == ACKD_OT_SOLVER_SEMIDUAL) PetscCall(AckdOTSemiDualOptions(ot));
   snprintf(option, sizeof option, "-%sot_grid", ot->prefix);
   if (set && grid[0]) PetscCall(parse_grid(ot, grid, option));
   PetscFunctionReturn(0);
@@ -211,7 +245,10 @@ PetscErrorCode AckdOTSetFeatures(AckdOT ot, const double *student_rows, const do
 {
   PetscFunctionBeginUser;
   PetscCheck(ot->setup, ot->comm, PETSC_ERR_ORDER, "call AckdOTSetUp before AckdOTSetFeatures");
-  PetscCall(AckdOTAssembleCost(ot, student_rows, teacher_rows));
+  if (AckdOTUsesClassBlocks(ot))
+    PetscCall(AckdOTBlocksSetFeatures(ot, student_rows, teacher_rows));
+  else
+    PetscCall(AckdOTAssembleCost(ot, student_rows, teacher_rows));
   PetscFunctionReturn(0);
 }
 
@@ -247,6 +284,49 @@ PetscErrorCode AckdOTSetMarginals(AckdOT ot, const double *a, const double *b)
   PetscFunctionReturn(0);
 }
 
+static void normalise(PetscInt n, double *w)
+{
+  double total = 0;
+  for (PetscInt i = 0; i < n; i++) total += w[i];
+  if (total > 0)
+    for (PetscInt i = 0; i < n; i++) w[i] /= total;
+}
+
+PetscErrorCode AckdOTBalanceClassMasses(PetscInt ns, const PetscInt *ls, double *a, PetscInt nt, const PetscInt *lt,
+                                        double *b, PetscInt *dropped_s, PetscInt *dropped_t)
+{
+  PetscInt nclass = 0, ds = 0, dt = 0;
+  double  *ms, *mt;
+
+  PetscFunctionBeginUser;
+  for (PetscInt i = 0; i < ns; i++) nclass = PetscMax(nclass, ls[i] + 1);
+  for (PetscInt j = 0; j < nt; j++) nclass = PetscMax(nclass, lt[j] + 1);
+  PetscCall(PetscCalloc2(nclass + 1, &ms, nclass + 1, &mt));
+  for (PetscInt i = 0; i < ns; i++)
+    if (ls[i] >= 0) ms[ls[i]] += a[i];
+  for (PetscInt j = 0; j < nt; j++)
+    if (lt[j] >= 0) mt[lt[j]] += b[j];
+  for (PetscInt i = 0; i < ns; i++)
+    if (ls[i] < 0 || mt[ls[i]] == 0) {
+      ds += a[i] > 0;
+      a[i] = 0;
+    }
+  for (PetscInt j = 0; j < nt; j++) {
+    PetscInt c = lt[j];
+    if (c < 0 || ms[c] == 0) {
+      dt += b[j] > 0;
+      b[j] = 0;
+    } else
+      b[j] *= ms[c] / mt[c];
+  }
+  PetscCall(PetscFree2(ms, mt));
+  normalise(ns, a);
+  normalise(nt, b);
+  if (dropped_s) *dropped_s = ds;
+  if (dropped_t) *dropped_t = dt;
+  PetscFunctionReturn(0);
+}
+
 PetscErrorCode AckdOTSetLabels(AckdOT ot, const PetscInt *student_labels, const PetscInt *teacher_labels)
 {
   PetscFunctionBeginUser;
@@ -265,6 +345,16 @@ PetscErrorCode AckdOTSolve(AckdOT ot)
 {
   PetscFunctionBeginUser;
   PetscCheck(ot->has_cost, ot->comm, PETSC_ERR_ORDER, "call AckdOTSetFeatures before AckdOTSolve");
+  if (ot->blocks) {
+    PetscCall(AckdOTBlocksSolve(ot));
+    ot->solved = PETSC_TRUE;
+    PetscFunctionReturn(0);
+  }
+  PetscCheck(!ot->online || ot->solver == ACKD_OT_SOLVER_SINKHORN || ot->solver == ACKD_OT_SOLVER_UNBALANCED ||
+                 ot->solver == ACKD_OT_SOLVER_ARGMIN,
+             ot->comm, PETSC_ERR_USER_INPUT,
+             "option -%sot_online works with -%ssolver sinkhorn, unbalanced or argmin, not %s; drop -%sot_online",
+             ot->prefix, ot->prefix, AckdOTSolverKinds[ot->solver], ot->prefix);
   if (ot->solver == ACKD_OT_SOLVER_EXACT || ot->solver == ACKD_OT_SOLVER_AUCTION) {
     PetscCall(PetscLogEventBegin(ot->event_sinkhorn, 0, 0, 0, 0));
     if (ot->solver == ACKD_OT_SOLVER_EXACT)
@@ -353,10 +443,12 @@ PetscErrorCode AckdOTDestroy(AckdOT *ot)
 
   PetscFunctionBeginUser;
   if (!o) PetscFunctionReturn(0);
+  PetscCall(AckdOTBlocksDestroy(o));
   PetscCall(AckdOTGridDestroy(&o->grid));
   if (o->lse_op != MPI_OP_NULL) PetscCallMPI(MPI_Op_free(&o->lse_op));
   PetscCall(PetscFree(o->C));
   PetscCall(PetscFree(o->C32));
+  PetscCall(PetscFree5(o->online_x, o->online_y, o->online_row, o->online_col, o->online_tile));
   PetscCall(PetscFree2(o->row_global, o->col_global));
   PetscCall(PetscFree(o->labels_s));
   PetscCall(PetscFree(o->labels_t));

@@ -7,6 +7,7 @@
 /* A pr x pc BLACS grid over the object's communicator, with MPI communicators
  * along its rows (same process row: they share student rows) and columns. */
 typedef struct {
+  MPI_Comm  comm; /* a duplicate of the object's: BLACS's handle is per communicator */
   int       system_handle;
   int       context;    /* the 2-D grid, row-major */
   int       context_1d; /* all ranks in one column: the contiguous input layout */
@@ -17,7 +18,7 @@ typedef struct {
 
 PetscErrorCode AckdOTGridCreate(MPI_Comm comm, PetscInt nprow, PetscInt npcol, AckdOTGrid *grid);
 PetscErrorCode AckdOTGridDestroy(AckdOTGrid *grid);
-/* As square as possible for `size` ranks, more columns than rows when it cannot be. */
+/* The default grid: one process row (see grid.c). */
 void AckdOTGridAutoShape(PetscMPIInt size, PetscInt *nprow, PetscInt *npcol);
 /* Global index of a rank's local index in a block-cyclic dimension. */
 static inline PetscInt AckdOTLocalToGlobal(PetscInt local, PetscInt block, PetscInt nprocs, PetscInt me)
@@ -42,10 +43,56 @@ void AckdOTRowLogSumExpSingle(PetscInt m, PetscInt n, PetscInt lld, const float 
                               double inv_eps, double *work, double *lse);
 void AckdOTColLogSumExpSingle(PetscInt m, PetscInt n, PetscInt lld, const float *C, const double *f, const double *g,
                               double inv_eps, double *lse);
+/* The new potential of one sample from its current value, the log of its plan
+ * marginal and the log of its target mass (damping: tau / (tau + eps) for
+ * unbalanced OT, 1 for balanced), over-relaxed by omega (1: Sinkhorn's
+ * step). +inf: no finite cost, for the caller to report. */
+static inline double AckdOTUpdatedPotential(double current, double log_marginal, double log_target, double eps,
+                                            double damping, double omega)
+{
+  if (log_target == -INFINITY) return -INFINITY;  /* zero mass: transports nothing */
+  if (log_marginal == -INFINITY) return INFINITY; /* no finite cost */
+  double next = damping * (current + eps * (log_target - log_marginal));
+  return omega == 1.0 || !isfinite(current) ? next : current + omega * (next - current);
+}
+/* What the fused sweep needs to update g: eps, damping, over-relaxation and log b of the local columns. */
+typedef struct {
+  double        eps, damping, omega;
+  const double *log_b;
+} AckdOTColumnRule;
+/* One fused Sinkhorn iteration over a block of whole columns (logsumexp_kernels.h). */
+void AckdOTFusedSweep(PetscInt m, PetscInt n, PetscInt lld, const double *C, const double *f, double *g,
+                      const AckdOTColumnRule *rule, double *col_lse, double *buf, double *work);
+void AckdOTFusedSweepSingle(PetscInt m, PetscInt n, PetscInt lld, const float *C, const double *f, double *g,
+                            const AckdOTColumnRule *rule, double *col_lse, double *buf, double *work);
+/* Absorption and the stabilised scaling iteration (logsumexp_kernels.h). */
+void AckdOTAbsorbKernel(PetscInt m, PetscInt n, PetscInt lld, const double *C, const double *f0, const double *g0,
+                        double inv_eps, double *K);
+void AckdOTAbsorbKernelSingle(PetscInt m, PetscInt n, PetscInt lld, const float *C, const double *f0, const double *g0,
+                              double inv_eps, float *K);
+void AckdOTScalingSweep(PetscInt m, PetscInt n, PetscInt lld, const double *C, const double *K, const double *f,
+                        const double *f0, double *g, const double *g0, const AckdOTColumnRule *rule, double *col_lse,
+                        double *u, double *acc, double *extra, double *work, PetscBool *fallback);
+void AckdOTScalingSweepSingle(PetscInt m, PetscInt n, PetscInt lld, const float *C, const float *K, const double *f,
+                              const double *f0, double *g, const double *g0, const AckdOTColumnRule *rule,
+                              double *col_lse, double *u, double *acc, double *extra, double *work,
+                              PetscBool *fallback);
+/* The log of the row sums of work (row sums from a sweep) where they lie in the
+ * one-pass range, exact (strided, max shift) elsewhere. */
+void AckdOTRowSumsToLogSumExp(PetscInt m, PetscInt n, PetscInt lld, const double *C, const double *f, const double *g,
+                              double inv_eps, const double *work, double *lse);
+void AckdOTRowSumsToLogSumExpSingle(PetscInt m, PetscInt n, PetscInt lld, const float *C, const double *f,
+                                    const double *g, double inv_eps, const double *work, double *lse);
 /* The MPI reduction that merges log-sum-exps of disjoint parts of a row or column. */
 PetscErrorCode AckdOTLogSumExpOpCreate(MPI_Op *op);
 
 /* ---------------------------------------------------------------- object */
+
+/* How labels are used (-ot_class_blocks): every class block on its own
+ * sub-grid, or one dense C with +inf across classes. */
+typedef enum { ACKD_OT_BLOCKS_SUBGRID, ACKD_OT_BLOCKS_DENSE } AckdOTClassBlocksKind;
+/* How a Sinkhorn iteration evaluates the plan (-ot_sinkhorn_kernel). */
+typedef enum { ACKD_OT_KERNEL_LOG, ACKD_OT_KERNEL_SCALING } AckdOTKernelKind;
 
 struct _p_AckdOT {
   MPI_Comm    comm;
@@ -56,8 +103,9 @@ struct _p_AckdOT {
   /* settings */
   AckdOTCostKind   cost_kind;
   AckdOTSolverKind solver;
-  PetscReal        eps, tol, eps_scaling_factor, tau, kl_temperature;
+  PetscReal        eps, tol, eps_scaling_factor, tau, kl_temperature, omega;
   PetscBool        eps_relative, eps_scaling;
+  PetscInt         sinkhorn_kernel; /* AckdOTKernelKind */
   PetscInt         max_it, check_every, topk, block;
   PetscInt         grid_rows, grid_cols; /* 0: automatic */
 
@@ -88,8 +136,29 @@ struct _p_AckdOT {
   double      *topk_weight;
 
   PetscLogEvent event_cost, event_sinkhorn, event_topk, event_write;
+
+  /* online mode (-ot_online): C is never stored; tiles of it are recomputed
+   * from the transformed features whenever a pass needs them (cost.c) */
+  PetscBool online;
+  double   *online_x;   /* student features, column-major mloc x dim */
+  double   *online_y;   /* teacher features of the local columns, column-major dim x nloc */
+  double   *online_row; /* rank-one terms of the local rows and columns */
+  double   *online_col;
+  double   *online_tile; /* mloc x AckdOT_TILE */
+
+  /* class blocks on sub-grids (blocks.c); NULL: one dense C */
+  PetscInt              class_blocks; /* AckdOTClassBlocksKind */
+  struct _AckdOTBlocks *blocks;
 };
 
+/* Columns per recomputed tile in the online mode: a tile stays in cache
+ * between its DGEMM and its sweep for m up to a few 10^4. */
+#define AckdOT_TILE 32
+/* Columns [j0, j0 + *ncols) of the local block: in the online mode a tile
+ * recomputed into ot->online_tile (*tile points at it, column-major, leading
+ * dimension mloc), otherwise *tile = NULL and all remaining columns (read
+ * them with AckdOTCostEntry). */
+PetscErrorCode AckdOTGetTile(AckdOT ot, PetscInt j0, PetscInt *ncols, const double **tile);
 /* Entry (i, j) of the local block, whichever precision stores it. */
 static inline double AckdOTCostEntry(AckdOT ot, PetscInt i, PetscInt j)
 {
@@ -97,6 +166,11 @@ static inline double AckdOTCostEntry(AckdOT ot, PetscInt i, PetscInt j)
   return ot->single ? (double)ot->C32[t] : ot->C[t];
 }
 /* The kernels on this rank's block, whichever precision stores it. */
+/* Entry (i, j) of a tile from AckdOTGetTile, or of the stored block. */
+static inline double AckdOTTileEntry(AckdOT ot, const double *tile, PetscInt j0, PetscInt i, PetscInt j)
+{
+  return tile ? tile[(size_t)(j - j0) * ot->mloc + i] : AckdOTCostEntry(ot, i, j);
+}
 static inline void AckdOTBlockRowLogSumExp(AckdOT ot, const double *f, const double *g, double inv_eps, double *work,
                                            double *lse)
 {
@@ -113,11 +187,38 @@ static inline void AckdOTBlockColLogSumExp(AckdOT ot, const double *f, const dou
     AckdOTColLogSumExp(ot->mloc, ot->nloc, ot->lld, ot->C, f, g, inv_eps, lse);
 }
 
+static inline void AckdOTBlockFusedSweep(AckdOT ot, const AckdOTColumnRule *rule, double *col_lse, double *buf,
+                                         double *work)
+{
+  if (ot->single)
+    AckdOTFusedSweepSingle(ot->mloc, ot->nloc, ot->lld, ot->C32, ot->f_loc, ot->g_loc, rule, col_lse, buf, work);
+  else
+    AckdOTFusedSweep(ot->mloc, ot->nloc, ot->lld, ot->C, ot->f_loc, ot->g_loc, rule, col_lse, buf, work);
+}
+static inline void AckdOTBlockRowSumsToLogSumExp(AckdOT ot, double inv_eps, const double *work, double *lse)
+{
+  if (ot->single)
+    AckdOTRowSumsToLogSumExpSingle(ot->mloc, ot->nloc, ot->lld, ot->C32, ot->f_loc, ot->g_loc, inv_eps, work, lse);
+  else
+    AckdOTRowSumsToLogSumExp(ot->mloc, ot->nloc, ot->lld, ot->C, ot->f_loc, ot->g_loc, inv_eps, work, lse);
+}
+
 PetscErrorCode AckdOTAssembleCost(AckdOT ot, const double *student_rows, const double *teacher_rows);
+/* This rank's block of the block-cyclic C: mloc, nloc, lld, row_global, col_global. */
+PetscErrorCode AckdOTSetLayout(AckdOT ot);
+/* Collective: the first of rows [lo, hi) (global indices, n in all) holding NaN or Inf, n if none. */
+PetscErrorCode AckdOTFirstBadRow(AckdOT ot, PetscInt n, PetscInt lo, PetscInt hi, const double *rows, PetscInt *bad);
+/* Class blocks on sub-grids (blocks.c): whether they apply, the assembly of every block, the solves. */
+PetscBool      AckdOTUsesClassBlocks(AckdOT ot);
+PetscErrorCode AckdOTBlocksSetFeatures(AckdOT ot, const double *student_rows, const double *teacher_rows);
+PetscErrorCode AckdOTBlocksSolve(AckdOT ot);
+PetscErrorCode AckdOTBlocksDestroy(AckdOT ot);
 PetscErrorCode AckdOTSinkhorn(AckdOT ot);
 PetscErrorCode AckdOTComputeTopK(AckdOT ot);
 PetscErrorCode AckdOTExact(AckdOT ot);
 PetscErrorCode AckdOTSemiDual(AckdOT ot);
+/* Reads (and with -help lists) the options of the semi-dual solver's Tao. */
+PetscErrorCode AckdOTSemiDualOptions(AckdOT ot);
 PetscErrorCode AckdOTAuction(AckdOT ot);
 /* Shared by the solvers that work on rank 0 (exact.c, auction.c): the whole
  * cost matrix there (column-major ns x nt, +inf kept; NULL elsewhere), and the

@@ -23,6 +23,10 @@ void pdgemm_(const char *transa, const char *transb, const int *m, const int *n,
              const double *a, const int *ia, const int *ja, const int *desca, const double *b, const int *ib,
              const int *jb, const int *descb, const double *beta, double *c, const int *ic, const int *jc,
              const int *descc);
+/* Reference BLAS (OpenBLAS): the online mode's local cost tiles. */
+void dgemm_(const char *transa, const char *transb, const int *m, const int *n, const int *k, const double *alpha,
+            const double *a, const int *lda, const double *b, const int *ldb, const double *beta, double *c,
+            const int *ldc);
 /* Copies a distributed (sub)matrix between two block-cyclic layouts; `context`
  * must span every process of both. Indices are 1-based. */
 void Cpdgemr2d(int m, int n, const double *a, int ia, int ja, const int *desca, double *b, int ib, int jb,

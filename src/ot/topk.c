@@ -44,28 +44,36 @@ PetscErrorCode AckdOTComputeTopK(AckdOT ot)
     score[t] = -INFINITY;
     index[t] = PETSC_MAX_INT;
   }
-  for (PetscInt j = 0; j < ot->nloc; j++) {
-    const double   gj   = argmin ? 0.0 : ot->g_loc[j];
-    const PetscInt gidx = ot->col_global[j];
-    if (gj == -INFINITY) continue; /* a teacher without mass receives nothing */
-    for (PetscInt i = 0; i < m; i++) {
-      double s = gj - AckdOTCostEntry(ot, i, j);
-      if (s > score[i * k + k - 1] || (s == score[i * k + k - 1] && s > -INFINITY))
-        insert(k, score + i * k, index + i * k, s, gidx);
+  for (PetscInt j0 = 0, nc; j0 < ot->nloc; j0 += nc) {
+    const double *tile;
+    PetscCall(AckdOTGetTile(ot, j0, &nc, &tile));
+    for (PetscInt j = j0; j < j0 + nc; j++) {
+      const double   gj   = argmin ? 0.0 : ot->g_loc[j];
+      const PetscInt gidx = ot->col_global[j];
+      if (gj == -INFINITY) continue; /* a teacher without mass receives nothing */
+      for (PetscInt i = 0; i < m; i++) {
+        double s = gj - AckdOTTileEntry(ot, tile, j0, i, j);
+        if (s > score[i * k + k - 1] || (s == score[i * k + k - 1] && s > -INFINITY))
+          insert(k, score + i * k, index + i * k, s, gidx);
+      }
     }
   }
 
-  /* merge the grid row's candidates */
-  PetscCall(PetscMalloc2((size_t)pc * m * k + 1, &all_score, (size_t)pc * m * k + 1, &all_index));
-  PetscCallMPI(MPI_Allgather(score, (PetscMPIInt)(m * k), MPI_DOUBLE, all_score, (PetscMPIInt)(m * k), MPI_DOUBLE,
-                             ot->grid.row_comm));
-  PetscCallMPI(MPI_Allgather(index, (PetscMPIInt)(m * k), MPIU_INT, all_index, (PetscMPIInt)(m * k), MPIU_INT,
-                             ot->grid.row_comm));
+  /* merge the grid row's candidates on grid column 0 (rank 0 of the row
+   * communicator, split by column), the only rank that keeps them: on the
+   * default 1 x P grid a gather to every rank would hold P m k candidates each */
+  const PetscBool keeper = (PetscBool)(ot->grid.mycol == 0);
+  const size_t    total  = keeper ? (size_t)pc * m * k : 0;
+  PetscCall(PetscMalloc2(total + 1, &all_score, total + 1, &all_index));
+  PetscCallMPI(MPI_Gather(score, (PetscMPIInt)(m * k), MPI_DOUBLE, all_score, (PetscMPIInt)(m * k), MPI_DOUBLE, 0,
+                          ot->grid.row_comm));
+  PetscCallMPI(MPI_Gather(index, (PetscMPIInt)(m * k), MPIU_INT, all_index, (PetscMPIInt)(m * k), MPIU_INT, 0,
+                          ot->grid.row_comm));
   for (PetscInt t = 0; t < m * k; t++) {
     score[t] = -INFINITY;
     index[t] = PETSC_MAX_INT;
   }
-  for (PetscMPIInt r = 0; r < pc; r++)
+  for (PetscMPIInt r = 0; r < (keeper ? pc : 0); r++)
     for (PetscInt i = 0; i < m; i++)
       for (PetscInt t = 0; t < k; t++) {
         double s = all_score[((size_t)r * m + i) * k + t];
