@@ -368,7 +368,9 @@ PetscErrorCode AckdModelSetUp(AckdModel model, const AckdModelConfig *config, ui
  * running statistics with them (unbiased global variance, as PyTorch on the
  * full batch) and back-propagates through the global statistics; its weight
  * and bias gradients stay local sums, for the gradient allreduce to add up.
- * MPI_COMM_NULL or a one-rank communicator: local statistics (the default).
+ * MPI_COMM_NULL: local statistics (the default). A one-rank communicator runs
+ * the same synchronised kernels as P ranks do, so that a run on 1 rank and on
+ * P ranks compute the same arithmetic, not merely the same mathematics.
  * Collective on `comm` (duplicated); every rank then runs every forward and
  * backward, with an empty local batch if it has no samples. Evaluation mode is
  * unaffected. */

@@ -81,9 +81,8 @@ static PetscErrorCode distill_step(void *ctx, AckdEngine *engine, const AckdTrai
 
   PetscFunctionBeginUser;
   if (b->nlocal == 0) {
-    /* No share of the last, uneven batch: zero gradients, but still call the loss, which may be
-     * collective (CRD's memory update gathers every rank's rows). */
-    AckdParams  *params;
+    /* No share of the last, uneven batch: the empty batch still goes through the student (synchronised
+     * batch norm reduces over every rank) and the loss (CRD's memory update gathers every rank's rows). */
     AckdTensor   zl = AckdTensorView(c->empty, 0, K, 1, 1), ze = AckdTensorView(c->empty, 0, c->embedding_dim, 1, 1);
     AckdTensor   zt = AckdTensorView(c->empty, 0, 1, c->token_count, c->token_channels);
     AckdKDInputs in = {.batch             = 0,
@@ -98,9 +97,9 @@ static PetscErrorCode distill_step(void *ctx, AckdEngine *engine, const AckdTrai
                        .samples           = c->samples,
                        .weight            = c->empty};
     kout.d_logits = kout.d_embedding = kout.d_tokens = NULL;
+    PetscCall(AckdModelForward(c->student, engine, &b->images, &out));
     PetscCall(AckdKDLoss(c->kd, &in, &kout));
-    PetscCall(AckdModelGetParams(c->student, &params));
-    PetscCall(AckdParamsZeroGrad(params));
+    PetscCall(AckdModelBackward(c->student, engine, &zl, &ze, &zt));
     PetscFunctionReturn(0);
   }
   PetscCall(AckdModelForward(c->student, engine, &b->images, &out));

@@ -166,18 +166,6 @@ static PetscErrorCode gather_embeddings(SSMContext *c, PetscInt nlocal)
   PetscFunctionReturn(0);
 }
 
-static PetscErrorCode zero_encoder_gradients(SSMContext *c)
-{
-  AckdParams *params;
-
-  PetscFunctionBeginUser;
-  PetscCall(AckdModelGetParams(c->ms_model, &params));
-  PetscCall(AckdParamsZeroGrad(params));
-  PetscCall(AckdModelGetParams(c->rgb_model, &params));
-  PetscCall(AckdParamsZeroGrad(params));
-  PetscFunctionReturn(0);
-}
-
 static PetscErrorCode ssm_step(void *ctx, AckdEngine *engine, const AckdTrainBatch *b, AckdTrainStepResult *r)
 {
   SSMContext      *c = (SSMContext *)ctx;
@@ -208,6 +196,11 @@ static PetscErrorCode ssm_step(void *ctx, AckdEngine *engine, const AckdTrainBat
     PetscCall(AckdSSMHeadSetTraining(&c->rgb_head, PETSC_TRUE, b->step, b->sample_offset));
     PetscCall(AckdSSMHeadForward(&c->ms_head, engine, &ms.embedding, &e_ms));
     PetscCall(AckdSSMHeadForward(&c->rgb_head, engine, &rgb.embedding, &e_rgb));
+  } else {
+    /* An empty share still runs through both encoders: synchronised batch norm reduces over every rank. */
+    AckdTensor none = AckdTensorView(c->pseudo, 0, 3, b->images.h, b->images.w);
+    PetscCall(AckdModelForward(c->ms_model, engine, &b->images, &ms));
+    PetscCall(AckdModelForward(c->rgb_model, engine, &none, &rgb));
   }
   if (c->local_loss) { /* DDP: this rank's batch, weighted B_local / N (kd.h) */
     if (B > 0) PetscCall(AckdSSMLoss(&e_rgb, &e_ms, c->tau, (double)B / (double)N, &loss, &de_rgb, &de_ms));
@@ -223,8 +216,9 @@ static PetscErrorCode ssm_step(void *ctx, AckdEngine *engine, const AckdTrainBat
     PetscCall(AckdSSMLoss(&all_rgb, &all_ms, c->tau, 1.0, &loss, &d_all_rgb, &d_all_ms));
     loss *= (double)B / (double)N; /* this rank's share of the reported value */
   }
-  if (B == 0) { /* no share of the last, uneven batch: zero gradients (the trainer zeroes the heads') */
-    PetscCall(zero_encoder_gradients(c));
+  if (B == 0) { /* empty share: zero encoder gradients, in group order (the trainer zeroes the heads') */
+    PetscCall(AckdModelBackward(c->ms_model, engine, NULL, &dx_ms, NULL));
+    PetscCall(AckdModelBackward(c->rgb_model, engine, NULL, &dx_rgb, NULL));
     PetscFunctionReturn(0);
   }
   r->loss = loss;

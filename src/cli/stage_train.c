@@ -21,6 +21,7 @@ typedef struct {
   double             smoothing;
   PetscInt           eval_batch;
   AckdTensor         d_logits;
+  float              empty[1];
   float             *targets; /* multi-label: the local batch's 0/1 targets */
   PetscInt           targets_capacity;
   const char        *modality, *role;
@@ -65,13 +66,15 @@ static PetscErrorCode supervised_step(void *ctx, AckdEngine *engine, const AckdT
   const PetscInt   K = c->config.classes;
 
   PetscFunctionBeginUser;
-  if (b->nlocal == 0) { /* no share of the last, uneven batch: contribute zero gradients */
-    AckdParams *params;
-    PetscCall(AckdModelGetParams(c->model, &params));
-    PetscCall(AckdParamsZeroGrad(params));
+  /* A rank without a share of the last, uneven batch still runs the empty
+   * batch through: synchronised batch norm reduces over every rank, and the
+   * backward leaves zero gradients. */
+  PetscCall(AckdModelForward(c->model, engine, &b->images, &out));
+  if (b->nlocal == 0) {
+    AckdTensor none = AckdTensorView(c->empty, 0, K, 1, 1);
+    PetscCall(AckdModelBackward(c->model, engine, &none, NULL, NULL));
     PetscFunctionReturn(0);
   }
-  PetscCall(AckdModelForward(c->model, engine, &b->images, &out));
   if (AckdTensorSize(&c->d_logits) < b->nlocal * K) {
     PetscCall(AckdTensorFree(&c->d_logits));
     PetscCall(AckdTensorAllocate(&c->d_logits, b->nlocal, K, 1, 1));

@@ -330,7 +330,17 @@ PetscErrorCode AckdTeacherTargetsRematch(AckdTeacherTargets t, const float *stud
   }
   for (PetscInt s = 0; s < t->nstudent; s++) slabels[s] = t->student_labels[s];
   for (PetscInt j = 0; j < t->nteacher; j++) tlabels[j] = t->teacher_labels[j];
-  PetscCall(AckdOTSetLabels(ot, slabels, tlabels));
+  {
+    /* Balanced plans move each class's student mass onto that class's teachers only. */
+    double *a, *b;
+    PetscCall(PetscMalloc2(t->nstudent, &a, t->nteacher, &b));
+    for (PetscInt s = 0; s < t->nstudent; s++) a[s] = 1.0;
+    for (PetscInt j = 0; j < t->nteacher; j++) b[j] = 1.0;
+    PetscCall(AckdOTBalanceClassMasses(t->nstudent, slabels, a, t->nteacher, tlabels, b, NULL, NULL));
+    PetscCall(AckdOTSetLabels(ot, slabels, tlabels));
+    PetscCall(AckdOTSetMarginals(ot, a, b));
+    PetscCall(PetscFree2(a, b));
+  }
   PetscCall(AckdOTSetFeatures(ot, srows, trows));
   PetscCall(AckdOTSolve(ot));
   PetscCall(AckdOTGetTopK(ot, &k, &nrows, &rows, &index, &weight));

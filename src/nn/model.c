@@ -279,14 +279,11 @@ PetscErrorCode AckdModelSetTraining(AckdModel m, PetscBool training)
 
 PetscErrorCode AckdModelSetBatchNormComm(AckdModel m, MPI_Comm comm)
 {
-  PetscMPIInt size = 1;
-
   PetscFunctionBeginUser;
   if (m->bn_comm != MPI_COMM_NULL) PetscCallMPI(MPI_Comm_free(&m->bn_comm));
-  if (comm != MPI_COMM_NULL) PetscCallMPI(MPI_Comm_size(comm, &size));
   /* a private duplicate: the statistics' reductions never match another
    * module's collectives (the gradient buckets) by accident */
-  if (size > 1) PetscCallMPI(MPI_Comm_dup(comm, &m->bn_comm));
+  if (comm != MPI_COMM_NULL) PetscCallMPI(MPI_Comm_dup(comm, &m->bn_comm));
   for (PetscInt i = 0; i < m->nnodes; i++)
     if (m->nodes[i].kind == ACKD_NODE_BATCHNORM) ((AckdBatchNorm *)m->nodes[i].layer)->comm = m->bn_comm;
   PetscFunctionReturn(0);

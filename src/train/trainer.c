@@ -422,8 +422,8 @@ static PetscErrorCode setup_groups(AckdTrainer t)
     g->optimizer.beta2        = t->beta2;
     if (g->model) {
       PetscCall(AckdModelSetGradientReady(g->model, gradient_ready, g));
-      PetscCheck(!t->sync_bn, t->comm, PETSC_ERR_SUP, "-%ssync_bn: synchronised batch norm is not in this build yet",
-                 t->prefix);
+      /* Also on one rank: the same kernels as on P ranks, so P = 1 is the reference of P > 1. */
+      PetscCall(AckdModelSetBatchNormComm(g->model, t->sync_bn ? t->comm : MPI_COMM_NULL));
     }
   }
   PetscFunctionReturn(0);
