@@ -49,7 +49,8 @@ def run_train(a, data, ranks, exchange):
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ackd", required=True)
-    p.add_argument("--mpirun", default="mpirun --oversubscribe -n")
+    # Open MPI binds each rank to one core by default: a rank with several threads needs --bind-to none.
+    p.add_argument("--mpirun", default="mpirun --oversubscribe --bind-to none -n")
     p.add_argument("--model", default="resnet34")
     p.add_argument("--width", type=float, default=1.0)
     p.add_argument("--size", type=int, default=64)
