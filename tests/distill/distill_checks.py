@@ -104,6 +104,34 @@ def mode_methods(args):
         print(f"  {tag:24s} {oa:.4f}")
 
 
+def mode_external(args):
+    """A teacher known only by its gallery (e.g. exported from a foundation model): logits per MS
+    training sample and no checkpoint. Logit methods run; a method that needs the teacher's
+    feature maps is refused with one line."""
+    data = fixture(args)
+    ext = os.path.join(args.out, "external_gallery.h5")
+    with h5py.File(os.path.join(args.out, "teacher", "gallery.h5"), "r") as g, h5py.File(ext, "w") as e:
+        e.attrs["ackd_format"] = "gallery"
+        e.attrs["ackd_format_version"] = 1
+        e.attrs["source"] = "external: logits only"
+        for name in ("logits", "labels", "index", "classes"):
+            e["gallery/" + name] = g["gallery/" + name][()]
+    d = os.path.join(args.out, "student_external")
+    shutil.rmtree(d, ignore_errors=True)
+    cmd = distill_cmd(data, args.out, d, ["-kd_method", "dkd", "-distill_epochs", "1"])
+    cmd[cmd.index("-distill_gallery") + 1] = ext
+    run(args, 2, cmd)
+    with h5py.File(os.path.join(d, "metrics.h5"), "r") as m:
+        check(np.all(np.isfinite(m["train_loss"][()])) and np.all(np.isfinite(m["loss_kd"][()])),
+              "dkd from an external, logits-only gallery: finite losses")
+    cmd = distill_cmd(data, args.out, d + "_at", ["-kd_method", "at", "-distill_epochs", "1"])
+    cmd[cmd.index("-distill_gallery") + 1] = ext
+    proc = subprocess.run(args.mpirun.split() + ["2", args.ackd] + cmd, capture_output=True, text=True)
+    lines = [l for l in proc.stderr.splitlines() if l.startswith("ackd distill: error")]
+    check(proc.returncode == 2 and len(lines) == 1 and "-distill_teacher" in lines[0],
+          f"at (feature maps) from a gallery-only teacher is refused in one line: {lines}")
+
+
 def final_model(directory):
     newest = sorted(glob.glob(os.path.join(directory, "checkpoints", "ckpt_*.h5")))[-1]
     arrays = {}
@@ -135,7 +163,7 @@ def mode_resume(args):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("mode", choices=["methods", "resume"])
+    p.add_argument("mode", choices=["methods", "resume", "external"])
     p.add_argument("--mpirun", required=True)
     p.add_argument("--ackd", required=True)
     p.add_argument("--out", required=True)
