@@ -130,6 +130,9 @@ typedef PetscErrorCode (*AckdPredictVisit)(void *ctx, PetscInt first, PetscInt n
 PetscErrorCode AckdModelPredict(AckdModel model, AckdEngine *engine, AckdSharedDataset dataset, PetscInt nrows,
                                 const PetscInt *rows, PetscInt batch, AckdPredictVisit visit, void *ctx);
 
+/* How many rows of logits (B, K, 1, 1) have their largest entry at the label. */
+PetscInt AckdCountCorrect(const AckdTensor *logits, const PetscInt *labels);
+
 /* Collective: the split's rows (0 train, 1 val, 2 test) shared out over the
  * ranks in contiguous blocks. *nglobal counts the whole split. */
 PetscErrorCode AckdSplitRows(MPI_Comm comm, AckdSharedDataset dataset, PetscInt split, PetscInt *nglobal,

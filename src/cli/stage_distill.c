@@ -144,13 +144,7 @@ static PetscErrorCode distill_step(void *ctx, AckdEngine *engine, const AckdTrai
     PetscInt    t = !strcmp(n, "ce") ? TERM_CE : !strcmp(n, "ska") ? TERM_SKA : TERM_KD;
     r->terms[t] += kout.values[i];
   }
-  for (PetscInt i = 0; i < b->nlocal; i++) {
-    const float *z    = out.logits.data + i * K;
-    PetscInt     best = 0;
-    for (PetscInt k = 1; k < K; k++)
-      if (z[k] > z[best]) best = k;
-    r->correct += best == b->labels[i];
-  }
+  r->correct = AckdCountCorrect(&out.logits, b->labels);
   PetscCall(AckdModelBackward(c->student, engine, &c->d_logits, &c->d_embedding, &c->d_tokens));
   PetscFunctionReturn(0);
 }

@@ -84,13 +84,7 @@ static PetscErrorCode supervised_step(void *ctx, AckdEngine *engine, const AckdT
     PetscCall(multilabel_loss(c, b, &out.logits, &loss, &d_logits, &r->correct));
   } else {
     PetscCall(AckdCrossEntropy(&out.logits, b->labels, c->smoothing, &loss, &d_logits));
-    for (PetscInt i = 0; i < b->nlocal; i++) {
-      const float *z    = out.logits.data + i * K;
-      PetscInt     best = 0;
-      for (PetscInt k = 1; k < K; k++)
-        if (z[k] > z[best]) best = k;
-      r->correct += best == b->labels[i];
-    }
+    r->correct = AckdCountCorrect(&out.logits, b->labels);
   }
   /* The loss above is the local mean; the trainer wants this rank's share of the global mean. */
   const double share = (double)b->nlocal / (double)b->nglobal;

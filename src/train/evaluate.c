@@ -31,6 +31,21 @@ PetscErrorCode AckdSplitRows(MPI_Comm comm, AckdSharedDataset dataset, PetscInt 
   PetscFunctionReturn(0);
 }
 
+PetscInt AckdCountCorrect(const AckdTensor *logits, const PetscInt *labels)
+{
+  const PetscInt K       = logits->c * logits->h * logits->w;
+  PetscInt       correct = 0;
+
+  for (PetscInt i = 0; i < logits->n; i++) {
+    const float *z    = logits->data + i * K;
+    PetscInt     best = 0;
+    for (PetscInt k = 1; k < K; k++)
+      if (z[k] > z[best]) best = k;
+    correct += best == labels[i];
+  }
+  return correct;
+}
+
 PetscErrorCode AckdModelPredict(AckdModel model, AckdEngine *engine, AckdSharedDataset dataset, PetscInt nrows,
                                 const PetscInt *rows, PetscInt batch, AckdPredictVisit visit, void *ctx)
 {
