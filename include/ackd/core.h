@@ -167,6 +167,10 @@ PetscErrorCode AckdOptionsToString(char **text);
 
 /* ---------------------------------------------------------------- text files */
 
+/* Collective: creates `dir` if it does not exist (its parent must); a failure
+ * names the directory and `option`, the option that set it. */
+PetscErrorCode AckdDirectoryCreate(MPI_Comm comm, const char *dir, const char *option);
+
 /* Collective: rank 0 reads a small text file, every rank receives it
  * NUL-terminated. `what` names the file's role in the error ("class map"). */
 PetscErrorCode AckdReadTextFile(MPI_Comm comm, const char *path, const char *what, char **text);
@@ -197,6 +201,12 @@ PetscErrorCode AckdH5FileCommit(MPI_Comm comm, hid_t *file, const char *path);
  * and makes the matching memory space. With n = 0 both select nothing: a
  * rank with no rows still takes part in a collective transfer. */
 PetscErrorCode AckdH5SelectRows(hid_t dset, PetscInt first, PetscInt n, hid_t *fspace, hid_t *mspace);
+
+/* Collective: creates `name` under `loc`, (nglobal) or (nglobal, columns)
+ * when columns > 0, and writes this rank's rows [first, first + n) of it from
+ * `data` in one collective transfer. `h5type` is the memory and file type. */
+PetscErrorCode AckdH5WriteRows(hid_t loc, const char *name, hid_t h5type, PetscInt nglobal, PetscInt columns,
+                               PetscInt first, PetscInt n, const void *data);
 
 /* Attributes on any object (file, group or dataset). */
 PetscErrorCode AckdH5AttrWriteString(hid_t obj, const char *name, const char *value);

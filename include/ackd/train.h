@@ -130,6 +130,13 @@ typedef PetscErrorCode (*AckdPredictVisit)(void *ctx, PetscInt first, PetscInt n
 PetscErrorCode AckdModelPredict(AckdModel model, AckdEngine *engine, AckdSharedDataset dataset, PetscInt nrows,
                                 const PetscInt *rows, PetscInt batch, AckdPredictVisit visit, void *ctx);
 
+/* The shapes a model's outputs take on `dataset` (its first sample through
+ * the model in evaluation mode): embedding width, token grid. Leaves the model
+ * in evaluation mode; the data pointers in `outputs` are valid until the
+ * next forward. */
+PetscErrorCode AckdModelProbe(AckdModel model, AckdEngine *engine, AckdSharedDataset dataset,
+                              AckdModelOutputs *outputs);
+
 /* How many rows of logits (B, K, 1, 1) have their largest entry at the label. */
 PetscInt AckdCountCorrect(const AckdTensor *logits, const PetscInt *labels);
 

@@ -1,10 +1,8 @@
 /* Writing checkpoints: collective parallel HDF5 into a .part file, renamed
  * into place when complete, then the oldest beyond the last K deleted. */
 #include "ckpt_private.h"
-#include <errno.h>
 #include <signal.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 struct _p_AckdCkptWriter {
@@ -97,20 +95,6 @@ static void entry_written(AckdCkptWriter w)
   if (w->kill_after > 0 && ++w->written == w->kill_after) raise(SIGKILL);
 }
 
-static PetscErrorCode make_directory(AckdCkptWriter w)
-{
-  PetscMPIInt rank;
-  int         err = 0;
-
-  PetscFunctionBeginUser;
-  PetscCallMPI(MPI_Comm_rank(w->comm, &rank));
-  if (rank == 0 && mkdir(w->dir, 0777) && errno != EEXIST) err = errno;
-  PetscCallMPI(MPI_Bcast(&err, 1, MPI_INT, 0, w->comm));
-  PetscCheck(!err, w->comm, PETSC_ERR_FILE_WRITE, "cannot create checkpoint directory '%s': %s; check -ckpt_dir",
-             w->dir, strerror(err));
-  PetscFunctionReturn(0);
-}
-
 static PetscErrorCode begin_file(AckdCkptWriter w, const AckdCkptState *s)
 {
   char *options;
@@ -140,7 +124,11 @@ PetscErrorCode AckdCkptWriterBegin(AckdCkptWriter w, const AckdCkptState *s)
 {
   PetscFunctionBeginUser;
   PetscCheck(w->file < 0, PETSC_COMM_SELF, PETSC_ERR_ARG_WRONGSTATE, "a checkpoint is already being written");
-  PetscCall(make_directory(w));
+  {
+    char option[96];
+    snprintf(option, sizeof option, "-%sckpt_dir", w->prefix);
+    PetscCall(AckdDirectoryCreate(w->comm, w->dir, option));
+  }
   w->state   = *s;
   w->written = 0;
   w->named   = PETSC_FALSE;

@@ -454,27 +454,12 @@ PetscErrorCode AckdStageDistill(MPI_Comm comm, int npositional, char **positiona
   AckdEngine *engine;
   PetscCall(AckdTrainerGetEngine(t, &engine));
   AckdModelOutputs so, to;
-  {
-    PetscInt count, ch, h, w, row0 = 0;
-    float   *x;
-    PetscCall(AckdSharedDatasetGetShape(c.rgb, &count, &ch, &h, &w));
-    PetscCall(PetscMalloc1(ch * h * w, &x));
-    PetscCall(AckdSharedDatasetReadImages(c.rgb, 1, &row0, x));
-    AckdTensor one = AckdTensorView(x, 1, ch, h, w);
-    PetscCall(AckdModelSetTraining(c.student, PETSC_FALSE));
-    PetscCall(AckdModelForward(c.student, engine, &one, &so));
-    PetscCall(AckdModelSetTraining(c.student, PETSC_TRUE));
-    if (c.tokens) {
-      PetscCall(PetscFree(x));
-      PetscCall(AckdSharedDatasetGetShape(c.ms, &count, &ch, &h, &w));
-      PetscCall(PetscMalloc1(ch * h * w, &x));
-      PetscCall(AckdSharedDatasetReadImages(c.ms, 1, &row0, x));
-      AckdTensor tone = AckdTensorView(x, 1, ch, h, w);
-      PetscCall(AckdModelForward(c.teacher, engine, &tone, &to));
-      tokens_n = to.tokens.h;
-      tokens_c = to.tokens.w;
-    }
-    PetscCall(PetscFree(x));
+  PetscCall(AckdModelProbe(c.student, engine, c.rgb, &so));
+  PetscCall(AckdModelSetTraining(c.student, PETSC_TRUE));
+  if (c.tokens) { /* the frozen teacher stays in evaluation mode */
+    PetscCall(AckdModelProbe(c.teacher, engine, c.ms, &to));
+    tokens_n = to.tokens.h;
+    tokens_c = to.tokens.w;
   }
   c.embedding_dim  = so.embedding.c;
   c.token_count    = so.tokens.h;

@@ -11,34 +11,6 @@
 
 static const char *const SPLITS[] = {"train", "val", "test"};
 
-/* Per-sample datasets (count rows, `columns[d]` columns, 0 = a vector): each rank writes its
- * contiguous block [first, first + nlocal) of the split, collectively. */
-static PetscErrorCode write_blocks(hid_t file, const char *path, int n, const char *const *names, const hid_t *types,
-                                   const PetscInt *columns, const void *const *bufs, PetscInt count, PetscInt first,
-                                   PetscInt nlocal)
-{
-  hid_t dxpl;
-
-  PetscFunctionBeginUser;
-  AckdCallH5(dxpl = H5Pcreate(H5P_DATASET_XFER), "transfer property list");
-  AckdCallH5(H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE), "collective transfer");
-  for (int d = 0; d < n && count > 0; d++) {
-    hsize_t dims[2] = {(hsize_t)count, (hsize_t)columns[d]};
-    hid_t   space, dset, fspace, mspace;
-    AckdCallH5(space = H5Screate_simple(columns[d] ? 2 : 1, dims, NULL), "dataspace of %s", names[d]);
-    AckdCallH5(dset = H5Dcreate2(file, names[d], types[d], space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
-               "'%s': creating %s", path, names[d]);
-    PetscCall(AckdH5SelectRows(dset, first, nlocal, &fspace, &mspace));
-    AckdCallH5(H5Dwrite(dset, types[d], mspace, fspace, dxpl, bufs[d]), "'%s': writing %s", path, names[d]);
-    H5Sclose(mspace);
-    H5Sclose(fspace);
-    H5Dclose(dset);
-    H5Sclose(space);
-  }
-  H5Pclose(dxpl);
-  PetscFunctionReturn(0);
-}
-
 static PetscErrorCode write_eval(MPI_Comm comm, const char *path, const char *checkpoint, const char *data,
                                  const char *modality, PetscInt split, const char *architecture,
                                  const char *const *tags, const AckdCollectionInfo *info,
@@ -82,11 +54,8 @@ static PetscErrorCode write_eval(MPI_Comm comm, const char *path, const char *ch
   PetscCall(AckdH5WriteSmall(comm, file, "per_class_count", H5T_NATIVE_LLONG, 1, &k1, per_class_count));
   PetscCall(AckdH5WriteStrings(comm, file, "classes", K, (const char *const *)info->class_names));
   /* Per-sample predictions: each rank writes its contiguous block of the split. */
-  const char *const names[]   = {"prediction", "index"};
-  const hid_t       types[]   = {H5T_NATIVE_INT, H5T_NATIVE_LLONG};
-  const PetscInt    columns[] = {0, 0};
-  const void *const bufs[]    = {prediction, index};
-  PetscCall(write_blocks(file, path, 2, names, types, columns, bufs, score->count, first, nlocal));
+  PetscCall(AckdH5WriteRows(file, "prediction", H5T_NATIVE_INT, score->count, 0, first, nlocal, prediction));
+  PetscCall(AckdH5WriteRows(file, "index", H5T_NATIVE_LLONG, score->count, 0, first, nlocal, index));
   PetscCall(AckdH5FileCommit(comm, &file, path));
   PetscCall(PetscFree3(confusion, index, prediction));
   PetscFunctionReturn(0);
@@ -127,11 +96,8 @@ static PetscErrorCode write_eval_multilabel(MPI_Comm comm, const char *path, con
   hsize_t k1 = (hsize_t)K;
   PetscCall(AckdH5WriteSmall(comm, file, "per_class_ap", H5T_NATIVE_DOUBLE, 1, &k1, score->per_class_ap));
   PetscCall(AckdH5WriteStrings(comm, file, "classes", K, (const char *const *)info->class_names));
-  const char *const names[]   = {"score", "index"};
-  const hid_t       types[]   = {H5T_NATIVE_FLOAT, H5T_NATIVE_LLONG};
-  const PetscInt    columns[] = {K, 0};
-  const void *const bufs[]    = {scores, index};
-  PetscCall(write_blocks(file, path, 2, names, types, columns, bufs, score->count, first, nlocal));
+  PetscCall(AckdH5WriteRows(file, "score", H5T_NATIVE_FLOAT, score->count, K, first, nlocal, scores));
+  PetscCall(AckdH5WriteRows(file, "index", H5T_NATIVE_LLONG, score->count, 0, first, nlocal, index));
   PetscCall(AckdH5FileCommit(comm, &file, path));
   PetscCall(PetscFree(index));
   PetscFunctionReturn(0);

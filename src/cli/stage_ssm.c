@@ -374,7 +374,7 @@ static PetscErrorCode embed_side(SSMContext *c, AckdEngine *engine, AckdModel mo
   PetscFunctionReturn(0);
 }
 
-static PetscErrorCode write_side(hid_t file, const Side *s, hid_t dxpl, const char *path)
+static PetscErrorCode write_side(hid_t file, const Side *s, const char *path)
 {
   const struct {
     const char *name;
@@ -390,21 +390,9 @@ static PetscErrorCode write_side(hid_t file, const Side *s, hid_t dxpl, const ch
   AckdCallH5(group = H5Gcreate2(file, s->name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "'%s': creating /%s", path,
              s->name);
   PetscCall(AckdH5AttrWriteString(group, "collection", s->collection));
-  for (size_t a = 0; a < sizeof arrays / sizeof arrays[0]; a++) {
-    hsize_t dims[2] = {(hsize_t)s->nglobal, (hsize_t)arrays[a].columns};
-    hid_t   space, dset, fspace, mspace;
-    AckdCallH5(space = H5Screate_simple(arrays[a].columns ? 2 : 1, dims, NULL), "dataspace of /%s/%s", s->name,
-               arrays[a].name);
-    AckdCallH5(dset = H5Dcreate2(group, arrays[a].name, arrays[a].type, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
-               "'%s': creating /%s/%s", path, s->name, arrays[a].name);
-    H5Sclose(space);
-    PetscCall(AckdH5SelectRows(dset, s->first, s->n, &fspace, &mspace));
-    AckdCallH5(H5Dwrite(dset, arrays[a].type, mspace, fspace, dxpl, arrays[a].data), "'%s': writing /%s/%s", path,
-               s->name, arrays[a].name);
-    H5Sclose(mspace);
-    H5Sclose(fspace);
-    H5Dclose(dset);
-  }
+  for (size_t a = 0; a < sizeof arrays / sizeof arrays[0]; a++)
+    PetscCall(AckdH5WriteRows(group, arrays[a].name, arrays[a].type, s->nglobal, arrays[a].columns, s->first, s->n,
+                              arrays[a].data));
   H5Gclose(group);
   PetscFunctionReturn(0);
 }
@@ -434,7 +422,7 @@ static PetscErrorCode write_embeddings(SSMContext *c, AckdEngine *engine, const 
   Side           teacher = {.name = "teacher", .collection = "ms"}, student = {.name = "student", .collection = "rgb"};
   AckdH5Settings h5 = {0};
   AckdLog        log;
-  hid_t          file, dxpl;
+  hid_t          file;
   PetscBool      current = PETSC_FALSE;
   const double   t0      = AckdTimeNow();
 
@@ -466,11 +454,8 @@ static PetscErrorCode write_embeddings(SSMContext *c, AckdEngine *engine, const 
   PetscCall(AckdH5AttrWriteString(file, "data", c->data));
   PetscCall(AckdH5AttrWriteString(file, "architecture", AckdArchNames[c->ms_config.arch]));
   PetscCall(AckdH5AttrWriteIntArray(file, "rgb_bands", 3, one_based));
-  AckdCallH5(dxpl = H5Pcreate(H5P_DATASET_XFER), "transfer property list");
-  AckdCallH5(H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE), "collective transfer");
-  PetscCall(write_side(file, &student, dxpl, path));
-  PetscCall(write_side(file, &teacher, dxpl, path));
-  H5Pclose(dxpl);
+  PetscCall(write_side(file, &student, path));
+  PetscCall(write_side(file, &teacher, path));
   PetscCall(AckdH5FileCommit(c->comm, &file, path));
   PetscCall(AckdLogInfo(&log, "ssm embeddings: %d MS (teacher) and %d RGB (student) samples, d = %d, in %.1f s: %s\n",
                         (int)teacher.nglobal, (int)student.nglobal, (int)c->dim, AckdTimeNow() - t0, path));

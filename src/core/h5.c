@@ -216,6 +216,28 @@ PetscErrorCode AckdH5AttrWriteString(hid_t obj, const char *name, const char *va
   PetscFunctionReturn(0);
 }
 
+PetscErrorCode AckdH5WriteRows(hid_t loc, const char *name, hid_t h5type, PetscInt nglobal, PetscInt columns,
+                               PetscInt first, PetscInt n, const void *data)
+{
+  hsize_t dims[2] = {(hsize_t)nglobal, (hsize_t)columns};
+  hid_t   space, dset, fspace, mspace, dxpl;
+
+  PetscFunctionBeginUser;
+  AckdCallH5(space = H5Screate_simple(columns > 0 ? 2 : 1, dims, NULL), "dataspace of %s", name);
+  AckdCallH5(dset = H5Dcreate2(loc, name, h5type, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "creating %s", name);
+  H5Sclose(space);
+  PetscCall(AckdH5SelectRows(dset, first, n, &fspace, &mspace));
+  AckdCallH5(dxpl = H5Pcreate(H5P_DATASET_XFER), "transfer property list");
+  AckdCallH5(H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE), "collective transfer");
+  AckdCallH5(H5Dwrite(dset, h5type, mspace, fspace, dxpl, data),
+             "writing rows %" PetscInt_FMT "..%" PetscInt_FMT " of %s", first, first + n, name);
+  H5Pclose(dxpl);
+  H5Sclose(mspace);
+  H5Sclose(fspace);
+  H5Dclose(dset);
+  PetscFunctionReturn(0);
+}
+
 PetscErrorCode AckdH5AttrWriteInt(hid_t obj, const char *name, PetscInt value)
 {
   long long v = value;

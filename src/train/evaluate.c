@@ -31,17 +31,38 @@ PetscErrorCode AckdSplitRows(MPI_Comm comm, AckdSharedDataset dataset, PetscInt 
   PetscFunctionReturn(0);
 }
 
+/* The first index of the largest of z[0..K): PyTorch's argmax on ties. */
+static PetscInt argmax(const float *z, PetscInt K)
+{
+  PetscInt best = 0;
+  for (PetscInt k = 1; k < K; k++)
+    if (z[k] > z[best]) best = k;
+  return best;
+}
+
+PetscErrorCode AckdModelProbe(AckdModel model, AckdEngine *engine, AckdSharedDataset dataset, AckdModelOutputs *out)
+{
+  PetscInt count, c, h, w, row0 = 0;
+  float   *one;
+
+  PetscFunctionBeginUser;
+  PetscCall(AckdSharedDatasetGetShape(dataset, &count, &c, &h, &w));
+  PetscCall(PetscMalloc1(c * h * w, &one));
+  PetscCall(AckdSharedDatasetReadImages(dataset, 1, &row0, one));
+  AckdTensor x = AckdTensorView(one, 1, c, h, w);
+  PetscCall(AckdModelSetTraining(model, PETSC_FALSE));
+  PetscCall(AckdModelForward(model, engine, &x, out));
+  PetscCall(PetscFree(one));
+  PetscFunctionReturn(0);
+}
+
 PetscInt AckdCountCorrect(const AckdTensor *logits, const PetscInt *labels)
 {
   const PetscInt K       = logits->c * logits->h * logits->w;
   PetscInt       correct = 0;
 
   for (PetscInt i = 0; i < logits->n; i++) {
-    const float *z    = logits->data + i * K;
-    PetscInt     best = 0;
-    for (PetscInt k = 1; k < K; k++)
-      if (z[k] > z[best]) best = k;
-    correct += best == labels[i];
+    correct += argmax(logits->data + i * K, K) == labels[i];
   }
   return correct;
 }
@@ -87,11 +108,9 @@ static PetscErrorCode score_batch(void *ctx, PetscInt first, PetscInt n, const A
   for (PetscInt i = 0; i < n; i++) {
     const float   *z    = out->logits.data + i * K;
     const PetscInt y    = s->labels[s->rows[first + i]];
-    PetscInt       best = 0;
-    double         zmax = z[0], sum = 0;
-    for (PetscInt k = 1; k < K; k++)
-      if (z[k] > z[best]) best = k;
-    zmax = z[best];
+    const PetscInt best = argmax(z, K);
+    const double   zmax = z[best];
+    double         sum  = 0;
     for (PetscInt k = 0; k < K; k++) sum += exp((double)z[k] - zmax);
     if (y >= 0 && y < K) {
       s->loss += log(sum) + zmax - z[y];

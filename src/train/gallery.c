@@ -18,32 +18,13 @@ static PetscErrorCode keep_outputs(void *ctx, PetscInt first, PetscInt n, const 
   PetscFunctionReturn(0);
 }
 
-static PetscErrorCode write_rows(hid_t file, const char *name, hid_t type, PetscInt nglobal, PetscInt cols,
-                                 PetscInt first, PetscInt n, const void *data, hid_t dxpl, const char *path)
-{
-  hsize_t dims[2] = {(hsize_t)nglobal, (hsize_t)cols};
-  hid_t   space, dset, fspace, mspace;
-
-  PetscFunctionBeginUser;
-  AckdCallH5(space = H5Screate_simple(cols > 0 ? 2 : 1, dims, NULL), "dataspace of %s", name);
-  AckdCallH5(dset = H5Dcreate2(file, name, type, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "'%s': creating %s",
-             path, name);
-  PetscCall(AckdH5SelectRows(dset, first, n, &fspace, &mspace));
-  AckdCallH5(H5Dwrite(dset, type, mspace, fspace, dxpl, data), "'%s': writing %s", path, name);
-  H5Sclose(mspace);
-  H5Sclose(fspace);
-  H5Dclose(dset);
-  H5Sclose(space);
-  PetscFunctionReturn(0);
-}
-
 PetscErrorCode AckdGalleryWrite(MPI_Comm comm, AckdModel model, AckdEngine *engine, AckdSharedDataset dataset,
                                 const AckdCollectionInfo *info, const char *path, const char *source)
 {
   PetscInt       nglobal, nlocal, first, *rows, dim = 0;
   GalleryCtx     g  = {.classes = info->classes};
   AckdH5Settings h5 = {0};
-  hid_t          file, group, dxpl;
+  hid_t          file, group;
   const int     *labels;
 
   PetscFunctionBeginUser;
@@ -52,15 +33,7 @@ PetscErrorCode AckdGalleryWrite(MPI_Comm comm, AckdModel model, AckdEngine *engi
   {
     /* One sample through the model tells the embedding width on every rank. */
     AckdModelOutputs out;
-    PetscInt         count, c, h, w, row0 = 0;
-    float           *one;
-    PetscCall(AckdSharedDatasetGetShape(dataset, &count, &c, &h, &w));
-    PetscCall(PetscMalloc1(c * h * w, &one));
-    PetscCall(AckdSharedDatasetReadImages(dataset, 1, &row0, one));
-    AckdTensor x = AckdTensorView(one, 1, c, h, w);
-    PetscCall(AckdModelSetTraining(model, PETSC_FALSE));
-    PetscCall(AckdModelForward(model, engine, &x, &out));
-    PetscCall(PetscFree(one));
+    PetscCall(AckdModelProbe(model, engine, dataset, &out));
     dim = out.embedding.c * out.embedding.h * out.embedding.w;
   }
   g.dim = dim;
@@ -90,17 +63,14 @@ PetscErrorCode AckdGalleryWrite(MPI_Comm comm, AckdModel model, AckdEngine *engi
   PetscCall(AckdH5AttrWriteInt(file, "multilabel", multilabels != NULL));
   AckdCallH5(group = H5Gcreate2(file, "gallery", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "'%s': creating /gallery",
              path);
-  AckdCallH5(dxpl = H5Pcreate(H5P_DATASET_XFER), "transfer property list");
-  AckdCallH5(H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE), "collective transfer");
-  PetscCall(write_rows(group, "logits", H5T_NATIVE_FLOAT, nglobal, info->classes, first, nlocal, g.logits, dxpl, path));
-  PetscCall(write_rows(group, "embedding", H5T_NATIVE_FLOAT, nglobal, dim, first, nlocal, g.embedding, dxpl, path));
+  PetscCall(AckdH5WriteRows(group, "logits", H5T_NATIVE_FLOAT, nglobal, info->classes, first, nlocal, g.logits));
+  PetscCall(AckdH5WriteRows(group, "embedding", H5T_NATIVE_FLOAT, nglobal, dim, first, nlocal, g.embedding));
   if (multilabels) /* a multi-label teacher: its (N_t, K) 0/1 table, as in the dataset */
-    PetscCall(write_rows(group, "labels", H5T_NATIVE_UCHAR, nglobal, columns, first, nlocal, local_multi, dxpl, path));
+    PetscCall(AckdH5WriteRows(group, "labels", H5T_NATIVE_UCHAR, nglobal, columns, first, nlocal, local_multi));
   else
-    PetscCall(write_rows(group, "labels", H5T_NATIVE_INT, nglobal, 0, first, nlocal, local_labels, dxpl, path));
-  PetscCall(write_rows(group, "index", H5T_NATIVE_LLONG, nglobal, 0, first, nlocal, index, dxpl, path));
+    PetscCall(AckdH5WriteRows(group, "labels", H5T_NATIVE_INT, nglobal, 0, first, nlocal, local_labels));
+  PetscCall(AckdH5WriteRows(group, "index", H5T_NATIVE_LLONG, nglobal, 0, first, nlocal, index));
   PetscCall(AckdH5WriteStrings(comm, group, "classes", info->classes, (const char *const *)info->class_names));
-  H5Pclose(dxpl);
   H5Gclose(group);
   PetscCall(AckdH5FileCommit(comm, &file, path));
   PetscCall(PetscFree3(index, local_labels, local_multi));

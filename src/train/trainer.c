@@ -13,8 +13,6 @@
 #include <math.h>
 #include <signal.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <errno.h>
 
 /* Per-epoch histories, in this order, then the stage's terms. */
 enum { M_EPOCH, M_STEP, M_LR, M_TRAIN_LOSS, M_TRAIN_ACCURACY, M_VAL_LOSS, M_VAL_SCORE, M_SECONDS, M_FIXED };
@@ -573,16 +571,18 @@ static PetscErrorCode write_metrics(AckdTrainer t)
 
 static PetscErrorCode gather_batch(AckdTrainer t, PetscInt nlocal, AckdTensor *images)
 {
-  const int *labels;
-  PetscInt   count, c, h, w;
+  const int   *labels;
+  const float *node; /* the node's copy of the images, NULL when streaming */
+  PetscInt     count, c, h, w;
 
   PetscFunctionBeginUser;
   PetscCall(AckdSharedDatasetGetShape(t->dataset, &count, &c, &h, &w));
-  PetscCall(AckdSharedDatasetGetArrays(t->dataset, NULL, &labels, NULL));
+  PetscCall(AckdSharedDatasetGetArrays(t->dataset, &node, &labels, NULL));
   const PetscInt sample = c * h * w;
-  PetscCall(AckdSharedDatasetReadImages(t->dataset, nlocal, t->local_rows, t->scratch));
+  /* From node memory the augmentation reads the images in place: one pass over the batch, not two. */
+  if (!node) PetscCall(AckdSharedDatasetReadImages(t->dataset, nlocal, t->local_rows, t->scratch));
   for (PetscInt i = 0; i < nlocal; i++) {
-    const float *src = t->scratch + (size_t)i * sample;
+    const float *src = node ? node + (size_t)t->local_rows[i] * sample : t->scratch + (size_t)i * sample;
     float       *dst = t->images + (size_t)i * sample;
     if (t->augment)
       AckdAugmentScene((uint64_t)t->seed, t->state.epoch, t->local_rows[i], c, h, w, src, dst);
@@ -680,18 +680,6 @@ static PetscErrorCode train_step(AckdTrainer t, PetscInt b, double lr, double *r
 
 /* ---------------------------------------------------------------- the loop */
 
-static PetscErrorCode make_directory(AckdTrainer t)
-{
-  int err = 0;
-
-  PetscFunctionBeginUser;
-  if (t->rank == 0 && mkdir(t->dir, 0777) && errno != EEXIST) err = errno;
-  PetscCallMPI(MPI_Bcast(&err, 1, MPI_INT, 0, t->comm));
-  PetscCheck(!err, t->comm, PETSC_ERR_FILE_WRITE, "cannot create output directory '%s': %s; check -%sdir", t->dir,
-             strerror(err), t->prefix);
-  PetscFunctionReturn(0);
-}
-
 static PetscErrorCode prepare(AckdTrainer t)
 {
   const int           *labels;
@@ -702,7 +690,11 @@ static PetscErrorCode prepare(AckdTrainer t)
   PetscCheck(t->dataset && t->step && t->ngroups > 0, t->comm, PETSC_ERR_ORDER,
              "the trainer needs a dataset, a step function and parameters before Run");
   PetscCall(ensure_engine(t));
-  PetscCall(make_directory(t));
+  {
+    char option[96];
+    snprintf(option, sizeof option, "-%sdir", t->prefix);
+    PetscCall(AckdDirectoryCreate(t->comm, t->dir, option));
+  }
   PetscCall(AckdCkptWriterSetArchitecture(t->writer, t->architecture[0] ? t->architecture : "model"));
   PetscCall(AckdSharedDatasetGetShape(t->dataset, &count, &c, &h, &w));
   PetscCall(AckdSharedDatasetGetArrays(t->dataset, NULL, &labels, &split));

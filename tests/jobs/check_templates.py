@@ -7,10 +7,10 @@ packaged, and Slurm directives are also checked where no cluster runs):
          depend=TYPE:ID syntax, -r/-j values; the same strings inside the submit scripts.
   Slurm  #SBATCH directives: known options with valid values (--time, --signal=[B:]SIG@secs,
          --array with % throttle, counts), and the environment the templates must set.
-  stages every command of jobs/*.stages runs an existing `ackd` stage with options it knows,
-         or a stage marked "pending" (being built); placeholders are the known ones.
-  inputs inputs/*.opts: options of existing stages are known to them; others belong to the
-         pending stages; options files the docs and templates name exist.
+  stages every command of jobs/*.stages runs an existing `ackd` stage with options it knows;
+         placeholders are the known ones.
+  inputs inputs/*.opts: every option is read by some stage (`ackd STAGE -help`); options files
+         the docs and templates name exist.
 
     check_templates.py --repo DIR --ackd ACKD            check the repository (exit 1 on errors)
     check_templates.py --repo DIR --ackd ACKD --broken W  copy jobs/ to W, break it on purpose in
@@ -23,9 +23,6 @@ import shutil
 import subprocess
 import sys
 
-# Every stage exists now: nothing is pending, every option is checked against `ackd STAGE -help`.
-PENDING_STAGES = set()
-PENDING_PREFIXES = ()
 RUNTIME_OPTIONS = {"options_file", "quiet", "log_view", "traceback", "help"}
 PLACEHOLDERS = {"ackd", "opts", "run", "method", "teacher", "student", "pair", "tag", "extra"}
 SIGNALS = {"HUP", "INT", "QUIT", "USR1", "USR2", "TERM", "URG", "CONT", "STOP", "KILL", "ALRM"}
@@ -66,9 +63,8 @@ class Checker:
         return self._help[stage]
 
     def option_known(self, name):
-        """True when an existing stage reads -name, or it belongs to a pending stage."""
-        return name.startswith(PENDING_PREFIXES) or any(name in self.stage_options(s) for s in self.stages()
-                                                         if s != "inspect")
+        """True when a stage of this ackd reads -name."""
+        return any(name in self.stage_options(s) for s in self.stages() if s != "inspect")
 
     # ---------------------------------------------------------------- PBS
     def check_select(self, where, spec):
@@ -238,7 +234,7 @@ class Checker:
         where = os.path.relpath(path, self.repo)
         names = set()
         for n, raw in enumerate(open(path), 1):
-            line, _, comment = raw.partition("#")
+            line = raw.partition("#")[0]
             words = line.split()
             if not words:
                 continue
@@ -259,8 +255,6 @@ class Checker:
             if command[0] != "{ackd}" or len(command) < 2:
                 continue
             stage = command[1]
-            pending = "pending" in comment or "pending" in open(path).read().split("\n\n")[0].lower() \
-                and stage in PENDING_STAGES
             if stage in self.stages():
                 known = self.stage_options(stage)
                 for word in command[2:]:
@@ -268,14 +262,8 @@ class Checker:
                         self.error(w, f"ackd {stage} has no option {word}")
                 if "{opts}" not in command:
                     self.error(w, f"ackd {stage} does not read the options file ({{opts}})")
-            elif stage in PENDING_STAGES and pending:
-                for word in command[2:]:
-                    if word.startswith("-") and not word[1:].startswith(PENDING_PREFIXES) and \
-                            word[1:] not in RUNTIME_OPTIONS and not self.option_known(word[1:]):
-                        self.error(w, f"pending stage {stage}: option {word} belongs to no stage")
             else:
-                self.error(w, f"'ackd {stage}' is not a stage of this ackd ({', '.join(sorted(self.stages()))})"
-                              f"{'' if stage not in PENDING_STAGES else ' and the line is not marked pending'}")
+                self.error(w, f"'ackd {stage}' is not a stage of this ackd ({', '.join(sorted(self.stages()))})")
 
     # ---------------------------------------------------------------- inputs
     def check_opts(self, path):
@@ -289,8 +277,7 @@ class Checker:
                 continue
             name = line[0][1:]
             if not self.option_known(name):
-                self.error(f"{where}:{n}", f"option -{name} is read by no stage (ackd STAGE -help) and is not "
-                                          "an option of a pending stage")
+                self.error(f"{where}:{n}", f"option -{name} is read by no stage (ackd STAGE -help)")
 
     def check_referenced_files(self):
         for rel in ("docs/CLUSTER.md", "jobs/README.md"):
