@@ -13,6 +13,47 @@ ackd_job_log() {
   printf '%s ackd-job %s: %s\n' "$(date +%Y-%m-%dT%H:%M:%S)" "${ACKD_JOB_ID:-local}" "$*"
 }
 
+# ackd_slurm_seconds TIME: a Slurm time limit (M, M:S, H:M:S, D-H, D-H:M, D-H:M:S) in seconds;
+# prints nothing for INFINITE/UNLIMITED or a value it cannot read.
+ackd_slurm_seconds() {
+  local t=$1 days=0 a b c
+  case $t in INFINITE | UNLIMITED | infinite | unlimited | "") return 0 ;; esac
+  if [[ $t == *-* ]]; then
+    days=${t%%-*} t=${t#*-}
+    IFS=: read -r a b c <<<"$t"
+    [[ $days =~ ^[0-9]+$ && $a =~ ^[0-9]+$ && ${b:-0} =~ ^[0-9]+$ && ${c:-0} =~ ^[0-9]+$ ]] || return 0
+    echo $(((10#$days * 24 + 10#$a) * 3600 + 10#${b:-0} * 60 + 10#${c:-0}))
+    return 0
+  fi
+  IFS=: read -r a b c <<<"$t"
+  [[ $a =~ ^[0-9]+$ && ${b:-0} =~ ^[0-9]+$ && ${c:-0} =~ ^[0-9]+$ ]] || return 0
+  if [ -n "$c" ]; then echo $((10#$a * 3600 + 10#$b * 60 + 10#$c)); else echo $((10#$a * 60 + 10#${b:-0})); fi
+}
+
+# ackd_slurm_signal_option SBATCH_ARGS...: the templates ask for USR1 600 s before the time
+# limit (--signal=B:USR1@600). Under a limit shorter than a few times that, Slurm would signal
+# the job at once, and every requeued allocation again: a loop that advances a minute at a time.
+# For such a limit (the last --time/-t wins, as in sbatch) this prints a --signal option with a
+# lead of a quarter of the limit (at least 30 s); nothing when the limit is long or the caller
+# chose --signal itself.
+ackd_slurm_signal_option() {
+  local limit="" arg next=0 seconds lead
+  for arg in "$@"; do
+    if [ "$next" -eq 1 ]; then limit=$arg next=0; continue; fi
+    case $arg in
+      --signal | --signal=*) return 0 ;;
+      --time=*) limit=${arg#--time=} ;;
+      --time | -t) next=1 ;;
+      -t*) limit=${arg#-t} ;;
+    esac
+  done
+  seconds=$(ackd_slurm_seconds "$limit")
+  [ -n "$seconds" ] && [ "$seconds" -lt 2400 ] || return 0
+  lead=$((seconds / 4))
+  [ "$lead" -ge 30 ] || lead=30
+  echo "--signal=B:USR1@$lead"
+}
+
 # ackd_stage_names TABLE: the stage names, in table order.
 ackd_stage_names() {
   sed -e 's/#.*$//' "$1" | awk 'NF >= 3 { print $1 }'
