@@ -59,6 +59,23 @@ def final_model(directory):
     return arrays, step
 
 
+def oldest_model(directory):
+    """The /model arrays of the oldest checkpoint kept in DIR/checkpoints, and its step."""
+    oldest = sorted(glob.glob(os.path.join(directory, "checkpoints", "ckpt_*.h5")))[0]
+    arrays = {}
+    with h5py.File(oldest, "r") as f:
+        f["model"].visit(lambda name: arrays.__setitem__(name, f["model"][name][()])
+                         if isinstance(f["model"][name], h5py.Dataset) else None)
+        step = int(f["state"].attrs["step"])
+    return arrays, step
+
+
+def relative_difference(a, b):
+    """||a - b|| / ||b|| over all arrays together."""
+    diff = np.sqrt(sum(float(np.sum((a[n].astype(np.float64) - b[n]) ** 2)) for n in a))
+    return diff / np.sqrt(sum(float(np.sum(b[n].astype(np.float64) ** 2)) for n in a))
+
+
 def compare(a, b, what, rtol=None):
     """Bitwise (rtol None), or relative in the norm of all parameters together: ||a - b|| / ||b||.
     A per-array maximum would be dominated by batch-norm channels whose batch variance is ~0, where
@@ -71,10 +88,9 @@ def compare(a, b, what, rtol=None):
                 return
         check(True, f"{what}: every array bitwise equal")
         return
-    diff = np.sqrt(sum(float(np.sum((a[n].astype(np.float64) - b[n]) ** 2)) for n in a))
-    norm = np.sqrt(sum(float(np.sum(b[n].astype(np.float64) ** 2)) for n in a))
+    rel = relative_difference(a, b)
     worst = max(a, key=lambda n: float(np.abs(a[n] - b[n]).max()))
-    check(diff <= rtol * norm, f"{what}: ||a - b|| / ||b|| = {diff / norm:.2e} <= {rtol} (largest entry difference "
+    check(rel <= rtol, f"{what}: ||a - b|| / ||b|| = {rel:.2e} <= {rtol} (largest entry difference "
           f"{float(np.abs(a[worst] - b[worst]).max()):.1e} in {worst})")
 
 
@@ -124,27 +140,41 @@ def mode_accuracy(args):
 
 
 def mode_equivalence(args):
+    """The same 20 steps at P = 1, 2 and 4 must agree within 1e-5 relative. With --control OPTION, the P=4
+    run is repeated without OPTION (sync BN: each rank then normalises by its own 6-7 samples) and must
+    differ by more than 100x that, so the check can tell a wrong distribution from round-off."""
     data = os.path.join(args.out, "small.h5")
     synth(args, data, 300)
-    ref = None
-    for np_ in ["1", "2", "4"]:
-        d = os.path.join(args.out, f"eq{np_}")
+
+    def train(np_, name, extra):
+        d = os.path.join(args.out, name)
         shutil.rmtree(d, ignore_errors=True)
         # SGD: Adam turns round-off in a near-zero gradient into a step of +-lr, which says nothing about the
         # distribution (the resume test below runs Adam).
         run(args, [np_, *train_cmd(data, d, args.arch, ["-train_max_steps", "20", "-train_epochs", "3",
-                                                         "-train_optimizer", "sgd", "-train_lr", "0.05",
-                                                         *args.extra])])
+                                                         "-train_optimizer", "sgd", "-train_lr", str(args.lr),
+                                                         "-train_ckpt_keep", "5", *extra])])
         arrays, step = final_model(d)
+        check(step == 20, f"P={np_}: stopped at step 20")
         with h5py.File(os.path.join(d, "metrics.h5"), "r") as m:
             losses = m["train_loss"][()]
-        check(step == 20, f"P={np_}: stopped at step 20")
-        if ref is None:
-            ref = (arrays, losses)
-            continue
-        compare(arrays, ref[0], f"P={np_} vs P=1 parameters", rtol=1e-5)
-        rel = float(np.max(np.abs(losses - ref[1]) / np.abs(ref[1])))
+        return arrays, losses, d
+
+    ref, ref_losses, ref_dir = train("1", "eq1", args.extra)
+    # The parameters must really move, or agreeing would prove nothing.
+    early, step = oldest_model(ref_dir)
+    moved = relative_difference(ref, early)
+    check(moved > 1e-3, f"P=1: steps {step + 1}-20 move the parameters by {moved:.2e} relative (> 1e-3)")
+    for np_ in ["2", "4"]:
+        arrays, losses, _ = train(np_, f"eq{np_}", args.extra)
+        compare(arrays, ref, f"P={np_} vs P=1 parameters", rtol=1e-5)
+        rel = float(np.max(np.abs(losses - ref_losses) / np.abs(ref_losses)))
         check(rel <= 1e-5, f"P={np_} vs P=1 epoch losses: relative difference {rel:.2e} <= 1e-5")
+    if args.control:
+        without = [x for x in args.extra if x != args.control]
+        arrays, _, _ = train("4", "eq4_control", without)
+        rel = relative_difference(arrays, ref)
+        check(rel > 1e-3, f"P=4 without {args.control} vs P=1: {rel:.2e} relative (> 1e-3, the check can fail)")
 
 
 def mode_gradients(args):
@@ -251,6 +281,8 @@ def main():
     p.add_argument("--other-ranks", default="1", help="rank count of the different-P resume")
     p.add_argument("--batch", type=int, default=24, help="global batch (210 training samples: 26 leaves a last "
                    "batch of 2, so 2 of 4 ranks get nothing)")
+    p.add_argument("--lr", type=float, default=0.05, help="SGD learning rate of the equivalence runs")
+    p.add_argument("--control", help="equivalence: an option of --extra whose absence must break it")
     p.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more options for every train run")
     ARGS = args = p.parse_args()
     args.mpirun = args.mpirun.split()
