@@ -150,56 +150,63 @@ PetscErrorCode AckdOTGetTile(AckdOT ot, PetscInt j0, PetscInt *ncols, const doub
   PetscFunctionReturn(0);
 }
 
-/* All rows of one side, transformed, on every rank (row-major n x dim). */
-static PetscErrorCode gather_rows(AckdOT ot, PetscInt n, PetscInt lo, PetscInt hi, const double *rows, double **all)
+/* Copies the rows of one side that this rank's grid block needs out of the
+ * contiguous slices the ranks own: each rank in turn broadcasts its slice, so
+ * no rank ever holds more than its block plus one slice (n d / P), where an
+ * all-gather would put all n d on every rank. `local` lists the needed global
+ * rows in increasing order (a block-cyclic layout is); row t of the block goes
+ * to out + t * step_row with its features step_dim apart. */
+static PetscErrorCode pick_rows(AckdOT ot, PetscInt n, PetscInt lo, PetscInt hi, const double *rows, PetscInt nlocal,
+                                const PetscInt *local, double *out, size_t step_row, size_t step_dim)
 {
-  PetscMPIInt *counts, *displs;
+  const PetscInt d      = ot->dim;
+  PetscInt       widest = 0, t = 0;
+  double        *slice;
 
   PetscFunctionBeginUser;
-  PetscCall(PetscMalloc2(ot->size, &counts, ot->size, &displs));
   for (PetscMPIInt r = 0; r < ot->size; r++) {
     PetscInt rlo, rhi;
     AckdOTContiguousRange(n, ot->size, r, &rlo, &rhi);
-    counts[r] = (PetscMPIInt)((rhi - rlo) * ot->dim);
-    displs[r] = (PetscMPIInt)(rlo * ot->dim);
+    widest = PetscMax(widest, rhi - rlo);
   }
-  PetscCall(PetscMalloc1(n * ot->dim + 1, all));
-  PetscCallMPI(
-      MPI_Allgatherv(rows, (PetscMPIInt)((hi - lo) * ot->dim), MPI_DOUBLE, *all, counts, displs, MPI_DOUBLE, ot->comm));
-  PetscCall(PetscFree2(counts, displs));
+  PetscCall(PetscMalloc1(widest * d + 1, &slice));
+  for (PetscMPIInt r = 0; r < ot->size; r++) {
+    PetscInt rlo, rhi;
+    AckdOTContiguousRange(n, ot->size, r, &rlo, &rhi);
+    if (rhi == rlo) continue;
+    if (r == ot->rank) {
+      PetscCheck(rlo == lo && rhi == hi, PETSC_COMM_SELF, PETSC_ERR_PLIB,
+                 "owned rows [%" PetscInt_FMT ", %" PetscInt_FMT ") are not the contiguous slice of rank %d", lo, hi,
+                 r);
+      PetscCall(PetscArraycpy(slice, rows, (rhi - rlo) * d));
+    }
+    PetscCallMPI(MPI_Bcast(slice, (PetscMPIInt)((rhi - rlo) * d), MPI_DOUBLE, r, ot->comm));
+    for (; t < nlocal && local[t] < rhi; t++)
+      for (PetscInt k = 0; k < d; k++) out[t * step_row + k * step_dim] = slice[(local[t] - rlo) * d + k];
+  }
+  PetscCall(PetscFree(slice));
   PetscFunctionReturn(0);
 }
 
-/* The online mode keeps the features instead of C: every student row (a grid
- * of one process row holds whole columns, so every rank meets every row) and
- * the teachers of its own columns. Memory O(N_s d + N_t d / P) against
- * O(N_s N_t / P) for C. */
+/* The online mode keeps the features instead of C: the student rows of this
+ * rank's grid row and the teachers of its grid column. Memory
+ * O(N_s d / P_r + N_t d / P_c) against O(N_s N_t / P) for C: on a 1 x P grid
+ * every rank holds all students, on a square grid each holds 1/sqrt(P) of both. */
 static PetscErrorCode setup_online(AckdOT ot, PetscInt lo_s, PetscInt hi_s, const double *xs, PetscInt lo_t,
                                    PetscInt hi_t, const double *yt, const double *row_term, const double *col_term)
 {
   const PetscInt d = ot->dim;
-  double        *xall, *yall;
 
   PetscFunctionBeginUser;
-  PetscCheck(ot->grid.nprow == 1, ot->comm, PETSC_ERR_USER_INPUT,
-             "option -%sot_online needs a grid of one process row (whole columns per rank); use -%sot_grid 1x%d",
-             ot->prefix, ot->prefix, ot->size);
   PetscCall(AckdOTSetLayout(ot));
-  PetscCall(gather_rows(ot, ot->ns, lo_s, hi_s, xs, &xall));
-  PetscCall(gather_rows(ot, ot->nt, lo_t, hi_t, yt, &yall));
   PetscCall(PetscFree5(ot->online_x, ot->online_y, ot->online_row, ot->online_col, ot->online_tile));
   PetscCall(PetscMalloc5(ot->mloc * d + 1, &ot->online_x, d * ot->nloc + 1, &ot->online_y, ot->mloc + 1,
                          &ot->online_row, ot->nloc + 1, &ot->online_col, ot->mloc * AckdOT_TILE + 1, &ot->online_tile));
-  for (PetscInt i = 0; i < ot->mloc; i++) {
-    for (PetscInt k = 0; k < d; k++) ot->online_x[k * ot->mloc + i] = xall[ot->row_global[i] * d + k];
-    ot->online_row[i] = row_term[ot->row_global[i]];
-  }
-  for (PetscInt j = 0; j < ot->nloc; j++) {
-    PetscCall(PetscArraycpy(ot->online_y + j * d, yall + ot->col_global[j] * d, d));
-    ot->online_col[j] = col_term[ot->col_global[j]];
-  }
-  PetscCall(PetscFree(xall));
-  PetscCall(PetscFree(yall));
+  /* students column-major (mloc x d), teachers d x nloc: the GEMM's operands as they are */
+  PetscCall(pick_rows(ot, ot->ns, lo_s, hi_s, xs, ot->mloc, ot->row_global, ot->online_x, 1, (size_t)ot->mloc));
+  PetscCall(pick_rows(ot, ot->nt, lo_t, hi_t, yt, ot->nloc, ot->col_global, ot->online_y, (size_t)d, 1));
+  for (PetscInt i = 0; i < ot->mloc; i++) ot->online_row[i] = row_term[ot->row_global[i]];
+  for (PetscInt j = 0; j < ot->nloc; j++) ot->online_col[j] = col_term[ot->col_global[j]];
   double local_max = -INFINITY;
   for (PetscInt j0 = 0, nc; j0 < ot->nloc; j0 += nc) {
     const double *tile;

@@ -125,10 +125,12 @@ PetscErrorCode AckdOTSetFromOptions(AckdOT ot)
                               "the groups concurrently, work balanced; memory and time sum_c n_s n_t) or dense (one "
                               "N_s x N_t matrix, +inf across classes)",
                               block_kinds, 2, &ot->class_blocks, NULL));
-  PetscCall(AckdOptionsBool(PetscOptionsObject, "-ot_online",
-                            "Never store C: recompute tiles of it (a local GEMM) in every pass, for matrices beyond "
-                            "aggregate memory; memory O(N_s d + N_t d / P), entropic solvers (log kernel) and argmin",
-                            &ot->online, NULL));
+  PetscCall(AckdOptionsBool(
+      PetscOptionsObject, "-ot_online",
+      "Never store C: recompute tiles of it (a local GEMM) in every pass, for matrices beyond "
+      "aggregate memory; memory O(N_s d / P_r + N_t d / P_c) on a P_r x P_c grid, entropic solvers (log kernel) "
+      "and argmin",
+      &ot->online, NULL));
   PetscInt precision = ot->single ? 1 : 0;
   PetscCall(AckdOptionsChoice(PetscOptionsObject, "-ot_precision",
                               "Storage of the cost matrix: double, or single (half the memory and the bytes read per "

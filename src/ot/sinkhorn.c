@@ -73,7 +73,22 @@ static PetscErrorCode column_lse(AckdOT ot, Workspace *w, double eps)
 static PetscErrorCode row_lse(AckdOT ot, Workspace *w, double eps)
 {
   PetscFunctionBeginUser;
-  AckdOTBlockRowLogSumExp(ot, ot->f_loc, ot->g_loc, 1.0 / eps, w->work, w->row_lse);
+  if (ot->online) {
+    /* tile by tile, each tile's log-sum-exp merged in: exact however large a
+     * row's sum grows, for one log and exp per row and tile of 32 columns */
+    double *tile_lse = w->acc; /* free: the scaling kernel never runs online */
+    for (PetscInt i = 0; i < ot->mloc; i++) w->row_lse[i] = -INFINITY;
+    for (PetscInt j0 = 0, nc; j0 < ot->nloc; j0 += nc) {
+      const double *tile;
+      PetscCall(AckdOTGetTile(ot, j0, &nc, &tile));
+      AckdOTRowLogSumExp(ot->mloc, nc, ot->mloc, tile, ot->f_loc, ot->g_loc + j0, 1.0 / eps, w->work, tile_lse);
+      for (PetscInt i = 0; i < ot->mloc; i++) {
+        double hi = fmax(w->row_lse[i], tile_lse[i]), lo = fmin(w->row_lse[i], tile_lse[i]);
+        w->row_lse[i] = hi == -INFINITY ? -INFINITY : hi + log1p(exp(lo - hi));
+      }
+    }
+  } else
+    AckdOTBlockRowLogSumExp(ot, ot->f_loc, ot->g_loc, 1.0 / eps, w->work, w->row_lse);
   if (ot->grid.npcol > 1)
     PetscCallMPI(
         MPI_Allreduce(MPI_IN_PLACE, w->row_lse, (PetscMPIInt)ot->mloc, MPI_DOUBLE, ot->lse_op, ot->grid.row_comm));
