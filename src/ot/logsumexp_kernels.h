@@ -21,7 +21,8 @@ AVX512_TARGET static double KERNEL_NAME(column_exp_avx512)(PetscInt m, const COS
   __m512d       acc = _mm512_setzero_pd();
   for (PetscInt i = 0; i < m; i += 8) {
     const __mmask8 k = lanes_mask(m - i);
-    const __m512d  y =
+    _mm_prefetch((const char *)(c + i) + PREFETCH_BYTES, _MM_HINT_T0);
+    const __m512d y =
         exp8(_mm512_fmadd_pd(LOAD_COST8(k, c + i), minus_inv_eps, _mm512_add_pd(_mm512_maskz_loadu_pd(k, fs + i), g)));
     _mm512_mask_storeu_pd(e + i, k, y);
     acc = _mm512_mask_add_pd(acc, k, acc, y);
