@@ -95,7 +95,7 @@ AVX512_TARGET static inline __m512d exp8(__m512d x)
   const __m512d kd = _mm512_fmadd_pd(x, _mm512_set1_pd(0x1.71547652b82fep+4), _mm512_set1_pd(shift));
   /* k / 16, exact: kd / 16 and shift / 16 are exact and their difference too */
   const __m512d k16 = _mm512_fmsub_pd(kd, _mm512_set1_pd(1.0 / 16), _mm512_set1_pd(shift / 16));
-  /* r = x - (k / 16) ln2 with ln2 in two parts: exact to the last bit of r */
+  /* r = x - (k / 16) ln2 with ln2 in two parts: the cancellation against x loses no bit of r */
   __m512d r       = _mm512_fnmadd_pd(k16, _mm512_set1_pd(0x1.62e42fefa39efp-1), x);
   r               = _mm512_fnmadd_pd(k16, _mm512_set1_pd(0x1.abc9e3b39803fp-56), r);
   __m512d p       = _mm512_fmadd_pd(_mm512_set1_pd(1.0 / 720), r, _mm512_set1_pd(EXP_C5));
