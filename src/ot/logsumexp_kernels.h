@@ -13,6 +13,41 @@ static double KERNEL_NAME(line_lse_exact)(PetscInt n, PetscInt stride, const COS
   return top + log(sum);
 }
 
+#if HAVE_AVX512_EXP
+AVX512_TARGET static double KERNEL_NAME(column_exp_avx512)(PetscInt m, const COST_T *c, const double *fs, double gs,
+                                                           double inv_eps, double *e)
+{
+  const __m512d g = _mm512_set1_pd(gs), minus_inv_eps = _mm512_set1_pd(-inv_eps);
+  __m512d       acc = _mm512_setzero_pd();
+  for (PetscInt i = 0; i < m; i += 8) {
+    const __mmask8 k = lanes_mask(m - i);
+    _mm_prefetch((const char *)(c + i) + PREFETCH_BYTES, _MM_HINT_T0);
+    const __m512d y =
+        exp8(_mm512_fmadd_pd(LOAD_COST8(k, c + i), minus_inv_eps, _mm512_add_pd(_mm512_maskz_loadu_pd(k, fs + i), g)));
+    _mm512_mask_storeu_pd(e + i, k, y);
+    acc = _mm512_mask_add_pd(acc, k, acc, y);
+  }
+  return _mm512_reduce_add_pd(acc);
+}
+#endif
+
+/* e_i = exp(fs_i + gs - c_i / eps) down one column (fs = f / eps, gs = g_j /
+ * eps: one multiply-add per entry for the argument), and their sum. */
+static inline double KERNEL_NAME(column_exp)(PetscBool avx512, PetscInt m, const COST_T *c, const double *fs, double gs,
+                                             double inv_eps, double *e)
+{
+#if HAVE_AVX512_EXP
+  if (avx512) return KERNEL_NAME(column_exp_avx512)(m, c, fs, gs, inv_eps, e);
+#endif
+  double sum = 0;
+#pragma omp simd reduction(+ : sum)
+  for (PetscInt i = 0; i < m; i++) {
+    e[i] = exp_vectorizable(fs[i] + gs - (double)c[i] * inv_eps);
+    sum += e[i];
+  }
+  return sum;
+}
+
 KERNEL_CLONES void KERNEL_NAME(AckdOTRowLogSumExp)(PetscInt m, PetscInt n, PetscInt lld, const COST_T *C,
                                                    const double *f, const double *g, double inv_eps, double *work,
                                                    double *lse)
@@ -86,7 +121,7 @@ KERNEL_CLONES void KERNEL_NAME(AckdOTColLogSumExp)(PetscInt m, PetscInt n, Petsc
  * half-steps cost two of each. g is updated in place, col_lse receives the
  * log column sums of the incoming plan, and the row sums of the outgoing one
  * (this rank's columns only) are added to work (zeroed by the caller: the
- * online mode sweeps tile by tile). buf holds 4 m doubles. A column whose sum
+ * online mode sweeps tile by tile). buf holds 5 m doubles. A column whose sum
  * leaves [SUM_LOW, SUM_HIGH] is summed exactly (max shift) and its entries
  * recomputed with the new g_j (plan entries, at most 1), so nothing
  * overflows. */
@@ -94,9 +129,12 @@ KERNEL_CLONES void KERNEL_NAME(AckdOTFusedSweep)(PetscInt m, PetscInt n, PetscIn
                                                  double *g, const AckdOTColumnRule *rule, double *col_lse, double *buf,
                                                  double *work)
 {
-  enum { LANES = 16, GROUP = 4 };
-  const double inv_eps = 1.0 / rule->eps;
+  enum { GROUP = 4 };
+  const double    inv_eps = 1.0 / rule->eps;
+  const PetscBool avx512  = use_avx512_exp();
+  double         *fs      = buf + GROUP * m;
   for (PetscInt t = 0; t < GROUP * m; t++) buf[t] = 0;
+  for (PetscInt i = 0; i < m; i++) fs[i] = f[i] * inv_eps;
   for (PetscInt j0 = 0; j0 < n; j0 += GROUP) {
     double ratio[GROUP] = {0, 0, 0, 0};
     for (PetscInt u = 0; u < GROUP && j0 + u < n; u++) {
@@ -108,20 +146,7 @@ KERNEL_CLONES void KERNEL_NAME(AckdOTFusedSweep)(PetscInt m, PetscInt n, PetscIn
         col_lse[j] = -INFINITY;
         continue;
       }
-      double   acc[LANES] = {0};
-      PetscInt i          = 0;
-      for (; i + LANES <= m; i += LANES)
-        for (PetscInt v = 0; v < LANES; v++) {
-          double x = exp_vectorizable((f[i + v] + gj - c[i + v]) * inv_eps);
-          e[i + v] = x;
-          acc[v] += x;
-        }
-      double sum = 0;
-      for (PetscInt v = 0; v < LANES; v++) sum += acc[v];
-      for (; i < m; i++) {
-        e[i] = exp_vectorizable((f[i] + gj - c[i]) * inv_eps);
-        sum += e[i];
-      }
+      const double    sum      = KERNEL_NAME(column_exp)(avx512, m, c, fs, gj * inv_eps, inv_eps, e);
       const PetscBool in_range = (PetscBool)(sum >= SUM_LOW && sum <= SUM_HIGH);
       col_lse[j]               = in_range ? log(sum) : KERNEL_NAME(line_lse_exact)(m, 1, c, gj, f, inv_eps);
       double next = AckdOTUpdatedPotential(gj, col_lse[j], rule->log_b[j], rule->eps, rule->damping, rule->omega);
@@ -235,3 +260,4 @@ KERNEL_CLONES void KERNEL_NAME(AckdOTScalingSweep)(PetscInt m, PetscInt n, Petsc
 
 #undef COST_T
 #undef KERNEL_NAME
+#undef LOAD_COST8

@@ -60,7 +60,7 @@ typedef struct {
   double        eps, damping, omega;
   const double *log_b;
 } AckdOTColumnRule;
-/* One fused Sinkhorn iteration over a block of whole columns (logsumexp_kernels.h). */
+/* One fused Sinkhorn iteration over a block of whole columns (logsumexp_kernels.h); buf holds 5 m doubles. */
 void AckdOTFusedSweep(PetscInt m, PetscInt n, PetscInt lld, const double *C, const double *f, double *g,
                       const AckdOTColumnRule *rule, double *col_lse, double *buf, double *work);
 void AckdOTFusedSweepSingle(PetscInt m, PetscInt n, PetscInt lld, const float *C, const double *f, double *g,
@@ -83,6 +83,11 @@ void AckdOTRowSumsToLogSumExp(PetscInt m, PetscInt n, PetscInt lld, const double
                               double inv_eps, const double *work, double *lse);
 void AckdOTRowSumsToLogSumExpSingle(PetscInt m, PetscInt n, PetscInt lld, const float *C, const double *f,
                                     const double *g, double inv_eps, const double *work, double *lse);
+/* y = exp(x) by the exp of the fused sweep (AVX-512 where the CPU has it):
+ * for tests against libm. */
+void AckdOTExpArray(PetscInt n, const double *x, double *y);
+/* Tests set this to run the portable kernels on a CPU with AVX-512. */
+extern PetscBool AckdOTPortableExp;
 /* The MPI reduction that merges log-sum-exps of disjoint parts of a row or column. */
 PetscErrorCode AckdOTLogSumExpOpCreate(MPI_Op *op);
 

@@ -436,7 +436,7 @@ PetscErrorCode AckdOTSinkhorn(AckdOT ot)
   PetscCall(PetscMalloc2(ot->mloc + 1, &ot->f_loc, ot->nloc + 1, &ot->g_loc));
   PetscCall(PetscMalloc5(ot->mloc + 1, &w.log_a, ot->nloc + 1, &w.log_b, ot->mloc + 1, &w.row_lse, ot->nloc + 1,
                          &w.col_lse, ot->mloc + 1, &w.work));
-  PetscCall(PetscMalloc2(ot->nloc + 1, &w.g_old, ot->grid.nprow == 1 ? 4 * ot->mloc + 1 : 1, &w.buf));
+  PetscCall(PetscMalloc2(ot->nloc + 1, &w.g_old, ot->grid.nprow == 1 ? 5 * ot->mloc + 1 : 1, &w.buf));
   w.last_change = INFINITY;
   /* the scaling kernel needs whole columns (the fused sweep) and the memory of a second C */
   w.scaling = (PetscBool)(ot->sinkhorn_kernel == ACKD_OT_KERNEL_SCALING && ot->grid.nprow == 1 && !ot->online);
