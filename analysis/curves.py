@@ -29,7 +29,7 @@ def main():
             if key in m:
                 ax_loss.plot(e, m[key], style, label=f"{label} {key}")
         for key, style in (("train_accuracy", "-"), ("val_oa", "--"), ("val_map", ":")):
-            if key in m:
+            if key in m and not np.all(np.isnan(m[key])):  # ssm classifies nothing: NaN
                 ax_acc.plot(e, m[key], style, label=f"{label} {key}")
         if "lr" in m:
             ax_lr.plot(e, m["lr"], label=label)

@@ -55,7 +55,7 @@ typedef struct {
  * nglobal), so that the sum over ranks is the global mean. */
 typedef struct {
   double loss;
-  double correct; /* samples classified right (a count, not divided) */
+  double correct; /* samples classified right (a count, not divided); NaN: the step does not classify */
   double terms[ACKD_TRAIN_MAX_TERMS];
 } AckdTrainStepResult;
 

@@ -221,7 +221,8 @@ static PetscErrorCode ssm_step(void *ctx, AckdEngine *engine, const AckdTrainBat
     PetscCall(AckdModelBackward(c->rgb_model, engine, NULL, &dx_rgb, NULL));
     PetscFunctionReturn(0);
   }
-  r->loss = loss;
+  r->loss    = loss;
+  r->correct = NAN; /* SSM pairs samples, it classifies none: no accuracy line */
   PetscCall(AckdSSMHeadBackward(&c->ms_head, engine, &ms.embedding, &de_ms, &dx_ms));
   PetscCall(AckdSSMHeadBackward(&c->rgb_head, engine, &rgb.embedding, &de_rgb, &dx_rgb));
   /* In the trainer's group order (ms_encoder, then rgb_encoder): backward

@@ -744,8 +744,10 @@ static PetscErrorCode end_epoch(AckdTrainer t, double lr, PetscBool *improved)
   for (PetscInt k = 0; k < t->nterms; k++) t->history[M_FIXED + k][e] = t->partial[P_TERMS + k] / n;
 
   char line[512];
-  int  at = snprintf(line, sizeof line, "epoch %3d/%d  loss %.4f  acc %.4f", (int)t->state.epoch + 1, (int)t->epochs,
-                     t->history[M_TRAIN_LOSS][e], t->history[M_TRAIN_ACCURACY][e]);
+  int  at = snprintf(line, sizeof line, "epoch %3d/%d  loss %.4f", (int)t->state.epoch + 1, (int)t->epochs,
+                     t->history[M_TRAIN_LOSS][e]);
+  if (!isnan(t->history[M_TRAIN_ACCURACY][e])) /* a step that classifies nothing reports NaN */
+    at += snprintf(line + at, sizeof line - at, "  acc %.4f", t->history[M_TRAIN_ACCURACY][e]);
   for (PetscInt k = 0; k < t->nterms && at < (int)sizeof line; k++)
     at += snprintf(line + at, sizeof line - at, "  %s %.4f", t->term_names[k], t->history[M_FIXED + k][e]);
   if (!isnan(score) && at < (int)sizeof line)
