@@ -2,17 +2,18 @@
 """bench=ot: ms per Sinkhorn iteration of ackd beside POT on the same data.
 
   run_bench.py --bench BENCH_OT --mpiexec MPIEXEC [--sizes 2000 4000 8000] [--ranks 1 2] [--dim 64]
-               [--configs scaling:double scaling:single log:double] [--rounds 3]
+               [--configs scaling:double scaling:double:single scaling:single log:double] [--rounds 3]
 
 For each size n (n = m, d features, squared Euclidean cost, eps = 0.05 max C)
 it measures, interleaved round by round so that every figure sees the same
 load: POT's `sinkhorn` (kernel, numpy) and `sinkhorn_log` in this process, on
 the very same matrices (the closed formula of bench_ot.c), and bench_ot (ackd)
-for every configuration (-ot_sinkhorn_kernel : -ot_precision) and rank count.
+for every configuration (-ot_sinkhorn_kernel : -ot_precision [: -ot_kernel_precision,
+the solver's default when left out]) and rank count.
 Each figure is the median over rounds of a per-round median; one record per
 configuration and rank count:
 
-  bench=ot n=N ranks=P kernel=K precision=Q ackd_ms=... pot_ms=... pot_log_ms=... bound_ms=... ...
+  bench=ot n=N ranks=P kernel=K precision=Q kernel_precision=R ackd_ms=... pot_ms=... pot_log_ms=... bound_ms=... ...
 
 Per-iteration times are differences of a short and a long run, for POT as for
 ackd, so building the kernel and the cost matrix is not counted.
@@ -58,7 +59,8 @@ def main():
     ap.add_argument("--iters", type=int, default=50)
     ap.add_argument("--log-iters", type=int, default=5)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--configs", nargs="+", default=["scaling:double", "scaling:single", "log:double"])
+    ap.add_argument("--configs", nargs="+",
+                    default=["scaling:double:double", "scaling:double:single", "scaling:single", "log:double"])
     args = ap.parse_args()
     print(f"bench=ot load: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f} "
           f"(1, 5, 15 min) on {os.cpu_count()} cores", flush=True)
@@ -76,13 +78,14 @@ def main():
             pot.append(per_iteration_ms(sk, 10, 10 + args.iters, 3))
             pot_log.append(per_iteration_ms(sl, 1, 1 + args.log_iters, 1))
             for cfg in args.configs:
-                kernel, precision = cfg.split(":")
+                kernel, precision, *kernel_precision = cfg.split(":")
+                extra = ["-bench_ot_kernel_precision", kernel_precision[0]] if kernel_precision else []
                 for p in args.ranks:
                     # --bind-to none: pinned to one core, a rank would share it with whatever else runs there
                     out = subprocess.run([args.mpiexec, "--oversubscribe", "--bind-to", "none", "-n", str(p),
                                           args.bench, "-n", str(n), "-d", str(args.dim), "-iters", str(args.iters),
                                           "-reps", "3", "-bench_ot_sinkhorn_kernel", kernel,
-                                          "-bench_ot_precision", precision],
+                                          "-bench_ot_precision", precision] + extra,
                                          check=True, capture_output=True, text=True).stdout
                     rec = dict(re.findall(r"(\w+)=([^\s]+)", out))
                     ackd.setdefault((cfg, p), []).append(float(rec["ackd_ms"]))
@@ -92,6 +95,7 @@ def main():
             rec = recs[(cfg, p)]
             ms = max(statistics.median(times), 1e-9)  # ratios stay defined when a tiny size times noise
             print(f"bench=ot n={n} ranks={p} grid={rec['grid']} kernel={rec['kernel']} precision={rec['precision']} "
+                  f"kernel_precision={rec.get('kernel_precision', '-')} "
                   f"ackd_ms={ms:.3f} pot_ms={pot_ms:.3f} pot_log_ms={pot_log_ms:.3f} bound_ms={rec['bound_ms']} "
                   f"stream_gbs={rec['stream_gbs']} speedup_pot={pot_ms / ms:.1f} speedup_pot_log={pot_log_ms / ms:.1f} "
                   f"of_bound={ms / float(rec['bound_ms']):.2f} rounds={len(times)}", flush=True)

@@ -115,6 +115,8 @@ PetscErrorCode AckdOTSetTolerances(AckdOT ot, PetscReal tol, PetscInt max_it);
 /* Collective: builds the process grid and the communicators along it. */
 PetscErrorCode AckdOTSetUp(AckdOT ot);
 PetscErrorCode AckdOTGetGridShape(AckdOT ot, PetscInt *rows, PetscInt *cols);
+/* Whether the scaling kernel stores exp(-C/eps) in float (-ot_kernel_precision, or a float C). */
+PetscErrorCode AckdOTGetKernelPrecision(AckdOT ot, PetscBool *single);
 
 /* The contiguous range [lo, hi) of feature rows this rank passes to
  * AckdOTSetFeatures: rows are split in equal contiguous blocks over the ranks

@@ -166,6 +166,27 @@ void AckdOTExpArray(PetscInt n, const double *x, double *y)
 #define LOAD_COST8(mask, c) _mm512_cvtps_pd(_mm256_maskz_loadu_ps(mask, c))
 #include "logsumexp_kernels.h"
 
+/* The scaling kernels: K in C's precision, and the mixed one (-ot_kernel_precision
+ * single on a double C), whose K streams half the bytes. */
+#define COST_T           double
+#define KABS_T           double
+#define SCALING_NAME(x)  x
+#define LINE_LSE         line_lse_exact
+#define LOAD_K8(mask, k) _mm512_maskz_loadu_pd(mask, k)
+#include "scaling_kernels.h"
+#define COST_T           float
+#define KABS_T           float
+#define SCALING_NAME(x)  x##Single
+#define LINE_LSE         line_lse_exactSingle
+#define LOAD_K8(mask, k) _mm512_cvtps_pd(_mm256_maskz_loadu_ps(mask, k))
+#include "scaling_kernels.h"
+#define COST_T           double
+#define KABS_T           float
+#define SCALING_NAME(x)  x##Mixed
+#define LINE_LSE         line_lse_exact
+#define LOAD_K8(mask, k) _mm512_cvtps_pd(_mm256_maskz_loadu_ps(mask, k))
+#include "scaling_kernels.h"
+
 /* inout = log(exp(in) + exp(inout)), elementwise, without overflow. */
 static void lse_merge(void *in, void *inout, int *len, MPI_Datatype *type)
 {

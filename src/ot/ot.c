@@ -26,6 +26,7 @@ PetscErrorCode AckdOTCreate(MPI_Comm comm, AckdOT *ot)
   o->eps_scaling        = PETSC_TRUE;
   o->eps_scaling_factor = 0.5;
   o->sinkhorn_kernel    = ACKD_OT_KERNEL_SCALING;
+  o->kernel_single      = PETSC_TRUE;
   o->omega              = 1.0;
   o->tol                = 1e-9;
   o->max_it             = 10000;
@@ -70,8 +71,8 @@ static PetscErrorCode parse_grid(AckdOT ot, const char *text, const char *option
 PetscErrorCode AckdOTSetFromOptions(AckdOT ot)
 {
   char      grid[32] = "", option[96];
-  PetscInt  cost = ot->cost_kind, solver = ot->solver;
-  PetscBool set;
+  PetscInt  cost = ot->cost_kind, solver = ot->solver, kernel_precision = ot->kernel_single ? 1 : 0;
+  PetscBool set, kernel_set = PETSC_FALSE;
 
   PetscFunctionBeginUser;
   PetscOptionsBegin(ot->comm, ot->prefix, "Optimal transport solver", NULL);
@@ -117,8 +118,8 @@ PetscErrorCode AckdOTSetFromOptions(AckdOT ot)
   PetscCall(AckdOptionsInt(PetscOptionsObject, "-ot_topk", "Teachers kept per student row", &ot->topk, 1, 1024, NULL));
   PetscCall(AckdOptionsChoice(PetscOptionsObject, "-ot_sinkhorn_kernel",
                               "How an iteration evaluates the plan (grids with one process row): scaling (stabilised "
-                              "kernel method with absorption: a multiply-add per entry, keeps exp(-C/eps) beside C, "
-                              "twice the memory) or log (an exp per entry, C only)",
+                              "kernel method with absorption: a multiply-add per entry, keeps exp(-C/eps) beside C: "
+                              "-ot_kernel_precision) or log (an exp per entry, C only)",
                               kernels, 2, &ot->sinkhorn_kernel, NULL));
   PetscCall(AckdOptionsChoice(PetscOptionsObject, "-ot_class_blocks",
                               "With labels: subgrid (every class block assembled and solved on its own sub-grid, "
@@ -137,6 +138,13 @@ PetscErrorCode AckdOTSetFromOptions(AckdOT ot)
                               "iteration; costs rounded to 7 digits, arithmetic stays double)",
                               precisions, 2, &precision, NULL));
   ot->single = (PetscBool)(precision == 1);
+  PetscCall(AckdOptionsChoice(PetscOptionsObject, "-ot_kernel_precision",
+                              "Storage of the scaling kernel's exp(-C/eps) beside a double C: single (4 bytes per "
+                              "entry, half the bytes read per iteration; a few final exact log-domain iterations on "
+                              "C remove its rounding from the answer) or double (POT's iterations one for one, 8 "
+                              "bytes per entry); with -ot_precision single, single",
+                              precisions, 2, &kernel_precision, &kernel_set));
+  ot->kernel_single = (PetscBool)(ot->single || kernel_precision == 1);
   PetscCall(AckdOptionsInt(PetscOptionsObject, "-ot_block", "Block size of the block-cyclic distribution of C",
                            &ot->block, 1, 1 << 20, NULL));
   PetscCall(
@@ -144,6 +152,9 @@ PetscErrorCode AckdOTSetFromOptions(AckdOT ot)
                         "Process grid ROWSxCOLS (default: 1xP, whole columns per rank: one pass over C per iteration)",
                         grid, sizeof grid, &set));
   PetscOptionsEnd();
+  snprintf(option, sizeof option, "-%sot_kernel_precision", ot->prefix);
+  PetscCheck(!(ot->single && kernel_set && kernel_precision == 0), ot->comm, PETSC_ERR_USER_INPUT,
+             "option %s double needs a double C, but -%sot_precision is single", option, ot->prefix);
   ot->cost_kind = (AckdOTCostKind)cost;
   ot->solver    = (AckdOTSolverKind)solver;
   PetscBool help;
@@ -233,6 +244,13 @@ PetscErrorCode AckdOTGetGridShape(AckdOT ot, PetscInt *rows, PetscInt *cols)
   PetscCheck(ot->setup, ot->comm, PETSC_ERR_ORDER, "call AckdOTSetUp first");
   *rows = ot->grid.nprow;
   *cols = ot->grid.npcol;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdOTGetKernelPrecision(AckdOT ot, PetscBool *single)
+{
+  PetscFunctionBeginUser;
+  *single = ot->kernel_single;
   PetscFunctionReturn(0);
 }
 

@@ -65,7 +65,8 @@ void AckdOTFusedSweep(PetscInt m, PetscInt n, PetscInt lld, const double *C, con
                       const AckdOTColumnRule *rule, double *col_lse, double *buf, double *work);
 void AckdOTFusedSweepSingle(PetscInt m, PetscInt n, PetscInt lld, const float *C, const double *f, double *g,
                             const AckdOTColumnRule *rule, double *col_lse, double *buf, double *work);
-/* Absorption and the stabilised scaling iteration (logsumexp_kernels.h). */
+/* Absorption and the stabilised scaling iteration (scaling_kernels.h); Mixed:
+ * C in double, K in float (-ot_kernel_precision single). */
 void AckdOTAbsorbKernel(PetscInt m, PetscInt n, PetscInt lld, const double *C, const double *f0, const double *g0,
                         double inv_eps, double *K);
 void AckdOTAbsorbKernelSingle(PetscInt m, PetscInt n, PetscInt lld, const float *C, const double *f0, const double *g0,
@@ -77,6 +78,11 @@ void AckdOTScalingSweepSingle(PetscInt m, PetscInt n, PetscInt lld, const float 
                               const double *f0, double *g, const double *g0, const AckdOTColumnRule *rule,
                               double *col_lse, double *u, double *acc, double *extra, double *work,
                               PetscBool *fallback);
+void AckdOTAbsorbKernelMixed(PetscInt m, PetscInt n, PetscInt lld, const double *C, const double *f0, const double *g0,
+                             double inv_eps, float *K);
+void AckdOTScalingSweepMixed(PetscInt m, PetscInt n, PetscInt lld, const double *C, const float *K, const double *f,
+                             const double *f0, double *g, const double *g0, const AckdOTColumnRule *rule,
+                             double *col_lse, double *u, double *acc, double *extra, double *work, PetscBool *fallback);
 /* The log of the row sums of work (row sums from a sweep) where they lie in the
  * one-pass range, exact (strided, max shift) elsewhere. */
 void AckdOTRowSumsToLogSumExp(PetscInt m, PetscInt n, PetscInt lld, const double *C, const double *f, const double *g,
@@ -120,6 +126,7 @@ struct _p_AckdOT {
   PetscInt   mloc, nloc, lld;     /* this rank's block of C */
   PetscBool  single;              /* C stored in float: half the memory and bytes per iteration */
   float     *C32;                 /* the same in float when single */
+  PetscBool  kernel_single;       /* the scaling kernel's K in float (always when single) */
   double    *C;                   /* column-major mloc x nloc, +inf across classes */
   PetscInt  *row_global;          /* global student index of each local row */
   PetscInt  *col_global;          /* global teacher index of each local column */

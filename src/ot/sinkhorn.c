@@ -23,7 +23,8 @@ typedef struct {
   double *row_lse, *col_lse, *work;
   double *g_old, *buf; /* fused sweep: the potentials before it, its column buffer */
   double  last_change; /* fused, unbalanced: the largest potential change of the last iteration */
-  /* stabilised scaling (-ot_sinkhorn_kernel scaling): the kernel absorbed at (f0, g0), in C's precision */
+  /* stabilised scaling (-ot_sinkhorn_kernel scaling): the kernel absorbed at (f0, g0), in double (K) or float
+   * (K32: -ot_kernel_precision single or a float C) */
   double   *K, *f0, *g0, *u, *acc, *extra;
   float    *K32;
   PetscBool scaling;
@@ -178,22 +179,26 @@ static PetscErrorCode column_error(AckdOT ot, Workspace *w, double eps, double *
  * g update is undone, so the answer and the iteration count are those of the
  * two-pass path (and of POT). */
 /* Absorbs the current potentials into the kernel: K = exp((f + g - C) / eps). */
-static void absorb(AckdOT ot, Workspace *w, double eps)
+static PetscErrorCode absorb(AckdOT ot, Workspace *w, double eps)
 {
-  PetscArraycpy(w->f0, ot->f_loc, ot->mloc);
-  PetscArraycpy(w->g0, ot->g_loc, ot->nloc);
+  PetscFunctionBeginUser;
+  PetscCall(PetscArraycpy(w->f0, ot->f_loc, ot->mloc));
+  PetscCall(PetscArraycpy(w->g0, ot->g_loc, ot->nloc));
   if (ot->single)
     AckdOTAbsorbKernelSingle(ot->mloc, ot->nloc, ot->lld, ot->C32, w->f0, w->g0, 1.0 / eps, w->K32);
+  else if (ot->kernel_single)
+    AckdOTAbsorbKernelMixed(ot->mloc, ot->nloc, ot->lld, ot->C, w->f0, w->g0, 1.0 / eps, w->K32);
   else
     AckdOTAbsorbKernel(ot->mloc, ot->nloc, ot->lld, ot->C, w->f0, w->g0, 1.0 / eps, w->K);
+  PetscFunctionReturn(0);
 }
 
 /* Scalings u = exp((f - f0) / eps), v = exp((g - g0) / eps) beyond e^limit
  * would let kernel entries that underflowed (below 1e-308 in double, 1e-38 in
- * float) matter: re-absorb before. */
+ * float: K's precision, whatever C's) matter: re-absorb before. */
 static PetscBool needs_absorption(AckdOT ot, Workspace *w, double eps)
 {
-  const double limit = ot->single ? 20.0 : 100.0;
+  const double limit = ot->kernel_single ? 20.0 : 100.0;
   for (PetscInt i = 0; i < ot->mloc; i++)
     if (isfinite(ot->f_loc[i]) && !(fabs(ot->f_loc[i] - w->f0[i]) <= limit * eps)) return PETSC_TRUE;
   for (PetscInt j = 0; j < ot->nloc; j++)
@@ -266,7 +271,7 @@ static PetscErrorCode run_stage_fused(AckdOT ot, Workspace *w, double eps, doubl
 
   PetscFunctionBeginUser;
   *met = PETSC_FALSE;
-  if (w->scaling) absorb(ot, w, eps); /* a new eps: a new kernel */
+  if (w->scaling) PetscCall(absorb(ot, w, eps)); /* a new eps: a new kernel */
   for (PetscInt it = 0; ot->result.iterations < ot->max_it; it++) {
     /* the state entering this sweep is that after `it` iterations of the stage */
     const PetscBool check    = (PetscBool)(it > 0 && (it - 1) % ot->check_every == 0);
@@ -277,6 +282,9 @@ static PetscErrorCode run_stage_fused(AckdOT ot, Workspace *w, double eps, doubl
     else if (ot->single)
       AckdOTScalingSweepSingle(ot->mloc, ot->nloc, ot->lld, ot->C32, w->K32, ot->f_loc, w->f0, ot->g_loc, w->g0, &rule,
                                w->col_lse, w->u, w->acc, w->extra, w->work, &fallback);
+    else if (ot->kernel_single)
+      AckdOTScalingSweepMixed(ot->mloc, ot->nloc, ot->lld, ot->C, w->K32, ot->f_loc, w->f0, ot->g_loc, w->g0, &rule,
+                              w->col_lse, w->u, w->acc, w->extra, w->work, &fallback);
     else
       AckdOTScalingSweep(ot->mloc, ot->nloc, ot->lld, ot->C, w->K, ot->f_loc, w->f0, ot->g_loc, w->g0, &rule,
                          w->col_lse, w->u, w->acc, w->extra, w->work, &fallback);
@@ -325,7 +333,7 @@ static PetscErrorCode run_stage_fused(AckdOT ot, Workspace *w, double eps, doubl
     }
     w->last_change = PetscMax(dg, df);
     ot->result.iterations++;
-    if (w->scaling && (fallback || needs_absorption(ot, w, eps))) absorb(ot, w, eps);
+    if (w->scaling && (fallback || needs_absorption(ot, w, eps))) PetscCall(absorb(ot, w, eps));
   }
   w->col_lse_fresh = PETSC_FALSE;
   PetscFunctionReturn(0);
@@ -438,12 +446,12 @@ PetscErrorCode AckdOTSinkhorn(AckdOT ot)
                          &w.col_lse, ot->mloc + 1, &w.work));
   PetscCall(PetscMalloc2(ot->nloc + 1, &w.g_old, ot->grid.nprow == 1 ? 5 * ot->mloc + 1 : 1, &w.buf));
   w.last_change = INFINITY;
-  /* the scaling kernel needs whole columns (the fused sweep) and the memory of a second C */
+  /* the scaling kernel needs whole columns (the fused sweep) and memory for K beside C */
   w.scaling = (PetscBool)(ot->sinkhorn_kernel == ACKD_OT_KERNEL_SCALING && ot->grid.nprow == 1 && !ot->online);
   w.K = NULL, w.K32 = NULL;
   if (w.scaling) {
     size_t entries = (size_t)ot->lld * PetscMax(1, ot->nloc);
-    if (ot->single)
+    if (ot->kernel_single)
       PetscCall(PetscMalloc1(entries, &w.K32));
     else
       PetscCall(PetscMalloc1(entries, &w.K));
@@ -476,10 +484,10 @@ PetscErrorCode AckdOTSinkhorn(AckdOT ot)
     }
   eps = eps_target;
   PetscCall(run_stage(ot, &w, eps, ot->tol, &met, &err));
-  if (w.scaling && ot->single && met) {
+  if (w.scaling && ot->kernel_single && met) {
     /* A float kernel solves the problem of a cost perturbed by eps * 6e-8 (its
-     * rounding): a few exact log-domain iterations on C take the plan from
-     * that problem's solution to this one's. */
+     * rounding): a few exact log-domain iterations on C (double or float, whichever
+     * C is) take the plan from that problem's solution to this one's. */
     w.scaling = PETSC_FALSE;
     PetscCall(run_stage(ot, &w, eps, ot->tol, &met, &err));
   }
