@@ -423,7 +423,7 @@ static PetscErrorCode check_balance(AckdOT ot)
     snprintf(sums, sizeof sums, "%.12g and %.12g", sa, sb);
     SETERRQ(ot->comm, PETSC_ERR_USER_INPUT,
             "balanced OT needs equal total masses but the student and teacher masses sum to %s; rescale them or use "
-            "-%sot_solver unbalanced",
+            "-%ssolver unbalanced",
             sums, ot->prefix);
   }
   PetscFunctionReturn(0);
