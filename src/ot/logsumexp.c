@@ -192,10 +192,7 @@ static void lse_merge(void *in, void *inout, int *len, MPI_Datatype *type)
 {
   const double *x = (const double *)in;
   double       *y = (double *)inout;
-  for (int t = 0; t < *len; t++) {
-    double hi = fmax(x[t], y[t]), lo = fmin(x[t], y[t]);
-    y[t] = hi == -INFINITY ? -INFINITY : hi + log1p(exp(lo - hi));
-  }
+  for (int t = 0; t < *len; t++) y[t] = AckdOTLogAddExp(x[t], y[t]);
 }
 
 PetscErrorCode AckdOTLogSumExpOpCreate(MPI_Op *op)

@@ -3,6 +3,7 @@
 #define ACKD_OT_IMPL_H
 
 #include <ackd/ot.h>
+#include <math.h>
 
 /* A pr x pc BLACS grid over the object's communicator, with MPI communicators
  * along its rows (same process row: they share student rows) and columns. */
@@ -96,6 +97,12 @@ void AckdOTExpArray(PetscInt n, const double *x, double *y);
 extern PetscBool AckdOTPortableExp;
 /* The MPI reduction that merges log-sum-exps of disjoint parts of a row or column. */
 PetscErrorCode AckdOTLogSumExpOpCreate(MPI_Op *op);
+/* log(exp(a) + exp(b)) without overflow; -inf when both are -inf. */
+static inline double AckdOTLogAddExp(double a, double b)
+{
+  double hi = fmax(a, b), lo = fmin(a, b);
+  return hi == -INFINITY ? -INFINITY : hi + log1p(exp(lo - hi));
+}
 
 /* ---------------------------------------------------------------- object */
 

@@ -83,10 +83,7 @@ static PetscErrorCode row_lse(AckdOT ot, Workspace *w, double eps)
       const double *tile;
       PetscCall(AckdOTGetTile(ot, j0, &nc, &tile));
       AckdOTRowLogSumExp(ot->mloc, nc, ot->mloc, tile, ot->f_loc, ot->g_loc + j0, 1.0 / eps, w->work, tile_lse);
-      for (PetscInt i = 0; i < ot->mloc; i++) {
-        double hi = fmax(w->row_lse[i], tile_lse[i]), lo = fmin(w->row_lse[i], tile_lse[i]);
-        w->row_lse[i] = hi == -INFINITY ? -INFINITY : hi + log1p(exp(lo - hi));
-      }
+      for (PetscInt i = 0; i < ot->mloc; i++) w->row_lse[i] = AckdOTLogAddExp(w->row_lse[i], tile_lse[i]);
     }
   } else
     AckdOTBlockRowLogSumExp(ot, ot->f_loc, ot->g_loc, 1.0 / eps, w->work, w->row_lse);

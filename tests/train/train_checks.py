@@ -48,22 +48,12 @@ def synth(args, path, count, size=32, extra=()):
                str(count // 2), "-synth_size", str(size), "-synth_classes", "10", "-synth_seed", "7", "-quiet", *extra])
 
 
-def final_model(directory):
-    """The /model arrays of the newest checkpoint in DIR/checkpoints."""
-    newest = sorted(glob.glob(os.path.join(directory, "checkpoints", "ckpt_*.h5")))[-1]
+def checkpoint_model(directory, which=-1):
+    """The /model arrays of a checkpoint kept in DIR/checkpoints (by default the newest; 0: the oldest), and
+    its step."""
+    path = sorted(glob.glob(os.path.join(directory, "checkpoints", "ckpt_*.h5")))[which]
     arrays = {}
-    with h5py.File(newest, "r") as f:
-        f["model"].visit(lambda name: arrays.__setitem__(name, f["model"][name][()])
-                         if isinstance(f["model"][name], h5py.Dataset) else None)
-        step = int(f["state"].attrs["step"])
-    return arrays, step
-
-
-def oldest_model(directory):
-    """The /model arrays of the oldest checkpoint kept in DIR/checkpoints, and its step."""
-    oldest = sorted(glob.glob(os.path.join(directory, "checkpoints", "ckpt_*.h5")))[0]
-    arrays = {}
-    with h5py.File(oldest, "r") as f:
+    with h5py.File(path, "r") as f:
         f["model"].visit(lambda name: arrays.__setitem__(name, f["model"][name][()])
                          if isinstance(f["model"][name], h5py.Dataset) else None)
         step = int(f["state"].attrs["step"])
@@ -154,7 +144,7 @@ def mode_equivalence(args):
         run(args, [np_, *train_cmd(data, d, args.arch, ["-train_max_steps", "20", "-train_epochs", "3",
                                                          "-train_optimizer", "sgd", "-train_lr", str(args.lr),
                                                          "-train_ckpt_keep", "5", *extra])])
-        arrays, step = final_model(d)
+        arrays, step = checkpoint_model(d)
         check(step == 20, f"P={np_}: stopped at step 20")
         with h5py.File(os.path.join(d, "metrics.h5"), "r") as m:
             losses = m["train_loss"][()]
@@ -162,7 +152,7 @@ def mode_equivalence(args):
 
     ref, ref_losses, ref_dir = train("1", "eq1", args.extra)
     # The parameters must really move, or agreeing would prove nothing.
-    early, step = oldest_model(ref_dir)
+    early, step = checkpoint_model(ref_dir, which=0)
     trained = [n for n in ref if "running" not in n]  # not the batch-norm running statistics
     moved = relative_difference({n: ref[n] for n in trained}, {n: early[n] for n in trained})
     check(moved > 1e-3, f"P=1: steps {step + 1}-20 move the trained parameters by {moved:.2e} relative (> 1e-3)")
@@ -207,15 +197,15 @@ def mode_resume(args):
     ref_dir = os.path.join(args.out, "resume_ref")
     shutil.rmtree(ref_dir, ignore_errors=True)
     run(args, ["2", *train_cmd(data, ref_dir, args.arch, common)])
-    ref, _ = final_model(ref_dir)
+    ref, _ = checkpoint_model(ref_dir)
     for second in ["2", args.other_ranks]:
         d = os.path.join(args.out, f"resume_2_{second}")
         shutil.rmtree(d, ignore_errors=True)
         run(args, ["2", *train_cmd(data, d, args.arch, [*common, "-train_debug_signal_after", "10"])], expect=75)
-        _, step = final_model(d)
+        _, step = checkpoint_model(d)
         check(step == 10, f"SIGTERM after step 10: exit 75 with a checkpoint at step {step}")
         run(args, [second, *train_cmd(data, d, args.arch, common)])
-        arrays, step = final_model(d)
+        arrays, step = checkpoint_model(d)
         check(step == 20, f"resumed on {second} ranks to step 20")
         if second == "2":
             compare(arrays, ref, "stop at 10 + resume on the same 2 ranks vs uninterrupted")
@@ -230,7 +220,7 @@ def mode_kill(args):
     ref_dir = os.path.join(args.out, "kill_ref")
     shutil.rmtree(ref_dir, ignore_errors=True)
     run(args, ["2", *train_cmd(data, ref_dir, args.arch, common)])
-    ref, _ = final_model(ref_dir)
+    ref, _ = checkpoint_model(ref_dir)
     d = os.path.join(args.out, "kill")
     shutil.rmtree(d, ignore_errors=True)
     run(args, ["2", *train_cmd(data, d, args.arch, ["-train_max_steps", "8", "-train_epochs", "3"])])
@@ -241,10 +231,10 @@ def mode_kill(args):
     check(proc.returncode != 0, f"the killed run failed (exit {proc.returncode})")
     parts = glob.glob(os.path.join(d, "**", "*.part"), recursive=True)
     check(len(parts) == 1, f"the kill left one half-written file behind: {parts}")
-    _, step = final_model(d)
+    _, step = checkpoint_model(d)
     check(step == 8, "the newest complete checkpoint is still step 8's")
     proc = run(args, ["2", *train_cmd(data, d, args.arch, common)])
-    arrays, step = final_model(d)
+    arrays, step = checkpoint_model(d)
     check(step == 20, "the restarted run continued to step 20")
     compare(arrays, ref, "killed mid-write + restarted vs uninterrupted")
     check(not glob.glob(os.path.join(d, "**", "*.part"), recursive=True), "no .part file is left at the end")
@@ -262,7 +252,7 @@ def mode_streaming(args):
         d = os.path.join(args.out, f"stream_{mode}")
         shutil.rmtree(d, ignore_errors=True)
         run(args, ["2", *train_cmd(data, d, args.arch, ["-train_max_steps", "12", "-train_epochs", "3", *extra])])
-        runs[mode], _ = final_model(d)
+        runs[mode], _ = checkpoint_model(d)
         run(args, ["2", args.ackd, "eval", "-eval_checkpoint", os.path.join(d, "best.h5"), "-quiet", *extra])
         with h5py.File(os.path.join(d, "eval_test.h5"), "r") as e:
             runs[mode + "_eval"] = (e["prediction"][()], e.attrs["oa"])
