@@ -171,6 +171,9 @@ PetscErrorCode AckdOptionsToString(char **text);
  * names the directory and `option`, the option that set it. */
 PetscErrorCode AckdDirectoryCreate(MPI_Comm comm, const char *dir, const char *option);
 
+/* Collective: whether `path` can be read, asked by rank 0 alone and agreed by all. */
+PetscErrorCode AckdFileReadable(MPI_Comm comm, const char *path, PetscBool *readable);
+
 /* Collective: rank 0 reads a small text file, every rank receives it
  * NUL-terminated. `what` names the file's role in the error ("class map"). */
 PetscErrorCode AckdReadTextFile(MPI_Comm comm, const char *path, const char *what, char **text);

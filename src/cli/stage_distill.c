@@ -19,7 +19,6 @@
 #include <ackd/train.h>
 #include <math.h>
 #include <string.h>
-#include <unistd.h>
 
 enum { TERM_CE, TERM_KD, TERM_SKA, NTERMS };
 static const char *const TERMS[NTERMS] = {"loss_ce", "loss_kd", "loss_ska"};
@@ -321,11 +320,8 @@ PetscErrorCode AckdStageDistill(MPI_Comm comm, int npositional, char **positiona
    * on unless the user turned it off (refused below, once -help has had its say). */
   PetscBool ml_gallery = PETSC_FALSE, ml_option = PETSC_FALSE, ml_set = PETSC_FALSE;
   if (gallery[0]) {
-    PetscMPIInt rank;
-    int         readable = 0;
-    PetscCallMPI(MPI_Comm_rank(comm, &rank));
-    if (rank == 0) readable = access(gallery, R_OK) == 0;
-    PetscCallMPI(MPI_Bcast(&readable, 1, MPI_INT, 0, comm));
+    PetscBool readable;
+    PetscCall(AckdFileReadable(comm, gallery, &readable));
     if (readable) PetscCall(AckdGalleryIsMultilabel(comm, gallery, &ml_gallery));
   }
   PetscCall(PetscOptionsGetBool(NULL, NULL, "-kd_teacher_multilabel", &ml_option, &ml_set));
@@ -424,14 +420,7 @@ PetscErrorCode AckdStageDistill(MPI_Comm comm, int npositional, char **positiona
     PetscCall(AckdH5FileClose(&gfile, gallery));
   }
   PetscBool teacher_readable = PETSC_FALSE;
-  if (teacher[0]) {
-    PetscMPIInt rank;
-    int         ok = 0;
-    PetscCallMPI(MPI_Comm_rank(comm, &rank));
-    if (rank == 0) ok = access(teacher, R_OK) == 0;
-    PetscCallMPI(MPI_Bcast(&ok, 1, MPI_INT, 0, comm));
-    teacher_readable = (PetscBool)ok;
-  }
+  if (teacher[0]) PetscCall(AckdFileReadable(comm, teacher, &teacher_readable));
   PetscCheck(!c.tokens || teacher_readable, comm, PETSC_ERR_USER_INPUT,
              "-kd_method %s%s needs the teacher's layer-4 tokens: give -distill_teacher CHECKPOINT (the gallery names "
              "none that can be read), or -distill_teacher_tokens no with a method that needs none",

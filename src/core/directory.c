@@ -1,8 +1,10 @@
-/* Output directories: created once, by one rank, with one agreed outcome. */
+/* Paths on a shared file system: created or checked once, by one rank, with
+ * one agreed outcome. */
 #include <ackd/core.h>
 #include <errno.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 PetscErrorCode AckdDirectoryCreate(MPI_Comm comm, const char *dir, const char *option)
 {
@@ -16,5 +18,18 @@ PetscErrorCode AckdDirectoryCreate(MPI_Comm comm, const char *dir, const char *o
   PetscCallMPI(MPI_Bcast(&err, 1, MPI_INT, 0, comm));
   PetscCheck(!err, comm, PETSC_ERR_FILE_WRITE, "cannot create directory '%s': %s; check %s", dir, strerror(err),
              option);
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdFileReadable(MPI_Comm comm, const char *path, PetscBool *readable)
+{
+  PetscMPIInt rank;
+  int         ok = 0;
+
+  PetscFunctionBeginUser;
+  PetscCallMPI(MPI_Comm_rank(comm, &rank));
+  if (rank == 0) ok = access(path, R_OK) == 0;
+  PetscCallMPI(MPI_Bcast(&ok, 1, MPI_INT, 0, comm));
+  *readable = (PetscBool)ok;
   PetscFunctionReturn(0);
 }
