@@ -7,9 +7,14 @@
  * read bandwidth that every rank sees while all ranks read at once.
  *
  *   mpirun -n P bench_ot -n 2000 -d 64 -iters 50 [-bench_ot_sinkhorn_kernel log] [-bench_ot_precision single]
- *                        [-bench_ot_kernel_precision single]
+ *                        [-bench_ot_kernel_precision single] [-bench_ot_online [-bench_ot_online_layout rotating]]
  * prints on rank 0:  n=2000 ranks=P grid=RxC kernel=... precision=... kernel_precision=... ackd_ms=...
  *                    stream_gbs=... bound_ms=...
+ *
+ * With -bench_ot_online C is recomputed in every pass: the record then says
+ * online=replicated|rotating and holds gemm_ms, the time of the DGEMMs that
+ * produce the rank's block in one call each (one per iteration for the fused
+ * sweep, two otherwise), measured in the same run, the bound of that mode.
  *
  * The features are a closed formula, so bench/ot/run_bench.py hands POT the
  * very same matrices. Iteration time is the difference of two solves (10 and
@@ -106,6 +111,39 @@ static PetscErrorCode read_bandwidth(MPI_Comm comm, size_t bytes, double *gbs)
   if (sink == -1) PetscCall(PetscPrintf(comm, "%g\n", sink)); /* keeps the loop */
   PetscCall(PetscFree(x));
   *gbs = best;
+  PetscFunctionReturn(0);
+}
+
+/* BLAS (OpenBLAS), for the online mode's reference. */
+void dgemm_(const char *transa, const char *transb, const int *m, const int *n, const int *k, const double *alpha,
+            const double *a, const int *lda, const double *b, const int *ldb, const double *beta, double *c,
+            const int *ldc);
+
+/* The online mode's reference: ms of one DGEMM producing this rank's whole
+ * m x n block of X Y^T in a single call (no tiles, no sweep), all ranks at
+ * once, the slowest rank's median of 3. Beyond 256 MB of output, a slice of
+ * the columns is timed and scaled. */
+static PetscErrorCode gemm_ms(MPI_Comm comm, PetscInt m, PetscInt n, PetscInt d, double *ms)
+{
+  const PetscInt cols = PetscMax(1, PetscMin(n, (PetscInt)(32e6 / (double)PetscMax(m, 1))));
+  const int      mm = (int)m, nn = (int)cols, dd = (int)d;
+  const double   one = 1.0, zero = 0.0;
+  double        *a, *b, *c, t[3], slowest;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscMalloc3((size_t)m * d, &a, (size_t)d * cols, &b, (size_t)m * cols, &c));
+  for (size_t i = 0; i < (size_t)m * d; i++) a[i] = sin((double)i);
+  for (size_t i = 0; i < (size_t)d * cols; i++) b[i] = cos((double)i);
+  for (int rep = 0; rep < 3; rep++) {
+    PetscCallMPI(MPI_Barrier(comm));
+    double t0 = AckdTimeNow();
+    dgemm_("N", "N", &mm, &nn, &dd, &one, a, &mm, b, &dd, &zero, c, &mm);
+    t[rep] = (AckdTimeNow() - t0) * 1e3 * (double)n / (double)cols;
+  }
+  PetscCall(PetscSortReal(3, t));
+  PetscCallMPI(MPI_Allreduce(&t[1], &slowest, 1, MPI_DOUBLE, MPI_MAX, comm));
+  *ms = slowest;
+  PetscCall(PetscFree3(a, b, c));
   PetscFunctionReturn(0);
 }
 
@@ -223,19 +261,34 @@ static PetscErrorCode run(void)
   PetscCall(PetscSortReal(reps, diff));
   double ms = reps % 2 ? diff[reps / 2] : 0.5 * (diff[reps / 2 - 1] + diff[reps / 2]);
 
-  /* the largest local block, read once per iteration on one process row (the
-   * fused sweep: C, or the absorbed kernel in its own precision), twice otherwise */
-  const PetscBool four        = scaling && rows == 1 ? kernel_single : single;
-  double          block_bytes = (four ? 4.0 : 8.0) * ceil((double)n / (double)rows) * ceil((double)n / (double)cols);
-  double          passes      = rows == 1 ? 1.0 : 2.0;
-  PetscCall(read_bandwidth(PETSC_COMM_WORLD, (size_t)PetscMax(block_bytes, 256e6), &gbs));
-  double bound_ms = passes * block_bytes / (gbs * 1e9) * 1e3;
-  char   line[256]; /* C's printf: PETSc's formats reals its own way */
-  snprintf(line, sizeof line,
-           "n=%d d=%d ranks=%d grid=%dx%d kernel=%s precision=%s kernel_precision=%s ackd_ms=%.3f stream_gbs=%.2f "
-           "bound_ms=%.3f",
-           (int)n, (int)d, size, (int)rows, (int)cols, kernel, precision, scaling ? kernel_precision : "-", ms, gbs,
-           bound_ms);
+  char      line[320]; /* C's printf: PETSc's formats reals its own way */
+  PetscBool online, rotating;
+  PetscCall(AckdOTGetOnlineLayout(ot, &online, &rotating));
+  if (online) {
+    /* recomputed C: the bound is the GEMM of the rank's block, once per
+     * iteration for the fused sweep, twice for the two-pass ones */
+    double    reference = 0;
+    PetscBool fused = (PetscBool)(rows == 1 && !rotating);
+    PetscCall(gemm_ms(PETSC_COMM_WORLD, (n + rows - 1) / rows, (n + cols - 1) / cols, d, &reference));
+    snprintf(line, sizeof line,
+             "n=%d d=%d ranks=%d grid=%dx%d kernel=log precision=double kernel_precision=- online=%s ackd_ms=%.3f "
+             "gemm_ms=%.3f of_gemm=%.2f",
+             (int)n, (int)d, size, (int)rows, (int)cols, rotating ? "rotating" : "replicated", ms,
+             (fused ? 1.0 : 2.0) * reference, ms / ((fused ? 1.0 : 2.0) * reference));
+  } else {
+    /* the largest local block, read once per iteration on one process row (the
+     * fused sweep: C, or the absorbed kernel in its own precision), twice otherwise */
+    const PetscBool four        = scaling && rows == 1 ? kernel_single : single;
+    double          block_bytes = (four ? 4.0 : 8.0) * ceil((double)n / (double)rows) * ceil((double)n / (double)cols);
+    double          passes      = rows == 1 ? 1.0 : 2.0;
+    PetscCall(read_bandwidth(PETSC_COMM_WORLD, (size_t)PetscMax(block_bytes, 256e6), &gbs));
+    double bound_ms = passes * block_bytes / (gbs * 1e9) * 1e3;
+    snprintf(line, sizeof line,
+             "n=%d d=%d ranks=%d grid=%dx%d kernel=%s precision=%s kernel_precision=%s ackd_ms=%.3f stream_gbs=%.2f "
+             "bound_ms=%.3f",
+             (int)n, (int)d, size, (int)rows, (int)cols, kernel, precision, scaling ? kernel_precision : "-", ms, gbs,
+             bound_ms);
+  }
   PetscCall(PetscPrintf(PETSC_COMM_WORLD, "%s\n", line));
   PetscCall(AckdOTDestroy(&ot));
   PetscFunctionReturn(0);

@@ -2,18 +2,24 @@
 """bench=ot: ms per Sinkhorn iteration of ackd beside POT on the same data.
 
   run_bench.py --bench BENCH_OT --mpiexec MPIEXEC [--sizes 2000 4000 8000] [--ranks 1 2] [--dim 64]
-               [--configs scaling:double scaling:double:single scaling:single log:double] [--rounds 3]
+               [--configs scaling:double scaling:double:single scaling:single log:double online:rotating]
+               [--rounds 3]
 
 For each size n (n = m, d features, squared Euclidean cost, eps = 0.05 max C)
 it measures, interleaved round by round so that every figure sees the same
 load: POT's `sinkhorn` (kernel, numpy) and `sinkhorn_log` in this process, on
 the very same matrices (the closed formula of bench_ot.c), and bench_ot (ackd)
 for every configuration (-ot_sinkhorn_kernel : -ot_precision [: -ot_kernel_precision,
-the solver's default when left out]) and rank count.
+the solver's default when left out]; or online:replicated|rotating, C recomputed
+in every pass, -ot_online_layout) and rank count.
 Each figure is the median over rounds of a per-round median; one record per
 configuration and rank count:
 
   bench=ot n=N ranks=P kernel=K precision=Q kernel_precision=R ackd_ms=... pot_ms=... pot_log_ms=... bound_ms=... ...
+  bench=ot_online n=N ranks=P layout=L ackd_ms=... pot_ms=... pot_log_ms=... gemm_ms=... of_gemm=...
+
+The online records' reference is gemm_ms: the DGEMMs that make the rank's
+block of X Y^T in one call each per pass, timed by bench_ot in the same run.
 
 Per-iteration times are differences of a short and a long run, for POT as for
 ackd, so building the kernel and the cost matrix is not counted.
@@ -80,6 +86,9 @@ def main():
             for cfg in args.configs:
                 kernel, precision, *kernel_precision = cfg.split(":")
                 extra = ["-bench_ot_kernel_precision", kernel_precision[0]] if kernel_precision else []
+                if kernel == "online":  # precision holds the layout
+                    kernel, extra = "log", ["-bench_ot_online", "-bench_ot_online_layout", precision]
+                    precision = "double"
                 for p in args.ranks:
                     # --bind-to none: pinned to one core, a rank would share it with whatever else runs there
                     out = subprocess.run([args.mpiexec, "--oversubscribe", "--bind-to", "none", "-n", str(p),
@@ -94,6 +103,12 @@ def main():
         for (cfg, p), times in ackd.items():
             rec = recs[(cfg, p)]
             ms = max(statistics.median(times), 1e-9)  # ratios stay defined when a tiny size times noise
+            if "online" in rec:
+                print(f"bench=ot_online n={n} d={args.dim} ranks={p} grid={rec['grid']} layout={rec['online']} "
+                      f"ackd_ms={ms:.3f} pot_ms={pot_ms:.3f} pot_log_ms={pot_log_ms:.3f} gemm_ms={rec['gemm_ms']} "
+                      f"speedup_pot={pot_ms / ms:.1f} speedup_pot_log={pot_log_ms / ms:.1f} "
+                      f"of_gemm={ms / float(rec['gemm_ms']):.2f} rounds={len(times)}", flush=True)
+                continue
             print(f"bench=ot n={n} ranks={p} grid={rec['grid']} kernel={rec['kernel']} precision={rec['precision']} "
                   f"kernel_precision={rec.get('kernel_precision', '-')} "
                   f"ackd_ms={ms:.3f} pot_ms={pot_ms:.3f} pot_log_ms={pot_log_ms:.3f} bound_ms={rec['bound_ms']} "

@@ -21,6 +21,9 @@
  *   sinkhorn_kernel scaling|log stabilised kernel iteration with absorption (a multiply-add per
  *                               entry, exp(-C/eps) kept beside C) or an exp per entry (C only)
  *   online                      never store C: recompute tiles from the features in every pass
+ *   online_layout auto|replicated|rotating   online: each rank keeps its grid row's students, or a
+ *                               1 / P_c chunk of them passed round the row (memory
+ *                               O((N_s + N_t) d / P) on 1 x P, two passes per iteration; online.c)
  *   precision double|single     C (and the scaling kernel) in float: half the memory and bytes
  *   check_every, overrelaxation the stopping-check rhythm (POT: 10) and omega in [1, 2)
  *
@@ -117,6 +120,9 @@ PetscErrorCode AckdOTSetUp(AckdOT ot);
 PetscErrorCode AckdOTGetGridShape(AckdOT ot, PetscInt *rows, PetscInt *cols);
 /* Whether the scaling kernel stores exp(-C/eps) in float (-ot_kernel_precision, or a float C). */
 PetscErrorCode AckdOTGetKernelPrecision(AckdOT ot, PetscBool *single);
+/* After AckdOTSetFeatures: whether C is recomputed online, and whether the
+ * students rotate (-ot_online_layout as resolved). */
+PetscErrorCode AckdOTGetOnlineLayout(AckdOT ot, PetscBool *online, PetscBool *rotating);
 
 /* The contiguous range [lo, hi) of feature rows this rank passes to
  * AckdOTSetFeatures: rows are split in equal contiguous blocks over the ranks

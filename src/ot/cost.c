@@ -107,117 +107,36 @@ static PetscErrorCode distribute(AckdOT ot, PetscInt n, PetscInt lo, PetscInt hi
   PetscFunctionReturn(0);
 }
 
-/* Columns [j0, j0 + ncols) of the local block, held from column j0 on at c
- * (leading dimension mloc) as scale * X~ Y~^T: the rank-one terms added, the
- * rounding below 0 of distances cut, +inf across classes. Returns the largest
- * finite entry. */
-static double finish_columns(AckdOT ot, PetscInt j0, PetscInt ncols, double *c, const double *row_loc,
-                             const double *col_loc)
+double AckdOTFinishCosts(AckdOT ot, PetscInt i0, PetscInt m, PetscInt j0, PetscInt ncols, double *c, PetscInt ldc,
+                         const double *row_term_loc, const double *col_term_loc)
 {
-  double top = -INFINITY;
+  /* rounding can make a distance of equal points slightly negative */
+  const double  floor_cost = ot->cost_kind == ACKD_OT_COST_KL ? -INFINITY : 0.0;
+  const double *row_term   = row_term_loc + i0;
+  double        top        = -INFINITY;
   for (PetscInt j = 0; j < ncols; j++) {
-    const PetscInt gj  = ot->col_global[j0 + j];
-    double        *col = c + (size_t)j * ot->mloc;
-    for (PetscInt i = 0; i < ot->mloc; i++) {
-      const PetscInt gi = ot->row_global[i];
-      double         v  = col[i] + row_loc[i] + col_loc[j0 + j];
-      /* rounding can make a distance of equal points slightly negative */
-      if (ot->cost_kind != ACKD_OT_COST_KL && v < 0) v = 0;
-      if (ot->labels_s && (ot->labels_s[gi] < 0 || ot->labels_s[gi] != ot->labels_t[gj])) v = INFINITY;
+    const double col_term = col_term_loc[j0 + j];
+    double      *col      = c + (size_t)j * ldc;
+    if (!ot->labels_s) { /* the online mode's inner loop: kept simple enough to vectorise */
+      for (PetscInt i = 0; i < m; i++) {
+        double v = col[i] + row_term[i] + col_term;
+        v        = v < floor_cost ? floor_cost : v;
+        col[i]   = v;
+        top      = v > top ? v : top;
+      }
+      continue;
+    }
+    const PetscInt class_t = ot->labels_t[ot->col_global[j0 + j]];
+    for (PetscInt i = 0; i < m; i++) {
+      const PetscInt class_s = ot->labels_s[ot->row_global[i0 + i]];
+      double         v       = col[i] + row_term[i] + col_term;
+      v                      = v < floor_cost ? floor_cost : v;
+      if (class_s < 0 || class_s != class_t) v = INFINITY;
       col[i] = v;
-      if (v < INFINITY) top = fmax(top, v);
+      if (v < INFINITY) top = v > top ? v : top;
     }
   }
   return top;
-}
-
-PetscErrorCode AckdOTGetTile(AckdOT ot, PetscInt j0, PetscInt *ncols, const double **tile)
-{
-  PetscFunctionBeginUser;
-  if (!ot->online) {
-    *ncols = ot->nloc - j0;
-    *tile  = NULL;
-    PetscFunctionReturn(0);
-  }
-  const int    m = (int)ot->mloc, nc = (int)PetscMin(AckdOT_TILE, ot->nloc - j0), d = (int)ot->dim;
-  const double scale = ot->cost_kind == ACKD_OT_COST_SQEUCLIDEAN ? -2.0 : -1.0, beta = 0.0;
-  if (m > 0 && nc > 0)
-    dgemm_("N", "N", &m, &nc, &d, &scale, ot->online_x, &m, ot->online_y + (size_t)j0 * d, &d, &beta, ot->online_tile,
-           &m);
-  (void)finish_columns(ot, j0, nc, ot->online_tile, ot->online_row, ot->online_col);
-  *ncols = nc;
-  *tile  = ot->online_tile;
-  PetscFunctionReturn(0);
-}
-
-/* Copies the rows of one side that this rank's grid block needs out of the
- * contiguous slices the ranks own: each rank in turn broadcasts its slice, so
- * no rank ever holds more than its block plus one slice (n d / P), where an
- * all-gather would put all n d on every rank. `local` lists the needed global
- * rows in increasing order (a block-cyclic layout is); row t of the block goes
- * to out + t * step_row with its features step_dim apart. */
-static PetscErrorCode pick_rows(AckdOT ot, PetscInt n, PetscInt lo, PetscInt hi, const double *rows, PetscInt nlocal,
-                                const PetscInt *local, double *out, size_t step_row, size_t step_dim)
-{
-  const PetscInt d      = ot->dim;
-  PetscInt       widest = 0, t = 0;
-  double        *slice;
-
-  PetscFunctionBeginUser;
-  for (PetscMPIInt r = 0; r < ot->size; r++) {
-    PetscInt rlo, rhi;
-    AckdOTContiguousRange(n, ot->size, r, &rlo, &rhi);
-    widest = PetscMax(widest, rhi - rlo);
-  }
-  PetscCall(PetscMalloc1(widest * d + 1, &slice));
-  for (PetscMPIInt r = 0; r < ot->size; r++) {
-    PetscInt rlo, rhi;
-    AckdOTContiguousRange(n, ot->size, r, &rlo, &rhi);
-    if (rhi == rlo) continue;
-    if (r == ot->rank) {
-      PetscCheck(rlo == lo && rhi == hi, PETSC_COMM_SELF, PETSC_ERR_PLIB,
-                 "owned rows [%" PetscInt_FMT ", %" PetscInt_FMT ") are not the contiguous slice of rank %d", lo, hi,
-                 r);
-      PetscCall(PetscArraycpy(slice, rows, (rhi - rlo) * d));
-    }
-    PetscCallMPI(MPI_Bcast(slice, (PetscMPIInt)((rhi - rlo) * d), MPI_DOUBLE, r, ot->comm));
-    for (; t < nlocal && local[t] < rhi; t++)
-      for (PetscInt k = 0; k < d; k++) out[t * step_row + k * step_dim] = slice[(local[t] - rlo) * d + k];
-  }
-  PetscCall(PetscFree(slice));
-  PetscFunctionReturn(0);
-}
-
-/* The online mode keeps the features instead of C: the student rows of this
- * rank's grid row and the teachers of its grid column. Memory
- * O(N_s d / P_r + N_t d / P_c) against O(N_s N_t / P) for C: on a 1 x P grid
- * every rank holds all students, on a square grid each holds 1/sqrt(P) of both. */
-static PetscErrorCode setup_online(AckdOT ot, PetscInt lo_s, PetscInt hi_s, const double *xs, PetscInt lo_t,
-                                   PetscInt hi_t, const double *yt, const double *row_term, const double *col_term)
-{
-  const PetscInt d = ot->dim;
-
-  PetscFunctionBeginUser;
-  PetscCall(AckdOTSetLayout(ot));
-  PetscCall(PetscFree5(ot->online_x, ot->online_y, ot->online_row, ot->online_col, ot->online_tile));
-  PetscCall(PetscMalloc5(ot->mloc * d + 1, &ot->online_x, d * ot->nloc + 1, &ot->online_y, ot->mloc + 1,
-                         &ot->online_row, ot->nloc + 1, &ot->online_col, ot->mloc * AckdOT_TILE + 1, &ot->online_tile));
-  /* students column-major (mloc x d), teachers d x nloc: the GEMM's operands as they are */
-  PetscCall(pick_rows(ot, ot->ns, lo_s, hi_s, xs, ot->mloc, ot->row_global, ot->online_x, 1, (size_t)ot->mloc));
-  PetscCall(pick_rows(ot, ot->nt, lo_t, hi_t, yt, ot->nloc, ot->col_global, ot->online_y, (size_t)d, 1));
-  for (PetscInt i = 0; i < ot->mloc; i++) ot->online_row[i] = row_term[ot->row_global[i]];
-  for (PetscInt j = 0; j < ot->nloc; j++) ot->online_col[j] = col_term[ot->col_global[j]];
-  double local_max = -INFINITY;
-  for (PetscInt j0 = 0, nc; j0 < ot->nloc; j0 += nc) {
-    const double *tile;
-    PetscCall(AckdOTGetTile(ot, j0, &nc, &tile));
-    for (size_t t = 0; t < (size_t)nc * ot->mloc; t++)
-      if (tile[t] < INFINITY) local_max = fmax(local_max, tile[t]);
-  }
-  PetscCallMPI(MPI_Allreduce(&local_max, &ot->max_cost, 1, MPI_DOUBLE, MPI_MAX, ot->comm));
-  PetscCheck(ot->max_cost > -INFINITY, ot->comm, PETSC_ERR_USER_INPUT,
-             "every cost is +inf: no student shares a class with any teacher; check the labels");
-  PetscFunctionReturn(0);
 }
 
 PetscErrorCode AckdOTSetLayout(AckdOT ot)
@@ -233,6 +152,9 @@ PetscErrorCode AckdOTSetLayout(AckdOT ot)
   PetscCall(PetscMalloc2(ot->mloc + 1, &ot->row_global, ot->nloc + 1, &ot->col_global));
   for (PetscInt i = 0; i < ot->mloc; i++) ot->row_global[i] = AckdOTLocalToGlobal(i, block, g->nprow, g->myrow);
   for (PetscInt j = 0; j < ot->nloc; j++) ot->col_global[j] = AckdOTLocalToGlobal(j, block, g->npcol, g->mycol);
+  ot->rotating = PETSC_FALSE; /* the online set-up may choose it */
+  ot->held_i0  = 0;
+  ot->held_i1  = ot->mloc;
   PetscFunctionReturn(0);
 }
 
@@ -279,7 +201,7 @@ PetscErrorCode AckdOTAssembleCost(AckdOT ot, const double *student_rows, const d
   PetscCallMPI(MPI_Allreduce(buf, col_term, (PetscMPIInt)ot->nt, MPI_DOUBLE, MPI_SUM, ot->comm));
 
   if (ot->online) {
-    PetscCall(setup_online(ot, lo_s, hi_s, xs, lo_t, hi_t, yt, row_term, col_term));
+    PetscCall(AckdOTOnlineSetUp(ot, lo_s, hi_s, xs, lo_t, hi_t, yt, row_term, col_term));
     PetscCall(PetscFree2(xs, yt));
     PetscCall(PetscFree3(row_term, col_term, buf));
     ot->has_cost = PETSC_TRUE;
@@ -298,7 +220,7 @@ PetscErrorCode AckdOTAssembleCost(AckdOT ot, const double *student_rows, const d
   PetscCheck(info == 0, ot->comm, PETSC_ERR_LIB, "descinit_ failed for the cost matrix (argument %d)", -info);
   PetscCall(PetscFree(ot->C));
   PetscCall(PetscCalloc1((size_t)ot->lld * PetscMax(1, ot->nloc), &ot->C));
-  const double scale = ot->cost_kind == ACKD_OT_COST_SQEUCLIDEAN ? -2.0 : -1.0, beta = 0.0;
+  const double scale = AckdOTGemmScale(ot), beta = 0.0;
   pdgemm_("N", "T", &ns, &nt, &dim, &scale, X, &one, &one, desc_x, Y, &one, &one, desc_y, &beta, ot->C, &one, &one,
           desc_c);
   PetscCall(PetscFree(X));
@@ -308,7 +230,7 @@ PetscErrorCode AckdOTAssembleCost(AckdOT ot, const double *student_rows, const d
   PetscCall(PetscMalloc2(ot->mloc + 1, &row_loc, ot->nloc + 1, &col_loc));
   for (PetscInt i = 0; i < ot->mloc; i++) row_loc[i] = row_term[ot->row_global[i]];
   for (PetscInt j = 0; j < ot->nloc; j++) col_loc[j] = col_term[ot->col_global[j]];
-  local_max = finish_columns(ot, 0, ot->nloc, ot->C, row_loc, col_loc);
+  local_max = AckdOTFinishCosts(ot, 0, ot->mloc, 0, ot->nloc, ot->C, ot->lld, row_loc, col_loc);
   PetscCall(PetscFree2(row_loc, col_loc));
   PetscCallMPI(MPI_Allreduce(&local_max, &ot->max_cost, 1, MPI_DOUBLE, MPI_MAX, ot->comm));
   PetscCheck(ot->max_cost > -INFINITY, ot->comm, PETSC_ERR_USER_INPUT,

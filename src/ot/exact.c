@@ -127,6 +127,7 @@ PetscErrorCode AckdOTKeepTopKRows(AckdOT ot, PetscInt k, const PetscInt *index, 
 {
   PetscFunctionBeginUser;
   PetscCall(PetscFree3(ot->topk_rows, ot->topk_index, ot->topk_weight));
+  ot->topk_first = 0;
   ot->topk_nrows = ot->grid.mycol == 0 ? ot->mloc : 0;
   PetscCall(PetscMalloc3(ot->topk_nrows + 1, &ot->topk_rows, (size_t)ot->topk_nrows * k + 1, &ot->topk_index,
                          (size_t)ot->topk_nrows * k + 1, &ot->topk_weight));

@@ -8,31 +8,52 @@
  *     f (N_s), g (N_t)    float64 potentials (sinkhorn, unbalanced): P = exp((f_i + g_j - C_ij) / eps)
  *     student_mass (N_s), teacher_mass (N_t)   the marginals
  *     history_iteration, history_error, history_eps   the stopping quantity at each check
- * The top-k rows are written collectively: each rank of grid column 0 holds
- * the block-cyclic set of rows, a strided hyperslab of the file. */
+ * The top-k rows are written collectively: each rank holds a run of its grid
+ * row's block-cyclic set of rows (all of it on grid column 0; a chunk of it
+ * on every rank in the online mode's rotating layout), a strided hyperslab
+ * of the file. */
 #include "ot_impl.h"
 #include <stdio.h>
 
-/* Selects the student rows this rank holds: blocks of `block` rows every
- * nprow * block rows, starting at myrow * block, the last block maybe short. */
+/* Adds local rows [a, b) of one block (contiguous in the file) to the selection. */
+static PetscErrorCode select_run(AckdOT ot, hid_t space, H5S_seloper_t *op, PetscInt a, PetscInt b, PetscInt k)
+{
+  PetscFunctionBeginUser;
+  if (b <= a) PetscFunctionReturn(0);
+  hsize_t start[2] = {(hsize_t)ot->topk_rows[a - ot->topk_first], 0}, count[2] = {(hsize_t)(b - a), (hsize_t)k};
+  AckdCallH5(H5Sselect_hyperslab(space, *op, start, NULL, count, NULL), "selecting the match rows");
+  *op = H5S_SELECT_OR;
+  PetscFunctionReturn(0);
+}
+
+/* Selects the student rows this rank keeps, local rows [topk_first,
+ * topk_first + topk_nrows) of its grid row's block-cyclic set: blocks of
+ * `block` rows every nprow * block rows, from myrow * block on. At most three
+ * hyperslabs, whatever the count: a partial first block, the whole blocks
+ * between (one strided selection) and a partial last block. */
 static PetscErrorCode select_rows(AckdOT ot, hid_t space, PetscInt k)
 {
-  const PetscInt block = ot->block, n = ot->topk_nrows;
+  const PetscInt block = ot->block, lo = ot->topk_first, hi = ot->topk_first + ot->topk_nrows;
+  const hsize_t  period = (hsize_t)ot->grid.nprow * block;
+  H5S_seloper_t  op     = H5S_SELECT_SET;
 
   PetscFunctionBeginUser;
   AckdCallH5(H5Sselect_none(space), "selecting no rows");
-  if (n == 0) PetscFunctionReturn(0);
-  PetscInt full = n / block, rest = n % block;
-  if (full > 0) {
-    hsize_t start[2] = {(hsize_t)ot->grid.myrow * block, 0}, stride[2] = {(hsize_t)ot->grid.nprow * block, 1};
-    hsize_t count[2] = {(hsize_t)full, 1}, blk[2] = {(hsize_t)block, (hsize_t)k};
-    AckdCallH5(H5Sselect_hyperslab(space, H5S_SELECT_SET, start, stride, count, blk), "selecting the match rows");
+  if (hi == lo) PetscFunctionReturn(0);
+  /* local blocks [first, last) lie wholly inside; the head and the tail are
+   * the partial blocks at either end (the head all of it if no block is whole) */
+  const PetscInt first = (lo + block - 1) / block, last = hi / block;
+  const PetscInt head_end = PetscMin(hi, first * block), tail_start = last >= first ? last * block : hi;
+  /* in increasing row order: HDF5 1.10.8 mis-merges a hyperslab OR-ed in
+   * front of an earlier one (its bounds run past the dataset's extent) */
+  PetscCall(select_run(ot, space, &op, lo, head_end, k));
+  if (last > first) {
+    hsize_t start[2] = {(hsize_t)ot->topk_rows[first * block - lo], 0}, stride[2] = {period, 1};
+    hsize_t count[2] = {(hsize_t)(last - first), 1}, blk[2] = {(hsize_t)block, (hsize_t)k};
+    AckdCallH5(H5Sselect_hyperslab(space, op, start, stride, count, blk), "selecting the match rows");
+    op = H5S_SELECT_OR;
   }
-  if (rest > 0) {
-    hsize_t start[2] = {(hsize_t)ot->topk_rows[full * block], 0}, count[2] = {(hsize_t)rest, (hsize_t)k};
-    AckdCallH5(H5Sselect_hyperslab(space, full > 0 ? H5S_SELECT_OR : H5S_SELECT_SET, start, NULL, count, NULL),
-               "selecting the last match rows");
-  }
+  PetscCall(select_run(ot, space, &op, tail_start, hi, k));
   PetscFunctionReturn(0);
 }
 

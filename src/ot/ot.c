@@ -7,6 +7,7 @@ const char *const        AckdOTCostKinds[]   = {"sqeuclidean", "cosine", "kl"};
 static const char *const precisions[]        = {"double", "single"};
 static const char *const kernels[]           = {"log", "scaling"};
 static const char *const block_kinds[]       = {"subgrid", "dense"};
+static const char *const online_layouts[]    = {"auto", "replicated", "rotating"};
 const char *const        AckdOTSolverKinds[] = {"sinkhorn", "unbalanced", "argmin", "exact", "semidual", "auction"};
 
 PetscErrorCode AckdOTCreate(MPI_Comm comm, AckdOT *ot)
@@ -126,12 +127,17 @@ PetscErrorCode AckdOTSetFromOptions(AckdOT ot)
                               "the groups concurrently, work balanced; memory and time sum_c n_s n_t) or dense (one "
                               "N_s x N_t matrix, +inf across classes)",
                               block_kinds, 2, &ot->class_blocks, NULL));
-  PetscCall(AckdOptionsBool(
-      PetscOptionsObject, "-ot_online",
-      "Never store C: recompute tiles of it (a local GEMM) in every pass, for matrices beyond "
-      "aggregate memory; memory O(N_s d / P_r + N_t d / P_c) on a P_r x P_c grid, entropic solvers (log kernel) "
-      "and argmin",
-      &ot->online, NULL));
+  PetscCall(AckdOptionsBool(PetscOptionsObject, "-ot_online",
+                            "Never store C: recompute tiles of it (a local GEMM) in every pass, for matrices beyond "
+                            "aggregate memory; entropic solvers (log kernel) and argmin",
+                            &ot->online, NULL));
+  PetscCall(AckdOptionsChoice(PetscOptionsObject, "-ot_online_layout",
+                              "Online: the student features on a P_r x P_c grid: replicated (each rank keeps its grid "
+                              "row's, N_s d / P_r; one pass per iteration on one process row), rotating (a 1 / P_c "
+                              "chunk each, passed round the grid row: memory O((N_s + N_t) d / P) on the default "
+                              "1 x P grid, two passes per iteration) or auto (replicated while that takes at most a "
+                              "quarter of the rank's share of node memory)",
+                              online_layouts, 3, &ot->online_layout, NULL));
   PetscInt precision = ot->single ? 1 : 0;
   PetscCall(AckdOptionsChoice(PetscOptionsObject, "-ot_precision",
                               "Storage of the cost matrix: double, or single (half the memory and the bytes read per "
@@ -251,6 +257,15 @@ PetscErrorCode AckdOTGetKernelPrecision(AckdOT ot, PetscBool *single)
 {
   PetscFunctionBeginUser;
   *single = ot->kernel_single;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdOTGetOnlineLayout(AckdOT ot, PetscBool *online, PetscBool *rotating)
+{
+  PetscFunctionBeginUser;
+  PetscCheck(ot->has_cost, ot->comm, PETSC_ERR_ORDER, "call AckdOTSetFeatures before AckdOTGetOnlineLayout");
+  *online   = ot->online;
+  *rotating = ot->rotating;
   PetscFunctionReturn(0);
 }
 
@@ -468,7 +483,7 @@ PetscErrorCode AckdOTDestroy(AckdOT *ot)
   if (o->lse_op != MPI_OP_NULL) PetscCallMPI(MPI_Op_free(&o->lse_op));
   PetscCall(PetscFree(o->C));
   PetscCall(PetscFree(o->C32));
-  PetscCall(PetscFree5(o->online_x, o->online_y, o->online_row, o->online_col, o->online_tile));
+  PetscCall(AckdOTOnlineDestroy(o));
   PetscCall(PetscFree2(o->row_global, o->col_global));
   PetscCall(PetscFree(o->labels_s));
   PetscCall(PetscFree(o->labels_t));

@@ -111,6 +111,8 @@ static inline double AckdOTLogAddExp(double a, double b)
 typedef enum { ACKD_OT_BLOCKS_SUBGRID, ACKD_OT_BLOCKS_DENSE } AckdOTClassBlocksKind;
 /* How a Sinkhorn iteration evaluates the plan (-ot_sinkhorn_kernel). */
 typedef enum { ACKD_OT_KERNEL_LOG, ACKD_OT_KERNEL_SCALING } AckdOTKernelKind;
+/* Where the online mode keeps the student features (-ot_online_layout). */
+typedef enum { ACKD_OT_ONLINE_AUTO, ACKD_OT_ONLINE_REPLICATED, ACKD_OT_ONLINE_ROTATING } AckdOTOnlineLayout;
 
 struct _p_AckdOT {
   MPI_Comm    comm;
@@ -150,46 +152,83 @@ struct _p_AckdOT {
   PetscInt     history_capacity;
   double      *history, *history_eps;
   PetscInt    *history_iteration;
-  PetscInt     topk_nrows;
+  PetscInt     topk_nrows, topk_first; /* rows kept here: local rows [topk_first, topk_first + topk_nrows) */
   PetscInt    *topk_rows, *topk_index;
   double      *topk_weight;
 
   PetscLogEvent event_cost, event_sinkhorn, event_topk, event_write;
 
   /* online mode (-ot_online): C is never stored; tiles of it are recomputed
-   * from the transformed features whenever a pass needs them (cost.c) */
-  PetscBool online;
-  double   *online_x;   /* student features, column-major mloc x dim */
-  double   *online_y;   /* teacher features of the local columns, column-major dim x nloc */
-  double   *online_row; /* rank-one terms of the local rows and columns */
-  double   *online_col;
-  double   *online_tile; /* mloc x AckdOT_TILE */
+   * from the transformed features whenever a pass needs them (online.c) */
+  PetscBool   online;
+  PetscInt    online_layout;    /* AckdOTOnlineLayout, as asked */
+  PetscBool   rotating;         /* as resolved at set-up: the grid row's students pass round it */
+  PetscInt    held;             /* rotating: the chunk of them this rank holds now (its own: grid.mycol) */
+  PetscInt    held_i0, held_i1; /* the local rows whose features it holds (stored C: all) */
+  double     *online_x;         /* their features, column-major (held_i1 - held_i0) x dim */
+  double     *online_x_next;    /* rotating: the chunk arriving from the next grid column */
+  MPI_Request rotation[2];
+  double     *online_y;   /* teacher features of the local columns, column-major dim x nloc */
+  double     *online_row; /* rank-one terms of the local rows and columns */
+  double     *online_col;
+  double     *online_tile; /* (held rows) x tile_cols */
+  PetscInt    tile_cols;
+  double      online_bytes; /* features held per rank, both buffers */
 
   /* class blocks on sub-grids (blocks.c); NULL: one dense C */
   PetscInt              class_blocks; /* AckdOTClassBlocksKind */
   struct _AckdOTBlocks *blocks;
 };
 
-/* Columns per recomputed tile in the online mode: a tile stays in cache
- * between its DGEMM and its sweep for m up to a few 10^4. */
-#define AckdOT_TILE 32
-/* Columns [j0, j0 + *ncols) of the local block: in the online mode a tile
- * recomputed into ot->online_tile (*tile points at it, column-major, leading
- * dimension mloc), otherwise *tile = NULL and all remaining columns (read
- * them with AckdOTCostEntry). */
+/* Columns per recomputed tile in the online mode (online.c): at most this
+ * many, at least 32. */
+#define AckdOT_TILE_MAX 256
+/* A pass over C runs in stages. The stored block, or the online mode's
+ * replicated features, make one stage covering all local rows. A rotating
+ * layout makes one stage per chunk of the grid row's students: the rank holds
+ * one chunk at a time, local rows [held_i0, held_i1), while it sends that
+ * chunk to the previous grid column and receives the next one. Every rank of a
+ * grid row runs the same stages, and after a pass every chunk is home again. */
+static inline PetscInt AckdOTStageCount(AckdOT ot)
+{
+  return ot->rotating ? ot->grid.npcol : 1;
+}
+/* Does this rank see whole columns of C in one stage (one process row, and
+ * no rotation)? Then an iteration is one fused pass (sinkhorn.c). */
+static inline PetscBool AckdOTWholeColumns(AckdOT ot)
+{
+  return (PetscBool)(ot->grid.nprow == 1 && !ot->rotating);
+}
+PetscErrorCode AckdOTStageBegin(AckdOT ot);
+PetscErrorCode AckdOTStageEnd(AckdOT ot);
+/* Columns [j0, j0 + *ncols) of the held rows of the local block: in the
+ * online mode a tile recomputed into ot->online_tile (*tile points at it,
+ * column-major, leading dimension held_i1 - held_i0), otherwise *tile = NULL
+ * and all remaining columns (read them with AckdOTCostEntry). */
 PetscErrorCode AckdOTGetTile(AckdOT ot, PetscInt j0, PetscInt *ncols, const double **tile);
+/* The online mode's features on this rank's grid block (online.c), from the
+ * transformed contiguous slices and the rank-one terms of all samples. */
+PetscErrorCode AckdOTOnlineSetUp(AckdOT ot, PetscInt lo_s, PetscInt hi_s, const double *xs, PetscInt lo_t,
+                                 PetscInt hi_t, const double *yt, const double *row_term, const double *col_term);
+PetscErrorCode AckdOTOnlineDestroy(AckdOT ot);
+/* Columns [j0, j0 + ncols) of local rows [i0, i0 + m), held at c (leading
+ * dimension ldc) as scale * X~ Y~^T, made costs: the rank-one terms of the
+ * local rows and columns added, rounding below 0 of distances cut, +inf
+ * across classes. Returns the largest finite entry. */
+double AckdOTFinishCosts(AckdOT ot, PetscInt i0, PetscInt m, PetscInt j0, PetscInt ncols, double *c, PetscInt ldc,
+                         const double *row_term_loc, const double *col_term_loc);
 /* Entry (i, j) of the local block, whichever precision stores it. */
 static inline double AckdOTCostEntry(AckdOT ot, PetscInt i, PetscInt j)
 {
   size_t t = (size_t)j * ot->lld + i;
   return ot->single ? (double)ot->C32[t] : ot->C[t];
 }
-/* The kernels on this rank's block, whichever precision stores it. */
 /* Entry (i, j) of a tile from AckdOTGetTile, or of the stored block. */
 static inline double AckdOTTileEntry(AckdOT ot, const double *tile, PetscInt j0, PetscInt i, PetscInt j)
 {
-  return tile ? tile[(size_t)(j - j0) * ot->mloc + i] : AckdOTCostEntry(ot, i, j);
+  return tile ? tile[(size_t)(j - j0) * (ot->held_i1 - ot->held_i0) + (i - ot->held_i0)] : AckdOTCostEntry(ot, i, j);
 }
+/* The kernels on this rank's block, whichever precision stores it. */
 static inline void AckdOTBlockRowLogSumExp(AckdOT ot, const double *f, const double *g, double inv_eps, double *work,
                                            double *lse)
 {
@@ -222,6 +261,11 @@ static inline void AckdOTBlockRowSumsToLogSumExp(AckdOT ot, double inv_eps, cons
     AckdOTRowSumsToLogSumExp(ot->mloc, ot->nloc, ot->lld, ot->C, ot->f_loc, ot->g_loc, inv_eps, work, lse);
 }
 
+/* The factor of X~ Y~^T in every cost (see cost.c). */
+static inline double AckdOTGemmScale(AckdOT ot)
+{
+  return ot->cost_kind == ACKD_OT_COST_SQEUCLIDEAN ? -2.0 : -1.0;
+}
 PetscErrorCode AckdOTAssembleCost(AckdOT ot, const double *student_rows, const double *teacher_rows);
 /* This rank's block of the block-cyclic C: mloc, nloc, lld, row_global, col_global. */
 PetscErrorCode AckdOTSetLayout(AckdOT ot);

@@ -57,10 +57,19 @@ static PetscErrorCode column_lse(AckdOT ot, Workspace *w, double eps)
 {
   PetscFunctionBeginUser;
   if (ot->online)
-    for (PetscInt j0 = 0, nc; j0 < ot->nloc; j0 += nc) {
-      const double *tile;
-      PetscCall(AckdOTGetTile(ot, j0, &nc, &tile));
-      AckdOTColLogSumExp(ot->mloc, nc, ot->mloc, tile, ot->f_loc, ot->g_loc + j0, 1.0 / eps, w->col_lse + j0);
+    for (PetscInt s = 0; s < AckdOTStageCount(ot); s++) {
+      const PetscInt i0 = ot->held_i0, m = ot->held_i1 - ot->held_i0;
+      PetscCall(AckdOTStageBegin(ot));
+      for (PetscInt j0 = 0, nc; j0 < ot->nloc; j0 += nc) {
+        const double *tile;
+        double        part[AckdOT_TILE_MAX];
+        PetscCall(AckdOTGetTile(ot, j0, &nc, &tile));
+        AckdOTColLogSumExp(m, nc, m, tile, ot->f_loc + i0, ot->g_loc + j0, 1.0 / eps, part);
+        /* each chunk of rows adds its share of the column's sum */
+        for (PetscInt j = 0; j < nc; j++)
+          w->col_lse[j0 + j] = s == 0 ? part[j] : AckdOTLogAddExp(w->col_lse[j0 + j], part[j]);
+      }
+      PetscCall(AckdOTStageEnd(ot));
     }
   else
     AckdOTBlockColLogSumExp(ot, ot->f_loc, ot->g_loc, 1.0 / eps, w->col_lse);
@@ -76,14 +85,19 @@ static PetscErrorCode row_lse(AckdOT ot, Workspace *w, double eps)
   PetscFunctionBeginUser;
   if (ot->online) {
     /* tile by tile, each tile's log-sum-exp merged in: exact however large a
-     * row's sum grows, for one log and exp per row and tile of 32 columns */
+     * row's sum grows, for one log and exp per row and tile */
     double *tile_lse = w->acc; /* free: the scaling kernel never runs online */
     for (PetscInt i = 0; i < ot->mloc; i++) w->row_lse[i] = -INFINITY;
-    for (PetscInt j0 = 0, nc; j0 < ot->nloc; j0 += nc) {
-      const double *tile;
-      PetscCall(AckdOTGetTile(ot, j0, &nc, &tile));
-      AckdOTRowLogSumExp(ot->mloc, nc, ot->mloc, tile, ot->f_loc, ot->g_loc + j0, 1.0 / eps, w->work, tile_lse);
-      for (PetscInt i = 0; i < ot->mloc; i++) w->row_lse[i] = AckdOTLogAddExp(w->row_lse[i], tile_lse[i]);
+    for (PetscInt s = 0; s < AckdOTStageCount(ot); s++) {
+      const PetscInt i0 = ot->held_i0, m = ot->held_i1 - ot->held_i0;
+      PetscCall(AckdOTStageBegin(ot));
+      for (PetscInt j0 = 0, nc; j0 < ot->nloc; j0 += nc) {
+        const double *tile;
+        PetscCall(AckdOTGetTile(ot, j0, &nc, &tile));
+        AckdOTRowLogSumExp(m, nc, m, tile, ot->f_loc + i0, ot->g_loc + j0, 1.0 / eps, w->work, tile_lse);
+        for (PetscInt i = 0; i < m; i++) w->row_lse[i0 + i] = AckdOTLogAddExp(w->row_lse[i0 + i], tile_lse[i]);
+      }
+      PetscCall(AckdOTStageEnd(ot));
     }
   } else
     AckdOTBlockRowLogSumExp(ot, ot->f_loc, ot->g_loc, 1.0 / eps, w->work, w->row_lse);
@@ -203,7 +217,8 @@ static PetscBool needs_absorption(AckdOT ot, Workspace *w, double eps)
   return PETSC_FALSE;
 }
 
-/* The fused log-domain sweep over the stored block, or tile by tile online. */
+/* The fused log-domain sweep over the stored block, or tile by tile online
+ * (whole columns: replicated features on one process row, one stage). */
 static PetscErrorCode fused_log_sweep(AckdOT ot, Workspace *w, const AckdOTColumnRule *rule)
 {
   PetscFunctionBeginUser;
@@ -344,7 +359,7 @@ static PetscErrorCode run_stage(AckdOT ot, Workspace *w, double eps, double tol,
   const double    damping    = unbalanced ? ot->tau / (ot->tau + eps) : 1.0;
 
   PetscFunctionBeginUser;
-  if (ot->grid.nprow == 1) {
+  if (AckdOTWholeColumns(ot)) {
     PetscCall(run_stage_fused(ot, w, eps, tol, met, err));
     PetscFunctionReturn(0);
   }
@@ -379,19 +394,23 @@ PetscErrorCode AckdOTPlanStatistics(AckdOT ot, double eps, double *work)
 
   PetscFunctionBeginUser;
   PetscCall(PetscArrayzero(work, ot->mloc));
-  for (PetscInt j0 = 0, nc; j0 < ot->nloc; j0 += nc) {
-    const double *tile;
-    PetscCall(AckdOTGetTile(ot, j0, &nc, &tile));
-    for (PetscInt j = j0; j < j0 + nc; j++)
-      for (PetscInt i = 0; i < ot->mloc; i++) {
-        double c    = AckdOTTileEntry(ot, tile, j0, i, j);
-        double logp = (ot->f_loc[i] + ot->g_loc[j] - c) / eps;
-        if (!(logp > -INFINITY)) continue; /* +inf cost or zero mass: P = 0 */
-        double p = exp(logp);
-        work[i] += p;
-        local[0] += p * c;
-        local[1] += p * logp;
-      }
+  for (PetscInt s = 0; s < AckdOTStageCount(ot); s++) {
+    PetscCall(AckdOTStageBegin(ot));
+    for (PetscInt j0 = 0, nc; j0 < ot->nloc; j0 += nc) {
+      const double *tile;
+      PetscCall(AckdOTGetTile(ot, j0, &nc, &tile));
+      for (PetscInt j = j0; j < j0 + nc; j++)
+        for (PetscInt i = ot->held_i0; i < ot->held_i1; i++) {
+          double c    = AckdOTTileEntry(ot, tile, j0, i, j);
+          double logp = (ot->f_loc[i] + ot->g_loc[j] - c) / eps;
+          if (!(logp > -INFINITY)) continue; /* +inf cost or zero mass: P = 0 */
+          double p = exp(logp);
+          work[i] += p;
+          local[0] += p * c;
+          local[1] += p * logp;
+        }
+    }
+    PetscCall(AckdOTStageEnd(ot));
   }
   PetscCallMPI(MPI_Allreduce(local, total, 2, MPI_DOUBLE, MPI_SUM, ot->comm));
   ot->result.transport_cost = total[0];
@@ -441,10 +460,10 @@ PetscErrorCode AckdOTSinkhorn(AckdOT ot)
   PetscCall(PetscMalloc2(ot->mloc + 1, &ot->f_loc, ot->nloc + 1, &ot->g_loc));
   PetscCall(PetscMalloc5(ot->mloc + 1, &w.log_a, ot->nloc + 1, &w.log_b, ot->mloc + 1, &w.row_lse, ot->nloc + 1,
                          &w.col_lse, ot->mloc + 1, &w.work));
-  PetscCall(PetscMalloc2(ot->nloc + 1, &w.g_old, ot->grid.nprow == 1 ? 5 * ot->mloc + 1 : 1, &w.buf));
+  PetscCall(PetscMalloc2(ot->nloc + 1, &w.g_old, AckdOTWholeColumns(ot) ? 5 * ot->mloc + 1 : 1, &w.buf));
   w.last_change = INFINITY;
   /* the scaling kernel needs whole columns (the fused sweep) and memory for K beside C */
-  w.scaling = (PetscBool)(ot->sinkhorn_kernel == ACKD_OT_KERNEL_SCALING && ot->grid.nprow == 1 && !ot->online);
+  w.scaling = (PetscBool)(ot->sinkhorn_kernel == ACKD_OT_KERNEL_SCALING && AckdOTWholeColumns(ot) && !ot->online);
   w.K = NULL, w.K32 = NULL;
   if (w.scaling) {
     size_t entries = (size_t)ot->lld * PetscMax(1, ot->nloc);

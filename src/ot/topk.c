@@ -4,8 +4,9 @@
  * needs no exponentials: score_ij = g_j - C_ij (argmin: -C_ij, the paper's
  * hard matching). Each rank ranks its own block, the k best of every rank in
  * a grid row are exchanged along it, and grid column 0 keeps the merged
- * result. Ties go to the smaller teacher index, so every grid shape gives the
- * same answer. */
+ * result; in the online mode's rotating layout the lists travel with their
+ * rows instead, and each rank keeps its own chunk's. Ties go to the smaller
+ * teacher index, so every grid shape gives the same answer. */
 #include "ot_impl.h"
 #include <math.h>
 
@@ -29,41 +30,20 @@ static inline void insert(PetscInt k, double *score, PetscInt *index, double s, 
   index[t] = j;
 }
 
-PetscErrorCode AckdOTComputeTopK(AckdOT ot)
+/* Merges the k best of every rank of a grid row on grid column 0 (rank 0 of
+ * the row communicator, split by column), the only rank that keeps them: on
+ * the default 1 x P grid a gather to every rank would hold P m k candidates
+ * each. */
+static PetscErrorCode merge_on_first_column(AckdOT ot, PetscInt k, double *score, PetscInt *index)
 {
-  const PetscInt    k = PetscMin(ot->topk, ot->nt), m = ot->mloc;
-  const PetscBool   argmin = (PetscBool)(ot->solver == ACKD_OT_SOLVER_ARGMIN);
+  const PetscInt    m      = ot->mloc;
   const PetscMPIInt pc     = ot->grid.npcol;
-  double           *score, *all_score;
-  PetscInt         *index, *all_index;
-  double            eps = ot->result.eps, cost_local = 0, cost;
+  const PetscBool   keeper = (PetscBool)(ot->grid.mycol == 0);
+  const size_t      total  = keeper ? (size_t)pc * m * k : 0;
+  double           *all_score;
+  PetscInt         *all_index;
 
   PetscFunctionBeginUser;
-  PetscCall(PetscMalloc2((size_t)m * k + 1, &score, (size_t)m * k + 1, &index));
-  for (PetscInt t = 0; t < m * k; t++) {
-    score[t] = -INFINITY;
-    index[t] = PETSC_MAX_INT;
-  }
-  for (PetscInt j0 = 0, nc; j0 < ot->nloc; j0 += nc) {
-    const double *tile;
-    PetscCall(AckdOTGetTile(ot, j0, &nc, &tile));
-    for (PetscInt j = j0; j < j0 + nc; j++) {
-      const double   gj   = argmin ? 0.0 : ot->g_loc[j];
-      const PetscInt gidx = ot->col_global[j];
-      if (gj == -INFINITY) continue; /* a teacher without mass receives nothing */
-      for (PetscInt i = 0; i < m; i++) {
-        double s = gj - AckdOTTileEntry(ot, tile, j0, i, j);
-        if (s > score[i * k + k - 1] || (s == score[i * k + k - 1] && s > -INFINITY))
-          insert(k, score + i * k, index + i * k, s, gidx);
-      }
-    }
-  }
-
-  /* merge the grid row's candidates on grid column 0 (rank 0 of the row
-   * communicator, split by column), the only rank that keeps them: on the
-   * default 1 x P grid a gather to every rank would hold P m k candidates each */
-  const PetscBool keeper = (PetscBool)(ot->grid.mycol == 0);
-  const size_t    total  = keeper ? (size_t)pc * m * k : 0;
   PetscCall(PetscMalloc2(total + 1, &all_score, total + 1, &all_index));
   PetscCallMPI(MPI_Gather(score, (PetscMPIInt)(m * k), MPI_DOUBLE, all_score, (PetscMPIInt)(m * k), MPI_DOUBLE, 0,
                           ot->grid.row_comm));
@@ -80,14 +60,67 @@ PetscErrorCode AckdOTComputeTopK(AckdOT ot)
         if (s > -INFINITY) insert(k, score + i * k, index + i * k, s, all_index[((size_t)r * m + i) * k + t]);
       }
   PetscCall(PetscFree2(all_score, all_index));
+  PetscFunctionReturn(0);
+}
 
-  /* grid column 0 keeps the rows; weights relative to the best kept entry */
+PetscErrorCode AckdOTComputeTopK(AckdOT ot)
+{
+  const PetscInt  k      = PetscMin(ot->topk, ot->nt);
+  const PetscBool argmin = (PetscBool)(ot->solver == ACKD_OT_SOLVER_ARGMIN);
+  PetscInt        lists  = ot->mloc; /* rows with a candidate list on this rank */
+  double         *score;
+  PetscInt       *index;
+  double          eps = ot->result.eps, cost_local = 0, cost;
+
+  PetscFunctionBeginUser;
+  if (ot->rotating) { /* a rotating layout: the lists of a chunk's rows travel with it (online.c) */
+    PetscInt lo, hi;
+    AckdOTContiguousRange(ot->mloc, ot->grid.npcol, 0, &lo, &hi);
+    lists = hi - lo;
+  }
+  PetscCall(PetscMalloc2((size_t)lists * k + 1, &score, (size_t)lists * k + 1, &index));
+  for (PetscInt t = 0; t < lists * k; t++) {
+    score[t] = -INFINITY;
+    index[t] = PETSC_MAX_INT;
+  }
+  for (PetscInt stage = 0; stage < AckdOTStageCount(ot); stage++) {
+    const PetscInt first = ot->rotating ? ot->held_i0 : 0; /* local row of list 0 */
+    PetscCall(AckdOTStageBegin(ot));
+    for (PetscInt j0 = 0, nc; j0 < ot->nloc; j0 += nc) {
+      const double *tile;
+      PetscCall(AckdOTGetTile(ot, j0, &nc, &tile));
+      for (PetscInt j = j0; j < j0 + nc; j++) {
+        const double   gj   = argmin ? 0.0 : ot->g_loc[j];
+        const PetscInt gidx = ot->col_global[j];
+        if (gj == -INFINITY) continue; /* a teacher without mass receives nothing */
+        for (PetscInt i = ot->held_i0; i < ot->held_i1; i++) {
+          double  s    = gj - AckdOTTileEntry(ot, tile, j0, i, j);
+          double *list = score + (i - first) * k;
+          if (s > list[k - 1] || (s == list[k - 1] && s > -INFINITY)) insert(k, list, index + (i - first) * k, s, gidx);
+        }
+      }
+    }
+    PetscCall(AckdOTStageEnd(ot));
+    if (ot->rotating) { /* after the chunk, to the rank that has just received it */
+      const PetscMPIInt pc = ot->grid.npcol, me = ot->grid.mycol, to = (me + pc - 1) % pc, from = (me + 1) % pc;
+      PetscCallMPI(MPI_Sendrecv_replace(score, (PetscMPIInt)(lists * k), MPI_DOUBLE, to, 0, from, 0, ot->grid.row_comm,
+                                        MPI_STATUS_IGNORE));
+      PetscCallMPI(MPI_Sendrecv_replace(index, (PetscMPIInt)(lists * k), MPIU_INT, to, 0, from, 0, ot->grid.row_comm,
+                                        MPI_STATUS_IGNORE));
+    }
+  }
+  /* Rotating: each chunk is home with the lists of the whole grid row, and
+   * its rank keeps its rows. Otherwise grid column 0 keeps all of them. */
+  if (!ot->rotating) PetscCall(merge_on_first_column(ot, k, score, index));
+
+  /* weights relative to the best kept entry */
   PetscCall(PetscFree3(ot->topk_rows, ot->topk_index, ot->topk_weight));
-  ot->topk_nrows = ot->grid.mycol == 0 ? m : 0;
+  ot->topk_first = ot->rotating ? ot->held_i0 : 0;
+  ot->topk_nrows = ot->rotating ? ot->held_i1 - ot->held_i0 : ot->grid.mycol == 0 ? ot->mloc : 0;
   PetscCall(PetscMalloc3(ot->topk_nrows + 1, &ot->topk_rows, (size_t)ot->topk_nrows * k + 1, &ot->topk_index,
                          (size_t)ot->topk_nrows * k + 1, &ot->topk_weight));
   for (PetscInt i = 0; i < ot->topk_nrows; i++) {
-    const PetscInt  gi      = ot->row_global[i];
+    const PetscInt  gi      = ot->row_global[ot->topk_first + i];
     const double    mass    = ot->a[gi];
     const PetscBool no_mass = (PetscBool)(!argmin && (mass == 0 || ot->f[gi] == -INFINITY));
     double          total   = 0;
