@@ -90,6 +90,8 @@ typedef struct {
   const char *unit;
 } AckdProgress;
 
+/* unit NULL: the bar shows the fraction done and the ETA only, for work
+ * measured in parts of `total` rather than counted items. */
 PetscErrorCode AckdProgressBegin(AckdProgress *bar, const AckdLog *log, const char *label, PetscInt total,
                                  const char *unit);
 PetscErrorCode AckdProgressUpdate(AckdProgress *bar, PetscInt done);

@@ -38,7 +38,7 @@ PetscErrorCode AckdProgressBegin(AckdProgress *bar, const AckdLog *log, const ch
   memset(bar, 0, sizeof *bar);
   snprintf(bar->label, sizeof bar->label, "%s", label);
   bar->total        = total;
-  bar->unit         = unit ? unit : "it";
+  bar->unit         = unit;
   bar->start        = AckdTimeNow();
   bar->last_draw    = -1e300;
   bar->min_interval = 0.25;
@@ -70,6 +70,10 @@ void AckdProgressFormat(const AckdProgress *bar, double now, char *line, size_t 
     format_duration((double)(bar->total - bar->done) / rate, eta, sizeof eta);
   else
     snprintf(eta, sizeof eta, "--:--");
+  if (!bar->unit) { /* a fraction of work not counted in units (a solver's way to its tolerance) */
+    snprintf(line, len, "%-12s [%s] %3d%% ETA %s", bar->label, cells, (int)(100.0 * fraction), eta);
+    return;
+  }
   snprintf(line, len, "%-12s [%s] %3d%% %" PetscInt_FMT "/%" PetscInt_FMT " %.1f %s/s ETA %s", bar->label, cells,
            (int)(100.0 * fraction), bar->done, bar->total, rate, bar->unit, eta);
 }

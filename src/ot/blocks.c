@@ -208,6 +208,7 @@ static PetscErrorCode create_block(AckdOT ot, PetscInt ns, PetscInt nt, AckdOT *
   b->online             = ot->online;
   b->online_layout      = ot->online_layout;
   b->log.quiet          = ot->log.quiet;
+  b->show_progress      = PETSC_FALSE;
   PetscCall(AckdOTSetSizes(b, ns, nt, ot->dim));
   PetscCall(AckdOTSetUp(b));
   *out = b;
@@ -327,10 +328,12 @@ PetscErrorCode AckdOTBlocksSolve(AckdOT ot)
   PetscCall(PetscArrayzero(ot->f, ot->ns));
   PetscCall(PetscArrayzero(ot->g, ot->nt));
   PetscCall(PetscCalloc2((size_t)ot->ns * k + 1, &index, (size_t)ot->ns * k + 1, &weight));
+  PetscCall(AckdProgressBegin(&ot->progress, &ot->log, "ot blocks", bl->nmine, "block")); /* rank 0's group's */
   for (PetscInt t = 0; t < bl->nmine; t++) {
     AckdOT       b = bl->sub[t];
     AckdOTResult r;
     PetscCall(AckdOTSolve(b));
+    PetscCall(AckdProgressUpdate(&ot->progress, t + 1));
     PetscCall(AckdOTGetResult(b, &r));
     iterations = PetscMax(iterations, r.iterations);
     converged  = (PetscBool)(converged && r.converged);
@@ -357,6 +360,7 @@ PetscErrorCode AckdOTBlocksSolve(AckdOT ot)
       for (PetscInt j = 0; j < b->nt; j++) ot->g[bl->t_index[t][j]] = b->g[j];
     }
   }
+  PetscCall(AckdProgressEnd(&ot->progress));
   /* each entry has one contributor (-inf survives a sum with zeros) */
   PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, index, (PetscMPIInt)(ot->ns * k), MPIU_INT, MPI_SUM, ot->comm));
   PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, weight, (PetscMPIInt)(ot->ns * k), MPI_DOUBLE, MPI_SUM, ot->comm));

@@ -37,6 +37,7 @@ PetscErrorCode AckdOTCreate(MPI_Comm comm, AckdOT *ot)
   o->topk               = 5;
   o->block              = 64;
   o->lse_op             = MPI_OP_NULL;
+  o->show_progress      = PETSC_TRUE;
   PetscCall(AckdLogSetUp(&o->log, comm));
   PetscCall(PetscClassIdRegister("ackd ot", &classid));
   PetscCall(PetscLogEventRegister("OTCost", classid, &o->event_cost));

@@ -158,6 +158,13 @@ struct _p_AckdOT {
 
   PetscLogEvent event_cost, event_sinkhorn, event_topk, event_write;
 
+  /* the bar on rank 0's terminal (sinkhorn.c): eps stage `stage` of
+   * `nstages`, its first checked error stage_err0, heading for stage_tol */
+  AckdProgress progress;
+  PetscBool    show_progress; /* off in the class blocks' objects: their group's parent draws one bar */
+  PetscInt     stage, nstages;
+  double       stage_err0, stage_tol;
+
   /* online mode (-ot_online): C is never stored; tiles of it are recomputed
    * from the transformed features whenever a pass needs them (online.c) */
   PetscBool   online;

@@ -49,7 +49,31 @@ PetscErrorCode AckdOTRecordCheck(AckdOT ot, PetscInt iteration, double eps, doub
   ot->history_eps[ot->result.history_length]       = eps;
   ot->history_iteration[ot->result.history_length] = iteration;
   ot->result.history_length++;
+  if (ot->progress.active) {
+    /* The bar's fraction. The eps-scaling stages, solved loosely, take the
+     * first tenth; the last stage, most of the time, the rest, measured as
+     * the way from its first checked error to the tolerance on a log scale:
+     * Sinkhorn converges linearly, so that goes about evenly with time. */
+    double part = 0;
+    if (isnan(ot->stage_err0)) ot->stage_err0 = err;
+    if (err <= ot->stage_tol)
+      part = 1;
+    else if (ot->stage_err0 > ot->stage_tol && err < ot->stage_err0)
+      part = log(ot->stage_err0 / err) / log(ot->stage_err0 / ot->stage_tol);
+    const PetscInt first = ot->nstages - 1; /* stages before the last */
+    const double   done =
+        ot->stage < first ? 0.1 * ((double)ot->stage + part) / first : (first ? 0.1 : 0.0) + (first ? 0.9 : 1.0) * part;
+    PetscCall(AckdProgressUpdate(&ot->progress, PetscMax((PetscInt)(1000.0 * done), ot->progress.done)));
+  }
   PetscFunctionReturn(0);
+}
+
+/* Where the progress bar stands: stage `stage` of the eps schedule starts, to `tol`. */
+static void begin_stage(AckdOT ot, PetscInt stage, double tol)
+{
+  ot->stage      = PetscMin(stage, ot->nstages - 1);
+  ot->stage_tol  = tol;
+  ot->stage_err0 = NAN;
 }
 
 /* col_lse_j = log sum_i P_ij over all rows: local pass, then merge down the grid column. */
@@ -490,15 +514,22 @@ PetscErrorCode AckdOTSinkhorn(AckdOT ot)
 
   /* eps-scaling: eps_k = max C * factor^k down to the target, each stage
    * solved loosely (its solution only warm-starts the next), the last to tol. */
-  double eps = eps_target;
+  double   eps   = eps_target;
+  PetscInt stage = 0;
+  ot->nstages    = 1;
+  if (ot->eps_scaling)
+    for (eps = ot->max_cost; eps > eps_target; eps *= ot->eps_scaling_factor) ot->nstages++;
+  if (ot->show_progress) PetscCall(AckdProgressBegin(&ot->progress, &ot->log, "sinkhorn", 1000, NULL));
   if (ot->eps_scaling)
     for (eps = ot->max_cost; eps > eps_target;) {
       double stage_tol = PetscMax(ot->tol, 1e-3);
+      begin_stage(ot, stage++, stage_tol);
       PetscCall(run_stage(ot, &w, eps, stage_tol, &met, &err));
       w.col_lse_fresh = PETSC_FALSE; /* eps changes */
       eps *= ot->eps_scaling_factor;
     }
   eps = eps_target;
+  begin_stage(ot, stage, ot->tol);
   PetscCall(run_stage(ot, &w, eps, ot->tol, &met, &err));
   if (w.scaling && ot->kernel_single && met) {
     /* A float kernel solves the problem of a cost perturbed by eps * 6e-8 (its
@@ -507,6 +538,7 @@ PetscErrorCode AckdOTSinkhorn(AckdOT ot)
     w.scaling = PETSC_FALSE;
     PetscCall(run_stage(ot, &w, eps, ot->tol, &met, &err));
   }
+  PetscCall(AckdProgressEnd(&ot->progress));
   if (!met && ot->solver != ACKD_OT_SOLVER_UNBALANCED) {
     /* the budget ran out between checks: measure the final plan */
     PetscCall(column_error(ot, &w, eps, &err));

@@ -17,6 +17,14 @@ int main(int argc, char **argv)
   CHECK(strstr(line, " 50% 100/200 10.0 img/s ETA 00:10") != NULL, "got '%s'", line);
   CHECK(strstr(line, "[############............]") != NULL, "got '%s'", line);
 
+  /* Without a unit: the fraction and the ETA only. */
+  AckdProgress part;
+  PetscCall(AckdProgressBegin(&part, &log, "sinkhorn", 1000, NULL));
+  part.done = 250;
+  AckdProgressFormat(&part, part.start + 10.0, line, sizeof line);
+  CHECK(strstr(line, "sinkhorn     [######..................]  25% ETA 00:30") != NULL, "got '%s'", line);
+  CHECK(strstr(line, "/s") == NULL && strstr(line, "250") == NULL, "counts shown without a unit: '%s'", line);
+
   /* However fast updates come, the bar is drawn at most once per interval. */
   FILE *saved = stderr;
   stderr      = fopen("/dev/null", "w");
