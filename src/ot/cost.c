@@ -178,8 +178,10 @@ PetscErrorCode AckdOTAssembleCost(AckdOT ot, const double *student_rows, const d
              "teacher features: sample %" PetscInt_FMT " holds NaN or Inf; every feature must be finite, fix the input",
              bad);
 
-  /* Transform copies, and gather the rank-one terms on every rank. */
-  PetscCall(PetscMalloc2((size_t)(hi_s - lo_s) * ot->dim + 1, &xs, (size_t)(hi_t - lo_t) * ot->dim + 1, &yt));
+  /* Transform copies, and gather the rank-one terms on every rank. Two
+   * allocations: each copy is freed as soon as its side has been placed. */
+  PetscCall(PetscMalloc1((size_t)(hi_s - lo_s) * ot->dim + 1, &xs));
+  PetscCall(PetscMalloc1((size_t)(hi_t - lo_t) * ot->dim + 1, &yt));
   PetscCall(PetscArraycpy(xs, student_rows, (hi_s - lo_s) * ot->dim));
   PetscCall(PetscArraycpy(yt, teacher_rows, (hi_t - lo_t) * ot->dim));
   PetscCall(PetscCalloc3(ot->ns, &row_term, ot->nt, &col_term, PetscMax(ot->ns, ot->nt), &buf));
@@ -201,16 +203,16 @@ PetscErrorCode AckdOTAssembleCost(AckdOT ot, const double *student_rows, const d
   PetscCallMPI(MPI_Allreduce(buf, col_term, (PetscMPIInt)ot->nt, MPI_DOUBLE, MPI_SUM, ot->comm));
 
   if (ot->online) {
-    PetscCall(AckdOTOnlineSetUp(ot, lo_s, hi_s, xs, lo_t, hi_t, yt, row_term, col_term));
-    PetscCall(PetscFree2(xs, yt));
+    PetscCall(AckdOTOnlineSetUp(ot, lo_s, hi_s, &xs, lo_t, hi_t, &yt, row_term, col_term));
     PetscCall(PetscFree3(row_term, col_term, buf));
     ot->has_cost = PETSC_TRUE;
     PetscCall(PetscLogEventEnd(ot->event_cost, 0, 0, 0, 0));
     PetscFunctionReturn(0);
   }
   PetscCall(distribute(ot, ot->ns, lo_s, hi_s, xs, &X, desc_x));
+  PetscCall(PetscFree(xs));
   PetscCall(distribute(ot, ot->nt, lo_t, hi_t, yt, &Y, desc_y));
-  PetscCall(PetscFree2(xs, yt));
+  PetscCall(PetscFree(yt));
 
   /* C = scale * X~ Y~^T */
   const int zero = 0, one = 1, block = (int)ot->block, ns = (int)ot->ns, nt = (int)ot->nt, dim = (int)ot->dim;

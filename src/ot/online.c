@@ -89,8 +89,8 @@ static PetscErrorCode choose_layout(AckdOT ot)
   PetscFunctionReturn(0);
 }
 
-PetscErrorCode AckdOTOnlineSetUp(AckdOT ot, PetscInt lo_s, PetscInt hi_s, const double *xs, PetscInt lo_t,
-                                 PetscInt hi_t, const double *yt, const double *row_term, const double *col_term)
+PetscErrorCode AckdOTOnlineSetUp(AckdOT ot, PetscInt lo_s, PetscInt hi_s, double **xs, PetscInt lo_t, PetscInt hi_t,
+                                 double **yt, const double *row_term, const double *col_term)
 {
   const PetscInt d = ot->dim;
   PetscInt       widest;
@@ -110,17 +110,21 @@ PetscErrorCode AckdOTOnlineSetUp(AckdOT ot, PetscInt lo_s, PetscInt hi_s, const 
   /* OpenBLAS packs the whole rows x d student operand at every call, about
    * as costly as 25 of the tile's columns: a wide tile amortises it, as long
    * as the tile stays in cache for its sweep (4 MB). */
-  ot->tile_cols = PetscMax(32, PetscMin(AckdOT_TILE_MAX, (4194304 / (8 * PetscMax(widest, 1))) / 16 * 16));
-  PetscCall(PetscMalloc6(widest * d + 1, &ot->online_x, ot->rotating ? widest * d + 1 : 1, &ot->online_x_next,
-                         d * ot->nloc + 1, &ot->online_y, ot->mloc + 1, &ot->online_row, ot->nloc + 1, &ot->online_col,
-                         widest * ot->tile_cols + 1, &ot->online_tile));
+  ot->tile_cols    = PetscMax(32, PetscMin(AckdOT_TILE_MAX, (4194304 / (8 * PetscMax(widest, 1))) / 16 * 16));
   ot->online_bytes = sizeof(double) * (double)d * ((ot->rotating ? 2.0 : 1.0) * widest + ot->nloc);
   ot->rotation[0] = ot->rotation[1] = MPI_REQUEST_NULL;
 
-  /* held students column-major (rows x d), teachers d x nloc: the GEMM's operands as they are */
+  /* held students column-major (rows x d), teachers d x nloc: the GEMM's
+   * operands as they are; one side after the other, each input copy freed
+   * before the next side's features are allocated */
   const PetscInt held = ot->held_i1 - ot->held_i0;
-  PetscCall(pick_rows(ot, ot->ns, lo_s, hi_s, xs, held, ot->row_global + ot->held_i0, ot->online_x, 1, (size_t)held));
-  PetscCall(pick_rows(ot, ot->nt, lo_t, hi_t, yt, ot->nloc, ot->col_global, ot->online_y, (size_t)d, 1));
+  PetscCall(PetscMalloc4(widest * d + 1, &ot->online_x, ot->rotating ? widest * d + 1 : 1, &ot->online_x_next,
+                         ot->mloc + 1, &ot->online_row, widest * ot->tile_cols + 1, &ot->online_tile));
+  PetscCall(pick_rows(ot, ot->ns, lo_s, hi_s, *xs, held, ot->row_global + ot->held_i0, ot->online_x, 1, (size_t)held));
+  PetscCall(PetscFree(*xs));
+  PetscCall(PetscMalloc2(d * ot->nloc + 1, &ot->online_y, ot->nloc + 1, &ot->online_col));
+  PetscCall(pick_rows(ot, ot->nt, lo_t, hi_t, *yt, ot->nloc, ot->col_global, ot->online_y, (size_t)d, 1));
+  PetscCall(PetscFree(*yt));
   for (PetscInt i = 0; i < ot->mloc; i++) ot->online_row[i] = row_term[ot->row_global[i]];
   for (PetscInt j = 0; j < ot->nloc; j++) ot->online_col[j] = col_term[ot->col_global[j]];
 
@@ -201,6 +205,7 @@ PetscErrorCode AckdOTGetTile(AckdOT ot, PetscInt j0, PetscInt *ncols, const doub
 PetscErrorCode AckdOTOnlineDestroy(AckdOT ot)
 {
   PetscFunctionBeginUser;
-  PetscCall(PetscFree6(ot->online_x, ot->online_x_next, ot->online_y, ot->online_row, ot->online_col, ot->online_tile));
+  PetscCall(PetscFree4(ot->online_x, ot->online_x_next, ot->online_row, ot->online_tile));
+  PetscCall(PetscFree2(ot->online_y, ot->online_col));
   PetscFunctionReturn(0);
 }

@@ -214,9 +214,10 @@ PetscErrorCode AckdOTStageEnd(AckdOT ot);
  * and all remaining columns (read them with AckdOTCostEntry). */
 PetscErrorCode AckdOTGetTile(AckdOT ot, PetscInt j0, PetscInt *ncols, const double **tile);
 /* The online mode's features on this rank's grid block (online.c), from the
- * transformed contiguous slices and the rank-one terms of all samples. */
-PetscErrorCode AckdOTOnlineSetUp(AckdOT ot, PetscInt lo_s, PetscInt hi_s, const double *xs, PetscInt lo_t,
-                                 PetscInt hi_t, const double *yt, const double *row_term, const double *col_term);
+ * transformed contiguous slices (freed here, each once placed: set-up's peak
+ * is then one side's slice less) and the rank-one terms of all samples. */
+PetscErrorCode AckdOTOnlineSetUp(AckdOT ot, PetscInt lo_s, PetscInt hi_s, double **xs, PetscInt lo_t, PetscInt hi_t,
+                                 double **yt, const double *row_term, const double *col_term);
 PetscErrorCode AckdOTOnlineDestroy(AckdOT ot);
 /* Columns [j0, j0 + ncols) of local rows [i0, i0 + m), held at c (leading
  * dimension ldc) as scale * X~ Y~^T, made costs: the rank-one terms of the

@@ -9,12 +9,12 @@
  *   solo        rank 0 alone (MPI_COMM_SELF): the one-rank footprint F_1;
  *   rotating    all P ranks, default 1 x P grid;
  *   replicated  the same with every rank holding all students.
- * Asserts: rotating takes at most 1.4 F_1 / P per rank plus O(n) scalars
- * (memory O((N_s + N_t) d / P); the set-up's peak holds the input slices, a
- * slice in transit and the features kept, 6 n d / P with the chunk's second
- * buffer against 5 n d on one rank: 1.2 F_1 / P), replicated at least the students' n d
- * doubles on every rank when P > 1 (so the first bound can fail), and both
- * layouts give the same top-k. */
+ * Asserts: rotating takes at most 1.4 F_1 / P per rank plus O(n) scalars,
+ * i.e. memory O((N_s + N_t) d / P) (the set-up's peak holds an input copy,
+ * a slice in transit and the features kept: 5 n d / P with the chunk's
+ * second buffer against 4 n d on one rank, 1.25 F_1 / P); replicated at
+ * least the students' n d doubles on every rank when P > 1 (so the first
+ * bound can fail); and both layouts give the same top-k. */
 #include <ackd/ot.h>
 #include <math.h>
 
