@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """Checkpoint write bandwidth beside dd to the same directory, both synced
-to disk (ackd: fsync then rename; dd: conv=fsync), medians over --repeat.
+to disk (ackd: fsync then rename; dd: conv=fsync), both replacing their
+previous file (ackd: -ckpt_keep 1 prunes it), medians over --repeat.
 
 Last line: bench=ckpt write_gbs=X dd_gbs=Y ratio=X/Y
 
@@ -30,15 +31,21 @@ def main():
     runs = [(float(s), int(b)) for s, b in re.findall(r"seconds=([0-9.]+) bytes=([0-9]+)", out)]
     nbytes = runs[0][1]
     ckpt_s = statistics.median(s for s, _ in runs)
-    dd_times = []
-    target = os.path.join(a.workdir, "dd.bin")
+    # dd pays what the checkpoint pays: with -ckpt_keep 1 each commit after
+    # the first removes the previous checkpoint, so each dd after the first
+    # removes the previous file inside its timed region
+    dd_times, previous = [], None
     block = 4 << 20
-    for _ in range(a.repeat):
+    for r in range(a.repeat):
+        target = os.path.join(a.workdir, f"dd.{r}.bin")
         t0 = time.perf_counter()
         subprocess.run(["dd", "if=/dev/zero", f"of={target}", f"bs={block}", f"count={max(1, nbytes // block)}",
                         "conv=fsync", "status=none"], check=True)
+        if previous:
+            os.remove(previous)
         dd_times.append(time.perf_counter() - t0)
-        os.remove(target)
+        previous = target
+    os.remove(previous)
     dd_s = statistics.median(dd_times)
     write_gbs, dd_gbs = nbytes / ckpt_s / 1e9, max(1, nbytes // block) * block / dd_s / 1e9
     print(f"# {nbytes / 1e6:.0f} MB checkpoint on {a.ranks} rank(s): {ckpt_s:.3f} s; dd: {dd_s:.3f} s")
