@@ -7,6 +7,7 @@ the results table's cells match the raw data.
 import json
 import math
 import os
+import pathlib
 import re
 import subprocess
 import sys
@@ -14,16 +15,13 @@ import sys
 import h5py
 import numpy as np
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # tests/, for checklib
+import checklib  # noqa: E402
+
 analysis, fixtures, problem, ot_match, argmin_match, ckpt_a, ckpt_b, out = sys.argv[1:9]
 os.makedirs(out, exist_ok=True)
 expected = json.load(open(os.path.join(fixtures, "expected.json")))
-failures = []
-
-
-def check(ok, message):
-    if not ok:
-        failures.append(message)
-        print("FAIL:", message)
+check = checklib.Checks("analysis scripts", print_passes=False)
 
 
 def run(script, *args, code=0):
@@ -140,5 +138,4 @@ check(tex.count("\\\\") == 5 and "\\toprule" in tex and tex.count("\\textbf{") =
 best_rr = max(v for (m, q), v in table.items() if q == "R/R")
 check(f"\\textbf{{{best_rr:.2f}}}" in tex, "LaTeX: the best R/R cell is not bold")
 
-print("analysis scripts: " + ("ok" if not failures else f"{len(failures)} failure(s)"))
-sys.exit(1 if failures else 0)
+sys.exit(check.summary())

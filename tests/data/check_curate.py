@@ -9,6 +9,7 @@ and the k-fold splits.
 """
 import argparse
 import os
+import pathlib
 import subprocess
 import sys
 import tempfile
@@ -16,15 +17,12 @@ import tempfile
 import h5py
 import numpy as np
 
-failures = []
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # tests/, for checklib
+import checklib  # noqa: E402
+
+check = checklib.Checks("check_curate", print_passes=False)
 MS_BANDS = [1, 2, 3, 4, 5, 6, 7, 10, 11, 12]
 RGB_SIZE = 16
-
-
-def check(cond, what):
-    if not cond:
-        failures.append(what)
-        print("FAIL:", what)
 
 
 def gdal_bilinear(path, size):
@@ -125,8 +123,7 @@ def main():
         check_collection(rgb, a.fixtures, rgb_files, rgb_labels, sources, a.normalize, a, True)
         check(list(f["class_map/ms_to_rgb"][...]) == [0, 1, -1, -1, -1], f"ms_to_rgb {f['class_map/ms_to_rgb'][...]}")
         check(list(f["class_map/rgb_to_ms"][...]) == [0, 1, -1], f"rgb_to_ms {f['class_map/rgb_to_ms'][...]}")
-    print(f"check_curate: {'FAILED' if failures else 'ok'} ({len(failures)} failure(s))")
-    return 1 if failures else 0
+    return check.summary()
 
 
 if __name__ == "__main__":

@@ -6,18 +6,14 @@ their (N, K) labels, their pixels, and splits stratified by the first class.
   check_curate_multilabel.py FIXTURES FILE table|mat
 """
 import os
+import pathlib
 import sys
 
 import h5py
 import numpy as np
 
-failures = []
-
-
-def check(cond, what):
-    if not cond:
-        failures.append(what)
-        print("FAIL:", what)
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # tests/, for checklib
+import checklib  # noqa: E402
 
 
 def fold_counts(n, folds=5):
@@ -26,6 +22,7 @@ def fold_counts(n, folds=5):
 
 def main():
     fixtures, path, kind = sys.argv[1], sys.argv[2], sys.argv[3]
+    check = checklib.Checks(f"check_curate_multilabel {kind}", print_passes=False)
     src = np.load(os.path.join(fixtures, "sources.npz"))
     if kind == "table":
         rows, onehot = list(src["table_rows"]), src["table_labels"]
@@ -50,8 +47,7 @@ def main():
         for k in np.unique(first):
             n = int((first == k).sum())
             check(int((split[first == k] == 1).sum()) == fold_counts(n), f"first-class group {k}: fold sizes")
-    print(f"check_curate_multilabel {kind}: {'FAILED' if failures else 'ok'} ({len(failures)} failure(s))")
-    return 1 if failures else 0
+    return check.summary()
 
 
 if __name__ == "__main__":

@@ -21,22 +21,14 @@ import h5py
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-FAILURES = []
+sys.path.insert(0, os.path.dirname(HERE))  # tests/, for checklib
+import checklib  # noqa: E402
 
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        FAILURES.append(what)
+check = checklib.Checks("distill_checks")
 
 
 def run(args, np_, cmd, expect=0):
-    proc = subprocess.run(args.mpirun.split() + [str(np_), args.ackd] + cmd, capture_output=True, text=True)
-    if proc.returncode != expect:
-        print(" ".join(cmd))
-        print(proc.stdout[-3000:], proc.stderr[-3000:])
-        raise SystemExit(f"exit code {proc.returncode}, expected {expect}")
-    return proc
+    return checklib.run_ackd(args.mpirun.split(), np_, args.ackd, cmd, expect)
 
 
 def fixture(args):
@@ -172,10 +164,8 @@ def main():
     args = p.parse_args()
     os.makedirs(args.out, exist_ok=True)
     globals()["mode_" + args.mode](args)
-    if FAILURES:
-        print(f"{len(FAILURES)} check(s) failed")
-        sys.exit(1)
+    return check.summary()
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -4,18 +4,16 @@ of ackd's own reader: layout, shapes, types, balanced labels, stratified splits,
 the class map, and the per-band statistics recomputed from the pixels."""
 import argparse
 import math
+import pathlib
 import sys
 
 import h5py
 import numpy as np
 
-failures = []
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # tests/, for checklib
+import checklib  # noqa: E402
 
-
-def check(cond, what):
-    if not cond:
-        failures.append(what)
-        print("FAIL:", what)
+check = checklib.Checks("check_dataset", print_passes=False)
 
 
 def rounded(x):
@@ -93,8 +91,7 @@ def main():
         for i, j in enumerate(m2r):
             check(j < 0 or (rgb[j] == ms[i] and r2m[j] == i), f"class map entry {i}->{j}")
         check(set(ms) & set(rgb) == {ms[i] for i in range(len(ms)) if m2r[i] >= 0}, "class map matches names")
-    print(f"check_dataset: {'FAILED' if failures else 'ok'} ({len(failures)} failure(s))")
-    return 1 if failures else 0
+    return check.summary()
 
 
 if __name__ == "__main__":

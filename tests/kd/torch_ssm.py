@@ -5,6 +5,7 @@ Head: p = Linear(x), e = LayerNorm(p + Dropout(Linear(GELU(p)))), with ackd's
 dropout mask applied explicitly (kept / (1 - 0.1)); loss: the CLIP-style soft
 target loss of DESIGN.md section 2, targets not detached. Outputs, input and
 parameter gradients must agree within 1e-4 of each tensor's largest value."""
+import pathlib
 import sys
 
 import h5py
@@ -12,20 +13,22 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # tests/, for checklib
+import checklib  # noqa: E402
+
 TOL = 1e-4
 torch.set_default_dtype(torch.float64)
 
 
-def check(what, mine, ref, failures):
+def compare(what, mine, ref, check):
     mine = np.asarray(mine, dtype=np.float64).reshape(-1)
     ref = ref.detach().numpy().reshape(-1) if torch.is_tensor(ref) else np.asarray(ref).reshape(-1)
     err = np.abs(mine - ref).max() / max(np.abs(ref).max(), 1e-30)
-    if not err <= TOL:
-        failures.append(f"{what}: relative error {err:.2e} > {TOL:.0e}")
+    check(err <= TOL, f"{what}: relative error {err:.2e} > {TOL:.0e}")
     return err
 
 
-def head(g, failures):
+def head(g, check):
     t = lambda k: torch.tensor(np.asarray(g[k]))
     P = {k: torch.tensor(np.asarray(v), requires_grad=True) for k, v in g["params"].items()}
     x = t("x").requires_grad_(True)
@@ -38,12 +41,12 @@ def head(g, failures):
     r = f * t("mask").reshape(B, out) / (1 - 0.1)
     e = F.layer_norm(p + r, (out,), P["rgb_head.layer_norm.weight"], P["rgb_head.layer_norm.bias"], eps=1e-5)
     (e * t("de").reshape(B, out)).sum().backward()
-    errs = [check("head e", g["e"], e, failures), check("head dx", g["dx"], x.grad, failures)]
-    errs += [check(f"head grad {k}", g["grads"][k], v.grad, failures) for k, v in P.items()]
+    errs = [compare("head e", g["e"], e, check), compare("head dx", g["dx"], x.grad, check)]
+    errs += [compare(f"head grad {k}", g["grads"][k], v.grad, check) for k, v in P.items()]
     return max(errs)
 
 
-def ssm(g, failures):
+def ssm(g, check):
     tau, scale = float(g.attrs["tau"]), float(g.attrs["scale"])
     er = torch.tensor(np.asarray(g["e_rgb"])).reshape(g["e_rgb"].shape[0], -1).requires_grad_(True)
     em = torch.tensor(np.asarray(g["e_ms"])).reshape(er.shape).requires_grad_(True)
@@ -53,19 +56,17 @@ def ssm(g, failures):
     ms_loss = (-targets.t() * F.log_softmax(logits.t(), dim=-1)).sum(1)
     loss = scale * ((rgb_loss + ms_loss) / 2).mean()
     loss.backward()
-    return max(check("ssm loss", [g.attrs["loss"]], loss, failures),
-               check("ssm d_rgb", g["d_rgb"], er.grad, failures), check("ssm d_ms", g["d_ms"], em.grad, failures))
+    return max(compare("ssm loss", [g.attrs["loss"]], loss, check),
+               compare("ssm d_rgb", g["d_rgb"], er.grad, check), compare("ssm d_ms", g["d_ms"], em.grad, check))
 
 
 def main(path):
-    failures = []
+    check = checklib.Checks("torch_ssm", print_passes=False)
     with h5py.File(path, "r") as f:
-        print(f"head: worst relative error {head(f['head'], failures):.2e}")
+        print(f"head: worst relative error {head(f['head'], check):.2e}")
         for name in sorted(k for k in f if k.startswith("ssm_loss")):
-            print(f"{name}: worst relative error {ssm(f[name], failures):.2e}")
-    for line in failures:
-        print("FAIL", line)
-    return 1 if failures else 0
+            print(f"{name}: worst relative error {ssm(f[name], check):.2e}")
+    return check.summary(f"tolerance {TOL:.0e}")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ a multi-label collection (docs/FORMATS.md); /rgb stays single-label. Then:
 """
 import argparse
 import os
+import pathlib
 import re
 import shutil
 import subprocess
@@ -25,23 +26,15 @@ import sys
 import h5py
 import numpy as np
 
-FAILURES = []
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # tests/, for checklib
+import checklib  # noqa: E402
+
+check = checklib.Checks("ml_checks")
 K_MS = 5
 
 
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        FAILURES.append(what)
-
-
 def run(args, cmd, expect=0, np_=2):
-    proc = subprocess.run(args.mpirun.split() + [str(np_), args.ackd] + cmd, capture_output=True, text=True)
-    if proc.returncode != expect:
-        print(" ".join(cmd))
-        print(proc.stdout[-3000:], proc.stderr[-3000:])
-        raise SystemExit(f"exit code {proc.returncode}, expected {expect}")
-    return proc
+    return checklib.run_ackd(args.mpirun.split(), np_, args.ackd, cmd, expect)
 
 
 def refused(args, cmd, regex, what):
@@ -252,8 +245,7 @@ def main():
     refused(args, ["train", "-train_data", data, "-train_dir", os.path.join(d, "bad4"), "-teacher_arch", "smallcnn",
                    "-train_label_smoothing", "0.1"], r"label_smoothing.*multi-label", "train: smoothing with BCE")
 
-    print(f"ml_checks: {'FAILED' if FAILURES else 'ok'} ({len(FAILURES)} failure(s))")
-    return 1 if FAILURES else 0
+    return check.summary()
 
 
 if __name__ == "__main__":

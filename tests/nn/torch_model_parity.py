@@ -19,6 +19,7 @@ few values per channel of depthwise maps: PyTorch float32 itself is 1e-3 away
 from float64), so there the reference is float64 PyTorch and ackd must be no
 further from it than max(1e-4, 10x PyTorch float32's own distance)."""
 import copy
+import pathlib
 import sys
 
 import h5py
@@ -29,6 +30,9 @@ from torch import nn
 from torchvision.models.resnet import BasicBlock, ResNet
 from torchvision.models.shufflenetv2 import ShuffleNetV2
 from torchvision.ops.misc import Conv2dNormActivation
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # tests/, for checklib
+import checklib  # noqa: E402
 
 TOL = 1e-4
 torch.set_num_threads(1)
@@ -190,7 +194,7 @@ def ackd_tensor(g, key, shape):
     return g["buffer_after"][key][()].astype(np.float64).reshape(shape)
 
 
-def check(mode, g, t32, t64, failures):
+def compare_pass(mode, g, t32, t64, check):
     """Without t64: every tensor within TOL of PyTorch float32. With t64 (an
     ill-conditioned pass): within max(TOL, 10x PyTorch float32's own error) of
     float64 PyTorch; a tensor that is zero in exact arithmetic (below 1e-9 of
@@ -213,14 +217,13 @@ def check(mode, g, t32, t64, failures):
                 ok = err <= max(TOL, 10 * noise)
             worst_torch = max(worst_torch, noise)
         worst = max(worst, err)
-        if not ok:
-            failures.append(f"{mode} {key}: relative error {err:.2e}" +
-                            (f" (PyTorch float32: {noise:.2e})" if t64 is not None else f" > {TOL:.0e}"))
+        check(ok, f"{mode} {key}: relative error {err:.2e}" +
+              (f" (PyTorch float32: {noise:.2e})" if t64 is not None else f" > {TOL:.0e}"))
     return worst, worst_torch
 
 
 def main(path, float64_train):
-    failures = []
+    check = checklib.Checks("torch model parity", print_passes=False)
     with h5py.File(path, "r") as f:
         net, a = build(f)
         state = net.state_dict()
@@ -242,15 +245,12 @@ def main(path, float64_train):
             t64 = torch_pass(net64, x, g, mode, torch.float64) if float64_train else None
             if mode == "eval" or not float64_train:
                 t64 = None
-            worst, worst_torch = check(mode, g, t32, t64, failures)
+            worst, worst_torch = compare_pass(mode, g, t32, t64, check)
             against = "float64 PyTorch" if t64 is not None else "PyTorch"
             extra = f", PyTorch float32's own {worst_torch:.1e}" if t64 is not None else ""
             print(f"{a['arch']} width {a['width']} {mode:5s}: worst relative error against {against} {worst:.1e}"
                   f"{extra} over outputs, {len(list(net.parameters()))} parameter gradients and running statistics")
-    for line in failures:
-        print("FAIL:", line)
-    print(f"torch model parity: {'FAILED' if failures else 'ok'} (tolerance {TOL:.0e})")
-    return 1 if failures else 0
+    return check.summary(f"tolerance {TOL:.0e}")
 
 
 if __name__ == "__main__":

@@ -7,21 +7,17 @@ Checks that each stage's output feeds the next, and the analysis numbers against
 """
 import argparse
 import os
-import re
+import pathlib
 import shutil
-import subprocess
 import sys
 
 import h5py
 import numpy as np
 
-FAILURES = []
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # tests/, for checklib
+import checklib  # noqa: E402
 
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        FAILURES.append(what)
+check = checklib.Checks("pipeline_checks")
 
 
 def main():
@@ -67,19 +63,11 @@ def main():
 """)
 
     def stage(*args):
-        proc = subprocess.run(a.mpirun.split() + ["2", a.ackd, *args, "-options_file", opts, "-quiet"],
-                              capture_output=True, text=True)
-        if proc.returncode:
-            print(proc.stdout[-2000:], proc.stderr[-2000:])
-            sys.exit(f"ackd {args[0]} failed with exit code {proc.returncode}")
+        checklib.run_ackd(a.mpirun.split(), 2, a.ackd, [*args, "-options_file", opts, "-quiet"])
 
     def script(name, *args):
-        proc = subprocess.run(["/usr/bin/python3", os.path.join(a.repo, "analysis", name), *args], capture_output=True,
-                              text=True)
-        if proc.returncode:
-            print(proc.stdout, proc.stderr)
-            sys.exit(f"analysis/{name} failed")
-        return proc.stdout
+        return checklib.run_or_exit(["/usr/bin/python3", os.path.join(a.repo, "analysis", name), *args],
+                                    what=f"analysis/{name}", tail=None).stdout
 
     stage("synth")
     stage("train")
@@ -130,9 +118,8 @@ def main():
     check(f"{cells['none'][1]:.2f}" in line_none and f"{cells['dkd+sembridge'][1]:.2f}" in line_sb,
           f"results_table.py: the cells are the eval files' OA ({cells['none'][1]:.2f}, {cells['dkd+sembridge'][1]:.2f})")
     check(cells["none"][0] == "R/M" and "| Method |" in table, "results table: the pair recorded as R/M")
-    if FAILURES:
-        sys.exit(f"{len(FAILURES)} check(s) failed")
+    return check.summary()
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

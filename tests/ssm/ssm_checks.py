@@ -18,8 +18,8 @@ MODE:
 """
 import argparse
 import os
+import pathlib
 import shutil
-import subprocess
 import sys
 
 import h5py
@@ -27,28 +27,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "nn"))
+TESTS = pathlib.Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(TESTS), str(TESTS / "nn")]  # checklib; torch_model_parity
+import checklib  # noqa: E402
 from torch_model_parity import MLP, SmallCNN  # noqa: E402  (the encoders as torchvision-style modules)
 
-FAILURES = []
+check = checklib.Checks("ssm_checks")
 TOL = 1e-4
 torch.set_num_threads(1)
 
 
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what)
-    if not cond:
-        FAILURES.append(what)
-
-
 def run(args, np_, cmd, expect=0):
-    full = args.mpirun + [str(np_), args.ackd] + cmd
-    proc = subprocess.run(full, capture_output=True, text=True)
-    if proc.returncode != expect:
-        print(" ".join(full))
-        print(proc.stdout[-3000:], proc.stderr[-3000:])
-        raise SystemExit(f"exit code {proc.returncode}, expected {expect}: {' '.join(cmd[:2])}")
-    return proc
+    return checklib.run_ackd(args.mpirun, np_, args.ackd, cmd, expect)
 
 
 def synth(args, path, ms=400, rgb=300, size=16):
@@ -220,10 +210,7 @@ def main():
     args.mpirun = args.mpirun.split()
     os.makedirs(args.out, exist_ok=True)
     {"reference": reference, "learning": learning, "ranks": ranks}[args.mode](args)
-    if FAILURES:
-        print(f"{len(FAILURES)} check(s) failed")
-        return 1
-    return 0
+    return check.summary()
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ MODE:
 import argparse
 import glob
 import os
+import pathlib
 import shutil
 import subprocess
 import sys
@@ -22,23 +23,15 @@ import sys
 import h5py
 import numpy as np
 
-FAILURES = []
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # tests/, for checklib
+import checklib  # noqa: E402
 
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what)
-    if not cond:
-        FAILURES.append(what)
+check = checklib.Checks("train_checks")
 
 
 def run(args, cmd, expect=0):
-    full = args.mpirun + cmd
-    proc = subprocess.run(full, capture_output=True, text=True)
-    if proc.returncode != expect:
-        print(" ".join(full))
-        print(proc.stdout[-3000:], proc.stderr[-3000:])
-        raise SystemExit(f"exit code {proc.returncode}, expected {expect}: {' '.join(cmd[:3])}")
-    return proc
+    """cmd: the rank count, ackd and its arguments."""
+    return checklib.run_or_exit(args.mpirun + cmd, expect, what=" ".join(cmd[:3]))
 
 
 def synth(args, path, count, size=32, extra=()):
@@ -280,10 +273,8 @@ def main():
     args.mpirun = args.mpirun.split()
     os.makedirs(args.out, exist_ok=True)
     globals()["mode_" + args.mode](args)
-    if FAILURES:
-        print(f"{len(FAILURES)} check(s) failed")
-        sys.exit(1)
+    return check.summary()
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
