@@ -99,6 +99,16 @@ PetscErrorCode AckdProgressEnd(AckdProgress *bar);
 /* The text of one bar, without drawing it; exposed so it can be tested. */
 void AckdProgressFormat(const AckdProgress *bar, double now, char *line, size_t len);
 
+/* ---------------------------------------------------------------- memory */
+
+/* Bytes this process may use: physical memory, or a control group's limit
+ * (a batch job's, cgroup v1 or v2) where that is lower. */
+PetscErrorCode AckdMemoryAvailable(double *bytes);
+/* The smallest cgroup memory limit on the process's group and its ancestors,
+ * INFINITY if none: proc_cgroup is a /proc/PID/cgroup listing, cgroup_root
+ * where the hierarchies are mounted. Exposed so it can be tested. */
+PetscErrorCode AckdMemoryCgroupLimit(const char *proc_cgroup, const char *cgroup_root, double *bytes);
+
 /* ---------------------------------------------------------------- timers */
 
 double AckdTimeNow(void); /* monotonic seconds */

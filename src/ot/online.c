@@ -13,11 +13,11 @@
  *               O((N_s + N_t) d / P). The price is a second pass per
  *               iteration, since no rank sees a whole column at once.
  * auto replicates while the replicated features take at most a quarter of
- * this rank's share of its node's memory. */
+ * this rank's share of the memory it may use (the node's, or its batch job's
+ * cgroup limit). */
 #include "ot_impl.h"
 #include "scalapack.h"
 #include <math.h>
-#include <unistd.h>
 
 /* Point-to-point tag of the rotation, on the grid's row communicator. */
 #define ROTATION_TAG 4101
@@ -66,9 +66,9 @@ static PetscErrorCode pick_rows(AckdOT ot, PetscInt n, PetscInt lo, PetscInt hi,
   PetscFunctionReturn(0);
 }
 
-/* Resolves -ot_online_layout auto, the same way on every rank. Physical
- * memory over-counts under a batch system's memory limit; a job that hits it
- * should ask for rotating. */
+/* Resolves -ot_online_layout auto, the same way on every rank: the memory is
+ * the node's, or its batch job's cgroup limit, shared by the ranks on the
+ * node. (A limit per rank, rare, is not seen: ask for rotating then.) */
 static PetscErrorCode choose_layout(AckdOT ot)
 {
   int rotate = ot->online_layout == ACKD_OT_ONLINE_ROTATING;
@@ -80,9 +80,10 @@ static PetscErrorCode choose_layout(AckdOT ot)
     PetscCallMPI(MPI_Comm_split_type(ot->comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node));
     PetscCallMPI(MPI_Comm_size(node, &on_node));
     PetscCallMPI(MPI_Comm_free(&node));
-    const double memory     = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGE_SIZE);
+    double memory;
+    PetscCall(AckdMemoryAvailable(&memory)); /* a batch job's cgroup limit where it has one */
     const double replicated = (double)ot->mloc * (double)ot->dim * sizeof(double);
-    int          mine       = memory > 0 && replicated > 0.25 * memory / on_node;
+    int          mine       = replicated > 0.25 * memory / on_node;
     PetscCallMPI(MPI_Allreduce(&mine, &rotate, 1, MPI_INT, MPI_LOR, ot->comm));
   }
   ot->rotating = (PetscBool)(rotate && ot->grid.npcol > 1); /* one grid column: one chunk, nothing to pass */

@@ -137,7 +137,7 @@ PetscErrorCode AckdOTSetFromOptions(AckdOT ot)
                               "row's, N_s d / P_r; one pass per iteration on one process row), rotating (a 1 / P_c "
                               "chunk each, passed round the grid row: memory O((N_s + N_t) d / P) on the default "
                               "1 x P grid, two passes per iteration) or auto (replicated while that takes at most a "
-                              "quarter of the rank's share of node memory)",
+                              "quarter of the rank's share of the node's memory, or of its job's cgroup limit)",
                               online_layouts, 3, &ot->online_layout, NULL));
   PetscInt precision = ot->single ? 1 : 0;
   PetscCall(AckdOptionsChoice(PetscOptionsObject, "-ot_precision",
