@@ -22,10 +22,10 @@
  *     the eps, and the eps-scaling schedule, of the dense problem: the plans
  *     agree with the dense path to the solver tolerance (tests/ot).
  *   - Solve: the groups run concurrently, each its classes in turn.
- *   - Results: potentials and the top-k table (teacher indices mapped back to
- *     global) are summed over the parent communicator and the top-k rows kept
- *     where the dense path keeps them, so the match file and AckdOTGetTopK
- *     look the same. Costs and entropic values add up over blocks, iteration
+ *   - Results: the top-k rows (students and teachers mapped back to global)
+ *     go, by one all-to-all, where the dense path keeps them, so the match
+ *     file and AckdOTGetTopK look the same; potentials are summed over the
+ *     parent communicator (O(N) numbers). Costs and entropic values add up over blocks, iteration
  *     counts are the largest block's, errors the L2 norm over all blocks.
  *     Potentials are each block's: a block's (f, g) is defined up to a
  *     constant of its own (f + c, g - c), so they may differ from the dense
@@ -313,13 +313,80 @@ PetscErrorCode AckdOTBlocksSetFeatures(AckdOT ot, const double *student_rows, co
   PetscFunctionReturn(0);
 }
 
+/* The blocks' top-k rows, held by their sub-grids' keepers, to where the
+ * dense path keeps them (grid column 0 of this object's grid, block-cyclic
+ * rows), by one all-to-all of the rows each rank holds: O(N_s k / P) per
+ * rank, where summing a full N_s x k table over the ranks costs each O(N_s k).
+ * A record is 1 + 2k doubles: the global row, its k teachers (-1: none;
+ * exact in a double), their weights. Rows of no block keep -1 and 0. */
+static PetscErrorCode deliver_topk(AckdOT ot, PetscInt k, PetscInt nrec, const double *rec)
+{
+  const PetscInt width = 1 + 2 * k, block = ot->block, nprow = ot->grid.nprow;
+  PetscMPIInt   *keeper, *send_n, *send_at, *recv_n, *recv_at, mine[2] = {ot->grid.myrow, ot->grid.mycol}, *coords;
+  double        *sorted, *got;
+  PetscInt       nrecv = 0;
+
+  PetscFunctionBeginUser;
+  /* the rank of each grid row's column 0, whatever order BLACS numbered the grid in */
+  PetscCall(PetscMalloc2(2 * ot->size, &coords, nprow, &keeper));
+  PetscCallMPI(MPI_Allgather(mine, 2, MPI_INT, coords, 2, MPI_INT, ot->comm));
+  for (PetscMPIInt r = 0; r < ot->size; r++)
+    if (coords[2 * r] >= 0 && coords[2 * r + 1] == 0) keeper[coords[2 * r]] = r;
+  PetscCall(PetscCalloc4(ot->size, &send_n, ot->size + 1, &send_at, ot->size, &recv_n, ot->size + 1, &recv_at));
+  for (PetscInt t = 0; t < nrec; t++) send_n[keeper[((PetscInt)rec[t * width] / block) % nprow]] += (PetscMPIInt)width;
+  for (PetscMPIInt r = 0; r < ot->size; r++) send_at[r + 1] = send_at[r] + send_n[r];
+  PetscCall(PetscMalloc1((size_t)nrec * width + 1, &sorted));
+  {
+    PetscMPIInt *fill;
+    PetscCall(PetscMalloc1(ot->size, &fill));
+    PetscCall(PetscArraycpy(fill, send_at, ot->size));
+    for (PetscInt t = 0; t < nrec; t++) {
+      const PetscMPIInt to = keeper[((PetscInt)rec[t * width] / block) % nprow];
+      PetscCall(PetscArraycpy(sorted + fill[to], rec + t * width, width));
+      fill[to] += (PetscMPIInt)width;
+    }
+    PetscCall(PetscFree(fill));
+  }
+  PetscCallMPI(MPI_Alltoall(send_n, 1, MPI_INT, recv_n, 1, MPI_INT, ot->comm));
+  for (PetscMPIInt r = 0; r < ot->size; r++) recv_at[r + 1] = recv_at[r] + recv_n[r];
+  PetscCall(PetscMalloc1((size_t)recv_at[ot->size] + 1, &got));
+  PetscCallMPI(MPI_Alltoallv(sorted, send_n, send_at, MPI_DOUBLE, got, recv_n, recv_at, MPI_DOUBLE, ot->comm));
+  nrecv = recv_at[ot->size] / width;
+
+  PetscCall(PetscFree3(ot->topk_rows, ot->topk_index, ot->topk_weight));
+  ot->topk_first = 0;
+  ot->topk_nrows = ot->grid.mycol == 0 ? ot->mloc : 0;
+  PetscCall(PetscMalloc3(ot->topk_nrows + 1, &ot->topk_rows, (size_t)ot->topk_nrows * k + 1, &ot->topk_index,
+                         (size_t)ot->topk_nrows * k + 1, &ot->topk_weight));
+  for (PetscInt i = 0; i < ot->topk_nrows; i++) {
+    ot->topk_rows[i] = ot->row_global[i];
+    for (PetscInt q = 0; q < k; q++) ot->topk_index[i * k + q] = -1, ot->topk_weight[i * k + q] = 0;
+  }
+  for (PetscInt t = 0; t < nrecv; t++) {
+    const double  *r     = got + t * width;
+    const PetscInt gi    = (PetscInt)r[0];
+    const PetscInt local = (gi / (block * nprow)) * block + gi % block;
+    PetscCheck(local < ot->topk_nrows && ot->row_global[local] == gi, PETSC_COMM_SELF, PETSC_ERR_PLIB,
+               "top-k row %" PetscInt_FMT " delivered to a rank that does not keep it", gi);
+    for (PetscInt q = 0; q < k; q++) {
+      ot->topk_index[local * k + q]  = (PetscInt)r[1 + q];
+      ot->topk_weight[local * k + q] = r[1 + k + q];
+    }
+  }
+  PetscCall(PetscFree(got));
+  PetscCall(PetscFree(sorted));
+  PetscCall(PetscFree4(send_n, send_at, recv_n, recv_at));
+  PetscCall(PetscFree2(coords, keeper));
+  PetscFunctionReturn(0);
+}
+
 PetscErrorCode AckdOTBlocksSolve(AckdOT ot)
 {
   struct _AckdOTBlocks *bl = ot->blocks;
   const PetscInt        k  = PetscMin(ot->topk, ot->nt);
   PetscMPIInt           sub_rank;
-  PetscInt             *index, iterations = 0;
-  double               *weight, sums[4] = {0, 0, 0, 0}, eps = 0;
+  PetscInt              iterations = 0, nrec = 0, capacity = 0;
+  double               *rec = NULL, sums[4] = {0, 0, 0, 0}, eps = 0;
   PetscBool             converged = PETSC_TRUE, potentials = PETSC_FALSE;
 
   PetscFunctionBeginUser;
@@ -327,7 +394,6 @@ PetscErrorCode AckdOTBlocksSolve(AckdOT ot)
   if (!ot->f) PetscCall(PetscMalloc2(ot->ns, &ot->f, ot->nt, &ot->g));
   PetscCall(PetscArrayzero(ot->f, ot->ns));
   PetscCall(PetscArrayzero(ot->g, ot->nt));
-  PetscCall(PetscCalloc2((size_t)ot->ns * k + 1, &index, (size_t)ot->ns * k + 1, &weight));
   PetscCall(AckdProgressBegin(&ot->progress, &ot->log, "ot blocks", bl->nmine, "block")); /* rank 0's group's */
   for (PetscInt t = 0; t < bl->nmine; t++) {
     AckdOT       b = bl->sub[t];
@@ -338,17 +404,23 @@ PetscErrorCode AckdOTBlocksSolve(AckdOT ot)
     iterations = PetscMax(iterations, r.iterations);
     converged  = (PetscBool)(converged && r.converged);
     eps        = r.eps;
-    /* the block's top-k, held by its grid column 0: teacher indices to global */
+    /* the block's top-k rows this rank keeps, students and teachers made global */
     PetscInt        kb, nrows;
     const PetscInt *rows, *idx;
     const double   *w;
     PetscCall(AckdOTGetTopK(b, &kb, &nrows, &rows, &idx, &w));
-    for (PetscInt i = 0; i < nrows; i++)
-      for (PetscInt q = 0; q < kb; q++) {
-        size_t slot  = (size_t)bl->s_index[t][rows[i]] * k + q;
-        index[slot]  = idx[i * kb + q] >= 0 ? bl->t_index[t][idx[i * kb + q]] + 1 : 0; /* 0: none, after the sum */
-        weight[slot] = w[i * kb + q];
+    if (nrec + nrows > capacity) {
+      capacity = PetscMax(2 * capacity, nrec + nrows);
+      PetscCall(PetscRealloc(sizeof(double) * (size_t)capacity * (1 + 2 * k), &rec));
+    }
+    for (PetscInt i = 0; i < nrows; i++, nrec++) {
+      double *r = rec + (size_t)nrec * (1 + 2 * k);
+      r[0]      = (double)bl->s_index[t][rows[i]];
+      for (PetscInt q = 0; q < k; q++) { /* a block with fewer teachers than k: none beyond them */
+        r[1 + q]     = q < kb && idx[i * kb + q] >= 0 ? (double)bl->t_index[t][idx[i * kb + q]] : -1.0;
+        r[1 + k + q] = q < kb ? w[i * kb + q] : 0.0;
       }
+    }
     if (sub_rank != 0) continue; /* the rest once per block */
     sums[0] += r.transport_cost;
     sums[1] += r.entropic_value;
@@ -361,9 +433,9 @@ PetscErrorCode AckdOTBlocksSolve(AckdOT ot)
     }
   }
   PetscCall(AckdProgressEnd(&ot->progress));
+  PetscCall(deliver_topk(ot, k, nrec, rec));
+  PetscCall(PetscFree(rec));
   /* each entry has one contributor (-inf survives a sum with zeros) */
-  PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, index, (PetscMPIInt)(ot->ns * k), MPIU_INT, MPI_SUM, ot->comm));
-  PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, weight, (PetscMPIInt)(ot->ns * k), MPI_DOUBLE, MPI_SUM, ot->comm));
   PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, ot->f, (PetscMPIInt)ot->ns, MPI_DOUBLE, MPI_SUM, ot->comm));
   PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, ot->g, (PetscMPIInt)ot->nt, MPI_DOUBLE, MPI_SUM, ot->comm));
   PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, sums, 4, MPI_DOUBLE, MPI_SUM, ot->comm));
@@ -371,15 +443,12 @@ PetscErrorCode AckdOTBlocksSolve(AckdOT ot)
   PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &converged, 1, MPIU_BOOL, MPI_LAND, ot->comm));
   PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &potentials, 1, MPIU_BOOL, MPI_LOR, ot->comm));
   PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &eps, 1, MPI_DOUBLE, MPI_MAX, ot->comm));
-  for (PetscInt t = 0; t < ot->ns * k; t++) index[t] -= 1;
   /* samples without a block transport nothing */
   for (PetscInt i = 0; i < ot->ns; i++)
     if (ot->labels_s[i] < 0 || bl->group_of[ot->labels_s[i]] < 0) ot->f[i] = -INFINITY;
   for (PetscInt j = 0; j < ot->nt; j++)
     if (ot->labels_t[j] < 0 || bl->group_of[ot->labels_t[j]] < 0) ot->g[j] = -INFINITY;
   if (!potentials) PetscCall(PetscFree2(ot->f, ot->g)); /* argmin */
-  PetscCall(AckdOTKeepTopKRows(ot, k, index, weight));
-  PetscCall(PetscFree2(index, weight));
 
   ot->result.iterations     = iterations;
   ot->result.converged      = converged;
