@@ -353,15 +353,8 @@ static PetscErrorCode deliver_topk(AckdOT ot, PetscInt k, PetscInt nrec, const d
   PetscCallMPI(MPI_Alltoallv(sorted, send_n, send_at, MPI_DOUBLE, got, recv_n, recv_at, MPI_DOUBLE, ot->comm));
   nrecv = recv_at[ot->size] / width;
 
-  PetscCall(PetscFree3(ot->topk_rows, ot->topk_index, ot->topk_weight));
-  ot->topk_first = 0;
-  ot->topk_nrows = ot->grid.mycol == 0 ? ot->mloc : 0;
-  PetscCall(PetscMalloc3(ot->topk_nrows + 1, &ot->topk_rows, (size_t)ot->topk_nrows * k + 1, &ot->topk_index,
-                         (size_t)ot->topk_nrows * k + 1, &ot->topk_weight));
-  for (PetscInt i = 0; i < ot->topk_nrows; i++) {
-    ot->topk_rows[i] = ot->row_global[i];
-    for (PetscInt q = 0; q < k; q++) ot->topk_index[i * k + q] = -1, ot->topk_weight[i * k + q] = 0;
-  }
+  PetscCall(AckdOTTopKAllocate(ot, k, 0, ot->grid.mycol == 0 ? ot->mloc : 0));
+  for (PetscInt t = 0; t < ot->topk_nrows * k; t++) ot->topk_index[t] = -1, ot->topk_weight[t] = 0;
   for (PetscInt t = 0; t < nrecv; t++) {
     const double  *r     = got + t * width;
     const PetscInt gi    = (PetscInt)r[0];

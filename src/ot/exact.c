@@ -126,14 +126,9 @@ static PetscErrorCode solve_lp(AckdOT ot, const double *C, PetscInt k, PetscInt 
 PetscErrorCode AckdOTKeepTopKRows(AckdOT ot, PetscInt k, const PetscInt *index, const double *weight)
 {
   PetscFunctionBeginUser;
-  PetscCall(PetscFree3(ot->topk_rows, ot->topk_index, ot->topk_weight));
-  ot->topk_first = 0;
-  ot->topk_nrows = ot->grid.mycol == 0 ? ot->mloc : 0;
-  PetscCall(PetscMalloc3(ot->topk_nrows + 1, &ot->topk_rows, (size_t)ot->topk_nrows * k + 1, &ot->topk_index,
-                         (size_t)ot->topk_nrows * k + 1, &ot->topk_weight));
+  PetscCall(AckdOTTopKAllocate(ot, k, 0, ot->grid.mycol == 0 ? ot->mloc : 0));
   for (PetscInt i = 0; i < ot->topk_nrows; i++) {
-    PetscInt gi      = ot->row_global[i];
-    ot->topk_rows[i] = gi;
+    const PetscInt gi = ot->topk_rows[i];
     for (PetscInt t = 0; t < k; t++) {
       ot->topk_index[i * k + t]  = index[gi * k + t];
       ot->topk_weight[i * k + t] = weight[gi * k + t];

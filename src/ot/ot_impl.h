@@ -296,6 +296,9 @@ PetscErrorCode AckdOTAuction(AckdOT ot);
  * full top-k table (ns x k, same on every rank) cut down to this rank's rows. */
 PetscErrorCode AckdOTGatherCost(AckdOT ot, double **full);
 PetscErrorCode AckdOTKeepTopKRows(AckdOT ot, PetscInt k, const PetscInt *index, const double *weight);
+/* Room for the top-k of the rows this rank keeps, local rows [first, first +
+ * nrows) (topk.c): topk_rows filled with their global indices, the rest to fill. */
+PetscErrorCode AckdOTTopKAllocate(AckdOT ot, PetscInt k, PetscInt first, PetscInt nrows);
 /* Shared by the iterative solvers (sinkhorn.c). */
 PetscErrorCode AckdOTRecordCheck(AckdOT ot, PetscInt iteration, double eps, double err);
 /* <C,P>, <C,P> + eps sum P log P and the row marginal error of the current

@@ -63,6 +63,18 @@ static PetscErrorCode merge_on_first_column(AckdOT ot, PetscInt k, double *score
   PetscFunctionReturn(0);
 }
 
+PetscErrorCode AckdOTTopKAllocate(AckdOT ot, PetscInt k, PetscInt first, PetscInt nrows)
+{
+  PetscFunctionBeginUser;
+  PetscCall(PetscFree3(ot->topk_rows, ot->topk_index, ot->topk_weight));
+  ot->topk_first = first;
+  ot->topk_nrows = nrows;
+  PetscCall(PetscMalloc3(nrows + 1, &ot->topk_rows, (size_t)nrows * k + 1, &ot->topk_index, (size_t)nrows * k + 1,
+                         &ot->topk_weight));
+  for (PetscInt i = 0; i < nrows; i++) ot->topk_rows[i] = ot->row_global[first + i];
+  PetscFunctionReturn(0);
+}
+
 PetscErrorCode AckdOTComputeTopK(AckdOT ot)
 {
   const PetscInt  k      = PetscMin(ot->topk, ot->nt);
@@ -114,18 +126,16 @@ PetscErrorCode AckdOTComputeTopK(AckdOT ot)
   if (!ot->rotating) PetscCall(merge_on_first_column(ot, k, score, index));
 
   /* weights relative to the best kept entry */
-  PetscCall(PetscFree3(ot->topk_rows, ot->topk_index, ot->topk_weight));
-  ot->topk_first = ot->rotating ? ot->held_i0 : 0;
-  ot->topk_nrows = ot->rotating ? ot->held_i1 - ot->held_i0 : ot->grid.mycol == 0 ? ot->mloc : 0;
-  PetscCall(PetscMalloc3(ot->topk_nrows + 1, &ot->topk_rows, (size_t)ot->topk_nrows * k + 1, &ot->topk_index,
-                         (size_t)ot->topk_nrows * k + 1, &ot->topk_weight));
+  if (ot->rotating)
+    PetscCall(AckdOTTopKAllocate(ot, k, ot->held_i0, ot->held_i1 - ot->held_i0));
+  else
+    PetscCall(AckdOTTopKAllocate(ot, k, 0, ot->grid.mycol == 0 ? ot->mloc : 0));
   for (PetscInt i = 0; i < ot->topk_nrows; i++) {
-    const PetscInt  gi      = ot->row_global[ot->topk_first + i];
+    const PetscInt  gi      = ot->topk_rows[i];
     const double    mass    = ot->a[gi];
     const PetscBool no_mass = (PetscBool)(!argmin && (mass == 0 || ot->f[gi] == -INFINITY));
     double          total   = 0;
 
-    ot->topk_rows[i] = gi;
     for (PetscInt t = 0; t < k; t++) {
       double   s    = score[i * k + t];
       PetscInt slot = i * k + t;
