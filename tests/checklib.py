@@ -1,5 +1,6 @@
-"""The harness the Python test drivers share: recorded checks with a closing verdict, and running a
-command whose outputs the checks after it read.
+"""The harness the Python test drivers share: recorded checks with a closing verdict, the relative
+error of a tensor against its reference (PyTorch's, most often), and running a command whose outputs
+the checks after it read.
 
 A driver imports it through its own location, so that it works from any working directory:
 
@@ -11,6 +12,8 @@ A driver imports it through its own location, so that it works from any working 
     sys.exit(check.summary())
 """
 import subprocess
+
+import numpy as np
 
 
 class Checks:
@@ -39,6 +42,32 @@ class Checks:
         details = [f"{len(self.failures)} failure(s)"] + ([note] if note else [])
         print(f"{self.name}: {'FAILED' if self.failures else 'ok'} ({', '.join(details)})", flush=True)
         return 1 if self.failures else 0
+
+
+def relative_error(mine, ref, floor=1e-30):
+    """max |mine - ref| / max(max |ref|, floor), in float64: the largest deviation relative to the
+    reference's largest magnitude, so one tolerance serves tensors of any scale. floor stands in for a
+    reference that is all zeros. A NaN on either side gives NaN, which no `err <= tol` lets pass.
+    The two sides broadcast against each other; compare() checks their shapes first."""
+    mine, ref = np.asarray(mine, dtype=np.float64), np.asarray(ref, dtype=np.float64)
+    return np.abs(mine - ref).max() / max(np.abs(ref).max(), floor)
+
+
+def compare(check, what, mine, ref, tol, floor=1e-30, flatten=False):
+    """Records through `check` (a Checks) whether relative_error(mine, ref, floor) <= tol, as the
+    failure "WHAT: relative error E > TOL", and returns the error. ref: the reference, e.g. PyTorch's,
+    a tensor (detached here) or anything numpy takes. The shapes must match first ("WHAT: shape S vs
+    torch S'", and None is returned); flatten: compare the entries in order, whatever the shapes."""
+    mine = np.asarray(mine, dtype=np.float64)
+    ref = np.asarray(ref.detach() if hasattr(ref, "detach") else ref, dtype=np.float64)
+    if flatten:
+        mine, ref = mine.reshape(-1), ref.reshape(-1)
+    if mine.shape != ref.shape:
+        check(False, f"{what}: shape {mine.shape} vs torch {ref.shape}")
+        return None
+    err = relative_error(mine, ref, floor)
+    check(err <= tol, f"{what}: relative error {err:.2e} > {tol:.0e}")
+    return err
 
 
 def run_or_exit(command, expect=0, what=None, tail=3000):

@@ -9,12 +9,16 @@ and compares. A tensor agrees when max |ackd - torch| <= 1e-4 * max |torch|
 above that and far below any wrong term). Defaults are written here again, on
 purpose: a changed default in C fails this test."""
 import math
+import pathlib
 import sys
 
 import h5py
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # tests/, for checklib
+import checklib  # noqa: E402
 
 TOL = 1e-4
 torch.set_default_dtype(torch.float64)
@@ -302,50 +306,38 @@ def case(g):
     return terms, weights, total, zero(zs), zero(es), zero(ts), grads, memory
 
 
-def compare(where, what, mine, ref, failures):
-    mine = np.asarray(mine, dtype=np.float64).reshape(-1)
-    ref = np.asarray(ref.detach() if torch.is_tensor(ref) else ref, dtype=np.float64).reshape(-1)
-    if mine.shape != ref.shape:
-        failures.append(f"{where} {what}: shape {mine.shape} vs torch {ref.shape}")
-        return 0.0
-    scale = max(np.abs(ref).max(), 1e-30)
-    err = np.abs(mine - ref).max() / scale
-    if not err <= TOL:
-        failures.append(f"{where} {what}: relative error {err:.2e} > {TOL:.0e}")
-    return err
-
-
 def main(path):
-    failures, worst = [], 0.0
+    check, worst = checklib.Checks("torch kd", print_passes=False), 0.0
     with h5py.File(path, "r") as f:
         for name in sorted(f):
             g = f[name]
             terms, weights, total, dz, de, dt, grads, memory = case(g)
             names = g.attrs["term_names"]
             names = (names.decode() if isinstance(names, bytes) else names).split(",")
-            if sorted(names) != sorted(terms):
-                failures.append(f"{name}: terms {names} vs torch {sorted(terms)}")
+            same_terms = sorted(names) == sorted(terms)
+            check(same_terms, f"{name}: terms {names} vs torch {sorted(terms)}")
+            if not same_terms:
                 continue
+            # a shape mismatch is a failure with no error (None), counted here as 0
+            compare = lambda what, mine, ref: checklib.compare(check, f"{name} {what}", mine, ref, TOL,
+                                                               flatten=True) or 0.0
             errs = []
             for i, t in enumerate(names):
-                errs.append(compare(name, f"term {t}", g["terms"][i], terms[t], failures))
-                errs.append(compare(name, f"weight of {t}", g["term_weights"][i], weights[t], failures))
-            errs.append(compare(name, "total", g["total"][0], total, failures))
-            errs.append(compare(name, "d_logits", g["d_logits"], dz, failures))
-            errs.append(compare(name, "d_embedding", g["d_embedding"], de, failures))
-            errs.append(compare(name, "d_tokens", g["d_tokens"], dt, failures))
+                errs.append(compare(f"term {t}", g["terms"][i], terms[t]))
+                errs.append(compare(f"weight of {t}", g["term_weights"][i], weights[t]))
+            errs.append(compare("total", g["total"][0], total))
+            errs.append(compare("d_logits", g["d_logits"], dz))
+            errs.append(compare("d_embedding", g["d_embedding"], de))
+            errs.append(compare("d_tokens", g["d_tokens"], dt))
             for k, v in grads.items():
                 if v is None:
                     v = torch.zeros(g["grads"][k].shape)
-                errs.append(compare(name, f"grad {k}", g["grads"][k], v, failures))
+                errs.append(compare(f"grad {k}", g["grads"][k], v))
             if memory is not None:
-                errs.append(compare(name, "memory after the step", g["state_after"], memory, failures))
+                errs.append(compare("memory after the step", g["state_after"], memory))
             print(f"{name:28s} worst relative error {max(errs):.2e}")
             worst = max(worst, max(errs))
-    for line in failures:
-        print("FAIL", line)
-    print(f"worst relative error {worst:.2e} (tolerance {TOL:.0e})")
-    return 1 if failures else 0
+    return check.summary(f"worst relative error {worst:.2e}, tolerance {TOL:.0e}")
 
 
 if __name__ == "__main__":

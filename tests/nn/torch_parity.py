@@ -9,12 +9,15 @@ weights and input, and compares. A tensor agrees when
 (float32 kernels sum in different orders; 1e-4 of the tensor's scale is far
 above that rounding and far below any wrong term). Exit status 1 on any
 disagreement, with one line per failed comparison."""
+import pathlib
 import sys
 
 import h5py
-import numpy as np
 import torch
 import torch.nn.functional as F
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # tests/, for checklib
+import checklib  # noqa: E402
 
 TOL = 1e-4
 torch.set_num_threads(1)
@@ -62,20 +65,8 @@ def torch_name(kind, name):
     return name.replace("layer.", "1." if kind == "linear" else "", 1)
 
 
-def compare(case, what, mine, ref, failures):
-    mine, ref = np.asarray(mine, dtype=np.float64), np.asarray(ref, dtype=np.float64)
-    if mine.shape != ref.shape:
-        failures.append(f"{case} {what}: shape {mine.shape} vs torch {ref.shape}")
-        return
-    scale = max(np.abs(ref).max(), 1e-30)
-    err = np.abs(mine - ref).max() / scale
-    if not err <= TOL:
-        failures.append(f"{case} {what}: relative error {err:.2e} > {TOL:.0e}")
-    return err
-
-
 def main(path):
-    failures, worst = [], 0.0
+    check, worst = checklib.Checks("torch parity", print_passes=False), 0.0
     with h5py.File(path, "r") as f:
         for case in sorted(f):
             g = f[case]
@@ -94,25 +85,21 @@ def main(path):
             x = torch.from_numpy(g["x"][()]).requires_grad_(True)
             y = module(x)
             y.backward(torch.from_numpy(g["dy"][()]).reshape(y.shape))
-            errs = [compare(case, "output", g["y"][()].reshape(y.shape), y.detach(), failures),
-                    compare(case, "input gradient", g["dx"][()], x.grad, failures)]
+            compare = lambda what, mine, ref: checklib.compare(check, f"{case} {what}", mine, ref, TOL)
+            errs = [compare("output", g["y"][()].reshape(y.shape), y), compare("input gradient", g["dx"][()], x.grad)]
             if isinstance(module, torch.nn.Module):
                 named = dict(module.named_parameters())
                 for n in g["grad"]:
                     p = named[torch_name(kind, n)]
-                    errs.append(compare(case, f"gradient of {n}", g["grad"][n][()], p.grad.reshape(-1), failures))
+                    errs.append(compare(f"gradient of {n}", g["grad"][n][()], p.grad.reshape(-1)))
                 buffers = dict(module.named_buffers())
                 for n in g["buffer_after"]:
-                    errs.append(compare(case, f"{n} after forward", g["buffer_after"][n][()],
-                                        buffers[torch_name(kind, n)], failures))
+                    errs.append(compare(f"{n} after forward", g["buffer_after"][n][()], buffers[torch_name(kind, n)]))
             e = max(x for x in errs if x is not None)
             worst = max(worst, e)
             mode = "train" if a["training"] else "eval"
             print(f"{case:24s} {mode:5s} worst relative error {e:.1e}")
-    for line in failures:
-        print("FAIL:", line)
-    print(f"torch parity: {'FAILED' if failures else 'ok'} (worst {worst:.1e}, tolerance {TOL:.0e})")
-    return 1 if failures else 0
+    return check.summary(f"worst {worst:.1e}, tolerance {TOL:.0e}")
 
 
 if __name__ == "__main__":

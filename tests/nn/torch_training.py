@@ -7,6 +7,7 @@ torch.optim.lr_scheduler (stepped, as a training loop steps them). Float32
 quantities agree within 1e-5 relative to the tensor's largest entry (five
 optimizer steps in float32 on both sides); learning rates, computed in double,
 within 1e-12."""
+import pathlib
 import sys
 
 import h5py
@@ -14,15 +15,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-failures = []
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # tests/, for checklib
+import checklib  # noqa: E402
+
+check = checklib.Checks("torch training parity")
 
 
 def agree(what, mine, ref, tol):
-    mine, ref = np.asarray(mine, dtype=np.float64), np.asarray(ref, dtype=np.float64)
-    err = np.abs(mine - ref).max() / max(np.abs(ref).max(), 1e-300)
-    print(f"{what:28s} relative error {err:.1e} (tolerance {tol:.0e})")
-    if not err <= tol:
-        failures.append(what)
+    err = checklib.relative_error(mine, ref, floor=1e-300)
+    check(err <= tol, f"{what:28s} relative error {err:.1e} (tolerance {tol:.0e})")
 
 
 def losses(g):
@@ -101,8 +102,7 @@ def main(path):
         losses(f["losses"])
         optimizers(f["optimizers"])
         schedules(f["schedules"])
-    print(f"torch training parity: {'FAILED ' + ', '.join(failures) if failures else 'ok'}")
-    return 1 if failures else 0
+    return check.summary()
 
 
 if __name__ == "__main__":
