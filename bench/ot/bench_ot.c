@@ -268,7 +268,7 @@ static PetscErrorCode run(void)
     /* recomputed C: the bound is the GEMM of the rank's block, once per
      * iteration for the fused sweep, twice for the two-pass ones */
     double    reference = 0;
-    PetscBool fused = (PetscBool)(rows == 1 && !rotating);
+    PetscBool fused     = (PetscBool)(rows == 1 && !rotating);
     PetscCall(gemm_ms(PETSC_COMM_WORLD, (n + rows - 1) / rows, (n + cols - 1) / cols, d, &reference));
     snprintf(line, sizeof line,
              "n=%d d=%d ranks=%d grid=%dx%d kernel=log precision=double kernel_precision=- online=%s ackd_ms=%.3f "

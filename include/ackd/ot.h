@@ -121,7 +121,8 @@ PetscErrorCode AckdOTGetGridShape(AckdOT ot, PetscInt *rows, PetscInt *cols);
 /* Whether the scaling kernel stores exp(-C/eps) in float (-ot_kernel_precision, or a float C). */
 PetscErrorCode AckdOTGetKernelPrecision(AckdOT ot, PetscBool *single);
 /* After AckdOTSetFeatures: whether C is recomputed online, and whether the
- * students rotate (-ot_online_layout as resolved). */
+ * students rotate on this object's grid (-ot_online_layout as resolved; with
+ * class blocks on sub-grids each block's object decides for itself). */
 PetscErrorCode AckdOTGetOnlineLayout(AckdOT ot, PetscBool *online, PetscBool *rotating);
 
 /* The contiguous range [lo, hi) of feature rows this rank passes to

@@ -25,8 +25,9 @@
  *   - Results: the top-k rows (students and teachers mapped back to global)
  *     go, by one all-to-all, where the dense path keeps them, so the match
  *     file and AckdOTGetTopK look the same; potentials are summed over the
- *     parent communicator (O(N) numbers). Costs and entropic values add up over blocks, iteration
- *     counts are the largest block's, errors the L2 norm over all blocks.
+ *     parent communicator (O(N) numbers). Costs and entropic values add up
+ *     over blocks, iteration counts are the largest block's, errors the L2
+ *     norm over all blocks.
  *     Potentials are each block's: a block's (f, g) is defined up to a
  *     constant of its own (f + c, g - c), so they may differ from the dense
  *     path's by a constant per class, the plan does not.

@@ -90,29 +90,48 @@ static PetscErrorCode choose_layout(AckdOT ot)
   PetscFunctionReturn(0);
 }
 
+/* Recomputes the tile of columns [j0, j0 + *ncols) of the held rows into
+ * ot->online_tile; *top: its largest finite cost. */
+static PetscErrorCode recompute_tile(AckdOT ot, PetscInt j0, PetscInt *ncols, double *top)
+{
+  const int    m = (int)(ot->held_i1 - ot->held_i0), nc = (int)PetscMin(ot->tile_cols, ot->nloc - j0), d = (int)ot->dim;
+  const double scale = AckdOTGemmScale(ot), beta = 0.0;
+
+  PetscFunctionBeginUser;
+  if (ot->rotating) { /* lets a transfer between nodes advance while the tiles are computed */
+    int done;
+    PetscCallMPI(MPI_Testall(2, ot->rotation, &done, MPI_STATUSES_IGNORE));
+  }
+  if (m > 0 && nc > 0)
+    dgemm_("N", "N", &m, &nc, &d, &scale, ot->online_x, &m, ot->online_y + (size_t)j0 * d, &d, &beta, ot->online_tile,
+           &m);
+  *top   = AckdOTFinishCosts(ot, ot->held_i0, m, j0, nc, ot->online_tile, m, ot->online_row, ot->online_col);
+  *ncols = nc;
+  PetscFunctionReturn(0);
+}
+
 PetscErrorCode AckdOTOnlineSetUp(AckdOT ot, PetscInt lo_s, PetscInt hi_s, double **xs, PetscInt lo_t, PetscInt hi_t,
                                  double **yt, const double *row_term, const double *col_term)
 {
   const PetscInt d = ot->dim;
-  PetscInt       widest;
 
   PetscFunctionBeginUser;
   PetscCall(AckdOTSetLayout(ot));
   PetscCall(choose_layout(ot));
   PetscCall(AckdOTOnlineDestroy(ot));
-  widest = ot->mloc;
+  ot->held_max = ot->mloc;
   if (ot->rotating) {
     PetscInt lo, hi;
     chunk_rows(ot, 0, &lo, &hi); /* chunk 0 is a widest */
-    widest   = hi - lo;
-    ot->held = ot->grid.mycol;
+    ot->held_max = hi - lo;
+    ot->held     = ot->grid.mycol;
     chunk_rows(ot, ot->held, &ot->held_i0, &ot->held_i1);
   }
+  const PetscInt widest = ot->held_max;
   /* OpenBLAS packs the whole rows x d student operand at every call, about
    * as costly as 25 of the tile's columns: a wide tile amortises it, as long
    * as the tile stays in cache for its sweep (4 MB). */
-  ot->tile_cols    = PetscMax(32, PetscMin(AckdOT_TILE_MAX, (4194304 / (8 * PetscMax(widest, 1))) / 16 * 16));
-  ot->online_bytes = sizeof(double) * (double)d * ((ot->rotating ? 2.0 : 1.0) * widest + ot->nloc);
+  ot->tile_cols   = PetscMax(32, PetscMin(AckdOT_TILE_MAX, (4194304 / (8 * PetscMax(widest, 1))) / 16 * 16));
   ot->rotation[0] = ot->rotation[1] = MPI_REQUEST_NULL;
 
   /* held students column-major (rows x d), teachers d x nloc: the GEMM's
@@ -133,17 +152,17 @@ PetscErrorCode AckdOTOnlineSetUp(AckdOT ot, PetscInt lo_s, PetscInt hi_s, double
   for (PetscInt s = 0; s < AckdOTStageCount(ot); s++) {
     PetscCall(AckdOTStageBegin(ot));
     for (PetscInt j0 = 0, nc; j0 < ot->nloc; j0 += nc) {
-      const double *tile;
-      PetscCall(AckdOTGetTile(ot, j0, &nc, &tile));
-      for (size_t t = 0; t < (size_t)nc * (ot->held_i1 - ot->held_i0); t++)
-        if (tile[t] < INFINITY) local_max = fmax(local_max, tile[t]);
+      double top;
+      PetscCall(recompute_tile(ot, j0, &nc, &top));
+      local_max = fmax(local_max, top);
     }
     PetscCall(AckdOTStageEnd(ot));
   }
   PetscCallMPI(MPI_Allreduce(&local_max, &ot->max_cost, 1, MPI_DOUBLE, MPI_MAX, ot->comm));
   PetscCheck(ot->max_cost > -INFINITY, ot->comm, PETSC_ERR_USER_INPUT,
              "every cost is +inf: no student shares a class with any teacher; check the labels");
-  PetscCallMPI(MPI_Allreduce(&ot->online_bytes, &most, 1, MPI_DOUBLE, MPI_MAX, ot->comm));
+  const double bytes = sizeof(double) * (double)d * ((ot->rotating ? 2.0 : 1.0) * widest + ot->nloc);
+  PetscCallMPI(MPI_Allreduce(&bytes, &most, 1, MPI_DOUBLE, MPI_MAX, ot->comm));
   PetscCall(AckdLogInfo(&ot->log, "ot: online, %s layout: %.3f MB of features per rank at most\n",
                         ot->rotating ? "rotating" : "replicated", most / 1048576.0));
   PetscFunctionReturn(0);
@@ -182,24 +201,16 @@ PetscErrorCode AckdOTStageEnd(AckdOT ot)
 
 PetscErrorCode AckdOTGetTile(AckdOT ot, PetscInt j0, PetscInt *ncols, const double **tile)
 {
+  double top;
+
   PetscFunctionBeginUser;
   if (!ot->online) {
     *ncols = ot->nloc - j0;
     *tile  = NULL;
     PetscFunctionReturn(0);
   }
-  const int    m = (int)(ot->held_i1 - ot->held_i0), nc = (int)PetscMin(ot->tile_cols, ot->nloc - j0), d = (int)ot->dim;
-  const double scale = AckdOTGemmScale(ot), beta = 0.0;
-  if (ot->rotating) { /* lets a transfer between nodes advance while the tiles are computed */
-    int done;
-    PetscCallMPI(MPI_Testall(2, ot->rotation, &done, MPI_STATUSES_IGNORE));
-  }
-  if (m > 0 && nc > 0)
-    dgemm_("N", "N", &m, &nc, &d, &scale, ot->online_x, &m, ot->online_y + (size_t)j0 * d, &d, &beta, ot->online_tile,
-           &m);
-  (void)AckdOTFinishCosts(ot, ot->held_i0, m, j0, nc, ot->online_tile, m, ot->online_row, ot->online_col);
-  *ncols = nc;
-  *tile  = ot->online_tile;
+  PetscCall(recompute_tile(ot, j0, ncols, &top));
+  *tile = ot->online_tile;
   PetscFunctionReturn(0);
 }
 

@@ -172,6 +172,7 @@ struct _p_AckdOT {
   PetscBool   rotating;         /* as resolved at set-up: the grid row's students pass round it */
   PetscInt    held;             /* rotating: the chunk of them this rank holds now (its own: grid.mycol) */
   PetscInt    held_i0, held_i1; /* the local rows whose features it holds (stored C: all) */
+  PetscInt    held_max;         /* rows the held-feature buffers have room for: the widest chunk */
   double     *online_x;         /* their features, column-major (held_i1 - held_i0) x dim */
   double     *online_x_next;    /* rotating: the chunk arriving from the next grid column */
   MPI_Request rotation[2];
@@ -180,7 +181,6 @@ struct _p_AckdOT {
   double     *online_col;
   double     *online_tile; /* (held rows) x tile_cols */
   PetscInt    tile_cols;
-  double      online_bytes; /* features held per rank, both buffers */
 
   /* class blocks on sub-grids (blocks.c); NULL: one dense C */
   PetscInt              class_blocks; /* AckdOTClassBlocksKind */

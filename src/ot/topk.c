@@ -79,17 +79,13 @@ PetscErrorCode AckdOTComputeTopK(AckdOT ot)
 {
   const PetscInt  k      = PetscMin(ot->topk, ot->nt);
   const PetscBool argmin = (PetscBool)(ot->solver == ACKD_OT_SOLVER_ARGMIN);
-  PetscInt        lists  = ot->mloc; /* rows with a candidate list on this rank */
-  double         *score;
-  PetscInt       *index;
-  double          eps = ot->result.eps, cost_local = 0, cost;
+  /* rows with a candidate list on this rank; rotating: those of a chunk, travelling with it (online.c) */
+  const PetscInt lists = ot->rotating ? ot->held_max : ot->mloc;
+  double        *score;
+  PetscInt      *index;
+  double         eps = ot->result.eps, cost_local = 0, cost;
 
   PetscFunctionBeginUser;
-  if (ot->rotating) { /* a rotating layout: the lists of a chunk's rows travel with it (online.c) */
-    PetscInt lo, hi;
-    AckdOTContiguousRange(ot->mloc, ot->grid.npcol, 0, &lo, &hi);
-    lists = hi - lo;
-  }
   PetscCall(PetscMalloc2((size_t)lists * k + 1, &score, (size_t)lists * k + 1, &index));
   for (PetscInt t = 0; t < lists * k; t++) {
     score[t] = -INFINITY;
