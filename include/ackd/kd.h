@@ -46,6 +46,10 @@ typedef struct {
   uint64_t  seed;              /* the method's parameters are drawn from it (PyTorch's defaults) */
   PetscInt  student_samples;   /* N of the student's training set, the size of CRD's memory (the global
                                   sample indices of AckdKDInputs.samples lie in [0, N)); 0: unknown */
+  /* (K) nonzero where the teacher has a counterpart of the student's class (the dataset's class
+     map); NULL: every class. Copied by AckdKDSetUp. Under partial overlap the logit methods
+     compare teacher and student on these classes only (-kd_shared_classes, docs/KD.md). */
+  const unsigned char *teacher_classes;
 } AckdKDDims;
 
 /* One local batch of B samples. Tensors use nn.h's layouts: logits (B, K, 1, 1),

@@ -454,6 +454,10 @@ PetscErrorCode AckdStageDistill(MPI_Comm comm, int npositional, char **positiona
   c.token_count    = so.tokens.h;
   c.token_channels = so.tokens.w;
   PetscCall(PetscMalloc1(PetscMax(c.nstudent, 1), &c.samples)); /* a local share never exceeds the training set */
+  unsigned char *teacher_classes;
+  PetscCall(PetscCalloc1(c.config.classes, &teacher_classes));
+  for (PetscInt m = 0; m < c.info.nms_classes; m++)
+    if (c.info.ms_to_rgb[m] >= 0 && c.info.ms_to_rgb[m] < c.config.classes) teacher_classes[c.info.ms_to_rgb[m]] = 1;
   AckdKDDims dims = {.classes           = c.config.classes,
                      .student_samples   = c.nstudent,
                      .student_embedding = so.embedding.c,
@@ -463,8 +467,10 @@ PetscErrorCode AckdStageDistill(MPI_Comm comm, int npositional, char **positiona
                      .teacher_channels  = tokens_c,
                      .teacher_tokens    = tokens_n,
                      .teacher_logits    = PETSC_TRUE,
-                     .seed              = (uint64_t)seed + 1};
+                     .seed              = (uint64_t)seed + 1,
+                     .teacher_classes   = teacher_classes};
   PetscCall(AckdKDSetUp(c.kd, &dims));
+  PetscCall(PetscFree(teacher_classes));
 
   AckdParams *kd_params;
   float      *table_index, *table_weight;

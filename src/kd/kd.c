@@ -20,6 +20,7 @@ PetscErrorCode AckdKDCreate(MPI_Comm comm, AckdKD *kd)
   k->ska.heads        = 8;
   k->ska.sinkhorn_eps = 0.1;
   k->ska.sinkhorn_it  = 100;
+  k->shared_simplex   = PETSC_TRUE;
   PetscCall(AckdParamsCreate(&k->params));
   PetscCall(select_method(k, &ackd_kd_none));
   PetscCall(PetscClassIdRegister("ackd kd", &classid));
@@ -131,6 +132,11 @@ PetscErrorCode AckdKDSetFromOptions(AckdKD kd)
                               0.0, 1e6, &set));
     PetscCall(ackd_ska_options(kd, PetscOptionsObject));
   }
+  PetscCall(AckdOptionsBool(PetscOptionsObject, "-kd_shared_classes",
+                            "Under partial class overlap, logit methods (kd, logits, dkd, ctkd, lskd) compare teacher "
+                            "and student on the classes both collections have, each renormalised over them; false: on "
+                            "all the student's classes, which teaches the one-sided classes probability 0",
+                            &kd->shared_simplex, NULL));
   PetscCall(AckdOptionsBool(PetscOptionsObject, "-kd_reliability",
                             "Scale each sample's distillation term by the matched teacher's probability of the "
                             "student's true class (cross-knowledge assessment)",
@@ -168,7 +174,19 @@ PetscErrorCode AckdKDSetUp(AckdKD kd, const AckdKDDims *dims)
   PetscCheck(!kd->setup, kd->comm, PETSC_ERR_ORDER, "AckdKDSetUp called twice");
   PetscCheck(dims->classes > 0 && dims->student_embedding > 0 && dims->student_channels > 0, kd->comm,
              PETSC_ERR_ARG_OUTOFRANGE, "AckdKDSetUp: the student's classes, embedding and token channels must be set");
-  kd->dims = *dims;
+  kd->dims                 = *dims;
+  kd->dims.teacher_classes = NULL; /* the caller's memory: kept as the lists below */
+  if (dims->teacher_classes) {
+    PetscInt K = dims->classes, n = 0;
+    for (PetscInt c = 0; c < K; c++) n += dims->teacher_classes[c] != 0;
+    if (n < K) {
+      PetscCall(PetscMalloc2(PetscMax(n, 1), &kd->shared, K, &kd->sub_class));
+      for (PetscInt c = 0; c < K; c++) {
+        kd->sub_class[c] = dims->teacher_classes[c] ? kd->nshared : -1;
+        if (dims->teacher_classes[c]) kd->shared[kd->nshared++] = c;
+      }
+    }
+  }
   {
     double ce, w_kd, ska;
     default_weights(kd, &ce, &w_kd, &ska);
@@ -268,6 +286,57 @@ static void to_float(const double *g, AckdTensor *t)
   for (PetscInt i = 0; i < n; i++) t->data[i] = (float)g[i];
 }
 
+/* The method's loss on the classes both collections have. Restricting the
+ * logits to those classes before the softmax makes each side's distribution
+ * the one conditioned on the shared classes: the teacher's MS-only mass is
+ * dropped, and the student's one-sided classes get no gradient from the
+ * distillation term (cross-entropy alone teaches them). On the full simplex,
+ * the teacher's ~0 on a one-sided class would instead push the student's
+ * probability of it to 0 for every matched sample. A student whose own class
+ * is one-sided has no teacher of its class and takes no part. */
+static PetscErrorCode loss_on_shared_classes(AckdKD kd, const KDStep *full, double *value)
+{
+  const PetscInt B = full->B, K = full->K, Ks = kd->nshared;
+  AckdKDInputs   in = *full->in;
+  KDStep         st = *full;
+  AckdTensor     zs;
+
+  PetscFunctionBeginUser;
+  *value = 0.0;
+  if (Ks < 2) PetscFunctionReturn(0); /* one shared class: both conditionals are the point mass */
+  if (B > kd->cap_sub) {
+    PetscCall(PetscFree6(kd->sub_zs, kd->sub_zt, kd->sub_w, kd->sub_g, kd->sub_labels, kd->sub_sel));
+    PetscCall(PetscMalloc6(B * Ks, &kd->sub_zs, B * Ks, &kd->sub_zt, B, &kd->sub_w, B * Ks, &kd->sub_g, B,
+                           &kd->sub_labels, B, &kd->sub_sel));
+    kd->cap_sub = B;
+  }
+  st.nsel = 0;
+  for (PetscInt i = 0; i < B; i++) {
+    for (PetscInt j = 0; j < Ks; j++) {
+      kd->sub_zs[i * Ks + j] = full->in->student_logits->data[i * K + kd->shared[j]];
+      kd->sub_zt[i * Ks + j] = full->zt[i * K + kd->shared[j]];
+      kd->sub_g[i * Ks + j]  = 0.0;
+    }
+    kd->sub_labels[i] = kd->sub_class[full->in->labels[i]];
+    kd->sub_w[i]      = kd->sub_labels[i] >= 0 ? full->w[i] : 0.0;
+    if (kd->sub_w[i] > 0) kd->sub_sel[st.nsel++] = i;
+  }
+  zs                = AckdTensorView(kd->sub_zs, B, Ks, 1, 1);
+  in.student_logits = &zs;
+  in.teacher_logits = NULL; /* the methods read st.zt */
+  in.labels         = kd->sub_labels;
+  st.in             = &in;
+  st.K              = Ks;
+  st.zt             = kd->sub_zt;
+  st.w              = kd->sub_w;
+  st.sel            = kd->sub_sel;
+  st.g_logits       = kd->sub_g;
+  PetscCall(kd->method->loss(kd, &st, kd->kd_weight, value));
+  for (PetscInt i = 0; i < B; i++)
+    for (PetscInt j = 0; j < Ks; j++) full->g_logits[i * K + kd->shared[j]] += kd->sub_g[i * Ks + j];
+  PetscFunctionReturn(0);
+}
+
 PetscErrorCode AckdKDLoss(AckdKD kd, const AckdKDInputs *in, AckdKDOutputs *out)
 {
   PetscInt B = in->batch, K = kd->dims.classes;
@@ -363,7 +432,10 @@ PetscErrorCode AckdKDLoss(AckdKD kd, const AckdKDInputs *in, AckdKDOutputs *out)
   out->total  = 0.0;
   add_term(out, "ce", ce, kd->ce_weight);
   if (kd->method->loss) {
-    PetscCall(kd->method->loss(kd, &step, kd->kd_weight, &value));
+    if (kd->shared && kd->shared_simplex && kd->method->on_class_subset)
+      PetscCall(loss_on_shared_classes(kd, &step, &value));
+    else
+      PetscCall(kd->method->loss(kd, &step, kd->kd_weight, &value));
     add_term(out, "kd", value, kd->kd_weight);
   }
   if (kd->sembridge && kd->ska_weight > 0) {
@@ -410,6 +482,8 @@ PetscErrorCode AckdKDDestroy(AckdKD *kd)
   PetscCall(PetscFree(k->g_tok));
   PetscCall(PetscFree(k->g_params));
   PetscCall(PetscFree3(k->zt, k->w, k->sel));
+  PetscCall(PetscFree6(k->sub_zs, k->sub_zt, k->sub_w, k->sub_g, k->sub_labels, k->sub_sel));
+  PetscCall(PetscFree2(k->shared, k->sub_class));
   PetscCall(PetscFree(k));
   *kd = NULL;
   PetscFunctionReturn(0);

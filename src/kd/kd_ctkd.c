@@ -90,11 +90,12 @@ static PetscErrorCode loss(AckdKDObj kd, const KDStep *st, double coef, double *
   PetscFunctionReturn(0);
 }
 
-const KDMethod ackd_kd_ctkd = {.name    = "ctkd",
-                               .help    = "KD with a learned temperature (gradient reversal)",
-                               .needs   = KD_NEEDS_LOGITS,
-                               .create  = create,
-                               .options = options,
-                               .setup   = setup,
-                               .loss    = loss,
-                               .weights = weights};
+const KDMethod ackd_kd_ctkd = {.name            = "ctkd",
+                               .help            = "KD with a learned temperature (gradient reversal)",
+                               .needs           = KD_NEEDS_LOGITS,
+                               .on_class_subset = PETSC_TRUE,
+                               .create          = create,
+                               .options         = options,
+                               .setup           = setup,
+                               .loss            = loss,
+                               .weights         = weights};

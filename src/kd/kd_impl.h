@@ -40,6 +40,9 @@ typedef struct {
   PetscErrorCode (*destroy)(AckdKDObj);
   /* the CE and distillation weights when SemBridge is off; NULL: 1 and 1 */
   void (*weights)(AckdKDObj, double *ce, double *kd);
+  /* the loss reads only the logits (student's and teacher's) and the labels, so under partial
+   * class overlap it can be computed on the classes both collections have (kd.c, docs/KD.md) */
+  PetscBool on_class_subset;
 } KDMethod;
 
 /* SKA's state (ska.c). */
@@ -57,20 +60,29 @@ struct _p_AckdKD {
   char            prefix[64];
   const KDMethod *method;
   PetscBool       sembridge, reliability, teacher_multilabel, setup;
-  double          ce_weight, kd_weight, ska_weight;
-  AckdKDDims      dims;
-  AckdParams      params;
-  void           *data;  /* the method's own state */
-  float          *state; /* its replicated non-trainable state (AckdKDGetState), allocated by its setup */
-  PetscInt        nstate;
+  /* -kd_shared_classes: logit methods compare the two sides on the classes both have */
+  PetscBool  shared_simplex;
+  PetscInt   nshared;   /* K_s, the student's classes the teacher also has */
+  PetscInt  *shared;    /* (K_s) those classes; NULL when the teacher has every class */
+  PetscInt  *sub_class; /* (K) class -> its index among the shared ones, -1: one-sided */
+  double     ce_weight, kd_weight, ska_weight;
+  AckdKDDims dims;
+  AckdParams params;
+  void      *data;  /* the method's own state */
+  float     *state; /* its replicated non-trainable state (AckdKDGetState), allocated by its setup */
+  PetscInt   nstate;
   /* tests only: methods with stop-gradient targets (c2kd, mnf) reuse the detached values of the
    * previous call, so that finite differences of the total see them as constants */
   PetscBool freeze_targets;
   KDSka     ska;
   /* scratch, grown to the largest batch */
-  double       *zt, *w, *g_logits, *g_emb, *g_tok, *g_params;
-  PetscInt     *sel;
-  PetscInt      cap_logits, cap_emb, cap_tok, cap_batch;
+  double   *zt, *w, *g_logits, *g_emb, *g_tok, *g_params;
+  PetscInt *sel;
+  PetscInt  cap_logits, cap_emb, cap_tok, cap_batch;
+  /* scratch of the shared-class view, grown to the largest batch */
+  float        *sub_zs;
+  double       *sub_zt, *sub_w, *sub_g;
+  PetscInt     *sub_labels, *sub_sel, cap_sub;
   PetscLogEvent event_loss, event_ska;
 };
 

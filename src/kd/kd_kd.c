@@ -58,10 +58,11 @@ static PetscErrorCode loss(AckdKDObj kd, const KDStep *st, double coef, double *
   PetscFunctionReturn(0);
 }
 
-const KDMethod ackd_kd_kd = {.name    = "kd",
-                             .help    = "Hinton KD: T² KL(p_t^T || p_s^T)",
-                             .needs   = KD_NEEDS_LOGITS,
-                             .create  = create,
-                             .options = options,
-                             .loss    = loss,
-                             .weights = weights};
+const KDMethod ackd_kd_kd = {.name            = "kd",
+                             .help            = "Hinton KD: T² KL(p_t^T || p_s^T)",
+                             .needs           = KD_NEEDS_LOGITS,
+                             .on_class_subset = PETSC_TRUE,
+                             .create          = create,
+                             .options         = options,
+                             .loss            = loss,
+                             .weights         = weights};

@@ -44,9 +44,10 @@ static PetscErrorCode loss(AckdKDObj kd, const KDStep *st, double coef, double *
   PetscFunctionReturn(0);
 }
 
-const KDMethod ackd_kd_logits = {.name    = "logits",
-                                 .help    = "beta MSE(z_s, z_t)",
-                                 .needs   = KD_NEEDS_LOGITS,
-                                 .create  = create,
-                                 .options = options,
-                                 .loss    = loss};
+const KDMethod ackd_kd_logits = {.name            = "logits",
+                                 .help            = "beta MSE(z_s, z_t)",
+                                 .needs           = KD_NEEDS_LOGITS,
+                                 .on_class_subset = PETSC_TRUE,
+                                 .create          = create,
+                                 .options         = options,
+                                 .loss            = loss};

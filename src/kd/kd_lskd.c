@@ -82,10 +82,11 @@ static PetscErrorCode loss(AckdKDObj kd, const KDStep *st, double coef, double *
   PetscFunctionReturn(0);
 }
 
-const KDMethod ackd_kd_lskd = {.name    = "lskd",
-                               .help    = "KD on standardised logits",
-                               .needs   = KD_NEEDS_LOGITS,
-                               .create  = create,
-                               .options = options,
-                               .loss    = loss,
-                               .weights = weights};
+const KDMethod ackd_kd_lskd = {.name            = "lskd",
+                               .help            = "KD on standardised logits",
+                               .needs           = KD_NEEDS_LOGITS,
+                               .on_class_subset = PETSC_TRUE,
+                               .create          = create,
+                               .options         = options,
+                               .loss            = loss,
+                               .weights         = weights};

@@ -15,29 +15,41 @@ typedef struct {
   PetscInt    epoch, teacher_tokens;
   PetscBool   reversed_params; /* CTKD: the temperature gets -dL/dθ (gradient reversal) */
   PetscInt    negatives;       /* CRD: its -crd_negatives, to write the drawn indices for torch_kd.py */
+  const char *teacher_classes; /* "1" where the teacher has the student's class, per class; NULL: all */
 } Case;
 
 static const Case cases[] = {
-    {"none", "-kd_method none", 0, 4, PETSC_FALSE, 0},
-    {"kd", "-kd_method kd", 0, 4, PETSC_FALSE, 0},
-    {"kd_sembridge", "-kd_method kd -sembridge", 0, 9, PETSC_FALSE, 0},
-    {"kd_sembridge_sinkhorn", "-kd_method kd -sembridge -ska_plan sinkhorn -ska_sinkhorn_it 300", 0, 9, PETSC_FALSE, 0},
-    {"logits", "-kd_method logits", 0, 4, PETSC_FALSE, 0},
-    {"fitnet", "-kd_method fitnet", 0, 4, PETSC_FALSE, 0},
-    {"fitnet_embedding", "-kd_method fitnet -fitnet_feature embedding", 0, 4, PETSC_FALSE, 0},
-    {"at", "-kd_method at", 0, 4, PETSC_FALSE, 0},
-    {"rkd", "-kd_method rkd", 0, 4, PETSC_FALSE, 0},
-    {"dkd", "-kd_method dkd", 4, 4, PETSC_FALSE, 0},
-    {"dkd_sembridge", "-kd_method dkd -sembridge", 30, 9, PETSC_FALSE, 0},
-    {"ctkd", "-kd_method ctkd", 12, 4, PETSC_TRUE, 0},
-    {"lskd", "-kd_method lskd", 0, 4, PETSC_FALSE, 0},
-    {"clip", "-kd_method clip -clip_dim 4", 0, 4, PETSC_FALSE, 0},
-    {"kd_m2s_reliability", "-kd_method kd -kd_teacher_multilabel -kd_reliability", 0, 4, PETSC_FALSE, 0},
-    {"c2kd", "-kd_method c2kd", 0, 4, PETSC_FALSE, 0},
-    {"c2kd_t2", "-kd_method c2kd -c2kd_temperature 2 -kd_teacher_multilabel", 0, 4, PETSC_FALSE, 0},
-    {"crd", "-kd_method crd -crd_dim 4 -crd_negatives 7 -crd_tau 0.5", 3, 4, PETSC_FALSE, 7},
-    {"mnf", "-kd_method mnf", 0, 5, PETSC_FALSE, 0},
-    {"mnf_embedding", "-kd_method mnf -mnf_feature embedding -mnf_hidden 5 -mnf_theta 1.5", 0, 4, PETSC_FALSE, 0},
+    {"none", "-kd_method none", 0, 4, PETSC_FALSE, 0, NULL},
+    {"kd", "-kd_method kd", 0, 4, PETSC_FALSE, 0, NULL},
+    {"kd_sembridge", "-kd_method kd -sembridge", 0, 9, PETSC_FALSE, 0, NULL},
+    {"kd_sembridge_sinkhorn", "-kd_method kd -sembridge -ska_plan sinkhorn -ska_sinkhorn_it 300", 0, 9, PETSC_FALSE, 0,
+     NULL},
+    {"logits", "-kd_method logits", 0, 4, PETSC_FALSE, 0, NULL},
+    {"fitnet", "-kd_method fitnet", 0, 4, PETSC_FALSE, 0, NULL},
+    {"fitnet_embedding", "-kd_method fitnet -fitnet_feature embedding", 0, 4, PETSC_FALSE, 0, NULL},
+    {"at", "-kd_method at", 0, 4, PETSC_FALSE, 0, NULL},
+    {"rkd", "-kd_method rkd", 0, 4, PETSC_FALSE, 0, NULL},
+    {"dkd", "-kd_method dkd", 4, 4, PETSC_FALSE, 0, NULL},
+    {"dkd_sembridge", "-kd_method dkd -sembridge", 30, 9, PETSC_FALSE, 0, NULL},
+    {"ctkd", "-kd_method ctkd", 12, 4, PETSC_TRUE, 0, NULL},
+    {"lskd", "-kd_method lskd", 0, 4, PETSC_FALSE, 0, NULL},
+    {"clip", "-kd_method clip -clip_dim 4", 0, 4, PETSC_FALSE, 0, NULL},
+    {"kd_m2s_reliability", "-kd_method kd -kd_teacher_multilabel -kd_reliability", 0, 4, PETSC_FALSE, 0, NULL},
+    {"c2kd", "-kd_method c2kd", 0, 4, PETSC_FALSE, 0, NULL},
+    {"c2kd_t2", "-kd_method c2kd -c2kd_temperature 2 -kd_teacher_multilabel", 0, 4, PETSC_FALSE, 0, NULL},
+    {"crd", "-kd_method crd -crd_dim 4 -crd_negatives 7 -crd_tau 0.5", 3, 4, PETSC_FALSE, 7, NULL},
+    {"mnf", "-kd_method mnf", 0, 5, PETSC_FALSE, 0, NULL},
+    {"mnf_embedding", "-kd_method mnf -mnf_feature embedding -mnf_hidden 5 -mnf_theta 1.5", 0, 4, PETSC_FALSE, 0, NULL},
+    /* partial class overlap: classes 2 and 4 are the student's alone */
+    {"kd_partial", "-kd_method kd", 0, 4, PETSC_FALSE, 0, "11010"},
+    {"kd_partial_sembridge", "-kd_method kd -sembridge", 0, 9, PETSC_FALSE, 0, "11010"},
+    {"kd_partial_whole_simplex", "-kd_method kd -kd_shared_classes false", 0, 4, PETSC_FALSE, 0, "11010"},
+    {"logits_partial", "-kd_method logits", 0, 4, PETSC_FALSE, 0, "11010"},
+    {"dkd_partial", "-kd_method dkd", 4, 4, PETSC_FALSE, 0, "11010"},
+    {"ctkd_partial", "-kd_method ctkd", 12, 4, PETSC_TRUE, 0, "11010"},
+    {"lskd_partial", "-kd_method lskd", 0, 4, PETSC_FALSE, 0, "11010"},
+    {"kd_reliability_partial", "-kd_method kd -kd_reliability", 0, 4, PETSC_FALSE, 0, "01110"},
+    {"rkd_partial", "-kd_method rkd", 0, 4, PETSC_FALSE, 0, "11010"},
 };
 
 enum { B = 6, K = 5, DS = 8, DT = 6, CS = 16, CT = 8, NS = 4, NSAMPLES = 20 };
@@ -130,6 +142,11 @@ static PetscErrorCode run_case(const Case *c, PetscInt index, hid_t file, PetscB
   dims.teacher_logits    = PETSC_TRUE;
   dims.seed              = 11 + (uint64_t)index;
   dims.student_samples   = NSAMPLES;
+  unsigned char teacher_classes[K];
+  if (c->teacher_classes) {
+    for (PetscInt k = 0; k < K; k++) teacher_classes[k] = c->teacher_classes[k] == '1';
+    dims.teacher_classes = teacher_classes;
+  }
   PetscCall(AckdKDSetUp(p.kd, &dims));
   PetscCall(AckdKDGetState(p.kd, &p.state, &p.nstate));
   PetscCall(AckdKDGetParams(p.kd, &params));
@@ -215,6 +232,7 @@ static PetscErrorCode run_case(const Case *c, PetscInt index, hid_t file, PetscB
   else
     AckdCallH5(grp = H5Gcreate2(file, gname, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "creating %s", gname);
   PetscCall(AckdH5AttrWriteString(grp, "options", c->options));
+  if (c->teacher_classes) PetscCall(AckdH5AttrWriteString(grp, "teacher_classes", c->teacher_classes));
   PetscCall(AckdH5AttrWriteInt(grp, "epoch", c->epoch));
   PetscCall(AckdH5AttrWriteInt(grp, "global_batch", p.in.global_batch));
   PetscCall(write_tensor(grp, "student_logits", &p.zs));

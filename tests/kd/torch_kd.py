@@ -212,6 +212,9 @@ def mnf(words, tok, tt, e, et, sel, P):
     return option(words, "-mnf_triplet_weight", 1.0) * triplet + option(words, "-mnf_csc_weight", 1.0) * csc
 
 
+LOGIT_METHODS = ("kd", "logits", "dkd", "ctkd", "lskd")
+
+
 def case(g):
     opts = g.attrs["options"].decode() if isinstance(g.attrs["options"], bytes) else g.attrs["options"]
     words = opts.split()
@@ -241,6 +244,16 @@ def case(g):
 
     memory = None
     ce = F.cross_entropy(z, y, reduction="sum") / n
+    # Partial class overlap (docs/KD.md): the logit methods see the shared classes only, the
+    # student's one-sided classes and the samples labelled with one of them drop out of the term.
+    z_full, y_full, w_full = z, y, w
+    if "teacher_classes" in g.attrs and method in LOGIT_METHODS and "-kd_shared_classes" not in words:
+        mask = g.attrs["teacher_classes"]
+        shared = [k for k, c in enumerate(mask.decode() if isinstance(mask, bytes) else mask) if c == "1"]
+        index = {c: j for j, c in enumerate(shared)}
+        z, zt_soft = z[:, shared], zt_soft[:, shared]
+        w = torch.where(torch.tensor([int(c) in index for c in y]), w, torch.zeros_like(w))
+        y = torch.tensor([index.get(int(c), 0) for c in y])
     terms, weights = {"ce": ce}, {}
     if method == "kd":
         Tk = 3.0 if sembridge else 4.0
@@ -290,6 +303,7 @@ def case(g):
         terms["kd"] = share * mnf(words, tok, tt, e, et, sel, P)
     elif method != "none":
         raise SystemExit(f"no reference for method {method}")
+    z, y, w = z_full, y_full, w_full
     if method != "none":
         weights.setdefault("ce", 1.0)
         weights.setdefault("kd", 1.0)
@@ -306,9 +320,40 @@ def case(g):
     return terms, weights, total, zero(zs), zero(es), zero(ts), grads, memory
 
 
+def numpy_kd_partial(g, check):
+    """KD on the shared sub-simplex in closed form, without autograd: the gradient of
+    0.1 CE + 0.9 T^2 KL(p_S || q_S) / n is (softmax(z) - onehot) 0.1 / n on every class plus
+    0.9 T w (q_S - p_S) / n on the shared classes S, zero on the one-sided ones."""
+    T, n = 4.0, int(g.attrs["global_batch"])
+    z = np.asarray(g["student_logits"], dtype=np.float64).reshape(-1, 5)
+    zt = np.asarray(g["teacher_logits"], dtype=np.float64).reshape(-1, 5)
+    y = np.asarray(g["labels"]).astype(int)
+    w = np.asarray(g["weight"], dtype=np.float64)
+    mask = g.attrs["teacher_classes"]
+    S = np.array([c == "1" for c in (mask.decode() if isinstance(mask, bytes) else mask)])
+    w = np.where(S[y], w, 0.0)  # a sample of a one-sided class has no teacher of its class
+
+    def softmax(x):
+        e = np.exp(x - x.max(1, keepdims=True))
+        return e / e.sum(1, keepdims=True)
+
+    p, q = softmax(zt[:, S] / T), softmax(z[:, S] / T)
+    kl = (w * (p * (np.log(p) - np.log(q))).sum(1)).sum() * T * T / n
+    grad = 0.1 * (softmax(z) - np.eye(5)[y]) / n
+    grad[:, S] += 0.9 * T * w[:, None] * (q - p) / n
+    kd_value = g["terms"][list(g.attrs["term_names"].split(",")).index("kd")]
+    check(abs(kd_value - kl) <= 1e-5 * abs(kl), f"kd_partial: the KD term {kd_value:.8g} vs NumPy {kl:.8g}")
+    err = np.abs(np.asarray(g["d_logits"]).reshape(-1, 5) - grad).max() / np.abs(grad).max()
+    check(err <= 1e-5, f"kd_partial: d_logits against the NumPy closed form, relative error {err:.1e}")
+    one_sided = np.asarray(g["d_logits"]).reshape(-1, 5)[:, ~S] - 0.1 * (softmax(z) - np.eye(5)[y])[:, ~S] / n
+    check(np.abs(one_sided).max() <= 1e-6 * np.abs(grad).max(),
+          "kd_partial: the one-sided classes get cross-entropy's gradient only")
+
+
 def main(path):
     check, worst = checklib.Checks("torch kd", print_passes=False), 0.0
     with h5py.File(path, "r") as f:
+        numpy_kd_partial(f[[k for k in f if k.endswith("_kd_partial")][0]], check)
         for name in sorted(f):
             g = f[name]
             terms, weights, total, dz, de, dt, grads, memory = case(g)
