@@ -113,8 +113,16 @@ ackd_grid_row() {
   read -r -a w <<<"$line"
   ACKD_LABEL=${w[0]} ACKD_PAIR=${w[1]} ACKD_EXTRA="${w[*]:2}"
   ACKD_METHOD=${ACKD_LABEL%%+*}
-  # METHOD+sembridge: the method with SemBridge's matching, DynM and SKA on top
-  [ "$ACKD_LABEL" = "$ACKD_METHOD+sembridge" ] && ACKD_EXTRA="-sembridge $ACKD_EXTRA"
+  # METHOD+sembridge: the method with SemBridge's matching, DynM and SKA on top. A row without
+  # it turns SemBridge off explicitly: the run's options file may turn it on for its pipeline.
+  if [ "$ACKD_LABEL" = "$ACKD_METHOD+sembridge" ]; then
+    ACKD_EXTRA="-sembridge $ACKD_EXTRA"
+  elif [ "$ACKD_LABEL" = "$ACKD_METHOD" ]; then
+    ACKD_EXTRA="-sembridge false $ACKD_EXTRA"
+  else
+    ackd_job_log "error: $grid row $index: '$ACKD_LABEL' is not METHOD or METHOD+sembridge"
+    return 2
+  fi
   ACKD_TEACHER=$(ackd_arch "${ACKD_PAIR%%/*}") || return 2
   ACKD_STUDENT=$(ackd_arch "${ACKD_PAIR##*/}") || return 2
   ACKD_TAG="${ACKD_LABEL}_${ACKD_PAIR%%/*}${ACKD_PAIR##*/}"

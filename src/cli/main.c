@@ -109,8 +109,8 @@ int main(int argc, char **argv)
   if (want_help) {
     PetscOptionsSetValue(NULL, "-help", NULL);
     if (rank == 0)
-      printf("usage: ackd %s%s%s [options]\n%s\n\nOptions, with their defaults (-options_file, -quiet, -log_view and "
-             "-traceback apply to every stage):\n",
+      printf("usage: ackd %s%s%s [options]\n%s\n\nOptions, with their defaults (-options_file, -quiet, -log_view, "
+             "-check_options and -traceback apply to every stage):\n",
              stage->name, stage->arguments[0] ? " " : "", stage->arguments, stage->summary);
   }
 

@@ -39,6 +39,7 @@ void AckdStagePrintList(FILE *out)
                "  -options_file FILE   read options from FILE (PETSc format: one '-key value' per line)\n"
                "  -quiet               no progress bars or informational output\n"
                "  -log_view            profile: time, flops and messages per stage and event\n"
+               "  -check_options       read and check every option, then exit without doing any work\n"
                "  -traceback           print PETSc's full error stack, not just one line\n");
 }
 
@@ -58,8 +59,10 @@ PetscErrorCode AckdStageReady(MPI_Comm comm, const char *stage, PetscBool *stop)
 {
   const AckdStage *self         = AckdStageFind(stage);
   char             foreign[512] = "";
+  PetscBool        check_only   = PETSC_FALSE;
 
   PetscFunctionBeginUser;
+  PetscCall(PetscOptionsGetBool(NULL, NULL, "-check_options", &check_only, NULL));
   PetscCall(PetscOptionsHasHelp(NULL, stop));
   if (*stop) PetscFunctionReturn(0);
   /* Prefixes that other stages read and this one does not. A prefix shared by
@@ -76,5 +79,10 @@ PetscErrorCode AckdStageReady(MPI_Comm comm, const char *stage, PetscBool *stop)
     }
   }
   PetscCall(AckdOptionsCheckUnused(comm, stage, foreign));
+  /* A job script can validate its command line on a login node before it queues for hours. */
+  if (check_only) {
+    PetscCall(PetscPrintf(comm, "ackd %s: options ok\n", stage));
+    *stop = PETSC_TRUE;
+  }
   PetscFunctionReturn(0);
 }

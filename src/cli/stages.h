@@ -22,7 +22,8 @@ void             AckdStagePrintList(FILE *out);
  * options were just listed); otherwise it rejects any option nobody read,
  * except those that belong to other stages. One options file serves a whole
  * pipeline, so -match_ot_eps is no error in `train`; a misspelt option of
- * the stage's own prefixes, or one of no stage at all, is. */
+ * the stage's own prefixes, or one of no stage at all, is. With -check_options
+ * it also reports that the stage should stop, once the options passed. */
 PetscErrorCode AckdStageReady(MPI_Comm comm, const char *stage, PetscBool *stop);
 
 PetscErrorCode AckdStageSynth(MPI_Comm comm, int npositional, char **positional, int *exit_code);

@@ -23,7 +23,7 @@ import shutil
 import subprocess
 import sys
 
-RUNTIME_OPTIONS = {"options_file", "quiet", "log_view", "traceback", "help"}
+RUNTIME_OPTIONS = {"options_file", "quiet", "log_view", "traceback", "help", "check_options"}
 PLACEHOLDERS = {"ackd", "opts", "run", "method", "teacher", "student", "pair", "tag", "extra"}
 SIGNALS = {"HUP", "INT", "QUIT", "USR1", "USR2", "TERM", "URG", "CONT", "STOP", "KILL", "ALRM"}
 
