@@ -50,6 +50,9 @@ typedef struct {
      map); NULL: every class. Copied by AckdKDSetUp. Under partial overlap the logit methods
      compare teacher and student on these classes only (-kd_shared_classes, docs/KD.md). */
   const unsigned char *teacher_classes;
+  /* The run's epochs: a method's default warm-up is its paper's share of the run, and a longer
+     one given by the user is refused; 0: unknown (the papers' warm-ups in epochs). */
+  PetscInt epochs;
 } AckdKDDims;
 
 /* One local batch of B samples. Tensors use nn.h's layouts: logits (B, K, 1, 1),

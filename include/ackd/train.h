@@ -106,6 +106,8 @@ PetscErrorCode AckdTrainerSetTermNames(AckdTrainer trainer, PetscInt n, const ch
 PetscErrorCode AckdTrainerGetEngine(AckdTrainer trainer, AckdEngine **engine);
 PetscErrorCode AckdTrainerGetDirectory(AckdTrainer trainer, const char **directory);
 PetscErrorCode AckdTrainerGetSeed(AckdTrainer trainer, PetscInt *seed);
+/* The epochs the run trains for (after SetFromOptions). */
+PetscErrorCode AckdTrainerGetEpochs(AckdTrainer trainer, PetscInt *epochs);
 /* Collective: resumes from the newest good checkpoint if there is one, trains
  * to the last epoch (or -PREFIXmax_steps), validating, keeping the best model
  * and writing metrics. *stopped: a stop was requested and a checkpoint was

@@ -100,8 +100,8 @@ ackd_stage_argv() {
 
 # ackd_grid_row GRID INDEX: sets ACKD_METHOD, ACKD_PAIR, ACKD_TEACHER, ACKD_STUDENT, ACKD_TAG
 # and ACKD_EXTRA from row INDEX (0-based, comments and blank lines skipped) of a sweep grid
-# (`METHOD[+sembridge] PAIR [EXTRA OPTIONS...]`, PAIR = teacher/student letters: R ResNet34,
-# M MobileNetV2, S ShuffleNetV2, e.g. R/M). The tag METHOD[+sembridge]_TS names the row's run.
+# (`METHOD[+sembridge][+VARIANT...] PAIR [EXTRA OPTIONS...]`, PAIR = teacher/student letters:
+# R ResNet34, M MobileNetV2, S ShuffleNetV2, e.g. R/M). The tag LABEL_TS names the row's run.
 ackd_grid_row() {
   local grid=$1 index=$2 line
   line=$(sed -e 's/#.*$//' "$grid" | awk 'NF >= 2' | sed -n "$((index + 1))p")
@@ -115,12 +115,14 @@ ackd_grid_row() {
   ACKD_METHOD=${ACKD_LABEL%%+*}
   # METHOD+sembridge: the method with SemBridge's matching, DynM and SKA on top. A row without
   # it turns SemBridge off explicitly: the run's options file may turn it on for its pipeline.
-  if [ "$ACKD_LABEL" = "$ACKD_METHOD+sembridge" ]; then
+  # Further +NAME parts only name a variant (scripts/study's rows); its EXTRA options say what it is.
+  if [[ "+${ACKD_LABEL#*+}+" == *"+sembridge+"* && "$ACKD_LABEL" == *+* ]]; then
     ACKD_EXTRA="-sembridge $ACKD_EXTRA"
-  elif [ "$ACKD_LABEL" = "$ACKD_METHOD" ]; then
-    ACKD_EXTRA="-sembridge false $ACKD_EXTRA"
   else
-    ackd_job_log "error: $grid row $index: '$ACKD_LABEL' is not METHOD or METHOD+sembridge"
+    ACKD_EXTRA="-sembridge false $ACKD_EXTRA"
+  fi
+  if [[ ! "$ACKD_METHOD" =~ ^[a-z0-9]+$ ]]; then
+    ackd_job_log "error: $grid row $index: '$ACKD_LABEL' is not METHOD[+sembridge][+VARIANT...]"
     return 2
   fi
   ACKD_TEACHER=$(ackd_arch "${ACKD_PAIR%%/*}") || return 2

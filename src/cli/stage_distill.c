@@ -458,6 +458,8 @@ PetscErrorCode AckdStageDistill(MPI_Comm comm, int npositional, char **positiona
   PetscCall(PetscCalloc1(c.config.classes, &teacher_classes));
   for (PetscInt m = 0; m < c.info.nms_classes; m++)
     if (c.info.ms_to_rgb[m] >= 0 && c.info.ms_to_rgb[m] < c.config.classes) teacher_classes[c.info.ms_to_rgb[m]] = 1;
+  PetscInt epochs;
+  PetscCall(AckdTrainerGetEpochs(t, &epochs));
   AckdKDDims dims = {.classes           = c.config.classes,
                      .student_samples   = c.nstudent,
                      .student_embedding = so.embedding.c,
@@ -468,7 +470,8 @@ PetscErrorCode AckdStageDistill(MPI_Comm comm, int npositional, char **positiona
                      .teacher_tokens    = tokens_n,
                      .teacher_logits    = PETSC_TRUE,
                      .seed              = (uint64_t)seed + 1,
-                     .teacher_classes   = teacher_classes};
+                     .teacher_classes   = teacher_classes,
+                     .epochs            = epochs};
   PetscCall(AckdKDSetUp(c.kd, &dims));
   PetscCall(PetscFree(teacher_classes));
 

@@ -3,7 +3,7 @@
  * chosen so that T starts at T_init (4, KD's). The loss is KD's, T² KL(p_t^T ||
  * p_s^T); θ receives the *reversed* gradient -λ dL/dθ (gradient reversal: the
  * temperature makes distillation harder), λ rising as (1 - cos(π e / E)) / 2
- * to λ_max over E = 10 epochs. Weights as KD's (0.1 CE, 0.9). */
+ * to λ_max over E epochs, the authors' 10 of 240 scaled to the run. Weights as KD's (0.1 CE, 0.9). */
 #include "kd_impl.h"
 #include <math.h>
 
@@ -23,7 +23,7 @@ static PetscErrorCode create(AckdKDObj kd)
   m->tinit      = 4.0;
   m->lambda_max = 1.0;
   m->alpha      = 0.9;
-  m->warmup     = 10;
+  m->warmup     = -1; /* resolved in setup, once the run's epochs are known */
   kd->data      = m;
   PetscFunctionReturn(0);
 }
@@ -39,8 +39,10 @@ static PetscErrorCode options(AckdKDObj kd, PetscOptionItems *PetscOptionsObject
       AckdOptionsReal(PetscOptionsObject, "-ctkd_t_init", "CTKD: initial temperature", &m->tinit, 1e-3, 1e3, NULL));
   PetscCall(AckdOptionsReal(PetscOptionsObject, "-ctkd_lambda", "CTKD: final gradient-reversal strength",
                             &m->lambda_max, 0.0, 1e3, NULL));
-  PetscCall(AckdOptionsInt(PetscOptionsObject, "-ctkd_warmup", "CTKD: epochs of the cosine rise of lambda", &m->warmup,
-                           0, 1000000, NULL));
+  PetscCall(
+      AckdOptionsInt(PetscOptionsObject, "-ctkd_warmup",
+                     "CTKD: epochs of the cosine rise of lambda (default: 1/24 of the run, the authors' 10 of 240)",
+                     &m->warmup, 0, 1000000, NULL));
   PetscCall(
       AckdOptionsReal(PetscOptionsObject, "-ctkd_alpha", "(1 - alpha) CE + alpha CTKD", &m->alpha, 0.0, 1.0, NULL));
   PetscCheck(m->tmin < m->tinit && m->tinit < m->tmax, PETSC_COMM_SELF, PETSC_ERR_USER_INPUT,
@@ -58,6 +60,7 @@ static PetscErrorCode setup(AckdKDObj kd)
   CTKD *m = (CTKD *)kd->data;
 
   PetscFunctionBeginUser;
+  PetscCall(ackd_kd_resolve_warmup(kd, "-ctkd_warmup", 10, 240, &m->warmup));
   /* zero-initialised: θ0 carries the initial temperature */
   PetscCall(AckdParamsAdd(&kd->params, "ctkd.global_temperature", 1, 1, ACKD_INIT_ZEROS, &m->theta));
   PetscFunctionReturn(0);

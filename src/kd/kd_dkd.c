@@ -2,8 +2,8 @@
  * the binary target/non-target split and p̂ the softmax over the non-target
  * classes only (both at temperature T):
  *   DKD = min((epoch + 1) / warmup, 1) T² [alpha KL(b_t || b_s) + beta KL(p̂_t || p̂_s)],
- * alpha 1, beta 8, T 4, 20 warm-up epochs (epochs 0-based here, 1-based in the
- * authors' loop, hence epoch + 1). CE weight 1. */
+ * alpha 1, beta 8, T 4, a warm-up of the authors' 20 of 240 epochs scaled to the
+ * run (epochs 0-based here, 1-based in the authors' loop, hence epoch + 1). CE weight 1. */
 #include "kd_impl.h"
 #include <math.h>
 
@@ -21,7 +21,7 @@ static PetscErrorCode create(AckdKDObj kd)
   m->alpha  = 1.0;
   m->beta   = 8.0;
   m->T      = 4.0;
-  m->warmup = 20;
+  m->warmup = -1; /* resolved in setup, once the run's epochs are known */
   kd->data  = m;
   PetscFunctionReturn(0);
 }
@@ -36,8 +36,17 @@ static PetscErrorCode options(AckdKDObj kd, PetscOptionItems *PetscOptionsObject
   PetscCall(AckdOptionsReal(PetscOptionsObject, "-dkd_beta", "DKD: weight of the non-target term (NCKD)", &m->beta, 0.0,
                             1e6, NULL));
   PetscCall(AckdOptionsReal(PetscOptionsObject, "-dkd_temperature", "DKD temperature T", &m->T, 1e-3, 1e3, NULL));
-  PetscCall(AckdOptionsInt(PetscOptionsObject, "-dkd_warmup", "DKD: epochs over which its weight ramps up linearly",
+  PetscCall(AckdOptionsInt(PetscOptionsObject, "-dkd_warmup",
+                           "DKD: epochs over which its weight ramps up linearly (default: 1/12 of the run, "
+                           "the authors' 20 of 240)",
                            &m->warmup, 0, 1000000, NULL));
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode setup(AckdKDObj kd)
+{
+  PetscFunctionBeginUser;
+  PetscCall(ackd_kd_resolve_warmup(kd, "-dkd_warmup", 20, 240, &((DKD *)kd->data)->warmup));
   PetscFunctionReturn(0);
 }
 
@@ -89,4 +98,5 @@ const KDMethod ackd_kd_dkd = {.name            = "dkd",
                               .on_class_subset = PETSC_TRUE,
                               .create          = create,
                               .options         = options,
+                              .setup           = setup,
                               .loss            = loss};

@@ -123,6 +123,11 @@ static inline double ackd_kd_huber(double x, double *dx)
   *dx = x < 0 ? -1.0 : 1.0;
   return a - 0.5;
 }
+/* A warm-up in epochs: `*warmup` as the user gave it (-1: not given) becomes the method paper's
+ * `paper` epochs of its `paper_run`-epoch runs scaled to this run's kd->dims.epochs (at least 1);
+ * a given one longer than the run is refused with one line naming `option`. */
+PetscErrorCode ackd_kd_resolve_warmup(AckdKDObj kd, const char *option, PetscInt paper, PetscInt paper_run,
+                                      PetscInt *warmup);
 /* Reads a float tensor into doubles (rows of the selected samples only when sel is not NULL). */
 PetscErrorCode ackd_kd_gather(const AckdTensor *t, PetscInt per_sample, PetscInt n, const PetscInt *sel, double **out);
 /* y (n x o) = x (n x i) · Wᵀ with W (o x i) floats; and its backward: gx += coef dy W, gW += coef dyᵀ x. */

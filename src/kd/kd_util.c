@@ -14,6 +14,24 @@ void ackd_kd_log_softmax(const double *z, PetscInt K, double T, double *out)
   for (PetscInt k = 0; k < K; k++) out[k] = z[k] / T - lse;
 }
 
+PetscErrorCode ackd_kd_resolve_warmup(AckdKDObj kd, const char *option, PetscInt paper, PetscInt paper_run,
+                                      PetscInt *warmup)
+{
+  const PetscInt epochs = kd->dims.epochs;
+
+  PetscFunctionBeginUser;
+  if (*warmup < 0) {
+    /* A warm-up fixed in epochs outlasts a short run, which then never reaches the method's full weight. */
+    *warmup = epochs > 0 ? PetscMax(1, (PetscInt)PetscFloorReal((double)paper * epochs / paper_run + 0.5)) : paper;
+    PetscFunctionReturn(0);
+  }
+  PetscCheck(epochs <= 0 || *warmup <= epochs, kd->comm, PETSC_ERR_USER_INPUT,
+             "option %s: a warm-up of %" PetscInt_FMT " epochs is longer than the run's %" PetscInt_FMT
+             "; give at most %" PetscInt_FMT " (or leave it out: %" PetscInt_FMT "/%" PetscInt_FMT " of the epochs)",
+             option, *warmup, epochs, epochs, paper, paper_run);
+  PetscFunctionReturn(0);
+}
+
 /* With p = softmax(zt/T), q = softmax(zs/T): KL = Σ p (log p - log q) and
  * dKL/dzs = (q - p)/T. The temperature derivative (CTKD learns T) goes through
  * both sides. */

@@ -357,6 +357,13 @@ PetscErrorCode AckdTrainerGetEngine(AckdTrainer t, AckdEngine **engine)
   PetscFunctionReturn(0);
 }
 
+PetscErrorCode AckdTrainerGetEpochs(AckdTrainer t, PetscInt *epochs)
+{
+  PetscFunctionBeginUser;
+  *epochs = t->epochs;
+  PetscFunctionReturn(0);
+}
+
 PetscErrorCode AckdTrainerGetSeed(AckdTrainer t, PetscInt *seed)
 {
   PetscFunctionBeginUser;
