@@ -205,6 +205,21 @@ PetscErrorCode AckdTeacherTargetsGather(AckdTeacherTargets targets, PetscInt n, 
  * within classes, with the OT solver configured under `prefix` (-dynm_solver,
  * -dynm_ot_eps, -dynm_ot_topk, ...), and replaces the table. */
 PetscErrorCode AckdTeacherTargetsRematch(AckdTeacherTargets targets, const float *student_logits, const char *prefix);
+
+/* What a matching looks like, from its top-1 teachers: the students with a teacher; the share of
+ * them whose top-1 differs from `previous` (the top-1 column of an earlier table, N_s entries,
+ * NULL: not measured, NaN); how many distinct teachers are someone's top-1, and the most students
+ * one teacher is top-1 for (a hub); and the mean probability the top-1 teacher gives the
+ * student's class (softmax of its logits over the student's classes the teacher has). */
+typedef struct {
+  PetscInt matched, distinct_teachers, largest_hub;
+  double   changed, own_class_probability;
+} AckdMatchStatistics;
+
+/* The top-1 column of the current table (N_s teacher indices, -1: none), into caller memory. */
+PetscErrorCode AckdTeacherTargetsGetTop1(AckdTeacherTargets targets, PetscInt *top1);
+PetscErrorCode AckdTeacherTargetsStatistics(AckdTeacherTargets targets, const PetscInt *previous,
+                                            AckdMatchStatistics *stats);
 PetscErrorCode AckdTeacherTargetsDestroy(AckdTeacherTargets *targets);
 
 /* M2S: a multi-label teacher sample stands for one student class where a

@@ -37,7 +37,7 @@
 #define ACKD_FORMAT_METRICS         "metrics"
 #define ACKD_FORMAT_METRICS_VERSION 1
 
-enum { ACKD_TRAIN_MAX_TERMS = 8, ACKD_TRAIN_MAX_GROUPS = 6 };
+enum { ACKD_TRAIN_MAX_TERMS = 8, ACKD_TRAIN_MAX_GROUPS = 6, ACKD_TRAIN_MAX_VALUES = 8 };
 
 /* This rank's share of one global batch, as the step function sees it. */
 typedef struct {
@@ -103,6 +103,11 @@ PetscErrorCode AckdTrainerSetEpochHook(AckdTrainer trainer, AckdTrainEpochFn hoo
 PetscErrorCode AckdTrainerAddState(AckdTrainer trainer, const char *name, float *data, PetscInt n);
 /* Names of the step's extra loss terms (metrics such as loss_kd). */
 PetscErrorCode AckdTrainerSetTermNames(AckdTrainer trainer, PetscInt n, const char *const *names);
+/* Names of values the stage observes once per epoch (DynM's matching statistics), set by the
+ * epoch hook through AckdTrainerSetEpochValue. Each becomes a per-epoch metric beside the loss
+ * terms, NaN in the epochs where nothing was recorded; a stop mid-epoch keeps the epoch's. */
+PetscErrorCode AckdTrainerSetEpochValueNames(AckdTrainer trainer, PetscInt n, const char *const *names);
+PetscErrorCode AckdTrainerSetEpochValue(AckdTrainer trainer, PetscInt index, double value);
 PetscErrorCode AckdTrainerGetEngine(AckdTrainer trainer, AckdEngine **engine);
 PetscErrorCode AckdTrainerGetDirectory(AckdTrainer trainer, const char **directory);
 PetscErrorCode AckdTrainerGetSeed(AckdTrainer trainer, PetscInt *seed);

@@ -22,9 +22,14 @@
 
 enum { TERM_CE, TERM_KD, TERM_SKA, NTERMS };
 static const char *const TERMS[NTERMS] = {"loss_ce", "loss_kd", "loss_ska"};
+/* DynM's matching at each adjust epoch (AckdMatchStatistics), NaN in the other epochs. */
+enum { DYNM_CHANGED, DYNM_DISTINCT, DYNM_HUB, DYNM_OWN_CLASS, NDYNM };
+static const char *const DYNM_VALUES[NDYNM] = {"dynm_changed", "dynm_distinct_teachers", "dynm_largest_hub",
+                                               "dynm_own_class_probability"};
 
 typedef struct {
   MPI_Comm           comm;
+  AckdTrainer        trainer;
   AckdModel          student, teacher; /* teacher: only when tokens are needed */
   AckdModelConfig    config;
   AckdSharedDataset  rgb, ms;
@@ -175,6 +180,16 @@ static PetscErrorCode keep_logits(void *ctx, PetscInt first, PetscInt n, const A
   PetscFunctionReturn(0);
 }
 
+static PetscErrorCode record_statistics(DistillContext *c, const AckdMatchStatistics *st)
+{
+  PetscFunctionBeginUser;
+  PetscCall(AckdTrainerSetEpochValue(c->trainer, DYNM_CHANGED, st->changed));
+  PetscCall(AckdTrainerSetEpochValue(c->trainer, DYNM_DISTINCT, (double)st->distinct_teachers));
+  PetscCall(AckdTrainerSetEpochValue(c->trainer, DYNM_HUB, (double)st->largest_hub));
+  PetscCall(AckdTrainerSetEpochValue(c->trainer, DYNM_OWN_CLASS, st->own_class_probability));
+  PetscFunctionReturn(0);
+}
+
 /* DynM: at its adjust epochs, every student sample is re-matched by the KL
  * between the current student's and the teachers' predictions. */
 static PetscErrorCode rematch(void *ctx, AckdEngine *engine, PetscInt epoch)
@@ -186,7 +201,13 @@ static PetscErrorCode rematch(void *ctx, AckdEngine *engine, PetscInt epoch)
   AckdLog         log;
 
   PetscFunctionBeginUser;
-  if (!c->dynm || epoch == 0) PetscFunctionReturn(0);
+  if (!c->dynm) PetscFunctionReturn(0);
+  if (epoch == 0) { /* the matching of `ackd match`, the reference the adjust epochs are read against */
+    AckdMatchStatistics st;
+    PetscCall(AckdTeacherTargetsStatistics(c->targets, NULL, &st));
+    PetscCall(record_statistics(c, &st));
+    PetscFunctionReturn(0);
+  }
   PetscCall(AckdDynMIsAdjustEpoch(c->dynm_e0, c->dynm_delta, c->dynm_growth, epoch, &adjust));
   if (!adjust) PetscFunctionReturn(0);
   const PetscInt K = c->config.classes;
@@ -203,12 +224,22 @@ static PetscErrorCode rematch(void *ctx, AckdEngine *engine, PetscInt epoch)
   PetscCallMPI(MPI_Allgather(&at, 1, MPI_INT, displs, 1, MPI_INT, c->comm));
   PetscCall(PetscArraymove(l.logits + first * K, l.logits, nlocal * K));
   PetscCallMPI(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_FLOAT, l.logits, counts, displs, MPI_FLOAT, c->comm));
-  double t0 = AckdTimeNow();
+  double              t0 = AckdTimeNow();
+  PetscInt           *before;
+  AckdMatchStatistics st;
+  PetscCall(PetscMalloc1(PetscMax(c->nstudent, 1), &before));
+  PetscCall(AckdTeacherTargetsGetTop1(c->targets, before));
   PetscCall(AckdTeacherTargetsRematch(c->targets, l.logits, "dynm_"));
+  PetscCall(AckdTeacherTargetsStatistics(c->targets, before, &st));
+  PetscCall(PetscFree(before));
+  PetscCall(record_statistics(c, &st));
   PetscCall(AckdLogSetUp(&log, c->comm));
-  char line[160];
-  snprintf(line, sizeof line, "DynM: re-matched %d students at epoch %d in %.2f s", (int)nglobal, (int)epoch + 1,
-           AckdTimeNow() - t0);
+  char line[256];
+  snprintf(line, sizeof line,
+           "DynM: re-matched %d students at epoch %d in %.2f s: %.1f%% changed teacher, %d distinct top-1 teachers, "
+           "the largest hub %d, teacher's probability of the student's class %.3f",
+           (int)nglobal, (int)epoch + 1, AckdTimeNow() - t0, 100.0 * st.changed, (int)st.distinct_teachers,
+           (int)st.largest_hub, st.own_class_probability);
   PetscCall(AckdLogInfo(&log, "%s\n", line));
   PetscCall(PetscFree2(counts, displs));
   PetscCall(PetscFree(l.logits));
@@ -496,6 +527,8 @@ PetscErrorCode AckdStageDistill(MPI_Comm comm, int npositional, char **positiona
   PetscCall(AckdTrainerSetValidation(t, validate, "val_oa", &c));
   PetscCall(AckdTrainerSetEpochHook(t, rematch, &c));
   PetscCall(AckdTrainerSetTermNames(t, NTERMS, TERMS));
+  if (c.dynm) PetscCall(AckdTrainerSetEpochValueNames(t, NDYNM, DYNM_VALUES));
+  c.trainer = t;
   PetscCall(AckdTrainerSetDescription(t, AckdArchNames[c.config.arch], "distill", "student", describe, &c));
   PetscCall(AckdTrainerRun(t, &stopped));
   if (stopped) *exit_code = ACKD_EXIT_CHECKPOINTED;

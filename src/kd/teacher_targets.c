@@ -382,6 +382,50 @@ PetscErrorCode AckdTeacherTargetsRematch(AckdTeacherTargets t, const float *stud
   PetscFunctionReturn(0);
 }
 
+/* The table is sorted by decreasing weight: the first live column is the top-1. */
+PetscErrorCode AckdTeacherTargetsGetTop1(AckdTeacherTargets t, PetscInt *top1)
+{
+  PetscFunctionBeginUser;
+  for (PetscInt s = 0; s < t->nstudent; s++) {
+    top1[s] = -1;
+    for (PetscInt j = 0; j < t->k && top1[s] < 0; j++)
+      if (t->index[s * t->k + j] >= 0 && t->weight[s * t->k + j] > 0) top1[s] = (PetscInt)t->index[s * t->k + j];
+  }
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdTeacherTargetsStatistics(AckdTeacherTargets t, const PetscInt *previous, AckdMatchStatistics *st)
+{
+  PetscInt *top1, *count, changed = 0;
+  double    own = 0.0;
+
+  PetscFunctionBeginUser;
+  PetscCheck(t->index, PETSC_COMM_SELF, PETSC_ERR_ORDER, "no matching loaded: give -distill_match");
+  PetscCall(PetscMalloc1(PetscMax(t->nstudent, 1), &top1));
+  PetscCall(PetscCalloc1(PetscMax(t->nteacher, 1), &count));
+  PetscCall(AckdTeacherTargetsGetTop1(t, top1));
+  *st = (AckdMatchStatistics){0};
+  for (PetscInt s = 0; s < t->nstudent; s++) {
+    const PetscInt j = top1[s], y = t->student_labels[s];
+    if (j < 0) continue;
+    st->matched++;
+    if (count[j]++ == 0) st->distinct_teachers++;
+    st->largest_hub = PetscMax(st->largest_hub, count[j]);
+    if (previous && previous[s] != j) changed++;
+    /* The projected logits hold min(z) - 50 on the classes the teacher lacks: ~0 after the softmax. */
+    const float *z   = t->logits + j * t->classes;
+    double       max = z[0], sum = 0.0;
+    for (PetscInt c = 1; c < t->classes; c++) max = PetscMax(max, (double)z[c]);
+    for (PetscInt c = 0; c < t->classes; c++) sum += exp((double)z[c] - max);
+    if (y >= 0 && y < t->classes) own += exp((double)z[y] - max) / sum;
+  }
+  st->changed               = previous && st->matched ? (double)changed / (double)st->matched : NAN;
+  st->own_class_probability = st->matched ? own / (double)st->matched : NAN;
+  PetscCall(PetscFree(top1));
+  PetscCall(PetscFree(count));
+  PetscFunctionReturn(0);
+}
+
 PetscErrorCode AckdTeacherTargetsDestroy(AckdTeacherTargets *targets)
 {
   AckdTeacherTargets t = *targets;

@@ -54,8 +54,9 @@ struct _p_AckdTrainer {
   char                score_name[32], architecture[64], stage[32], role[32];
   AckdTrainDescribeFn describe;
   void               *describe_ctx;
-  PetscInt            nterms;
+  PetscInt            nterms, nvalues;
   char                term_names[ACKD_TRAIN_MAX_TERMS][32];
+  char                value_names[ACKD_TRAIN_MAX_VALUES][32];
   AckdTrainEpochFn    epoch_hook;
   void               *epoch_ctx;
   PetscInt            nstates;
@@ -77,9 +78,10 @@ struct _p_AckdTrainer {
   /* state */
   AckdCkptState state;
   double        best_score, partial[P_SIZE];
+  double        observed[ACKD_TRAIN_MAX_VALUES];           /* the epoch values recorded in the epoch in progress */
   double        step_seconds, images_done, blocked_warmup; /* this process's steps after its first, for the summary */
   PetscInt      best_epoch, nhistory;
-  double       *history[M_FIXED + ACKD_TRAIN_MAX_TERMS];
+  double       *history[M_FIXED + ACKD_TRAIN_MAX_TERMS + ACKD_TRAIN_MAX_VALUES];
 };
 
 static const char *const FIXED_METRICS[M_FIXED] = {"epoch",          "step",     "lr",        "train_loss",
@@ -88,7 +90,18 @@ static const char *const FIXED_METRICS[M_FIXED] = {"epoch",          "step",    
 static const char *metric_name(AckdTrainer t, PetscInt m)
 {
   if (m == M_VAL_SCORE) return t->score_name;
-  return m < M_FIXED ? FIXED_METRICS[m] : t->term_names[m - M_FIXED];
+  if (m < M_FIXED) return FIXED_METRICS[m];
+  return m < M_FIXED + t->nterms ? t->term_names[m - M_FIXED] : t->value_names[m - M_FIXED - t->nterms];
+}
+
+static PetscInt metric_count(AckdTrainer t)
+{
+  return M_FIXED + t->nterms + t->nvalues;
+}
+
+static void clear_observed(AckdTrainer t)
+{
+  for (PetscInt k = 0; k < ACKD_TRAIN_MAX_VALUES; k++) t->observed[k] = NAN;
 }
 
 PetscErrorCode AckdTrainerCreate(MPI_Comm comm, AckdTrainer *trainer)
@@ -341,6 +354,26 @@ PetscErrorCode AckdTrainerSetTermNames(AckdTrainer t, PetscInt n, const char *co
   PetscFunctionReturn(0);
 }
 
+PetscErrorCode AckdTrainerSetEpochValueNames(AckdTrainer t, PetscInt n, const char *const *names)
+{
+  PetscFunctionBeginUser;
+  PetscCheck(n <= ACKD_TRAIN_MAX_VALUES, t->comm, PETSC_ERR_ARG_OUTOFRANGE, "at most %d epoch values",
+             ACKD_TRAIN_MAX_VALUES);
+  t->nvalues = n;
+  for (PetscInt i = 0; i < n; i++) PetscCall(PetscStrncpy(t->value_names[i], names[i], sizeof t->value_names[i]));
+  clear_observed(t);
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdTrainerSetEpochValue(AckdTrainer t, PetscInt index, double value)
+{
+  PetscFunctionBeginUser;
+  PetscCheck(index >= 0 && index < t->nvalues, t->comm, PETSC_ERR_ARG_OUTOFRANGE,
+             "epoch value %" PetscInt_FMT " of %" PetscInt_FMT " declared", index, t->nvalues);
+  t->observed[index] = value;
+  PetscFunctionReturn(0);
+}
+
 static PetscErrorCode ensure_engine(AckdTrainer t)
 {
   PetscFunctionBeginUser;
@@ -502,9 +535,10 @@ static PetscErrorCode write_checkpoint(AckdTrainer t, const char *path)
     PetscCall(
         AckdCkptWriterWriteShard(t->writer, name, t->states[i].n, 0, t->states[i].n, t->states[i].data, PETSC_TRUE));
   }
-  for (PetscInt m = 0; m < M_FIXED + t->nterms; m++)
+  for (PetscInt m = 0; m < metric_count(t); m++)
     PetscCall(AckdCkptWriterWriteMetric(t->writer, metric_name(t, m), t->nhistory, t->history[m]));
   PetscCall(AckdCkptWriterWriteMetric(t->writer, "epoch_in_progress", P_SIZE, t->partial));
+  if (t->nvalues) PetscCall(AckdCkptWriterWriteMetric(t->writer, "epoch_values_in_progress", t->nvalues, t->observed));
   PetscCall(AckdCkptWriterCommit(t->writer));
   PetscFunctionReturn(0);
 }
@@ -538,11 +572,12 @@ static PetscErrorCode read_checkpoint(AckdTrainer t, AckdCkptReader r)
   }
   PetscCall(AckdH5AttrReadReal(file, "best_score", &t->best_score, &found));
   PetscCall(AckdH5AttrReadInt(file, "best_epoch", &t->best_epoch, &found));
-  for (PetscInt m = 0; m < M_FIXED + t->nterms; m++) {
+  for (PetscInt m = 0; m < metric_count(t); m++) {
     PetscCall(AckdCkptReaderReadMetric(r, metric_name(t, m), t->epochs, &n, t->history[m]));
     t->nhistory = n;
   }
   PetscCall(AckdCkptReaderReadMetric(r, "epoch_in_progress", P_SIZE, &n, t->partial));
+  if (t->nvalues) PetscCall(AckdCkptReaderReadMetric(r, "epoch_values_in_progress", t->nvalues, &n, t->observed));
   PetscFunctionReturn(0);
 }
 
@@ -565,7 +600,7 @@ static PetscErrorCode write_metrics(AckdTrainer t)
   PetscCall(AckdH5AttrWriteInt(file, "best_epoch", t->best_epoch));
   PetscCall(AckdH5AttrWriteReal(file, "best_score", t->best_score));
   PetscCall(AckdH5AttrWriteString(file, "score", t->score_name));
-  for (PetscInt m = 0; m < M_FIXED + t->nterms; m++) {
+  for (PetscInt m = 0; m < metric_count(t); m++) {
     hsize_t dims = (hsize_t)t->nhistory;
     if (t->nhistory > 0)
       PetscCall(AckdH5WriteSmall(PETSC_COMM_SELF, file, metric_name(t, m), H5T_NATIVE_DOUBLE, 1, &dims, t->history[m]));
@@ -718,7 +753,7 @@ static PetscErrorCode prepare(AckdTrainer t)
              t->prefix, t->batch, t->prefix, t->ntrain);
   PetscCall(PetscMalloc4(t->batch, &t->local_rows, t->batch, &t->local_labels, (size_t)t->batch * c * h * w, &t->images,
                          (size_t)t->batch * c * h * w, &t->scratch));
-  for (PetscInt m = 0; m < M_FIXED + t->nterms; m++) PetscCall(PetscCalloc1(t->epochs + 1, &t->history[m]));
+  for (PetscInt m = 0; m < metric_count(t); m++) PetscCall(PetscCalloc1(t->epochs + 1, &t->history[m]));
   PetscCall(setup_groups(t));
   PetscFunctionReturn(0);
 }
@@ -749,6 +784,7 @@ static PetscErrorCode end_epoch(AckdTrainer t, double lr, PetscBool *improved)
   t->history[M_VAL_SCORE][e]      = score;
   t->history[M_SECONDS][e]        = t->partial[P_SECONDS];
   for (PetscInt k = 0; k < t->nterms; k++) t->history[M_FIXED + k][e] = t->partial[P_TERMS + k] / n;
+  for (PetscInt k = 0; k < t->nvalues; k++) t->history[M_FIXED + t->nterms + k][e] = t->observed[k];
 
   char line[512];
   int  at = snprintf(line, sizeof line, "epoch %3d/%d  loss %.4f", (int)t->state.epoch + 1, (int)t->epochs,
@@ -765,6 +801,7 @@ static PetscErrorCode end_epoch(AckdTrainer t, double lr, PetscBool *improved)
              t->partial[P_COUNT] / PetscMax(t->partial[P_SECONDS], 1e-9));
   PetscCall(AckdLogInfo(&t->log, "%s\n", line));
   PetscCall(PetscArrayzero(t->partial, P_SIZE));
+  clear_observed(t);
   PetscFunctionReturn(0);
 }
 
@@ -910,7 +947,8 @@ PetscErrorCode AckdTrainerDestroy(AckdTrainer *trainer)
     if (t->groups[i].optimizer.m) PetscCall(AckdOptimizerDestroy(&t->groups[i].optimizer));
     if (t->groups[i].model) PetscCall(AckdModelSetGradientReady(t->groups[i].model, NULL, NULL));
   }
-  for (PetscInt m = 0; m < M_FIXED + ACKD_TRAIN_MAX_TERMS; m++) PetscCall(PetscFree(t->history[m]));
+  for (PetscInt m = 0; m < M_FIXED + ACKD_TRAIN_MAX_TERMS + ACKD_TRAIN_MAX_VALUES; m++)
+    PetscCall(PetscFree(t->history[m]));
   PetscCall(PetscFree4(t->local_rows, t->local_labels, t->images, t->scratch));
   PetscCall(PetscFree(t->train_rows));
   if (t->plan) PetscCall(AckdBatchPlanDestroy(&t->plan));

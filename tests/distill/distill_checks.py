@@ -66,6 +66,41 @@ def methods_from_help(args):
     return re.search(r"\(choose one of\) ([a-z0-9 ]+) \(", line).group(1).split()
 
 
+def check_dynm_statistics(data, d, directory, values):
+    """DynM's statistics at its last adjust epoch, recomputed from what the final checkpoint holds
+    (the re-matched table) and the teacher's gallery: a second path to the same four numbers."""
+    ckpt = sorted(glob.glob(os.path.join(directory, "checkpoints", "ckpt_*.h5")))[-1]
+    with h5py.File(ckpt, "r") as c, h5py.File(data, "r") as f, \
+            h5py.File(os.path.join(d, "teacher", "gallery.h5"), "r") as g:
+        index = np.asarray(c["optim/state.match_index"]).astype(int)
+        weight = np.asarray(c["optim/state.match_weight"])
+        split, labels = np.asarray(f["rgb/split"]), np.asarray(f["rgb/labels"])
+        ms_to_rgb, classes = np.asarray(f["class_map/ms_to_rgb"]), int(f["rgb"].attrs["classes"])
+        logits = np.asarray(g["gallery/logits"], dtype=np.float64)
+    students = labels[split == 0]
+    k = index.size // students.size
+    index, weight = index.reshape(-1, k), weight.reshape(-1, k)
+    live = (index >= 0) & (weight > 0)
+    top1 = np.where(live.any(1), index[np.arange(len(index)), live.argmax(1)], -1)
+    projected = np.full((logits.shape[0], classes), -np.inf)
+    for m, r in enumerate(ms_to_rgb):
+        if 0 <= r < classes:
+            projected[:, r] = logits[:, m]
+    p = np.exp(projected - projected.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    matched = top1 >= 0
+    hubs = np.bincount(top1[matched])
+    own = p[top1[matched], students[matched]].mean()
+    last = lambda name: values[name][-1]
+    check(last("dynm_distinct_teachers") == np.count_nonzero(hubs),
+          f"DynM distinct top-1 teachers {last('dynm_distinct_teachers'):.0f} = {np.count_nonzero(hubs)} recomputed")
+    check(last("dynm_largest_hub") == hubs.max(),
+          f"DynM largest hub {last('dynm_largest_hub'):.0f} = {hubs.max()} recomputed")
+    check(abs(last("dynm_own_class_probability") - own) <= 1e-5,
+          f"DynM teacher's own-class probability {last('dynm_own_class_probability'):.6f} = {own:.6f} recomputed")
+    check(0 <= last("dynm_changed") <= 1, f"DynM changed share {last('dynm_changed'):.3f} in [0, 1]")
+
+
 def mode_methods(args):
     data = fixture(args)
     methods = args.methods or methods_from_help(args)
@@ -84,8 +119,12 @@ def mode_methods(args):
             run(args, 2, distill_cmd(data, args.out, directory, extra))
             with h5py.File(os.path.join(directory, "metrics.h5"), "r") as m:
                 values = {k: m[k][()] for k in m.keys()}
-            finite = all(np.all(np.isfinite(v)) for k, v in values.items() if k not in ("val_loss",))
+            # dynm_changed has no earlier matching to compare with at epoch 0
+            finite = all(np.all(np.isfinite(v[1:] if k == "dynm_changed" else v)) for k, v in values.items()
+                         if k not in ("val_loss",))
             check(finite and len(values["train_loss"]) == 2, f"{tag}: 2 epochs, every metric finite")
+            if sembridge and method == "kd":
+                check_dynm_statistics(data, args.out, directory, values)
             run(args, 2, ["eval", "-eval_checkpoint", os.path.join(directory, "best.h5"), "-quiet"])
             with h5py.File(os.path.join(directory, "eval_test.h5"), "r") as e:
                 check(e.attrs["method"] == tag and 0 <= e.attrs["oa"] <= 1, f"{tag}: eval OA {e.attrs['oa']:.3f}")
