@@ -101,7 +101,7 @@ ackd_stage_argv() {
 # ackd_grid_row GRID INDEX: sets ACKD_METHOD, ACKD_PAIR, ACKD_TEACHER, ACKD_STUDENT, ACKD_TAG
 # and ACKD_EXTRA from row INDEX (0-based, comments and blank lines skipped) of a sweep grid
 # (`METHOD[+sembridge][+VARIANT...] PAIR [EXTRA OPTIONS...]`, PAIR = teacher/student letters:
-# R ResNet34, M MobileNetV2, S ShuffleNetV2, e.g. R/M). The tag LABEL_TS names the row's run.
+# R ResNet34, M MobileNetV2, S ShuffleNetV2, C the small CNN of tests and smoke runs, e.g. R/M). The tag LABEL_TS names the row's run.
 ackd_grid_row() {
   local grid=$1 index=$2 line
   line=$(sed -e 's/#.*$//' "$grid" | awk 'NF >= 2' | sed -n "$((index + 1))p")
@@ -136,7 +136,8 @@ ackd_arch() {
     R) echo resnet34 ;;
     M) echo mobilenetv2 ;;
     S) echo shufflenetv2 ;;
-    *) ackd_job_log "error: architecture letter '$1' is not R, M or S"; return 2 ;;
+    C) echo smallcnn ;;
+    *) ackd_job_log "error: architecture letter '$1' is not R, M, S or C"; return 2 ;;
   esac
 }
 

@@ -1,0 +1,120 @@
+#!/usr/bin/python3
+"""scripts/study end to end on a tiny world: it runs the real pipeline through mpirun, resumes
+without redoing finished steps, and its table agrees with an independent computation from the
+eval files (OA from the confusion matrices, the paired t-test from scipy); `jobs` writes grids
+whose every row ackd's option parsing accepts; a misspelt variant is one line and exit 2.
+
+  study_checks.py --repo DIR --ackd ACKD --out DIR"""
+import argparse
+import csv
+import glob
+import os
+import shutil
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+from scipy import stats
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/, for checklib
+import checklib  # noqa: E402
+
+check = checklib.Checks("study_checks")
+SEEDS, METHODS, PAIR = [1, 2, 3], ["none", "kd", "kd+sembridge+noska"], "C/C"
+
+
+def study_cli(args, *words, expect=0):
+    r = subprocess.run(["/usr/bin/python3", os.path.join(args.repo, "scripts", "study"), *words],
+                       capture_output=True, text=True)
+    check(r.returncode == expect, f"scripts/study {' '.join(words)}: exit {r.returncode} (expected {expect})")
+    if r.returncode != expect:
+        print(r.stdout[-3000:], r.stderr[-3000:])
+    return r
+
+
+def independent_table(study_out):
+    """{method: {seed: (oa, one_sided_oa)}} from each eval file's confusion matrix and the class map."""
+    cells = {}
+    for seed in SEEDS:
+        world = os.path.join(study_out, "overlap-0.6", f"seed-{seed}")
+        with h5py.File(os.path.join(world, "data.h5"), "r") as f:
+            one_sided = np.asarray(f["class_map/rgb_to_ms"]) < 0
+        for method in METHODS:
+            with h5py.File(os.path.join(world, "sweep", f"{method}_{PAIR.replace('/', '')}", "eval_test.h5")) as e:
+                confusion = np.asarray(e["confusion"], dtype=float)  # rows: true class
+            oa = 100 * np.trace(confusion) / confusion.sum()
+            sided = 100 * np.diag(confusion)[one_sided].sum() / confusion[one_sided].sum()
+            cells.setdefault(method, {})[seed] = (oa, sided)
+    return cells
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--repo", required=True)
+    p.add_argument("--ackd", required=True)
+    p.add_argument("--out", required=True)
+    args = p.parse_args()
+    shutil.rmtree(args.out, ignore_errors=True)
+    os.makedirs(args.out)
+    study = os.path.join(args.out, "tiny.study")
+    with open(study, "w") as f:
+        f.write(f"options {args.repo}/tests/study/tiny.opts\nout {args.out}/study\n"
+                f"seeds {' '.join(map(str, SEEDS))}\noverlaps 0.6\npairs {PAIR}\nmethods {' '.join(METHODS)}\n")
+
+    first = study_cli(args, "run", study, "--ackd", args.ackd)
+    steps = [line for line in first.stdout.splitlines() if line.startswith("study: ")]
+    # per seed: synth, teacher, its eval, ssm, match, then a distill and an eval per method
+    check(len(steps) == len(SEEDS) * (5 + 2 * len(METHODS)), f"first run: {len(steps)} steps")
+    again = study_cli(args, "run", study, "--ackd", args.ackd)
+    check(not [l for l in again.stdout.splitlines() if l.startswith("study: ")],
+          "second run: every finished step is skipped")
+
+    table_csv = os.path.join(args.out, "table.csv")
+    md = study_cli(args, "table", study, "--csv", table_csv).stdout
+    check("| none | 3 |" in md and "| kd+sembridge+noska | 3 |" in md, "the Markdown table has every variant, 3 seeds")
+    rows = {r["method"]: r for r in csv.DictReader(open(table_csv))}
+    ref = independent_table(os.path.join(args.out, "study"))
+    for method in METHODS:
+        oa = [ref[method][s][0] for s in SEEDS]
+        check(abs(float(rows[method]["oa_mean"]) - np.mean(oa)) < 1e-9,
+              f"{method}: mean OA {float(rows[method]['oa_mean']):.4f} = {np.mean(oa):.4f} from the confusions")
+        check(abs(float(rows[method]["oa_std"]) - np.std(oa, ddof=1)) < 1e-9, f"{method}: OA std over seeds")
+        check(abs(float(rows[method]["one_sided_mean"]) - np.mean([ref[method][s][1] for s in SEEDS])) < 1e-9,
+              f"{method}: one-sided classes' OA")
+        if method == "none":
+            continue
+        base = [ref["none"][s][0] for s in SEEDS]
+        t, pvalue = stats.ttest_rel(oa, base)
+        d = np.subtract(oa, base)
+        check(abs(float(rows[method]["delta_mean"]) - d.mean()) < 1e-9, f"{method}: paired difference")
+        check(abs(float(rows[method]["delta_se"]) - d.std(ddof=1) / np.sqrt(len(d))) < 1e-9,
+              f"{method}: its standard error")
+        if np.isfinite(t):
+            check(abs(float(rows[method]["t"]) - t) < 1e-9 * max(1, abs(t)), f"{method}: t = {t:.4f} (scipy)")
+            check(abs(float(rows[method]["p"]) - pvalue) < 1e-9, f"{method}: p = {pvalue:.6f} (scipy ttest_rel)")
+
+    # Batch jobs: every grid row through the job library and ackd's real option parsing.
+    printed = study_cli(args, "jobs", study, "--scheduler", "slurm").stdout
+    check("submit-pipeline -s synth,ssm,match" in printed and "submit-sweep -a $MATCH -g" in printed,
+          "jobs: the pipeline's data stages, then the sweep after its match job")
+    for grid in sorted(glob.glob(os.path.join(args.out, "study", "overlap-0.6", "seed-*", "sweep.grid"))):
+        world = os.path.dirname(grid)
+        script = (f"source {args.repo}/jobs/lib/ackd-job.sh; export ACKD={args.ackd} ACKD_MPIRUN=env "
+                  f"ACKD_OPTS={world}/world.opts ACKD_RUN={world}; n=$(grep -c . {grid}); "
+                  f"for ((i = 0; i < n; i++)); do ackd_grid_row {grid} $i && "
+                  f"ackd_stage_argv {args.repo}/jobs/sweep.stages distill && "
+                  f"\"${{ACKD_ARGV[@]}}\" -check_options -quiet || exit 1; done")
+        r = subprocess.run(["bash", "-c", script], capture_output=True, text=True)
+        check(r.returncode == 0 and r.stdout.count("options ok") == len(METHODS),
+              f"jobs: the {len(METHODS)} rows of {os.path.relpath(grid, args.out)} parse ({r.stderr.strip()[-300:]})")
+
+    bad = os.path.join(args.out, "bad.study")
+    open(bad, "w").write(open(study).read().replace("kd+sembridge+noska", "kd+sembrige"))
+    err = study_cli(args, "run", bad, "--dry-run", expect=2).stderr.strip()
+    check(err.count("\n") == 0 and "unknown modifier '+sembrige'" in err, f"a misspelt variant: {err}")
+    return check.summary()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
