@@ -572,12 +572,23 @@ static PetscErrorCode read_checkpoint(AckdTrainer t, AckdCkptReader r)
   }
   PetscCall(AckdH5AttrReadReal(file, "best_score", &t->best_score, &found));
   PetscCall(AckdH5AttrReadInt(file, "best_epoch", &t->best_epoch, &found));
-  for (PetscInt m = 0; m < metric_count(t); m++) {
+  for (PetscInt m = 0; m < M_FIXED + t->nterms; m++) {
     PetscCall(AckdCkptReaderReadMetric(r, metric_name(t, m), t->epochs, &n, t->history[m]));
     t->nhistory = n;
   }
+  /* Epoch values are observations, not state: a checkpoint written before the stage recorded
+   * them resumes with NaN in the epochs it covers. */
+  for (PetscInt m = M_FIXED + t->nterms; m < metric_count(t); m++) {
+    char path[96];
+    snprintf(path, sizeof path, "/metrics/%s", metric_name(t, m));
+    if (H5Lexists(file, "/metrics", H5P_DEFAULT) > 0 && H5Lexists(file, path, H5P_DEFAULT) > 0)
+      PetscCall(AckdCkptReaderReadMetric(r, metric_name(t, m), t->epochs, &n, t->history[m]));
+    else
+      for (PetscInt e = 0; e < t->nhistory; e++) t->history[m][e] = NAN;
+  }
   PetscCall(AckdCkptReaderReadMetric(r, "epoch_in_progress", P_SIZE, &n, t->partial));
-  if (t->nvalues) PetscCall(AckdCkptReaderReadMetric(r, "epoch_values_in_progress", t->nvalues, &n, t->observed));
+  if (t->nvalues && H5Lexists(file, "/metrics/epoch_values_in_progress", H5P_DEFAULT) > 0)
+    PetscCall(AckdCkptReaderReadMetric(r, "epoch_values_in_progress", t->nvalues, &n, t->observed));
   PetscFunctionReturn(0);
 }
 
