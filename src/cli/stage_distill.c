@@ -145,7 +145,8 @@ static PetscErrorCode distill_step(void *ctx, AckdEngine *engine, const AckdTrai
   r->loss = kout.total;
   for (PetscInt i = 0; i < kout.nterms; i++) {
     const char *n = kout.names[i];
-    PetscInt    t = !strcmp(n, "ce") ? TERM_CE : !strcmp(n, "ska") ? TERM_SKA : TERM_KD;
+    /* loss_ce: the mean cross-entropy over every sample, taught or not */
+    PetscInt t = !strcmp(n, "ce") || !strcmp(n, "ce_unmatched") ? TERM_CE : !strcmp(n, "ska") ? TERM_SKA : TERM_KD;
     r->terms[t] += kout.values[i];
   }
   r->correct = AckdCountCorrect(&out.logits, b->labels);

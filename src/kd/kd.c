@@ -13,14 +13,15 @@ PetscErrorCode AckdKDCreate(MPI_Comm comm, AckdKD *kd)
 
   PetscFunctionBeginUser;
   PetscCall(PetscNew(&k));
-  k->comm             = comm;
-  k->ce_weight        = -1.0; /* -1: the method's (or SemBridge's) default, resolved in SetFromOptions/SetUp */
-  k->kd_weight        = -1.0;
-  k->ska_weight       = -1.0;
-  k->ska.heads        = 8;
-  k->ska.sinkhorn_eps = 0.1;
-  k->ska.sinkhorn_it  = 100;
-  k->shared_simplex   = PETSC_TRUE;
+  k->comm                = comm;
+  k->ce_weight           = -1.0; /* -1: the method's (or SemBridge's) default, resolved in SetFromOptions/SetUp */
+  k->kd_weight           = -1.0;
+  k->ska_weight          = -1.0;
+  k->ska.heads           = 8;
+  k->ska.sinkhorn_eps    = 0.1;
+  k->ska.sinkhorn_it     = 100;
+  k->shared_simplex      = PETSC_TRUE;
+  k->unmatched_ce_weight = 1.0;
   PetscCall(AckdParamsCreate(&k->params));
   PetscCall(select_method(k, &ackd_kd_none));
   PetscCall(PetscClassIdRegister("ackd kd", &classid));
@@ -137,6 +138,10 @@ PetscErrorCode AckdKDSetFromOptions(AckdKD kd)
                             "and student on the classes both collections have, each renormalised over them; false: on "
                             "all the student's classes, which teaches the one-sided classes probability 0",
                             &kd->shared_simplex, NULL));
+  PetscCall(AckdOptionsReal(PetscOptionsObject, "-kd_unmatched_ce_weight",
+                            "Cross-entropy weight of a sample with no teacher of its class (unmatched, or of a class "
+                            "the teacher lacks); 1: as without distillation",
+                            &kd->unmatched_ce_weight, 0.0, 1e6, NULL));
   PetscCall(AckdOptionsBool(PetscOptionsObject, "-kd_reliability",
                             "Scale each sample's distillation term by the matched teacher's probability of the "
                             "student's true class (cross-knowledge assessment)",
@@ -415,7 +420,15 @@ PetscErrorCode AckdKDLoss(AckdKD kd, const AckdKDInputs *in, AckdKDOutputs *out)
   step.w   = kd->w;
   step.sel = kd->sel;
 
-  /* cross-entropy on every sample, teacher or not */
+  /* Cross-entropy on every sample. The loss weights split a taught sample's loss between its
+   * label and its teacher; a sample the method gives no teacher of its own class (none matched,
+   * or its class is one the teacher lacks) has only its label, and keeps the weight it has
+   * without distillation (-kd_unmatched_ce_weight, 1). Otherwise (1 - alpha) = 0.1 would leave
+   * the one-sided classes a tenth of the signal of training without a teacher. */
+  const PetscBool split = (PetscBool)(kd->method->loss != NULL);
+  const PetscBool on_shared =
+      (PetscBool)(kd->shared && kd->shared_simplex && kd->method->on_class_subset && kd->nshared >= 2);
+  double ce_unmatched = 0.0;
   for (PetscInt i = 0; i < B; i++) {
     double   z[K], lq[K];
     PetscInt y = in->labels[i];
@@ -425,12 +438,18 @@ PetscErrorCode AckdKDLoss(AckdKD kd, const AckdKDInputs *in, AckdKDOutputs *out)
                y, i, K);
     for (PetscInt k = 0; k < K; k++) z[k] = in->student_logits->data[i * K + k];
     ackd_kd_log_softmax(z, K, 1.0, lq);
-    ce -= lq[y] * step.inv_n;
-    for (PetscInt k = 0; k < K; k++) kd->g_logits[i * K + k] += kd->ce_weight * step.inv_n * (exp(lq[k]) - (k == y));
+    const PetscBool taught = (PetscBool)(!split || (kd->w[i] > 0 && (!on_shared || kd->sub_class[y] >= 0)));
+    const double    weight = taught ? kd->ce_weight : kd->unmatched_ce_weight;
+    if (taught)
+      ce -= lq[y] * step.inv_n;
+    else
+      ce_unmatched -= lq[y] * step.inv_n;
+    for (PetscInt k = 0; k < K; k++) kd->g_logits[i * K + k] += weight * step.inv_n * (exp(lq[k]) - (k == y));
   }
   out->nterms = 0;
   out->total  = 0.0;
   add_term(out, "ce", ce, kd->ce_weight);
+  if (split) add_term(out, "ce_unmatched", ce_unmatched, kd->unmatched_ce_weight);
   if (kd->method->loss) {
     if (kd->shared && kd->shared_simplex && kd->method->on_class_subset)
       PetscCall(loss_on_shared_classes(kd, &step, &value));

@@ -65,7 +65,7 @@ struct _p_AckdKD {
   PetscInt   nshared;   /* K_s, the student's classes the teacher also has */
   PetscInt  *shared;    /* (K_s) those classes; NULL when the teacher has every class */
   PetscInt  *sub_class; /* (K) class -> its index among the shared ones, -1: one-sided */
-  double     ce_weight, kd_weight, ska_weight;
+  double     ce_weight, kd_weight, ska_weight, unmatched_ce_weight;
   AckdKDDims dims;
   AckdParams params;
   void      *data;  /* the method's own state */

@@ -243,7 +243,7 @@ def case(g):
     share = B / n
 
     memory = None
-    ce = F.cross_entropy(z, y, reduction="sum") / n
+    ce_rows = F.cross_entropy(z, y, reduction="none")
     # Partial class overlap (docs/KD.md): the logit methods see the shared classes only, the
     # student's one-sided classes and the samples labelled with one of them drop out of the term.
     z_full, y_full, w_full = z, y, w
@@ -254,7 +254,7 @@ def case(g):
         z, zt_soft = z[:, shared], zt_soft[:, shared]
         w = torch.where(torch.tensor([int(c) in index for c in y]), w, torch.zeros_like(w))
         y = torch.tensor([index.get(int(c), 0) for c in y])
-    terms, weights = {"ce": ce}, {}
+    terms, weights = {}, {}
     if method == "kd":
         Tk = 3.0 if sembridge else 4.0
         f = 1.0 if sembridge else Tk * Tk
@@ -303,14 +303,22 @@ def case(g):
         terms["kd"] = share * mnf(words, tok, tt, e, et, sel, P)
     elif method != "none":
         raise SystemExit(f"no reference for method {method}")
+    # A sample the method gives no teacher of its class learns from its label at weight 1 (docs/KD.md).
+    taught = w > 0
     z, y, w = z_full, y_full, w_full
+    if method != "none":
+        terms["ce"] = (ce_rows * taught).sum() / n
+        terms["ce_unmatched"] = (ce_rows * ~taught).sum() / n
+        weights["ce_unmatched"] = 1.0
+    else:
+        terms["ce"] = ce_rows.sum() / n
     if method != "none":
         weights.setdefault("ce", 1.0)
         weights.setdefault("kd", 1.0)
     else:
         weights["ce"] = 1.0
     if sembridge:
-        weights = {"ce": 0.3, "kd": 0.4, "ska": 0.003}
+        weights = {"ce": 0.3, "kd": 0.4, "ska": 0.003, "ce_unmatched": 1.0}
         terms["ska"] = share * ska(opts, tok[sel], tt[sel], e[sel], et[sel], P)
     total = sum(weights[k] * terms[k] for k in terms)
     total.backward()
@@ -323,7 +331,8 @@ def case(g):
 def numpy_kd_partial(g, check):
     """KD on the shared sub-simplex in closed form, without autograd: the gradient of
     0.1 CE + 0.9 T^2 KL(p_S || q_S) / n is (softmax(z) - onehot) 0.1 / n on every class plus
-    0.9 T w (q_S - p_S) / n on the shared classes S, zero on the one-sided ones."""
+    0.9 T w (q_S - p_S) / n on the shared classes S, zero on the one-sided ones; a sample with no
+    teacher of its class (w = 0, or a one-sided label) has CE at weight 1 and nothing else."""
     T, n = 4.0, int(g.attrs["global_batch"])
     z = np.asarray(g["student_logits"], dtype=np.float64).reshape(-1, 5)
     zt = np.asarray(g["teacher_logits"], dtype=np.float64).reshape(-1, 5)
@@ -339,13 +348,14 @@ def numpy_kd_partial(g, check):
 
     p, q = softmax(zt[:, S] / T), softmax(z[:, S] / T)
     kl = (w * (p * (np.log(p) - np.log(q))).sum(1)).sum() * T * T / n
-    grad = 0.1 * (softmax(z) - np.eye(5)[y]) / n
+    ce_weight = np.where(w > 0, 0.1, 1.0)[:, None]  # a sample without a teacher of its class: CE at 1
+    grad = ce_weight * (softmax(z) - np.eye(5)[y]) / n
     grad[:, S] += 0.9 * T * w[:, None] * (q - p) / n
     kd_value = g["terms"][list(g.attrs["term_names"].split(",")).index("kd")]
     check(abs(kd_value - kl) <= 1e-5 * abs(kl), f"kd_partial: the KD term {kd_value:.8g} vs NumPy {kl:.8g}")
     err = np.abs(np.asarray(g["d_logits"]).reshape(-1, 5) - grad).max() / np.abs(grad).max()
     check(err <= 1e-5, f"kd_partial: d_logits against the NumPy closed form, relative error {err:.1e}")
-    one_sided = np.asarray(g["d_logits"]).reshape(-1, 5)[:, ~S] - 0.1 * (softmax(z) - np.eye(5)[y])[:, ~S] / n
+    one_sided = np.asarray(g["d_logits"]).reshape(-1, 5)[:, ~S] - (ce_weight * (softmax(z) - np.eye(5)[y]))[:, ~S] / n
     check(np.abs(one_sided).max() <= 1e-6 * np.abs(grad).max(),
           "kd_partial: the one-sided classes get cross-entropy's gradient only")
 
