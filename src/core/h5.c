@@ -1,6 +1,7 @@
 /* Parallel HDF5 files: one place that decides how ackd opens, creates and
  * annotates them, so every stage behaves the same on a parallel file system. */
 #include <ackd/core.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
@@ -113,12 +114,32 @@ static void partial_name(const char *path, char *partial, size_t len)
   snprintf(partial, len, "%s.part", path);
 }
 
+/* The temporary name is predictable, so whatever stands there (a stale .part, or a link planted
+ * to another file) is removed, not followed, and the name is created afresh, exclusively, by one
+ * rank before every rank opens it: HDF5's truncating create would write through a symbolic link,
+ * and the final rename would then move the link into the output's place. */
 PetscErrorCode AckdH5FileCreatePartial(MPI_Comm comm, const char *path, const AckdH5Settings *h5, hid_t *file)
 {
-  char partial[PETSC_MAX_PATH_LEN + 8];
+  char        partial[PETSC_MAX_PATH_LEN + 8];
+  PetscMPIInt rank;
+  int         error = 0;
 
   PetscFunctionBeginUser;
   partial_name(path, partial, sizeof partial);
+  PetscCallMPI(MPI_Comm_rank(comm, &rank));
+  if (rank == 0) {
+    if (unlink(partial) && errno != ENOENT) error = errno;
+    if (!error) {
+      int fd = open(partial, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
+      if (fd < 0)
+        error = errno;
+      else
+        close(fd);
+    }
+  }
+  PetscCallMPI(MPI_Bcast(&error, 1, MPI_INT, 0, comm));
+  PetscCheck(!error, comm, PETSC_ERR_FILE_OPEN,
+             "cannot create '%s' (%s); check that its directory exists and is writable", partial, strerror(error));
   PetscCall(AckdH5FileCreate(comm, partial, h5, file));
   PetscFunctionReturn(0);
 }

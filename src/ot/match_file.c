@@ -131,7 +131,7 @@ PetscErrorCode AckdOTWriteMatchFile(AckdOT ot, const char *path, const AckdH5Set
   PetscCheck(ot->solved, ot->comm, PETSC_ERR_ORDER, "call AckdOTSolve before AckdOTWriteMatchFile");
   PetscCall(PetscLogEventBegin(ot->event_write, 0, 0, 0, 0));
   snprintf(partial, sizeof partial, "%s.part", path);
-  PetscCall(AckdH5FileCreate(ot->comm, partial, h5, &file));
+  PetscCall(AckdH5FileCreatePartial(ot->comm, path, h5, &file));
   PetscCall(AckdH5AttrWriteString(file, "ackd_format", ACKD_FORMAT_MATCH));
   PetscCall(AckdH5AttrWriteInt(file, "ackd_format_version", ACKD_FORMAT_MATCH_VERSION));
   PetscCall(AckdH5AttrWriteString(file, "ackd_version", ACKD_VERSION_STRING));
