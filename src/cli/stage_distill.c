@@ -20,8 +20,9 @@
 #include <math.h>
 #include <string.h>
 
-enum { TERM_CE, TERM_KD, TERM_SKA, NTERMS };
-static const char *const TERMS[NTERMS] = {"loss_ce", "loss_kd", "loss_ska"};
+enum { TERM_CE, TERM_KD, TERM_SKA, TERM_MASS, NTERMS };
+/* loss_shared_mass: -log P(shared classes) of the taught samples under partial overlap (docs/KD.md) */
+static const char *const TERMS[NTERMS] = {"loss_ce", "loss_kd", "loss_ska", "loss_shared_mass"};
 /* DynM's matching at each adjust epoch (AckdMatchStatistics), NaN in the other epochs. */
 enum { DYNM_CHANGED, DYNM_DISTINCT, DYNM_HUB, DYNM_OWN_CLASS, NDYNM };
 static const char *const DYNM_VALUES[NDYNM] = {"dynm_changed", "dynm_distinct_teachers", "dynm_largest_hub",
@@ -146,7 +147,10 @@ static PetscErrorCode distill_step(void *ctx, AckdEngine *engine, const AckdTrai
   for (PetscInt i = 0; i < kout.nterms; i++) {
     const char *n = kout.names[i];
     /* loss_ce: the mean cross-entropy over every sample, taught or not */
-    PetscInt t = !strcmp(n, "ce") || !strcmp(n, "ce_unmatched") ? TERM_CE : !strcmp(n, "ska") ? TERM_SKA : TERM_KD;
+    PetscInt t = !strcmp(n, "ce") || !strcmp(n, "ce_unmatched") ? TERM_CE
+                 : !strcmp(n, "shared_mass")                    ? TERM_MASS
+                 : !strcmp(n, "ska")                            ? TERM_SKA
+                                                                : TERM_KD;
     r->terms[t] += kout.values[i];
   }
   r->correct = AckdCountCorrect(&out.logits, b->labels);

@@ -424,11 +424,17 @@ PetscErrorCode AckdKDLoss(AckdKD kd, const AckdKDInputs *in, AckdKDOutputs *out)
    * label and its teacher; a sample the method gives no teacher of its own class (none matched,
    * or its class is one the teacher lacks) has only its label, and keeps the weight it has
    * without distillation (-kd_unmatched_ce_weight, 1). Otherwise (1 - alpha) = 0.1 would leave
-   * the one-sided classes a tenth of the signal of training without a teacher. */
+   * the one-sided classes a tenth of the signal of training without a teacher.
+   * On the shared classes S, a taught sample's CE splits further: -log p(y) = -log p(y|S) -
+   * log P(S). The teacher speaks to the class within S only; that the class is one of S at all
+   * is the label's alone, so -log P(S) keeps the unmatched weight too (the term shared_mass,
+   * weighted by the difference). Without it the one-sided classes, taught at full weight on
+   * their own samples and pushed down at 0.1 on the others', take over the shared samples. */
   const PetscBool split = (PetscBool)(kd->method->loss != NULL);
   const PetscBool on_shared =
       (PetscBool)(kd->shared && kd->shared_simplex && kd->method->on_class_subset && kd->nshared >= 2);
-  double ce_unmatched = 0.0;
+  double       ce_unmatched = 0.0, shared_mass = 0.0;
+  const double mass_weight = on_shared ? PetscMax(kd->unmatched_ce_weight - kd->ce_weight, 0.0) : 0.0;
   for (PetscInt i = 0; i < B; i++) {
     double   z[K], lq[K];
     PetscInt y = in->labels[i];
@@ -445,11 +451,21 @@ PetscErrorCode AckdKDLoss(AckdKD kd, const AckdKDInputs *in, AckdKDOutputs *out)
     else
       ce_unmatched -= lq[y] * step.inv_n;
     for (PetscInt k = 0; k < K; k++) kd->g_logits[i * K + k] += weight * step.inv_n * (exp(lq[k]) - (k == y));
+    if (taught && on_shared) {
+      /* -log P(S) = lse(z) - lse(z_S); d/dz_k = p_k (1 - [k in S] / P(S)) */
+      double mass = 0.0;
+      for (PetscInt j = 0; j < kd->nshared; j++) mass += exp(lq[kd->shared[j]]);
+      shared_mass -= log(mass) * step.inv_n;
+      for (PetscInt k = 0; k < K; k++)
+        kd->g_logits[i * K + k] +=
+            mass_weight * step.inv_n * exp(lq[k]) * (1.0 - (kd->sub_class[k] >= 0 ? 1.0 / mass : 0.0));
+    }
   }
   out->nterms = 0;
   out->total  = 0.0;
   add_term(out, "ce", ce, kd->ce_weight);
   if (split) add_term(out, "ce_unmatched", ce_unmatched, kd->unmatched_ce_weight);
+  if (on_shared && split) add_term(out, "shared_mass", shared_mass, mass_weight);
   if (kd->method->loss) {
     if (kd->shared && kd->shared_simplex && kd->method->on_class_subset)
       PetscCall(loss_on_shared_classes(kd, &step, &value));

@@ -305,11 +305,14 @@ def case(g):
         raise SystemExit(f"no reference for method {method}")
     # A sample the method gives no teacher of its class learns from its label at weight 1 (docs/KD.md).
     taught = w > 0
+    on_shared = z.shape[1] < z_full.shape[1]
     z, y, w = z_full, y_full, w_full
     if method != "none":
         terms["ce"] = (ce_rows * taught).sum() / n
         terms["ce_unmatched"] = (ce_rows * ~taught).sum() / n
         weights["ce_unmatched"] = 1.0
+        if on_shared:  # -log P(S) of the taught samples, at 1 - (the method's CE weight)
+            terms["shared_mass"] = ((torch.logsumexp(z, 1) - torch.logsumexp(z[:, shared], 1)) * taught).sum() / n
     else:
         terms["ce"] = ce_rows.sum() / n
     if method != "none":
@@ -320,6 +323,8 @@ def case(g):
     if sembridge:
         weights = {"ce": 0.3, "kd": 0.4, "ska": 0.003, "ce_unmatched": 1.0}
         terms["ska"] = share * ska(opts, tok[sel], tt[sel], e[sel], et[sel], P)
+    if "shared_mass" in terms:
+        weights["shared_mass"] = max(1.0 - weights["ce"], 0.0)
     total = sum(weights[k] * terms[k] for k in terms)
     total.backward()
     # CTKD's temperature receives the reversed gradient: lambda = 1 at this epoch
@@ -331,8 +336,9 @@ def case(g):
 def numpy_kd_partial(g, check):
     """KD on the shared sub-simplex in closed form, without autograd: the gradient of
     0.1 CE + 0.9 T^2 KL(p_S || q_S) / n is (softmax(z) - onehot) 0.1 / n on every class plus
-    0.9 T w (q_S - p_S) / n on the shared classes S, zero on the one-sided ones; a sample with no
-    teacher of its class (w = 0, or a one-sided label) has CE at weight 1 and nothing else."""
+    0.9 T w (q_S - p_S) / n on the shared classes S, zero on the one-sided ones, plus 0.9 times the
+    gradient of -log P(S) (the part of CE the teacher cannot speak to, kept at weight 1); a sample
+    with no teacher of its class (w = 0, or a one-sided label) has CE at weight 1 and nothing else."""
     T, n = 4.0, int(g.attrs["global_batch"])
     z = np.asarray(g["student_logits"], dtype=np.float64).reshape(-1, 5)
     zt = np.asarray(g["teacher_logits"], dtype=np.float64).reshape(-1, 5)
@@ -349,15 +355,20 @@ def numpy_kd_partial(g, check):
     p, q = softmax(zt[:, S] / T), softmax(z[:, S] / T)
     kl = (w * (p * (np.log(p) - np.log(q))).sum(1)).sum() * T * T / n
     ce_weight = np.where(w > 0, 0.1, 1.0)[:, None]  # a sample without a teacher of its class: CE at 1
-    grad = ce_weight * (softmax(z) - np.eye(5)[y]) / n
+    P = softmax(z)
+    grad = ce_weight * (P - np.eye(5)[y]) / n
     grad[:, S] += 0.9 * T * w[:, None] * (q - p) / n
+    # -log P(S) of the taught samples at weight 1 - 0.1: d/dz_k = P_k (1 - [k in S] / P(S))
+    mass = P[:, S].sum(1, keepdims=True)
+    grad += 0.9 * (w > 0)[:, None] * P * (1 - S[None, :] / mass) / n
     kd_value = g["terms"][list(g.attrs["term_names"].split(",")).index("kd")]
     check(abs(kd_value - kl) <= 1e-5 * abs(kl), f"kd_partial: the KD term {kd_value:.8g} vs NumPy {kl:.8g}")
     err = np.abs(np.asarray(g["d_logits"]).reshape(-1, 5) - grad).max() / np.abs(grad).max()
     check(err <= 1e-5, f"kd_partial: d_logits against the NumPy closed form, relative error {err:.1e}")
-    one_sided = np.asarray(g["d_logits"]).reshape(-1, 5)[:, ~S] - (ce_weight * (softmax(z) - np.eye(5)[y]))[:, ~S] / n
+    label_part = ce_weight * (P - np.eye(5)[y]) / n + 0.9 * (w > 0)[:, None] * P / n
+    one_sided = np.asarray(g["d_logits"]).reshape(-1, 5)[:, ~S] - label_part[:, ~S]
     check(np.abs(one_sided).max() <= 1e-6 * np.abs(grad).max(),
-          "kd_partial: the one-sided classes get cross-entropy's gradient only")
+          "kd_partial: the one-sided classes get the label's gradient only (CE and -log P(S)), none of KD's")
 
 
 def main(path):
