@@ -168,10 +168,11 @@ done
 expect_record() {
   [ "$(cat "$run/sweep/$1" 2>/dev/null)" = "$2" ] || fail "sweep record $1: '$(cat "$run/sweep/$1" 2>/dev/null)', expected '$2'"
 }
-expect_record teacher_resnet34.txt "teacher teacher resnet34 resnet34 R/R"
-expect_record teacher_shufflenetv2.txt "teacher teacher shufflenetv2 shufflenetv2 S/S"
-expect_record kd_RM/record.txt "$(printf 'distill kd resnet34 mobilenetv2 R/M\neval kd resnet34 mobilenetv2 R/M')"
-expect_record dkd_SS/record.txt "$(printf 'distill dkd shufflenetv2 shufflenetv2 S/S -dkd_beta 8\neval dkd shufflenetv2 shufflenetv2 S/S -dkd_beta 8')"
+# a row without +sembridge turns it off after the options file (which may turn it on)
+expect_record teacher_resnet34.txt "teacher teacher resnet34 resnet34 R/R -sembridge false"
+expect_record teacher_shufflenetv2.txt "teacher teacher shufflenetv2 shufflenetv2 S/S -sembridge false"
+expect_record kd_RM/record.txt "$(printf 'distill kd resnet34 mobilenetv2 R/M -sembridge false\neval kd resnet34 mobilenetv2 R/M -sembridge false')"
+expect_record dkd_SS/record.txt "$(printf 'distill dkd shufflenetv2 shufflenetv2 S/S -sembridge false -dkd_beta 8\neval dkd shufflenetv2 shufflenetv2 S/S -sembridge false -dkd_beta 8')"
 expect_record kd+sembridge_RS/record.txt "$(printf 'distill kd resnet34 shufflenetv2 R/S -sembridge\neval kd resnet34 shufflenetv2 R/S -sembridge')"
 [ "$(ls "$run/sweep" | grep -c '^teacher_.*txt$')" -eq 2 ] || fail "expected 2 teacher tasks: $(ls "$run/sweep")"
 
