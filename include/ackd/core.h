@@ -167,6 +167,14 @@ PetscErrorCode AckdOptionsIntArray(PetscOptionItems *PetscOptionsObject, const c
 PetscErrorCode AckdOptionsChoice(PetscOptionItems *PetscOptionsObject, const char *name, const char *help,
                                  const char *const *choices, PetscInt nchoices, PetscInt *value, PetscBool *set);
 
+/* For -help (all false) and -help_all (true), before the stage reads its
+ * options: ackd's readers then list their options as "-name <type> default D,
+ * now V: meaning"; PETSc's own listing (the Tao, KSP and PC options of the
+ * solvers ackd creates) is printed, through PETSc's -help, only when `all`. */
+PetscErrorCode AckdOptionsHelpSetUp(PetscBool all);
+/* Whether either was asked for: the stage then stops after reading its options. */
+PetscErrorCode AckdOptionsHelpRequested(PetscBool *help);
+
 /* Every option given must have been read by the stage: a typo such as
  * -epohcs is an error naming it, raised before any work starts. Options
  * starting with one of `foreign_prefixes` (space-separated, e.g.

@@ -12,8 +12,10 @@
 
 static const char *const HELP_WORDS[] = {"-help", "--help", "-h"};
 
+/* 1 for ackd's own options, 2 for those and PETSc's internal solver options too. */
 static int is_help_word(const char *arg)
 {
+  if (!strcmp(arg, "-help_all") || !strcmp(arg, "--help-all")) return 2;
   for (size_t i = 0; i < sizeof HELP_WORDS / sizeof HELP_WORDS[0]; i++)
     if (!strcmp(arg, HELP_WORDS[i])) return 1;
   return 0;
@@ -79,7 +81,7 @@ int main(int argc, char **argv)
   pargv[0]     = argv[0];
   for (int i = 2 + npositional; i < argc; i++) {
     if (is_help_word(argv[i]))
-      want_help = 1;
+      want_help = PetscMax(want_help, is_help_word(argv[i]));
     else
       pargv[pargc++] = argv[i];
   }
@@ -105,12 +107,13 @@ int main(int argc, char **argv)
     if (rank == 0) fprintf(stderr, "ackd %s: error: PETSc failed to start (see the message above)\n", stage->name);
     MPI_Abort(MPI_COMM_WORLD, ACKD_EXIT_ERROR);
   }
-  /* Given to PETSc only now, so -help lists this stage's options rather than all of PETSc's. */
+  /* Only now, so -help lists this stage's options rather than all of PETSc's start-up ones. */
   if (want_help) {
-    PetscOptionsSetValue(NULL, "-help", NULL);
+    AckdOptionsHelpSetUp(want_help == 2 ? PETSC_TRUE : PETSC_FALSE);
     if (rank == 0)
-      printf("usage: ackd %s%s%s [options]\n%s\n\nOptions, with their defaults (-options_file, -quiet, -log_view, "
-             "-check_options and -traceback apply to every stage):\n",
+      printf("usage: ackd %s%s%s [options]\n%s\n\nOptions as -name <type> default D, now V (V: the value the "
+             "options file or command line gives). -options_file, -quiet, -log_view, -check_options and -traceback "
+             "apply to every stage; -help_all adds the PETSc options of the solvers inside (Tao, KSP, PC).\n",
              stage->name, stage->arguments[0] ? " " : "", stage->arguments, stage->summary);
   }
 

@@ -156,6 +156,9 @@ PetscErrorCode AckdCurateSetFromOptions(AckdCurate c)
   PetscCall(AckdOptionsBool(PetscOptionsObject, "-curate_force", "Replace an existing output written otherwise",
                             &c->force, NULL));
   PetscOptionsEnd();
+  PetscBool help;
+  PetscCall(AckdOptionsHelpRequested(&help));
+  if (help) PetscFunctionReturn(0); /* -help lists the options; what a run needs is checked for a run */
   PetscCheck(c->ms_dir[0] || c->ms_mat[0] || c->rgb_dir[0], c->comm, PETSC_ERR_USER_INPUT,
              "nothing to curate; give -curate_ms_dir (or -curate_ms_mat) and/or -curate_rgb_dir");
   PetscCheck(!(c->ms_dir[0] && c->ms_mat[0]), c->comm, PETSC_ERR_USER_INPUT,
