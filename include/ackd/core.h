@@ -187,8 +187,9 @@ PetscErrorCode AckdOptionsToString(char **text);
 
 /* ---------------------------------------------------------------- text files */
 
-/* Collective: creates `dir` if it does not exist (its parent must); a failure
- * names the directory and `option`, the option that set it. */
+/* Collective: creates `dir` and any missing parents (mkdir -p) if it does not
+ * exist; a failure names the directory that could not be made, the reason and
+ * `option`, the option that set it. */
 PetscErrorCode AckdDirectoryCreate(MPI_Comm comm, const char *dir, const char *option);
 
 /* Collective: whether `path` can be read, asked by rank 0 alone and agreed by all. */
