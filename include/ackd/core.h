@@ -73,6 +73,8 @@ typedef struct {
 
 PetscErrorCode AckdLogSetUp(AckdLog *log, MPI_Comm comm);
 PetscErrorCode AckdLogInfo(const AckdLog *log, const char *fmt, ...) PETSC_ATTRIBUTE_FORMAT(2, 3);
+/* Rank-0 output that is the stage's result (eval's accuracy): printed even with -quiet. */
+PetscErrorCode AckdLogResult(const AckdLog *log, const char *fmt, ...) PETSC_ATTRIBUTE_FORMAT(2, 3);
 /* Warnings go to stderr on rank 0 whatever -quiet says. */
 PetscErrorCode AckdLogWarn(const AckdLog *log, const char *fmt, ...) PETSC_ATTRIBUTE_FORMAT(2, 3);
 

@@ -130,9 +130,11 @@ PetscErrorCode AckdCurateSetFromOptions(AckdCurate c)
       PetscOptionsObject, "-curate_normalize",
       "image_max: the paper's x/max(x) then (x-0.5)/0.5; band_standardize: per-band (x-mean)/std over training",
       NORMALIZATIONS, 3, &c->normalize, NULL));
-  PetscCall(AckdOptionsInt(PetscOptionsObject, "-curate_folds",
-                           "Stratified k-fold split; fold -curate_fold validates (0 or 1: fractions instead)",
-                           &c->folds, 0, 100, NULL));
+  PetscCall(
+      AckdOptionsInt(PetscOptionsObject, "-curate_folds",
+                     "Stratified k-fold split: fold -curate_fold is val, the rest train, no test split (ackd eval then "
+                     "evaluates val); 0 or 1: -curate_train/-curate_val fractions, the rest test",
+                     &c->folds, 0, 100, NULL));
   PetscCall(
       AckdOptionsInt(PetscOptionsObject, "-curate_fold", "Which fold is the validation set", &c->fold, 0, 99, NULL));
   PetscCall(AckdOptionsReal(PetscOptionsObject, "-curate_train", "Training fraction when not k-fold", &c->train, 0.0,
