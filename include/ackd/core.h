@@ -73,6 +73,8 @@ typedef struct {
 
 PetscErrorCode AckdLogSetUp(AckdLog *log, MPI_Comm comm);
 PetscErrorCode AckdLogInfo(const AckdLog *log, const char *fmt, ...) PETSC_ATTRIBUTE_FORMAT(2, 3);
+/* Rank-0 output that is the stage's result (eval's accuracy): printed even with -quiet. */
+PetscErrorCode AckdLogResult(const AckdLog *log, const char *fmt, ...) PETSC_ATTRIBUTE_FORMAT(2, 3);
 /* Warnings go to stderr on rank 0 whatever -quiet says. */
 PetscErrorCode AckdLogWarn(const AckdLog *log, const char *fmt, ...) PETSC_ATTRIBUTE_FORMAT(2, 3);
 
@@ -167,6 +169,14 @@ PetscErrorCode AckdOptionsIntArray(PetscOptionItems *PetscOptionsObject, const c
 PetscErrorCode AckdOptionsChoice(PetscOptionItems *PetscOptionsObject, const char *name, const char *help,
                                  const char *const *choices, PetscInt nchoices, PetscInt *value, PetscBool *set);
 
+/* For -help (all false) and -help_all (true), before the stage reads its
+ * options: ackd's readers then list their options as "-name <type> default D,
+ * now V: meaning"; PETSc's own listing (the Tao, KSP and PC options of the
+ * solvers ackd creates) is printed, through PETSc's -help, only when `all`. */
+PetscErrorCode AckdOptionsHelpSetUp(PetscBool all);
+/* Whether either was asked for: the stage then stops after reading its options. */
+PetscErrorCode AckdOptionsHelpRequested(PetscBool *help);
+
 /* Every option given must have been read by the stage: a typo such as
  * -epohcs is an error naming it, raised before any work starts. Options
  * starting with one of `foreign_prefixes` (space-separated, e.g.
@@ -179,8 +189,9 @@ PetscErrorCode AckdOptionsToString(char **text);
 
 /* ---------------------------------------------------------------- text files */
 
-/* Collective: creates `dir` if it does not exist (its parent must); a failure
- * names the directory and `option`, the option that set it. */
+/* Collective: creates `dir` and any missing parents (mkdir -p) if it does not
+ * exist; a failure names the directory that could not be made, the reason and
+ * `option`, the option that set it. */
 PetscErrorCode AckdDirectoryCreate(MPI_Comm comm, const char *dir, const char *option);
 
 /* Collective: whether `path` can be read, asked by rank 0 alone and agreed by all. */

@@ -201,5 +201,10 @@ PetscErrorCode AckdGalleryWrite(MPI_Comm comm, AckdModel model, AckdEngine *engi
                                 const AckdCollectionInfo *info, const char *path, const char *source);
 /* Collective: whether a gallery's teacher is multi-label (/gallery/labels is (N_t, K)). */
 PetscErrorCode AckdGalleryIsMultilabel(MPI_Comm comm, const char *path, PetscBool *multilabel);
+/* Collective: refuses (one line naming `option`) a teacher checkpoint of
+ * another architecture, width or dataset than the checkpoint the gallery came
+ * from (its `source` attribute); passes when `teacher` is empty or that source,
+ * or when the source cannot be read to compare. */
+PetscErrorCode AckdGalleryCheckTeacher(MPI_Comm comm, const char *gallery, const char *teacher, const char *option);
 
 #endif

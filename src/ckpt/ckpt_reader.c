@@ -48,6 +48,22 @@ PetscErrorCode AckdCkptReaderOpen(MPI_Comm comm, const char *path, const char *a
   r->comm = comm;
   PetscCall(PetscStrncpy(r->path, path, sizeof r->path));
   PetscCall(AckdH5FileOpenRead(comm, path, &h5, &r->file));
+  {
+    char      format[64] = "", source[PETSC_MAX_PATH_LEN] = "";
+    PetscBool found;
+    PetscCall(AckdH5AttrReadString(r->file, "ackd_format", format, sizeof format, &found));
+    /* A gallery sits beside best.h5 and is an easy mistake: name it and its checkpoint. */
+    if (found && !strcmp(format, "gallery")) {
+      PetscCall(AckdH5AttrReadString(r->file, "source", source, sizeof source, &found));
+      SETERRQ(
+          comm, PETSC_ERR_USER_INPUT,
+          "'%s' is a teacher gallery (ackd_format 'gallery'), not a checkpoint; give the checkpoint it came from%s%s%s",
+          path, source[0] ? ", '" : " (DIR/best.h5)", source, source[0] ? "'" : "");
+    }
+    PetscCheck(!found || !strcmp(format, ACKD_FORMAT_CHECKPOINT), comm, PETSC_ERR_USER_INPUT,
+               "'%s' is an ackd %s file, not a checkpoint; give a checkpoint (DIR/best.h5 of ackd train or distill)",
+               path, format);
+  }
   PetscCall(AckdH5AttrReadString(r->file, "architecture", arch, sizeof arch, NULL));
   PetscCheck(!architecture || !strcmp(arch, architecture), comm, PETSC_ERR_FILE_UNEXPECTED,
              "checkpoint '%s' is of a '%s' model, not '%s'; point -ckpt_dir elsewhere or start a new run", path, arch,

@@ -7,13 +7,17 @@
  * turns any failure on any rank into one line and a non-zero exit, never a
  * hang. Everything else lives in the library. */
 #include "stages.h"
+#include <ctype.h>
 #include <string.h>
-#include <unistd.h>
+#include <strings.h>
+#include <time.h>
 
 static const char *const HELP_WORDS[] = {"-help", "--help", "-h"};
 
+/* 1 for ackd's own options, 2 for those and PETSc's internal solver options too. */
 static int is_help_word(const char *arg)
 {
+  if (!strcmp(arg, "-help_all") || !strcmp(arg, "--help-all")) return 2;
   for (size_t i = 0; i < sizeof HELP_WORDS / sizeof HELP_WORDS[0]; i++)
     if (!strcmp(arg, HELP_WORDS[i])) return 1;
   return 0;
@@ -31,12 +35,83 @@ static int usage_error(int rank, const char *fmt, const char *what)
   return ACKD_EXIT_USAGE;
 }
 
-/* PETSc would stop with a multi-line trace on a missing options file; check first. */
-static const char *missing_options_file(int argc, char **argv)
+/* A word that starts an option; -1 and -.5 are values (PETSc reads them so too). */
+static int is_option_word(const char *w)
 {
-  for (int i = 0; i + 1 < argc; i++)
-    if (!strcmp(argv[i], "-options_file") && access(argv[i + 1], R_OK)) return argv[i + 1];
-  return NULL;
+  return w[0] == '-' && !isdigit((unsigned char)w[1]) && !(w[1] == '.' && isdigit((unsigned char)w[2]));
+}
+
+static int is_bool_word(const char *w)
+{
+  static const char *const words[] = {"true", "false", "yes", "no", "on", "off", "1", "0"};
+  for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
+    if (!strcasecmp(w, words[i])) return 1;
+  return 0;
+}
+
+/* Whether `value`, the word after `option`, is that option's value. Options
+ * are "-key value" pairs, but the common flags are complete alone, so that in
+ * `ackd inspect -quiet FILE` FILE is the argument: a flag takes only a boolean
+ * (and -log_view only a viewer such as ascii:FILE). */
+static int is_value_of(const char *option, const char *value)
+{
+  static const char *const flags[] = {"-quiet",        "-traceback",       "-check_options",         "-options_left",
+                                      "-h5_streaming", "-h5_file_locking", "-h5_collective_metadata"};
+  if (!strcmp(option, "-log_view")) return strchr(value, ':') != NULL;
+  for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
+    if (!strcmp(option, flags[i])) return is_bool_word(value);
+  return 1;
+}
+
+/* PETSc stops with some twenty lines of trace on an options file it cannot
+ * read or parse (a line without its leading dash): check each file here, before
+ * PETSc starts, so the fault is one line naming the file, the line and the fix.
+ * Files named inside files are checked too. Returns 1 and the message on a fault. */
+static int check_options_file(const char *path, int depth, char *msg, size_t len)
+{
+  FILE *f = fopen(path, "r");
+  if (!f) {
+    snprintf(msg, len, "options file '%s' not found or not readable; check the -options_file path", path);
+    return 1;
+  }
+  char line[4096];
+  int  n = 0, bad = 0;
+  while (!bad && fgets(line, sizeof line, f)) {
+    n++;
+    char *hash = strchr(line, '#'); /* PETSc's comments; '!' is not one */
+    if (hash) *hash = '\0';
+    char *word = line + strspn(line, " \t\r\n");
+    if (!*word) continue;
+    word[strcspn(word, "\r\n")] = '\0';
+    size_t wlen                 = strcspn(word, " \t");
+    if (word[0] == '-') {
+      char *value                  = word + wlen + strspn(word + wlen, " \t");
+      value[strcspn(value, " \t")] = '\0';
+      if (wlen == 13 && !strncmp(word, "-options_file", 13) && value[0] && depth < 8)
+        bad = check_options_file(value, depth + 1, msg, len);
+      continue;
+    }
+    if (wlen == 5 && !strncmp(word, "alias", 5)) { /* PETSc's 'alias -new -old' */
+      char  *rest  = word + wlen + strspn(word + wlen, " \t");
+      size_t first = strcspn(rest, " \t");
+      if (rest[0] == '-' && rest[first + strspn(rest + first, " \t")] == '-') continue;
+      snprintf(msg, len, "options file '%s' line %d: '%s' is not an alias; write 'alias -NEW_NAME -EXISTING_OPTION'",
+               path, n, word);
+      bad = 1;
+      continue;
+    }
+    if (isalpha((unsigned char)word[0]))
+      snprintf(msg, len, "options file '%s' line %d: '%s' is not an option (each line is '-key value'); write '-%s'",
+               path, n, word, word);
+    else
+      snprintf(msg, len,
+               "options file '%s' line %d: '%s' is not an option (each line is '-key value'); start it with '-', or "
+               "with '#' for a comment",
+               path, n, word);
+    bad = 1;
+  }
+  fclose(f);
+  return bad;
 }
 
 static PetscErrorCode run_stage(const AckdStage *stage, int npositional, char **positional, int *exit_code)
@@ -71,21 +146,26 @@ int main(int argc, char **argv)
   const AckdStage *stage = AckdStageFind(argv[1]);
   if (!stage) return usage_error(rank, "unknown stage '%s'; 'ackd help' lists the stages", argv[1]);
 
-  /* argv = ackd STAGE [positional ...] [options ...]: PETSc sees only the options. */
+  /* argv = ackd STAGE, then arguments and options in any order: PETSc sees only the options. */
   int    npositional = 0, pargc = 1, want_help = 0;
-  char **positional = argv + 2;
-  while (2 + npositional < argc && argv[2 + npositional][0] != '-') npositional++;
-  char **pargv = malloc(sizeof(char *) * (size_t)(argc + 1));
-  pargv[0]     = argv[0];
-  for (int i = 2 + npositional; i < argc; i++) {
-    if (is_help_word(argv[i]))
-      want_help = 1;
-    else
+  char **positional = malloc(sizeof(char *) * (size_t)argc);
+  char **pargv      = malloc(sizeof(char *) * (size_t)(argc + 1));
+  pargv[0]          = argv[0];
+  for (int i = 2; i < argc; i++) {
+    if (!argv[i][0]) continue; /* an empty word, as "${opts[@]/-quiet/}" leaves: nothing, as PETSc takes it */
+    if (is_help_word(argv[i])) {
+      want_help = PetscMax(want_help, is_help_word(argv[i]));
+    } else if (is_option_word(argv[i])) {
       pargv[pargc++] = argv[i];
+      if (i + 1 < argc && !is_option_word(argv[i + 1]) && is_value_of(argv[i], argv[i + 1])) pargv[pargc++] = argv[++i];
+    } else {
+      positional[npositional++] = argv[i];
+    }
   }
   pargv[pargc] = NULL;
   if (!want_help && npositional != stage->positional) {
     free(pargv);
+    free(positional);
     if (rank == 0)
       fprintf(stderr, "ackd: error: stage '%s' takes %d argument%s (%s), got %d; usage: ackd %s %s [options]\n",
               stage->name, stage->positional, stage->positional == 1 ? "" : "s",
@@ -93,24 +173,60 @@ int main(int argc, char **argv)
     MPI_Finalize();
     return ACKD_EXIT_USAGE;
   }
-  const char *missing = missing_options_file(pargc, pargv);
-  if (missing) {
+  /* Rank 0 reads the options files; every rank learns the outcome. */
+  char message[PETSC_MAX_PATH_LEN * 2 + 256] = "";
+  int  bad                                   = 0;
+  for (int i = 1; i < pargc && !bad; i++) {
+    if (strcmp(pargv[i], "-options_file")) continue;
+    if (i + 1 >= pargc || is_option_word(pargv[i + 1])) {
+      snprintf(message, sizeof message, "option -options_file needs a file name");
+      bad = 1;
+    } else if (rank == 0) {
+      bad = check_options_file(pargv[i + 1], 0, message, sizeof message);
+    }
+  }
+  MPI_Bcast(&bad, 1, MPI_INT, 0, MPI_COMM_WORLD);
+  if (bad) {
     free(pargv);
-    return usage_error(rank, "options file '%s' not found or not readable; check the -options_file path", missing);
+    free(positional);
+    return usage_error(rank, "%s", message);
   }
 
   char **petsc_argv = pargv;
-  if (PetscInitialize(&pargc, &petsc_argv, NULL, NULL)) {
-    free(pargv);
-    if (rank == 0) fprintf(stderr, "ackd %s: error: PETSc failed to start (see the message above)\n", stage->name);
-    MPI_Abort(MPI_COMM_WORLD, ACKD_EXIT_ERROR);
+  int    failed = PetscInitialize(&pargc, &petsc_argv, NULL, NULL) != 0, counts[2] = {failed, 1}, totals[2] = {0, 0};
+  /* Ranks that all failed end normally with exit 2 (the options are at
+   * fault). PETSc may fail on rank 0 alone while it reads an options file, the
+   * others waiting in its broadcast: a failed rank whose peers do not arrive
+   * within 5 s takes the job down rather than hang. */
+  MPI_Request agree;
+  int         done = 0;
+  MPI_Iallreduce(counts, totals, 2, MPI_INT, MPI_SUM, MPI_COMM_WORLD, &agree);
+  for (double start = MPI_Wtime(); failed && !done && MPI_Wtime() - start < 5.0;) {
+    MPI_Test(&agree, &done, MPI_STATUS_IGNORE);
+    if (!done) nanosleep(&(struct timespec){0, 2000000}, NULL);
   }
-  /* Given to PETSc only now, so -help lists this stage's options rather than all of PETSc's. */
-  if (want_help) {
-    PetscOptionsSetValue(NULL, "-help", NULL);
+  if (failed && !done) {
+    fprintf(stderr, "ackd %s: error: PETSc failed to start (see the message above); check the options\n", stage->name);
+    MPI_Abort(MPI_COMM_WORLD, ACKD_EXIT_USAGE);
+  }
+  if (!failed) MPI_Wait(&agree, MPI_STATUS_IGNORE);
+  if (totals[0]) {
+    free(pargv);
+    free(positional);
     if (rank == 0)
-      printf("usage: ackd %s%s%s [options]\n%s\n\nOptions, with their defaults (-options_file, -quiet, -log_view, "
-             "-check_options and -traceback apply to every stage):\n",
+      fprintf(stderr, "ackd %s: error: PETSc failed to start (see the message above); check the options\n",
+              stage->name);
+    if (totals[0] != totals[1]) MPI_Abort(MPI_COMM_WORLD, ACKD_EXIT_USAGE);
+    MPI_Finalize();
+    return ACKD_EXIT_USAGE;
+  }
+  /* Only now, so -help lists this stage's options rather than all of PETSc's start-up ones. */
+  if (want_help) {
+    AckdOptionsHelpSetUp(want_help == 2 ? PETSC_TRUE : PETSC_FALSE);
+    if (rank == 0)
+      printf("usage: ackd %s%s%s [options]\n%s\n\nOptions as -name <type> default D, now V (V: the value the "
+             "options file or command line gives). -options_file, -quiet, -log_view, -check_options and -traceback "
+             "apply to every stage; -help_all adds the PETSc options of the solvers inside (Tao, KSP, PC).\n",
              stage->name, stage->arguments[0] ? " " : "", stage->arguments, stage->summary);
   }
 
@@ -129,6 +245,7 @@ int main(int argc, char **argv)
   MPI_Comm_free(&finish_comm);
   PetscFinalize();
   free(pargv);
+  free(positional);
   MPI_Finalize();
   return code;
 }

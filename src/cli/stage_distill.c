@@ -398,6 +398,7 @@ PetscErrorCode AckdStageDistill(MPI_Comm comm, int npositional, char **positiona
              "gallery '%s' is of a multi-label teacher (labels (N_t, K)) but -kd_teacher_multilabel is off; drop the "
              "option (distill sets it for such a gallery)",
              gallery);
+  PetscCall(AckdGalleryCheckTeacher(comm, gallery, teacher, "-distill_teacher")); /* the gallery's own teacher */
 
   const char *method;
   PetscCall(AckdKDGetMethodName(c.kd, &method));

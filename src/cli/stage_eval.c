@@ -125,10 +125,10 @@ static PetscErrorCode eval_multilabel(MPI_Comm comm, AckdLog *log, AckdModel mod
            "%s on the %s split of /%s (%d samples, multi-label): mAP %.4f, F1 micro %.4f, F1 macro %.4f (sigmoid > "
            "0.5)",
            attrs[0], SPLITS[split], attrs[2], (int)score.count, score.map, score.f1_micro, score.f1_macro);
-  PetscCall(AckdLogInfo(log, "%s\n", line));
+  PetscCall(AckdLogResult(log, "%s\n", line));
   for (PetscInt k = 0; k < K; k++) {
     snprintf(line, sizeof line, "  %-24s AP %6.4f", info->class_names[k], score.per_class_ap[k]);
-    PetscCall(AckdLogInfo(log, "%s\n", line));
+    PetscCall(AckdLogResult(log, "%s\n", line));
   }
   PetscCall(AckdLogInfo(log, "wrote %s\n", output));
   PetscCall(PetscFree2(scores, score.per_class_ap));
@@ -136,12 +136,43 @@ static PetscErrorCode eval_multilabel(MPI_Comm comm, AckdLog *log, AckdModel mod
   PetscFunctionReturn(0);
 }
 
+/* A k-fold dataset (ackd curate's default, -curate_folds 5) holds its fold out
+ * as the val split and has no test split: the default then evaluates val,
+ * saying so; a test split asked for by name is refused with the way out. */
+static PetscErrorCode choose_split(MPI_Comm comm, const AckdLog *log, AckdSharedDataset dataset, const char *data,
+                                   const char *modality, PetscBool split_set, PetscInt *split)
+{
+  PetscInt count[3], nlocal, *rows;
+
+  PetscFunctionBeginUser;
+  for (PetscInt s = 0; s < 3; s++) {
+    PetscCall(AckdSplitRows(comm, dataset, s, &count[s], &nlocal, &rows, NULL));
+    PetscCall(PetscFree(rows));
+  }
+  if (count[*split] > 0) PetscFunctionReturn(0);
+  if (*split == 2 && !split_set && count[1] > 0) {
+    PetscCall(AckdLogInfo(log,
+                          "'%s' has no test split (a k-fold dataset holds its fold out as val): evaluating the val "
+                          "split; -eval_split chooses another\n",
+                          data));
+    *split = 1;
+    PetscFunctionReturn(0);
+  }
+  PetscCheck(
+      *split != 2 || count[1] == 0, comm, PETSC_ERR_USER_INPUT,
+      "the test split of /%s in '%s' is empty (a k-fold dataset holds its fold out as val); use -eval_split val, "
+      "or curate with -curate_folds 0 and fractions for a test split",
+      modality, data);
+  SETERRQ(comm, PETSC_ERR_USER_INPUT, "the %s split of /%s in '%s' is empty; choose another -eval_split",
+          SPLITS[*split], modality, data);
+}
+
 PetscErrorCode AckdStageEval(MPI_Comm comm, int npositional, char **positional, int *exit_code)
 {
   char              checkpoint[PETSC_MAX_PATH_LEN] = "", data[PETSC_MAX_PATH_LEN] = "", output[PETSC_MAX_PATH_LEN] = "";
   char              modality[16] = "", architecture[64] = "", method[64] = "", pair[16] = "", role[32] = "";
   PetscInt          split = 2, batch = 256, threads = 0;
-  PetscBool         stop, found;
+  PetscBool         stop, found, split_set;
   AckdCkptReader    reader;
   AckdModelConfig   config = {0};
   AckdModel         model;
@@ -164,8 +195,10 @@ PetscErrorCode AckdStageEval(MPI_Comm comm, int npositional, char **positional, 
   PetscCall(AckdOptionsString(PetscOptionsObject, "-eval_data",
                               "Dataset file (default: the one the checkpoint was trained on)", data, sizeof data,
                               NULL));
-  PetscCall(AckdOptionsChoice(PetscOptionsObject, "-eval_split", "Split to evaluate: train, val, test", SPLITS, 3,
-                              &split, NULL));
+  PetscCall(AckdOptionsChoice(PetscOptionsObject, "-eval_split",
+                              "Split to evaluate: train, val, test (default test, or val when the dataset has no test "
+                              "split, as k-fold datasets of curate)",
+                              SPLITS, 3, &split, &split_set));
   PetscCall(AckdOptionsString(PetscOptionsObject, "-eval_output",
                               "Eval file to write (default: eval_<split>.h5 beside the checkpoint)", output,
                               sizeof output, NULL));
@@ -212,14 +245,15 @@ PetscErrorCode AckdStageEval(MPI_Comm comm, int npositional, char **positional, 
     PetscCall(PetscFree(entries));
   }
   PetscCall(AckdCkptReaderDestroy(&reader));
+
+  PetscCall(AckdEngineCreate(threads, &engine));
+  PetscCall(AckdSharedDatasetLoad(comm, data, modality, &h5, &dataset));
+  PetscCall(choose_split(comm, &log, dataset, data, modality, split_set, &split));
   if (!output[0]) {
     char dir[PETSC_MAX_PATH_LEN];
     PetscCall(PetscStrncpy(dir, checkpoint, sizeof dir));
     snprintf(output, sizeof output, "%s/eval_%s.h5", dirname(dir), SPLITS[split]);
   }
-
-  PetscCall(AckdEngineCreate(threads, &engine));
-  PetscCall(AckdSharedDatasetLoad(comm, data, modality, &h5, &dataset));
   const char *const tags[] = {method, pair, role};
   if (info.multilabel) {
     const char *const attrs[] = {checkpoint, data, modality, architecture};
@@ -261,10 +295,11 @@ PetscErrorCode AckdStageEval(MPI_Comm comm, int npositional, char **positional, 
   char line[256];
   snprintf(line, sizeof line, "%s on the %s split of /%s (%d samples): OA %.4f, mean class accuracy %.4f", checkpoint,
            SPLITS[split], modality, (int)score.count, score.oa, mean_class);
-  PetscCall(AckdLogInfo(&log, "%s\n", line));
+  /* The stage's result: printed with -quiet too, which silences only progress and information. */
+  PetscCall(AckdLogResult(&log, "%s\n", line));
   for (PetscInt k = 0; k < K; k++) {
     snprintf(line, sizeof line, "  %-24s %6.4f  (%lld samples)", info.class_names[k], per_class[k], per_class_count[k]);
-    PetscCall(AckdLogInfo(&log, "%s\n", line));
+    PetscCall(AckdLogResult(&log, "%s\n", line));
   }
   PetscCall(AckdLogInfo(&log, "wrote %s\n", output));
   PetscCall(PetscFree2(per_class, per_class_count));

@@ -34,7 +34,8 @@ void AckdStagePrintList(FILE *out)
   fprintf(out, "usage: mpirun -n P ackd STAGE [ARGS] [-options_file FILE] [-option value ...]\n\nstages:\n");
   for (size_t i = 0; i < sizeof STAGES / sizeof STAGES[0]; i++)
     fprintf(out, "  %-10s %-6s %s\n", STAGES[i].name, STAGES[i].arguments, STAGES[i].summary);
-  fprintf(out, "\n'ackd STAGE -help' lists a stage's options with their defaults and meanings.\n"
+  fprintf(out, "\n'ackd STAGE -help' lists a stage's options with their defaults and meanings; 'ackd STAGE -help_all'\n"
+               "adds the PETSc options of the solvers inside the stage (Tao, KSP, PC: rarely needed).\n"
                "Options common to every stage:\n"
                "  -options_file FILE   read options from FILE (PETSc format: one '-key value' per line)\n"
                "  -quiet               no progress bars or informational output\n"
@@ -63,7 +64,7 @@ PetscErrorCode AckdStageReady(MPI_Comm comm, const char *stage, PetscBool *stop)
 
   PetscFunctionBeginUser;
   PetscCall(PetscOptionsGetBool(NULL, NULL, "-check_options", &check_only, NULL));
-  PetscCall(PetscOptionsHasHelp(NULL, stop));
+  PetscCall(AckdOptionsHelpRequested(stop));
   if (*stop) PetscFunctionReturn(0);
   /* Prefixes that other stages read and this one does not. A prefix shared by
    * several stages (teacher_) that this stage reads stays checked here. */

@@ -6,17 +6,58 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* mkdir -p: creates every missing directory of `dir`, parents first. On
+ * failure returns errno and leaves in `failed` the directory that could not
+ * be made (a parent, when that is where it went wrong). */
+static int make_directories(const char *dir, char *failed, size_t len)
+{
+  char        path[PETSC_MAX_PATH_LEN];
+  struct stat st;
+  size_t      n = strlen(dir);
+
+  if (n == 0 || n >= sizeof path) {
+    snprintf(failed, len, "%s", dir);
+    return n ? ENAMETOOLONG : ENOENT;
+  }
+  memcpy(path, dir, n + 1);
+  for (char *p = path + 1;; p++) {
+    if (*p != '/' && *p != '\0') continue;
+    char end = *p;
+    *p       = '\0';
+    if (mkdir(path, 0777) && errno != EEXIST) {
+      int err = errno;
+      snprintf(failed, len, "%s", path);
+      return err;
+    }
+    /* EEXIST also for a file of that name: only a directory will hold the outputs. */
+    if (stat(path, &st) || !S_ISDIR(st.st_mode)) {
+      snprintf(failed, len, "%s", path);
+      return ENOTDIR;
+    }
+    *p = end;
+    if (end == '\0') return 0;
+    while (p[1] == '/') p++;    /* a//b */
+    if (p[1] == '\0') return 0; /* a trailing slash */
+  }
+}
+
 PetscErrorCode AckdDirectoryCreate(MPI_Comm comm, const char *dir, const char *option)
 {
   PetscMPIInt rank;
-  int         err = 0;
+  int         err                        = 0;
+  char        failed[PETSC_MAX_PATH_LEN] = "";
 
   PetscFunctionBeginUser;
   PetscCallMPI(MPI_Comm_rank(comm, &rank));
-  /* Rank 0 alone: on a parallel file system P concurrent mkdirs only load the metadata server. */
-  if (rank == 0 && mkdir(dir, 0777) && errno != EEXIST) err = errno;
+  /* Rank 0 alone: on a parallel file system P concurrent mkdirs only load the
+   * metadata server. The outcome, and where it failed, is every rank's. */
+  if (rank == 0) err = make_directories(dir, failed, sizeof failed);
   PetscCallMPI(MPI_Bcast(&err, 1, MPI_INT, 0, comm));
-  PetscCheck(!err, comm, PETSC_ERR_FILE_WRITE, "cannot create directory '%s': %s; check %s", dir, strerror(err),
+  if (err) PetscCallMPI(MPI_Bcast(failed, (int)sizeof failed, MPI_CHAR, 0, comm));
+  PetscCheck(!err || strcmp(failed, dir), comm, PETSC_ERR_FILE_WRITE, "cannot create directory '%s': %s; check %s", dir,
+             strerror(err), option);
+  PetscCheck(!err, comm, PETSC_ERR_FILE_WRITE,
+             "cannot create directory '%s' (for '%s'): %s; check %s or create it first", failed, dir, strerror(err),
              option);
   PetscFunctionReturn(0);
 }

@@ -39,6 +39,18 @@ PetscErrorCode AckdLogInfo(const AckdLog *log, const char *fmt, ...)
   PetscFunctionReturn(0);
 }
 
+PetscErrorCode AckdLogResult(const AckdLog *log, const char *fmt, ...)
+{
+  va_list ap;
+
+  PetscFunctionBeginUser;
+  va_start(ap, fmt);
+  PetscErrorCode ierr = log_vprint(log, stdout, NULL, fmt, ap);
+  va_end(ap);
+  PetscCall(ierr);
+  PetscFunctionReturn(0);
+}
+
 PetscErrorCode AckdLogWarn(const AckdLog *log, const char *fmt, ...)
 {
   va_list ap;

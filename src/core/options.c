@@ -22,6 +22,83 @@ static PetscErrorCode raw_value(PetscOptionItems *items, const char *name, char 
   PetscFunctionReturn(0);
 }
 
+/* -help: ackd's options in one format, PETSc's internal ones only with -help_all.
+ *
+ * PETSc's listing differs by type (<default : current> for booleans,
+ * <current : default> for reals), and the solvers ackd creates (Tao under
+ * -dynm_ot_semidual_, its KSP, PC, Mat) add hundreds of lines of it. So -help
+ * does not reach PETSc at all: the readers below print their own lines when
+ * AckdOptionsHelpSetUp asked for them. -help_all also sets PETSc's -help, and
+ * then the readers hide PETSc's line for the options they print themselves.
+ * The mode is process-wide, as PETSc's own -help is. */
+static struct {
+  int  mode;           /* 0: no help, 1: ackd's options, 2: PETSc's too */
+  char section[512];   /* title and prefix of the section whose header was printed last */
+  char printed[32768]; /* "|-name|..." of the options listed: an object read twice is listed once */
+} help_state;
+
+PetscErrorCode AckdOptionsHelpSetUp(PetscBool all)
+{
+  PetscFunctionBeginUser;
+  help_state.mode       = all ? 2 : 1;
+  help_state.section[0] = '\0';
+  help_state.printed[0] = '\0';
+  if (all) PetscCall(PetscOptionsSetValue(NULL, "-help", NULL));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdOptionsHelpRequested(PetscBool *help)
+{
+  PetscFunctionBeginUser;
+  *help = (PetscBool)(help_state.mode != 0);
+  PetscFunctionReturn(0);
+}
+
+/* Whether this reader is the one pass of PetscOptionsBegin/End that prints help. */
+static PetscBool help_wanted(PetscOptionItems *items)
+{
+  if (help_state.mode == 1) return (PetscBool)(items->count == 1);
+  return (PetscBool)(items->printhelp && items->count == 1 && !items->alreadyprinted);
+}
+
+/* One line: "  -name <type> default D[, now V]: help". With -help_all PETSc
+ * prints the section headers itself; otherwise this does. */
+static PetscErrorCode help_line(PetscOptionItems *items, const char *name, const char *type, const char *deflt,
+                                const char *now, const char *help)
+{
+  char opt[256], section[512];
+
+  PetscFunctionBeginUser;
+  full_name(items, name, opt, sizeof opt);
+  char key[260];
+  snprintf(key, sizeof key, "|%s|", opt);
+  if (strstr(help_state.printed, key)) PetscFunctionReturn(0);
+  if (strlen(help_state.printed) + strlen(key) < sizeof help_state.printed)
+    PetscCall(PetscStrlcat(help_state.printed, key + (help_state.printed[0] ? 1 : 0), sizeof help_state.printed));
+  if (help_state.mode == 1) {
+    snprintf(section, sizeof section, "%s|%s", items->title ? items->title : "", items->prefix ? items->prefix : "");
+    if (strcmp(section, help_state.section)) {
+      PetscCall(PetscStrncpy(help_state.section, section, sizeof help_state.section));
+      PetscCall(PetscHelpPrintfDefault(items->comm, "\n%s:\n", items->title ? items->title : "options"));
+    }
+  }
+  if (now && strcmp(now, deflt))
+    PetscCall(PetscHelpPrintfDefault(items->comm, "  %s <%s> default %s, now %s: %s\n", opt, type, deflt, now, help));
+  else
+    PetscCall(PetscHelpPrintfDefault(items->comm, "  %s <%s> default %s: %s\n", opt, type, deflt, help));
+  PetscFunctionReturn(0);
+}
+
+/* Runs a PETSc reader with its own help line suppressed (help_line prints ours). */
+#define READ_QUIETLY(items, call)                                                                                      \
+  do {                                                                                                                 \
+    PetscBool ackd_printhelp_ = (items)->printhelp;                                                                    \
+    (items)->printhelp        = PETSC_FALSE;                                                                           \
+    PetscErrorCode ackd_ierr_ = (call);                                                                                \
+    (items)->printhelp        = ackd_printhelp_;                                                                       \
+    PetscCall(ackd_ierr_);                                                                                             \
+  } while (0)
+
 /* Runs a PETSc string converter without letting its own error escape. */
 #define TRY_CONVERT(call, ok)                                                                                          \
   do {                                                                                                                 \
@@ -48,7 +125,14 @@ PetscErrorCode AckdOptionsInt(PetscOptionItems *PetscOptionsObject, const char *
                "option %s: %" PetscInt_FMT " is out of range; use a value in [%" PetscInt_FMT ", %" PetscInt_FMT "]",
                opt, parsed, lo, hi);
   }
-  PetscCall(PetscOptionsInt(name, help, NULL, *value, value, set));
+  PetscInt deflt = *value;
+  READ_QUIETLY(PetscOptionsObject, PetscOptionsInt(name, help, NULL, *value, value, set));
+  if (help_wanted(PetscOptionsObject)) {
+    char d[32], v[32];
+    snprintf(d, sizeof d, "%" PetscInt_FMT, deflt);
+    snprintf(v, sizeof v, "%" PetscInt_FMT, *value);
+    PetscCall(help_line(PetscOptionsObject, name, "int", d, v, help));
+  }
   PetscFunctionReturn(0);
 }
 
@@ -75,7 +159,14 @@ PetscErrorCode AckdOptionsReal(PetscOptionItems *PetscOptionsObject, const char 
       SETERRQ(PETSC_COMM_SELF, PETSC_ERR_USER_INPUT, "option %s: %s", opt, range);
     }
   }
-  PetscCall(PetscOptionsReal(name, help, NULL, *value, value, set));
+  PetscReal deflt = *value;
+  READ_QUIETLY(PetscOptionsObject, PetscOptionsReal(name, help, NULL, *value, value, set));
+  if (help_wanted(PetscOptionsObject)) {
+    char d[32], v[32];
+    snprintf(d, sizeof d, "%g", (double)deflt);
+    snprintf(v, sizeof v, "%g", (double)*value);
+    PetscCall(help_line(PetscOptionsObject, name, "real", d, v, help));
+  }
   PetscFunctionReturn(0);
 }
 
@@ -93,7 +184,10 @@ PetscErrorCode AckdOptionsBool(PetscOptionItems *PetscOptionsObject, const char 
     PetscCheck(ok, PETSC_COMM_SELF, PETSC_ERR_USER_INPUT,
                "option %s: '%s' is not a boolean; use true or false (or give the option alone for true)", opt, text);
   }
-  PetscCall(PetscOptionsBool(name, help, NULL, *value, value, set));
+  PetscBool deflt = *value;
+  READ_QUIETLY(PetscOptionsObject, PetscOptionsBool(name, help, NULL, *value, value, set));
+  if (help_wanted(PetscOptionsObject))
+    PetscCall(help_line(PetscOptionsObject, name, "bool", deflt ? "true" : "false", *value ? "true" : "false", help));
   PetscFunctionReturn(0);
 }
 
@@ -112,7 +206,10 @@ PetscErrorCode AckdOptionsString(PetscOptionItems *PetscOptionsObject, const cha
                "option %s: value is longer than %zu characters", opt, len - 1);
   }
   PetscCall(PetscStrncpy(fallback, value, sizeof fallback));
-  PetscCall(PetscOptionsString(name, help, NULL, fallback, value, len, set));
+  READ_QUIETLY(PetscOptionsObject, PetscOptionsString(name, help, NULL, fallback, value, len, set));
+  if (help_wanted(PetscOptionsObject))
+    PetscCall(help_line(PetscOptionsObject, name, "string", fallback[0] ? fallback : "unset",
+                        value[0] ? value : "unset", help));
   PetscFunctionReturn(0);
 }
 
@@ -137,7 +234,16 @@ PetscErrorCode AckdOptionsChoice(PetscOptionItems *PetscOptionsObject, const cha
       SETERRQ(PETSC_COMM_SELF, PETSC_ERR_USER_INPUT, "option %s: '%s' is not one of: %s", opt, text, list);
     }
   }
-  PetscCall(PetscOptionsEList(name, help, NULL, choices, nchoices, choices[*value], value, set));
+  PetscInt deflt = *value;
+  READ_QUIETLY(PetscOptionsObject, PetscOptionsEList(name, help, NULL, choices, nchoices, choices[*value], value, set));
+  if (help_wanted(PetscOptionsObject)) {
+    char type[512] = "";
+    for (PetscInt i = 0; i < nchoices; i++) {
+      PetscCall(PetscStrlcat(type, choices[i], sizeof type));
+      if (i + 1 < nchoices) PetscCall(PetscStrlcat(type, "|", sizeof type));
+    }
+    PetscCall(help_line(PetscOptionsObject, name, type, choices[deflt], choices[*value], help));
+  }
   PetscFunctionReturn(0);
 }
 
@@ -207,7 +313,10 @@ PetscErrorCode AckdOptionsIntArray(PetscOptionItems *PetscOptionsObject, const c
   if (given)
     PetscCheck(text[0], PETSC_COMM_SELF, PETSC_ERR_USER_INPUT, "option %s needs a comma-separated list of integers",
                opt);
+  PetscBool printhelp           = PetscOptionsObject->printhelp;
+  PetscOptionsObject->printhelp = PETSC_FALSE; /* help_line prints ours */
   TRY_CONVERT(PetscOptionsIntArray(name, help, NULL, values, n, &was_set), ok);
+  PetscOptionsObject->printhelp = printhelp;
   PetscCheck(ok, PETSC_COMM_SELF, PETSC_ERR_USER_INPUT,
              "option %s: '%s' is not a list of at most %" PetscInt_FMT " integers (write it as 1,2,3)", opt, text,
              capacity);
@@ -217,5 +326,14 @@ PetscErrorCode AckdOptionsIntArray(PetscOptionItems *PetscOptionsObject, const c
                "option %s: %" PetscInt_FMT " is out of range; use values in [%" PetscInt_FMT ", %" PetscInt_FMT "]",
                opt, values[i], lo, hi);
   if (set) *set = was_set;
+  if (help_wanted(PetscOptionsObject)) {
+    char now[1024] = "";
+    for (PetscInt i = 0; i < *n; i++) {
+      char one[32];
+      snprintf(one, sizeof one, "%s%" PetscInt_FMT, i ? "," : "", values[i]);
+      PetscCall(PetscStrlcat(now, one, sizeof now));
+    }
+    PetscCall(help_line(PetscOptionsObject, name, "int,int,...", "unset", *n ? now : NULL, help));
+  }
   PetscFunctionReturn(0);
 }

@@ -130,9 +130,11 @@ PetscErrorCode AckdCurateSetFromOptions(AckdCurate c)
       PetscOptionsObject, "-curate_normalize",
       "image_max: the paper's x/max(x) then (x-0.5)/0.5; band_standardize: per-band (x-mean)/std over training",
       NORMALIZATIONS, 3, &c->normalize, NULL));
-  PetscCall(AckdOptionsInt(PetscOptionsObject, "-curate_folds",
-                           "Stratified k-fold split; fold -curate_fold validates (0 or 1: fractions instead)",
-                           &c->folds, 0, 100, NULL));
+  PetscCall(
+      AckdOptionsInt(PetscOptionsObject, "-curate_folds",
+                     "Stratified k-fold split: fold -curate_fold is val, the rest train, no test split (ackd eval then "
+                     "evaluates val); 0 or 1: -curate_train/-curate_val fractions, the rest test",
+                     &c->folds, 0, 100, NULL));
   PetscCall(
       AckdOptionsInt(PetscOptionsObject, "-curate_fold", "Which fold is the validation set", &c->fold, 0, 99, NULL));
   PetscCall(AckdOptionsReal(PetscOptionsObject, "-curate_train", "Training fraction when not k-fold", &c->train, 0.0,
@@ -156,6 +158,9 @@ PetscErrorCode AckdCurateSetFromOptions(AckdCurate c)
   PetscCall(AckdOptionsBool(PetscOptionsObject, "-curate_force", "Replace an existing output written otherwise",
                             &c->force, NULL));
   PetscOptionsEnd();
+  PetscBool help;
+  PetscCall(AckdOptionsHelpRequested(&help));
+  if (help) PetscFunctionReturn(0); /* -help lists the options; what a run needs is checked for a run */
   PetscCheck(c->ms_dir[0] || c->ms_mat[0] || c->rgb_dir[0], c->comm, PETSC_ERR_USER_INPUT,
              "nothing to curate; give -curate_ms_dir (or -curate_ms_mat) and/or -curate_rgb_dir");
   PetscCheck(!(c->ms_dir[0] && c->ms_mat[0]), c->comm, PETSC_ERR_USER_INPUT,
@@ -315,6 +320,12 @@ static PetscErrorCode most_common_pair(const Source *s, int field_a, int field_b
   PetscFunctionReturn(0);
 }
 
+static int compare_long_long(const void *x, const void *y)
+{
+  const long long *a = x, *b = y;
+  return *a < *b ? -1 : (*a > *b);
+}
+
 static int compare_hash_index(const void *x, const void *y)
 {
   const unsigned long long *a = x, *b = y;
@@ -345,6 +356,42 @@ static void reason_text(const Source *s, PetscInt i, char *buf, size_t len)
   }
 }
 
+/* Bands asked for beyond what the collection's files have fail every file
+ * alike: that is one fault of the band list, not one per file. The files'
+ * most common band count (over those GDAL could open) decides. */
+static PetscErrorCode band_range_check(AckdCurate c, const Source *s)
+{
+  PetscInt   n = s->folders.nfiles, max_band = 0, m = 0, bands = 0, best = 0;
+  long long *counts;
+
+  PetscFunctionBeginUser;
+  for (PetscInt b = 0; b < s->request.nbands; b++) max_band = PetscMax(max_band, s->request.bands[b]);
+  PetscCall(PetscMalloc1(PetscMax(n, 1), &counts));
+  for (PetscInt i = 0; i < n; i++) {
+    const long long *r = s->check + i * CHECK_FIELDS;
+    if (r[0] == ACKD_RASTER_OK || r[0] == ACKD_RASTER_BAND_COUNT) counts[m++] = r[1];
+  }
+  qsort(counts, (size_t)m, sizeof(long long), compare_long_long);
+  for (PetscInt i = 0, run = 1; i < m; i++, run++) {
+    if (i + 1 < m && counts[i] == counts[i + 1]) continue;
+    if (run > best) {
+      best  = run;
+      bands = (PetscInt)counts[i];
+    }
+    run = 0;
+  }
+  PetscCall(PetscFree(counts));
+  if (!m || max_band <= bands) PetscFunctionReturn(0);
+  PetscCheck(strcmp(s->name, "ms"), c->comm, PETSC_ERR_USER_INPUT,
+             "option -curate_ms_bands: band %" PetscInt_FMT
+             " is out of range for the files of '%s', which have %" PetscInt_FMT
+             " band%s; give bands in 1..%" PetscInt_FMT,
+             max_band, s->dir, bands, bands == 1 ? "" : "s", bands);
+  SETERRQ(c->comm, PETSC_ERR_FILE_UNEXPECTED,
+          "the images of '%s' have %" PetscInt_FMT " band%s, and RGB needs %" PetscInt_FMT "; give colour images",
+          s->dir, bands, bands == 1 ? "" : "s", max_band);
+}
+
 /* Every rank holds the same table, so every rank takes the same decisions. */
 static PetscErrorCode decide(AckdCurate c, Source *s)
 {
@@ -353,6 +400,7 @@ static PetscErrorCode decide(AckdCurate c, Source *s)
 
   PetscFunctionBeginUser;
   PetscInt dummy;
+  PetscCall(band_range_check(c, s));
   PetscCall(most_common_pair(s, 1, 1, &s->bands, &dummy));
   if (s->request.resize) {
     s->height = s->width = s->request.height;
@@ -564,10 +612,12 @@ static void trim(char *s)
 /* A CSV of "ms_class,rgb_class" lines; a side may be empty for a class the other collection lacks. */
 static PetscErrorCode read_class_map(AckdCurate c, const Source *ms, const Source *rgb, int *ms_to_rgb)
 {
-  char *text;
+  char      *text;
+  PetscBool *ms_named, *rgb_named; /* the classes some line mentions */
 
   PetscFunctionBeginUser;
   for (PetscInt i = 0; i < ms->folders.nclasses; i++) ms_to_rgb[i] = -1;
+  PetscCall(PetscCalloc2(ms->folders.nclasses, &ms_named, rgb->folders.nclasses, &rgb_named));
   PetscCall(AckdReadTextFile(c->comm, c->class_map, "class map", &text));
   PetscInt line_no = 0;
   for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
@@ -581,17 +631,35 @@ static PetscErrorCode read_class_map(AckdCurate c, const Source *ms, const Sourc
     char *ms_name = line, *rgb_name = comma + 1;
     trim(ms_name);
     trim(rgb_name);
-    if (!ms_name[0] || !rgb_name[0]) continue; /* a class of one side only */
     PetscInt i = class_index(&ms->folders, ms_name), j = class_index(&rgb->folders, rgb_name);
-    PetscCheck(i >= 0, c->comm, PETSC_ERR_USER_INPUT,
+    PetscCheck(!ms_name[0] || i >= 0, c->comm, PETSC_ERR_USER_INPUT,
                "class map '%s' line %" PetscInt_FMT ": MS class '%s' is not a folder of '%s'", c->class_map, line_no,
                ms_name, ms->dir);
-    PetscCheck(j >= 0, c->comm, PETSC_ERR_USER_INPUT,
+    PetscCheck(!rgb_name[0] || j >= 0, c->comm, PETSC_ERR_USER_INPUT,
                "class map '%s' line %" PetscInt_FMT ": RGB class '%s' is not a folder of '%s'", c->class_map, line_no,
                rgb_name, rgb->dir);
-    ms_to_rgb[i] = (int)j;
+    if (i >= 0) ms_named[i] = PETSC_TRUE;
+    if (j >= 0) rgb_named[j] = PETSC_TRUE;
+    if (i >= 0 && j >= 0) ms_to_rgb[i] = (int)j; /* else a class of one side only */
   }
   PetscCall(PetscFree(text));
+  /* A class the map leaves out is kept without a partner, as a one-sided line
+   * would say; left out by mistake, it would silently lose its teacher. */
+  for (PetscInt i = 0; i < ms->folders.nclasses; i++)
+    if (!ms_named[i] && ms->folders.class_counts[i])
+      PetscCall(AckdLogWarn(&c->log,
+                            "curate: class map '%s' does not mention MS class '%s': it gets no RGB partner; add a "
+                            "line '%s,RGB_CLASS' (or '%s,' if it has none)\n",
+                            c->class_map, ms->folders.class_names[i], ms->folders.class_names[i],
+                            ms->folders.class_names[i]));
+  for (PetscInt j = 0; j < rgb->folders.nclasses; j++)
+    if (!rgb_named[j] && rgb->folders.class_counts[j])
+      PetscCall(AckdLogWarn(&c->log,
+                            "curate: class map '%s' does not mention RGB class '%s': it gets no MS partner; add a "
+                            "line 'MS_CLASS,%s' (or ',%s' if it has none)\n",
+                            c->class_map, rgb->folders.class_names[j], rgb->folders.class_names[j],
+                            rgb->folders.class_names[j]));
+  PetscCall(PetscFree2(ms_named, rgb_named));
   PetscFunctionReturn(0);
 }
 

@@ -2,6 +2,10 @@
  * sample, computed once so that distillation never runs the teacher again
  * unless a method needs its tokens. */
 #include <ackd/train.h>
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
 typedef struct {
   float   *logits, *embedding;
@@ -98,4 +102,73 @@ PetscErrorCode AckdGalleryIsMultilabel(MPI_Comm comm, const char *path, PetscBoo
   PetscCall(AckdH5FileClose(&file, path));
   *multilabel = (PetscBool)(ndims == 2);
   PetscFunctionReturn(0);
+}
+
+typedef struct {
+  char     architecture[64], data[PETSC_MAX_PATH_LEN];
+  double   width;
+  PetscInt classes, in_channels;
+} TeacherFacts;
+
+static PetscErrorCode read_facts(MPI_Comm comm, const char *path, TeacherFacts *f)
+{
+  AckdH5Settings h5 = {0};
+  hid_t          file;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscMemzero(f, sizeof *f));
+  PetscCall(AckdH5FileOpenRead(comm, path, &h5, &file));
+  PetscCall(AckdH5AttrReadString(file, "architecture", f->architecture, sizeof f->architecture, NULL));
+  PetscCall(AckdH5AttrReadString(file, "data", f->data, sizeof f->data, NULL));
+  PetscCall(AckdH5AttrReadReal(file, "width", &f->width, NULL));
+  PetscCall(AckdH5AttrReadInt(file, "classes", &f->classes, NULL));
+  PetscCall(AckdH5AttrReadInt(file, "in_channels", &f->in_channels, NULL));
+  PetscCall(AckdH5FileClose(&file, path));
+  PetscFunctionReturn(0);
+}
+
+/* The same file under two spellings (relative, absolute) is the same dataset. */
+static PetscBool same_file(const char *a, const char *b)
+{
+  char ra[PATH_MAX], rb[PATH_MAX];
+  if (!strcmp(a, b)) return PETSC_TRUE;
+  if (realpath(a, ra) && realpath(b, rb)) return (PetscBool)!strcmp(ra, rb);
+  return PETSC_FALSE;
+}
+
+PetscErrorCode AckdGalleryCheckTeacher(MPI_Comm comm, const char *gallery, const char *teacher, const char *option)
+{
+  AckdH5Settings h5 = {0};
+  hid_t          file;
+  char           source[PETSC_MAX_PATH_LEN] = "";
+  PetscBool      found, readable;
+  TeacherFacts   mine, theirs;
+
+  PetscFunctionBeginUser;
+  if (!teacher || !teacher[0]) PetscFunctionReturn(0);
+  PetscCall(AckdH5FileOpenRead(comm, gallery, &h5, &file));
+  PetscCall(AckdH5AttrReadString(file, "source", source, sizeof source, &found));
+  PetscCall(AckdH5FileClose(&file, gallery));
+  if (!found || !source[0] || same_file(teacher, source)) PetscFunctionReturn(0);
+  /* A gallery from elsewhere (its source not here) cannot be compared. */
+  PetscCall(AckdFileReadable(comm, source, &readable));
+  if (!readable) PetscFunctionReturn(0);
+  PetscCall(read_facts(comm, teacher, &mine));
+  PetscCall(read_facts(comm, source, &theirs));
+  /* The gallery's logits and the teacher's tokens must come from one network:
+   * another architecture, width or dataset gives targets and tokens that disagree. */
+  char what[64] = "";
+  if (strcmp(mine.architecture, theirs.architecture) || fabs(mine.width - theirs.width) > 1e-9)
+    snprintf(what, sizeof what, "architecture");
+  else if (mine.classes != theirs.classes || mine.in_channels != theirs.in_channels ||
+           (mine.data[0] && theirs.data[0] && !same_file(mine.data, theirs.data)))
+    snprintf(what, sizeof what, "dataset");
+  if (!what[0]) PetscFunctionReturn(0);
+  char mine_text[128], theirs_text[128];
+  snprintf(mine_text, sizeof mine_text, "%s (width %g)", mine.architecture, mine.width);
+  snprintf(theirs_text, sizeof theirs_text, "%s (width %g)", theirs.architecture, theirs.width);
+  SETERRQ(comm, PETSC_ERR_USER_INPUT,
+          "option %s: '%s' is a %s trained on '%s', but gallery '%s' comes from '%s', a %s trained on '%s' (another "
+          "%s); give %s '%s' (or leave it out), or a gallery written by that teacher",
+          option, teacher, mine_text, mine.data, gallery, source, theirs_text, theirs.data, what, option, source);
 }

@@ -247,6 +247,18 @@ PetscErrorCode AckdTrainerSetFromOptions(AckdTrainer t)
   t->exchange             = (AckdGradExchange)exchange;
   PetscCheck(t->schedule.kind != ACKD_SCHEDULE_MULTISTEP || nmilestones > 0, t->comm, PETSC_ERR_USER_INPUT,
              "option -%sschedule multistep needs -%smilestones E1,E2,...", t->prefix, t->prefix);
+  {
+    PetscMPIInt size;
+    PetscBool   help;
+    PetscCallMPI(MPI_Comm_size(t->comm, &size));
+    PetscCall(AckdOptionsHelpRequested(&help));
+    /* Every rank takes a share of every batch. A command-line fault (exit 2),
+     * so it is reported here, before any data is read, naming the option. */
+    PetscCheck(help || t->batch >= size, t->comm, PETSC_ERR_USER_INPUT,
+               "option -%sbatch %" PetscInt_FMT " is smaller than the %d ranks (each rank takes a share of every "
+               "batch); use -%sbatch %d or more, or fewer ranks",
+               t->prefix, t->batch, size, t->prefix, size);
+  }
 
   /* Created here so its options (-PREFIXckpt_keep, ...) are read and listed
    * with the trainer's; the architecture it records is set before Run. */

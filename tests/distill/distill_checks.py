@@ -63,7 +63,7 @@ def distill_cmd(data, d, directory, extra):
 def methods_from_help(args):
     out = subprocess.run([args.ackd, "distill", "-help"], capture_output=True, text=True).stdout
     line = next(l for l in out.splitlines() if l.strip().startswith("-kd_method"))
-    return re.search(r"\(choose one of\) ([a-z0-9 ]+) \(", line).group(1).split()
+    return re.search(r"<([a-z0-9|]+)>", line).group(1).split("|")  # -kd_method <none|kd|...> default ...
 
 
 def check_dynm_statistics(data, d, directory, values):

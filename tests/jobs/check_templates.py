@@ -52,13 +52,13 @@ class Checker:
 
     def stage_options(self, stage):
         if stage not in self._help:
-            text = self.run_ackd(stage, "-help")
+            text = self.run_ackd(stage, "-help_all")  # with the solvers' PETSc options
             if stage == "distill":
                 # A method lists its own options only when chosen: ask for every method, with SemBridge.
                 line = next((l for l in text.splitlines() if l.strip().startswith("-kd_method")), "")
-                m = re.search(r"\(choose one of\) ([a-z0-9 ]+) \(", line)
-                for method in (m.group(1).split() if m else []):
-                    text += self.run_ackd(stage, "-help", "-kd_method", method, "-sembridge")
+                m = re.search(r"<([a-z0-9|]+)>", line)
+                for method in (m.group(1).split("|") if m else []):
+                    text += self.run_ackd(stage, "-help_all", "-kd_method", method, "-sembridge")
             self._help[stage] = set(re.findall(r"^\s+-(\w+)[: ]", text, re.M)) | RUNTIME_OPTIONS
         return self._help[stage]
 
