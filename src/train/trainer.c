@@ -356,23 +356,28 @@ PetscErrorCode AckdTrainerAddState(AckdTrainer t, const char *name, float *data,
   PetscFunctionReturn(0);
 }
 
+/* The metric names a stage declares (its loss terms, its epoch values), `max` of them at most. */
+static PetscErrorCode set_names(AckdTrainer t, const char *what, PetscInt n, const char *const *names, PetscInt max,
+                                char (*dest)[32], PetscInt *count)
+{
+  PetscFunctionBeginUser;
+  PetscCheck(n <= max, t->comm, PETSC_ERR_ARG_OUTOFRANGE, "at most %" PetscInt_FMT " %s", max, what);
+  *count = n;
+  for (PetscInt i = 0; i < n; i++) PetscCall(PetscStrncpy(dest[i], names[i], sizeof dest[i]));
+  PetscFunctionReturn(0);
+}
+
 PetscErrorCode AckdTrainerSetTermNames(AckdTrainer t, PetscInt n, const char *const *names)
 {
   PetscFunctionBeginUser;
-  PetscCheck(n <= ACKD_TRAIN_MAX_TERMS, t->comm, PETSC_ERR_ARG_OUTOFRANGE, "at most %d loss terms",
-             ACKD_TRAIN_MAX_TERMS);
-  t->nterms = n;
-  for (PetscInt i = 0; i < n; i++) PetscCall(PetscStrncpy(t->term_names[i], names[i], sizeof t->term_names[i]));
+  PetscCall(set_names(t, "loss terms", n, names, ACKD_TRAIN_MAX_TERMS, t->term_names, &t->nterms));
   PetscFunctionReturn(0);
 }
 
 PetscErrorCode AckdTrainerSetEpochValueNames(AckdTrainer t, PetscInt n, const char *const *names)
 {
   PetscFunctionBeginUser;
-  PetscCheck(n <= ACKD_TRAIN_MAX_VALUES, t->comm, PETSC_ERR_ARG_OUTOFRANGE, "at most %d epoch values",
-             ACKD_TRAIN_MAX_VALUES);
-  t->nvalues = n;
-  for (PetscInt i = 0; i < n; i++) PetscCall(PetscStrncpy(t->value_names[i], names[i], sizeof t->value_names[i]));
+  PetscCall(set_names(t, "epoch values", n, names, ACKD_TRAIN_MAX_VALUES, t->value_names, &t->nvalues));
   clear_observed(t);
   PetscFunctionReturn(0);
 }
