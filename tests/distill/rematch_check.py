@@ -52,7 +52,8 @@ cost[:, tl < 0] = np.inf
 failures = 0
 for np_ in ("1", "2", "4"):
     out = os.path.join(args.out, f"table{np_}.h5")
-    subprocess.run(args.mpirun.split() + [np_, args.program, args.dataset, args.gallery, logits, out], check=True)
+    subprocess.run(args.mpirun.split() + [np_, args.program, args.dataset, args.gallery, logits, out, "-dynm_solver",
+                                          "argmin"], check=True)
     with h5py.File(out, "r") as f:
         index = f["index"][()].astype(np.int64)
     k = index.shape[1]

@@ -109,6 +109,13 @@ def main():
         check(r.returncode == 0 and r.stdout.count("options ok") == len(METHODS),
               f"jobs: the {len(METHODS)} rows of {os.path.relpath(grid, args.out)} parse ({r.stderr.strip()[-300:]})")
 
+    # the two-sided p of the table against scipy, at the edges too (t = 0, large t, df = 1)
+    from importlib.machinery import SourceFileLoader
+    study_module = SourceFileLoader("study", os.path.join(args.repo, "scripts", "study")).load_module()
+    for t, df in [(0.0, 4), (0.3, 4), (-2.1, 4), (5.0, 1), (12.0, 9), (-40.0, 4)]:
+        mine, ref = study_module.t_two_sided_p(t, df), 2 * stats.t.sf(abs(t), df)
+        check(abs(mine - ref) <= 1e-10 + 1e-8 * ref, f"p(t = {t}, df = {df}) = {mine:.6g}, scipy {ref:.6g}")
+
     bad = os.path.join(args.out, "bad.study")
     open(bad, "w").write(open(study).read().replace("kd+sembridge+noska", "kd+sembrige"))
     err = study_cli(args, "run", bad, "--dry-run", expect=2).stderr.strip()
