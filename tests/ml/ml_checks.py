@@ -95,7 +95,9 @@ def check_rematch(args, data, gallery, table, ms_to_rgb, idx, zt_ms):
     logits, out = os.path.join(args.out, "student_logits.h5"), os.path.join(args.out, "rematch.h5")
     with h5py.File(logits, "w") as f:
         f["logits"] = zs
-    subprocess.run(args.mpirun.split() + ["2", args.rematch, data, gallery, logits, out], check=True)
+    # the paper's argmin, which numpy recomputes (ackd's default is balanced OT)
+    subprocess.run(args.mpirun.split() + ["2", args.rematch, data, gallery, logits, out, "-dynm_solver", "argmin"],
+                   check=True)
     with h5py.File(out, "r") as f:
         got = f["index"][...].astype(np.int64)
     t_class = np.full(len(idx), -1)
