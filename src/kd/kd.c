@@ -430,11 +430,12 @@ PetscErrorCode AckdKDLoss(AckdKD kd, const AckdKDInputs *in, AckdKDOutputs *out)
    * is the label's alone, so -log P(S) keeps the unmatched weight too (the term shared_mass,
    * weighted by the difference). Without it the one-sided classes, taught at full weight on
    * their own samples and pushed down at 0.1 on the others', take over the shared samples. */
-  const PetscBool split = (PetscBool)(kd->method->loss != NULL);
-  const PetscBool on_shared =
-      (PetscBool)(kd->shared && kd->shared_simplex && kd->method->on_class_subset && kd->nshared >= 2);
-  double       ce_unmatched = 0.0, shared_mass = 0.0;
-  const double mass_weight = on_shared ? PetscMax(kd->unmatched_ce_weight - kd->ce_weight, 0.0) : 0.0;
+  const PetscBool split      = (PetscBool)(kd->method->loss != NULL);
+  const PetscBool restricted = (PetscBool)(kd->shared && kd->shared_simplex && kd->method->on_class_subset);
+  /* with one shared class the restricted term is 0: nobody is taught */
+  const PetscBool on_shared    = (PetscBool)(restricted && kd->nshared >= 2);
+  double          ce_unmatched = 0.0, shared_mass = 0.0;
+  const double    mass_weight = on_shared ? PetscMax(kd->unmatched_ce_weight - kd->ce_weight, 0.0) : 0.0;
   for (PetscInt i = 0; i < B; i++) {
     double   z[K], lq[K];
     PetscInt y = in->labels[i];
@@ -444,8 +445,9 @@ PetscErrorCode AckdKDLoss(AckdKD kd, const AckdKDInputs *in, AckdKDOutputs *out)
                y, i, K);
     for (PetscInt k = 0; k < K; k++) z[k] = in->student_logits->data[i * K + k];
     ackd_kd_log_softmax(z, K, 1.0, lq);
-    const PetscBool taught = (PetscBool)(!split || (kd->w[i] > 0 && (!on_shared || kd->sub_class[y] >= 0)));
-    const double    weight = taught ? kd->ce_weight : kd->unmatched_ce_weight;
+    const PetscBool taught =
+        (PetscBool)(!split || (kd->w[i] > 0 && (!restricted || (on_shared && kd->sub_class[y] >= 0))));
+    const double weight = taught ? kd->ce_weight : kd->unmatched_ce_weight;
     if (taught)
       ce -= lq[y] * step.inv_n;
     else
@@ -467,7 +469,7 @@ PetscErrorCode AckdKDLoss(AckdKD kd, const AckdKDInputs *in, AckdKDOutputs *out)
   if (split) add_term(out, "ce_unmatched", ce_unmatched, kd->unmatched_ce_weight);
   if (on_shared && split) add_term(out, "shared_mass", shared_mass, mass_weight);
   if (kd->method->loss) {
-    if (kd->shared && kd->shared_simplex && kd->method->on_class_subset)
+    if (restricted)
       PetscCall(loss_on_shared_classes(kd, &step, &value));
     else
       PetscCall(kd->method->loss(kd, &step, kd->kd_weight, &value));

@@ -50,6 +50,7 @@ static const Case cases[] = {
     {"lskd_partial", "-kd_method lskd", 0, 4, PETSC_FALSE, 0, "11010"},
     {"kd_reliability_partial", "-kd_method kd -kd_reliability", 0, 4, PETSC_FALSE, 0, "01110"},
     {"rkd_partial", "-kd_method rkd", 0, 4, PETSC_FALSE, 0, "11010"},
+    {"dkd_one_shared_class", "-kd_method dkd", 4, 4, PETSC_FALSE, 0, "01000"},
 };
 
 enum { B = 6, K = 5, DS = 8, DT = 6, CS = 16, CT = 8, NS = 4, NSAMPLES = 20 };

@@ -304,8 +304,12 @@ def case(g):
     elif method != "none":
         raise SystemExit(f"no reference for method {method}")
     # A sample the method gives no teacher of its class learns from its label at weight 1 (docs/KD.md).
-    taught = w > 0
     on_shared = z.shape[1] < z_full.shape[1]
+    if on_shared and z.shape[1] < 2:  # both conditionals are the point mass: the term is 0
+        terms["kd"] = torch.zeros(())
+    # with one shared class the term is 0 and nobody is taught
+    taught = w > 0 if not on_shared or z.shape[1] >= 2 else torch.zeros_like(w, dtype=torch.bool)
+    on_shared = on_shared and z.shape[1] >= 2
     z, y, w = z_full, y_full, w_full
     if method != "none":
         terms["ce"] = (ce_rows * taught).sum() / n
