@@ -291,6 +291,19 @@ static void to_float(const double *g, AckdTensor *t)
   for (PetscInt i = 0; i < n; i++) t->data[i] = (float)g[i];
 }
 
+/* Whether the method's term is computed on the shared classes only (-kd_shared_classes). */
+static PetscBool restricted_to_shared(AckdKD kd)
+{
+  return (PetscBool)(kd->shared && kd->shared_simplex && kd->method->on_class_subset);
+}
+
+/* Whether that term can teach a sample of class y: not when y is one-sided, nor with a single
+ * shared class, where both conditionals are the point mass and the term is 0. */
+static PetscBool teaches_class(AckdKD kd, PetscInt y)
+{
+  return (PetscBool)(!restricted_to_shared(kd) || (kd->nshared >= 2 && kd->sub_class[y] >= 0));
+}
+
 /* The method's loss on the classes both collections have. Restricting the
  * logits to those classes before the softmax makes each side's distribution
  * the one conditioned on the shared classes: the teacher's MS-only mass is
@@ -308,7 +321,7 @@ static PetscErrorCode loss_on_shared_classes(AckdKD kd, const KDStep *full, doub
 
   PetscFunctionBeginUser;
   *value = 0.0;
-  if (Ks < 2) PetscFunctionReturn(0); /* one shared class: both conditionals are the point mass */
+  if (Ks < 2) PetscFunctionReturn(0); /* teaches_class: nobody */
   if (B > kd->cap_sub) {
     PetscCall(PetscFree6(kd->sub_zs, kd->sub_zt, kd->sub_w, kd->sub_g, kd->sub_labels, kd->sub_sel));
     PetscCall(PetscMalloc6(B * Ks, &kd->sub_zs, B * Ks, &kd->sub_zt, B, &kd->sub_w, B * Ks, &kd->sub_g, B,
@@ -323,7 +336,7 @@ static PetscErrorCode loss_on_shared_classes(AckdKD kd, const KDStep *full, doub
       kd->sub_g[i * Ks + j]  = 0.0;
     }
     kd->sub_labels[i] = kd->sub_class[full->in->labels[i]];
-    kd->sub_w[i]      = kd->sub_labels[i] >= 0 ? full->w[i] : 0.0;
+    kd->sub_w[i]      = teaches_class(kd, full->in->labels[i]) ? full->w[i] : 0.0;
     if (kd->sub_w[i] > 0) kd->sub_sel[st.nsel++] = i;
   }
   zs                = AckdTensorView(kd->sub_zs, B, Ks, 1, 1);
@@ -430,10 +443,8 @@ PetscErrorCode AckdKDLoss(AckdKD kd, const AckdKDInputs *in, AckdKDOutputs *out)
    * is the label's alone, so -log P(S) keeps the unmatched weight too (the term shared_mass,
    * weighted by the difference). Without it the one-sided classes, taught at full weight on
    * their own samples and pushed down at 0.1 on the others', take over the shared samples. */
-  const PetscBool split      = (PetscBool)(kd->method->loss != NULL);
-  const PetscBool restricted = (PetscBool)(kd->shared && kd->shared_simplex && kd->method->on_class_subset);
-  /* with one shared class the restricted term is 0: nobody is taught */
-  const PetscBool on_shared    = (PetscBool)(restricted && kd->nshared >= 2);
+  const PetscBool split        = (PetscBool)(kd->method->loss != NULL);
+  const PetscBool on_shared    = (PetscBool)(restricted_to_shared(kd) && kd->nshared >= 2);
   double          ce_unmatched = 0.0, shared_mass = 0.0;
   const double    mass_weight = on_shared ? PetscMax(kd->unmatched_ce_weight - kd->ce_weight, 0.0) : 0.0;
   for (PetscInt i = 0; i < B; i++) {
@@ -445,9 +456,8 @@ PetscErrorCode AckdKDLoss(AckdKD kd, const AckdKDInputs *in, AckdKDOutputs *out)
                y, i, K);
     for (PetscInt k = 0; k < K; k++) z[k] = in->student_logits->data[i * K + k];
     ackd_kd_log_softmax(z, K, 1.0, lq);
-    const PetscBool taught =
-        (PetscBool)(!split || (kd->w[i] > 0 && (!restricted || (on_shared && kd->sub_class[y] >= 0))));
-    const double weight = taught ? kd->ce_weight : kd->unmatched_ce_weight;
+    const PetscBool taught = (PetscBool)(!split || (kd->w[i] > 0 && teaches_class(kd, y)));
+    const double    weight = taught ? kd->ce_weight : kd->unmatched_ce_weight;
     if (taught)
       ce -= lq[y] * step.inv_n;
     else
@@ -469,7 +479,7 @@ PetscErrorCode AckdKDLoss(AckdKD kd, const AckdKDInputs *in, AckdKDOutputs *out)
   if (split) add_term(out, "ce_unmatched", ce_unmatched, kd->unmatched_ce_weight);
   if (on_shared && split) add_term(out, "shared_mass", shared_mass, mass_weight);
   if (kd->method->loss) {
-    if (restricted)
+    if (restricted_to_shared(kd))
       PetscCall(loss_on_shared_classes(kd, &step, &value));
     else
       PetscCall(kd->method->loss(kd, &step, kd->kd_weight, &value));

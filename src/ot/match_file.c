@@ -122,7 +122,7 @@ static PetscErrorCode write_solver_attributes(AckdOT ot, hid_t group)
 
 PetscErrorCode AckdOTWriteMatchFile(AckdOT ot, const char *path, const AckdH5Settings *h5, const char *input)
 {
-  char       partial[PETSC_MAX_PATH_LEN], *options = NULL;
+  char      *options = NULL;
   hid_t      file, match, group;
   PetscInt   k = PetscMin(ot->topk, ot->nt);
   long long *index;
@@ -130,7 +130,6 @@ PetscErrorCode AckdOTWriteMatchFile(AckdOT ot, const char *path, const AckdH5Set
   PetscFunctionBeginUser;
   PetscCheck(ot->solved, ot->comm, PETSC_ERR_ORDER, "call AckdOTSolve before AckdOTWriteMatchFile");
   PetscCall(PetscLogEventBegin(ot->event_write, 0, 0, 0, 0));
-  snprintf(partial, sizeof partial, "%s.part", path);
   PetscCall(AckdH5FileCreatePartial(ot->comm, path, h5, &file));
   PetscCall(AckdH5AttrWriteString(file, "ackd_format", ACKD_FORMAT_MATCH));
   PetscCall(AckdH5AttrWriteInt(file, "ackd_format_version", ACKD_FORMAT_MATCH_VERSION));
@@ -169,13 +168,7 @@ PetscErrorCode AckdOTWriteMatchFile(AckdOT ot, const char *path, const AckdH5Set
   PetscCall(write_vector(ot, group, "history_eps", H5T_NATIVE_DOUBLE, nh, ot->history_eps));
   PetscCall(PetscFree(its));
   H5Gclose(group);
-  PetscCall(AckdH5FileClose(&file, partial));
-
-  int renamed = 0;
-  if (ot->rank == 0) renamed = rename(partial, path) == 0;
-  PetscCallMPI(MPI_Bcast(&renamed, 1, MPI_INT, 0, ot->comm));
-  PetscCheck(renamed, ot->comm, PETSC_ERR_FILE_WRITE, "cannot rename '%s' to '%s'; check the directory's permissions",
-             partial, path);
+  PetscCall(AckdH5FileCommit(ot->comm, &file, path));
   PetscCall(PetscLogEventEnd(ot->event_write, 0, 0, 0, 0));
   PetscFunctionReturn(0);
 }
