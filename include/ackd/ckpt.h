@@ -102,6 +102,8 @@ PetscErrorCode AckdCkptReaderReadModel(AckdCkptReader reader, const char *group,
 /* Reads [lo, hi) of a flat vector, whatever the rank count that wrote it. */
 PetscErrorCode AckdCkptReaderReadShard(AckdCkptReader reader, const char *name, PetscInt global, PetscInt lo,
                                        PetscInt hi, float *values);
+/* Whether the checkpoint holds metric `name` (a checkpoint of an older version may lack one). */
+PetscErrorCode AckdCkptReaderHasMetric(AckdCkptReader reader, const char *name, PetscBool *has);
 PetscErrorCode AckdCkptReaderReadMetric(AckdCkptReader reader, const char *name, PetscInt capacity, PetscInt *n,
                                         double *values);
 PetscErrorCode AckdCkptReaderDestroy(AckdCkptReader *reader);

@@ -252,6 +252,18 @@ PetscErrorCode AckdCkptReaderReadShard(AckdCkptReader r, const char *name, Petsc
   PetscFunctionReturn(0);
 }
 
+PetscErrorCode AckdCkptReaderHasMetric(AckdCkptReader r, const char *name, PetscBool *has)
+{
+  char     path[512];
+  PetscInt n;
+
+  PetscFunctionBeginUser;
+  snprintf(path, sizeof path, "/metrics/%s", name);
+  PetscCall(vector_length(r->file, path, &n));
+  *has = (PetscBool)(n >= 0);
+  PetscFunctionReturn(0);
+}
+
 PetscErrorCode AckdCkptReaderReadMetric(AckdCkptReader r, const char *name, PetscInt capacity, PetscInt *n,
                                         double *values)
 {

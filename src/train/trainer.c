@@ -596,16 +596,16 @@ static PetscErrorCode read_checkpoint(AckdTrainer t, AckdCkptReader r)
   /* Epoch values are observations, not state: a checkpoint written before the stage recorded
    * them resumes with NaN in the epochs it covers. */
   for (PetscInt m = M_FIXED + t->nterms; m < metric_count(t); m++) {
-    char path[96];
-    snprintf(path, sizeof path, "/metrics/%s", metric_name(t, m));
-    if (H5Lexists(file, "/metrics", H5P_DEFAULT) > 0 && H5Lexists(file, path, H5P_DEFAULT) > 0)
+    PetscCall(AckdCkptReaderHasMetric(r, metric_name(t, m), &found));
+    if (found)
       PetscCall(AckdCkptReaderReadMetric(r, metric_name(t, m), t->epochs, &n, t->history[m]));
     else
       for (PetscInt e = 0; e < t->nhistory; e++) t->history[m][e] = NAN;
   }
   PetscCall(AckdCkptReaderReadMetric(r, "epoch_in_progress", P_SIZE, &n, t->partial));
-  if (t->nvalues && H5Lexists(file, "/metrics/epoch_values_in_progress", H5P_DEFAULT) > 0)
-    PetscCall(AckdCkptReaderReadMetric(r, "epoch_values_in_progress", t->nvalues, &n, t->observed));
+  found = PETSC_FALSE;
+  if (t->nvalues) PetscCall(AckdCkptReaderHasMetric(r, "epoch_values_in_progress", &found));
+  if (found) PetscCall(AckdCkptReaderReadMetric(r, "epoch_values_in_progress", t->nvalues, &n, t->observed));
   PetscFunctionReturn(0);
 }
 
