@@ -21,7 +21,7 @@ PetscErrorCode AckdKDCreate(MPI_Comm comm, AckdKD *kd)
   k->ska.sinkhorn_eps    = 0.1;
   k->ska.sinkhorn_it     = 100;
   k->shared_simplex      = PETSC_TRUE;
-  k->unmatched_ce_weight = 1.0;
+  k->unmatched_ce_weight = -1.0; /* -1: the taught samples' label weight, resolved with the others */
   PetscCall(AckdParamsCreate(&k->params));
   PetscCall(select_method(k, &ackd_kd_none));
   PetscCall(PetscClassIdRegister("ackd kd", &classid));
@@ -81,6 +81,16 @@ PetscErrorCode AckdKDGetMethodName(AckdKD kd, const char **name)
   PetscFunctionReturn(0);
 }
 
+/* A sample without a teacher of its class learns from its label alone. Its cross-entropy gets the
+ * whole label weight a taught sample has: the CE weight plus the part of the label the
+ * distillation term stands in for. Then a class pulls on the network as hard whether or not the
+ * teacher knows it; Adam's step size hides a common scale but not this ratio. */
+static double label_weight(AckdKDObj kd)
+{
+  const double share = kd->method->label_share ? kd->method->label_share(kd) : 0.0;
+  return kd->ce_weight + kd->kd_weight * share;
+}
+
 /* SemBridge's total as the authors code it: 0.3 CE + 0.4 KD + 0.3 * 0.01 (L_ot1 + L_ot2);
  * without it, each method's own mix (KD: (1 - alpha) CE + alpha T² KL). */
 static void default_weights(AckdKD kd, double *ce, double *w_kd, double *ska)
@@ -138,10 +148,15 @@ PetscErrorCode AckdKDSetFromOptions(AckdKD kd)
                             "and student on the classes both collections have, each renormalised over them; false: on "
                             "all the student's classes, which teaches the one-sided classes probability 0",
                             &kd->shared_simplex, NULL));
-  PetscCall(AckdOptionsReal(PetscOptionsObject, "-kd_unmatched_ce_weight",
-                            "Cross-entropy weight of a sample with no teacher of its class (unmatched, or of a class "
-                            "the teacher lacks); 1: as without distillation",
-                            &kd->unmatched_ce_weight, 0.0, 1e6, NULL));
+  {
+    double unmatched = kd->unmatched_ce_weight < 0 ? label_weight(kd) : kd->unmatched_ce_weight;
+    PetscCall(AckdOptionsReal(PetscOptionsObject, "-kd_unmatched_ce_weight",
+                              "Cross-entropy weight of a sample with no teacher of its class (unmatched, or of a class "
+                              "the teacher lacks); default: a taught sample's label weight, CE's plus the share of "
+                              "the label the method's term stands in for (1 for kd, 0.3 + 0.4/T² with -sembridge)",
+                              &unmatched, 0.0, 1e6, &set));
+    if (set) kd->unmatched_ce_weight = unmatched;
+  }
   PetscCall(AckdOptionsBool(PetscOptionsObject, "-kd_reliability",
                             "Scale each sample's distillation term by the matched teacher's probability of the "
                             "student's true class (cross-knowledge assessment)",
@@ -198,6 +213,7 @@ PetscErrorCode AckdKDSetUp(AckdKD kd, const AckdKDDims *dims)
     if (kd->ce_weight < 0) kd->ce_weight = ce;
     if (kd->kd_weight < 0) kd->kd_weight = w_kd;
     if (kd->ska_weight < 0) kd->ska_weight = ska;
+    if (kd->unmatched_ce_weight < 0) kd->unmatched_ce_weight = label_weight(kd);
   }
   PetscCall(PetscSNPrintf(who, sizeof who, "-kd_method %s", kd->method->name));
   PetscCall(ackd_kd_refuse_missing(kd, kd->method->needs, who, NULL));
@@ -252,6 +268,12 @@ void ackd_kd_alpha_weights(double alpha, double *ce, double *kd)
 {
   *ce = 1.0 - alpha;
   *kd = alpha;
+}
+
+double ackd_kd_full_label_share(AckdKDObj kd)
+{
+  (void)kd;
+  return 1.0;
 }
 
 static PetscErrorCode grow(double **buf, PetscInt *cap, PetscInt need)
@@ -435,9 +457,10 @@ PetscErrorCode AckdKDLoss(AckdKD kd, const AckdKDInputs *in, AckdKDOutputs *out)
 
   /* Cross-entropy on every sample. The loss weights split a taught sample's loss between its
    * label and its teacher; a sample the method gives no teacher of its own class (none matched,
-   * or its class is one the teacher lacks) has only its label, and keeps the weight it has
-   * without distillation (-kd_unmatched_ce_weight, 1). Otherwise (1 - alpha) = 0.1 would leave
-   * the one-sided classes a tenth of the signal of training without a teacher.
+   * or its class is one the teacher lacks) has only its label, and gets the whole weight a taught
+   * sample's label has (-kd_unmatched_ce_weight, label_weight: 1 for KD). With (1 - alpha) = 0.1
+   * the one-sided classes would have a tenth of the signal of training without a teacher; with 1
+   * under SemBridge, whose taught samples carry 0.3 + 0.4/9, three times the shared ones'.
    * On the shared classes S, a taught sample's CE splits further: -log p(y) = -log p(y|S) -
    * log P(S). The teacher speaks to the class within S only; that the class is one of S at all
    * is the label's alone, so -log P(S) keeps the unmatched weight too (the term shared_mass,

@@ -101,4 +101,5 @@ const KDMethod ackd_kd_ctkd = {.name            = "ctkd",
                                .options         = options,
                                .setup           = setup,
                                .loss            = loss,
-                               .weights         = weights};
+                               .weights         = weights,
+                               .label_share     = ackd_kd_full_label_share};

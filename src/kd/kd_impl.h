@@ -40,6 +40,11 @@ typedef struct {
   PetscErrorCode (*destroy)(AckdKDObj);
   /* the CE and distillation weights when SemBridge is off; NULL: 1 and 1 */
   void (*weights)(AckdKDObj, double *ce, double *kd);
+  /* how much label weight one unit of the term's weight stands in for, on cross-entropy's gradient
+   * scale: 1 for KD-like terms that take over part of the label with T² (Hinton's parity), 1/T²
+   * without it; NULL: 0, a term added to the full label (DKD, features, relations). A sample
+   * without a teacher gets ce + kd x this as its cross-entropy weight (kd.c, docs/KD.md). */
+  double (*label_share)(AckdKDObj);
   /* the loss reads only the logits (student's and teacher's) and the labels, so under partial
    * class overlap it can be computed on the classes both collections have (kd.c, docs/KD.md) */
   PetscBool on_class_subset;
@@ -92,6 +97,8 @@ extern const KDMethod ackd_kd_none, ackd_kd_kd, ackd_kd_logits, ackd_kd_fitnet, 
     ackd_kd_lskd, ackd_kd_ctkd, ackd_kd_clip, ackd_kd_crd, ackd_kd_c2kd, ackd_kd_mnf;
 /* KD's default weights (1 - alpha, alpha), shared by the methods that plug into KD. */
 void ackd_kd_alpha_weights(double alpha, double *ce, double *kd);
+/* The label_share of a KD loss with T² inside (LSKD, CTKD): 1. */
+double ackd_kd_full_label_share(AckdKDObj kd);
 
 /* One line naming `who` and the fix (NULL: the default advice) when the teacher lacks what `needs` asks (kd.c). */
 PetscErrorCode ackd_kd_refuse_missing(AckdKDObj kd, unsigned needs, const char *who, const char *fix);

@@ -41,6 +41,13 @@ static void weights(AckdKDObj kd, double *ce, double *w)
   ackd_kd_alpha_weights(((KD *)kd->data)->alpha, ce, w);
 }
 
+/* The soft term's gradient is 1/T² of the label's without the T² factor (Hinton et al. 2015, 2.1). */
+static double label_share(AckdKDObj kd)
+{
+  KD *m = (KD *)kd->data;
+  return m->t2 ? 1.0 : 1.0 / (m->T * m->T);
+}
+
 static PetscErrorCode loss(AckdKDObj kd, const KDStep *st, double coef, double *value)
 {
   KD      *m = (KD *)kd->data;
@@ -65,4 +72,5 @@ const KDMethod ackd_kd_kd = {.name            = "kd",
                              .create          = create,
                              .options         = options,
                              .loss            = loss,
-                             .weights         = weights};
+                             .weights         = weights,
+                             .label_share     = label_share};

@@ -89,4 +89,5 @@ const KDMethod ackd_kd_lskd = {.name            = "lskd",
                                .create          = create,
                                .options         = options,
                                .loss            = loss,
-                               .weights         = weights};
+                               .weights         = weights,
+                               .label_share     = ackd_kd_full_label_share};

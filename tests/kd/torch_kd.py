@@ -314,7 +314,6 @@ def case(g):
     if method != "none":
         terms["ce"] = (ce_rows * taught).sum() / n
         terms["ce_unmatched"] = (ce_rows * ~taught).sum() / n
-        weights["ce_unmatched"] = 1.0
         if on_shared:  # -log P(S) of the taught samples, at 1 - (the method's CE weight)
             terms["shared_mass"] = ((torch.logsumexp(z, 1) - torch.logsumexp(z[:, shared], 1)) * taught).sum() / n
     else:
@@ -325,10 +324,15 @@ def case(g):
     else:
         weights["ce"] = 1.0
     if sembridge:
-        weights = {"ce": 0.3, "kd": 0.4, "ska": 0.003, "ce_unmatched": 1.0}
+        weights = {"ce": 0.3, "kd": 0.4, "ska": 0.003}
         terms["ska"] = share * ska(opts, tok[sel], tt[sel], e[sel], et[sel], P)
+    if "ce_unmatched" in terms:
+        # A sample without a teacher gets a taught sample's whole label weight: CE's, plus the KD
+        # weight on the label's gradient scale (1 with T², 1/T² without; 0 for terms added to CE).
+        label_share = {"kd": 1.0 / 9.0 if sembridge else 1.0, "ctkd": 1.0, "lskd": 1.0}.get(method, 0.0)
+        weights["ce_unmatched"] = weights["ce"] + weights["kd"] * label_share
     if "shared_mass" in terms:
-        weights["shared_mass"] = max(1.0 - weights["ce"], 0.0)
+        weights["shared_mass"] = max(weights["ce_unmatched"] - weights["ce"], 0.0)
     total = sum(weights[k] * terms[k] for k in terms)
     total.backward()
     # CTKD's temperature receives the reversed gradient: lambda = 1 at this epoch
