@@ -141,19 +141,32 @@ ackd_arch() {
   esac
 }
 
-# ackd_run CMD...: runs CMD in the background and waits for it. A USR1 or TERM that reaches
-# this shell meanwhile is passed on to CMD (mpirun forwards it to every rank; the ranks finish
-# their step, write a checkpoint and exit 75), and the wait resumes until CMD really ends.
+# ackd_run CMD...: runs CMD in the background and waits for it, so that a stop request reaches
+# the MPI ranks whichever way the scheduler sends it. Returns CMD's exit code (75: the stage
+# checkpointed; run it again to resume); ACKD_STOP_SIGNAL names the signal that asked, if any.
+#
+# - A USR1 or TERM that reaches this shell is passed on to CMD as USR1. mpirun and srun forward
+#   USR1 to every rank, which finishes its step, writes a checkpoint and exits 75, and mpirun
+#   exits 75 too. A TERM passed on as TERM would make Open MPI's mpirun abort the job and exit 1.
+# - A scheduler that signals every process of the job at once (Slurm's time limit, scancel,
+#   preemption; PBS's qdel) hits mpirun with TERM directly: the ranks still checkpoint and exit
+#   75, but mpirun exits 1. ackd's rank 0 writes the file named by ACKD_STOP_RECORD when it
+#   stops on request, and its presence turns that 1 back into 75. OMPI_MCA_odls_base_sigkill_timeout
+#   (ACKD_STOP_GRACE seconds, 10 unless set) is how long mpirun then waits before each of its
+#   SIGTERM and SIGKILL to the ranks: the time they have to finish the checkpoint.
 # Bash runs a trap only between commands, so a command in the foreground would hold the signal
 # back until it ended on its own: hence the background job and the wait loop.
-# Returns CMD's exit code; ACKD_STOP_SIGNAL names the signal passed on, if any.
 ackd_run() {
   ACKD_STOP_SIGNAL=""
   ackd_job_log "run: $*"
-  "$@" &
-  local child=$! code interrupted
+  local record code interrupted child
+  record=$(mktemp "${TMPDIR:-/tmp}/ackd-stop.XXXXXX") || return 1
+  rm -f "$record"
+  ACKD_STOP_RECORD=$record OMPI_MCA_odls_base_sigkill_timeout=${OMPI_MCA_odls_base_sigkill_timeout:-${ACKD_STOP_GRACE:-10}} \
+    "$@" &
+  child=$!
   trap 'interrupted=1; ACKD_STOP_SIGNAL=USR1; ackd_job_log "USR1: asking the stage to checkpoint and stop"; kill -USR1 '"$child"' 2>/dev/null' USR1
-  trap 'interrupted=1; ACKD_STOP_SIGNAL=TERM; ackd_job_log "TERM: asking the stage to checkpoint and stop"; kill -TERM '"$child"' 2>/dev/null' TERM
+  trap 'interrupted=1; ACKD_STOP_SIGNAL=TERM; ackd_job_log "TERM: asking the stage to checkpoint and stop"; kill -USR1 '"$child"' 2>/dev/null' TERM
   while :; do
     interrupted=0
     wait "$child"
@@ -161,6 +174,11 @@ ackd_run() {
     [ "$interrupted" -eq 1 ] || break # a trap ended the wait, not the child: wait again
   done
   trap - USR1 TERM
+  if [ "$code" -ne 0 ] && [ "$code" -ne 75 ] && [ -s "$record" ]; then
+    ackd_job_log "the launcher exited $code, but the stage had checkpointed and stopped ($(cat "$record")): 75"
+    code=75
+  fi
+  rm -f "$record"
   ackd_job_log "exit $code"
   return "$code"
 }

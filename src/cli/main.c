@@ -7,6 +7,7 @@
  * turns any failure on any rank into one line and a non-zero exit, never a
  * hang. Everything else lives in the library. */
 #include "stages.h"
+#include <ackd/ckpt.h>
 #include <ctype.h>
 #include <string.h>
 #include <strings.h>
@@ -33,6 +34,27 @@ static int usage_error(int rank, const char *fmt, const char *what)
   }
   MPI_Finalize();
   return ACKD_EXIT_USAGE;
+}
+
+/* A launcher killed by SIGTERM reports its own failure (Open MPI's mpirun exits 1) even when
+ * every rank stopped cleanly with 75. A job script that must tell the two apart names a file in
+ * ACKD_STOP_RECORD; rank 0 writes it, whole or not at all, once the checkpoint is on disk. */
+static void record_stop(int rank, const char *stage)
+{
+  const char *path = getenv("ACKD_STOP_RECORD");
+  char        part[4096];
+  FILE       *f;
+
+  if (rank != 0 || !path || !path[0]) return;
+  if (snprintf(part, sizeof part, "%s.part", path) >= (int)sizeof part) return;
+  if (!(f = fopen(part, "w"))) return;
+  int ok = fprintf(f, "ackd %s stopped on request after writing its checkpoint; exit %d\n", stage,
+                   ACKD_EXIT_CHECKPOINTED) > 0;
+  ok     = (fclose(f) == 0) && ok;
+  if (!ok || rename(part, path)) {
+    fprintf(stderr, "ackd %s: warning: cannot write the stop record '%s' (ACKD_STOP_RECORD)\n", stage, path);
+    remove(part);
+  }
 }
 
 /* A word that starts an option; -1 and -.5 are values (PETSc reads them so too). */
@@ -242,6 +264,7 @@ int main(int argc, char **argv)
   PetscPopErrorHandler();
   int code = AckdFinish(finish_comm, stage->name, status, &record, 5.0);
   if (code == ACKD_EXIT_OK) code = stage_code; /* e.g. 75: stopped by a signal after checkpointing */
+  if (code == ACKD_EXIT_CHECKPOINTED) record_stop(rank, stage->name);
   MPI_Comm_free(&finish_comm);
   PetscFinalize();
   free(pargv);
