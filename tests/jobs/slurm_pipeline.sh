@@ -19,6 +19,10 @@ declare -A job
 cancel_all() { [ ${#ids[@]} -eq 0 ] || scancel "${ids[@]}" 2>/dev/null; }
 
 # ---- a cluster ---------------------------------------------------------------------------------
+# The test stops what it starts (munged, slurmctld, slurmd), but not a cluster that was up before.
+was_up=0
+"$repo/scripts/slurm-local" status && was_up=1
+[ "$was_up" -eq 1 ] || trap '"$repo/scripts/slurm-local" stop >/dev/null 2>&1' EXIT
 out=$("$repo/scripts/slurm-local" start)
 case $? in
   0) eval "$out" ;;
