@@ -1,6 +1,8 @@
 /* Reading checkpoints back: the newest one that is intact, checked against
  * the model it is loaded into. */
 #include "ckpt_private.h"
+#include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 struct _p_AckdCkptReader {
@@ -9,6 +11,37 @@ struct _p_AckdCkptReader {
   hid_t         file;
   AckdCkptState state;
 };
+
+/* The first non-finite float in any dataset of a file (H5Ovisit callback); where names it. */
+typedef struct {
+  char group[16], where[256];
+} NonFiniteSearch;
+
+static herr_t find_nonfinite(hid_t root, const char *name, const H5O_info_t *info, void *data)
+{
+  NonFiniteSearch *search = data;
+  herr_t           found  = 0;
+
+  if (info->type != H5O_TYPE_DATASET) return 0;
+  hid_t dset = H5Dopen2(root, name, H5P_DEFAULT);
+  if (dset < 0) return -1;
+  hid_t type = H5Dget_type(dset), space = H5Dget_space(dset);
+  if (H5Tget_class(type) == H5T_FLOAT) {
+    hssize_t n = H5Sget_simple_extent_npoints(space);
+    float   *x = n > 0 ? malloc(sizeof(float) * (size_t)n) : NULL;
+    if (n > 0 && (!x || H5Dread(dset, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) < 0)) found = -1;
+    for (hssize_t i = 0; !found && i < n; i++)
+      if (!isfinite(x[i])) {
+        snprintf(search->where, sizeof search->where, "/%s/%s[%lld]", search->group, name, (long long)i);
+        found = 1;
+      }
+    free(x);
+  }
+  H5Sclose(space);
+  H5Tclose(type);
+  H5Dclose(dset);
+  return found;
+}
 
 /* Rank 0 checks a candidate on its own: a damaged file must not take a
  * collective open down with it. Returns a reason, or "" when fine. */
@@ -31,6 +64,23 @@ static PetscErrorCode probe(const char *path, char *why, size_t len)
     snprintf(why, len, "it is not an ackd checkpoint");
   else if (H5Lexists(file, "state", H5P_DEFAULT) <= 0)
     snprintf(why, len, "it has no /state");
+  else {
+    /* A NaN written by a diverged step would spread into every run that resumes from it. */
+    NonFiniteSearch   search   = {.where = ""};
+    herr_t            status   = 0;
+    const char *const groups[] = {"model", "optim", "state"}; /* not metrics: NaN marks an epoch not validated */
+    for (size_t g = 0; g < sizeof groups / sizeof groups[0] && status == 0; g++) {
+      if (H5Lexists(file, groups[g], H5P_DEFAULT) <= 0) continue;
+      hid_t group = H5Gopen2(file, groups[g], H5P_DEFAULT);
+      snprintf(search.group, sizeof search.group, "%s", groups[g]);
+      status = group < 0 ? -1 : H5Ovisit(group, H5_INDEX_NAME, H5_ITER_NATIVE, find_nonfinite, &search);
+      if (group >= 0) H5Gclose(group);
+    }
+    if (status > 0)
+      snprintf(why, len, "%s is NaN or Inf", search.where);
+    else if (status < 0)
+      snprintf(why, len, "a dataset does not read back (damaged)");
+  }
   H5Fclose(file);
   H5Eclear2(H5E_DEFAULT);
   PetscFunctionReturn(0);
@@ -90,7 +140,7 @@ PetscErrorCode AckdCkptReaderOpenLatest(MPI_Comm comm, const char *dir, const ch
     PetscInt *steps, n;
     PetscCall(AckdCkptList(dir, PETSC_FALSE, &steps, &n));
     for (PetscInt i = 0; i < n && !chosen[0]; i++) {
-      char path[PETSC_MAX_PATH_LEN], why[128];
+      char path[PETSC_MAX_PATH_LEN], why[320];
       AckdCkptPath(dir, steps[i], path, sizeof path);
       PetscCall(probe(path, why, sizeof why));
       if (!why[0])
@@ -224,6 +274,17 @@ PetscErrorCode AckdCkptReaderReadModel(AckdCkptReader r, const char *group, Pets
     }
   for (PetscInt i = 0; i < n; i++)
     PetscCallMPI(MPI_Bcast(entries[i].data, (int)entries[i].size, MPI_FLOAT, 0, r->comm));
+  /* Every rank holds the same values now, so each finds the same first bad entry. */
+  for (PetscInt i = 0; i < n; i++)
+    for (PetscInt j = 0; j < entries[i].size; j++) {
+      if (isfinite(entries[i].data[j])) continue;
+      char path[512];
+      AckdCkptEntryPath(group, entries[i].name, path, sizeof path);
+      SETERRQ(r->comm, PETSC_ERR_FILE_UNEXPECTED,
+              "checkpoint '%s': %s holds NaN or Inf (value %" PetscInt_FMT "); it cannot be loaded: use an earlier "
+              "checkpoint of the run, or train again",
+              r->path, path, j);
+    }
   PetscFunctionReturn(0);
 }
 
@@ -249,6 +310,13 @@ PetscErrorCode AckdCkptReaderReadShard(AckdCkptReader r, const char *name, Petsc
   H5Sclose(mspace);
   H5Sclose(fspace);
   H5Dclose(dset);
+  int bad = 0, any;
+  for (PetscInt i = 0; i < hi - lo && !bad; i++) bad = !isfinite(values[i]);
+  PetscCallMPI(MPI_Allreduce(&bad, &any, 1, MPI_INT, MPI_MAX, r->comm));
+  PetscCheck(!any, r->comm, PETSC_ERR_FILE_UNEXPECTED,
+             "checkpoint '%s': optimizer state %s holds NaN or Inf; it cannot be loaded: use an earlier checkpoint of "
+             "the run, or train again",
+             r->path, name);
   PetscFunctionReturn(0);
 }
 

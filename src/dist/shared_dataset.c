@@ -10,6 +10,7 @@
  * asks for, sorted into one hyperslab selection per call so the file is
  * read in increasing order, then scattered back into the caller's order. */
 #include <ackd/dist.h>
+#include <math.h>
 #include <ackd/data.h>
 
 enum {
@@ -65,6 +66,16 @@ static PetscErrorCode read_images(MPI_Comm comm, hid_t images, PetscInt lo, Pets
   PetscFunctionReturn(0);
 }
 
+/* The first of n samples (each `sample` floats) holding NaN or Inf, or -1. One pass at load
+ * time: a non-finite pixel would otherwise turn the first batch that holds it into NaN weights. */
+static PetscInt first_nonfinite(const float *x, PetscInt n, PetscInt sample)
+{
+  for (PetscInt i = 0; i < n; i++)
+    for (PetscInt j = 0; j < sample; j++)
+      if (!isfinite(x[i * sample + j])) return i;
+  return -1;
+}
+
 PetscErrorCode AckdSharedDatasetLoad(MPI_Comm comm, const char *path, const char *collection, const AckdH5Settings *h5,
                                      AckdSharedDataset *dataset)
 {
@@ -116,6 +127,13 @@ PetscErrorCode AckdSharedDatasetLoad(MPI_Comm comm, const char *path, const char
   } else {
     PetscInt lo = d->count * node_rank / node_size, hi = d->count * (node_rank + 1) / node_size;
     PetscCall(read_images(comm, images, lo, hi, sample, d->images + lo * sample, path));
+    PetscInt bad = first_nonfinite(d->images + lo * sample, hi - lo, sample), first;
+    bad          = bad < 0 ? PETSC_MAX_INT : lo + bad;
+    PetscCallMPI(MPI_Allreduce(&bad, &first, 1, MPIU_INT, MPI_MIN, comm));
+    PetscCheck(first == PETSC_MAX_INT, comm, PETSC_ERR_FILE_UNEXPECTED,
+               "'%s': /%s/images sample %" PetscInt_FMT " holds NaN or Inf; every pixel must be finite: fix or drop "
+               "the sample (a raster's nodata value, for one)",
+               path, collection, first);
     /* Make every rank's slice visible to the whole node before anyone reads it. */
     PetscCallMPI(MPI_Win_sync(d->window));
     PetscCallMPI(MPI_Barrier(d->node));
@@ -221,6 +239,12 @@ PetscErrorCode AckdSharedDatasetReadImages(AckdSharedDataset d, PetscInt n, cons
              "'%s': streaming %" PetscInt_FMT " samples", d->path, n);
   for (PetscInt k = 0; k < n; k++)
     PetscCall(PetscArraycpy(out + order[k].at * sample, buffer + slot[k] * sample, sample));
+  /* Streaming reads only this rank's rows: the rank that finds one reports it (AckdFinish aborts the rest). */
+  for (PetscInt k = 0; k < n; k++)
+    PetscCheck(first_nonfinite(out + k * sample, 1, sample) < 0, PETSC_COMM_SELF, PETSC_ERR_FILE_UNEXPECTED,
+               "'%s': sample %" PetscInt_FMT " holds NaN or Inf; every pixel must be finite: fix or drop the sample "
+               "(a raster's nodata value, for one)",
+               d->path, rows[k]);
   H5Sclose(mspace);
   H5Sclose(fspace);
   PetscCall(PetscFree(buffer));

@@ -18,6 +18,9 @@
 enum { M_EPOCH, M_STEP, M_LR, M_TRAIN_LOSS, M_TRAIN_ACCURACY, M_VAL_LOSS, M_VAL_SCORE, M_SECONDS, M_FIXED };
 /* The running sums of the epoch in progress: they survive a stop mid-epoch. */
 enum { P_LOSS, P_CORRECT, P_COUNT, P_SECONDS, P_TERMS, P_SIZE = P_TERMS + ACKD_TRAIN_MAX_TERMS };
+/* What a step whose loss or gradient is not finite does (-PREFIXnonfinite). */
+typedef enum { NONFINITE_STOP, NONFINITE_SKIP } NonFinite;
+static const char *const NONFINITE_NAMES[] = {"stop", "skip"};
 
 typedef struct {
   char            name[64];
@@ -42,6 +45,7 @@ struct _p_AckdTrainer {
   PetscBool         nesterov, augment, sync_bn, drop_last, weight_decay_set, has_default_weight_decay, exchange_timing;
   AckdSchedule      schedule;
   AckdGradExchange  exchange;
+  NonFinite         nonfinite;
 
   /* what the stage plugged in */
   AckdSharedDataset   dataset;
@@ -74,6 +78,8 @@ struct _p_AckdTrainer {
   PetscInt       ntrain, nbatches;
   PetscInt      *train_rows, *local_rows, *local_labels;
   float         *images, *scratch;
+  float         *buffer_backup; /* -nonfinite skip: the running statistics before the step */
+  PetscInt       skipped;       /* steps skipped for a non-finite loss or gradient, this process's run */
 
   /* state */
   AckdCkptState state;
@@ -172,7 +178,7 @@ static const char *const EXCHANGE_NAMES[] = {"overlapped", "fused"};
 
 PetscErrorCode AckdTrainerSetFromOptions(AckdTrainer t)
 {
-  PetscInt  optimizer = t->optimizer, schedule = t->schedule.kind, exchange = t->exchange;
+  PetscInt  optimizer = t->optimizer, schedule = t->schedule.kind, exchange = t->exchange, nonfinite = t->nonfinite;
   PetscInt  nmilestones = 16;
   PetscReal wd          = default_weight_decay(t, t->optimizer);
 
@@ -230,6 +236,10 @@ PetscErrorCode AckdTrainerSetFromOptions(AckdTrainer t)
                             "Measure the exposed gradient exchange: a barrier before the wait takes rank skew out of "
                             "it (bench/scaling; costs a barrier per step)",
                             &t->exchange_timing, NULL));
+  PetscCall(AckdOptionsChoice(PetscOptionsObject, "-nonfinite",
+                              "A step whose loss or gradient is NaN or Inf: stop (one line naming the step; the last "
+                              "checkpoint stays the newest) or skip it (no update, a warning) and go on",
+                              NONFINITE_NAMES, 2, &nonfinite, NULL));
   PetscCall(AckdOptionsInt(PetscOptionsObject, "-validate_every", "Validate every N epochs (and after the last)",
                            &t->validate_every, 1, 1000000, NULL));
   PetscCall(AckdOptionsInt(PetscOptionsObject, "-threads", "Threads per rank (0: OMP_NUM_THREADS)", &t->threads, 0,
@@ -245,6 +255,7 @@ PetscErrorCode AckdTrainerSetFromOptions(AckdTrainer t)
   t->schedule.base_lr     = t->lr;
   t->schedule.total       = t->epochs;
   t->exchange             = (AckdGradExchange)exchange;
+  t->nonfinite            = (NonFinite)nonfinite;
   PetscCheck(t->schedule.kind != ACKD_SCHEDULE_MULTISTEP || nmilestones > 0, t->comm, PETSC_ERR_USER_INPUT,
              "option -%sschedule multistep needs -%smilestones E1,E2,...", t->prefix, t->prefix);
   {
@@ -664,17 +675,23 @@ static PetscErrorCode gather_batch(AckdTrainer t, PetscInt nlocal, AckdTensor *i
   PetscFunctionReturn(0);
 }
 
-/* Joint L2 norm over every group, as torch.nn.utils.clip_grad_norm_ over all parameters. */
-static PetscErrorCode clip_gradients(AckdTrainer t)
+/* The squared joint L2 norm of the gradients over every group: NaN or Inf when any is. */
+static double gradient_norm2(AckdTrainer t)
 {
   double sum = 0;
-
-  PetscFunctionBeginUser;
   for (PetscInt i = 0; i < t->ngroups; i++) {
     const AckdParams *p = t->groups[i].params;
     for (PetscInt j = 0; j < p->size; j++) sum += (double)p->grads[j] * p->grads[j];
   }
-  double norm = sqrt(sum);
+  return sum;
+}
+
+/* Scales to a joint L2 norm of at most -clip_grad, as torch.nn.utils.clip_grad_norm_ over all parameters. */
+static PetscErrorCode clip_gradients(AckdTrainer t, double norm2)
+{
+  double norm = sqrt(norm2);
+
+  PetscFunctionBeginUser;
   if (norm > t->clip) {
     const float scale = (float)(t->clip / (norm + 1e-6));
     for (PetscInt i = 0; i < t->ngroups; i++) {
@@ -702,6 +719,51 @@ static PetscErrorCode average_buffers(AckdTrainer t)
   PetscFunctionReturn(0);
 }
 
+/* The running statistics a skipped step must not keep: the forward pass updated them already. */
+static PetscErrorCode save_buffers(AckdTrainer t, PetscBool restore)
+{
+  PetscInt total = 0;
+
+  PetscFunctionBeginUser;
+  for (PetscInt i = 0; i < t->ngroups; i++) total += t->groups[i].params->buffer_size;
+  if (!total) PetscFunctionReturn(0);
+  if (!t->buffer_backup) PetscCall(PetscMalloc1(total, &t->buffer_backup));
+  float *at = t->buffer_backup;
+  for (PetscInt i = 0; i < t->ngroups; i++) {
+    AckdParams *p = t->groups[i].params;
+    if (restore)
+      PetscCall(PetscArraycpy(p->buffer_values, at, p->buffer_size));
+    else
+      PetscCall(PetscArraycpy(at, p->buffer_values, p->buffer_size));
+    at += p->buffer_size;
+  }
+  PetscFunctionReturn(0);
+}
+
+/* A step whose loss or gradient is not finite would write NaN into every parameter, and from
+ * there into every later checkpoint. All ranks decide alike: the flag travels with the batch's
+ * figures in one allreduce. */
+static PetscErrorCode refuse_nonfinite(AckdTrainer t, double *reduced)
+{
+  PetscFunctionBeginUser;
+  PetscCheck(t->nonfinite == NONFINITE_SKIP, t->comm, PETSC_ERR_FP,
+             "the %s at step %" PetscInt_FMT " (epoch %" PetscInt_FMT ") is NaN or Inf; training stopped before "
+             "applying it, so the newest checkpoint in '%s/checkpoints' is the last good state. Check the inputs "
+             "for extreme values, lower -%slr or set -%sclip_grad, or skip such steps with -%snonfinite skip",
+             isfinite(reduced[P_LOSS]) ? "gradient" : "loss", t->state.step + 1, t->state.epoch + 1, t->dir, t->prefix,
+             t->prefix, t->prefix);
+  PetscCall(save_buffers(t, PETSC_TRUE));
+  if (t->skipped++ < 10)
+    PetscCall(AckdLogWarn(&t->log,
+                          "step %" PetscInt_FMT " (epoch %" PetscInt_FMT
+                          ") skipped: its loss or gradient is NaN or Inf (-%snonfinite skip)%s\n",
+                          t->state.step + 1, t->state.epoch + 1, t->prefix,
+                          t->skipped == 10 ? "; further skips are not reported" : ""));
+  /* The epoch's averages leave the step out, as if its batch had been empty. */
+  for (PetscInt k = 0; k < P_SIZE; k++) reduced[k] = 0.0;
+  PetscFunctionReturn(0);
+}
+
 static PetscErrorCode train_step(AckdTrainer t, PetscInt b, double lr, double *reduced)
 {
   AckdTrainStepResult result = {0};
@@ -721,6 +783,7 @@ static PetscErrorCode train_step(AckdTrainer t, PetscInt b, double lr, double *r
                            .rows          = t->local_rows,
                            .labels        = t->local_labels};
   PetscCall(gather_batch(t, nlocal, &batch.images));
+  if (t->nonfinite == NONFINITE_SKIP) PetscCall(save_buffers(t, PETSC_FALSE));
   for (PetscInt i = 0; i < t->ngroups; i++) {
     Group *g   = &t->groups[i];
     g->pending = g->params->nparams;
@@ -733,18 +796,26 @@ static PetscErrorCode train_step(AckdTrainer t, PetscInt b, double lr, double *r
   for (PetscInt i = 0; i < t->ngroups; i++) PetscCall(finish_group(&t->groups[i]));
   if (t->exchange_timing) PetscCallMPI(MPI_Barrier(t->comm));
   for (PetscInt i = 0; i < t->ngroups; i++) PetscCall(AckdGradBucketsWait(t->groups[i].buckets));
-  if (t->clip > 0) PetscCall(clip_gradients(t));
-  for (PetscInt i = 0; i < t->ngroups; i++)
-    PetscCall(AckdOptimizerStep(&t->groups[i].optimizer, t->groups[i].params, lr));
-  PetscCall(average_buffers(t));
 
-  /* Back from shares of a mean to sums over samples, so an epoch averages over its samples. */
-  double local[P_SIZE] = {0};
-  local[P_LOSS]        = result.loss * nglobal;
-  local[P_CORRECT]     = result.correct;
-  local[P_COUNT]       = nlocal;
+  /* Back from shares of a mean to sums over samples, so an epoch averages over its samples; the
+   * last slot counts the ranks whose loss or gradient is not finite. */
+  const double norm2             = gradient_norm2(t);
+  double       local[P_SIZE + 1] = {0}, all[P_SIZE + 1];
+  local[P_LOSS]                  = result.loss * nglobal;
+  local[P_CORRECT]               = result.correct;
+  local[P_COUNT]                 = nlocal;
   for (PetscInt k = 0; k < t->nterms; k++) local[P_TERMS + k] = result.terms[k] * nglobal;
-  PetscCallMPI(MPI_Allreduce(local, reduced, P_SIZE, MPI_DOUBLE, MPI_SUM, t->comm));
+  local[P_SIZE] = !isfinite(norm2) || !isfinite(local[P_LOSS]);
+  PetscCallMPI(MPI_Allreduce(local, all, P_SIZE + 1, MPI_DOUBLE, MPI_SUM, t->comm));
+  for (PetscInt k = 0; k < P_SIZE; k++) reduced[k] = all[k];
+  if (all[P_SIZE] > 0)
+    PetscCall(refuse_nonfinite(t, reduced));
+  else {
+    if (t->clip > 0) PetscCall(clip_gradients(t, norm2));
+    for (PetscInt i = 0; i < t->ngroups; i++)
+      PetscCall(AckdOptimizerStep(&t->groups[i].optimizer, t->groups[i].params, lr));
+    PetscCall(average_buffers(t));
+  }
   PetscFunctionReturn(0);
 }
 
@@ -896,7 +967,7 @@ PetscErrorCode AckdTrainerRun(AckdTrainer t, PetscBool *stopped)
     if (t->epoch_hook && t->state.cursor == 0) PetscCall(t->epoch_hook(t->epoch_ctx, &t->engine, t->state.epoch));
     PetscCall(AckdProgressBegin(&bar, &t->log, label, t->nbatches, "batch"));
     while (t->state.cursor < t->nbatches && !stop && !finished(t)) {
-      double reduced[P_SIZE], t0 = AckdTimeNow();
+      double reduced[P_SIZE] = {0}, t0 = AckdTimeNow();
       PetscCall(train_step(t, t->state.cursor, lr, reduced));
       t->state.step++;
       t->state.cursor++;
@@ -978,6 +1049,7 @@ PetscErrorCode AckdTrainerDestroy(AckdTrainer *trainer)
   for (PetscInt m = 0; m < M_FIXED + ACKD_TRAIN_MAX_TERMS + ACKD_TRAIN_MAX_VALUES; m++)
     PetscCall(PetscFree(t->history[m]));
   PetscCall(PetscFree4(t->local_rows, t->local_labels, t->images, t->scratch));
+  PetscCall(PetscFree(t->buffer_backup));
   PetscCall(PetscFree(t->train_rows));
   if (t->plan) PetscCall(AckdBatchPlanDestroy(&t->plan));
   if (t->writer) PetscCall(AckdCkptWriterDestroy(&t->writer));
