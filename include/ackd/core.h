@@ -37,6 +37,31 @@ PetscErrorCode AckdDnnlFail(int status, const char *func, int line, const char *
     if ((expr) < 0) return AckdH5Fail(PETSC_FUNCTION_NAME, __LINE__, __FILE__, __VA_ARGS__);                           \
   } while (0)
 
+/* The outcome of one write to a file every rank of comm has open, agreed by all of them: `status`
+ * is this rank's result (0 on a rank that wrote nothing). On a failure anywhere, every rank raises
+ * the same error (the first failing rank's, with HDF5's reason) at the same point, so no rank is
+ * left waiting in a later collective of the file, and rank 0 removes the file when it is an ackd
+ * temporary (NAME.part): nothing half-written keeps a name. Not called directly: use
+ * AckdCallH5Agreed. */
+PetscErrorCode AckdH5Agree(MPI_Comm comm, herr_t status, hid_t loc, const char *func, int line, const char *file,
+                           const char *fmt, ...) PETSC_ATTRIBUTE_FORMAT(7, 8);
+
+/* Gives up a file open on every rank of comm (loc: any object in it), collectively: rank 0 removes
+ * it if it is an ackd temporary (NAME.part), and every rank raises `message`. The process must then
+ * end without closing the file (AckdH5FileAbandoned). */
+PetscErrorCode AckdH5FileAbandon(MPI_Comm comm, hid_t loc, const char *func, int line, const char *file,
+                                 const char *message);
+
+/* 1 once a file has been abandoned (a write failed, or no room was left to close it): it cannot be
+ * closed collectively any more, so the process must end without MPI_Finalize, where HDF5 would
+ * try (main.c). */
+int AckdH5FileAbandoned(void);
+
+/* AckdCallH5Agreed(comm, dset, rank == 0 ? H5Dwrite(...) : 0, "writing %s to '%s'", name, path) */
+#define AckdCallH5Agreed(comm, loc, expr, ...)                                                                         \
+  PetscCall(                                                                                                           \
+      AckdH5Agree((comm), (herr_t)(expr) < 0 ? -1 : 0, (loc), PETSC_FUNCTION_NAME, __LINE__, __FILE__, __VA_ARGS__))
+
 /* AckdCallDnnl(dnnl_primitive_create(...), "creating convolution %s", layer) */
 #define AckdCallDnnl(expr, ...)                                                                                        \
   do {                                                                                                                 \
@@ -231,8 +256,8 @@ PetscErrorCode AckdH5SelectRows(hid_t dset, PetscInt first, PetscInt n, hid_t *f
 /* Collective: creates `name` under `loc`, (nglobal) or (nglobal, columns)
  * when columns > 0, and writes this rank's rows [first, first + n) of it from
  * `data` in one collective transfer. `h5type` is the memory and file type. */
-PetscErrorCode AckdH5WriteRows(hid_t loc, const char *name, hid_t h5type, PetscInt nglobal, PetscInt columns,
-                               PetscInt first, PetscInt n, const void *data);
+PetscErrorCode AckdH5WriteRows(MPI_Comm comm, hid_t loc, const char *name, hid_t h5type, PetscInt nglobal,
+                               PetscInt columns, PetscInt first, PetscInt n, const void *data);
 
 /* Attributes on any object (file, group or dataset). */
 PetscErrorCode AckdH5AttrWriteString(hid_t obj, const char *name, const char *value);

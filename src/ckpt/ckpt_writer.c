@@ -194,9 +194,9 @@ PetscErrorCode AckdCkptWriterWriteModel(AckdCkptWriter w, const char *group, Pet
     /* The flat vector is what the reader checks; the shape is for people and scripts (h5py reshape). */
     if (entries[i].ndims > 0) PetscCall(AckdH5AttrWriteIntArray(dset, "shape", entries[i].ndims, entries[i].dims));
     /* Replicated values: one writer is enough, the others only take part in the creation. */
-    if (rank == 0)
-      AckdCallH5(H5Dwrite(dset, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, entries[i].data), "writing %s to '%s'",
-                 path, w->path);
+    AckdCallH5Agreed(w->comm, dset,
+                     rank == 0 ? H5Dwrite(dset, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, entries[i].data) : 0,
+                     "writing %s to '%s'", path, w->path);
     H5Dclose(dset);
     entry_written(w);
   }
@@ -220,7 +220,8 @@ PetscErrorCode AckdCkptWriterWriteShard(AckdCkptWriter w, const char *name, Pets
   PetscCall(create_vector(w->file, path, global, H5T_NATIVE_FLOAT, &dset));
   PetscCall(AckdH5SelectRows(dset, lo, hi - lo, &fspace, &mspace));
   /* Each owner writes its slice, collectively: sharded optimizer state is written by its owners. */
-  AckdCallH5(H5Dwrite(dset, H5T_NATIVE_FLOAT, mspace, fspace, w->dxpl, values), "writing %s to '%s'", path, w->path);
+  AckdCallH5Agreed(w->comm, dset, H5Dwrite(dset, H5T_NATIVE_FLOAT, mspace, fspace, w->dxpl, values),
+                   "writing %s to '%s'", path, w->path);
   H5Sclose(mspace);
   H5Sclose(fspace);
   H5Dclose(dset);
@@ -238,8 +239,9 @@ PetscErrorCode AckdCkptWriterWriteMetric(AckdCkptWriter w, const char *name, Pet
   PetscCallMPI(MPI_Comm_rank(w->comm, &rank));
   snprintf(path, sizeof path, "/metrics/%s", name);
   PetscCall(create_vector(w->file, path, n, H5T_NATIVE_DOUBLE, &dset));
-  if (rank == 0 && n > 0)
-    AckdCallH5(H5Dwrite(dset, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, values), "writing %s", path);
+  AckdCallH5Agreed(w->comm, dset,
+                   rank == 0 && n > 0 ? H5Dwrite(dset, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, values) : 0,
+                   "writing %s to '%s'", path, w->path);
   H5Dclose(dset);
   PetscFunctionReturn(0);
 }

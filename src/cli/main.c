@@ -12,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 static const char *const HELP_WORDS[] = {"-help", "--help", "-h"};
 
@@ -265,6 +266,13 @@ int main(int argc, char **argv)
   int code = AckdFinish(finish_comm, stage->name, status, &record, 5.0);
   if (code == ACKD_EXIT_OK) code = stage_code; /* e.g. 75: stopped by a signal after checkpointing */
   if (code == ACKD_EXIT_CHECKPOINTED) record_stop(rank, stage->name);
+  if (AckdH5FileAbandoned()) {
+    /* Every rank agreed on the failed write and the error line is out: end here, before HDF5's
+     * collective close at MPI_Finalize can hang on the half-written file (its .part is gone). */
+    fflush(stdout);
+    fflush(stderr);
+    _exit(code);
+  }
   MPI_Comm_free(&finish_comm);
   PetscFinalize();
   free(pargv);

@@ -54,8 +54,8 @@ static PetscErrorCode write_eval(MPI_Comm comm, const char *path, const char *ch
   PetscCall(AckdH5WriteSmall(comm, file, "per_class_count", H5T_NATIVE_LLONG, 1, &k1, per_class_count));
   PetscCall(AckdH5WriteStrings(comm, file, "classes", K, (const char *const *)info->class_names));
   /* Per-sample predictions: each rank writes its contiguous block of the split. */
-  PetscCall(AckdH5WriteRows(file, "prediction", H5T_NATIVE_INT, score->count, 0, first, nlocal, prediction));
-  PetscCall(AckdH5WriteRows(file, "index", H5T_NATIVE_LLONG, score->count, 0, first, nlocal, index));
+  PetscCall(AckdH5WriteRows(comm, file, "prediction", H5T_NATIVE_INT, score->count, 0, first, nlocal, prediction));
+  PetscCall(AckdH5WriteRows(comm, file, "index", H5T_NATIVE_LLONG, score->count, 0, first, nlocal, index));
   PetscCall(AckdH5FileCommit(comm, &file, path));
   PetscCall(PetscFree3(confusion, index, prediction));
   PetscFunctionReturn(0);
@@ -96,8 +96,8 @@ static PetscErrorCode write_eval_multilabel(MPI_Comm comm, const char *path, con
   hsize_t k1 = (hsize_t)K;
   PetscCall(AckdH5WriteSmall(comm, file, "per_class_ap", H5T_NATIVE_DOUBLE, 1, &k1, score->per_class_ap));
   PetscCall(AckdH5WriteStrings(comm, file, "classes", K, (const char *const *)info->class_names));
-  PetscCall(AckdH5WriteRows(file, "score", H5T_NATIVE_FLOAT, score->count, K, first, nlocal, scores));
-  PetscCall(AckdH5WriteRows(file, "index", H5T_NATIVE_LLONG, score->count, 0, first, nlocal, index));
+  PetscCall(AckdH5WriteRows(comm, file, "score", H5T_NATIVE_FLOAT, score->count, K, first, nlocal, scores));
+  PetscCall(AckdH5WriteRows(comm, file, "index", H5T_NATIVE_LLONG, score->count, 0, first, nlocal, index));
   PetscCall(AckdH5FileCommit(comm, &file, path));
   PetscCall(PetscFree(index));
   PetscFunctionReturn(0);

@@ -375,7 +375,7 @@ static PetscErrorCode embed_side(SSMContext *c, AckdEngine *engine, AckdModel mo
   PetscFunctionReturn(0);
 }
 
-static PetscErrorCode write_side(hid_t file, const Side *s, const char *path)
+static PetscErrorCode write_side(MPI_Comm comm, hid_t file, const Side *s, const char *path)
 {
   const struct {
     const char *name;
@@ -392,8 +392,8 @@ static PetscErrorCode write_side(hid_t file, const Side *s, const char *path)
              s->name);
   PetscCall(AckdH5AttrWriteString(group, "collection", s->collection));
   for (size_t a = 0; a < sizeof arrays / sizeof arrays[0]; a++)
-    PetscCall(AckdH5WriteRows(group, arrays[a].name, arrays[a].type, s->nglobal, arrays[a].columns, s->first, s->n,
-                              arrays[a].data));
+    PetscCall(AckdH5WriteRows(comm, group, arrays[a].name, arrays[a].type, s->nglobal, arrays[a].columns, s->first,
+                              s->n, arrays[a].data));
   H5Gclose(group);
   PetscFunctionReturn(0);
 }
@@ -455,8 +455,8 @@ static PetscErrorCode write_embeddings(SSMContext *c, AckdEngine *engine, const 
   PetscCall(AckdH5AttrWriteString(file, "data", c->data));
   PetscCall(AckdH5AttrWriteString(file, "architecture", AckdArchNames[c->ms_config.arch]));
   PetscCall(AckdH5AttrWriteIntArray(file, "rgb_bands", 3, one_based));
-  PetscCall(write_side(file, &student, path));
-  PetscCall(write_side(file, &teacher, path));
+  PetscCall(write_side(c->comm, file, &student, path));
+  PetscCall(write_side(c->comm, file, &teacher, path));
   PetscCall(AckdH5FileCommit(c->comm, &file, path));
   PetscCall(AckdLogInfo(&log, "ssm embeddings: %d MS (teacher) and %d RGB (student) samples, d = %d, in %.1f s: %s\n",
                         (int)teacher.nglobal, (int)student.nglobal, (int)c->dim, AckdTimeNow() - t0, path));

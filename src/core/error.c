@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <limits.h>
+#include <unistd.h>
 
 typedef struct {
   char outer[256]; /* the API call that failed, e.g. "unable to open file" */
@@ -48,6 +50,58 @@ PetscErrorCode AckdH5Fail(const char *func, int line, const char *file, const ch
   describe_h5_error(detail, sizeof detail);
   return PetscError(PETSC_COMM_SELF, line, func, file, PETSC_ERR_LIB, PETSC_ERROR_INITIAL, "%s (HDF5: %s)", context,
                     detail);
+}
+
+/* Set once a write to a file open on every rank has failed. HDF5 would close such a file at
+ * MPI_Finalize, collectively, but after a failed write its ranks no longer agree on what is left
+ * to flush (one truncates while another waits at a metadata sync point), and the close hangs. */
+static int abandoned_file = 0;
+
+int AckdH5FileAbandoned(void)
+{
+  return abandoned_file;
+}
+
+PetscErrorCode AckdH5Agree(MPI_Comm comm, herr_t status, hid_t loc, const char *func, int line, const char *file,
+                           const char *fmt, ...)
+{
+  PetscMPIInt rank;
+  int         mine          = INT_MAX, first;
+  char        message[1100] = "";
+
+  PetscCallMPI(MPI_Comm_rank(comm, &rank));
+  if (status < 0) mine = rank;
+  PetscCallMPI(MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, comm));
+  if (first == INT_MAX) return 0;
+  if (rank == first) {
+    char    context[512], detail[520];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(context, sizeof context, fmt, ap);
+    va_end(ap);
+    describe_h5_error(detail, sizeof detail);
+    snprintf(message, sizeof message, "%s (HDF5: %s); check the free space and quota of its file system", context,
+             detail);
+  }
+  H5Eclear2(H5E_DEFAULT);
+  PetscCallMPI(MPI_Bcast(message, sizeof message, MPI_CHAR, first, comm));
+  return AckdH5FileAbandon(comm, loc, func, line, file, message);
+}
+
+PetscErrorCode AckdH5FileAbandon(MPI_Comm comm, hid_t loc, const char *func, int line, const char *file,
+                                 const char *message)
+{
+  PetscMPIInt rank;
+
+  PetscCallMPI(MPI_Comm_rank(comm, &rank));
+  abandoned_file = 1;
+  if (rank == 0) {
+    char    name[PETSC_MAX_PATH_LEN] = "";
+    ssize_t n                        = H5Fget_name(loc, name, sizeof name);
+    if (n > 5 && (size_t)n < sizeof name && !strcmp(name + n - 5, ".part")) unlink(name);
+    H5Eclear2(H5E_DEFAULT);
+  }
+  return PetscError(PETSC_COMM_SELF, line, func, file, PETSC_ERR_FILE_WRITE, PETSC_ERROR_INITIAL, "%s", message);
 }
 
 PetscErrorCode AckdDnnlFail(int status, const char *func, int line, const char *file, const char *fmt, ...)

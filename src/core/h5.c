@@ -4,7 +4,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
+
+/* Room beyond the metadata cache's contents that closing a file needs: the superblock, the free-space
+ * and end-of-file bookkeeping HDF5 writes last. */
+enum { CLOSE_MARGIN_BYTES = 64 * 1024 };
 
 PetscErrorCode AckdH5SettingsSetFromOptions(AckdH5Settings *settings)
 {
@@ -174,10 +179,39 @@ PetscErrorCode AckdH5FileCommit(MPI_Comm comm, hid_t *file, const char *path)
 
   PetscFunctionBeginUser;
   partial_name(path, partial, sizeof partial);
-  PetscCall(AckdH5FileClose(file, partial));
   PetscCallMPI(MPI_Comm_rank(comm, &rank));
-  PetscCallMPI(MPI_Barrier(comm)); /* every rank's data is in the file before it gets its final name */
-  if (rank == 0) renamed = durable_rename(partial, path);
+  /* Closing flushes the metadata HDF5 still holds. If that write fails, it fails on the rank that
+   * writes while the others wait at the flush's barrier: the close hangs. So the file is given up
+   * instead when its file system lacks room for the metadata cache's contents. */
+  {
+    size_t max_size, min_clean, cached;
+    int    entries, room = 1;
+    AckdCallH5(H5Fget_mdc_size(*file, &max_size, &min_clean, &cached, &entries), "'%s': metadata cache size", partial);
+    struct statvfs fs;
+    if (rank == 0 && !statvfs(partial, &fs))
+      room = (unsigned long long)fs.f_bavail * fs.f_frsize >= (unsigned long long)cached + CLOSE_MARGIN_BYTES;
+    PetscCallMPI(MPI_Bcast(&room, 1, MPI_INT, 0, comm));
+    if (!room) {
+      char message[PETSC_MAX_PATH_LEN + 160];
+      snprintf(message, sizeof message,
+               "no room left to finish '%s' (its metadata needs about %zu KiB); free space on its file system", path,
+               (cached + CLOSE_MARGIN_BYTES) / 1024);
+      PetscCall(AckdH5FileAbandon(comm, *file, PETSC_FUNCTION_NAME, __LINE__, __FILE__, message));
+    }
+  }
+  /* A failure of the close itself (some ranks only) is agreed, which also puts every rank's data
+   * in the file before it gets its final name. */
+  herr_t closed = H5Fclose(*file);
+  *file         = H5I_INVALID_HID;
+  {
+    int failed = closed < 0, any;
+    PetscCallMPI(MPI_Allreduce(&failed, &any, 1, MPI_INT, MPI_MAX, comm));
+    if (any && rank == 0) unlink(partial);
+    if (any)
+      PetscCall(AckdH5Agree(comm, closed, H5I_INVALID_HID, PETSC_FUNCTION_NAME, __LINE__, __FILE__,
+                            "closing '%s'; check the free space of its file system", partial));
+  }
+  if (rank == 0 && !(renamed = durable_rename(partial, path))) unlink(partial);
   PetscCallMPI(MPI_Bcast(&renamed, 1, MPI_INT, 0, comm));
   PetscCheck(renamed, comm, PETSC_ERR_FILE_WRITE,
              "cannot sync and rename '%s' to '%s'; check the directory's permissions and free space", partial, path);
@@ -237,8 +271,8 @@ PetscErrorCode AckdH5AttrWriteString(hid_t obj, const char *name, const char *va
   PetscFunctionReturn(0);
 }
 
-PetscErrorCode AckdH5WriteRows(hid_t loc, const char *name, hid_t h5type, PetscInt nglobal, PetscInt columns,
-                               PetscInt first, PetscInt n, const void *data)
+PetscErrorCode AckdH5WriteRows(MPI_Comm comm, hid_t loc, const char *name, hid_t h5type, PetscInt nglobal,
+                               PetscInt columns, PetscInt first, PetscInt n, const void *data)
 {
   hsize_t dims[2] = {(hsize_t)nglobal, (hsize_t)columns};
   hid_t   space, dset, fspace, mspace, dxpl;
@@ -250,8 +284,8 @@ PetscErrorCode AckdH5WriteRows(hid_t loc, const char *name, hid_t h5type, PetscI
   PetscCall(AckdH5SelectRows(dset, first, n, &fspace, &mspace));
   AckdCallH5(dxpl = H5Pcreate(H5P_DATASET_XFER), "transfer property list");
   AckdCallH5(H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE), "collective transfer");
-  AckdCallH5(H5Dwrite(dset, h5type, mspace, fspace, dxpl, data),
-             "writing rows %" PetscInt_FMT "..%" PetscInt_FMT " of %s", first, first + n, name);
+  AckdCallH5Agreed(comm, loc, H5Dwrite(dset, h5type, mspace, fspace, dxpl, data),
+                   "writing rows %" PetscInt_FMT "..%" PetscInt_FMT " of %s", first, first + n, name);
   H5Pclose(dxpl);
   H5Sclose(mspace);
   H5Sclose(fspace);
@@ -389,7 +423,8 @@ PetscErrorCode AckdH5WriteSmall(MPI_Comm comm, hid_t loc, const char *name, hid_
   AckdCallH5(dset = H5Dcreate2(loc, name, h5type, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
              "creating dataset '%s'", name);
   /* Independent transfer: only rank 0 holds the data; the others need not take part. */
-  if (r == 0) AckdCallH5(H5Dwrite(dset, h5type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data), "writing dataset '%s'", name);
+  AckdCallH5Agreed(comm, loc, r == 0 ? H5Dwrite(dset, h5type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) : 0,
+                   "writing dataset '%s'", name);
   H5Dclose(dset);
   H5Sclose(space);
   PetscFunctionReturn(0);

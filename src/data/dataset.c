@@ -179,8 +179,8 @@ static PetscErrorCode write_rows(AckdCollectionWriter w, hid_t dset, hid_t memty
 
   PetscFunctionBeginUser;
   PetscCall(AckdH5SelectRows(dset, first, n, &fspace, &mspace));
-  AckdCallH5(H5Dwrite(dset, memtype, mspace, fspace, w->dxpl, data),
-             "writing samples %" PetscInt_FMT "..%" PetscInt_FMT " of /%s", first, first + n, w->name);
+  AckdCallH5Agreed(w->comm, dset, H5Dwrite(dset, memtype, mspace, fspace, w->dxpl, data),
+                   "writing samples %" PetscInt_FMT "..%" PetscInt_FMT " of /%s", first, first + n, w->name);
   H5Sclose(mspace);
   H5Sclose(fspace);
   PetscFunctionReturn(0);

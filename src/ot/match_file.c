@@ -71,7 +71,7 @@ static PetscErrorCode write_rows(AckdOT ot, hid_t group, const char *name, hid_t
   if (ot->topk_nrows == 0) H5Sselect_none(mspace);
   AckdCallH5(dxpl = H5Pcreate(H5P_DATASET_XFER), "transfer properties");
   AckdCallH5(H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE), "collective transfer");
-  AckdCallH5(H5Dwrite(dset, type, mspace, fspace, dxpl, data), "writing /match/%s", name);
+  AckdCallH5Agreed(ot->comm, dset, H5Dwrite(dset, type, mspace, fspace, dxpl, data), "writing /match/%s", name);
   H5Pclose(dxpl);
   H5Sclose(mspace);
   H5Sclose(fspace);

@@ -67,13 +67,13 @@ PetscErrorCode AckdGalleryWrite(MPI_Comm comm, AckdModel model, AckdEngine *engi
   PetscCall(AckdH5AttrWriteInt(file, "multilabel", multilabels != NULL));
   AckdCallH5(group = H5Gcreate2(file, "gallery", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "'%s': creating /gallery",
              path);
-  PetscCall(AckdH5WriteRows(group, "logits", H5T_NATIVE_FLOAT, nglobal, info->classes, first, nlocal, g.logits));
-  PetscCall(AckdH5WriteRows(group, "embedding", H5T_NATIVE_FLOAT, nglobal, dim, first, nlocal, g.embedding));
+  PetscCall(AckdH5WriteRows(comm, group, "logits", H5T_NATIVE_FLOAT, nglobal, info->classes, first, nlocal, g.logits));
+  PetscCall(AckdH5WriteRows(comm, group, "embedding", H5T_NATIVE_FLOAT, nglobal, dim, first, nlocal, g.embedding));
   if (multilabels) /* a multi-label teacher: its (N_t, K) 0/1 table, as in the dataset */
-    PetscCall(AckdH5WriteRows(group, "labels", H5T_NATIVE_UCHAR, nglobal, columns, first, nlocal, local_multi));
+    PetscCall(AckdH5WriteRows(comm, group, "labels", H5T_NATIVE_UCHAR, nglobal, columns, first, nlocal, local_multi));
   else
-    PetscCall(AckdH5WriteRows(group, "labels", H5T_NATIVE_INT, nglobal, 0, first, nlocal, local_labels));
-  PetscCall(AckdH5WriteRows(group, "index", H5T_NATIVE_LLONG, nglobal, 0, first, nlocal, index));
+    PetscCall(AckdH5WriteRows(comm, group, "labels", H5T_NATIVE_INT, nglobal, 0, first, nlocal, local_labels));
+  PetscCall(AckdH5WriteRows(comm, group, "index", H5T_NATIVE_LLONG, nglobal, 0, first, nlocal, index));
   PetscCall(AckdH5WriteStrings(comm, group, "classes", info->classes, (const char *const *)info->class_names));
   H5Gclose(group);
   PetscCall(AckdH5FileCommit(comm, &file, path));

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# A file system that fills up under every collective writer of ackd: the dataset (synth), the
+# checkpoints, best.h5, metrics and gallery (train), the embeddings (ssm), the match file (match)
+# and the eval file (eval). Each stage writes onto a small tmpfs of several sizes, so that the disk
+# fills at different points of its writes. Every run must end within its timeout (no hang), with a
+# non-zero exit and one `ackd STAGE: error:` line; no .part may be left; what was there before
+# (earlier checkpoints) must still open. Mounting needs root: elsewhere the test skips (77).
+#   disk_full.sh ACKD OUT MPIRUN...
+set -u
+ackd=$1 out=$2
+shift 2
+mpirun=("$@")
+fail() { echo "FAIL: $*" >&2; cleanup; exit 1; }
+mnt=$out/tmpfs
+cleanup() { mountpoint -q "$mnt" 2>/dev/null && umount "$mnt"; }
+trap cleanup EXIT
+rm -rf "$out" && mkdir -p "$mnt" || fail "cannot create $out"
+mount -t tmpfs -o size=64k tmpfs "$mnt" 2>/dev/null || { echo "SKIP: cannot mount a tmpfs here (not root?)"; exit 77; }
+umount "$mnt"
+py=/usr/bin/python3
+
+run() { "${mpirun[@]}" 2 "$ackd" "$@" -quiet; }
+# ---- inputs on the ordinary disk
+run synth -synth_output "$out/data.h5" -synth_ms_count 400 -synth_rgb_count 200 -synth_size 16 -synth_classes 4 \
+  -synth_seed 5 || fail "synth"
+train=(train -train_data "$out/data.h5" -teacher_arch smallcnn -teacher_width 0.5 -train_batch 32 -train_seed 1)
+run "${train[@]}" -train_epochs 1 -train_dir "$out/teacher" || fail "train"
+run ssm -ssm_data "$out/data.h5" -ssm_arch smallcnn -ssm_width 0.25 -ssm_epochs 1 -ssm_batch 32 -ssm_dir "$out/ssm" ||
+  fail "ssm"
+
+cases=0
+# full STAGE KB SETUP -- ARGS...: the stage on a fresh tmpfs of KB kibibytes (SETUP: a command run
+# first, with $mnt as its argument, e.g. to put earlier checkpoints there).
+full() {
+  local stage=$1 kb=$2 setup=$3
+  shift 4
+  mount -t tmpfs -o "size=${kb}k" tmpfs "$mnt" || fail "mount"
+  [ "$setup" = - ] || $setup "$mnt"
+  local before
+  before=$(cd "$mnt" && find . -name '*.h5' | sort)
+  local start=$SECONDS
+  timeout 90 "${mpirun[@]}" 2 "$ackd" "$stage" "$@" -quiet >"$out/$stage.$kb.log" 2>&1
+  local rc=$?
+  [ "$rc" -ne 124 ] || fail "$stage on ${kb} KiB: still running after 90 s (a hang)"
+  [ "$rc" -ne 0 ] || fail "$stage on ${kb} KiB: exit 0 on a full file system"
+  local lines
+  lines=$(grep -c "^ackd $stage: error:" "$out/$stage.$kb.log")
+  [ "$lines" -eq 1 ] || fail "$stage on ${kb} KiB: $lines error lines, expected 1: $(head -c 600 "$out/$stage.$kb.log")"
+  local parts
+  parts=$(find "$mnt" -name '*.part')
+  [ -z "$parts" ] || fail "$stage on ${kb} KiB: left $parts"
+  for f in $before; do
+    $py -c "import h5py, sys; h5py.File(sys.argv[1], 'r').close()" "$mnt/$f" ||
+      fail "$stage on ${kb} KiB: $f, there before, no longer opens"
+  done
+  echo "ok: $stage on ${kb} KiB: exit $rc after $((SECONDS - start)) s, $(grep "^ackd $stage: error:" "$out/$stage.$kb.log" | cut -c1-110)..."
+  umount "$mnt"
+  cases=$((cases + 1))
+}
+earlier_checkpoints() { mkdir -p "$1/t/checkpoints" && cp "$out"/teacher/checkpoints/*.h5 "$1/t/checkpoints/"; }
+
+for kb in 64 200 600; do full synth $kb - -- -synth_output "$mnt/d.h5" -synth_ms_count 400 -synth_rgb_count 200 \
+  -synth_size 16 -synth_classes 4; done
+for kb in 400 900 1000 1300 1400; do full train $kb earlier_checkpoints -- "${train[@]:1}" -train_epochs 3 -train_dir "$mnt/t"; done
+for kb in 40 4200; do full ssm $kb - -- -ssm_data "$out/data.h5" -ssm_arch smallcnn -ssm_width 0.25 -ssm_epochs 1 \
+  -ssm_batch 32 -ssm_dir "$mnt/s"; done
+for kb in 8 16; do full match $kb - -- -match_input "$out/ssm/embeddings.h5" -match_output "$mnt/m.h5"; done
+for kb in 8; do full eval $kb - -- -eval_checkpoint "$out/teacher/best.h5" -eval_output "$mnt/e.h5"; done
+echo "ok: $cases cases: every writer failed cleanly on a full file system"
