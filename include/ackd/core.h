@@ -215,9 +215,22 @@ PetscErrorCode AckdOptionsToString(char **text);
 /* ---------------------------------------------------------------- text files */
 
 /* Collective: creates `dir` and any missing parents (mkdir -p) if it does not
- * exist; a failure names the directory that could not be made, the reason and
- * `option`, the option that set it. */
+ * exist, and checks that a file can be created in it; a failure names the
+ * directory, the reason and `option`, the option that set it. */
 PetscErrorCode AckdDirectoryCreate(MPI_Comm comm, const char *dir, const char *option);
+/* Collective: the same for the directory an output file `path` will go to, before any work. */
+PetscErrorCode AckdOutputFileCheck(MPI_Comm comm, const char *path, const char *option);
+
+/* One run per output directory (src/core/dir_lock.c): DIR/.ackd.lock names the holder. Acquire
+ * refuses, with one line naming the holder and `option`, while another run holds it; it takes over
+ * a lock whose holder is provably gone (same host and its pid not running, or the same batch job
+ * after a requeue), with a warning. Release removes it. Both collective. */
+typedef struct {
+  char      path[PETSC_MAX_PATH_LEN + 16];
+  PetscBool held;
+} AckdDirLock;
+PetscErrorCode AckdDirLockAcquire(MPI_Comm comm, const char *dir, const char *option, AckdDirLock *lock);
+PetscErrorCode AckdDirLockRelease(MPI_Comm comm, AckdDirLock *lock);
 
 /* Collective: whether `path` can be read, asked by rank 0 alone and agreed by all. */
 PetscErrorCode AckdFileReadable(MPI_Comm comm, const char *path, PetscBool *readable);

@@ -254,6 +254,7 @@ PetscErrorCode AckdStageEval(MPI_Comm comm, int npositional, char **positional, 
     PetscCall(PetscStrncpy(dir, checkpoint, sizeof dir));
     snprintf(output, sizeof output, "%s/eval_%s.h5", dirname(dir), SPLITS[split]);
   }
+  PetscCall(AckdOutputFileCheck(comm, output, "-eval_output"));
   const char *const tags[] = {method, pair, role};
   if (info.multilabel) {
     const char *const attrs[] = {checkpoint, data, modality, architecture};

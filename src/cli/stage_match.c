@@ -193,6 +193,7 @@ PetscErrorCode AckdStageMatch(MPI_Comm comm, int npositional, char **positional,
              "'%s' has labels for only one side; give both /student/labels and /teacher/labels, or "
              "-match_class_blocks false",
              input);
+  PetscCall(AckdOutputFileCheck(comm, output, "-match_output"));
   if (blocked && (solver != ACKD_OT_SOLVER_UNBALANCED && solver != ACKD_OT_SOLVER_ARGMIN))
     PetscCall(balance_classes(&log, &s, &t));
   else {

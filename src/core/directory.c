@@ -2,6 +2,7 @@
  * one agreed outcome. */
 #include <ackd/core.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -41,6 +42,19 @@ static int make_directories(const char *dir, char *failed, size_t len)
   }
 }
 
+/* Whether a file can be created in `dir`, by creating one: access(W_OK) says yes to root on a
+ * read-only mount, and to everyone where an ACL or a quota says no. */
+static int probe_writable(const char *dir)
+{
+  char probe[PETSC_MAX_PATH_LEN + 64];
+  snprintf(probe, sizeof probe, "%s/.ackd-write-probe.%ld", dir, (long)getpid());
+  int fd = open(probe, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) return errno;
+  close(fd);
+  unlink(probe);
+  return 0;
+}
+
 PetscErrorCode AckdDirectoryCreate(MPI_Comm comm, const char *dir, const char *option)
 {
   PetscMPIInt rank;
@@ -50,15 +64,31 @@ PetscErrorCode AckdDirectoryCreate(MPI_Comm comm, const char *dir, const char *o
   PetscFunctionBeginUser;
   PetscCallMPI(MPI_Comm_rank(comm, &rank));
   /* Rank 0 alone: on a parallel file system P concurrent mkdirs only load the
-   * metadata server. The outcome, and where it failed, is every rank's. */
+   * metadata server. The outcome, and where it failed, is every rank's. Checked
+   * before any work, so a read-only output is not found after an epoch. */
   if (rank == 0) err = make_directories(dir, failed, sizeof failed);
+  if (rank == 0 && !err && (err = probe_writable(dir))) snprintf(failed, sizeof failed, "%s", dir);
   PetscCallMPI(MPI_Bcast(&err, 1, MPI_INT, 0, comm));
   if (err) PetscCallMPI(MPI_Bcast(failed, (int)sizeof failed, MPI_CHAR, 0, comm));
-  PetscCheck(!err || strcmp(failed, dir), comm, PETSC_ERR_FILE_WRITE, "cannot create directory '%s': %s; check %s", dir,
-             strerror(err), option);
+  PetscCheck(!err || strcmp(failed, dir), comm, PETSC_ERR_FILE_WRITE,
+             "cannot create or write in directory '%s': %s; check %s", dir, strerror(err), option);
   PetscCheck(!err, comm, PETSC_ERR_FILE_WRITE,
              "cannot create directory '%s' (for '%s'): %s; check %s or create it first", failed, dir, strerror(err),
              option);
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdOutputFileCheck(MPI_Comm comm, const char *path, const char *option)
+{
+  char        dir[PETSC_MAX_PATH_LEN];
+  const char *slash = strrchr(path, '/');
+
+  PetscFunctionBeginUser;
+  if (!slash)
+    snprintf(dir, sizeof dir, ".");
+  else
+    snprintf(dir, sizeof dir, "%.*s", slash == path ? 1 : (int)(slash - path), path);
+  PetscCall(AckdDirectoryCreate(comm, dir, option));
   PetscFunctionReturn(0);
 }
 

@@ -79,6 +79,7 @@ struct _p_AckdTrainer {
   PetscInt      *train_rows, *local_rows, *local_labels;
   float         *images, *scratch;
   float         *buffer_backup; /* -nonfinite skip: the running statistics before the step */
+  AckdDirLock    lock;          /* the output directory's, held while Run works in it */
   PetscInt       skipped;       /* steps skipped for a non-finite loss or gradient, this process's run */
 
   /* state */
@@ -835,6 +836,7 @@ static PetscErrorCode prepare(AckdTrainer t)
     char option[96];
     snprintf(option, sizeof option, "-%sdir", t->prefix);
     PetscCall(AckdDirectoryCreate(t->comm, t->dir, option));
+    PetscCall(AckdDirLockAcquire(t->comm, t->dir, option, &t->lock));
   }
   PetscCall(AckdCkptWriterSetArchitecture(t->writer, t->architecture[0] ? t->architecture : "model"));
   PetscCall(AckdSharedDatasetGetShape(t->dataset, &count, &c, &h, &w));
@@ -955,6 +957,7 @@ PetscErrorCode AckdTrainerRun(AckdTrainer t, PetscBool *stopped)
   if (finished(t)) {
     PetscCall(AckdLogInfo(&t->log, "training already complete in %s (epoch %d, step %d)\n", t->dir, (int)t->state.epoch,
                           (int)t->state.step));
+    PetscCall(AckdDirLockRelease(t->comm, &t->lock));
     PetscFunctionReturn(0);
   }
 
@@ -1032,6 +1035,7 @@ PetscErrorCode AckdTrainerRun(AckdTrainer t, PetscBool *stopped)
                           "stopped by a signal at step %d; checkpoint written, start the same command to resume\n",
                           (int)t->state.step));
   }
+  PetscCall(AckdDirLockRelease(t->comm, &t->lock));
   PetscFunctionReturn(0);
 }
 
