@@ -260,6 +260,9 @@ PetscErrorCode AckdH5FileClose(hid_t *file, const char *path);
  * `path` is only ever absent, the previous file, or complete. */
 PetscErrorCode AckdH5FileCreatePartial(MPI_Comm comm, const char *path, const AckdH5Settings *h5, hid_t *file);
 PetscErrorCode AckdH5FileCommit(MPI_Comm comm, hid_t *file, const char *path);
+/* Collective: closes a file of AckdH5FileCreatePartial and removes it (a stage stopped on request
+ * before finishing it: nothing half-written keeps a name). */
+PetscErrorCode AckdH5FileDiscard(MPI_Comm comm, hid_t *file, const char *path);
 
 /* Selects rows [first, first + n) of `dset` (its first dimension counts rows)
  * and makes the matching memory space. With n = 0 both select nothing: a

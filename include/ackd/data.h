@@ -107,8 +107,9 @@ PetscErrorCode AckdSynthCreate(MPI_Comm comm, AckdSynth *synth);
 PetscErrorCode AckdSynthSetFromOptions(AckdSynth synth);
 /* Collective: generates both collections and writes them to `path`, through a
  * temporary file renamed at the end, so `path` is either absent, the old file,
- * or complete. */
-PetscErrorCode AckdSynthWrite(AckdSynth synth, const char *path);
+ * or complete. On SIGUSR1 or SIGTERM it stops after the current round of writes,
+ * removes the temporary file and sets *stopped (the stage exits 75). */
+PetscErrorCode AckdSynthWrite(AckdSynth synth, const char *path, PetscBool *stopped);
 PetscErrorCode AckdSynthGetOutput(AckdSynth synth, const char **path);
 PetscErrorCode AckdSynthDestroy(AckdSynth *synth);
 

@@ -1,5 +1,6 @@
 /* `ackd synth`: write the synthetic benchmark. */
 #include "stages.h"
+#include <ackd/ckpt.h>
 #include <ackd/data.h>
 
 PetscErrorCode AckdStageSynth(MPI_Comm comm, int npositional, char **positional, int *exit_code)
@@ -11,7 +12,11 @@ PetscErrorCode AckdStageSynth(MPI_Comm comm, int npositional, char **positional,
   PetscCall(AckdSynthCreate(comm, &synth));
   PetscCall(AckdSynthSetFromOptions(synth));
   PetscCall(AckdStageReady(comm, "synth", &stop));
-  if (!stop) PetscCall(AckdSynthWrite(synth, NULL));
+  if (!stop) {
+    PetscBool stopped;
+    PetscCall(AckdSynthWrite(synth, NULL, &stopped));
+    if (stopped) *exit_code = ACKD_EXIT_CHECKPOINTED;
+  }
   PetscCall(AckdSynthDestroy(&synth));
   PetscFunctionReturn(0);
 }

@@ -218,6 +218,20 @@ PetscErrorCode AckdH5FileCommit(MPI_Comm comm, hid_t *file, const char *path)
   PetscFunctionReturn(0);
 }
 
+PetscErrorCode AckdH5FileDiscard(MPI_Comm comm, hid_t *file, const char *path)
+{
+  char        partial[PETSC_MAX_PATH_LEN + 8];
+  PetscMPIInt rank;
+
+  PetscFunctionBeginUser;
+  partial_name(path, partial, sizeof partial);
+  PetscCallMPI(MPI_Comm_rank(comm, &rank));
+  PetscCall(AckdH5FileClose(file, partial));
+  PetscCallMPI(MPI_Barrier(comm)); /* closed everywhere before it goes */
+  if (rank == 0) unlink(partial);
+  PetscFunctionReturn(0);
+}
+
 PetscErrorCode AckdH5SelectRows(hid_t dset, PetscInt first, PetscInt n, hid_t *fspace, hid_t *mspace)
 {
   hsize_t dims[H5S_MAX_RANK], start[H5S_MAX_RANK] = {0}, one[H5S_MAX_RANK];

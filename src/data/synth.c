@@ -6,6 +6,7 @@
  * number of ranks, and any rank can make any sample. */
 #include <ackd/data.h>
 #include "synth_scene.h"
+#include <ackd/ckpt.h>
 #include <string.h>
 
 /* RNG stream tags: one purpose each, so no two draws ever share a stream. */
@@ -232,7 +233,10 @@ static int sample_label(AckdSynth s, const Collection *c, PetscInt i, PetscInt *
   return (int)(other >= clean ? other + 1 : other);
 }
 
-static PetscErrorCode write_collection(AckdSynth s, hid_t file, Collection *c, AckdProgress *bar, PetscInt *progress)
+/* Writes one collection; on a stop request (SIGUSR1, SIGTERM) it ends after the current round of
+ * writes, with *stopped set and the collection incomplete. */
+static PetscErrorCode write_collection(AckdSynth s, hid_t file, Collection *c, AckdProgress *bar, PetscInt *progress,
+                                       PetscBool *stopped)
 {
   PetscMPIInt          rank, size;
   PetscInt             lo, hi, local, rounds, S = s->size;
@@ -273,7 +277,7 @@ static PetscErrorCode write_collection(AckdSynth s, hid_t file, Collection *c, A
   local              = hi - lo;
   PetscInt my_rounds = (local + WRITE_BATCH - 1) / WRITE_BATCH;
   PetscCallMPI(MPI_Allreduce(&my_rounds, &rounds, 1, MPIU_INT, MPI_MAX, s->comm));
-  for (PetscInt r = 0; r < rounds; r++) {
+  for (PetscInt r = 0; r < rounds && !*stopped; r++) {
     PetscInt first = lo + r * WRITE_BATCH, n = PetscMax(0, PetscMin(WRITE_BATCH, hi - first));
     PetscCall(PetscLogEventBegin(s->event_render, 0, 0, 0, 0));
     for (PetscInt i = 0; i < n; i++) {
@@ -289,6 +293,13 @@ static PetscErrorCode write_collection(AckdSynth s, hid_t file, Collection *c, A
     PetscCall(PetscLogEventEnd(s->event_write, 0, 0, 0, 0));
     *progress += n;
     PetscCall(AckdProgressUpdate(bar, *progress));
+    PetscCall(AckdStopRequested(s->comm, stopped));
+  }
+  if (*stopped) {
+    PetscCall(AckdCollectionWriterDestroy(&writer));
+    PetscCall(PetscFree(images));
+    PetscCall(PetscFree(split));
+    PetscFunctionReturn(0);
   }
   PetscCall(AckdCollectionWriterFinish(writer));
   PetscCall(AckdCollectionWriterDestroy(&writer));
@@ -302,7 +313,7 @@ static PetscErrorCode write_collection(AckdSynth s, hid_t file, Collection *c, A
   PetscFunctionReturn(0);
 }
 
-PetscErrorCode AckdSynthWrite(AckdSynth s, const char *path)
+PetscErrorCode AckdSynthWrite(AckdSynth s, const char *path, PetscBool *stopped)
 {
   PetscMPIInt  rank, size;
   Collection   ms, rgb;
@@ -314,6 +325,7 @@ PetscErrorCode AckdSynthWrite(AckdSynth s, const char *path)
   double       t0 = AckdTimeNow();
 
   PetscFunctionBeginUser;
+  *stopped = PETSC_FALSE;
   if (path) PetscCall(PetscStrncpy(s->output, path, sizeof s->output));
   PetscCallMPI(MPI_Comm_rank(s->comm, &rank));
   PetscCallMPI(MPI_Comm_size(s->comm, &size));
@@ -343,10 +355,20 @@ PetscErrorCode AckdSynthWrite(AckdSynth s, const char *path)
   mine += hi - lo;
   AckdDatasetPartition(s->rgb_count, size, rank, &lo, &hi);
   mine += hi - lo;
+  PetscCall(AckdStopRequestInstall());
   PetscCall(AckdProgressBegin(&bar, &s->log, "synth", mine, "img"));
-  PetscCall(write_collection(s, file, &ms, &bar, &done));
-  PetscCall(write_collection(s, file, &rgb, &bar, &done));
+  PetscCall(write_collection(s, file, &ms, &bar, &done, stopped));
+  if (!*stopped) PetscCall(write_collection(s, file, &rgb, &bar, &done, stopped));
   PetscCall(AckdProgressEnd(&bar));
+  if (*stopped) {
+    /* Rendering is cheap next to training: the next run renders again rather than resuming. */
+    PetscCall(AckdH5FileDiscard(s->comm, &file, s->output));
+    PetscCall(
+        AckdLogInfo(&s->log, "synth: stopped by a signal; '%s' not written, run the same command again\n", s->output));
+    PetscCall(collection_destroy(&ms, s->classes));
+    PetscCall(collection_destroy(&rgb, s->classes));
+    PetscFunctionReturn(0);
+  }
   int *ms_to_rgb;
   PetscCall(PetscMalloc1(s->classes, &ms_to_rgb));
   AckdClassMapByName(s->classes, (const char *const *)ms.class_names, s->classes, (const char *const *)rgb.class_names,
