@@ -148,6 +148,11 @@ PetscErrorCode AckdOTBalanceClassMasses(PetscInt ns, const PetscInt *student_lab
                                         PetscInt *dropped_t);
 
 PetscErrorCode AckdOTSolve(AckdOT ot);
+/* A stoppable solve (`ackd match`) hears SIGUSR1/SIGTERM (AckdStopRequestInstall) at its
+ * convergence checks (Sinkhorn, semi-dual) and between class blocks, and ends unsolved;
+ * AckdOTGetStopped then says so. Off by default: DynM's re-matching inside distill must finish. */
+PetscErrorCode AckdOTSetStoppable(AckdOT ot, PetscBool stoppable);
+PetscErrorCode AckdOTGetStopped(AckdOT ot, PetscBool *stopped);
 
 /* Full potentials on every rank (valid until the object is destroyed). -inf
  * marks a sample of zero mass. */

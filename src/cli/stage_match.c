@@ -13,6 +13,7 @@
  * students) get no mass, with a warning.
  * Output (-match_output): the match file, see src/ot/match_file.c. */
 #include "stages.h"
+#include <ackd/ckpt.h>
 #include <ackd/ot.h>
 #include <math.h>
 
@@ -203,19 +204,30 @@ PetscErrorCode AckdStageMatch(MPI_Comm comm, int npositional, char **positional,
   if (blocked) PetscCall(AckdOTSetLabels(ot, s.labels, t.labels));
   PetscCall(AckdOTSetMarginals(ot, s.mass, t.mass));
   PetscCall(AckdOTSetFeatures(ot, s.rows, t.rows));
+  PetscCall(AckdStopRequestInstall());
+  PetscCall(AckdOTSetStoppable(ot, PETSC_TRUE));
   PetscCall(AckdOTSolve(ot));
-  PetscCall(AckdOTWriteMatchFile(ot, output, &h5, input));
+  PetscBool stopped;
+  PetscCall(AckdOTGetStopped(ot, &stopped));
+  if (stopped) {
+    /* The solve starts again next time: its potentials are not saved (docs/RELIABILITY.md). */
+    PetscCall(AckdLogInfo(&log, "match: stopped by a signal; '%s' not written, run the same command again\n", output));
+    *exit_code = ACKD_EXIT_CHECKPOINTED;
+  } else
+    PetscCall(AckdOTWriteMatchFile(ot, output, &h5, input));
 
-  AckdOTResult r;
-  PetscInt     pr, pc;
-  PetscCall(AckdOTGetResult(ot, &r));
-  PetscCall(AckdOTGetGridShape(ot, &pr, &pc));
-  char line[256];
-  snprintf(line, sizeof line, "%s, %d iterations, column error %.3g, transport cost %.8g, eps %.4g",
-           r.converged ? "converged" : "NOT converged", (int)r.iterations, r.column_error, r.transport_cost, r.eps);
-  PetscCall(AckdLogInfo(&log, "match: %" PetscInt_FMT " students x %" PetscInt_FMT " teachers on a %dx%d grid: %s\n",
-                        s.n, t.n, (int)pr, (int)pc, line));
-  PetscCall(AckdLogInfo(&log, "match: wrote %s in %.2f s\n", output, AckdTimeNow() - t0));
+  if (!stopped) {
+    AckdOTResult r;
+    PetscInt     pr, pc;
+    PetscCall(AckdOTGetResult(ot, &r));
+    PetscCall(AckdOTGetGridShape(ot, &pr, &pc));
+    char line[256];
+    snprintf(line, sizeof line, "%s, %d iterations, column error %.3g, transport cost %.8g, eps %.4g",
+             r.converged ? "converged" : "NOT converged", (int)r.iterations, r.column_error, r.transport_cost, r.eps);
+    PetscCall(AckdLogInfo(&log, "match: %" PetscInt_FMT " students x %" PetscInt_FMT " teachers on a %dx%d grid: %s\n",
+                          s.n, t.n, (int)pr, (int)pc, line));
+    PetscCall(AckdLogInfo(&log, "match: wrote %s in %.2f s\n", output, AckdTimeNow() - t0));
+  }
   PetscCall(PetscFree(s.rows));
   PetscCall(PetscFree(t.rows));
   PetscCall(PetscFree(s.labels));

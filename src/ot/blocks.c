@@ -389,10 +389,13 @@ PetscErrorCode AckdOTBlocksSolve(AckdOT ot)
   PetscCall(PetscArrayzero(ot->f, ot->ns));
   PetscCall(PetscArrayzero(ot->g, ot->nt));
   PetscCall(AckdProgressBegin(&ot->progress, &ot->log, "ot blocks", bl->nmine, "block")); /* rank 0's group's */
+  int stopped = 0;
   for (PetscInt t = 0; t < bl->nmine; t++) {
     AckdOT       b = bl->sub[t];
     AckdOTResult r;
+    b->stoppable = ot->stoppable;
     PetscCall(AckdOTSolve(b));
+    if ((stopped = b->stopped)) break;
     PetscCall(AckdProgressUpdate(&ot->progress, t + 1));
     PetscCall(AckdOTGetResult(b, &r));
     iterations = PetscMax(iterations, r.iterations);
@@ -427,6 +430,15 @@ PetscErrorCode AckdOTBlocksSolve(AckdOT ot)
     }
   }
   PetscCall(AckdProgressEnd(&ot->progress));
+  /* Groups solve different blocks on their own ranks: a stop heard in one group stops the whole. */
+  if (ot->stoppable) {
+    PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &stopped, 1, MPI_INT, MPI_MAX, ot->comm));
+    ot->stopped = (PetscBool)(stopped != 0);
+  }
+  if (ot->stopped) {
+    PetscCall(PetscFree(rec));
+    PetscFunctionReturn(0);
+  }
   PetscCall(deliver_topk(ot, k, nrec, rec));
   PetscCall(PetscFree(rec));
   /* each entry has one contributor (-inf survives a sum with zeros) */

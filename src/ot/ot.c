@@ -377,13 +377,28 @@ PetscErrorCode AckdOTSetLabels(AckdOT ot, const PetscInt *student_labels, const 
   PetscFunctionReturn(0);
 }
 
+PetscErrorCode AckdOTSetStoppable(AckdOT ot, PetscBool stoppable)
+{
+  PetscFunctionBeginUser;
+  ot->stoppable = stoppable;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdOTGetStopped(AckdOT ot, PetscBool *stopped)
+{
+  PetscFunctionBeginUser;
+  *stopped = ot->stopped;
+  PetscFunctionReturn(0);
+}
+
 PetscErrorCode AckdOTSolve(AckdOT ot)
 {
   PetscFunctionBeginUser;
   PetscCheck(ot->has_cost, ot->comm, PETSC_ERR_ORDER, "call AckdOTSetFeatures before AckdOTSolve");
+  ot->stopped = PETSC_FALSE;
   if (ot->blocks) {
     PetscCall(AckdOTBlocksSolve(ot));
-    ot->solved = PETSC_TRUE;
+    ot->solved = (PetscBool)!ot->stopped;
     PetscFunctionReturn(0);
   }
   PetscCheck(!ot->online || ot->solver == ACKD_OT_SOLVER_SINKHORN || ot->solver == ACKD_OT_SOLVER_UNBALANCED ||
@@ -408,6 +423,7 @@ PetscErrorCode AckdOTSolve(AckdOT ot)
     else
       PetscCall(AckdOTSinkhorn(ot));
     PetscCall(PetscLogEventEnd(ot->event_sinkhorn, 0, 0, 0, 0));
+    if (ot->stopped) PetscFunctionReturn(0);
     PetscCall(AckdOTGatherPotentials(ot));
   }
   PetscCall(PetscLogEventBegin(ot->event_topk, 0, 0, 0, 0));

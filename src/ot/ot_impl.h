@@ -2,6 +2,7 @@
 #ifndef ACKD_OT_IMPL_H
 #define ACKD_OT_IMPL_H
 
+#include <ackd/ckpt.h>
 #include <ackd/ot.h>
 #include <math.h>
 
@@ -143,6 +144,7 @@ struct _p_AckdOT {
   double    *a, *b;               /* full marginals */
   double     max_cost;
   PetscBool  setup, has_cost, solved;
+  PetscBool  stoppable, stopped; /* AckdOTSetStoppable: a stop request ends the solve, unsolved */
   MPI_Op     lse_op;
 
   /* solution */

@@ -101,6 +101,7 @@ static PetscErrorCode monitor(Tao tao, void *ctx)
   PetscFunctionBeginUser;
   PetscCall(TaoGetSolutionStatus(tao, &its, &value, &gnorm, NULL, NULL, NULL));
   PetscCall(AckdOTRecordCheck(s->ot, its, s->eps, gnorm));
+  if (s->ot->stopped) PetscCall(TaoSetConvergedReason(tao, TAO_CONVERGED_USER));
   PetscFunctionReturn(0);
 }
 
@@ -180,6 +181,15 @@ PetscErrorCode AckdOTSemiDual(AckdOT ot)
   PetscCall(TaoSetObjectiveAndGradient(tao, NULL, evaluate, &s));
   PetscCall(TaoSetMonitor(tao, monitor, &s, NULL));
   PetscCall(TaoSolve(tao));
+  if (ot->stopped) { /* the caller discards the solve */
+    PetscCall(TaoDestroy(&tao));
+    PetscCall(VecScatterDestroy(&s.to_all));
+    PetscCall(VecDestroy(&s.g_all));
+    PetscCall(VecDestroy(&g));
+    PetscCall(PetscFree4(s.log_a, s.row_lse, s.col_lse, s.work));
+    PetscCall(PetscFree(s.grad_full));
+    PetscFunctionReturn(0);
+  }
   PetscCall(TaoGetConvergedReason(tao, &reason));
   PetscCall(TaoGetIterationNumber(tao, &its));
   /* the last evaluation may have been a rejected line-search point: evaluate the solution */

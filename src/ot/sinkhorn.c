@@ -39,6 +39,8 @@ typedef struct {
 PetscErrorCode AckdOTRecordCheck(AckdOT ot, PetscInt iteration, double eps, double err)
 {
   PetscFunctionBeginUser;
+  /* Every check is collective on the solver's ranks: the place to hear a stop request. */
+  if (ot->stoppable) PetscCall(AckdStopRequested(ot->comm, &ot->stopped));
   if (ot->result.history_length == ot->history_capacity) {
     ot->history_capacity = PetscMax(64, 2 * ot->history_capacity);
     PetscCall(PetscRealloc(sizeof(double) * ot->history_capacity, &ot->history));
@@ -346,6 +348,7 @@ static PetscErrorCode run_stage_fused(AckdOT ot, Workspace *w, double eps, doubl
       PetscCheck(!isnan(*err), ot->comm, PETSC_ERR_FP, "Sinkhorn produced NaN at eps %g; please report this",
                  (double)eps);
       PetscCall(AckdOTRecordCheck(ot, ot->result.iterations, eps, *err));
+      if (ot->stopped) break;
       if (*err < tol) {
         PetscCall(PetscArraycpy(ot->g_loc, w->g_old, ot->nloc));
         *met = PETSC_TRUE;
@@ -404,6 +407,7 @@ static PetscErrorCode run_stage(AckdOT ot, Workspace *w, double eps, double tol,
     PetscCheck(!isnan(*err), ot->comm, PETSC_ERR_FP, "Sinkhorn produced NaN at eps %g; please report this",
                (double)eps);
     PetscCall(AckdOTRecordCheck(ot, ot->result.iterations, eps, *err));
+    if (ot->stopped) break;
     if (*err < tol) {
       *met = PETSC_TRUE;
       break;
@@ -521,7 +525,7 @@ PetscErrorCode AckdOTSinkhorn(AckdOT ot)
     for (eps = ot->max_cost; eps > eps_target; eps *= ot->eps_scaling_factor) ot->nstages++;
   if (ot->show_progress) PetscCall(AckdProgressBegin(&ot->progress, &ot->log, "sinkhorn", 1000, NULL));
   if (ot->eps_scaling)
-    for (eps = ot->max_cost; eps > eps_target;) {
+    for (eps = ot->max_cost; eps > eps_target && !ot->stopped;) {
       double stage_tol = PetscMax(ot->tol, 1e-3);
       begin_stage(ot, stage++, stage_tol);
       PetscCall(run_stage(ot, &w, eps, stage_tol, &met, &err));
@@ -530,7 +534,7 @@ PetscErrorCode AckdOTSinkhorn(AckdOT ot)
     }
   eps = eps_target;
   begin_stage(ot, stage, ot->tol);
-  PetscCall(run_stage(ot, &w, eps, ot->tol, &met, &err));
+  if (!ot->stopped) PetscCall(run_stage(ot, &w, eps, ot->tol, &met, &err));
   if (w.scaling && ot->kernel_single && met) {
     /* A float kernel solves the problem of a cost perturbed by eps * 6e-8 (its
      * rounding): a few exact log-domain iterations on C (double or float, whichever
@@ -539,6 +543,14 @@ PetscErrorCode AckdOTSinkhorn(AckdOT ot)
     PetscCall(run_stage(ot, &w, eps, ot->tol, &met, &err));
   }
   PetscCall(AckdProgressEnd(&ot->progress));
+  if (ot->stopped) { /* the caller discards the solve: nothing to measure */
+    PetscCall(PetscFree5(w.log_a, w.log_b, w.row_lse, w.col_lse, w.work));
+    PetscCall(PetscFree2(w.g_old, w.buf));
+    PetscCall(PetscFree5(w.f0, w.g0, w.u, w.acc, w.extra));
+    PetscCall(PetscFree(w.K));
+    PetscCall(PetscFree(w.K32));
+    PetscFunctionReturn(0);
+  }
   if (!met && ot->solver != ACKD_OT_SOLVER_UNBALANCED) {
     /* the budget ran out between checks: measure the final plan */
     PetscCall(column_error(ot, &w, eps, &err));
