@@ -147,14 +147,43 @@ PetscErrorCode AckdOTSemiDualOptions(AckdOT ot)
   PetscFunctionReturn(0);
 }
 
-PetscErrorCode AckdOTSemiDual(AckdOT ot)
+/* The result of a finished solve, measured at the solution Tao returns. */
+static PetscErrorCode report(AckdOT ot, Tao tao, Vec g, SemiDual *s)
 {
-  SemiDual           s = {0};
-  Tao                tao;
-  Vec                g;
   TaoConvergedReason reason;
   PetscReal          value, gnorm;
   PetscInt           its;
+
+  PetscFunctionBeginUser;
+  PetscCall(TaoGetConvergedReason(tao, &reason));
+  PetscCall(TaoGetIterationNumber(tao, &its));
+  /* the last evaluation may have been a rejected line-search point: evaluate the solution */
+  PetscCall(evaluate(tao, g, &value, g, s));
+  PetscCall(VecNorm(g, NORM_2, &gnorm)); /* g now holds the gradient */
+
+  ot->result.iterations        = its;
+  ot->result.column_error      = gnorm;
+  ot->result.converged         = (PetscBool)(reason > 0 && gnorm < ot->tol);
+  ot->result.eps               = s->eps;
+  ot->result.max_cost          = ot->max_cost;
+  ot->result.history           = ot->history;
+  ot->result.history_iteration = ot->history_iteration;
+  PetscCall(AckdOTPlanStatistics(ot, s->eps, s->work));
+  if (!ot->result.converged) {
+    char text[128];
+    snprintf(text, sizeof text, "column error %.3g after %d iterations (tolerance %.3g), Tao reason %d", gnorm,
+             (int)its, (double)ot->tol, (int)reason);
+    PetscCall(AckdLogWarn(&ot->log, "ot: semi-dual L-BFGS did not converge: %s; raise -%sot_max_it or eps\n", text,
+                          ot->prefix));
+  }
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdOTSemiDual(AckdOT ot)
+{
+  SemiDual s = {0};
+  Tao      tao;
+  Vec      g;
 
   PetscFunctionBeginUser;
   s.ot  = ot;
@@ -181,36 +210,7 @@ PetscErrorCode AckdOTSemiDual(AckdOT ot)
   PetscCall(TaoSetObjectiveAndGradient(tao, NULL, evaluate, &s));
   PetscCall(TaoSetMonitor(tao, monitor, &s, NULL));
   PetscCall(TaoSolve(tao));
-  if (ot->stopped) { /* the caller discards the solve */
-    PetscCall(TaoDestroy(&tao));
-    PetscCall(VecScatterDestroy(&s.to_all));
-    PetscCall(VecDestroy(&s.g_all));
-    PetscCall(VecDestroy(&g));
-    PetscCall(PetscFree4(s.log_a, s.row_lse, s.col_lse, s.work));
-    PetscCall(PetscFree(s.grad_full));
-    PetscFunctionReturn(0);
-  }
-  PetscCall(TaoGetConvergedReason(tao, &reason));
-  PetscCall(TaoGetIterationNumber(tao, &its));
-  /* the last evaluation may have been a rejected line-search point: evaluate the solution */
-  PetscCall(evaluate(tao, g, &value, g, &s));
-  PetscCall(VecNorm(g, NORM_2, &gnorm)); /* g now holds the gradient */
-
-  ot->result.iterations        = its;
-  ot->result.column_error      = gnorm;
-  ot->result.converged         = (PetscBool)(reason > 0 && gnorm < ot->tol);
-  ot->result.eps               = s.eps;
-  ot->result.max_cost          = ot->max_cost;
-  ot->result.history           = ot->history;
-  ot->result.history_iteration = ot->history_iteration;
-  PetscCall(AckdOTPlanStatistics(ot, s.eps, s.work));
-  if (!ot->result.converged) {
-    char text[128];
-    snprintf(text, sizeof text, "column error %.3g after %d iterations (tolerance %.3g), Tao reason %d", gnorm,
-             (int)its, (double)ot->tol, (int)reason);
-    PetscCall(AckdLogWarn(&ot->log, "ot: semi-dual L-BFGS did not converge: %s; raise -%sot_max_it or eps\n", text,
-                          ot->prefix));
-  }
+  if (!ot->stopped) PetscCall(report(ot, tao, g, &s)); /* else the caller discards the solve */
   PetscCall(TaoDestroy(&tao));
   PetscCall(VecScatterDestroy(&s.to_all));
   PetscCall(VecDestroy(&s.g_all));
