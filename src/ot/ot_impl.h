@@ -145,6 +145,7 @@ struct _p_AckdOT {
   double     max_cost;
   PetscBool  setup, has_cost, solved;
   PetscBool  stoppable, stopped; /* AckdOTSetStoppable: a stop request ends the solve, unsolved */
+  PetscBool  warm_start;         /* Sinkhorn from the potentials in f_loc, g_loc (the semi-dual's finish) */
   MPI_Op     lse_op;
 
   /* solution */

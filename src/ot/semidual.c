@@ -168,14 +168,21 @@ static PetscErrorCode report(AckdOT ot, Tao tao, Vec g, SemiDual *s)
   ot->result.max_cost          = ot->max_cost;
   ot->result.history           = ot->history;
   ot->result.history_iteration = ot->history_iteration;
-  PetscCall(AckdOTPlanStatistics(ot, s->eps, s->work));
-  if (!ot->result.converged) {
-    char text[128];
-    snprintf(text, sizeof text, "column error %.3g after %d iterations (tolerance %.3g), Tao reason %d", gnorm,
-             (int)its, (double)ot->tol, (int)reason);
-    PetscCall(AckdLogWarn(&ot->log, "ot: semi-dual L-BFGS did not converge: %s; raise -%sot_max_it or eps\n", text,
-                          ot->prefix));
+  if (ot->result.converged) {
+    PetscCall(AckdOTPlanStatistics(ot, s->eps, s->work));
+    PetscFunctionReturn(0);
   }
+  /* L-BFGS stalls near the optimum when its line search meets the rounding of the objective (seen
+   * at 5e-11 with OpenBLAS's AVX-512 kernels). Sinkhorn converges linearly from anywhere near the
+   * optimum, so it finishes from these potentials; its own report then says whether it got there. */
+  PetscCall(AckdLogInfo(&ot->log,
+                        "ot: semi-dual L-BFGS stopped at column error %.3g after %d iterations (tolerance %.3g, Tao: "
+                        "%s); finishing with Sinkhorn iterations from its potentials\n",
+                        (double)gnorm, (int)its, (double)ot->tol, TaoConvergedReasons[reason]));
+  ot->warm_start      = PETSC_TRUE;
+  PetscErrorCode ierr = AckdOTSinkhorn(ot);
+  ot->warm_start      = PETSC_FALSE;
+  PetscCall(ierr);
   PetscFunctionReturn(0);
 }
 

@@ -484,8 +484,10 @@ PetscErrorCode AckdOTSinkhorn(AckdOT ot)
              "eps relative to the largest cost is 0 (every finite cost is 0); use -%sot_eps_relative false",
              ot->prefix);
   if (ot->solver == ACKD_OT_SOLVER_SINKHORN) PetscCall(check_balance(ot));
-  PetscCall(PetscFree2(ot->f_loc, ot->g_loc));
-  PetscCall(PetscMalloc2(ot->mloc + 1, &ot->f_loc, ot->nloc + 1, &ot->g_loc));
+  if (!ot->warm_start) {
+    PetscCall(PetscFree2(ot->f_loc, ot->g_loc));
+    PetscCall(PetscMalloc2(ot->mloc + 1, &ot->f_loc, ot->nloc + 1, &ot->g_loc));
+  }
   PetscCall(PetscMalloc5(ot->mloc + 1, &w.log_a, ot->nloc + 1, &w.log_b, ot->mloc + 1, &w.row_lse, ot->nloc + 1,
                          &w.col_lse, ot->mloc + 1, &w.work));
   PetscCall(PetscMalloc2(ot->nloc + 1, &w.g_old, AckdOTWholeColumns(ot) ? 5 * ot->mloc + 1 : 1, &w.buf));
@@ -506,25 +508,27 @@ PetscErrorCode AckdOTSinkhorn(AckdOT ot)
   w.infeasible[0] = ot->ns;
   w.infeasible[1] = ot->nt;
   for (PetscInt i = 0; i < ot->mloc; i++) {
-    w.log_a[i]   = log(ot->a[ot->row_global[i]]);
-    ot->f_loc[i] = w.log_a[i] == -INFINITY ? -INFINITY : 0.0;
+    w.log_a[i] = log(ot->a[ot->row_global[i]]);
+    if (w.log_a[i] == -INFINITY || !ot->warm_start) ot->f_loc[i] = w.log_a[i] == -INFINITY ? -INFINITY : 0.0;
   }
   for (PetscInt j = 0; j < ot->nloc; j++) {
-    w.log_b[j]   = log(ot->b[ot->col_global[j]]);
-    ot->g_loc[j] = w.log_b[j] == -INFINITY ? -INFINITY : 0.0;
+    w.log_b[j] = log(ot->b[ot->col_global[j]]);
+    if (w.log_b[j] == -INFINITY || !ot->warm_start) ot->g_loc[j] = w.log_b[j] == -INFINITY ? -INFINITY : 0.0;
   }
-  ot->result.iterations     = 0;
-  ot->result.history_length = 0;
+  if (!ot->warm_start) { /* a warm start continues the count and the history of what went before */
+    ot->result.iterations     = 0;
+    ot->result.history_length = 0;
+  }
 
   /* eps-scaling: eps_k = max C * factor^k down to the target, each stage
    * solved loosely (its solution only warm-starts the next), the last to tol. */
   double   eps   = eps_target;
   PetscInt stage = 0;
   ot->nstages    = 1;
-  if (ot->eps_scaling)
+  if (ot->eps_scaling && !ot->warm_start) /* a warm start is at eps_target already */
     for (eps = ot->max_cost; eps > eps_target; eps *= ot->eps_scaling_factor) ot->nstages++;
   if (ot->show_progress) PetscCall(AckdProgressBegin(&ot->progress, &ot->log, "sinkhorn", 1000, NULL));
-  if (ot->eps_scaling)
+  if (ot->eps_scaling && !ot->warm_start)
     for (eps = ot->max_cost; eps > eps_target && !ot->stopped;) {
       double stage_tol = PetscMax(ot->tol, 1e-3);
       begin_stage(ot, stage++, stage_tol);
