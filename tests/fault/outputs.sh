@@ -49,9 +49,9 @@ d=$out/shared
 first=$!
 for _ in $(seq 300); do [ -e "$d/.ackd.lock" ] && break; sleep 0.1; done
 [ -e "$d/.ackd.lock" ] || fail "concurrent: the first run took no lock: $(cat "$out/first.log")"
+holder=$(cut -d' ' -f2 "$d/.ackd.lock" 2>/dev/null) # read now: the first run releases it when it ends
 run "${train[@]}" -train_epochs 6 -train_dir "$d" >"$out/second.log" 2>&1
 rc=$?
-holder=$(cut -d' ' -f2 "$d/.ackd.lock" 2>/dev/null)
 [ "$rc" -eq 1 ] && grep -q "^ackd train: error: '$d' is in use by another run (host [^,]*, pid $holder," "$out/second.log" ||
   fail "concurrent: the second run was not refused naming the holder (exit $rc): $(head -c 400 "$out/second.log")"
 wait $first || fail "concurrent: the first run failed: $(tail -n 3 "$out/first.log")"
