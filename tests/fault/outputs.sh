@@ -47,7 +47,7 @@ fi
 d=$out/shared
 "${mpirun[@]}" 2 "$ackd" "${train[@]}" -train_epochs 6 -train_dir "$d" >"$out/first.log" 2>&1 &
 first=$!
-for _ in $(seq 300); do [ -e "$d/.ackd.lock" ] && break; sleep 0.1; done
+for _ in $(seq 300); do [ -s "$d/.ackd.lock" ] && break; sleep 0.1; done
 [ -e "$d/.ackd.lock" ] || fail "concurrent: the first run took no lock: $(cat "$out/first.log")"
 holder=$(cut -d' ' -f2 "$d/.ackd.lock" 2>/dev/null) # read now: the first run releases it when it ends
 run "${train[@]}" -train_epochs 6 -train_dir "$d" >"$out/second.log" 2>&1
