@@ -206,6 +206,10 @@ PetscErrorCode AckdStageMatch(MPI_Comm comm, int npositional, char **positional,
   PetscCall(AckdOTSetFeatures(ot, s.rows, t.rows));
   PetscCall(AckdStopRequestInstall());
   PetscCall(AckdOTSetStoppable(ot, PETSC_TRUE));
+  /* After the handlers, on every rank: from this line on, a stop request is honoured. */
+  PetscCallMPI(MPI_Barrier(comm));
+  PetscCall(AckdLogInfo(&log, "match: solving %" PetscInt_FMT " students x %" PetscInt_FMT " teachers%s\n", s.n, t.n,
+                        blocked ? " by class blocks" : ""));
   PetscCall(AckdOTSolve(ot));
   PetscBool stopped;
   PetscCall(AckdOTGetStopped(ot, &stopped));

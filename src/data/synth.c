@@ -347,6 +347,8 @@ PetscErrorCode AckdSynthWrite(AckdSynth s, const char *path, PetscBool *stopped)
                         s->ms_count, s->bands, s->size, s->size, s->rgb_count, s->size, s->size, s->classes, shared,
                         s->seed, size, size > 1 ? "s" : "", s->output));
 
+  /* Before the collective create: once the .part exists, every rank hears a stop request. */
+  PetscCall(AckdStopRequestInstall());
   PetscCall(AckdH5FileCreatePartial(s->comm, s->output, &s->h5, &file));
   PetscCall(AckdDatasetWriteProvenance(s->comm, file, "synth"));
   PetscCall(AckdH5AttrWriteString(file, "synth_parameters", params));
@@ -355,7 +357,6 @@ PetscErrorCode AckdSynthWrite(AckdSynth s, const char *path, PetscBool *stopped)
   mine += hi - lo;
   AckdDatasetPartition(s->rgb_count, size, rank, &lo, &hi);
   mine += hi - lo;
-  PetscCall(AckdStopRequestInstall());
   PetscCall(AckdProgressBegin(&bar, &s->log, "synth", mine, "img"));
   PetscCall(write_collection(s, file, &ms, &bar, &done, stopped));
   if (!*stopped) PetscCall(write_collection(s, file, &rgb, &bar, &done, stopped));

@@ -47,7 +47,8 @@ out=$(run 2 mismatch 2>&1) || fail "mismatch: $out"
 dir=$work/signal_ckpts
 "$mpiexec" --oversubscribe -n 2 "$prog" signal -ckpt_dir "$dir" > "$work/signal.log" 2>&1 &
 pid=$!
-sleep 2
+for _ in $(seq 600); do grep -q "ready for a signal" "$work/signal.log" 2>/dev/null && break; sleep 0.1; done
+grep -q "ready for a signal" "$work/signal.log" || fail "the signal run was not ready after 60 s: $(cat "$work/signal.log")"
 kill -USR1 $pid
 wait $pid
 code=$?

@@ -152,6 +152,11 @@ static PetscErrorCode run_until_signal(int *code)
 
   PetscFunctionBeginUser;
   PetscCall(AckdStopRequestInstall());
+  /* A signal before every rank has its handler would kill that rank: the script sends it only
+   * after this line. */
+  PetscCallMPI(MPI_Barrier(PETSC_COMM_WORLD));
+  PetscCall(PetscPrintf(PETSC_COMM_WORLD, "ready for a signal\n"));
+  PetscCheck(fflush(stdout) == 0, PETSC_COMM_SELF, PETSC_ERR_SYS, "cannot flush stdout");
   for (step = 1; step < 100000 && !stop; step++) {
     nanosleep(&(struct timespec){0, 20000000}, NULL);
     PetscCall(AckdStopRequested(PETSC_COMM_WORLD, &stop));
