@@ -53,6 +53,22 @@ static int create_lock(const char *path)
   return 0;
 }
 
+/* A process that has exited but not been reaped: in a container whose first process does not reap
+ * orphans (Docker without --init, some Apptainer set-ups), the ranks of a kill -9'd mpirun stay
+ * zombies, and kill(pid, 0) still finds them. Linux only; elsewhere the answer is "no". */
+static int is_zombie(long pid)
+{
+  char path[64], text[512];
+  snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+  FILE *f = fopen(path, "r");
+  if (!f) return 0;
+  size_t n = fread(text, 1, sizeof text - 1, f);
+  fclose(f);
+  text[n]           = 0;
+  const char *paren = strrchr(text, ')'); /* the command name may hold spaces and parentheses */
+  return paren && paren[1] == ' ' && (paren[2] == 'Z' || paren[2] == 'X');
+}
+
 /* Whether the holder is gone for certain, and why (for the warning). */
 static int holder_gone(const Holder *h, char *why, size_t len)
 {
@@ -62,7 +78,7 @@ static int holder_gone(const Holder *h, char *why, size_t len)
     snprintf(why, len, "it was taken by this batch job (%s) before it was requeued", h->job);
     return 1;
   }
-  if (!strcmp(h->host, host) && kill((pid_t)h->pid, 0) && errno == ESRCH) {
+  if (!strcmp(h->host, host) && ((kill((pid_t)h->pid, 0) && errno == ESRCH) || is_zombie(h->pid))) {
     snprintf(why, len, "its process %ld on %s is no longer running", h->pid, h->host);
     return 1;
   }

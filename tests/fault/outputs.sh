@@ -65,6 +65,18 @@ run "${train[@]}" -train_epochs 7 -train_dir "$d" >"$out/stale.log" 2>&1 || fail
 grep -q "warning: taking over the lock '$d/.ackd.lock': its process $gone on .* is no longer running" "$out/stale.log" ||
   fail "stale lock: no warning: $(head -c 400 "$out/stale.log")"
 echo "ok: concurrent: a stale lock (pid $gone gone) was taken over with a warning"
+# a stale lock held by a zombie: a process that has exited but was not reaped, as the ranks of a
+# kill -9'd mpirun stay in a container whose first process does not reap orphans
+bash -c 'sleep 0.1 & echo $! >"$1"; exec sleep 30' _ "$out/zombie.pid" &
+parent=$!
+for _ in $(seq 50); do zombie=$(cat "$out/zombie.pid" 2>/dev/null); [ -n "$zombie" ] && grep -q '^State:.Z' "/proc/$zombie/status" 2>/dev/null && break; sleep 0.1; done
+grep -q '^State:.Z' "/proc/$zombie/status" || fail "zombie lock: no zombie to hold the lock"
+echo "$(hostname) $zombie - $(date +%s)" >"$d/.ackd.lock"
+run "${train[@]}" -train_epochs 8 -train_dir "$d" >"$out/zombie.log" 2>&1 || fail "zombie lock: the run failed: $(head -c 400 "$out/zombie.log")"
+grep -q "warning: taking over the lock '$d/.ackd.lock': its process $zombie on .* is no longer running" "$out/zombie.log" ||
+  fail "zombie lock: no warning: $(head -c 400 "$out/zombie.log")"
+kill $parent; wait $parent 2>/dev/null
+echo "ok: concurrent: a lock held by a zombie (pid $zombie, exited, unreaped) was taken over with a warning"
 
 # ---- orphans: kill -9 of mpirun
 d=$out/orphans
