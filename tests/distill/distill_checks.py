@@ -163,6 +163,22 @@ def mode_external(args):
     lines = [l for l in proc.stderr.splitlines() if l.startswith("ackd distill: error")]
     check(proc.returncode == 2 and len(lines) == 1 and "-distill_teacher" in lines[0],
           f"at (feature maps) from a gallery-only teacher is refused in one line: {lines}")
+    # A NaN in a gallery's logits (a teacher that diverged, a broken export) is refused at load.
+    nan_gallery = os.path.join(args.out, "nan_gallery.h5")
+    shutil.copy(ext, nan_gallery)
+    with h5py.File(nan_gallery, "r+") as g:
+        logits = g["gallery/logits"][...]
+        logits[5, 1] = np.nan
+        g["gallery/logits"][...] = logits
+        entry = 5 * logits.shape[1] + 1
+    cmd = distill_cmd(data, args.out, d + "_nan", ["-kd_method", "kd", "-distill_epochs", "1"])
+    cmd[cmd.index("-distill_gallery") + 1] = nan_gallery
+    proc = subprocess.run(args.mpirun.split() + ["2", args.ackd] + cmd, capture_output=True, text=True)
+    lines = [l for l in proc.stderr.splitlines() if l.startswith("ackd distill: error")]
+    check(proc.returncode == 1 and len(lines) == 1 and nan_gallery in lines[0] and
+          f"non-finite value at entry {entry}" in lines[0],
+          f"a gallery with a NaN logit is refused in one line naming it and the entry: {proc.returncode} {lines}")
+    check(not glob.glob(os.path.join(d + "_nan", "checkpoints", "*.h5")), "... before any checkpoint is written")
 
 
 def final_model(directory):
