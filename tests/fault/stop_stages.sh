@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# ssm and distill honour the stop contract with real signals, the way train does in stop_chain.sh:
+#   ssm      SIGUSR1 to mpirun once a checkpoint is on disk;
+#   distill  SIGTERM to one rank only (a node's share of a preempted job): any rank's request
+#            stops every rank at the same step.
+# Each must end with exit 75 and a checkpoint, leave no .part, and the same command must resume at
+# the stopped step and finish with exit 0.
+#   stop_stages.sh REPO ACKD OUT MPIRUN...
+set -u
+repo=$1 ackd=$2 out=$3
+shift 3
+mpirun=("$@")
+fail() { echo "FAIL: $*" >&2; exit 1; }
+rm -rf "$out" && mkdir -p "$out" || fail "cannot create $out"
+run() { timeout 180 "${mpirun[@]}" 2 "$ackd" "$@"; }
+run synth -synth_output "$out/data.h5" -synth_ms_count 240 -synth_rgb_count 240 -synth_size 16 -synth_classes 4 \
+  -synth_seed 3 -quiet || fail "synth"
+run train -train_data "$out/data.h5" -train_dir "$out/teacher" -teacher_arch smallcnn -teacher_width 0.5 \
+  -train_epochs 1 -train_batch 32 -quiet || fail "teacher"
+
+# stop NAME HOW DIR COMMAND...: starts the stage, signals it once its first checkpoint is on disk,
+# checks exit 75 and the stop line, then runs the same command again and checks the resume.
+stop() {
+  local name=$1 how=$2 dir=$3
+  shift 3
+  "${mpirun[@]}" 2 "$ackd" "$@" >"$out/$name.log" 2>&1 &
+  local pid=$!
+  for _ in $(seq 600); do ls "$dir"/checkpoints/ckpt_*.h5 >/dev/null 2>&1 && break; sleep 0.1; done
+  ls "$dir"/checkpoints/ckpt_*.h5 >/dev/null 2>&1 || fail "$name: no checkpoint after 60 s: $(tail -n 3 "$out/$name.log")"
+  if [ "$how" = USR1-mpirun ]; then
+    kill -USR1 $pid
+  else
+    local ranks
+    ranks=($(pgrep -P $pid))
+    [ "${#ranks[@]}" -eq 2 ] || fail "$name: expected 2 ranks under mpirun $pid, found ${ranks[*]}"
+    kill -TERM "${ranks[1]}"
+  fi
+  for _ in $(seq 600); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done
+  kill -0 $pid 2>/dev/null && { kill -9 $pid; fail "$name: still running 60 s after $how"; }
+  wait $pid
+  local rc=$?
+  [ $rc -eq 75 ] || fail "$name: $how gave exit $rc, expected 75: $(tail -n 5 "$out/$name.log")"
+  local step
+  step=$(sed -n 's/.*stopped by a signal at step \([0-9]*\).*/\1/p' "$out/$name.log" | sort -u)
+  [ "$(wc -w <<<"$step")" -eq 1 ] || fail "$name: expected one 'stopped by a signal at step' line, got '$step'"
+  ls "$dir"/*.part "$dir"/checkpoints/*.part >/dev/null 2>&1 && fail "$name: a .part file was left"
+  timeout 180 "${mpirun[@]}" 2 "$ackd" "$@" >"$out/$name.resumed.log" 2>&1 ||
+    fail "$name: the same command did not finish: $(tail -n 3 "$out/$name.resumed.log")"
+  grep -q "resuming from .*, step $step\$" "$out/$name.resumed.log" ||
+    fail "$name: not resumed at step $step: $(grep -m1 resuming "$out/$name.resumed.log")"
+  echo "ok: $name: $how -> checkpoint at step $step, exit 75; the same command resumed at step $step, exit 0"
+}
+
+stop ssm USR1-mpirun "$out/ssm" ssm -ssm_data "$out/data.h5" -ssm_dir "$out/ssm" -ssm_arch smallcnn -ssm_width 0.5 \
+  -ssm_epochs 4 -ssm_batch 32 -ssm_ckpt_every_steps 1
+[ -e "$out/ssm/embeddings.h5" ] || fail "ssm: no embeddings after the resumed run"
+run match -match_input "$out/ssm/embeddings.h5" -match_output "$out/match.h5" -match_solver sinkhorn \
+  -match_ot_topk 3 -quiet || fail "match"
+stop distill TERM-one-rank "$out/student" distill -distill_data "$out/data.h5" \
+  -distill_gallery "$out/teacher/gallery.h5" -distill_match "$out/match.h5" -distill_dir "$out/student" \
+  -student_arch smallcnn -student_width 0.5 -distill_batch 32 -distill_epochs 4 -distill_ckpt_every_steps 1 \
+  -kd_method kd -sembridge
+[ -e "$out/student/best.h5" ] || fail "distill: no best.h5 after the resumed run"
