@@ -119,5 +119,8 @@ PetscErrorCode AckdCkptSummarize(MPI_Comm comm, hid_t file, const char *path, FI
  * ACKD_EXIT_CHECKPOINTED. */
 PetscErrorCode AckdStopRequestInstall(void);
 PetscErrorCode AckdStopRequested(MPI_Comm comm, PetscBool *stop);
+/* Not collective: whether this process has had a stop signal, for a loop whose ranks take
+ * different numbers of turns; a collective AckdStopRequested after it decides for all. */
+PetscBool AckdStopSignalled(void);
 
 #endif

@@ -173,8 +173,10 @@ typedef struct _p_AckdCurate *AckdCurate;
 
 PetscErrorCode AckdCurateCreate(MPI_Comm comm, AckdCurate *curate);
 PetscErrorCode AckdCurateSetFromOptions(AckdCurate curate);
-/* Collective: scans, decodes, checks and writes the dataset. */
-PetscErrorCode AckdCurateRun(AckdCurate curate);
+/* Collective: scans, decodes, checks and writes the dataset. A stop request (SIGUSR1, SIGTERM)
+ * ends it after the current file of pass 1 or round of writes, with the temporary file removed and
+ * *stopped set (the stage exits 75; the next run starts again). */
+PetscErrorCode AckdCurateRun(AckdCurate curate, PetscBool *stopped);
 PetscErrorCode AckdCurateDestroy(AckdCurate *curate);
 
 /* ---------------------------------------------------------------- collection info */

@@ -39,6 +39,11 @@ PetscErrorCode AckdStopRequestInstall(void)
   PetscFunctionReturn(0);
 }
 
+PetscBool AckdStopSignalled(void)
+{
+  return (PetscBool)(stop_signal != 0);
+}
+
 PetscErrorCode AckdStopRequested(MPI_Comm comm, PetscBool *stop)
 {
   int mine = stop_signal != 0, any;

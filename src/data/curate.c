@@ -9,6 +9,7 @@
  * Decoding twice costs less than holding a large collection in memory, and
  * makes the result independent of the number of ranks. */
 #include "multilabel_sources.h"
+#include <ackd/ckpt.h>
 #include <gdal.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -263,6 +264,7 @@ static PetscErrorCode check_files(AckdCurate c, Source *s, AckdProgress *bar, Pe
       PetscCall(cache_keep(c, s, i, hi, &info, buf.data, floats));
     }
     PetscCall(AckdProgressUpdate(bar, ++*done));
+    if (AckdStopSignalled()) break; /* the caller decides for every rank, collectively */
   }
   PetscCall(PetscLogEventEnd(c->event_decode, 0, 0, 0, 0));
   PetscCall(PetscFree(buf.data));
@@ -482,7 +484,8 @@ static void normalize_image_max(float *x, size_t n)
   for (size_t i = 0; i < n; i++) x[i] = (x[i] * scale - 0.5f) / 0.5f;
 }
 
-static PetscErrorCode write_collection(AckdCurate c, Source *s, hid_t file, AckdProgress *bar, PetscInt *done)
+static PetscErrorCode write_collection(AckdCurate c, Source *s, hid_t file, AckdProgress *bar, PetscInt *done,
+                                       PetscBool *stopped)
 {
   PetscMPIInt          rank, size;
   PetscInt             lo, hi, rounds, C = s->request.nbands;
@@ -541,7 +544,7 @@ static PetscErrorCode write_collection(AckdCurate c, Source *s, hid_t file, Ackd
   AckdDatasetPartition(s->nkept, size, rank, &lo, &hi);
   PetscInt mine = (hi - lo + WRITE_BATCH - 1) / WRITE_BATCH;
   PetscCallMPI(MPI_Allreduce(&mine, &rounds, 1, MPIU_INT, MPI_MAX, c->comm));
-  for (PetscInt r = 0; r < rounds; r++) {
+  for (PetscInt r = 0; r < rounds && !*stopped; r++) {
     PetscInt first = lo + r * WRITE_BATCH, n = PetscMax(0, PetscMin(WRITE_BATCH, hi - first));
     PetscCall(PetscLogEventBegin(c->event_decode, 0, 0, 0, 0));
     for (PetscInt i = 0; i < n; i++) {
@@ -569,6 +572,15 @@ static PetscErrorCode write_collection(AckdCurate c, Source *s, hid_t file, Ackd
     PetscCall(PetscLogEventEnd(c->event_write, 0, 0, 0, 0));
     *done += n;
     PetscCall(AckdProgressUpdate(bar, *done));
+    PetscCall(AckdStopRequested(c->comm, stopped));
+  }
+  if (*stopped) {
+    PetscCall(AckdCollectionWriterDestroy(&writer));
+    PetscCall(PetscFree(images));
+    PetscCall(PetscFree(batch_multi));
+    PetscCall(PetscFree(buf.data));
+    PetscCall(PetscFree2(labels, split));
+    PetscFunctionReturn(0);
   }
   PetscCall(AckdCollectionWriterFinish(writer));
   if (c->normalize == NORMALIZE_BAND_STANDARDIZE) PetscCall(AckdCollectionWriterStandardize(writer));
@@ -793,7 +805,7 @@ static PetscErrorCode parameter_line(AckdCurate c, const Source *sources, char *
   PetscFunctionReturn(0);
 }
 
-PetscErrorCode AckdCurateRun(AckdCurate c)
+PetscErrorCode AckdCurateRun(AckdCurate c, PetscBool *stopped)
 {
   Source       sources[2], *ms = &sources[0], *rgb = &sources[1];
   AckdProgress bar;
@@ -805,6 +817,7 @@ PetscErrorCode AckdCurateRun(AckdCurate c)
   double       t0 = AckdTimeNow();
 
   PetscFunctionBeginUser;
+  *stopped = PETSC_FALSE;
   PetscCallMPI(MPI_Comm_rank(c->comm, &rank));
   PetscCallMPI(MPI_Comm_size(c->comm, &size));
   PetscCall(source_set_up(c, ms, "ms", c->ms_mat[0] ? c->ms_mat : c->ms_dir));
@@ -824,18 +837,36 @@ PetscErrorCode AckdCurateRun(AckdCurate c)
     PetscInt n = sources[k].folders.nfiles;
     mine += 2 * (n * (rank + 1) / size - n * rank / size); /* pass 1, and about as much again in pass 2 */
   }
+  PetscCall(AckdStopRequestInstall());
+  PetscCallMPI(MPI_Barrier(c->comm)); /* from the next line on, every rank hears a stop request */
+  PetscCall(AckdLogInfo(&c->log, "curate: checking %" PetscInt_FMT " MS and %" PetscInt_FMT " RGB files\n",
+                        ms->folders.nfiles, rgb->folders.nfiles));
   PetscCall(AckdProgressBegin(&bar, &c->log, "curate", mine, "img"));
-  for (int k = 0; k < 2; k++) {
+  for (int k = 0; k < 2 && !*stopped; k++) {
     if (!sources[k].dir[0]) continue;
     PetscCall(check_files(c, &sources[k], &bar, &done));
-    PetscCall(decide(c, &sources[k]));
+    PetscCall(AckdStopRequested(c->comm, stopped));
+    if (!*stopped) PetscCall(decide(c, &sources[k]));
   }
-  PetscCall(AckdH5FileCreatePartial(c->comm, c->output, &c->h5, &file));
-  PetscCall(AckdDatasetWriteProvenance(c->comm, file, "curate"));
-  PetscCall(AckdH5AttrWriteString(file, "curate_parameters", params));
-  for (int k = 0; k < 2; k++)
-    if (sources[k].dir[0]) PetscCall(write_collection(c, &sources[k], file, &bar, &done));
+  if (!*stopped) {
+    PetscCall(AckdH5FileCreatePartial(c->comm, c->output, &c->h5, &file));
+    PetscCall(AckdDatasetWriteProvenance(c->comm, file, "curate"));
+    PetscCall(AckdH5AttrWriteString(file, "curate_parameters", params));
+    for (int k = 0; k < 2 && !*stopped; k++)
+      if (sources[k].dir[0]) PetscCall(write_collection(c, &sources[k], file, &bar, &done, stopped));
+    /* Pass 1 is the long part on a file system of rasters, and its results are not kept: the next
+     * run starts again, as synth's does. */
+    if (*stopped) PetscCall(AckdH5FileDiscard(c->comm, &file, c->output));
+  }
   PetscCall(AckdProgressEnd(&bar));
+  if (*stopped) {
+    PetscCall(
+        AckdLogInfo(&c->log, "curate: stopped by a signal; '%s' not written, run the same command again\n", c->output));
+    PetscCall(source_destroy(ms));
+    PetscCall(source_destroy(rgb));
+    PetscCall(PetscFree(params));
+    PetscFunctionReturn(0);
+  }
   if (ms->dir[0] && rgb->dir[0]) {
     int *ms_to_rgb;
     PetscCall(PetscMalloc1(ms->folders.nclasses, &ms_to_rgb));
