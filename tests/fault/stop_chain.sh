@@ -11,8 +11,8 @@ set -u
 repo=$1 ackd=$2 out=$3
 shift 3
 mpirun=("$@")
-fail() { echo "FAIL: $*" >&2; exit 1; }
-rm -rf "$out" && mkdir -p "$out" || fail "cannot create $out"
+source "$(dirname "$0")/common.sh"
+fresh "$out"
 "${mpirun[@]}" 2 "$ackd" synth -synth_output "$out/data.h5" -synth_ms_count 800 -synth_rgb_count 16 -synth_size 16 \
   -synth_classes 4 -synth_seed 3 -quiet || fail "synth"
 

@@ -6,8 +6,8 @@ set -u
 repo=$1 ackd=$2 out=$3
 shift 3
 mpirun=("$@")
-fail() { echo "FAIL: $*" >&2; exit 1; }
-rm -rf "$out" && mkdir -p "$out" || fail "cannot create $out"
+source "$(dirname "$0")/common.sh"
+fresh "$out"
 /usr/bin/python3 "$repo/bench/curate/make_geotiffs.py" "$out/tifs" 8000 --size 16 || fail "the rasters"
 curate=(curate -curate_ms_dir "$out/tifs" -curate_ms_bands 1,2,3,4,5,6,7,8,9,10,11,12,13 -curate_output "$out/d.h5")
 # checking: signalled in pass 1 (reading every raster); writing: once the .part exists
@@ -23,10 +23,7 @@ for phase in checking writing; do
   fi
   kill -USR1 $pid
   start=$SECONDS
-  for _ in $(seq 300); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done
-  kill -0 $pid 2>/dev/null && { kill -9 $pid; fail "$phase: curate still running 30 s after USR1"; }
-  wait $pid
-  rc=$?
+  ended $pid 30 "$phase: curate"
   [ "$rc" -eq 75 ] || fail "$phase: exit $rc, expected 75: $(tail -n 5 "$out/$phase.log")"
   grep -q "curate: stopped by a signal; '$out/d.h5' not written" "$out/$phase.log" ||
     fail "$phase: no stop line: $(tail -n 3 "$out/$phase.log")"

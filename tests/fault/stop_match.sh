@@ -7,8 +7,8 @@ set -u
 ackd=$1 out=$2
 shift 2
 mpirun=("$@")
-fail() { echo "FAIL: $*" >&2; exit 1; }
-rm -rf "$out" && mkdir -p "$out" || fail "cannot create $out"
+source "$(dirname "$0")/common.sh"
+fresh "$out"
 /usr/bin/python3 - "$out/features.h5" <<'PY' || fail "features"
 import sys, h5py, numpy as np
 rng = np.random.default_rng(1)
@@ -31,10 +31,7 @@ for blocks in false true; do
   kill -0 $pid 2>/dev/null || fail "blocks $blocks: match ended before the signal: $(cat "$out/$blocks.log")"
   kill -USR1 $pid
   start=$SECONDS
-  for _ in $(seq 300); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done
-  kill -0 $pid 2>/dev/null && { kill -9 $pid; fail "blocks $blocks: still running 30 s after USR1"; }
-  wait $pid
-  rc=$?
+  ended $pid 30 "blocks $blocks: match"
   [ "$rc" -eq 75 ] || fail "blocks $blocks: exit $rc, expected 75: $(tail -n 5 "$out/$blocks.log")"
   [ ! -e "$out/m_$blocks.h5" ] && [ ! -e "$out/m_$blocks.h5.part" ] || fail "blocks $blocks: left $(ls "$out")"
   echo "ok: class blocks $blocks: USR1 stopped match in $((SECONDS - start)) s, exit 75, no file"

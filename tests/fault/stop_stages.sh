@@ -10,8 +10,8 @@ set -u
 repo=$1 ackd=$2 out=$3
 shift 3
 mpirun=("$@")
-fail() { echo "FAIL: $*" >&2; exit 1; }
-rm -rf "$out" && mkdir -p "$out" || fail "cannot create $out"
+source "$(dirname "$0")/common.sh"
+fresh "$out"
 run() { timeout 180 "${mpirun[@]}" 2 "$ackd" "$@"; }
 run synth -synth_output "$out/data.h5" -synth_ms_count 240 -synth_rgb_count 240 -synth_size 16 -synth_classes 4 \
   -synth_seed 3 -quiet || fail "synth"
@@ -35,10 +35,7 @@ stop() {
     [ "${#ranks[@]}" -eq 2 ] || fail "$name: expected 2 ranks under mpirun $pid, found ${ranks[*]}"
     kill -TERM "${ranks[1]}"
   fi
-  for _ in $(seq 600); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done
-  kill -0 $pid 2>/dev/null && { kill -9 $pid; fail "$name: still running 60 s after $how"; }
-  wait $pid
-  local rc=$?
+  ended $pid 60 "$name"
   [ $rc -eq 75 ] || fail "$name: $how gave exit $rc, expected 75: $(tail -n 5 "$out/$name.log")"
   local step
   step=$(sed -n 's/.*stopped by a signal at step \([0-9]*\).*/\1/p' "$out/$name.log" | sort -u)

@@ -7,8 +7,8 @@ set -u
 ackd=$1 out=$2
 shift 2
 mpirun=("$@")
-fail() { echo "FAIL: $*" >&2; exit 1; }
-rm -rf "$out" && mkdir -p "$out" || fail "cannot create $out"
+source "$(dirname "$0")/common.sh"
+fresh "$out"
 synth=(synth -synth_output "$out/d.h5" -synth_ms_count 3000 -synth_rgb_count 3000 -synth_size 32 -quiet)
 for sig in USR1 TERM; do
   "${mpirun[@]}" 2 "$ackd" "${synth[@]}" >"$out/$sig.log" 2>&1 &
@@ -18,10 +18,7 @@ for sig in USR1 TERM; do
   sleep 1
   kill -"$sig" $pid
   start=$SECONDS
-  for _ in $(seq 300); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done
-  kill -0 $pid 2>/dev/null && { kill -9 $pid; fail "$sig: synth still running 30 s after the signal"; }
-  wait $pid
-  rc=$?
+  ended $pid 30 "$sig: synth"
   if [ "$sig" = USR1 ]; then
     [ "$rc" -eq 75 ] || fail "USR1: exit $rc, expected 75: $(tail -n 5 "$out/$sig.log")"
   else
