@@ -154,6 +154,27 @@ PetscErrorCode AckdOTSolve(AckdOT ot);
 PetscErrorCode AckdOTSetStoppable(AckdOT ot, PetscBool stoppable);
 PetscErrorCode AckdOTGetStopped(AckdOT ot, PetscBool *stopped);
 
+/* A stopped Sinkhorn solve's state (src/ot/state.c): per problem (the dense one, or every class
+ * block by class) the eps stage it was in, -1 if it had not begun, and every sample's potential.
+ * AckdOTSetState, after AckdOTSetFeatures, makes the next AckdOTSolve resume from it: the same
+ * plan to the tolerance, with a fresh iteration budget. Other solvers start again. */
+typedef struct {
+  PetscInt  nproblems;
+  PetscInt *stage;
+  double   *f, *g;
+} AckdOTState;
+PetscBool      AckdOTResumable(AckdOT ot);
+PetscErrorCode AckdOTGetState(AckdOT ot, AckdOTState *state); /* collective, after a stopped solve */
+PetscErrorCode AckdOTSetState(AckdOT ot, const AckdOTState *state);
+PetscErrorCode AckdOTStateFree(AckdOTState *state);
+/* Collective: the state file (ackd_format "ot_state"), written through a .part. It records the
+ * problem: `source` (the caller's input, e.g. its file's size and time) and the solver's settings;
+ * a file of another problem is not read (*found false, *why says why). */
+PetscErrorCode AckdOTStateWrite(AckdOT ot, const AckdOTState *state, const char *path, const AckdH5Settings *h5,
+                                const char *source);
+PetscErrorCode AckdOTStateRead(AckdOT ot, const char *path, const AckdH5Settings *h5, const char *source,
+                               AckdOTState *state, PetscBool *found, char *why, size_t why_len);
+
 /* Full potentials on every rank (valid until the object is destroyed). -inf
  * marks a sample of zero mass. */
 PetscErrorCode AckdOTGetPotentials(AckdOT ot, const double **f, const double **g);

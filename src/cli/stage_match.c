@@ -15,7 +15,10 @@
 #include "stages.h"
 #include <ackd/ckpt.h>
 #include <ackd/ot.h>
+#include <errno.h>
 #include <math.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 typedef struct {
   PetscInt *labels;
@@ -135,6 +138,48 @@ static PetscErrorCode balance_classes(const AckdLog *log, Side *s, Side *t)
   PetscFunctionReturn(0);
 }
 
+/* The input as the solver's state file records it: a rewritten input is another problem. */
+static void input_identity(const char *input, char *source, size_t len)
+{
+  struct stat st;
+  if (stat(input, &st) == 0)
+    snprintf(source, len, "input '%s' of %lld bytes, modified %lld.%09ld", input, (long long)st.st_size,
+             (long long)st.st_mtim.tv_sec, (long)st.st_mtim.tv_nsec);
+  else
+    snprintf(source, len, "input '%s'", input);
+}
+
+/* A solve stopped earlier resumes from OUTPUT.state when that file is of the same problem. */
+static PetscErrorCode resume(AckdOT ot, const AckdLog *log, const char *state_path, const AckdH5Settings *h5,
+                             const char *source)
+{
+  AckdOTState state;
+  PetscBool   found;
+  char        why[2600];
+
+  PetscFunctionBeginUser;
+  PetscCall(AckdOTStateRead(ot, state_path, h5, source, &state, &found, why, sizeof why));
+  if (!found) {
+    if (why[0])
+      PetscCall(AckdLogWarn(log, "match: not resuming from '%s': %s; the solve starts again\n", state_path, why));
+    PetscFunctionReturn(0);
+  }
+  PetscCall(AckdOTSetState(ot, &state));
+  PetscInt begun = 0, highest = -1;
+  for (PetscInt p = 0; p < state.nproblems; p++) {
+    begun += state.stage[p] >= 0;
+    highest = PetscMax(highest, state.stage[p]);
+  }
+  if (state.nproblems > 1)
+    PetscCall(AckdLogInfo(
+        log, "match: resuming from '%s': %" PetscInt_FMT " of %" PetscInt_FMT " class blocks begun or done\n",
+        state_path, begun, state.nproblems));
+  else
+    PetscCall(AckdLogInfo(log, "match: resuming from '%s': eps stage %" PetscInt_FMT "\n", state_path, highest));
+  PetscCall(AckdOTStateFree(&state));
+  PetscFunctionReturn(0);
+}
+
 PetscErrorCode AckdStageMatch(MPI_Comm comm, int npositional, char **positional, int *exit_code)
 {
   AckdOT           ot;
@@ -204,6 +249,11 @@ PetscErrorCode AckdStageMatch(MPI_Comm comm, int npositional, char **positional,
   if (blocked) PetscCall(AckdOTSetLabels(ot, s.labels, t.labels));
   PetscCall(AckdOTSetMarginals(ot, s.mass, t.mass));
   PetscCall(AckdOTSetFeatures(ot, s.rows, t.rows));
+  char      state_path[PETSC_MAX_PATH_LEN + 8], source[PETSC_MAX_PATH_LEN + 128];
+  PetscBool resumable = AckdOTResumable(ot);
+  snprintf(state_path, sizeof state_path, "%s.state", output);
+  input_identity(input, source, sizeof source);
+  if (resumable) PetscCall(resume(ot, &log, state_path, &h5, source));
   PetscCall(AckdStopRequestInstall());
   PetscCall(AckdOTSetStoppable(ot, PETSC_TRUE));
   /* After the handlers, on every rank: from this line on, a stop request is honoured. */
@@ -214,11 +264,25 @@ PetscErrorCode AckdStageMatch(MPI_Comm comm, int npositional, char **positional,
   PetscBool stopped;
   PetscCall(AckdOTGetStopped(ot, &stopped));
   if (stopped) {
-    /* The solve starts again next time: its potentials are not saved (docs/RELIABILITY.md). */
-    PetscCall(AckdLogInfo(&log, "match: stopped by a signal; '%s' not written, run the same command again\n", output));
+    if (resumable) {
+      AckdOTState state;
+      PetscCall(AckdOTGetState(ot, &state));
+      PetscCall(AckdOTStateWrite(ot, &state, state_path, &h5, source));
+      PetscCall(AckdOTStateFree(&state));
+      PetscCall(AckdLogInfo(
+          &log, "match: stopped by a signal; the solver's state is in '%s': the same command resumes\n", state_path));
+    } else /* semi-dual, exact, auction: their state is not kept (docs/RELIABILITY.md) */
+      PetscCall(
+          AckdLogInfo(&log, "match: stopped by a signal; '%s' not written, run the same command again\n", output));
     *exit_code = ACKD_EXIT_CHECKPOINTED;
-  } else
+  } else {
     PetscCall(AckdOTWriteMatchFile(ot, output, &h5, input));
+    PetscMPIInt rank;
+    PetscCallMPI(MPI_Comm_rank(comm, &rank));
+    if (rank == 0 && unlink(state_path) && errno != ENOENT)
+      PetscCall(AckdLogWarn(&log, "match: cannot remove the finished solve's state '%s' (%s)\n", state_path,
+                            strerror(errno)));
+  }
 
   if (!stopped) {
     AckdOTResult r;

@@ -2,6 +2,7 @@
  * with the job's results; warnings go to stderr so they are never silenced. */
 #include <ackd/core.h>
 #include <stdarg.h>
+#include <string.h>
 
 PetscErrorCode AckdLogSetUp(AckdLog *log, MPI_Comm comm)
 {
@@ -19,8 +20,22 @@ static PetscErrorCode log_vprint(const AckdLog *log, FILE *stream, const char *p
   PetscFunctionBeginUser;
   PetscCallMPI(MPI_Comm_rank(log->comm, &rank));
   if (rank == 0) {
-    if (prefix) fputs(prefix, stream);
-    vfprintf(stream, fmt, ap);
+    /* One write per line: mpirun forwards a rank's stdout and stderr separately, chunk by chunk,
+     * and a line written in two pieces can come out with another stream's line between them. */
+    char    line[8192];
+    size_t  lead = prefix ? strlen(prefix) : 0;
+    va_list again;
+    if (lead >= sizeof line) lead = 0;
+    memcpy(line, prefix ? prefix : "", lead);
+    va_copy(again, ap);
+    int n = vsnprintf(line + lead, sizeof line - lead, fmt, ap);
+    if (n >= 0 && lead + (size_t)n < sizeof line)
+      fputs(line, stream);
+    else { /* longer than the buffer: in two writes after all */
+      if (prefix) fputs(prefix, stream);
+      vfprintf(stream, fmt, again);
+    }
+    va_end(again);
     fflush(stream);
   }
   PetscFunctionReturn(0);

@@ -472,6 +472,47 @@ PetscErrorCode AckdOTBlocksSolve(AckdOT ot)
   PetscFunctionReturn(0);
 }
 
+PetscInt AckdOTBlocksCount(AckdOT ot)
+{
+  return ot->blocks->nclass;
+}
+
+/* A block solved, stopped or not begun: its stage and potentials at its samples' global indices,
+ * contributed by its group's first rank; sums and a max over the parent give every rank all. */
+PetscErrorCode AckdOTBlocksGetState(AckdOT ot, AckdOTState *state)
+{
+  struct _AckdOTBlocks *bl = ot->blocks;
+  PetscMPIInt           sub_rank;
+
+  PetscFunctionBeginUser;
+  PetscCallMPI(MPI_Comm_rank(bl->sub_comm, &sub_rank));
+  for (PetscInt t = 0; t < bl->nmine; t++) {
+    AckdOT b = bl->sub[t];
+    if (!b->solved && !b->stopped) continue; /* not begun */
+    if (b->stopped) PetscCall(AckdOTGatherPotentials(b));
+    if (sub_rank != 0) continue;
+    state->stage[bl->mine[t]] = b->stage;
+    for (PetscInt i = 0; i < b->ns; i++) state->f[bl->s_index[t][i]] = b->f[i];
+    for (PetscInt j = 0; j < b->nt; j++) state->g[bl->t_index[t][j]] = b->g[j];
+  }
+  PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, state->stage, (PetscMPIInt)bl->nclass, MPIU_INT, MPI_MAX, ot->comm));
+  PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, state->f, (PetscMPIInt)ot->ns, MPI_DOUBLE, MPI_SUM, ot->comm));
+  PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, state->g, (PetscMPIInt)ot->nt, MPI_DOUBLE, MPI_SUM, ot->comm));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdOTBlocksSetState(AckdOT ot, const AckdOTState *state)
+{
+  struct _AckdOTBlocks *bl = ot->blocks;
+
+  PetscFunctionBeginUser;
+  for (PetscInt t = 0; t < bl->nmine; t++)
+    if (state->stage[bl->mine[t]] >= 0)
+      PetscCall(
+          AckdOTResumeFrom(bl->sub[t], state->stage[bl->mine[t]], bl->s_index[t], state->f, bl->t_index[t], state->g));
+  PetscFunctionReturn(0);
+}
+
 PetscErrorCode AckdOTBlocksDestroy(AckdOT ot)
 {
   struct _AckdOTBlocks *bl = ot->blocks;

@@ -38,6 +38,7 @@ PetscErrorCode AckdOTCreate(MPI_Comm comm, AckdOT *ot)
   o->block              = 64;
   o->lse_op             = MPI_OP_NULL;
   o->show_progress      = PETSC_TRUE;
+  o->resume_stage       = -1;
   PetscCall(AckdLogSetUp(&o->log, comm));
   PetscCall(PetscClassIdRegister("ackd ot", &classid));
   PetscCall(PetscLogEventRegister("OTCost", classid, &o->event_cost));

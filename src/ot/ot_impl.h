@@ -146,6 +146,7 @@ struct _p_AckdOT {
   PetscBool  setup, has_cost, solved;
   PetscBool  stoppable, stopped; /* AckdOTSetStoppable: a stop request ends the solve, unsolved */
   PetscBool  warm_start;         /* Sinkhorn from the potentials in f_loc, g_loc (the semi-dual's finish) */
+  PetscInt   resume_stage;       /* >= 0: Sinkhorn resumes in this eps stage from f_loc, g_loc (state.c) */
   MPI_Op     lse_op;
 
   /* solution */
@@ -310,5 +311,11 @@ PetscErrorCode AckdOTPlanStatistics(AckdOT ot, double eps, double *work);
 /* Full vectors from the local parts: entries of local rows (or columns) of
  * grid column 0 (or row 0) are broadcast to every rank. */
 PetscErrorCode AckdOTGatherPotentials(AckdOT ot);
+/* state.c and its class-block half in blocks.c */
+PetscErrorCode AckdOTResumeFrom(AckdOT ot, PetscInt stage, const PetscInt *row_of, const double *f,
+                                const PetscInt *col_of, const double *g);
+PetscInt       AckdOTBlocksCount(AckdOT ot);
+PetscErrorCode AckdOTBlocksGetState(AckdOT ot, AckdOTState *state);
+PetscErrorCode AckdOTBlocksSetState(AckdOT ot, const AckdOTState *state);
 
 #endif

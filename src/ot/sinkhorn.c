@@ -484,7 +484,8 @@ PetscErrorCode AckdOTSinkhorn(AckdOT ot)
              "eps relative to the largest cost is 0 (every finite cost is 0); use -%sot_eps_relative false",
              ot->prefix);
   if (ot->solver == ACKD_OT_SOLVER_SINKHORN) PetscCall(check_balance(ot));
-  if (!ot->warm_start) {
+  const PetscBool given = (PetscBool)(ot->warm_start || ot->resume_stage >= 0); /* f_loc, g_loc hold potentials */
+  if (!given) {
     PetscCall(PetscFree2(ot->f_loc, ot->g_loc));
     PetscCall(PetscMalloc2(ot->mloc + 1, &ot->f_loc, ot->nloc + 1, &ot->g_loc));
   }
@@ -509,11 +510,11 @@ PetscErrorCode AckdOTSinkhorn(AckdOT ot)
   w.infeasible[1] = ot->nt;
   for (PetscInt i = 0; i < ot->mloc; i++) {
     w.log_a[i] = log(ot->a[ot->row_global[i]]);
-    if (w.log_a[i] == -INFINITY || !ot->warm_start) ot->f_loc[i] = w.log_a[i] == -INFINITY ? -INFINITY : 0.0;
+    if (w.log_a[i] == -INFINITY || !given) ot->f_loc[i] = w.log_a[i] == -INFINITY ? -INFINITY : 0.0;
   }
   for (PetscInt j = 0; j < ot->nloc; j++) {
     w.log_b[j] = log(ot->b[ot->col_global[j]]);
-    if (w.log_b[j] == -INFINITY || !ot->warm_start) ot->g_loc[j] = w.log_b[j] == -INFINITY ? -INFINITY : 0.0;
+    if (w.log_b[j] == -INFINITY || !given) ot->g_loc[j] = w.log_b[j] == -INFINITY ? -INFINITY : 0.0;
   }
   if (!ot->warm_start) { /* a warm start continues the count and the history of what went before */
     ot->result.iterations     = 0;
@@ -531,6 +532,11 @@ PetscErrorCode AckdOTSinkhorn(AckdOT ot)
   if (ot->eps_scaling && !ot->warm_start)
     for (eps = ot->max_cost; eps > eps_target && !ot->stopped;) {
       double stage_tol = PetscMax(ot->tol, 1e-3);
+      if (stage < ot->resume_stage) { /* a resumed solve: this stage was done before the stop */
+        stage++;
+        eps *= ot->eps_scaling_factor;
+        continue;
+      }
       begin_stage(ot, stage++, stage_tol);
       PetscCall(run_stage(ot, &w, eps, stage_tol, &met, &err));
       w.col_lse_fresh = PETSC_FALSE; /* eps changes */
@@ -547,7 +553,8 @@ PetscErrorCode AckdOTSinkhorn(AckdOT ot)
     PetscCall(run_stage(ot, &w, eps, ot->tol, &met, &err));
   }
   PetscCall(AckdProgressEnd(&ot->progress));
-  if (ot->stopped) { /* the caller discards the solve: nothing to measure */
+  ot->resume_stage = -1; /* used up */
+  if (ot->stopped) {     /* the caller keeps the state (AckdOTGetState) or drops it: nothing to measure */
     PetscCall(PetscFree5(w.log_a, w.log_b, w.row_lse, w.col_lse, w.work));
     PetscCall(PetscFree2(w.g_old, w.buf));
     PetscCall(PetscFree5(w.f0, w.g0, w.u, w.acc, w.extra));

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# `ackd match` honours the stop contract: SIGUSR1 to mpirun during the solve (dense, and by class
-# blocks) ends it at the next convergence check with exit 75 and no match file or .part; the same
-# command then solves and writes it. The solve starts again: its state is not saved yet.
+# `ackd match` honours the stop contract and resumes: SIGUSR1 to mpirun during the Sinkhorn solve
+# (dense, and by class blocks) ends it at the next convergence check with exit 75, no match file
+# or .part, and the solver's state (eps stage and potentials) in OUTPUT.state; the same command
+# resumes from it and writes the match file an uninterrupted run writes (the same top-k teachers,
+# weights to 1e-6: both runs stop at a column error below 1e-10), and removes the state. A state
+# of another problem (other options) is not used: the solve starts again with a warning.
 #   stop_match.sh ACKD OUT MPIRUN...
 set -u
 ackd=$1 out=$2
@@ -9,34 +12,70 @@ shift 2
 mpirun=("$@")
 source "$(dirname "$0")/common.sh"
 fresh "$out"
-/usr/bin/python3 - "$out/features.h5" <<'PY' || fail "features"
+# 4 classes of random features: the dense solve takes ~2 s on 2 ranks, the class blocks ~4 s
+/usr/bin/python3 - "$out" <<'PY' || fail "features"
 import sys, h5py, numpy as np
 rng = np.random.default_rng(1)
-with h5py.File(sys.argv[1], "w") as f:
-    for side in ("student", "teacher"):
-        f[f"{side}/features"] = rng.standard_normal((1500, 32)).astype(np.float32)
-        f[f"{side}/labels"] = (np.arange(1500) % 4).astype(np.int32)
+for name, n in (("dense", 1500), ("blocks", 3000)):
+    with h5py.File(f"{sys.argv[1]}/{name}.h5", "w") as f:
+        for side in ("student", "teacher"):
+            f[f"{side}/features"] = rng.standard_normal((n, 32)).astype(np.float32)
+            f[f"{side}/labels"] = (np.arange(n) % 4).astype(np.int32)
 PY
-for blocks in false true; do
-  match=(match -match_input "$out/features.h5" -match_output "$out/m_$blocks.h5" -match_ot_eps 0.002
-    -match_ot_tol 1e-13 -match_class_blocks "$blocks")
-  # long enough to be signalled: the dense solve, or four blocks of a quarter the size each
-  if [ "$blocks" = true ]; then match+=(-match_ot_max_it 100000); else match+=(-match_ot_max_it 4000); fi
-  "${mpirun[@]}" 2 "$ackd" "${match[@]}" >"$out/$blocks.log" 2>&1 &
+same_plan() { # same_plan A B: the same top-k teachers, weights within 1e-6
+  /usr/bin/python3 - "$1" "$2" <<'PY'
+import sys, h5py, numpy as np
+a, b = h5py.File(sys.argv[1], "r"), h5py.File(sys.argv[2], "r")
+same = np.array_equal(a["match/teacher_index"][()], b["match/teacher_index"][()])
+diff = float(np.abs(a["match/weight"][()] - b["match/weight"][()]).max())
+print(f"same teachers: {same}, largest weight difference {diff:.2e}")
+sys.exit(0 if same and diff <= 1e-6 else 1)
+PY
+}
+for kind in dense blocks; do
+  blocks=false
+  [ $kind = blocks ] && blocks=true
+  match=(match -match_input "$out/$kind.h5" -match_ot_eps 0.01 -match_ot_tol 1e-10 -match_ot_max_it 100000
+    -match_class_blocks $blocks)
+  timeout 120 "${mpirun[@]}" 2 "$ackd" "${match[@]}" -match_output "$out/ref_$kind.h5" -quiet || fail "$kind: reference"
+  m=$out/m_$kind.h5
+  "${mpirun[@]}" 2 "$ackd" "${match[@]}" -match_output "$m" >"$out/$kind.log" 2>&1 &
   pid=$!
   # The signal goes once every rank hears it (match says so), and a little into the solve.
-  for _ in $(seq 600); do grep -q "match: solving" "$out/$blocks.log" && break; sleep 0.1; done
-  grep -q "match: solving" "$out/$blocks.log" || fail "blocks $blocks: the solve did not begin within 60 s"
+  for _ in $(seq 600); do grep -q "match: solving" "$out/$kind.log" && break; sleep 0.1; done
+  grep -q "match: solving" "$out/$kind.log" || fail "$kind: the solve did not begin within 60 s"
   sleep 0.5
-  kill -0 $pid 2>/dev/null || fail "blocks $blocks: match ended before the signal: $(cat "$out/$blocks.log")"
+  kill -0 $pid 2>/dev/null || fail "$kind: match ended before the signal: $(cat "$out/$kind.log")"
   kill -USR1 $pid
   start=$SECONDS
-  ended $pid 30 "blocks $blocks: match"
-  [ "$rc" -eq 75 ] || fail "blocks $blocks: exit $rc, expected 75: $(tail -n 5 "$out/$blocks.log")"
-  [ ! -e "$out/m_$blocks.h5" ] && [ ! -e "$out/m_$blocks.h5.part" ] || fail "blocks $blocks: left $(ls "$out")"
-  echo "ok: class blocks $blocks: USR1 stopped match in $((SECONDS - start)) s, exit 75, no file"
-  timeout 300 "${mpirun[@]}" 2 "$ackd" "${match[@]}" -match_ot_max_it 200 -quiet ||
-    fail "blocks $blocks: the rerun failed"
-  [ -e "$out/m_$blocks.h5" ] || fail "blocks $blocks: the rerun wrote no match file"
+  ended $pid 30 "$kind: match"
+  [ "$rc" -eq 75 ] || fail "$kind: exit $rc, expected 75: $(tail -n 5 "$out/$kind.log")"
+  [ ! -e "$m" ] && [ ! -e "$m.part" ] && [ ! -e "$m.state.part" ] || fail "$kind: left $(ls "$out")"
+  [ -e "$m.state" ] || fail "$kind: no state saved: $(tail -n 3 "$out/$kind.log")"
+  echo "ok: $kind: USR1 stopped match in $((SECONDS - start)) s, exit 75, its state in $(basename "$m").state"
+  timeout 120 "${mpirun[@]}" 2 "$ackd" "${match[@]}" -match_output "$m" >"$out/$kind.resumed.log" 2>&1 ||
+    fail "$kind: the resumed run failed: $(tail -n 3 "$out/$kind.resumed.log")"
+  grep -q "match: resuming from '$m.state'" "$out/$kind.resumed.log" ||
+    fail "$kind: did not resume: $(head -n 3 "$out/$kind.resumed.log")"
+  [ ! -e "$m.state" ] || fail "$kind: the state was left after the finished solve"
+  same_plan "$m" "$out/ref_$kind.h5" || fail "$kind: the resumed plan differs from the uninterrupted one"
+  echo "ok: $kind: the same command resumed ($(grep -o "resuming from .*" "$out/$kind.resumed.log" | cut -d: -f2-))" \
+    "and wrote the uninterrupted run's plan"
 done
-echo "ok: the same commands then wrote their match files"
+
+# a state of another problem: stopped at eps 0.02, then run at eps 0.01
+m=$out/other.h5
+"${mpirun[@]}" 2 "$ackd" match -match_input "$out/dense.h5" -match_output "$m" -match_ot_eps 0.02 \
+  -match_ot_tol 1e-13 -match_ot_max_it 100000 -match_class_blocks false >"$out/other.log" 2>&1 &
+pid=$!
+for _ in $(seq 600); do grep -q "match: solving" "$out/other.log" && break; sleep 0.1; done
+kill -USR1 $pid
+ended $pid 30 "other: match"
+[ "$rc" -eq 75 ] && [ -e "$m.state" ] || fail "other: exit $rc, state $(ls "$out" | grep other)"
+timeout 120 "${mpirun[@]}" 2 "$ackd" match -match_input "$out/dense.h5" -match_output "$m" -match_ot_eps 0.01 \
+  -match_ot_tol 1e-10 -match_ot_max_it 100000 -match_class_blocks false >"$out/other.resumed.log" 2>&1 ||
+  fail "other: the run failed: $(tail -n 3 "$out/other.resumed.log")"
+grep -q "warning: match: not resuming from '$m.state': it is of another problem" "$out/other.resumed.log" ||
+  fail "other: no warning: $(head -n 3 "$out/other.resumed.log")"
+same_plan "$m" "$out/ref_dense.h5" || fail "other: the plan differs from the uninterrupted one"
+echo "ok: a state of another problem (eps 0.02) was not used: warned, solved afresh, the uninterrupted plan"
