@@ -56,13 +56,14 @@ ackd_slurm_signal_option() {
 
 # ackd_stage_names TABLE: the stage names, in table order.
 ackd_stage_names() {
-  sed -e 's/#.*$//' "$1" | awk 'NF >= 3 { print $1 }'
+  awk '{ sub(/#.*/, "") } NF >= 3 { print $1 }' "$1"
 }
 
 # ackd_stage_argv TABLE STAGE: sets the array ACKD_ARGV to the stage's full command line.
 ackd_stage_argv() {
   local table=$1 stage=$2 line key value word
-  line=$(sed -e 's/#.*$//' "$table" | awk -v s="$stage" '$1 == s && NF >= 3' | head -n 1)
+  # one process per lookup: a sweep of hundreds of rows expands each of them
+  line=$(awk -v s="$stage" '{ sub(/#.*/, "") } $1 == s && NF >= 3 { print; exit }' "$table")
   if [ -z "$line" ]; then
     ackd_job_log "error: stage '$stage' is not in $table (it has: $(ackd_stage_names "$table" | tr '\n' ' '))"
     return 2
@@ -104,7 +105,7 @@ ackd_stage_argv() {
 # R ResNet34, M MobileNetV2, S ShuffleNetV2, C the small CNN of tests and smoke runs, e.g. R/M). The tag LABEL_TS names the row's run.
 ackd_grid_row() {
   local grid=$1 index=$2 line
-  line=$(sed -e 's/#.*$//' "$grid" | awk 'NF >= 2' | sed -n "$((index + 1))p")
+  line=$(awk -v n="$((index + 1))" '{ sub(/#.*/, "") } NF >= 2 && ++k == n { print; exit }' "$grid")
   if [ -z "$line" ]; then
     ackd_job_log "error: $grid has no row $index"
     return 2
