@@ -39,17 +39,25 @@ static void describe_h5_error(char *buf, size_t len)
     snprintf(buf, len, "%s: %s", text.outer, text.inner);
 }
 
+/* "CONTEXT (HDF5: what its error stack says)", CONTEXT from the caller's format. */
+static void h5_message(char *buf, size_t len, const char *fmt, va_list ap)
+{
+  char context[512], detail[520];
+
+  vsnprintf(context, sizeof context, fmt, ap);
+  describe_h5_error(detail, sizeof detail);
+  snprintf(buf, len, "%s (HDF5: %s)", context, detail);
+}
+
 PetscErrorCode AckdH5Fail(const char *func, int line, const char *file, const char *fmt, ...)
 {
-  char    context[512], detail[520];
+  char    message[1100];
   va_list ap;
 
   va_start(ap, fmt);
-  vsnprintf(context, sizeof context, fmt, ap);
+  h5_message(message, sizeof message, fmt, ap);
   va_end(ap);
-  describe_h5_error(detail, sizeof detail);
-  return PetscError(PETSC_COMM_SELF, line, func, file, PETSC_ERR_LIB, PETSC_ERROR_INITIAL, "%s (HDF5: %s)", context,
-                    detail);
+  return PetscError(PETSC_COMM_SELF, line, func, file, PETSC_ERR_LIB, PETSC_ERROR_INITIAL, "%s", message);
 }
 
 /* Set once a write to a file open on every rank has failed. HDF5 would close such a file at
@@ -74,14 +82,11 @@ PetscErrorCode AckdH5Agree(MPI_Comm comm, herr_t status, hid_t loc, const char *
   PetscCallMPI(MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, comm));
   if (first == INT_MAX) return 0;
   if (rank == first) {
-    char    context[512], detail[520];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(context, sizeof context, fmt, ap);
+    h5_message(message, sizeof message - 64, fmt, ap);
     va_end(ap);
-    describe_h5_error(detail, sizeof detail);
-    snprintf(message, sizeof message, "%s (HDF5: %s); check the free space and quota of its file system", context,
-             detail);
+    strcat(message, "; check the free space and quota of its file system");
   }
   H5Eclear2(H5E_DEFAULT);
   PetscCallMPI(MPI_Bcast(message, sizeof message, MPI_CHAR, first, comm));

@@ -10,7 +10,7 @@ set -u
 ackd=$1 out=$2
 shift 2
 mpirun=("$@")
-fail() { echo "FAIL: $*" >&2; cleanup; exit 1; }
+source "$(dirname "$0")/common.sh" # its fail exits, and the EXIT trap below cleans up
 mnt=$out/tmpfs
 cleanup() { mountpoint -q "$mnt" 2>/dev/null && umount "$mnt"; }
 trap cleanup EXIT

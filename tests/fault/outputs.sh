@@ -12,7 +12,7 @@ set -u
 ackd=$1 out=$2
 shift 2
 mpirun=("$@")
-fail() { echo "FAIL: $*" >&2; cleanup; exit 1; }
+source "$(dirname "$0")/common.sh" # its fail exits, and the EXIT trap below cleans up
 ro=$out/readonly
 cleanup() { mountpoint -q "$ro" 2>/dev/null && umount "$ro"; pkill -9 -f "$out/" 2>/dev/null; return 0; }
 trap cleanup EXIT
