@@ -282,9 +282,6 @@ PetscErrorCode AckdStageMatch(MPI_Comm comm, int npositional, char **positional,
     if (rank == 0 && unlink(state_path) && errno != ENOENT)
       PetscCall(AckdLogWarn(&log, "match: cannot remove the finished solve's state '%s' (%s)\n", state_path,
                             strerror(errno)));
-  }
-
-  if (!stopped) {
     AckdOTResult r;
     PetscInt     pr, pc;
     PetscCall(AckdOTGetResult(ot, &r));
