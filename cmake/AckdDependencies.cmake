@@ -59,6 +59,16 @@ pkg_check_modules(GDAL QUIET IMPORTED_TARGET gdal)
 if(NOT GDAL_FOUND)
   ackd_missing("GDAL" "libgdal-dev")
 endif()
+# ackd loads libgdal when curate first needs it (src/data/gdal_library.h says why), by the
+# name the loader knows it by at run time: its SONAME, not the -dev package's libgdal.so link.
+find_library(ACKD_GDAL_LIBRARY NAMES gdal HINTS ${GDAL_LIBRARY_DIRS} REQUIRED)
+execute_process(COMMAND ${CMAKE_OBJDUMP} -p ${ACKD_GDAL_LIBRARY} OUTPUT_VARIABLE gdal_dynamic_section
+                RESULT_VARIABLE gdal_objdump_failed)
+string(REGEX MATCH "SONAME +([^ \n]+)" gdal_soname_line "${gdal_dynamic_section}")
+if(gdal_objdump_failed OR NOT CMAKE_MATCH_1)
+  message(FATAL_ERROR "cannot read the SONAME of ${ACKD_GDAL_LIBRARY} with '${CMAKE_OBJDUMP} -p'; install binutils")
+endif()
+set(ACKD_GDAL_SONAME ${CMAKE_MATCH_1} CACHE INTERNAL "libgdal's SONAME, which ackd dlopens")
 
 # GLPK: the exact LP solver behind the OT validation path
 find_path(GLPK_INCLUDE_DIR glpk.h)

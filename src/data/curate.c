@@ -8,9 +8,9 @@
  * kept samples by final index, decode them again and write collectively.
  * Decoding twice costs less than holding a large collection in memory, and
  * makes the result independent of the number of ranks. */
+#include "gdal_library.h"
 #include "multilabel_sources.h"
 #include <ackd/ckpt.h>
-#include <gdal.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -83,7 +83,8 @@ PetscErrorCode AckdCurateCreate(MPI_Comm comm, AckdCurate *curate)
   PetscCall(PetscClassIdRegister("ackd data", &classid));
   PetscCall(PetscLogEventRegister("CurateDecode", classid, &c->event_decode));
   PetscCall(PetscLogEventRegister("CurateWrite", classid, &c->event_write));
-  GDALAllRegister();
+  const AckdGDALLibrary *gdal; /* loaded now, so a missing GDAL stops curate before any work */
+  PetscCall(AckdGDALLibraryGet(&gdal));
   *curate = c;
   PetscFunctionReturn(0);
 }
