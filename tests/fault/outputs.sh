@@ -82,7 +82,7 @@ echo "ok: concurrent: a lock held by a zombie (pid $zombie, exited, unreaped) wa
 d=$out/orphans
 "${mpirun[@]}" 2 "$ackd" "${train[@]}" -train_epochs 200 -train_dir "$d" -train_ckpt_every_steps 2 >"$out/orphans.log" 2>&1 &
 launcher=$!
-for _ in $(seq 300); do ls "$d"/checkpoints/ckpt_*.h5 >/dev/null 2>&1 && break; sleep 0.1; done
+for _ in $(seq 300); do compgen -G "$d/checkpoints/ckpt_*.h5" >/dev/null && break; sleep 0.1; done
 ranks=$(pgrep -P $launcher -d ' ')
 [ -n "$ranks" ] || fail "orphans: no ranks under mpirun $launcher"
 kill -9 $launcher

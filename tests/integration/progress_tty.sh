@@ -4,7 +4,7 @@
 set -u
 ackd=$1 dir=$2 mpirun=$3
 rm -rf "$dir" && mkdir -p "$dir" && cd "$dir" || exit 1
-opts="-synth_ms_count 2000 -synth_rgb_count 2000 -synth_force -synth_output tty.h5"
+opts="-synth_ms_count 200 -synth_rgb_count 200 -synth_force -synth_output tty.h5"
 tty_out=$(script -qec "$ackd synth $opts" /dev/null)
 grep -q 'synth        \[#' <<<"$tty_out" || { echo "FAIL: no progress bar on a terminal"; echo "$tty_out"; exit 1; }
 pipe_out=$($ackd synth $opts 2>&1 | cat)
