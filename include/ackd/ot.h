@@ -169,7 +169,8 @@ PetscErrorCode AckdOTSetState(AckdOT ot, const AckdOTState *state);
 PetscErrorCode AckdOTStateFree(AckdOTState *state);
 /* Collective: the state file (ackd_format "ot_state"), written through a .part. It records the
  * problem: `source` (the caller's input, e.g. its file's size and time) and the solver's settings;
- * a file of another problem is not read (*found false, *why says why). */
+ * a file of another problem, or one that is corrupt or does not fit it, is not read (*found false,
+ * *why says why: the caller starts the solve again). */
 PetscErrorCode AckdOTStateWrite(AckdOT ot, const AckdOTState *state, const char *path, const AckdH5Settings *h5,
                                 const char *source);
 PetscErrorCode AckdOTStateRead(AckdOT ot, const char *path, const AckdH5Settings *h5, const char *source,

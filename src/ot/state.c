@@ -124,24 +124,39 @@ PetscErrorCode AckdOTStateWrite(AckdOT ot, const AckdOTState *state, const char 
   PetscFunctionReturn(0);
 }
 
-static PetscErrorCode read_vector(MPI_Comm comm, hid_t file, const char *path, const char *name, hid_t type, hsize_t n,
-                                  void *data)
+/* A state is a cache of work done: one that does not fit (a wrong shape, non-finite
+ * potentials) says why in *why and is not used, rather than stopping the run. */
+static PetscErrorCode read_vector(hid_t file, const char *path, const char *name, hid_t type, hsize_t n, void *data,
+                                  char *why, size_t why_len)
 {
   hid_t   dset, space;
   hsize_t dims[1] = {0};
 
   PetscFunctionBeginUser;
+  if (why[0]) PetscFunctionReturn(0);
+  if (H5Lexists(file, name, H5P_DEFAULT) <= 0) {
+    snprintf(why, why_len, "it has no /%s", name);
+    PetscFunctionReturn(0);
+  }
   AckdCallH5(dset = H5Dopen2(file, name, H5P_DEFAULT), "'%s': opening /%s", path, name);
   AckdCallH5(space = H5Dget_space(dset), "'%s': the shape of /%s", path, name);
   int rank = H5Sget_simple_extent_ndims(space);
   H5Sget_simple_extent_dims(space, dims, NULL);
   H5Sclose(space);
-  PetscCheck(rank == 1 && dims[0] == n, comm, PETSC_ERR_FILE_UNEXPECTED,
-             "'%s': /%s has %llu entries, expected %llu; remove the file to start the solve again", path, name,
-             (unsigned long long)dims[0], (unsigned long long)n);
-  AckdCallH5(H5Dread(dset, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data), "'%s': reading /%s", path, name);
+  if (rank == 1 && dims[0] == n)
+    AckdCallH5(H5Dread(dset, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data), "'%s': reading /%s", path, name);
+  else
+    snprintf(why, why_len, "/%s has %llu entries, expected %llu", name, (unsigned long long)dims[0],
+             (unsigned long long)n);
   H5Dclose(dset);
   PetscFunctionReturn(0);
+}
+
+static void check_potentials(const char *name, const double *v, PetscInt n, char *why, size_t why_len)
+{
+  for (PetscInt i = 0; i < n && !why[0]; i++)
+    if (isnan(v[i]) || v[i] == INFINITY)
+      snprintf(why, why_len, "potential %s[%" PetscInt_FMT "] is not a number", name, i);
 }
 
 PetscErrorCode AckdOTStateRead(AckdOT ot, const char *path, const AckdH5Settings *h5, const char *source,
@@ -158,6 +173,11 @@ PetscErrorCode AckdOTStateRead(AckdOT ot, const char *path, const AckdH5Settings
   PetscBool exists;
   PetscCall(PetscTestFile(path, 'r', &exists));
   if (!exists) PetscFunctionReturn(0);
+  /* Every rank asks: the answer is the same file's, and no rank then opens alone. */
+  if (H5Fis_hdf5(path) <= 0) {
+    snprintf(why, why_len, "it is not an HDF5 file (corrupt or truncated)");
+    PetscFunctionReturn(0);
+  }
   PetscCall(AckdH5FileOpenRead(ot->comm, path, h5, &file));
   PetscCall(AckdH5AttrReadString(file, "ackd_format", format, sizeof format, &has_format));
   PetscCall(AckdH5AttrReadString(file, "problem", problem, sizeof problem, &has_problem));
@@ -169,20 +189,15 @@ PetscErrorCode AckdOTStateRead(AckdOT ot, const char *path, const AckdH5Settings
     PetscCall(state_alloc(ot, state));
     int *stage;
     PetscCall(PetscMalloc1(state->nproblems, &stage));
-    PetscCall(read_vector(ot->comm, file, path, "stage", H5T_NATIVE_INT, (hsize_t)state->nproblems, stage));
+    PetscCall(read_vector(file, path, "stage", H5T_NATIVE_INT, (hsize_t)state->nproblems, stage, why, why_len));
     for (PetscInt p = 0; p < state->nproblems; p++) state->stage[p] = stage[p];
     PetscCall(PetscFree(stage));
-    PetscCall(read_vector(ot->comm, file, path, "f", H5T_NATIVE_DOUBLE, (hsize_t)ot->ns, state->f));
-    PetscCall(read_vector(ot->comm, file, path, "g", H5T_NATIVE_DOUBLE, (hsize_t)ot->nt, state->g));
-    for (PetscInt i = 0; i < ot->ns; i++)
-      PetscCheck(!isnan(state->f[i]) && state->f[i] != INFINITY, ot->comm, PETSC_ERR_FILE_UNEXPECTED,
-                 "'%s': potential f[%" PetscInt_FMT "] is not a number; remove the file to start the solve again", path,
-                 i);
-    for (PetscInt j = 0; j < ot->nt; j++)
-      PetscCheck(!isnan(state->g[j]) && state->g[j] != INFINITY, ot->comm, PETSC_ERR_FILE_UNEXPECTED,
-                 "'%s': potential g[%" PetscInt_FMT "] is not a number; remove the file to start the solve again", path,
-                 j);
-    *found = PETSC_TRUE;
+    PetscCall(read_vector(file, path, "f", H5T_NATIVE_DOUBLE, (hsize_t)ot->ns, state->f, why, why_len));
+    PetscCall(read_vector(file, path, "g", H5T_NATIVE_DOUBLE, (hsize_t)ot->nt, state->g, why, why_len));
+    if (!why[0]) check_potentials("f", state->f, ot->ns, why, why_len);
+    if (!why[0]) check_potentials("g", state->g, ot->nt, why, why_len);
+    if (why[0]) PetscCall(AckdOTStateFree(state));
+    *found = (PetscBool)!why[0];
   }
   PetscCall(AckdH5FileClose(&file, path));
   PetscFunctionReturn(0);

@@ -4,7 +4,8 @@
 # or .part, and the solver's state (eps stage and potentials) in OUTPUT.state; the same command
 # resumes from it and writes the match file an uninterrupted run writes (the same top-k teachers,
 # weights to 1e-6: both runs stop at a column error below 1e-10), and removes the state. A state
-# of another problem (other options) is not used: the solve starts again with a warning.
+# of another problem (other options), a corrupt one and one with a NaN potential are not used:
+# the solve starts again with a warning.
 #   stop_match.sh ACKD OUT MPIRUN...
 set -u
 ackd=$1 out=$2
@@ -53,6 +54,7 @@ for kind in dense blocks; do
   [ ! -e "$m" ] && [ ! -e "$m.part" ] && [ ! -e "$m.state.part" ] || fail "$kind: left $(ls "$out")"
   [ -e "$m.state" ] || fail "$kind: no state saved: $(tail -n 3 "$out/$kind.log")"
   echo "ok: $kind: USR1 stopped match in $((SECONDS - start)) s, exit 75, its state in $(basename "$m").state"
+  cp "$m.state" "$out/$kind.state.copy" # for the unusable states below
   timeout 120 "${mpirun[@]}" 2 "$ackd" "${match[@]}" -match_output "$m" >"$out/$kind.resumed.log" 2>&1 ||
     fail "$kind: the resumed run failed: $(tail -n 3 "$out/$kind.resumed.log")"
   grep -q "match: resuming from '$m.state'" "$out/$kind.resumed.log" ||
@@ -79,3 +81,25 @@ grep -q "warning: match: not resuming from '$m.state': it is of another problem"
   fail "other: no warning: $(head -n 3 "$out/other.resumed.log")"
 same_plan "$m" "$out/ref_dense.h5" || fail "other: the plan differs from the uninterrupted one"
 echo "ok: a state of another problem (eps 0.02) was not used: warned, solved afresh, the uninterrupted plan"
+
+# A state that cannot be used is a cache lost, not an error: garbage bytes, and a state of this
+# problem with a NaN potential, are each warned about and the solve starts again.
+/usr/bin/python3 - "$out/dense.state.copy" "$out/nan.h5.state" <<'PY' || fail "a NaN state"
+import shutil, sys, h5py
+shutil.copy(sys.argv[1], sys.argv[2])
+with h5py.File(sys.argv[2], "r+") as f:
+    f["f"][3] = float("nan")
+PY
+head -c 4096 /dev/urandom >"$out/garbage.h5.state"
+for bad in garbage:"it is not an HDF5 file (corrupt or truncated)" nan:"potential f\[3\] is not a number"; do
+  name=${bad%%:*} why=${bad#*:}
+  m=$out/$name.h5
+  timeout 120 "${mpirun[@]}" 2 "$ackd" match -match_input "$out/dense.h5" -match_output "$m" -match_ot_eps 0.01 \
+    -match_ot_tol 1e-10 -match_ot_max_it 100000 -match_class_blocks false >"$out/$name.log" 2>&1 ||
+    fail "$name state: the run failed: $(tail -n 3 "$out/$name.log")"
+  grep -q "warning: match: not resuming from '$m.state': $why; the solve starts again" "$out/$name.log" ||
+    fail "$name state: no warning: $(head -n 3 "$out/$name.log")"
+  [ ! -e "$m.state" ] || fail "$name state: left after the finished solve"
+  same_plan "$m" "$out/ref_dense.h5" || fail "$name state: the plan differs from the uninterrupted one"
+  echo "ok: a $name state was not used: warned, solved afresh, the uninterrupted plan"
+done
