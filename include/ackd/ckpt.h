@@ -122,5 +122,7 @@ PetscErrorCode AckdStopRequested(MPI_Comm comm, PetscBool *stop);
 /* Not collective: whether this process has had a stop signal, for a loop whose ranks take
  * different numbers of turns; a collective AckdStopRequested after it decides for all. */
 PetscBool AckdStopSignalled(void);
+/* For tests: this process sends itself SIGTERM at its n-th AckdStopSignalled (0: never). */
+void AckdStopDebugSignalAfter(PetscInt polls);
 
 #endif

@@ -159,6 +159,8 @@ typedef struct {
   PetscInt  count;
   double    loss, oa;
   PetscInt *confusion; /* K x K, on every rank */
+  PetscBool stoppable; /* in: a stop signal (AckdStopRequestInstall) ends the pass early */
+  PetscBool stopped;   /* out, the same on every rank: the pass ended early and the numbers mean nothing */
 } AckdClassifierScore;
 PetscErrorCode AckdClassifierEvaluate(MPI_Comm comm, AckdModel model, AckdEngine *engine, AckdSharedDataset dataset,
                                       PetscInt split, PetscInt batch, PetscInt classes, AckdClassifierScore *score,
@@ -175,9 +177,10 @@ PetscErrorCode AckdClassifierEvaluate(MPI_Comm comm, AckdModel model, AckdEngine
  * local_scores (if not NULL): the scores of this rank's rows of the split
  * (AckdSplitRows' block), nlocal x K. The numbers are the same on every rank. */
 typedef struct {
-  PetscInt count;
-  double   loss, map, f1_micro, f1_macro;
-  double  *per_class_ap; /* K, caller's memory, or NULL */
+  PetscInt  count;
+  double    loss, map, f1_micro, f1_macro;
+  double   *per_class_ap;       /* K, caller's memory, or NULL */
+  PetscBool stoppable, stopped; /* as in AckdClassifierScore */
 } AckdMultilabelScore;
 PetscErrorCode AckdMultilabelEvaluate(MPI_Comm comm, AckdModel model, AckdEngine *engine, AckdSharedDataset dataset,
                                       PetscInt split, PetscInt batch, PetscInt classes, AckdMultilabelScore *score,

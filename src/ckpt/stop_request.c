@@ -39,8 +39,17 @@ PetscErrorCode AckdStopRequestInstall(void)
   PetscFunctionReturn(0);
 }
 
+/* Tests' stand-in for a scheduler: a real SIGTERM to this process at the n-th poll. */
+static PetscInt polls_until_signal = 0;
+
+void AckdStopDebugSignalAfter(PetscInt polls)
+{
+  polls_until_signal = polls;
+}
+
 PetscBool AckdStopSignalled(void)
 {
+  if (polls_until_signal > 0 && --polls_until_signal == 0) raise(SIGTERM);
   return (PetscBool)(stop_signal != 0);
 }
 

@@ -106,10 +106,10 @@ static PetscErrorCode write_eval_multilabel(MPI_Comm comm, const char *path, con
 static PetscErrorCode eval_multilabel(MPI_Comm comm, AckdLog *log, AckdModel model, AckdEngine *engine,
                                       AckdSharedDataset dataset, const AckdCollectionInfo *info, PetscInt split,
                                       PetscInt batch, const char *output, const char *const *attrs,
-                                      const char *const *tags)
+                                      const char *const *tags, PetscBool *stopped)
 {
   const PetscInt      K     = info->classes;
-  AckdMultilabelScore score = {0};
+  AckdMultilabelScore score = {.stoppable = PETSC_TRUE};
   PetscInt            nglobal, nlocal, first, *rows;
   float              *scores;
   char                line[256];
@@ -120,6 +120,12 @@ static PetscErrorCode eval_multilabel(MPI_Comm comm, AckdLog *log, AckdModel mod
              "the %s split of /%s in '%s' is empty; choose another -eval_split", SPLITS[split], attrs[2], attrs[1]);
   PetscCall(PetscMalloc2(PetscMax(nlocal * K, 1), &scores, K, &score.per_class_ap));
   PetscCall(AckdMultilabelEvaluate(comm, model, engine, dataset, split, batch, K, &score, scores));
+  *stopped = score.stopped;
+  if (score.stopped) {
+    PetscCall(PetscFree2(scores, score.per_class_ap));
+    PetscCall(PetscFree(rows));
+    PetscFunctionReturn(0);
+  }
   PetscCall(write_eval_multilabel(comm, output, attrs, tags, split, info, &score, nlocal, first, rows, scores));
   snprintf(line, sizeof line,
            "%s on the %s split of /%s (%d samples, multi-label): mAP %.4f, F1 micro %.4f, F1 macro %.4f (sigmoid > "
@@ -167,11 +173,63 @@ static PetscErrorCode choose_split(MPI_Comm comm, const AckdLog *log, AckdShared
           SPLITS[*split], modality, data);
 }
 
+/* The classifier's eval file, and its result lines (printed with -quiet too, which silences only
+ * progress and information). */
+static PetscErrorCode report_classifier(MPI_Comm comm, AckdLog *log, const char *output, const char *checkpoint,
+                                        const char *data, const char *modality, PetscInt split,
+                                        const char *architecture, const char *const *tags,
+                                        const AckdCollectionInfo *info, const AckdClassifierScore *score,
+                                        PetscInt nlocal, PetscInt first, const PetscInt *rows,
+                                        const PetscInt *predictions)
+{
+  const PetscInt K = info->classes;
+
+  PetscFunctionBeginUser;
+  double    *per_class, mean_class = 0;
+  long long *per_class_count;
+  PetscInt   present = 0;
+  PetscCall(PetscMalloc2(K, &per_class, K, &per_class_count));
+  for (PetscInt k = 0; k < K; k++) {
+    long long total = 0;
+    for (PetscInt j = 0; j < K; j++) total += score->confusion[k * K + j];
+    per_class_count[k] = total;
+    per_class[k]       = total ? (double)score->confusion[k * K + k] / (double)total : NAN;
+    if (total) {
+      mean_class += per_class[k];
+      present++;
+    }
+  }
+  mean_class = present ? mean_class / present : NAN;
+  PetscCall(write_eval(comm, output, checkpoint, data, modality, split, architecture, tags, info, score, mean_class,
+                       per_class, per_class_count, nlocal, first, rows, predictions));
+
+  char line[256];
+  snprintf(line, sizeof line, "%s on the %s split of /%s (%d samples): OA %.4f, mean class accuracy %.4f", checkpoint,
+           SPLITS[split], modality, (int)score->count, score->oa, mean_class);
+  PetscCall(AckdLogResult(log, "%s\n", line));
+  for (PetscInt k = 0; k < K; k++) {
+    snprintf(line, sizeof line, "  %-24s %6.4f  (%lld samples)", info->class_names[k], per_class[k],
+             per_class_count[k]);
+    PetscCall(AckdLogResult(log, "%s\n", line));
+  }
+  PetscCall(AckdLogInfo(log, "wrote %s\n", output));
+  PetscCall(PetscFree2(per_class, per_class_count));
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode report_stop(AckdLog *log, const char *output, int *exit_code)
+{
+  PetscFunctionBeginUser;
+  PetscCall(AckdLogInfo(log, "eval: stopped by a signal; '%s' not written, run the same command again\n", output));
+  *exit_code = ACKD_EXIT_CHECKPOINTED;
+  PetscFunctionReturn(0);
+}
+
 PetscErrorCode AckdStageEval(MPI_Comm comm, int npositional, char **positional, int *exit_code)
 {
   char              checkpoint[PETSC_MAX_PATH_LEN] = "", data[PETSC_MAX_PATH_LEN] = "", output[PETSC_MAX_PATH_LEN] = "";
   char              modality[16] = "", architecture[64] = "", method[64] = "", pair[16] = "", role[32] = "";
-  PetscInt          split = 2, batch = 256, threads = 0;
+  PetscInt          split = 2, batch = 256, threads = 0, debug_signal_after = 0;
   PetscBool         stop, found, split_set;
   AckdCkptReader    reader;
   AckdModelConfig   config = {0};
@@ -186,7 +244,6 @@ PetscErrorCode AckdStageEval(MPI_Comm comm, int npositional, char **positional, 
   PetscFunctionBeginUser;
   (void)npositional;
   (void)positional;
-  (void)exit_code;
   PetscCall(AckdLogSetUp(&log, comm));
   PetscOptionsBegin(comm, NULL, "ackd eval: a checkpoint's accuracy on a split", NULL);
   PetscCall(AckdOptionsString(PetscOptionsObject, "-eval_checkpoint",
@@ -205,6 +262,9 @@ PetscErrorCode AckdStageEval(MPI_Comm comm, int npositional, char **positional, 
   PetscCall(AckdOptionsInt(PetscOptionsObject, "-eval_batch", "Batch size", &batch, 1, 1 << 20, NULL));
   PetscCall(AckdOptionsInt(PetscOptionsObject, "-eval_threads", "Threads per rank (0: OMP_NUM_THREADS)", &threads, 0,
                            1024, NULL));
+  PetscCall(AckdOptionsInt(PetscOptionsObject, "-eval_debug_signal_after",
+                           "Testing: rank 0 sends itself SIGTERM before its N-th batch (0: never)", &debug_signal_after,
+                           0, PETSC_MAX_INT, NULL));
   PetscOptionsEnd();
   PetscCall(AckdH5SettingsSetFromOptions(&h5));
   PetscCall(AckdStageReady(comm, "eval", &stop));
@@ -255,10 +315,19 @@ PetscErrorCode AckdStageEval(MPI_Comm comm, int npositional, char **positional, 
     snprintf(output, sizeof output, "%s/eval_%s.h5", dirname(dir), SPLITS[split]);
   }
   PetscCall(AckdOutputFileCheck(comm, output, "-eval_output"));
-  const char *const tags[] = {method, pair, role};
+  /* A stop request ends the pass at the next batch; nothing is written (a pass is cheap to repeat). */
+  PetscCall(AckdStopRequestInstall());
+  PetscMPIInt rank;
+  PetscCallMPI(MPI_Comm_rank(comm, &rank));
+  if (rank == 0) AckdStopDebugSignalAfter(debug_signal_after);
+  PetscCallMPI(MPI_Barrier(comm)); /* from the line below on, every rank honours a stop request */
+  PetscCall(AckdLogInfo(&log, "eval: scoring the %s split of /%s\n", SPLITS[split], modality));
+  const char *const tags[]  = {method, pair, role};
+  PetscBool         stopped = PETSC_FALSE;
   if (info.multilabel) {
     const char *const attrs[] = {checkpoint, data, modality, architecture};
-    PetscCall(eval_multilabel(comm, &log, model, &engine, dataset, &info, split, batch, output, attrs, tags));
+    PetscCall(eval_multilabel(comm, &log, model, &engine, dataset, &info, split, batch, output, attrs, tags, &stopped));
+    if (stopped) PetscCall(report_stop(&log, output, exit_code));
     PetscCall(AckdSharedDatasetDestroy(&dataset));
     PetscCall(AckdEngineDestroy(&engine));
     PetscCall(AckdModelDestroy(&model));
@@ -266,7 +335,7 @@ PetscErrorCode AckdStageEval(MPI_Comm comm, int npositional, char **positional, 
     PetscFunctionReturn(0);
   }
   const PetscInt      K     = config.classes;
-  AckdClassifierScore score = {0};
+  AckdClassifierScore score = {.stoppable = PETSC_TRUE};
   PetscInt            nglobal, nlocal, first, *rows, *predictions;
   PetscCall(PetscMalloc1(K * K, &score.confusion));
   PetscCall(AckdSplitRows(comm, dataset, split, &nglobal, &nlocal, &rows, &first));
@@ -274,36 +343,11 @@ PetscErrorCode AckdStageEval(MPI_Comm comm, int npositional, char **positional, 
              "the %s split of /%s in '%s' is empty; choose another -eval_split", SPLITS[split], modality, data);
   PetscCall(PetscMalloc1(PetscMax(nlocal, 1), &predictions));
   PetscCall(AckdClassifierEvaluate(comm, model, &engine, dataset, split, batch, K, &score, predictions));
-
-  double    *per_class, mean_class = 0;
-  long long *per_class_count;
-  PetscInt   present = 0;
-  PetscCall(PetscMalloc2(K, &per_class, K, &per_class_count));
-  for (PetscInt k = 0; k < K; k++) {
-    long long total = 0;
-    for (PetscInt j = 0; j < K; j++) total += score.confusion[k * K + j];
-    per_class_count[k] = total;
-    per_class[k]       = total ? (double)score.confusion[k * K + k] / (double)total : NAN;
-    if (total) {
-      mean_class += per_class[k];
-      present++;
-    }
-  }
-  mean_class = present ? mean_class / present : NAN;
-  PetscCall(write_eval(comm, output, checkpoint, data, modality, split, architecture, tags, &info, &score, mean_class,
-                       per_class, per_class_count, nlocal, first, rows, predictions));
-
-  char line[256];
-  snprintf(line, sizeof line, "%s on the %s split of /%s (%d samples): OA %.4f, mean class accuracy %.4f", checkpoint,
-           SPLITS[split], modality, (int)score.count, score.oa, mean_class);
-  /* The stage's result: printed with -quiet too, which silences only progress and information. */
-  PetscCall(AckdLogResult(&log, "%s\n", line));
-  for (PetscInt k = 0; k < K; k++) {
-    snprintf(line, sizeof line, "  %-24s %6.4f  (%lld samples)", info.class_names[k], per_class[k], per_class_count[k]);
-    PetscCall(AckdLogResult(&log, "%s\n", line));
-  }
-  PetscCall(AckdLogInfo(&log, "wrote %s\n", output));
-  PetscCall(PetscFree2(per_class, per_class_count));
+  if (score.stopped)
+    PetscCall(report_stop(&log, output, exit_code));
+  else
+    PetscCall(report_classifier(comm, &log, output, checkpoint, data, modality, split, architecture, tags, &info,
+                                &score, nlocal, first, rows, predictions));
   PetscCall(PetscFree(predictions));
   PetscCall(PetscFree(rows));
   PetscCall(PetscFree(score.confusion));

@@ -67,8 +67,12 @@ PetscInt AckdCountCorrect(const AckdTensor *logits, const PetscInt *labels)
   return correct;
 }
 
-PetscErrorCode AckdModelPredict(AckdModel model, AckdEngine *engine, AckdSharedDataset dataset, PetscInt nrows,
-                                const PetscInt *rows, PetscInt batch, AckdPredictVisit visit, void *ctx)
+/* A stoppable pass leaves its loop at the first batch after this rank's stop signal. The loop
+ * holds no collective call (each rank reads its own rows), so ranks may leave it at different
+ * batches; the caller's collective AckdStopRequested then decides for all of them. */
+static PetscErrorCode predict(AckdModel model, AckdEngine *engine, AckdSharedDataset dataset, PetscInt nrows,
+                              const PetscInt *rows, PetscInt batch, AckdPredictVisit visit, void *ctx,
+                              PetscBool stoppable)
 {
   PetscInt count, c, h, w;
   float   *images;
@@ -78,7 +82,7 @@ PetscErrorCode AckdModelPredict(AckdModel model, AckdEngine *engine, AckdSharedD
   const PetscInt sample = c * h * w;
   PetscCall(PetscMalloc1((size_t)batch * sample, &images));
   PetscCall(AckdModelSetTraining(model, PETSC_FALSE));
-  for (PetscInt first = 0; first < nrows; first += batch) {
+  for (PetscInt first = 0; first < nrows && !(stoppable && AckdStopSignalled()); first += batch) {
     const PetscInt   n = PetscMin(batch, nrows - first);
     AckdModelOutputs out;
     PetscCall(AckdSharedDatasetReadImages(dataset, n, rows + first, images));
@@ -88,6 +92,14 @@ PetscErrorCode AckdModelPredict(AckdModel model, AckdEngine *engine, AckdSharedD
   }
   PetscCall(AckdModelSetTraining(model, PETSC_TRUE));
   PetscCall(PetscFree(images));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdModelPredict(AckdModel model, AckdEngine *engine, AckdSharedDataset dataset, PetscInt nrows,
+                                const PetscInt *rows, PetscInt batch, AckdPredictVisit visit, void *ctx)
+{
+  PetscFunctionBeginUser;
+  PetscCall(predict(model, engine, dataset, nrows, rows, batch, visit, ctx, PETSC_FALSE));
   PetscFunctionReturn(0);
 }
 
@@ -138,7 +150,13 @@ PetscErrorCode AckdClassifierEvaluate(MPI_Comm comm, AckdModel model, AckdEngine
     PetscCall(PetscArrayzero(score->confusion, classes * classes));
     s.confusion = score->confusion;
   }
-  PetscCall(AckdModelPredict(model, engine, dataset, nlocal, rows, batch, score_batch, &s));
+  PetscCall(predict(model, engine, dataset, nlocal, rows, batch, score_batch, &s, score->stoppable));
+  score->stopped = PETSC_FALSE;
+  if (score->stoppable) PetscCall(AckdStopRequested(comm, &score->stopped));
+  if (score->stopped) {
+    PetscCall(PetscFree(rows));
+    PetscFunctionReturn(0);
+  }
   sums[0] = s.loss;
   sums[1] = s.correct;
   PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, sums, 2, MPI_DOUBLE, MPI_SUM, comm));
@@ -283,7 +301,14 @@ PetscErrorCode AckdMultilabelEvaluate(MPI_Comm comm, AckdModel model, AckdEngine
   s.rows   = rows;
   PetscCall(PetscMalloc2(PetscMax(nglobal * K, 1), &all, PetscMax(nglobal, 1), &all_rows));
   s.scores = all + first * K;
-  PetscCall(AckdModelPredict(model, engine, dataset, nlocal, rows, batch, score_multilabel, &s));
+  PetscCall(predict(model, engine, dataset, nlocal, rows, batch, score_multilabel, &s, score->stoppable));
+  score->stopped = PETSC_FALSE;
+  if (score->stoppable) PetscCall(AckdStopRequested(comm, &score->stopped));
+  if (score->stopped) {
+    PetscCall(PetscFree2(all, all_rows));
+    PetscCall(PetscFree(rows));
+    PetscFunctionReturn(0);
+  }
   if (local_scores) PetscCall(PetscArraycpy(local_scores, s.scores, nlocal * K));
   /* Ranks hold contiguous blocks of the split in order: gather scores and rows in place. */
   PetscCallMPI(MPI_Comm_size(comm, &size));

@@ -4,7 +4,7 @@
 #   distill  SIGTERM to one rank only (a node's share of a preempted job): any rank's request
 #            stops every rank at the same step.
 # Each must end with exit 75 and a checkpoint, leave no .part, and the same command must resume at
-# the stopped step and finish with exit 0.
+# the stopped step and finish with exit 0. eval, which keeps no state, stops without writing (last).
 #   stop_stages.sh REPO ACKD OUT MPIRUN...
 set -u
 repo=$1 ackd=$2 out=$3
@@ -25,8 +25,8 @@ stop() {
   shift 3
   "${mpirun[@]}" 2 "$ackd" "$@" >"$out/$name.log" 2>&1 &
   local pid=$!
-  for _ in $(seq 600); do ls "$dir"/checkpoints/ckpt_*.h5 >/dev/null 2>&1 && break; sleep 0.1; done
-  ls "$dir"/checkpoints/ckpt_*.h5 >/dev/null 2>&1 || fail "$name: no checkpoint after 60 s: $(tail -n 3 "$out/$name.log")"
+  for _ in $(seq 600); do compgen -G "$dir/checkpoints/ckpt_*.h5" >/dev/null && break; sleep 0.1; done
+  compgen -G "$dir/checkpoints/ckpt_*.h5" >/dev/null || fail "$name: no checkpoint after 60 s: $(tail -n 3 "$out/$name.log")"
   if [ "$how" = USR1-mpirun ]; then
     kill -USR1 $pid
   else
@@ -58,3 +58,17 @@ stop distill TERM-one-rank "$out/student" distill -distill_data "$out/data.h5" \
   -student_arch smallcnn -student_width 0.5 -distill_batch 32 -distill_epochs 4 -distill_ckpt_every_steps 1 \
   -kd_method kd -sembridge
 [ -e "$out/student/best.h5" ] || fail "distill: no best.h5 after the resumed run"
+
+# eval: rank 0 gets SIGTERM before its third batch (-eval_debug_signal_after, a real signal through
+# the real handler); every rank leaves the pass, nothing is written, exit 75; the same command
+# without the signal then writes the file.
+ev=(eval -eval_checkpoint "$out/teacher/best.h5" -eval_split train -eval_batch 16 -eval_output "$out/eval.h5")
+timeout 120 "${mpirun[@]}" 2 "$ackd" "${ev[@]}" -eval_debug_signal_after 3 >"$out/eval.log" 2>&1
+rc=$?
+[ $rc -eq 75 ] || fail "eval: SIGTERM on rank 0 gave exit $rc, expected 75: $(tail -n 5 "$out/eval.log")"
+grep -q "eval: stopped by a signal; '$out/eval.h5' not written, run the same command again" "$out/eval.log" ||
+  fail "eval: no stop line: $(tail -n 3 "$out/eval.log")"
+[ ! -e "$out/eval.h5" ] && [ ! -e "$out/eval.h5.part" ] || fail "eval: wrote $(ls "$out" | grep eval)"
+run "${ev[@]}" >"$out/eval.resumed.log" 2>&1 || fail "eval: the same command failed: $(tail -n 3 "$out/eval.resumed.log")"
+[ -e "$out/eval.h5" ] || fail "eval: no eval file after the second run"
+echo "ok: eval: SIGTERM to rank 0 -> every rank stopped, nothing written, exit 75; the same command then wrote it"
