@@ -153,6 +153,12 @@ PetscErrorCode AckdOTSolve(AckdOT ot);
  * AckdOTGetStopped then says so. Off by default: DynM's re-matching inside distill must finish. */
 PetscErrorCode AckdOTSetStoppable(AckdOT ot, PetscBool stoppable);
 PetscErrorCode AckdOTGetStopped(AckdOT ot, PetscBool *stopped);
+/* A resumable solve (Sinkhorn, unbalanced) that has run `seconds` from now ends at its next
+ * convergence check as a stopped one does, with AckdOTGetPaused true, so that the caller can save
+ * its state (AckdOTGetState), give it back (AckdOTSetState) and solve on: a solve killed outright
+ * then loses at most that much work. 0 (the default): never. Collective; the ranks agree. */
+PetscErrorCode AckdOTSetPauseInterval(AckdOT ot, double seconds);
+PetscErrorCode AckdOTGetPaused(AckdOT ot, PetscBool *paused);
 
 /* A stopped Sinkhorn solve's state (src/ot/state.c): per problem (the dense one, or every class
  * block by class) the eps stage it was in, -1 if it had not begun, and every sample's potential.

@@ -187,6 +187,7 @@ PetscErrorCode AckdStageMatch(MPI_Comm comm, int npositional, char **positional,
   AckdLog          log;
   AckdOTSolverKind solver;
   PetscBool        stop, class_blocks = PETSC_TRUE, exists_s, exists_t;
+  PetscReal        save_every                = 600;
   char             input[PETSC_MAX_PATH_LEN] = "", output[PETSC_MAX_PATH_LEN] = "match.h5";
   Side             s = {0}, t = {0};
   hid_t            file;
@@ -205,6 +206,10 @@ PetscErrorCode AckdStageMatch(MPI_Comm comm, int npositional, char **positional,
   PetscCall(AckdOptionsBool(PetscOptionsObject, "-match_class_blocks",
                             "Match only within classes when the input has labels (+inf cost across classes)",
                             &class_blocks, NULL));
+  PetscCall(AckdOptionsReal(PetscOptionsObject, "-match_save_every",
+                            "Save the Sinkhorn solver's state to OUTPUT.state every this many seconds of solving, so "
+                            "that a run killed outright resumes from it (0: only when stopped by a signal)",
+                            &save_every, 0, 1e9, NULL));
   PetscOptionsEnd();
   PetscCall(AckdH5SettingsSetFromOptions(&h5));
   PetscCall(AckdStageReady(comm, "match", &stop));
@@ -260,8 +265,21 @@ PetscErrorCode AckdStageMatch(MPI_Comm comm, int npositional, char **positional,
   PetscCallMPI(MPI_Barrier(comm));
   PetscCall(AckdLogInfo(&log, "match: solving %" PetscInt_FMT " students x %" PetscInt_FMT " teachers%s\n", s.n, t.n,
                         blocked ? " by class blocks" : ""));
-  PetscCall(AckdOTSolve(ot));
-  PetscBool stopped;
+  if (resumable) PetscCall(AckdOTSetPauseInterval(ot, save_every));
+  PetscBool stopped, paused;
+  for (;;) {
+    PetscCall(AckdOTSolve(ot));
+    PetscCall(AckdOTGetPaused(ot, &paused));
+    if (!paused) break;
+    /* The state a killed run resumes from; the solve goes on from the same state. */
+    AckdOTState state;
+    PetscCall(AckdOTGetState(ot, &state));
+    PetscCall(AckdOTStateWrite(ot, &state, state_path, &h5, source));
+    PetscCall(AckdOTSetState(ot, &state));
+    PetscCall(AckdOTStateFree(&state));
+    PetscCall(AckdLogInfo(&log, "match: saved the solver's state in '%s'\n", state_path));
+    PetscCall(AckdOTSetPauseInterval(ot, save_every));
+  }
   PetscCall(AckdOTGetStopped(ot, &stopped));
   if (stopped) {
     if (resumable) {

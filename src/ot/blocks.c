@@ -389,13 +389,18 @@ PetscErrorCode AckdOTBlocksSolve(AckdOT ot)
   PetscCall(PetscArrayzero(ot->f, ot->ns));
   PetscCall(PetscArrayzero(ot->g, ot->nt));
   PetscCall(AckdProgressBegin(&ot->progress, &ot->log, "ot blocks", bl->nmine, "block")); /* rank 0's group's */
-  int stopped = 0;
+  int ended[2] = {0, 0}; /* a block stopped on request, a block paused */
   for (PetscInt t = 0; t < bl->nmine; t++) {
     AckdOT       b = bl->sub[t];
     AckdOTResult r;
-    b->stoppable = ot->stoppable;
+    b->stoppable      = ot->stoppable;
+    b->pause_interval = ot->pause_interval;
+    b->pause_start    = ot->pause_start; /* the whole solve's clock, not the block's */
     PetscCall(AckdOTSolve(b));
-    if ((stopped = b->stopped)) break;
+    if (b->stopped) {
+      ended[b->paused ? 1 : 0] = 1;
+      break;
+    }
     PetscCall(AckdProgressUpdate(&ot->progress, t + 1));
     PetscCall(AckdOTGetResult(b, &r));
     iterations = PetscMax(iterations, r.iterations);
@@ -430,10 +435,12 @@ PetscErrorCode AckdOTBlocksSolve(AckdOT ot)
     }
   }
   PetscCall(AckdProgressEnd(&ot->progress));
-  /* Groups solve different blocks on their own ranks: a stop heard in one group stops the whole. */
-  if (ot->stoppable) {
-    PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &stopped, 1, MPI_INT, MPI_MAX, ot->comm));
-    ot->stopped = (PetscBool)(stopped != 0);
+  /* Groups solve different blocks on their own ranks: a stop heard in one group stops the whole;
+   * a group that paused pauses it (the others have finished their blocks or paused too). */
+  if (ot->stoppable || ot->pause_interval > 0) {
+    PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, ended, 2, MPI_INT, MPI_MAX, ot->comm));
+    ot->stopped = (PetscBool)(ended[0] || ended[1]);
+    ot->paused  = (PetscBool)(ended[1] && !ended[0]);
   }
   if (ot->stopped) {
     PetscCall(PetscFree(rec));

@@ -392,11 +392,28 @@ PetscErrorCode AckdOTGetStopped(AckdOT ot, PetscBool *stopped)
   PetscFunctionReturn(0);
 }
 
+PetscErrorCode AckdOTSetPauseInterval(AckdOT ot, double seconds)
+{
+  PetscFunctionBeginUser;
+  PetscCheck(seconds >= 0 && isfinite(seconds), ot->comm, PETSC_ERR_ARG_OUTOFRANGE,
+             "a pause interval is a number of seconds >= 0, not %g", seconds);
+  ot->pause_interval = seconds;
+  ot->pause_start    = AckdTimeNow();
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdOTGetPaused(AckdOT ot, PetscBool *paused)
+{
+  PetscFunctionBeginUser;
+  *paused = ot->paused;
+  PetscFunctionReturn(0);
+}
+
 PetscErrorCode AckdOTSolve(AckdOT ot)
 {
   PetscFunctionBeginUser;
   PetscCheck(ot->has_cost, ot->comm, PETSC_ERR_ORDER, "call AckdOTSetFeatures before AckdOTSolve");
-  ot->stopped = PETSC_FALSE;
+  ot->stopped = ot->paused = PETSC_FALSE;
   if (ot->blocks) {
     PetscCall(AckdOTBlocksSolve(ot));
     ot->solved = (PetscBool)!ot->stopped;

@@ -145,8 +145,11 @@ struct _p_AckdOT {
   double     max_cost;
   PetscBool  setup, has_cost, solved;
   PetscBool  stoppable, stopped; /* AckdOTSetStoppable: a stop request ends the solve, unsolved */
-  PetscBool  warm_start;         /* Sinkhorn from the potentials in f_loc, g_loc (the semi-dual's finish) */
-  PetscInt   resume_stage;       /* >= 0: Sinkhorn resumes in this eps stage from f_loc, g_loc (state.c) */
+  PetscBool  paused;             /* stopped because pause_interval ran out, not on request */
+  double     pause_interval;     /* AckdOTSetPauseInterval: seconds of solving from pause_start; 0: never */
+  double     pause_start;
+  PetscBool  warm_start;   /* Sinkhorn from the potentials in f_loc, g_loc (the semi-dual's finish) */
+  PetscInt   resume_stage; /* >= 0: Sinkhorn resumes in this eps stage from f_loc, g_loc (state.c) */
   MPI_Op     lse_op;
 
   /* solution */

@@ -39,8 +39,14 @@ typedef struct {
 PetscErrorCode AckdOTRecordCheck(AckdOT ot, PetscInt iteration, double eps, double err)
 {
   PetscFunctionBeginUser;
-  /* Every check is collective on the solver's ranks: the place to hear a stop request. */
+  /* Every check is collective on the solver's ranks: the place to hear a stop request, and to
+   * agree (rank clocks differ) that the pause interval has run out. */
   if (ot->stoppable) PetscCall(AckdStopRequested(ot->comm, &ot->stopped));
+  if (!ot->stopped && ot->pause_interval > 0 && AckdOTResumable(ot)) {
+    int due = AckdTimeNow() - ot->pause_start >= ot->pause_interval;
+    PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &due, 1, MPI_INT, MPI_MAX, ot->comm));
+    ot->stopped = ot->paused = (PetscBool)(due != 0);
+  }
   if (ot->result.history_length == ot->history_capacity) {
     ot->history_capacity = PetscMax(64, 2 * ot->history_capacity);
     PetscCall(PetscRealloc(sizeof(double) * ot->history_capacity, &ot->history));

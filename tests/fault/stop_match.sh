@@ -5,7 +5,8 @@
 # resumes from it and writes the match file an uninterrupted run writes (the same top-k teachers,
 # weights to 1e-6: both runs stop at a column error below 1e-10), and removes the state. A state
 # of another problem (other options), a corrupt one and one with a NaN potential are not used:
-# the solve starts again with a warning.
+# the solve starts again with a warning. With -match_save_every the state is also saved along the
+# way, and a run killed outright (kill -9) resumes from the last save.
 #   stop_match.sh ACKD OUT MPIRUN...
 set -u
 ackd=$1 out=$2
@@ -63,7 +64,36 @@ for kind in dense blocks; do
   same_plan "$m" "$out/ref_$kind.h5" || fail "$kind: the resumed plan differs from the uninterrupted one"
   echo "ok: $kind: the same command resumed ($(grep -o "resuming from .*" "$out/$kind.resumed.log" | cut -d: -f2-))" \
     "and wrote the uninterrupted run's plan"
+  # Periodic saves (-match_save_every): the solve pauses, saves and goes on to the same plan.
+  p=$out/saving_$kind.h5
+  timeout 120 "${mpirun[@]}" 2 "$ackd" "${match[@]}" -match_output "$p" -match_save_every 0.3 >"$out/saving_$kind.log" 2>&1 ||
+    fail "$kind: the saving run failed: $(tail -n 3 "$out/saving_$kind.log")"
+  saves=$(grep -c "match: saved the solver's state in '$p.state'" "$out/saving_$kind.log")
+  [ "$saves" -ge 1 ] || fail "$kind: no periodic save in a solve of several seconds: $(head -n 5 "$out/saving_$kind.log")"
+  [ ! -e "$p.state" ] || fail "$kind: the state was left after the finished solve"
+  same_plan "$p" "$out/ref_$kind.h5" || fail "$kind: saving along the way changed the plan"
+  echo "ok: $kind: $saves periodic saves of the state every 0.3 s of solving, and the uninterrupted plan"
 done
+
+# Killed outright (kill -9 of mpirun and its ranks: no handler runs) after a periodic save: the
+# same command resumes from the saved state and writes the uninterrupted plan.
+m=$out/killed.h5
+dense=(match -match_input "$out/dense.h5" -match_output "$m" -match_ot_eps 0.01 -match_ot_tol 1e-10
+  -match_ot_max_it 100000 -match_class_blocks false)
+"${mpirun[@]}" 2 "$ackd" "${dense[@]}" -match_save_every 0.3 >"$out/killed.log" 2>&1 &
+pid=$!
+for _ in $(seq 600); do grep -q "match: saved the solver's state" "$out/killed.log" && break; sleep 0.1; done
+grep -q "match: saved the solver's state" "$out/killed.log" || fail "killed: no periodic save within 60 s"
+kill -0 $pid 2>/dev/null || fail "killed: match ended before the kill: $(tail -n 3 "$out/killed.log")"
+kill -9 $(pgrep -P $pid) $pid
+wait $pid 2>/dev/null
+[ -e "$m.state" ] && [ ! -e "$m" ] && [ ! -e "$m.part" ] || fail "killed: left $(ls "$out" | grep killed)"
+timeout 120 "${mpirun[@]}" 2 "$ackd" "${dense[@]}" >"$out/killed.resumed.log" 2>&1 ||
+  fail "killed: the rerun failed: $(tail -n 3 "$out/killed.resumed.log")"
+grep -q "match: resuming from '$m.state'" "$out/killed.resumed.log" ||
+  fail "killed: did not resume: $(head -n 3 "$out/killed.resumed.log")"
+same_plan "$m" "$out/ref_dense.h5" || fail "killed: the resumed plan differs from the uninterrupted one"
+echo "ok: kill -9 after a periodic save: the same command resumed from it and wrote the uninterrupted plan"
 
 # a state of another problem: stopped at eps 0.02, then run at eps 0.01
 m=$out/other.h5
