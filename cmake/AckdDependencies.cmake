@@ -90,3 +90,6 @@ endif()
 if(NOT ACKD_PYTHON3)
   ackd_missing("/usr/bin/python3" "python3")
 endif()
+
+# POSIX threads: the watchdog that bounds a file close (src/core/h5.c)
+find_package(Threads REQUIRED)

@@ -3,13 +3,19 @@
 #include <ackd/core.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/statvfs.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Room beyond the metadata cache's contents that closing a file needs: the superblock, the free-space
  * and end-of-file bookkeeping HDF5 writes last. */
 enum { CLOSE_MARGIN_BYTES = 64 * 1024 };
+
+/* -h5_close_timeout and the room check's test switch: process-wide, as the file system is. */
+static double    close_timeout   = 600;
+static PetscBool skip_room_check = PETSC_FALSE;
 
 PetscErrorCode AckdH5SettingsSetFromOptions(AckdH5Settings *settings)
 {
@@ -38,6 +44,13 @@ PetscErrorCode AckdH5SettingsSetFromOptions(AckdH5Settings *settings)
                             "Training stages read each batch's images from the dataset file instead of holding the "
                             "collection in node memory (collections larger than a node)",
                             &settings->streaming, NULL));
+  PetscCall(AckdOptionsReal(PetscOptionsObject, "-h5_close_timeout",
+                            "Seconds a file's final close may take before the run gives it up and ends (a full or "
+                            "failing file system can leave it waiting forever)",
+                            &close_timeout, 1, 1e9, NULL));
+  PetscCall(AckdOptionsBool(PetscOptionsObject, "-h5_debug_skip_room_check",
+                            "Testing: close files without first checking the file system has room", &skip_room_check,
+                            NULL));
   PetscOptionsEnd();
   PetscFunctionReturn(0);
 }
@@ -171,6 +184,61 @@ static int durable_rename(const char *from, const char *to)
   return 1;
 }
 
+/* A collective close can still hang when the file system fills after the room check below (or a
+ * quota it cannot see runs out): a rank whose metadata write failed leaves the others at HDF5's
+ * barrier. A watchdog thread bounds that wait: a close not done after -h5_close_timeout seconds
+ * ends the process, rank 0 first removing the .part; mpirun then ends the other ranks. */
+typedef struct {
+  pthread_mutex_t lock;
+  pthread_cond_t  finished;
+  int             done, rank;
+  const char     *partial;
+} CloseWatch;
+
+static void *watch_close(void *arg)
+{
+  CloseWatch     *w = arg;
+  struct timespec deadline;
+  int             done;
+
+  clock_gettime(CLOCK_REALTIME, &deadline);
+  deadline.tv_sec += (time_t)close_timeout;
+  pthread_mutex_lock(&w->lock);
+  while (!w->done && pthread_cond_timedwait(&w->finished, &w->lock, &deadline) != ETIMEDOUT) {}
+  done = w->done;
+  pthread_mutex_unlock(&w->lock);
+  if (!done) {
+    if (w->rank == 0)
+      unlink(w->partial);
+    else
+      sleep(3); /* rank 0 speaks first; its end ends the others (one line, not one per rank) */
+    fprintf(stderr,
+            "ackd: error: closing '%s' has not finished after %g s (-h5_close_timeout): its file system is full, "
+            "over quota or failing; the file is given up and the run ends\n",
+            w->partial, close_timeout);
+    fflush(stderr);
+    _exit(ACKD_EXIT_ERROR);
+  }
+  return NULL;
+}
+
+static herr_t close_watched(hid_t file, int rank, const char *partial)
+{
+  CloseWatch w = {
+      .lock = PTHREAD_MUTEX_INITIALIZER, .finished = PTHREAD_COND_INITIALIZER, .rank = rank, .partial = partial};
+  pthread_t watcher;
+  int       watching = !pthread_create(&watcher, NULL, watch_close, &w);
+  herr_t    closed   = H5Fclose(file);
+  if (watching) {
+    pthread_mutex_lock(&w.lock);
+    w.done = 1;
+    pthread_cond_signal(&w.finished);
+    pthread_mutex_unlock(&w.lock);
+    pthread_join(watcher, NULL);
+  }
+  return closed;
+}
+
 PetscErrorCode AckdH5FileCommit(MPI_Comm comm, hid_t *file, const char *path)
 {
   char        partial[PETSC_MAX_PATH_LEN + 8];
@@ -188,7 +256,7 @@ PetscErrorCode AckdH5FileCommit(MPI_Comm comm, hid_t *file, const char *path)
     int    entries, room = 1;
     AckdCallH5(H5Fget_mdc_size(*file, &max_size, &min_clean, &cached, &entries), "'%s': metadata cache size", partial);
     struct statvfs fs;
-    if (rank == 0 && !statvfs(partial, &fs))
+    if (rank == 0 && !skip_room_check && !statvfs(partial, &fs))
       room = (unsigned long long)fs.f_bavail * fs.f_frsize >= (unsigned long long)cached + CLOSE_MARGIN_BYTES;
     PetscCallMPI(MPI_Bcast(&room, 1, MPI_INT, 0, comm));
     if (!room) {
@@ -201,7 +269,7 @@ PetscErrorCode AckdH5FileCommit(MPI_Comm comm, hid_t *file, const char *path)
   }
   /* A failure of the close itself (some ranks only) is agreed, which also puts every rank's data
    * in the file before it gets its final name. */
-  herr_t closed = H5Fclose(*file);
+  herr_t closed = close_watched(*file, rank, partial);
   *file         = H5I_INVALID_HID;
   {
     int failed = closed < 0, any;

@@ -4,7 +4,8 @@
 # and the eval file (eval). Each stage writes onto a small tmpfs of several sizes, so that the disk
 # fills at different points of its writes. Every run must end within its timeout (no hang), with a
 # non-zero exit and one `ackd STAGE: error:` line; no .part may be left; what was there before
-# (earlier checkpoints) must still open. Mounting needs root: elsewhere the test skips (77).
+# (earlier checkpoints) must still open. A close that hangs all the same is ended by the watchdog
+# of -h5_close_timeout (last case). Mounting needs root: elsewhere the test skips (77).
 #   disk_full.sh ACKD OUT MPIRUN...
 set -u
 ackd=$1 out=$2
@@ -66,4 +67,20 @@ for kb in 40 4200; do full ssm $kb - -- -ssm_data "$out/data.h5" -ssm_arch small
   -ssm_batch 32 -ssm_dir "$mnt/s"; done
 for kb in 8 16; do full match $kb - -- -match_input "$out/ssm/embeddings.h5" -match_output "$mnt/m.h5"; done
 for kb in 8; do full eval $kb - -- -eval_checkpoint "$out/teacher/best.h5" -eval_output "$mnt/e.h5"; done
+
+# The close itself waiting forever: a disk that fills after the room check, or a quota the check
+# cannot see, leaves the ranks at HDF5's barrier. With the check switched off, eval's close on
+# 8 KiB hangs (as it did before the check existed); the watchdog of -h5_close_timeout ends the run.
+mount -t tmpfs -o size=8k tmpfs "$mnt" || fail "mount"
+start=$SECONDS
+timeout 60 "${mpirun[@]}" 2 "$ackd" eval -eval_checkpoint "$out/teacher/best.h5" -eval_output "$mnt/e.h5" \
+  -h5_debug_skip_room_check -h5_close_timeout 3 -quiet >"$out/close_timeout.log" 2>&1
+rc=$?
+[ "$rc" -ne 124 ] || fail "a hanging close: still running after 60 s, the watchdog did not end it"
+[ "$rc" -ne 0 ] || fail "a hanging close: exit 0 on a full file system"
+lines=$(grep -c "^ackd: error: closing '$mnt/e.h5.part' has not finished after 3 s" "$out/close_timeout.log")
+[ "$lines" -eq 1 ] || fail "a hanging close: $lines watchdog lines, expected 1: $(head -c 600 "$out/close_timeout.log")"
+[ -z "$(find "$mnt" -name '*.part')" ] || fail "a hanging close: left $(find "$mnt" -name '*.part')"
+umount "$mnt"
+echo "ok: a close that hangs: ended by the watchdog after $((SECONDS - start)) s, exit $rc, one line, no .part"
 echo "ok: $cases cases: every writer failed cleanly on a full file system"
