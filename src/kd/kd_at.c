@@ -51,6 +51,13 @@ static PetscErrorCode loss(AckdKDObj kd, const KDStep *st, double coef, double *
   double           *qs, *as, *qt, *at, *da, v = 0.0;
 
   PetscFunctionBeginUser;
+  /* Over one token the normalised map is 1 for every sample: the term would be 0 and the run a
+   * CE-only one under AT's name. */
+  PetscCheck(N > 1 && Nt > 1, kd->comm, PETSC_ERR_USER_INPUT,
+             "-kd_method at: the %s's layer-4 grid has 1 token per sample (its input is no larger than the "
+             "backbone's stride), where an attention map is constant and AT teaches nothing; use larger images "
+             "or another method",
+             N > 1 ? "teacher" : "student");
   PetscCheck(N == Nt, kd->comm, PETSC_ERR_USER_INPUT,
              "-kd_method at: the student has %" PetscInt_FMT " tokens per sample, the teacher %" PetscInt_FMT
              "; AT needs equal layer-4 grids (same input size and stride)",

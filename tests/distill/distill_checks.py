@@ -163,6 +163,14 @@ def mode_external(args):
     lines = [l for l in proc.stderr.splitlines() if l.startswith("ackd distill: error")]
     check(proc.returncode == 2 and len(lines) == 1 and "-distill_teacher" in lines[0],
           f"at (feature maps) from a gallery-only teacher is refused in one line: {lines}")
+    # AT over a 1 x 1 layer-4 grid (MobileNetV2, stride 32, on 16 x 16 scenes) would be CE only under
+    # AT's name: the normalised attention map of one token is 1 for every sample.
+    cmd = distill_cmd(data, args.out, d + "_at_one_token", ["-kd_method", "at", "-distill_epochs", "1"])
+    cmd[cmd.index("-student_arch") + 1] = "mobilenetv2"
+    proc = subprocess.run(args.mpirun.split() + ["2", args.ackd] + cmd, capture_output=True, text=True)
+    lines = [l for l in proc.stderr.splitlines() if l.startswith("ackd distill: error")]
+    check(proc.returncode == 2 and len(lines) == 1 and "student's layer-4 grid has 1 token" in lines[0],
+          f"at over a one-token grid is refused in one line: {lines}")
     # A NaN in a gallery's logits (a teacher that diverged, a broken export) is refused at load.
     nan_gallery = os.path.join(args.out, "nan_gallery.h5")
     shutil.copy(ext, nan_gallery)
