@@ -5,23 +5,27 @@
 #error "ACKD_GDAL_SONAME must name libgdal's shared object (src/data/CMakeLists.txt sets it)"
 #endif
 
+/* Every function ackd uses: its slot in AckdGDALLibrary and its name in GDAL. */
+#define GDAL_FUNCTIONS(X)                                                                                              \
+  X(AllRegister, GDALAllRegister)                                                                                      \
+  X(Open, GDALOpen)                                                                                                    \
+  X(Close, GDALClose)                                                                                                  \
+  X(GetRasterCount, GDALGetRasterCount)                                                                                \
+  X(GetRasterXSize, GDALGetRasterXSize)                                                                                \
+  X(GetRasterYSize, GDALGetRasterYSize)                                                                                \
+  X(DatasetRasterIOEx, GDALDatasetRasterIOEx)                                                                          \
+  X(PushErrorHandler, CPLPushErrorHandler)                                                                             \
+  X(PopErrorHandler, CPLPopErrorHandler)                                                                               \
+  X(ErrorReset, CPLErrorReset)                                                                                         \
+  X(GetLastErrorMsg, CPLGetLastErrorMsg)                                                                               \
+  X(QuietErrorHandler, CPLQuietErrorHandler)
+
 /* Each slot has the type of the function gdal.h declares, so a GDAL whose
  * signatures changed fails to compile here rather than misbehave at run time. */
 #define SAME_TYPE(slot, function)                                                                                      \
   _Static_assert(__builtin_types_compatible_p(__typeof__(((AckdGDALLibrary *)0)->slot), __typeof__(&function)),        \
-                 #function)
-SAME_TYPE(AllRegister, GDALAllRegister);
-SAME_TYPE(Open, GDALOpen);
-SAME_TYPE(Close, GDALClose);
-SAME_TYPE(GetRasterCount, GDALGetRasterCount);
-SAME_TYPE(GetRasterXSize, GDALGetRasterXSize);
-SAME_TYPE(GetRasterYSize, GDALGetRasterYSize);
-SAME_TYPE(DatasetRasterIOEx, GDALDatasetRasterIOEx);
-SAME_TYPE(PushErrorHandler, CPLPushErrorHandler);
-SAME_TYPE(PopErrorHandler, CPLPopErrorHandler);
-SAME_TYPE(ErrorReset, CPLErrorReset);
-SAME_TYPE(GetLastErrorMsg, CPLGetLastErrorMsg);
-SAME_TYPE(QuietErrorHandler, CPLQuietErrorHandler);
+                 #function);
+GDAL_FUNCTIONS(SAME_TYPE)
 #undef SAME_TYPE
 
 static AckdGDALLibrary library;
@@ -49,25 +53,9 @@ PetscErrorCode AckdGDALLibraryGet(const AckdGDALLibrary **gdal)
                "cannot load GDAL (%s), which curate needs to decode images; install GDAL's runtime library "
                "(Debian: libgdal32)",
                dlerror());
-    struct {
-      const char *symbol;
-      void      **slot;
-    } table[] = {
-        {"GDALAllRegister", (void **)&library.AllRegister},
-        {"GDALOpen", (void **)&library.Open},
-        {"GDALClose", (void **)&library.Close},
-        {"GDALGetRasterCount", (void **)&library.GetRasterCount},
-        {"GDALGetRasterXSize", (void **)&library.GetRasterXSize},
-        {"GDALGetRasterYSize", (void **)&library.GetRasterYSize},
-        {"GDALDatasetRasterIOEx", (void **)&library.DatasetRasterIOEx},
-        {"CPLPushErrorHandler", (void **)&library.PushErrorHandler},
-        {"CPLPopErrorHandler", (void **)&library.PopErrorHandler},
-        {"CPLErrorReset", (void **)&library.ErrorReset},
-        {"CPLGetLastErrorMsg", (void **)&library.GetLastErrorMsg},
-        {"CPLQuietErrorHandler", (void **)&library.QuietErrorHandler},
-    };
-    for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
-      PetscCall(resolve(handle, table[i].symbol, table[i].slot));
+#define RESOLVE(slot, function) PetscCall(resolve(handle, #function, (void **)&library.slot));
+    GDAL_FUNCTIONS(RESOLVE)
+#undef RESOLVE
     library.AllRegister();
     loaded = PETSC_TRUE; /* the handle stays open for the process's life, as a linked library would */
   }

@@ -69,10 +69,11 @@ PetscInt AckdCountCorrect(const AckdTensor *logits, const PetscInt *labels)
 
 /* A stoppable pass leaves its loop at the first batch after this rank's stop signal. The loop
  * holds no collective call (each rank reads its own rows), so ranks may leave it at different
- * batches; the caller's collective AckdStopRequested then decides for all of them. */
+ * batches; a collective AckdStopRequested after it decides for all of them (*stopped, collective
+ * on comm when stoppable). */
 static PetscErrorCode predict(AckdModel model, AckdEngine *engine, AckdSharedDataset dataset, PetscInt nrows,
                               const PetscInt *rows, PetscInt batch, AckdPredictVisit visit, void *ctx,
-                              PetscBool stoppable)
+                              PetscBool stoppable, MPI_Comm comm, PetscBool *stopped)
 {
   PetscInt count, c, h, w;
   float   *images;
@@ -92,14 +93,18 @@ static PetscErrorCode predict(AckdModel model, AckdEngine *engine, AckdSharedDat
   }
   PetscCall(AckdModelSetTraining(model, PETSC_TRUE));
   PetscCall(PetscFree(images));
+  *stopped = PETSC_FALSE;
+  if (stoppable) PetscCall(AckdStopRequested(comm, stopped));
   PetscFunctionReturn(0);
 }
 
 PetscErrorCode AckdModelPredict(AckdModel model, AckdEngine *engine, AckdSharedDataset dataset, PetscInt nrows,
                                 const PetscInt *rows, PetscInt batch, AckdPredictVisit visit, void *ctx)
 {
+  PetscBool stopped;
+
   PetscFunctionBeginUser;
-  PetscCall(predict(model, engine, dataset, nrows, rows, batch, visit, ctx, PETSC_FALSE));
+  PetscCall(predict(model, engine, dataset, nrows, rows, batch, visit, ctx, PETSC_FALSE, MPI_COMM_SELF, &stopped));
   PetscFunctionReturn(0);
 }
 
@@ -150,9 +155,8 @@ PetscErrorCode AckdClassifierEvaluate(MPI_Comm comm, AckdModel model, AckdEngine
     PetscCall(PetscArrayzero(score->confusion, classes * classes));
     s.confusion = score->confusion;
   }
-  PetscCall(predict(model, engine, dataset, nlocal, rows, batch, score_batch, &s, score->stoppable));
-  score->stopped = PETSC_FALSE;
-  if (score->stoppable) PetscCall(AckdStopRequested(comm, &score->stopped));
+  PetscCall(
+      predict(model, engine, dataset, nlocal, rows, batch, score_batch, &s, score->stoppable, comm, &score->stopped));
   if (score->stopped) {
     PetscCall(PetscFree(rows));
     PetscFunctionReturn(0);
@@ -301,9 +305,8 @@ PetscErrorCode AckdMultilabelEvaluate(MPI_Comm comm, AckdModel model, AckdEngine
   s.rows   = rows;
   PetscCall(PetscMalloc2(PetscMax(nglobal * K, 1), &all, PetscMax(nglobal, 1), &all_rows));
   s.scores = all + first * K;
-  PetscCall(predict(model, engine, dataset, nlocal, rows, batch, score_multilabel, &s, score->stoppable));
-  score->stopped = PETSC_FALSE;
-  if (score->stoppable) PetscCall(AckdStopRequested(comm, &score->stopped));
+  PetscCall(predict(model, engine, dataset, nlocal, rows, batch, score_multilabel, &s, score->stoppable, comm,
+                    &score->stopped));
   if (score->stopped) {
     PetscCall(PetscFree2(all, all_rows));
     PetscCall(PetscFree(rows));
