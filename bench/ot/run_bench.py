@@ -29,10 +29,13 @@ import os
 import re
 import statistics
 import subprocess
+import sys
 import time
 
 import numpy as np
-import ot
+
+sys.modules.setdefault("torch", None)  # POT's PyTorch backend (1.3 s to import) is not measured here
+import ot  # noqa: E402
 
 
 def features(side, n, d):
