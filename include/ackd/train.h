@@ -153,14 +153,15 @@ PetscErrorCode AckdSplitRows(MPI_Comm comm, AckdSharedDataset dataset, PetscInt 
                              PetscInt *nlocal, PetscInt **rows, PetscInt *first);
 
 /* Collective: mean cross-entropy, overall accuracy and (if not NULL) the
- * K x K confusion matrix (rows true class, columns prediction) and every
- * prediction of this rank's rows. */
+ * K x K confusion matrix (rows true class, columns prediction), every
+ * prediction of this rank's rows and their logits. */
 typedef struct {
   PetscInt  count;
   double    loss, oa;
-  PetscInt *confusion; /* K x K, on every rank */
-  PetscBool stoppable; /* in: a stop signal (AckdStopRequestInstall) ends the pass early */
-  PetscBool stopped;   /* out, the same on every rank: the pass ended early and the numbers mean nothing */
+  PetscInt *confusion;    /* K x K, on every rank */
+  float    *local_logits; /* this rank's rows of the split x K, caller's memory, or NULL */
+  PetscBool stoppable;    /* in: a stop signal (AckdStopRequestInstall) ends the pass early */
+  PetscBool stopped;      /* out, the same on every rank: the pass ended early and the numbers mean nothing */
 } AckdClassifierScore;
 PetscErrorCode AckdClassifierEvaluate(MPI_Comm comm, AckdModel model, AckdEngine *engine, AckdSharedDataset dataset,
                                       PetscInt split, PetscInt batch, PetscInt classes, AckdClassifierScore *score,

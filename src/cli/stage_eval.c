@@ -55,6 +55,9 @@ static PetscErrorCode write_eval(MPI_Comm comm, const char *path, const char *ch
   PetscCall(AckdH5WriteStrings(comm, file, "classes", K, (const char *const *)info->class_names));
   /* Per-sample predictions: each rank writes its contiguous block of the split. */
   PetscCall(AckdH5WriteRows(comm, file, "prediction", H5T_NATIVE_INT, score->count, 0, first, nlocal, prediction));
+  /* The logits, so that a model exported elsewhere (analysis/export_torch.py) can be checked against them. */
+  PetscCall(
+      AckdH5WriteRows(comm, file, "logits", H5T_NATIVE_FLOAT, score->count, K, first, nlocal, score->local_logits));
   PetscCall(AckdH5WriteRows(comm, file, "index", H5T_NATIVE_LLONG, score->count, 0, first, nlocal, index));
   PetscCall(AckdH5FileCommit(comm, &file, path));
   PetscCall(PetscFree3(confusion, index, prediction));
@@ -341,14 +344,14 @@ PetscErrorCode AckdStageEval(MPI_Comm comm, int npositional, char **positional, 
   PetscCall(AckdSplitRows(comm, dataset, split, &nglobal, &nlocal, &rows, &first));
   PetscCheck(nglobal > 0, comm, PETSC_ERR_USER_INPUT,
              "the %s split of /%s in '%s' is empty; choose another -eval_split", SPLITS[split], modality, data);
-  PetscCall(PetscMalloc1(PetscMax(nlocal, 1), &predictions));
+  PetscCall(PetscMalloc2(PetscMax(nlocal, 1), &predictions, PetscMax(nlocal * K, 1), &score.local_logits));
   PetscCall(AckdClassifierEvaluate(comm, model, &engine, dataset, split, batch, K, &score, predictions));
   if (score.stopped)
     PetscCall(report_stop(&log, output, exit_code));
   else
     PetscCall(report_classifier(comm, &log, output, checkpoint, data, modality, split, architecture, tags, &info,
                                 &score, nlocal, first, rows, predictions));
-  PetscCall(PetscFree(predictions));
+  PetscCall(PetscFree2(predictions, score.local_logits));
   PetscCall(PetscFree(rows));
   PetscCall(PetscFree(score.confusion));
   PetscCall(AckdSharedDatasetDestroy(&dataset));

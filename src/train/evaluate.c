@@ -114,6 +114,7 @@ typedef struct {
   PetscInt        classes;
   double          loss, correct;
   PetscInt       *confusion, *predictions;
+  float          *logits;
 } ScoreCtx;
 
 static PetscErrorCode score_batch(void *ctx, PetscInt first, PetscInt n, const AckdModelOutputs *out)
@@ -136,6 +137,7 @@ static PetscErrorCode score_batch(void *ctx, PetscInt first, PetscInt n, const A
     }
     if (s->predictions) s->predictions[first + i] = best;
   }
+  if (s->logits) PetscCall(PetscArraycpy(s->logits + first * K, out->logits.data, n * K));
   PetscFunctionReturn(0);
 }
 
@@ -144,7 +146,7 @@ PetscErrorCode AckdClassifierEvaluate(MPI_Comm comm, AckdModel model, AckdEngine
                                       PetscInt *predictions)
 {
   PetscInt nglobal, nlocal, *rows;
-  ScoreCtx s = {.classes = classes, .predictions = predictions};
+  ScoreCtx s = {.classes = classes, .predictions = predictions, .logits = score->local_logits};
   double   sums[2];
 
   PetscFunctionBeginUser;

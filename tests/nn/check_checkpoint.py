@@ -2,12 +2,15 @@
 """The model tensors test_nn_checkpoint wrote have torchvision's names and
 shapes: /model/<layer>/<tensor> for every state_dict entry of the same ResNet-18
 (10 bands, 7 classes, width 0.25) except num_batches_tracked, and nothing else."""
+import pathlib
 import sys
 
 import h5py
-import torch_model_parity as models
 
-net = models.ScaledResNet([2, 2, 2, 2], 10, 7, 0.25, False)
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "analysis"))
+import ackd_torch  # noqa: E402
+
+net = ackd_torch.build("resnet18", 10, 7, 0.25)
 want = {k: tuple(v.shape) for k, v in net.state_dict().items() if not k.endswith("num_batches_tracked")}
 have = {}
 with h5py.File(sys.argv[1], "r") as f:

@@ -1,0 +1,148 @@
+#!/usr/bin/python3
+"""analysis/export_torch.py on checkpoints that `ackd train` writes, one per architecture family:
+the state_dict loads with strict=True into analysis/ackd_torch.py's network, and at width 1 into
+torchvision's own resnet18; the exported model's logits on the eval split equal the logits `ackd
+eval` wrote for the same rows (a second implementation: oneDNN in ackd, PyTorch here); the ONNX
+file passes onnx's checker; a checkpoint that does not fit the network and a file that is not a
+checkpoint are refused with one line.
+
+  torch_export_checks.py --repo DIR --ackd ACKD --mpirun "mpirun --oversubscribe -n" --out DIR"""
+import argparse
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import torch
+import torchvision
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/, for checklib
+import checklib  # noqa: E402
+
+check = checklib.Checks("torch_export")
+# The bound --verify enforces (the issue's): float32 forward passes of the same weights, summed in
+# other orders by oneDNN's and PyTorch's kernels. Rounding errors of one pass are random-walk sums of
+# 2^-24-sized terms over each layer's fan-in, relative to its activations: measured 3e-7 to 7e-7 of
+# the largest logit here (AMD EPYC, AVX-512), 15x inside the bound; another CPU's kernels change the
+# order of the sums, not their size.
+TOLERANCE = 1e-5
+MODELS = [  # name, role, architecture, width
+    ("resnet18_w1", "teacher", "resnet18", 1.0),
+    ("resnet34", "teacher", "resnet34", 0.25),
+    ("mobilenetv2", "student", "mobilenetv2", 0.5),
+    ("shufflenetv2", "student", "shufflenetv2", 0.5),
+]
+
+
+def run(args, words, **kw):
+    r = subprocess.run(shlex.split(args.mpirun) + ["2", args.ackd] + words + ["-quiet"], capture_output=True,
+                       text=True, **kw)
+    if r.returncode != 0:
+        print(r.stdout[-2000:], r.stderr[-2000:])
+        sys.exit(check.summary(f"ackd {words[0]} failed"))
+    return r
+
+
+def export(args, *words):
+    return subprocess.run(["/usr/bin/python3", os.path.join(args.repo, "analysis", "export_torch.py"), *words],
+                          capture_output=True, text=True)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    for name in ("repo", "ackd", "mpirun", "out"):
+        p.add_argument("--" + name, required=True)
+    args = p.parse_args()
+    shutil.rmtree(args.out, ignore_errors=True)
+    os.makedirs(args.out)
+    torch.set_num_threads(1)
+    data = os.path.join(args.out, "data.h5")
+    run(args, ["synth", "-synth_output", data, "-synth_ms_count", "160", "-synth_rgb_count", "160", "-synth_size",
+               "32", "-synth_classes", "4", "-synth_seed", "3"])
+
+    for name, role, arch, width in MODELS:
+        directory = os.path.join(args.out, name)
+        prefix = "teacher" if role == "teacher" else "student"
+        run(args, ["train", "-train_data", data, "-train_dir", directory, "-train_role", role, f"-{prefix}_arch", arch,
+                   f"-{prefix}_width", str(width), "-train_epochs", "1", "-train_batch", "32", "-train_gallery", "false"])
+        checkpoint = os.path.join(directory, "best.h5")
+        evaluation = os.path.join(directory, "eval_test.h5")
+        run(args, ["eval", "-eval_checkpoint", checkpoint, "-eval_output", evaluation])
+        with h5py.File(evaluation, "r") as e:
+            logits, prediction = np.asarray(e["logits"]), np.asarray(e["prediction"])
+            check(logits.shape == (int(e.attrs["count"]), 4) and np.array_equal(logits.argmax(1), prediction),
+                  f"{name}: eval's logits {logits.shape}, their argmax is its prediction")
+
+        pt = os.path.join(directory, "model.pt")
+        onnx_path = os.path.join(directory, "model.onnx")
+        r = export(args, checkpoint, "-o", pt, "--verify", evaluation, "--tolerance", str(TOLERANCE), "--onnx",
+                   onnx_path)
+        check(r.returncode == 0, f"{name}: exported and verified: {(r.stdout + r.stderr).strip().splitlines()[-1:]}")
+        if r.returncode != 0:
+            continue
+        print("  " + r.stdout.strip().splitlines()[-1])
+        config = json.load(open(os.path.join(directory, "model.json")))
+        with h5py.File(data, "r") as f:
+            classes = [c.decode() for c in f[config["modality"]]["classes"][...]]
+        check(config["model"]["arch"] == arch and config["classes"] == classes and len(classes) == 4,
+              f"{name}: model.json names the architecture and the classes of the model's collection")
+
+        # The verify path, done here again by hand: a fresh network, the .pt loaded strictly.
+        sys.path.insert(0, os.path.join(args.repo, "analysis"))
+        import ackd_torch
+        net = ackd_torch.build(**config["model"]).eval()
+        net.load_state_dict(torch.load(pt), strict=True)
+        with h5py.File(evaluation, "r") as e, h5py.File(data, "r") as f:
+            rows = np.asarray(e["index"])
+            images = torch.from_numpy(np.asarray(f[config["modality"]]["images"][np.sort(rows)]))
+            reference = np.asarray(e["logits"], dtype=np.float64)[np.argsort(rows)]
+        with torch.no_grad():
+            mine = net(images).double().numpy()
+        error = np.abs(mine - reference).max() / np.abs(reference).max()
+        check(error <= TOLERANCE, f"{name}: PyTorch's logits within {error:.1e} of ackd eval's (bound {TOLERANCE:g})")
+
+        if arch == "resnet18" and width == 1.0:
+            tv = torchvision.models.resnet18(num_classes=4)
+            tv.conv1 = torch.nn.Conv2d(config["model"]["bands"], 64, 7, 2, 3, bias=False)
+            missing = tv.load_state_dict(torch.load(pt), strict=True)
+            with torch.no_grad():
+                same = torch.equal(tv.eval()(images), net(images))
+            check(not missing.missing_keys and same, f"{name}: loads into torchvision.models.resnet18 itself, "
+                  "the same logits")
+        try:
+            import onnx
+        except ImportError:
+            check(False, "python3-onnx is installed (scripts/install-deps)")
+        else:
+            model = onnx.load(onnx_path)
+            onnx.checker.check_model(model)
+            check([i.name for i in model.graph.input][:1] == ["images"], f"{name}: the ONNX model passes onnx's checker")
+
+    # A checkpoint that does not fit: a tensor taken out, then a tensor of the wrong size.
+    source = os.path.join(args.out, "shufflenetv2", "best.h5")
+    for case, edit, expect in [
+        ("missing", lambda m: m.__delitem__("fc/bias"), "the checkpoint has no tensor 'fc.bias'"),
+        ("resized", lambda m: (m.__delitem__("fc/bias"), m.create_dataset("fc/bias", data=np.zeros(3, np.float32))),
+         "checkpoint tensor 'fc.bias' has 3 values"),
+    ]:
+        broken = os.path.join(args.out, f"{case}.h5")
+        shutil.copy(source, broken)
+        with h5py.File(broken, "r+") as f:
+            edit(f["model"])
+        r = export(args, broken, "-o", os.path.join(args.out, f"{case}.pt"))
+        err = r.stderr.strip()
+        check(r.returncode == 1 and "\n" not in err and expect in err, f"a {case} tensor: one line, exit 1: {err}")
+        check(not os.path.exists(os.path.join(args.out, f"{case}.pt")), f"a {case} tensor: nothing written")
+    r = export(args, data, "-o", os.path.join(args.out, "data.pt"))
+    err = r.stderr.strip()
+    check(r.returncode == 1 and "\n" not in err and "not an ackd model checkpoint" in err,
+          f"a dataset given as the checkpoint: one line, exit 1: {err}")
+    return check.summary()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
