@@ -116,10 +116,14 @@ def trial(args, rng, number, reference, span):
     # Two kills per trial, each at a random moment once the run trains (the launch itself is Open
     # MPI's), so the second one lands on a run that has resumed.
     for _ in range(2):
+        # Beyond every checkpoint file already there, the .part a kill left mid-write included: the
+        # new run removes that one only once it has started, and a kill timed by it would land in
+        # Open MPI's launch (once in ~40 kills, mpirun then outlived its killed rank by 60 s).
+        floor = max(checkpoint_steps(directory), default=-1)
         with open(os.path.join(args.out, f"trial{number}.killed.log"), "a") as out:
             launcher = subprocess.Popen(train_cmd(args, directory), stdout=out, stderr=subprocess.STDOUT,
                                         start_new_session=True)
-            if not wait_for_step_beyond(directory, killed_at, launcher):
+            if not wait_for_step_beyond(directory, floor, launcher):
                 check(launcher.poll() == 0, f"trial {number}: the run checkpoints or ends within 60 s")
             delay = rng.uniform(0, span / 2)
             time.sleep(delay)
