@@ -316,6 +316,7 @@ PetscErrorCode AckdStageDistill(MPI_Comm comm, int npositional, char **positiona
   PetscBool      stop, stopped, have_data, dynm_set;
   PetscInt       seed, topk = 0, tokens_choice = 0;
   char           gallery[PETSC_MAX_PATH_LEN] = "", match[PETSC_MAX_PATH_LEN] = "", teacher[PETSC_MAX_PATH_LEN] = "";
+  char           init[PETSC_MAX_PATH_LEN] = "";
   char           dir[PETSC_MAX_PATH_LEN];
 
   PetscFunctionBeginUser;
@@ -335,6 +336,11 @@ PetscErrorCode AckdStageDistill(MPI_Comm comm, int npositional, char **positiona
   PetscCall(AckdOptionsString(PetscOptionsObject, "-distill_teacher",
                               "Teacher checkpoint for token-level methods (default: the gallery's source)", teacher,
                               sizeof teacher, NULL));
+  PetscCall(AckdOptionsString(PetscOptionsObject, "-distill_init",
+                              "The student's starting weights: a file in checkpoint layout of the same model (e.g. "
+                              "ackd train's no-KD student, or PyTorch weights converted by analysis/import_torch.py); "
+                              "a resumed run takes its checkpoint's",
+                              init, sizeof init, NULL));
   PetscCall(
       AckdOptionsChoice(PetscOptionsObject, "-distill_teacher_tokens",
                         "Run the frozen teacher for layer-4 tokens: auto (when SKA, AT, FitNet or MNF need them), "
@@ -417,6 +423,7 @@ PetscErrorCode AckdStageDistill(MPI_Comm comm, int npositional, char **positiona
   PetscCall(AckdTrainerGetSeed(t, &seed));
   PetscCall(AckdModelCreate(comm, &c.student));
   PetscCall(AckdModelSetUp(c.student, &c.config, (uint64_t)seed));
+  if (init[0]) PetscCall(AckdModelInitFromFile(comm, c.student, &c.config, init, "-distill_init"));
   PetscCall(AckdSharedDatasetLoad(comm, c.data, "rgb", &h5, &c.rgb));
 
   /* The student samples: the RGB training split, in dataset order (docs/FORMATS.md). */

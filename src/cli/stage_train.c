@@ -155,7 +155,7 @@ PetscErrorCode AckdStageTrain(MPI_Comm comm, int npositional, char **positional,
   PetscInt       role = 0, seed;
   PetscBool      stop, stopped, gallery = PETSC_TRUE, have_data;
   AckdH5Settings h5 = {0};
-  char           prefix[32], dir[PETSC_MAX_PATH_LEN];
+  char           prefix[32], dir[PETSC_MAX_PATH_LEN], init[PETSC_MAX_PATH_LEN] = "";
 
   PetscFunctionBeginUser;
   (void)npositional;
@@ -169,6 +169,11 @@ PetscErrorCode AckdStageTrain(MPI_Comm comm, int npositional, char **positional,
                               ROLES, 2, &role, NULL));
   PetscCall(AckdOptionsReal(PetscOptionsObject, "-train_label_smoothing", "Cross-entropy label smoothing", &c.smoothing,
                             0.0, 1.0, NULL));
+  PetscCall(AckdOptionsString(PetscOptionsObject, "-train_init",
+                              "Starting weights: a file in checkpoint layout of the same model (another run's "
+                              "best.h5, or PyTorch weights converted by analysis/import_torch.py); a resumed run "
+                              "takes its checkpoint's",
+                              init, sizeof init, NULL));
   PetscCall(AckdOptionsBool(PetscOptionsObject, "-train_gallery",
                             "Teacher: write DIR/gallery.h5 (logits and embeddings of every MS training sample)",
                             &gallery, NULL));
@@ -205,6 +210,7 @@ PetscErrorCode AckdStageTrain(MPI_Comm comm, int npositional, char **positional,
   PetscCall(AckdTrainerGetSeed(t, &seed));
   PetscCall(AckdModelCreate(comm, &c.model));
   PetscCall(AckdModelSetUp(c.model, &c.config, (uint64_t)seed));
+  if (init[0]) PetscCall(AckdModelInitFromFile(comm, c.model, &c.config, init, "-train_init"));
   PetscCall(AckdSharedDatasetLoad(comm, c.data, c.modality, &h5, &c.dataset));
 
   PetscCall(AckdTrainerSetDataset(t, c.dataset));

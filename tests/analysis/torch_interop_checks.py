@@ -1,12 +1,21 @@
 #!/usr/bin/python3
-"""analysis/export_torch.py on checkpoints that `ackd train` writes, one per architecture family:
+"""PyTorch in and out.
+
+analysis/export_torch.py on checkpoints that `ackd train` writes, one per architecture family:
 the state_dict loads with strict=True into analysis/ackd_torch.py's network, and at width 1 into
 torchvision's own resnet18; the exported model's logits on the eval split equal the logits `ackd
 eval` wrote for the same rows (a second implementation: oneDNN in ackd, PyTorch here); the ONNX
 file passes onnx's checker; a checkpoint that does not fit the network and a file that is not a
 checkpoint are refused with one line.
 
-  torch_export_checks.py --repo DIR --ackd ACKD --mpirun "mpirun --oversubscribe -n" --out DIR"""
+analysis/import_torch.py on torchvision's resnet18 as a user brings it (3 bands, 1000 classes;
+randomly initialised here, as nothing is downloaded): with --adapt-stem and --fresh-head it becomes
+a 10-band, 4-class start that `ackd eval` scores as PyTorch does and `ackd train -train_init`
+starts from (after 4 Adam steps at lr 1e-4 no weight has moved by more than Adam's bound); without them, or
+into a model of another architecture, one line names what does not fit.
+
+  torch_interop_checks.py --repo DIR --ackd ACKD --mpirun "mpirun --oversubscribe -n" --out DIR
+                         --part export|import"""
 import argparse
 import json
 import os
@@ -23,7 +32,7 @@ import torchvision
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/, for checklib
 import checklib  # noqa: E402
 
-check = checklib.Checks("torch_export")
+check = checklib.Checks("torch_interop")
 # The bound --verify enforces (the issue's): float32 forward passes of the same weights, summed in
 # other orders by oneDNN's and PyTorch's kernels. Rounding errors of one pass are random-walk sums of
 # 2^-24-sized terms over each layer's fan-in, relative to its activations: measured 3e-7 to 7e-7 of
@@ -52,10 +61,103 @@ def export(args, *words):
                           capture_output=True, text=True)
 
 
+def import_torch(args, *words):
+    return subprocess.run(["/usr/bin/python3", os.path.join(args.repo, "analysis", "import_torch.py"), *words],
+                          capture_output=True, text=True)
+
+
+def model_tensors(path):
+    with h5py.File(path, "r") as f:
+        found = {}
+        f["model"].visititems(lambda n, o: found.__setitem__(n.replace("/", "."), np.asarray(o, dtype=np.float64))
+                              if isinstance(o, h5py.Dataset) else None)
+    return found
+
+
+def check_import(args, data):
+    out = os.path.join(args.out, "import")
+    os.makedirs(out)
+    torch.manual_seed(7)
+    imagenet = torchvision.models.resnet18()  # 3 bands, 1000 classes: what a user downloads
+    pt = os.path.join(out, "resnet18_imagenet.pt")
+    torch.save(imagenet.state_dict(), pt)
+    init = os.path.join(out, "init.h5")
+    common = ["--arch", "resnet18", "--bands", "10", "--classes", "4"]
+    r = import_torch(args, pt, "-o", init, *common, "--adapt-stem", "--fresh-head")
+    check(r.returncode == 0, f"import: {(r.stdout + r.stderr).strip()}")
+    if r.returncode != 0:
+        return
+    mine = model_tensors(init)
+    source = {k: v.double().numpy() for k, v in imagenet.state_dict().items()}
+    stem = source["conv1.weight"]
+    expect = np.repeat(stem.mean(1, keepdims=True), 10, axis=1) * 3 / 10
+    check(np.allclose(mine["conv1.weight"].reshape(expect.shape), expect, rtol=1e-6, atol=1e-9),
+          "import: the stem's 3-band filters become their band mean x 3/10 on 10 bands")
+    same = sorted(set(mine) - {"conv1.weight", "fc.weight", "fc.bias"})
+    check(all(k in source and np.array_equal(mine[k], source[k].ravel().astype(np.float32)) for k in same),
+          f"import: the other {len(same)} tensors are the weights' own, bit for bit")
+    check(mine["fc.weight"].size == 4 * 512 and np.abs(mine["fc.weight"]).max() <= 1 / np.sqrt(512) + 1e-7,
+          "import: the head is fresh, 4 x 512, within PyTorch's default bound 1/sqrt(512)")
+
+    # ackd reads the file as the checkpoint of that network: eval's logits are PyTorch's.
+    evaluation = os.path.join(out, "eval_init.h5")
+    run(args, ["eval", "-eval_checkpoint", init, "-eval_data", data, "-eval_output", evaluation])
+    sys.path.insert(0, os.path.join(args.repo, "analysis"))
+    import ackd_torch
+    net, _ = ackd_torch.load_checkpoint(init)
+    with h5py.File(evaluation, "r") as e, h5py.File(data, "r") as f:
+        rows = np.sort(np.asarray(e["index"]))
+        images = torch.from_numpy(np.asarray(f["ms"]["images"][rows]))
+        reference = np.asarray(e["logits"], dtype=np.float64)[np.argsort(np.asarray(e["index"]))]
+    with torch.no_grad():
+        error = np.abs(net(images).double().numpy() - reference).max() / np.abs(reference).max()
+    check(error <= TOLERANCE, f"import: ackd eval of the imported start agrees with PyTorch ({error:.1e})")
+
+    # train starts from it. Adam moves a weight by at most lr (1 - b1) / sqrt(1 - b2) = 3.16 lr a step
+    # (Kingma and Ba, section 2.1), so 4 steps at lr 1e-4 stay within 1.3e-3 of the start, where a
+    # fresh initialisation differs by the weights' own size (up to 0.04 in layer 4).
+    directory = os.path.join(out, "teacher")
+    run(args, ["train", "-train_data", data, "-train_dir", directory, "-teacher_arch", "resnet18", "-teacher_width",
+               "1", "-train_init", init, "-train_epochs", "1", "-train_batch", "32", "-train_lr", "1e-4",
+               "-train_gallery", "false"])
+    trained = model_tensors(os.path.join(directory, "best.h5"))
+    moved = max(np.abs(trained[k] - mine[k]).max() for k in mine if k.endswith(".weight") and "bn" not in k
+                and "downsample.1" not in k)
+    with h5py.File(os.path.join(directory, "best.h5"), "r") as f:
+        steps = int(f.attrs["step"])
+    bound = steps * 1e-4 * 0.1 / np.sqrt(1 - 0.999) * (1 + 1e-6)
+    check(moved <= bound, f"train -train_init: after {steps} steps at lr 1e-4 the largest weight change is "
+          f"{moved:.2e} (<= {bound:.1e})")
+
+    # What does not fit is refused with one line.
+    for words, expect in [
+        ([], "tensor 'conv1.weight' is (64, 3, 7, 7) in the weights, ackd's resnet18 needs (64, 10, 7, 7); "
+             "--adapt-stem"),
+        (["--adapt-stem"], "tensor 'fc.weight' is (1000, 512) in the weights, ackd's resnet18 needs (4, 512); "
+                           "--fresh-head"),
+    ]:
+        r = import_torch(args, pt, "-o", os.path.join(out, "bad.h5"), *common, *words)
+        err = r.stderr.strip()
+        check(r.returncode == 1 and "\n" not in err and expect in err and not os.path.exists(os.path.join(out, "bad.h5")),
+              f"import {' '.join(words) or 'without options'}: one line, nothing written: {err}")
+    r = import_torch(args, pt, "-o", os.path.join(out, "bad.h5"), "--arch", "resnet34", "--bands", "10",
+                     "--classes", "4", "--adapt-stem", "--fresh-head")
+    check(r.returncode == 1 and "the weights have no tensor 'layer1.2.conv1.weight'" in r.stderr,
+          f"import as resnet34: one line: {r.stderr.strip()}")
+    wrong = subprocess.run(shlex.split(args.mpirun) + ["2", args.ackd, "train", "-train_data", data, "-train_dir",
+                                                       os.path.join(out, "wrong"), "-teacher_arch", "resnet34",
+                                                       "-teacher_width", "0.25", "-train_init", init, "-quiet"],
+                           capture_output=True, text=True)
+    line = [l for l in wrong.stderr.splitlines() if "error" in l]
+    check(wrong.returncode == 2 and len(line) == 1 and "-train_init" in line[0] and "holds a resnet18 at width 1" in line[0]
+          and "the model is a resnet34 at width 0.25" in line[0], f"train -train_init of another model: {line}")
+
+
 def main():
     p = argparse.ArgumentParser()
     for name in ("repo", "ackd", "mpirun", "out"):
         p.add_argument("--" + name, required=True)
+    p.add_argument("--part", choices=("export", "import"), required=True, help="two CTest tests, run side by side")
     args = p.parse_args()
     shutil.rmtree(args.out, ignore_errors=True)
     os.makedirs(args.out)
@@ -63,6 +165,9 @@ def main():
     data = os.path.join(args.out, "data.h5")
     run(args, ["synth", "-synth_output", data, "-synth_ms_count", "160", "-synth_rgb_count", "160", "-synth_size",
                "32", "-synth_classes", "4", "-synth_seed", "3"])
+    if args.part == "import":
+        check_import(args, data)
+        return check.summary()
 
     for name, role, arch, width in MODELS:
         directory = os.path.join(args.out, name)

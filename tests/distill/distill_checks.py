@@ -8,6 +8,9 @@
   distill_checks.py resume --mpirun L --ackd A --out DIR
       -sembridge with DynM: SIGTERM after a re-matching, restart: bitwise the uninterrupted run
       (the matching is part of the checkpoint)
+  distill_checks.py init --mpirun L --ackd A --out DIR   (after resume, whose student it starts from)
+      -distill_init: the student starts from the resume run's student; after its Adam steps at lr
+      1e-4 no weight is further from it than Adam's bound; a checkpoint of another model is refused
 """
 import argparse
 import glob
@@ -218,9 +221,40 @@ def mode_resume(args):
     check(same, "stopped + resumed = uninterrupted, bitwise (model, optimizer, matching)")
 
 
+def model_weights(path):
+    with h5py.File(path, "r") as f:
+        found = {}
+        f["model"].visititems(lambda n, o: found.__setitem__(n, np.asarray(o, dtype=np.float64))
+                              if isinstance(o, h5py.Dataset) and n.endswith("weight") and "bn" not in n else None)
+        return found, int(f.attrs["step"])
+
+
+def mode_init(args):
+    data = fixture(args)
+    start = os.path.join(args.out, "resume_ref", "best.h5")
+    directory = os.path.join(args.out, "student_init")
+    shutil.rmtree(directory, ignore_errors=True)
+    run(args, 2, distill_cmd(data, args.out, directory, ["-kd_method", "kd", "-distill_epochs", "1", "-distill_lr",
+                                                         "1e-4", "-distill_init", start]))
+    before, _ = model_weights(start)
+    after, steps = model_weights(os.path.join(directory, "best.h5"))
+    moved = max(np.abs(after[k] - before[k]).max() for k in before)
+    # Adam moves a weight by at most lr (1 - b1) / sqrt(1 - b2) = 3.16 lr per step (Kingma and Ba, 2.1).
+    bound = steps * 1e-4 * 0.1 / np.sqrt(1 - 0.999) * (1 + 1e-6)
+    check(moved <= bound, f"-distill_init: after {steps} steps at lr 1e-4 the largest weight change is {moved:.2e} "
+          f"(<= {bound:.1e})")
+    # The MS teacher's checkpoint (10 bands) is not a start for the RGB student (3 bands).
+    r = run(args, 2, distill_cmd(data, args.out, os.path.join(args.out, "student_init_wrong"),
+                                 ["-distill_init", os.path.join(args.out, "teacher", "best.h5")]), expect=2)
+    line = [l for l in r.stderr.splitlines() if "error" in l]
+    check(len(line) == 1 and "-distill_init" in line[0] and "holds a smallcnn at width 0.5, 10 bands, 6 classes; the "
+          "model is a smallcnn at width 0.5, 3 bands, 6 classes" in line[0],
+          f"-distill_init of the teacher: one line naming both models: {line}")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("mode", choices=["methods", "resume", "external"])
+    p.add_argument("mode", choices=["methods", "resume", "external", "init"])
     p.add_argument("--mpirun", required=True)
     p.add_argument("--ackd", required=True)
     p.add_argument("--out", required=True)
