@@ -14,8 +14,14 @@ a 10-band, 4-class start that `ackd eval` scores as PyTorch does and `ackd train
 starts from (after 4 Adam steps at lr 1e-4 no weight has moved by more than Adam's bound); without them, or
 into a model of another architecture, one line names what does not fit.
 
+analysis/torch_gallery.py with a torchvision resnet18 of its own 6-class label space as an external
+teacher: its gallery's logits are the model's, pooled into the dataset's MS classes by a class map
+(scipy's logsumexp as the reference; a class without a model class at the sample's lowest logit
+minus 50), its embedding the model's pooled features; `ackd distill` then runs from it; a bad
+--model or class map is one line.
+
   torch_interop_checks.py --repo DIR --ackd ACKD --mpirun "mpirun --oversubscribe -n" --out DIR
-                         --part export|import"""
+                         --part export|import|gallery"""
 import argparse
 import json
 import os
@@ -153,11 +159,98 @@ def check_import(args, data):
           and "the model is a resnet34 at width 0.25" in line[0], f"train -train_init of another model: {line}")
 
 
+def gallery_script(args, *words):
+    return subprocess.run(["/usr/bin/python3", os.path.join(args.repo, "analysis", "torch_gallery.py"), *words],
+                          capture_output=True, text=True)
+
+
+def check_gallery(args, data):
+    out = os.path.join(args.out, "gallery")
+    os.makedirs(out)
+    torch.manual_seed(3)
+    net = torchvision.models.resnet18(num_classes=6)
+    net.conv1 = torch.nn.Conv2d(10, 64, 7, 2, 3, bias=False)
+    weights = os.path.join(out, "teacher.pt")
+    torch.save(net.state_dict(), weights)
+    factory = os.path.join(out, "teacher_model.py")
+    with open(factory, "w") as f:
+        f.write("import torch\nimport torchvision\n\n\ndef teacher():\n"
+                "    net = torchvision.models.resnet18(num_classes=6)\n"
+                "    net.conv1 = torch.nn.Conv2d(10, 64, 7, 2, 3, bias=False)\n"
+                f"    net.load_state_dict(torch.load({weights!r}))\n    return net\n")
+    with h5py.File(data, "r") as f:
+        names = [c.decode() for c in f["ms/classes"][...]]
+        rows = np.flatnonzero(np.asarray(f["ms/split"]) == 0)
+        images = torch.from_numpy(np.asarray(f["ms/images"][rows]))
+        labels = np.asarray(f["ms/labels"])[rows]
+    # model classes 0 and 1 pool into the first MS class; 2 and 3 are the next two; 4 and 5 map to
+    # nothing; the last MS class has no model class
+    class_map = os.path.join(out, "classes.csv")
+    with open(class_map, "w") as f:
+        f.write(f"# model class, dataset class\n0,{names[0]}\n1,{names[0]}\n2,{names[1]}\n3,{names[2]}\n")
+    gallery = os.path.join(out, "gallery.h5")
+    r = gallery_script(args, data, "-o", gallery, "--model", f"{factory}:teacher", "--class-map", class_map,
+                       "--embedding-of", "fc")
+    check(r.returncode == 0, f"gallery: {(r.stdout + r.stderr).strip()}")
+    if r.returncode != 0:
+        return
+    from scipy.special import logsumexp
+    net.eval()
+    with torch.no_grad():
+        z = net(images).double().numpy()
+        x = net.maxpool(net.relu(net.bn1(net.conv1(images))))
+        pooled = torch.flatten(net.avgpool(net.layer4(net.layer3(net.layer2(net.layer1(x))))), 1).numpy()
+    expect = np.stack([logsumexp(z[:, [0, 1]], axis=1), z[:, 2], z[:, 3], z.min(1) - 50], axis=1)
+    with h5py.File(gallery, "r") as g:
+        got = np.asarray(g["gallery/logits"], dtype=np.float64)
+        error = np.abs(got - expect).max() / np.abs(expect).max()
+        check(got.shape == expect.shape and error <= 1e-6, f"gallery logits: the model's, pooled by the class map "
+              f"({got.shape}, relative error {error:.1e} against scipy's logsumexp)")
+        emb = np.asarray(g["gallery/embedding"])
+        check(emb.shape == pooled.shape and np.abs(emb - pooled).max() <= 1e-6 * np.abs(pooled).max(),
+              f"gallery embedding: the input of fc, {emb.shape}")
+        check(np.array_equal(g["gallery/index"][...], rows) and np.array_equal(g["gallery/labels"][...], labels)
+              and [c.decode() for c in g["gallery/classes"][...]] == names,
+              "gallery index, labels and classes: the MS training split in dataset order")
+
+    # ackd distill from it, end to end: its own stand-in matcher, then the matching, then a student.
+    embeddings = os.path.join(out, "embeddings.h5")
+    subprocess.run(["/usr/bin/python3", os.path.join(args.repo, "tests", "jobs", "fake_ssm.py"), data, embeddings],
+                   check=True, capture_output=True)
+    match = os.path.join(out, "match.h5")
+    run(args, ["match", "-match_input", embeddings, "-match_output", match, "-match_ot_topk", "3"])
+    student = os.path.join(out, "student")
+    run(args, ["distill", "-distill_data", data, "-distill_gallery", gallery, "-distill_match", match, "-distill_dir",
+               student, "-student_arch", "smallcnn", "-student_width", "0.5", "-kd_method", "kd", "-distill_epochs",
+               "1", "-distill_batch", "32"])
+    with h5py.File(os.path.join(student, "metrics.h5"), "r") as m:
+        check(np.all(np.isfinite(m["loss_kd"][...])) and float(m["loss_kd"][-1]) > 0,
+              f"distill from the external gallery: KD loss {float(m['loss_kd'][-1]):.4f}, finite")
+
+    for what, words, expect in [
+        ("a missing function", ["--model", f"{factory}:nothere", "--class-map", class_map],
+         f"'{factory}' has no function 'nothere'"),
+        ("other classes and no class map", ["--model", f"{factory}:teacher"],
+         "the model has 6 classes, /ms has 4; give --class-map"),
+    ]:
+        r = gallery_script(args, data, "-o", os.path.join(out, "bad.h5"), *words)
+        err = r.stderr.strip()
+        check(r.returncode == 1 and "\n" not in err and expect in err and not os.path.exists(os.path.join(out, "bad.h5")),
+              f"gallery with {what}: one line, nothing written: {err}")
+    bad_map = os.path.join(out, "bad.csv")
+    open(bad_map, "w").write("0,Forrest\n")
+    r = gallery_script(args, data, "-o", os.path.join(out, "bad.h5"), "--model", f"{factory}:teacher", "--class-map",
+                       bad_map)
+    check(r.returncode == 1 and f"{bad_map}:1: 'Forrest' is not a class of the collection" in r.stderr,
+          f"a misspelt class in the class map: one line naming the file and line: {r.stderr.strip()}")
+
+
 def main():
     p = argparse.ArgumentParser()
     for name in ("repo", "ackd", "mpirun", "out"):
         p.add_argument("--" + name, required=True)
-    p.add_argument("--part", choices=("export", "import"), required=True, help="two CTest tests, run side by side")
+    p.add_argument("--part", choices=("export", "import", "gallery"), required=True,
+                   help="one CTest test each, run side by side")
     args = p.parse_args()
     shutil.rmtree(args.out, ignore_errors=True)
     os.makedirs(args.out)
@@ -165,8 +258,8 @@ def main():
     data = os.path.join(args.out, "data.h5")
     run(args, ["synth", "-synth_output", data, "-synth_ms_count", "160", "-synth_rgb_count", "160", "-synth_size",
                "32", "-synth_classes", "4", "-synth_seed", "3"])
-    if args.part == "import":
-        check_import(args, data)
+    if args.part != "export":
+        (check_import if args.part == "import" else check_gallery)(args, data)
         return check.summary()
 
     for name, role, arch, width in MODELS:
