@@ -140,3 +140,28 @@ def eval_role(path):
     with h5py.File(path, "r") as f:
         role = f.attrs.get("role")
     return role.decode() if isinstance(role, bytes) else role
+
+
+def checkpoint_series(run_dir):
+    """[(step, path)] of a run's checkpoints (RUN/checkpoints/ckpt_<step>.h5), oldest first. The
+    trainer keeps the newest -*_ckpt_keep (3) of them; a long series needs a larger keep."""
+    directory = os.path.join(run_dir, "checkpoints")
+    if not os.path.isdir(directory):
+        die(f"'{run_dir}' has no checkpoints/ directory; give the -train_dir or -distill_dir of a run")
+    series = []
+    for name in os.listdir(directory):
+        m = re.fullmatch(r"ckpt_(\d+)\.h5", name)
+        if m:
+            series.append((int(m.group(1)), os.path.join(directory, name)))
+    if not series:
+        die(f"'{directory}' holds no checkpoint (ckpt_<step>.h5)")
+    return sorted(series)
+
+
+def write_csv(path, header, rows):
+    import csv
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+    print(f"wrote {path}")

@@ -522,6 +522,27 @@ static void shard_range(AckdTrainer t, PetscInt n, PetscInt *lo, PetscInt *hi)
   *hi = n * (t->rank + 1) / t->size;
 }
 
+/* The order of the group's parameters in its flat vectors (/optim/<group>.m and .v), as one
+ * space-separated attribute: with the sizes of /model/..., it tells an analysis script which
+ * slice of the Adam moments belongs to which tensor. */
+static PetscErrorCode write_parameter_order(hid_t file, const Group *g)
+{
+  size_t len = 1;
+  char  *text, name[96];
+
+  PetscFunctionBeginUser;
+  for (PetscInt i = 0; i < g->params->nparams; i++) len += strlen(g->params->params[i].name) + 1;
+  PetscCall(PetscCalloc1(len, &text));
+  for (PetscInt i = 0; i < g->params->nparams; i++) {
+    if (i) strcat(text, " ");
+    strcat(text, g->params->params[i].name);
+  }
+  snprintf(name, sizeof name, "parameter_order_%s", g->name);
+  PetscCall(AckdH5AttrWriteString(file, name, text));
+  PetscCall(PetscFree(text));
+  PetscFunctionReturn(0);
+}
+
 /* The whole training state; `path` NULL: the next checkpoint in the rotation. */
 static PetscErrorCode write_checkpoint(AckdTrainer t, const char *path)
 {
@@ -557,6 +578,7 @@ static PetscErrorCode write_checkpoint(AckdTrainer t, const char *path)
     PetscCall(AckdCkptWriterWriteShard(t->writer, name, g->optimizer.size, lo, hi, g->optimizer.v + lo, PETSC_FALSE));
     snprintf(name, sizeof name, "optimizer_steps_%s", g->name);
     PetscCall(AckdH5AttrWriteInt(file, name, g->optimizer.steps));
+    PetscCall(write_parameter_order(file, g));
   }
   for (PetscInt i = 0; i < t->nstates; i++) {
     char name[96];
