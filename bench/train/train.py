@@ -3,8 +3,8 @@
 backward, Adam), ackd beside PyTorch on the same machine in the same run.
 
 Both sides: batch 64, input 10x64x64, 10 classes, 2 threads, the same
-architectures (PyTorch's are torchvision's, built as in
-tests/nn/torch_model_parity.py), a median over the timed steps after warm-up
+architectures (PyTorch's are torchvision's, configured as ackd's by
+analysis/ackd_torch.py), a median over the timed steps after warm-up
 steps. On a shared machine the load drifts, so the two sides alternate in
 rounds (ackd's steps, then PyTorch's, --rounds times); each round gives a
 ratio, and the record holds the medians over rounds of the rates and of the
@@ -21,7 +21,7 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "..", "tests", "nn"))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "analysis"))
 
 
 class TorchStep:
@@ -29,17 +29,12 @@ class TorchStep:
 
     def __init__(self, name, batch, bands, size, classes, threads):
         import torch
-        import torch_model_parity as models
+        import ackd_torch
 
         torch.set_num_threads(threads)
         torch.manual_seed(0)
         self.torch = torch
-        self.net = {"resnet18": lambda: models.ScaledResNet([2, 2, 2, 2], bands, classes, 1.0, False),
-                    "resnet34": lambda: models.ScaledResNet([3, 4, 6, 3], bands, classes, 1.0, False),
-                    "mobilenetv2": lambda: models.PaperMobileNetV2(bands, classes, 1.0),
-                    "shufflenetv2": lambda: models.PaperShuffleNetV2(bands, classes, 1.0),
-                    "smallcnn": lambda: models.SmallCNN(bands, classes, 1.0),
-                    "mlp": lambda: models.MLP(bands * size * size, classes, 1.0)}[name]()
+        self.net = ackd_torch.build(name, bands, classes, 1.0, image_size=size)
         self.net.train()
         self.opt = torch.optim.Adam(self.net.parameters(), lr=1e-3)
         self.x = torch.rand(batch, bands, size, size) * 2 - 1

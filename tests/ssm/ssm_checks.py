@@ -6,7 +6,7 @@
 MODE:
   reference  smallcnn encoders, RGB images of another size than MS (8x8 vs 16x16), 4 steps on
              2 ranks: the embeddings file equals PyTorch's recomputation from the final
-             checkpoint (encoders from tests/nn/torch_model_parity.py, the heads written out
+             checkpoint (encoders from analysis/ackd_torch.py, the heads written out
              here) within 1e-4; labels through /class_map/ms_to_rgb, index = the split-0 rows,
              unit norms; a second run is a no-op (the file is not rewritten); `ackd match`
              reads the file and matches within classes
@@ -28,9 +28,9 @@ import torch
 import torch.nn.functional as F
 
 TESTS = pathlib.Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(TESTS), str(TESTS / "nn")]  # checklib; torch_model_parity
+sys.path[:0] = [str(TESTS), str(TESTS.parent / "analysis")]  # checklib; ackd_torch
 import checklib  # noqa: E402
-from torch_model_parity import MLP, SmallCNN  # noqa: E402  (the encoders as torchvision-style modules)
+from ackd_torch import MLP, SmallCNN  # noqa: E402  (the encoders as torchvision-style modules)
 
 check = checklib.Checks("ssm_checks")
 TOL = 1e-4
