@@ -2,8 +2,7 @@
 """PyTorch in and out.
 
 analysis/export_torch.py on checkpoints that `ackd train` writes, one per architecture family:
-the state_dict loads with strict=True into analysis/ackd_torch.py's network, and at width 1 into
-torchvision's own resnet18; the exported model's logits on the eval split equal the logits `ackd
+the state_dict loads with strict=True into analysis/ackd_torch.py's network; the exported model's logits on the eval split equal the logits `ackd
 eval` wrote for the same rows (a second implementation: oneDNN in ackd, PyTorch here); the ONNX
 file passes onnx's checker; a checkpoint that does not fit the network and a file that is not a
 checkpoint are refused with one line.
@@ -11,7 +10,8 @@ checkpoint are refused with one line.
 analysis/import_torch.py on torchvision's resnet18 as a user brings it (3 bands, 1000 classes;
 randomly initialised here, as nothing is downloaded): with --adapt-stem and --fresh-head it becomes
 a 10-band, 4-class start that `ackd eval` scores as PyTorch does and `ackd train -train_init`
-starts from (after 4 Adam steps at lr 1e-4 no weight has moved by more than Adam's bound); without them, or
+starts from (after 4 Adam steps at lr 1e-4 no weight has moved by more than Adam's bound), and whose
+trained checkpoint exports into torchvision's own resnet18; without them, or
 into a model of another architecture, one line names what does not fit.
 
 analysis/torch_gallery.py with a torchvision resnet18 of its own 6-class label space as an external
@@ -45,8 +45,7 @@ check = checklib.Checks("torch_interop")
 # the largest logit here (AMD EPYC, AVX-512), 15x inside the bound; another CPU's kernels change the
 # order of the sums, not their size.
 TOLERANCE = 1e-5
-MODELS = [  # name, role, architecture, width
-    ("resnet18_w1", "teacher", "resnet18", 1.0),
+MODELS = [  # name, role, architecture, width (ResNet-18 at width 1: the import part trains and exports it)
     ("resnet34", "teacher", "resnet34", 0.25),
     ("mobilenetv2", "student", "mobilenetv2", 0.5),
     ("shufflenetv2", "student", "shufflenetv2", 0.5),
@@ -134,6 +133,23 @@ def check_import(args, data):
     bound = steps * 1e-4 * 0.1 / np.sqrt(1 - 0.999) * (1 + 1e-6)
     check(moved <= bound, f"train -train_init: after {steps} steps at lr 1e-4 the largest weight change is "
           f"{moved:.2e} (<= {bound:.1e})")
+
+    # The trained ResNet-18 at width 1 goes back out, into torchvision's own resnet18.
+    trained_eval = os.path.join(directory, "eval_test.h5")
+    run(args, ["eval", "-eval_checkpoint", os.path.join(directory, "best.h5"), "-eval_output", trained_eval])
+    pt_out = os.path.join(out, "trained.pt")
+    r = export(args, os.path.join(directory, "best.h5"), "-o", pt_out, "--verify", trained_eval, "--tolerance",
+               str(TOLERANCE))
+    check(r.returncode == 0, f"export of the trained resnet18: {(r.stdout + r.stderr).strip().splitlines()[-1:]}")
+    if r.returncode == 0:
+        tv = torchvision.models.resnet18(num_classes=4)
+        tv.conv1 = torch.nn.Conv2d(10, 64, 7, 2, 3, bias=False)
+        missing = tv.load_state_dict(torch.load(pt_out), strict=True)
+        trained_net, _ = ackd_torch.load_checkpoint(os.path.join(directory, "best.h5"))
+        with torch.no_grad():
+            same = torch.equal(tv.eval()(images), trained_net(images))
+        check(not missing.missing_keys and same, "the exported resnet18 loads into torchvision.models.resnet18 "
+              "itself, the same logits")
 
     # What does not fit is refused with one line.
     for words, expect in [
@@ -303,14 +319,6 @@ def main():
         error = np.abs(mine - reference).max() / np.abs(reference).max()
         check(error <= TOLERANCE, f"{name}: PyTorch's logits within {error:.1e} of ackd eval's (bound {TOLERANCE:g})")
 
-        if arch == "resnet18" and width == 1.0:
-            tv = torchvision.models.resnet18(num_classes=4)
-            tv.conv1 = torch.nn.Conv2d(config["model"]["bands"], 64, 7, 2, 3, bias=False)
-            missing = tv.load_state_dict(torch.load(pt), strict=True)
-            with torch.no_grad():
-                same = torch.equal(tv.eval()(images), net(images))
-            check(not missing.missing_keys and same, f"{name}: loads into torchvision.models.resnet18 itself, "
-                  "the same logits")
         try:
             import onnx
         except ImportError:
