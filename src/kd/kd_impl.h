@@ -58,6 +58,7 @@ typedef struct {
   PetscInt  sinkhorn_it;
   PetscInt  wq_s, wk_s, wq_t, wk_t; /* parameter offsets */
   PetscInt  proj_tok, proj_emb;     /* -1 when dimensions agree */
+  PetscBool one_token_warned;
 } KDSka;
 
 struct _p_AckdKD {

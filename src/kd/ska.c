@@ -331,6 +331,16 @@ PetscErrorCode ackd_ska_loss(AckdKDObj kd, const KDStep *st, double coef, double
   *value = 0.0;
   PetscCheck(st->in->student_tokens && st->in->teacher_tokens && st->in->student_embedding && st->in->teacher_embedding,
              kd->comm, PETSC_ERR_ARG_NULL, "-sembridge's SKA: this batch lacks tokens or embeddings");
+  /* A 32 x 32 scene through a stride-32 backbone leaves one token: every attention weight is then
+   * 1, and SKA aligns one feature vector per sample (docs/RESULTS.md, "SKA on one token"). */
+  if (Ns == 1 && Nt == 1 && !ska->one_token_warned) {
+    AckdLog log;
+    ska->one_token_warned = PETSC_TRUE;
+    PetscCall(AckdLogSetUp(&log, kd->comm));
+    PetscCall(AckdLogWarn(&log, "SKA: both networks end in a layer-4 grid of 1 token per sample, so its attention "
+                                "has nothing to weigh and its terms align one feature vector per sample (CORAL); "
+                                "images of 64 x 64 or more give these backbones a 2 x 2 grid\n"));
+  }
   if (n < 1) PetscFunctionReturn(0);
   PetscCall(PetscCalloc2(n, &ss, n, &ts));
   PetscCall(PetscMalloc4(n * Ns * Cs, &xs, n * Nt * Ct, &xt, n * Ns * Cs, &gxs, n * Nt * Ct, &gxt));

@@ -9,6 +9,8 @@
   distill_checks.py resume --mpirun L --ackd A --out DIR
       -sembridge with DynM: SIGTERM after a re-matching, restart: bitwise the uninterrupted run
       (the matching is part of the checkpoint)
+  distill_checks.py one_token --mpirun L --ackd A --out DIR   (after resume)
+      SKA over one-token grids: one warning, and the run goes on
   distill_checks.py init --mpirun L --ackd A --out DIR   (after resume, whose student it starts from)
       -distill_init: the student starts from the resume run's student; after its Adam steps at lr
       1e-4 no weight is further from it than Adam's bound; a checkpoint of another model is refused
@@ -255,9 +257,29 @@ def mode_init(args):
           f"-distill_init of the teacher: one line naming both models: {line}")
 
 
+def mode_one_token(args):
+    """SKA over layer-4 grids of one token (stride-32 backbones on 16 x 16 scenes) has no attention
+    to compute: the run goes on, with one warning saying so."""
+    data = fixture(args)
+    teacher = os.path.join(args.out, "teacher_resnet18")
+    if not os.path.exists(os.path.join(teacher, "gallery.h5")):
+        run(args, 2, ["train", "-train_data", data, "-train_dir", teacher, "-teacher_arch", "resnet18",
+                      "-teacher_width", "0.25", "-train_epochs", "1", "-quiet"])
+    directory = os.path.join(args.out, "student_one_token")
+    shutil.rmtree(directory, ignore_errors=True)
+    cmd = distill_cmd(data, args.out, directory, ["-kd_method", "kd", "-sembridge", "-dynm", "false",
+                                                  "-distill_epochs", "1"])
+    cmd[cmd.index("-distill_gallery") + 1] = os.path.join(teacher, "gallery.h5")
+    cmd[cmd.index("-student_arch") + 1] = "mobilenetv2"
+    r = run(args, 2, cmd)
+    warnings = [l for l in r.stderr.splitlines() if "SKA: both networks end in a layer-4 grid of 1 token" in l]
+    check(len(warnings) == 1 and warnings[0].startswith("ackd: warning: SKA:"),
+          f"SKA on one token per sample: one warning, the run goes on ({warnings})")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("mode", choices=["methods", "resume", "external", "init"])
+    p.add_argument("mode", choices=["methods", "resume", "external", "init", "one_token"])
     p.add_argument("--mpirun", required=True)
     p.add_argument("--ackd", required=True)
     p.add_argument("--out", required=True)
