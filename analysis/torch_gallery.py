@@ -122,8 +122,11 @@ def main():
                     ackd_files.die(f"the model returned {getattr(z, 'shape', type(z).__name__)} for a batch of "
                                    f"{x.shape[0]}; its forward must return (batch, classes) logits")
                 logits.append(z.double().numpy())
-                if captured:
-                    embeddings.append(captured.pop().flatten(1).float().numpy())
+                if args.embedding_of:
+                    if not captured:
+                        ackd_files.die(f"--embedding-of: the model's forward never called '{args.embedding_of}'")
+                    embeddings.append(captured[-1].flatten(1).float().numpy())
+                    captured.clear()
     logits = np.concatenate(logits)
     pooled = read_class_map(args.class_map, logits.shape[1], names) if args.class_map else None
     if pooled is None and logits.shape[1] != len(names):
