@@ -16,6 +16,7 @@ enum { CLOSE_MARGIN_BYTES = 64 * 1024 };
 /* -h5_close_timeout and the room check's test switch: process-wide, as the file system is. */
 static double    close_timeout   = 600;
 static PetscBool skip_room_check = PETSC_FALSE;
+static double    close_delay     = 0; /* testing: rank 1 comes to the close this late */
 
 PetscErrorCode AckdH5SettingsSetFromOptions(AckdH5Settings *settings)
 {
@@ -51,6 +52,10 @@ PetscErrorCode AckdH5SettingsSetFromOptions(AckdH5Settings *settings)
   PetscCall(AckdOptionsBool(PetscOptionsObject, "-h5_debug_skip_room_check",
                             "Testing: close files without first checking the file system has room", &skip_room_check,
                             NULL));
+  PetscCall(AckdOptionsReal(PetscOptionsObject, "-h5_debug_close_delay",
+                            "Testing: rank 1 comes to each file's final close this many seconds late, so that the "
+                            "others' close waits for it (the watchdog of -h5_close_timeout ends that wait)",
+                            &close_delay, 0, 1e9, NULL));
   PetscOptionsEnd();
   PetscFunctionReturn(0);
 }
@@ -227,8 +232,10 @@ static herr_t close_watched(hid_t file, int rank, const char *partial)
   CloseWatch w = {
       .lock = PTHREAD_MUTEX_INITIALIZER, .finished = PTHREAD_COND_INITIALIZER, .rank = rank, .partial = partial};
   pthread_t watcher;
-  int       watching = !pthread_create(&watcher, NULL, watch_close, &w);
-  herr_t    closed   = H5Fclose(file);
+  if (rank == 1 && close_delay > 0) /* a rank held up elsewhere: its peers' collective close waits */
+    nanosleep(&(struct timespec){(time_t)close_delay, (long)(1e9 * (close_delay - (time_t)close_delay))}, NULL);
+  int    watching = !pthread_create(&watcher, NULL, watch_close, &w);
+  herr_t closed   = H5Fclose(file);
   if (watching) {
     pthread_mutex_lock(&w.lock);
     w.done = 1;
