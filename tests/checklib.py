@@ -93,3 +93,9 @@ def run_ackd(launcher, ranks, ackd, stage_args, expect=0):
     ending with its rank-count flag, e.g. ["mpirun", "--oversubscribe", "-n"]."""
     return run_or_exit(launcher + [str(ranks), ackd, *stage_args], expect,
                        what=f"ackd {stage_args[0]} on {ranks} rank(s)")
+
+
+def adam_step_bound(lr, beta1=0.9, beta2=0.999):
+    """The most one Adam step moves a weight: lr (1 - b1) / sqrt(1 - b2) (Kingma and Ba, section
+    2.1), with a relative margin of 1e-6 for float32 rounding."""
+    return lr * (1 - beta1) / (1 - beta2) ** 0.5 * (1 + 1e-6)

@@ -128,6 +128,9 @@ PetscErrorCode AckdParamsGetCheckpointEntries(AckdParams *params, PetscInt *n, A
 /* The model configuration recorded on a checkpoint's root, and back. */
 PetscErrorCode AckdModelConfigWrite(const AckdModelConfig *config, hid_t file);
 PetscErrorCode AckdModelConfigRead(MPI_Comm comm, hid_t file, const char *path, AckdModelConfig *config);
+/* Collective: the model's weights and batch-norm statistics from an open checkpoint; a file of
+ * another model is refused, naming every tensor that does not fit. */
+PetscErrorCode AckdModelReadCheckpoint(AckdCkptReader reader, AckdModel model);
 /* Collective: the model's weights and batch-norm statistics from `path`, a file in checkpoint
  * layout recording the same model (`config`); `option` names the option that gave the path in
  * the one-line refusal of a file of another model. */

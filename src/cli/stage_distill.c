@@ -287,9 +287,6 @@ static PetscErrorCode load_teacher(DistillContext *c, const char *path, AckdMode
 {
   AckdCkptReader r;
   hid_t          file;
-  AckdParams    *params;
-  AckdCkptEntry *entries;
-  PetscInt       n;
 
   PetscFunctionBeginUser;
   PetscCall(AckdCkptReaderOpen(c->comm, path, NULL, &r));
@@ -297,10 +294,7 @@ static PetscErrorCode load_teacher(DistillContext *c, const char *path, AckdMode
   PetscCall(AckdModelConfigRead(c->comm, file, path, config));
   PetscCall(AckdModelCreate(c->comm, &c->teacher));
   PetscCall(AckdModelSetUp(c->teacher, config, 0));
-  PetscCall(AckdModelGetParams(c->teacher, &params));
-  PetscCall(AckdParamsGetCheckpointEntries(params, &n, &entries));
-  PetscCall(AckdCkptReaderReadModel(r, "model", n, entries));
-  PetscCall(PetscFree(entries));
+  PetscCall(AckdModelReadCheckpoint(r, c->teacher));
   PetscCall(AckdCkptReaderDestroy(&r));
   PetscCall(AckdModelSetTraining(c->teacher, PETSC_FALSE));
   PetscFunctionReturn(0);

@@ -298,15 +298,7 @@ PetscErrorCode AckdStageEval(MPI_Comm comm, int npositional, char **positional, 
              checkpoint, config.in_channels, config.classes, modality, data, info.channels, info.classes);
   PetscCall(AckdModelCreate(comm, &model));
   PetscCall(AckdModelSetUp(model, &config, 0));
-  {
-    AckdParams    *params;
-    AckdCkptEntry *entries;
-    PetscInt       n;
-    PetscCall(AckdModelGetParams(model, &params));
-    PetscCall(AckdParamsGetCheckpointEntries(params, &n, &entries));
-    PetscCall(AckdCkptReaderReadModel(reader, "model", n, entries));
-    PetscCall(PetscFree(entries));
-  }
+  PetscCall(AckdModelReadCheckpoint(reader, model));
   PetscCall(AckdCkptReaderDestroy(&reader));
 
   PetscCall(AckdEngineCreate(threads, &engine));

@@ -133,17 +133,11 @@ static PetscErrorCode describe(void *ctx, hid_t file)
 static PetscErrorCode load_best(TrainContext *c, const char *dir, char *path, size_t len)
 {
   AckdCkptReader r;
-  AckdParams    *params;
-  AckdCkptEntry *entries;
-  PetscInt       n;
 
   PetscFunctionBeginUser;
   snprintf(path, len, "%s/best.h5", dir);
   PetscCall(AckdCkptReaderOpen(c->comm, path, AckdArchNames[c->config.arch], &r));
-  PetscCall(AckdModelGetParams(c->model, &params));
-  PetscCall(AckdParamsGetCheckpointEntries(params, &n, &entries));
-  PetscCall(AckdCkptReaderReadModel(r, "model", n, entries));
-  PetscCall(PetscFree(entries));
+  PetscCall(AckdModelReadCheckpoint(r, c->model));
   PetscCall(AckdCkptReaderDestroy(&r));
   PetscFunctionReturn(0);
 }

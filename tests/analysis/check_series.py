@@ -110,7 +110,7 @@ def main():
         trainable = len(f.attrs["parameter_order_model"].split())
     steps = sorted({int(r["step"]) for r in drift})
     check(len(drift) == 3 * trainable, f"ckpt_drift: {trainable} trainable tensors x 3 checkpoints")
-    bound = LR * 0.1 / np.sqrt(1 - 0.999) * (1 + 1e-6)
+    bound = checklib.adam_step_bound(LR)
     for previous, step in zip(steps, steps[1:]):
         worst = 0.0
         with h5py.File(os.path.join(a, "checkpoints", f"ckpt_{previous:012d}.h5"), "r") as f0, \

@@ -36,6 +36,8 @@ import torch
 import torchvision
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/, for checklib
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "analysis"))
+import ackd_torch  # noqa: E402
 import checklib  # noqa: E402
 
 check = checklib.Checks("torch_interop")
@@ -107,8 +109,6 @@ def check_import(args, data):
     # ackd reads the file as the checkpoint of that network: eval's logits are PyTorch's.
     evaluation = os.path.join(out, "eval_init.h5")
     run(args, ["eval", "-eval_checkpoint", init, "-eval_data", data, "-eval_output", evaluation])
-    sys.path.insert(0, os.path.join(args.repo, "analysis"))
-    import ackd_torch
     net, _ = ackd_torch.load_checkpoint(init)
     with h5py.File(evaluation, "r") as e, h5py.File(data, "r") as f:
         rows = np.sort(np.asarray(e["index"]))
@@ -130,7 +130,7 @@ def check_import(args, data):
                 and "downsample.1" not in k)
     with h5py.File(os.path.join(directory, "best.h5"), "r") as f:
         steps = int(f.attrs["step"])
-    bound = steps * 1e-4 * 0.1 / np.sqrt(1 - 0.999) * (1 + 1e-6)
+    bound = steps * checklib.adam_step_bound(1e-4)
     check(moved <= bound, f"train -train_init: after {steps} steps at lr 1e-4 the largest weight change is "
           f"{moved:.2e} (<= {bound:.1e})")
 
@@ -306,8 +306,6 @@ def main():
               f"{name}: model.json names the architecture and the classes of the model's collection")
 
         # The verify path, done here again by hand: a fresh network, the .pt loaded strictly.
-        sys.path.insert(0, os.path.join(args.repo, "analysis"))
-        import ackd_torch
         net = ackd_torch.build(**config["model"]).eval()
         net.load_state_dict(torch.load(pt), strict=True)
         with h5py.File(evaluation, "r") as e, h5py.File(data, "r") as f:

@@ -244,8 +244,7 @@ def mode_init(args):
     before, _ = model_weights(start)
     after, steps = model_weights(os.path.join(directory, "best.h5"))
     moved = max(np.abs(after[k] - before[k]).max() for k in before)
-    # Adam moves a weight by at most lr (1 - b1) / sqrt(1 - b2) = 3.16 lr per step (Kingma and Ba, 2.1).
-    bound = steps * 1e-4 * 0.1 / np.sqrt(1 - 0.999) * (1 + 1e-6)
+    bound = steps * checklib.adam_step_bound(1e-4)
     check(moved <= bound, f"-distill_init: after {steps} steps at lr 1e-4 the largest weight change is {moved:.2e} "
           f"(<= {bound:.1e})")
     # The MS teacher's checkpoint (10 bands) is not a start for the RGB student (3 bands).

@@ -1,7 +1,7 @@
-/* A model's starting weights from a file in checkpoint layout (-train_init, -distill_init): the
- * network of another run to fine-tune, or PyTorch weights that analysis/import_torch.py converted.
- * The file's recorded model is compared with the model first, so that a mismatch is named by what
- * differs (architecture, width, bands, classes) before any tensor is. */
+/* A model's weights and batch-norm statistics from a file in checkpoint layout: a run's best.h5
+ * (eval, the frozen teacher, the end of train), or a starting point (-train_init, -distill_init):
+ * the network of another run to fine-tune, or PyTorch weights that analysis/import_torch.py
+ * converted. */
 #include <ackd/ckpt.h>
 #include <ackd/train.h>
 
@@ -11,15 +11,28 @@ static void describe(const AckdModelConfig *c, char *text, size_t len)
            c->width, c->small_input ? " (small-input stem)" : "", c->in_channels, c->classes);
 }
 
+PetscErrorCode AckdModelReadCheckpoint(AckdCkptReader reader, AckdModel model)
+{
+  AckdParams    *params;
+  AckdCkptEntry *entries;
+  PetscInt       n;
+
+  PetscFunctionBeginUser;
+  PetscCall(AckdModelGetParams(model, &params));
+  PetscCall(AckdParamsGetCheckpointEntries(params, &n, &entries));
+  PetscCall(AckdCkptReaderReadModel(reader, "model", n, entries));
+  PetscCall(PetscFree(entries));
+  PetscFunctionReturn(0);
+}
+
+/* The file's recorded model is compared with the model first, so that a mismatch is named by what
+ * differs (architecture, width, bands, classes) before any tensor is. */
 PetscErrorCode AckdModelInitFromFile(MPI_Comm comm, AckdModel model, const AckdModelConfig *config, const char *path,
                                      const char *option)
 {
   AckdCkptReader  r;
   hid_t           file;
   AckdModelConfig theirs = *config;
-  AckdParams     *params;
-  AckdCkptEntry  *entries;
-  PetscInt        n;
   char            mine_text[160], theirs_text[160];
 
   PetscFunctionBeginUser;
@@ -32,10 +45,7 @@ PetscErrorCode AckdModelInitFromFile(MPI_Comm comm, AckdModel model, const AckdM
              "%s '%s' holds a %s; the model is a %s: convert the weights for this model (analysis/import_torch.py "
              "--arch --width --bands --classes) or set the model options to the file's",
              option, path, theirs_text, mine_text);
-  PetscCall(AckdModelGetParams(model, &params));
-  PetscCall(AckdParamsGetCheckpointEntries(params, &n, &entries));
-  PetscCall(AckdCkptReaderReadModel(r, "model", n, entries));
-  PetscCall(PetscFree(entries));
+  PetscCall(AckdModelReadCheckpoint(r, model));
   PetscCall(AckdCkptReaderDestroy(&r));
   PetscFunctionReturn(0);
 }
