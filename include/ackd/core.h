@@ -234,6 +234,9 @@ PetscErrorCode AckdDirLockRelease(MPI_Comm comm, AckdDirLock *lock);
 
 /* Collective: whether `path` can be read, asked by rank 0 alone and agreed by all. */
 PetscErrorCode AckdFileReadable(MPI_Comm comm, const char *path, PetscBool *readable);
+/* Not collective: fsyncs `from`, renames it to `to` and fsyncs the directory, so that after a
+ * crash `to` holds the old file or the whole new one. Returns 0 (errno set) on failure. */
+int AckdFileRenameDurable(const char *from, const char *to);
 
 /* Collective: rank 0 reads a small text file, every rank receives it
  * NUL-terminated. `what` names the file's role in the error ("class map"). */

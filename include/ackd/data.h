@@ -70,6 +70,7 @@ typedef struct {
   PetscInt           compress;      /* deflate level 0-9, 0 = none */
   const char        *normalization; /* what was applied to the pixels; NULL: "none" */
   PetscInt           label_columns; /* 0: one class per sample; K: multi-label, (N, K) 0/1 */
+  const PetscInt    *source_bands;  /* (channels) 1-based bands of the source files; NULL: none */
 } AckdCollectionLayout;
 
 typedef struct _p_AckdCollectionWriter *AckdCollectionWriter;
@@ -149,6 +150,77 @@ typedef struct {
 PetscErrorCode AckdRasterRead(const char *path, const AckdRasterRequest *req, AckdRasterBuffer *buf,
                               AckdRasterInfo *info);
 uint64_t       AckdContentHash(const void *data, size_t bytes);
+/* Bilinear resampling of a (C, h, w) image to (C, oh, ow), by the GDAL code that resizes images in
+ * AckdRasterRead, so that a window of a scene is resized as the training images were. */
+PetscErrorCode AckdRasterResample(PetscInt C, PetscInt h, PetscInt w, const float *in, PetscInt oh, PetscInt ow,
+                                  float *out);
+
+/* ---------------------------------------------------------------- scenes and maps (GDAL) */
+
+/* A large raster read window by window, on one rank (src/data/scene_raster.c). */
+typedef struct _p_AckdScene *AckdScene;
+
+/* Opens `path` read-only keeping `bands` (1-based); a file GDAL cannot read, or one without such a
+ * band, is an error naming it. */
+PetscErrorCode AckdSceneOpen(const char *path, PetscInt nbands, const PetscInt *bands, AckdScene *scene);
+PetscErrorCode AckdSceneGetSize(AckdScene scene, PetscInt *width, PetscInt *height);
+/* The raw pixels (nbands, h, w) of the window at column x0, row y0; valid (h * w) is 0 where any
+ * kept band holds its nodata value or a NaN or Inf, 1 elsewhere. */
+PetscErrorCode AckdSceneReadWindow(AckdScene scene, PetscInt x0, PetscInt y0, PetscInt w, PetscInt h, float *pixels,
+                                   unsigned char *valid);
+/* The scene's geotransform (GDAL's six coefficients) and CRS as WKT ("" when it has none);
+ * *georeferenced is false when it has no geotransform. `wkt` lives as long as the scene. */
+PetscErrorCode AckdSceneGetGeoreference(AckdScene scene, double geotransform[6], const char **wkt,
+                                        PetscBool *georeferenced);
+PetscErrorCode AckdSceneClose(AckdScene *scene);
+
+/* A map written by one rank as a tiled, deflated GeoTIFF: under `path`.part, renamed to `path`
+ * only when complete. A class map is one byte band with a colour table, the class names as
+ * categories and ACKD_MAP_NODATA_CLASS as nodata; a probability map one float32 band per class,
+ * named after it, with NaN as nodata. */
+#define ACKD_MAP_NODATA_CLASS 255
+typedef enum { ACKD_MAP_CLASSES, ACKD_MAP_PROBABILITIES } AckdMapKind;
+typedef struct {
+  AckdMapKind        kind;
+  PetscInt           width, height, classes;
+  const char *const *class_names;
+  const double      *geotransform; /* NULL: none */
+  const char        *wkt;          /* NULL or "": no CRS */
+} AckdMapLayout;
+typedef struct _p_AckdMap *AckdMap;
+
+PetscErrorCode AckdMapCreate(const char *path, const AckdMapLayout *layout, AckdMap *map);
+/* Rows [y0, y0 + rows): bytes (rows, width) for a class map, floats (classes, rows, width) for a
+ * probability map. */
+PetscErrorCode AckdMapWriteRows(AckdMap map, PetscInt y0, PetscInt rows, const void *data);
+PetscErrorCode AckdMapCommit(AckdMap *map);
+PetscErrorCode AckdMapDiscard(AckdMap *map);
+
+/* ---------------------------------------------------------------- input recipe */
+
+/* How a collection's images were made from raster files (src/data/input_recipe.c): the file bands
+ * kept, the image size, and the normalisation with its statistics. `ackd predict` applies it to
+ * new rasters so that they reach the model as the training images did. */
+typedef enum { ACKD_NORMALIZE_NONE, ACKD_NORMALIZE_IMAGE_MAX, ACKD_NORMALIZE_BAND_STANDARDIZE } AckdNormalization;
+extern const char *const AckdNormalizationNames[]; /* "none", "image_max", "band_standardize" */
+
+typedef struct {
+  PetscInt          channels, height, width;
+  PetscInt          bands[ACKD_RASTER_MAX_BANDS]; /* 1-based file bands, when bands_recorded */
+  PetscBool         bands_recorded;               /* curate records them; synth has no files */
+  AckdNormalization normalization;
+  double            mean[ACKD_RASTER_MAX_BANDS], std[ACKD_RASTER_MAX_BANDS]; /* band_standardize's */
+} AckdInputRecipe;
+
+/* Collective: the recipe of /`collection` in dataset `path`. */
+PetscErrorCode AckdInputRecipeRead(MPI_Comm comm, const char *path, const char *collection, AckdInputRecipe *recipe);
+/* In place on raw pixels (channels, height, width) of the recipe's size. */
+void AckdInputRecipeApply(const AckdInputRecipe *recipe, float *x);
+/* Pixels without data (valid 0) of an image (channels, plane) take their band's mean over the
+ * valid ones: the model then sees a plain patch there, not a fill value far outside the data. */
+void AckdFillInvalid(PetscInt channels, size_t plane, float *x, const unsigned char *valid);
+/* The paper's per-image normalisation: x / max(x) into [0, 1], then to [-1, 1]. */
+void AckdNormalizeImageMax(float *x, size_t n);
 
 /* ---------------------------------------------------------------- class folders */
 

@@ -34,5 +34,6 @@ PetscErrorCode AckdStageTrain(MPI_Comm comm, int npositional, char **positional,
 PetscErrorCode AckdStageDistill(MPI_Comm comm, int npositional, char **positional, int *exit_code);
 PetscErrorCode AckdStageSSM(MPI_Comm comm, int npositional, char **positional, int *exit_code);
 PetscErrorCode AckdStageEval(MPI_Comm comm, int npositional, char **positional, int *exit_code);
+PetscErrorCode AckdStagePredict(MPI_Comm comm, int npositional, char **positional, int *exit_code);
 
 #endif

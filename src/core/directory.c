@@ -104,3 +104,25 @@ PetscErrorCode AckdFileReadable(MPI_Comm comm, const char *path, PetscBool *read
   *readable = (PetscBool)ok;
   PetscFunctionReturn(0);
 }
+
+/* Data on disk, then the new name, then the name on disk: after a crash at
+ * any point the final name holds either the old file or the complete new
+ * one, never a renamed file whose blocks were still in the page cache. */
+int AckdFileRenameDurable(const char *from, const char *to)
+{
+  int fd = open(from, O_RDONLY);
+  if (fd < 0) return 0;
+  int ok = fsync(fd) == 0;
+  close(fd);
+  if (!ok || rename(from, to)) return 0;
+  char        dir[PETSC_MAX_PATH_LEN];
+  const char *slash = strrchr(to, '/');
+  snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - to) : 1, slash ? to : ".");
+  if (slash == to) snprintf(dir, sizeof dir, "/");
+  int dfd = open(dir, O_RDONLY | O_DIRECTORY);
+  if (dfd >= 0) { /* some file systems refuse to fsync a directory; the rename has happened */
+    fsync(dfd);
+    close(dfd);
+  }
+  return 1;
+}

@@ -167,28 +167,6 @@ PetscErrorCode AckdH5FileCreatePartial(MPI_Comm comm, const char *path, const Ac
   PetscFunctionReturn(0);
 }
 
-/* Data on disk, then the new name, then the name on disk: after a crash at
- * any point the final name holds either the old file or the complete new
- * one, never a renamed file whose blocks were still in the page cache. */
-static int durable_rename(const char *from, const char *to)
-{
-  int fd = open(from, O_RDONLY);
-  if (fd < 0) return 0;
-  int ok = fsync(fd) == 0;
-  close(fd);
-  if (!ok || rename(from, to)) return 0;
-  char        dir[PETSC_MAX_PATH_LEN];
-  const char *slash = strrchr(to, '/');
-  snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - to) : 1, slash ? to : ".");
-  if (slash == to) snprintf(dir, sizeof dir, "/");
-  int dfd = open(dir, O_RDONLY | O_DIRECTORY);
-  if (dfd >= 0) { /* some file systems refuse to fsync a directory; the rename has happened */
-    fsync(dfd);
-    close(dfd);
-  }
-  return 1;
-}
-
 /* A collective close can still hang when the file system fills after the room check below (or a
  * quota it cannot see runs out): a rank whose metadata write failed leaves the others at HDF5's
  * barrier. A watchdog thread bounds that wait: a close not done after -h5_close_timeout seconds
@@ -286,7 +264,7 @@ PetscErrorCode AckdH5FileCommit(MPI_Comm comm, hid_t *file, const char *path)
       PetscCall(AckdH5Agree(comm, closed, H5I_INVALID_HID, PETSC_FUNCTION_NAME, __LINE__, __FILE__,
                             "closing '%s'; check the free space of its file system", partial));
   }
-  if (rank == 0 && !(renamed = durable_rename(partial, path))) unlink(partial);
+  if (rank == 0 && !(renamed = AckdFileRenameDurable(partial, path))) unlink(partial);
   PetscCallMPI(MPI_Bcast(&renamed, 1, MPI_INT, 0, comm));
   PetscCheck(renamed, comm, PETSC_ERR_FILE_WRITE,
              "cannot sync and rename '%s' to '%s'; check the directory's permissions and free space", partial, path);
@@ -395,11 +373,11 @@ PetscErrorCode AckdH5AttrWriteIntArray(hid_t obj, const char *name, PetscInt n, 
 {
   hid_t     space, attr;
   hsize_t   dims = (hsize_t)n;
-  long long v[16];
+  long long v[64];
 
   PetscFunctionBeginUser;
-  PetscCheck(n > 0 && n <= 16, PETSC_COMM_SELF, PETSC_ERR_ARG_OUTOFRANGE,
-             "attribute '%s': %" PetscInt_FMT " values, 1 to 16 supported", name, n);
+  PetscCheck(n > 0 && n <= 64, PETSC_COMM_SELF, PETSC_ERR_ARG_OUTOFRANGE,
+             "attribute '%s': %" PetscInt_FMT " values, 1 to 64 supported", name, n);
   for (PetscInt i = 0; i < n; i++) v[i] = values[i];
   if (H5Aexists(obj, name) > 0) AckdCallH5(H5Adelete(obj, name), "replacing attribute '%s'", name);
   AckdCallH5(space = H5Screate_simple(1, &dims, NULL), "attribute '%s'", name);

@@ -20,8 +20,6 @@ enum {
   CHECK_FIELDS   = 5   /* status, bands, height, width, hash */
 };
 
-typedef enum { NORMALIZE_NONE, NORMALIZE_IMAGE_MAX, NORMALIZE_BAND_STANDARDIZE } Normalization;
-static const char *const NORMALIZATIONS[]                        = {"none", "image_max", "band_standardize"};
 static const char *const MS_EXTENSIONS[]                         = {"tif", "tiff", NULL};
 static const char *const RGB_EXTENSIONS[]                        = {"jpg", "jpeg", "png", "tif", "tiff", NULL};
 static const char *const STATUS_COUNT_ATTR[ACKD_RASTER_STATUSES] = {NULL, "skipped_unreadable", "skipped_band_count",
@@ -72,7 +70,7 @@ PetscErrorCode AckdCurateCreate(MPI_Comm comm, AckdCurate *curate)
   c->comm = comm;
   PetscCall(PetscStrncpy(c->output, "curated.h5", sizeof c->output));
   PetscCall(PetscStrncpy(c->mat_layout, "NCWH", sizeof c->mat_layout));
-  c->normalize = NORMALIZE_IMAGE_MAX;
+  c->normalize = ACKD_NORMALIZE_IMAGE_MAX;
   c->folds     = 5;
   c->train     = 0.8;
   c->val       = 0.2;
@@ -131,7 +129,7 @@ PetscErrorCode AckdCurateSetFromOptions(AckdCurate c)
   PetscCall(AckdOptionsChoice(
       PetscOptionsObject, "-curate_normalize",
       "image_max: the paper's x/max(x) then (x-0.5)/0.5; band_standardize: per-band (x-mean)/std over training",
-      NORMALIZATIONS, 3, &c->normalize, NULL));
+      AckdNormalizationNames, 3, &c->normalize, NULL));
   PetscCall(
       AckdOptionsInt(PetscOptionsObject, "-curate_folds",
                      "Stratified k-fold split: fold -curate_fold is val, the rest train, no test split (ackd eval then "
@@ -476,15 +474,6 @@ static PetscErrorCode decide(AckdCurate c, Source *s)
 
 /* ------------------------------------------------------------ pass 2 */
 
-/* The paper's per-image normalisation: x / max(x) into [0, 1], then to [-1, 1]. */
-static void normalize_image_max(float *x, size_t n)
-{
-  float top = 0;
-  for (size_t i = 0; i < n; i++) top = PetscMax(top, x[i]);
-  float scale = top > 0 ? 1.0f / top : 0.0f;
-  for (size_t i = 0; i < n; i++) x[i] = (x[i] * scale - 0.5f) / 0.5f;
-}
-
 static PetscErrorCode write_collection(AckdCurate c, Source *s, hid_t file, AckdProgress *bar, PetscInt *done,
                                        PetscBool *stopped)
 {
@@ -531,8 +520,9 @@ static PetscErrorCode write_collection(AckdCurate c, Source *s, hid_t file, Ackd
                                  .wavelength_nm = NULL,
                                  .sensor        = sensor,
                                  .compress      = c->compress,
-                                 .normalization = NORMALIZATIONS[c->normalize],
-                                 .label_columns = s->multi ? s->folders.nclasses : 0};
+                                 .normalization = AckdNormalizationNames[c->normalize],
+                                 .label_columns = s->multi ? s->folders.nclasses : 0,
+                                 .source_bands  = s->request.bands};
   PetscCall(AckdCollectionWriterCreate(c->comm, file, &layout, &writer));
 
   size_t         sample = (size_t)C * (size_t)s->height * (size_t)s->width;
@@ -563,7 +553,7 @@ static PetscErrorCode write_collection(AckdCurate c, Source *s, hid_t file, Ackd
       }
       if (s->multi) PetscCall(PetscArraycpy(batch_multi + i * K, s->multi + (size_t)file * K, K));
       PetscCall(PetscArraycpy(images + i * sample, pixels, sample));
-      if (c->normalize == NORMALIZE_IMAGE_MAX) normalize_image_max(images + i * sample, sample);
+      if (c->normalize == ACKD_NORMALIZE_IMAGE_MAX) AckdNormalizeImageMax(images + i * sample, sample);
       batch_labels[i] = (int)labels[first + i];
     }
     PetscCall(PetscLogEventEnd(c->event_decode, 0, 0, 0, 0));
@@ -584,7 +574,7 @@ static PetscErrorCode write_collection(AckdCurate c, Source *s, hid_t file, Ackd
     PetscFunctionReturn(0);
   }
   PetscCall(AckdCollectionWriterFinish(writer));
-  if (c->normalize == NORMALIZE_BAND_STANDARDIZE) PetscCall(AckdCollectionWriterStandardize(writer));
+  if (c->normalize == ACKD_NORMALIZE_BAND_STANDARDIZE) PetscCall(AckdCollectionWriterStandardize(writer));
   PetscCall(AckdCollectionWriterDestroy(&writer));
 
   hid_t group;
@@ -801,8 +791,9 @@ static PetscErrorCode parameter_line(AckdCurate c, const Source *sources, char *
            " fold=%" PetscInt_FMT " train=%.15g val=%.15g seed=%" PetscInt_FMT
            " drop_duplicates=%d compress=%" PetscInt_FMT " inputs=%016llx version=%s",
            c->ms_dir, c->ms_labels, c->ms_mat, c->mat_layout, c->ms_class_names, bands, c->ms_size, c->rgb_dir,
-           c->rgb_size, c->class_map, NORMALIZATIONS[c->normalize], c->folds, c->fold, (double)c->train, (double)c->val,
-           c->seed, (int)c->drop_duplicates, c->compress, (unsigned long long)digest, ACKD_VERSION_STRING);
+           c->rgb_size, c->class_map, AckdNormalizationNames[c->normalize], c->folds, c->fold, (double)c->train,
+           (double)c->val, c->seed, (int)c->drop_duplicates, c->compress, (unsigned long long)digest,
+           ACKD_VERSION_STRING);
   PetscFunctionReturn(0);
 }
 

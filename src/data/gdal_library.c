@@ -18,7 +18,22 @@
   X(PopErrorHandler, CPLPopErrorHandler)                                                                               \
   X(ErrorReset, CPLErrorReset)                                                                                         \
   X(GetLastErrorMsg, CPLGetLastErrorMsg)                                                                               \
-  X(QuietErrorHandler, CPLQuietErrorHandler)
+  X(QuietErrorHandler, CPLQuietErrorHandler)                                                                           \
+  X(GetDriverByName, GDALGetDriverByName)                                                                              \
+  X(Create, GDALCreate)                                                                                                \
+  X(GetRasterBand, GDALGetRasterBand)                                                                                  \
+  X(GetGeoTransform, GDALGetGeoTransform)                                                                              \
+  X(SetGeoTransform, GDALSetGeoTransform)                                                                              \
+  X(GetProjectionRef, GDALGetProjectionRef)                                                                            \
+  X(SetProjection, GDALSetProjection)                                                                                  \
+  X(GetRasterNoDataValue, GDALGetRasterNoDataValue)                                                                    \
+  X(SetRasterNoDataValue, GDALSetRasterNoDataValue)                                                                    \
+  X(SetRasterCategoryNames, GDALSetRasterCategoryNames)                                                                \
+  X(SetDescription, GDALSetDescription)                                                                                \
+  X(CreateColorTable, GDALCreateColorTable)                                                                            \
+  X(SetColorEntry, GDALSetColorEntry)                                                                                  \
+  X(SetRasterColorTable, GDALSetRasterColorTable)                                                                      \
+  X(DestroyColorTable, GDALDestroyColorTable)
 
 /* Each slot has the type of the function gdal.h declares, so a GDAL whose
  * signatures changed fails to compile here rather than misbehave at run time. */
@@ -50,7 +65,7 @@ PetscErrorCode AckdGDALLibraryGet(const AckdGDALLibrary **gdal)
      * HDF5, MPI and PETSc already resolve against. */
     void *handle = dlopen(ACKD_GDAL_SONAME, RTLD_NOW | RTLD_LOCAL);
     PetscCheck(handle, PETSC_COMM_SELF, PETSC_ERR_LIB,
-               "cannot load GDAL (%s), which curate needs to decode images; install GDAL's runtime library "
+               "cannot load GDAL (%s), which curate and predict need to read images; install GDAL's runtime library "
                "(Debian: libgdal32)",
                dlerror());
 #define RESOLVE(slot, function) PetscCall(resolve(handle, #function, (void **)&library.slot));

@@ -5,7 +5,7 @@
  * relocates all of them in every rank of every stage, which doubles the start-up
  * of a stage that never reads a raster (about 120 ms per process, measured on a
  * 2-core AMD EPYC VM on 2026-12-05; on a cluster, every rank at once on a shared
- * file system). Only curate decodes rasters, so only curate pays for GDAL. */
+ * file system). Only curate and predict touch rasters, so only they pay for GDAL. */
 #pragma once
 #include <cpl_error.h>
 #include <gdal.h>
@@ -25,6 +25,22 @@ typedef struct {
   void (*ErrorReset)(void);
   const char *(*GetLastErrorMsg)(void);
   void (*QuietErrorHandler)(CPLErr, CPLErrorNum, const char *);
+  /* scenes and maps (scene_raster.c) */
+  GDALDriverH (*GetDriverByName)(const char *);
+  GDALDatasetH (*Create)(GDALDriverH, const char *, int, int, int, GDALDataType, CSLConstList);
+  GDALRasterBandH (*GetRasterBand)(GDALDatasetH, int);
+  CPLErr (*GetGeoTransform)(GDALDatasetH, double *);
+  CPLErr (*SetGeoTransform)(GDALDatasetH, double *);
+  const char *(*GetProjectionRef)(GDALDatasetH);
+  CPLErr (*SetProjection)(GDALDatasetH, const char *);
+  double (*GetRasterNoDataValue)(GDALRasterBandH, int *);
+  CPLErr (*SetRasterNoDataValue)(GDALRasterBandH, double);
+  CPLErr (*SetRasterCategoryNames)(GDALRasterBandH, CSLConstList);
+  void (*SetDescription)(GDALMajorObjectH, const char *);
+  GDALColorTableH (*CreateColorTable)(GDALPaletteInterp);
+  void (*SetColorEntry)(GDALColorTableH, int, const GDALColorEntry *);
+  CPLErr (*SetRasterColorTable)(GDALRasterBandH, GDALColorTableH);
+  void (*DestroyColorTable)(GDALColorTableH);
 } AckdGDALLibrary;
 
 /* The library, loaded and its drivers registered on the first call. A missing

@@ -7,7 +7,7 @@ set -u
 ackd=$1
 fail() { echo "FAIL: $*"; exit 1; }
 
-for stage in synth curate train ssm match distill eval inspect; do
+for stage in synth curate train ssm match distill eval predict inspect; do
   out=$("$ackd" "$stage" -help 2>&1) || fail "ackd $stage -help exits $?: $(printf '%s\n' "$out" | tail -1)"
   printf '%s\n' "$out" | grep -Eq 'tao_|ksp_|_pc_|formerly|PetscOptionsGetViewer' &&
     fail "ackd $stage -help lists PETSc's internal options: $(printf '%s\n' "$out" | grep -E 'tao_|ksp_|formerly' | head -1)"

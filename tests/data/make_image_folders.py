@@ -15,8 +15,9 @@ import h5py
 import numpy as np
 
 
-def write_raster(path, array, fmt, dtype):
-    """array: (bands, rows, cols). Written as raw band-sequential + ENVI header, then translated by GDAL."""
+def write_raster(path, array, fmt, dtype, extra=()):
+    """array: (bands, rows, cols). Written as raw band-sequential + ENVI header, then translated by GDAL
+    (`extra`: more gdal_translate arguments, e.g. georeferencing)."""
     bands, rows, cols = array.shape
     raw = path + ".raw"
     array.astype(dtype).tofile(raw)
@@ -24,7 +25,7 @@ def write_raster(path, array, fmt, dtype):
     with open(path + ".hdr", "w") as h:
         h.write(f"ENVI\nsamples = {cols}\nlines = {rows}\nbands = {bands}\nheader offset = 0\n"
                 f"file type = ENVI Standard\ndata type = {envi_type}\ninterleave = bsq\nbyte order = 0\n")
-    subprocess.run(["gdal_translate", "-q", "-of", fmt, raw, path], check=True)
+    subprocess.run(["gdal_translate", "-q", "-of", fmt, *extra, raw, path], check=True)
     for leftover in (raw, path + ".hdr", path + ".aux.xml"):
         if os.path.exists(leftover):
             os.remove(leftover)
