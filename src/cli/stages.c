@@ -18,8 +18,8 @@ static const AckdStage STAGES[] = {
      AckdStageDistill},
     {"eval", "evaluate a checkpoint on a split: OA, per-class accuracy, confusion matrix", "", 0, "eval_",
      AckdStageEval},
-    {"predict", "apply a checkpoint to a folder of images or a whole GeoTIFF scene (sliding window, class map)", "",
-     0, "predict_", AckdStagePredict},
+    {"predict", "apply a checkpoint to a folder of images or a whole GeoTIFF scene (sliding window, class map)", "", 0,
+     "predict_", AckdStagePredict},
     {"inspect", "summarise any ackd HDF5 file: groups, shapes, classes, splits, band statistics", "FILE", 1, "",
      AckdStageInspect},
 };

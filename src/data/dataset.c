@@ -143,7 +143,8 @@ PetscErrorCode AckdCollectionWriterCreate(MPI_Comm comm, hid_t file, const AckdC
   PetscCall(AckdH5AttrWriteInt(w->group, "multilabel", w->label_columns > 0));
   PetscCall(AckdH5AttrWriteString(w->group, "sensor", layout->sensor ? layout->sensor : "unknown"));
   PetscCall(AckdH5AttrWriteString(w->group, "normalization", layout->normalization ? layout->normalization : "none"));
-  if (layout->source_bands) PetscCall(AckdH5AttrWriteIntArray(w->group, "source_bands", w->channels, layout->source_bands));
+  if (layout->source_bands)
+    PetscCall(AckdH5AttrWriteIntArray(w->group, "source_bands", w->channels, layout->source_bands));
   PetscCall(AckdH5AttrWriteString(w->group, "stats_split", "train"));
   *writer = w;
   PetscFunctionReturn(0);
