@@ -109,6 +109,18 @@ PetscErrorCode ackd_ska_options(AckdKDObj kd, PetscOptionItems *PetscOptionsObje
 PetscErrorCode ackd_ska_setup(AckdKDObj kd);
 PetscErrorCode ackd_ska_loss(AckdKDObj kd, const KDStep *step, double coef, double *value);
 
+/* RKD's terms (kd_rkd.c), shared with DistilVPR's RKD-G. On the rows of xs (n x Ds) against xt
+ * (n x Dt): the distance term mean_ij Huber(d̂_s - d̂_t) and the angle term
+ * mean_abc Huber(⟨e_ba, e_ca⟩_s - ⟨·⟩_t), unweighted into *value; each adds coef · its gradient
+ * with respect to xs into gx. */
+PetscErrorCode ackd_kd_rkd_distance(const double *xs, const double *xt, PetscInt n, PetscInt Ds, PetscInt Dt,
+                                    double coef, double *gx, double *value);
+PetscErrorCode ackd_kd_rkd_angle(const double *xs, const double *xt, PetscInt n, PetscInt Ds, PetscInt Dt, double coef,
+                                 double *gx, double *value);
+/* Two n x n distance matrices, each divided by the mean of its positive entries: their Huber
+ * averaged over the n² entries; gds (NULL: not wanted) receives coef · d/dd_s, 0 on zero entries. */
+double ackd_kd_rkd_normalised_huber(const double *ds, const double *dt, PetscInt n, double coef, double *gds);
+
 /* ---------------------------------------------------------------- helpers (kd_util.c) */
 
 /* log softmax(z / T) of one row, in double. */
