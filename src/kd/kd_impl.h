@@ -95,7 +95,7 @@ struct _p_AckdKD {
 /* The table (methods.c) and each method's descriptor. */
 extern const KDMethod *const ackd_kd_methods[];
 extern const KDMethod ackd_kd_none, ackd_kd_kd, ackd_kd_logits, ackd_kd_fitnet, ackd_kd_at, ackd_kd_rkd, ackd_kd_dkd,
-    ackd_kd_lskd, ackd_kd_ctkd, ackd_kd_clip, ackd_kd_crd, ackd_kd_c2kd, ackd_kd_mnf;
+    ackd_kd_lskd, ackd_kd_ctkd, ackd_kd_clip, ackd_kd_crd, ackd_kd_c2kd, ackd_kd_mnf, ackd_kd_distilvpr;
 /* KD's default weights (1 - alpha, alpha), shared by the methods that plug into KD. */
 void ackd_kd_alpha_weights(double alpha, double *ce, double *kd);
 /* The label_share of a KD loss with T² inside (LSKD, CTKD): 1. */
