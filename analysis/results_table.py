@@ -16,7 +16,8 @@ import numpy as np
 import ackd_files as af
 
 # Row order: baselines first in the paper's order, each followed by its +sembridge variant.
-METHOD_ORDER = ["none", "kd", "logits", "fitnet", "at", "rkd", "crd", "dkd", "ctkd", "lskd", "c2kd", "clip", "mnf"]
+METHOD_ORDER = ["none", "kd", "logits", "fitnet", "at", "rkd", "crd", "dkd", "ctkd", "lskd", "c2kd", "clip", "mnf",
+                "distilvpr"]
 
 
 def method_key(method):

@@ -14,7 +14,7 @@ static const AckdStage STAGES[] = {
      "match_", AckdStageMatch},
     {"distill", "train the RGB student from the frozen MS teacher with a KD method (-kd_method, -sembridge)", "", 0,
      "distill_ student_ kd_ dynm_ sembridge ska_ logits_ fitnet_ at_ rkd_ crd_ dkd_ ctkd_ lskd_ c2kd_ clip_ "
-     "mnf_",
+     "mnf_ distilvpr_",
      AckdStageDistill},
     {"eval", "evaluate a checkpoint on a split: OA, per-class accuracy, confusion matrix", "", 0, "eval_",
      AckdStageEval},

@@ -120,7 +120,7 @@ PetscErrorCode AckdKDSetFromOptions(AckdKD kd)
   PetscOptionsBegin(kd->comm, kd->prefix[0] ? kd->prefix : NULL, "Knowledge distillation (docs/KD.md)", NULL);
   PetscCall(AckdOptionsChoice(PetscOptionsObject, "-kd_method",
                               "The student's distillation loss: none (CE only), kd, logits (MSE), fitnet, at, rkd, "
-                              "dkd, ctkd, lskd, clip, crd, c2kd, mnf (see docs/KD.md)",
+                              "dkd, ctkd, lskd, clip, crd, c2kd, mnf, distilvpr (see docs/KD.md)",
                               names, n, &choice, NULL));
   PetscCall(AckdOptionsBool(PetscOptionsObject, "-sembridge",
                             "SemBridge on top of the method: its loss weights (0.3 CE, 0.4 KD, 0.003 SKA) and SKA",

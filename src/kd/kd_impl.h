@@ -95,7 +95,7 @@ struct _p_AckdKD {
 /* The table (methods.c) and each method's descriptor. */
 extern const KDMethod *const ackd_kd_methods[];
 extern const KDMethod ackd_kd_none, ackd_kd_kd, ackd_kd_logits, ackd_kd_fitnet, ackd_kd_at, ackd_kd_rkd, ackd_kd_dkd,
-    ackd_kd_lskd, ackd_kd_ctkd, ackd_kd_clip, ackd_kd_crd, ackd_kd_c2kd, ackd_kd_mnf;
+    ackd_kd_lskd, ackd_kd_ctkd, ackd_kd_clip, ackd_kd_crd, ackd_kd_c2kd, ackd_kd_mnf, ackd_kd_distilvpr;
 /* KD's default weights (1 - alpha, alpha), shared by the methods that plug into KD. */
 void ackd_kd_alpha_weights(double alpha, double *ce, double *kd);
 /* The label_share of a KD loss with T² inside (LSKD, CTKD): 1. */
@@ -108,6 +108,18 @@ PetscErrorCode ackd_kd_refuse_missing(AckdKDObj kd, unsigned needs, const char *
 PetscErrorCode ackd_ska_options(AckdKDObj kd, PetscOptionItems *PetscOptionsObject);
 PetscErrorCode ackd_ska_setup(AckdKDObj kd);
 PetscErrorCode ackd_ska_loss(AckdKDObj kd, const KDStep *step, double coef, double *value);
+
+/* RKD's terms (kd_rkd.c), shared with DistilVPR's RKD-G. On the rows of xs (n x Ds) against xt
+ * (n x Dt): the distance term mean_ij Huber(d̂_s - d̂_t) and the angle term
+ * mean_abc Huber(⟨e_ba, e_ca⟩_s - ⟨·⟩_t), unweighted into *value; each adds coef · its gradient
+ * with respect to xs into gx. */
+PetscErrorCode ackd_kd_rkd_distance(const double *xs, const double *xt, PetscInt n, PetscInt Ds, PetscInt Dt,
+                                    double coef, double *gx, double *value);
+PetscErrorCode ackd_kd_rkd_angle(const double *xs, const double *xt, PetscInt n, PetscInt Ds, PetscInt Dt, double coef,
+                                 double *gx, double *value);
+/* Two n x n distance matrices, each divided by the mean of its positive entries: their Huber
+ * averaged over the n² entries; gds (NULL: not wanted) receives coef · d/dd_s, 0 on zero entries. */
+double ackd_kd_rkd_normalised_huber(const double *ds, const double *dt, PetscInt n, double coef, double *gds);
 
 /* ---------------------------------------------------------------- helpers (kd_util.c) */
 

@@ -3,7 +3,8 @@
  * computes it per rank:
  *   distance: d_ij = |x_i - x_j| / mean_{d > 0} d, Huber(d_s - d_t) averaged over all n² pairs;
  *   angle: ⟨e_ba, e_ca⟩ with e_ba = normalize(x_b - x_a), Huber averaged over all n³ triples;
- *   25 distance + 50 angle. Embedding widths may differ. */
+ *   25 distance + 50 angle. Embedding widths may differ. The two terms are shared with
+ * DistilVPR's RKD-G (kd_distilvpr.c). */
 #include "kd_impl.h"
 #include <cblas.h>
 #include <math.h>
@@ -36,24 +37,69 @@ static PetscErrorCode options(AckdKDObj kd, PetscOptionItems *PetscOptionsObject
   PetscFunctionReturn(0);
 }
 
-/* Pairwise distances normalised by their mean over distinct pairs; returns the mean. */
-static double distances(const double *x, PetscInt n, PetscInt D, double *d)
+/* Mean of the positive entries: the diagonal, and coincident samples, do not shrink the scale. */
+static double positive_mean(const double *d, PetscInt count, PetscInt *npositive)
 {
-  double   sum = 0.0;
-  PetscInt cnt = 0;
+  double sum = 0.0;
+
+  *npositive = 0;
+  for (PetscInt k = 0; k < count; k++)
+    if (d[k] > 0) {
+      sum += d[k];
+      (*npositive)++;
+    }
+  return *npositive ? sum / *npositive : 1.0;
+}
+
+/* With d̂ = d / m, m = mean_{d > 0} d: dL/dd_kl = (g_kl - Σ g_ij d̂_ij / count) / m on the
+ * positive entries, g = dL/dd̂; a zero entry is a norm at 0, which passes no gradient on. */
+double ackd_kd_rkd_normalised_huber(const double *ds, const double *dt, PetscInt n, double coef, double *gds)
+{
+  PetscInt cs, ct;
+  double   ms = positive_mean(ds, n * n, &cs), mt = positive_mean(dt, n * n, &ct), value = 0.0, gd = 0.0;
+
+  for (PetscInt k = 0; k < n * n; k++) {
+    double h;
+    value += ackd_kd_huber(ds[k] / ms - dt[k] / mt, &h) / (double)(n * n);
+    if (!gds) continue;
+    gds[k] = h / (double)(n * n);
+    gd += gds[k] * ds[k] / ms;
+  }
+  for (PetscInt k = 0; gds && k < n * n; k++) gds[k] = ds[k] > 0 ? coef * (gds[k] - gd / (double)cs) / ms : 0.0;
+  return value;
+}
+
+static void pairwise_distances(const double *x, PetscInt n, PetscInt D, double *d)
+{
   for (PetscInt i = 0; i < n; i++)
     for (PetscInt j = 0; j < n; j++) {
       double acc = 0.0;
       for (PetscInt k = 0; k < D && i != j; k++) acc += (x[i * D + k] - x[j * D + k]) * (x[i * D + k] - x[j * D + k]);
       d[i * n + j] = sqrt(acc);
-      if (d[i * n + j] > 0) {
-        sum += d[i * n + j];
-        cnt++;
+    }
+}
+
+PetscErrorCode ackd_kd_rkd_distance(const double *xs, const double *xt, PetscInt n, PetscInt Ds, PetscInt Dt,
+                                    double coef, double *gx, double *value)
+{
+  double *ds, *dt, *g;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscMalloc3(n * n, &ds, n * n, &dt, n * n, &g));
+  pairwise_distances(xs, n, Ds, ds);
+  pairwise_distances(xt, n, Dt, dt);
+  *value = ackd_kd_rkd_normalised_huber(ds, dt, n, coef, g);
+  for (PetscInt i = 0; i < n; i++)
+    for (PetscInt j = 0; j < n; j++) {
+      if (!(ds[i * n + j] > 0)) continue;
+      for (PetscInt k = 0; k < Ds; k++) {
+        double dir = (xs[i * Ds + k] - xs[j * Ds + k]) / ds[i * n + j];
+        gx[i * Ds + k] += g[i * n + j] * dir;
+        gx[j * Ds + k] -= g[i * n + j] * dir;
       }
     }
-  double mean = cnt ? sum / cnt : 1.0;
-  for (PetscInt k = 0; k < n * n; k++) d[k] /= mean;
-  return mean;
+  PetscCall(PetscFree3(ds, dt, g));
+  PetscFunctionReturn(0);
 }
 
 /* Rows u_b = normalize(x_b - x_a) (zero for b = a); lengths into len. */
@@ -70,48 +116,16 @@ static void directions(const double *x, PetscInt n, PetscInt D, PetscInt a, doub
   }
 }
 
-static PetscErrorCode loss(AckdKDObj kd, const KDStep *st, double coef, double *value)
+/* Anchor by anchor: A = U Uᵀ, dU = (G + Gᵀ) U, dv_b = (dU_b - u_b (u_b·dU_b)) / |v_b|. */
+PetscErrorCode ackd_kd_rkd_angle(const double *xs, const double *xt, PetscInt n, PetscInt Ds, PetscInt Dt, double coef,
+                                 double *gx, double *value)
 {
-  RKD     *m = (RKD *)kd->data;
-  PetscInt n = st->nsel, Ds = kd->dims.student_embedding, Dt = kd->dims.teacher_embedding;
-  double  *xs, *xt, *ds, *dt, *g, *us, *ut, *as, *at, *gx, *du, *len_s, *len_t, mean_s, ld = 0.0, la = 0.0, gd = 0.0;
-  double   cd, ca;
+  double *us, *ut, *as, *at, *g, *du, *len_s, *len_t;
 
   PetscFunctionBeginUser;
   *value = 0.0;
-  if (n < 2) PetscFunctionReturn(0);
-  PetscCall(ackd_kd_gather(st->in->student_embedding, Ds, n, st->sel, &xs));
-  PetscCall(ackd_kd_gather(st->in->teacher_embedding, Dt, n, st->sel, &xt));
-  PetscCall(PetscMalloc5(n * n, &ds, n * n, &dt, n * n, &g, n * Ds, &gx, n * Ds, &du));
   PetscCall(PetscMalloc6(n * Ds, &us, n * Dt, &ut, n * n, &as, n * n, &at, n, &len_s, n, &len_t));
-  PetscCall(PetscArrayzero(gx, n * Ds));
-  cd = m->distance * st->share;
-  ca = m->angle * st->share;
-
-  /* distance: d(loss)/d d̂_ij = h'_ij / n², then through the mean's normalisation */
-  mean_s = distances(xs, n, Ds, ds);
-  distances(xt, n, Dt, dt);
-  PetscInt cnt = 0;
-  for (PetscInt k = 0; k < n * n; k++) {
-    double h;
-    ld += ackd_kd_huber(ds[k] - dt[k], &h) / (double)(n * n);
-    g[k] = h / (double)(n * n);
-    gd += g[k] * ds[k];
-    cnt += ds[k] > 0;
-  }
-  for (PetscInt i = 0; i < n; i++)
-    for (PetscInt j = 0; j < n; j++) {
-      double raw = ds[i * n + j] * mean_s, dd;
-      if (!(raw > 0)) continue;
-      dd = coef * cd * (g[i * n + j] - gd / (double)cnt) / mean_s;
-      for (PetscInt k = 0; k < Ds; k++) {
-        double dir = (xs[i * Ds + k] - xs[j * Ds + k]) / raw;
-        gx[i * Ds + k] += dd * dir;
-        gx[j * Ds + k] -= dd * dir;
-      }
-    }
-
-  /* angle, anchor by anchor: A = U Uᵀ, dU = (G + Gᵀ) U, dv_b = (dU_b - u_b (u_b·dU_b)) / |v_b| */
+  PetscCall(PetscMalloc2(n * n, &g, n * Ds, &du));
   for (PetscInt a = 0; a < n; a++) {
     directions(xs, n, Ds, a, us, len_s);
     directions(xt, n, Dt, a, ut, len_t);
@@ -121,7 +135,7 @@ static PetscErrorCode loss(AckdKDObj kd, const KDStep *st, double coef, double *
                 at, (int)n);
     for (PetscInt k = 0; k < n * n; k++) {
       double h;
-      la += ackd_kd_huber(as[k] - at[k], &h) / (double)(n * n * n);
+      *value += ackd_kd_huber(as[k] - at[k], &h) / (double)(n * n * n);
       g[k] = h / (double)(n * n * n);
     }
     for (PetscInt b = 0; b < n; b++)
@@ -136,17 +150,36 @@ static PetscErrorCode loss(AckdKDObj kd, const KDStep *st, double coef, double *
       if (b == a) continue; /* x_a - x_a is zero: its two contributions cancel */
       for (PetscInt k = 0; k < Ds; k++) dot += us[b * Ds + k] * du[b * Ds + k];
       for (PetscInt k = 0; k < Ds; k++) {
-        double dv = coef * ca * (du[b * Ds + k] - us[b * Ds + k] * dot) / len_s[b];
+        double dv = coef * (du[b * Ds + k] - us[b * Ds + k] * dot) / len_s[b];
         gx[b * Ds + k] += dv;
         gx[a * Ds + k] -= dv;
       }
     }
   }
+  PetscCall(PetscFree6(us, ut, as, at, len_s, len_t));
+  PetscCall(PetscFree2(g, du));
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode loss(AckdKDObj kd, const KDStep *st, double coef, double *value)
+{
+  RKD     *m = (RKD *)kd->data;
+  PetscInt n = st->nsel, Ds = kd->dims.student_embedding, Dt = kd->dims.teacher_embedding;
+  double  *xs, *xt, *gx, ld, la;
+  double   cd = m->distance * st->share, ca = m->angle * st->share;
+
+  PetscFunctionBeginUser;
+  *value = 0.0;
+  if (n < 2) PetscFunctionReturn(0);
+  PetscCall(ackd_kd_gather(st->in->student_embedding, Ds, n, st->sel, &xs));
+  PetscCall(ackd_kd_gather(st->in->teacher_embedding, Dt, n, st->sel, &xt));
+  PetscCall(PetscCalloc1(n * Ds, &gx));
+  PetscCall(ackd_kd_rkd_distance(xs, xt, n, Ds, Dt, coef * cd, gx, &ld));
+  PetscCall(ackd_kd_rkd_angle(xs, xt, n, Ds, Dt, coef * ca, gx, &la));
   for (PetscInt s = 0; s < n; s++)
     for (PetscInt k = 0; k < Ds; k++) st->g_emb[st->sel[s] * Ds + k] += gx[s * Ds + k];
   *value = cd * ld + ca * la;
-  PetscCall(PetscFree5(ds, dt, g, gx, du));
-  PetscCall(PetscFree6(us, ut, as, at, len_s, len_t));
+  PetscCall(PetscFree(gx));
   PetscCall(PetscFree(xs));
   PetscCall(PetscFree(xt));
   PetscFunctionReturn(0);

@@ -13,44 +13,54 @@
 typedef struct {
   const char *name, *options;
   PetscInt    epoch, teacher_tokens;
-  PetscBool   reversed_params; /* CTKD: the temperature gets -dL/dθ (gradient reversal) */
-  PetscInt    negatives;       /* CRD: its -crd_negatives, to write the drawn indices for torch_kd.py */
-  const char *teacher_classes; /* "1" where the teacher has the student's class, per class; NULL: all */
+  PetscBool   reversed_params;   /* CTKD: the temperature gets -dL/dθ (gradient reversal) */
+  PetscInt    negatives;         /* CRD: its -crd_negatives, to write the drawn indices for torch_kd.py */
+  const char *teacher_classes;   /* "1" where the teacher has the student's class, per class; NULL: all */
+  PetscInt    teacher_embedding; /* D_t; 0: DT */
 } Case;
 
 static const Case cases[] = {
-    {"none", "-kd_method none", 0, 4, PETSC_FALSE, 0, NULL},
-    {"kd", "-kd_method kd", 0, 4, PETSC_FALSE, 0, NULL},
-    {"kd_sembridge", "-kd_method kd -sembridge", 0, 9, PETSC_FALSE, 0, NULL},
+    {"none", "-kd_method none", 0, 4, PETSC_FALSE, 0, NULL, 0},
+    {"kd", "-kd_method kd", 0, 4, PETSC_FALSE, 0, NULL, 0},
+    {"kd_sembridge", "-kd_method kd -sembridge", 0, 9, PETSC_FALSE, 0, NULL, 0},
     {"kd_sembridge_sinkhorn", "-kd_method kd -sembridge -ska_plan sinkhorn -ska_sinkhorn_it 300", 0, 9, PETSC_FALSE, 0,
-     NULL},
-    {"logits", "-kd_method logits", 0, 4, PETSC_FALSE, 0, NULL},
-    {"fitnet", "-kd_method fitnet", 0, 4, PETSC_FALSE, 0, NULL},
-    {"fitnet_embedding", "-kd_method fitnet -fitnet_feature embedding", 0, 4, PETSC_FALSE, 0, NULL},
-    {"at", "-kd_method at", 0, 4, PETSC_FALSE, 0, NULL},
-    {"rkd", "-kd_method rkd", 0, 4, PETSC_FALSE, 0, NULL},
-    {"dkd", "-kd_method dkd", 4, 4, PETSC_FALSE, 0, NULL},
-    {"dkd_sembridge", "-kd_method dkd -sembridge", 30, 9, PETSC_FALSE, 0, NULL},
-    {"ctkd", "-kd_method ctkd", 12, 4, PETSC_TRUE, 0, NULL},
-    {"lskd", "-kd_method lskd", 0, 4, PETSC_FALSE, 0, NULL},
-    {"clip", "-kd_method clip -clip_dim 4", 0, 4, PETSC_FALSE, 0, NULL},
-    {"kd_m2s_reliability", "-kd_method kd -kd_teacher_multilabel -kd_reliability", 0, 4, PETSC_FALSE, 0, NULL},
-    {"c2kd", "-kd_method c2kd", 0, 4, PETSC_FALSE, 0, NULL},
-    {"c2kd_t2", "-kd_method c2kd -c2kd_temperature 2 -kd_teacher_multilabel", 0, 4, PETSC_FALSE, 0, NULL},
-    {"crd", "-kd_method crd -crd_dim 4 -crd_negatives 7 -crd_tau 0.5", 3, 4, PETSC_FALSE, 7, NULL},
-    {"mnf", "-kd_method mnf", 0, 5, PETSC_FALSE, 0, NULL},
-    {"mnf_embedding", "-kd_method mnf -mnf_feature embedding -mnf_hidden 5 -mnf_theta 1.5", 0, 4, PETSC_FALSE, 0, NULL},
+     NULL, 0},
+    {"logits", "-kd_method logits", 0, 4, PETSC_FALSE, 0, NULL, 0},
+    {"fitnet", "-kd_method fitnet", 0, 4, PETSC_FALSE, 0, NULL, 0},
+    {"fitnet_embedding", "-kd_method fitnet -fitnet_feature embedding", 0, 4, PETSC_FALSE, 0, NULL, 0},
+    {"at", "-kd_method at", 0, 4, PETSC_FALSE, 0, NULL, 0},
+    {"rkd", "-kd_method rkd", 0, 4, PETSC_FALSE, 0, NULL, 0},
+    {"dkd", "-kd_method dkd", 4, 4, PETSC_FALSE, 0, NULL, 0},
+    {"dkd_sembridge", "-kd_method dkd -sembridge", 30, 9, PETSC_FALSE, 0, NULL, 0},
+    {"ctkd", "-kd_method ctkd", 12, 4, PETSC_TRUE, 0, NULL, 0},
+    {"lskd", "-kd_method lskd", 0, 4, PETSC_FALSE, 0, NULL, 0},
+    {"clip", "-kd_method clip -clip_dim 4", 0, 4, PETSC_FALSE, 0, NULL, 0},
+    {"kd_m2s_reliability", "-kd_method kd -kd_teacher_multilabel -kd_reliability", 0, 4, PETSC_FALSE, 0, NULL, 0},
+    {"c2kd", "-kd_method c2kd", 0, 4, PETSC_FALSE, 0, NULL, 0},
+    {"c2kd_t2", "-kd_method c2kd -c2kd_temperature 2 -kd_teacher_multilabel", 0, 4, PETSC_FALSE, 0, NULL, 0},
+    {"crd", "-kd_method crd -crd_dim 4 -crd_negatives 7 -crd_tau 0.5", 3, 4, PETSC_FALSE, 7, NULL, 0},
+    {"mnf", "-kd_method mnf", 0, 5, PETSC_FALSE, 0, NULL, 0},
+    {"mnf_embedding", "-kd_method mnf -mnf_feature embedding -mnf_hidden 5 -mnf_theta 1.5", 0, 4, PETSC_FALSE, 0, NULL,
+     0},
     /* partial class overlap: classes 2 and 4 are the student's alone */
-    {"kd_partial", "-kd_method kd", 0, 4, PETSC_FALSE, 0, "11010"},
-    {"kd_partial_sembridge", "-kd_method kd -sembridge", 0, 9, PETSC_FALSE, 0, "11010"},
-    {"kd_partial_whole_simplex", "-kd_method kd -kd_shared_classes false", 0, 4, PETSC_FALSE, 0, "11010"},
-    {"logits_partial", "-kd_method logits", 0, 4, PETSC_FALSE, 0, "11010"},
-    {"dkd_partial", "-kd_method dkd", 4, 4, PETSC_FALSE, 0, "11010"},
-    {"ctkd_partial", "-kd_method ctkd", 12, 4, PETSC_TRUE, 0, "11010"},
-    {"lskd_partial", "-kd_method lskd", 0, 4, PETSC_FALSE, 0, "11010"},
-    {"kd_reliability_partial", "-kd_method kd -kd_reliability", 0, 4, PETSC_FALSE, 0, "01110"},
-    {"rkd_partial", "-kd_method rkd", 0, 4, PETSC_FALSE, 0, "11010"},
-    {"dkd_one_shared_class", "-kd_method dkd", 4, 4, PETSC_FALSE, 0, "01000"},
+    {"kd_partial", "-kd_method kd", 0, 4, PETSC_FALSE, 0, "11010", 0},
+    {"kd_partial_sembridge", "-kd_method kd -sembridge", 0, 9, PETSC_FALSE, 0, "11010", 0},
+    {"kd_partial_whole_simplex", "-kd_method kd -kd_shared_classes false", 0, 4, PETSC_FALSE, 0, "11010", 0},
+    {"logits_partial", "-kd_method logits", 0, 4, PETSC_FALSE, 0, "11010", 0},
+    {"dkd_partial", "-kd_method dkd", 4, 4, PETSC_FALSE, 0, "11010", 0},
+    {"ctkd_partial", "-kd_method ctkd", 12, 4, PETSC_TRUE, 0, "11010", 0},
+    {"lskd_partial", "-kd_method lskd", 0, 4, PETSC_FALSE, 0, "11010", 0},
+    {"kd_reliability_partial", "-kd_method kd -kd_reliability", 0, 4, PETSC_FALSE, 0, "01110", 0},
+    {"rkd_partial", "-kd_method rkd", 0, 4, PETSC_FALSE, 0, "11010", 0},
+    {"dkd_one_shared_class", "-kd_method dkd", 4, 4, PETSC_FALSE, 0, "01000", 0},
+    /* D_s 8 -> D_t 6 through the projection; then equal widths at c = 2.5, where two of the five
+     * raw student rows lie beyond the ball's margin (projected onto it) and three of the ten
+     * student pairs reach artanh's clamp, none within a finite-difference step of either edge */
+    {"distilvpr", "-kd_method distilvpr", 0, 4, PETSC_FALSE, 0, NULL, 0},
+    {"distilvpr_ball_edge",
+     "-kd_method distilvpr -distilvpr_curvature 2.5 -distilvpr_rkdg_weight 1 -distilvpr_st2ss_weight 0.5", 0, 4,
+     PETSC_FALSE, 0, NULL, 8},
+    {"distilvpr_partial", "-kd_method distilvpr", 0, 4, PETSC_FALSE, 0, "11010", 0},
 };
 
 enum { B = 6, K = 5, DS = 8, DT = 6, CS = 16, CT = 8, NS = 4, NSAMPLES = 20 };
@@ -121,7 +131,7 @@ static PetscErrorCode run_case(const Case *c, PetscInt index, hid_t file, PetscB
   AckdKDOutputs out  = {0};
   AckdParams   *params;
   AckdRng       rng;
-  PetscInt      labels[B], samples[B], nt = c->teacher_tokens;
+  PetscInt      labels[B], samples[B], nt = c->teacher_tokens, Dt = c->teacher_embedding ? c->teacher_embedding : DT;
   float         weight[B], *g;
   double        worst = 0.0;
   PetscBool     ok    = PETSC_TRUE;
@@ -137,7 +147,7 @@ static PetscErrorCode run_case(const Case *c, PetscInt index, hid_t file, PetscB
   dims.student_embedding = DS;
   dims.student_channels  = CS;
   dims.student_tokens    = NS;
-  dims.teacher_embedding = DT;
+  dims.teacher_embedding = Dt;
   dims.teacher_channels  = CT;
   dims.teacher_tokens    = nt;
   dims.teacher_logits    = PETSC_TRUE;
@@ -157,7 +167,7 @@ static PetscErrorCode run_case(const Case *c, PetscInt index, hid_t file, PetscB
   PetscCall(AckdTensorAllocate(&p.es, B, DS, 1, 1));
   PetscCall(AckdTensorAllocate(&p.ts, B, 1, NS, CS));
   PetscCall(AckdTensorAllocate(&p.zt, B, K, 1, 1));
-  PetscCall(AckdTensorAllocate(&p.et, B, DT, 1, 1));
+  PetscCall(AckdTensorAllocate(&p.et, B, Dt, 1, 1));
   PetscCall(AckdTensorAllocate(&p.tt, B, 1, nt, CT));
   PetscCall(AckdTensorAllocate(&p.dz, B, K, 1, 1));
   PetscCall(AckdTensorAllocate(&p.de, B, DS, 1, 1));
@@ -166,7 +176,7 @@ static PetscErrorCode run_case(const Case *c, PetscInt index, hid_t file, PetscB
   fill(&rng, p.es.data, B * DS, 1.0);
   fill(&rng, p.ts.data, B * NS * CS, 1.0);
   fill(&rng, p.zt.data, B * K, 2.0);
-  fill(&rng, p.et.data, B * DT, 1.0);
+  fill(&rng, p.et.data, B * Dt, 1.0);
   fill(&rng, p.tt.data, B * nt * CT, 1.0);
   for (PetscInt i = 0; i < B; i++) {
     labels[i]  = (PetscInt)AckdRngBelow(&rng, K);

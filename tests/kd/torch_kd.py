@@ -97,18 +97,85 @@ def standardise(z):
     return (z - z.mean(1, keepdim=True)) / (1e-7 + z.std(1, keepdim=True))
 
 
-def rkd(s, t):
+def over_positive_mean(d):
+    return d / d[d > 0].mean()
+
+
+def rkd_terms(s, t):
+    """RKD's distance and angle terms, unweighted."""
     def pdist(e):
         eye = torch.eye(e.shape[0])  # the diagonal is 0 and carries no gradient
-        d = ((e[:, None, :] - e[None, :, :]).pow(2).sum(2) + eye).sqrt() * (1 - eye)
-        return d / d[d > 0].mean()
+        return ((e[:, None, :] - e[None, :, :]).pow(2).sum(2) + eye).sqrt() * (1 - eye)
 
     def angles(e):
         diff = e[None, :, :] - e[:, None, :]  # [a, b] = e_b - e_a
         u = F.normalize(diff, p=2, dim=2)
         return torch.bmm(u, u.transpose(1, 2)).reshape(-1)
 
-    return 25 * F.smooth_l1_loss(pdist(s), pdist(t)) + 50 * F.smooth_l1_loss(angles(s), angles(t))
+    return (F.smooth_l1_loss(over_positive_mean(pdist(s)), over_positive_mean(pdist(t))),
+            F.smooth_l1_loss(angles(s), angles(t)))
+
+
+def rkd(s, t):
+    distance, angle = rkd_terms(s, t)
+    return 25 * distance + 50 * angle
+
+
+def to_poincare(v, c):
+    """hyptorch's ToPoincare (no clip_r, riemannian=False): project(expmap0(v)); expmap0 floors
+    |v| at 1e-5, project keeps the norm at most (1 - 1e-3)/sqrt(c)."""
+    sc = math.sqrt(c)
+    r = v.norm(dim=1, keepdim=True).clamp_min(1e-5)
+    x = torch.tanh(sc * r) * v / (sc * r)
+    norm = x.norm(dim=1, keepdim=True).clamp_min(1e-5)
+    limit = (1 - 1e-3) / sc
+    return torch.where(norm > limit, x / norm * limit, x)
+
+
+def poincare_matrix(x, y, c, same):
+    """[i, j] = 2/sqrt(c) artanh(sqrt(c) |(-x_i) (+)_c y_j|), Mobius addition written out as in
+    hyptorch (1e-5 added to its denominator, artanh's argument clamped at 1 - 1e-5). The clamp
+    here is torch.clamp, which passes no gradient beyond it, as ackd; hyptorch's own Artanh passes
+    1/(1 - u^2) there (docs/KD.md). Within one set (same) the diagonal is 0."""
+    a, b = -x[:, None, :], y[None, :, :]
+    ab, a2, b2 = (a * b).sum(2, keepdim=True), (a * a).sum(2, keepdim=True), (b * b).sum(2, keepdim=True)
+    m = ((1 + 2 * c * ab + c * b2) * a + (1 - c * a2) * b) / (1 + 2 * c * ab + c * c * a2 * b2 + 1e-5)
+    eye = torch.eye(x.shape[0]) if same else torch.zeros(x.shape[0], y.shape[0])
+    norm = ((m * m).sum(2) + eye).sqrt() * (1 - eye)  # no gradient through the zero diagonal
+    return 2 / math.sqrt(c) * torch.atanh(torch.clamp(math.sqrt(c) * norm, max=1 - 1e-5))
+
+
+def distilvpr(words, e, et, P):
+    """DistilVPR as the authors' code computes it (selfagent/rkdg.py, compute_distil_loss.py):
+    RKD-G on the raw rows, the three st2ss terms on L2-normalised ones, the student-teacher
+    matrices detached. The st2ss matrices are built as there: the Euclidean one by broadcasting,
+    [i, j] = |s_j - t_i|, the cosine one divided by the norms (of unit rows), the Poincare one by
+    dist_matrix(s, t), [i, j] = d(s_i, t_j).
+    Tolerance: ackd and this reference evaluate the same double expressions from the same float32
+    inputs, so they differ by double rounding amplified by the conditioning, at worst 1/(1 - u^2)
+    for artanh's argument u and its square for the gradient: the test's u stay 7e-7 below the clamp
+    at 1 - 1e-5, which bounds the amplification by 7e4 (value) and 5e9 (gradient), relative errors
+    of 1e-11 and 1e-6 after 2e-16 rounding, under the 1e-4 tolerance; the float32 rounding of
+    ackd's outputs adds 6e-8."""
+    c = option(words, "-distilvpr_curvature", 0.1)
+    if "distilvpr.student_projection.weight" in P:
+        e = e @ P["distilvpr.student_projection.weight"].reshape(et.shape[1], -1).t()
+    distance, angle = rkd_terms(e, et)
+    gs = poincare_matrix(to_poincare(e, c), to_poincare(e, c), c, True)
+    gt = poincare_matrix(to_poincare(et, c), to_poincare(et, c), c, True)
+    geodesic = F.smooth_l1_loss(over_positive_mean(gs), over_positive_mean(gt.detach()))
+
+    s, t = F.normalize(e, dim=1), F.normalize(et, dim=1)
+    eye = torch.eye(s.shape[0])
+    dist_ss = ((s[None, :, :] - s[:, None, :]).pow(2).sum(2) + eye).sqrt() * (1 - eye)
+    dist_st = (s[None, :, :] - t[:, None, :]).norm(dim=2)
+    ns, nt = s.norm(dim=1, keepdim=True), t.norm(dim=1, keepdim=True)
+    cos_ss, cos_st = s @ s.t() / (ns @ ns.t()), s @ t.t() / (ns @ nt.t())
+    bs, bt = to_poincare(s, c), to_poincare(t, c)
+    st2ss = (F.mse_loss(dist_ss, dist_st.detach()) + F.mse_loss(cos_ss, cos_st.detach())
+             + F.mse_loss(poincare_matrix(bs, bs, c, True), poincare_matrix(bs, bt, c, False).detach()))
+    return (option(words, "-distilvpr_rkdg_weight", 0.1) * (distance + angle + geodesic)
+            + option(words, "-distilvpr_st2ss_weight", 0.1) * st2ss)
 
 
 def at_map(z):
@@ -301,6 +368,8 @@ def case(g):
         terms["kd"], memory = crd(words, g, e, et, w, sel, n, P)
     elif method == "mnf":
         terms["kd"] = share * mnf(words, tok, tt, e, et, sel, P)
+    elif method == "distilvpr":
+        terms["kd"] = share * distilvpr(words, e[sel], et[sel], P)
     elif method != "none":
         raise SystemExit(f"no reference for method {method}")
     # A sample the method gives no teacher of its class learns from its label at weight 1 (docs/KD.md).
