@@ -4,6 +4,9 @@
 # h5py/h5dump access, and a stop requested by SIGUSR1 through mpirun.
 #   checkpoint.sh MPIEXEC TEST_CHECKPOINT PYTHON H5DUMP WORKDIR
 set -u
+# This script signals mpirun, which must give the ranks Open MPI's default grace to checkpoint
+# (the suite sets OMPI_MCA_odls_base_sigkill_timeout=0 for launches whose ranks exit by themselves).
+unset OMPI_MCA_odls_base_sigkill_timeout
 mpiexec=$1 prog=$2 python=$3 h5dump=$4 work=$5
 dir=$work/ckpts
 rm -rf "$work" && mkdir -p "$work"

@@ -113,7 +113,7 @@ def mode_methods(args):
     check(len(methods) >= 10, f"{len(methods)} methods offered: {' '.join(methods)}")
     results = []
     for method in methods:
-        for sembridge in (False, True):
+        for sembridge in {"off": (False,), "on": (True,), "both": (False, True)}[args.sembridge]:
             if method == "none" and sembridge:
                 continue
             tag = method + ("+sembridge" if sembridge else "")
@@ -283,6 +283,8 @@ def main():
     p.add_argument("--ackd", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--methods", nargs="*")
+    p.add_argument("--sembridge", choices=["off", "on", "both"], default="both",
+                   help="methods: each method without SemBridge, with it, or both")
     p.add_argument("--real-ssm", action="store_true", help="embeddings from ackd ssm instead of the stand-in")
     args = p.parse_args()
     os.makedirs(args.out, exist_ok=True)

@@ -1,4 +1,7 @@
 # What the fault scripts share; each sources it: source "$(dirname "$0")/common.sh"
+# These scripts signal mpirun, which must give the ranks Open MPI's default grace to checkpoint
+# (the suite sets OMPI_MCA_odls_base_sigkill_timeout=0 for launches whose ranks exit by themselves).
+unset OMPI_MCA_odls_base_sigkill_timeout
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
 

@@ -9,6 +9,9 @@
 # Exit 77 (CTest skip) only when this machine cannot start Slurm.
 #   slurm_pipeline.sh REPO ACKD TEST_CHECKPOINT WORKDIR
 set -uo pipefail
+# The job scripts signal mpirun, which must give the ranks their grace to checkpoint (ACKD_STOP_GRACE
+# below); the suite's OMPI_MCA_odls_base_sigkill_timeout=0 would override it.
+unset OMPI_MCA_odls_base_sigkill_timeout
 repo=$1 ackd=$2 test_checkpoint=$3 work=$4
 tests=$repo/tests/jobs
 python=/usr/bin/python3

@@ -55,9 +55,13 @@ done
 
 # Two at a time: each start-up is an MPI singleton. An isolated singleton starts no orted, which
 # halves its start-up (~0.7 s instead of ~1.2 s on 2 shared cores); -check_options never needs one.
+# Without an orted, every isolated singleton takes the same session directory name
+# (ompi.HOST.0/jf.0/1), and one that ends removes it under another that starts: each gets its own
+# temporary directory.
 export OMPI_MCA_ess_singleton_isolated=1
-results=$(sort -u "$commands" | xargs -d '\n' -P 2 -I{} bash -c '{} >/dev/null 2>/tmp/sweep_rows.$$.err \
-  && echo ok || { echo "FAIL: {}"; sed "s/^/    /" /tmp/sweep_rows.$$.err; }; rm -f /tmp/sweep_rows.$$.err')
+results=$(sort -u "$commands" | xargs -d '\n' -P 2 -I{} bash -c 'tmp=$(mktemp -d); \
+  OMPI_MCA_orte_tmpdir_base=$tmp {} >/dev/null 2>$tmp/err && echo ok || { echo "FAIL: {}"; sed "s/^/    /" $tmp/err; }; \
+  rm -rf $tmp')
 checked=$(grep -c '^ok$' <<<"$results")
 bad=$(grep -c '^FAIL' <<<"$results")
 grep -v '^ok$' <<<"$results"

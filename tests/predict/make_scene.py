@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Fixtures of the predict tests, made with GDAL's own gdal_translate: class
+"""Fixtures of the predict tests, written through GDAL's Python bindings: class
 folders of 13-band uint16 GeoTIFFs whose classes differ in spectrum (for curate
 and train), and a georeferenced scene tiled from those same images on a grid,
 so that every tile's true class and source image are known. A strip of the
@@ -12,14 +12,10 @@ classes, the source file of each tile, the nodata rows).
 """
 import argparse
 import os
-import pathlib
 import shutil
-import sys
 
 import numpy as np
-
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "data"))
-import make_image_folders  # noqa: E402
+from osgeo import gdal, osr
 
 CLASSES = ["cropland", "forest", "urban", "water"]
 NODATA = 0
@@ -34,8 +30,21 @@ def spectrum(k, bands=13):
     return 1500 + 800 * k + 600 * np.sin(0.5 * b + 1.3 * k)
 
 
-def write_raster(path, array, extra=()):
-    make_image_folders.write_raster(path, array, "GTiff", "uint16", extra)
+def write_raster(path, array, geotransform=None, epsg=None, nodata=None):
+    """array: (bands, rows, cols) as a uint16 GeoTIFF, optionally georeferenced, with a nodata value."""
+    bands, rows, cols = array.shape
+    ds = gdal.GetDriverByName("GTiff").Create(path, cols, rows, bands, gdal.GDT_UInt16)
+    if geotransform is not None:
+        ds.SetGeoTransform(geotransform)
+        srs = osr.SpatialReference()
+        srs.ImportFromEPSG(epsg)
+        ds.SetProjection(srs.ExportToWkt())
+    for b in range(bands):
+        band = ds.GetRasterBand(b + 1)
+        if nodata is not None:
+            band.SetNoDataValue(nodata)
+        band.WriteArray(array[b].astype(np.uint16))
+    ds = None  # closes and flushes
 
 
 def main():
@@ -73,12 +82,11 @@ def main():
     nodata_rows = np.arange(gy * S - S // 2, gy * S)  # the bottom half-tile row: no data in any band
     scene[:, nodata_rows, :] = NODATA
     ulx, uly = ORIGIN_X, ORIGIN_Y
-    write_raster(os.path.join(a.out, "scene.tif"), scene,
-                 ["-a_srs", f"EPSG:{EPSG}", "-a_ullr", str(ulx), str(uly), str(ulx + PIXEL * gx * S),
-                  str(uly - PIXEL * gy * S), "-a_nodata", str(NODATA)])
+    geotransform = (ulx, PIXEL, 0.0, uly, 0.0, -PIXEL)
+    write_raster(os.path.join(a.out, "scene.tif"), scene, geotransform, EPSG, NODATA)
     np.savez(os.path.join(a.out, "scene_truth.npz"), tile_class=tile_class, tile_file=np.array(tile_file),
              nodata_rows=nodata_rows, classes=np.array(CLASSES), size=S,
-             geotransform=np.array([ulx, PIXEL, 0, uly, 0, -PIXEL]), epsg=EPSG)
+             geotransform=np.array(geotransform), epsg=EPSG)
 
 
 if __name__ == "__main__":
