@@ -27,6 +27,7 @@
 #ifndef ACKD_KD_H
 #define ACKD_KD_H
 
+#include <ackd/dist.h>
 #include <ackd/nn.h>
 
 typedef struct _p_AckdKD *AckdKD;
@@ -221,6 +222,17 @@ PetscErrorCode AckdTeacherTargetsGetTop1(AckdTeacherTargets targets, PetscInt *t
 PetscErrorCode AckdTeacherTargetsStatistics(AckdTeacherTargets targets, const PetscInt *previous,
                                             AckdMatchStatistics *stats);
 PetscErrorCode AckdTeacherTargetsDestroy(AckdTeacherTargets *targets);
+
+/* The frozen teacher's layer-4 tokens (T x C per image) of every image of the MS collection,
+ * computed once (src/kd/teacher_tokens.c) instead of at every step: the teacher is frozen and sees
+ * its images unaugmented. Collective; *tokens is NULL when they would take more than a quarter of
+ * the memory each rank of the node may use (the caller then runs the teacher per step). */
+typedef struct _p_AckdTeacherTokens *AckdTeacherTokens;
+PetscErrorCode AckdTeacherTokensCreate(MPI_Comm comm, AckdModel teacher, AckdEngine *engine, AckdSharedDataset ms,
+                                       PetscInt T, PetscInt C, AckdTeacherTokens *tokens);
+/* The tokens of MS dataset rows rows[0..n) into out (n, 1, T, C). */
+PetscErrorCode AckdTeacherTokensGather(AckdTeacherTokens tokens, PetscInt n, const PetscInt *rows, float *out);
+PetscErrorCode AckdTeacherTokensDestroy(AckdTeacherTokens *tokens);
 
 /* M2S: a multi-label teacher sample stands for one student class where a
  * single label is needed (the OT matching's class blocks, DynM, ssm's teacher

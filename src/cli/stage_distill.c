@@ -39,6 +39,10 @@ typedef struct {
   AckdTeacherTargets targets;
   PetscInt           eval_batch, nstudent, *student_rows;
   PetscBool          dynm, tokens;
+  AckdTeacherTokens  token_cache; /* the teacher's tokens of every MS image, or NULL: a forward per step */
+  PetscInt           teacher_T, teacher_C;
+  float             *t_tokens;
+  PetscInt           t_tokens_capacity;
   PetscInt           dynm_e0, dynm_delta, dynm_growth;
   char               data[PETSC_MAX_PATH_LEN], method[64], pair[16];
   PetscBool          sembridge;
@@ -115,7 +119,17 @@ static PetscErrorCode distill_step(void *ctx, AckdEngine *engine, const AckdTrai
   AckdTensor t_logits    = AckdTensorView(c->t_logits, b->nlocal, K, 1, 1);
   AckdTensor t_embedding = AckdTensorView(c->t_embedding, b->nlocal, D, 1, 1);
   AckdTensor t_tokens    = {0};
-  if (c->tokens) {
+  if (c->tokens && c->token_cache) {
+    /* The frozen teacher's tokens of its best matched MS image (a sample without a teacher: row 0, weight 0). */
+    for (PetscInt i = 0; i < b->nlocal; i++) c->teacher_row[i] = PetscMax(c->teacher_row[i], 0);
+    if (b->nlocal > c->t_tokens_capacity) {
+      PetscCall(PetscFree(c->t_tokens));
+      PetscCall(PetscMalloc1((size_t)b->nlocal * c->teacher_T * c->teacher_C, &c->t_tokens));
+      c->t_tokens_capacity = b->nlocal;
+    }
+    PetscCall(AckdTeacherTokensGather(c->token_cache, b->nlocal, c->teacher_row, c->t_tokens));
+    t_tokens = AckdTensorView(c->t_tokens, b->nlocal, 1, c->teacher_T, c->teacher_C);
+  } else if (c->tokens) {
     /* The frozen teacher sees its best matched MS image (a sample without a teacher sees its own row 0: weight 0). */
     PetscInt count, ch, h, w;
     PetscCall(AckdSharedDatasetGetShape(c->ms, &count, &ch, &h, &w));
@@ -309,6 +323,7 @@ PetscErrorCode AckdStageDistill(MPI_Comm comm, int npositional, char **positiona
   AckdH5Settings h5 = {0};
   PetscBool      stop, stopped, have_data, dynm_set;
   PetscInt       seed, topk = 0, tokens_choice = 0;
+  PetscBool      token_cache                 = PETSC_TRUE;
   char           gallery[PETSC_MAX_PATH_LEN] = "", match[PETSC_MAX_PATH_LEN] = "", teacher[PETSC_MAX_PATH_LEN] = "";
   char           init[PETSC_MAX_PATH_LEN] = "";
   char           dir[PETSC_MAX_PATH_LEN];
@@ -340,6 +355,10 @@ PetscErrorCode AckdStageDistill(MPI_Comm comm, int npositional, char **positiona
                         "Run the frozen teacher for layer-4 tokens: auto (when SKA, AT, FitNet or MNF need them), "
                         "yes, no",
                         TOKEN_CHOICES, 3, &tokens_choice, NULL));
+  PetscCall(AckdOptionsBool(PetscOptionsObject, "-distill_teacher_token_cache",
+                            "Compute the frozen teacher's tokens of every MS image once, not at every step (off when "
+                            "they would not fit in a quarter of the memory)",
+                            &token_cache, NULL));
   PetscCall(AckdOptionsBool(PetscOptionsObject, "-dynm",
                             "DynM: re-match students at the adjust epochs (default: with -sembridge)", &c.dynm,
                             &dynm_set));
@@ -485,8 +504,23 @@ PetscErrorCode AckdStageDistill(MPI_Comm comm, int npositional, char **positiona
   PetscCall(AckdModelSetTraining(c.student, PETSC_TRUE));
   if (c.tokens) { /* the frozen teacher stays in evaluation mode */
     PetscCall(AckdModelProbe(c.teacher, engine, c.ms, &to));
-    tokens_n = to.tokens.h;
-    tokens_c = to.tokens.w;
+    tokens_n    = to.tokens.h;
+    tokens_c    = to.tokens.w;
+    c.teacher_T = tokens_n;
+    c.teacher_C = tokens_c;
+    if (token_cache) {
+      double t0 = AckdTimeNow();
+      PetscCall(AckdTeacherTokensCreate(comm, c.teacher, engine, c.ms, tokens_n, tokens_c, &c.token_cache));
+      AckdLog log;
+      PetscCall(AckdLogSetUp(&log, comm));
+      if (c.token_cache)
+        PetscCall(AckdLogInfo(
+            &log, "teacher tokens: %" PetscInt_FMT " x %" PetscInt_FMT " per MS image, computed once in %.2f s\n",
+            tokens_n, tokens_c, AckdTimeNow() - t0));
+      else
+        PetscCall(AckdLogInfo(
+            &log, "teacher tokens: too large to keep for every MS image; the teacher runs at every step\n"));
+    }
   }
   c.embedding_dim  = so.embedding.c;
   c.token_count    = so.tokens.h;
@@ -553,6 +587,8 @@ PetscErrorCode AckdStageDistill(MPI_Comm comm, int npositional, char **positiona
   if (c.ms) PetscCall(AckdSharedDatasetDestroy(&c.ms));
   PetscCall(AckdSharedDatasetDestroy(&c.rgb));
   if (c.teacher) PetscCall(AckdModelDestroy(&c.teacher));
+  PetscCall(AckdTeacherTokensDestroy(&c.token_cache));
+  PetscCall(PetscFree(c.t_tokens));
   PetscCall(AckdModelDestroy(&c.student));
   PetscCall(AckdCollectionInfoDestroy(&c.info));
   PetscCall(AckdCollectionInfoDestroy(&c.ms_info));

@@ -107,6 +107,21 @@ def check_dynm_statistics(data, d, directory, values):
     check(0 <= last("dynm_changed") <= 1, f"DynM changed share {last('dynm_changed'):.3f} in [0, 1]")
 
 
+def check_token_cache(args, data, directory, extra, cached):
+    """The teacher's tokens computed once before training (the default) against a teacher forward at
+    every step, the second path: the same run's losses. The tokens of one image differ between the
+    two only by the rounding of convolutions run in batches of other compositions (a few float32
+    ulps), and two epochs of training carry that to the losses' sixth digit at most."""
+    again = directory + "_per_step"
+    shutil.rmtree(again, ignore_errors=True)
+    run(args, 2, distill_cmd(data, args.out, again, extra + ["-distill_teacher_token_cache", "false"]))
+    with h5py.File(os.path.join(again, "metrics.h5"), "r") as m:
+        for key in ("train_loss", "loss_ska", "loss_kd", "loss_ce"):
+            ref = m[key][()]
+            err = float(np.max(np.abs(cached[key] - ref) / np.maximum(np.abs(ref), 1e-12)))
+            check(err <= 1e-4, f"{key} with the teacher's tokens computed once = a forward per step ({err:.1e})")
+
+
 def mode_methods(args):
     data = fixture(args)
     methods = args.methods or methods_from_help(args)
@@ -133,6 +148,7 @@ def mode_methods(args):
             check(finite and len(values["train_loss"]) == epochs, f"{tag}: {epochs} epoch(s), every metric finite")
             if sembridge and method == "kd":
                 check_dynm_statistics(data, args.out, directory, values)
+                check_token_cache(args, data, directory, extra, values)
             results.append((float(values["val_oa"][-1]), tag))
             # eval names the method as the checkpoint records it: one run for each way of naming
             if tag in ("none", "kd", "kd+sembridge"):
