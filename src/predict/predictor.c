@@ -766,6 +766,15 @@ PetscErrorCode AckdPredictorRun(AckdPredictor p, PetscBool *stopped)
   PetscCheck(!folder || !p->probabilities[0], p->comm, PETSC_ERR_USER_INPUT,
              "option -predict_probabilities is for scenes; a folder's probabilities are in '%s' and its CSV",
              p->output);
+  {
+    /* The file written beside the output (folder: NAME.csv; scene: NAME.h5) must be another file. */
+    char side[PETSC_MAX_PATH_LEN + 8];
+    beside(p->output, folder ? ".csv" : ".h5", side, sizeof side);
+    PetscCheck(strcmp(side, p->output), p->comm, PETSC_ERR_USER_INPUT,
+               "option -predict_output '%s': predict writes %s beside it under that very name; give %s", p->output,
+               folder ? "the CSV" : "the windows file",
+               folder ? "the HDF5 file's name (e.g. predictions.h5)" : "the map's name (e.g. classmap.tif)");
+  }
   PetscCall(AckdOutputFileCheck(p->comm, p->output, "-predict_output"));
   if (p->probabilities[0]) PetscCall(AckdOutputFileCheck(p->comm, p->probabilities, "-predict_probabilities"));
   PetscCall(set_up_model(p));

@@ -234,6 +234,8 @@ def main():
     refused("is smaller than one window of 100 pixels", *base, "-predict_input", fx / "scene.tif", "-predict_patch",
             100)
     refused("cannot read scene", *base, "-predict_input", messy / "b.tif")
+    refused("predict writes the windows file beside it under that very name", "-predict_checkpoint", ckpt,
+            "-predict_input", fx / "scene.tif", "-predict_output", out / "err" / "map.h5")
     other = out / "err" / "other.h5"
     checklib.run_or_exit([a.ackd, "synth", "-synth_output", str(other), "-synth_ms_count", "40", "-synth_rgb_count", "40",
                           "-synth_size", "8", "-quiet"])
