@@ -196,32 +196,6 @@ PetscErrorCode AckdMapWriteRows(AckdMap map, PetscInt y0, PetscInt rows, const v
 PetscErrorCode AckdMapCommit(AckdMap *map);
 PetscErrorCode AckdMapDiscard(AckdMap *map);
 
-/* ---------------------------------------------------------------- input recipe */
-
-/* How a collection's images were made from raster files (src/data/input_recipe.c): the file bands
- * kept, the image size, and the normalisation with its statistics. `ackd predict` applies it to
- * new rasters so that they reach the model as the training images did. */
-typedef enum { ACKD_NORMALIZE_NONE, ACKD_NORMALIZE_IMAGE_MAX, ACKD_NORMALIZE_BAND_STANDARDIZE } AckdNormalization;
-extern const char *const AckdNormalizationNames[]; /* "none", "image_max", "band_standardize" */
-
-typedef struct {
-  PetscInt          channels, height, width;
-  PetscInt          bands[ACKD_RASTER_MAX_BANDS]; /* 1-based file bands, when bands_recorded */
-  PetscBool         bands_recorded;               /* curate records them; synth has no files */
-  AckdNormalization normalization;
-  double            mean[ACKD_RASTER_MAX_BANDS], std[ACKD_RASTER_MAX_BANDS]; /* band_standardize's */
-} AckdInputRecipe;
-
-/* Collective: the recipe of /`collection` in dataset `path`. */
-PetscErrorCode AckdInputRecipeRead(MPI_Comm comm, const char *path, const char *collection, AckdInputRecipe *recipe);
-/* In place on raw pixels (channels, height, width) of the recipe's size. */
-void AckdInputRecipeApply(const AckdInputRecipe *recipe, float *x);
-/* Pixels without data (valid 0) of an image (channels, plane) take their band's mean over the
- * valid ones: the model then sees a plain patch there, not a fill value far outside the data. */
-void AckdFillInvalid(PetscInt channels, size_t plane, float *x, const unsigned char *valid);
-/* The paper's per-image normalisation: x / max(x) into [0, 1], then to [-1, 1]. */
-void AckdNormalizeImageMax(float *x, size_t n);
-
 /* ---------------------------------------------------------------- class folders */
 
 /* ROOT/<class>/<image>, sorted by class then file name, the same on every rank. */
@@ -268,6 +242,34 @@ typedef struct {
 PetscErrorCode AckdCollectionInfoRead(MPI_Comm comm, const char *path, const char *collection,
                                       AckdCollectionInfo *info);
 PetscErrorCode AckdCollectionInfoDestroy(AckdCollectionInfo *info);
+
+/* ---------------------------------------------------------------- input recipe */
+
+/* How a collection's images were made from raster files (src/data/input_recipe.c): the file bands
+ * kept, the image size, and the normalisation with its statistics. `ackd predict` applies it to
+ * new rasters so that they reach the model as the training images did. */
+typedef enum { ACKD_NORMALIZE_NONE, ACKD_NORMALIZE_IMAGE_MAX, ACKD_NORMALIZE_BAND_STANDARDIZE } AckdNormalization;
+extern const char *const AckdNormalizationNames[]; /* "none", "image_max", "band_standardize" */
+
+typedef struct {
+  PetscInt          channels, height, width;
+  PetscInt          bands[ACKD_RASTER_MAX_BANDS]; /* 1-based file bands, when bands_recorded */
+  PetscBool         bands_recorded;               /* curate records them; synth has no files */
+  AckdNormalization normalization;
+  double            mean[ACKD_RASTER_MAX_BANDS], std[ACKD_RASTER_MAX_BANDS]; /* band_standardize's */
+} AckdInputRecipe;
+
+/* Collective: the recipe of /`collection` in dataset `path`, whose sizes `info` (read from the same
+ * file by AckdCollectionInfoRead) already holds. */
+PetscErrorCode AckdInputRecipeRead(MPI_Comm comm, const char *path, const char *collection,
+                                   const AckdCollectionInfo *info, AckdInputRecipe *recipe);
+/* In place on raw pixels (channels, height, width) of the recipe's size. */
+void AckdInputRecipeApply(const AckdInputRecipe *recipe, float *x);
+/* Pixels without data (valid 0) of an image (channels, plane) take their band's mean over the
+ * valid ones: the model then sees a plain patch there, not a fill value far outside the data. */
+void AckdFillInvalid(PetscInt channels, size_t plane, float *x, const unsigned char *valid);
+/* The paper's per-image normalisation: x / max(x) into [0, 1], then to [-1, 1]. */
+void AckdNormalizeImageMax(float *x, size_t n);
 
 /* ---------------------------------------------------------------- augmentation */
 

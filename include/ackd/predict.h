@@ -32,7 +32,7 @@ PetscInt AckdWindowOrigins(PetscInt size, PetscInt patch, PetscInt stride, Petsc
  * xs (nx), row-major. Windows with used[w] = 0 do not vote. A pixel with valid 0 (rows * width),
  * or that no used window covers, gets ACKD_MAP_NODATA_CLASS and NaN probabilities. `classes`
  * (rows, width) gets the most probable class (the first on ties); `probability` (K, rows, width)
- * may be NULL. */
+ * may be NULL. K is at most ACKD_MAP_NODATA_CLASS, as a byte class map holds. */
 void AckdWindowsCompose(PetscInt width, PetscInt patch, PetscInt nx, const PetscInt *xs, PetscInt ny,
                         const PetscInt *ys, PetscInt K, const float *window_probability, const unsigned char *used,
                         PetscInt y0, PetscInt rows, const unsigned char *valid, unsigned char *classes,

@@ -41,13 +41,11 @@ typedef struct {
   PetscBool          dynm, tokens;
   AckdTeacherTokens  token_cache; /* the teacher's tokens of every MS image, or NULL: a forward per step */
   PetscInt           teacher_T, teacher_C;
-  float             *t_tokens;
-  PetscInt           t_tokens_capacity;
   PetscInt           dynm_e0, dynm_delta, dynm_growth;
   char               data[PETSC_MAX_PATH_LEN], method[64], pair[16];
   PetscBool          sembridge;
   /* per-step buffers */
-  float     *t_logits, *t_embedding, *weight, *ms_images;
+  float     *t_logits, *t_embedding, *weight, *ms_images, *t_tokens; /* t_tokens: from the token cache */
   PetscInt  *teacher_row, capacity, *student_of_row, *samples;
   AckdTensor d_logits, d_embedding, d_tokens;
   PetscInt   embedding_dim, token_count, token_channels; /* the student's output shapes */
@@ -61,10 +59,13 @@ static PetscErrorCode grow(DistillContext *c, PetscInt n, const AckdModelOutputs
   PetscFunctionBeginUser;
   PetscCall(AckdTeacherTargetsGetSizes(c->targets, NULL, NULL, NULL, &D));
   if (n > c->capacity) {
-    PetscCall(PetscFree5(c->t_logits, c->t_embedding, c->weight, c->teacher_row, c->ms_images));
+    /* MS images for a teacher forward per step, or the cached tokens of the batch's teachers. */
+    const PetscBool forward = (PetscBool)(c->ms && !c->token_cache);
+    PetscCall(PetscFree6(c->t_logits, c->t_embedding, c->weight, c->teacher_row, c->ms_images, c->t_tokens));
     PetscCall(AckdSharedDatasetGetShape(c->ms ? c->ms : c->rgb, &count, &ch, &h, &w));
-    PetscCall(PetscMalloc5(n * K, &c->t_logits, PetscMax(n * D, 1), &c->t_embedding, n, &c->weight, n, &c->teacher_row,
-                           c->ms ? (size_t)n * ch * h * w : 1, &c->ms_images));
+    PetscCall(PetscMalloc6(n * K, &c->t_logits, PetscMax(n * D, 1), &c->t_embedding, n, &c->weight, n, &c->teacher_row,
+                           forward ? (size_t)n * ch * h * w : 1, &c->ms_images,
+                           c->token_cache ? (size_t)n * c->teacher_T * c->teacher_C : 1, &c->t_tokens));
     c->capacity = n;
   }
   /* Gradient buffers follow the student's output shapes. */
@@ -119,25 +120,21 @@ static PetscErrorCode distill_step(void *ctx, AckdEngine *engine, const AckdTrai
   AckdTensor t_logits    = AckdTensorView(c->t_logits, b->nlocal, K, 1, 1);
   AckdTensor t_embedding = AckdTensorView(c->t_embedding, b->nlocal, D, 1, 1);
   AckdTensor t_tokens    = {0};
-  if (c->tokens && c->token_cache) {
-    /* The frozen teacher's tokens of its best matched MS image (a sample without a teacher: row 0, weight 0). */
+  if (c->tokens) {
+    /* The frozen teacher's tokens of its best matched MS image (a sample without a teacher: its own row 0,
+     * weight 0): computed once for every image, or by a forward of the teacher here. */
     for (PetscInt i = 0; i < b->nlocal; i++) c->teacher_row[i] = PetscMax(c->teacher_row[i], 0);
-    if (b->nlocal > c->t_tokens_capacity) {
-      PetscCall(PetscFree(c->t_tokens));
-      PetscCall(PetscMalloc1((size_t)b->nlocal * c->teacher_T * c->teacher_C, &c->t_tokens));
-      c->t_tokens_capacity = b->nlocal;
+    if (c->token_cache) {
+      PetscCall(AckdTeacherTokensGather(c->token_cache, b->nlocal, c->teacher_row, c->t_tokens));
+      t_tokens = AckdTensorView(c->t_tokens, b->nlocal, 1, c->teacher_T, c->teacher_C);
+    } else {
+      PetscInt count, ch, h, w;
+      PetscCall(AckdSharedDatasetGetShape(c->ms, &count, &ch, &h, &w));
+      PetscCall(AckdSharedDatasetReadImages(c->ms, b->nlocal, c->teacher_row, c->ms_images));
+      AckdTensor x = AckdTensorView(c->ms_images, b->nlocal, ch, h, w);
+      PetscCall(AckdModelForward(c->teacher, engine, &x, &tout));
+      t_tokens = tout.tokens;
     }
-    PetscCall(AckdTeacherTokensGather(c->token_cache, b->nlocal, c->teacher_row, c->t_tokens));
-    t_tokens = AckdTensorView(c->t_tokens, b->nlocal, 1, c->teacher_T, c->teacher_C);
-  } else if (c->tokens) {
-    /* The frozen teacher sees its best matched MS image (a sample without a teacher sees its own row 0: weight 0). */
-    PetscInt count, ch, h, w;
-    PetscCall(AckdSharedDatasetGetShape(c->ms, &count, &ch, &h, &w));
-    for (PetscInt i = 0; i < b->nlocal; i++) c->teacher_row[i] = PetscMax(c->teacher_row[i], 0);
-    PetscCall(AckdSharedDatasetReadImages(c->ms, b->nlocal, c->teacher_row, c->ms_images));
-    AckdTensor x = AckdTensorView(c->ms_images, b->nlocal, ch, h, w);
-    PetscCall(AckdModelForward(c->teacher, engine, &x, &tout));
-    t_tokens = tout.tokens;
   }
   for (PetscInt i = 0; i < b->nlocal; i++) c->samples[i] = c->student_of_row[b->rows[i]];
   AckdKDInputs in  = {.batch             = b->nlocal,
@@ -513,11 +510,14 @@ PetscErrorCode AckdStageDistill(MPI_Comm comm, int npositional, char **positiona
       PetscCall(AckdTeacherTokensCreate(comm, c.teacher, engine, c.ms, tokens_n, tokens_c, &c.token_cache));
       AckdLog log;
       PetscCall(AckdLogSetUp(&log, comm));
-      if (c.token_cache)
+      if (c.token_cache) {
+        /* With its tokens kept, the teacher and its images have nothing left to do: they go. */
+        PetscCall(AckdModelDestroy(&c.teacher));
+        PetscCall(AckdSharedDatasetDestroy(&c.ms));
         PetscCall(AckdLogInfo(
             &log, "teacher tokens: %" PetscInt_FMT " x %" PetscInt_FMT " per MS image, computed once in %.2f s\n",
             tokens_n, tokens_c, AckdTimeNow() - t0));
-      else
+      } else
         PetscCall(AckdLogInfo(
             &log, "teacher tokens: too large to keep for every MS image; the teacher runs at every step\n"));
     }
@@ -575,7 +575,7 @@ PetscErrorCode AckdStageDistill(MPI_Comm comm, int npositional, char **positiona
   if (stopped) *exit_code = ACKD_EXIT_CHECKPOINTED;
 
   PetscCall(AckdTrainerDestroy(&t));
-  PetscCall(PetscFree5(c.t_logits, c.t_embedding, c.weight, c.teacher_row, c.ms_images));
+  PetscCall(PetscFree6(c.t_logits, c.t_embedding, c.weight, c.teacher_row, c.ms_images, c.t_tokens));
   PetscCall(AckdTensorFree(&c.d_logits));
   PetscCall(AckdTensorFree(&c.d_embedding));
   PetscCall(AckdTensorFree(&c.d_tokens));
@@ -588,7 +588,6 @@ PetscErrorCode AckdStageDistill(MPI_Comm comm, int npositional, char **positiona
   PetscCall(AckdSharedDatasetDestroy(&c.rgb));
   if (c.teacher) PetscCall(AckdModelDestroy(&c.teacher));
   PetscCall(AckdTeacherTokensDestroy(&c.token_cache));
-  PetscCall(PetscFree(c.t_tokens));
   PetscCall(AckdModelDestroy(&c.student));
   PetscCall(AckdCollectionInfoDestroy(&c.info));
   PetscCall(AckdCollectionInfoDestroy(&c.ms_info));

@@ -64,7 +64,8 @@ static PetscErrorCode read_source_bands(hid_t group, PetscInt channels, PetscInt
   PetscFunctionReturn(0);
 }
 
-PetscErrorCode AckdInputRecipeRead(MPI_Comm comm, const char *path, const char *collection, AckdInputRecipe *recipe)
+PetscErrorCode AckdInputRecipeRead(MPI_Comm comm, const char *path, const char *collection,
+                                   const AckdCollectionInfo *info, AckdInputRecipe *recipe)
 {
   AckdH5Settings h5 = {0};
   hid_t          file, group;
@@ -73,19 +74,12 @@ PetscErrorCode AckdInputRecipeRead(MPI_Comm comm, const char *path, const char *
 
   PetscFunctionBeginUser;
   PetscCall(PetscMemzero(recipe, sizeof *recipe));
+  recipe->channels = info->channels;
+  recipe->height   = info->height;
+  recipe->width    = info->width;
   PetscCall(AckdH5SettingsSetFromOptions(&h5));
   PetscCall(AckdH5FileOpenRead(comm, path, &h5, &file));
-  PetscCheck(H5Lexists(file, collection, H5P_DEFAULT) > 0, comm, PETSC_ERR_FILE_UNEXPECTED,
-             "'%s' has no /%s collection; give a dataset written by ackd synth or ackd curate", path, collection);
   AckdCallH5(group = H5Gopen2(file, collection, H5P_DEFAULT), "'%s': opening /%s", path, collection);
-  const char *const attrs[]  = {"channels", "height", "width"};
-  PetscInt *const   values[] = {&recipe->channels, &recipe->height, &recipe->width};
-  for (int i = 0; i < 3; i++) {
-    PetscCall(AckdH5AttrReadInt(group, attrs[i], values[i], &found));
-    PetscCheck(found && *values[i] > 0, comm, PETSC_ERR_FILE_UNEXPECTED,
-               "'%s': /%s lacks a positive '%s' attribute; the file is not a complete ackd dataset", path, collection,
-               attrs[i]);
-  }
   PetscCheck(recipe->channels <= ACKD_RASTER_MAX_BANDS, comm, PETSC_ERR_SUP,
              "'%s': /%s has %" PetscInt_FMT " bands; rasters are read with at most %d", path, collection,
              recipe->channels, ACKD_RASTER_MAX_BANDS);

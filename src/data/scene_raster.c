@@ -105,7 +105,7 @@ PetscErrorCode AckdSceneReadWindow(AckdScene s, PetscInt x0, PetscInt y0, PetscI
      * every integer type GDAL stores up to 24 bits and for float32 scenes. */
     const float nodata = (float)s->nodata[b];
     for (size_t i = 0; i < plane; i++)
-      if (!isfinite(x[i]) || (s->has_nodata[b] && (x[i] == nodata || (isnan(nodata) && isnan(x[i]))))) valid[i] = 0;
+      if (!isfinite(x[i]) || (s->has_nodata[b] && x[i] == nodata)) valid[i] = 0; /* a NaN nodata: not finite */
   }
   PetscFunctionReturn(0);
 }

@@ -89,17 +89,13 @@ PetscErrorCode PredictJournalOpen(const char *path, const char *parameters, Pets
   PetscFunctionReturn(0);
 }
 
-static PetscErrorCode write_rows(hid_t dset, hid_t type, PetscInt first, PetscInt count, PetscInt columns,
-                                 const void *data, const char *path)
+static PetscErrorCode write_rows(hid_t dset, hid_t type, PetscInt first, PetscInt count, const void *data,
+                                 const char *path)
 {
-  hid_t   fspace, mspace;
-  hsize_t start[2] = {(hsize_t)first, 0}, extent[2] = {(hsize_t)count, (hsize_t)columns};
+  hid_t fspace, mspace;
 
   PetscFunctionBeginUser;
-  const int rank = columns > 0 ? 2 : 1;
-  AckdCallH5(fspace = H5Dget_space(dset), "'%s': dataspace", path);
-  AckdCallH5(H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, NULL, extent, NULL), "'%s': selecting rows", path);
-  AckdCallH5(mspace = H5Screate_simple(rank, extent, NULL), "'%s': memory space", path);
+  PetscCall(AckdH5SelectRows(dset, first, count, &fspace, &mspace));
   AckdCallH5(H5Dwrite(dset, type, mspace, fspace, H5P_DEFAULT, data),
              "writing items %" PetscInt_FMT "..%" PetscInt_FMT
              " to the journal '%s'; check its file system's free space",
@@ -116,8 +112,8 @@ PetscErrorCode PredictJournalAppend(PredictJournal *j, PetscInt first, PetscInt 
   PetscCheck(first == j->done, PETSC_COMM_SELF, PETSC_ERR_PLIB,
              "journal '%s' holds %" PetscInt_FMT " items, not %" PetscInt_FMT, j->path, j->done, first);
   if (count > 0) {
-    PetscCall(write_rows(j->logits, H5T_NATIVE_FLOAT, first, count, j->K, logits, j->path));
-    PetscCall(write_rows(j->status, H5T_NATIVE_UCHAR, first, count, 0, status, j->path));
+    PetscCall(write_rows(j->logits, H5T_NATIVE_FLOAT, first, count, logits, j->path));
+    PetscCall(write_rows(j->status, H5T_NATIVE_UCHAR, first, count, status, j->path));
   }
   j->done = first + count;
   /* The count goes in after the rows it counts, and both reach the disk before the next round. */

@@ -9,12 +9,12 @@
 #include <strings.h>
 #include <sys/stat.h>
 
-/* Why an item has no prediction; the first four follow AckdRasterStatus. */
+/* Why an item has no prediction: an image's AckdRasterStatus, or a window without enough data. */
 typedef enum {
-  ITEM_OK         = 0,
-  ITEM_UNREADABLE = 1,
-  ITEM_BAND_COUNT = 2,
-  ITEM_NOT_FINITE = 4,
+  ITEM_OK         = ACKD_RASTER_OK,
+  ITEM_UNREADABLE = ACKD_RASTER_UNREADABLE,
+  ITEM_BAND_COUNT = ACKD_RASTER_BAND_COUNT,
+  ITEM_NOT_FINITE = ACKD_RASTER_NOT_FINITE,
   ITEM_NODATA     = 8 /* a window with less valid data than -predict_min_valid */
 } ItemStatus;
 
@@ -168,7 +168,7 @@ static PetscErrorCode set_up_model(AckdPredictor p)
              "its new place with -predict_data",
              p->data, p->checkpoint);
   PetscCall(AckdCollectionInfoRead(p->comm, p->data, p->modality, &p->info));
-  PetscCall(AckdInputRecipeRead(p->comm, p->data, p->modality, &p->recipe));
+  PetscCall(AckdInputRecipeRead(p->comm, p->data, p->modality, &p->info, &p->recipe));
   PetscCheck(
       p->info.channels == p->config.in_channels && p->info.classes == p->config.classes, p->comm, PETSC_ERR_USER_INPUT,
       "checkpoint '%s' takes %" PetscInt_FMT " bands and %" PetscInt_FMT " classes, but /%s in '%s' has %" PetscInt_FMT
@@ -487,8 +487,10 @@ static PetscErrorCode score_all(AckdPredictor p, const ItemSource *src, const ch
   PetscFunctionReturn(0);
 }
 
-/* Softmax for a single-label model, sigmoid per class for a multi-label one; NaN rows stay NaN. */
-static void probabilities(const AckdPredictor p, PetscInt n, const float *logits, float *prob)
+/* Softmax for a single-label model, sigmoid per class for a multi-label one; NaN rows stay NaN. The
+ * prediction is the most probable class (the first on ties), -1 for an item not classified. */
+static void probabilities(const AckdPredictor p, PetscInt n, const float *logits, const unsigned char *status,
+                          float *prob, int *prediction)
 {
   const PetscInt K = p->K;
   for (PetscInt i = 0; i < n; i++) {
@@ -503,14 +505,13 @@ static void probabilities(const AckdPredictor p, PetscInt n, const float *logits
     for (PetscInt k = 0; k < K; k++) sum += exp((double)z[k] - top);
     for (PetscInt k = 0; k < K; k++) q[k] = (float)(exp((double)z[k] - top) / sum);
   }
-}
-
-static PetscInt most_probable(const float *q, PetscInt K)
-{
-  PetscInt best = 0;
-  for (PetscInt k = 1; k < K; k++)
-    if (q[k] > q[best]) best = k;
-  return best;
+  for (PetscInt i = 0; i < n; i++) {
+    const float *q    = prob + i * K;
+    PetscInt     best = 0;
+    for (PetscInt k = 1; k < K; k++)
+      if (q[k] > q[best]) best = k;
+    prediction[i] = status[i] == ITEM_OK ? (int)best : -1;
+  }
 }
 
 /* ---------------------------------------------------------------- outputs (rank 0) */
@@ -533,25 +534,21 @@ static PetscErrorCode write_common_attributes(AckdPredictor p, hid_t file, const
 }
 
 static PetscErrorCode write_scores(AckdPredictor p, hid_t file, PetscInt n, const float *logits, const float *prob,
-                                   const unsigned char *status)
+                                   const int *prediction, const unsigned char *status)
 {
   hsize_t nk[2] = {(hsize_t)n, (hsize_t)p->K}, n1 = (hsize_t)n;
-  int    *prediction;
 
   PetscFunctionBeginUser;
-  PetscCall(PetscMalloc1(PetscMax(n, 1), &prediction));
-  for (PetscInt i = 0; i < n; i++)
-    prediction[i] = status[i] == ITEM_OK ? (int)most_probable(prob + i * p->K, p->K) : -1;
   PetscCall(AckdH5WriteSmall(PETSC_COMM_SELF, file, "status", H5T_NATIVE_UCHAR, 1, &n1, status));
   PetscCall(AckdH5WriteSmall(PETSC_COMM_SELF, file, "prediction", H5T_NATIVE_INT, 1, &n1, prediction));
   PetscCall(AckdH5WriteSmall(PETSC_COMM_SELF, file, "probability", H5T_NATIVE_FLOAT, 2, nk, prob));
   PetscCall(AckdH5WriteSmall(PETSC_COMM_SELF, file, "logits", H5T_NATIVE_FLOAT, 2, nk, logits));
-  PetscCall(PetscFree(prediction));
   PetscFunctionReturn(0);
 }
 
 /* The CSV beside the HDF5 file: one line per image, the class and its probability first. */
-static PetscErrorCode write_csv(AckdPredictor p, const char *path, const float *prob, const unsigned char *status)
+static PetscErrorCode write_csv(AckdPredictor p, const char *path, const float *prob, const int *prediction,
+                                const unsigned char *status)
 {
   char  partial[PETSC_MAX_PATH_LEN + 32];
   FILE *f;
@@ -570,9 +567,8 @@ static PetscErrorCode write_csv(AckdPredictor p, const char *path, const float *
     fputc('"', f);
     for (const char *c = p->files[i]; *c; c++) fputs(*c == '"' ? "\"\"" : (char[]){*c, 0}, f);
     fprintf(f, "\",%s,", item_status_name(status[i]));
-    if (status[i] == ITEM_OK) {
-      PetscInt best = most_probable(q, p->K);
-      fprintf(f, "%s,%.6f", p->info.class_names[best], (double)q[best]);
+    if (prediction[i] >= 0) {
+      fprintf(f, "%s,%.6f", p->info.class_names[prediction[i]], (double)q[prediction[i]]);
       for (PetscInt k = 0; k < p->K; k++) fprintf(f, ",%.6f", (double)q[k]);
     } else {
       fputc(',', f);
@@ -603,24 +599,25 @@ static PetscErrorCode finish_folder(AckdPredictor p, const float *logits, const 
   AckdH5Settings h5 = {0};
   hid_t          file;
   float         *prob;
+  int           *prediction;
   char           csv[PETSC_MAX_PATH_LEN + 8];
   PetscInt       scored = 0, *count;
 
   PetscFunctionBeginUser;
-  PetscCall(PetscMalloc2((size_t)p->nfiles * p->K, &prob, p->K, &count));
-  probabilities(p, p->nfiles, logits, prob);
+  PetscCall(PetscMalloc3((size_t)p->nfiles * p->K, &prob, p->nfiles, &prediction, p->K, &count));
+  probabilities(p, p->nfiles, logits, status, prob, prediction);
   PetscCall(AckdH5SettingsSetFromOptions(&h5));
   PetscCall(AckdH5FileCreatePartial(PETSC_COMM_SELF, p->output, &h5, &file));
   PetscCall(write_common_attributes(p, file, "folder"));
   PetscCall(AckdH5WriteStrings(PETSC_COMM_SELF, file, "path", p->nfiles, (const char *const *)p->files));
-  PetscCall(write_scores(p, file, p->nfiles, logits, prob, status));
+  PetscCall(write_scores(p, file, p->nfiles, logits, prob, prediction, status));
   PetscCall(AckdH5FileCommit(PETSC_COMM_SELF, &file, p->output));
   beside(p->output, ".csv", csv, sizeof csv);
-  PetscCall(write_csv(p, csv, prob, status));
+  PetscCall(write_csv(p, csv, prob, prediction, status));
 
   for (PetscInt k = 0; k < p->K; k++) count[k] = 0;
   for (PetscInt i = 0; i < p->nfiles; i++)
-    if (status[i] == ITEM_OK) scored++, count[most_probable(prob + i * p->K, p->K)]++;
+    if (prediction[i] >= 0) scored++, count[prediction[i]]++;
   PetscCall(AckdLogResult(&p->log,
                           "%s on %" PetscInt_FMT " images of '%s': %" PetscInt_FMT " classified, %" PetscInt_FMT
                           " unreadable or of other bands\n",
@@ -628,13 +625,13 @@ static PetscErrorCode finish_folder(AckdPredictor p, const float *logits, const 
   for (PetscInt k = 0; k < p->K; k++)
     PetscCall(AckdLogResult(&p->log, "  %-24s %" PetscInt_FMT "\n", p->info.class_names[k], count[k]));
   PetscCall(AckdLogInfo(&p->log, "wrote %s and %s\n", p->output, csv));
-  PetscCall(PetscFree2(prob, count));
+  PetscCall(PetscFree3(prob, prediction, count));
   PetscFunctionReturn(0);
 }
 
 /* The windows file beside the map: where each window lies and what the network said of it. */
 static PetscErrorCode write_windows(AckdPredictor p, const char *path, PetscInt n, const float *logits,
-                                    const float *prob, const unsigned char *status)
+                                    const float *prob, const int *prediction, const unsigned char *status)
 {
   AckdH5Settings h5 = {0};
   hid_t          file;
@@ -656,7 +653,7 @@ static PetscErrorCode write_windows(AckdPredictor p, const char *path, PetscInt 
   PetscCall(AckdH5AttrWriteInt(file, "scene_width", p->width));
   PetscCall(AckdH5AttrWriteInt(file, "scene_height", p->height));
   PetscCall(AckdH5WriteSmall(PETSC_COMM_SELF, file, "origin", H5T_NATIVE_LLONG, 2, n2, origin));
-  PetscCall(write_scores(p, file, n, logits, prob, status));
+  PetscCall(write_scores(p, file, n, logits, prob, prediction, status));
   PetscCall(AckdH5FileCommit(PETSC_COMM_SELF, &file, path));
   PetscCall(PetscFree(origin));
   PetscFunctionReturn(0);
@@ -669,6 +666,7 @@ static PetscErrorCode finish_scene(AckdPredictor p, const float *logits, const u
   const PetscInt n = p->nx * p->ny, K = p->K, W = p->width;
   float         *prob, *pixels, *strip_prob     = NULL;
   unsigned char *used, *valid, *classes;
+  int           *prediction;
   long long     *area;
   double         geotransform[6];
   const char    *wkt;
@@ -676,10 +674,10 @@ static PetscErrorCode finish_scene(AckdPredictor p, const float *logits, const u
   AckdMap        map, prob_map = NULL;
 
   PetscFunctionBeginUser;
-  PetscCall(PetscMalloc3((size_t)n * K, &prob, n, &used, K + 1, &area));
-  probabilities(p, n, logits, prob);
+  PetscCall(PetscMalloc4((size_t)n * K, &prob, n, &prediction, n, &used, K + 1, &area));
+  probabilities(p, n, logits, status, prob, prediction);
   for (PetscInt w = 0; w < n; w++) used[w] = status[w] == ITEM_OK;
-  PetscCall(write_windows(p, windows_path, n, logits, prob, status));
+  PetscCall(write_windows(p, windows_path, n, logits, prob, prediction, status));
 
   PetscCall(AckdSceneGetGeoreference(p->scene, geotransform, &wkt, &georeferenced));
   AckdMapLayout layout = {.kind         = ACKD_MAP_CLASSES,
@@ -718,11 +716,11 @@ static PetscErrorCode finish_scene(AckdPredictor p, const float *logits, const u
     if (area[k] || k < K)
       PetscCall(AckdLogResult(&p->log, "  %-24s %6.2f%%\n", k < K ? p->info.class_names[k] : "(nodata)",
                               100.0 * (double)area[k] / total));
-  PetscCall(AckdLogInfo(&p->log, "wrote %s%s%s and %s\n", p->output, prob_map || p->probabilities[0] ? ", " : "",
-                        p->probabilities, windows_path));
+  PetscCall(AckdLogInfo(&p->log, "wrote %s%s%s and %s\n", p->output, p->probabilities[0] ? ", " : "", p->probabilities,
+                        windows_path));
   PetscCall(PetscFree3(pixels, valid, classes));
   PetscCall(PetscFree(strip_prob));
-  PetscCall(PetscFree3(prob, used, area));
+  PetscCall(PetscFree4(prob, prediction, used, area));
   PetscFunctionReturn(0);
 }
 

@@ -5,7 +5,6 @@
  * borders fall between window centres rather than on the window grid. */
 #include <ackd/predict.h>
 #include <math.h>
-#include <stdlib.h>
 
 PetscInt AckdWindowOrigins(PetscInt size, PetscInt patch, PetscInt stride, PetscInt *origins)
 {
@@ -40,8 +39,7 @@ void AckdWindowsCompose(PetscInt width, PetscInt patch, PetscInt nx, const Petsc
                         PetscInt y0, PetscInt rows, const unsigned char *valid, unsigned char *classes,
                         float *probability)
 {
-  double       sum[256];
-  double      *acc   = K <= 256 ? sum : malloc(sizeof(double) * (size_t)K);
+  double       acc[ACKD_MAP_NODATA_CLASS]; /* K fits: the byte class map refuses more classes */
   const size_t plane = (size_t)rows * (size_t)width;
 
   for (PetscInt r = 0; r < rows; r++) {
@@ -68,5 +66,4 @@ void AckdWindowsCompose(PetscInt width, PetscInt patch, PetscInt nx, const Petsc
         for (PetscInt k = 0; k < K; k++) probability[k * plane + i] = votes ? (float)(acc[k] / votes) : NAN;
     }
   }
-  if (acc != sum) free(acc);
 }
