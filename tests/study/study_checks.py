@@ -21,7 +21,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 import checklib  # noqa: E402
 
 check = checklib.Checks("study_checks")
-SEEDS, METHODS, PAIR = [1, 2], ["none", "kd", "kd+sembridge+noska"], "C/C"
+SEEDS, METHODS, PAIR = [1, 2], ["none", "kd+hot", "kd+sembridge+noska"], "C/C"
+HOT = "-kd_temperature 2"  # the study's own modifier +hot
 SET_EPOCHS = 3  # the study's `set` line; tiny.opts says 4
 
 
@@ -62,7 +63,7 @@ def main():
     with open(study, "w") as f:
         f.write(f"options {args.repo}/tests/study/tiny.opts\nout {args.out}/study\n"
                 f"seeds {' '.join(map(str, SEEDS))}\noverlaps 0.6\npairs {PAIR}\nmethods {' '.join(METHODS)}\n"
-                f"set -distill_epochs {SET_EPOCHS}\n")
+                f"set -distill_epochs {SET_EPOCHS}\nmodifier hot {HOT}\n")
 
     first = study_cli(args, "run", study, "--ackd", args.ackd)
     steps = [line for line in first.stdout.splitlines() if line.startswith("study: ")]
@@ -110,6 +111,9 @@ def main():
               f"jobs: {os.path.relpath(opts, args.out)} ends with the study's set line")
     for grid in sorted(glob.glob(os.path.join(args.out, "study", "overlap-0.6", "seed-*", "sweep.grid"))):
         world = os.path.dirname(grid)
+        rows = [line.split() for line in open(grid)]
+        check([" ".join(r[2:]) for r in rows if r[0] == "kd+hot"] == [HOT],
+              f"jobs: the +hot row of {os.path.relpath(grid, args.out)} carries the study's modifier {HOT}")
         script = (f"source {args.repo}/jobs/lib/ackd-job.sh; export ACKD={args.ackd} ACKD_MPIRUN=env "
                   f"ACKD_OPTS={world}/world.opts ACKD_RUN={world}; n=$(grep -c . {grid}); "
                   f"for ((i = 0; i < n; i++)); do ackd_grid_row {grid} $i && "
@@ -130,6 +134,9 @@ def main():
     open(bad, "w").write(open(study).read().replace("kd+sembridge+noska", "kd+sembrige"))
     err = study_cli(args, "run", bad, "--dry-run", expect=2).stderr.strip()
     check(err.count("\n") == 0 and "unknown modifier '+sembrige'" in err, f"a misspelt variant: {err}")
+    open(bad, "w").write(open(study).read().replace("modifier hot", "modifier noska"))
+    err = study_cli(args, "run", bad, "--dry-run", expect=2).stderr.strip()
+    check(err.count("\n") == 0 and "modifier 'noska' must be a new name" in err, f"a modifier that exists: {err}")
     return check.summary()
 
 
