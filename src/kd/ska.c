@@ -75,7 +75,10 @@ PetscErrorCode ackd_ska_setup(AckdKDObj kd)
 }
 
 /* One sample of one modality: its plan, weights and rescaling, kept for the backward.
- * Q and K point into the batch's projections (one GEMM per weight for all samples). */
+ * Q and K point into the batch's projections (one GEMM per weight for all samples).
+ * With one token the plan is softmax over one key, 1 whatever Q and K are, and its
+ * derivative is 0: Q and K are then NULL, never computed, and get no gradient. The
+ * result is the same to the bit (w = 1, s = 1, and the plan's backward would add 0). */
 typedef struct {
   PetscInt N, C, H;
   double  *z, *q, *k, *p, *w, *zt; /* tokens, Q, K (not owned), plans (H, N, N), weights, Z̃ */
@@ -127,8 +130,8 @@ static void side_forward(Side *sd, const float *tokens)
   PetscInt N = sd->N, C = sd->C, H = sd->H, d = C / H;
   double   scale = 1.0 / sqrt((double)d);
   for (PetscInt i = 0; i < N * C; i++) sd->z[i] = tokens[i];
-  for (PetscInt n = 0; n < N; n++) sd->w[n] = 0.0;
-  for (PetscInt h = 0; h < H; h++) {
+  for (PetscInt n = 0; n < N; n++) sd->w[n] = sd->q ? 0.0 : 1.0;
+  for (PetscInt h = 0; sd->q && h < H; h++) {
     double *p = sd->p + h * N * N;
     cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)N, (int)d, scale, sd->q + h * d, (int)C,
                 sd->k + h * d, (int)C, 0.0, p, (int)N);
@@ -164,7 +167,9 @@ static void side_forward(Side *sd, const float *tokens)
 static void side_backward_weights(const Side *sd, const double *dw, double *dq, double *dk)
 {
   PetscInt N = sd->N, C = sd->C, H = sd->H, d = C / H;
-  double   scale = 1.0 / sqrt((double)d), *ds = malloc(sizeof(double) * (size_t)(N * N));
+  double   scale = 1.0 / sqrt((double)d), *ds;
+  if (!sd->q) return;
+  ds = malloc(sizeof(double) * (size_t)(N * N));
   for (PetscInt h = 0; h < H; h++) {
     const double *p = sd->p + h * N * N;
     /* dπ[i, n] = dw_n / H; dS = π ⊙ (dπ - rowsum(dπ ⊙ π)) */
@@ -348,14 +353,16 @@ PetscErrorCode ackd_ska_loss(AckdKDObj kd, const KDStep *st, double coef, double
   PetscCall(PetscArrayzero(gxs, n * Ns * Cs));
   PetscCall(PetscArrayzero(gxt, n * Nt * Ct));
   PetscCall(PetscArrayzero(gps, n * Ns * Ct));
-  PetscCall(PetscMalloc4(n * Ns * Cs, &qs, n * Ns * Cs, &ks, n * Nt * Ct, &qt, n * Nt * Ct, &kt));
-  PetscCall(PetscMalloc4(n * Ns * Cs, &dqs, n * Ns * Cs, &dks, n * Nt * Ct, &dqt, n * Nt * Ct, &dkt));
-  PetscCall(project(st->in->student_tokens, st->sel, n, Ns, Cs, V + ska->wq_s, V + ska->wk_s, qs, ks));
-  PetscCall(project(st->in->teacher_tokens, st->sel, n, Nt, Ct, V + ska->wq_t, V + ska->wk_t, qt, kt));
+  /* a side with one token has no plan to compute (Side) */
+  PetscInt As = Ns > 1 ? n * Ns * Cs : 0, At = Nt > 1 ? n * Nt * Ct : 0;
+  PetscCall(PetscMalloc4(As, &qs, As, &ks, At, &qt, At, &kt));
+  PetscCall(PetscMalloc4(As, &dqs, As, &dks, At, &dqt, At, &dkt));
+  if (As) PetscCall(project(st->in->student_tokens, st->sel, n, Ns, Cs, V + ska->wq_s, V + ska->wk_s, qs, ks));
+  if (At) PetscCall(project(st->in->teacher_tokens, st->sel, n, Nt, Ct, V + ska->wq_t, V + ska->wk_t, qt, kt));
   for (PetscInt k = 0; k < n; k++) {
     PetscInt i = st->sel[k];
-    PetscCall(side_alloc(&ss[k], Ns, Cs, ska->heads, qs + k * Ns * Cs, ks + k * Ns * Cs));
-    PetscCall(side_alloc(&ts[k], Nt, Ct, ska->heads, qt + k * Nt * Ct, kt + k * Nt * Ct));
+    PetscCall(side_alloc(&ss[k], Ns, Cs, ska->heads, As ? qs + k * Ns * Cs : NULL, As ? ks + k * Ns * Cs : NULL));
+    PetscCall(side_alloc(&ts[k], Nt, Ct, ska->heads, At ? qt + k * Nt * Ct : NULL, At ? kt + k * Nt * Ct : NULL));
     side_forward(&ss[k], st->in->student_tokens->data + i * Ns * Cs);
     side_forward(&ts[k], st->in->teacher_tokens->data + i * Nt * Ct);
     PetscCall(PetscArraycpy(xs + k * Ns * Cs, ss[k].zt, Ns * Cs));
@@ -375,8 +382,9 @@ PetscErrorCode ackd_ska_loss(AckdKDObj kd, const KDStep *st, double coef, double
       for (PetscInt k = 0; k < n * Ns * Cs; k++) gxs[k] += gps[k];
     for (PetscInt k = 0; k < n; k++) {
       PetscInt i = st->sel[k];
-      side_backward(&ss[k], gxs + k * Ns * Cs, st->g_tok + i * Ns * Cs, dqs + k * Ns * Cs, dks + k * Ns * Cs);
-      side_backward(&ts[k], gxt + k * Nt * Ct, NULL, dqt + k * Nt * Ct, dkt + k * Nt * Ct);
+      side_backward(&ss[k], gxs + k * Ns * Cs, st->g_tok + i * Ns * Cs, dqs + (As ? k * Ns * Cs : 0),
+                    dks + (As ? k * Ns * Cs : 0));
+      side_backward(&ts[k], gxt + k * Nt * Ct, NULL, dqt + (At ? k * Nt * Ct : 0), dkt + (At ? k * Nt * Ct : 0));
     }
   } else {
     /* the plan compares raw (projected) tokens; the weights enter as masses */
@@ -396,8 +404,8 @@ PetscErrorCode ackd_ska_loss(AckdKDObj kd, const KDStep *st, double coef, double
       l1 += sinkhorn_term(ska, praw + k * Ns * Ct, &ss[k], ts[k].z, &ts[k], Ct, c / (double)n, gpraw + k * Ns * Ct, dws,
                           dwt) /
             (double)n;
-      side_backward_weights(&ss[k], dws, dqs + k * Ns * Cs, dks + k * Ns * Cs);
-      side_backward_weights(&ts[k], dwt, dqt + k * Nt * Ct, dkt + k * Nt * Ct);
+      side_backward_weights(&ss[k], dws, dqs + (As ? k * Ns * Cs : 0), dks + (As ? k * Ns * Cs : 0));
+      side_backward_weights(&ts[k], dwt, dqt + (At ? k * Nt * Ct : 0), dkt + (At ? k * Nt * Ct : 0));
     }
     if (ska->proj_tok >= 0)
       ackd_kd_linear_backward(raw, n * Ns, Cs, V + ska->proj_tok, Ct, gpraw, graw, G + ska->proj_tok);
@@ -409,10 +417,12 @@ PetscErrorCode ackd_ska_loss(AckdKDObj kd, const KDStep *st, double coef, double
     PetscCall(PetscFree2(dws, dwt));
   }
 
-  PetscCall(project_backward(ss, n, st->sel, V + ska->wq_s, V + ska->wk_s, dqs, dks, st->g_tok, G + ska->wq_s,
-                             G + ska->wk_s));
-  PetscCall(
-      project_backward(ts, n, st->sel, V + ska->wq_t, V + ska->wk_t, dqt, dkt, NULL, G + ska->wq_t, G + ska->wk_t));
+  if (As)
+    PetscCall(project_backward(ss, n, st->sel, V + ska->wq_s, V + ska->wk_s, dqs, dks, st->g_tok, G + ska->wq_s,
+                               G + ska->wk_s));
+  if (At)
+    PetscCall(
+        project_backward(ts, n, st->sel, V + ska->wq_t, V + ska->wk_t, dqt, dkt, NULL, G + ska->wq_t, G + ska->wk_t));
   PetscCall(PetscFree4(qs, ks, qt, kt));
   PetscCall(PetscFree4(dqs, dks, dqt, dkt));
 
