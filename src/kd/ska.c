@@ -64,11 +64,17 @@ PetscErrorCode ackd_ska_setup(AckdKDObj kd)
              "option -ska_heads: %" PetscInt_FMT " heads do not divide the token widths %" PetscInt_FMT
              " (student) and %" PetscInt_FMT " (teacher)",
              ska->heads, Cs, Ct);
-  PetscCall(add_square(kd, "ska.student_attention.q_proj.weight", Cs, Cs, &ska->wq_s));
-  PetscCall(add_square(kd, "ska.student_attention.k_proj.weight", Cs, Cs, &ska->wk_s));
-  PetscCall(add_square(kd, "ska.teacher_attention.q_proj.weight", Ct, Ct, &ska->wq_t));
-  PetscCall(add_square(kd, "ska.teacher_attention.k_proj.weight", Ct, Ct, &ska->wk_t));
-  ska->proj_tok = ska->proj_emb = -1;
+  /* A side known to end in one token has a constant plan (Side): weights that nothing reads would
+   * only cost the optimizer and the gradient exchange, and sit in checkpoints at their random init. */
+  ska->wq_s = ska->wk_s = ska->wq_t = ska->wk_t = ska->proj_tok = ska->proj_emb = -1;
+  if (kd->dims.student_tokens != 1) {
+    PetscCall(add_square(kd, "ska.student_attention.q_proj.weight", Cs, Cs, &ska->wq_s));
+    PetscCall(add_square(kd, "ska.student_attention.k_proj.weight", Cs, Cs, &ska->wk_s));
+  }
+  if (kd->dims.teacher_tokens != 1) {
+    PetscCall(add_square(kd, "ska.teacher_attention.q_proj.weight", Ct, Ct, &ska->wq_t));
+    PetscCall(add_square(kd, "ska.teacher_attention.k_proj.weight", Ct, Ct, &ska->wk_t));
+  }
   if (Cs != Ct) PetscCall(add_square(kd, "ska.token_projection.weight", Ct, Cs, &ska->proj_tok));
   if (Ds != Dt) PetscCall(add_square(kd, "ska.embedding_projection.weight", Dt, Ds, &ska->proj_emb));
   PetscFunctionReturn(0);
@@ -346,6 +352,10 @@ PetscErrorCode ackd_ska_loss(AckdKDObj kd, const KDStep *st, double coef, double
                                 "has nothing to weigh and its terms align one feature vector per sample (CORAL); "
                                 "images of 64 x 64 or more give these backbones a 2 x 2 grid\n"));
   }
+  PetscCheck((Ns == 1 || ska->wq_s >= 0) && (Nt == 1 || ska->wq_t >= 0), kd->comm, PETSC_ERR_PLIB,
+             "SKA was set up for one layer-4 token per sample and got %" PetscInt_FMT " (student) and %" PetscInt_FMT
+             " (teacher)",
+             Ns, Nt);
   if (n < 1) PetscFunctionReturn(0);
   PetscCall(PetscCalloc2(n, &ss, n, &ts));
   PetscCall(PetscMalloc4(n * Ns * Cs, &xs, n * Nt * Ct, &xt, n * Ns * Cs, &gxs, n * Nt * Ct, &gxt));

@@ -68,8 +68,17 @@ def ska(opts, zs, zt, es, et, P):
     heads = 8
     Cs, Ct = zs.shape[2], zt.shape[2]
     # ackd stores each tensor flat; (out, in) is PyTorch's shape
-    wq_s, wk_s = (P[f"ska.student_attention.{x}_proj.weight"].reshape(Cs, Cs) for x in "qk")
-    wq_t, wk_t = (P[f"ska.teacher_attention.{x}_proj.weight"].reshape(Ct, Ct) for x in "qk")
+    # a side of one token has a plan of 1 whatever Q and K are, and ackd declares no weights for it:
+    # any weights must then give the same loss, so random ones stand in
+    def attention(side, C):
+        w = [P.get(f"ska.{side}_attention.{x}_proj.weight") for x in "qk"]
+        if w[0] is None:
+            g = torch.Generator().manual_seed(5)
+            return [torch.randn(C, C, generator=g, dtype=torch.float64) for _ in "qk"]
+        return [x.reshape(C, C) for x in w]
+
+    wq_s, wk_s = attention("student", Cs)
+    wq_t, wk_t = attention("teacher", Ct)
     ws, wt = token_weights(zs, wq_s, wk_s, heads), token_weights(zt, wq_t, wk_t, heads)
     proj = P.get("ska.token_projection.weight")
     proj = proj.reshape(-1, Cs) if proj is not None else None
