@@ -173,7 +173,12 @@ int main(int argc, char **argv)
   int    npositional = 0, pargc = 1, want_help = 0;
   char **positional = malloc(sizeof(char *) * (size_t)argc);
   char **pargv      = malloc(sizeof(char *) * (size_t)(argc + 1));
-  pargv[0]          = argv[0];
+  if (!positional || !pargv) { /* before PetscInitialize, so PETSc's allocator is not there yet */
+    free(pargv);
+    free(positional);
+    return usage_error(rank, "out of memory while reading the %s arguments", "command line's");
+  }
+  pargv[0] = argv[0];
   for (int i = 2; i < argc; i++) {
     if (!argv[i][0]) continue; /* an empty word, as "${opts[@]/-quiet/}" leaves: nothing, as PETSc takes it */
     if (is_help_word(argv[i])) {

@@ -104,8 +104,8 @@ static PetscErrorCode loss(AckdKDObj kd, const KDStep *st, double coef, double *
     PetscCall(PetscMalloc1(n * (3 * K + 1), &m->targets));
     m->cap = n;
   }
-  ackd_kd_linear(xs, n, Ds, V + m->ws, K, ps);
-  ackd_kd_linear(xt, n, Dt, V + m->wt, K, pt);
+  PetscCall(ackd_kd_linear(xs, n, Ds, V + m->ws, K, ps));
+  PetscCall(ackd_kd_linear(xt, n, Dt, V + m->wt, K, pt));
   for (PetscInt k = 0; k < n; k++)
     for (PetscInt c = 0; c < K; c++) {
       ps[k * K + c] += V[m->bs + c];
@@ -142,8 +142,8 @@ static PetscErrorCode loss(AckdKDObj kd, const KDStep *st, double coef, double *
     }
     v += c * T2 * term;
   }
-  ackd_kd_linear_backward(xs, n, Ds, V + m->ws, K, gps, gxs, st->g_params + m->ws);
-  ackd_kd_linear_backward(xt, n, Dt, V + m->wt, K, gpt, NULL, st->g_params + m->wt);
+  PetscCall(ackd_kd_linear_backward(xs, n, Ds, V + m->ws, K, gps, gxs, st->g_params + m->ws));
+  PetscCall(ackd_kd_linear_backward(xt, n, Dt, V + m->wt, K, gpt, NULL, st->g_params + m->wt));
   for (PetscInt k = 0; k < n; k++) {
     for (PetscInt c = 0; c < K; c++) {
       st->g_params[m->bs + c] += gps[k * K + c];

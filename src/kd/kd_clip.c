@@ -69,8 +69,8 @@ static PetscErrorCode loss(AckdKDObj kd, const KDStep *st, double coef, double *
   PetscCall(PetscMalloc6(n * d, &ys, n * d, &yt, n, &ls, n, &lt, n * n, &L, n * n, &dL));
   PetscCall(PetscCalloc3(n * d, &gys, n * d, &gyt, n * Ds, &gxs));
   PetscCall(PetscMalloc5(n * n, &ss, n * n, &stt, n * n, &ds, n, &lxs, n, &lxt));
-  ackd_kd_linear(xs, n, Ds, V + m->ps, d, ys);
-  ackd_kd_linear(xt, n, Dt, V + m->pt, d, yt);
+  PetscCall(ackd_kd_linear(xs, n, Ds, V + m->ps, d, ys));
+  PetscCall(ackd_kd_linear(xt, n, Dt, V + m->pt, d, yt));
   ackd_kd_normalise(ys, n, d, ls);
   ackd_kd_normalise(yt, n, d, lt);
   cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)n, (int)d, 1.0 / m->tau, ys, (int)d, yt, (int)d,
@@ -93,8 +93,8 @@ static PetscErrorCode loss(AckdKDObj kd, const KDStep *st, double coef, double *
               gyt, (int)d);
   ackd_kd_normalise_backward(ys, n, d, ls, gys);
   ackd_kd_normalise_backward(yt, n, d, lt, gyt);
-  ackd_kd_linear_backward(xs, n, Ds, V + m->ps, d, gys, gxs, st->g_params + m->ps);
-  ackd_kd_linear_backward(xt, n, Dt, V + m->pt, d, gyt, NULL, st->g_params + m->pt);
+  PetscCall(ackd_kd_linear_backward(xs, n, Ds, V + m->ps, d, gys, gxs, st->g_params + m->ps));
+  PetscCall(ackd_kd_linear_backward(xt, n, Dt, V + m->pt, d, gyt, NULL, st->g_params + m->pt));
 
   /* relation on the raw embeddings' cosine matrices; dx̂_s = (dS + dSᵀ) x̂_s */
   ackd_kd_normalise(xs, n, Ds, lxs);

@@ -175,8 +175,8 @@ static PetscErrorCode loss(AckdKDObj kd, const KDStep *st, double coef, double *
                          K + 1, &rows, K + 1, &l));
   PetscCall(
       PetscCalloc4(PetscMax(n * d, 1), &gs, PetscMax(n * d, 1), &gt, PetscMax(n * Ds, 1), &gxs, PetscMax(n, 1), &idx));
-  ackd_kd_linear(xs, n, Ds, V + m->ws, d, s);
-  ackd_kd_linear(xt, n, Dt, V + m->wt, d, t);
+  PetscCall(ackd_kd_linear(xs, n, Ds, V + m->ws, d, s));
+  PetscCall(ackd_kd_linear(xt, n, Dt, V + m->wt, d, t));
   for (PetscInt i = 0; i < n; i++)
     for (PetscInt c = 0; c < d; c++) {
       s[i * d + c] += V[m->bs + c];
@@ -201,8 +201,8 @@ static PetscErrorCode loss(AckdKDObj kd, const KDStep *st, double coef, double *
   PetscCall(update_memory(kd, m, n, idx, s, t));
   ackd_kd_normalise_backward(s, n, d, ls, gs);
   ackd_kd_normalise_backward(t, n, d, lt, gt);
-  ackd_kd_linear_backward(xs, n, Ds, V + m->ws, d, gs, gxs, st->g_params + m->ws);
-  ackd_kd_linear_backward(xt, n, Dt, V + m->wt, d, gt, NULL, st->g_params + m->wt);
+  PetscCall(ackd_kd_linear_backward(xs, n, Ds, V + m->ws, d, gs, gxs, st->g_params + m->ws));
+  PetscCall(ackd_kd_linear_backward(xt, n, Dt, V + m->wt, d, gt, NULL, st->g_params + m->wt));
   for (PetscInt i = 0; i < n; i++)
     for (PetscInt c = 0; c < d; c++) {
       st->g_params[m->bs + c] += gs[i * d + c];

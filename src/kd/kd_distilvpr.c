@@ -281,7 +281,7 @@ static PetscErrorCode loss(AckdKDObj kd, const KDStep *st, double coef, double *
   PetscCall(PetscMalloc1(n * D, &y));
   PetscCall(PetscCalloc2(n * D, &gy, n * Ds, &gxs));
   if (m->proj >= 0)
-    ackd_kd_linear(xs, n, Ds, kd->params.values + m->proj, D, y);
+    PetscCall(ackd_kd_linear(xs, n, Ds, kd->params.values + m->proj, D, y));
   else
     PetscCall(PetscArraycpy(y, xs, n * D));
 
@@ -291,7 +291,7 @@ static PetscErrorCode loss(AckdKDObj kd, const KDStep *st, double coef, double *
   PetscCall(st2ss(y, xt, n, D, c, cx, kd->freeze_targets, m->targets, gy, lx));
 
   if (m->proj >= 0)
-    ackd_kd_linear_backward(xs, n, Ds, kd->params.values + m->proj, D, gy, gxs, st->g_params + m->proj);
+    PetscCall(ackd_kd_linear_backward(xs, n, Ds, kd->params.values + m->proj, D, gy, gxs, st->g_params + m->proj));
   else
     PetscCall(PetscArraycpy(gxs, gy, n * D));
   for (PetscInt s = 0; s < n; s++)

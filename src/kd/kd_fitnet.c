@@ -65,7 +65,7 @@ static PetscErrorCode loss(AckdKDObj kd, const KDStep *st, double coef, double *
   const AckdTensor *xs = m->embedding ? st->in->student_embedding : st->in->student_tokens;
   const AckdTensor *xt = m->embedding ? st->in->teacher_embedding : st->in->teacher_tokens;
   PetscInt          ns = AckdTensorSize(xs) / (st->B * m->in), nt = AckdTensorSize(xt) / (st->B * m->out);
-  double           *gx = m->embedding ? st->g_emb : st->g_tok, *x, *y, *dy, v = 0.0;
+  double           *gx = m->embedding ? st->g_emb : st->g_tok, *x, *y, *dy, *gxs, v = 0.0;
   const float      *W = kd->params.values + m->weight, *b = kd->params.values + m->bias;
 
   PetscFunctionBeginUser;
@@ -74,23 +74,29 @@ static PetscErrorCode loss(AckdKDObj kd, const KDStep *st, double coef, double *
              "-kd_method fitnet: the student has %" PetscInt_FMT " tokens per sample, the teacher %" PetscInt_FMT
              "; use -fitnet_feature embedding when the token grids differ",
              ns, nt);
-  PetscCall(PetscMalloc3(ns * m->in, &x, ns * m->out, &y, ns * m->out, &dy));
+  /* every selected sample's rows in one GEMM each way */
+  PetscInt rows = st->nsel * ns;
+  PetscCall(PetscMalloc4(rows * m->in, &x, rows * m->out, &y, rows * m->out, &dy, rows * m->in, &gxs));
+  PetscCall(PetscArrayzero(gxs, rows * m->in));
+  for (PetscInt s = 0; s < st->nsel; s++)
+    for (PetscInt k = 0; k < ns * m->in; k++) x[s * ns * m->in + k] = xs->data[st->sel[s] * ns * m->in + k];
+  PetscCall(ackd_kd_linear(x, rows, m->in, W, m->out, y));
   for (PetscInt s = 0; s < st->nsel; s++) {
     PetscInt     i = st->sel[s];
     const float *t = xt->data + i * nt * m->out;
     double       c = m->beta * st->w[i] * st->inv_n / (double)(ns * m->out);
-    for (PetscInt k = 0; k < ns * m->in; k++) x[k] = xs->data[i * ns * m->in + k];
-    ackd_kd_linear(x, ns, m->in, W, m->out, y);
-    for (PetscInt n = 0; n < ns; n++)
-      for (PetscInt o = 0; o < m->out; o++) {
-        double d = y[n * m->out + o] + b[o] - t[n * m->out + o];
-        v += c * d * d;
-        dy[n * m->out + o] = coef * c * 2.0 * d;
-        st->g_params[m->bias + o] += dy[n * m->out + o];
-      }
-    ackd_kd_linear_backward(x, ns, m->in, W, m->out, dy, gx + i * ns * m->in, st->g_params + m->weight);
+    for (PetscInt e = 0; e < ns * m->out; e++) {
+      PetscInt o = e % m->out;
+      double   d = y[s * ns * m->out + e] + b[o] - t[e];
+      v += c * d * d;
+      dy[s * ns * m->out + e] = coef * c * 2.0 * d;
+      st->g_params[m->bias + o] += dy[s * ns * m->out + e];
+    }
   }
-  PetscCall(PetscFree3(x, y, dy));
+  PetscCall(ackd_kd_linear_backward(x, rows, m->in, W, m->out, dy, gxs, st->g_params + m->weight));
+  for (PetscInt s = 0; s < st->nsel; s++)
+    for (PetscInt k = 0; k < ns * m->in; k++) gx[st->sel[s] * ns * m->in + k] += gxs[s * ns * m->in + k];
+  PetscCall(PetscFree4(x, y, dy, gxs));
   *value = v;
   PetscFunctionReturn(0);
 }

@@ -130,8 +130,8 @@ void ackd_kd_log_softmax(const double *z, PetscInt K, double T, double *out);
 double ackd_kd_kl_row(const double *zt, const double *zs, PetscInt K, double T, double coef, double *gzs, double *dT);
 /* CORAL(S, T) = mean((C_S - C_T)²) / (4d), C = X̄ᵀX̄ with X̄ centred over rows:
  * rows of S (ns x d) and T (nt x d); adds coef * gradients (gs, gt may be NULL). */
-double ackd_kd_coral(const double *s, PetscInt ns, const double *t, PetscInt nt, PetscInt d, double coef, double *gs,
-                     double *gt);
+PetscErrorCode ackd_kd_coral(const double *s, PetscInt ns, const double *t, PetscInt nt, PetscInt d, double coef,
+                             double *gs, double *gt, double *value);
 /* Huber (smooth L1, beta 1) and its derivative. */
 static inline double ackd_kd_huber(double x, double *dx)
 {
@@ -151,9 +151,9 @@ PetscErrorCode ackd_kd_resolve_warmup(AckdKDObj kd, const char *option, PetscInt
 /* Reads a float tensor into doubles (rows of the selected samples only when sel is not NULL). */
 PetscErrorCode ackd_kd_gather(const AckdTensor *t, PetscInt per_sample, PetscInt n, const PetscInt *sel, double **out);
 /* y (n x o) = x (n x i) · Wᵀ with W (o x i) floats; and its backward: gx += coef dy W, gW += coef dyᵀ x. */
-void ackd_kd_linear(const double *x, PetscInt n, PetscInt in, const float *W, PetscInt out, double *y);
-void ackd_kd_linear_backward(const double *x, PetscInt n, PetscInt in, const float *W, PetscInt out, const double *dy,
-                             double *gx, double *gW);
+PetscErrorCode ackd_kd_linear(const double *x, PetscInt n, PetscInt in, const float *W, PetscInt out, double *y);
+PetscErrorCode ackd_kd_linear_backward(const double *x, PetscInt n, PetscInt in, const float *W, PetscInt out,
+                                       const double *dy, double *gx, double *gW);
 /* Rows of x (n x d) normalised in place, their norms (clamped at 1e-12) into len; and the backward
  * of y/|y| in place on g given the normalised rows. */
 void ackd_kd_normalise(double *x, PetscInt n, PetscInt d, double *len);

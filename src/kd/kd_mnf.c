@@ -137,11 +137,12 @@ typedef struct {
 } Fwd;
 
 /* The gate on every teacher token: â = σ(W2 ReLU(BN(W1 [a; v̄])) + b2) ⊙ a. */
-static void gate_forward(const MNF *m, const float *V, Fwd *f)
+static PetscErrorCode gate_forward(const MNF *m, const float *V, Fwd *f)
 {
   PetscInt C = m->C, Hd = m->hidden, R = f->R;
   double  *h = f->y; /* W1 x, normalised in place into y below */
 
+  PetscFunctionBeginUser;
   for (PetscInt r = 0; r < R; r++) {
     PetscInt i = r / f->Nt;
     for (PetscInt c = 0; c < C; c++) {
@@ -149,7 +150,7 @@ static void gate_forward(const MNF *m, const float *V, Fwd *f)
       f->x[r * 2 * C + C + c] = f->vbar[i * C + c];
     }
   }
-  ackd_kd_linear(f->x, R, 2 * C, V + m->w1, Hd, h);
+  PetscCall(ackd_kd_linear(f->x, R, 2 * C, V + m->w1, Hd, h));
   for (PetscInt k = 0; k < Hd; k++) {
     double mean = 0.0, var = 0.0;
     for (PetscInt r = 0; r < R; r++) mean += h[r * Hd + k];
@@ -164,13 +165,14 @@ static void gate_forward(const MNF *m, const float *V, Fwd *f)
   {
     double *relu = f->ah; /* scratch until â is written */
     for (PetscInt e = 0; e < R * Hd; e++) relu[e] = PetscMax(f->y[e], 0.0);
-    ackd_kd_linear(relu, R, Hd, V + m->w2, C, f->g);
+    PetscCall(ackd_kd_linear(relu, R, Hd, V + m->w2, C, f->g));
   }
   add_bias(f->g, R, C, V + m->b2);
   for (PetscInt e = 0; e < R * C; e++) {
     f->g[e]  = 1.0 / (1.0 + exp(-f->g[e]));
     f->ah[e] = f->g[e] * f->a[e];
   }
+  PetscFunctionReturn(0);
 }
 
 /* Per sample and head: P = softmax(Q_h K_hᵀ / sqrt(d)); the output pooled over
@@ -316,18 +318,18 @@ static PetscErrorCode loss(AckdKDObj kd, const KDStep *st, double coef, double *
 
   /* forward */
   if (m->proj >= 0)
-    ackd_kd_linear(f.xs, n * f.Ns, m->cin, V + m->proj, C, f.v);
+    PetscCall(ackd_kd_linear(f.xs, n * f.Ns, m->cin, V + m->proj, C, f.v));
   else
     PetscCall(PetscArraycpy(f.v, f.xs, n * f.Ns * C));
   PetscCall(PetscArrayzero(f.vbar, n * C));
   for (PetscInt r = 0; r < n * f.Ns; r++)
     for (PetscInt k = 0; k < C; k++) f.vbar[(r / f.Ns) * C + k] += f.v[r * C + k] / (double)f.Ns;
-  gate_forward(m, V, &f);
-  ackd_kd_linear(f.v, n * f.Ns, C, V + m->wq, C, f.q);
-  ackd_kd_linear(f.ah, f.R, C, V + m->wk, C, f.k);
-  ackd_kd_linear(f.ah, f.R, C, V + m->wv, C, f.vv);
+  PetscCall(gate_forward(m, V, &f));
+  PetscCall(ackd_kd_linear(f.v, n * f.Ns, C, V + m->wq, C, f.q));
+  PetscCall(ackd_kd_linear(f.ah, f.R, C, V + m->wk, C, f.k));
+  PetscCall(ackd_kd_linear(f.ah, f.R, C, V + m->wv, C, f.vv));
   attention_forward(m, &f);
-  ackd_kd_linear(f.obar, n, C, V + m->wo, C, f.u);
+  PetscCall(ackd_kd_linear(f.obar, n, C, V + m->wo, C, f.u));
   PetscCall(PetscArraycpy(f.sh, f.vbar, n * C));
   ackd_kd_normalise(f.sh, n, C, f.ls);
   ackd_kd_normalise(f.u, n, C, f.lu); /* u becomes û: only û and |u| enter the backward */
@@ -344,12 +346,12 @@ static PetscErrorCode loss(AckdKDObj kd, const KDStep *st, double coef, double *
   ackd_kd_normalise_backward(f.sh, n, C, f.ls, ds);
   ackd_kd_normalise_backward(f.uh, n, C, f.lu, du);
   PetscCall(PetscCalloc4(n * C, &dobar, n * f.Ns * C, &dq, f.R * C, &dk, f.R * C, &dvv));
-  ackd_kd_linear_backward(f.obar, n, C, V + m->wo, C, du, dobar, G + m->wo);
+  PetscCall(ackd_kd_linear_backward(f.obar, n, C, V + m->wo, C, du, dobar, G + m->wo));
   attention_backward(m, &f, dobar, dq, dk, dvv);
   PetscCall(PetscCalloc3(f.R * C, &dah, n * f.Ns * C, &dv, f.R * 2 * C, &dx));
-  ackd_kd_linear_backward(f.v, n * f.Ns, C, V + m->wq, C, dq, dv, G + m->wq);
-  ackd_kd_linear_backward(f.ah, f.R, C, V + m->wk, C, dk, dah, G + m->wk);
-  ackd_kd_linear_backward(f.ah, f.R, C, V + m->wv, C, dvv, dah, G + m->wv);
+  PetscCall(ackd_kd_linear_backward(f.v, n * f.Ns, C, V + m->wq, C, dq, dv, G + m->wq));
+  PetscCall(ackd_kd_linear_backward(f.ah, f.R, C, V + m->wk, C, dk, dah, G + m->wk));
+  PetscCall(ackd_kd_linear_backward(f.ah, f.R, C, V + m->wv, C, dvv, dah, G + m->wv));
   /* through â = g ⊙ a (a frozen) and the sigmoid: dz = dâ a g (1 - g), into dah */
   for (PetscInt e = 0; e < f.R * C; e++) dah[e] *= f.a[e] * f.g[e] * (1.0 - f.g[e]);
   dz = dah;
@@ -359,7 +361,7 @@ static PetscErrorCode loss(AckdKDObj kd, const KDStep *st, double coef, double *
     PetscCall(PetscMalloc1(f.R * Hd, &relu));
     PetscCall(PetscCalloc1(f.R * Hd, &dy));
     for (PetscInt e = 0; e < f.R * Hd; e++) relu[e] = PetscMax(f.y[e], 0.0);
-    ackd_kd_linear_backward(relu, f.R, Hd, V + m->w2, C, dz, dy, G + m->w2);
+    PetscCall(ackd_kd_linear_backward(relu, f.R, Hd, V + m->w2, C, dz, dy, G + m->w2));
     /* ReLU, the affine part, then the normalisation with batch statistics:
      * dh = istd (dĥ - mean_r dĥ - ĥ mean_r(dĥ ĥ)) */
     for (PetscInt k = 0; k < Hd; k++) {
@@ -376,7 +378,7 @@ static PetscErrorCode loss(AckdKDObj kd, const KDStep *st, double coef, double *
       s2 /= (double)f.R;
       for (PetscInt r = 0; r < f.R; r++) dy[r * Hd + k] = f.istd[k] * (dy[r * Hd + k] - s1 - f.hn[r * Hd + k] * s2);
     }
-    ackd_kd_linear_backward(f.x, f.R, 2 * C, V + m->w1, Hd, dy, dx, G + m->w1);
+    PetscCall(ackd_kd_linear_backward(f.x, f.R, 2 * C, V + m->w1, Hd, dy, dx, G + m->w1));
     PetscCall(PetscFree(relu));
     PetscCall(PetscFree(dy));
   }
@@ -387,7 +389,7 @@ static PetscErrorCode loss(AckdKDObj kd, const KDStep *st, double coef, double *
     for (PetscInt k = 0; k < C; k++) dv[r * C + k] += ds[(r / f.Ns) * C + k] / (double)f.Ns;
   if (m->proj >= 0) {
     PetscCall(PetscCalloc1(n * f.Ns * m->cin, &dxs));
-    ackd_kd_linear_backward(f.xs, n * f.Ns, m->cin, V + m->proj, C, dv, dxs, G + m->proj);
+    PetscCall(ackd_kd_linear_backward(f.xs, n * f.Ns, m->cin, V + m->proj, C, dv, dxs, G + m->proj));
   } else
     dxs = dv;
   {

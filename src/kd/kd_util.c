@@ -76,36 +76,32 @@ static void centred_gram(const double *x, PetscInt n, PetscInt d, double *xc, do
 /* dvalue/dC_S = G = 2 (C_S - C_T) / (4 d³) (symmetric), and since the columns of
  * X̄ sum to zero the centring passes the gradient through unchanged:
  * d/dX_S = 2 X̄_S G, d/dX_T = -2 X̄_T G. */
-double ackd_kd_coral(const double *s, PetscInt ns, const double *t, PetscInt nt, PetscInt d, double coef, double *gs,
-                     double *gt)
+PetscErrorCode ackd_kd_coral(const double *s, PetscInt ns, const double *t, PetscInt nt, PetscInt d, double coef,
+                             double *gs, double *gt, double *value)
 {
-  double *xs, *xt, *cs, *ct, value = 0.0;
+  double *xs, *xt, *cs, *ct;
   double  norm = 4.0 * (double)d * (double)d * (double)d;
 
-  if (ns < 1 || nt < 1) return 0.0;
-  xs = malloc(sizeof(double) * (size_t)(ns * d));
-  xt = malloc(sizeof(double) * (size_t)(nt * d));
-  cs = malloc(sizeof(double) * (size_t)(d * d));
-  ct = malloc(sizeof(double) * (size_t)(d * d));
+  PetscFunctionBeginUser;
+  *value = 0.0;
+  if (ns < 1 || nt < 1) PetscFunctionReturn(0);
+  PetscCall(PetscMalloc4(ns * d, &xs, nt * d, &xt, d * d, &cs, d * d, &ct));
   centred_gram(s, ns, d, xs, cs);
   centred_gram(t, nt, d, xt, ct);
   for (PetscInt k = 0; k < d * d; k++) {
     double diff = cs[k] - ct[k];
-    value += diff * diff;
+    *value += diff * diff;
     cs[k] = 2.0 * diff / norm; /* cs now holds G */
   }
-  value /= norm;
+  *value /= norm;
   if (gs)
     cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)ns, (int)d, (int)d, 2.0 * coef, xs, (int)d, cs, (int)d,
                 1.0, gs, (int)d);
   if (gt)
     cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nt, (int)d, (int)d, -2.0 * coef, xt, (int)d, cs, (int)d,
                 1.0, gt, (int)d);
-  free(xs);
-  free(xt);
-  free(cs);
-  free(ct);
-  return value;
+  PetscCall(PetscFree4(xs, xt, cs, ct));
+  PetscFunctionReturn(0);
 }
 
 PetscErrorCode ackd_kd_gather(const AckdTensor *t, PetscInt per_sample, PetscInt n, const PetscInt *sel, double **out)
@@ -121,33 +117,41 @@ PetscErrorCode ackd_kd_gather(const AckdTensor *t, PetscInt per_sample, PetscInt
 
 /* W arrives in float (the parameter buffer); a double copy lets BLAS do the
  * products at SKA's and FitNet's sizes (B·N rows x 512 x 512). */
-static double *to_double(const float *W, PetscInt n)
+static PetscErrorCode to_double(const float *W, PetscInt n, double **w)
 {
-  double *w = malloc(sizeof(double) * (size_t)PetscMax(n, 1));
-  for (PetscInt i = 0; i < n; i++) w[i] = W[i];
-  return w;
+  PetscFunctionBeginUser;
+  PetscCall(PetscMalloc1(PetscMax(n, 1), w));
+  for (PetscInt i = 0; i < n; i++) (*w)[i] = W[i];
+  PetscFunctionReturn(0);
 }
 
-void ackd_kd_linear(const double *x, PetscInt n, PetscInt in, const float *W, PetscInt out, double *y)
+PetscErrorCode ackd_kd_linear(const double *x, PetscInt n, PetscInt in, const float *W, PetscInt out, double *y)
 {
-  double *w = to_double(W, out * in);
+  double *w;
+
+  PetscFunctionBeginUser;
+  PetscCall(to_double(W, out * in, &w));
   cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)out, (int)in, 1.0, x, (int)in, w, (int)in, 0.0, y,
               (int)out);
-  free(w);
+  PetscCall(PetscFree(w));
+  PetscFunctionReturn(0);
 }
 
-void ackd_kd_linear_backward(const double *x, PetscInt n, PetscInt in, const float *W, PetscInt out, const double *dy,
-                             double *gx, double *gW)
+PetscErrorCode ackd_kd_linear_backward(const double *x, PetscInt n, PetscInt in, const float *W, PetscInt out,
+                                       const double *dy, double *gx, double *gW)
 {
+  PetscFunctionBeginUser;
   if (gx) {
-    double *w = to_double(W, out * in);
+    double *w;
+    PetscCall(to_double(W, out * in, &w));
     cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)in, (int)out, 1.0, dy, (int)out, w, (int)in,
                 1.0, gx, (int)in);
-    free(w);
+    PetscCall(PetscFree(w));
   }
   if (gW)
     cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)out, (int)in, (int)n, 1.0, dy, (int)out, x, (int)in, 1.0,
                 gW, (int)in);
+  PetscFunctionReturn(0);
 }
 
 void ackd_kd_normalise(double *x, PetscInt n, PetscInt d, double *len)

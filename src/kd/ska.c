@@ -170,12 +170,14 @@ static void side_forward(Side *sd, const float *tokens)
 
 /* Back through the plan: dw (N) -> dQ, dK (N x C, overwritten); the projections'
  * backward runs once for the whole batch (project_backward). */
-static void side_backward_weights(const Side *sd, const double *dw, double *dq, double *dk)
+static PetscErrorCode side_backward_weights(const Side *sd, const double *dw, double *dq, double *dk)
 {
   PetscInt N = sd->N, C = sd->C, H = sd->H, d = C / H;
   double   scale = 1.0 / sqrt((double)d), *ds;
-  if (!sd->q) return;
-  ds = malloc(sizeof(double) * (size_t)(N * N));
+
+  PetscFunctionBeginUser;
+  if (!sd->q) PetscFunctionReturn(0);
+  PetscCall(PetscMalloc1(N * N, &ds));
   for (PetscInt h = 0; h < H; h++) {
     const double *p = sd->p + h * N * N;
     /* dπ[i, n] = dw_n / H; dS = π ⊙ (dπ - rowsum(dπ ⊙ π)) */
@@ -189,7 +191,8 @@ static void side_backward_weights(const Side *sd, const double *dw, double *dq, 
     cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)N, (int)d, (int)N, 1.0, ds, (int)N, sd->q + h * d, (int)C,
                 0.0, dk + h * d, (int)C);
   }
-  free(ds);
+  PetscCall(PetscFree(ds));
+  PetscFunctionReturn(0);
 }
 
 /* dZ (rows of the selected samples, scattered into g_tok when not NULL) and dWq, dWk
@@ -205,8 +208,8 @@ static PetscErrorCode project_backward(const Side *sd, PetscInt n, const PetscIn
   PetscCall(PetscMalloc1(n * N * C, &z));
   for (PetscInt s = 0; s < n; s++) PetscCall(PetscArraycpy(z + s * N * C, sd[s].z, N * C));
   if (g_tok) PetscCall(PetscCalloc1(n * N * C, &gz));
-  ackd_kd_linear_backward(z, n * N, C, Wq, C, dq, gz, gWq);
-  ackd_kd_linear_backward(z, n * N, C, Wk, C, dk, gz, gWk);
+  PetscCall(ackd_kd_linear_backward(z, n * N, C, Wq, C, dq, gz, gWq));
+  PetscCall(ackd_kd_linear_backward(z, n * N, C, Wk, C, dk, gz, gWk));
   if (g_tok)
     for (PetscInt s = 0; s < n; s++)
       for (PetscInt j = 0; j < N * C; j++) g_tok[sel[s] * N * C + j] += gz[s * N * C + j];
@@ -216,10 +219,13 @@ static PetscErrorCode project_backward(const Side *sd, PetscInt n, const PetscIn
 }
 
 /* Back through Z̃ = s w ⊙ Z given dZ̃ (N x C). */
-static void side_backward(const Side *sd, const double *dzt, double *dz, double *dq, double *dk)
+static PetscErrorCode side_backward(const Side *sd, const double *dzt, double *dz, double *dq, double *dk)
 {
   PetscInt N = sd->N, C = sd->C;
-  double  *dw = calloc((size_t)N, sizeof(double)), dsc = 0.0;
+  double  *dw, dsc      = 0.0;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscCalloc1(N, &dw));
   for (PetscInt n = 0; n < N; n++) {
     double dot = 0.0;
     for (PetscInt c = 0; c < C; c++) dot += dzt[n * C + c] * sd->z[n * C + c];
@@ -238,8 +244,9 @@ static void side_backward(const Side *sd, const double *dzt, double *dz, double 
     }
     dw[n] += au * zu / (double)N;
   }
-  side_backward_weights(sd, dw, dq, dk);
-  free(dw);
+  PetscCall(side_backward_weights(sd, dw, dq, dk));
+  PetscCall(PetscFree(dw));
+  PetscFunctionReturn(0);
 }
 
 /* Entropic OT between masses a (n) and b (m) with cost C (n x m), log domain.
@@ -274,15 +281,15 @@ static double sinkhorn(const double *a, PetscInt n, const double *b, PetscInt m,
 /* L_ot1 of the sinkhorn variant for one sample: x (Ns x Ct, projected student
  * tokens), y (Nt x Ct) teacher tokens, masses from the two sides' weights.
  * Adds coef * gradients to dx and to dw_s, dw_t (d/d weights). */
-static double sinkhorn_term(const KDSka *ska, const double *x, const Side *s, const double *y, const Side *t,
-                            PetscInt Ct, double coef, double *dx, double *dws, double *dwt)
+static PetscErrorCode sinkhorn_term(const KDSka *ska, const double *x, const Side *s, const double *y, const Side *t,
+                                    PetscInt Ct, double coef, double *dx, double *dws, double *dwt, double *value)
 {
   PetscInt Ns = s->N, Nt = t->N;
-  double  *a = malloc(sizeof(double) * (size_t)Ns), *b = malloc(sizeof(double) * (size_t)Nt);
-  double  *xn = malloc(sizeof(double) * (size_t)(Ns * Ct)), *yn = malloc(sizeof(double) * (size_t)(Nt * Ct));
-  double  *xl = malloc(sizeof(double) * (size_t)Ns), *yl = malloc(sizeof(double) * (size_t)Nt);
-  double  *C = malloc(sizeof(double) * (size_t)(Ns * Nt)), *P = malloc(sizeof(double) * (size_t)(Ns * Nt));
-  double  *f = malloc(sizeof(double) * (size_t)Ns), *g = malloc(sizeof(double) * (size_t)Nt), value;
+  double  *a, *b, *xn, *yn, *xl, *yl, *C, *P, *f, *g, *dxn;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscMalloc6(Ns, &a, Nt, &b, Ns * Ct, &xn, Nt * Ct, &yn, Ns, &xl, Nt, &yl));
+  PetscCall(PetscMalloc5(Ns * Nt, &C, Ns * Nt, &P, Ns, &f, Nt, &g, Ct, &dxn));
   for (PetscInt i = 0; i < Ns; i++) a[i] = s->w[i] / (double)Ns;
   for (PetscInt j = 0; j < Nt; j++) b[j] = t->w[j] / (double)Nt;
   for (PetscInt i = 0; i < Ns; i++) {
@@ -300,29 +307,21 @@ static double sinkhorn_term(const KDSka *ska, const double *x, const Side *s, co
   cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Ns, (int)Nt, (int)Ct, -2.0, xn, (int)Ct, yn, (int)Ct, 0.0,
               C, (int)Nt);
   for (PetscInt k = 0; k < Ns * Nt; k++) C[k] += 2.0;
-  value = sinkhorn(a, Ns, b, Nt, C, ska->sinkhorn_eps, ska->sinkhorn_it, f, g, P);
+  *value = sinkhorn(a, Ns, b, Nt, C, ska->sinkhorn_eps, ska->sinkhorn_it, f, g, P);
   /* d/d a_i = f_i, a_i = w_i / Ns; d/d C = π, C = 2 - 2 x̂ ŷᵀ -> d x̂ = -2 π ŷ */
   for (PetscInt i = 0; i < Ns; i++) dws[i] += coef * f[i] / (double)Ns;
   for (PetscInt j = 0; j < Nt; j++) dwt[j] += coef * g[j] / (double)Nt;
   for (PetscInt i = 0; i < Ns; i++) {
-    double dxn[Ct], dot = 0.0;
+    double dot = 0.0;
     for (PetscInt c = 0; c < Ct; c++) dxn[c] = 0.0;
     for (PetscInt j = 0; j < Nt; j++)
       for (PetscInt c = 0; c < Ct; c++) dxn[c] += -2.0 * coef * P[i * Nt + j] * yn[j * Ct + c];
     for (PetscInt c = 0; c < Ct; c++) dot += dxn[c] * xn[i * Ct + c];
     for (PetscInt c = 0; c < Ct; c++) dx[i * Ct + c] += (dxn[c] - xn[i * Ct + c] * dot) / xl[i];
   }
-  free(a);
-  free(b);
-  free(xn);
-  free(yn);
-  free(xl);
-  free(yl);
-  free(C);
-  free(P);
-  free(f);
-  free(g);
-  return value;
+  PetscCall(PetscFree6(a, b, xn, yn, xl, yl));
+  PetscCall(PetscFree5(C, P, f, g, dxn));
+  PetscFunctionReturn(0);
 }
 
 PetscErrorCode ackd_ska_loss(AckdKDObj kd, const KDStep *st, double coef, double *value)
@@ -380,21 +379,22 @@ PetscErrorCode ackd_ska_loss(AckdKDObj kd, const KDStep *st, double coef, double
   }
   /* the student's tokens at the teacher's width */
   if (ska->proj_tok >= 0)
-    ackd_kd_linear(xs, n * Ns, Cs, V + ska->proj_tok, Ct, ps);
+    PetscCall(ackd_kd_linear(xs, n * Ns, Cs, V + ska->proj_tok, Ct, ps));
   else
     PetscCall(PetscArraycpy(ps, xs, n * Ns * Ct));
 
   if (!ska->sinkhorn) {
-    l1 = ackd_kd_coral(ps, n * Ns, xt, n * Nt, Ct, c, gps, gxt);
+    PetscCall(ackd_kd_coral(ps, n * Ns, xt, n * Nt, Ct, c, gps, gxt, &l1));
     if (ska->proj_tok >= 0)
-      ackd_kd_linear_backward(xs, n * Ns, Cs, V + ska->proj_tok, Ct, gps, gxs, G + ska->proj_tok);
+      PetscCall(ackd_kd_linear_backward(xs, n * Ns, Cs, V + ska->proj_tok, Ct, gps, gxs, G + ska->proj_tok));
     else
       for (PetscInt k = 0; k < n * Ns * Cs; k++) gxs[k] += gps[k];
     for (PetscInt k = 0; k < n; k++) {
       PetscInt i = st->sel[k];
-      side_backward(&ss[k], gxs + k * Ns * Cs, st->g_tok + i * Ns * Cs, dqs + (As ? k * Ns * Cs : 0),
-                    dks + (As ? k * Ns * Cs : 0));
-      side_backward(&ts[k], gxt + k * Nt * Ct, NULL, dqt + (At ? k * Nt * Ct : 0), dkt + (At ? k * Nt * Ct : 0));
+      PetscCall(side_backward(&ss[k], gxs + k * Ns * Cs, st->g_tok + i * Ns * Cs, dqs + (As ? k * Ns * Cs : 0),
+                              dks + (As ? k * Ns * Cs : 0)));
+      PetscCall(
+          side_backward(&ts[k], gxt + k * Nt * Ct, NULL, dqt + (At ? k * Nt * Ct : 0), dkt + (At ? k * Nt * Ct : 0)));
     }
   } else {
     /* the plan compares raw (projected) tokens; the weights enter as masses */
@@ -405,20 +405,21 @@ PetscErrorCode ackd_ska_loss(AckdKDObj kd, const KDStep *st, double coef, double
     PetscCall(PetscArrayzero(gpraw, n * Ns * Ct));
     for (PetscInt k = 0; k < n; k++) PetscCall(PetscArraycpy(raw + k * Ns * Cs, ss[k].z, Ns * Cs));
     if (ska->proj_tok >= 0)
-      ackd_kd_linear(raw, n * Ns, Cs, V + ska->proj_tok, Ct, praw);
+      PetscCall(ackd_kd_linear(raw, n * Ns, Cs, V + ska->proj_tok, Ct, praw));
     else
       PetscCall(PetscArraycpy(praw, raw, n * Ns * Ct));
     for (PetscInt k = 0; k < n; k++) {
       PetscCall(PetscArrayzero(dws, Ns));
       PetscCall(PetscArrayzero(dwt, Nt));
-      l1 += sinkhorn_term(ska, praw + k * Ns * Ct, &ss[k], ts[k].z, &ts[k], Ct, c / (double)n, gpraw + k * Ns * Ct, dws,
-                          dwt) /
-            (double)n;
-      side_backward_weights(&ss[k], dws, dqs + (As ? k * Ns * Cs : 0), dks + (As ? k * Ns * Cs : 0));
-      side_backward_weights(&ts[k], dwt, dqt + (At ? k * Nt * Ct : 0), dkt + (At ? k * Nt * Ct : 0));
+      double term = 0.0;
+      PetscCall(sinkhorn_term(ska, praw + k * Ns * Ct, &ss[k], ts[k].z, &ts[k], Ct, c / (double)n, gpraw + k * Ns * Ct,
+                              dws, dwt, &term));
+      l1 += term / (double)n;
+      PetscCall(side_backward_weights(&ss[k], dws, dqs + (As ? k * Ns * Cs : 0), dks + (As ? k * Ns * Cs : 0)));
+      PetscCall(side_backward_weights(&ts[k], dwt, dqt + (At ? k * Nt * Ct : 0), dkt + (At ? k * Nt * Ct : 0)));
     }
     if (ska->proj_tok >= 0)
-      ackd_kd_linear_backward(raw, n * Ns, Cs, V + ska->proj_tok, Ct, gpraw, graw, G + ska->proj_tok);
+      PetscCall(ackd_kd_linear_backward(raw, n * Ns, Cs, V + ska->proj_tok, Ct, gpraw, graw, G + ska->proj_tok));
     else
       for (PetscInt k = 0; k < n * Ns * Cs; k++) graw[k] += gpraw[k];
     for (PetscInt k = 0; k < n; k++)
@@ -441,12 +442,12 @@ PetscErrorCode ackd_ska_loss(AckdKDObj kd, const KDStep *st, double coef, double
   PetscCall(ackd_kd_gather(st->in->teacher_embedding, Dt, n, st->sel, &et));
   PetscCall(PetscCalloc3(n * Ds, &ges, n * Dt, &pes, n * Dt, &gpes));
   if (ska->proj_emb >= 0)
-    ackd_kd_linear(es, n, Ds, V + ska->proj_emb, Dt, pes);
+    PetscCall(ackd_kd_linear(es, n, Ds, V + ska->proj_emb, Dt, pes));
   else
     PetscCall(PetscArraycpy(pes, es, n * Dt));
-  l2 = ackd_kd_coral(pes, n, et, n, Dt, c, gpes, NULL);
+  PetscCall(ackd_kd_coral(pes, n, et, n, Dt, c, gpes, NULL, &l2));
   if (ska->proj_emb >= 0)
-    ackd_kd_linear_backward(es, n, Ds, V + ska->proj_emb, Dt, gpes, ges, G + ska->proj_emb);
+    PetscCall(ackd_kd_linear_backward(es, n, Ds, V + ska->proj_emb, Dt, gpes, ges, G + ska->proj_emb));
   else
     for (PetscInt k = 0; k < n * Ds; k++) ges[k] += gpes[k];
   for (PetscInt k = 0; k < n; k++)
