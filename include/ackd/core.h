@@ -140,14 +140,6 @@ PetscErrorCode AckdMemoryCgroupLimit(const char *proc_cgroup, const char *cgroup
 
 double AckdTimeNow(void); /* monotonic seconds */
 
-typedef struct {
-  double   total, started;
-  PetscInt count;
-} AckdTimer;
-
-void AckdTimerStart(AckdTimer *t);
-void AckdTimerStop(AckdTimer *t);
-
 /* ---------------------------------------------------------------- RNG */
 
 /* Philox4x32-10 (Salmon et al., SC'11): a counter-based generator. Every number

@@ -111,7 +111,6 @@ PetscErrorCode AckdSynthSetFromOptions(AckdSynth synth);
  * or complete. On SIGUSR1 or SIGTERM it stops after the current round of writes,
  * removes the temporary file and sets *stopped (the stage exits 75). */
 PetscErrorCode AckdSynthWrite(AckdSynth synth, const char *path, PetscBool *stopped);
-PetscErrorCode AckdSynthGetOutput(AckdSynth synth, const char **path);
 PetscErrorCode AckdSynthDestroy(AckdSynth *synth);
 
 /* ---------------------------------------------------------------- rasters */

@@ -6,8 +6,7 @@
  * One object, one call per training step:
  *
  *   AckdKDCreate(comm, &kd);
- *   AckdKDSetOptionsPrefix(kd, NULL);        options: -kd_method dkd -sembridge -dkd_beta 8 ...
- *   AckdKDSetFromOptions(kd);
+ *   AckdKDSetFromOptions(kd);                options: -kd_method dkd -sembridge -dkd_beta 8 ...
  *   AckdKDSetUp(kd, &dims);                  declares and initialises the method's own parameters
  *   AckdKDGetParams(kd, &params);            optimise and allreduce them like a model's
  *   per step: AckdKDLoss(kd, &in, &out);     terms, total, gradients (overwritten)
@@ -92,7 +91,6 @@ typedef struct {
 } AckdKDOutputs;
 
 PetscErrorCode AckdKDCreate(MPI_Comm comm, AckdKD *kd);
-PetscErrorCode AckdKDSetOptionsPrefix(AckdKD kd, const char *prefix);
 /* -kd_method, the chosen method's hyperparameters (paper defaults), -sembridge
  * and SKA's options, the loss weights -kd_ce_weight -kd_weight -ska_weight,
  * -kd_reliability, -kd_teacher_multilabel. Listed by -help. */

@@ -37,7 +37,7 @@
  *   AckdOTSetFeatures(ot, student_rows, teacher_rows);   assembles C
  *   AckdOTSetLabels / AckdOTSetMarginals      optional
  *   AckdOTSolve(ot);
- *   AckdOTGetPotentials / AckdOTGetResult / AckdOTGetTopK / AckdOTWriteMatchFile
+ *   AckdOTGetResult / AckdOTGetTopK / AckdOTWriteMatchFile
  *   AckdOTDestroy(&ot);
  *
  * In-process use from `ackd distill` (DynM re-matching at an adjust epoch),
@@ -184,7 +184,6 @@ PetscErrorCode AckdOTStateRead(AckdOT ot, const char *path, const AckdH5Settings
 
 /* Full potentials on every rank (valid until the object is destroyed). -inf
  * marks a sample of zero mass. */
-PetscErrorCode AckdOTGetPotentials(AckdOT ot, const double **f, const double **g);
 PetscErrorCode AckdOTGetResult(AckdOT ot, AckdOTResult *result);
 /* The top-k teachers of the student rows this rank holds (row i of the result
  * is global student `rows[i]`), sorted by decreasing plan weight; weights are

@@ -9,14 +9,3 @@ double AckdTimeNow(void)
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
-
-void AckdTimerStart(AckdTimer *t)
-{
-  t->started = AckdTimeNow();
-}
-
-void AckdTimerStop(AckdTimer *t)
-{
-  t->total += AckdTimeNow() - t->started;
-  t->count++;
-}

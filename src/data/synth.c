@@ -131,13 +131,6 @@ PetscErrorCode AckdSynthSetFromOptions(AckdSynth s)
   PetscFunctionReturn(0);
 }
 
-PetscErrorCode AckdSynthGetOutput(AckdSynth s, const char **path)
-{
-  PetscFunctionBeginUser;
-  *path = s->output;
-  PetscFunctionReturn(0);
-}
-
 /* The parameters that determine the file's contents, in one canonical line:
  * a rerun with the same line finds its output up to date. */
 static void parameter_line(AckdSynth s, char *buf, size_t len)

@@ -31,13 +31,6 @@ PetscErrorCode AckdKDCreate(MPI_Comm comm, AckdKD *kd)
   PetscFunctionReturn(0);
 }
 
-PetscErrorCode AckdKDSetOptionsPrefix(AckdKD kd, const char *prefix)
-{
-  PetscFunctionBeginUser;
-  PetscCall(PetscStrncpy(kd->prefix, prefix ? prefix : "", sizeof kd->prefix));
-  PetscFunctionReturn(0);
-}
-
 /* Replaces the method's state by the new method's defaults. */
 static PetscErrorCode select_method(AckdKD kd, const KDMethod *method)
 {
@@ -117,7 +110,7 @@ PetscErrorCode AckdKDSetFromOptions(AckdKD kd)
     names[n] = ackd_kd_methods[n]->name;
     if (ackd_kd_methods[n] == kd->method) choice = n;
   }
-  PetscOptionsBegin(kd->comm, kd->prefix[0] ? kd->prefix : NULL, "Knowledge distillation (docs/KD.md)", NULL);
+  PetscOptionsBegin(kd->comm, NULL, "Knowledge distillation (docs/KD.md)", NULL);
   PetscCall(AckdOptionsChoice(PetscOptionsObject, "-kd_method",
                               "The student's distillation loss: none (CE only), kd, logits (MSE), fitnet, at, rkd, "
                               "dkd, ctkd, lskd, clip, crd, c2kd, mnf, distilvpr (see docs/KD.md)",

@@ -63,7 +63,6 @@ typedef struct {
 
 struct _p_AckdKD {
   MPI_Comm        comm;
-  char            prefix[64];
   const KDMethod *method;
   PetscBool       sembridge, reliability, teacher_multilabel, setup;
   /* -kd_shared_classes: logit methods compare the two sides on the classes both have */

@@ -477,15 +477,6 @@ PetscErrorCode AckdOTGatherPotentials(AckdOT ot)
   PetscFunctionReturn(0);
 }
 
-PetscErrorCode AckdOTGetPotentials(AckdOT ot, const double **f, const double **g)
-{
-  PetscFunctionBeginUser;
-  PetscCheck(ot->solved && ot->f, ot->comm, PETSC_ERR_ORDER, "no potentials: solve with sinkhorn or unbalanced first");
-  *f = ot->f;
-  *g = ot->g;
-  PetscFunctionReturn(0);
-}
-
 PetscErrorCode AckdOTGetResult(AckdOT ot, AckdOTResult *result)
 {
   PetscFunctionBeginUser;
