@@ -103,6 +103,23 @@ PetscErrorCode AckdLogResult(const AckdLog *log, const char *fmt, ...) PETSC_ATT
 /* Warnings go to stderr on rank 0 whatever -quiet says. */
 PetscErrorCode AckdLogWarn(const AckdLog *log, const char *fmt, ...) PETSC_ATTRIBUTE_FORMAT(2, 3);
 
+/* A package's -log_view class and events, registered once per process at the first
+ * AckdLogPackageRegister (PETSc's XXXInitializePackage); later calls only read the ids.
+ * Each package is one static instance beside the objects that log into it:
+ *   static AckdLogPackage kd_log = {.name = "ackd kd", .nevents = 2, .event_names = {"KDLoss", "KDSka"}};
+ *   PetscCall(AckdLogPackageRegister(&kd_log));   ... kd_log.events[0] */
+#define ACKD_LOG_PACKAGE_MAX_EVENTS 32
+typedef struct {
+  const char   *name;
+  int           nevents;
+  const char   *event_names[ACKD_LOG_PACKAGE_MAX_EVENTS];
+  PetscBool     registered;
+  PetscClassId  classid;
+  PetscLogEvent events[ACKD_LOG_PACKAGE_MAX_EVENTS];
+} AckdLogPackage;
+
+PetscErrorCode AckdLogPackageRegister(AckdLogPackage *package);
+
 /* ---------------------------------------------------------------- progress */
 
 /* A progress bar on rank 0's stderr. It draws only on a terminal and never

@@ -14,6 +14,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
+static AckdLogPackage curate_log = {
+    .name = "ackd curate", .nevents = 2, .event_names = {"CurateDecode", "CurateWrite"}};
+
 enum {
   WRITE_BATCH    = 32, /* samples decoded and written per collective round */
   WARNINGS_SHOWN = 20, /* per kind of problem; the rest are counted */
@@ -62,8 +65,7 @@ typedef struct {
 
 PetscErrorCode AckdCurateCreate(MPI_Comm comm, AckdCurate *curate)
 {
-  AckdCurate   c;
-  PetscClassId classid;
+  AckdCurate c;
 
   PetscFunctionBeginUser;
   PetscCall(PetscNew(&c));
@@ -78,9 +80,9 @@ PetscErrorCode AckdCurateCreate(MPI_Comm comm, AckdCurate *curate)
   c->compress  = 0;
   c->cache_mb  = 2048;
   PetscCall(AckdLogSetUp(&c->log, comm));
-  PetscCall(PetscClassIdRegister("ackd data", &classid));
-  PetscCall(PetscLogEventRegister("CurateDecode", classid, &c->event_decode));
-  PetscCall(PetscLogEventRegister("CurateWrite", classid, &c->event_write));
+  PetscCall(AckdLogPackageRegister(&curate_log));
+  c->event_decode = curate_log.events[0];
+  c->event_write  = curate_log.events[1];
   const AckdGDALLibrary *gdal; /* loaded now, so a missing GDAL stops curate before any work */
   PetscCall(AckdGDALLibraryGet(&gdal));
   *curate = c;

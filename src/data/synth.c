@@ -9,6 +9,8 @@
 #include <ackd/ckpt.h>
 #include <string.h>
 
+static AckdLogPackage synth_log = {.name = "ackd synth", .nevents = 2, .event_names = {"SynthRender", "SynthWrite"}};
+
 /* RNG stream tags: one purpose each, so no two draws ever share a stream. */
 enum { TAG_MS_SCENE = 1, TAG_RGB_SCENE, TAG_MS_LABEL_NOISE, TAG_RGB_LABEL_NOISE, TAG_MS_SPLIT, TAG_RGB_SPLIT };
 
@@ -41,8 +43,7 @@ typedef struct {
 
 PetscErrorCode AckdSynthCreate(MPI_Comm comm, AckdSynth *synth)
 {
-  AckdSynth    s;
-  PetscClassId classid;
+  AckdSynth s;
 
   PetscFunctionBeginUser;
   PetscCall(PetscNew(&s));
@@ -66,10 +67,10 @@ PetscErrorCode AckdSynthCreate(MPI_Comm comm, AckdSynth *synth)
   s->compress       = 1;
   s->seed           = 42;
   PetscCall(AckdLogSetUp(&s->log, comm));
-  PetscCall(PetscClassIdRegister("ackd data", &classid));
-  PetscCall(PetscLogEventRegister("SynthRender", classid, &s->event_render));
-  PetscCall(PetscLogEventRegister("SynthWrite", classid, &s->event_write));
-  *synth = s;
+  PetscCall(AckdLogPackageRegister(&synth_log));
+  s->event_render = synth_log.events[0];
+  s->event_write  = synth_log.events[1];
+  *synth          = s;
   PetscFunctionReturn(0);
 }
 

@@ -4,12 +4,13 @@
 #include "kd_impl.h"
 #include <math.h>
 
+static AckdLogPackage kd_log = {.name = "ackd kd", .nevents = 2, .event_names = {"KDLoss", "KDSka"}};
+
 static PetscErrorCode select_method(AckdKD kd, const KDMethod *method);
 
 PetscErrorCode AckdKDCreate(MPI_Comm comm, AckdKD *kd)
 {
-  AckdKD       k;
-  PetscClassId classid;
+  AckdKD k;
 
   PetscFunctionBeginUser;
   PetscCall(PetscNew(&k));
@@ -24,10 +25,10 @@ PetscErrorCode AckdKDCreate(MPI_Comm comm, AckdKD *kd)
   k->unmatched_ce_weight = -1.0; /* -1: the taught samples' label weight, resolved with the others */
   PetscCall(AckdParamsCreate(&k->params));
   PetscCall(select_method(k, &ackd_kd_none));
-  PetscCall(PetscClassIdRegister("ackd kd", &classid));
-  PetscCall(PetscLogEventRegister("KDLoss", classid, &k->event_loss));
-  PetscCall(PetscLogEventRegister("KDSka", classid, &k->event_ska));
-  *kd = k;
+  PetscCall(AckdLogPackageRegister(&kd_log));
+  k->event_loss = kd_log.events[0];
+  k->event_ska  = kd_log.events[1];
+  *kd           = k;
   PetscFunctionReturn(0);
 }
 

@@ -5,23 +5,25 @@
 #include "nn/nn_private.h"
 #include <string.h>
 
+/* one forward and one backward event per node kind, in enum order */
+static AckdLogPackage nn_log = {
+    .name        = "ackd nn",
+    .nevents     = 2 * ACKD_NODE_KINDS,
+    .event_names = {"NNConvFwd",       "NNConvBwd",    "NNBatchNormFwd", "NNBatchNormBwd", "NNActivationFwd",
+                    "NNActivationBwd", "NNPoolFwd",    "NNPoolBwd",      "NNLinearFwd",    "NNLinearBwd",
+                    "NNDropoutFwd",    "NNDropoutBwd", "NNAddFwd",       "NNAddBwd",       "NNConcatFwd",
+                    "NNConcatBwd",     "NNSliceFwd",   "NNSliceBwd",     "NNShuffleFwd",   "NNShuffleBwd",
+                    "NNTokensFwd",     "NNTokensBwd"}};
+
 const char *const AckdArchNames[] = {"resnet18", "resnet34", "mobilenetv2", "shufflenetv2", "smallcnn", "mlp"};
 
 PetscErrorCode AckdModelCreate(MPI_Comm comm, AckdModel *model)
 {
-  static const char *const kinds[ACKD_NODE_KINDS] = {"Conv", "BatchNorm", "Activation", "Pool",    "Linear", "Dropout",
-                                                     "Add",  "Concat",    "Slice",      "Shuffle", "Tokens"};
-  PetscClassId             classid;
-
   PetscFunctionBeginUser;
   PetscCall(PetscNew(model));
-  PetscCall(PetscClassIdRegister("ackd nn", &classid));
+  PetscCall(AckdLogPackageRegister(&nn_log));
   for (int k = 0; k < ACKD_NODE_KINDS; k++)
-    for (int d = 0; d < 2; d++) {
-      char name[32];
-      PetscCall(PetscSNPrintf(name, sizeof name, "NN%s%s", kinds[k], d ? "Bwd" : "Fwd"));
-      PetscCall(PetscLogEventRegister(name, classid, &(*model)->events[k][d]));
-    }
+    for (int d = 0; d < 2; d++) (*model)->events[k][d] = nn_log.events[2 * k + d];
   (*model)->comm     = comm;
   (*model)->nslots   = 1;
   (*model)->training = PETSC_TRUE;

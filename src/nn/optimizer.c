@@ -4,6 +4,8 @@
 #include "nn/nn_private.h"
 #include <math.h>
 
+static AckdLogPackage optimizer_log = {.name = "ackd optimizer", .nevents = 1, .event_names = {"NNOptimizerStep"}};
+
 const char *const AckdOptimizerNames[] = {"sgd", "adam", "adamw"};
 
 PetscErrorCode AckdOptimizerSetUp(AckdOptimizer *opt, AckdOptimizerKind kind, const AckdParams *params)
@@ -18,9 +20,8 @@ PetscErrorCode AckdOptimizerSetUp(AckdOptimizer *opt, AckdOptimizerKind kind, co
   opt->weight_decay = kind == ACKD_OPT_ADAMW ? 1e-2 : 0.0;
   opt->size         = params->size;
   PetscCall(PetscCalloc2(PetscMax(opt->size, 1), &opt->m, PetscMax(opt->size, 1), &opt->v));
-  PetscClassId classid;
-  PetscCall(PetscClassIdRegister("ackd nn", &classid));
-  PetscCall(PetscLogEventRegister("NNOptimizerStep", classid, &opt->event));
+  PetscCall(AckdLogPackageRegister(&optimizer_log));
+  opt->event = optimizer_log.events[0];
   PetscFunctionReturn(0);
 }
 

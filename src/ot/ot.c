@@ -3,6 +3,9 @@
 #include "ot_impl.h"
 #include <math.h>
 
+static AckdLogPackage ot_log = {
+    .name = "ackd ot", .nevents = 4, .event_names = {"OTCost", "OTSinkhorn", "OTTopK", "OTWrite"}};
+
 const char *const        AckdOTCostKinds[]   = {"sqeuclidean", "cosine", "kl"};
 static const char *const precisions[]        = {"double", "single"};
 static const char *const kernels[]           = {"log", "scaling"};
@@ -12,8 +15,7 @@ const char *const        AckdOTSolverKinds[] = {"sinkhorn", "unbalanced", "argmi
 
 PetscErrorCode AckdOTCreate(MPI_Comm comm, AckdOT *ot)
 {
-  AckdOT       o;
-  PetscClassId classid;
+  AckdOT o;
 
   PetscFunctionBeginUser;
   PetscCall(PetscNew(&o));
@@ -40,12 +42,12 @@ PetscErrorCode AckdOTCreate(MPI_Comm comm, AckdOT *ot)
   o->show_progress      = PETSC_TRUE;
   o->resume_stage       = -1;
   PetscCall(AckdLogSetUp(&o->log, comm));
-  PetscCall(PetscClassIdRegister("ackd ot", &classid));
-  PetscCall(PetscLogEventRegister("OTCost", classid, &o->event_cost));
-  PetscCall(PetscLogEventRegister("OTSinkhorn", classid, &o->event_sinkhorn));
-  PetscCall(PetscLogEventRegister("OTTopK", classid, &o->event_topk));
-  PetscCall(PetscLogEventRegister("OTWrite", classid, &o->event_write));
-  *ot = o;
+  PetscCall(AckdLogPackageRegister(&ot_log));
+  o->event_cost     = ot_log.events[0];
+  o->event_sinkhorn = ot_log.events[1];
+  o->event_topk     = ot_log.events[2];
+  o->event_write    = ot_log.events[3];
+  *ot               = o;
   PetscFunctionReturn(0);
 }
 

@@ -9,6 +9,9 @@
 #include <strings.h>
 #include <sys/stat.h>
 
+static AckdLogPackage predict_log = {
+    .name = "ackd predict", .nevents = 3, .event_names = {"PredictLoad", "PredictForward", "PredictWrite"}};
+
 /* Why an item has no prediction: an image's AckdRasterStatus, or a window without enough data. */
 typedef enum {
   ITEM_OK         = ACKD_RASTER_OK,
@@ -76,7 +79,6 @@ struct _p_AckdPredictor {
 PetscErrorCode AckdPredictorCreate(MPI_Comm comm, AckdPredictor *predictor)
 {
   AckdPredictor p;
-  PetscClassId  classid;
 
   PetscFunctionBeginUser;
   PetscCall(PetscNew(&p));
@@ -85,11 +87,11 @@ PetscErrorCode AckdPredictorCreate(MPI_Comm comm, AckdPredictor *predictor)
   p->min_valid = 0.5;
   PetscCall(PetscStrncpy(p->output, "", sizeof p->output));
   PetscCall(AckdLogSetUp(&p->log, comm));
-  PetscCall(PetscClassIdRegister("ackd predict", &classid));
-  PetscCall(PetscLogEventRegister("PredictLoad", classid, &p->event_load));
-  PetscCall(PetscLogEventRegister("PredictForward", classid, &p->event_forward));
-  PetscCall(PetscLogEventRegister("PredictWrite", classid, &p->event_write));
-  *predictor = p;
+  PetscCall(AckdLogPackageRegister(&predict_log));
+  p->event_load    = predict_log.events[0];
+  p->event_forward = predict_log.events[1];
+  p->event_write   = predict_log.events[2];
+  *predictor       = p;
   PetscFunctionReturn(0);
 }
 
