@@ -3,7 +3,6 @@
  * blocks, so each rank reads a contiguous part of the node's copy. */
 #include <ackd/train.h>
 #include <math.h>
-#include <string.h>
 
 PetscErrorCode AckdSplitRows(MPI_Comm comm, AckdSharedDataset dataset, PetscInt split, PetscInt *nglobal,
                              PetscInt *nlocal, PetscInt **rows, PetscInt *first)
@@ -172,50 +171,6 @@ PetscErrorCode AckdClassifierEvaluate(MPI_Comm comm, AckdModel model, AckdEngine
   score->loss  = nglobal ? sums[0] / nglobal : NAN;
   score->oa    = nglobal ? sums[1] / nglobal : NAN;
   PetscCall(PetscFree(rows));
-  PetscFunctionReturn(0);
-}
-
-PetscErrorCode AckdModelConfigWrite(const AckdModelConfig *config, hid_t file)
-{
-  PetscFunctionBeginUser;
-  PetscCall(AckdH5AttrWriteString(file, "model_architecture", AckdArchNames[config->arch]));
-  PetscCall(AckdH5AttrWriteInt(file, "in_channels", config->in_channels));
-  PetscCall(AckdH5AttrWriteInt(file, "classes", config->classes));
-  PetscCall(AckdH5AttrWriteReal(file, "width", config->width));
-  PetscCall(AckdH5AttrWriteInt(file, "small_input", config->small_input));
-  PetscCall(AckdH5AttrWriteInt(file, "image_size", config->image_size));
-  PetscCall(AckdH5AttrWriteReal(file, "dropout", config->dropout));
-  PetscFunctionReturn(0);
-}
-
-PetscErrorCode AckdModelConfigRead(MPI_Comm comm, hid_t file, const char *path, AckdModelConfig *config)
-{
-  char      arch[64];
-  PetscBool found, ok = PETSC_TRUE, f;
-  PetscInt  small = 0;
-
-  PetscFunctionBeginUser;
-  PetscCall(AckdH5AttrReadString(file, "model_architecture", arch, sizeof arch, &found));
-  PetscCall(AckdH5AttrReadInt(file, "in_channels", &config->in_channels, &f));
-  ok = (PetscBool)(ok && f);
-  PetscCall(AckdH5AttrReadInt(file, "classes", &config->classes, &f));
-  ok = (PetscBool)(ok && f);
-  PetscCall(AckdH5AttrReadReal(file, "width", &config->width, &f));
-  ok = (PetscBool)(ok && f);
-  PetscCall(AckdH5AttrReadInt(file, "small_input", &small, &f));
-  PetscCall(AckdH5AttrReadInt(file, "image_size", &config->image_size, &f));
-  PetscCall(AckdH5AttrReadReal(file, "dropout", &config->dropout, &f));
-  PetscCheck(found && ok, comm, PETSC_ERR_FILE_UNEXPECTED,
-             "'%s' does not record its model (architecture, in_channels, classes, width); use a checkpoint written by "
-             "ackd train, ssm or distill",
-             path);
-  config->small_input = (PetscBool)(small != 0);
-  PetscInt i;
-  for (i = 0; i <= ACKD_ARCH_MLP; i++)
-    if (!strcmp(arch, AckdArchNames[i])) break;
-  PetscCheck(i <= ACKD_ARCH_MLP, comm, PETSC_ERR_FILE_UNEXPECTED, "'%s' records the unknown architecture '%s'", path,
-             arch);
-  config->arch = (AckdArch)i;
   PetscFunctionReturn(0);
 }
 
