@@ -114,8 +114,13 @@ PetscErrorCode AckdKDDestroy(AckdKD *kd);
  * resume, write the saved n floats into *data on every rank after AckdKDSetUp. */
 PetscErrorCode AckdKDGetState(AckdKD kd, float **data, PetscInt *n);
 
-/* Names of every method, for -kd_method and sweeps (NULL-terminated). */
-extern const char *const AckdKDMethodNames[];
+/* Whether the loss chosen by the options (the method, SemBridge's SKA) uses the teacher's layer-4
+ * tokens: the caller then runs the frozen teacher for them (a gallery holds none). After
+ * AckdKDSetFromOptions. */
+PetscErrorCode AckdKDWantsTeacherTokens(AckdKD kd, PetscBool *wants);
+/* The option prefixes AckdKD reads, space-separated ("kd_ sembridge ska_ fitnet_ ..."): every
+ * method's options are named after it. A stage that holds an AckdKD reads these. */
+const char *AckdKDOptionPrefixes(void);
 
 /* Cross-knowledge assessment: how well the matched teacher predicts sample i's
  * true class, r_i = softmax(z_t,i)[y_i] (sigmoid for a multi-label teacher).

@@ -460,8 +460,7 @@ PetscErrorCode AckdStageDistill(MPI_Comm comm, int npositional, char **positiona
 
   /* Tokens, when the method compares feature maps: a forward of the frozen teacher. */
   c.tokens = tokens_choice == 1 ? PETSC_TRUE : PETSC_FALSE;
-  if (tokens_choice == 0)
-    c.tokens = (PetscBool)(c.sembridge || !strcmp(method, "at") || !strcmp(method, "fitnet") || !strcmp(method, "mnf"));
+  if (tokens_choice == 0) PetscCall(AckdKDWantsTeacherTokens(c.kd, &c.tokens));
   AckdModelConfig tconfig = {0};
   PetscInt        D_t     = 0;
   PetscCall(AckdTeacherTargetsGetSizes(c.targets, NULL, NULL, NULL, &D_t));

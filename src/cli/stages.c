@@ -1,26 +1,26 @@
 /* The stage table: what `ackd help` lists and what main() dispatches to. */
 #include "stages.h"
+#include <ackd/kd.h>
 #include <string.h>
 
 static const AckdStage STAGES[] = {
-    {"synth", "generate the synthetic asymmetric MS/RGB benchmark (parallel HDF5)", "", 0, "synth_", AckdStageSynth},
+    {"synth", "generate the synthetic asymmetric MS/RGB benchmark (parallel HDF5)", "", 0, "synth_", NULL,
+     AckdStageSynth},
     {"curate", "build a dataset from image folders (MS GeoTIFF, RGB JPEG/PNG/TIFF) through GDAL", "", 0, "curate_",
-     AckdStageCurate},
+     NULL, AckdStageCurate},
     {"train", "train the teacher on MS (or the no-KD student on RGB), data parallel, resumable", "", 0,
-     "train_ teacher_", AckdStageTrain},
+     "train_ teacher_", NULL, AckdStageTrain},
     {"ssm", "train the self-supervised matcher (MS and pseudo-RGB encoders), write the embeddings for match", "", 0,
-     "ssm_", AckdStageSSM},
+     "ssm_", NULL, AckdStageSSM},
     {"match", "match teacher to student samples by distributed optimal transport (writes a match file)", "", 0,
-     "match_", AckdStageMatch},
+     "match_", NULL, AckdStageMatch},
     {"distill", "train the RGB student from the frozen MS teacher with a KD method (-kd_method, -sembridge)", "", 0,
-     "distill_ student_ kd_ dynm_ sembridge ska_ logits_ fitnet_ at_ rkd_ crd_ dkd_ ctkd_ lskd_ c2kd_ clip_ "
-     "mnf_ distilvpr_",
-     AckdStageDistill},
-    {"eval", "evaluate a checkpoint on a split: OA, per-class accuracy, confusion matrix", "", 0, "eval_",
+     "distill_ student_ dynm_", AckdKDOptionPrefixes, AckdStageDistill},
+    {"eval", "evaluate a checkpoint on a split: OA, per-class accuracy, confusion matrix", "", 0, "eval_", NULL,
      AckdStageEval},
     {"predict", "apply a checkpoint to a folder of images or a whole GeoTIFF scene (sliding window, class map)", "", 0,
-     "predict_", AckdStagePredict},
-    {"inspect", "summarise any ackd HDF5 file: groups, shapes, classes, splits, band statistics", "FILE", 1, "",
+     "predict_", NULL, AckdStagePredict},
+    {"inspect", "summarise any ackd HDF5 file: groups, shapes, classes, splits, band statistics", "FILE", 1, "", NULL,
      AckdStageInspect},
 };
 
@@ -58,11 +58,17 @@ static PetscBool in_list(const char *list, const char *prefix, size_t len)
   return PETSC_FALSE;
 }
 
+/* Every prefix the stage reads: its own and its library objects'. */
+static void stage_prefixes(const AckdStage *stage, char *list, size_t len)
+{
+  snprintf(list, len, "%s %s", stage->prefixes, stage->library_prefixes ? stage->library_prefixes() : "");
+}
+
 PetscErrorCode AckdStageReady(MPI_Comm comm, const char *stage, PetscBool *stop)
 {
   const AckdStage *self         = AckdStageFind(stage);
-  char             foreign[512] = "";
-  PetscBool        check_only   = PETSC_FALSE;
+  char             foreign[512] = "", own[512] = "", other[512];
+  PetscBool        check_only = PETSC_FALSE;
 
   PetscFunctionBeginUser;
   PetscCall(PetscOptionsGetBool(NULL, NULL, "-check_options", &check_only, NULL));
@@ -70,13 +76,15 @@ PetscErrorCode AckdStageReady(MPI_Comm comm, const char *stage, PetscBool *stop)
   if (*stop) PetscFunctionReturn(0);
   /* Prefixes that other stages read and this one does not. A prefix shared by
    * several stages (teacher_) that this stage reads stays checked here. */
+  if (self) stage_prefixes(self, own, sizeof own);
   for (size_t i = 0; i < sizeof STAGES / sizeof STAGES[0]; i++) {
-    for (const char *p = STAGES[i].prefixes; *p;) {
+    stage_prefixes(&STAGES[i], other, sizeof other);
+    for (const char *p = other; *p;) {
       while (*p == ' ') p++;
       size_t n = strcspn(p, " ");
-      if (n && !(self && in_list(self->prefixes, p, n)) && !in_list(foreign, p, n)) {
-        PetscCall(PetscStrlcat(foreign, " ", sizeof foreign));
-        strncat(foreign, p, PetscMin(n, sizeof foreign - strlen(foreign) - 1));
+      if (n && !in_list(own, p, n) && !in_list(foreign, p, n)) {
+        size_t used = strlen(foreign);
+        snprintf(foreign + used, sizeof foreign - used, " %.*s", (int)n, p);
       }
       p += n;
     }

@@ -7,9 +7,10 @@
 typedef struct {
   const char *name;
   const char *summary;
-  const char *arguments;  /* positional arguments for the usage line, "" if none */
-  int         positional; /* how many positional arguments the stage needs */
-  const char *prefixes;   /* the option prefixes the stage reads, space-separated */
+  const char *arguments;                 /* positional arguments for the usage line, "" if none */
+  int         positional;                /* how many positional arguments the stage needs */
+  const char *prefixes;                  /* the option prefixes the stage reads, space-separated */
+  const char *(*library_prefixes)(void); /* and those of a library object it holds (NULL: none) */
   /* *exit_code stays 0 unless the stage ends early on purpose (75: checkpointed, docs/EXIT_CODES.md). */
   PetscErrorCode (*run)(MPI_Comm comm, int npositional, char **positional, int *exit_code);
 } AckdStage;

@@ -3,6 +3,7 @@
  * gradients. The methods live one per file (kd_<method>.c), SKA in ska.c. */
 #include "kd_impl.h"
 #include <math.h>
+#include <string.h>
 
 static AckdLogPackage kd_log = {.name = "ackd kd", .nevents = 2, .event_names = {"KDLoss", "KDSka"}};
 
@@ -75,6 +76,28 @@ PetscErrorCode AckdKDGetMethodName(AckdKD kd, const char **name)
   PetscFunctionReturn(0);
 }
 
+PetscErrorCode AckdKDWantsTeacherTokens(AckdKD kd, PetscBool *wants)
+{
+  PetscFunctionBeginUser;
+  *wants =
+      kd->method->wants_tokens ? kd->method->wants_tokens(kd) : (PetscBool)((kd->method->needs & KD_NEEDS_TOKENS) != 0);
+  if (kd->sembridge && kd->ska_weight != 0) *wants = PETSC_TRUE;
+  PetscFunctionReturn(0);
+}
+
+const char *AckdKDOptionPrefixes(void)
+{
+  static char prefixes[512];
+
+  if (!prefixes[0]) {
+    size_t len = (size_t)snprintf(prefixes, sizeof prefixes, "kd_ sembridge ska_");
+    for (PetscInt i = 0; ackd_kd_methods[i]; i++)
+      if (ackd_kd_methods[i]->options && strcmp(ackd_kd_methods[i]->name, "kd") && len < sizeof prefixes)
+        len += (size_t)snprintf(prefixes + len, sizeof prefixes - len, " %s_", ackd_kd_methods[i]->name);
+  }
+  return prefixes;
+}
+
 /* A sample without a teacher of its class learns from its label alone. Its cross-entropy gets the
  * whole label weight a taught sample has: the CE weight plus the part of the label the
  * distillation term stands in for. Then a class pulls on the network as hard whether or not the
@@ -113,9 +136,8 @@ PetscErrorCode AckdKDSetFromOptions(AckdKD kd)
   }
   PetscOptionsBegin(kd->comm, NULL, "Knowledge distillation (docs/KD.md)", NULL);
   PetscCall(AckdOptionsChoice(PetscOptionsObject, "-kd_method",
-                              "The student's distillation loss: none (CE only), kd, logits (MSE), fitnet, at, rkd, "
-                              "dkd, ctkd, lskd, clip, crd, c2kd, mnf, distilvpr (see docs/KD.md)",
-                              names, n, &choice, NULL));
+                              "The student's distillation loss (none: cross-entropy only; docs/KD.md has each)", names,
+                              n, &choice, NULL));
   PetscCall(AckdOptionsBool(PetscOptionsObject, "-sembridge",
                             "SemBridge on top of the method: its loss weights (0.3 CE, 0.4 KD, 0.003 SKA) and SKA",
                             &kd->sembridge, NULL));

@@ -101,9 +101,15 @@ static PetscErrorCode loss(AckdKDObj kd, const KDStep *st, double coef, double *
   PetscFunctionReturn(0);
 }
 
-const KDMethod ackd_kd_fitnet = {.name    = "fitnet",
-                                 .help    = "hint regression on tokens (or embeddings)",
-                                 .create  = create,
-                                 .options = options,
-                                 .setup   = setup,
-                                 .loss    = loss};
+static PetscBool wants_tokens(AckdKDObj kd)
+{
+  return (PetscBool) !((FitNet *)kd->data)->embedding;
+}
+
+const KDMethod ackd_kd_fitnet = {.name         = "fitnet",
+                                 .help         = "hint regression on tokens (or embeddings)",
+                                 .create       = create,
+                                 .options      = options,
+                                 .setup        = setup,
+                                 .loss         = loss,
+                                 .wants_tokens = wants_tokens};

@@ -48,6 +48,9 @@ typedef struct {
   /* the loss reads only the logits (student's and teacher's) and the labels, so under partial
    * class overlap it can be computed on the classes both collections have (kd.c, docs/KD.md) */
   PetscBool on_class_subset;
+  /* whether the loss, with the options read, uses the teacher's layer-4 tokens when it has them;
+   * NULL: whether `needs` has KD_NEEDS_TOKENS */
+  PetscBool (*wants_tokens)(AckdKDObj);
 } KDMethod;
 
 /* SKA's state (ska.c). */
@@ -92,7 +95,7 @@ struct _p_AckdKD {
 };
 
 /* The table (methods.c) and each method's descriptor. */
-extern const KDMethod *const ackd_kd_methods[];
+extern const KDMethod *const ackd_kd_methods[]; /* NULL-terminated, in -help's order (methods.c) */
 extern const KDMethod ackd_kd_none, ackd_kd_kd, ackd_kd_logits, ackd_kd_fitnet, ackd_kd_at, ackd_kd_rkd, ackd_kd_dkd,
     ackd_kd_lskd, ackd_kd_ctkd, ackd_kd_clip, ackd_kd_crd, ackd_kd_c2kd, ackd_kd_mnf, ackd_kd_distilvpr;
 /* KD's default weights (1 - alpha, alpha), shared by the methods that plug into KD. */

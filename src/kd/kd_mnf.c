@@ -417,6 +417,12 @@ static PetscErrorCode destroy(AckdKDObj kd)
   PetscFunctionReturn(0);
 }
 
+/* auto takes the teacher's tokens when it has them */
+static PetscBool wants_tokens(AckdKDObj kd)
+{
+  return (PetscBool)(((MNF *)kd->data)->feature != 2);
+}
+
 const KDMethod ackd_kd_mnf = {.destroy = destroy,
                               .name    = "mnf",
                               .help    = "MNF + CSC: noise-filter gate, cross-attention, triplet, calibrated contrast",
@@ -424,4 +430,5 @@ const KDMethod ackd_kd_mnf = {.destroy = destroy,
                               .create  = create,
                               .options = options,
                               .setup   = setup,
-                              .loss    = loss};
+                              .loss    = loss,
+                              .wants_tokens = wants_tokens};

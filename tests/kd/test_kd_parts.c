@@ -6,10 +6,13 @@
  *     with step 1e-3 and 1e-4 max(|g|, rms g);
  *   - both written to HDF5 for torch_ssm.py (PyTorch parity);
  *   - a token method with a gallery-only teacher refuses in one line naming
- *     the method, as does -sembridge's SKA. */
+ *     the method, as does -sembridge's SKA;
+ *   - which options make distill run the teacher for its tokens, and the option
+ *     prefixes the method table gives the distill stage. */
 #include "kd/kd_impl.h"
 #include "../nn/parity_io.h"
 #include <math.h>
+#include <string.h>
 
 static PetscErrorCode expect(PetscBool cond, const char *what)
 {
@@ -237,6 +240,53 @@ static PetscErrorCode expect_refusal(const char *options, const char *needle)
   PetscFunctionReturn(0);
 }
 
+/* Whether the options' loss asks for the teacher's tokens (distill then runs the frozen teacher). */
+static PetscErrorCode expect_tokens(const char *options, PetscBool want)
+{
+  AckdKD    kd;
+  PetscBool wants;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscOptionsClear(NULL));
+  PetscCall(PetscOptionsInsertString(NULL, options));
+  PetscCall(AckdKDCreate(PETSC_COMM_SELF, &kd));
+  PetscCall(AckdKDSetFromOptions(kd));
+  PetscCall(AckdKDWantsTeacherTokens(kd, &wants));
+  PetscCheck(wants == want, PETSC_COMM_SELF, PETSC_ERR_PLIB, "'%s': wants the teacher's tokens %d, expected %d",
+             options, (int)wants, (int)want);
+  PetscCall(AckdKDDestroy(&kd));
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode test_method_table(void)
+{
+  const char *prefixes = AckdKDOptionPrefixes();
+  char       *found;
+
+  PetscFunctionBeginUser;
+  PetscCall(expect_tokens("-kd_method none", PETSC_FALSE));
+  PetscCall(expect_tokens("-kd_method kd", PETSC_FALSE));
+  PetscCall(expect_tokens("-kd_method kd -sembridge", PETSC_TRUE));
+  PetscCall(expect_tokens("-kd_method kd -sembridge -ska_weight 0", PETSC_FALSE));
+  PetscCall(expect_tokens("-kd_method at", PETSC_TRUE));
+  PetscCall(expect_tokens("-kd_method fitnet", PETSC_TRUE));
+  PetscCall(expect_tokens("-kd_method fitnet -fitnet_feature embedding", PETSC_FALSE));
+  PetscCall(expect_tokens("-kd_method mnf", PETSC_TRUE)); /* auto: tokens when the teacher has them */
+  PetscCall(expect_tokens("-kd_method mnf -mnf_feature embedding", PETSC_FALSE));
+  PetscCall(expect_tokens("-kd_method rkd", PETSC_FALSE));
+  for (PetscInt i = 0; ackd_kd_methods[i]; i++) {
+    char prefix[64];
+    if (!ackd_kd_methods[i]->options) continue;
+    PetscCall(PetscSNPrintf(prefix, sizeof prefix, " %s_", ackd_kd_methods[i]->name));
+    PetscCall(PetscStrstr(prefixes, strcmp(ackd_kd_methods[i]->name, "kd") ? prefix : "kd_", &found));
+    PetscCall(expect(found != NULL, "every method with options has its prefix in AckdKDOptionPrefixes"));
+  }
+  PetscCall(PetscStrstr(prefixes, "none_", &found));
+  PetscCall(expect(found == NULL, "a method without options adds no prefix"));
+  PetscCall(PetscPrintf(PETSC_COMM_SELF, "method table: teacher tokens and prefixes (%s) ok\n", prefixes));
+  PetscFunctionReturn(0);
+}
+
 int main(int argc, char **argv)
 {
   AckdEngine eng;
@@ -261,6 +311,7 @@ int main(int argc, char **argv)
       expect_refusal("-kd_method mnf -mnf_feature tokens",
                      "-kd_method mnf -mnf_feature tokens needs the teacher's layer-4 tokens, which a gallery does "
                      "not hold; distill from a teacher checkpoint, or use -mnf_feature embedding"));
+  PetscCall(test_method_table());
   PetscCall(PetscOptionsClear(NULL));
   PetscCall(AckdEngineDestroy(&eng));
   PetscCheck(ok, PETSC_COMM_SELF, PETSC_ERR_PLIB, "a gradient disagrees with finite differences (see above)");
