@@ -411,44 +411,52 @@ PetscErrorCode AckdOTGetPaused(AckdOT ot, PetscBool *paused)
   PetscFunctionReturn(0);
 }
 
+/* What AckdOTSolve does with each -solver, in AckdOTSolverKind's order. */
+typedef struct {
+  AckdOTSolverKind kind;
+  PetscErrorCode (*solve)(AckdOT); /* NULL: nothing to solve (argmin reads C) */
+  PetscBool potentials;            /* leaves dual potentials f, g to gather */
+  PetscBool plan_topk;             /* the match is the top-k of each row of the plan (else the solver's assignment) */
+  PetscBool online;                /* runs on tiles recomputed from the features (-ot_online) */
+} OTSolver;
+
+static const OTSolver solvers[] = {
+    {ACKD_OT_SOLVER_SINKHORN, AckdOTSinkhorn, PETSC_TRUE, PETSC_TRUE, PETSC_TRUE},
+    {ACKD_OT_SOLVER_UNBALANCED, AckdOTSinkhorn, PETSC_TRUE, PETSC_TRUE, PETSC_TRUE},
+    {ACKD_OT_SOLVER_ARGMIN, NULL, PETSC_FALSE, PETSC_TRUE, PETSC_TRUE},
+    {ACKD_OT_SOLVER_EXACT, AckdOTExact, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE},
+    {ACKD_OT_SOLVER_SEMIDUAL, AckdOTSemiDual, PETSC_TRUE, PETSC_TRUE, PETSC_FALSE},
+    {ACKD_OT_SOLVER_AUCTION, AckdOTAuction, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE},
+};
+
 PetscErrorCode AckdOTSolve(AckdOT ot)
 {
+  const OTSolver *s = &solvers[ot->solver];
+
   PetscFunctionBeginUser;
   PetscCheck(ot->has_cost, ot->comm, PETSC_ERR_ORDER, "call AckdOTSetFeatures before AckdOTSolve");
+  PetscCheck(s->kind == ot->solver, ot->comm, PETSC_ERR_PLIB, "OT solver table out of AckdOTSolverKind's order");
   ot->stopped = ot->paused = PETSC_FALSE;
   if (ot->blocks) {
     PetscCall(AckdOTBlocksSolve(ot));
     ot->solved = (PetscBool)!ot->stopped;
     PetscFunctionReturn(0);
   }
-  PetscCheck(!ot->online || ot->solver == ACKD_OT_SOLVER_SINKHORN || ot->solver == ACKD_OT_SOLVER_UNBALANCED ||
-                 ot->solver == ACKD_OT_SOLVER_ARGMIN,
-             ot->comm, PETSC_ERR_USER_INPUT,
+  PetscCheck(!ot->online || s->online, ot->comm, PETSC_ERR_USER_INPUT,
              "option -%sot_online works with -%ssolver sinkhorn, unbalanced or argmin, not %s; drop -%sot_online",
              ot->prefix, ot->prefix, AckdOTSolverKinds[ot->solver], ot->prefix);
-  if (ot->solver == ACKD_OT_SOLVER_EXACT || ot->solver == ACKD_OT_SOLVER_AUCTION) {
+  if (s->solve) {
     PetscCall(PetscLogEventBegin(ot->event_sinkhorn, 0, 0, 0, 0));
-    if (ot->solver == ACKD_OT_SOLVER_EXACT)
-      PetscCall(AckdOTExact(ot));
-    else
-      PetscCall(AckdOTAuction(ot));
-    PetscCall(PetscLogEventEnd(ot->event_sinkhorn, 0, 0, 0, 0));
-    ot->solved = PETSC_TRUE;
-    PetscFunctionReturn(0);
-  }
-  if (ot->solver != ACKD_OT_SOLVER_ARGMIN) {
-    PetscCall(PetscLogEventBegin(ot->event_sinkhorn, 0, 0, 0, 0));
-    if (ot->solver == ACKD_OT_SOLVER_SEMIDUAL)
-      PetscCall(AckdOTSemiDual(ot));
-    else
-      PetscCall(AckdOTSinkhorn(ot));
+    PetscCall(s->solve(ot));
     PetscCall(PetscLogEventEnd(ot->event_sinkhorn, 0, 0, 0, 0));
     if (ot->stopped) PetscFunctionReturn(0);
-    PetscCall(AckdOTGatherPotentials(ot));
   }
-  PetscCall(PetscLogEventBegin(ot->event_topk, 0, 0, 0, 0));
-  PetscCall(AckdOTComputeTopK(ot));
-  PetscCall(PetscLogEventEnd(ot->event_topk, 0, 0, 0, 0));
+  if (s->potentials) PetscCall(AckdOTGatherPotentials(ot));
+  if (s->plan_topk) {
+    PetscCall(PetscLogEventBegin(ot->event_topk, 0, 0, 0, 0));
+    PetscCall(AckdOTComputeTopK(ot));
+    PetscCall(PetscLogEventEnd(ot->event_topk, 0, 0, 0, 0));
+  }
   ot->solved = PETSC_TRUE;
   PetscFunctionReturn(0);
 }
