@@ -28,24 +28,6 @@
 /* Above this many variables the LP is not a validation-sized problem. */
 #define EXACT_MAX_VARIABLES 4000000
 
-PetscErrorCode AckdOTGatherCost(AckdOT ot, double **full)
-{
-  double *mine;
-  size_t  n = (size_t)ot->ns * ot->nt;
-
-  PetscFunctionBeginUser;
-  PetscCall(PetscCalloc1(n, &mine));
-  *full = NULL;
-  if (ot->rank == 0) PetscCall(PetscMalloc1(n, full));
-  for (PetscInt j = 0; j < ot->nloc; j++)
-    for (PetscInt i = 0; i < ot->mloc; i++)
-      mine[(size_t)ot->col_global[j] * ot->ns + ot->row_global[i]] = AckdOTCostEntry(ot, i, j);
-  /* each entry is owned by one rank; the others add 0 (inf + 0 = inf) */
-  PetscCallMPI(MPI_Reduce(mine, ot->rank == 0 ? *full : NULL, (PetscMPIInt)n, MPI_DOUBLE, MPI_SUM, 0, ot->comm));
-  PetscCall(PetscFree(mine));
-  PetscFunctionReturn(0);
-}
-
 /* Rank 0: solve, fill f, g, the cost and the full top-k table. status: 0 optimal, 1 infeasible, 2 GLPK failed. */
 static PetscErrorCode solve_lp(AckdOT ot, const double *C, PetscInt k, PetscInt *index, double *weight, int *status,
                                PetscInt *iterations)
@@ -120,20 +102,6 @@ static PetscErrorCode solve_lp(AckdOT ot, const double *C, PetscInt k, PetscInt 
   glp_delete_prob(lp);
   PetscCall(PetscFree3(ia, ja, ar));
   PetscCall(PetscFree2(var_row, var_col));
-  PetscFunctionReturn(0);
-}
-
-PetscErrorCode AckdOTKeepTopKRows(AckdOT ot, PetscInt k, const PetscInt *index, const double *weight)
-{
-  PetscFunctionBeginUser;
-  PetscCall(AckdOTTopKAllocate(ot, k, 0, ot->grid.mycol == 0 ? ot->mloc : 0));
-  for (PetscInt i = 0; i < ot->topk_nrows; i++) {
-    const PetscInt gi = ot->topk_rows[i];
-    for (PetscInt t = 0; t < k; t++) {
-      ot->topk_index[i * k + t]  = index[gi * k + t];
-      ot->topk_weight[i * k + t] = weight[gi * k + t];
-    }
-  }
   PetscFunctionReturn(0);
 }
 

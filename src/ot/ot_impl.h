@@ -298,7 +298,7 @@ PetscErrorCode AckdOTSemiDual(AckdOT ot);
 /* Reads (and with -help lists) the options of the semi-dual solver's Tao. */
 PetscErrorCode AckdOTSemiDualOptions(AckdOT ot);
 PetscErrorCode AckdOTAuction(AckdOT ot);
-/* Shared by the solvers that work on rank 0 (exact.c, auction.c): the whole
+/* Shared by the solvers that work on rank 0 (gathered_solve.c): the whole
  * cost matrix there (column-major ns x nt, +inf kept; NULL elsewhere), and the
  * full top-k table (ns x k, same on every rank) cut down to this rank's rows. */
 PetscErrorCode AckdOTGatherCost(AckdOT ot, double **full);
@@ -306,7 +306,7 @@ PetscErrorCode AckdOTKeepTopKRows(AckdOT ot, PetscInt k, const PetscInt *index, 
 /* Room for the top-k of the rows this rank keeps, local rows [first, first +
  * nrows) (topk.c): topk_rows filled with their global indices, the rest to fill. */
 PetscErrorCode AckdOTTopKAllocate(AckdOT ot, PetscInt k, PetscInt first, PetscInt nrows);
-/* Shared by the iterative solvers (sinkhorn.c). */
+/* Shared by the iterative solvers (solve_record.c). */
 PetscErrorCode AckdOTRecordCheck(AckdOT ot, PetscInt iteration, double eps, double err);
 /* <C,P>, <C,P> + eps sum P log P and the row marginal error of the current
  * potentials, in one pass; work holds mloc doubles. */
