@@ -1,6 +1,6 @@
 /* The BLACS process grid that holds the cost matrix, and the MPI communicators
  * along its rows and columns that the Sinkhorn reductions run on. */
-#include "ot_impl.h"
+#include "ot_grid.h"
 #include "scalapack.h"
 
 void AckdOTGridAutoShape(PetscMPIInt size, PetscInt *nprow, PetscInt *npcol)

@@ -7,7 +7,7 @@
  * row or column whose sum leaves a comfortable range (early iterations, a
  * change of eps) is recomputed with an exact max shift, so the result never
  * overflows or loses precision, at the price of a second pass only there. */
-#include "ot_impl.h"
+#include "ot_kernels.h"
 #include <math.h>
 #include <stdint.h>
 #include <string.h>

@@ -2,7 +2,8 @@
  * against libm's: ordinary values,
  * values whose one-pass sum would overflow or underflow (the exact fallback),
  * +inf costs and zero-mass (-inf) potentials; and the grid shape rule. */
-#include "ot/ot_impl.h"
+#include "ot/ot_grid.h"
+#include "ot/ot_kernels.h"
 #include "check.h"
 #include <math.h>
 
