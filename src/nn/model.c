@@ -5,15 +5,8 @@
 #include "nn/nn_private.h"
 #include <string.h>
 
-/* one forward and one backward event per node kind, in enum order */
-static AckdLogPackage nn_log = {
-    .name        = "ackd nn",
-    .nevents     = 2 * ACKD_NODE_KINDS,
-    .event_names = {"NNConvFwd",       "NNConvBwd",    "NNBatchNormFwd", "NNBatchNormBwd", "NNActivationFwd",
-                    "NNActivationBwd", "NNPoolFwd",    "NNPoolBwd",      "NNLinearFwd",    "NNLinearBwd",
-                    "NNDropoutFwd",    "NNDropoutBwd", "NNAddFwd",       "NNAddBwd",       "NNConcatFwd",
-                    "NNConcatBwd",     "NNSliceFwd",   "NNSliceBwd",     "NNShuffleFwd",   "NNShuffleBwd",
-                    "NNTokensFwd",     "NNTokensBwd"}};
+/* one forward and one backward event per node kind, named by AckdNodeOpsOf */
+static AckdLogPackage nn_log = {.name = "ackd nn", .nevents = 2 * ACKD_NODE_KINDS};
 
 const char *const AckdArchNames[] = {"resnet18", "resnet34", "mobilenetv2", "shufflenetv2", "smallcnn", "mlp"};
 
@@ -21,6 +14,8 @@ PetscErrorCode AckdModelCreate(MPI_Comm comm, AckdModel *model)
 {
   PetscFunctionBeginUser;
   PetscCall(PetscNew(model));
+  for (int k = 0; k < ACKD_NODE_KINDS; k++)
+    for (int d = 0; d < 2; d++) nn_log.event_names[2 * k + d] = AckdNodeOpsOf((AckdNodeKind)k)->events[d];
   PetscCall(AckdLogPackageRegister(&nn_log));
   for (int k = 0; k < ACKD_NODE_KINDS; k++)
     for (int d = 0; d < 2; d++) (*model)->events[k][d] = nn_log.events[2 * k + d];
@@ -29,183 +24,6 @@ PetscErrorCode AckdModelCreate(MPI_Comm comm, AckdModel *model)
   (*model)->training = PETSC_TRUE;
   (*model)->bn_comm  = MPI_COMM_NULL;
   PetscCall(AckdParamsCreate(&(*model)->params));
-  PetscFunctionReturn(0);
-}
-
-PetscInt AckdModelScaled(const AckdModel m, PetscInt channels)
-{
-  return PetscMax(1, (PetscInt)(channels * m->config.width + 0.5));
-}
-
-/* ---------------------------------------------------------------- building */
-
-static PetscErrorCode add_node(AckdModel m, AckdNodeKind kind, PetscInt a, PetscInt b, void *layer, AckdNode **node)
-{
-  PetscFunctionBeginUser;
-  if (m->nnodes == m->cap_nodes) {
-    PetscInt  cap = m->cap_nodes ? 2 * m->cap_nodes : 64;
-    AckdNode *grown;
-    PetscCall(PetscCalloc1(cap, &grown));
-    if (m->nnodes) PetscCall(PetscArraycpy(grown, m->nodes, m->nnodes));
-    PetscCall(PetscFree(m->nodes));
-    m->nodes     = grown;
-    m->cap_nodes = cap;
-  }
-  AckdNode *n = &m->nodes[m->nnodes++];
-  n->kind     = kind;
-  n->in[0]    = a;
-  n->in[1]    = b;
-  n->out      = m->nslots++;
-  n->layer    = layer;
-  *node       = n;
-  PetscFunctionReturn(0);
-}
-
-PetscErrorCode AckdModelAddConv(AckdModel m, const char *name, PetscInt in, PetscInt cin, PetscInt cout, PetscInt k,
-                                PetscInt stride, PetscInt pad, PetscInt groups, PetscBool bias, PetscInt *out)
-{
-  AckdConv *conv;
-  AckdNode *node = NULL;
-
-  PetscFunctionBeginUser;
-  PetscCall(PetscNew(&conv));
-  PetscCall(AckdConvSetUp(conv, &m->params, name, cin, cout, k, stride, pad, groups, bias));
-  PetscCall(add_node(m, ACKD_NODE_CONV, in, -1, conv, &node));
-  *out = node->out;
-  PetscFunctionReturn(0);
-}
-
-PetscErrorCode AckdModelAddBatchNorm(AckdModel m, const char *name, PetscInt in, PetscInt channels, PetscInt *out)
-{
-  AckdBatchNorm *bn;
-  AckdNode      *node = NULL;
-
-  PetscFunctionBeginUser;
-  PetscCall(PetscNew(&bn));
-  PetscCall(AckdBatchNormSetUp(bn, &m->params, name, channels));
-  bn->comm = m->bn_comm; /* AckdModelSetBatchNormComm may come before or after AckdModelSetUp */
-  PetscCall(add_node(m, ACKD_NODE_BATCHNORM, in, -1, bn, &node));
-  *out = node->out;
-  PetscFunctionReturn(0);
-}
-
-PetscErrorCode AckdModelAddActivation(AckdModel m, AckdActivationKind kind, PetscInt in, PetscInt *out)
-{
-  AckdNode *node = NULL;
-
-  PetscFunctionBeginUser;
-  PetscCall(add_node(m, ACKD_NODE_ACTIVATION, in, -1, NULL, &node));
-  node->activation = kind;
-  *out             = node->out;
-  PetscFunctionReturn(0);
-}
-
-PetscErrorCode AckdModelAddPool(AckdModel m, const char *name, AckdPoolKind kind, PetscInt in, PetscInt k,
-                                PetscInt stride, PetscInt pad, PetscInt *out)
-{
-  AckdPool *pool;
-  AckdNode *node = NULL;
-
-  PetscFunctionBeginUser;
-  PetscCall(PetscNew(&pool));
-  PetscCall(AckdPoolSetUp(pool, name, kind, k, stride, pad));
-  PetscCall(add_node(m, ACKD_NODE_POOL, in, -1, pool, &node));
-  *out = node->out;
-  PetscFunctionReturn(0);
-}
-
-PetscErrorCode AckdModelAddLinear(AckdModel m, const char *name, PetscInt in, PetscInt fin, PetscInt fout,
-                                  PetscBool bias, PetscInt *out)
-{
-  AckdLinear *lin;
-  AckdNode   *node = NULL;
-
-  PetscFunctionBeginUser;
-  PetscCall(PetscNew(&lin));
-  PetscCall(AckdLinearSetUp(lin, &m->params, name, fin, fout, bias));
-  PetscCall(add_node(m, ACKD_NODE_LINEAR, in, -1, lin, &node));
-  *out = node->out;
-  PetscFunctionReturn(0);
-}
-
-PetscErrorCode AckdModelAddDropout(AckdModel m, const char *name, PetscInt in, double p, PetscInt *out)
-{
-  AckdDropout *drop;
-  AckdNode    *node = NULL;
-
-  PetscFunctionBeginUser;
-  PetscCall(PetscNew(&drop));
-  /* the node index tells this layer's masks from any other's */
-  PetscCall(AckdDropoutSetUp(drop, name, p, m->seed, (uint32_t)m->nnodes));
-  PetscCall(add_node(m, ACKD_NODE_DROPOUT, in, -1, drop, &node));
-  *out = node->out;
-  PetscFunctionReturn(0);
-}
-
-PetscErrorCode AckdModelAddAdd(AckdModel m, PetscInt a, PetscInt b, PetscInt *out)
-{
-  AckdNode *node = NULL;
-
-  PetscFunctionBeginUser;
-  PetscCall(add_node(m, ACKD_NODE_ADD, a, b, NULL, &node));
-  *out = node->out;
-  PetscFunctionReturn(0);
-}
-
-PetscErrorCode AckdModelAddConcat(AckdModel m, PetscInt a, PetscInt b, PetscInt *out)
-{
-  AckdNode *node = NULL;
-
-  PetscFunctionBeginUser;
-  PetscCall(add_node(m, ACKD_NODE_CONCAT, a, b, NULL, &node));
-  *out = node->out;
-  PetscFunctionReturn(0);
-}
-
-PetscErrorCode AckdModelAddSlice(AckdModel m, PetscInt in, PetscInt start, PetscInt count, PetscInt *out)
-{
-  AckdNode *node = NULL;
-
-  PetscFunctionBeginUser;
-  PetscCall(add_node(m, ACKD_NODE_SLICE, in, -1, NULL, &node));
-  node->start = start;
-  node->count = count;
-  *out        = node->out;
-  PetscFunctionReturn(0);
-}
-
-PetscErrorCode AckdModelAddShuffle(AckdModel m, PetscInt in, PetscInt groups, PetscInt *out)
-{
-  AckdNode *node = NULL;
-
-  PetscFunctionBeginUser;
-  PetscCall(add_node(m, ACKD_NODE_SHUFFLE, in, -1, NULL, &node));
-  node->groups = groups;
-  *out         = node->out;
-  PetscFunctionReturn(0);
-}
-
-PetscErrorCode AckdModelAddTokens(AckdModel m, PetscInt in, PetscInt *out)
-{
-  AckdNode *node = NULL;
-
-  PetscFunctionBeginUser;
-  PetscCall(add_node(m, ACKD_NODE_TOKENS, in, -1, NULL, &node));
-  *out = node->out;
-  PetscFunctionReturn(0);
-}
-
-PetscErrorCode AckdModelAddConvBN(AckdModel m, const char *conv, const char *bn, PetscInt in, PetscInt cin,
-                                  PetscInt cout, PetscInt k, PetscInt stride, PetscInt pad, PetscInt groups,
-                                  PetscBool act, AckdActivationKind kind, PetscInt *out)
-{
-  PetscInt s = -1;
-
-  PetscFunctionBeginUser;
-  PetscCall(AckdModelAddConv(m, conv, in, cin, cout, k, stride, pad, groups, PETSC_FALSE, &s));
-  PetscCall(AckdModelAddBatchNorm(m, bn, s, cout, &s));
-  if (act) PetscCall(AckdModelAddActivation(m, kind, s, &s));
-  *out = s;
   PetscFunctionReturn(0);
 }
 
@@ -312,51 +130,19 @@ PetscErrorCode AckdModelGetParams(AckdModel m, AckdParams **params)
 
 /* ---------------------------------------------------------------- shapes */
 
-/* A node's output shape and layout. Convolutions choose the channel-blocked
- * layout their fastest kernel writes; what follows keeps it (batch norm,
- * activations, pooling, residual adds, the channel plumbing), so activations
- * stay blocked from one convolution to the next and nothing converts them.
- * Global pooling, linear layers, dropout and tokens work on plain NCHW.
- * `blocked` false: plain everywhere (the fallback if layouts would clash). */
+/* A node's output shape and layout (AckdNodeOps.shape). Global pooling, linear layers, dropout and
+ * tokens work on plain NCHW. `blocked` false: plain everywhere (the fallback if layouts would
+ * clash). */
 static PetscErrorCode node_output_shape(AckdModel m, AckdEngine *engine, const AckdNode *node, PetscBool blocked,
                                         AckdTensor *y)
 {
-  const AckdTensor *x = &m->values[node->in[0]];
+  const AckdTensor  *x   = &m->values[node->in[0]];
+  const AckdNodeOps *ops = AckdNodeOpsOf(node->kind);
 
   PetscFunctionBeginUser;
   *y = AckdTensorLike(NULL, x);
-  switch (node->kind) {
-  case ACKD_NODE_CONV:
-    PetscCall(AckdConvOutputShape(node->layer, x, y));
-    y->block = 0;
-    if (blocked) PetscCall(AckdConvPreferredBlock(node->layer, engine, x, &y->block));
-    break;
-  case ACKD_NODE_POOL:
-    PetscCall(AckdPoolOutputShape(node->layer, x, y));
-    if (((AckdPool *)node->layer)->kind == ACKD_POOL_GLOBAL_AVG) y->block = 0;
-    break;
-  case ACKD_NODE_LINEAR:
-    if (AckdNNBlock(x) == 1) PetscCall(AckdLinearOutputShape(node->layer, x, y));
-    break;
-  case ACKD_NODE_ADD:
-    /* a shortcut in another layout than the residual branch: give up blocking */
-    if (AckdNNBlock(x) != AckdNNBlock(&m->values[node->in[1]])) y->block = -1;
-    break;
-  case ACKD_NODE_CONCAT:
-    y->c = x->c + m->values[node->in[1]].c;
-    break;
-  case ACKD_NODE_SLICE:
-    PetscCheck(node->start + node->count <= x->c, m->comm, PETSC_ERR_PLIB, "channel slice beyond the input");
-    y->c = node->count;
-    break;
-  case ACKD_NODE_TOKENS:
-    *y = AckdTensorView(NULL, x->n, 1, x->h * x->w, x->c);
-    break;
-  default:
-    break;
-  }
-  /* linear layers and dropout read plain rows */
-  if ((node->kind == ACKD_NODE_LINEAR || node->kind == ACKD_NODE_DROPOUT) && AckdNNBlock(x) != 1) y->block = -1;
+  if (ops->shape) PetscCall(ops->shape(m, engine, node, blocked, x, y));
+  if (ops->plain_input && AckdNNBlock(x) != 1) y->block = -1;
   y->data = NULL;
   PetscFunctionReturn(0);
 }
@@ -432,29 +218,6 @@ static PetscErrorCode plan(AckdModel m, AckdEngine *engine, const AckdTensor *x)
 
 /* ---------------------------------------------------------------- forward */
 
-/* (B, C, H, W) in any layout <-> tokens (B, 1, HW, C), plain. */
-static void tokens_forward(const AckdTensor *x, AckdTensor *y)
-{
-  PetscInt hw = x->h * x->w, b = AckdNNBlock(x);
-#pragma omp parallel for collapse(2) schedule(static)
-  for (PetscInt n = 0; n < x->n; n++)
-    for (PetscInt c = 0; c < x->c; c++) {
-      const float *src = x->data + AckdNNOffset(x, n, c, 0);
-      for (PetscInt p = 0; p < hw; p++) y->data[(n * hw + p) * x->c + c] = src[p * b];
-    }
-}
-
-static void tokens_backward(const AckdTensor *dy, AckdTensor *dx)
-{
-  PetscInt hw = dx->h * dx->w, b = AckdNNBlock(dx);
-#pragma omp parallel for collapse(2) schedule(static)
-  for (PetscInt n = 0; n < dx->n; n++)
-    for (PetscInt c = 0; c < dx->c; c++) {
-      float *dst = dx->data + AckdNNOffset(dx, n, c, 0);
-      for (PetscInt p = 0; p < hw; p++) dst[p * b] = dy->data[(n * hw + p) * dx->c + c];
-    }
-}
-
 PetscErrorCode AckdModelForward(AckdModel m, AckdEngine *engine, const AckdTensor *images, AckdModelOutputs *outputs)
 {
   PetscFunctionBeginUser;
@@ -473,43 +236,7 @@ PetscErrorCode AckdModelForward(AckdModel m, AckdEngine *engine, const AckdTenso
       AckdNode *act = &m->nodes[i + 1];
       PetscCall(AckdBatchNormTrainForward(node->layer, x, &m->values[act->out], act->activation));
     } else
-      switch (node->kind) {
-      case ACKD_NODE_CONV:
-        PetscCall(AckdConvForward(node->layer, engine, x, y));
-        break;
-      case ACKD_NODE_BATCHNORM:
-        PetscCall(AckdBatchNormForward(node->layer, engine, x, y));
-        break;
-      case ACKD_NODE_ACTIVATION:
-        PetscCall(AckdActivationForward(node->activation, x, y));
-        break;
-      case ACKD_NODE_POOL:
-        PetscCall(AckdPoolForward(node->layer, engine, x, y));
-        break;
-      case ACKD_NODE_LINEAR:
-        PetscCall(AckdLinearForward(node->layer, engine, x, y));
-        break;
-      case ACKD_NODE_DROPOUT:
-        PetscCall(AckdDropoutForward(node->layer, x, y));
-        break;
-      case ACKD_NODE_ADD:
-        PetscCall(AckdAddForward(x, &m->values[node->in[1]], y));
-        break;
-      case ACKD_NODE_CONCAT:
-        PetscCall(AckdChannelConcat(x, &m->values[node->in[1]], y));
-        break;
-      case ACKD_NODE_SLICE:
-        AckdNNCopyChannels(x, node->start, y, 0, node->count, 1, 1, PETSC_FALSE);
-        break;
-      case ACKD_NODE_SHUFFLE:
-        PetscCall(AckdChannelShuffle(x, node->groups, y));
-        break;
-      case ACKD_NODE_TOKENS:
-        tokens_forward(x, y);
-        break;
-      default:
-        break;
-      }
+      PetscCall(AckdNodeOpsOf(node->kind)->forward(m, engine, node, x, y));
     PetscCall(PetscLogEventEnd(m->events[node->kind][0], 0, 0, 0, 0));
   }
   outputs->tokens    = m->values[m->slot_tokens];
@@ -542,9 +269,8 @@ static PetscErrorCode gradient_commit(AckdModel m, PetscInt slot, AckdTensor *ta
   PetscFunctionReturn(0);
 }
 
-/* dy into channels [start, start + dy->c) of the gradient of `slot`. */
-static PetscErrorCode deliver_channels(AckdModel m, PetscInt slot, const AckdTensor *dy, PetscInt dy_start,
-                                       PetscInt slot_start, PetscInt count)
+PetscErrorCode AckdModelDeliverChannels(AckdModel m, PetscInt slot, const AckdTensor *dy, PetscInt dy_start,
+                                        PetscInt slot_start, PetscInt count)
 {
   PetscFunctionBeginUser;
   if (slot == 0) PetscFunctionReturn(0);
@@ -567,31 +293,13 @@ static PetscErrorCode seed_gradient(AckdModel m, PetscInt slot, const AckdTensor
   PetscFunctionReturn(0);
 }
 
-/* The part of the parameter buffer a node's layer owns (weight, then bias:
- * declared together, so contiguous up to alignment padding); empty if none. */
+/* The part of the parameter buffer a node's layer owns; empty if none. */
 static void node_param_range(const AckdNode *node, PetscInt *begin, PetscInt *end)
 {
+  const AckdNodeOps *ops = AckdNodeOpsOf(node->kind);
+
   *begin = *end = 0;
-  switch (node->kind) {
-  case ACKD_NODE_CONV: {
-    const AckdConv *c       = node->layer;
-    PetscInt        weights = c->out_channels * (c->in_channels / c->groups) * c->kernel * c->kernel;
-    *begin                  = c->weight;
-    *end                    = c->has_bias ? c->bias + c->out_channels : c->weight + weights;
-  } break;
-  case ACKD_NODE_BATCHNORM: {
-    const AckdBatchNorm *b = node->layer;
-    *begin                 = b->weight;
-    *end                   = b->bias + b->channels;
-  } break;
-  case ACKD_NODE_LINEAR: {
-    const AckdLinear *l = node->layer;
-    *begin              = l->weight;
-    *end                = l->has_bias ? l->bias + l->out_features : l->weight + l->out_features * l->in_features;
-  } break;
-  default:
-    break;
-  }
+  if (ops->params) ops->params(node, begin, end);
 }
 
 PetscErrorCode AckdModelSetGradientReady(AckdModel m, AckdGradientReady ready, void *ctx)
@@ -627,7 +335,8 @@ PetscErrorCode AckdModelBackward(AckdModel m, AckdEngine *engine, const AckdTens
       continue;
     }
     /* nodes with one input write its gradient; add, concat and slice deliver channels */
-    PetscBool single = node->kind != ACKD_NODE_ADD && node->kind != ACKD_NODE_CONCAT && node->kind != ACKD_NODE_SLICE;
+    const AckdNodeOps *ops    = AckdNodeOpsOf(node->kind);
+    PetscBool          single = !ops->delivers;
     PetscCall(PetscLogEventBegin(m->events[node->kind][1], 0, 0, 0, 0));
     AckdTensor *dx = single ? gradient_target(m, node->in[0], &scratch) : NULL;
     if (empty && single && node->kind != ACKD_NODE_BATCHNORM) {
@@ -636,48 +345,7 @@ PetscErrorCode AckdModelBackward(AckdModel m, AckdEngine *engine, const AckdTens
        * reductions to join; the channel plumbing runs on empty tensors) */
       if (end > begin) PetscCall(PetscArrayzero(m->params.grads + begin, end - begin));
     } else
-      switch (node->kind) {
-      case ACKD_NODE_CONV:
-        PetscCall(AckdConvBackward(node->layer, engine, x, dy, dx));
-        break;
-      case ACKD_NODE_BATCHNORM:
-        if (node->fused)
-          PetscCall(AckdBatchNormTrainBackward(node->layer, x, &m->values[out], dy, dx, m->nodes[i + 1].activation));
-        else
-          PetscCall(AckdBatchNormBackward(node->layer, engine, x, dy, dx));
-        break;
-      case ACKD_NODE_ACTIVATION:
-        PetscCall(AckdActivationBackward(node->activation, x, dy, dx));
-        break;
-      case ACKD_NODE_POOL:
-        PetscCall(AckdPoolBackward(node->layer, engine, x, dy, dx));
-        break;
-      case ACKD_NODE_LINEAR:
-        PetscCall(AckdLinearBackward(node->layer, engine, x, dy, dx));
-        break;
-      case ACKD_NODE_DROPOUT:
-        PetscCall(AckdDropoutBackward(node->layer, dy, dx));
-        break;
-      case ACKD_NODE_SHUFFLE:
-        if (dx) PetscCall(AckdChannelShuffle(dy, dy->c / node->groups, dx));
-        break;
-      case ACKD_NODE_TOKENS:
-        if (dx) tokens_backward(dy, dx);
-        break;
-      case ACKD_NODE_ADD:
-        PetscCall(deliver_channels(m, node->in[0], dy, 0, 0, dy->c));
-        PetscCall(deliver_channels(m, node->in[1], dy, 0, 0, dy->c));
-        break;
-      case ACKD_NODE_CONCAT:
-        PetscCall(deliver_channels(m, node->in[0], dy, 0, 0, x->c));
-        PetscCall(deliver_channels(m, node->in[1], dy, x->c, 0, m->values[node->in[1]].c));
-        break;
-      case ACKD_NODE_SLICE:
-        PetscCall(deliver_channels(m, node->in[0], dy, 0, node->start, node->count));
-        break;
-      default:
-        break;
-      }
+      PetscCall(ops->backward(m, engine, node, x, dy, dx));
     if (dx) PetscCall(gradient_commit(m, node->in[0], dx));
     PetscCall(PetscLogEventEnd(m->events[node->kind][1], 0, 0, 0, 0));
     if (end > begin && m->gradient_ready) PetscCall(m->gradient_ready(m->gradient_ready_ctx, begin, end));
@@ -692,23 +360,9 @@ PetscErrorCode AckdModelDestroy(AckdModel *model)
   PetscFunctionBeginUser;
   if (!m) PetscFunctionReturn(0);
   for (PetscInt i = 0; i < m->nnodes; i++) {
-    AckdNode *node = &m->nodes[i];
-    switch (node->kind) {
-    case ACKD_NODE_CONV:
-      PetscCall(AckdConvDestroy(node->layer));
-      break;
-    case ACKD_NODE_BATCHNORM:
-      PetscCall(AckdBatchNormDestroy(node->layer));
-      break;
-    case ACKD_NODE_POOL:
-      PetscCall(AckdPoolDestroy(node->layer));
-      break;
-    case ACKD_NODE_DROPOUT:
-      PetscCall(AckdDropoutDestroy(node->layer));
-      break;
-    default:
-      break;
-    }
+    AckdNode          *node = &m->nodes[i];
+    const AckdNodeOps *ops  = AckdNodeOpsOf(node->kind);
+    if (ops->destroy) PetscCall(ops->destroy(node->layer));
     PetscCall(PetscFree(node->layer));
   }
   PetscCall(PetscFree(m->nodes));

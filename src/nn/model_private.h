@@ -1,6 +1,7 @@
 /* A model is a list of nodes in execution order, each a layer reading one or
- * two activation slots and writing one. The architecture files only build the
- * list (model_resnet.c, ...); model.c runs it forward and backward. */
+ * two activation slots and writing one. The architecture files describe the
+ * list (model_resnet.c, ...) through the builders (model_build.c); model.c runs
+ * it forward and backward, through each kind's operations (model_nodes.c). */
 #ifndef ACKD_NN_MODEL_PRIVATE_H
 #define ACKD_NN_MODEL_PRIVATE_H
 
@@ -55,6 +56,29 @@ struct _p_AckdModel {
   PetscInt    planned[4]; /* input shape the slots are laid out for */
   PetscBool   have_plan;
 };
+
+/* What a kind of node does (model_nodes.c). Missing entries: the output has the input's shape and
+ * layout (shape), the kind owns no parameters (params) or no layer object (destroy). */
+typedef struct {
+  const char *events[2]; /* -log_view's forward and backward events */
+  /* y arrives as the input's shape and layout; block -1 gives up the blocked layouts */
+  PetscErrorCode (*shape)(AckdModel, AckdEngine *, const AckdNode *, PetscBool blocked, const AckdTensor *x,
+                          AckdTensor *y);
+  PetscErrorCode (*forward)(AckdModel, AckdEngine *, const AckdNode *, const AckdTensor *x, AckdTensor *y);
+  /* dx NULL: the input needs no gradient (the images); kinds that `deliver` write their inputs'
+   * gradients channel by channel (AckdModelDeliverChannels) and get dx NULL */
+  PetscErrorCode (*backward)(AckdModel, AckdEngine *, const AckdNode *, const AckdTensor *x, const AckdTensor *dy,
+                             AckdTensor *dx);
+  void (*params)(const AckdNode *, PetscInt *begin, PetscInt *end); /* its range of the parameter buffer */
+  PetscErrorCode (*destroy)(void *layer);
+  PetscBool delivers;    /* add, concat, slice */
+  PetscBool plain_input; /* reads plain rows (linear, dropout): a blocked input gives up blocking */
+} AckdNodeOps;
+
+const AckdNodeOps *AckdNodeOpsOf(AckdNodeKind kind);
+/* dy's channels [dy_start, dy_start + count) into channels [slot_start, ...) of the gradient of `slot`. */
+PetscErrorCode AckdModelDeliverChannels(AckdModel m, PetscInt slot, const AckdTensor *dy, PetscInt dy_start,
+                                        PetscInt slot_start, PetscInt count);
 
 /* Builders for the architecture files: each appends a node reading slot `in`
  * and returns the slot it writes. Channel counts are the builder's business. */
