@@ -140,6 +140,10 @@ PetscErrorCode AckdDynMAdjustEpochs(PetscInt e0, PetscInt delta, PetscInt growth
 
 /* ---------------------------------------------------------------- SSM */
 
+/* `ackd ssm`'s file: both collections' matcher embeddings, which `ackd match` reads (docs/FORMATS.md) */
+#define ACKD_FORMAT_EMBEDDINGS         "embeddings"
+#define ACKD_FORMAT_EMBEDDINGS_VERSION 1
+
 /* The matcher's projection head (DESIGN.md section 2):
  *   p = W1 x + b1 (in -> out), e = LayerNorm(p + Dropout_0.1(W2 GELU(p) + b2)).
  * Parameter names "<name>.projection.weight", "<name>.fc.weight",

@@ -36,6 +36,9 @@
 
 #define ACKD_FORMAT_METRICS         "metrics"
 #define ACKD_FORMAT_METRICS_VERSION 1
+/* `ackd eval`'s file: OA, the confusion matrix, per-sample predictions and logits (docs/FORMATS.md) */
+#define ACKD_FORMAT_EVAL         "eval"
+#define ACKD_FORMAT_EVAL_VERSION 1
 
 enum { ACKD_TRAIN_MAX_TERMS = 8, ACKD_TRAIN_MAX_GROUPS = 6, ACKD_TRAIN_MAX_VALUES = 8 };
 

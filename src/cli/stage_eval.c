@@ -33,8 +33,8 @@ static PetscErrorCode write_eval(MPI_Comm comm, const char *path, const char *ch
     prediction[i] = (int)predictions[i];
   }
   PetscCall(AckdH5FileCreatePartial(comm, path, &h5, &file));
-  PetscCall(AckdH5AttrWriteString(file, "ackd_format", "eval"));
-  PetscCall(AckdH5AttrWriteInt(file, "ackd_format_version", 1));
+  PetscCall(AckdH5AttrWriteString(file, "ackd_format", ACKD_FORMAT_EVAL));
+  PetscCall(AckdH5AttrWriteInt(file, "ackd_format_version", ACKD_FORMAT_EVAL_VERSION));
   PetscCall(AckdH5AttrWriteString(file, "ackd_version", ACKD_VERSION_STRING));
   PetscCall(AckdH5AttrWriteString(file, "checkpoint", checkpoint));
   PetscCall(AckdH5AttrWriteString(file, "data", data));
@@ -81,8 +81,8 @@ static PetscErrorCode write_eval_multilabel(MPI_Comm comm, const char *path, con
   PetscCall(PetscMalloc1(PetscMax(nlocal, 1), &index));
   for (PetscInt i = 0; i < nlocal; i++) index[i] = rows[i];
   PetscCall(AckdH5FileCreatePartial(comm, path, &h5, &file));
-  PetscCall(AckdH5AttrWriteString(file, "ackd_format", "eval"));
-  PetscCall(AckdH5AttrWriteInt(file, "ackd_format_version", 1));
+  PetscCall(AckdH5AttrWriteString(file, "ackd_format", ACKD_FORMAT_EVAL));
+  PetscCall(AckdH5AttrWriteInt(file, "ackd_format_version", ACKD_FORMAT_EVAL_VERSION));
   PetscCall(AckdH5AttrWriteString(file, "ackd_version", ACKD_VERSION_STRING));
   const char *const attr_names[] = {"checkpoint", "data", "modality", "architecture"};
   for (int i = 0; i < 4; i++) PetscCall(AckdH5AttrWriteString(file, attr_names[i], attrs[i]));

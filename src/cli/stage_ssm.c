@@ -19,9 +19,6 @@
 #include <math.h>
 #include <sys/stat.h>
 
-#define ACKD_FORMAT_EMBEDDINGS         "embeddings"
-#define ACKD_FORMAT_EMBEDDINGS_VERSION 1
-
 /* Dropout tags of the two heads: apart from any model's own. */
 enum { SSM_TAG_MS_HEAD = 0x53534d01, SSM_TAG_RGB_HEAD = 0x53534d02 };
 
