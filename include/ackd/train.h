@@ -222,4 +222,20 @@ PetscErrorCode AckdGalleryIsMultilabel(MPI_Comm comm, const char *path, PetscBoo
  * or when the source cannot be read to compare. */
 PetscErrorCode AckdGalleryCheckTeacher(MPI_Comm comm, const char *gallery, const char *teacher, const char *option);
 
+/* ---------------------------------------------------------------- evaluation */
+
+/* `ackd eval` as an object: a checkpoint's accuracy (mAP and F1 on a multi-label collection) on
+ * one split of a dataset, written as an eval file (ACKD_FORMAT_EVAL) and printed on rank 0.
+ *   AckdEvaluationCreate(comm, &e);
+ *   AckdEvaluationSetFromOptions(e);      -eval_checkpoint, -eval_data, -eval_split, -eval_output, ...
+ *   AckdEvaluationSetUp(e);               the model from the checkpoint, the dataset, the split, the output
+ *   AckdEvaluationRun(e, &stopped);       collective; a stop request ends it with nothing written
+ *   AckdEvaluationDestroy(&e); */
+typedef struct _p_AckdEvaluation *AckdEvaluation;
+PetscErrorCode                    AckdEvaluationCreate(MPI_Comm comm, AckdEvaluation *evaluation);
+PetscErrorCode                    AckdEvaluationSetFromOptions(AckdEvaluation evaluation);
+PetscErrorCode                    AckdEvaluationSetUp(AckdEvaluation evaluation);
+PetscErrorCode                    AckdEvaluationRun(AckdEvaluation evaluation, PetscBool *stopped);
+PetscErrorCode                    AckdEvaluationDestroy(AckdEvaluation *evaluation);
+
 #endif
