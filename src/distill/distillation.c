@@ -415,14 +415,12 @@ PetscErrorCode AckdDistillationSetFromOptions(AckdDistillation c)
   PetscFunctionReturn(0);
 }
 
-PetscErrorCode AckdDistillationSetUp(AckdDistillation c)
+/* The student, its samples (the RGB training split) and their teacher targets from the match file. */
+static PetscErrorCode setup_student(AckdDistillation c, PetscInt seed)
 {
-  MPI_Comm    comm = c->comm;
-  AckdTrainer t    = c->trainer;
-  PetscInt    seed;
+  MPI_Comm comm = c->comm;
 
   PetscFunctionBeginUser;
-  if (c->setup) PetscFunctionReturn(0);
   PetscCheck(c->have_data && c->data[0], comm, PETSC_ERR_USER_INPUT,
              "option -distill_data is required: the dataset file written by ackd synth or ackd curate");
   PetscCheck(c->gallery[0], comm, PETSC_ERR_USER_INPUT,
@@ -450,7 +448,6 @@ PetscErrorCode AckdDistillationSetUp(AckdDistillation c)
   c->config.in_channels = c->info.channels;
   c->config.classes     = c->info.classes;
   c->config.image_size  = c->info.height;
-  PetscCall(AckdTrainerGetSeed(t, &seed));
   PetscCall(AckdModelCreate(comm, &c->student));
   PetscCall(AckdModelSetUp(c->student, &c->config, (uint64_t)seed));
   if (c->init[0]) PetscCall(AckdModelInitFromFile(comm, c->student, &c->config, c->init, "-distill_init"));
@@ -478,12 +475,20 @@ PetscErrorCode AckdDistillationSetUp(AckdDistillation c)
   }
   PetscCall(AckdTeacherTargetsLoadMatch(c->targets, c->match, c->topk));
 
+  PetscFunctionReturn(0);
+}
+
+/* The frozen teacher when it can be read, and the MS images when its tokens are wanted. */
+static PetscErrorCode setup_teacher(AckdDistillation c, AckdModelConfig *tconfig)
+{
+  MPI_Comm comm = c->comm;
+
+  PetscFunctionBeginUser;
   /* Tokens, when the method compares feature maps: a forward of the frozen teacher. */
   c->tokens = c->tokens_choice == 1 ? PETSC_TRUE : PETSC_FALSE;
   if (c->tokens_choice == 0) PetscCall(AckdKDWantsTeacherTokens(c->kd, &c->tokens));
-  AckdModelConfig tconfig = {0};
-  PetscInt        D_t     = 0;
-  PetscCall(AckdTeacherTargetsGetSizes(c->targets, NULL, NULL, NULL, &D_t));
+  const char *method;
+  PetscCall(AckdKDGetMethodName(c->kd, &method));
   if (!c->teacher_path[0]) {
     AckdH5Settings gh5 = {0};
     hid_t          gfile;
@@ -498,36 +503,43 @@ PetscErrorCode AckdDistillationSetUp(AckdDistillation c)
              "-kd_method %s%s needs the teacher's layer-4 tokens: give -distill_teacher CHECKPOINT (the gallery names "
              "none that can be read), or -distill_teacher_tokens no with a method that needs none",
              method, c->sembridge ? " -sembridge" : "");
-  PetscInt  tokens_n = 0, tokens_c = 0;
   PetscBool have_teacher = PETSC_FALSE;
   if (teacher_readable) {
-    PetscCall(load_teacher(c, c->teacher_path, &tconfig));
+    PetscCall(load_teacher(c, c->teacher_path, tconfig));
     have_teacher = PETSC_TRUE;
   }
-  snprintf(c->pair, sizeof c->pair, "%c/%c", have_teacher ? arch_letter(tconfig.arch) : '?',
+  snprintf(c->pair, sizeof c->pair, "%c/%c", have_teacher ? arch_letter(tconfig->arch) : '?',
            arch_letter(c->config.arch));
   if (c->tokens) {
     PetscCall(AckdSharedDatasetLoad(comm, c->data, "ms", &c->h5, &c->ms));
-    PetscCheck(tconfig.in_channels == c->ms_info.channels, comm, PETSC_ERR_USER_INPUT,
+    PetscCheck(tconfig->in_channels == c->ms_info.channels, comm, PETSC_ERR_USER_INPUT,
                "teacher '%s' takes %" PetscInt_FMT " bands but /ms in '%s' has %" PetscInt_FMT, c->teacher_path,
-               tconfig.in_channels, c->data, c->ms_info.channels);
+               tconfig->in_channels, c->data, c->ms_info.channels);
   }
 
-  /* Shapes of the outputs, from one sample of each network. */
-  AckdEngine *engine;
-  PetscCall(AckdTrainerGetEngine(t, &engine));
-  AckdModelOutputs so, to;
-  PetscCall(AckdModelProbe(c->student, engine, c->rgb, &so));
+  PetscFunctionReturn(0);
+}
+
+/* The networks' output shapes, from one sample of each, and the teacher's tokens of every MS image
+ * when they are kept. */
+static PetscErrorCode setup_tokens(AckdDistillation c, AckdModelOutputs *so)
+{
+  MPI_Comm comm = c->comm;
+
+  AckdEngine      *engine;
+  AckdModelOutputs to;
+
+  PetscFunctionBeginUser;
+  PetscCall(AckdTrainerGetEngine(c->trainer, &engine));
+  PetscCall(AckdModelProbe(c->student, engine, c->rgb, so));
   PetscCall(AckdModelSetTraining(c->student, PETSC_TRUE));
   if (c->tokens) { /* the frozen teacher stays in evaluation mode */
     PetscCall(AckdModelProbe(c->teacher, engine, c->ms, &to));
-    tokens_n     = to.tokens.h;
-    tokens_c     = to.tokens.w;
-    c->teacher_T = tokens_n;
-    c->teacher_C = tokens_c;
+    c->teacher_T = to.tokens.h;
+    c->teacher_C = to.tokens.w;
     if (c->use_token_cache) {
       double t0 = AckdTimeNow();
-      PetscCall(AckdTeacherTokensCreate(comm, c->teacher, engine, c->ms, tokens_n, tokens_c, &c->token_cache));
+      PetscCall(AckdTeacherTokensCreate(comm, c->teacher, engine, c->ms, c->teacher_T, c->teacher_C, &c->token_cache));
       AckdLog log;
       PetscCall(AckdLogSetUp(&log, comm));
       if (c->token_cache) {
@@ -536,31 +548,40 @@ PetscErrorCode AckdDistillationSetUp(AckdDistillation c)
         PetscCall(AckdSharedDatasetDestroy(&c->ms));
         PetscCall(AckdLogInfo(
             &log, "teacher tokens: %" PetscInt_FMT " x %" PetscInt_FMT " per MS image, computed once in %.2f s\n",
-            tokens_n, tokens_c, AckdTimeNow() - t0));
+            c->teacher_T, c->teacher_C, AckdTimeNow() - t0));
       } else
         PetscCall(AckdLogInfo(
             &log, "teacher tokens: too large to keep for every MS image; the teacher runs at every step\n"));
     }
   }
-  c->embedding_dim  = so.embedding.c;
-  c->token_count    = so.tokens.h;
-  c->token_channels = so.tokens.w;
-  PetscCall(PetscMalloc1(PetscMax(c->nstudent, 1), &c->samples)); /* a local share never exceeds the training set */
+  c->embedding_dim  = so->embedding.c;
+  c->token_count    = so->tokens.h;
+  c->token_channels = so->tokens.w;
+  PetscFunctionReturn(0);
+}
+
+/* The KD object, for these shapes and this class overlap. */
+static PetscErrorCode setup_kd(AckdDistillation c, const AckdModelOutputs *so, PetscInt seed)
+{
+  PetscInt       D_t = 0, epochs;
   unsigned char *teacher_classes;
+
+  PetscFunctionBeginUser;
+  PetscCall(AckdTeacherTargetsGetSizes(c->targets, NULL, NULL, NULL, &D_t));
+  PetscCall(PetscMalloc1(PetscMax(c->nstudent, 1), &c->samples)); /* a local share never exceeds the training set */
   PetscCall(PetscCalloc1(c->config.classes, &teacher_classes));
   for (PetscInt m = 0; m < c->info.nms_classes; m++)
     if (c->info.ms_to_rgb[m] >= 0 && c->info.ms_to_rgb[m] < c->config.classes)
       teacher_classes[c->info.ms_to_rgb[m]] = 1;
-  PetscInt epochs;
-  PetscCall(AckdTrainerGetEpochs(t, &epochs));
+  PetscCall(AckdTrainerGetEpochs(c->trainer, &epochs));
   AckdKDDims dims = {.classes           = c->config.classes,
                      .student_samples   = c->nstudent,
-                     .student_embedding = so.embedding.c,
-                     .student_channels  = so.tokens.w,
-                     .student_tokens    = so.tokens.h,
+                     .student_embedding = so->embedding.c,
+                     .student_channels  = so->tokens.w,
+                     .student_tokens    = so->tokens.h,
                      .teacher_embedding = D_t,
-                     .teacher_channels  = tokens_c,
-                     .teacher_tokens    = tokens_n,
+                     .teacher_channels  = c->teacher_C,
+                     .teacher_tokens    = c->teacher_T,
                      .teacher_logits    = PETSC_TRUE,
                      .seed              = (uint64_t)seed + 1,
                      .teacher_classes   = teacher_classes,
@@ -568,6 +589,15 @@ PetscErrorCode AckdDistillationSetUp(AckdDistillation c)
   PetscCall(AckdKDSetUp(c->kd, &dims));
   PetscCall(PetscFree(teacher_classes));
 
+  PetscFunctionReturn(0);
+}
+
+/* The trainer: what it optimises, checkpoints and calls at each step, validation and epoch. */
+static PetscErrorCode setup_trainer(AckdDistillation c)
+{
+  AckdTrainer t = c->trainer;
+
+  PetscFunctionBeginUser;
   AckdParams *kd_params;
   float      *table_index, *table_weight;
   PetscInt    k;
@@ -591,6 +621,23 @@ PetscErrorCode AckdDistillationSetUp(AckdDistillation c)
   PetscCall(AckdTrainerSetTermNames(t, NTERMS, TERMS));
   if (c->dynm) PetscCall(AckdTrainerSetEpochValueNames(t, NDYNM, DYNM_VALUES));
   PetscCall(AckdTrainerSetDescription(t, AckdArchNames[c->config.arch], "distill", "student", describe, c));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdDistillationSetUp(AckdDistillation c)
+{
+  AckdModelConfig  tconfig = {0};
+  AckdModelOutputs so;
+  PetscInt         seed;
+
+  PetscFunctionBeginUser;
+  if (c->setup) PetscFunctionReturn(0);
+  PetscCall(AckdTrainerGetSeed(c->trainer, &seed));
+  PetscCall(setup_student(c, seed));
+  PetscCall(setup_teacher(c, &tconfig));
+  PetscCall(setup_tokens(c, &so));
+  PetscCall(setup_kd(c, &so, seed));
+  PetscCall(setup_trainer(c));
   c->setup = PETSC_TRUE;
   PetscFunctionReturn(0);
 }
