@@ -140,6 +140,23 @@ PetscErrorCode AckdModelReadCheckpoint(AckdCkptReader reader, AckdModel model);
 PetscErrorCode AckdModelInitFromFile(MPI_Comm comm, AckdModel model, const AckdModelConfig *config, const char *path,
                                      const char *option);
 
+/* ---------------------------------------------------------------- training */
+
+/* `ackd train` as an object: one network trained on one modality, data parallel and resumable:
+ * the teacher on /ms (-train_role teacher, model options -teacher_*), which ends by writing its
+ * gallery, or the no-KD student on /rgb (-train_role student, -student_*).
+ *   AckdTrainingCreate(comm, &t);
+ *   AckdTrainingSetFromOptions(t);        -train_*, the role's model options, the trainer's -train_ options
+ *   AckdTrainingSetUp(t);                 the dataset and the model
+ *   AckdTrainingRun(t, &stopped);         collective; stopped: checkpointed on a stop request (exit 75)
+ *   AckdTrainingDestroy(&t); */
+typedef struct _p_AckdTraining *AckdTraining;
+PetscErrorCode                  AckdTrainingCreate(MPI_Comm comm, AckdTraining *training);
+PetscErrorCode                  AckdTrainingSetFromOptions(AckdTraining training);
+PetscErrorCode                  AckdTrainingSetUp(AckdTraining training);
+PetscErrorCode                  AckdTrainingRun(AckdTraining training, PetscBool *stopped);
+PetscErrorCode                  AckdTrainingDestroy(AckdTraining *training);
+
 /* ---------------------------------------------------------------- evaluation */
 
 /* Runs `model` in evaluation mode over `rows` (global dataset rows, this
