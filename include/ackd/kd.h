@@ -251,4 +251,20 @@ PetscErrorCode AckdTeacherTokensDestroy(AckdTeacherTokens *tokens);
 PetscInt AckdMultilabelStudentClass(PetscInt ms_classes, const unsigned char *positive, const float *score,
                                     const int *ms_to_rgb, PetscInt classes);
 
+/* `ackd ssm` as an object: the self-supervised matcher trained data parallel on the MS collection
+ * (an MS encoder and a pseudo-RGB encoder, options -ssm_*), then the embeddings file
+ * (ACKD_FORMAT_EMBEDDINGS) that `ackd match` reads: MS training samples through the MS encoder,
+ * real RGB training samples through the pseudo-RGB one.
+ *   AckdMatcherCreate(comm, &m);
+ *   AckdMatcherSetFromOptions(m);
+ *   AckdMatcherSetUp(m);                  the datasets, the pseudo-RGB bands, the encoders and heads
+ *   AckdMatcherRun(m, &stopped);          collective; stopped: checkpointed on a stop request (exit 75)
+ *   AckdMatcherDestroy(&m); */
+typedef struct _p_AckdMatcher *AckdMatcher;
+PetscErrorCode                 AckdMatcherCreate(MPI_Comm comm, AckdMatcher *matcher);
+PetscErrorCode                 AckdMatcherSetFromOptions(AckdMatcher matcher);
+PetscErrorCode                 AckdMatcherSetUp(AckdMatcher matcher);
+PetscErrorCode                 AckdMatcherRun(AckdMatcher matcher, PetscBool *stopped);
+PetscErrorCode                 AckdMatcherDestroy(AckdMatcher *matcher);
+
 #endif

@@ -198,4 +198,22 @@ PetscErrorCode AckdOTWriteMatchFile(AckdOT ot, const char *path, const AckdH5Set
 PetscErrorCode AckdMatchSummarize(MPI_Comm comm, hid_t file, const char *path, FILE *out);
 PetscErrorCode AckdOTDestroy(AckdOT *ot);
 
+/* ---------------------------------------------------------------- a matching run */
+
+/* `ackd match` as an object: features of both collections read from -match_input
+ * (/student/features, /teacher/features, optional labels and masses), matched by AckdOT
+ * (options -match_*), written as a match file; a stopped Sinkhorn solve resumes from
+ * OUTPUT.state (docs/RELIABILITY.md).
+ *   AckdMatchingCreate(comm, &m);
+ *   AckdMatchingSetFromOptions(m);
+ *   AckdMatchingSetUp(m);                 reads the input, sets the marginals and the cost
+ *   AckdMatchingRun(m, &stopped);         collective; stopped: state saved on a stop request (exit 75)
+ *   AckdMatchingDestroy(&m); */
+typedef struct _p_AckdMatching *AckdMatching;
+PetscErrorCode                  AckdMatchingCreate(MPI_Comm comm, AckdMatching *matching);
+PetscErrorCode                  AckdMatchingSetFromOptions(AckdMatching matching);
+PetscErrorCode                  AckdMatchingSetUp(AckdMatching matching);
+PetscErrorCode                  AckdMatchingRun(AckdMatching matching, PetscBool *stopped);
+PetscErrorCode                  AckdMatchingDestroy(AckdMatching *matching);
+
 #endif
