@@ -235,6 +235,7 @@ PetscErrorCode AckdTeacherTargetsDestroy(AckdTeacherTargets *targets);
  * its images unaugmented. Collective; *tokens is NULL when they would take more than a quarter of
  * the memory each rank of the node may use (the caller then runs the teacher per step). */
 typedef struct _p_AckdTeacherTokens *AckdTeacherTokens;
+
 PetscErrorCode AckdTeacherTokensCreate(MPI_Comm comm, AckdModel teacher, AckdEngine *engine, AckdSharedDataset ms,
                                        PetscInt T, PetscInt C, AckdTeacherTokens *tokens);
 /* The tokens of MS dataset rows rows[0..n) into out (n, 1, T, C). */
@@ -261,10 +262,11 @@ PetscInt AckdMultilabelStudentClass(PetscInt ms_classes, const unsigned char *po
  *   AckdMatcherRun(m, &stopped);          collective; stopped: checkpointed on a stop request (exit 75)
  *   AckdMatcherDestroy(&m); */
 typedef struct _p_AckdMatcher *AckdMatcher;
-PetscErrorCode                 AckdMatcherCreate(MPI_Comm comm, AckdMatcher *matcher);
-PetscErrorCode                 AckdMatcherSetFromOptions(AckdMatcher matcher);
-PetscErrorCode                 AckdMatcherSetUp(AckdMatcher matcher);
-PetscErrorCode                 AckdMatcherRun(AckdMatcher matcher, PetscBool *stopped);
-PetscErrorCode                 AckdMatcherDestroy(AckdMatcher *matcher);
+
+PetscErrorCode AckdMatcherCreate(MPI_Comm comm, AckdMatcher *matcher);
+PetscErrorCode AckdMatcherSetFromOptions(AckdMatcher matcher);
+PetscErrorCode AckdMatcherSetUp(AckdMatcher matcher);
+PetscErrorCode AckdMatcherRun(AckdMatcher matcher, PetscBool *stopped);
+PetscErrorCode AckdMatcherDestroy(AckdMatcher *matcher);
 
 #endif

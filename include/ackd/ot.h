@@ -210,10 +210,11 @@ PetscErrorCode AckdOTDestroy(AckdOT *ot);
  *   AckdMatchingRun(m, &stopped);         collective; stopped: state saved on a stop request (exit 75)
  *   AckdMatchingDestroy(&m); */
 typedef struct _p_AckdMatching *AckdMatching;
-PetscErrorCode                  AckdMatchingCreate(MPI_Comm comm, AckdMatching *matching);
-PetscErrorCode                  AckdMatchingSetFromOptions(AckdMatching matching);
-PetscErrorCode                  AckdMatchingSetUp(AckdMatching matching);
-PetscErrorCode                  AckdMatchingRun(AckdMatching matching, PetscBool *stopped);
-PetscErrorCode                  AckdMatchingDestroy(AckdMatching *matching);
+
+PetscErrorCode AckdMatchingCreate(MPI_Comm comm, AckdMatching *matching);
+PetscErrorCode AckdMatchingSetFromOptions(AckdMatching matching);
+PetscErrorCode AckdMatchingSetUp(AckdMatching matching);
+PetscErrorCode AckdMatchingRun(AckdMatching matching, PetscBool *stopped);
+PetscErrorCode AckdMatchingDestroy(AckdMatching *matching);
 
 #endif

@@ -151,11 +151,12 @@ PetscErrorCode AckdModelInitFromFile(MPI_Comm comm, AckdModel model, const AckdM
  *   AckdTrainingRun(t, &stopped);         collective; stopped: checkpointed on a stop request (exit 75)
  *   AckdTrainingDestroy(&t); */
 typedef struct _p_AckdTraining *AckdTraining;
-PetscErrorCode                  AckdTrainingCreate(MPI_Comm comm, AckdTraining *training);
-PetscErrorCode                  AckdTrainingSetFromOptions(AckdTraining training);
-PetscErrorCode                  AckdTrainingSetUp(AckdTraining training);
-PetscErrorCode                  AckdTrainingRun(AckdTraining training, PetscBool *stopped);
-PetscErrorCode                  AckdTrainingDestroy(AckdTraining *training);
+
+PetscErrorCode AckdTrainingCreate(MPI_Comm comm, AckdTraining *training);
+PetscErrorCode AckdTrainingSetFromOptions(AckdTraining training);
+PetscErrorCode AckdTrainingSetUp(AckdTraining training);
+PetscErrorCode AckdTrainingRun(AckdTraining training, PetscBool *stopped);
+PetscErrorCode AckdTrainingDestroy(AckdTraining *training);
 
 /* ---------------------------------------------------------------- evaluation */
 
@@ -164,6 +165,11 @@ PetscErrorCode                  AckdTrainingDestroy(AckdTraining *training);
 typedef PetscErrorCode (*AckdPredictVisit)(void *ctx, PetscInt first, PetscInt n, const AckdModelOutputs *outputs);
 PetscErrorCode AckdModelPredict(AckdModel model, AckdEngine *engine, AckdSharedDataset dataset, PetscInt nrows,
                                 const PetscInt *rows, PetscInt batch, AckdPredictVisit visit, void *ctx);
+/* The same, stoppable: it leaves its loop at the first batch after this rank's stop signal, then
+ * decides for every rank of comm (*stopped, collective) whether the pass was stopped. */
+PetscErrorCode AckdModelPredictStoppable(AckdModel model, AckdEngine *engine, AckdSharedDataset dataset, PetscInt nrows,
+                                         const PetscInt *rows, PetscInt batch, AckdPredictVisit visit, void *ctx,
+                                         PetscBool stoppable, MPI_Comm comm, PetscBool *stopped);
 
 /* The shapes a model's outputs take on `dataset` (its first sample through
  * the model in evaluation mode): embedding width, token grid. Leaves the model
@@ -249,10 +255,11 @@ PetscErrorCode AckdGalleryCheckTeacher(MPI_Comm comm, const char *gallery, const
  *   AckdEvaluationRun(e, &stopped);       collective; a stop request ends it with nothing written
  *   AckdEvaluationDestroy(&e); */
 typedef struct _p_AckdEvaluation *AckdEvaluation;
-PetscErrorCode                    AckdEvaluationCreate(MPI_Comm comm, AckdEvaluation *evaluation);
-PetscErrorCode                    AckdEvaluationSetFromOptions(AckdEvaluation evaluation);
-PetscErrorCode                    AckdEvaluationSetUp(AckdEvaluation evaluation);
-PetscErrorCode                    AckdEvaluationRun(AckdEvaluation evaluation, PetscBool *stopped);
-PetscErrorCode                    AckdEvaluationDestroy(AckdEvaluation *evaluation);
+
+PetscErrorCode AckdEvaluationCreate(MPI_Comm comm, AckdEvaluation *evaluation);
+PetscErrorCode AckdEvaluationSetFromOptions(AckdEvaluation evaluation);
+PetscErrorCode AckdEvaluationSetUp(AckdEvaluation evaluation);
+PetscErrorCode AckdEvaluationRun(AckdEvaluation evaluation, PetscBool *stopped);
+PetscErrorCode AckdEvaluationDestroy(AckdEvaluation *evaluation);
 
 #endif

@@ -1,6 +1,6 @@
-/* Running a trained model over a split: the validation of `train`, the
- * numbers of `eval`, the teacher gallery. Rows are shared out in contiguous
- * blocks, so each rank reads a contiguous part of the node's copy. */
+/* Scoring a trained model on a split: the validation of `train` and `distill`, the numbers of
+ * `eval` (OA and the confusion matrix, or mAP and F1 on a multi-label collection). Rows are shared
+ * out in contiguous blocks, so each rank reads a contiguous part of the node's copy. */
 #include <ackd/train.h>
 #include <math.h>
 
@@ -39,22 +39,6 @@ static PetscInt argmax(const float *z, PetscInt K)
   return best;
 }
 
-PetscErrorCode AckdModelProbe(AckdModel model, AckdEngine *engine, AckdSharedDataset dataset, AckdModelOutputs *out)
-{
-  PetscInt count, c, h, w, row0 = 0;
-  float   *one;
-
-  PetscFunctionBeginUser;
-  PetscCall(AckdSharedDatasetGetShape(dataset, &count, &c, &h, &w));
-  PetscCall(PetscMalloc1(c * h * w, &one));
-  PetscCall(AckdSharedDatasetReadImages(dataset, 1, &row0, one));
-  AckdTensor x = AckdTensorView(one, 1, c, h, w);
-  PetscCall(AckdModelSetTraining(model, PETSC_FALSE));
-  PetscCall(AckdModelForward(model, engine, &x, out));
-  PetscCall(PetscFree(one));
-  PetscFunctionReturn(0);
-}
-
 PetscInt AckdCountCorrect(const AckdTensor *logits, const PetscInt *labels)
 {
   const PetscInt K       = logits->c * logits->h * logits->w;
@@ -64,47 +48,6 @@ PetscInt AckdCountCorrect(const AckdTensor *logits, const PetscInt *labels)
     correct += argmax(logits->data + i * K, K) == labels[i];
   }
   return correct;
-}
-
-/* A stoppable pass leaves its loop at the first batch after this rank's stop signal. The loop
- * holds no collective call (each rank reads its own rows), so ranks may leave it at different
- * batches; a collective AckdStopRequested after it decides for all of them (*stopped, collective
- * on comm when stoppable). */
-static PetscErrorCode predict(AckdModel model, AckdEngine *engine, AckdSharedDataset dataset, PetscInt nrows,
-                              const PetscInt *rows, PetscInt batch, AckdPredictVisit visit, void *ctx,
-                              PetscBool stoppable, MPI_Comm comm, PetscBool *stopped)
-{
-  PetscInt count, c, h, w;
-  float   *images;
-
-  PetscFunctionBeginUser;
-  PetscCall(AckdSharedDatasetGetShape(dataset, &count, &c, &h, &w));
-  const PetscInt sample = c * h * w;
-  PetscCall(PetscMalloc1((size_t)batch * sample, &images));
-  PetscCall(AckdModelSetTraining(model, PETSC_FALSE));
-  for (PetscInt first = 0; first < nrows && !(stoppable && AckdStopSignalled()); first += batch) {
-    const PetscInt   n = PetscMin(batch, nrows - first);
-    AckdModelOutputs out;
-    PetscCall(AckdSharedDatasetReadImages(dataset, n, rows + first, images));
-    AckdTensor x = AckdTensorView(images, n, c, h, w);
-    PetscCall(AckdModelForward(model, engine, &x, &out));
-    PetscCall(visit(ctx, first, n, &out));
-  }
-  PetscCall(AckdModelSetTraining(model, PETSC_TRUE));
-  PetscCall(PetscFree(images));
-  *stopped = PETSC_FALSE;
-  if (stoppable) PetscCall(AckdStopRequested(comm, stopped));
-  PetscFunctionReturn(0);
-}
-
-PetscErrorCode AckdModelPredict(AckdModel model, AckdEngine *engine, AckdSharedDataset dataset, PetscInt nrows,
-                                const PetscInt *rows, PetscInt batch, AckdPredictVisit visit, void *ctx)
-{
-  PetscBool stopped;
-
-  PetscFunctionBeginUser;
-  PetscCall(predict(model, engine, dataset, nrows, rows, batch, visit, ctx, PETSC_FALSE, MPI_COMM_SELF, &stopped));
-  PetscFunctionReturn(0);
 }
 
 typedef struct {
@@ -156,8 +99,8 @@ PetscErrorCode AckdClassifierEvaluate(MPI_Comm comm, AckdModel model, AckdEngine
     PetscCall(PetscArrayzero(score->confusion, classes * classes));
     s.confusion = score->confusion;
   }
-  PetscCall(
-      predict(model, engine, dataset, nlocal, rows, batch, score_batch, &s, score->stoppable, comm, &score->stopped));
+  PetscCall(AckdModelPredictStoppable(model, engine, dataset, nlocal, rows, batch, score_batch, &s, score->stoppable,
+                                      comm, &score->stopped));
   if (score->stopped) {
     PetscCall(PetscFree(rows));
     PetscFunctionReturn(0);
@@ -262,8 +205,8 @@ PetscErrorCode AckdMultilabelEvaluate(MPI_Comm comm, AckdModel model, AckdEngine
   s.rows   = rows;
   PetscCall(PetscMalloc2(PetscMax(nglobal * K, 1), &all, PetscMax(nglobal, 1), &all_rows));
   s.scores = all + first * K;
-  PetscCall(predict(model, engine, dataset, nlocal, rows, batch, score_multilabel, &s, score->stoppable, comm,
-                    &score->stopped));
+  PetscCall(AckdModelPredictStoppable(model, engine, dataset, nlocal, rows, batch, score_multilabel, &s,
+                                      score->stoppable, comm, &score->stopped));
   if (score->stopped) {
     PetscCall(PetscFree2(all, all_rows));
     PetscCall(PetscFree(rows));
