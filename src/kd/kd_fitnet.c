@@ -76,10 +76,9 @@ static PetscErrorCode loss(AckdKDObj kd, const KDStep *st, double coef, double *
              ns, nt);
   /* every selected sample's rows in one GEMM each way */
   PetscInt rows = st->nsel * ns;
-  PetscCall(PetscMalloc4(rows * m->in, &x, rows * m->out, &y, rows * m->out, &dy, rows * m->in, &gxs));
-  PetscCall(PetscArrayzero(gxs, rows * m->in));
-  for (PetscInt s = 0; s < st->nsel; s++)
-    for (PetscInt k = 0; k < ns * m->in; k++) x[s * ns * m->in + k] = xs->data[st->sel[s] * ns * m->in + k];
+  PetscCall(ackd_kd_gather(xs, ns * m->in, st->nsel, st->sel, &x));
+  PetscCall(PetscMalloc2(rows * m->out, &y, rows * m->out, &dy));
+  PetscCall(PetscCalloc1(rows * m->in, &gxs));
   PetscCall(ackd_kd_linear(x, rows, m->in, W, m->out, y));
   for (PetscInt s = 0; s < st->nsel; s++) {
     PetscInt     i = st->sel[s];
@@ -96,7 +95,9 @@ static PetscErrorCode loss(AckdKDObj kd, const KDStep *st, double coef, double *
   PetscCall(ackd_kd_linear_backward(x, rows, m->in, W, m->out, dy, gxs, st->g_params + m->weight));
   for (PetscInt s = 0; s < st->nsel; s++)
     for (PetscInt k = 0; k < ns * m->in; k++) gx[st->sel[s] * ns * m->in + k] += gxs[s * ns * m->in + k];
-  PetscCall(PetscFree4(x, y, dy, gxs));
+  PetscCall(PetscFree2(y, dy));
+  PetscCall(PetscFree(gxs));
+  PetscCall(PetscFree(x));
   *value = v;
   PetscFunctionReturn(0);
 }

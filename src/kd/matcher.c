@@ -513,7 +513,6 @@ PetscErrorCode AckdMatcherCreate(MPI_Comm comm, AckdMatcher *matcher)
   c->tau          = 1.0;
   c->head_dropout = 0.1;
   c->eval_batch   = 256;
-  c->ngiven       = 16;
   *matcher        = c;
   PetscFunctionReturn(0);
 }
@@ -527,6 +526,7 @@ PetscErrorCode AckdMatcherSetFromOptions(AckdMatcher c)
                     NULL);
   PetscCall(AckdOptionsString(PetscOptionsObject, "-ssm_data", "Dataset file (ackd synth or ackd curate)", c->data,
                               sizeof c->data, &c->have_data));
+  c->ngiven = (PetscInt)(sizeof c->given / sizeof c->given[0]); /* capacity in, count out */
   PetscCall(AckdOptionsIntArray(PetscOptionsObject, "-ssm_rgb_bands",
                                 "MS bands (1-based) forming the pseudo-RGB's red,green,blue (default: B4,B3,B2 by band "
                                 "name, else nearest to 665,560,490 nm, else 3,2,1)",

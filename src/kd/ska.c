@@ -88,17 +88,25 @@ PetscErrorCode ackd_ska_setup(AckdKDObj kd)
 typedef struct {
   PetscInt N, C, H;
   double  *z, *q, *k, *p, *w, *zt; /* tokens, Q, K (not owned), plans (H, N, N), weights, Z̃ */
+  double  *dq, *dk;                /* Q's and K's gradients (not owned) */
   double   s, mnorm2, unorm2, *m, *u;
 } Side;
 
-static PetscErrorCode side_alloc(Side *sd, PetscInt N, PetscInt C, PetscInt H, double *q, double *k)
+/* Sample `index` of the batch: its rows of the batch's Q, K and their gradients (N x C each), or
+ * none of them with one token. */
+static PetscErrorCode side_alloc(Side *sd, PetscInt N, PetscInt C, PetscInt H, PetscInt index, double *q, double *k,
+                                 double *dq, double *dk)
 {
   PetscFunctionBeginUser;
   sd->N = N;
   sd->C = C;
   sd->H = H;
-  sd->q = q;
-  sd->k = k;
+  if (N > 1) {
+    sd->q  = q + index * N * C;
+    sd->k  = k + index * N * C;
+    sd->dq = dq + index * N * C;
+    sd->dk = dk + index * N * C;
+  }
   PetscCall(PetscMalloc4(N * C, &sd->z, H * N * N, &sd->p, N, &sd->w, N * C, &sd->zt));
   PetscCall(PetscMalloc2(C, &sd->m, C, &sd->u));
   PetscFunctionReturn(0);
@@ -170,8 +178,9 @@ static void side_forward(Side *sd, const float *tokens)
 
 /* Back through the plan: dw (N) -> dQ, dK (N x C, overwritten); the projections'
  * backward runs once for the whole batch (project_backward). */
-static PetscErrorCode side_backward_weights(const Side *sd, const double *dw, double *dq, double *dk)
+static PetscErrorCode side_backward_weights(const Side *sd, const double *dw)
 {
+  double  *dq = sd->dq, *dk = sd->dk;
   PetscInt N = sd->N, C = sd->C, H = sd->H, d = C / H;
   double   scale = 1.0 / sqrt((double)d), *ds;
 
@@ -219,7 +228,7 @@ static PetscErrorCode project_backward(const Side *sd, PetscInt n, const PetscIn
 }
 
 /* Back through Z̃ = s w ⊙ Z given dZ̃ (N x C). */
-static PetscErrorCode side_backward(const Side *sd, const double *dzt, double *dz, double *dq, double *dk)
+static PetscErrorCode side_backward(const Side *sd, const double *dzt, double *dz)
 {
   PetscInt N = sd->N, C = sd->C;
   double  *dw, dsc      = 0.0;
@@ -244,7 +253,7 @@ static PetscErrorCode side_backward(const Side *sd, const double *dzt, double *d
     }
     dw[n] += au * zu / (double)N;
   }
-  PetscCall(side_backward_weights(sd, dw, dq, dk));
+  PetscCall(side_backward_weights(sd, dw));
   PetscCall(PetscFree(dw));
   PetscFunctionReturn(0);
 }
@@ -370,8 +379,8 @@ PetscErrorCode ackd_ska_loss(AckdKDObj kd, const KDStep *st, double coef, double
   if (At) PetscCall(project(st->in->teacher_tokens, st->sel, n, Nt, Ct, V + ska->wq_t, V + ska->wk_t, qt, kt));
   for (PetscInt k = 0; k < n; k++) {
     PetscInt i = st->sel[k];
-    PetscCall(side_alloc(&ss[k], Ns, Cs, ska->heads, As ? qs + k * Ns * Cs : NULL, As ? ks + k * Ns * Cs : NULL));
-    PetscCall(side_alloc(&ts[k], Nt, Ct, ska->heads, At ? qt + k * Nt * Ct : NULL, At ? kt + k * Nt * Ct : NULL));
+    PetscCall(side_alloc(&ss[k], Ns, Cs, ska->heads, k, qs, ks, dqs, dks));
+    PetscCall(side_alloc(&ts[k], Nt, Ct, ska->heads, k, qt, kt, dqt, dkt));
     side_forward(&ss[k], st->in->student_tokens->data + i * Ns * Cs);
     side_forward(&ts[k], st->in->teacher_tokens->data + i * Nt * Ct);
     PetscCall(PetscArraycpy(xs + k * Ns * Cs, ss[k].zt, Ns * Cs));
@@ -391,10 +400,8 @@ PetscErrorCode ackd_ska_loss(AckdKDObj kd, const KDStep *st, double coef, double
       for (PetscInt k = 0; k < n * Ns * Cs; k++) gxs[k] += gps[k];
     for (PetscInt k = 0; k < n; k++) {
       PetscInt i = st->sel[k];
-      PetscCall(side_backward(&ss[k], gxs + k * Ns * Cs, st->g_tok + i * Ns * Cs, dqs + (As ? k * Ns * Cs : 0),
-                              dks + (As ? k * Ns * Cs : 0)));
-      PetscCall(
-          side_backward(&ts[k], gxt + k * Nt * Ct, NULL, dqt + (At ? k * Nt * Ct : 0), dkt + (At ? k * Nt * Ct : 0)));
+      PetscCall(side_backward(&ss[k], gxs + k * Ns * Cs, st->g_tok + i * Ns * Cs));
+      PetscCall(side_backward(&ts[k], gxt + k * Nt * Ct, NULL));
     }
   } else {
     /* the plan compares raw (projected) tokens; the weights enter as masses */
@@ -415,8 +422,8 @@ PetscErrorCode ackd_ska_loss(AckdKDObj kd, const KDStep *st, double coef, double
       PetscCall(sinkhorn_term(ska, praw + k * Ns * Ct, &ss[k], ts[k].z, &ts[k], Ct, c / (double)n, gpraw + k * Ns * Ct,
                               dws, dwt, &term));
       l1 += term / (double)n;
-      PetscCall(side_backward_weights(&ss[k], dws, dqs + (As ? k * Ns * Cs : 0), dks + (As ? k * Ns * Cs : 0)));
-      PetscCall(side_backward_weights(&ts[k], dwt, dqt + (At ? k * Nt * Ct : 0), dkt + (At ? k * Nt * Ct : 0)));
+      PetscCall(side_backward_weights(&ss[k], dws));
+      PetscCall(side_backward_weights(&ts[k], dwt));
     }
     if (ska->proj_tok >= 0)
       PetscCall(ackd_kd_linear_backward(raw, n * Ns, Cs, V + ska->proj_tok, Ct, gpraw, graw, G + ska->proj_tok));

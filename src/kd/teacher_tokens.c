@@ -13,6 +13,7 @@
  * do not depend on how many ranks computed them, nor on whether the run was
  * resumed. */
 #include <ackd/kd.h>
+#include <ackd/train.h>
 
 #define TOKEN_BATCH 64
 
@@ -40,6 +41,26 @@ static PetscErrorCode tokens_fit(MPI_Comm comm, double bytes, PetscBool *fit)
   PetscFunctionReturn(0);
 }
 
+typedef struct {
+  AckdTeacherTokens t;
+  PetscInt          first; /* the first row of this rank's block */
+} Keep;
+
+static PetscErrorCode keep_tokens(void *ctx, PetscInt first, PetscInt n, const AckdModelOutputs *o)
+{
+  Keep             *k       = ctx;
+  AckdTeacherTokens t       = k->t;
+  const size_t      per_row = (size_t)t->T * (size_t)t->C;
+
+  PetscFunctionBeginUser;
+  PetscCheck(o->tokens.h == t->T && o->tokens.w == t->C, PETSC_COMM_SELF, PETSC_ERR_PLIB,
+             "the teacher's tokens are %" PetscInt_FMT " x %" PetscInt_FMT ", expected %" PetscInt_FMT
+             " x %" PetscInt_FMT,
+             o->tokens.h, o->tokens.w, t->T, t->C);
+  PetscCall(PetscArraycpy(t->tokens + (size_t)(k->first + first) * per_row, o->tokens.data, (size_t)n * per_row));
+  PetscFunctionReturn(0);
+}
+
 PetscErrorCode AckdTeacherTokensCreate(MPI_Comm comm, AckdModel teacher, AckdEngine *engine, AckdSharedDataset ms,
                                        PetscInt T, PetscInt C, AckdTeacherTokens *out)
 {
@@ -64,33 +85,27 @@ PetscErrorCode AckdTeacherTokensCreate(MPI_Comm comm, AckdModel teacher, AckdEng
 
   const PetscInt batches = (count + TOKEN_BATCH - 1) / TOKEN_BATCH;
   PetscMPIInt   *counts, *displs;
-  PetscInt      *rows;
-  float         *images;
+  PetscInt      *rows, mine = 0;
+  Keep           keep = {.t = t};
   PetscCall(PetscMalloc2(size, &counts, size, &displs));
-  PetscCall(PetscMalloc2(TOKEN_BATCH, &rows, (size_t)TOKEN_BATCH * ch * h * w, &images));
   for (PetscMPIInt r = 0; r < size; r++) {
     PetscInt first = PetscMin(count, batches * r / size * TOKEN_BATCH),
              last  = PetscMin(count, batches * (r + 1) / size * TOKEN_BATCH);
     counts[r]      = (PetscMPIInt)((last - first) * (PetscInt)per_row);
     displs[r]      = (PetscMPIInt)(first * (PetscInt)per_row);
+    if (r == rank) {
+      keep.first = first;
+      mine       = last - first;
+    }
   }
-  PetscCall(AckdModelSetTraining(teacher, PETSC_FALSE));
-  for (PetscInt j = batches * rank / size; j < batches * (rank + 1) / size; j++) {
-    const PetscInt   first = j * TOKEN_BATCH, n = PetscMin(TOKEN_BATCH, count - first);
-    AckdModelOutputs o;
-    for (PetscInt i = 0; i < n; i++) rows[i] = first + i;
-    PetscCall(AckdSharedDatasetReadImages(ms, n, rows, images));
-    AckdTensor x = AckdTensorView(images, n, ch, h, w);
-    PetscCall(AckdModelForward(teacher, engine, &x, &o));
-    PetscCheck(o.tokens.h == T && o.tokens.w == C, PETSC_COMM_SELF, PETSC_ERR_PLIB,
-               "the teacher's tokens are %" PetscInt_FMT " x %" PetscInt_FMT ", expected %" PetscInt_FMT
-               " x %" PetscInt_FMT,
-               o.tokens.h, o.tokens.w, T, C);
-    PetscCall(PetscArraycpy(t->tokens + (size_t)first * per_row, o.tokens.data, (size_t)n * per_row));
-  }
+  PetscCall(PetscMalloc1(PetscMax(mine, 1), &rows));
+  for (PetscInt i = 0; i < mine; i++) rows[i] = keep.first + i;
+  /* this rank's block starts on a batch boundary, so the pass's batches are the fixed ones */
+  PetscCall(AckdModelPredict(teacher, engine, ms, mine, rows, TOKEN_BATCH, keep_tokens, &keep));
+  PetscCall(AckdModelSetTraining(teacher, PETSC_FALSE)); /* the frozen teacher stays in evaluation mode */
   PetscCallMPI(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, t->tokens, counts, displs, MPI_FLOAT, comm));
   PetscCall(PetscFree2(counts, displs));
-  PetscCall(PetscFree2(rows, images));
+  PetscCall(PetscFree(rows));
   *out = t;
   PetscFunctionReturn(0);
 }

@@ -8,17 +8,21 @@
 /* one forward and one backward event per node kind, named by AckdNodeOpsOf */
 static AckdLogPackage nn_log = {.name = "ackd nn", .nevents = 2 * ACKD_NODE_KINDS};
 
+static PetscLogEvent node_event(const AckdNode *node, int backward)
+{
+  return nn_log.events[2 * node->kind + backward];
+}
+
 const char *const AckdArchNames[] = {"resnet18", "resnet34", "mobilenetv2", "shufflenetv2", "smallcnn", "mlp"};
 
 PetscErrorCode AckdModelCreate(MPI_Comm comm, AckdModel *model)
 {
   PetscFunctionBeginUser;
   PetscCall(PetscNew(model));
-  for (int k = 0; k < ACKD_NODE_KINDS; k++)
-    for (int d = 0; d < 2; d++) nn_log.event_names[2 * k + d] = AckdNodeOpsOf((AckdNodeKind)k)->events[d];
+  if (!nn_log.registered)
+    for (int k = 0; k < ACKD_NODE_KINDS; k++)
+      for (int d = 0; d < 2; d++) nn_log.event_names[2 * k + d] = AckdNodeOpsOf((AckdNodeKind)k)->events[d];
   PetscCall(AckdLogPackageRegister(&nn_log));
-  for (int k = 0; k < ACKD_NODE_KINDS; k++)
-    for (int d = 0; d < 2; d++) (*model)->events[k][d] = nn_log.events[2 * k + d];
   (*model)->comm     = comm;
   (*model)->nslots   = 1;
   (*model)->training = PETSC_TRUE;
@@ -231,13 +235,13 @@ PetscErrorCode AckdModelForward(AckdModel m, AckdEngine *engine, const AckdTenso
     if (images->n == 0 && node->kind != ACKD_NODE_BATCHNORM) continue;
     if (i > 0 && m->nodes[i - 1].fused) continue; /* this activation ran inside the batch norm */
     node->fused = node->fusable && AckdBatchNormOwnKernel(node->layer, x);
-    PetscCall(PetscLogEventBegin(m->events[node->kind][0], 0, 0, 0, 0));
+    PetscCall(PetscLogEventBegin(node_event(node, 0), 0, 0, 0, 0));
     if (node->fused) {
       AckdNode *act = &m->nodes[i + 1];
       PetscCall(AckdBatchNormTrainForward(node->layer, x, &m->values[act->out], act->activation));
     } else
       PetscCall(AckdNodeOpsOf(node->kind)->forward(m, engine, node, x, y));
-    PetscCall(PetscLogEventEnd(m->events[node->kind][0], 0, 0, 0, 0));
+    PetscCall(PetscLogEventEnd(node_event(node, 0), 0, 0, 0, 0));
   }
   outputs->tokens    = m->values[m->slot_tokens];
   outputs->embedding = m->values[m->slot_embedding];
@@ -337,7 +341,7 @@ PetscErrorCode AckdModelBackward(AckdModel m, AckdEngine *engine, const AckdTens
     /* nodes with one input write its gradient; add, concat and slice deliver channels */
     const AckdNodeOps *ops    = AckdNodeOpsOf(node->kind);
     PetscBool          single = !ops->delivers;
-    PetscCall(PetscLogEventBegin(m->events[node->kind][1], 0, 0, 0, 0));
+    PetscCall(PetscLogEventBegin(node_event(node, 1), 0, 0, 0, 0));
     AckdTensor *dx = single ? gradient_target(m, node->in[0], &scratch) : NULL;
     if (empty && single && node->kind != ACKD_NODE_BATCHNORM) {
       /* no samples: zero parameter gradients, and the same slots marked as
@@ -347,7 +351,7 @@ PetscErrorCode AckdModelBackward(AckdModel m, AckdEngine *engine, const AckdTens
     } else
       PetscCall(ops->backward(m, engine, node, x, dy, dx));
     if (dx) PetscCall(gradient_commit(m, node->in[0], dx));
-    PetscCall(PetscLogEventEnd(m->events[node->kind][1], 0, 0, 0, 0));
+    PetscCall(PetscLogEventEnd(node_event(node, 1), 0, 0, 0, 0));
     if (end > begin && m->gradient_ready) PetscCall(m->gradient_ready(m->gradient_ready_ctx, begin, end));
   }
   PetscFunctionReturn(0);

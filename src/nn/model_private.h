@@ -42,8 +42,7 @@ struct _p_AckdModel {
   PetscInt          nslots; /* slot 0 is the input image batch */
   PetscInt          slot_tokens, slot_embedding, slot_logits;
   PetscBool         training, setup;
-  MPI_Comm          bn_comm;                    /* synchronised batch norm (a duplicate), or MPI_COMM_NULL */
-  PetscLogEvent     events[ACKD_NODE_KINDS][2]; /* per node kind, forward and backward: -log_view */
+  MPI_Comm          bn_comm; /* synchronised batch norm (a duplicate), or MPI_COMM_NULL */
   uint64_t          seed;
   AckdGradientReady gradient_ready;
   void             *gradient_ready_ctx;
