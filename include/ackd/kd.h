@@ -118,6 +118,9 @@ PetscErrorCode AckdKDGetState(AckdKD kd, float **data, PetscInt *n);
  * tokens: the caller then runs the frozen teacher for them (a gallery holds none). After
  * AckdKDSetFromOptions. */
 PetscErrorCode AckdKDWantsTeacherTokens(AckdKD kd, PetscBool *wants);
+/* Whether a hint term (-kd_hint_weight) runs on top of the method: AckdKDLoss reports it as the
+ * term "hint". Valid after AckdKDSetFromOptions. */
+PetscErrorCode AckdKDHasHint(AckdKD kd, PetscBool *has);
 /* The option prefixes AckdKD reads, space-separated ("kd_ sembridge ska_ fitnet_ ..."): every
  * method's options are named after it. A stage that holds an AckdKD reads these. */
 const char *AckdKDOptionPrefixes(void);

@@ -20,9 +20,11 @@
 #include <math.h>
 #include <string.h>
 
-enum { TERM_CE, TERM_KD, TERM_SKA, TERM_MASS, NTERMS };
-/* loss_shared_mass: -log P(shared classes) of the taught samples under partial overlap (docs/KD.md) */
-static const char *const TERMS[NTERMS] = {"loss_ce", "loss_kd", "loss_ska", "loss_shared_mass"};
+enum { TERM_CE, TERM_KD, TERM_SKA, TERM_MASS, TERM_HINT, NTERMS };
+/* loss_shared_mass: -log P(shared classes) of the taught samples under partial overlap (docs/KD.md);
+ * loss_hint, last, only in the runs that have one (-kd_hint_weight), so that the others' checkpoints
+ * keep their metrics */
+static const char *const TERMS[NTERMS] = {"loss_ce", "loss_kd", "loss_ska", "loss_shared_mass", "loss_hint"};
 /* DynM's matching at each adjust epoch (AckdMatchStatistics), NaN in the other epochs. */
 enum { DYNM_CHANGED, DYNM_DISTINCT, DYNM_HUB, DYNM_OWN_CLASS, NDYNM };
 static const char *const DYNM_VALUES[NDYNM] = {"dynm_changed", "dynm_distinct_teachers", "dynm_largest_hub",
@@ -168,6 +170,7 @@ static PetscErrorCode distill_step(void *ctx, AckdEngine *engine, const AckdTrai
     PetscInt t = !strcmp(n, "ce") || !strcmp(n, "ce_unmatched") ? TERM_CE
                  : !strcmp(n, "shared_mass")                    ? TERM_MASS
                  : !strcmp(n, "ska")                            ? TERM_SKA
+                 : !strcmp(n, "hint")                           ? TERM_HINT
                                                                 : TERM_KD;
     r->terms[t] += kout.values[i];
   }
@@ -618,7 +621,11 @@ static PetscErrorCode setup_trainer(AckdDistillation c)
   PetscCall(AckdTrainerSetStep(t, distill_step, c));
   PetscCall(AckdTrainerSetValidation(t, validate, "val_oa", c));
   PetscCall(AckdTrainerSetEpochHook(t, rematch, c));
-  PetscCall(AckdTrainerSetTermNames(t, NTERMS, TERMS));
+  {
+    PetscBool hint;
+    PetscCall(AckdKDHasHint(c->kd, &hint));
+    PetscCall(AckdTrainerSetTermNames(t, hint ? NTERMS : NTERMS - 1, TERMS));
+  }
   if (c->dynm) PetscCall(AckdTrainerSetEpochValueNames(t, NDYNM, DYNM_VALUES));
   PetscCall(AckdTrainerSetDescription(t, AckdArchNames[c->config.arch], "distill", "student", describe, c));
   PetscFunctionReturn(0);

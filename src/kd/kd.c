@@ -22,6 +22,7 @@ PetscErrorCode AckdKDCreate(MPI_Comm comm, AckdKD *kd)
   k->ska.heads           = 8;
   k->ska.sinkhorn_eps    = 0.1;
   k->ska.sinkhorn_it     = 100;
+  k->hint.option         = "-kd_hint_feature";
   k->shared_simplex      = PETSC_TRUE;
   k->unmatched_ce_weight = -1.0; /* -1: the taught samples' label weight, resolved with the others */
   PetscCall(AckdParamsCreate(&k->params));
@@ -82,6 +83,14 @@ PetscErrorCode AckdKDWantsTeacherTokens(AckdKD kd, PetscBool *wants)
   *wants =
       kd->method->wants_tokens ? kd->method->wants_tokens(kd) : (PetscBool)((kd->method->needs & KD_NEEDS_TOKENS) != 0);
   if (kd->sembridge && kd->ska_weight != 0) *wants = PETSC_TRUE;
+  if (kd->hint_weight > 0 && !kd->hint.embedding) *wants = PETSC_TRUE;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdKDHasHint(AckdKD kd, PetscBool *has)
+{
+  PetscFunctionBeginUser;
+  *has = (PetscBool)(kd->hint_weight > 0);
   PetscFunctionReturn(0);
 }
 
@@ -153,6 +162,12 @@ PetscErrorCode AckdKDSetFromOptions(AckdKD kd)
   PetscCall(AckdOptionsReal(PetscOptionsObject, "-kd_weight",
                             "Weight of the method's distillation term (default: the method's, 0.4 with -sembridge)",
                             &kd->kd_weight, 0.0, 1e6, &set));
+  PetscCall(AckdOptionsReal(PetscOptionsObject, "-kd_hint_weight",
+                            "Weight of a hint term on top of the method: the mean squared error between the teacher's "
+                            "layer-4 tokens and a learned linear map of the student's (FitNet's term, with its own "
+                            "regressor); 0: none",
+                            &kd->hint_weight, 0.0, 1e6, NULL));
+  PetscCall(ackd_kd_hint_feature_option(PetscOptionsObject, "-kd_hint_feature", &kd->hint));
   if (kd->sembridge) {
     PetscCall(AckdOptionsReal(PetscOptionsObject, "-ska_weight",
                               "Weight of SKA's L_ot1 + L_ot2 (SemBridge: 0.3 * 0.01); 0 turns SKA off", &kd->ska_weight,
@@ -241,6 +256,13 @@ PetscErrorCode AckdKDSetUp(AckdKD kd, const AckdKDDims *dims)
                                      "distill from a teacher checkpoint, or use -ska_weight 0 (matching and weights "
                                      "without SKA)"));
     PetscCall(ackd_ska_setup(kd));
+  }
+  if (kd->hint_weight > 0) {
+    PetscCheck(kd->method != &ackd_kd_fitnet, kd->comm, PETSC_ERR_USER_INPUT,
+               "-kd_hint_weight with -kd_method fitnet: FitNet is the hint already; weigh it with -fitnet_beta");
+    PetscCall(ackd_kd_refuse_missing(kd, kd->hint.embedding ? KD_NEEDS_EMBEDDING : KD_NEEDS_TOKENS, "-kd_hint_weight",
+                                     "distill from a teacher checkpoint, or use -kd_hint_feature embedding"));
+    PetscCall(ackd_kd_hint_setup(kd, &kd->hint, "hint"));
   }
   PetscCall(AckdParamsSetUp(&kd->params));
   PetscCall(AckdParamsInitialize(&kd->params, dims->seed));
@@ -529,6 +551,10 @@ PetscErrorCode AckdKDLoss(AckdKD kd, const AckdKDInputs *in, AckdKDOutputs *out)
     PetscCall(ackd_ska_loss(kd, &step, kd->ska_weight, &value));
     PetscCall(PetscLogEventEnd(kd->event_ska, 0, 0, 0, 0));
     add_term(out, "ska", value, kd->ska_weight);
+  }
+  if (kd->hint_weight > 0) {
+    PetscCall(ackd_kd_hint_loss(kd, &kd->hint, &step, "-kd_hint_weight", 1.0, kd->hint_weight, &value));
+    add_term(out, "hint", value, kd->hint_weight);
   }
   to_float(kd->g_logits, out->d_logits);
   if (in->student_embedding)

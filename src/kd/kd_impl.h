@@ -53,6 +53,14 @@ typedef struct {
   PetscBool (*wants_tokens)(AckdKDObj);
 } KDMethod;
 
+/* A hint's regressor and feature (hint.c). */
+typedef struct {
+  PetscBool   embedding;    /* the pooled embedding instead of the layer-4 tokens */
+  const char *option;       /* the option that chooses the feature, for the refusals */
+  PetscInt    weight, bias; /* parameter offsets */
+  PetscInt    in, out;      /* C_s -> C_t (or D_s -> D_t) */
+} KDHint;
+
 /* SKA's state (ska.c). */
 typedef struct {
   PetscInt  heads;
@@ -83,6 +91,9 @@ struct _p_AckdKD {
    * previous call, so that finite differences of the total see them as constants */
   PetscBool freeze_targets;
   KDSka     ska;
+  /* -kd_hint_weight: a hint term on top of the method (hint.c); 0: none */
+  double hint_weight;
+  KDHint hint;
   /* scratch, grown to the largest batch */
   double   *zt, *w, *g_logits, *g_emb, *g_tok, *g_params;
   PetscInt *sel;
@@ -110,6 +121,15 @@ PetscErrorCode ackd_kd_refuse_missing(AckdKDObj kd, unsigned needs, const char *
 PetscErrorCode ackd_ska_options(AckdKDObj kd, PetscOptionItems *PetscOptionsObject);
 PetscErrorCode ackd_ska_setup(AckdKDObj kd);
 PetscErrorCode ackd_ska_loss(AckdKDObj kd, const KDStep *step, double coef, double *value);
+
+/* Hints (hint.c). The feature option (-fitnet_feature, -kd_hint_feature) into h; the regressor's
+ * parameters "<name>.regressor.weight|bias" declared; and the term, scale · Σ_i w_i mean (r(x_s) -
+ * x_t)² / N over the taught samples, into *value with coef · its gradients in the step's
+ * accumulators. `who` names the user of the term in its refusals. */
+PetscErrorCode ackd_kd_hint_feature_option(PetscOptionItems *PetscOptionsObject, const char *option, KDHint *h);
+PetscErrorCode ackd_kd_hint_setup(AckdKDObj kd, KDHint *h, const char *name);
+PetscErrorCode ackd_kd_hint_loss(AckdKDObj kd, const KDHint *h, const KDStep *st, const char *who, double scale,
+                                 double coef, double *value);
 
 /* RKD's terms (kd_rkd.c), shared with DistilVPR's RKD-G. On the rows of xs (n x Ds) against xt
  * (n x Dt): the distance term mean_ij Huber(d̂_s - d̂_t) and the angle term

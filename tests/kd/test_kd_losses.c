@@ -67,6 +67,11 @@ static const Case cases[] = {
     {"kd_sembridge_one_token", "-kd_method kd -sembridge", 0, 1, PETSC_FALSE, 0, NULL, 0, 1},
     {"kd_sembridge_sinkhorn_one_token", "-kd_method kd -sembridge -ska_plan sinkhorn", 0, 1, PETSC_FALSE, 0, NULL, 0,
      1},
+    /* a hint term on top of a method (-kd_hint_weight), with its own regressor */
+    {"kd_sembridge_hint", "-kd_method kd -sembridge -kd_hint_weight 0.3", 0, 4, PETSC_FALSE, 0, NULL, 0, 0},
+    {"kd_partial_sembridge_hint", "-kd_method kd -sembridge -kd_hint_weight 0.3", 0, 4, PETSC_FALSE, 0, "11010", 0, 0},
+    {"dkd_hint_embedding", "-kd_method dkd -kd_hint_weight 2 -kd_hint_feature embedding", 4, 4, PETSC_FALSE, 0, NULL, 0,
+     0},
 };
 
 enum { B = 6, K = 5, DS = 8, DT = 6, CS = 16, CT = 8, NS = 4, NSAMPLES = 20 };

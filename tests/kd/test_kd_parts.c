@@ -274,6 +274,8 @@ static PetscErrorCode test_method_table(void)
   PetscCall(expect_tokens("-kd_method mnf", PETSC_TRUE)); /* auto: tokens when the teacher has them */
   PetscCall(expect_tokens("-kd_method mnf -mnf_feature embedding", PETSC_FALSE));
   PetscCall(expect_tokens("-kd_method rkd", PETSC_FALSE));
+  PetscCall(expect_tokens("-kd_method kd -kd_hint_weight 0.3", PETSC_TRUE));
+  PetscCall(expect_tokens("-kd_method kd -kd_hint_weight 0.3 -kd_hint_feature embedding", PETSC_FALSE));
   for (PetscInt i = 0; ackd_kd_methods[i]; i++) {
     char prefix[64];
     if (!ackd_kd_methods[i]->options) continue;
@@ -311,6 +313,11 @@ int main(int argc, char **argv)
       expect_refusal("-kd_method mnf -mnf_feature tokens",
                      "-kd_method mnf -mnf_feature tokens needs the teacher's layer-4 tokens, which a gallery does "
                      "not hold; distill from a teacher checkpoint, or use -mnf_feature embedding"));
+  PetscCall(expect_refusal("-kd_method kd -kd_hint_weight 0.3",
+                           "-kd_hint_weight needs the teacher's layer-4 tokens, which a gallery does not hold; "
+                           "distill from a teacher checkpoint, or use -kd_hint_feature embedding"));
+  PetscCall(expect_refusal("-kd_method fitnet -fitnet_feature embedding -kd_hint_weight 1",
+                           "-kd_hint_weight with -kd_method fitnet: FitNet is the hint already"));
   PetscCall(test_method_table());
   PetscCall(PetscOptionsClear(NULL));
   PetscCall(AckdEngineDestroy(&eng));

@@ -404,6 +404,13 @@ def case(g):
     if sembridge:
         weights = {"ce": 0.3, "kd": 0.4, "ska": 0.003}
         terms["ska"] = share * ska(opts, tok[sel], tt[sel], e[sel], et[sel], P)
+    hint_weight = float(option(words, "-kd_hint_weight", 0))
+    if hint_weight > 0:  # FitNet's term with its own regressor, on the taught samples, beside the method's
+        bh = P["hint.regressor.bias"]
+        Wh = P["hint.regressor.weight"].reshape(bh.shape[0], -1)
+        x, xt = (e, et) if "embedding" in words else (tok, tt)
+        terms["hint"] = (w_full * ((x @ Wh.t() + bh - xt) ** 2).mean(tuple(range(1, x.dim())))).sum() / n
+        weights["hint"] = hint_weight
     if "ce_unmatched" in terms:
         # A sample without a teacher gets a taught sample's whole label weight: CE's, plus the KD
         # weight on the label's gradient scale (1 with T², 1/T² without; 0 for terms added to CE).
