@@ -85,9 +85,10 @@ typedef struct {
   AckdTensor *d_logits, *d_embedding, *d_tokens;
   double      total; /* Σ weight_k · term_k */
   PetscInt    nterms;
-  const char *names[ACKD_KD_MAX_TERMS];  /* "ce", "kd", "ska" (as the metrics file names them) */
+  const char *names[ACKD_KD_MAX_TERMS];  /* "ce", "ce_unmatched", "kd", "ska", "shared_mass", "hint" */
   double      values[ACKD_KD_MAX_TERMS]; /* unweighted term values, this rank's share */
   double      weights[ACKD_KD_MAX_TERMS];
+  PetscInt    metric[ACKD_KD_MAX_TERMS]; /* the metric each term adds into (AckdKDGetMetricNames) */
 } AckdKDOutputs;
 
 PetscErrorCode AckdKDCreate(MPI_Comm comm, AckdKD *kd);
@@ -118,9 +119,11 @@ PetscErrorCode AckdKDGetState(AckdKD kd, float **data, PetscInt *n);
  * tokens: the caller then runs the frozen teacher for them (a gallery holds none). After
  * AckdKDSetFromOptions. */
 PetscErrorCode AckdKDWantsTeacherTokens(AckdKD kd, PetscBool *wants);
-/* Whether a hint term (-kd_hint_weight) runs on top of the method: AckdKDLoss reports it as the
- * term "hint". Valid after AckdKDSetFromOptions. */
-PetscErrorCode AckdKDHasHint(AckdKD kd, PetscBool *has);
+/* The per-epoch metrics a trainer records for AckdKDLoss's terms, in the order of
+ * AckdKDOutputs.metric: loss_ce (every sample's cross-entropy, taught or not), loss_kd (the
+ * method's term), loss_ska, loss_shared_mass, and loss_hint only when -kd_hint_weight adds a hint
+ * (so that the other runs' checkpoints keep their metrics). Valid after AckdKDSetFromOptions. */
+PetscErrorCode AckdKDGetMetricNames(AckdKD kd, PetscInt *n, const char *const **names);
 /* The option prefixes AckdKD reads, space-separated ("kd_ sembridge ska_ fitnet_ ..."): every
  * method's options are named after it. A stage that holds an AckdKD reads these. */
 const char *AckdKDOptionPrefixes(void);

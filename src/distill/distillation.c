@@ -18,13 +18,7 @@
 #include <ackd/ot.h>
 #include <ackd/train.h>
 #include <math.h>
-#include <string.h>
 
-enum { TERM_CE, TERM_KD, TERM_SKA, TERM_MASS, TERM_HINT, NTERMS };
-/* loss_shared_mass: -log P(shared classes) of the taught samples under partial overlap (docs/KD.md);
- * loss_hint, last, only in the runs that have one (-kd_hint_weight), so that the others' checkpoints
- * keep their metrics */
-static const char *const TERMS[NTERMS] = {"loss_ce", "loss_kd", "loss_ska", "loss_shared_mass", "loss_hint"};
 /* DynM's matching at each adjust epoch (AckdMatchStatistics), NaN in the other epochs. */
 enum { DYNM_CHANGED, DYNM_DISTINCT, DYNM_HUB, DYNM_OWN_CLASS, NDYNM };
 static const char *const DYNM_VALUES[NDYNM] = {"dynm_changed", "dynm_distinct_teachers", "dynm_largest_hub",
@@ -164,16 +158,7 @@ static PetscErrorCode distill_step(void *ctx, AckdEngine *engine, const AckdTrai
   kout.d_tokens    = &c->d_tokens;
   PetscCall(AckdKDLoss(c->kd, &in, &kout));
   r->loss = kout.total;
-  for (PetscInt i = 0; i < kout.nterms; i++) {
-    const char *n = kout.names[i];
-    /* loss_ce: the mean cross-entropy over every sample, taught or not */
-    PetscInt t = !strcmp(n, "ce") || !strcmp(n, "ce_unmatched") ? TERM_CE
-                 : !strcmp(n, "shared_mass")                    ? TERM_MASS
-                 : !strcmp(n, "ska")                            ? TERM_SKA
-                 : !strcmp(n, "hint")                           ? TERM_HINT
-                                                                : TERM_KD;
-    r->terms[t] += kout.values[i];
-  }
+  for (PetscInt i = 0; i < kout.nterms; i++) r->terms[kout.metric[i]] += kout.values[i];
   r->correct = AckdCountCorrect(&out.logits, b->labels);
   PetscCall(AckdModelBackward(c->student, engine, &c->d_logits, &c->d_embedding, &c->d_tokens));
   PetscFunctionReturn(0);
@@ -622,9 +607,10 @@ static PetscErrorCode setup_trainer(AckdDistillation c)
   PetscCall(AckdTrainerSetValidation(t, validate, "val_oa", c));
   PetscCall(AckdTrainerSetEpochHook(t, rematch, c));
   {
-    PetscBool hint;
-    PetscCall(AckdKDHasHint(c->kd, &hint));
-    PetscCall(AckdTrainerSetTermNames(t, hint ? NTERMS : NTERMS - 1, TERMS));
+    const char *const *terms;
+    PetscInt           nterms;
+    PetscCall(AckdKDGetMetricNames(c->kd, &nterms, &terms));
+    PetscCall(AckdTrainerSetTermNames(t, nterms, terms));
   }
   if (c->dynm) PetscCall(AckdTrainerSetEpochValueNames(t, NDYNM, DYNM_VALUES));
   PetscCall(AckdTrainerSetDescription(t, AckdArchNames[c->config.arch], "distill", "student", describe, c));

@@ -87,10 +87,15 @@ PetscErrorCode AckdKDWantsTeacherTokens(AckdKD kd, PetscBool *wants)
   PetscFunctionReturn(0);
 }
 
-PetscErrorCode AckdKDHasHint(AckdKD kd, PetscBool *has)
+/* The metrics of AckdKDGetMetricNames, the hint's last. */
+enum { METRIC_CE, METRIC_KD, METRIC_SKA, METRIC_SHARED_MASS, METRIC_HINT, NMETRICS };
+static const char *const metric_names[NMETRICS] = {"loss_ce", "loss_kd", "loss_ska", "loss_shared_mass", "loss_hint"};
+
+PetscErrorCode AckdKDGetMetricNames(AckdKD kd, PetscInt *n, const char *const **names)
 {
   PetscFunctionBeginUser;
-  *has = (PetscBool)(kd->hint_weight > 0);
+  *n     = kd->hint_weight > 0 ? NMETRICS : METRIC_HINT;
+  *names = metric_names;
   PetscFunctionReturn(0);
 }
 
@@ -335,8 +340,9 @@ static PetscErrorCode check_rows(AckdKD kd, const AckdTensor *t, PetscInt B, con
   PetscFunctionReturn(0);
 }
 
-static void add_term(AckdKDOutputs *out, const char *name, double value, double weight)
+static void add_term(AckdKDOutputs *out, const char *name, PetscInt metric, double value, double weight)
 {
+  out->metric[out->nterms]  = metric;
   out->names[out->nterms]   = name;
   out->values[out->nterms]  = value;
   out->weights[out->nterms] = weight;
@@ -536,25 +542,25 @@ PetscErrorCode AckdKDLoss(AckdKD kd, const AckdKDInputs *in, AckdKDOutputs *out)
   }
   out->nterms = 0;
   out->total  = 0.0;
-  add_term(out, "ce", ce, kd->ce_weight);
-  if (split) add_term(out, "ce_unmatched", ce_unmatched, kd->unmatched_ce_weight);
-  if (on_shared && split) add_term(out, "shared_mass", shared_mass, mass_weight);
+  add_term(out, "ce", METRIC_CE, ce, kd->ce_weight);
+  if (split) add_term(out, "ce_unmatched", METRIC_CE, ce_unmatched, kd->unmatched_ce_weight);
+  if (on_shared && split) add_term(out, "shared_mass", METRIC_SHARED_MASS, shared_mass, mass_weight);
   if (kd->method->loss) {
     if (restricted_to_shared(kd))
       PetscCall(loss_on_shared_classes(kd, &step, &value));
     else
       PetscCall(kd->method->loss(kd, &step, kd->kd_weight, &value));
-    add_term(out, "kd", value, kd->kd_weight);
+    add_term(out, "kd", METRIC_KD, value, kd->kd_weight);
   }
   if (kd->sembridge && kd->ska_weight > 0) {
     PetscCall(PetscLogEventBegin(kd->event_ska, 0, 0, 0, 0));
     PetscCall(ackd_ska_loss(kd, &step, kd->ska_weight, &value));
     PetscCall(PetscLogEventEnd(kd->event_ska, 0, 0, 0, 0));
-    add_term(out, "ska", value, kd->ska_weight);
+    add_term(out, "ska", METRIC_SKA, value, kd->ska_weight);
   }
   if (kd->hint_weight > 0) {
     PetscCall(ackd_kd_hint_loss(kd, &kd->hint, &step, "-kd_hint_weight", 1.0, kd->hint_weight, &value));
-    add_term(out, "hint", value, kd->hint_weight);
+    add_term(out, "hint", METRIC_HINT, value, kd->hint_weight);
   }
   to_float(kd->g_logits, out->d_logits);
   if (in->student_embedding)

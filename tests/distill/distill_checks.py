@@ -122,6 +122,20 @@ def check_token_cache(args, data, directory, extra, cached):
             check(err <= 1e-4, f"{key} with the teacher's tokens computed once = a forward per step ({err:.1e})")
 
 
+def check_hint_metric(args, data, directory, extra):
+    """A hint beside SemBridge's KD (-kd_hint_weight) is recorded as loss_hint, and nothing else of the
+    run's loss terms changes name."""
+    hinted = directory + "+hint"
+    shutil.rmtree(hinted, ignore_errors=True)
+    run(args, 2, distill_cmd(data, args.out, hinted, extra + ["-kd_hint_weight", "0.3"]))
+    with h5py.File(os.path.join(hinted, "metrics.h5"), "r") as m:
+        hint = m["loss_hint"][()]
+        terms = sorted(k for k in m.keys() if k.startswith("loss_"))
+    check(np.all(np.isfinite(hint)) and np.all(hint > 0) and
+          terms == ["loss_ce", "loss_hint", "loss_kd", "loss_shared_mass", "loss_ska"],
+          f"kd+sembridge with a hint: loss_hint {hint[-1]:.4f} each epoch, terms {terms}")
+
+
 def mode_methods(args):
     data = fixture(args)
     methods = args.methods or methods_from_help(args)
@@ -146,9 +160,11 @@ def mode_methods(args):
             finite = all(np.all(np.isfinite(v[1:] if k == "dynm_changed" else v)) for k, v in values.items()
                          if k not in ("val_loss",))
             check(finite and len(values["train_loss"]) == epochs, f"{tag}: {epochs} epoch(s), every metric finite")
+            check("loss_hint" not in values, f"{tag}: no loss_hint metric without -kd_hint_weight")
             if sembridge and method == "kd":
                 check_dynm_statistics(data, args.out, directory, values)
                 check_token_cache(args, data, directory, extra, values)
+                check_hint_metric(args, data, directory, extra)
             results.append((float(values["val_oa"][-1]), tag))
             # eval names the method as the checkpoint records it: one run for each way of naming
             if tag in ("none", "kd", "kd+sembridge"):
