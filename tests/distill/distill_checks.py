@@ -288,6 +288,37 @@ def mode_init(args):
           f"-distill_init of the teacher: one line naming both models: {line}")
 
 
+def metrics_of(directory):
+    with h5py.File(os.path.join(directory, "metrics.h5"), "r") as m:
+        return {k: m[k][()] for k in m.keys() if k != "seconds"}
+
+
+def mode_object(args):
+    """The stage as a library object (test_distillation_object, two objects in one process) against
+    the executable on the same options: the same run, bitwise."""
+    data = fixture(args)
+    extra = ["-kd_method", "dkd", "-sembridge", "-dynm_e0", "1", "-dynm_delta", "1", "-dynm_growth", "0",
+             "-distill_epochs", "2"]
+    exe = os.path.join(args.out, "object_exe")
+    base = os.path.join(args.out, "object")
+    for d in (exe, base):
+        shutil.rmtree(d, ignore_errors=True)
+    run(args, 2, distill_cmd(data, args.out, exe, extra))
+    command = distill_cmd(data, args.out, "unused", extra)[1:] + ["-object_base", base]
+    checklib.run_or_exit(args.mpirun.split() + ["2", args.program, *command], what="test_distillation_object")
+    ref, ref_step = final_model(exe)
+    ref_metrics = metrics_of(exe)
+    for run_index in (0, 1):
+        d = os.path.join(base, f"object_{run_index}")
+        model, step = final_model(d)
+        metrics = metrics_of(d)
+        same = step == ref_step and model.keys() == ref.keys() and all(np.array_equal(model[k], ref[k]) for k in ref)
+        check(same, f"object {run_index}: model and optimizer after {step} steps = the executable's, bitwise")
+        same = metrics.keys() == ref_metrics.keys() and all(
+            np.array_equal(metrics[k], ref_metrics[k], equal_nan=True) for k in ref_metrics)
+        check(same, f"object {run_index}: every metric but the wall time = the executable's ({len(metrics)} metrics)")
+
+
 def mode_one_token(args):
     """SKA over layer-4 grids of one token (stride-32 backbones on 16 x 16 scenes) has no attention
     to compute: the run goes on, with one warning saying so."""
@@ -310,11 +341,12 @@ def mode_one_token(args):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("mode", choices=["methods", "resume", "external", "init", "one_token"])
+    p.add_argument("mode", choices=["methods", "resume", "external", "init", "one_token", "object"])
     p.add_argument("--mpirun", required=True)
     p.add_argument("--ackd", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--methods", nargs="*")
+    p.add_argument("--program", help="object: the test_distillation_object program")
     p.add_argument("--sembridge", choices=["off", "on", "both"], default="both",
                    help="methods: each method without SemBridge, with it, or both")
     p.add_argument("--real-ssm", action="store_true", help="embeddings from ackd ssm instead of the stand-in")
