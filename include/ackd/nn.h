@@ -130,18 +130,31 @@ PetscErrorCode AckdParamsLoad(AckdParams *params, hid_t loc, const char *group);
 PetscErrorCode AckdParamsFind(const AckdParams *params, const char *name, PetscBool *is_buffer,
                               const AckdParamEntry **entry);
 
+/* ---------------------------------------------------------------- plan caches */
+
+/* A layer's oneDNN plans, one per input shape and layout it has met (training batches, the last
+ * partial batch, evaluation), the oldest replaced first when all ACKD_NN_PLANS are taken. */
+typedef struct {
+  PetscInt n, c, h, w, x_block, y_block;
+} AckdNNPlanKey;
+
+typedef struct {
+  AckdNNPlanKey key[ACKD_NN_PLANS];
+  void         *plan[ACKD_NN_PLANS];
+  PetscInt      count, next_evicted;
+} AckdNNPlanCache;
+
 /* ---------------------------------------------------------------- convolution */
 
 typedef struct AckdConvPlan AckdConvPlan; /* oneDNN primitives for one input shape */
 
 typedef struct {
-  char          name[ACKD_NN_NAME_LEN];
-  PetscInt      in_channels, out_channels, kernel, stride, padding, groups;
-  PetscBool     has_bias;
-  PetscInt      weight, bias; /* offsets in params */
-  AckdParams   *params;
-  AckdConvPlan *plans[ACKD_NN_PLANS];
-  PetscInt      nplans, next_evicted;
+  char            name[ACKD_NN_NAME_LEN];
+  PetscInt        in_channels, out_channels, kernel, stride, padding, groups;
+  PetscBool       has_bias;
+  PetscInt        weight, bias; /* offsets in params */
+  AckdParams     *params;
+  AckdNNPlanCache plans; /* of AckdConvPlan */
 } AckdConv;
 
 /* groups = in_channels = out_channels makes a depthwise convolution. */
@@ -161,14 +174,13 @@ PetscErrorCode AckdConvDestroy(AckdConv *conv);
 typedef struct AckdBatchNormPlan AckdBatchNormPlan;
 
 typedef struct {
-  char               name[ACKD_NN_NAME_LEN];
-  PetscInt           channels;
-  double             eps, momentum; /* PyTorch: 1e-5, 0.1 */
-  PetscBool          training;      /* batch statistics and running-stat updates, as module.train() */
-  PetscInt           weight, bias, running_mean, running_var;
-  AckdParams        *params;
-  AckdBatchNormPlan *plans[ACKD_NN_PLANS];
-  PetscInt           nplans, next_evicted;
+  char            name[ACKD_NN_NAME_LEN];
+  PetscInt        channels;
+  double          eps, momentum; /* PyTorch: 1e-5, 0.1 */
+  PetscBool       training;      /* batch statistics and running-stat updates, as module.train() */
+  PetscInt        weight, bias, running_mean, running_var;
+  AckdParams     *params;
+  AckdNNPlanCache plans; /* of AckdBatchNormPlan */
   /* Synchronised batch norm: with a communicator (not MPI_COMM_NULL, borrowed
    * from the model), training mode normalises with the statistics of the
    * global batch, the samples of every rank of `comm`. */
@@ -197,11 +209,10 @@ typedef enum { ACKD_POOL_MAX, ACKD_POOL_AVG, ACKD_POOL_GLOBAL_AVG } AckdPoolKind
 typedef struct AckdPoolPlan AckdPoolPlan;
 
 typedef struct {
-  char          name[ACKD_NN_NAME_LEN];
-  AckdPoolKind  kind;
-  PetscInt      kernel, stride, padding; /* unused for global average */
-  AckdPoolPlan *plans[ACKD_NN_PLANS];
-  PetscInt      nplans, next_evicted;
+  char            name[ACKD_NN_NAME_LEN];
+  AckdPoolKind    kind;
+  PetscInt        kernel, stride, padding; /* unused for global average */
+  AckdNNPlanCache plans;                   /* of AckdPoolPlan */
 } AckdPool;
 
 /* Average pooling counts padded zeros, as PyTorch's default (count_include_pad). */

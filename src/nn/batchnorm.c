@@ -102,23 +102,24 @@ static void plan_destroy(AckdBatchNormPlan **plan)
   *plan = NULL;
 }
 
+static void destroy_cached(void *plan)
+{
+  AckdBatchNormPlan *p = plan;
+  plan_destroy(&p);
+}
+
 static PetscErrorCode plan_get(AckdBatchNorm *bn, AckdEngine *engine, const AckdTensor *x, AckdBatchNormPlan **plan)
 {
   PetscFunctionBeginUser;
   PetscCheck(x->c == bn->channels, PETSC_COMM_SELF, PETSC_ERR_ARG_SIZ,
              "layer %s: input has %" PetscInt_FMT " channels, the layer expects %" PetscInt_FMT, bn->name, x->c,
              bn->channels);
-  for (PetscInt i = 0; i < bn->nplans; i++) {
-    AckdBatchNormPlan *p = bn->plans[i];
-    if (p->n == x->n && p->h == x->h && p->w == x->w && p->block == AckdNNBlock(x)) {
-      *plan = p;
-      PetscFunctionReturn(0);
-    }
-  }
-  PetscInt slot = AckdNNPlanSlot(&bn->nplans, &bn->next_evicted);
-  plan_destroy(&bn->plans[slot]);
-  PetscCall(plan_create(bn, engine, x, &bn->plans[slot]));
-  *plan = bn->plans[slot];
+  const AckdNNPlanKey key = {x->n, x->c, x->h, x->w, AckdNNBlock(x), AckdNNBlock(x)};
+  *plan                   = AckdNNPlanCacheFind(&bn->plans, &key);
+  if (*plan) PetscFunctionReturn(0);
+  const PetscInt slot = AckdNNPlanCacheSlot(&bn->plans, &key, destroy_cached);
+  PetscCall(plan_create(bn, engine, x, plan));
+  bn->plans.plan[slot] = *plan;
   PetscFunctionReturn(0);
 }
 
@@ -221,8 +222,7 @@ PetscErrorCode AckdBatchNormBackward(AckdBatchNorm *bn, AckdEngine *engine, cons
 PetscErrorCode AckdBatchNormDestroy(AckdBatchNorm *bn)
 {
   PetscFunctionBeginUser;
-  for (PetscInt i = 0; i < bn->nplans; i++) plan_destroy(&bn->plans[i]);
-  bn->nplans = 0;
+  AckdNNPlanCacheClear(&bn->plans, destroy_cached);
   PetscCall(PetscFree4(bn->train_mean, bn->train_rstd, bn->train_sums, bn->train_coef));
   bn->train_capacity = 0;
   PetscFunctionReturn(0);

@@ -293,26 +293,27 @@ static void plan_destroy(AckdConvPlan **plan)
   *plan = NULL;
 }
 
+static void destroy_cached(void *plan)
+{
+  AckdConvPlan *p = plan;
+  plan_destroy(&p);
+}
+
 static PetscErrorCode plan_get(AckdConv *conv, AckdEngine *engine, const AckdTensor *x, PetscInt y_block,
                                AckdConvPlan **plan)
 {
   AckdTensor y = *x;
 
+  const AckdNNPlanKey key = {x->n, x->c, x->h, x->w, AckdNNBlock(x), PetscMax(1, y_block)};
+
   PetscFunctionBeginUser;
-  for (PetscInt i = 0; i < conv->nplans; i++) {
-    AckdConvPlan *p = conv->plans[i];
-    if (p->n == x->n && p->h == x->h && p->w == x->w && p->x_block == AckdNNBlock(x) &&
-        p->y_block == PetscMax(1, y_block)) {
-      *plan = p;
-      PetscFunctionReturn(0);
-    }
-  }
+  *plan = AckdNNPlanCacheFind(&conv->plans, &key);
+  if (*plan) PetscFunctionReturn(0);
   PetscCall(AckdConvOutputShape(conv, x, &y));
-  y.block       = y_block;
-  PetscInt slot = AckdNNPlanSlot(&conv->nplans, &conv->next_evicted);
-  plan_destroy(&conv->plans[slot]);
-  PetscCall(plan_create(conv, engine, x, &y, &conv->plans[slot]));
-  *plan = conv->plans[slot];
+  y.block             = y_block;
+  const PetscInt slot = AckdNNPlanCacheSlot(&conv->plans, &key, destroy_cached);
+  PetscCall(plan_create(conv, engine, x, &y, plan));
+  conv->plans.plan[slot] = *plan;
   PetscFunctionReturn(0);
 }
 
@@ -389,7 +390,6 @@ PetscErrorCode AckdConvBackward(AckdConv *conv, AckdEngine *engine, const AckdTe
 PetscErrorCode AckdConvDestroy(AckdConv *conv)
 {
   PetscFunctionBeginUser;
-  for (PetscInt i = 0; i < conv->nplans; i++) plan_destroy(&conv->plans[i]);
-  conv->nplans = 0;
+  AckdNNPlanCacheClear(&conv->plans, destroy_cached);
   PetscFunctionReturn(0);
 }

@@ -107,12 +107,37 @@ PetscErrorCode AckdNNExecute(AckdEngine *engine, dnnl_primitive_t prim, int narg
   PetscFunctionReturn(0);
 }
 
-PetscInt AckdNNPlanSlot(PetscInt *nplans, PetscInt *next_evicted)
+void *AckdNNPlanCacheFind(const AckdNNPlanCache *cache, const AckdNNPlanKey *key)
 {
-  if (*nplans < ACKD_NN_PLANS) return (*nplans)++;
-  PetscInt slot = *next_evicted;
-  *next_evicted = (slot + 1) % ACKD_NN_PLANS;
+  for (PetscInt i = 0; i < cache->count; i++) {
+    const AckdNNPlanKey *k = &cache->key[i];
+    if (cache->plan[i] && k->n == key->n && k->c == key->c && k->h == key->h && k->w == key->w &&
+        k->x_block == key->x_block && k->y_block == key->y_block)
+      return cache->plan[i];
+  }
+  return NULL;
+}
+
+PetscInt AckdNNPlanCacheSlot(AckdNNPlanCache *cache, const AckdNNPlanKey *key, void (*destroy)(void *))
+{
+  PetscInt slot;
+  if (cache->count < ACKD_NN_PLANS) {
+    slot = cache->count++;
+  } else {
+    slot                = cache->next_evicted;
+    cache->next_evicted = (slot + 1) % ACKD_NN_PLANS;
+    if (cache->plan[slot]) destroy(cache->plan[slot]);
+  }
+  cache->plan[slot] = NULL;
+  cache->key[slot]  = *key;
   return slot;
+}
+
+void AckdNNPlanCacheClear(AckdNNPlanCache *cache, void (*destroy)(void *))
+{
+  for (PetscInt i = 0; i < cache->count; i++)
+    if (cache->plan[i]) destroy(cache->plan[i]);
+  cache->count = cache->next_evicted = 0;
 }
 
 PetscErrorCode AckdNNPortCreate(AckdEngine *engine, const dnnl_memory_desc_t *user_md, const_dnnl_primitive_desc_t pd,

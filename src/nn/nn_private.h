@@ -51,8 +51,12 @@ PetscErrorCode AckdNNPortBind(AckdEngine *engine, AckdNNPort *port, const void *
 PetscErrorCode AckdNNPortFinish(AckdEngine *engine, AckdNNPort *port, const char *layer);
 void           AckdNNPortDestroy(AckdNNPort *port);
 
-/* The cache slot for a new plan: a free one, else the oldest (round robin). */
-PetscInt AckdNNPlanSlot(PetscInt *nplans, PetscInt *next_evicted);
+/* The plan cached under key, or NULL. */
+void *AckdNNPlanCacheFind(const AckdNNPlanCache *cache, const AckdNNPlanKey *key);
+/* The slot for a new plan under key: a free one, else the oldest, whose plan goes to destroy
+ * first. The slot's plan is NULL (never found) until the caller stores the plan it made. */
+PetscInt AckdNNPlanCacheSlot(AckdNNPlanCache *cache, const AckdNNPlanKey *key, void (*destroy)(void *));
+void     AckdNNPlanCacheClear(AckdNNPlanCache *cache, void (*destroy)(void *));
 
 /* ackd's own hot loops in AVX-512, AVX2 and baseline versions, picked at run
  * time (the build targets baseline x86-64). OpenMP outlines a parallel loop's

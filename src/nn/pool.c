@@ -124,26 +124,27 @@ static void plan_destroy(AckdPoolPlan **plan)
   *plan = NULL;
 }
 
+static void destroy_cached(void *plan)
+{
+  AckdPoolPlan *p = plan;
+  plan_destroy(&p);
+}
+
 static PetscErrorCode plan_get(AckdPool *pool, AckdEngine *engine, const AckdTensor *x, PetscInt y_block,
                                AckdPoolPlan **plan)
 {
   AckdTensor y = *x;
 
+  const AckdNNPlanKey key = {x->n, x->c, x->h, x->w, AckdNNBlock(x), PetscMax(1, y_block)};
+
   PetscFunctionBeginUser;
-  for (PetscInt i = 0; i < pool->nplans; i++) {
-    AckdPoolPlan *p = pool->plans[i];
-    if (p->n == x->n && p->c == x->c && p->h == x->h && p->w == x->w && p->x_block == AckdNNBlock(x) &&
-        p->y_block == PetscMax(1, y_block)) {
-      *plan = p;
-      PetscFunctionReturn(0);
-    }
-  }
+  *plan = AckdNNPlanCacheFind(&pool->plans, &key);
+  if (*plan) PetscFunctionReturn(0);
   PetscCall(AckdPoolOutputShape(pool, x, &y));
-  y.block       = y_block;
-  PetscInt slot = AckdNNPlanSlot(&pool->nplans, &pool->next_evicted);
-  plan_destroy(&pool->plans[slot]);
-  PetscCall(plan_create(pool, engine, x, &y, &pool->plans[slot]));
-  *plan = pool->plans[slot];
+  y.block             = y_block;
+  const PetscInt slot = AckdNNPlanCacheSlot(&pool->plans, &key, destroy_cached);
+  PetscCall(plan_create(pool, engine, x, &y, plan));
+  pool->plans.plan[slot] = *plan;
   PetscFunctionReturn(0);
 }
 
@@ -187,7 +188,6 @@ PetscErrorCode AckdPoolBackward(AckdPool *pool, AckdEngine *engine, const AckdTe
 PetscErrorCode AckdPoolDestroy(AckdPool *pool)
 {
   PetscFunctionBeginUser;
-  for (PetscInt i = 0; i < pool->nplans; i++) plan_destroy(&pool->plans[i]);
-  pool->nplans = 0;
+  AckdNNPlanCacheClear(&pool->plans, destroy_cached);
   PetscFunctionReturn(0);
 }
