@@ -206,6 +206,7 @@ static PetscErrorCode create_block(AckdOT ot, PetscInt ns, PetscInt nt, AckdOT *
   b->topk               = ot->topk;
   b->block              = ot->block;
   b->single             = ot->single;
+  b->kernel_single      = ot->kernel_single;
   b->online             = ot->online;
   b->online_layout      = ot->online_layout;
   b->log.quiet          = ot->log.quiet;

@@ -221,3 +221,101 @@ PetscErrorCode AckdOTOnlineDestroy(AckdOT ot)
   PetscCall(PetscFree2(ot->online_y, ot->online_col));
   PetscFunctionReturn(0);
 }
+
+/* ---------------------------------------------------------------- the online store (cost_store.h) */
+
+/* Every pass runs tile by tile over the held rows, stage by stage when the students rotate. */
+static PetscErrorCode online_column_lse(AckdOT ot, const double *f, const double *g, double inv_eps, double *col_lse)
+{
+  PetscFunctionBeginUser;
+  for (PetscInt s = 0; s < AckdOTStageCount(ot); s++) {
+    const PetscInt i0 = ot->held_i0, m = ot->held_i1 - ot->held_i0;
+    PetscCall(AckdOTStageBegin(ot));
+    for (PetscInt j0 = 0, nc; j0 < ot->nloc; j0 += nc) {
+      const double *tile = NULL;
+      double        part[AckdOT_TILE_MAX];
+      PetscCall(AckdOTGetTile(ot, j0, &nc, &tile));
+      AckdOTColLogSumExp(m, nc, m, tile, f + i0, g + j0, inv_eps, part);
+      /* each chunk of rows adds its share of the column's sum */
+      for (PetscInt j = 0; j < nc; j++) col_lse[j0 + j] = s == 0 ? part[j] : AckdOTLogAddExp(col_lse[j0 + j], part[j]);
+    }
+    PetscCall(AckdOTStageEnd(ot));
+  }
+  PetscFunctionReturn(0);
+}
+
+/* Each tile's log-sum-exp merged in: exact however large a row's sum grows, for one log and exp
+ * per row and tile. */
+static PetscErrorCode online_row_lse(AckdOT ot, const double *f, const double *g, double inv_eps, double *work,
+                                     double *spare, double *row_lse)
+{
+  PetscFunctionBeginUser;
+  for (PetscInt i = 0; i < ot->mloc; i++) row_lse[i] = -INFINITY;
+  for (PetscInt s = 0; s < AckdOTStageCount(ot); s++) {
+    const PetscInt i0 = ot->held_i0, m = ot->held_i1 - ot->held_i0;
+    PetscCall(AckdOTStageBegin(ot));
+    for (PetscInt j0 = 0, nc; j0 < ot->nloc; j0 += nc) {
+      const double *tile = NULL;
+      PetscCall(AckdOTGetTile(ot, j0, &nc, &tile));
+      AckdOTRowLogSumExp(m, nc, m, tile, f + i0, g + j0, inv_eps, work, spare);
+      for (PetscInt i = 0; i < m; i++) row_lse[i0 + i] = AckdOTLogAddExp(row_lse[i0 + i], spare[i]);
+    }
+    PetscCall(AckdOTStageEnd(ot));
+  }
+  PetscFunctionReturn(0);
+}
+
+/* Whole columns (replicated features on one process row): one stage. */
+static PetscErrorCode online_fused_sweep(AckdOT ot, const AckdOTColumnRule *rule, double *col_lse, double *buf,
+                                         double *work)
+{
+  PetscFunctionBeginUser;
+  for (PetscInt j0 = 0, nc; j0 < ot->nloc; j0 += nc) {
+    const double    *tile = NULL;
+    AckdOTColumnRule part = {rule->eps, rule->damping, rule->omega, rule->log_b + j0};
+    PetscCall(AckdOTGetTile(ot, j0, &nc, &tile));
+    AckdOTFusedSweep(ot->mloc, nc, ot->mloc, tile, ot->f_loc, ot->g_loc + j0, &part, col_lse + j0, buf, work);
+  }
+  PetscFunctionReturn(0);
+}
+
+/* Rows whose one-pass sum left the safe range (rare: a change of eps) get two more passes of
+ * recomputed tiles, for all such rows at once: their maximum, then the shifted sum. */
+static PetscErrorCode online_row_sums_to_lse(AckdOT ot, double inv_eps, double *work, double *spare, double *row_lse)
+{
+  PetscInt exact = 0;
+  double  *top = spare, *sum = spare + ot->mloc;
+
+  PetscFunctionBeginUser;
+  for (PetscInt i = 0; i < ot->mloc; i++) {
+    const PetscBool in_range = (PetscBool)(work[i] >= 1e-250 && work[i] <= 1e250);
+    row_lse[i]               = ot->f_loc[i] == -INFINITY ? -INFINITY : in_range ? log(work[i]) : NAN;
+    exact += isnan(row_lse[i]);
+  }
+  if (!exact) PetscFunctionReturn(0);
+  for (PetscInt i = 0; i < ot->mloc; i++) top[i] = -INFINITY, sum[i] = 0;
+  for (int pass = 0; pass < 2; pass++)
+    for (PetscInt j0 = 0, nc; j0 < ot->nloc; j0 += nc) {
+      const double *tile = NULL;
+      PetscCall(AckdOTGetTile(ot, j0, &nc, &tile));
+      for (PetscInt j = 0; j < nc; j++)
+        for (PetscInt i = 0; i < ot->mloc; i++) {
+          if (!isnan(row_lse[i])) continue;
+          double x = (ot->f_loc[i] + ot->g_loc[j0 + j] - tile[(size_t)j * ot->mloc + i]) * inv_eps;
+          if (pass == 0)
+            top[i] = fmax(top[i], x);
+          else if (top[i] > -INFINITY)
+            sum[i] += exp(x - top[i]);
+        }
+    }
+  for (PetscInt i = 0; i < ot->mloc; i++)
+    if (isnan(row_lse[i])) row_lse[i] = top[i] == -INFINITY ? -INFINITY : top[i] + log(sum[i]);
+  PetscFunctionReturn(0);
+}
+
+/* The scaling kernel would need K stored beside C: not online (sinkhorn.c uses the log kernels). */
+const AckdOTCostStore ackd_ot_store_online = {.name            = "online",
+                                              .column_lse      = online_column_lse,
+                                              .row_lse         = online_row_lse,
+                                              .fused_sweep     = online_fused_sweep,
+                                              .row_sums_to_lse = online_row_sums_to_lse};

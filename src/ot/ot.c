@@ -244,6 +244,7 @@ PetscErrorCode AckdOTSetUp(AckdOT ot)
   PetscCall(PetscMalloc2(ot->ns, &ot->a, ot->nt, &ot->b));
   for (PetscInt i = 0; i < ot->ns; i++) ot->a[i] = 1.0 / (double)ot->ns;
   for (PetscInt j = 0; j < ot->nt; j++) ot->b[j] = 1.0 / (double)ot->nt;
+  ot->store = ot->online ? &ackd_ot_store_online : ot->single ? &ackd_ot_store_float : &ackd_ot_store_double;
   ot->setup = PETSC_TRUE;
   PetscFunctionReturn(0);
 }

@@ -6,6 +6,7 @@
 #include <ackd/ot.h>
 #include <math.h>
 
+#include "cost_store.h"
 #include "ot_grid.h"
 #include "ot_kernels.h"
 
@@ -33,6 +34,9 @@ struct _p_AckdOT {
   PetscInt         sinkhorn_kernel; /* AckdOTKernelKind */
   PetscInt         max_it, check_every, topk, block;
   PetscInt         grid_rows, grid_cols; /* 0: automatic */
+
+  /* how the passes reach C, chosen by AckdOTSetUp (cost_store.h) */
+  const AckdOTCostStore *store;
 
   /* problem */
   PetscInt   ns, nt, dim;
@@ -147,39 +151,6 @@ static inline double AckdOTTileEntry(AckdOT ot, const double *tile, PetscInt j0,
 {
   return tile ? tile[(size_t)(j - j0) * (ot->held_i1 - ot->held_i0) + (i - ot->held_i0)] : AckdOTCostEntry(ot, i, j);
 }
-/* The kernels on this rank's block, whichever precision stores it. */
-static inline void AckdOTBlockRowLogSumExp(AckdOT ot, const double *f, const double *g, double inv_eps, double *work,
-                                           double *lse)
-{
-  if (ot->single)
-    AckdOTRowLogSumExpSingle(ot->mloc, ot->nloc, ot->lld, ot->C32, f, g, inv_eps, work, lse);
-  else
-    AckdOTRowLogSumExp(ot->mloc, ot->nloc, ot->lld, ot->C, f, g, inv_eps, work, lse);
-}
-static inline void AckdOTBlockColLogSumExp(AckdOT ot, const double *f, const double *g, double inv_eps, double *lse)
-{
-  if (ot->single)
-    AckdOTColLogSumExpSingle(ot->mloc, ot->nloc, ot->lld, ot->C32, f, g, inv_eps, lse);
-  else
-    AckdOTColLogSumExp(ot->mloc, ot->nloc, ot->lld, ot->C, f, g, inv_eps, lse);
-}
-
-static inline void AckdOTBlockFusedSweep(AckdOT ot, const AckdOTColumnRule *rule, double *col_lse, double *buf,
-                                         double *work)
-{
-  if (ot->single)
-    AckdOTFusedSweepSingle(ot->mloc, ot->nloc, ot->lld, ot->C32, ot->f_loc, ot->g_loc, rule, col_lse, buf, work);
-  else
-    AckdOTFusedSweep(ot->mloc, ot->nloc, ot->lld, ot->C, ot->f_loc, ot->g_loc, rule, col_lse, buf, work);
-}
-static inline void AckdOTBlockRowSumsToLogSumExp(AckdOT ot, double inv_eps, const double *work, double *lse)
-{
-  if (ot->single)
-    AckdOTRowSumsToLogSumExpSingle(ot->mloc, ot->nloc, ot->lld, ot->C32, ot->f_loc, ot->g_loc, inv_eps, work, lse);
-  else
-    AckdOTRowSumsToLogSumExp(ot->mloc, ot->nloc, ot->lld, ot->C, ot->f_loc, ot->g_loc, inv_eps, work, lse);
-}
-
 /* The factor of X~ Y~^T in every cost (see cost.c). */
 static inline double AckdOTGemmScale(AckdOT ot)
 {

@@ -45,7 +45,7 @@ static PetscErrorCode evaluate(Tao tao, Vec x, PetscReal *value, Vec gradient, v
   PetscCall(VecRestoreArrayRead(s->g_all, &xa));
 
   /* f(g): one row pass; the previous f is the shift (absorption) */
-  AckdOTBlockRowLogSumExp(ot, ot->f_loc, ot->g_loc, 1.0 / s->eps, s->work, s->row_lse);
+  PetscCall(ot->store->row_lse(ot, ot->f_loc, ot->g_loc, 1.0 / s->eps, s->work, NULL, s->row_lse)); /* stored C */
   if (ot->grid.npcol > 1)
     PetscCallMPI(
         MPI_Allreduce(MPI_IN_PLACE, s->row_lse, (PetscMPIInt)ot->mloc, MPI_DOUBLE, ot->lse_op, ot->grid.row_comm));
@@ -71,7 +71,7 @@ static PetscErrorCode evaluate(Tao tao, Vec x, PetscReal *value, Vec gradient, v
   *value = total;
 
   /* gradient of -G: column sums of the plan minus b */
-  AckdOTBlockColLogSumExp(ot, ot->f_loc, ot->g_loc, 1.0 / s->eps, s->col_lse);
+  PetscCall(ot->store->column_lse(ot, ot->f_loc, ot->g_loc, 1.0 / s->eps, s->col_lse));
   if (ot->grid.nprow > 1)
     PetscCallMPI(
         MPI_Allreduce(MPI_IN_PLACE, s->col_lse, (PetscMPIInt)ot->nloc, MPI_DOUBLE, ot->lse_op, ot->grid.col_comm));

@@ -26,6 +26,7 @@ typedef struct {
   /* stabilised scaling (-ot_sinkhorn_kernel scaling): the kernel absorbed at (f0, g0), in double (K) or float
    * (K32: -ot_kernel_precision single or a float C) */
   double   *K, *f0, *g0, *u, *acc, *extra;
+  double   *spare; /* 2 mloc: the online store's row passes */
   float    *K32;
   PetscBool scaling;
   PetscBool col_lse_fresh; /* col_lse matches the current f and g */
@@ -48,23 +49,7 @@ static void begin_stage(AckdOT ot, PetscInt stage, double tol)
 static PetscErrorCode column_lse(AckdOT ot, Workspace *w, double eps)
 {
   PetscFunctionBeginUser;
-  if (ot->online)
-    for (PetscInt s = 0; s < AckdOTStageCount(ot); s++) {
-      const PetscInt i0 = ot->held_i0, m = ot->held_i1 - ot->held_i0;
-      PetscCall(AckdOTStageBegin(ot));
-      for (PetscInt j0 = 0, nc; j0 < ot->nloc; j0 += nc) {
-        const double *tile;
-        double        part[AckdOT_TILE_MAX];
-        PetscCall(AckdOTGetTile(ot, j0, &nc, &tile));
-        AckdOTColLogSumExp(m, nc, m, tile, ot->f_loc + i0, ot->g_loc + j0, 1.0 / eps, part);
-        /* each chunk of rows adds its share of the column's sum */
-        for (PetscInt j = 0; j < nc; j++)
-          w->col_lse[j0 + j] = s == 0 ? part[j] : AckdOTLogAddExp(w->col_lse[j0 + j], part[j]);
-      }
-      PetscCall(AckdOTStageEnd(ot));
-    }
-  else
-    AckdOTBlockColLogSumExp(ot, ot->f_loc, ot->g_loc, 1.0 / eps, w->col_lse);
+  PetscCall(ot->store->column_lse(ot, ot->f_loc, ot->g_loc, 1.0 / eps, w->col_lse));
   if (ot->grid.nprow > 1)
     PetscCallMPI(
         MPI_Allreduce(MPI_IN_PLACE, w->col_lse, (PetscMPIInt)ot->nloc, MPI_DOUBLE, ot->lse_op, ot->grid.col_comm));
@@ -75,24 +60,7 @@ static PetscErrorCode column_lse(AckdOT ot, Workspace *w, double eps)
 static PetscErrorCode row_lse(AckdOT ot, Workspace *w, double eps)
 {
   PetscFunctionBeginUser;
-  if (ot->online) {
-    /* tile by tile, each tile's log-sum-exp merged in: exact however large a
-     * row's sum grows, for one log and exp per row and tile */
-    double *tile_lse = w->acc; /* free: the scaling kernel never runs online */
-    for (PetscInt i = 0; i < ot->mloc; i++) w->row_lse[i] = -INFINITY;
-    for (PetscInt s = 0; s < AckdOTStageCount(ot); s++) {
-      const PetscInt i0 = ot->held_i0, m = ot->held_i1 - ot->held_i0;
-      PetscCall(AckdOTStageBegin(ot));
-      for (PetscInt j0 = 0, nc; j0 < ot->nloc; j0 += nc) {
-        const double *tile;
-        PetscCall(AckdOTGetTile(ot, j0, &nc, &tile));
-        AckdOTRowLogSumExp(m, nc, m, tile, ot->f_loc + i0, ot->g_loc + j0, 1.0 / eps, w->work, tile_lse);
-        for (PetscInt i = 0; i < m; i++) w->row_lse[i0 + i] = AckdOTLogAddExp(w->row_lse[i0 + i], tile_lse[i]);
-      }
-      PetscCall(AckdOTStageEnd(ot));
-    }
-  } else
-    AckdOTBlockRowLogSumExp(ot, ot->f_loc, ot->g_loc, 1.0 / eps, w->work, w->row_lse);
+  PetscCall(ot->store->row_lse(ot, ot->f_loc, ot->g_loc, 1.0 / eps, w->work, w->spare, w->row_lse));
   if (ot->grid.npcol > 1)
     PetscCallMPI(
         MPI_Allreduce(MPI_IN_PLACE, w->row_lse, (PetscMPIInt)ot->mloc, MPI_DOUBLE, ot->lse_op, ot->grid.row_comm));
@@ -187,12 +155,7 @@ static PetscErrorCode absorb(AckdOT ot, Workspace *w, double eps)
   PetscFunctionBeginUser;
   PetscCall(PetscArraycpy(w->f0, ot->f_loc, ot->mloc));
   PetscCall(PetscArraycpy(w->g0, ot->g_loc, ot->nloc));
-  if (ot->single)
-    AckdOTAbsorbKernelSingle(ot->mloc, ot->nloc, ot->lld, ot->C32, w->f0, w->g0, 1.0 / eps, w->K32);
-  else if (ot->kernel_single)
-    AckdOTAbsorbKernelMixed(ot->mloc, ot->nloc, ot->lld, ot->C, w->f0, w->g0, 1.0 / eps, w->K32);
-  else
-    AckdOTAbsorbKernel(ot->mloc, ot->nloc, ot->lld, ot->C, w->f0, w->g0, 1.0 / eps, w->K);
+  PetscCall(ot->store->absorb(ot, w->f0, w->g0, 1.0 / eps, w->K, w->K32));
   PetscFunctionReturn(0);
 }
 
@@ -209,65 +172,6 @@ static PetscBool needs_absorption(AckdOT ot, Workspace *w, double eps)
   return PETSC_FALSE;
 }
 
-/* The fused log-domain sweep over the stored block, or tile by tile online
- * (whole columns: replicated features on one process row, one stage). */
-static PetscErrorCode fused_log_sweep(AckdOT ot, Workspace *w, const AckdOTColumnRule *rule)
-{
-  PetscFunctionBeginUser;
-  PetscCall(PetscArrayzero(w->work, ot->mloc));
-  if (!ot->online) {
-    AckdOTBlockFusedSweep(ot, rule, w->col_lse, w->buf, w->work);
-    PetscFunctionReturn(0);
-  }
-  for (PetscInt j0 = 0, nc; j0 < ot->nloc; j0 += nc) {
-    const double    *tile;
-    AckdOTColumnRule part = {rule->eps, rule->damping, rule->omega, rule->log_b + j0};
-    PetscCall(AckdOTGetTile(ot, j0, &nc, &tile));
-    AckdOTFusedSweep(ot->mloc, nc, ot->mloc, tile, ot->f_loc, ot->g_loc + j0, &part, w->col_lse + j0, w->buf, w->work);
-  }
-  PetscFunctionReturn(0);
-}
-
-/* log of the sweep's row sums; rows whose one-pass sum left the safe range
- * (rare: a change of eps) exactly, by a max-shifted pass over their row of C
- * (online: two more passes of recomputed tiles, for all such rows at once). */
-static PetscErrorCode row_sums_to_lse(AckdOT ot, Workspace *w, double eps)
-{
-  const double inv_eps = 1.0 / eps;
-  PetscInt     exact   = 0;
-
-  PetscFunctionBeginUser;
-  if (!ot->online) {
-    AckdOTBlockRowSumsToLogSumExp(ot, inv_eps, w->work, w->row_lse);
-    PetscFunctionReturn(0);
-  }
-  for (PetscInt i = 0; i < ot->mloc; i++) {
-    const PetscBool in_range = (PetscBool)(w->work[i] >= 1e-250 && w->work[i] <= 1e250);
-    w->row_lse[i]            = ot->f_loc[i] == -INFINITY ? -INFINITY : in_range ? log(w->work[i]) : NAN;
-    exact += isnan(w->row_lse[i]);
-  }
-  if (!exact) PetscFunctionReturn(0);
-  double *top = w->acc, *sum = w->extra; /* free outside the scaling kernel */
-  for (PetscInt i = 0; i < ot->mloc; i++) top[i] = -INFINITY, sum[i] = 0;
-  for (int pass = 0; pass < 2; pass++)
-    for (PetscInt j0 = 0, nc; j0 < ot->nloc; j0 += nc) {
-      const double *tile;
-      PetscCall(AckdOTGetTile(ot, j0, &nc, &tile));
-      for (PetscInt j = 0; j < nc; j++)
-        for (PetscInt i = 0; i < ot->mloc; i++) {
-          if (!isnan(w->row_lse[i])) continue;
-          double x = (ot->f_loc[i] + ot->g_loc[j0 + j] - tile[(size_t)j * ot->mloc + i]) * inv_eps;
-          if (pass == 0)
-            top[i] = fmax(top[i], x);
-          else if (top[i] > -INFINITY)
-            sum[i] += exp(x - top[i]);
-        }
-    }
-  for (PetscInt i = 0; i < ot->mloc; i++)
-    if (isnan(w->row_lse[i])) w->row_lse[i] = top[i] == -INFINITY ? -INFINITY : top[i] + log(sum[i]);
-  PetscFunctionReturn(0);
-}
-
 static PetscErrorCode run_stage_fused(AckdOT ot, Workspace *w, double eps, double tol, PetscBool *met, double *err)
 {
   const PetscBool  unbalanced = (PetscBool)(ot->solver == ACKD_OT_SOLVER_UNBALANCED);
@@ -281,17 +185,13 @@ static PetscErrorCode run_stage_fused(AckdOT ot, Workspace *w, double eps, doubl
     const PetscBool check    = (PetscBool)(it > 0 && (it - 1) % ot->check_every == 0);
     PetscBool       fallback = PETSC_FALSE;
     PetscCall(PetscArraycpy(w->g_old, ot->g_loc, ot->nloc));
-    if (!w->scaling)
-      PetscCall(fused_log_sweep(ot, w, &rule));
-    else if (ot->single)
-      AckdOTScalingSweepSingle(ot->mloc, ot->nloc, ot->lld, ot->C32, w->K32, ot->f_loc, w->f0, ot->g_loc, w->g0, &rule,
-                               w->col_lse, w->u, w->acc, w->extra, w->work, &fallback);
-    else if (ot->kernel_single)
-      AckdOTScalingSweepMixed(ot->mloc, ot->nloc, ot->lld, ot->C, w->K32, ot->f_loc, w->f0, ot->g_loc, w->g0, &rule,
-                              w->col_lse, w->u, w->acc, w->extra, w->work, &fallback);
-    else
-      AckdOTScalingSweep(ot->mloc, ot->nloc, ot->lld, ot->C, w->K, ot->f_loc, w->f0, ot->g_loc, w->g0, &rule,
-                         w->col_lse, w->u, w->acc, w->extra, w->work, &fallback);
+    if (w->scaling) {
+      PetscCall(ot->store->scaling_sweep(ot, w->K, w->K32, w->f0, w->g0, &rule, w->col_lse, w->u, w->acc, w->extra,
+                                         w->work, &fallback));
+    } else {
+      PetscCall(PetscArrayzero(w->work, ot->mloc));
+      PetscCall(ot->store->fused_sweep(ot, &rule, w->col_lse, w->buf, w->work));
+    }
     double dg = 0;
     for (PetscInt j = 0; j < ot->nloc; j++) {
       if (w->col_lse[j] == -INFINITY && w->log_b[j] > -INFINITY && w->g_old[j] > -INFINITY && !unbalanced)
@@ -322,7 +222,7 @@ static PetscErrorCode run_stage_fused(AckdOT ot, Workspace *w, double eps, doubl
       }
     }
     /* the f half-step: row sums of this rank's columns, merged along the grid row */
-    PetscCall(row_sums_to_lse(ot, w, eps));
+    PetscCall(ot->store->row_sums_to_lse(ot, 1.0 / eps, w->work, w->spare, w->row_lse));
     if (ot->grid.npcol > 1)
       PetscCallMPI(
           MPI_Allreduce(MPI_IN_PLACE, w->row_lse, (PetscMPIInt)ot->mloc, MPI_DOUBLE, ot->lse_op, ot->grid.row_comm));
@@ -431,8 +331,8 @@ PetscErrorCode AckdOTSinkhorn(AckdOT ot)
     else
       PetscCall(PetscMalloc1(entries, &w.K));
   }
-  PetscCall(PetscMalloc5(ot->mloc + 1, &w.f0, ot->nloc + 1, &w.g0, ot->mloc + 1, &w.u, ot->mloc + 1, &w.acc,
-                         ot->mloc + 1, &w.extra));
+  PetscCall(PetscMalloc6(ot->mloc + 1, &w.f0, ot->nloc + 1, &w.g0, ot->mloc + 1, &w.u, ot->mloc + 1, &w.acc,
+                         ot->mloc + 1, &w.extra, 2 * ot->mloc + 1, &w.spare));
   w.col_lse_fresh = PETSC_FALSE;
   w.infeasible[0] = ot->ns;
   w.infeasible[1] = ot->nt;
@@ -485,7 +385,7 @@ PetscErrorCode AckdOTSinkhorn(AckdOT ot)
   if (ot->stopped) {     /* the caller keeps the state (AckdOTGetState) or drops it: nothing to measure */
     PetscCall(PetscFree5(w.log_a, w.log_b, w.row_lse, w.col_lse, w.work));
     PetscCall(PetscFree2(w.g_old, w.buf));
-    PetscCall(PetscFree5(w.f0, w.g0, w.u, w.acc, w.extra));
+    PetscCall(PetscFree6(w.f0, w.g0, w.u, w.acc, w.extra, w.spare));
     PetscCall(PetscFree(w.K));
     PetscCall(PetscFree(w.K32));
     PetscFunctionReturn(0);
@@ -508,7 +408,7 @@ PetscErrorCode AckdOTSinkhorn(AckdOT ot)
   }
   PetscCall(PetscFree5(w.log_a, w.log_b, w.row_lse, w.col_lse, w.work));
   PetscCall(PetscFree2(w.g_old, w.buf));
-  PetscCall(PetscFree5(w.f0, w.g0, w.u, w.acc, w.extra));
+  PetscCall(PetscFree6(w.f0, w.g0, w.u, w.acc, w.extra, w.spare));
   PetscCall(PetscFree(w.K));
   PetscCall(PetscFree(w.K32));
   if (!met) {
