@@ -205,23 +205,6 @@ PetscErrorCode AckdKDSetFromOptions(AckdKD kd)
   PetscFunctionReturn(0);
 }
 
-PetscErrorCode ackd_kd_refuse_missing(AckdKD kd, unsigned needs, const char *who, const char *fix)
-{
-  PetscFunctionBeginUser;
-  PetscCheck(!(needs & KD_NEEDS_LOGITS) || kd->dims.teacher_logits, kd->comm, PETSC_ERR_USER_INPUT,
-             "%s needs the teacher's logits but the teacher gives none; use a gallery with /gallery/logits or a "
-             "teacher checkpoint",
-             who);
-  PetscCheck(!(needs & KD_NEEDS_EMBEDDING) || kd->dims.teacher_embedding > 0, kd->comm, PETSC_ERR_USER_INPUT,
-             "%s needs the teacher's embedding but the teacher gives none; use a gallery with /gallery/embedding or a "
-             "teacher checkpoint",
-             who);
-  PetscCheck(!(needs & KD_NEEDS_TOKENS) || kd->dims.teacher_channels > 0, kd->comm, PETSC_ERR_USER_INPUT,
-             "%s needs the teacher's layer-4 tokens, which a gallery does not hold; %s", who,
-             fix ? fix : "distill from a teacher checkpoint, or choose kd, dkd, lskd, logits or rkd");
-  PetscFunctionReturn(0);
-}
-
 PetscErrorCode AckdKDSetUp(AckdKD kd, const AckdKDDims *dims)
 {
   char who[96];
@@ -305,18 +288,6 @@ PetscErrorCode AckdKDReliability(const AckdTensor *teacher_logits, const PetscIn
     }
   }
   PetscFunctionReturn(0);
-}
-
-void ackd_kd_alpha_weights(double alpha, double *ce, double *kd)
-{
-  *ce = 1.0 - alpha;
-  *kd = alpha;
-}
-
-double ackd_kd_full_label_share(AckdKDObj kd)
-{
-  (void)kd;
-  return 1.0;
 }
 
 static PetscErrorCode grow(double **buf, PetscInt *cap, PetscInt need)

@@ -109,12 +109,12 @@ struct _p_AckdKD {
 extern const KDMethod *const ackd_kd_methods[]; /* NULL-terminated, in -help's order (methods.c) */
 extern const KDMethod ackd_kd_none, ackd_kd_kd, ackd_kd_logits, ackd_kd_fitnet, ackd_kd_at, ackd_kd_rkd, ackd_kd_dkd,
     ackd_kd_lskd, ackd_kd_ctkd, ackd_kd_clip, ackd_kd_crd, ackd_kd_c2kd, ackd_kd_mnf, ackd_kd_distilvpr;
-/* KD's default weights (1 - alpha, alpha), shared by the methods that plug into KD. */
+/* KD's default weights (1 - alpha, alpha), shared by the methods that plug into KD (kd_util.c). */
 void ackd_kd_alpha_weights(double alpha, double *ce, double *kd);
 /* The label_share of a KD loss with T² inside (LSKD, CTKD): 1. */
 double ackd_kd_full_label_share(AckdKDObj kd);
 
-/* One line naming `who` and the fix (NULL: the default advice) when the teacher lacks what `needs` asks (kd.c). */
+/* One line naming `who` and the fix (NULL: the default advice) when the teacher lacks what `needs` asks (kd_util.c). */
 PetscErrorCode ackd_kd_refuse_missing(AckdKDObj kd, unsigned needs, const char *who, const char *fix);
 
 /* SKA (ska.c). */

@@ -1,6 +1,7 @@
-/* Numerical pieces every method shares. Everything is accumulated in double:
- * losses are small differences of large sums (KL, covariances), and the
- * gradient checks compare against finite differences. */
+/* What the methods share: numerical pieces, accumulated in double (losses are
+ * small differences of large sums, KL and covariances, and the gradient checks
+ * compare against finite differences), the refusal of a teacher that lacks what
+ * a method needs, and KD's default weights. Below kd.c and the methods both. */
 #include "kd_impl.h"
 #include <cblas.h>
 #include <math.h>
@@ -185,4 +186,35 @@ PetscErrorCode ackd_kd_add_linear(AckdKDObj kd, const char *name, PetscInt out, 
   PetscCall(PetscSNPrintf(full, sizeof full, "%s.bias", name));
   PetscCall(AckdParamsAdd(&kd->params, full, out, in, ACKD_INIT_FAN_IN_UNIFORM, b));
   PetscFunctionReturn(0);
+}
+
+/* ---------------------------------------------------------------- what the methods share with kd.c */
+
+PetscErrorCode ackd_kd_refuse_missing(AckdKD kd, unsigned needs, const char *who, const char *fix)
+{
+  PetscFunctionBeginUser;
+  PetscCheck(!(needs & KD_NEEDS_LOGITS) || kd->dims.teacher_logits, kd->comm, PETSC_ERR_USER_INPUT,
+             "%s needs the teacher's logits but the teacher gives none; use a gallery with /gallery/logits or a "
+             "teacher checkpoint",
+             who);
+  PetscCheck(!(needs & KD_NEEDS_EMBEDDING) || kd->dims.teacher_embedding > 0, kd->comm, PETSC_ERR_USER_INPUT,
+             "%s needs the teacher's embedding but the teacher gives none; use a gallery with /gallery/embedding or a "
+             "teacher checkpoint",
+             who);
+  PetscCheck(!(needs & KD_NEEDS_TOKENS) || kd->dims.teacher_channels > 0, kd->comm, PETSC_ERR_USER_INPUT,
+             "%s needs the teacher's layer-4 tokens, which a gallery does not hold; %s", who,
+             fix ? fix : "distill from a teacher checkpoint, or choose kd, dkd, lskd, logits or rkd");
+  PetscFunctionReturn(0);
+}
+
+void ackd_kd_alpha_weights(double alpha, double *ce, double *kd)
+{
+  *ce = 1.0 - alpha;
+  *kd = alpha;
+}
+
+double ackd_kd_full_label_share(AckdKDObj kd)
+{
+  (void)kd;
+  return 1.0;
 }

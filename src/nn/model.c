@@ -273,18 +273,6 @@ static PetscErrorCode gradient_commit(AckdModel m, PetscInt slot, AckdTensor *ta
   PetscFunctionReturn(0);
 }
 
-PetscErrorCode AckdModelDeliverChannels(AckdModel m, PetscInt slot, const AckdTensor *dy, PetscInt dy_start,
-                                        PetscInt slot_start, PetscInt count)
-{
-  PetscFunctionBeginUser;
-  if (slot == 0) PetscFunctionReturn(0);
-  AckdTensor *g = &m->grads[slot];
-  if (!m->grad_written[slot] && count < g->c) PetscCall(PetscArrayzero(g->data, AckdTensorStorage(g)));
-  AckdNNCopyChannels(dy, dy_start, g, slot_start, count, 1, 1, m->grad_written[slot]);
-  m->grad_written[slot] = PETSC_TRUE;
-  PetscFunctionReturn(0);
-}
-
 static PetscErrorCode seed_gradient(AckdModel m, PetscInt slot, const AckdTensor *d, const char *what)
 {
   PetscFunctionBeginUser;

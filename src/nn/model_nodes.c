@@ -211,13 +211,27 @@ static PetscErrorCode tokens_backward(AckdModel m, AckdEngine *engine, const Ack
   return 0;
 }
 
-/* The channel plumbing hands each input its channels of dy (dx is NULL for them). */
+/* The channel plumbing hands each input its channels of dy (dx is NULL for them): dy's channels
+ * [dy_start, dy_start + count) into channels [slot_start, ...) of the gradient of `slot`, added
+ * when another reader wrote it already. */
+static PetscErrorCode deliver_channels(AckdModel m, PetscInt slot, const AckdTensor *dy, PetscInt dy_start,
+                                       PetscInt slot_start, PetscInt count)
+{
+  PetscFunctionBeginUser;
+  if (slot == 0) PetscFunctionReturn(0);
+  AckdTensor *g = &m->grads[slot];
+  if (!m->grad_written[slot] && count < g->c) PetscCall(PetscArrayzero(g->data, AckdTensorStorage(g)));
+  AckdNNCopyChannels(dy, dy_start, g, slot_start, count, 1, 1, m->grad_written[slot]);
+  m->grad_written[slot] = PETSC_TRUE;
+  PetscFunctionReturn(0);
+}
+
 static PetscErrorCode add_backward(AckdModel m, AckdEngine *engine, const AckdNode *node, const AckdTensor *x,
                                    const AckdTensor *dy, AckdTensor *dx)
 {
   PetscFunctionBeginUser;
-  PetscCall(AckdModelDeliverChannels(m, node->in[0], dy, 0, 0, dy->c));
-  PetscCall(AckdModelDeliverChannels(m, node->in[1], dy, 0, 0, dy->c));
+  PetscCall(deliver_channels(m, node->in[0], dy, 0, 0, dy->c));
+  PetscCall(deliver_channels(m, node->in[1], dy, 0, 0, dy->c));
   PetscFunctionReturn(0);
 }
 
@@ -225,15 +239,15 @@ static PetscErrorCode concat_backward(AckdModel m, AckdEngine *engine, const Ack
                                       const AckdTensor *dy, AckdTensor *dx)
 {
   PetscFunctionBeginUser;
-  PetscCall(AckdModelDeliverChannels(m, node->in[0], dy, 0, 0, x->c));
-  PetscCall(AckdModelDeliverChannels(m, node->in[1], dy, x->c, 0, m->values[node->in[1]].c));
+  PetscCall(deliver_channels(m, node->in[0], dy, 0, 0, x->c));
+  PetscCall(deliver_channels(m, node->in[1], dy, x->c, 0, m->values[node->in[1]].c));
   PetscFunctionReturn(0);
 }
 
 static PetscErrorCode slice_backward(AckdModel m, AckdEngine *engine, const AckdNode *node, const AckdTensor *x,
                                      const AckdTensor *dy, AckdTensor *dx)
 {
-  return AckdModelDeliverChannels(m, node->in[0], dy, 0, node->start, node->count);
+  return deliver_channels(m, node->in[0], dy, 0, node->start, node->count);
 }
 
 /* ---------------------------------------------------------------- parameters and teardown */

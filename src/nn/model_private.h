@@ -65,7 +65,7 @@ typedef struct {
                           AckdTensor *y);
   PetscErrorCode (*forward)(AckdModel, AckdEngine *, const AckdNode *, const AckdTensor *x, AckdTensor *y);
   /* dx NULL: the input needs no gradient (the images); kinds that `deliver` write their inputs'
-   * gradients channel by channel (AckdModelDeliverChannels) and get dx NULL */
+   * gradients channel by channel (model_nodes.c) and get dx NULL */
   PetscErrorCode (*backward)(AckdModel, AckdEngine *, const AckdNode *, const AckdTensor *x, const AckdTensor *dy,
                              AckdTensor *dx);
   void (*params)(const AckdNode *, PetscInt *begin, PetscInt *end); /* its range of the parameter buffer */
@@ -75,9 +75,6 @@ typedef struct {
 } AckdNodeOps;
 
 const AckdNodeOps *AckdNodeOpsOf(AckdNodeKind kind);
-/* dy's channels [dy_start, dy_start + count) into channels [slot_start, ...) of the gradient of `slot`. */
-PetscErrorCode AckdModelDeliverChannels(AckdModel m, PetscInt slot, const AckdTensor *dy, PetscInt dy_start,
-                                        PetscInt slot_start, PetscInt count);
 
 /* Builders for the architecture files: each appends a node reading slot `in`
  * and returns the slot it writes. Channel counts are the builder's business. */
