@@ -107,57 +107,6 @@ static PetscErrorCode distribute(AckdOT ot, PetscInt n, PetscInt lo, PetscInt hi
   PetscFunctionReturn(0);
 }
 
-double AckdOTFinishCosts(AckdOT ot, PetscInt i0, PetscInt m, PetscInt j0, PetscInt ncols, double *c, PetscInt ldc,
-                         const double *row_term_loc, const double *col_term_loc)
-{
-  /* rounding can make a distance of equal points slightly negative */
-  const double  floor_cost = ot->cost_kind == ACKD_OT_COST_KL ? -INFINITY : 0.0;
-  const double *row_term   = row_term_loc + i0;
-  double        top        = -INFINITY;
-  for (PetscInt j = 0; j < ncols; j++) {
-    const double col_term = col_term_loc[j0 + j];
-    double      *col      = c + (size_t)j * ldc;
-    if (!ot->labels_s) { /* the online mode's inner loop: kept simple enough to vectorise */
-      for (PetscInt i = 0; i < m; i++) {
-        double v = col[i] + row_term[i] + col_term;
-        v        = v < floor_cost ? floor_cost : v;
-        col[i]   = v;
-        top      = v > top ? v : top;
-      }
-      continue;
-    }
-    const PetscInt class_t = ot->labels_t[ot->col_global[j0 + j]];
-    for (PetscInt i = 0; i < m; i++) {
-      const PetscInt class_s = ot->labels_s[ot->row_global[i0 + i]];
-      double         v       = col[i] + row_term[i] + col_term;
-      v                      = v < floor_cost ? floor_cost : v;
-      if (class_s < 0 || class_s != class_t) v = INFINITY;
-      col[i] = v;
-      if (v < INFINITY) top = v > top ? v : top;
-    }
-  }
-  return top;
-}
-
-PetscErrorCode AckdOTSetLayout(AckdOT ot)
-{
-  const int   zero = 0, block = (int)ot->block, ns = (int)ot->ns, nt = (int)ot->nt;
-  AckdOTGrid *g = &ot->grid;
-
-  PetscFunctionBeginUser;
-  ot->mloc = numroc_(&ns, &block, &g->myrow, &zero, &g->nprow);
-  ot->nloc = numroc_(&nt, &block, &g->mycol, &zero, &g->npcol);
-  ot->lld  = PetscMax(1, ot->mloc);
-  PetscCall(PetscFree2(ot->row_global, ot->col_global));
-  PetscCall(PetscMalloc2(ot->mloc + 1, &ot->row_global, ot->nloc + 1, &ot->col_global));
-  for (PetscInt i = 0; i < ot->mloc; i++) ot->row_global[i] = AckdOTLocalToGlobal(i, block, g->nprow, g->myrow);
-  for (PetscInt j = 0; j < ot->nloc; j++) ot->col_global[j] = AckdOTLocalToGlobal(j, block, g->npcol, g->mycol);
-  ot->rotating = PETSC_FALSE; /* the online set-up may choose it */
-  ot->held_i0  = 0;
-  ot->held_i1  = ot->mloc;
-  PetscFunctionReturn(0);
-}
-
 PetscErrorCode AckdOTAssembleCost(AckdOT ot, const double *student_rows, const double *teacher_rows)
 {
   PetscInt    lo_s, hi_s, lo_t, hi_t, bad;

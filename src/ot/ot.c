@@ -6,12 +6,10 @@
 static AckdLogPackage ot_log = {
     .name = "ackd ot", .nevents = 4, .event_names = {"OTCost", "OTSinkhorn", "OTTopK", "OTWrite"}};
 
-const char *const        AckdOTCostKinds[]   = {"sqeuclidean", "cosine", "kl"};
-static const char *const precisions[]        = {"double", "single"};
-static const char *const kernels[]           = {"log", "scaling"};
-static const char *const block_kinds[]       = {"subgrid", "dense"};
-static const char *const online_layouts[]    = {"auto", "replicated", "rotating"};
-const char *const        AckdOTSolverKinds[] = {"sinkhorn", "unbalanced", "argmin", "exact", "semidual", "auction"};
+static const char *const precisions[]     = {"double", "single"};
+static const char *const kernels[]        = {"log", "scaling"};
+static const char *const block_kinds[]    = {"subgrid", "dense"};
+static const char *const online_layouts[] = {"auto", "replicated", "rotating"};
 
 PetscErrorCode AckdOTCreate(MPI_Comm comm, AckdOT *ot)
 {
@@ -274,13 +272,6 @@ PetscErrorCode AckdOTGetOnlineLayout(AckdOT ot, PetscBool *online, PetscBool *ro
   PetscFunctionReturn(0);
 }
 
-PetscErrorCode AckdOTGetOwnedRows(AckdOT ot, AckdOTSide side, PetscInt *lo, PetscInt *hi)
-{
-  PetscFunctionBeginUser;
-  AckdOTContiguousRange(side == ACKD_OT_STUDENT ? ot->ns : ot->nt, ot->size, ot->rank, lo, hi);
-  PetscFunctionReturn(0);
-}
-
 PetscErrorCode AckdOTSetFeatures(AckdOT ot, const double *student_rows, const double *teacher_rows)
 {
   PetscFunctionBeginUser;
@@ -459,32 +450,6 @@ PetscErrorCode AckdOTSolve(AckdOT ot)
     PetscCall(PetscLogEventEnd(ot->event_topk, 0, 0, 0, 0));
   }
   ot->solved = PETSC_TRUE;
-  PetscFunctionReturn(0);
-}
-
-/* A potential's entry is held by the ranks of grid column 0 (f) or grid row 0
- * (g); a sum over the whole communicator to which only they contribute gives
- * every rank the full vector (-inf, a zero-mass sample, survives: -inf + 0). */
-static PetscErrorCode gather_side(AckdOT ot, PetscInt n, PetscInt nlocal, const PetscInt *global, const double *local,
-                                  PetscBool owner, double *full)
-{
-  double *buf;
-
-  PetscFunctionBeginUser;
-  PetscCall(PetscCalloc1(n, &buf));
-  if (owner)
-    for (PetscInt t = 0; t < nlocal; t++) buf[global[t]] = local[t];
-  PetscCallMPI(MPI_Allreduce(buf, full, (PetscMPIInt)n, MPI_DOUBLE, MPI_SUM, ot->comm));
-  PetscCall(PetscFree(buf));
-  PetscFunctionReturn(0);
-}
-
-PetscErrorCode AckdOTGatherPotentials(AckdOT ot)
-{
-  PetscFunctionBeginUser;
-  if (!ot->f) PetscCall(PetscMalloc2(ot->ns, &ot->f, ot->nt, &ot->g));
-  PetscCall(gather_side(ot, ot->ns, ot->mloc, ot->row_global, ot->f_loc, (PetscBool)(ot->grid.mycol == 0), ot->f));
-  PetscCall(gather_side(ot, ot->nt, ot->nloc, ot->col_global, ot->g_loc, (PetscBool)(ot->grid.myrow == 0), ot->g));
   PetscFunctionReturn(0);
 }
 

@@ -189,7 +189,7 @@ PetscErrorCode AckdOTPlanStatistics(AckdOT ot, double eps, double *work);
 /* Full vectors from the local parts: entries of local rows (or columns) of
  * grid column 0 (or row 0) are broadcast to every rank. */
 PetscErrorCode AckdOTGatherPotentials(AckdOT ot);
-/* state.c and its class-block half in blocks.c */
+/* state.c and its class-block half in blocks.c; resuming is sinkhorn.c's */
 PetscErrorCode AckdOTResumeFrom(AckdOT ot, PetscInt stage, const PetscInt *row_of, const double *f,
                                 const PetscInt *col_of, const double *g);
 PetscInt       AckdOTBlocksCount(AckdOT ot);

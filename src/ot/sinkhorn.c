@@ -420,3 +420,17 @@ PetscErrorCode AckdOTSinkhorn(AckdOT ot)
   }
   PetscFunctionReturn(0);
 }
+
+/* A stopped solve resumes in its eps stage from its potentials (state.c, and per class block
+ * blocks.c): f and g full vectors, indexed through row_of / col_of when not NULL. */
+PetscErrorCode AckdOTResumeFrom(AckdOT ot, PetscInt stage, const PetscInt *row_of, const double *f,
+                                const PetscInt *col_of, const double *g)
+{
+  PetscFunctionBeginUser;
+  PetscCall(PetscFree2(ot->f_loc, ot->g_loc));
+  PetscCall(PetscMalloc2(ot->mloc + 1, &ot->f_loc, ot->nloc + 1, &ot->g_loc));
+  for (PetscInt i = 0; i < ot->mloc; i++) ot->f_loc[i] = f[row_of ? row_of[ot->row_global[i]] : ot->row_global[i]];
+  for (PetscInt j = 0; j < ot->nloc; j++) ot->g_loc[j] = g[col_of ? col_of[ot->col_global[j]] : ot->col_global[j]];
+  ot->resume_stage = stage;
+  PetscFunctionReturn(0);
+}

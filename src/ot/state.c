@@ -15,11 +15,6 @@
 #include <math.h>
 #include <string.h>
 
-PetscBool AckdOTResumable(AckdOT ot)
-{
-  return (PetscBool)(ot->solver == ACKD_OT_SOLVER_SINKHORN || ot->solver == ACKD_OT_SOLVER_UNBALANCED);
-}
-
 PetscErrorCode AckdOTStateFree(AckdOTState *state)
 {
   PetscFunctionBeginUser;
@@ -52,18 +47,6 @@ PetscErrorCode AckdOTGetState(AckdOT ot, AckdOTState *state)
   state->stage[0] = ot->stage;
   PetscCall(PetscArraycpy(state->f, ot->f, ot->ns));
   PetscCall(PetscArraycpy(state->g, ot->g, ot->nt));
-  PetscFunctionReturn(0);
-}
-
-PetscErrorCode AckdOTResumeFrom(AckdOT ot, PetscInt stage, const PetscInt *row_of, const double *f,
-                                const PetscInt *col_of, const double *g)
-{
-  PetscFunctionBeginUser;
-  PetscCall(PetscFree2(ot->f_loc, ot->g_loc));
-  PetscCall(PetscMalloc2(ot->mloc + 1, &ot->f_loc, ot->nloc + 1, &ot->g_loc));
-  for (PetscInt i = 0; i < ot->mloc; i++) ot->f_loc[i] = f[row_of ? row_of[ot->row_global[i]] : ot->row_global[i]];
-  for (PetscInt j = 0; j < ot->nloc; j++) ot->g_loc[j] = g[col_of ? col_of[ot->col_global[j]] : ot->col_global[j]];
-  ot->resume_stage = stage;
   PetscFunctionReturn(0);
 }
 

@@ -1,0 +1,92 @@
+#!/usr/bin/python3
+"""No cycles between the files of a module: within src/<module>, file A depends on file B when A's
+object file uses a symbol B's defines (nm: U in A, T/D/B/R in B). A cycle means no file of it can be
+read, tested or replaced without the others; the dependencies must point one way.
+
+One cycle is by design and allowed, with its reason: a class block of an OT problem is itself an
+AckdOT (ot/blocks.c composes them through the public API that ot/ot.c defines and dispatches to).
+
+  check_file_cycles.py OBJECT_DIR     (the library's objects: .../CMakeFiles/ackd_lib.dir)"""
+import collections
+import glob
+import os
+import subprocess
+import sys
+
+ALLOWED = {frozenset({"ot/blocks.c", "ot/ot.c"})}
+
+
+def symbols(path):
+    defined, used = set(), set()
+    for line in subprocess.run(["nm", path], capture_output=True, text=True, check=True).stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[1] in "TDBRCV":
+            defined.add(parts[2])
+        elif len(parts) == 2 and parts[0] == "U":
+            used.add(parts[1])
+    return defined, used
+
+
+def strongly_connected(nodes, edges):
+    index, low, stack, on, out, counter = {}, {}, [], set(), [], [0]
+
+    def visit(v):
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in edges[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                out.append(sorted(component))
+
+    for v in sorted(nodes):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def main():
+    root = sys.argv[1]
+    objects = glob.glob(os.path.join(root, "**", "*.c.o"), recursive=True)
+    if len(objects) < 20:
+        print(f"check_file_cycles: only {len(objects)} objects under {root}; build the library first")
+        return 1
+    defined, used = {}, {}
+    for o in objects:
+        name = os.path.relpath(o, root)[:-2]
+        defined[name], used[name] = symbols(o)
+    owner = {s: f for f, ds in defined.items() for s in ds}
+    edges = collections.defaultdict(set)
+    for f, us in used.items():
+        for s in us:
+            g = owner.get(s)
+            if g and g != f and os.path.dirname(g) == os.path.dirname(f):
+                edges[f].add(g)
+    cycles = strongly_connected(defined, edges)
+    bad = [c for c in cycles if frozenset(c) not in ALLOWED]
+    for c in cycles:
+        why = []
+        for f in c:
+            for g in sorted(edges[f] & set(c)):
+                why.append(f"{f} -> {g} ({', '.join(sorted(s for s in used[f] if owner.get(s) == g)[:3])})")
+        print(("allowed" if c not in bad else "CYCLE") + f": {' '.join(c)}\n  " + "\n  ".join(why))
+    modules = sorted({os.path.dirname(f) for f in defined})
+    print(f"check_file_cycles: {len(objects)} files in {len(modules)} modules, {len(bad)} cycle(s) not allowed")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
