@@ -1,6 +1,6 @@
 /* ackd ckpt: checkpoints that survive being killed at any moment.
  *
- * A checkpoint is one parallel HDF5 file (DESIGN.md section 5):
+ * A checkpoint is one parallel HDF5 file (docs/DESIGN.md §5):
  *   /                    attrs ackd_format="checkpoint", version, architecture, step, epoch
  *   /model/<layer>/<p>   parameters and buffers (replicated: rank 0 writes them)
  *   /optim/<name>        optimizer state as flat vectors; each rank writes the

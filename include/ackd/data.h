@@ -1,7 +1,7 @@
 /* ackd data: the dataset file format, its parallel writer, the synthetic
  * benchmark generator, and the summary printed by `ackd inspect`.
  *
- * Dataset file (format "dataset", version 1), DESIGN.md section 5:
+ * Dataset file (format "dataset", version 1), docs/DESIGN.md §5:
  *   /                      attrs ackd_format, ackd_format_version, ackd_version, created_utc,
  *                          generator, options, mpi_ranks
  *   /ms, /rgb              one group per modality (collection), attrs count, channels, height,

@@ -1,6 +1,6 @@
 /* ackd kd: the student's losses for cross-modal knowledge distillation, and
  * SemBridge's parts (SKA, the SSM projection head and loss, DynM's schedule).
- * docs/KD.md has every formula, default and weight; DESIGN.md section 2 is the
+ * docs/KD.md has every formula, default and weight; docs/DESIGN.md §2 is the
  * method reference.
  *
  * One object, one call per training step:
@@ -150,7 +150,7 @@ PetscErrorCode AckdDynMAdjustEpochs(PetscInt e0, PetscInt delta, PetscInt growth
 #define ACKD_FORMAT_EMBEDDINGS         "embeddings"
 #define ACKD_FORMAT_EMBEDDINGS_VERSION 1
 
-/* The matcher's projection head (DESIGN.md section 2):
+/* The matcher's projection head (docs/KD.md, "SemBridge"):
  *   p = W1 x + b1 (in -> out), e = LayerNorm(p + Dropout_0.1(W2 GELU(p) + b2)).
  * Parameter names "<name>.projection.weight", "<name>.fc.weight",
  * "<name>.layer_norm.weight" (and biases), in the caller's AckdParams. */

@@ -121,7 +121,7 @@ PetscErrorCode AckdParamsInitialize(AckdParams *params, uint64_t seed);
 PetscErrorCode AckdParamsZeroGrad(AckdParams *params);
 PetscErrorCode AckdParamsDestroy(AckdParams *params);
 /* Every parameter and buffer as /<group>/<layer>/<tensor> with PyTorch's shape
- * (DESIGN.md §5: "model/layer1.0.conv1/weight"), written by rank 0 with every
+ * (docs/DESIGN.md §5: "model/layer1.0.conv1/weight"), written by rank 0 with every
  * rank taking part in the creation; and read back, each tensor checked for
  * presence and shape. */
 PetscErrorCode AckdParamsSave(const AckdParams *params, MPI_Comm comm, hid_t loc, const char *group);
@@ -352,7 +352,7 @@ typedef struct {
   double    dropout;     /* MobileNetV2's classifier dropout (torchvision: 0.2); 0 disables */
 } AckdModelConfig;
 
-/* What every model returns (DESIGN.md §2): views into the model's activation
+/* What every model returns (docs/DESIGN.md §2): views into the model's activation
  * memory, valid until its next forward call. */
 typedef struct {
   AckdTensor tokens;    /* layer-4 tokens (B, 1, HW, C) */

@@ -192,7 +192,7 @@ PetscErrorCode AckdOTGetResult(AckdOT ot, AckdOTResult *result);
  * by exactly one rank. */
 PetscErrorCode AckdOTGetTopK(AckdOT ot, PetscInt *k, PetscInt *nrows, const PetscInt **rows, const PetscInt **index,
                              const double **weight);
-/* Collective: the match file of DESIGN.md section 5 (through path.part, renamed). */
+/* Collective: the match file of docs/DESIGN.md §5 (through path.part, renamed). */
 PetscErrorCode AckdOTWriteMatchFile(AckdOT ot, const char *path, const AckdH5Settings *h5, const char *input);
 /* Prints a human summary of an open match file on rank 0. */
 PetscErrorCode AckdMatchSummarize(MPI_Comm comm, hid_t file, const char *path, FILE *out);

@@ -9,7 +9,7 @@
  * layer-4 tokens of its best teacher sample, from a forward pass of the
  * frozen teacher checkpoint.
  *
- * M2S (DESIGN.md section 2): a multi-label teacher (its gallery's labels are
+ * M2S (docs/KD.md, "SemBridge"): a multi-label teacher (its gallery's labels are
  * (N_t, K_ms)) teaches the single-label student; -kd_teacher_multilabel is
  * then set, and each teacher sample takes, for DynM's class blocks, its
  * highest-scoring positive label that maps to a student class (docs/FORMATS.md). */

@@ -1,5 +1,5 @@
 /* DynM's re-matching schedule: e_t = e0 + Σ_{i=1..t} (Δe + e_μ (i - 1)), so the
- * gap between re-matchings grows by e_μ each time (DESIGN.md section 2). */
+ * gap between re-matchings grows by e_μ each time (docs/KD.md, "SemBridge"). */
 #include <ackd/kd.h>
 
 PetscErrorCode AckdDynMIsAdjustEpoch(PetscInt e0, PetscInt delta, PetscInt growth, PetscInt epoch, PetscBool *adjust)

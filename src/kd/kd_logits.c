@@ -1,5 +1,5 @@
 /* -kd_method logits: regress the teacher's logits, beta * mean over classes of
- * (z_s - z_t)², beta = 0.01 (DESIGN.md section 2). */
+ * (z_s - z_t)², beta = 0.01 (docs/KD.md). */
 #include "kd_impl.h"
 
 typedef struct {

@@ -1,5 +1,5 @@
 /* -kd_method mnf: Modality Noise Filter + Contrastive Semantic Calibration
- * (the unconstrained-videos cross-modal KD of DESIGN.md section 2), with a
+ * (the unconstrained-videos cross-modal KD; docs/KD.md), with a
  * frozen teacher. a = the teacher's features (the modality whose
  * modality-specific content is filtered), v = the student's; layer-4 tokens
  * when the teacher gives them (N_t, N_s tokens), else the pooled embeddings

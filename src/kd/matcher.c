@@ -1,4 +1,4 @@
-/* The self-supervised matcher (`ackd ssm`; DESIGN.md section 2, step 1),
+/* The self-supervised matcher (`ackd ssm`; docs/DESIGN.md §2, item 2),
  * trained data parallel on the MS collection, then the embeddings that
  * `ackd match` reads.
  *

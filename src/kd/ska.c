@@ -1,4 +1,4 @@
-/* SemBridge's Semantic-aware Knowledge Alignment (DESIGN.md section 2).
+/* SemBridge's Semantic-aware Knowledge Alignment (docs/DESIGN.md §2).
  *
  * Per modality, on the layer-4 tokens Z (N x C) of each sample: an attention
  * plan π_h = softmax(Q_h K_hᵀ / sqrt(d)) (8 heads, Q = Z Wqᵀ, K = Z Wkᵀ, no

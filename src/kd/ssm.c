@@ -1,5 +1,5 @@
 /* The self-supervised matcher's projection head and its soft-target
- * contrastive loss (DESIGN.md section 2, step 1). The head reuses nn's layers;
+ * contrastive loss (docs/DESIGN.md §2, item 2; the formulas in docs/KD.md, "SemBridge"). The head reuses nn's layers;
  * the loss is written here in double. */
 #include "kd_impl.h"
 #include <cblas.h>

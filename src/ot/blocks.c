@@ -1,4 +1,4 @@
-/* Class blocks on sub-grids (DESIGN.md section 4).
+/* Class blocks on sub-grids (docs/DESIGN.md §4).
  *
  * With labels the cost is +inf across classes, so the plan is block-diagonal
  * and every class block is an independent problem: balanced OT of the class's

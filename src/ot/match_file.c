@@ -1,4 +1,4 @@
-/* The match file (DESIGN.md section 5), format "match", version 1:
+/* The match file (docs/DESIGN.md §5), format "match", version 1:
  *   /                     attrs ackd_format, ackd_format_version, ackd_version, input, options, mpi_ranks
  *   /match/teacher_index  (N_s, k) int64: per student, its top-k teachers, best first; -1: none
  *   /match/weight         (N_s, k) float64: their plan weights normalised over the row's kept teachers

@@ -33,7 +33,7 @@ PetscErrorCode AckdOTCreate(MPI_Comm comm, AckdOT *ot)
   o->max_it             = 10000;
   o->check_every        = 10; /* POT's rhythm */
   o->tau                = 1.0;
-  o->kl_temperature     = 3.0; /* DynM's softening (DESIGN.md section 2) */
+  o->kl_temperature     = 3.0; /* DynM's softening (docs/KD.md, "SemBridge") */
   o->topk               = 5;
   o->block              = 64;
   o->lse_op             = MPI_OP_NULL;
@@ -79,7 +79,7 @@ PetscErrorCode AckdOTSetFromOptions(AckdOT ot)
 
   PetscFunctionBeginUser;
   PetscOptionsBegin(ot->comm, ot->prefix, "Optimal transport solver", NULL);
-  /* "-solver", not "-ot_solver": the stage reads as -match_solver (DESIGN.md section 2) */
+  /* "-solver", not "-ot_solver": the stage reads as -match_solver (prefixes: docs/DESIGN.md §6) */
   PetscCall(AckdOptionsChoice(PetscOptionsObject, "-solver",
                               "sinkhorn (entropic, balanced), unbalanced (KL-relaxed marginals), argmin (hard "
                               "top-k by cost, the paper's matching), exact (linear program, GLPK: small problems, "

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The dataset opens in h5dump (the HDF5 reference reader), with the layout of DESIGN.md section 5.
+# The dataset opens in h5dump (the HDF5 reference reader), with the layout of docs/DESIGN.md §5.
 set -eu
 h5dump=$1 file=$2
 header=$("$h5dump" -H "$file")

@@ -3,7 +3,7 @@
 
 Head: p = Linear(x), e = LayerNorm(p + Dropout(Linear(GELU(p)))), with ackd's
 dropout mask applied explicitly (kept / (1 - 0.1)); loss: the CLIP-style soft
-target loss of DESIGN.md section 2, targets not detached. Outputs, input and
+target loss of docs/DESIGN.md §2, targets not detached. Outputs, input and
 parameter gradients must agree within 1e-4 of each tensor's largest value."""
 import pathlib
 import sys

@@ -1,4 +1,4 @@
-/* Model tensors to HDF5 and back (DESIGN.md §5 /model/<layer>/<tensor>, with
+/* Model tensors to HDF5 and back (docs/DESIGN.md §5 /model/<layer>/<tensor>, with
  * PyTorch's shapes): a round trip restores every value and running statistic
  * bit for bit, and a file of another architecture or width is refused with
  * one line naming the tensor and the options to check. check_checkpoint.py

@@ -1,7 +1,8 @@
 #!/usr/bin/python3
-"""No cycles between the files of a module: within src/<module>, file A depends on file B when A's
-object file uses a symbol B's defines (nm: U in A, T/D/B/R in B). A cycle means no file of it can be
-read, tested or replaced without the others; the dependencies must point one way.
+"""No cycles between the files of a module, nor between modules: file A depends on file B when A's
+object file uses a symbol B's defines (nm: U in A, T/D/B/R in B), module M on module N when one of
+M's files depends on one of N's. A cycle means no part of it can be read, tested or replaced
+without the others; the dependencies must point one way (docs/DESIGN.md, "Modules").
 
 One cycle is by design and allowed, with its reason: a class block of an OT problem is itself an
 AckdOT (ot/blocks.c composes them through the public API that ot/ot.c defines and dispatches to).
@@ -75,6 +76,15 @@ def main():
             g = owner.get(s)
             if g and g != f and os.path.dirname(g) == os.path.dirname(f):
                 edges[f].add(g)
+    modules_of = collections.defaultdict(set)
+    for f, gs in used.items():
+        for s in gs:
+            g = owner.get(s)
+            if g and os.path.dirname(g) != os.path.dirname(f):
+                modules_of[os.path.dirname(f)].add(os.path.dirname(g))
+    module_cycles = strongly_connected({os.path.dirname(f) for f in defined}, modules_of)
+    for c in module_cycles:
+        print(f"MODULE CYCLE: {' '.join(c)}")
     cycles = strongly_connected(defined, edges)
     bad = [c for c in cycles if frozenset(c) not in ALLOWED]
     for c in cycles:
@@ -84,8 +94,11 @@ def main():
                 why.append(f"{f} -> {g} ({', '.join(sorted(s for s in used[f] if owner.get(s) == g)[:3])})")
         print(("allowed" if c not in bad else "CYCLE") + f": {' '.join(c)}\n  " + "\n  ".join(why))
     modules = sorted({os.path.dirname(f) for f in defined})
-    print(f"check_file_cycles: {len(objects)} files in {len(modules)} modules, {len(bad)} cycle(s) not allowed")
-    return 1 if bad else 0
+    print(f"check_file_cycles: {len(objects)} files in {len(modules)} modules, {len(bad)} file cycle(s) not "
+          f"allowed, {len(module_cycles)} module cycle(s)")
+    for m in modules:
+        print(f"  {m} -> {' '.join(sorted(modules_of[m])) or '(nothing)'}")
+    return 1 if bad or module_cycles else 0
 
 
 if __name__ == "__main__":
