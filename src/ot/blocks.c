@@ -39,6 +39,8 @@
 #include "ot_impl.h"
 #include <math.h>
 
+static PetscErrorCode blocks_destroy(AckdOT ot);
+
 struct _AckdOTBlocks {
   PetscInt   nclass, nactive;    /* classes, those with both sides */
   PetscInt  *group_of;           /* per class: its group, -1 when a side is empty */
@@ -48,11 +50,6 @@ struct _AckdOTBlocks {
   PetscInt **s_index, **t_index; /* per class of mine: global sample of each block row / column */
   MPI_Comm   sub_comm;
 };
-
-PetscBool AckdOTUsesClassBlocks(AckdOT ot)
-{
-  return (PetscBool)(ot->labels_s && ot->class_blocks == ACKD_OT_BLOCKS_SUBGRID);
-}
 
 /* LPT over groups, then ranks in proportion to the groups' loads. */
 static PetscErrorCode assign(AckdOT ot, const PetscInt *ns_c, const PetscInt *nt_c, PetscInt *group_of,
@@ -217,7 +214,7 @@ static PetscErrorCode create_block(AckdOT ot, PetscInt ns, PetscInt nt, AckdOT *
   PetscFunctionReturn(0);
 }
 
-PetscErrorCode AckdOTBlocksSetFeatures(AckdOT ot, const double *student_rows, const double *teacher_rows)
+static PetscErrorCode blocks_set_features(AckdOT ot, const double *student_rows, const double *teacher_rows)
 {
   struct _AckdOTBlocks *bl;
   PetscInt             *ns_c, *nt_c, *first_rank, *nranks, lo, hi, bad;
@@ -236,7 +233,7 @@ PetscErrorCode AckdOTBlocksSetFeatures(AckdOT ot, const double *student_rows, co
              "teacher features: sample %" PetscInt_FMT " holds NaN or Inf; every feature must be finite, fix the input",
              bad);
 
-  PetscCall(AckdOTBlocksDestroy(ot));
+  PetscCall(blocks_destroy(ot));
   PetscCall(PetscNew(&ot->blocks));
   bl = ot->blocks;
   for (PetscInt i = 0; i < ot->ns; i++) bl->nclass = PetscMax(bl->nclass, ot->labels_s[i] + 1);
@@ -375,7 +372,7 @@ static PetscErrorCode deliver_topk(AckdOT ot, PetscInt k, PetscInt nrec, const d
   PetscFunctionReturn(0);
 }
 
-PetscErrorCode AckdOTBlocksSolve(AckdOT ot)
+static PetscErrorCode blocks_solve(AckdOT ot)
 {
   struct _AckdOTBlocks *bl = ot->blocks;
   const PetscInt        k  = PetscMin(ot->topk, ot->nt);
@@ -521,7 +518,7 @@ PetscErrorCode AckdOTBlocksSetState(AckdOT ot, const AckdOTState *state)
   PetscFunctionReturn(0);
 }
 
-PetscErrorCode AckdOTBlocksDestroy(AckdOT ot)
+static PetscErrorCode blocks_destroy(AckdOT ot)
 {
   struct _AckdOTBlocks *bl = ot->blocks;
 
@@ -536,5 +533,27 @@ PetscErrorCode AckdOTBlocksDestroy(AckdOT ot)
   PetscCall(PetscFree(bl->mine));
   if (bl->sub_comm != MPI_COMM_NULL && bl->sub_comm) PetscCallMPI(MPI_Comm_free(&bl->sub_comm));
   PetscCall(PetscFree(ot->blocks));
+  PetscFunctionReturn(0);
+}
+
+static const AckdOTComposite class_blocks = {
+    .set_features = blocks_set_features, .solve = blocks_solve, .destroy = blocks_destroy};
+
+/* Labels give C its class structure; with -ot_class_blocks subgrid they also make the problem
+ * one of class blocks, each an AckdOT of its own on a sub-grid. Defined here, with the blocks,
+ * so that ot.c reaches them only through the composite it installs. */
+PetscErrorCode AckdOTSetLabels(AckdOT ot, const PetscInt *student_labels, const PetscInt *teacher_labels)
+{
+  PetscFunctionBeginUser;
+  PetscCheck(ot->setup, ot->comm, PETSC_ERR_ORDER, "call AckdOTSetUp before AckdOTSetLabels");
+  PetscCheck(!ot->has_cost, ot->comm, PETSC_ERR_ORDER, "set labels before features: the cost is masked when assembled");
+  PetscCall(PetscFree(ot->labels_s));
+  PetscCall(PetscFree(ot->labels_t));
+  PetscCall(PetscMalloc1(ot->ns, &ot->labels_s));
+  PetscCall(PetscMalloc1(ot->nt, &ot->labels_t));
+  PetscCall(PetscArraycpy(ot->labels_s, student_labels, ot->ns));
+  PetscCall(PetscArraycpy(ot->labels_t, teacher_labels, ot->nt));
+  /* -ot_class_blocks subgrid: the problem becomes this file's blocks; dense keeps one C, +inf across classes */
+  ot->composite = ot->class_blocks == ACKD_OT_BLOCKS_SUBGRID ? &class_blocks : NULL;
   PetscFunctionReturn(0);
 }

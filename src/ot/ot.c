@@ -276,8 +276,8 @@ PetscErrorCode AckdOTSetFeatures(AckdOT ot, const double *student_rows, const do
 {
   PetscFunctionBeginUser;
   PetscCheck(ot->setup, ot->comm, PETSC_ERR_ORDER, "call AckdOTSetUp before AckdOTSetFeatures");
-  if (AckdOTUsesClassBlocks(ot))
-    PetscCall(AckdOTBlocksSetFeatures(ot, student_rows, teacher_rows));
+  if (ot->composite)
+    PetscCall(ot->composite->set_features(ot, student_rows, teacher_rows));
   else
     PetscCall(AckdOTAssembleCost(ot, student_rows, teacher_rows));
   PetscFunctionReturn(0);
@@ -358,20 +358,6 @@ PetscErrorCode AckdOTBalanceClassMasses(PetscInt ns, const PetscInt *ls, double 
   PetscFunctionReturn(0);
 }
 
-PetscErrorCode AckdOTSetLabels(AckdOT ot, const PetscInt *student_labels, const PetscInt *teacher_labels)
-{
-  PetscFunctionBeginUser;
-  PetscCheck(ot->setup, ot->comm, PETSC_ERR_ORDER, "call AckdOTSetUp before AckdOTSetLabels");
-  PetscCheck(!ot->has_cost, ot->comm, PETSC_ERR_ORDER, "set labels before features: the cost is masked when assembled");
-  PetscCall(PetscFree(ot->labels_s));
-  PetscCall(PetscFree(ot->labels_t));
-  PetscCall(PetscMalloc1(ot->ns, &ot->labels_s));
-  PetscCall(PetscMalloc1(ot->nt, &ot->labels_t));
-  PetscCall(PetscArraycpy(ot->labels_s, student_labels, ot->ns));
-  PetscCall(PetscArraycpy(ot->labels_t, teacher_labels, ot->nt));
-  PetscFunctionReturn(0);
-}
-
 PetscErrorCode AckdOTSetStoppable(AckdOT ot, PetscBool stoppable)
 {
   PetscFunctionBeginUser;
@@ -429,8 +415,8 @@ PetscErrorCode AckdOTSolve(AckdOT ot)
   PetscCheck(ot->has_cost, ot->comm, PETSC_ERR_ORDER, "call AckdOTSetFeatures before AckdOTSolve");
   PetscCheck(s->kind == ot->solver, ot->comm, PETSC_ERR_PLIB, "OT solver table out of AckdOTSolverKind's order");
   ot->stopped = ot->paused = PETSC_FALSE;
-  if (ot->blocks) {
-    PetscCall(AckdOTBlocksSolve(ot));
+  if (ot->composite) {
+    PetscCall(ot->composite->solve(ot));
     ot->solved = (PetscBool)!ot->stopped;
     PetscFunctionReturn(0);
   }
@@ -480,7 +466,7 @@ PetscErrorCode AckdOTDestroy(AckdOT *ot)
 
   PetscFunctionBeginUser;
   if (!o) PetscFunctionReturn(0);
-  PetscCall(AckdOTBlocksDestroy(o));
+  if (o->composite) PetscCall(o->composite->destroy(o));
   PetscCall(AckdOTGridDestroy(&o->grid));
   if (o->lse_op != MPI_OP_NULL) PetscCallMPI(MPI_Op_free(&o->lse_op));
   PetscCall(PetscFree(o->C));

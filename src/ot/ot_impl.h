@@ -37,6 +37,9 @@ struct _p_AckdOT {
 
   /* how the passes reach C, chosen by AckdOTSetUp (cost_store.h) */
   const AckdOTCostStore *store;
+  /* a problem solved as several problems of its own (class blocks on sub-grids, blocks.c),
+   * installed by AckdOTSetLabels; NULL: one C on the whole grid */
+  const struct _AckdOTComposite *composite;
 
   /* problem */
   PetscInt   ns, nt, dim;
@@ -102,6 +105,13 @@ struct _p_AckdOT {
   struct _AckdOTBlocks *blocks;
 };
 
+/* What AckdOTSetFeatures, AckdOTSolve and AckdOTDestroy do for a composite problem. */
+typedef struct _AckdOTComposite {
+  PetscErrorCode (*set_features)(AckdOT, const double *student_rows, const double *teacher_rows);
+  PetscErrorCode (*solve)(AckdOT);
+  PetscErrorCode (*destroy)(AckdOT);
+} AckdOTComposite;
+
 /* Columns per recomputed tile in the online mode (online.c): at most this
  * many, at least 32. */
 #define AckdOT_TILE_MAX 256
@@ -161,11 +171,6 @@ PetscErrorCode AckdOTAssembleCost(AckdOT ot, const double *student_rows, const d
 PetscErrorCode AckdOTSetLayout(AckdOT ot);
 /* Collective: the first of rows [lo, hi) (global indices, n in all) holding NaN or Inf, n if none. */
 PetscErrorCode AckdOTFirstBadRow(AckdOT ot, PetscInt n, PetscInt lo, PetscInt hi, const double *rows, PetscInt *bad);
-/* Class blocks on sub-grids (blocks.c): whether they apply, the assembly of every block, the solves. */
-PetscBool      AckdOTUsesClassBlocks(AckdOT ot);
-PetscErrorCode AckdOTBlocksSetFeatures(AckdOT ot, const double *student_rows, const double *teacher_rows);
-PetscErrorCode AckdOTBlocksSolve(AckdOT ot);
-PetscErrorCode AckdOTBlocksDestroy(AckdOT ot);
 PetscErrorCode AckdOTSinkhorn(AckdOT ot);
 PetscErrorCode AckdOTComputeTopK(AckdOT ot);
 PetscErrorCode AckdOTExact(AckdOT ot);

@@ -4,17 +4,12 @@ object file uses a symbol B's defines (nm: U in A, T/D/B/R in B), module M on mo
 M's files depends on one of N's. A cycle means no part of it can be read, tested or replaced
 without the others; the dependencies must point one way (docs/DESIGN.md, "Modules").
 
-One cycle is by design and allowed, with its reason: a class block of an OT problem is itself an
-AckdOT (ot/blocks.c composes them through the public API that ot/ot.c defines and dispatches to).
-
   check_file_cycles.py OBJECT_DIR     (the library's objects: .../CMakeFiles/ackd_lib.dir)"""
 import collections
 import glob
 import os
 import subprocess
 import sys
-
-ALLOWED = {frozenset({"ot/blocks.c", "ot/ot.c"})}
 
 
 def symbols(path):
@@ -86,16 +81,16 @@ def main():
     for c in module_cycles:
         print(f"MODULE CYCLE: {' '.join(c)}")
     cycles = strongly_connected(defined, edges)
-    bad = [c for c in cycles if frozenset(c) not in ALLOWED]
+    bad = cycles
     for c in cycles:
         why = []
         for f in c:
             for g in sorted(edges[f] & set(c)):
                 why.append(f"{f} -> {g} ({', '.join(sorted(s for s in used[f] if owner.get(s) == g)[:3])})")
-        print(("allowed" if c not in bad else "CYCLE") + f": {' '.join(c)}\n  " + "\n  ".join(why))
+        print(f"CYCLE: {' '.join(c)}\n  " + "\n  ".join(why))
     modules = sorted({os.path.dirname(f) for f in defined})
-    print(f"check_file_cycles: {len(objects)} files in {len(modules)} modules, {len(bad)} file cycle(s) not "
-          f"allowed, {len(module_cycles)} module cycle(s)")
+    print(f"check_file_cycles: {len(objects)} files in {len(modules)} modules, {len(bad)} file cycle(s), "
+          f"{len(module_cycles)} module cycle(s)")
     for m in modules:
         print(f"  {m} -> {' '.join(sorted(modules_of[m])) or '(nothing)'}")
     return 1 if bad or module_cycles else 0
