@@ -27,7 +27,6 @@
 #define ACKD_NN_H
 
 #include <ackd/core.h>
-#include <dnnl.h>
 
 enum {
   ACKD_NN_NAME_LEN = 96, /* "layer4.1.downsample.1.running_mean" fits */
@@ -66,12 +65,15 @@ PetscErrorCode AckdTensorAccumulate(AckdTensor *dst, const AckdTensor *src);
 
 /* ---------------------------------------------------------------- engine */
 
-/* The oneDNN engine and stream every layer executes on, and the thread count
- * shared by oneDNN (OpenMP), OpenBLAS and ackd's own loops. */
+/* The compute backend every layer executes on (oneDNN's CPU engine and stream, src/nn/engine.c),
+ * opaque above src/nn: the layers' callers pass it along and never see the library behind it, so
+ * another backend is a matter for src/nn alone. And the thread count shared by oneDNN (OpenMP),
+ * OpenBLAS and ackd's own loops. */
+typedef struct _p_AckdBackend *AckdBackend;
+
 typedef struct {
-  dnnl_engine_t engine;
-  dnnl_stream_t stream;
-  PetscInt      threads;
+  AckdBackend backend;
+  PetscInt    threads;
 } AckdEngine;
 
 /* threads <= 0 keeps the runtime's default (OMP_NUM_THREADS). */

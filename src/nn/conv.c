@@ -102,7 +102,7 @@ static PetscBool fast_kernel(AckdEngine *engine, const void *op_desc, const_dnnl
 {
   dnnl_primitive_desc_t pd;
   const char           *impl = NULL;
-  if (dnnl_primitive_desc_create(&pd, op_desc, NULL, engine->engine, hint) != dnnl_success) return PETSC_FALSE;
+  if (dnnl_primitive_desc_create(&pd, op_desc, NULL, engine->backend->engine, hint) != dnnl_success) return PETSC_FALSE;
   PetscBool fast =
       dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success && impl && !strstr(impl, "ref");
   if (pd_out && fast)

@@ -46,8 +46,8 @@ PetscErrorCode AckdNNMemoryCreate(AckdEngine *engine, const dnnl_memory_desc_t *
                                   const char *layer)
 {
   PetscFunctionBeginUser;
-  AckdCallDnnl(dnnl_memory_create(mem, md, engine->engine, DNNL_MEMORY_NONE), "layer %s: creating a memory object",
-               layer);
+  AckdCallDnnl(dnnl_memory_create(mem, md, engine->backend->engine, DNNL_MEMORY_NONE),
+               "layer %s: creating a memory object", layer);
   PetscFunctionReturn(0);
 }
 
@@ -55,7 +55,7 @@ PetscErrorCode AckdNNMemoryAllocate(AckdEngine *engine, const dnnl_memory_desc_t
                                     const char *layer)
 {
   PetscFunctionBeginUser;
-  AckdCallDnnl(dnnl_memory_create(mem, md, engine->engine, DNNL_MEMORY_ALLOCATE),
+  AckdCallDnnl(dnnl_memory_create(mem, md, engine->backend->engine, DNNL_MEMORY_ALLOCATE),
                "layer %s: allocating a workspace of %zu bytes", layer, dnnl_memory_desc_get_size(md));
   PetscFunctionReturn(0);
 }
@@ -81,7 +81,7 @@ PetscErrorCode AckdNNPrimitiveCreate(AckdEngine *engine, const void *op_desc, co
   dnnl_primitive_desc_t pd;
 
   PetscFunctionBeginUser;
-  AckdCallDnnl(dnnl_primitive_desc_create(&pd, op_desc, NULL, engine->engine, hint),
+  AckdCallDnnl(dnnl_primitive_desc_create(&pd, op_desc, NULL, engine->backend->engine, hint),
                "layer %s: no oneDNN %s for this shape", layer, what);
   dnnl_status_t status = dnnl_primitive_create(prim, pd);
   if (pd_out && status == dnnl_success)
@@ -102,8 +102,8 @@ PetscErrorCode AckdNNExecute(AckdEngine *engine, dnnl_primitive_t prim, int narg
                              const char *layer, const char *what)
 {
   PetscFunctionBeginUser;
-  AckdCallDnnl(dnnl_primitive_execute(prim, engine->stream, nargs, args), "layer %s: running %s", layer, what);
-  AckdCallDnnl(dnnl_stream_wait(engine->stream), "layer %s: waiting for %s", layer, what);
+  AckdCallDnnl(dnnl_primitive_execute(prim, engine->backend->stream, nargs, args), "layer %s: running %s", layer, what);
+  AckdCallDnnl(dnnl_stream_wait(engine->backend->stream), "layer %s: waiting for %s", layer, what);
   PetscFunctionReturn(0);
 }
 
@@ -153,8 +153,8 @@ PetscErrorCode AckdNNPortCreate(AckdEngine *engine, const dnnl_memory_desc_t *us
   PetscCheck(chosen, PETSC_COMM_SELF, PETSC_ERR_LIB, "layer %s: oneDNN reports no layout for an argument", layer);
   if (dnnl_memory_desc_equal(chosen, user_md)) PetscFunctionReturn(0);
   PetscCall(AckdNNMemoryAllocate(engine, chosen, &port->inner, layer));
-  AckdCallDnnl(dnnl_reorder_primitive_desc_create(&reorder_pd, output ? chosen : user_md, engine->engine,
-                                                  output ? user_md : chosen, engine->engine, NULL),
+  AckdCallDnnl(dnnl_reorder_primitive_desc_create(&reorder_pd, output ? chosen : user_md, engine->backend->engine,
+                                                  output ? user_md : chosen, engine->backend->engine, NULL),
                "layer %s: no reorder between the plain and the blocked layout", layer);
   dnnl_status_t status = dnnl_primitive_create(&port->reorder, reorder_pd);
   dnnl_primitive_desc_destroy(reorder_pd);

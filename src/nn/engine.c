@@ -1,4 +1,5 @@
 /* The oneDNN engine and stream, and the thread count of every compute library. */
+#include "nn_private.h"
 #include <ackd/nn.h>
 #include <cblas.h>
 #include <omp.h>
@@ -14,8 +15,9 @@ PetscErrorCode AckdEngineCreate(PetscInt threads, AckdEngine *engine)
     openblas_set_num_threads((int)threads);
   } else
     engine->threads = omp_get_max_threads();
-  AckdCallDnnl(dnnl_engine_create(&engine->engine, dnnl_cpu, 0), "creating the oneDNN CPU engine");
-  AckdCallDnnl(dnnl_stream_create(&engine->stream, engine->engine, dnnl_stream_default_flags),
+  PetscCall(PetscNew(&engine->backend));
+  AckdCallDnnl(dnnl_engine_create(&engine->backend->engine, dnnl_cpu, 0), "creating the oneDNN CPU engine");
+  AckdCallDnnl(dnnl_stream_create(&engine->backend->stream, engine->backend->engine, dnnl_stream_default_flags),
                "creating the oneDNN stream");
   PetscFunctionReturn(0);
 }
@@ -23,9 +25,10 @@ PetscErrorCode AckdEngineCreate(PetscInt threads, AckdEngine *engine)
 PetscErrorCode AckdEngineDestroy(AckdEngine *engine)
 {
   PetscFunctionBeginUser;
-  if (engine->stream) AckdCallDnnl(dnnl_stream_destroy(engine->stream), "destroying the oneDNN stream");
-  if (engine->engine) AckdCallDnnl(dnnl_engine_destroy(engine->engine), "destroying the oneDNN engine");
-  engine->stream = NULL;
-  engine->engine = NULL;
+  AckdBackend b = engine->backend;
+  if (!b) PetscFunctionReturn(0);
+  if (b->stream) AckdCallDnnl(dnnl_stream_destroy(b->stream), "destroying the oneDNN stream");
+  if (b->engine) AckdCallDnnl(dnnl_engine_destroy(b->engine), "destroying the oneDNN engine");
+  PetscCall(PetscFree(engine->backend));
   PetscFunctionReturn(0);
 }

@@ -3,6 +3,14 @@
 #define ACKD_NN_PRIVATE_H
 
 #include <ackd/nn.h>
+#include <dnnl.h>
+
+/* The compute backend behind AckdEngine: oneDNN's CPU engine and the stream its primitives run on.
+ * Only src/nn sees it. */
+struct _p_AckdBackend {
+  dnnl_engine_t engine;
+  dnnl_stream_t stream;
+};
 
 /* The descriptor of a tensor's layout (plain, nChw8c or nChw16c). */
 PetscErrorCode AckdNNDescTensor(dnnl_memory_desc_t *md, const AckdTensor *t, const char *layer);
