@@ -98,6 +98,10 @@ def main():
         check(abs(float(rows[method]["delta_mean"]) - d.mean()) < 1e-9, f"{method}: paired difference")
         check(abs(float(rows[method]["delta_se"]) - d.std(ddof=1) / np.sqrt(len(d))) < 1e-9,
               f"{method}: its standard error")
+        ds = np.subtract([ref[method][s][1] for s in SEEDS], [ref["none"][s][1] for s in SEEDS])
+        check(abs(float(rows[method]["delta_one_sided"]) - ds.mean()) < 1e-9 and
+              abs(float(rows[method]["delta_one_sided_se"]) - ds.std(ddof=1) / np.sqrt(len(ds))) < 1e-9,
+              f"{method}: the one-sided classes' paired difference and its standard error")
         if np.isfinite(t):
             check(abs(float(rows[method]["t"]) - t) < 1e-9 * max(1, abs(t)), f"{method}: t = {t:.4f} (scipy)")
             check(abs(float(rows[method]["p"]) - pvalue) < 1e-9, f"{method}: p = {pvalue:.6f} (scipy ttest_rel)")
