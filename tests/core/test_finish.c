@@ -6,7 +6,7 @@
  *   test_finish late         the last rank fails, the others finish normally:
  *                            that rank prints one line, the job exits non-zero
  *   test_finish ok           nobody fails: exit 0, nothing printed
- * tests/mpi/finish.sh runs these and checks exit codes, lines and time. */
+ * tests/core/finish.sh runs these and checks exit codes, lines and time. */
 #include <ackd/core.h>
 #include <string.h>
 

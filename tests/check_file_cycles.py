@@ -12,15 +12,20 @@ import subprocess
 import sys
 
 
-def symbols(path):
-    defined, used = set(), set()
-    for line in subprocess.run(["nm", path], capture_output=True, text=True, check=True).stdout.splitlines():
-        parts = line.split()
+def symbols(paths):
+    """{path: (defined, used)} from one nm over every object file (-A: each line names its file)."""
+    table = {p: (set(), set()) for p in paths}
+    out = subprocess.run(["nm", "-A", *paths], capture_output=True, text=True, check=True).stdout
+    for line in out.splitlines():
+        path, _, rest = line.partition(":")
+        parts = rest.split()
+        if path not in table:
+            continue
         if len(parts) == 3 and parts[1] in "TDBRCV":
-            defined.add(parts[2])
+            table[path][0].add(parts[2])
         elif len(parts) == 2 and parts[0] == "U":
-            used.add(parts[1])
-    return defined, used
+            table[path][1].add(parts[1])
+    return table
 
 
 def strongly_connected(nodes, edges):
@@ -61,9 +66,9 @@ def main():
         print(f"check_file_cycles: only {len(objects)} objects under {root}; build the library first")
         return 1
     defined, used = {}, {}
-    for o in objects:
+    for o, (d, u) in symbols(objects).items():
         name = os.path.relpath(o, root)[:-2]
-        defined[name], used[name] = symbols(o)
+        defined[name], used[name] = d, u
     owner = {s: f for f, ds in defined.items() for s in ds}
     edges = collections.defaultdict(set)
     for f, us in used.items():
