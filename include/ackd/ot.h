@@ -146,6 +146,8 @@ PetscErrorCode AckdOTSetMarginals(AckdOT ot, const double *a, const double *b);
 PetscErrorCode AckdOTBalanceClassMasses(PetscInt ns, const PetscInt *student_labels, double *a, PetscInt nt,
                                         const PetscInt *teacher_labels, double *b, PetscInt *dropped_s,
                                         PetscInt *dropped_t);
+/* Masses scaled to sum to 1 (left as they are when all are 0). */
+void AckdOTNormaliseMasses(PetscInt n, double *w);
 
 PetscErrorCode AckdOTSolve(AckdOT ot);
 /* A stoppable solve (`ackd match`) hears SIGUSR1/SIGTERM (AckdStopRequestInstall) at its

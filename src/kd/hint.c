@@ -23,20 +23,17 @@ PetscErrorCode ackd_kd_hint_feature_option(PetscOptionItems *PetscOptionsObject,
   PetscFunctionReturn(0);
 }
 
-PetscErrorCode ackd_kd_hint_setup(AckdKDObj kd, KDHint *h, const char *name)
+PetscErrorCode ackd_kd_hint_setup(AckdKDObj kd, KDHint *h, const char *who, const char *name)
 {
-  char     weight[64], bias[64];
-  PetscInt shape[2];
+  char fix[128], regressor[64];
 
   PetscFunctionBeginUser;
-  h->in    = h->embedding ? kd->dims.student_embedding : kd->dims.student_channels;
-  h->out   = h->embedding ? kd->dims.teacher_embedding : kd->dims.teacher_channels;
-  shape[0] = h->out;
-  shape[1] = h->in;
-  PetscCall(PetscSNPrintf(weight, sizeof weight, "%s.regressor.weight", name));
-  PetscCall(PetscSNPrintf(bias, sizeof bias, "%s.regressor.bias", name));
-  PetscCall(AckdParamsAddShaped(&kd->params, weight, 2, shape, h->in, ACKD_INIT_KAIMING_UNIFORM, &h->weight));
-  PetscCall(AckdParamsAdd(&kd->params, bias, h->out, h->in, ACKD_INIT_FAN_IN_UNIFORM, &h->bias));
+  PetscCall(PetscSNPrintf(fix, sizeof fix, "distill from a teacher checkpoint, or use %s embedding", h->option));
+  PetscCall(ackd_kd_refuse_missing(kd, h->embedding ? KD_NEEDS_EMBEDDING : KD_NEEDS_TOKENS, who, fix));
+  h->in  = h->embedding ? kd->dims.student_embedding : kd->dims.student_channels;
+  h->out = h->embedding ? kd->dims.teacher_embedding : kd->dims.teacher_channels;
+  PetscCall(PetscSNPrintf(regressor, sizeof regressor, "%s.regressor", name));
+  PetscCall(ackd_kd_add_linear(kd, regressor, h->out, h->in, &h->weight, &h->bias));
   PetscFunctionReturn(0);
 }
 

@@ -248,9 +248,7 @@ PetscErrorCode AckdKDSetUp(AckdKD kd, const AckdKDDims *dims)
   if (kd->hint_weight > 0) {
     PetscCheck(kd->method != &ackd_kd_fitnet, kd->comm, PETSC_ERR_USER_INPUT,
                "-kd_hint_weight with -kd_method fitnet: FitNet is the hint already; weigh it with -fitnet_beta");
-    PetscCall(ackd_kd_refuse_missing(kd, kd->hint.embedding ? KD_NEEDS_EMBEDDING : KD_NEEDS_TOKENS, "-kd_hint_weight",
-                                     "distill from a teacher checkpoint, or use -kd_hint_feature embedding"));
-    PetscCall(ackd_kd_hint_setup(kd, &kd->hint, "hint"));
+    PetscCall(ackd_kd_hint_setup(kd, &kd->hint, "-kd_hint_weight", "hint"));
   }
   PetscCall(AckdParamsSetUp(&kd->params));
   PetscCall(AckdParamsInitialize(&kd->params, dims->seed));

@@ -18,8 +18,9 @@ static PetscErrorCode create(AckdKDObj kd)
 
   PetscFunctionBeginUser;
   PetscCall(PetscNew(&m));
-  m->beta  = 100.0;
-  kd->data = m;
+  m->beta        = 100.0;
+  m->hint.option = "-fitnet_feature"; /* named in refusals even when no options are read */
+  kd->data       = m;
   PetscFunctionReturn(0);
 }
 
@@ -39,11 +40,8 @@ static PetscErrorCode setup(AckdKDObj kd)
   FitNet *m = (FitNet *)kd->data;
 
   PetscFunctionBeginUser;
-  PetscCall(
-      ackd_kd_refuse_missing(kd, m->hint.embedding ? KD_NEEDS_EMBEDDING : KD_NEEDS_TOKENS,
-                             m->hint.embedding ? "-kd_method fitnet -fitnet_feature embedding" : "-kd_method fitnet",
-                             "distill from a teacher checkpoint, or use -fitnet_feature embedding"));
-  PetscCall(ackd_kd_hint_setup(kd, &m->hint, "fitnet"));
+  PetscCall(ackd_kd_hint_setup(
+      kd, &m->hint, m->hint.embedding ? "-kd_method fitnet -fitnet_feature embedding" : "-kd_method fitnet", "fitnet"));
   PetscFunctionReturn(0);
 }
 

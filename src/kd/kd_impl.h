@@ -122,12 +122,13 @@ PetscErrorCode ackd_ska_options(AckdKDObj kd, PetscOptionItems *PetscOptionsObje
 PetscErrorCode ackd_ska_setup(AckdKDObj kd);
 PetscErrorCode ackd_ska_loss(AckdKDObj kd, const KDStep *step, double coef, double *value);
 
-/* Hints (hint.c). The feature option (-fitnet_feature, -kd_hint_feature) into h; the regressor's
- * parameters "<name>.regressor.weight|bias" declared; and the term, scale · Σ_i w_i mean (r(x_s) -
+/* Hints (hint.c). The feature option (-fitnet_feature, -kd_hint_feature) into h; a teacher
+ * without that feature refused in one line naming `who`, else the regressor's parameters
+ * "<name>.regressor.weight|bias" declared; and the term, scale · Σ_i w_i mean (r(x_s) -
  * x_t)² / N over the taught samples, into *value with coef · its gradients in the step's
  * accumulators. `who` names the user of the term in its refusals. */
 PetscErrorCode ackd_kd_hint_feature_option(PetscOptionItems *PetscOptionsObject, const char *option, KDHint *h);
-PetscErrorCode ackd_kd_hint_setup(AckdKDObj kd, KDHint *h, const char *name);
+PetscErrorCode ackd_kd_hint_setup(AckdKDObj kd, KDHint *h, const char *who, const char *name);
 PetscErrorCode ackd_kd_hint_loss(AckdKDObj kd, const KDHint *h, const KDStep *st, const char *who, double scale,
                                  double coef, double *value);
 

@@ -127,14 +127,6 @@ static PetscErrorCode read_side(MPI_Comm comm, AckdOT ot, hid_t file, const char
   PetscFunctionReturn(0);
 }
 
-static void normalise(PetscInt n, double *w)
-{
-  double total = 0;
-  for (PetscInt i = 0; i < n; i++) total += w[i];
-  if (total > 0)
-    for (PetscInt i = 0; i < n; i++) w[i] /= total;
-}
-
 /* Balanced OT per class: teacher mass of class c becomes the student mass of c. */
 static PetscErrorCode balance_classes(const AckdLog *log, Side *s, Side *t)
 {
@@ -273,8 +265,8 @@ PetscErrorCode AckdMatchingSetUp(AckdMatching m)
   if (m->blocked && (solver != ACKD_OT_SOLVER_UNBALANCED && solver != ACKD_OT_SOLVER_ARGMIN))
     PetscCall(balance_classes(&m->log, s, t));
   else {
-    normalise(s->n, s->mass);
-    normalise(t->n, t->mass);
+    AckdOTNormaliseMasses(s->n, s->mass);
+    AckdOTNormaliseMasses(t->n, t->mass);
   }
   if (m->blocked) PetscCall(AckdOTSetLabels(ot, s->labels, t->labels));
   PetscCall(AckdOTSetMarginals(ot, s->mass, t->mass));

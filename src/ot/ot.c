@@ -315,7 +315,7 @@ PetscErrorCode AckdOTSetMarginals(AckdOT ot, const double *a, const double *b)
   PetscFunctionReturn(0);
 }
 
-static void normalise(PetscInt n, double *w)
+void AckdOTNormaliseMasses(PetscInt n, double *w)
 {
   double total = 0;
   for (PetscInt i = 0; i < n; i++) total += w[i];
@@ -351,8 +351,8 @@ PetscErrorCode AckdOTBalanceClassMasses(PetscInt ns, const PetscInt *ls, double 
       b[j] *= ms[c] / mt[c];
   }
   PetscCall(PetscFree2(ms, mt));
-  normalise(ns, a);
-  normalise(nt, b);
+  AckdOTNormaliseMasses(ns, a);
+  AckdOTNormaliseMasses(nt, b);
   if (dropped_s) *dropped_s = ds;
   if (dropped_t) *dropped_t = dt;
   PetscFunctionReturn(0);
