@@ -391,9 +391,10 @@ static PetscErrorCode blocks_solve(AckdOT ot)
   for (PetscInt t = 0; t < bl->nmine; t++) {
     AckdOT       b = bl->sub[t];
     AckdOTResult r;
-    b->stoppable      = ot->stoppable;
-    b->pause_interval = ot->pause_interval;
-    b->pause_start    = ot->pause_start; /* the whole solve's clock, not the block's */
+    b->stoppable         = ot->stoppable;
+    b->pause_interval    = ot->pause_interval;
+    b->pause_start       = ot->pause_start; /* the whole solve's clock, not the block's */
+    b->debug_check_delay = ot->debug_check_delay;
     PetscCall(AckdOTSolve(b));
     if (b->stopped) {
       ended[b->paused ? 1 : 0] = 1;

@@ -153,6 +153,10 @@ PetscErrorCode AckdOTSetFromOptions(AckdOT ot)
                               "bytes per entry); with -ot_precision single, single",
                               precisions, 2, &kernel_precision, &kernel_set));
   ot->kernel_single = (PetscBool)(ot->single || kernel_precision == 1);
+  PetscCall(AckdOptionsReal(PetscOptionsObject, "-ot_debug_check_delay",
+                            "Testing: every convergence check waits this many seconds, so that a solve lasts long "
+                            "enough to be stopped or killed mid-way on any machine (the answer is unchanged)",
+                            &ot->debug_check_delay, 0, 60, NULL));
   PetscCall(AckdOptionsInt(PetscOptionsObject, "-ot_block", "Block size of the block-cyclic distribution of C",
                            &ot->block, 1, 1 << 20, NULL));
   PetscCall(

@@ -59,8 +59,9 @@ struct _p_AckdOT {
   PetscBool  paused;             /* stopped because pause_interval ran out, not on request */
   double     pause_interval;     /* AckdOTSetPauseInterval: seconds of solving from pause_start; 0: never */
   double     pause_start;
-  PetscBool  warm_start;   /* Sinkhorn from the potentials in f_loc, g_loc (the semi-dual's finish) */
-  PetscInt   resume_stage; /* >= 0: Sinkhorn resumes in this eps stage from f_loc, g_loc (state.c) */
+  double     debug_check_delay; /* testing: seconds every convergence check waits (-ot_debug_check_delay) */
+  PetscBool  warm_start;        /* Sinkhorn from the potentials in f_loc, g_loc (the semi-dual's finish) */
+  PetscInt   resume_stage;      /* >= 0: Sinkhorn resumes in this eps stage from f_loc, g_loc (state.c) */
   MPI_Op     lse_op;
 
   /* solution */

@@ -14,11 +14,13 @@ shift 2
 mpirun=("$@")
 source "$(dirname "$0")/common.sh"
 fresh "$out"
-# 4 classes of random features: the dense solve takes ~2 s on 2 ranks, the class blocks ~4 s
+# 4 classes of random features; each solve is a fraction of a second of work. A run that must be
+# signalled or killed mid-solve waits at every convergence check (-match_ot_debug_check_delay,
+# the answer unchanged): it lasts seconds on any machine, without spending them on the CPU.
 /usr/bin/python3 - "$out" <<'PY' || fail "features"
 import sys, h5py, numpy as np
 rng = np.random.default_rng(1)
-for name, n in (("dense", 1500), ("blocks", 3000)):
+for name, n in (("dense", 600), ("blocks", 1200)):
     with h5py.File(f"{sys.argv[1]}/{name}.h5", "w") as f:
         for side in ("student", "teacher"):
             f[f"{side}/features"] = rng.standard_normal((n, 32)).astype(np.float32)
@@ -35,13 +37,13 @@ sys.exit(0 if same and diff <= 1e-6 else 1)
 PY
 }
 for kind in dense blocks; do
-  blocks=false
-  [ $kind = blocks ] && blocks=true
+  blocks=false delay=(-match_ot_debug_check_delay 0.01) # dense: ~350 checks
+  [ $kind = blocks ] && blocks=true delay=(-match_ot_debug_check_delay 0.001) # ~3000 per group of blocks
   match=(match -match_input "$out/$kind.h5" -match_ot_eps 0.01 -match_ot_tol 1e-10 -match_ot_max_it 100000
     -match_class_blocks $blocks)
   timeout 120 "${mpirun[@]}" 2 "$ackd" "${match[@]}" -match_output "$out/ref_$kind.h5" -quiet || fail "$kind: reference"
   m=$out/m_$kind.h5
-  "${mpirun[@]}" 2 "$ackd" "${match[@]}" -match_output "$m" >"$out/$kind.log" 2>&1 &
+  "${mpirun[@]}" 2 "$ackd" "${match[@]}" "${delay[@]}" -match_output "$m" >"$out/$kind.log" 2>&1 &
   pid=$!
   # The signal goes once every rank hears it (match says so), and a little into the solve.
   for _ in $(seq 600); do grep -q "match: solving" "$out/$kind.log" && break; sleep 0.1; done
@@ -66,7 +68,8 @@ for kind in dense blocks; do
     "and wrote the uninterrupted run's plan"
   # Periodic saves (-match_save_every): the solve pauses, saves and goes on to the same plan.
   p=$out/saving_$kind.h5
-  timeout 120 "${mpirun[@]}" 2 "$ackd" "${match[@]}" -match_output "$p" -match_save_every 0.3 >"$out/saving_$kind.log" 2>&1 ||
+  timeout 120 "${mpirun[@]}" 2 "$ackd" "${match[@]}" "${delay[@]}" -match_output "$p" -match_save_every 0.3 \
+    >"$out/saving_$kind.log" 2>&1 ||
     fail "$kind: the saving run failed: $(tail -n 3 "$out/saving_$kind.log")"
   saves=$(grep -c "match: saved the solver's state in '$p.state'" "$out/saving_$kind.log")
   [ "$saves" -ge 1 ] || fail "$kind: no periodic save in a solve of several seconds: $(head -n 5 "$out/saving_$kind.log")"
@@ -80,7 +83,7 @@ done
 m=$out/killed.h5
 dense=(match -match_input "$out/dense.h5" -match_output "$m" -match_ot_eps 0.01 -match_ot_tol 1e-10
   -match_ot_max_it 100000 -match_class_blocks false)
-"${mpirun[@]}" 2 "$ackd" "${dense[@]}" -match_save_every 0.3 >"$out/killed.log" 2>&1 &
+"${mpirun[@]}" 2 "$ackd" "${dense[@]}" -match_ot_debug_check_delay 0.01 -match_save_every 0.3 >"$out/killed.log" 2>&1 &
 pid=$!
 for _ in $(seq 600); do grep -q "match: saved the solver's state" "$out/killed.log" && break; sleep 0.1; done
 grep -q "match: saved the solver's state" "$out/killed.log" || fail "killed: no periodic save within 60 s"
@@ -98,9 +101,11 @@ echo "ok: kill -9 after a periodic save: the same command resumed from it and wr
 # a state of another problem: stopped at eps 0.02, then run at eps 0.01
 m=$out/other.h5
 "${mpirun[@]}" 2 "$ackd" match -match_input "$out/dense.h5" -match_output "$m" -match_ot_eps 0.02 \
-  -match_ot_tol 1e-13 -match_ot_max_it 100000 -match_class_blocks false >"$out/other.log" 2>&1 &
+  -match_ot_tol 1e-13 -match_ot_max_it 100000 -match_class_blocks false -match_ot_debug_check_delay 0.01 \
+  >"$out/other.log" 2>&1 &
 pid=$!
 for _ in $(seq 600); do grep -q "match: solving" "$out/other.log" && break; sleep 0.1; done
+kill -0 $pid 2>/dev/null || fail "other: match ended before the signal: $(cat "$out/other.log")"
 kill -USR1 $pid
 ended $pid 30 "other: match"
 [ "$rc" -eq 75 ] && [ -e "$m.state" ] || fail "other: exit $rc, state $(ls "$out" | grep other)"
