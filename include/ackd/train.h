@@ -160,6 +160,9 @@ PetscErrorCode AckdTrainingDestroy(AckdTraining *training);
 
 /* ---------------------------------------------------------------- evaluation */
 
+/* These AckdModel functions live here, not in nn.h: they read a dataset (dist), which nn may not
+ * depend on (docs/DESIGN.md §3). */
+
 /* Runs `model` in evaluation mode over `rows` (global dataset rows, this
  * rank's share) in batches, calling `visit` with each batch's outputs. */
 typedef PetscErrorCode (*AckdPredictVisit)(void *ctx, PetscInt first, PetscInt n, const AckdModelOutputs *outputs);
