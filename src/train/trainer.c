@@ -13,6 +13,7 @@
 #include <math.h>
 #include <signal.h>
 #include <string.h>
+#include <time.h>
 
 /* Per-epoch histories, in this order, then the stage's terms. */
 enum { M_EPOCH, M_STEP, M_LR, M_TRAIN_LOSS, M_TRAIN_ACCURACY, M_VAL_LOSS, M_VAL_SCORE, M_SECONDS, M_FIXED };
@@ -40,6 +41,7 @@ struct _p_AckdTrainer {
   /* options */
   char              dir[PETSC_MAX_PATH_LEN];
   PetscInt          epochs, batch, max_steps, seed, threads, debug_signal_after, validate_every;
+  double            debug_step_delay; /* testing: seconds each step waits after its update */
   AckdOptimizerKind optimizer;
   double            lr, weight_decay, default_weight_decay, momentum, beta1, beta2, clip, bucket_mb;
   PetscBool         nesterov, augment, sync_bn, drop_last, weight_decay_set, has_default_weight_decay, exchange_timing;
@@ -248,6 +250,10 @@ PetscErrorCode AckdTrainerSetFromOptions(AckdTrainer t)
   PetscCall(AckdOptionsInt(PetscOptionsObject, "-debug_signal_after",
                            "Testing: rank 0 sends itself SIGTERM after N steps of this run (0: off)",
                            &t->debug_signal_after, 0, PETSC_MAX_INT, NULL));
+  PetscCall(AckdOptionsReal(PetscOptionsObject, "-debug_step_delay",
+                            "Testing: every step waits this many seconds after its update, so that a run lasts long "
+                            "enough to be stopped or killed mid-way on any machine (its result is unchanged)",
+                            &t->debug_step_delay, 0, 60, NULL));
   PetscOptionsEnd();
   t->optimizer            = (AckdOptimizerKind)optimizer;
   t->weight_decay         = t->weight_decay_set ? wd : default_weight_decay(t, t->optimizer);
@@ -1005,6 +1011,10 @@ PetscErrorCode AckdTrainerRun(AckdTrainer t, PetscBool *stopped)
         t->images_done += reduced[P_COUNT];
       } else {
         PetscCall(blocked_time(t, &t->blocked_warmup));
+      }
+      if (t->debug_step_delay > 0) {
+        const double d = t->debug_step_delay;
+        nanosleep(&(struct timespec){(time_t)d, (long)(1e9 * (d - (time_t)d))}, NULL);
       }
       PetscCall(AckdProgressUpdate(&bar, t->state.cursor));
       if (t->debug_signal_after > 0 && steps_here == t->debug_signal_after && t->rank == 0) raise(SIGTERM);

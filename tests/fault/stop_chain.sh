@@ -17,13 +17,15 @@ fresh "$out"
   -synth_classes 4 -synth_seed 3 -quiet || fail "synth"
 
 # One job: the template's ackd_run in its own process group, as a batch step is. The stop comes
-# after the first checkpoint (step 2); 30 epochs of 0.1 s each keep a fast machine from finishing first.
+# after the first checkpoint (step 2); every step waits 50 ms (-train_debug_step_delay), so the 50
+# steps of 2 epochs last 2.5 s on any machine, and a fast one does not finish first.
 job() { # job NAME: starts it; sets pid (the job shell, leader of its group)
   local name=$1
   setsid bash -c 'source "$1/jobs/lib/ackd-job.sh"; shift; dir=$1; shift
                   ackd_run "$@" >"$dir.log" 2>&1; echo $? >"$dir.rc"' _ "$repo" "$out/$name" \
     "${mpirun[@]}" 2 "$ackd" train -train_data "$out/data.h5" -teacher_arch smallcnn -teacher_width 0.5 \
-    -train_epochs 30 -train_ckpt_every_steps 2 -train_batch 32 -train_dir "$out/$name" -train_seed 1 &
+    -train_epochs 2 -train_debug_step_delay 0.05 -train_ckpt_every_steps 2 -train_batch 32 -train_dir "$out/$name" \
+    -train_seed 1 &
   pid=$!
 }
 # A stop is asked for once the run has its first checkpoint on disk. compgen: the glob alone, where
