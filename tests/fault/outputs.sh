@@ -45,7 +45,9 @@ fi
 
 # ---- concurrent runs on one directory
 d=$out/shared
-"${mpirun[@]}" 2 "$ackd" "${train[@]}" -train_epochs 6 -train_dir "$d" >"$out/first.log" 2>&1 &
+# The first run waits 20 ms after each of its ~160 steps: still running when the second starts, on any
+# machine and under any load of the other tests.
+"${mpirun[@]}" 2 "$ackd" "${train[@]}" -train_epochs 6 -train_debug_step_delay 0.02 -train_dir "$d" >"$out/first.log" 2>&1 &
 first=$!
 for _ in $(seq 300); do [ -s "$d/.ackd.lock" ] && break; sleep 0.1; done
 [ -e "$d/.ackd.lock" ] || fail "concurrent: the first run took no lock: $(cat "$out/first.log")"
