@@ -70,23 +70,20 @@ def main():
         name = os.path.relpath(o, root)[:-2]
         defined[name], used[name] = d, u
     owner = {s: f for f, ds in defined.items() for s in ds}
-    edges = collections.defaultdict(set)
+    edges, modules_of = collections.defaultdict(set), collections.defaultdict(set)
     for f, us in used.items():
         for s in us:
             g = owner.get(s)
-            if g and g != f and os.path.dirname(g) == os.path.dirname(f):
-                edges[f].add(g)
-    modules_of = collections.defaultdict(set)
-    for f, gs in used.items():
-        for s in gs:
-            g = owner.get(s)
-            if g and os.path.dirname(g) != os.path.dirname(f):
+            if not g or g == f:
+                continue
+            if os.path.dirname(g) == os.path.dirname(f):
+                edges[f].add(g)  # within a module: file to file
+            else:
                 modules_of[os.path.dirname(f)].add(os.path.dirname(g))
     module_cycles = strongly_connected({os.path.dirname(f) for f in defined}, modules_of)
     for c in module_cycles:
         print(f"MODULE CYCLE: {' '.join(c)}")
     cycles = strongly_connected(defined, edges)
-    bad = cycles
     for c in cycles:
         why = []
         for f in c:
@@ -94,11 +91,11 @@ def main():
                 why.append(f"{f} -> {g} ({', '.join(sorted(s for s in used[f] if owner.get(s) == g)[:3])})")
         print(f"CYCLE: {' '.join(c)}\n  " + "\n  ".join(why))
     modules = sorted({os.path.dirname(f) for f in defined})
-    print(f"check_file_cycles: {len(objects)} files in {len(modules)} modules, {len(bad)} file cycle(s), "
+    print(f"check_file_cycles: {len(objects)} files in {len(modules)} modules, {len(cycles)} file cycle(s), "
           f"{len(module_cycles)} module cycle(s)")
     for m in modules:
         print(f"  {m} -> {' '.join(sorted(modules_of[m])) or '(nothing)'}")
-    return 1 if bad or module_cycles else 0
+    return 1 if cycles or module_cycles else 0
 
 
 if __name__ == "__main__":

@@ -155,7 +155,8 @@ PetscErrorCode AckdMemoryCgroupLimit(const char *proc_cgroup, const char *cgroup
 
 /* ---------------------------------------------------------------- timers */
 
-double AckdTimeNow(void); /* monotonic seconds */
+double AckdTimeNow(void);         /* monotonic seconds */
+void   AckdSleep(double seconds); /* the testing options' delays (-*_debug_*_delay) */
 
 /* ---------------------------------------------------------------- RNG */
 

@@ -210,8 +210,7 @@ static herr_t close_watched(hid_t file, int rank, const char *partial)
   CloseWatch w = {
       .lock = PTHREAD_MUTEX_INITIALIZER, .finished = PTHREAD_COND_INITIALIZER, .rank = rank, .partial = partial};
   pthread_t watcher;
-  if (rank == 1 && close_delay > 0) /* a rank held up elsewhere: its peers' collective close waits */
-    nanosleep(&(struct timespec){(time_t)close_delay, (long)(1e9 * (close_delay - (time_t)close_delay))}, NULL);
+  if (rank == 1) AckdSleep(close_delay); /* a rank held up elsewhere: its peers' collective close waits */
   int    watching = !pthread_create(&watcher, NULL, watch_close, &w);
   herr_t closed   = H5Fclose(file);
   if (watching) {

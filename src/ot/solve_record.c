@@ -3,15 +3,11 @@
  * and the final plan's cost, entropic value and row error. */
 #include "ot_impl.h"
 #include <math.h>
-#include <time.h>
 
 PetscErrorCode AckdOTRecordCheck(AckdOT ot, PetscInt iteration, double eps, double err)
 {
   PetscFunctionBeginUser;
-  if (ot->debug_check_delay > 0) {
-    const double d = ot->debug_check_delay;
-    nanosleep(&(struct timespec){(time_t)d, (long)(1e9 * (d - (time_t)d))}, NULL);
-  }
+  AckdSleep(ot->debug_check_delay);
   /* Every check is collective on the solver's ranks: the place to hear a stop request, and to
    * agree (rank clocks differ) that the pause interval has run out. */
   if (ot->stoppable) PetscCall(AckdStopRequested(ot->comm, &ot->stopped));

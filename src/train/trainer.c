@@ -13,7 +13,6 @@
 #include <math.h>
 #include <signal.h>
 #include <string.h>
-#include <time.h>
 
 /* Per-epoch histories, in this order, then the stage's terms. */
 enum { M_EPOCH, M_STEP, M_LR, M_TRAIN_LOSS, M_TRAIN_ACCURACY, M_VAL_LOSS, M_VAL_SCORE, M_SECONDS, M_FIXED };
@@ -1012,10 +1011,7 @@ PetscErrorCode AckdTrainerRun(AckdTrainer t, PetscBool *stopped)
       } else {
         PetscCall(blocked_time(t, &t->blocked_warmup));
       }
-      if (t->debug_step_delay > 0) {
-        const double d = t->debug_step_delay;
-        nanosleep(&(struct timespec){(time_t)d, (long)(1e9 * (d - (time_t)d))}, NULL);
-      }
+      AckdSleep(t->debug_step_delay);
       PetscCall(AckdProgressUpdate(&bar, t->state.cursor));
       if (t->debug_signal_after > 0 && steps_here == t->debug_signal_after && t->rank == 0) raise(SIGTERM);
       PetscCall(AckdStopRequested(t->comm, &stop));
