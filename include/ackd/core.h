@@ -155,6 +155,18 @@ PetscErrorCode AckdMemoryCgroupLimit(const char *proc_cgroup, const char *cgroup
 
 /* ---------------------------------------------------------------- timers */
 
+/* A hot loop compiled for AVX-512, AVX2 and baseline x86-64, one picked when
+ * the program loads (the build targets baseline x86-64). The versions are
+ * chosen by CPU feature level, never by model name: a model name such as
+ * skylake-avx512 matches no AMD CPU, and virtual CPUs hide theirs. OpenMP
+ * outlines a parallel loop's body into a function of its own, so the
+ * attribute goes on a function the loop calls. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
+#define ACKD_CPU_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define ACKD_CPU_CLONES
+#endif
+
 double AckdTimeNow(void);         /* monotonic seconds */
 void   AckdSleep(double seconds); /* the testing options' delays (-*_debug_*_delay) */
 

@@ -70,8 +70,8 @@ static inline void sums_lanes(const float *pa, const float *pb, const float *pm,
       }
 }
 
-static ACKD_NN_VECTOR void sums_block(const float *pa, const float *pb, const float *pm, float hi, const float *m,
-                                      const float *r, PetscInt hw, PetscInt bs, double *u1, double *u2)
+static ACKD_CPU_CLONES void sums_block(const float *pa, const float *pb, const float *pm, float hi, const float *m,
+                                       const float *r, PetscInt hw, PetscInt bs, double *u1, double *u2)
 {
   if (bs == 16)
     sums_lanes(pa, pb, pm, hi, m, r, hw, 16, u1, u2);
@@ -155,9 +155,9 @@ static inline void affine_lanes(float *restrict po, const float *pu, const float
   }
 }
 
-static ACKD_NN_VECTOR void affine_block(float *po, const float *pu, const float *pv, const float *pm, PetscBool clamp,
-                                        float hi, const float *A, const float *B, const float *M, const float *D,
-                                        PetscInt hw, PetscInt bs)
+static ACKD_CPU_CLONES void affine_block(float *po, const float *pu, const float *pv, const float *pm, PetscBool clamp,
+                                         float hi, const float *A, const float *B, const float *M, const float *D,
+                                         PetscInt hw, PetscInt bs)
 {
   if (bs == 16)
     affine_lanes(po, pu, pv, pm, clamp, hi, A, B, M, D, hw, 16);

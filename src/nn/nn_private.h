@@ -66,16 +66,6 @@ void *AckdNNPlanCacheFind(const AckdNNPlanCache *cache, const AckdNNPlanKey *key
 PetscInt AckdNNPlanCacheSlot(AckdNNPlanCache *cache, const AckdNNPlanKey *key, void (*destroy)(void *));
 void     AckdNNPlanCacheClear(AckdNNPlanCache *cache, void (*destroy)(void *));
 
-/* ackd's own hot loops in AVX-512, AVX2 and baseline versions, picked at run
- * time (the build targets baseline x86-64). OpenMP outlines a parallel loop's
- * body into a function of its own, so the attribute goes on a function the
- * loop calls. */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define ACKD_NN_VECTOR __attribute__((target_clones("arch=skylake-avx512", "arch=haswell", "default")))
-#else
-#define ACKD_NN_VECTOR
-#endif
-
 /* Channel block of a tensor's layout (1: plain NCHW) and its channel count
  * rounded up to whole blocks. */
 static inline PetscInt AckdNNBlock(const AckdTensor *t)

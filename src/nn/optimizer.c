@@ -41,9 +41,9 @@ static void sgd_step(AckdOptimizer *opt, float *restrict p, const float *restric
   }
 }
 
-static ACKD_NN_VECTOR void adam_chunk(float *restrict p, const float *restrict g, float *restrict m, float *restrict v,
-                                      PetscInt lo, PetscInt hi, PetscBool decoupled, float shrink, float l2, float b1,
-                                      float b2, float step_size, float sqrt_bc2, float eps)
+static ACKD_CPU_CLONES void adam_chunk(float *restrict p, const float *restrict g, float *restrict m, float *restrict v,
+                                       PetscInt lo, PetscInt hi, PetscBool decoupled, float shrink, float l2, float b1,
+                                       float b2, float step_size, float sqrt_bc2, float eps)
 {
   for (PetscInt i = lo; i < hi; i++) {
     if (decoupled) p[i] *= shrink;

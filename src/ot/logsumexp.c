@@ -8,6 +8,7 @@
  * change of eps) is recomputed with an exact max shift, so the result never
  * overflows or loses precision, at the price of a second pass only there. */
 #include "ot_kernels.h"
+#include <ackd/core.h>
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -147,15 +148,6 @@ void AckdOTExpArray(PetscInt n, const double *x, double *y)
 #endif
   for (PetscInt i = 0; i < n; i++) y[i] = exp_vectorizable(x[i]);
 }
-
-/* One build runs well on any x86-64: GCC compiles the two kernels for AVX-512F,
- * AVX2 and baseline SSE2 (chosen by CPU features, not model names, which virtual CPUs hide) and picks one when the
- * program loads. */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
-#define KERNEL_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define KERNEL_CLONES
-#endif
 
 #define COST_T              double
 #define KERNEL_NAME(x)      x

@@ -48,9 +48,9 @@ static inline double KERNEL_NAME(column_exp)(PetscBool avx512, PetscInt m, const
   return sum;
 }
 
-KERNEL_CLONES void KERNEL_NAME(AckdOTRowLogSumExp)(PetscInt m, PetscInt n, PetscInt lld, const COST_T *C,
-                                                   const double *f, const double *g, double inv_eps, double *work,
-                                                   double *lse)
+ACKD_CPU_CLONES void KERNEL_NAME(AckdOTRowLogSumExp)(PetscInt m, PetscInt n, PetscInt lld, const COST_T *C,
+                                                     const double *f, const double *g, double inv_eps, double *work,
+                                                     double *lse)
 {
   /* Column by column: the inner loop runs down contiguous memory and updates
    * m independent sums, which vectorises. */
@@ -86,8 +86,8 @@ void KERNEL_NAME(AckdOTRowSumsToLogSumExp)(PetscInt m, PetscInt n, PetscInt lld,
   }
 }
 
-KERNEL_CLONES void KERNEL_NAME(AckdOTColLogSumExp)(PetscInt m, PetscInt n, PetscInt lld, const COST_T *C,
-                                                   const double *f, const double *g, double inv_eps, double *lse)
+ACKD_CPU_CLONES void KERNEL_NAME(AckdOTColLogSumExp)(PetscInt m, PetscInt n, PetscInt lld, const COST_T *C,
+                                                     const double *f, const double *g, double inv_eps, double *lse)
 {
   enum { LANES = 16 }; /* independent partial sums: a reduction the compiler may vectorise */
   for (PetscInt j = 0; j < n; j++) {
@@ -125,9 +125,9 @@ KERNEL_CLONES void KERNEL_NAME(AckdOTColLogSumExp)(PetscInt m, PetscInt n, Petsc
  * leaves [SUM_LOW, SUM_HIGH] is summed exactly (max shift) and its entries
  * recomputed with the new g_j (plan entries, at most 1), so nothing
  * overflows. */
-KERNEL_CLONES void KERNEL_NAME(AckdOTFusedSweep)(PetscInt m, PetscInt n, PetscInt lld, const COST_T *C, const double *f,
-                                                 double *g, const AckdOTColumnRule *rule, double *col_lse, double *buf,
-                                                 double *work)
+ACKD_CPU_CLONES void KERNEL_NAME(AckdOTFusedSweep)(PetscInt m, PetscInt n, PetscInt lld, const COST_T *C,
+                                                   const double *f, double *g, const AckdOTColumnRule *rule,
+                                                   double *col_lse, double *buf, double *work)
 {
   enum { GROUP = 4 };
   const double    inv_eps = 1.0 / rule->eps;

@@ -8,8 +8,8 @@
 /* Absorption: K_ij = exp((f0_i + g0_j - C_ij) / eps), the kernel of the
  * stabilised scaling iteration, with the potentials f0, g0 absorbed so that
  * its entries are plan entries up to the scalings (no overflow). */
-KERNEL_CLONES void SCALING_NAME(AckdOTAbsorbKernel)(PetscInt m, PetscInt n, PetscInt lld, const COST_T *C,
-                                                    const double *f0, const double *g0, double inv_eps, KABS_T *K)
+ACKD_CPU_CLONES void SCALING_NAME(AckdOTAbsorbKernel)(PetscInt m, PetscInt n, PetscInt lld, const COST_T *C,
+                                                      const double *f0, const double *g0, double inv_eps, KABS_T *K)
 {
   for (PetscInt j = 0; j < n; j++) {
     const COST_T *c  = C + (size_t)j * lld;
@@ -96,11 +96,11 @@ static inline void SCALING_NAME(group_step)(PetscBool avx512, PetscInt m, const 
  * column whose dot product leaves [SUM_LOW, SUM_HIGH] is done in the log
  * domain on C (exact, max shift), its plan entries added to `extra`, and
  * *fallback set: the caller re-absorbs. */
-KERNEL_CLONES void SCALING_NAME(AckdOTScalingSweep)(PetscInt m, PetscInt n, PetscInt lld, const COST_T *C,
-                                                    const KABS_T *K, const double *f, const double *f0, double *g,
-                                                    const double *g0, const AckdOTColumnRule *rule, double *col_lse,
-                                                    double *u, double *acc, double *extra, double *work,
-                                                    PetscBool *fallback)
+ACKD_CPU_CLONES void SCALING_NAME(AckdOTScalingSweep)(PetscInt m, PetscInt n, PetscInt lld, const COST_T *C,
+                                                      const KABS_T *K, const double *f, const double *f0, double *g,
+                                                      const double *g0, const AckdOTColumnRule *rule, double *col_lse,
+                                                      double *u, double *acc, double *extra, double *work,
+                                                      PetscBool *fallback)
 {
   enum { GROUP = 4 };
   const double    inv_eps       = 1.0 / rule->eps;
