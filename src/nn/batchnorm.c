@@ -191,7 +191,7 @@ PetscErrorCode AckdBatchNormBackward(AckdBatchNorm *bn, AckdEngine *engine, cons
     PetscFunctionReturn(0);
   }
   if (AckdBatchNormOwnKernel(bn, x)) {
-    PetscCall(AckdBatchNormTrainBackward(bn, x, NULL, dy, dx, -1));
+    PetscCall(AckdBatchNormTrainBackward(bn, x, dy, dx, -1));
     PetscFunctionReturn(0);
   }
   PetscCall(plan_get(bn, engine, x, &plan));

@@ -162,7 +162,7 @@ static PetscErrorCode batchnorm_backward(AckdModel m, AckdEngine *engine, const 
 {
   if (node->fused) {
     const AckdNode *act = node + 1;
-    return AckdBatchNormTrainBackward(node->layer, x, &m->values[act->out], dy, dx, act->activation);
+    return AckdBatchNormTrainBackward(node->layer, x, dy, dx, act->activation);
   }
   return AckdBatchNormBackward(node->layer, engine, x, dy, dx);
 }

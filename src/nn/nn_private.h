@@ -98,11 +98,11 @@ void AckdNNCopyChannels(const AckdTensor *from, PetscInt from_start, AckdTensor 
  * channel-blocked layouts: whether they serve this input, and the pair, which
  * can fuse a following activation `act` (ACKD_ACT_RELU or ACKD_ACT_RELU6; -1:
  * none): forward then writes the activation's output y, and backward takes
- * that y and the gradient with respect to it. */
+ * the gradient with respect to y (the activation's mask it recomputes from x). */
 PetscBool      AckdBatchNormOwnKernel(const AckdBatchNorm *bn, const AckdTensor *x);
 PetscErrorCode AckdBatchNormTrainForward(AckdBatchNorm *bn, const AckdTensor *x, AckdTensor *y, PetscInt act);
-PetscErrorCode AckdBatchNormTrainBackward(AckdBatchNorm *bn, const AckdTensor *x, const AckdTensor *y,
-                                          const AckdTensor *dy, AckdTensor *dx, PetscInt act);
+PetscErrorCode AckdBatchNormTrainBackward(AckdBatchNorm *bn, const AckdTensor *x, const AckdTensor *dy, AckdTensor *dx,
+                                          PetscInt act);
 
 /* Output extent of a strided window, as PyTorch (floor), and the right
  * padding oneDNN needs to produce exactly that extent. */
