@@ -54,13 +54,21 @@ PetscErrorCode AckdActivationBackward(AckdActivationKind kind, const AckdTensor 
   const float *g           = dy->data;
   float       *out         = dx->data; /* may alias dy */
   switch (kind) {
+  /* the gradient is loaded whether kept or not: a conditional load would keep
+   * the loops scalar */
   case ACKD_ACT_RELU:
 #pragma omp parallel for simd schedule(static)
-    for (PetscInt i = 0; i < n; i++) out[i] = in[i] > 0.0f ? g[i] : 0.0f;
+    for (PetscInt i = 0; i < n; i++) {
+      float gi = g[i];
+      out[i]   = in[i] > 0.0f ? gi : 0.0f;
+    }
     break;
   case ACKD_ACT_RELU6:
 #pragma omp parallel for simd schedule(static)
-    for (PetscInt i = 0; i < n; i++) out[i] = (in[i] > 0.0f && in[i] < 6.0f) ? g[i] : 0.0f;
+    for (PetscInt i = 0; i < n; i++) {
+      float gi = g[i];
+      out[i]   = (in[i] > 0.0f) & (in[i] < 6.0f) ? gi : 0.0f;
+    }
     break;
   case ACKD_ACT_GELU:
 #pragma omp                   parallel for schedule(static)
