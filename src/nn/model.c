@@ -84,6 +84,7 @@ PetscErrorCode AckdModelSetUp(AckdModel m, const AckdModelConfig *config, uint64
   PetscCall(AckdParamsSetUp(&m->params));
   PetscCall(AckdParamsInitialize(&m->params, seed));
   PetscCall(PetscCalloc3(m->nslots, &m->values, m->nslots, &m->grads, m->nslots, &m->grad_written));
+  PetscCall(PetscMalloc1(PetscMax(m->nnodes, 1), &m->slot_offset));
   m->setup = PETSC_TRUE;
   PetscCall(find_fusable(m));
   PetscCall(AckdModelSetTraining(m, PETSC_TRUE));
@@ -163,8 +164,53 @@ static PetscErrorCode plan_layouts(AckdModel m, AckdEngine *engine, PetscBool bl
   PetscFunctionReturn(0);
 }
 
-/* Lays every slot out in one arena for this input shape; grows it only when a
- * larger batch arrives, so steady-state training allocates nothing. */
+/* Slot i's offset in an arena laid out for the current plan: slots in node
+ * order, each starting on a 64-byte line. Returns the floats the arena needs. */
+static PetscInt arena_offsets(AckdModel m, PetscInt *offsets)
+{
+  PetscInt total = 0;
+  for (PetscInt i = 0; i < m->nnodes; i++) {
+    if (offsets) offsets[i] = total;
+    total += (AckdTensorStorage(&m->values[m->nodes[i].out]) + 15) / 16 * 16;
+  }
+  return total;
+}
+
+/* A blocked tensor's channel padding (the lanes past C in its last channel
+ * block) must read zero: kernels run over whole blocks. Layers write every
+ * real channel, so the padding is all that a previous plan's leftovers could
+ * spoil; zeroing only it keeps a change of batch shape (training, then
+ * validation at another batch) from clearing the whole arena each time. */
+static void zero_channel_padding(const AckdTensor *t)
+{
+  const PetscInt b = AckdNNBlock(t), cpad = AckdNNPaddedChannels(t), hw = t->h * t->w;
+  if (b <= 1 || cpad == t->c) return;
+  const PetscInt nb = cpad / b, first = t->c - (nb - 1) * b;
+  for (PetscInt s = 0; s < t->n; s++) {
+    float *last = t->data + (s * nb + nb - 1) * hw * b;
+    for (PetscInt p = 0; p < hw; p++)
+      for (PetscInt j = first; j < b; j++) last[p * b + j] = 0.0f;
+  }
+}
+
+/* An arena of at least `size` floats, 64-byte aligned inside *memory (16 floats
+ * more, so each slot starts on a line, as oneDNN's vector kernels like); grown
+ * only when a larger batch arrives, so steady-state training allocates nothing. */
+static PetscErrorCode arena_reserve(float **memory, float **arena, PetscInt *capacity, PetscInt size)
+{
+  PetscFunctionBeginUser;
+  if (size <= *capacity) PetscFunctionReturn(0);
+  PetscCall(PetscFree(*memory));
+  PetscCall(PetscMalloc1(size + 16, memory));
+  *arena    = (float *)(((uintptr_t)*memory + 63) & ~(uintptr_t)63);
+  *capacity = size;
+  PetscFunctionReturn(0);
+}
+
+/* Lays every slot's value out in one arena for this input shape. Their
+ * gradients get theirs at the plan's first backward (plan_gradients):
+ * prediction and validation passes, often at a larger batch than training's,
+ * never hold a gradient arena. */
 static PetscErrorCode plan(AckdModel m, AckdEngine *engine, const AckdTensor *x)
 {
   PetscBool clash;
@@ -181,42 +227,42 @@ static PetscErrorCode plan(AckdModel m, AckdEngine *engine, const AckdTensor *x)
   PetscCall(plan_layouts(m, engine, PETSC_TRUE, &clash));
   if (clash) PetscCall(plan_layouts(m, engine, PETSC_FALSE, &clash));
   PetscCheck(!clash, m->comm, PETSC_ERR_PLIB, "model %s: no consistent layout", AckdArchNames[m->config.arch]);
-  PetscInt total = 0, largest = AckdTensorSize(x);
-  for (PetscInt i = 0; i < m->nnodes; i++) {
-    PetscInt size = AckdTensorStorage(&m->values[m->nodes[i].out]);
-    total += (size + 15) / 16 * 16;
-    largest = PetscMax(largest, size);
-  }
-  if (total > m->arena_capacity) {
-    PetscCall(PetscFree2(m->arena_memory, m->grad_arena_memory));
-    /* 16 floats more, so each slot starts on a 64-byte line, as oneDNN's vector kernels like */
-    PetscCall(PetscMalloc2(total + 16, &m->arena_memory, total + 16, &m->grad_arena_memory));
-    m->arena          = (float *)(((uintptr_t)m->arena_memory + 63) & ~(uintptr_t)63);
-    m->grad_arena     = (float *)(((uintptr_t)m->grad_arena_memory + 63) & ~(uintptr_t)63);
-    m->arena_capacity = total;
-  }
-  /* the channel padding of blocked slots must read zero, whatever a previous
-   * plan left there; only layers write the rest */
-  PetscCall(PetscArrayzero(m->arena, m->arena_capacity));
-  PetscCall(PetscArrayzero(m->grad_arena, m->arena_capacity));
+  PetscInt largest = AckdTensorSize(x);
+  for (PetscInt i = 0; i < m->nnodes; i++) largest = PetscMax(largest, AckdTensorStorage(&m->values[m->nodes[i].out]));
+  PetscCall(arena_reserve(&m->arena_memory, &m->arena, &m->arena_capacity, arena_offsets(m, m->slot_offset)));
   if (largest > m->scratch_capacity) {
     PetscCall(PetscFree(m->scratch));
     PetscCall(PetscMalloc1(largest, &m->scratch));
     m->scratch_capacity = largest;
   }
-  PetscInt offset = 0;
-  m->grads[0]     = AckdTensorView(NULL, x->n, x->c, x->h, x->w);
   for (PetscInt i = 0; i < m->nnodes; i++) {
-    AckdTensor *v             = &m->values[m->nodes[i].out];
-    v->data                   = m->arena + offset;
-    m->grads[m->nodes[i].out] = AckdTensorLike(m->grad_arena + offset, v);
-    offset += (AckdTensorStorage(v) + 15) / 16 * 16;
+    AckdTensor *v = &m->values[m->nodes[i].out];
+    v->data       = m->arena + m->slot_offset[i];
+    zero_channel_padding(v);
   }
-  m->planned[0] = x->n;
-  m->planned[1] = x->c;
-  m->planned[2] = x->h;
-  m->planned[3] = x->w;
-  m->have_plan  = PETSC_TRUE;
+  m->planned[0]    = x->n;
+  m->planned[1]    = x->c;
+  m->planned[2]    = x->h;
+  m->planned[3]    = x->w;
+  m->have_plan     = PETSC_TRUE;
+  m->grads_planned = PETSC_FALSE;
+  PetscFunctionReturn(0);
+}
+
+/* The gradients' arena, laid out as the values' (same offsets and layouts). */
+static PetscErrorCode plan_gradients(AckdModel m)
+{
+  PetscFunctionBeginUser;
+  if (m->grads_planned) PetscFunctionReturn(0);
+  PetscCall(arena_reserve(&m->grad_arena_memory, &m->grad_arena, &m->grad_arena_capacity, arena_offsets(m, NULL)));
+  const AckdTensor *x = &m->values[0];
+  m->grads[0]         = AckdTensorView(NULL, x->n, x->c, x->h, x->w);
+  for (PetscInt i = 0; i < m->nnodes; i++) {
+    AckdTensor *g = &m->grads[m->nodes[i].out];
+    *g            = AckdTensorLike(m->grad_arena + m->slot_offset[i], &m->values[m->nodes[i].out]);
+    zero_channel_padding(g);
+  }
+  m->grads_planned = PETSC_TRUE;
   PetscFunctionReturn(0);
 }
 
@@ -307,6 +353,7 @@ PetscErrorCode AckdModelBackward(AckdModel m, AckdEngine *engine, const AckdTens
 {
   PetscFunctionBeginUser;
   PetscCheck(m->have_plan, m->comm, PETSC_ERR_ORDER, "AckdModelBackward before AckdModelForward");
+  PetscCall(plan_gradients(m));
   PetscBool empty = m->planned[0] == 0;
   PetscCall(PetscArrayzero(m->grad_written, m->nslots));
   PetscCall(seed_gradient(m, m->slot_logits, d_logits, "logits"));
@@ -359,7 +406,9 @@ PetscErrorCode AckdModelDestroy(AckdModel *model)
   }
   PetscCall(PetscFree(m->nodes));
   PetscCall(PetscFree3(m->values, m->grads, m->grad_written));
-  PetscCall(PetscFree2(m->arena_memory, m->grad_arena_memory));
+  PetscCall(PetscFree(m->arena_memory));
+  PetscCall(PetscFree(m->grad_arena_memory));
+  PetscCall(PetscFree(m->slot_offset));
   PetscCall(PetscFree(m->scratch));
   if (m->bn_comm != MPI_COMM_NULL) PetscCallMPI(MPI_Comm_free(&m->bn_comm));
   if (m->params.setup) PetscCall(AckdParamsDestroy(&m->params));

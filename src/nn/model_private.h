@@ -46,14 +46,16 @@ struct _p_AckdModel {
   uint64_t          seed;
   AckdGradientReady gradient_ready;
   void             *gradient_ready_ctx;
-  /* activations and their gradients, one arena each, sized for `planned` */
+  /* activations and their gradients, one arena each, sized for `planned`; the gradients' is laid
+   * out at the plan's first backward (grads_planned) */
   AckdTensor *values, *grads;
   PetscBool  *grad_written;                 /* during backward: the slot's gradient holds a first contribution */
   float      *arena, *grad_arena, *scratch; /* arenas: 64-byte aligned inside *_memory */
   float      *arena_memory, *grad_arena_memory;
-  PetscInt    arena_capacity, scratch_capacity;
+  PetscInt   *slot_offset; /* node i's output slot in either arena */
+  PetscInt    arena_capacity, grad_arena_capacity, scratch_capacity;
   PetscInt    planned[4]; /* input shape the slots are laid out for */
-  PetscBool   have_plan;
+  PetscBool   have_plan, grads_planned;
 };
 
 /* What a kind of node does (model_nodes.c). Missing entries: the output has the input's shape and
