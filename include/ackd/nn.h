@@ -62,6 +62,14 @@ PetscErrorCode AckdTensorAllocate(AckdTensor *t, PetscInt n, PetscInt c, PetscIn
 PetscErrorCode AckdTensorFree(AckdTensor *t);
 /* dst += src (same number of elements and layout): gradients of a value used twice. */
 PetscErrorCode AckdTensorAccumulate(AckdTensor *dst, const AckdTensor *src);
+/* C = alpha op(A) op(B) + beta C in single precision, row-major, op 'N' or 'T'
+ * (cblas_sgemm's arguments in BLAS's character form), on oneDNN's JIT kernels:
+ * they use AVX-512 where the CPU has it, where Debian's OpenBLAS 0.3.21 runs
+ * its AVX2 (Haswell) kernel, and so run ~1.8x faster there (1280 x 1280 x 128
+ * on the EPYC, one thread: 180-215 against 95-105 GFLOP/s). Threads: the
+ * engine's OpenMP count. */
+PetscErrorCode AckdSgemm(char transa, char transb, PetscInt m, PetscInt n, PetscInt k, float alpha, const float *A,
+                         PetscInt lda, const float *B, PetscInt ldb, float beta, float *C, PetscInt ldc);
 
 /* ---------------------------------------------------------------- engine */
 

@@ -131,8 +131,7 @@ static PetscErrorCode project(const AckdTensor *tokens, const PetscInt *sel, Pet
   PetscCall(PetscMalloc2(n * N * C, &z, n * N * C, &y));
   for (PetscInt s = 0; s < n; s++) PetscCall(PetscArraycpy(z + s * N * C, tokens->data + sel[s] * N * C, N * C));
   for (int which = 0; which < 2; which++) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(n * N), (int)C, (int)C, 1.0f, z, (int)C, which ? Wk : Wq,
-                (int)C, 0.0f, y, (int)C);
+    PetscCall(AckdSgemm('N', 'T', n * N, C, C, 1.0f, z, C, which ? Wk : Wq, C, 0.0f, y, C));
     for (PetscInt i = 0; i < n * N * C; i++) (which ? k : q)[i] = y[i];
   }
   PetscCall(PetscFree2(z, y));
@@ -226,11 +225,9 @@ static PetscErrorCode project_backward(const Side *sd, PetscInt n, const PetscIn
     double       *gw = which ? gWk : gWq;
     for (PetscInt i = 0; i < rows * C; i++) dy[i] = (float)d[i];
     if (g_tok) /* dZ += dY W */
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)C, (int)C, 1.0f, dy, (int)C,
-                  which ? Wk : Wq, (int)C, which ? 1.0f : 0.0f, gz, (int)C);
+      PetscCall(AckdSgemm('N', 'N', rows, C, C, 1.0f, dy, C, which ? Wk : Wq, C, which ? 1.0f : 0.0f, gz, C));
     /* dW = dYᵀ Z */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)C, (int)C, (int)rows, 1.0f, dy, (int)C, z, (int)C, 0.0f,
-                gW, (int)C);
+    PetscCall(AckdSgemm('T', 'N', C, C, rows, 1.0f, dy, C, z, C, 0.0f, gW, C));
     for (PetscInt i = 0; i < C * C; i++) gw[i] += gW[i];
   }
   if (g_tok)

@@ -2,7 +2,6 @@
  * Q Kᵀ are a (T x T) GEMM on strided views of the packed QKV matrix, so no
  * head is ever copied out. Softmax rows are shifted by their maximum. */
 #include <ackd/nn.h>
-#include <cblas.h>
 #include <math.h>
 
 PetscErrorCode AckdAttentionSetUp(AckdAttention *att, AckdParams *params, const char *name, PetscInt dim,
@@ -64,13 +63,15 @@ static PetscErrorCode reserve(AckdAttention *att, PetscInt rows, PetscInt plans,
 }
 
 /* rows x out = rows x in · (out x in)ᵀ + bias */
-static void project(const float *x, PetscInt rows, PetscInt in, const float *w, const float *b, PetscInt out, float *y)
+static PetscErrorCode project(const float *x, PetscInt rows, PetscInt in, const float *w, const float *b, PetscInt out,
+                              float *y)
 {
+  PetscFunctionBeginUser;
   if (b)
     for (PetscInt r = 0; r < rows; r++)
       for (PetscInt o = 0; o < out; o++) y[r * out + o] = b[o];
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)out, (int)in, 1.0f, x, (int)in, w, (int)in,
-              b ? 1.0f : 0.0f, y, (int)out);
+  PetscCall(AckdSgemm('N', 'T', rows, out, in, 1.0f, x, in, w, in, b ? 1.0f : 0.0f, y, out));
+  PetscFunctionReturn(0);
 }
 
 PetscErrorCode AckdAttentionForward(AckdAttention *att, const AckdTensor *x, AckdTensor *y)
@@ -84,13 +85,13 @@ PetscErrorCode AckdAttentionForward(AckdAttention *att, const AckdTensor *x, Ack
              "layer %s: tokens have %" PetscInt_FMT " features, the layer expects %" PetscInt_FMT, att->name, x->w, d);
   PetscCall(reserve(att, B * T, B * H * T * T, T));
   *y = AckdTensorView(y->data, x->n, x->c, x->h, x->w);
-  project(x->data, B * T, d, values + att->in_weight, att->has_bias ? values + att->in_bias : NULL, 3 * d, att->qkv);
+  PetscCall(project(x->data, B * T, d, values + att->in_weight, att->has_bias ? values + att->in_bias : NULL, 3 * d,
+                    att->qkv));
   for (PetscInt b = 0; b < B; b++)
     for (PetscInt h = 0; h < H; h++) {
       const float *q = att->qkv + b * T * 3 * d + h * hd, *k = q + d, *v = q + 2 * d;
       float       *p = att->attention + ((b * H + h) * T) * T;
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)T, (int)hd, scale, q, (int)(3 * d), k,
-                  (int)(3 * d), 0.0f, p, (int)T);
+      PetscCall(AckdSgemm('N', 'T', T, T, hd, scale, q, 3 * d, k, 3 * d, 0.0f, p, T));
       for (PetscInt i = 0; i < T; i++) {
         float *row = p + i * T, max = row[0];
         double sum = 0.0;
@@ -98,10 +99,10 @@ PetscErrorCode AckdAttentionForward(AckdAttention *att, const AckdTensor *x, Ack
         for (PetscInt j = 0; j < T; j++) sum += (row[j] = expf(row[j] - max));
         for (PetscInt j = 0; j < T; j++) row[j] = (float)(row[j] / sum);
       }
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)T, (int)hd, (int)T, 1.0f, p, (int)T, v, (int)(3 * d),
-                  0.0f, att->context + b * T * d + h * hd, (int)d);
+      PetscCall(AckdSgemm('N', 'N', T, hd, T, 1.0f, p, T, v, 3 * d, 0.0f, att->context + b * T * d + h * hd, d));
     }
-  project(att->context, B * T, d, values + att->out_weight, att->has_bias ? values + att->out_bias : NULL, d, y->data);
+  PetscCall(project(att->context, B * T, d, values + att->out_weight, att->has_bias ? values + att->out_bias : NULL, d,
+                    y->data));
   PetscFunctionReturn(0);
 }
 
@@ -124,40 +125,33 @@ PetscErrorCode AckdAttentionBackward(AckdAttention *att, const AckdTensor *x, co
   PetscCheck(B * T <= att->tokens_capacity, PETSC_COMM_SELF, PETSC_ERR_ORDER, "layer %s: backward before forward",
              att->name);
   /* output projection: dW = dyᵀ context, db = Σ dy, d context = dy W */
-  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)d, (int)d, (int)(B * T), 1.0f, dy->data, (int)d,
-              att->context, (int)d, 0.0f, grads + att->out_weight, (int)d);
+  PetscCall(AckdSgemm('T', 'N', d, d, B * T, 1.0f, dy->data, d, att->context, d, 0.0f, grads + att->out_weight, d));
   if (att->has_bias) column_sums(dy->data, B * T, d, grads + att->out_bias);
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(B * T), (int)d, (int)d, 1.0f, dy->data, (int)d,
-              values + att->out_weight, (int)d, 0.0f, att->d_context, (int)d);
+  PetscCall(AckdSgemm('N', 'N', B * T, d, d, 1.0f, dy->data, d, values + att->out_weight, d, 0.0f, att->d_context, d));
   for (PetscInt b = 0; b < B; b++)
     for (PetscInt h = 0; h < H; h++) {
       const float *q = att->qkv + b * T * 3 * d + h * hd, *k = q + d, *v = q + 2 * d;
       const float *p = att->attention + ((b * H + h) * T) * T, *dc = att->d_context + b * T * d + h * hd;
       float       *dq = att->d_qkv + b * T * 3 * d + h * hd, *dk = dq + d, *dv = dq + 2 * d, *ds = att->d_scores;
       /* dV = Pᵀ dC, dP = dC Vᵀ */
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)T, (int)hd, (int)T, 1.0f, p, (int)T, dc, (int)d, 0.0f,
-                  dv, (int)(3 * d));
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)T, (int)hd, 1.0f, dc, (int)d, v, (int)(3 * d),
-                  0.0f, ds, (int)T);
+      PetscCall(AckdSgemm('T', 'N', T, hd, T, 1.0f, p, T, dc, d, 0.0f, dv, 3 * d));
+      PetscCall(AckdSgemm('N', 'T', T, T, hd, 1.0f, dc, d, v, 3 * d, 0.0f, ds, T));
       for (PetscInt i = 0; i < T; i++) {
         double dot = 0.0;
         for (PetscInt j = 0; j < T; j++) dot += (double)ds[i * T + j] * p[i * T + j];
         for (PetscInt j = 0; j < T; j++) ds[i * T + j] = (float)(p[i * T + j] * (ds[i * T + j] - dot)) * scale;
       }
       /* dQ = dS K, dK = dSᵀ Q */
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)T, (int)hd, (int)T, 1.0f, ds, (int)T, k, (int)(3 * d),
-                  0.0f, dq, (int)(3 * d));
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)T, (int)hd, (int)T, 1.0f, ds, (int)T, q, (int)(3 * d),
-                  0.0f, dk, (int)(3 * d));
+      PetscCall(AckdSgemm('N', 'N', T, hd, T, 1.0f, ds, T, k, 3 * d, 0.0f, dq, 3 * d));
+      PetscCall(AckdSgemm('T', 'N', T, hd, T, 1.0f, ds, T, q, 3 * d, 0.0f, dk, 3 * d));
     }
   /* input projection */
-  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(3 * d), (int)d, (int)(B * T), 1.0f, att->d_qkv,
-              (int)(3 * d), x->data, (int)d, 0.0f, grads + att->in_weight, (int)d);
+  PetscCall(AckdSgemm('T', 'N', 3 * d, d, B * T, 1.0f, att->d_qkv, 3 * d, x->data, d, 0.0f, grads + att->in_weight, d));
   if (att->has_bias) column_sums(att->d_qkv, B * T, 3 * d, grads + att->in_bias);
   if (dx) {
     *dx = AckdTensorView(dx->data, x->n, x->c, x->h, x->w);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(B * T), (int)d, (int)(3 * d), 1.0f, att->d_qkv,
-                (int)(3 * d), values + att->in_weight, (int)d, 0.0f, dx->data, (int)d);
+    PetscCall(
+        AckdSgemm('N', 'N', B * T, d, 3 * d, 1.0f, att->d_qkv, 3 * d, values + att->in_weight, d, 0.0f, dx->data, d));
   }
   PetscFunctionReturn(0);
 }

@@ -1,7 +1,6 @@
 /* Fully connected layer, y = x Wᵀ + b, on OpenBLAS. W is (out, in) as PyTorch
  * stores it, so weights exchange with torch.nn.Linear unchanged. */
 #include <ackd/nn.h>
-#include <cblas.h>
 
 PetscErrorCode AckdLinearSetUp(AckdLinear *lin, AckdParams *params, const char *name, PetscInt in_features,
                                PetscInt out_features, PetscBool bias)
@@ -64,8 +63,7 @@ PetscErrorCode AckdLinearForward(AckdLinear *lin, AckdEngine *engine, const Ackd
     const float *b = lin->params->values + lin->bias;
     for (PetscInt r = 0; r < rows; r++) PetscCall(PetscArraycpy(y->data + r * out, b, out));
   }
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)out, (int)in, 1.0f, x->data, (int)in, w, (int)in,
-              lin->has_bias ? 1.0f : 0.0f, y->data, (int)out);
+  PetscCall(AckdSgemm('N', 'T', rows, out, in, 1.0f, x->data, in, w, in, lin->has_bias ? 1.0f : 0.0f, y->data, out));
   PetscFunctionReturn(0);
 }
 
@@ -81,8 +79,7 @@ PetscErrorCode AckdLinearBackward(AckdLinear *lin, AckdEngine *engine, const Ack
              "layer %s: output gradient has %" PetscInt_FMT " elements, expected %" PetscInt_FMT, lin->name,
              AckdTensorSize(dy), rows * out);
   /* dW = dyᵀ x, db = column sums of dy, dx = dy W */
-  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)out, (int)in, (int)rows, 1.0f, dy->data, (int)out, x->data,
-              (int)in, 0.0f, dw, (int)in);
+  PetscCall(AckdSgemm('T', 'N', out, in, rows, 1.0f, dy->data, out, x->data, in, 0.0f, dw, in));
   if (lin->has_bias) {
     float *db = lin->params->grads + lin->bias;
     for (PetscInt o = 0; o < out; o++) db[o] = 0.0f;
@@ -91,8 +88,7 @@ PetscErrorCode AckdLinearBackward(AckdLinear *lin, AckdEngine *engine, const Ack
   }
   if (dx) {
     *dx = AckdTensorView(dx->data, x->n, x->c, x->h, x->w);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)in, (int)out, 1.0f, dy->data, (int)out, w,
-                (int)in, 0.0f, dx->data, (int)in);
+    PetscCall(AckdSgemm('N', 'N', rows, in, out, 1.0f, dy->data, out, w, in, 0.0f, dx->data, in));
   }
   PetscFunctionReturn(0);
 }
