@@ -1,6 +1,7 @@
 /* The teacher gallery: what the frozen teacher says about every teacher
  * sample, computed once so that distillation never runs the teacher again
  * unless a method needs its tokens. */
+#define _XOPEN_SOURCE 700 /* realpath is XSI: _POSIX_C_SOURCE alone leaves it undeclared */
 #include <ackd/train.h>
 #include <limits.h>
 #include <math.h>
