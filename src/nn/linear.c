@@ -1,4 +1,4 @@
-/* Fully connected layer, y = x Wᵀ + b, on OpenBLAS. W is (out, in) as PyTorch
+/* Fully connected layer, y = x Wᵀ + b (AckdSgemm). W is (out, in) as PyTorch
  * stores it, so weights exchange with torch.nn.Linear unchanged. */
 #include <ackd/nn.h>
 

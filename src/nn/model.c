@@ -164,16 +164,16 @@ static PetscErrorCode plan_layouts(AckdModel m, AckdEngine *engine, PetscBool bl
   PetscFunctionReturn(0);
 }
 
-/* Slot i's offset in an arena laid out for the current plan: slots in node
- * order, each starting on a 64-byte line. Returns the floats the arena needs. */
-static PetscInt arena_offsets(AckdModel m, PetscInt *offsets)
+/* Each node's output slot in an arena laid out for the current plan (slots in
+ * node order, each starting on a 64-byte line), and the floats the arena needs. */
+static void arena_offsets(AckdModel m)
 {
   PetscInt total = 0;
   for (PetscInt i = 0; i < m->nnodes; i++) {
-    if (offsets) offsets[i] = total;
+    m->slot_offset[i] = total;
     total += (AckdTensorStorage(&m->values[m->nodes[i].out]) + 15) / 16 * 16;
   }
-  return total;
+  m->arena_size = total;
 }
 
 /* A blocked tensor's channel padding (the lanes past C in its last channel
@@ -229,7 +229,8 @@ static PetscErrorCode plan(AckdModel m, AckdEngine *engine, const AckdTensor *x)
   PetscCheck(!clash, m->comm, PETSC_ERR_PLIB, "model %s: no consistent layout", AckdArchNames[m->config.arch]);
   PetscInt largest = AckdTensorSize(x);
   for (PetscInt i = 0; i < m->nnodes; i++) largest = PetscMax(largest, AckdTensorStorage(&m->values[m->nodes[i].out]));
-  PetscCall(arena_reserve(&m->arena_memory, &m->arena, &m->arena_capacity, arena_offsets(m, m->slot_offset)));
+  arena_offsets(m);
+  PetscCall(arena_reserve(&m->arena_memory, &m->arena, &m->arena_capacity, m->arena_size));
   if (largest > m->scratch_capacity) {
     PetscCall(PetscFree(m->scratch));
     PetscCall(PetscMalloc1(largest, &m->scratch));
@@ -254,7 +255,7 @@ static PetscErrorCode plan_gradients(AckdModel m)
 {
   PetscFunctionBeginUser;
   if (m->grads_planned) PetscFunctionReturn(0);
-  PetscCall(arena_reserve(&m->grad_arena_memory, &m->grad_arena, &m->grad_arena_capacity, arena_offsets(m, NULL)));
+  PetscCall(arena_reserve(&m->grad_arena_memory, &m->grad_arena, &m->grad_arena_capacity, m->arena_size));
   const AckdTensor *x = &m->values[0];
   m->grads[0]         = AckdTensorView(NULL, x->n, x->c, x->h, x->w);
   for (PetscInt i = 0; i < m->nnodes; i++) {

@@ -53,6 +53,7 @@ struct _p_AckdModel {
   float      *arena, *grad_arena, *scratch; /* arenas: 64-byte aligned inside *_memory */
   float      *arena_memory, *grad_arena_memory;
   PetscInt   *slot_offset; /* node i's output slot in either arena */
+  PetscInt    arena_size;  /* floats either arena needs for the plan */
   PetscInt    arena_capacity, grad_arena_capacity, scratch_capacity;
   PetscInt    planned[4]; /* input shape the slots are laid out for */
   PetscBool   have_plan, grads_planned;
