@@ -22,6 +22,7 @@
  * statistics and top-k. At tiny sizes that difference is noise and may even be negative. */
 #include <ackd/ot.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <sys/resource.h>
 
@@ -32,6 +33,46 @@ static double feature(PetscInt side, PetscInt row, PetscInt k)
                    : cos(0.0007 * (double)row * (double)(k + 1) + 2.0 * (double)k);
 }
 
+/* -clusters M: features shaped like a network's embeddings of M classes instead. Sample `row` of
+ * either side belongs to cluster hash(row) mod M: the cluster's centre c (a standard normal
+ * vector, shared by both sides), plus -spread times a standard normal point of an -intrinsic
+ * r-dimensional subspace of the cluster's own (U z, U d x r with entries N(0, 1 / r)), plus
+ * -noise times isotropic normal noise. Learned embeddings vary along few directions within a
+ * class; with -intrinsic 0 the variation is isotropic (U z replaced by d-dimensional noise), and
+ * every pair within a cluster is then about equally far apart. The normals come from a
+ * counter-based generator (splitmix64, Box-Muller), so any rank computes any row. */
+static PetscInt clusters = 0, intrinsic = 8;
+static double   spread = 1.0, noise = 0.1;
+
+static uint64_t splitmix64(uint64_t x)
+{
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+/* A standard normal number, the stream-th of key. */
+static double normal(uint64_t key, uint64_t stream)
+{
+  const uint64_t a = splitmix64(key * 0x100000001b3ull + 2 * stream),
+                 b = splitmix64(key * 0x100000001b3ull + 2 * stream + 1);
+  const double u = ((double)(a >> 11) + 0.5) / 9007199254740992.0, v = (double)(b >> 11) / 9007199254740992.0;
+  return sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v);
+}
+
+static double clustered_feature(PetscInt side, PetscInt row, PetscInt k, PetscInt d)
+{
+  const uint64_t sample  = ((uint64_t)side << 40) + (uint64_t)row + 0x1234567ull * (uint64_t)d;
+  const uint64_t cluster = splitmix64(sample ^ 0x5bd1e995ull) % (uint64_t)clusters;
+  double         x       = normal(0xc0ffeeull + cluster, (uint64_t)k) + noise * normal(sample, (uint64_t)(d + k));
+  if (!intrinsic) return x + spread * normal(sample, (uint64_t)k);
+  for (PetscInt q = 0; q < intrinsic; q++)
+    x += spread * normal(0xbeefull + cluster, (uint64_t)(k * intrinsic + q)) * normal(sample, (uint64_t)q) /
+         sqrt((double)intrinsic);
+  return x;
+}
+
 static PetscErrorCode fill(AckdOT ot, AckdOTSide side, PetscInt d, double **rows)
 {
   PetscInt lo, hi;
@@ -40,7 +81,9 @@ static PetscErrorCode fill(AckdOT ot, AckdOTSide side, PetscInt d, double **rows
   PetscCall(AckdOTGetOwnedRows(ot, side, &lo, &hi));
   PetscCall(PetscMalloc1((hi - lo) * d + 1, rows));
   for (PetscInt i = lo; i < hi; i++)
-    for (PetscInt k = 0; k < d; k++) (*rows)[(i - lo) * d + k] = feature(side == ACKD_OT_STUDENT ? 0 : 1, i, k);
+    for (PetscInt k = 0; k < d; k++)
+      (*rows)[(i - lo) * d + k] = clusters ? clustered_feature(side == ACKD_OT_STUDENT ? 0 : 1, i, k, d)
+                                           : feature(side == ACKD_OT_STUDENT ? 0 : 1, i, k);
   PetscFunctionReturn(0);
 }
 
@@ -65,7 +108,9 @@ static PetscErrorCode bench_problem(PetscInt n, PetscInt d, PetscInt classes, Ac
   PetscCall(AckdOTCreate(PETSC_COMM_WORLD, &ot));
   PetscCall(AckdOTSetOptionsPrefix(ot, "bench_"));
   PetscCall(AckdOTSetFromOptions(ot));
-  PetscCall(AckdOTSetCostKind(ot, ACKD_OT_COST_SQEUCLIDEAN));
+  PetscBool cost_given;
+  PetscCall(PetscOptionsHasName(NULL, NULL, "-bench_ot_cost", &cost_given));
+  if (!cost_given) PetscCall(AckdOTSetCostKind(ot, ACKD_OT_COST_SQEUCLIDEAN));
   PetscCall(AckdOTSetSizes(ot, n, n, d));
   PetscCall(AckdOTSetUp(ot));
   if (classes > 1) { /* sample i in class i mod classes, both sides: balanced classes */
@@ -198,6 +243,20 @@ static PetscErrorCode whole_solve(PetscInt n, PetscInt d, PetscInt classes)
            (int)n, (int)d, size, (int)rows, (int)cols, r.eps, r.eps / r.max_cost, (int)r.iterations, (int)r.converged,
            r.column_error, r.row_error, (int)classes, t1 - t0, t2 - t1, t2 - t0, peak_mb);
   PetscCall(PetscPrintf(PETSC_COMM_WORLD, "%s\n", line));
+  if (r.truncated) {
+    /* the reference: what the online mode would spend in DGEMMs alone, at its fused one pass per
+     * iteration, for as many iterations, on this rank's block */
+    double gemm;
+    PetscCall(gemm_ms(PETSC_COMM_WORLD, n, (n + size - 1) / size, d, &gemm));
+    snprintf(line, sizeof line,
+             "bench=ot_truncated n=%d kept_entries=%.0f kept_per_student=%.1f certificates=%d discarded_mass=%.3g "
+             "discarded_cost=%.3g column_error_bound=%.3g online_gemm_s_per_iteration=%.2f online_gemm_s_total=%.0f "
+             "speedup_vs_online_gemm=%.1f",
+             (int)n, (double)r.kept_entries, (double)r.kept_entries / (double)n, (int)r.certificates, r.discarded_mass,
+             r.discarded_cost, r.column_error, gemm / 1e3, gemm / 1e3 * (double)r.iterations,
+             gemm / 1e3 * (double)r.iterations / (t2 - t0));
+    PetscCall(PetscPrintf(PETSC_COMM_WORLD, "%s\n", line));
+  }
   for (PetscInt t = 0; t < r.history_length && getenv("BENCH_OT_HISTORY"); t++)
     PetscCall(PetscPrintf(PETSC_COMM_WORLD, "check at %d: error %.3e\n", (int)r.history_iteration[t], r.history[t]));
   PetscCall(AckdOTDestroy(&ot));
@@ -226,6 +285,17 @@ static PetscErrorCode run(void)
   PetscCall(AckdOptionsInt(PetscOptionsObject, "-classes",
                            "With -solve: labels i mod classes on both sides (class blocks: -bench_ot_class_blocks)",
                            &classes, 0, 1000000, NULL));
+  PetscCall(AckdOptionsInt(PetscOptionsObject, "-clusters",
+                           "Features of this many clusters (centre plus -spread times noise) instead of the closed "
+                           "formula; 0: the formula",
+                           &clusters, 0, 1000000, NULL));
+  PetscCall(AckdOptionsReal(PetscOptionsObject, "-spread", "With -clusters: variation within a cluster over its centre",
+                            &spread, 0.0, 100.0, NULL));
+  PetscCall(AckdOptionsInt(PetscOptionsObject, "-intrinsic",
+                           "With -clusters: dimension of each cluster's variation (0: all d, isotropic)", &intrinsic, 0,
+                           1024, NULL));
+  PetscCall(AckdOptionsReal(PetscOptionsObject, "-noise", "With -clusters: isotropic noise over centre", &noise, 0.0,
+                            100.0, NULL));
   PetscCall(AckdOptionsInt(PetscOptionsObject, "-reps", "Timed (short, long) pairs: the median is reported", &reps, 1,
                            64, NULL));
   PetscCall(AckdOptionsString(PetscOptionsObject, "-bench_ot_precision", "double or single (read here for the bound)",

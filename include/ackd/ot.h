@@ -69,6 +69,7 @@
 #define ACKD_OT_H
 
 #include <ackd/core.h>
+#include <stdint.h>
 
 #define ACKD_FORMAT_MATCH         "match"
 #define ACKD_FORMAT_MATCH_VERSION 1
@@ -103,6 +104,14 @@ typedef struct {
   PetscInt        history_length;    /* checks recorded (every check_every iterations) */
   const double   *history;           /* the stopping quantity at each check */
   const PetscInt *history_iteration; /* the iteration of each check */
+  /* A truncated solve (-ot_truncate): the plan lives on a sparse set S of entries; column_error
+   * and row_error are then upper bounds for the dense plan of the same potentials, certified by a
+   * pass over every entry, and transport_cost is S's: the dense one is at most discarded_cost more. */
+  PetscBool truncated;
+  int64_t   kept_entries;   /* |S| */
+  double    discarded_mass; /* upper bound of the dense plan's mass outside S */
+  double    discarded_cost; /* upper bound of its share of <C, P> */
+  PetscInt  certificates;   /* dense passes made after the first (each certifies, or grows S) */
 } AckdOTResult;
 
 PetscErrorCode AckdOTCreate(MPI_Comm comm, AckdOT *ot);

@@ -206,6 +206,9 @@ static PetscErrorCode create_block(AckdOT ot, PetscInt ns, PetscInt nt, AckdOT *
   b->kernel_single      = ot->kernel_single;
   b->online             = ot->online;
   b->online_layout      = ot->online_layout;
+  b->truncate           = ot->truncate;
+  b->truncate_threshold = ot->truncate_threshold;
+  b->truncate_rounds    = ot->truncate_rounds;
   b->log.quiet          = ot->log.quiet;
   b->show_progress      = PETSC_FALSE;
   PetscCall(AckdOTSetSizes(b, ns, nt, ot->dim));
@@ -377,8 +380,8 @@ static PetscErrorCode blocks_solve(AckdOT ot)
   struct _AckdOTBlocks *bl = ot->blocks;
   const PetscInt        k  = PetscMin(ot->topk, ot->nt);
   PetscMPIInt           sub_rank;
-  PetscInt              iterations = 0, nrec = 0, capacity = 0;
-  double               *rec = NULL, sums[4] = {0, 0, 0, 0}, eps = 0;
+  PetscInt              iterations = 0, nrec = 0, capacity = 0, certificates = 0;
+  double               *rec = NULL, sums[7] = {0, 0, 0, 0, 0, 0, 0}, eps = 0;
   PetscBool             converged = PETSC_TRUE, potentials = PETSC_FALSE;
 
   PetscFunctionBeginUser;
@@ -427,6 +430,10 @@ static PetscErrorCode blocks_solve(AckdOT ot)
     sums[1] += r.entropic_value;
     sums[2] += r.column_error * r.column_error;
     sums[3] += r.row_error * r.row_error;
+    sums[4] += r.discarded_mass; /* truncated blocks (-ot_truncate): what their certificates bound */
+    sums[5] += r.discarded_cost;
+    sums[6] += (double)r.kept_entries;
+    certificates = PetscMax(certificates, r.certificates);
     if (b->f) {
       potentials = PETSC_TRUE;
       for (PetscInt i = 0; i < b->ns; i++) ot->f[bl->s_index[t][i]] = b->f[i];
@@ -450,7 +457,8 @@ static PetscErrorCode blocks_solve(AckdOT ot)
   /* each entry has one contributor (-inf survives a sum with zeros) */
   PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, ot->f, (PetscMPIInt)ot->ns, MPI_DOUBLE, MPI_SUM, ot->comm));
   PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, ot->g, (PetscMPIInt)ot->nt, MPI_DOUBLE, MPI_SUM, ot->comm));
-  PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, sums, 4, MPI_DOUBLE, MPI_SUM, ot->comm));
+  PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, sums, 7, MPI_DOUBLE, MPI_SUM, ot->comm));
+  PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &certificates, 1, MPIU_INT, MPI_MAX, ot->comm));
   PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &iterations, 1, MPIU_INT, MPI_MAX, ot->comm));
   PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &converged, 1, MPIU_BOOL, MPI_LAND, ot->comm));
   PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &potentials, 1, MPIU_BOOL, MPI_LOR, ot->comm));
@@ -468,6 +476,11 @@ static PetscErrorCode blocks_solve(AckdOT ot)
   ot->result.entropic_value = sums[1];
   ot->result.column_error   = sqrt(sums[2]);
   ot->result.row_error      = sqrt(sums[3]);
+  ot->result.truncated      = (PetscBool)(ot->truncate > 0);
+  ot->result.discarded_mass = sums[4];
+  ot->result.discarded_cost = sums[5];
+  ot->result.kept_entries   = (int64_t)sums[6];
+  ot->result.certificates   = certificates;
   ot->result.eps            = eps;
   ot->result.max_cost       = ot->max_cost;
   /* one check: the final error over all blocks, at the largest block's iteration count */

@@ -151,8 +151,11 @@ PetscErrorCode AckdOTAssembleCost(AckdOT ot, const double *student_rows, const d
              first, ot->prefix);
   PetscCallMPI(MPI_Allreduce(buf, col_term, (PetscMPIInt)ot->nt, MPI_DOUBLE, MPI_SUM, ot->comm));
 
-  if (ot->online) {
-    PetscCall(AckdOTOnlineSetUp(ot, lo_s, hi_s, &xs, lo_t, hi_t, &yt, row_term, col_term));
+  if (ot->truncate || ot->online) { /* C is never stored: the features are kept instead */
+    if (ot->truncate)
+      PetscCall(AckdOTTruncatedSetUp(ot, lo_s, hi_s, &xs, lo_t, hi_t, &yt, row_term, col_term));
+    else
+      PetscCall(AckdOTOnlineSetUp(ot, lo_s, hi_s, &xs, lo_t, hi_t, &yt, row_term, col_term));
     PetscCall(PetscFree3(row_term, col_term, buf));
     ot->has_cost = PETSC_TRUE;
     PetscCall(PetscLogEventEnd(ot->event_cost, 0, 0, 0, 0));

@@ -30,6 +30,6 @@ typedef struct {
                                   double *work, PetscBool *fallback);
 } AckdOTCostStore;
 
-extern const AckdOTCostStore ackd_ot_store_double, ackd_ot_store_float, ackd_ot_store_online;
+extern const AckdOTCostStore ackd_ot_store_double, ackd_ot_store_float, ackd_ot_store_online, ackd_ot_store_sparse;
 
 #endif

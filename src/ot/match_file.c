@@ -117,6 +117,13 @@ static PetscErrorCode write_solver_attributes(AckdOT ot, hid_t group)
   PetscCall(AckdH5AttrWriteReal(group, "transport_cost", ot->result.transport_cost));
   PetscCall(AckdH5AttrWriteReal(group, "entropic_value", ot->result.entropic_value));
   PetscCall(AckdH5AttrWriteReal(group, "max_cost", ot->max_cost));
+  PetscCall(AckdH5AttrWriteInt(group, "truncate", ot->truncate));
+  if (ot->result.truncated) {
+    PetscCall(AckdH5AttrWriteReal(group, "kept_entries", (double)ot->result.kept_entries));
+    PetscCall(AckdH5AttrWriteReal(group, "discarded_mass", ot->result.discarded_mass));
+    PetscCall(AckdH5AttrWriteReal(group, "discarded_cost", ot->result.discarded_cost));
+    PetscCall(AckdH5AttrWriteInt(group, "certificates", ot->result.certificates));
+  }
   PetscFunctionReturn(0);
 }
 

@@ -28,14 +28,11 @@ static void chunk_rows(AckdOT ot, PetscInt c, PetscInt *lo, PetscInt *hi)
   AckdOTContiguousRange(ot->mloc, ot->grid.npcol, (PetscMPIInt)c, lo, hi);
 }
 
-/* Copies the rows of one side that this rank needs out of the contiguous
- * slices the ranks own: each rank in turn broadcasts its slice, so no rank
- * ever holds more than what it keeps plus one slice (n d / P), where an
- * all-gather would put all n d on every rank. `local` lists the needed global
- * rows in increasing order (block-cyclic layouts are); row t goes to
- * out + t * step_row with its features step_dim apart. */
-static PetscErrorCode pick_rows(AckdOT ot, PetscInt n, PetscInt lo, PetscInt hi, const double *rows, PetscInt nlocal,
-                                const PetscInt *local, double *out, size_t step_row, size_t step_dim)
+/* Each rank in turn broadcasts its slice, so no rank ever holds more than what
+ * it keeps plus one slice (n d / P), where an all-gather would put all n d on
+ * every rank. Block-cyclic layouts list their rows in increasing order. */
+PetscErrorCode AckdOTPickRows(AckdOT ot, PetscInt n, PetscInt lo, PetscInt hi, const double *rows, PetscInt nlocal,
+                              const PetscInt *local, double *out, size_t step_row, size_t step_dim)
 {
   const PetscInt d      = ot->dim;
   PetscInt       widest = 0, t = 0;
@@ -140,10 +137,11 @@ PetscErrorCode AckdOTOnlineSetUp(AckdOT ot, PetscInt lo_s, PetscInt hi_s, double
   const PetscInt held = ot->held_i1 - ot->held_i0;
   PetscCall(PetscMalloc4(widest * d + 1, &ot->online_x, ot->rotating ? widest * d + 1 : 1, &ot->online_x_next,
                          ot->mloc + 1, &ot->online_row, widest * ot->tile_cols + 1, &ot->online_tile));
-  PetscCall(pick_rows(ot, ot->ns, lo_s, hi_s, *xs, held, ot->row_global + ot->held_i0, ot->online_x, 1, (size_t)held));
+  PetscCall(
+      AckdOTPickRows(ot, ot->ns, lo_s, hi_s, *xs, held, ot->row_global + ot->held_i0, ot->online_x, 1, (size_t)held));
   PetscCall(PetscFree(*xs));
   PetscCall(PetscMalloc2(d * ot->nloc + 1, &ot->online_y, ot->nloc + 1, &ot->online_col));
-  PetscCall(pick_rows(ot, ot->nt, lo_t, hi_t, *yt, ot->nloc, ot->col_global, ot->online_y, (size_t)d, 1));
+  PetscCall(AckdOTPickRows(ot, ot->nt, lo_t, hi_t, *yt, ot->nloc, ot->col_global, ot->online_y, (size_t)d, 1));
   PetscCall(PetscFree(*yt));
   for (PetscInt i = 0; i < ot->mloc; i++) ot->online_row[i] = row_term[ot->row_global[i]];
   for (PetscInt j = 0; j < ot->nloc; j++) ot->online_col[j] = col_term[ot->col_global[j]];

@@ -4,7 +4,9 @@
 #include <math.h>
 
 static AckdLogPackage ot_log = {
-    .name = "ackd ot", .nevents = 4, .event_names = {"OTCost", "OTSinkhorn", "OTTopK", "OTWrite"}};
+    .name        = "ackd ot",
+    .nevents     = 6,
+    .event_names = {"OTCost", "OTSinkhorn", "OTTopK", "OTWrite", "OTDensePass", "OTSparseSweep"}};
 
 static const char *const precisions[]     = {"double", "single"};
 static const char *const kernels[]        = {"log", "scaling"};
@@ -39,12 +41,16 @@ PetscErrorCode AckdOTCreate(MPI_Comm comm, AckdOT *ot)
   o->lse_op             = MPI_OP_NULL;
   o->show_progress      = PETSC_TRUE;
   o->resume_stage       = -1;
+  o->truncate_threshold = 1e-10;
+  o->truncate_rounds    = 4;
   PetscCall(AckdLogSetUp(&o->log, comm));
   PetscCall(AckdLogPackageRegister(&ot_log));
   o->event_cost     = ot_log.events[0];
   o->event_sinkhorn = ot_log.events[1];
   o->event_topk     = ot_log.events[2];
   o->event_write    = ot_log.events[3];
+  o->event_dense    = ot_log.events[4];
+  o->event_sparse   = ot_log.events[5];
   *ot               = o;
   PetscFunctionReturn(0);
 }
@@ -140,6 +146,18 @@ PetscErrorCode AckdOTSetFromOptions(AckdOT ot)
                               "1 x P grid, two passes per iteration) or auto (replicated while that takes at most a "
                               "quarter of the rank's share of the node's memory, or of its job's cgroup limit)",
                               online_layouts, 3, &ot->online_layout, NULL));
+  PetscCall(AckdOptionsInt(PetscOptionsObject, "-ot_truncate",
+                           "Solve on a sparse part S of C: each student's K cheapest teachers and each teacher's K "
+                           "cheapest students (float GEMM passes, never storing C), grown until a dense pass "
+                           "certifies the column error; sinkhorn and argmin; 0: off",
+                           &ot->truncate, 0, 1 << 20, NULL));
+  PetscCall(AckdOptionsReal(PetscOptionsObject, "-ot_truncate_threshold",
+                            "Truncated: a left-out entry whose plan mass exceeds this share of its row's mass joins "
+                            "S when the certificate fails",
+                            &ot->truncate_threshold, 1e-300, 1.0, NULL));
+  PetscCall(AckdOptionsInt(PetscOptionsObject, "-ot_truncate_rounds",
+                           "Truncated: dense certificate passes at most (each may grow S and solve on)",
+                           &ot->truncate_rounds, 1, 100, NULL));
   PetscInt precision = ot->single ? 1 : 0;
   PetscCall(AckdOptionsChoice(PetscOptionsObject, "-ot_precision",
                               "Storage of the cost matrix: double, or single (half the memory and the bytes read per "
@@ -246,7 +264,13 @@ PetscErrorCode AckdOTSetUp(AckdOT ot)
   PetscCall(PetscMalloc2(ot->ns, &ot->a, ot->nt, &ot->b));
   for (PetscInt i = 0; i < ot->ns; i++) ot->a[i] = 1.0 / (double)ot->ns;
   for (PetscInt j = 0; j < ot->nt; j++) ot->b[j] = 1.0 / (double)ot->nt;
-  ot->store = ot->online ? &ackd_ot_store_online : ot->single ? &ackd_ot_store_float : &ackd_ot_store_double;
+  PetscCheck(!(ot->truncate && ot->online), ot->comm, PETSC_ERR_USER_INPUT,
+             "options -%sot_truncate and -%sot_online are two ways past the memory of C; choose one", ot->prefix,
+             ot->prefix);
+  ot->store = ot->truncate ? &ackd_ot_store_sparse
+              : ot->online ? &ackd_ot_store_online
+              : ot->single ? &ackd_ot_store_float
+                           : &ackd_ot_store_double;
   ot->setup = PETSC_TRUE;
   PetscFunctionReturn(0);
 }
@@ -427,9 +451,13 @@ PetscErrorCode AckdOTSolve(AckdOT ot)
   PetscCheck(!ot->online || s->online, ot->comm, PETSC_ERR_USER_INPUT,
              "option -%sot_online works with -%ssolver sinkhorn, unbalanced or argmin, not %s; drop -%sot_online",
              ot->prefix, ot->prefix, AckdOTSolverKinds[ot->solver], ot->prefix);
+  PetscCheck(!ot->sparse || ot->solver == ACKD_OT_SOLVER_SINKHORN || ot->solver == ACKD_OT_SOLVER_ARGMIN, ot->comm,
+             PETSC_ERR_USER_INPUT,
+             "option -%sot_truncate works with -%ssolver sinkhorn or argmin, not %s; drop -%sot_truncate", ot->prefix,
+             ot->prefix, AckdOTSolverKinds[ot->solver], ot->prefix);
   if (s->solve) {
     PetscCall(PetscLogEventBegin(ot->event_sinkhorn, 0, 0, 0, 0));
-    PetscCall(s->solve(ot));
+    PetscCall(ot->sparse ? AckdOTTruncatedSolve(ot) : s->solve(ot));
     PetscCall(PetscLogEventEnd(ot->event_sinkhorn, 0, 0, 0, 0));
     if (ot->stopped) PetscFunctionReturn(0);
   }
@@ -476,6 +504,7 @@ PetscErrorCode AckdOTDestroy(AckdOT *ot)
   PetscCall(PetscFree(o->C));
   PetscCall(PetscFree(o->C32));
   PetscCall(AckdOTOnlineDestroy(o));
+  PetscCall(AckdOTSparseDestroy(o));
   PetscCall(PetscFree2(o->row_global, o->col_global));
   PetscCall(PetscFree(o->labels_s));
   PetscCall(PetscFree(o->labels_t));

@@ -9,6 +9,7 @@
 #include "cost_store.h"
 #include "ot_grid.h"
 #include "ot_kernels.h"
+#include "truncated.h"
 
 /* ---------------------------------------------------------------- object */
 
@@ -76,6 +77,7 @@ struct _p_AckdOT {
   double      *topk_weight;
 
   PetscLogEvent event_cost, event_sinkhorn, event_topk, event_write;
+  PetscLogEvent event_dense, event_sparse; /* a truncated solve's dense passes (inside OTCost or OTSinkhorn), its sweeps */
 
   /* the bar on rank 0's terminal (sinkhorn.c): eps stage `stage` of
    * `nstages`, its first checked error stage_err0, heading for stage_tol */
@@ -100,6 +102,12 @@ struct _p_AckdOT {
   double     *online_col;
   double     *online_tile; /* (held rows) x tile_cols */
   PetscInt    tile_cols;
+
+  /* the truncated solve (-ot_truncate, truncated.c): S, the sparse part of C it solves on */
+  PetscInt      truncate;           /* entries kept per row and per column by the first pass; 0: off */
+  PetscReal     truncate_threshold; /* share of its row's mass above which a left-out entry joins S */
+  PetscInt      truncate_rounds;    /* dense passes (certificates) at most */
+  AckdOTSparse *sparse;
 
   /* class blocks on sub-grids (blocks.c); NULL: one dense C */
   PetscInt              class_blocks; /* AckdOTClassBlocksKind */
@@ -145,6 +153,11 @@ PetscErrorCode AckdOTGetTile(AckdOT ot, PetscInt j0, PetscInt *ncols, const doub
 PetscErrorCode AckdOTOnlineSetUp(AckdOT ot, PetscInt lo_s, PetscInt hi_s, double **xs, PetscInt lo_t, PetscInt hi_t,
                                  double **yt, const double *row_term, const double *col_term);
 PetscErrorCode AckdOTOnlineDestroy(AckdOT ot);
+/* Copies the rows of one side that this rank needs out of the contiguous slices [lo, hi) the
+ * ranks own (online.c): `local` lists the needed global rows in increasing order; row t goes to
+ * out + t * step_row with its features step_dim apart. */
+PetscErrorCode AckdOTPickRows(AckdOT ot, PetscInt n, PetscInt lo, PetscInt hi, const double *rows, PetscInt nlocal,
+                              const PetscInt *local, double *out, size_t step_row, size_t step_dim);
 /* Columns [j0, j0 + ncols) of local rows [i0, i0 + m), held at c (leading
  * dimension ldc) as scale * X~ Y~^T, made costs: the rank-one terms of the
  * local rows and columns added, rounding below 0 of distances cut, +inf

@@ -321,8 +321,9 @@ PetscErrorCode AckdOTSinkhorn(AckdOT ot)
                          &w.col_lse, ot->mloc + 1, &w.work));
   PetscCall(PetscMalloc2(ot->nloc + 1, &w.g_old, AckdOTWholeColumns(ot) ? 5 * ot->mloc + 1 : 1, &w.buf));
   w.last_change = INFINITY;
-  /* the scaling kernel needs whole columns (the fused sweep) and memory for K beside C */
-  w.scaling = (PetscBool)(ot->sinkhorn_kernel == ACKD_OT_KERNEL_SCALING && AckdOTWholeColumns(ot) && !ot->online);
+  /* the scaling kernel needs whole columns (the fused sweep) and a stored C to keep K beside
+   * (not the online mode's tiles, nor a truncated solve's S) */
+  w.scaling = (PetscBool)(ot->sinkhorn_kernel == ACKD_OT_KERNEL_SCALING && AckdOTWholeColumns(ot) && ot->store->absorb);
   w.K = NULL, w.K32 = NULL;
   if (w.scaling) {
     size_t entries = (size_t)ot->lld * PetscMax(1, ot->nloc);

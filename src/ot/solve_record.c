@@ -51,7 +51,8 @@ PetscErrorCode AckdOTPlanStatistics(AckdOT ot, double eps, double *work)
 
   PetscFunctionBeginUser;
   PetscCall(PetscArrayzero(work, ot->mloc));
-  for (PetscInt s = 0; s < AckdOTStageCount(ot); s++) {
+  if (ot->sparse) PetscCall(AckdOTSparsePlanStatistics(ot, eps, work, local));
+  for (PetscInt s = 0; s < (ot->sparse ? 0 : AckdOTStageCount(ot)); s++) {
     PetscCall(AckdOTStageBegin(ot));
     for (PetscInt j0 = 0, nc; j0 < ot->nloc; j0 += nc) {
       const double *tile;

@@ -94,7 +94,21 @@ PetscErrorCode AckdOTComputeTopK(AckdOT ot)
   for (PetscInt stage = 0; stage < AckdOTStageCount(ot); stage++) {
     const PetscInt first = ot->rotating ? ot->held_i0 : 0; /* local row of list 0 */
     PetscCall(AckdOTStageBegin(ot));
-    for (PetscInt j0 = 0, nc; j0 < ot->nloc; j0 += nc) {
+    if (ot->sparse) { /* a truncated solve: its plan lives on S (the tiles are not stored) */
+      const AckdOTSparse *sp = ot->sparse;
+      for (PetscInt j = 0; j < ot->nloc; j++) {
+        const double gj = argmin ? 0.0 : ot->g_loc[j];
+        if (gj == -INFINITY) continue;
+        for (int64_t t = sp->col_start[j]; t < sp->col_start[j + 1]; t++) {
+          const PetscInt i    = sp->row[t];
+          double        *list = score + i * k;
+          double         s    = gj - sp->cost[t];
+          if (s > list[k - 1] || (s == list[k - 1] && s > -INFINITY))
+            insert(k, list, index + i * k, s, ot->col_global[j]);
+        }
+      }
+    }
+    for (PetscInt j0 = 0, nc; j0 < (ot->sparse ? 0 : ot->nloc); j0 += nc) {
       const double *tile;
       PetscCall(AckdOTGetTile(ot, j0, &nc, &tile));
       for (PetscInt j = j0; j < j0 + nc; j++) {

@@ -27,9 +27,12 @@ import ot  # noqa: E402
 def make(args):
     rng = np.random.default_rng(args.seed)
     ns, nt, d = args.students, args.teachers, args.dim
+    centres = rng.normal(size=(args.clusters, d))  # --clusters: both sides scattered round shared centres
     with h5py.File(args.problem, "w") as f:
         for side, n in (("student", ns), ("teacher", nt)):
             x = rng.normal(size=(n, d)) * args.scale
+            if args.clusters:
+                x = centres[rng.integers(0, args.clusters, size=n)] + 0.3 * x
             if args.classes:
                 labels = rng.integers(0, args.classes, size=n).astype(np.int32)
                 labels[: args.classes] = np.arange(args.classes)  # every class on both sides
@@ -125,6 +128,32 @@ def check_exact(C, a, b, at, f, g, idx, wts, p, blocked):
     print(f"top-{k} of the exact plan: all rows agree with ot.emd")
 
 
+def check_truncated(at, P, C, a, b, colerr, rowerr, min_certificates):
+    """A truncated solve (-ot_truncate): its plan lives on a part S of the entries, and its reported
+    errors are certified bounds for the dense plan of its potentials. Rebuilt here densely in double:
+    the dense marginal errors must lie below the bounds, and what the truncation left out (the dense
+    plan's mass and cost beyond S's, whose rows carry exactly a) below the reported bounds, which
+    must also be tight (the bounds are the left-out sums scaled by exp(delta / eps), delta the float
+    tiles' rounding)."""
+    ns, nt = C.shape
+    if not (at["truncate"] > 0 and 0 < at["kept_entries"] < 0.8 * ns * nt):
+        fail(f"not a truncated solve: truncate {at['truncate']}, kept {at['kept_entries']} of {ns * nt}")
+    if at["certificates"] < min_certificates:
+        fail(f"{at['certificates']} certificates, expected at least {min_certificates}")
+    left_mass = P.sum() - a.sum()
+    left_cost = float(np.sum(P[P > 0] * C[P > 0])) - at["transport_cost"]
+    print(f"truncated: S {at['kept_entries']:.0f} of {ns * nt} entries, {at['certificates']} certificates; "
+          f"left-out mass {left_mass:.3e} (bound {at['discarded_mass']:.3e}), cost {left_cost:.3e} "
+          f"(bound {at['discarded_cost']:.3e})")
+    slack = 1e-12  # the rounding of sums of ~1
+    if not (colerr <= at["column_error"] + slack and rowerr <= at["row_error"] + slack):
+        fail("the dense plan's marginal errors exceed the certified bounds")
+    if not (-slack <= left_mass <= at["discarded_mass"] + slack and -slack <= left_cost <= at["discarded_cost"] + slack):
+        fail("what the truncation left out exceeds its reported bound")
+    if not (at["discarded_mass"] <= 1.01 * max(left_mass, 0) + 1e-11):
+        fail("the left-out mass bound is not tight")
+
+
 def check(args):
     p = read_problem(args.problem)
     with h5py.File(args.match, "r") as m:
@@ -211,14 +240,17 @@ def check(args):
 
     colerr = np.linalg.norm(P.sum(0) - b)
     rowerr = np.linalg.norm(P.sum(1) - a)
+    if args.truncated:
+        check_truncated(at, P, C, a, b, colerr, rowerr, args.min_certificates)
     print(f"plan marginals: column error {colerr:.2e} (ackd says {at['column_error']:.2e}), "
           f"row error {rowerr:.2e} (ackd says {at['row_error']:.2e})")
     if args.reference != "unbalanced" and not (colerr <= max(10 * at["column_error"], 1e-14) + 1e-15):
         fail("the plan rebuilt from the potentials does not have the reported column error")
     cost = float(np.sum(P[P > 0] * C[P > 0]))
-    close("transport_cost (vs plan from potentials)", at["transport_cost"], cost, 1e-9)
-    ent = cost + eps * float(np.sum(P[P > 0] * logP[P > 0]))
-    close("entropic_value (vs plan from potentials)", at["entropic_value"], ent, 1e-9)
+    if not args.truncated:  # a truncated solve's are S's: check_truncated bounds the difference
+        close("transport_cost (vs plan from potentials)", at["transport_cost"], cost, 1e-9)
+        ent = cost + eps * float(np.sum(P[P > 0] * logP[P > 0]))
+        close("entropic_value (vs plan from potentials)", at["entropic_value"], ent, 1e-9)
 
     if Pref is None:  # small eps: compare with exact OT
         emd = ot.emd2(a, b, M, numItermax=1000000)
@@ -267,6 +299,7 @@ def main():
     mk.add_argument("--teachers", type=int, required=True)
     mk.add_argument("--dim", type=int, default=8)
     mk.add_argument("--classes", type=int, default=0)
+    mk.add_argument("--clusters", type=int, default=0)
     mk.add_argument("--seed", type=int, default=1)
     mk.add_argument("--scale", type=float, default=1.0)
     mk.add_argument("--zero-mass", action="store_true")
@@ -283,6 +316,8 @@ def main():
     ck.add_argument("--max-iter", type=int, default=100000)
     ck.add_argument("--plan-tol", type=float, default=1e-8)
     ck.add_argument("--same-iterations", action="store_true")
+    ck.add_argument("--truncated", action="store_true", help="check a truncated solve's certificate")
+    ck.add_argument("--min-certificates", type=int, default=1)
     ck.add_argument("--expect-unconverged", type=int, default=0, metavar="ITERATIONS")
     args = ap.parse_args()
     make(args) if args.cmd == "make" else check(args)
