@@ -24,6 +24,8 @@
  *   online_layout auto|replicated|rotating   online: each rank keeps its grid row's students, or a
  *                               1 / P_c chunk of them passed round the row (memory
  *                               O((N_s + N_t) d / P) on 1 x P, two passes per iteration; online.c)
+ *   truncate K                  Sinkhorn on a sparse part S of C, certified by dense float-GEMM
+ *                               passes and grown until the column error holds (truncated.c)
  *   precision double|single     C (and the scaling kernel) in float: half the memory and bytes
  *   check_every, overrelaxation the stopping-check rhythm (POT: 10) and omega in [1, 2)
  *

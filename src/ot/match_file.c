@@ -4,7 +4,9 @@
  *   /match/weight         (N_s, k) float64: their plan weights normalised over the row's kept teachers
  *   /ot                   attrs solver, cost, eps, eps_relative, eps_scaling, tol, max_it, tau, grid,
  *                         block, iterations, converged, column_error, row_error, transport_cost,
- *                         entropic_value, max_cost
+ *                         entropic_value, max_cost, truncate; a truncated solve's kept_entries,
+ *                         discarded_mass, discarded_cost, certificates (its column_error and
+ *                         row_error are certified bounds for the dense plan)
  *     f (N_s), g (N_t)    float64 potentials (sinkhorn, unbalanced): P = exp((f_i + g_j - C_ij) / eps)
  *     student_mass (N_s), teacher_mass (N_t)   the marginals
  *     history_iteration, history_error, history_eps   the stopping quantity at each check

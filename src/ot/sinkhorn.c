@@ -355,8 +355,9 @@ PetscErrorCode AckdOTSinkhorn(AckdOT ot)
   double   eps   = eps_target;
   PetscInt stage = 0;
   ot->nstages    = 1;
-  if (ot->eps_scaling && !ot->warm_start) /* a warm start is at eps_target already */
+  if (ot->eps_scaling) /* the schedule's length, also for a warm start: its state is then in the last stage */
     for (eps = ot->max_cost; eps > eps_target; eps *= ot->eps_scaling_factor) ot->nstages++;
+  if (ot->warm_start) stage = ot->nstages - 1; /* at eps_target already */
   if (ot->show_progress) PetscCall(AckdProgressBegin(&ot->progress, &ot->log, "sinkhorn", 1000, NULL));
   if (ot->eps_scaling && !ot->warm_start)
     for (eps = ot->max_cost; eps > eps_target && !ot->stopped;) {

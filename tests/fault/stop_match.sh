@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `ackd match` honours the stop contract and resumes: SIGUSR1 to mpirun during the Sinkhorn solve
-# (dense, and by class blocks) ends it at the next convergence check with exit 75, no match file
+# (dense, by class blocks, and truncated) ends it at the next convergence check with exit 75, no match file
 # or .part, and the solver's state (eps stage and potentials) in OUTPUT.state; the same command
 # resumes from it and writes the match file an uninterrupted run writes (the same top-k teachers,
 # weights to 1e-6: both runs stop at a column error below 1e-10), and removes the state. A state
@@ -36,11 +36,13 @@ print(f"same teachers: {same}, largest weight difference {diff:.2e}")
 sys.exit(0 if same and diff <= 1e-6 else 1)
 PY
 }
-for kind in dense blocks; do
-  blocks=false delay=(-match_ot_debug_check_delay 0.01) # dense: ~350 checks
+for kind in dense blocks truncated; do
+  blocks=false delay=(-match_ot_debug_check_delay 0.01) input=$kind extra=() # dense: ~350 checks
   [ $kind = blocks ] && blocks=true delay=(-match_ot_debug_check_delay 0.001) # ~3000 per group of blocks
-  match=(match -match_input "$out/$kind.h5" -match_ot_eps 0.01 -match_ot_tol 1e-10 -match_ot_max_it 100000
-    -match_class_blocks $blocks)
+  # the truncated solve (Sinkhorn on a sparse part of C, certified by dense passes) on the dense problem
+  [ $kind = truncated ] && input=dense extra=(-match_ot_truncate 16)
+  match=(match -match_input "$out/$input.h5" -match_ot_eps 0.01 -match_ot_tol 1e-10 -match_ot_max_it 100000
+    -match_class_blocks $blocks "${extra[@]}")
   timeout 120 "${mpirun[@]}" 2 "$ackd" "${match[@]}" -match_output "$out/ref_$kind.h5" -quiet || fail "$kind: reference"
   m=$out/m_$kind.h5
   "${mpirun[@]}" 2 "$ackd" "${match[@]}" "${delay[@]}" -match_output "$m" >"$out/$kind.log" 2>&1 &
