@@ -12,7 +12,15 @@
 static AckdLogPackage synth_log = {.name = "ackd synth", .nevents = 2, .event_names = {"SynthRender", "SynthWrite"}};
 
 /* RNG stream tags: one purpose each, so no two draws ever share a stream. */
-enum { TAG_MS_SCENE = 1, TAG_RGB_SCENE, TAG_MS_LABEL_NOISE, TAG_RGB_LABEL_NOISE, TAG_MS_SPLIT, TAG_RGB_SPLIT };
+enum {
+  TAG_MS_SCENE = 1,
+  TAG_RGB_SCENE,
+  TAG_MS_LABEL_NOISE,
+  TAG_RGB_LABEL_NOISE,
+  TAG_MS_SPLIT,
+  TAG_RGB_SPLIT,
+  TAG_RGB_KNOWN_LABEL_NOISE
+};
 
 enum {
   WRITE_BATCH = 64 /* samples rendered and written per collective round */
@@ -25,6 +33,7 @@ struct _p_AckdSynth {
   char           output[PETSC_MAX_PATH_LEN];
   PetscInt       ms_count, rgb_count, classes, bands, size, compress, seed;
   PetscReal      overlap, ms_noise, rgb_noise, ms_blur, rgb_blur, rgb_gsd, variability, label_noise;
+  PetscReal      rgb_label_noise; /* RGB only, training and validation splits only */
   PetscReal      train_fraction, val_fraction;
   PetscBool      force;
   PetscLogEvent  event_render, event_write;
@@ -39,6 +48,7 @@ typedef struct {
   AckdSensor  sensor;
   uint32_t    tag_scene, tag_label_noise, tag_split;
   PetscReal   label_noise;
+  PetscReal   known_label_noise; /* on the training and validation splits only (-synth_rgb_label_noise) */
 } Collection;
 
 PetscErrorCode AckdSynthCreate(MPI_Comm comm, AckdSynth *synth)
@@ -111,6 +121,11 @@ PetscErrorCode AckdSynthSetFromOptions(AckdSynth s)
   PetscCall(AckdOptionsReal(PetscOptionsObject, "-synth_label_noise",
                             "Probability that a sample's label is replaced by another class", &s->label_noise, 0.0, 1.0,
                             NULL));
+  PetscCall(AckdOptionsReal(PetscOptionsObject, "-synth_rgb_label_noise",
+                            "Probability that an RGB sample's label in the training and validation splits is replaced "
+                            "by another class (the labels a user has are noisy; the test split keeps the true ones, "
+                            "and the MS collection is untouched)",
+                            &s->rgb_label_noise, 0.0, 1.0, NULL));
   PetscCall(AckdOptionsReal(PetscOptionsObject, "-synth_train", "Training fraction of each class", &s->train_fraction,
                             0.0, 1.0, NULL));
   PetscCall(AckdOptionsReal(PetscOptionsObject, "-synth_val", "Validation fraction of each class (the rest is test)",
@@ -145,6 +160,11 @@ static void parameter_line(AckdSynth s, char *buf, size_t len)
            (double)s->rgb_noise, (double)s->ms_blur, (double)s->rgb_blur, (double)s->rgb_gsd, (double)s->variability,
            (double)s->label_noise, (double)s->train_fraction, (double)s->val_fraction, s->seed, s->compress,
            ACKD_VERSION_STRING);
+  /* named only when used, so that the files written before it existed stay up to date */
+  if (s->rgb_label_noise > 0) {
+    size_t used = strlen(buf);
+    snprintf(buf + used, len - used, " rgb_label_noise=%.15g", (double)s->rgb_label_noise);
+  }
 }
 
 /* MS shows world classes 0..K-1; RGB shares the first round(overlap K) of them
@@ -161,12 +181,13 @@ static PetscErrorCode collections_set_up(AckdSynth s, Collection *ms, Collection
                       .tag_label_noise = TAG_MS_LABEL_NOISE,
                       .tag_split       = TAG_MS_SPLIT,
                       .label_noise     = s->label_noise};
-  *rgb = (Collection){.name            = "rgb",
-                      .count           = s->rgb_count,
-                      .tag_scene       = TAG_RGB_SCENE,
-                      .tag_label_noise = TAG_RGB_LABEL_NOISE,
-                      .tag_split       = TAG_RGB_SPLIT,
-                      .label_noise     = s->label_noise};
+  *rgb = (Collection){.name              = "rgb",
+                      .count             = s->rgb_count,
+                      .tag_scene         = TAG_RGB_SCENE,
+                      .tag_label_noise   = TAG_RGB_LABEL_NOISE,
+                      .tag_split         = TAG_RGB_SPLIT,
+                      .label_noise       = s->label_noise,
+                      .known_label_noise = s->rgb_label_noise};
   PetscCall(AckdSceneSensorMultispectral(s->bands, s->ms_noise, s->ms_blur, &ms->sensor));
   PetscCall(AckdSceneSensorRGB(s->rgb_gsd, s->rgb_noise, s->rgb_blur, &rgb->sensor));
   Collection *both[2] = {ms, rgb};
@@ -212,19 +233,28 @@ static PetscErrorCode compute_splits(AckdSynth s, const Collection *c, unsigned 
   PetscFunctionReturn(0);
 }
 
-/* Classes are interleaved (sample i shows class i mod K), so every prefix of
- * the file is balanced; label noise then relabels a random few. */
-static int sample_label(AckdSynth s, const Collection *c, PetscInt i, PetscInt *scene_class)
+/* Label i relabelled with probability p to another class, uniformly, by the stream `tag`. */
+static int noisy(AckdSynth s, PetscInt i, int label, PetscReal p, uint32_t tag)
 {
-  PetscInt K     = s->classes;
-  PetscInt clean = i % K;
-  *scene_class   = c->world_class[clean];
-  if (c->label_noise <= 0) return (int)clean;
+  if (p <= 0) return label;
   AckdRng rng;
-  AckdRngInit(&rng, (uint64_t)s->seed, (uint64_t)i, c->tag_label_noise);
-  if (AckdRngUniform(&rng) >= c->label_noise) return (int)clean;
-  PetscInt other = (PetscInt)AckdRngBelow(&rng, (uint32_t)(K - 1));
-  return (int)(other >= clean ? other + 1 : other);
+  AckdRngInit(&rng, (uint64_t)s->seed, (uint64_t)i, tag);
+  if (AckdRngUniform(&rng) >= p) return label;
+  PetscInt other = (PetscInt)AckdRngBelow(&rng, (uint32_t)(s->classes - 1));
+  return (int)(other >= label ? other + 1 : other);
+}
+
+/* Classes are interleaved (sample i shows class i mod K), so every prefix of
+ * the file is balanced; label noise then relabels a random few: everywhere
+ * (-synth_label_noise), and where the user's labels are (training and
+ * validation splits, -synth_rgb_label_noise) on top. */
+static int sample_label(AckdSynth s, const Collection *c, PetscInt i, unsigned char split, PetscInt *scene_class)
+{
+  PetscInt clean = i % s->classes;
+  *scene_class   = c->world_class[clean];
+  int label      = noisy(s, i, (int)clean, c->label_noise, c->tag_label_noise);
+  if (split == ACKD_SPLIT_TEST) return label;
+  return noisy(s, i, label, c->known_label_noise, TAG_RGB_KNOWN_LABEL_NOISE);
 }
 
 /* Writes one collection; on a stop request (SIGUSR1, SIGTERM) it ends after the current round of
@@ -276,7 +306,7 @@ static PetscErrorCode write_collection(AckdSynth s, hid_t file, Collection *c, A
     PetscCall(PetscLogEventBegin(s->event_render, 0, 0, 0, 0));
     for (PetscInt i = 0; i < n; i++) {
       PetscInt scene_class;
-      labels[i] = sample_label(s, c, first + i, &scene_class);
+      labels[i] = sample_label(s, c, first + i, split[first + i], &scene_class);
       flipped += labels[i] != (first + i) % s->classes;
       PetscCall(AckdSceneRender((uint64_t)s->seed, c->tag_scene, (uint64_t)(first + i), scene_class, s->variability,
                                 &c->sensor, S, S, images + i * sample));

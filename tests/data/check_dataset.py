@@ -20,7 +20,7 @@ def rounded(x):
     return int(math.floor(x + 0.5))
 
 
-def check_collection(f, name, count, channels, size, classes, train, val, compress, label_noise):
+def check_collection(f, name, count, channels, size, classes, train, val, compress, label_noise, known_noise=0.0):
     g = f[name]
     images, labels, split = g["images"], g["labels"][...], g["split"][...]
     check(images.shape == (count, channels, size, size), f"/{name}/images shape {images.shape}")
@@ -38,8 +38,15 @@ def check_collection(f, name, count, channels, size, classes, train, val, compre
     scene = np.arange(count) % classes
     flipped = int((labels != scene).sum())
     check(g.attrs["labels_flipped"] == flipped, f"/{name} labels_flipped {g.attrs['labels_flipped']}, counted {flipped}")
-    sigma = math.sqrt(count * label_noise * (1 - label_noise)) + 1e-9
-    check(abs(flipped - count * label_noise) <= 5 * sigma, f"/{name} {flipped} flipped labels for p={label_noise}")
+    if known_noise > 0:  # -synth_rgb_label_noise: the training and validation labels only, the test split true
+        check((labels[split == 2] == scene[split == 2]).all(), f"/{name} test labels flipped")
+        known = int((split != 2).sum())
+        sigma = math.sqrt(known * known_noise * (1 - known_noise)) + 1e-9
+        check(abs(flipped - known * known_noise) <= 5 * sigma,
+              f"/{name} {flipped} flipped labels of {known} training and validation ones for p={known_noise}")
+    else:
+        sigma = math.sqrt(count * label_noise * (1 - label_noise)) + 1e-9
+        check(abs(flipped - count * label_noise) <= 5 * sigma, f"/{name} {flipped} flipped labels for p={label_noise}")
     check(((labels >= 0) & (labels < classes)).all(), f"/{name} labels outside 0..{classes - 1}")
     for k in range(classes):
         n = count // classes + (1 if k < count % classes else 0)
@@ -76,6 +83,7 @@ def main():
     p.add_argument("--val", type=float, default=0.15)
     p.add_argument("--compress", type=int, default=1)
     p.add_argument("--label-noise", type=float, default=0.0)
+    p.add_argument("--rgb-label-noise", type=float, default=0.0)
     a = p.parse_args()
 
     with h5py.File(a.file, "r") as f:
@@ -83,7 +91,7 @@ def main():
         check(f.attrs["ackd_format_version"] == 1, "format version")
         common = (a.classes, a.train, a.val, a.compress, a.label_noise)
         ms = check_collection(f, "ms", a.ms_count, a.bands, a.size, *common)
-        rgb = check_collection(f, "rgb", a.rgb_count, 3, a.size, *common)
+        rgb = check_collection(f, "rgb", a.rgb_count, 3, a.size, *common, known_noise=a.rgb_label_noise)
         shared = rounded(a.overlap * a.classes)
         m2r, r2m = f["class_map/ms_to_rgb"][...], f["class_map/rgb_to_ms"][...]
         check(int((m2r >= 0).sum()) == shared, f"class map shares {(m2r >= 0).sum()} classes, want {shared}")
