@@ -744,18 +744,11 @@ PetscErrorCode AckdOTTruncatedSolve(AckdOT ot)
   AckdOTSparse *s   = ot->sparse;
   const double  tol = ot->tol;
   Certificate   cert;
-  int64_t       njoin     = 0;
   PetscBool     certified = PETSC_FALSE, full = PETSC_FALSE;
 
   PetscFunctionBeginUser;
-  PetscCheck(ot->solver == ACKD_OT_SOLVER_SINKHORN, ot->comm, PETSC_ERR_USER_INPUT,
-             "option -%sot_truncate works with -%ssolver sinkhorn (balanced: its certificate is about the "
-             "marginals), not %s; drop -%sot_truncate",
-             ot->prefix, ot->prefix, AckdOTSolverKinds[ot->solver], ot->prefix);
-  const double eps = ot->eps_relative ? ot->eps * ot->max_cost : ot->eps;
-  PetscCheck(eps > 0, ot->comm, PETSC_ERR_USER_INPUT,
-             "eps relative to the largest cost is 0 (every finite cost is 0); use -%sot_eps_relative false",
-             ot->prefix);
+  /* AckdOTSolve has refused every solver but sinkhorn (argmin needs no solve), and AckdOTSinkhorn
+   * checks eps */
   memset(&cert, 0, sizeof cert);
   PetscCall(PetscMalloc6(ot->mloc + 1, &cert.arg, ot->mloc + 1, &cert.e, ot->mloc + 1, &cert.log_a, ot->nloc + 1,
                          &cert.cursor, ot->mloc + 1, &cert.row_mass, ot->nloc + 1, &cert.col_mass));
@@ -778,11 +771,10 @@ PetscErrorCode AckdOTTruncatedSolve(AckdOT ot)
   ot->warm_start       = PETSC_TRUE; /* the rounds go on from the potentials at the target eps */
   for (PetscInt round = 1; !ot->stopped; round++) {
     PetscCall(certify(ot, ot->result.eps, tol, &cert));
-    njoin     = cert.njoin;
     full      = (PetscBool)(full || cert.full);
     certified = (PetscBool)(s->column_bound < tol);
     int64_t total;
-    PetscCallMPI(MPI_Allreduce(&njoin, &total, 1, MPI_INT64_T, MPI_SUM, ot->comm));
+    PetscCallMPI(MPI_Allreduce(&cert.njoin, &total, 1, MPI_INT64_T, MPI_SUM, ot->comm));
     PetscCall(AckdLogInfo(&ot->log,
                           "ot: certificate %d: column error <= %.3g, row error <= %.3g, left-out mass <= %.3g; "
                           "%.0f entries join S\n",
