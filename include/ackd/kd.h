@@ -216,9 +216,12 @@ PetscErrorCode AckdTeacherTargetsGather(AckdTeacherTargets targets, PetscInt n, 
                                         float *embedding, float *weight, PetscInt *teacher_row);
 /* Collective, DynM: re-matches every student sample by the KL cost between
  * its logits (N_s x K, all of them, on every rank) and the teacher gallery's,
- * within classes, with the OT solver configured under `prefix` (-dynm_solver,
- * -dynm_ot_eps, -dynm_ot_topk, ...), and replaces the table. */
-PetscErrorCode AckdTeacherTargetsRematch(AckdTeacherTargets targets, const float *student_logits, const char *prefix);
+ * with the OT solver configured under `prefix` (-dynm_solver, -dynm_ot_eps,
+ * -dynm_ot_topk, ...), and replaces the table. With class_blocks, within the
+ * student's labelled class only (each class's student mass onto its own
+ * teachers); without, over every teacher, uniform masses on both sides. */
+PetscErrorCode AckdTeacherTargetsRematch(AckdTeacherTargets targets, const float *student_logits,
+                                         PetscBool class_blocks, const char *prefix);
 
 /* What a matching looks like, from its top-1 teachers: the students with a teacher; the share of
  * them whose top-1 differs from `previous` (the top-1 column of an earlier table, N_s entries,

@@ -34,7 +34,7 @@ struct _p_AckdDistillation {
   AckdKD             kd;
   AckdTeacherTargets targets;
   PetscInt           eval_batch, nstudent, *student_rows;
-  PetscBool          dynm, tokens;
+  PetscBool          dynm, dynm_class_blocks, tokens;
   AckdTeacherTokens  token_cache; /* the teacher's tokens of every MS image, or NULL: a forward per step */
   PetscInt           teacher_T, teacher_C;
   PetscInt           dynm_e0, dynm_delta, dynm_growth;
@@ -240,7 +240,7 @@ static PetscErrorCode rematch(void *ctx, AckdEngine *engine, PetscInt epoch)
   AckdMatchStatistics st;
   PetscCall(PetscMalloc1(PetscMax(c->nstudent, 1), &before));
   PetscCall(AckdTeacherTargetsGetTop1(c->targets, before));
-  PetscCall(AckdTeacherTargetsRematch(c->targets, l.logits, "dynm_"));
+  PetscCall(AckdTeacherTargetsRematch(c->targets, l.logits, c->dynm_class_blocks, "dynm_"));
   PetscCall(AckdTeacherTargetsStatistics(c->targets, before, &st));
   PetscCall(PetscFree(before));
   PetscCall(record_statistics(c, &st));
@@ -314,13 +314,14 @@ PetscErrorCode AckdDistillationCreate(MPI_Comm comm, AckdDistillation *distillat
 
   PetscFunctionBeginUser;
   PetscCall(PetscNew(&c));
-  c->comm            = comm;
-  c->eval_batch      = 256;
-  c->dynm_e0         = 30;
-  c->dynm_delta      = 30;
-  c->dynm_growth     = 5;
-  c->use_token_cache = PETSC_TRUE;
-  *distillation      = c;
+  c->comm              = comm;
+  c->eval_batch        = 256;
+  c->dynm_e0           = 30;
+  c->dynm_delta        = 30;
+  c->dynm_growth       = 5;
+  c->dynm_class_blocks = PETSC_TRUE;
+  c->use_token_cache   = PETSC_TRUE;
+  *distillation        = c;
   PetscFunctionReturn(0);
 }
 
@@ -367,6 +368,10 @@ PetscErrorCode AckdDistillationSetFromOptions(AckdDistillation c)
                            &c->dynm_delta, 1, 1000000, NULL));
   PetscCall(AckdOptionsInt(PetscOptionsObject, "-dynm_growth", "DynM: growth of the interval per adjustment (e_mu)",
                            &c->dynm_growth, 0, 1000000, NULL));
+  PetscCall(AckdOptionsBool(PetscOptionsObject, "-dynm_class_blocks",
+                            "DynM: re-match each student among the teachers of its labelled class only (false: among "
+                            "all teachers, as -match_class_blocks false does)",
+                            &c->dynm_class_blocks, NULL));
   PetscCall(AckdOptionsInt(PetscOptionsObject, "-distill_eval_batch", "Batch size of validation and re-matching passes",
                            &c->eval_batch, 1, 1 << 20, NULL));
   PetscOptionsEnd();

@@ -294,7 +294,8 @@ PetscErrorCode AckdTeacherTargetsGather(AckdTeacherTargets t, PetscInt n, const 
   PetscFunctionReturn(0);
 }
 
-PetscErrorCode AckdTeacherTargetsRematch(AckdTeacherTargets t, const float *student_logits, const char *prefix)
+PetscErrorCode AckdTeacherTargetsRematch(AckdTeacherTargets t, const float *student_logits, PetscBool class_blocks,
+                                         const char *prefix)
 {
   AckdOT          ot;
   PetscInt        slo, shi, tlo, thi, k, nrows;
@@ -329,13 +330,20 @@ PetscErrorCode AckdTeacherTargetsRematch(AckdTeacherTargets t, const float *stud
   for (PetscInt s = 0; s < t->nstudent; s++) slabels[s] = t->student_labels[s];
   for (PetscInt j = 0; j < t->nteacher; j++) tlabels[j] = t->teacher_labels[j];
   {
-    /* Balanced plans move each class's student mass onto that class's teachers only. */
     double *a, *b;
     PetscCall(PetscMalloc2(t->nstudent, &a, t->nteacher, &b));
     for (PetscInt s = 0; s < t->nstudent; s++) a[s] = 1.0;
     for (PetscInt j = 0; j < t->nteacher; j++) b[j] = 1.0;
-    PetscCall(AckdOTBalanceClassMasses(t->nstudent, slabels, a, t->nteacher, tlabels, b, NULL, NULL));
-    PetscCall(AckdOTSetLabels(ot, slabels, tlabels));
+    if (class_blocks) {
+      /* Balanced plans move each class's student mass onto that class's teachers only. */
+      PetscCall(AckdOTBalanceClassMasses(t->nstudent, slabels, a, t->nteacher, tlabels, b, NULL, NULL));
+      PetscCall(AckdOTSetLabels(ot, slabels, tlabels));
+    } else {
+      /* A student's label does not choose its teachers: with noisy labels the teacher's prediction
+       * may disagree with it, which is what it would teach. */
+      AckdOTNormaliseMasses(t->nstudent, a);
+      AckdOTNormaliseMasses(t->nteacher, b);
+    }
     PetscCall(AckdOTSetMarginals(ot, a, b));
     PetscCall(PetscFree2(a, b));
   }

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
-"""DynM re-matching against numpy: for every student, the teachers of its class with the smallest
-KL(softmax(z_t/T) || softmax(z_s/T)), T = 3, found by ackd's distributed OT (argmin) on 1, 2 and 4
-ranks, must be numpy's, in the same order.
+"""DynM re-matching against numpy: for every student, the teachers of its class (or of any class,
+-dynm_class_blocks false) with the smallest KL(softmax(z_t/T) || softmax(z_s/T)), T = 3, found by
+ackd's distributed OT (argmin) on 1, 2 and 4 ranks, must be numpy's, in the same order.
     rematch_check.py --mpirun 'mpirun -n' --program test_rematch --dataset D --gallery G --out DIR"""
 import argparse
 import os
@@ -46,26 +46,32 @@ def log_softmax(z):
 
 
 lpt, lps = log_softmax(zt), log_softmax(zs.astype(np.float64))
-cost = (np.exp(lpt) * lpt).sum(axis=1)[None, :] - lps @ np.exp(lpt).T
-cost[s_labels[:, None] != tl[None, :]] = np.inf
-cost[:, tl < 0] = np.inf
+free_cost = (np.exp(lpt) * lpt).sum(axis=1)[None, :] - lps @ np.exp(lpt).T
+blocked_cost = free_cost.copy()
+blocked_cost[s_labels[:, None] != tl[None, :]] = np.inf
+blocked_cost[:, tl < 0] = np.inf
 failures = 0
-for np_ in ("1", "2", "4"):
-    out = os.path.join(args.out, f"table{np_}.h5")
-    subprocess.run(args.mpirun.split() + [np_, args.program, args.dataset, args.gallery, logits, out, "-dynm_solver",
-                                          "argmin"], check=True)
-    with h5py.File(out, "r") as f:
-        index = f["index"][()].astype(np.int64)
-    k = index.shape[1]
-    worst = 0
-    for s in range(len(students)):
-        finite = np.flatnonzero(np.isfinite(cost[s]))
-        want = finite[np.argsort(cost[s, finite], kind="stable")][:k]
-        got = index[s][index[s] >= 0]
-        if len(got) != len(want) or not np.allclose(cost[s, got], cost[s, want], rtol=1e-6, atol=1e-9):
-            worst += 1
-    ok = worst == 0
-    failures += not ok
-    print(("ok   " if ok else "FAIL ") + f"P={np_}: top-{k} teachers of all {len(students)} students = numpy's "
-          f"argmin of the KL cost within class ({worst} differ)")
+# Within the student's class (DynM's default), and over every teacher (-dynm_class_blocks false).
+for blocks, cost in (("true", blocked_cost), ("false", free_cost)):
+    for np_ in ("1", "2", "4"):
+        out = os.path.join(args.out, f"table{np_}-{blocks}.h5")
+        subprocess.run(args.mpirun.split() + [np_, args.program, args.dataset, args.gallery, logits, out,
+                                              "-dynm_solver", "argmin", "-dynm_class_blocks", blocks], check=True)
+        with h5py.File(out, "r") as f:
+            index = f["index"][()].astype(np.int64)
+        k = index.shape[1]
+        worst, crossed = 0, 0
+        for s in range(len(students)):
+            finite = np.flatnonzero(np.isfinite(cost[s]))
+            want = finite[np.argsort(cost[s, finite], kind="stable")][:k]
+            got = index[s][index[s] >= 0]
+            crossed += np.any(tl[got] != s_labels[s])
+            if len(got) != len(want) or not np.allclose(cost[s, got], cost[s, want], rtol=1e-6, atol=1e-9):
+                worst += 1
+        # Random student logits pick teachers of other classes once the blocks are gone.
+        ok = worst == 0 and (crossed == 0) == (blocks == "true")
+        failures += not ok
+        print(("ok   " if ok else "FAIL ") + f"P={np_}, class blocks {blocks}: top-{k} teachers of all "
+              f"{len(students)} students = numpy's argmin of the KL cost ({worst} differ; {crossed} students "
+              "have a teacher of another class)")
 sys.exit(1 if failures else 0)

@@ -2,7 +2,8 @@
  *   test_rematch DATASET GALLERY LOGITS OUT
  * LOGITS holds /logits (N_s, K) of the student samples (the RGB training
  * split); OUT receives the re-matched table /index, /weight (N_s, k), written
- * by rank 0. rematch_check.py compares it with numpy's argmin of the KL cost. */
+ * by rank 0. rematch_check.py compares it with numpy's argmin of the KL cost.
+ * -dynm_class_blocks false re-matches over every teacher, as `ackd distill`. */
 #include <ackd/data.h>
 #include <ackd/kd.h>
 
@@ -14,6 +15,7 @@ int main(int argc, char **argv)
   int               *labels;
   float             *logits, *index, *weight;
   PetscMPIInt        rank;
+  PetscBool          class_blocks = PETSC_TRUE;
 
   PetscCall(PetscInitialize(&argc, &argv, NULL, NULL));
   if (argc < 5) SETERRQ(PETSC_COMM_WORLD, PETSC_ERR_USER_INPUT, "usage: test_rematch DATASET GALLERY LOGITS OUT");
@@ -50,7 +52,8 @@ int main(int argc, char **argv)
   }
   PetscCall(AckdTeacherTargetsCreate(PETSC_COMM_WORLD, argv[2], info.ms_to_rgb, info.nms_classes, info.classes, n, rows,
                                      labels, &targets));
-  PetscCall(AckdTeacherTargetsRematch(targets, logits, "dynm_"));
+  PetscCall(PetscOptionsGetBool(NULL, NULL, "-dynm_class_blocks", &class_blocks, NULL));
+  PetscCall(AckdTeacherTargetsRematch(targets, logits, class_blocks, "dynm_"));
   PetscCall(AckdTeacherTargetsGetTable(targets, &index, &weight));
   PetscCall(AckdTeacherTargetsGetSizes(targets, NULL, NULL, &k, NULL));
   if (rank == 0) {

@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """scripts/study end to end on a tiny world: it runs the real pipeline through mpirun, resumes
 without redoing finished steps, and its table agrees with an independent computation from the
-eval files (OA from the confusion matrices, the paired t-test from scipy); `jobs` writes grids
+eval files (OA from the confusion matrices, the paired t-test from scipy); a `matching` line's
+variant distills from its own match file, which crosses the class blocks; `jobs` writes grids
 whose every row ackd's option parsing accepts; a misspelt variant is one line and exit 2.
 
   study_checks.py --repo DIR --ackd ACKD --out DIR"""
@@ -21,8 +22,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 import checklib  # noqa: E402
 
 check = checklib.Checks("study_checks")
-SEEDS, METHODS, PAIR = [1, 2], ["none", "kd+hot", "kd+sembridge+noska"], "C/C"
+SEEDS, METHODS, PAIR = [1, 2], ["none", "kd+hot+free", "kd+sembridge+noska"], "C/C"
 HOT = "-kd_temperature 2"  # the study's own modifier +hot
+FREE = "-match_class_blocks false"  # the study's own matching +free
 SET_EPOCHS = 3  # the study's `set` line; tiny.opts says 4
 
 
@@ -63,15 +65,31 @@ def main():
     with open(study, "w") as f:
         f.write(f"options {args.repo}/tests/study/tiny.opts\nout {args.out}/study\n"
                 f"seeds {' '.join(map(str, SEEDS))}\noverlaps 0.6\npairs {PAIR}\nmethods {' '.join(METHODS)}\n"
-                f"set -distill_epochs {SET_EPOCHS}\nmodifier hot {HOT}\n")
+                f"set -distill_epochs {SET_EPOCHS}\nmodifier hot {HOT}\nmatching free {FREE}\n")
 
     first = study_cli(args, "run", study, "--ackd", args.ackd)
     steps = [line for line in first.stdout.splitlines() if line.startswith("study: ")]
-    # per seed: synth, teacher, its eval, ssm, match, then a distill and an eval per method
-    check(len(steps) == len(SEEDS) * (5 + 2 * len(METHODS)), f"first run: {len(steps)} steps")
+    # per seed: synth, teacher, its eval, ssm, match, match-free, then a distill and an eval per method
+    check(len(steps) == len(SEEDS) * (6 + 2 * len(METHODS)), f"first run: {len(steps)} steps")
     again = study_cli(args, "run", study, "--ackd", args.ackd)
     check(not [l for l in again.stdout.splitlines() if l.startswith("study: ")],
           "second run: every finished step is skipped")
+
+    for seed in SEEDS:
+        world = os.path.join(args.out, "study", "overlap-0.6", f"seed-{seed}")
+        with h5py.File(os.path.join(world, "ssm", "embeddings.h5"), "r") as e:
+            ls, lt = e["student/labels"][()], e["teacher/labels"][()]
+        crossed = {}
+        for name in ("match", "match-free"):
+            with h5py.File(os.path.join(world, name + ".h5"), "r") as f:
+                top1 = f["match/teacher_index"][:, 0]
+            crossed[name] = int(np.sum((top1 >= 0) & (lt[np.maximum(top1, 0)] != ls)))
+        check(crossed["match"] == 0 and crossed["match-free"] > 0,
+              f"seed {seed}: top-1 teachers of another class: {crossed['match']} in match.h5, "
+              f"{crossed['match-free']} in match-free.h5 ({FREE})")
+        marker = open(os.path.join(world, ".done", f"{PAIR.replace('/', '-')}-kd+hot+free")).read().split()
+        check(marker[marker.index("-distill_match") + 1] == os.path.join(world, "match-free.h5"),
+              f"seed {seed}: kd+hot+free distills from match-free.h5")
 
     table_csv = os.path.join(args.out, "table.csv")
     md = study_cli(args, "table", study, "--csv", table_csv).stdout
@@ -108,16 +126,21 @@ def main():
 
     # Batch jobs: every grid row through the job library and ackd's real option parsing.
     printed = study_cli(args, "jobs", study, "--scheduler", "slurm").stdout
-    check("submit-pipeline -s synth,ssm,match" in printed and "submit-sweep -a $MATCH -g" in printed,
-          "jobs: the pipeline's data stages, then the sweep after its match job")
+    check("submit-pipeline -s synth,ssm,match" in printed and "submit-pipeline -s match -a $SSM" in printed and
+          "submit-sweep -a $MATCH:$MATCH_FREE -g" in printed,
+          "jobs: the pipeline's data stages, matching +free after the ssm job, then the sweep after both matches")
     for opts in glob.glob(os.path.join(args.out, "study", "overlap-0.6", "seed-*", "world.opts")):
         check(f"-distill_epochs {SET_EPOCHS}" in open(opts).read().split("the study's 'set' line")[-1],
               f"jobs: {os.path.relpath(opts, args.out)} ends with the study's set line")
     for grid in sorted(glob.glob(os.path.join(args.out, "study", "overlap-0.6", "seed-*", "sweep.grid"))):
         world = os.path.dirname(grid)
         rows = [line.split() for line in open(grid)]
-        check([" ".join(r[2:]) for r in rows if r[0] == "kd+hot"] == [HOT],
-              f"jobs: the +hot row of {os.path.relpath(grid, args.out)} carries the study's modifier {HOT}")
+        free = f"-distill_match {os.path.abspath(world)}/match-free.h5"
+        check([" ".join(r[2:]) for r in rows if r[0] == "kd+hot+free"] == [f"{HOT} {free}"],
+              f"jobs: the +hot+free row of {os.path.relpath(grid, args.out)} carries {HOT} and {free}")
+        extra = open(os.path.join(world, "world-free.opts")).read().split("matching 'free'")[-1]
+        check(FREE in extra and f"-match_output {os.path.abspath(world)}/match-free.h5" in extra,
+              f"jobs: world-free.opts ends with {FREE} and its own -match_output")
         script = (f"source {args.repo}/jobs/lib/ackd-job.sh; export ACKD={args.ackd} ACKD_MPIRUN=env "
                   f"ACKD_OPTS={world}/world.opts ACKD_RUN={world}; n=$(grep -c . {grid}); "
                   f"for ((i = 0; i < n; i++)); do ackd_grid_row {grid} $i && "
@@ -138,6 +161,10 @@ def main():
     open(bad, "w").write(open(study).read().replace("kd+sembridge+noska", "kd+sembrige"))
     err = study_cli(args, "run", bad, "--dry-run", expect=2).stderr.strip()
     check(err.count("\n") == 0 and "unknown modifier '+sembrige'" in err, f"a misspelt variant: {err}")
+    open(bad, "w").write(open(study).read().replace("kd+hot+free", "kd+free+other") + "matching other -match_solver "
+                         "sinkhorn\n")
+    err = study_cli(args, "run", bad, "--dry-run", expect=2).stderr.strip()
+    check(err.count("\n") == 0 and "names two matchings (free, other)" in err, f"two matchings in a variant: {err}")
     open(bad, "w").write(open(study).read().replace("modifier hot", "modifier noska"))
     err = study_cli(args, "run", bad, "--dry-run", expect=2).stderr.strip()
     check(err.count("\n") == 0 and "modifier 'noska' must be a new name" in err, f"a modifier that exists: {err}")
