@@ -89,8 +89,13 @@ PetscErrorCode AckdTrainerSetDataset(AckdTrainer trainer, AckdSharedDataset data
  * exchanged from backward, layer by layer, through the model's
  * gradient-ready callback. */
 PetscErrorCode AckdTrainerAddModel(AckdTrainer trainer, const char *name, AckdModel model);
-/* Parameters outside a model (a KD method's heads): exchanged after the step. */
+/* Parameters outside a model (a KD method's heads): exchanged after the step, or from the point
+ * where the step calls AckdTrainerParamsReady. */
 PetscErrorCode AckdTrainerAddParams(AckdTrainer trainer, const char *name, AckdParams *params);
+/* Collective, from inside the step: the gradients of group `name` (AckdTrainerAddParams) are
+ * final for this step, so their exchange starts now and overlaps the rest of the step (the
+ * model's backward). Every rank calls it at the same point of its step, an empty batch too. */
+PetscErrorCode AckdTrainerParamsReady(AckdTrainer trainer, const char *name);
 PetscErrorCode AckdTrainerSetStep(AckdTrainer trainer, AckdTrainStepFn step, void *ctx);
 PetscErrorCode AckdTrainerSetValidation(AckdTrainer trainer, AckdTrainValidateFn validate, const char *score_name,
                                         void *ctx);

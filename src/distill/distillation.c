@@ -35,6 +35,7 @@ struct _p_AckdDistillation {
   AckdTeacherTargets targets;
   PetscInt           eval_batch, nstudent, *student_rows;
   PetscBool          dynm, dynm_class_blocks, tokens;
+  PetscBool          kd_params;   /* the method has parameters of its own (the "kd" group) */
   AckdTeacherTokens  token_cache; /* the teacher's tokens of every MS image, or NULL: a forward per step */
   PetscInt           teacher_T, teacher_C;
   PetscInt           dynm_e0, dynm_delta, dynm_growth;
@@ -96,8 +97,12 @@ static PetscErrorCode distill_step(void *ctx, AckdEngine *engine, const AckdTrai
   if (b->nlocal == 0) {
     /* No share of the last, uneven batch: the empty batch still goes through the student (synchronised
      * batch norm reduces over every rank) and the loss (CRD's memory update gathers every rank's rows). */
+    /* Every input a full batch has, with no rows: the methods' checks see the same inputs on every rank. */
+    PetscCall(AckdTeacherTargetsGetSizes(c->targets, NULL, NULL, NULL, &D));
     AckdTensor   zl = AckdTensorView(c->empty, 0, K, 1, 1), ze = AckdTensorView(c->empty, 0, c->embedding_dim, 1, 1);
     AckdTensor   zt = AckdTensorView(c->empty, 0, 1, c->token_count, c->token_channels);
+    AckdTensor   te = AckdTensorView(c->empty, 0, D, 1, 1);
+    AckdTensor   tt = AckdTensorView(c->empty, 0, 1, c->teacher_T, c->teacher_C);
     AckdKDInputs in = {.batch             = 0,
                        .global_batch      = b->nglobal,
                        .epoch             = b->epoch,
@@ -106,12 +111,15 @@ static PetscErrorCode distill_step(void *ctx, AckdEngine *engine, const AckdTrai
                        .student_embedding = &ze,
                        .student_tokens    = &zt,
                        .teacher_logits    = &zl,
+                       .teacher_embedding = D ? &te : NULL,
+                       .teacher_tokens    = c->tokens ? &tt : NULL,
                        .labels            = b->labels,
                        .samples           = c->samples,
                        .weight            = c->empty};
     kout.d_logits = kout.d_embedding = kout.d_tokens = NULL;
     PetscCall(AckdModelForward(c->student, engine, &b->images, &out));
     PetscCall(AckdKDLoss(c->kd, &in, &kout));
+    if (c->kd_params) PetscCall(AckdTrainerParamsReady(c->trainer, "kd"));
     PetscCall(AckdModelBackward(c->student, engine, &zl, &ze, &zt));
     PetscFunctionReturn(0);
   }
@@ -160,6 +168,9 @@ static PetscErrorCode distill_step(void *ctx, AckdEngine *engine, const AckdTrai
   r->loss = kout.total;
   for (PetscInt i = 0; i < kout.nterms; i++) r->terms[kout.metric[i]] += kout.values[i];
   r->correct = AckdCountCorrect(&out.logits, b->labels);
+  /* The method's own parameters (SKA's maps: 3.3 M for a MobileNetV2 student) have their gradients
+   * now: their exchange goes on the wire while the student's backward runs. */
+  if (c->kd_params) PetscCall(AckdTrainerParamsReady(c->trainer, "kd"));
   PetscCall(AckdModelBackward(c->student, engine, &c->d_logits, &c->d_embedding, &c->d_tokens));
   PetscFunctionReturn(0);
 }
@@ -599,7 +610,8 @@ static PetscErrorCode setup_trainer(AckdDistillation c)
   PetscCall(AckdTeacherTargetsGetSizes(c->targets, NULL, NULL, &k, NULL));
   PetscCall(AckdTrainerSetDataset(t, c->rgb));
   PetscCall(AckdTrainerAddModel(t, "model", c->student));
-  if (kd_params->nparams > 0) PetscCall(AckdTrainerAddParams(t, "kd", kd_params));
+  c->kd_params = (PetscBool)(kd_params->nparams > 0);
+  if (c->kd_params) PetscCall(AckdTrainerAddParams(t, "kd", kd_params));
   {
     float   *kd_state;
     PetscInt kd_state_size;

@@ -46,6 +46,8 @@ PetscErrorCode ackd_kd_hint_loss(AckdKDObj kd, const KDHint *h, const KDStep *st
   const float      *W = kd->params.values + h->weight, *b = kd->params.values + h->bias;
 
   PetscFunctionBeginUser;
+  *value = 0.0;
+  if (st->B == 0) PetscFunctionReturn(0); /* no share of an uneven last batch: no tokens to count */
   PetscCheck(xs && xt, kd->comm, PETSC_ERR_ARG_NULL, "%s: this batch has no teacher or student %s", who,
              h->embedding ? "embedding" : "tokens");
   const PetscInt ns = AckdTensorSize(xs) / (st->B * h->in), nt = AckdTensorSize(xt) / (st->B * h->out);

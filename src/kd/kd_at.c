@@ -47,10 +47,14 @@ static PetscErrorCode loss(AckdKDObj kd, const KDStep *st, double coef, double *
 {
   const AckdTensor *zs = st->in->student_tokens, *zt = st->in->teacher_tokens;
   PetscInt          Cs = kd->dims.student_channels, Ct = kd->dims.teacher_channels;
-  PetscInt          N = AckdTensorSize(zs) / (st->B * Cs), Nt = AckdTensorSize(zt) / (st->B * Ct);
+  PetscInt          N, Nt; /* tokens per sample */
   double           *qs, *as, *qt, *at, *da, v = 0.0;
 
   PetscFunctionBeginUser;
+  *value = 0.0;
+  if (st->B == 0) PetscFunctionReturn(0); /* no share of an uneven last batch: no tokens to count */
+  N  = AckdTensorSize(zs) / (st->B * Cs);
+  Nt = AckdTensorSize(zt) / (st->B * Ct);
   /* Over one token the normalised map is 1 for every sample: the term would be 0 and the run a
    * CE-only one under AT's name. */
   PetscCheck(N > 1 && Nt > 1, kd->comm, PETSC_ERR_USER_INPUT,

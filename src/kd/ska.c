@@ -348,9 +348,8 @@ PetscErrorCode ackd_ska_loss(AckdKDObj kd, const KDStep *st, double coef, double
   KDSka       *ska = &kd->ska;
   PetscInt     n = st->nsel, Cs = kd->dims.student_channels, Ct = kd->dims.teacher_channels;
   PetscInt     Ds = kd->dims.student_embedding, Dt = kd->dims.teacher_embedding;
-  PetscInt     Ns = AckdTensorSize(st->in->student_tokens) / (st->B * Cs);
-  PetscInt     Nt = AckdTensorSize(st->in->teacher_tokens) / (st->B * Ct);
-  const float *V  = kd->params.values;
+  PetscInt     Ns, Nt; /* tokens per sample */
+  const float *V = kd->params.values;
   double      *G = st->g_params, c = coef * st->share, l1 = 0.0, l2 = 0.0;
   Side        *ss, *ts;
   double      *qs, *ks, *qt, *kt, *dqs, *dks, *dqt, *dkt;
@@ -358,8 +357,11 @@ PetscErrorCode ackd_ska_loss(AckdKDObj kd, const KDStep *st, double coef, double
 
   PetscFunctionBeginUser;
   *value = 0.0;
+  if (st->B == 0) PetscFunctionReturn(0); /* no share of an uneven last batch: no tokens to count */
   PetscCheck(st->in->student_tokens && st->in->teacher_tokens && st->in->student_embedding && st->in->teacher_embedding,
              kd->comm, PETSC_ERR_ARG_NULL, "-sembridge's SKA: this batch lacks tokens or embeddings");
+  Ns = AckdTensorSize(st->in->student_tokens) / (st->B * Cs);
+  Nt = AckdTensorSize(st->in->teacher_tokens) / (st->B * Ct);
   /* A 32 x 32 scene through a stride-32 backbone leaves one token: every attention weight is then
    * 1, and SKA aligns one feature vector per sample (docs/RESULTS.md, "SKA on one token"). */
   if (Ns == 1 && Nt == 1 && !ska->one_token_warned) {

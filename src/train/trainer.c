@@ -470,6 +470,24 @@ static PetscErrorCode finish_group(Group *g)
   PetscFunctionReturn(0);
 }
 
+PetscErrorCode AckdTrainerParamsReady(AckdTrainer t, const char *name)
+{
+  PetscBool found = PETSC_FALSE;
+
+  PetscFunctionBeginUser;
+  for (PetscInt i = 0; i < t->ngroups && !found; i++) {
+    Group *g = &t->groups[i];
+    PetscCall(PetscStrcmp(g->name, name, &found));
+    if (!found) continue;
+    PetscCheck(!g->model, t->comm, PETSC_ERR_ARG_WRONG,
+               "group '%s' is a model's: its gradients are exchanged from its backward", name);
+    PetscCall(finish_group(g));
+    PetscCall(AckdGradBucketsProgress(g->buckets));
+  }
+  PetscCheck(found, t->comm, PETSC_ERR_ARG_WRONG, "no parameter group '%s' to exchange", name);
+  PetscFunctionReturn(0);
+}
+
 static PetscErrorCode setup_groups(AckdTrainer t)
 {
   PetscFunctionBeginUser;

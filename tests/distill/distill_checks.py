@@ -14,6 +14,9 @@
   distill_checks.py init --mpirun L --ackd A --out DIR   (after resume, whose student it starts from)
       -distill_init: the student starts from the resume run's student; after its Adam steps at lr
       1e-4 no weight is further from it than Adam's bound; a checkpoint of another model is refused
+  distill_checks.py exchange --mpirun L --ackd A --out DIR   (after resume)
+      SKA's gradients exchanged during the student's backward = one allreduce after the step,
+      bitwise, with a rank that has no share of the last batch
 """
 import argparse
 import glob
@@ -233,7 +236,7 @@ def final_model(directory):
     newest = sorted(glob.glob(os.path.join(directory, "checkpoints", "ckpt_*.h5")))[-1]
     arrays = {}
     with h5py.File(newest, "r") as f:
-        for group in ("model", "optim"):
+        for group in [g for g in ("model", "optim", "kd") if g in f]:  # kd: the method's own parameters
             f[group].visit(lambda n: arrays.__setitem__(group + "/" + n, f[group][n][()])
                            if isinstance(f[group][n], h5py.Dataset) else None)
         return arrays, int(f["state"].attrs["step"])
@@ -255,7 +258,36 @@ def mode_resume(args):
     b, sb = final_model(d)
     check(sa == sb, f"both runs end at step {sa}")
     same = a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
-    check(same, "stopped + resumed = uninterrupted, bitwise (model, optimizer, matching)")
+    check(same, "stopped + resumed = uninterrupted, bitwise (model, optimizer, matching, the method's parameters)")
+
+
+def mode_exchange(args):
+    """SemBridge's own parameters (SKA's maps) go on the wire once its loss has their gradients, while
+    the student's backward runs: the same run, bitwise, as exchanging every gradient in one allreduce
+    after the step (-distill_grad_exchange fused; a sum over two ranks is exact in either order). A
+    last batch of one sample leaves one rank with nothing, which must still take part."""
+    data = fixture(args)
+    # 280 training students in batches of 93: the last batch holds one sample.
+    extra = ["-kd_method", "kd", "-sembridge", "-dynm", "false", "-distill_epochs", "1", "-distill_batch", "93"]
+    runs = {}
+    for exchange in ("overlapped", "fused"):
+        d = os.path.join(args.out, f"exchange_{exchange}")
+        shutil.rmtree(d, ignore_errors=True)
+        run(args, 2, distill_cmd(data, args.out, d, extra + ["-distill_grad_exchange", exchange]))
+        runs[exchange] = final_model(d)
+    (a, sa), (b, sb) = runs["overlapped"], runs["fused"]
+    ska = [k for k in a if k.startswith("kd/ska.") and "attention" in k]
+    check(sa == sb == 4 and len(ska) >= 4, f"both runs end at step {sa} (4); SKA's maps in the checkpoint: {len(ska)}")
+    same = a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    check(same, "SKA's exchange during the student's backward = one allreduce after the step, bitwise")
+    # AT and the token hint divide by the batch to count tokens: the empty rank must not.
+    for name, method in (("at", ["-kd_method", "at"]), ("hint", ["-kd_method", "kd", "-kd_hint_weight", "0.3"])):
+        d = os.path.join(args.out, f"exchange_{name}")
+        shutil.rmtree(d, ignore_errors=True)
+        run(args, 2, distill_cmd(data, args.out, d, method + extra[2:]))
+        m = metrics_of(d)
+        check(final_model(d)[1] == 4 and all(np.all(np.isfinite(v)) for v in m.values()),
+              f"{' '.join(method)} with an empty rank in the last batch: 4 steps, finite metrics")
 
 
 def model_weights(path):
@@ -341,7 +373,7 @@ def mode_one_token(args):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("mode", choices=["methods", "resume", "external", "init", "one_token", "object"])
+    p.add_argument("mode", choices=["methods", "resume", "external", "init", "one_token", "object", "exchange"])
     p.add_argument("--mpirun", required=True)
     p.add_argument("--ackd", required=True)
     p.add_argument("--out", required=True)
