@@ -5,7 +5,10 @@
 #include <math.h>
 #include <string.h>
 
-static AckdLogPackage kd_log = {.name = "ackd kd", .nevents = 2, .event_names = {"KDLoss", "KDSka"}};
+/* KDSkaMaps: SKA's query and key maps, forward and backward (its largest products); KDSkaCoral:
+ * the token and embedding projections and the two CORAL terms. */
+static AckdLogPackage kd_log = {
+    .name = "ackd kd", .nevents = 4, .event_names = {"KDLoss", "KDSka", "KDSkaMaps", "KDSkaCoral"}};
 
 static PetscErrorCode select_method(AckdKD kd, const KDMethod *method);
 
@@ -28,9 +31,11 @@ PetscErrorCode AckdKDCreate(MPI_Comm comm, AckdKD *kd)
   PetscCall(AckdParamsCreate(&k->params));
   PetscCall(select_method(k, &ackd_kd_none));
   PetscCall(AckdLogPackageRegister(&kd_log));
-  k->event_loss = kd_log.events[0];
-  k->event_ska  = kd_log.events[1];
-  *kd           = k;
+  k->event_loss      = kd_log.events[0];
+  k->event_ska       = kd_log.events[1];
+  k->event_ska_maps  = kd_log.events[2];
+  k->event_ska_coral = kd_log.events[3];
+  *kd                = k;
   PetscFunctionReturn(0);
 }
 

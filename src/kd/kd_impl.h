@@ -102,7 +102,7 @@ struct _p_AckdKD {
   float        *sub_zs;
   double       *sub_zt, *sub_w, *sub_g;
   PetscInt     *sub_labels, *sub_sel, cap_sub;
-  PetscLogEvent event_loss, event_ska;
+  PetscLogEvent event_loss, event_ska, event_ska_maps, event_ska_coral;
 };
 
 /* The table (methods.c) and each method's descriptor. */

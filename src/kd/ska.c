@@ -146,8 +146,15 @@ static void side_forward(Side *sd, const float *tokens)
   for (PetscInt n = 0; n < N; n++) sd->w[n] = sd->q ? 0.0 : 1.0;
   for (PetscInt h = 0; sd->q && h < H; h++) {
     double *p = sd->p + h * N * N;
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)N, (int)d, scale, sd->q + h * d, (int)C,
-                sd->k + h * d, (int)C, 0.0, p, (int)N);
+    /* N x N x d per head (4 x 4 x 64 on a 2 x 2 grid): loops, where a BLAS call would spend
+     * more on packing than on the products. */
+    for (PetscInt i = 0; i < N; i++)
+      for (PetscInt j = 0; j < N; j++) {
+        const double *q = sd->q + i * C + h * d, *k = sd->k + j * C + h * d;
+        double        dot = 0.0;
+        for (PetscInt c = 0; c < d; c++) dot += q[c] * k[c];
+        p[i * N + j] = scale * dot;
+      }
     for (PetscInt i = 0; i < N; i++) {
       double *row = p + i * N, max = row[0], sum = 0.0;
       for (PetscInt j = 1; j < N; j++) max = PetscMax(max, row[j]);
@@ -194,10 +201,19 @@ static PetscErrorCode side_backward_weights(const Side *sd, const double *dw)
       for (PetscInt j = 0; j < N; j++) dot += dw[j] / (double)H * p[i * N + j];
       for (PetscInt j = 0; j < N; j++) ds[i * N + j] = p[i * N + j] * (dw[j] / (double)H - dot) * scale;
     }
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)d, (int)N, 1.0, ds, (int)N, sd->k + h * d,
-                (int)C, 0.0, dq + h * d, (int)C);
-    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)N, (int)d, (int)N, 1.0, ds, (int)N, sd->q + h * d, (int)C,
-                0.0, dk + h * d, (int)C);
+    /* dQ_h = dS K_h, dK_h = dSᵀ Q_h (N x d each) */
+    for (PetscInt i = 0; i < N; i++) {
+      double *dqi = dq + i * C + h * d, *dki = dk + i * C + h * d;
+      for (PetscInt c = 0; c < d; c++) dqi[c] = dki[c] = 0.0;
+      for (PetscInt j = 0; j < N; j++) {
+        const double  a = ds[i * N + j], b = ds[j * N + i];
+        const double *kj = sd->k + j * C + h * d, *qj = sd->q + j * C + h * d;
+        for (PetscInt c = 0; c < d; c++) {
+          dqi[c] += a * kj[c];
+          dki[c] += b * qj[c];
+        }
+      }
+    }
   }
   PetscCall(PetscFree(ds));
   PetscFunctionReturn(0);
@@ -234,6 +250,35 @@ static PetscErrorCode project_backward(const Side *sd, PetscInt n, const PetscIn
     for (PetscInt s = 0; s < n; s++)
       for (PetscInt j = 0; j < N * C; j++) g_tok[sel[s] * N * C + j] += gz[s * N * C + j];
   PetscCall(PetscFree4(z, dy, gz, gW));
+  PetscFunctionReturn(0);
+}
+
+/* The backward of the projections to the teacher's width, y = x Wᵀ (ackd_kd_linear, in double):
+ * gx += dy W, gW += dyᵀ x, in single precision as the query and key maps. These two products
+ * (128 x 512 x 128 each per step and rank for the study's pair) ran at a quarter of SGEMM's rate
+ * in double. A K-term float sum carries a normwise error near sqrt(K) u (1.4e-6 at K = 512) and
+ * at most K u = 3e-5 of |dy| |W|, under the finite-difference (1e-3) and PyTorch (1e-4)
+ * tolerances. The forward stays in double: the loss's value is what finite differences divide
+ * by their step, where float rounding of y would show as 1e-3 errors. */
+static void to_single(const double *x, PetscInt n, float *y)
+{
+  for (PetscInt i = 0; i < n; i++) y[i] = (float)x[i];
+}
+
+static PetscErrorCode linear_single_backward(const double *x, PetscInt n, PetscInt in, const float *W, PetscInt out,
+                                             const double *dy, double *gx, double *gW)
+{
+  float *xf, *dyf, *gxf, *gWf;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscMalloc4(n * in, &xf, n * out, &dyf, n * in, &gxf, out * in, &gWf));
+  to_single(x, n * in, xf);
+  to_single(dy, n * out, dyf);
+  PetscCall(AckdSgemm('N', 'N', n, in, out, 1.0f, dyf, out, W, in, 0.0f, gxf, in));
+  PetscCall(AckdSgemm('T', 'N', out, in, n, 1.0f, dyf, out, xf, in, 0.0f, gWf, in));
+  for (PetscInt i = 0; i < n * in; i++) gx[i] += gxf[i];
+  for (PetscInt i = 0; i < out * in; i++) gW[i] += gWf[i];
+  PetscCall(PetscFree4(xf, dyf, gxf, gWf));
   PetscFunctionReturn(0);
 }
 
@@ -387,8 +432,10 @@ PetscErrorCode ackd_ska_loss(AckdKDObj kd, const KDStep *st, double coef, double
   PetscInt As = Ns > 1 ? n * Ns * Cs : 0, At = Nt > 1 ? n * Nt * Ct : 0;
   PetscCall(PetscMalloc4(As, &qs, As, &ks, At, &qt, At, &kt));
   PetscCall(PetscMalloc4(As, &dqs, As, &dks, At, &dqt, At, &dkt));
+  PetscCall(PetscLogEventBegin(kd->event_ska_maps, 0, 0, 0, 0));
   if (As) PetscCall(project(st->in->student_tokens, st->sel, n, Ns, Cs, V + ska->wq_s, V + ska->wk_s, qs, ks));
   if (At) PetscCall(project(st->in->teacher_tokens, st->sel, n, Nt, Ct, V + ska->wq_t, V + ska->wk_t, qt, kt));
+  PetscCall(PetscLogEventEnd(kd->event_ska_maps, 0, 0, 0, 0));
   for (PetscInt k = 0; k < n; k++) {
     PetscInt i = st->sel[k];
     PetscCall(side_alloc(&ss[k], Ns, Cs, ska->heads, k, qs, ks, dqs, dks));
@@ -399,6 +446,7 @@ PetscErrorCode ackd_ska_loss(AckdKDObj kd, const KDStep *st, double coef, double
     PetscCall(PetscArraycpy(xt + k * Nt * Ct, ts[k].zt, Nt * Ct));
   }
   /* the student's tokens at the teacher's width */
+  PetscCall(PetscLogEventBegin(kd->event_ska_coral, 0, 0, 0, 0));
   if (ska->proj_tok >= 0)
     PetscCall(ackd_kd_linear(xs, n * Ns, Cs, V + ska->proj_tok, Ct, ps));
   else
@@ -407,9 +455,10 @@ PetscErrorCode ackd_ska_loss(AckdKDObj kd, const KDStep *st, double coef, double
   if (!ska->sinkhorn) {
     PetscCall(ackd_kd_coral(ps, n * Ns, xt, n * Nt, Ct, c, gps, gxt, &l1));
     if (ska->proj_tok >= 0)
-      PetscCall(ackd_kd_linear_backward(xs, n * Ns, Cs, V + ska->proj_tok, Ct, gps, gxs, G + ska->proj_tok));
+      PetscCall(linear_single_backward(xs, n * Ns, Cs, V + ska->proj_tok, Ct, gps, gxs, G + ska->proj_tok));
     else
       for (PetscInt k = 0; k < n * Ns * Cs; k++) gxs[k] += gps[k];
+    PetscCall(PetscLogEventEnd(kd->event_ska_coral, 0, 0, 0, 0));
     for (PetscInt k = 0; k < n; k++) {
       PetscInt i = st->sel[k];
       PetscCall(side_backward(&ss[k], gxs + k * Ns * Cs, st->g_tok + i * Ns * Cs));
@@ -417,6 +466,7 @@ PetscErrorCode ackd_ska_loss(AckdKDObj kd, const KDStep *st, double coef, double
     }
   } else {
     /* the plan compares raw (projected) tokens; the weights enter as masses */
+    PetscCall(PetscLogEventEnd(kd->event_ska_coral, 0, 0, 0, 0));
     double *raw, *praw, *graw, *gpraw, *dws, *dwt;
     PetscCall(PetscMalloc4(n * Ns * Cs, &raw, n * Ns * Ct, &praw, n * Ns * Cs, &graw, n * Ns * Ct, &gpraw));
     PetscCall(PetscMalloc2(Ns, &dws, Nt, &dwt));
@@ -438,7 +488,7 @@ PetscErrorCode ackd_ska_loss(AckdKDObj kd, const KDStep *st, double coef, double
       PetscCall(side_backward_weights(&ts[k], dwt));
     }
     if (ska->proj_tok >= 0)
-      PetscCall(ackd_kd_linear_backward(raw, n * Ns, Cs, V + ska->proj_tok, Ct, gpraw, graw, G + ska->proj_tok));
+      PetscCall(linear_single_backward(raw, n * Ns, Cs, V + ska->proj_tok, Ct, gpraw, graw, G + ska->proj_tok));
     else
       for (PetscInt k = 0; k < n * Ns * Cs; k++) graw[k] += gpraw[k];
     for (PetscInt k = 0; k < n; k++)
@@ -447,16 +497,19 @@ PetscErrorCode ackd_ska_loss(AckdKDObj kd, const KDStep *st, double coef, double
     PetscCall(PetscFree2(dws, dwt));
   }
 
+  PetscCall(PetscLogEventBegin(kd->event_ska_maps, 0, 0, 0, 0));
   if (As)
     PetscCall(project_backward(ss, n, st->sel, V + ska->wq_s, V + ska->wk_s, dqs, dks, st->g_tok, G + ska->wq_s,
                                G + ska->wk_s));
   if (At)
     PetscCall(
         project_backward(ts, n, st->sel, V + ska->wq_t, V + ska->wk_t, dqt, dkt, NULL, G + ska->wq_t, G + ska->wk_t));
+  PetscCall(PetscLogEventEnd(kd->event_ska_maps, 0, 0, 0, 0));
   PetscCall(PetscFree4(qs, ks, qt, kt));
   PetscCall(PetscFree4(dqs, dks, dqt, dkt));
 
   /* L_ot2 on the pooled embeddings */
+  PetscCall(PetscLogEventBegin(kd->event_ska_coral, 0, 0, 0, 0));
   PetscCall(ackd_kd_gather(st->in->student_embedding, Ds, n, st->sel, &es));
   PetscCall(ackd_kd_gather(st->in->teacher_embedding, Dt, n, st->sel, &et));
   PetscCall(PetscCalloc3(n * Ds, &ges, n * Dt, &pes, n * Dt, &gpes));
@@ -466,11 +519,12 @@ PetscErrorCode ackd_ska_loss(AckdKDObj kd, const KDStep *st, double coef, double
     PetscCall(PetscArraycpy(pes, es, n * Dt));
   PetscCall(ackd_kd_coral(pes, n, et, n, Dt, c, gpes, NULL, &l2));
   if (ska->proj_emb >= 0)
-    PetscCall(ackd_kd_linear_backward(es, n, Ds, V + ska->proj_emb, Dt, gpes, ges, G + ska->proj_emb));
+    PetscCall(linear_single_backward(es, n, Ds, V + ska->proj_emb, Dt, gpes, ges, G + ska->proj_emb));
   else
     for (PetscInt k = 0; k < n * Ds; k++) ges[k] += gpes[k];
   for (PetscInt k = 0; k < n; k++)
     for (PetscInt j = 0; j < Ds; j++) st->g_emb[st->sel[k] * Ds + j] += ges[k * Ds + j];
+  PetscCall(PetscLogEventEnd(kd->event_ska_coral, 0, 0, 0, 0));
 
   *value = st->share * (l1 + l2);
   for (PetscInt k = 0; k < n; k++) {
