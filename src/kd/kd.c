@@ -437,7 +437,12 @@ PetscErrorCode AckdKDLoss(AckdKD kd, const AckdKDInputs *in, AckdKDOutputs *out)
     PetscCall(PetscMalloc3(B * K, &kd->zt, B, &kd->w, B, &kd->sel));
     kd->cap_batch = B;
   }
-  PetscCall(PetscArrayzero(kd->g_params, PetscMax(kd->params.size, 1)));
+  /* SKA writes its maps' gradients in single precision itself (KDSka): the rest accumulates here. */
+  const PetscBool ska_runs = (PetscBool)(kd->sembridge && kd->ska_weight > 0);
+  const PetscInt  lo       = ska_runs && kd->ska.maps_hi > kd->ska.maps_lo ? kd->ska.maps_lo : kd->params.size;
+  const PetscInt  hi       = lo < kd->params.size ? kd->ska.maps_hi : kd->params.size;
+  PetscCall(PetscArrayzero(kd->g_params, lo));
+  PetscCall(PetscArrayzero(kd->g_params + hi, kd->params.size - hi));
 
   step.in       = in;
   step.B        = B;
@@ -545,7 +550,8 @@ PetscErrorCode AckdKDLoss(AckdKD kd, const AckdKDInputs *in, AckdKDOutputs *out)
     to_float(kd->g_tok, out->d_tokens);
   else if (out->d_tokens)
     PetscCall(PetscArrayzero(out->d_tokens->data, AckdTensorSize(out->d_tokens)));
-  for (PetscInt i = 0; i < kd->params.size; i++) kd->params.grads[i] = (float)kd->g_params[i];
+  for (PetscInt i = 0; i < lo; i++) kd->params.grads[i] = (float)kd->g_params[i];
+  for (PetscInt i = hi; i < kd->params.size; i++) kd->params.grads[i] = (float)kd->g_params[i];
   PetscCall(PetscLogEventEnd(kd->event_loss, 0, 0, 0, 0));
   PetscFunctionReturn(0);
 }

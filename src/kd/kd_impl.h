@@ -68,7 +68,10 @@ typedef struct {
   double    sinkhorn_eps; /* entropic regularisation of that plan */
   PetscInt  sinkhorn_it;
   PetscInt  wq_s, wk_s, wq_t, wk_t; /* parameter offsets */
-  PetscInt  proj_tok, proj_emb;     /* -1 when dimensions agree */
+  /* [maps_lo, maps_hi): the query and key maps, whose gradients SKA writes in single precision
+   * straight into the parameter buffer's (AckdKDLoss neither zeroes nor converts them) */
+  PetscInt  maps_lo, maps_hi;
+  PetscInt  proj_tok, proj_emb; /* -1 when dimensions agree */
   PetscBool one_token_warned;
 } KDSka;
 

@@ -75,6 +75,9 @@ PetscErrorCode ackd_ska_setup(AckdKDObj kd)
     PetscCall(add_square(kd, "ska.teacher_attention.q_proj.weight", Ct, Ct, &ska->wq_t));
     PetscCall(add_square(kd, "ska.teacher_attention.k_proj.weight", Ct, Ct, &ska->wk_t));
   }
+  /* declared one after the other: one range (alignment may leave gaps, whose gradients stay 0) */
+  ska->maps_lo = ska->wq_s >= 0 ? ska->wq_s : ska->wq_t;
+  ska->maps_hi = ska->wk_t >= 0 ? ska->wk_t + Ct * Ct : (ska->wk_s >= 0 ? ska->wk_s + Cs * Cs : -1);
   if (Cs != Ct) PetscCall(add_square(kd, "ska.token_projection.weight", Ct, Cs, &ska->proj_tok));
   if (Ds != Dt) PetscCall(add_square(kd, "ska.embedding_projection.weight", Dt, Ds, &ska->proj_emb));
   PetscFunctionReturn(0);
@@ -147,11 +150,12 @@ static void side_forward(Side *sd, const float *tokens)
   for (PetscInt h = 0; sd->q && h < H; h++) {
     double *p = sd->p + h * N * N;
     /* N x N x d per head (4 x 4 x 64 on a 2 x 2 grid): loops, where a BLAS call would spend
-     * more on packing than on the products. */
+     * more on packing than on the products; a vector reduction, not one chain of d additions. */
     for (PetscInt i = 0; i < N; i++)
       for (PetscInt j = 0; j < N; j++) {
         const double *q = sd->q + i * C + h * d, *k = sd->k + j * C + h * d;
         double        dot = 0.0;
+#pragma omp simd reduction(+ : dot)
         for (PetscInt c = 0; c < d; c++) dot += q[c] * k[c];
         p[i * N + j] = scale * dot;
       }
@@ -165,19 +169,21 @@ static void side_forward(Side *sd, const float *tokens)
       }
     }
   }
-  sd->mnorm2 = sd->unorm2 = 0.0;
-  for (PetscInt c = 0; c < C; c++) {
-    double m = 0.0, u = 0.0;
-    for (PetscInt n = 0; n < N; n++) {
-      m += sd->z[n * C + c];
-      u += sd->w[n] * sd->z[n * C + c];
+  for (PetscInt c = 0; c < C; c++) sd->m[c] = sd->u[c] = 0.0;
+  for (PetscInt n = 0; n < N; n++)
+    for (PetscInt c = 0; c < C; c++) {
+      sd->m[c] += sd->z[n * C + c] / (double)N;
+      sd->u[c] += sd->w[n] * sd->z[n * C + c] / (double)N;
     }
-    sd->m[c] = m / (double)N;
-    sd->u[c] = u / (double)N;
-    sd->mnorm2 += sd->m[c] * sd->m[c];
-    sd->unorm2 += sd->u[c] * sd->u[c];
+  double mnorm2 = 0.0, unorm2 = 0.0;
+#pragma omp simd reduction(+ : mnorm2, unorm2)
+  for (PetscInt c = 0; c < C; c++) {
+    mnorm2 += sd->m[c] * sd->m[c];
+    unorm2 += sd->u[c] * sd->u[c];
   }
-  sd->s = sqrt(sd->mnorm2 / PetscMax(sd->unorm2, 1e-300));
+  sd->mnorm2 = mnorm2;
+  sd->unorm2 = unorm2;
+  sd->s      = sqrt(sd->mnorm2 / PetscMax(sd->unorm2, 1e-300));
   for (PetscInt n = 0; n < N; n++)
     for (PetscInt c = 0; c < C; c++) sd->zt[n * C + c] = sd->s * sd->w[n] * sd->z[n * C + c];
 }
@@ -221,35 +227,35 @@ static PetscErrorCode side_backward_weights(const Side *sd, const double *dw)
 
 /* dZ (rows of the selected samples, scattered into g_tok when not NULL) and dWq, dWk from the
  * batch's dQ, dK: one GEMM per product, in single precision as the forward's projections. These
- * are SKA's largest products (C x C weights: 1280² for MobileNetV2), and their inputs, the tokens
- * and weights, are floats already; what the sum over rows loses in float, about 1e-7 of the
- * gradient's size per row, is far below the finite-difference and PyTorch tolerances (1e-3,
- * 1e-4), and the optimizer reads the gradient as a float anyway. */
+ * are SKA's largest products (C x C weights: 512² for the study's MobileNetV2 x0.5), and their
+ * inputs, the tokens and weights, are floats already; what the sum over rows loses in float,
+ * about 1e-7 of the gradient's size per row, is far below the finite-difference and PyTorch
+ * tolerances (1e-3, 1e-4), and the optimizer reads the gradient as a float anyway. dWq and dWk
+ * are written, not added, straight into the parameter buffer's gradients (KDSka's maps range):
+ * nothing else contributes to them, and a double copy cost a pass over 2 C² entries each way. */
 static PetscErrorCode project_backward(const Side *sd, PetscInt n, const PetscInt *sel, const float *Wq,
-                                       const float *Wk, const double *dq, const double *dk, double *g_tok, double *gWq,
-                                       double *gWk)
+                                       const float *Wk, const double *dq, const double *dk, double *g_tok, float *gWq,
+                                       float *gWk)
 {
   const PetscInt N = sd[0].N, C = sd[0].C, rows = n * N;
-  float         *z, *dy, *gz, *gW;
+  float         *z, *dy, *gz;
 
   PetscFunctionBeginUser;
-  PetscCall(PetscMalloc4(rows * C, &z, rows * C, &dy, rows * C, &gz, C * C, &gW));
+  PetscCall(PetscMalloc3(rows * C, &z, rows * C, &dy, rows * C, &gz));
   for (PetscInt s = 0; s < n; s++)
     for (PetscInt j = 0; j < N * C; j++) z[s * N * C + j] = (float)sd[s].z[j];
   for (int which = 0; which < 2; which++) {
-    const double *d  = which ? dk : dq;
-    double       *gw = which ? gWk : gWq;
+    const double *d = which ? dk : dq;
     for (PetscInt i = 0; i < rows * C; i++) dy[i] = (float)d[i];
     if (g_tok) /* dZ += dY W */
       PetscCall(AckdSgemm('N', 'N', rows, C, C, 1.0f, dy, C, which ? Wk : Wq, C, which ? 1.0f : 0.0f, gz, C));
     /* dW = dYᵀ Z */
-    PetscCall(AckdSgemm('T', 'N', C, C, rows, 1.0f, dy, C, z, C, 0.0f, gW, C));
-    for (PetscInt i = 0; i < C * C; i++) gw[i] += gW[i];
+    PetscCall(AckdSgemm('T', 'N', C, C, rows, 1.0f, dy, C, z, C, 0.0f, which ? gWk : gWq, C));
   }
   if (g_tok)
     for (PetscInt s = 0; s < n; s++)
       for (PetscInt j = 0; j < N * C; j++) g_tok[sel[s] * N * C + j] += gz[s * N * C + j];
-  PetscCall(PetscFree4(z, dy, gz, gW));
+  PetscCall(PetscFree3(z, dy, gz));
   PetscFunctionReturn(0);
 }
 
@@ -292,6 +298,7 @@ static PetscErrorCode side_backward(const Side *sd, const double *dzt, double *d
   PetscCall(PetscCalloc1(N, &dw));
   for (PetscInt n = 0; n < N; n++) {
     double dot = 0.0;
+#pragma omp simd reduction(+ : dot)
     for (PetscInt c = 0; c < C; c++) dot += dzt[n * C + c] * sd->z[n * C + c];
     dw[n] = sd->s * dot;
     dsc += sd->w[n] * dot;
@@ -302,10 +309,10 @@ static PetscErrorCode side_backward(const Side *sd, const double *dzt, double *d
   double am = dsc * sd->s / PetscMax(sd->mnorm2, 1e-300), au = -dsc * sd->s / PetscMax(sd->unorm2, 1e-300);
   for (PetscInt n = 0; n < N; n++) {
     double zu = 0.0;
-    for (PetscInt c = 0; c < C; c++) {
-      zu += sd->z[n * C + c] * sd->u[c];
-      if (dz) dz[n * C + c] += (am * sd->m[c] + au * sd->w[n] * sd->u[c]) / (double)N;
-    }
+#pragma omp simd reduction(+ : zu)
+    for (PetscInt c = 0; c < C; c++) zu += sd->z[n * C + c] * sd->u[c];
+    if (dz)
+      for (PetscInt c = 0; c < C; c++) dz[n * C + c] += (am * sd->m[c] + au * sd->w[n] * sd->u[c]) / (double)N;
     dw[n] += au * zu / (double)N;
   }
   PetscCall(side_backward_weights(sd, dw));
@@ -396,13 +403,19 @@ PetscErrorCode ackd_ska_loss(AckdKDObj kd, const KDStep *st, double coef, double
   PetscInt     Ns, Nt; /* tokens per sample */
   const float *V = kd->params.values;
   double      *G = st->g_params, c = coef * st->share, l1 = 0.0, l2 = 0.0;
+  float       *Gs = kd->params.grads; /* the maps' gradients, in single precision */
   Side        *ss, *ts;
   double      *qs, *ks, *qt, *kt, *dqs, *dks, *dqt, *dkt;
   double      *xs, *xt, *gxs, *gxt, *ps, *gps, *es, *et, *ges, *pes, *gpes;
 
   PetscFunctionBeginUser;
   *value = 0.0;
-  if (st->B == 0) PetscFunctionReturn(0); /* no share of an uneven last batch: no tokens to count */
+  /* The maps' gradients are written, not added, by project_backward: a call that does not get
+   * there writes zeros. */
+  if (st->B == 0 || n < 1) { /* no share of an uneven last batch (no tokens to count), or no one taught */
+    if (ska->maps_hi > ska->maps_lo) PetscCall(PetscArrayzero(Gs + ska->maps_lo, ska->maps_hi - ska->maps_lo));
+    PetscFunctionReturn(0);
+  }
   PetscCheck(st->in->student_tokens && st->in->teacher_tokens && st->in->student_embedding && st->in->teacher_embedding,
              kd->comm, PETSC_ERR_ARG_NULL, "-sembridge's SKA: this batch lacks tokens or embeddings");
   Ns = AckdTensorSize(st->in->student_tokens) / (st->B * Cs);
@@ -421,7 +434,6 @@ PetscErrorCode ackd_ska_loss(AckdKDObj kd, const KDStep *st, double coef, double
              "SKA was set up for one layer-4 token per sample and got %" PetscInt_FMT " (student) and %" PetscInt_FMT
              " (teacher)",
              Ns, Nt);
-  if (n < 1) PetscFunctionReturn(0);
   PetscCall(PetscCalloc2(n, &ss, n, &ts));
   PetscCall(PetscMalloc4(n * Ns * Cs, &xs, n * Nt * Ct, &xt, n * Ns * Cs, &gxs, n * Nt * Ct, &gxt));
   PetscCall(PetscMalloc2(n * Ns * Ct, &ps, n * Ns * Ct, &gps));
@@ -430,6 +442,8 @@ PetscErrorCode ackd_ska_loss(AckdKDObj kd, const KDStep *st, double coef, double
   PetscCall(PetscArrayzero(gps, n * Ns * Ct));
   /* a side with one token has no plan to compute (Side) */
   PetscInt As = Ns > 1 ? n * Ns * Cs : 0, At = Nt > 1 ? n * Nt * Ct : 0;
+  if (!As && ska->wq_s >= 0) PetscCall(PetscArrayzero(Gs + ska->wq_s, ska->wk_s + Cs * Cs - ska->wq_s));
+  if (!At && ska->wq_t >= 0) PetscCall(PetscArrayzero(Gs + ska->wq_t, ska->wk_t + Ct * Ct - ska->wq_t));
   PetscCall(PetscMalloc4(As, &qs, As, &ks, At, &qt, At, &kt));
   PetscCall(PetscMalloc4(As, &dqs, As, &dks, At, &dqt, At, &dkt));
   PetscCall(PetscLogEventBegin(kd->event_ska_maps, 0, 0, 0, 0));
@@ -499,11 +513,11 @@ PetscErrorCode ackd_ska_loss(AckdKDObj kd, const KDStep *st, double coef, double
 
   PetscCall(PetscLogEventBegin(kd->event_ska_maps, 0, 0, 0, 0));
   if (As)
-    PetscCall(project_backward(ss, n, st->sel, V + ska->wq_s, V + ska->wk_s, dqs, dks, st->g_tok, G + ska->wq_s,
-                               G + ska->wk_s));
+    PetscCall(project_backward(ss, n, st->sel, V + ska->wq_s, V + ska->wk_s, dqs, dks, st->g_tok, Gs + ska->wq_s,
+                               Gs + ska->wk_s));
   if (At)
     PetscCall(
-        project_backward(ts, n, st->sel, V + ska->wq_t, V + ska->wk_t, dqt, dkt, NULL, G + ska->wq_t, G + ska->wk_t));
+        project_backward(ts, n, st->sel, V + ska->wq_t, V + ska->wk_t, dqt, dkt, NULL, Gs + ska->wq_t, Gs + ska->wk_t));
   PetscCall(PetscLogEventEnd(kd->event_ska_maps, 0, 0, 0, 0));
   PetscCall(PetscFree4(qs, ks, qt, kt));
   PetscCall(PetscFree4(dqs, dks, dqt, dkt));
