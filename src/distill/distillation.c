@@ -24,6 +24,12 @@ enum { DYNM_CHANGED, DYNM_DISTINCT, DYNM_HUB, DYNM_OWN_CLASS, NDYNM };
 static const char *const DYNM_VALUES[NDYNM] = {"dynm_changed", "dynm_distinct_teachers", "dynm_largest_hub",
                                                "dynm_own_class_probability"};
 
+/* DistillTeacherTokens: the frozen teacher's layer-4 tokens (the cache's one pass over the MS
+ * images, then each step's gather, or each step's teacher forward without the cache);
+ * DistillDynM: DynM's re-matchings (the student's predictions and the OT solve). */
+static AckdLogPackage distill_log = {
+    .name = "ackd distill", .nevents = 2, .event_names = {"DistillTeacherTokens", "DistillDynM"}};
+
 struct _p_AckdDistillation {
   MPI_Comm           comm;
   AckdTrainer        trainer;
@@ -132,6 +138,7 @@ static PetscErrorCode distill_step(void *ctx, AckdEngine *engine, const AckdTrai
   AckdTensor t_embedding = AckdTensorView(c->t_embedding, b->nlocal, D, 1, 1);
   AckdTensor t_tokens    = {0};
   if (c->tokens) {
+    PetscCall(PetscLogEventBegin(distill_log.events[0], 0, 0, 0, 0));
     /* The frozen teacher's tokens of its best matched MS image (a sample without a teacher: its own row 0,
      * weight 0): computed once for every image, or by a forward of the teacher here. */
     for (PetscInt i = 0; i < b->nlocal; i++) c->teacher_row[i] = PetscMax(c->teacher_row[i], 0);
@@ -146,6 +153,7 @@ static PetscErrorCode distill_step(void *ctx, AckdEngine *engine, const AckdTrai
       PetscCall(AckdModelForward(c->teacher, engine, &x, &tout));
       t_tokens = tout.tokens;
     }
+    PetscCall(PetscLogEventEnd(distill_log.events[0], 0, 0, 0, 0));
   }
   for (PetscInt i = 0; i < b->nlocal; i++) c->samples[i] = c->student_of_row[b->rows[i]];
   AckdKDInputs in  = {.batch             = b->nlocal,
@@ -232,6 +240,7 @@ static PetscErrorCode rematch(void *ctx, AckdEngine *engine, PetscInt epoch)
   }
   PetscCall(AckdDynMIsAdjustEpoch(c->dynm_e0, c->dynm_delta, c->dynm_growth, epoch, &adjust));
   if (!adjust) PetscFunctionReturn(0);
+  PetscCall(PetscLogEventBegin(distill_log.events[1], 0, 0, 0, 0));
   const PetscInt K = c->config.classes;
   LogitsCtx      l = {.classes = K};
   PetscCall(AckdSplitRows(c->comm, c->rgb, 0, &nglobal, &nlocal, &rows, &first));
@@ -266,6 +275,7 @@ static PetscErrorCode rematch(void *ctx, AckdEngine *engine, PetscInt epoch)
   PetscCall(PetscFree2(counts, displs));
   PetscCall(PetscFree(l.logits));
   PetscCall(PetscFree(rows));
+  PetscCall(PetscLogEventEnd(distill_log.events[1], 0, 0, 0, 0));
   PetscFunctionReturn(0);
 }
 
@@ -324,6 +334,7 @@ PetscErrorCode AckdDistillationCreate(MPI_Comm comm, AckdDistillation *distillat
   DistillContext *c;
 
   PetscFunctionBeginUser;
+  PetscCall(AckdLogPackageRegister(&distill_log));
   PetscCall(PetscNew(&c));
   c->comm              = comm;
   c->eval_batch        = 256;
@@ -543,7 +554,9 @@ static PetscErrorCode setup_tokens(AckdDistillation c, AckdModelOutputs *so)
     c->teacher_C = to.tokens.w;
     if (c->use_token_cache) {
       double t0 = AckdTimeNow();
+      PetscCall(PetscLogEventBegin(distill_log.events[0], 0, 0, 0, 0));
       PetscCall(AckdTeacherTokensCreate(comm, c->teacher, engine, c->ms, c->teacher_T, c->teacher_C, &c->token_cache));
+      PetscCall(PetscLogEventEnd(distill_log.events[0], 0, 0, 0, 0));
       AckdLog log;
       PetscCall(AckdLogSetUp(&log, comm));
       if (c->token_cache) {

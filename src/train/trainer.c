@@ -112,6 +112,11 @@ static void clear_observed(AckdTrainer t)
   for (PetscInt k = 0; k < ACKD_TRAIN_MAX_VALUES; k++) t->observed[k] = NAN;
 }
 
+/* TrainStep: the stage's step (forward, loss, backward; the exchange overlaps it); TrainGradWait:
+ * what is left of the gradient exchange after it; TrainValidate: the validation passes. */
+static AckdLogPackage train_log = {
+    .name = "ackd train", .nevents = 3, .event_names = {"TrainStep", "TrainGradWait", "TrainValidate"}};
+
 PetscErrorCode AckdTrainerCreate(MPI_Comm comm, AckdTrainer *trainer)
 {
   AckdTrainer t;
@@ -122,6 +127,7 @@ PetscErrorCode AckdTrainerCreate(MPI_Comm comm, AckdTrainer *trainer)
   PetscCallMPI(MPI_Comm_rank(comm, &t->rank));
   PetscCallMPI(MPI_Comm_size(comm, &t->size));
   PetscCall(AckdLogSetUp(&t->log, comm));
+  PetscCall(AckdLogPackageRegister(&train_log));
   PetscCall(PetscStrncpy(t->dir, "out/train", sizeof t->dir));
   PetscCall(PetscStrncpy(t->score_name, "val_oa", sizeof t->score_name));
   t->epochs         = 20;
@@ -838,10 +844,14 @@ static PetscErrorCode train_step(AckdTrainer t, PetscInt b, double lr, double *r
   }
   /* A rank without a share of the last batch still runs the step: synchronised
    * batch norm and the buckets need every rank in their collectives. */
+  PetscCall(PetscLogEventBegin(train_log.events[0], 0, 0, 0, 0));
   PetscCall(t->step(t->step_ctx, &t->engine, &batch, &result));
+  PetscCall(PetscLogEventEnd(train_log.events[0], 0, 0, 0, 0));
+  PetscCall(PetscLogEventBegin(train_log.events[1], 0, 0, 0, 0));
   for (PetscInt i = 0; i < t->ngroups; i++) PetscCall(finish_group(&t->groups[i]));
   if (t->exchange_timing) PetscCallMPI(MPI_Barrier(t->comm));
   for (PetscInt i = 0; i < t->ngroups; i++) PetscCall(AckdGradBucketsWait(t->groups[i].buckets));
+  PetscCall(PetscLogEventEnd(train_log.events[1], 0, 0, 0, 0));
 
   /* Back from shares of a mean to sums over samples, so an epoch averages over its samples; the
    * last slot counts the ranks whose loss or gradient is not finite. */
@@ -912,7 +922,9 @@ static PetscErrorCode end_epoch(AckdTrainer t, double lr, PetscBool *improved)
   *improved      = PETSC_FALSE;
   PetscBool last = (PetscBool)(t->state.epoch + 1 == t->epochs);
   if (t->validate && ((t->state.epoch + 1) % t->validate_every == 0 || last)) {
+    PetscCall(PetscLogEventBegin(train_log.events[2], 0, 0, 0, 0));
     PetscCall(t->validate(t->validate_ctx, &t->engine, t->state.epoch, &val_loss, &score));
+    PetscCall(PetscLogEventEnd(train_log.events[2], 0, 0, 0, 0));
     if (score > t->best_score) {
       t->best_score = score;
       t->best_epoch = t->state.epoch;

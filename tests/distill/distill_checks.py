@@ -273,8 +273,19 @@ def mode_exchange(args):
     for exchange in ("overlapped", "fused"):
         d = os.path.join(args.out, f"exchange_{exchange}")
         shutil.rmtree(d, ignore_errors=True)
-        run(args, 2, distill_cmd(data, args.out, d, extra + ["-distill_grad_exchange", exchange]))
+        r = run(args, 2, distill_cmd(data, args.out, d, extra + ["-distill_grad_exchange", exchange, "-log_view"]))
         runs[exchange] = final_model(d)
+    # -log_view's events (count: the larger of the two ranks'): 4 steps, SKA's two parts twice per
+    # call (maps: forward and backward; CORAL: tokens and embeddings), the teacher's tokens once for
+    # the cache and once per step.
+    events = {w[0]: (int(w[1]), float(w[3])) for w in (l.split() for l in r.stdout.splitlines())
+              if len(w) > 4 and re.fullmatch(r"(Train|KD|Distill)\w+", w[0]) and w[1].isdigit()}
+    want = {"TrainStep": 4, "TrainGradWait": 4, "KDLoss": 4, "KDSka": 4, "KDSkaMaps": 8, "KDSkaCoral": 8,
+            "DistillTeacherTokens": 5}
+    check(all(events.get(k, (0,))[0] == v for k, v in want.items()) and
+          events["TrainStep"][1] >= events["KDLoss"][1] >= events["KDSka"][1],
+          f"-log_view: {', '.join(f'{k} {events.get(k, (0,))[0]}' for k in want)} (want {want}); the step's time "
+          "holds the loss's, the loss's SKA's")
     (a, sa), (b, sb) = runs["overlapped"], runs["fused"]
     ska = [k for k in a if k.startswith("kd/ska.") and "attention" in k]
     check(sa == sb == 4 and len(ska) >= 4, f"both runs end at step {sa} (4); SKA's maps in the checkpoint: {len(ska)}")
