@@ -69,6 +69,30 @@ int main(int argc, char **argv)
                         "ska B=%" PetscInt_FMT " N=%" PetscInt_FMT " C=%" PetscInt_FMT " Ct=%" PetscInt_FMT
                         " heads=8: %.2f ms per call (total %.6e)\n",
                         B, N, C, Ct, 1e3 * (t1 - t0) / (double)reps, out.total));
+  {
+    /* The floor in the same run: the query and key maps' products, as oneDNN's SGEMM does them
+     * alone: forward, dZ and dW per map on the student's side, forward and dW on the frozen
+     * teacher's (its tokens get no gradient). SKA is this plus everything else it does. */
+    const PetscInt rows = B * N, widths[2] = {C, Ct};
+    float         *a, *w, *y;
+    PetscCall(
+        PetscCalloc3(rows * PetscMax(C, Ct), &a, PetscMax(C, Ct) * PetscMax(C, Ct), &w, rows * PetscMax(C, Ct), &y));
+    PetscCall(PetscTime(&t0));
+    for (PetscInt r = 0; r < reps; r++)
+      for (int side = 0; side < 2 && N > 1; side++) {
+        const PetscInt c = widths[side];
+        for (int map = 0; map < 2; map++) {
+          PetscCall(AckdSgemm('N', 'T', rows, c, c, 1.0f, a, c, w, c, 0.0f, y, c));
+          if (side == 0) PetscCall(AckdSgemm('N', 'N', rows, c, c, 1.0f, a, c, w, c, 0.0f, y, c));
+          PetscCall(AckdSgemm('T', 'N', c, c, rows, 1.0f, a, c, y, c, 0.0f, w, c));
+        }
+      }
+    PetscCall(PetscTime(&t1));
+    const double flops = N > 1 ? 4.0 * (double)rows * (3.0 * C * C + 2.0 * Ct * Ct) : 0.0;
+    PetscCall(PetscPrintf(PETSC_COMM_SELF, "floor: the maps' 10 SGEMMs alone %.2f ms per call (%.1f GFLOP/s)\n",
+                          1e3 * (t1 - t0) / (double)reps, flops * (double)reps / PetscMax(t1 - t0, 1e-12) * 1e-9));
+    PetscCall(PetscFree3(a, w, y));
+  }
   AckdTensor *all[] = {&zs, &es, &et, &ts, &tt, &dz, &de, &dt};
   for (int k = 0; k < 8; k++) PetscCall(AckdTensorFree(all[k]));
   PetscCall(PetscFree(labels));
