@@ -127,3 +127,23 @@ const AckdOTCostStore ackd_ot_store_float = {.name            = "float",
                                              .row_sums_to_lse = row_sums_float,
                                              .absorb          = absorb_float,
                                              .scaling_sweep   = scaling_sweep_float};
+
+PetscErrorCode AckdOTRowSumsToLseByPasses(AckdOT ot, double inv_eps, const double *work, const int32_t *row_count,
+                                          AckdOTExactRowPass pass_over, double *spare, double *row_lse)
+{
+  PetscInt exact = 0;
+  double  *top = spare, *sum = spare + ot->mloc;
+
+  PetscFunctionBeginUser;
+  for (PetscInt i = 0; i < ot->mloc; i++) {
+    const PetscBool empty = (PetscBool)(ot->f_loc[i] == -INFINITY || (row_count && !row_count[i]));
+    row_lse[i]            = empty ? -INFINITY : AckdOTSumInRange(work[i]) ? log(work[i]) : NAN;
+    exact += isnan(row_lse[i]);
+  }
+  if (!exact) PetscFunctionReturn(0);
+  for (PetscInt i = 0; i < ot->mloc; i++) top[i] = -INFINITY, sum[i] = 0;
+  for (int pass = 0; pass < 2; pass++) PetscCall(pass_over(ot, inv_eps, pass, row_lse, top, sum));
+  for (PetscInt i = 0; i < ot->mloc; i++)
+    if (isnan(row_lse[i])) row_lse[i] = top[i] == -INFINITY ? -INFINITY : top[i] + log(sum[i]);
+  PetscFunctionReturn(0);
+}

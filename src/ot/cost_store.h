@@ -6,6 +6,7 @@
 #define ACKD_OT_COST_STORE_H
 
 #include <ackd/ot.h>
+#include <stdint.h>
 
 #include "ot_kernels.h"
 
@@ -31,5 +32,23 @@ typedef struct {
 } AckdOTCostStore;
 
 extern const AckdOTCostStore ackd_ot_store_double, ackd_ot_store_float, ackd_ot_store_online, ackd_ot_store_sparse;
+
+/* row_sums_to_lse for the stores that hold no block of C to hand to the kernels (online, sparse):
+ * the log of each row sum in work where it lies in the one-pass range; for the other rows, two
+ * passes of `pass_over` over their entries, the first taking each row's maximum argument, the
+ * second its shifted sum (AckdOTExactRowAdd). row_count (may be NULL) marks rows with no entry on
+ * this rank: their sum is empty, not small. */
+typedef PetscErrorCode (*AckdOTExactRowPass)(AckdOT ot, double inv_eps, int pass, const double *row_lse, double *top,
+                                             double *sum);
+PetscErrorCode AckdOTRowSumsToLseByPasses(AckdOT ot, double inv_eps, const double *work, const int32_t *row_count,
+                                          AckdOTExactRowPass pass_over, double *spare, double *row_lse);
+/* One entry's argument x of a row left to the exact passes (row_lse NaN), into its top and sum. */
+static inline void AckdOTExactRowAdd(int pass, double x, double *top, double *sum)
+{
+  if (pass == 0)
+    *top = fmax(*top, x);
+  else if (*top > -INFINITY)
+    *sum += exp(x - *top);
+}
 
 #endif

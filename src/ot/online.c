@@ -279,35 +279,27 @@ static PetscErrorCode online_fused_sweep(AckdOT ot, const AckdOTColumnRule *rule
 
 /* Rows whose one-pass sum left the safe range (rare: a change of eps) get two more passes of
  * recomputed tiles, for all such rows at once: their maximum, then the shifted sum. */
+/* The exact passes over the tiles, recomputed, for the rows whose one-pass sum left the range. */
+static PetscErrorCode online_exact_row_pass(AckdOT ot, double inv_eps, int pass, const double *row_lse, double *top,
+                                            double *sum)
+{
+  PetscFunctionBeginUser;
+  for (PetscInt j0 = 0, nc; j0 < ot->nloc; j0 += nc) {
+    const double *tile = NULL;
+    PetscCall(AckdOTGetTile(ot, j0, &nc, &tile));
+    for (PetscInt j = 0; j < nc; j++)
+      for (PetscInt i = 0; i < ot->mloc; i++)
+        if (isnan(row_lse[i]))
+          AckdOTExactRowAdd(pass, (ot->f_loc[i] + ot->g_loc[j0 + j] - tile[(size_t)j * ot->mloc + i]) * inv_eps,
+                            &top[i], &sum[i]);
+  }
+  PetscFunctionReturn(0);
+}
+
 static PetscErrorCode online_row_sums_to_lse(AckdOT ot, double inv_eps, double *work, double *spare, double *row_lse)
 {
-  PetscInt exact = 0;
-  double  *top = spare, *sum = spare + ot->mloc;
-
   PetscFunctionBeginUser;
-  for (PetscInt i = 0; i < ot->mloc; i++) {
-    const PetscBool in_range = (PetscBool)(work[i] >= 1e-250 && work[i] <= 1e250);
-    row_lse[i]               = ot->f_loc[i] == -INFINITY ? -INFINITY : in_range ? log(work[i]) : NAN;
-    exact += isnan(row_lse[i]);
-  }
-  if (!exact) PetscFunctionReturn(0);
-  for (PetscInt i = 0; i < ot->mloc; i++) top[i] = -INFINITY, sum[i] = 0;
-  for (int pass = 0; pass < 2; pass++)
-    for (PetscInt j0 = 0, nc; j0 < ot->nloc; j0 += nc) {
-      const double *tile = NULL;
-      PetscCall(AckdOTGetTile(ot, j0, &nc, &tile));
-      for (PetscInt j = 0; j < nc; j++)
-        for (PetscInt i = 0; i < ot->mloc; i++) {
-          if (!isnan(row_lse[i])) continue;
-          double x = (ot->f_loc[i] + ot->g_loc[j0 + j] - tile[(size_t)j * ot->mloc + i]) * inv_eps;
-          if (pass == 0)
-            top[i] = fmax(top[i], x);
-          else if (top[i] > -INFINITY)
-            sum[i] += exp(x - top[i]);
-        }
-    }
-  for (PetscInt i = 0; i < ot->mloc; i++)
-    if (isnan(row_lse[i])) row_lse[i] = top[i] == -INFINITY ? -INFINITY : top[i] + log(sum[i]);
+  PetscCall(AckdOTRowSumsToLseByPasses(ot, inv_eps, work, NULL, online_exact_row_pass, spare, row_lse));
   PetscFunctionReturn(0);
 }
 

@@ -67,6 +67,12 @@ void AckdOTRowSumsToLogSumExp(PetscInt m, PetscInt n, PetscInt lld, const double
                               double inv_eps, const double *work, double *lse);
 void AckdOTRowSumsToLogSumExpSingle(PetscInt m, PetscInt n, PetscInt lld, const float *C, const double *f,
                                     const double *g, double inv_eps, const double *work, double *lse);
+/* A one-pass sum of exponentials is trusted in this range; outside it, it may have overflowed or
+ * be made of denormals that lost their digits, and the line is summed again with a max shift. */
+static inline PetscBool AckdOTSumInRange(double sum)
+{
+  return (PetscBool)(sum >= 1e-250 && sum <= 1e250);
+}
 /* y = exp(x) by the exp of the fused sweep (AVX-512 where the CPU has it):
  * for tests against libm. */
 void AckdOTExpArray(PetscInt n, const double *x, double *y);

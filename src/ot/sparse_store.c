@@ -9,11 +9,6 @@
 #include "ot_impl.h"
 #include <math.h>
 
-/* Outside this range a one-pass sum may have overflowed or lost its digits to denormals: the
- * line is summed again with a max shift (logsumexp.c's rule). */
-#define SUM_LOW  1e-250
-#define SUM_HIGH 1e250
-
 /* The plan's log entries of one column, fs = f / eps gathered by row: with AVX2 or AVX-512 the
  * clones gather 4 or 8 at a time. */
 ACKD_CPU_CLONES static void gather_args(int64_t n, const int32_t *restrict row, const double *restrict cost,
@@ -81,44 +76,36 @@ static PetscErrorCode sparse_column_lse(AckdOT ot, const double *f, const double
       continue;
     }
     const double sum = column_exp(s, j, fs, g[j], inv_eps, arg, e);
-    col_lse[j] = sum >= SUM_LOW && sum <= SUM_HIGH ? log(sum) : exact_lse(s->col_start[j + 1] - s->col_start[j], arg);
+    col_lse[j]       = AckdOTSumInRange(sum) ? log(sum) : exact_lse(s->col_start[j + 1] - s->col_start[j], arg);
   }
   PetscCall(PetscFree3(arg, e, fs));
   PetscFunctionReturn(0);
 }
 
-/* The log of the row sums in work; rows outside the one-pass range get two more passes over S,
- * all such rows at once: their maximum, then the shifted sum. */
-static PetscErrorCode sparse_row_sums_to_lse(AckdOT ot, double inv_eps, double *work, double *spare, double *row_lse)
+/* The exact passes over S for the rows whose one-pass sum left the range. */
+static PetscErrorCode sparse_exact_row_pass(AckdOT ot, double inv_eps, int pass, const double *row_lse, double *top,
+                                            double *sum)
 {
-  const AckdOTSparse *s     = ot->sparse;
-  PetscInt            exact = 0;
-  double             *top = spare, *sum = spare + ot->mloc;
+  const AckdOTSparse *s = ot->sparse;
 
   PetscFunctionBeginUser;
-  for (PetscInt i = 0; i < ot->mloc; i++) {
-    const PetscBool in_range = (PetscBool)(work[i] >= SUM_LOW && work[i] <= SUM_HIGH);
-    /* a row with no entry on this rank (common: S is sparse) has an empty sum here, not a small one */
-    row_lse[i] = ot->f_loc[i] == -INFINITY || !s->row_count[i] ? -INFINITY : in_range ? log(work[i]) : NAN;
-    exact += isnan(row_lse[i]);
-  }
-  if (!exact) PetscFunctionReturn(0);
-  for (PetscInt i = 0; i < ot->mloc; i++) top[i] = -INFINITY, sum[i] = 0;
-  for (int pass = 0; pass < 2; pass++)
-    for (PetscInt j = 0; j < ot->nloc; j++) {
-      if (ot->g_loc[j] == -INFINITY) continue;
-      for (int64_t t = s->col_start[j]; t < s->col_start[j + 1]; t++) {
-        const int32_t i = s->row[t];
-        if (!isnan(row_lse[i])) continue;
-        const double x = (ot->f_loc[i] + ot->g_loc[j] - s->cost[t]) * inv_eps;
-        if (pass == 0)
-          top[i] = fmax(top[i], x);
-        else if (top[i] > -INFINITY)
-          sum[i] += exp(x - top[i]);
-      }
+  for (PetscInt j = 0; j < ot->nloc; j++) {
+    if (ot->g_loc[j] == -INFINITY) continue;
+    for (int64_t t = s->col_start[j]; t < s->col_start[j + 1]; t++) {
+      const int32_t i = s->row[t];
+      if (isnan(row_lse[i]))
+        AckdOTExactRowAdd(pass, (ot->f_loc[i] + ot->g_loc[j] - s->cost[t]) * inv_eps, &top[i], &sum[i]);
     }
-  for (PetscInt i = 0; i < ot->mloc; i++)
-    if (isnan(row_lse[i])) row_lse[i] = top[i] == -INFINITY ? -INFINITY : top[i] + log(sum[i]);
+  }
+  PetscFunctionReturn(0);
+}
+
+/* A row with no entry on this rank (common: S is sparse) has an empty sum here, not a small one. */
+static PetscErrorCode sparse_row_sums_to_lse(AckdOT ot, double inv_eps, double *work, double *spare, double *row_lse)
+{
+  PetscFunctionBeginUser;
+  PetscCall(
+      AckdOTRowSumsToLseByPasses(ot, inv_eps, work, ot->sparse->row_count, sparse_exact_row_pass, spare, row_lse));
   PetscFunctionReturn(0);
 }
 
@@ -169,7 +156,7 @@ static PetscErrorCode sparse_fused_sweep(AckdOT ot, const AckdOTColumnRule *rule
     }
     const int64_t   b = s->col_start[j], n = s->col_start[j + 1] - b;
     const double    sum      = column_exp(s, j, fs, gj, inv_eps, arg, e);
-    const PetscBool in_range = (PetscBool)(sum >= SUM_LOW && sum <= SUM_HIGH);
+    const PetscBool in_range = AckdOTSumInRange(sum);
     col_lse[j]               = in_range ? log(sum) : exact_lse(n, arg);
     double next = AckdOTUpdatedPotential(gj, col_lse[j], rule->log_b[j], rule->eps, rule->damping, rule->omega);
     if (next == INFINITY) next = -INFINITY; /* no entry in S: the caller reports it */
