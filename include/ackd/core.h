@@ -148,6 +148,10 @@ void AckdProgressFormat(const AckdProgress *bar, double now, char *line, size_t 
 /* Bytes this process may use: physical memory, or a control group's limit
  * (a batch job's, cgroup v1 or v2) where that is lower. */
 PetscErrorCode AckdMemoryAvailable(double *bytes);
+/* Collective: this rank's share of `fraction` of that memory, which the ranks of its node (the
+ * ranks of comm that share memory with it) split evenly, each holding its own copy of what the
+ * budget is for. The same bound on every rank of a node; ranks of other nodes see theirs. */
+PetscErrorCode AckdMemoryShare(MPI_Comm comm, double fraction, double *bytes);
 /* The smallest cgroup memory limit on the process's group and its ancestors,
  * INFINITY if none: proc_cgroup is a /proc/PID/cgroup listing, cgroup_root
  * where the hierarchies are mounted. Exposed so it can be tested. */

@@ -108,3 +108,18 @@ PetscErrorCode AckdMemoryAvailable(double *bytes)
   *bytes = fmin(*bytes, limit);
   PetscFunctionReturn(0);
 }
+
+PetscErrorCode AckdMemoryShare(MPI_Comm comm, double fraction, double *bytes)
+{
+  MPI_Comm    node;
+  PetscMPIInt on_node;
+  double      available;
+
+  PetscFunctionBeginUser;
+  PetscCallMPI(MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node));
+  PetscCallMPI(MPI_Comm_size(node, &on_node));
+  PetscCallMPI(MPI_Comm_free(&node));
+  PetscCall(AckdMemoryAvailable(&available));
+  *bytes = fraction * available / on_node;
+  PetscFunctionReturn(0);
+}

@@ -26,16 +26,10 @@ struct _p_AckdTeacherTokens {
  * process may use, shared with the other ranks of its node, which hold their own copies. */
 static PetscErrorCode tokens_fit(MPI_Comm comm, double bytes, PetscBool *fit)
 {
-  MPI_Comm    node;
-  PetscMPIInt on_node;
-  double      available, budget;
+  double budget;
 
   PetscFunctionBeginUser;
-  PetscCallMPI(MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node));
-  PetscCallMPI(MPI_Comm_size(node, &on_node));
-  PetscCallMPI(MPI_Comm_free(&node));
-  PetscCall(AckdMemoryAvailable(&available));
-  budget = 0.25 * available / on_node;
+  PetscCall(AckdMemoryShare(comm, 0.25, &budget));
   PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &budget, 1, MPI_DOUBLE, MPI_MIN, comm));
   *fit = (PetscBool)(bytes <= budget);
   PetscFunctionReturn(0);

@@ -72,15 +72,10 @@ static PetscErrorCode choose_layout(AckdOT ot)
 
   PetscFunctionBeginUser;
   if (ot->online_layout == ACKD_OT_ONLINE_AUTO) {
-    MPI_Comm    node;
-    PetscMPIInt on_node;
-    PetscCallMPI(MPI_Comm_split_type(ot->comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node));
-    PetscCallMPI(MPI_Comm_size(node, &on_node));
-    PetscCallMPI(MPI_Comm_free(&node));
-    double memory;
-    PetscCall(AckdMemoryAvailable(&memory)); /* a batch job's cgroup limit where it has one */
+    double share;
+    PetscCall(AckdMemoryShare(ot->comm, 0.25, &share)); /* a batch job's cgroup limit where it has one */
     const double replicated = (double)ot->mloc * (double)ot->dim * sizeof(double);
-    int          mine       = replicated > 0.25 * memory / on_node;
+    int          mine       = replicated > share;
     PetscCallMPI(MPI_Allreduce(&mine, &rotate, 1, MPI_INT, MPI_LOR, ot->comm));
   }
   ot->rotating = (PetscBool)(rotate && ot->grid.npcol > 1); /* one grid column: one chunk, nothing to pass */

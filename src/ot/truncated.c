@@ -631,23 +631,6 @@ static PetscErrorCode visit_certificate(AckdOT ot, void *ctx, PetscInt i0, Petsc
   PetscFunctionReturn(0);
 }
 
-/* Entries S may hold on this rank: 16 bytes each (row, cost, and the certificate's list), within
- * a quarter of this rank's share of the memory it may use. */
-static PetscErrorCode room_for_entries(AckdOT ot, int64_t *room)
-{
-  MPI_Comm    node;
-  PetscMPIInt on_node;
-  double      memory;
-
-  PetscFunctionBeginUser;
-  PetscCallMPI(MPI_Comm_split_type(ot->comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node));
-  PetscCallMPI(MPI_Comm_size(node, &on_node));
-  PetscCallMPI(MPI_Comm_free(&node));
-  PetscCall(AckdMemoryAvailable(&memory));
-  *room = (int64_t)(0.25 * memory / on_node / 16.0);
-  PetscFunctionReturn(0);
-}
-
 /* The dense plan of the current potentials against the solution's marginals: sets the sparse
  * object's bounds, and lists the entries that should join S. */
 static PetscErrorCode certify(AckdOT ot, double eps, double tol, Certificate *cert)
@@ -662,8 +645,11 @@ static PetscErrorCode certify(AckdOT ot, double eps, double tol, Certificate *ce
   cert->cost_mass = 0;
   cert->njoin     = 0;
   cert->full      = PETSC_FALSE;
-  PetscCall(room_for_entries(ot, &cert->room));
-  cert->room = PetscMax(0, cert->room - s->nnz);
+  /* Entries S may hold on this rank: 16 bytes each (row, cost, and this list), within a quarter
+   * of this rank's share of the memory it may use. */
+  double share;
+  PetscCall(AckdMemoryShare(ot->comm, 0.25, &share));
+  cert->room = PetscMax(0, (int64_t)(share / 16.0) - s->nnz);
   for (PetscInt i = 0; i < ot->mloc; i++) {
     cert->log_a[i]    = log(ot->a[ot->row_global[i]]);
     cert->row_mass[i] = 0;
