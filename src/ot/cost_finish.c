@@ -27,7 +27,7 @@ double AckdOTFinishCosts(AckdOT ot, PetscInt i0, PetscInt m, PetscInt j0, PetscI
       const PetscInt class_s = ot->labels_s[ot->row_global[i0 + i]];
       double         v       = col[i] + row_term[i] + col_term;
       v                      = v < floor_cost ? floor_cost : v;
-      if (class_s < 0 || class_s != class_t) v = INFINITY;
+      if (AckdOTClassesApart(class_s, class_t)) v = INFINITY;
       col[i] = v;
       if (v < INFINITY) top = v > top ? v : top;
     }

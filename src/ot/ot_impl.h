@@ -176,6 +176,12 @@ static inline double AckdOTTileEntry(AckdOT ot, const double *tile, PetscInt j0,
 {
   return tile ? tile[(size_t)(j - j0) * (ot->held_i1 - ot->held_i0) + (i - ot->held_i0)] : AckdOTCostEntry(ot, i, j);
 }
+/* With labels (AckdOTSetLabels), a student and a teacher of different classes, or a student of
+ * none (label < 0), cost +inf: the class blocks. */
+static inline PetscBool AckdOTClassesApart(PetscInt class_s, PetscInt class_t)
+{
+  return (PetscBool)(class_s < 0 || class_s != class_t);
+}
 /* The factor of X~ Y~^T in every cost (see cost.c). */
 static inline double AckdOTGemmScale(AckdOT ot)
 {

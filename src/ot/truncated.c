@@ -158,7 +158,7 @@ static PetscErrorCode dense_pass(AckdOT ot, const char *label, TileVisit visit, 
           const PetscInt class_t = ot->labels_t[ot->col_global[j0 + jj]];
           for (PetscInt ii = 0; ii < mb; ii++) {
             const PetscInt class_s = ot->labels_s[ot->row_global[i0 + ii]];
-            if (class_s < 0 || class_s != class_t) col[ii] = INFINITY;
+            if (AckdOTClassesApart(class_s, class_t)) col[ii] = INFINITY;
           }
         }
       }
@@ -411,8 +411,7 @@ double AckdOTSparseExactCost(AckdOT ot, PetscInt i, PetscInt j)
   const double       *x = s->xd + (size_t)i * ot->dim, *y = s->yd + (size_t)j * ot->dim;
   double              dot = 0;
   if (ot->labels_s) {
-    const PetscInt cs = ot->labels_s[ot->row_global[i]], ct = ot->labels_t[ot->col_global[j]];
-    if (cs < 0 || cs != ct) return INFINITY;
+    if (AckdOTClassesApart(ot->labels_s[ot->row_global[i]], ot->labels_t[ot->col_global[j]])) return INFINITY;
   }
   for (PetscInt k = 0; k < ot->dim; k++) dot += x[k] * y[k];
   double v = s->row_term[i] + s->col_term[j] + AckdOTGemmScale(ot) * dot;
