@@ -9,7 +9,7 @@ err=$("$@" 2>&1 >/dev/null)
 code=$?
 fail() { echo "FAIL: $*"; echo "command: $*"; echo "--- stderr:"; echo "$err"; exit 1; }
 [ "$code" -eq "$want" ] || fail "exit code $code, want $want"
-n=$(printf '%s\n' "$err" | grep -c "^ackd[a-z ]*: error" || true)
+n=$(printf '%s\n' "$err" | grep -c "^ackd[a-z_ ]*: error" || true)
 [ "$n" -eq 1 ] || fail "$n error lines, want exactly 1"
 printf '%s\n' "$err" | grep -q "PETSC ERROR" && fail "a PETSc traceback leaked"
 printf '%s\n' "$err" | grep -Eq -e "$regex" || fail "stderr does not match /$regex/"

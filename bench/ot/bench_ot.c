@@ -366,8 +366,5 @@ static PetscErrorCode run(void)
 
 int main(int argc, char **argv)
 {
-  PetscCall(PetscInitialize(&argc, &argv, NULL, NULL));
-  PetscCall(run());
-  PetscCall(PetscFinalize());
-  return 0;
+  return AckdToolMain(argc, argv, "bench_ot", run);
 }

@@ -5,9 +5,9 @@
 #include <ackd/ckpt.h>
 #include <string.h>
 
-int main(int argc, char **argv)
+static PetscErrorCode run(void)
 {
-  PetscCall(PetscInitialize(&argc, &argv, NULL, NULL));
+  PetscFunctionBeginUser;
   PetscInt    params = 21797672, layers = 110, reps = 3; /* ResNet-34's parameter count */
   PetscMPIInt rank, size;
   PetscCall(PetscOptionsGetInt(NULL, NULL, "-bench_params", &params, NULL));
@@ -46,6 +46,10 @@ int main(int argc, char **argv)
   PetscCall(AckdCkptWriterDestroy(&w));
   PetscCall(PetscFree2(entries, names));
   PetscCall(PetscFree3(model, m, v));
-  PetscCall(PetscFinalize());
-  return 0;
+  PetscFunctionReturn(0);
+}
+
+int main(int argc, char **argv)
+{
+  return AckdToolMain(argc, argv, "bench_ckpt_write", run);
 }

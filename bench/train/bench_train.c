@@ -58,14 +58,14 @@ static PetscErrorCode bench_model(AckdEngine *engine, AckdArch arch, PetscInt ba
   PetscFunctionReturn(0);
 }
 
-int main(int argc, char **argv)
+static PetscErrorCode run(void)
 {
   PetscInt   batch = 64, bands = 10, size = 64, classes = 10, threads = 2, warmup = 2, steps = 10, nmodels = 8;
   char      *names[8];
   PetscBool  given;
   AckdEngine engine;
 
-  PetscCall(PetscInitialize(&argc, &argv, NULL, NULL));
+  PetscFunctionBeginUser;
   PetscCall(PetscOptionsGetInt(NULL, NULL, "-batch", &batch, NULL));
   PetscCall(PetscOptionsGetInt(NULL, NULL, "-bands", &bands, NULL));
   PetscCall(PetscOptionsGetInt(NULL, NULL, "-size", &size, NULL));
@@ -87,6 +87,10 @@ int main(int argc, char **argv)
     PetscCall(PetscFree(names[i]));
   }
   PetscCall(AckdEngineDestroy(&engine));
-  PetscCall(PetscFinalize());
-  return 0;
+  PetscFunctionReturn(0);
+}
+
+int main(int argc, char **argv)
+{
+  return AckdToolMain(argc, argv, "bench_train", run);
 }

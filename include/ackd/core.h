@@ -87,6 +87,10 @@ PetscErrorCode AckdErrorHandler(MPI_Comm comm, int line, const char *func, const
  * aborts the whole job after `grace_seconds`. Returns the process exit code. */
 int AckdFinish(MPI_Comm comm, const char *stage, PetscErrorCode status, const AckdErrorRecord *record,
                double grace_seconds);
+/* The main() of a program beside ackd (the benchmarks): PETSc started, `body` run under ackd's
+ * error handler, the end as ackd's own (AckdFinish): an error is one line naming `name`, and a
+ * failing rank never leaves the others hanging. Returns the exit code. */
+int AckdToolMain(int argc, char **argv, const char *name, PetscErrorCode (*body)(void));
 
 /* ---------------------------------------------------------------- logging */
 

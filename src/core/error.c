@@ -207,3 +207,20 @@ int AckdFinish(MPI_Comm comm, const char *stage, PetscErrorCode status, const Ac
   if (rank == first) print_error_line(stage, rank, size, record);
   return status ? exit_code_for(record->code ? record->code : status) : ACKD_EXIT_ERROR;
 }
+
+int AckdToolMain(int argc, char **argv, const char *name, PetscErrorCode (*body)(void))
+{
+  AckdErrorRecord record = {.message = "", .code = 0, .traceback = PETSC_FALSE};
+  MPI_Comm        finish; /* private, so a pending message of a failed body cannot match */
+
+  if (PetscInitialize(&argc, &argv, NULL, NULL)) return ACKD_EXIT_ERROR;
+  PetscOptionsGetBool(NULL, NULL, "-traceback", &record.traceback, NULL);
+  PetscPushErrorHandler(AckdErrorHandler, &record);
+  MPI_Comm_dup(PETSC_COMM_WORLD, &finish);
+  PetscErrorCode status = body();
+  PetscPopErrorHandler();
+  int code = AckdFinish(finish, name, status, &record, 5.0);
+  MPI_Comm_free(&finish);
+  PetscFinalize();
+  return code;
+}
