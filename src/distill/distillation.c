@@ -91,6 +91,16 @@ static PetscErrorCode grow(DistillContext *c, PetscInt n, const AckdModelOutputs
   PetscFunctionReturn(0);
 }
 
+/* The KD loss; then the method's own parameters (SKA's maps, a hint's regressor) have their
+ * gradients, and their exchange goes on the wire while the student's backward runs. */
+static PetscErrorCode kd_loss(DistillContext *c, const AckdKDInputs *in, AckdKDOutputs *out)
+{
+  PetscFunctionBeginUser;
+  PetscCall(AckdKDLoss(c->kd, in, out));
+  if (c->kd_params) PetscCall(AckdTrainerParamsReady(c->trainer, "kd"));
+  PetscFunctionReturn(0);
+}
+
 static PetscErrorCode distill_step(void *ctx, AckdEngine *engine, const AckdTrainBatch *b, AckdTrainStepResult *r)
 {
   DistillContext  *c = (DistillContext *)ctx;
@@ -102,8 +112,8 @@ static PetscErrorCode distill_step(void *ctx, AckdEngine *engine, const AckdTrai
   PetscFunctionBeginUser;
   if (b->nlocal == 0) {
     /* No share of the last, uneven batch: the empty batch still goes through the student (synchronised
-     * batch norm reduces over every rank) and the loss (CRD's memory update gathers every rank's rows). */
-    /* Every input a full batch has, with no rows: the methods' checks see the same inputs on every rank. */
+     * batch norm reduces over every rank) and the loss (CRD's memory update gathers every rank's rows),
+     * with every input a full batch has and no rows, so the methods' checks see the same on every rank. */
     PetscCall(AckdTeacherTargetsGetSizes(c->targets, NULL, NULL, NULL, &D));
     AckdTensor   zl = AckdTensorView(c->empty, 0, K, 1, 1), ze = AckdTensorView(c->empty, 0, c->embedding_dim, 1, 1);
     AckdTensor   zt = AckdTensorView(c->empty, 0, 1, c->token_count, c->token_channels);
@@ -124,8 +134,7 @@ static PetscErrorCode distill_step(void *ctx, AckdEngine *engine, const AckdTrai
                        .weight            = c->empty};
     kout.d_logits = kout.d_embedding = kout.d_tokens = NULL;
     PetscCall(AckdModelForward(c->student, engine, &b->images, &out));
-    PetscCall(AckdKDLoss(c->kd, &in, &kout));
-    if (c->kd_params) PetscCall(AckdTrainerParamsReady(c->trainer, "kd"));
+    PetscCall(kd_loss(c, &in, &kout));
     PetscCall(AckdModelBackward(c->student, engine, &zl, &ze, &zt));
     PetscFunctionReturn(0);
   }
@@ -172,13 +181,10 @@ static PetscErrorCode distill_step(void *ctx, AckdEngine *engine, const AckdTrai
   kout.d_logits    = &c->d_logits;
   kout.d_embedding = &c->d_embedding;
   kout.d_tokens    = &c->d_tokens;
-  PetscCall(AckdKDLoss(c->kd, &in, &kout));
+  PetscCall(kd_loss(c, &in, &kout));
   r->loss = kout.total;
   for (PetscInt i = 0; i < kout.nterms; i++) r->terms[kout.metric[i]] += kout.values[i];
   r->correct = AckdCountCorrect(&out.logits, b->labels);
-  /* The method's own parameters (SKA's maps: 3.3 M for a MobileNetV2 student) have their gradients
-   * now: their exchange goes on the wire while the student's backward runs. */
-  if (c->kd_params) PetscCall(AckdTrainerParamsReady(c->trainer, "kd"));
   PetscCall(AckdModelBackward(c->student, engine, &c->d_logits, &c->d_embedding, &c->d_tokens));
   PetscFunctionReturn(0);
 }

@@ -123,6 +123,15 @@ static PetscErrorCode side_free(Side *sd)
   PetscFunctionReturn(0);
 }
 
+/* The selected samples' tokens (N x C each), contiguous: the rows of the maps' GEMMs. */
+static PetscErrorCode gather_tokens(const AckdTensor *tokens, const PetscInt *sel, PetscInt n, PetscInt N, PetscInt C,
+                                    float *z)
+{
+  PetscFunctionBeginUser;
+  for (PetscInt s = 0; s < n; s++) PetscCall(PetscArraycpy(z + s * N * C, tokens->data + sel[s] * N * C, N * C));
+  PetscFunctionReturn(0);
+}
+
 /* Q = Z Wqᵀ, K = Z Wkᵀ for the rows of every selected sample at once: single
  * precision GEMMs (the plan's logits need ~1e-6, not 1e-16), double results. */
 static PetscErrorCode project(const AckdTensor *tokens, const PetscInt *sel, PetscInt n, PetscInt N, PetscInt C,
@@ -132,7 +141,7 @@ static PetscErrorCode project(const AckdTensor *tokens, const PetscInt *sel, Pet
 
   PetscFunctionBeginUser;
   PetscCall(PetscMalloc2(n * N * C, &z, n * N * C, &y));
-  for (PetscInt s = 0; s < n; s++) PetscCall(PetscArraycpy(z + s * N * C, tokens->data + sel[s] * N * C, N * C));
+  PetscCall(gather_tokens(tokens, sel, n, N, C, z));
   for (int which = 0; which < 2; which++) {
     PetscCall(AckdSgemm('N', 'T', n * N, C, C, 1.0f, z, C, which ? Wk : Wq, C, 0.0f, y, C));
     for (PetscInt i = 0; i < n * N * C; i++) (which ? k : q)[i] = y[i];
@@ -225,6 +234,12 @@ static PetscErrorCode side_backward_weights(const Side *sd, const double *dw)
   PetscFunctionReturn(0);
 }
 
+/* The double operands of a single-precision product, rounded. */
+static void to_single(const double *x, PetscInt n, float *y)
+{
+  for (PetscInt i = 0; i < n; i++) y[i] = (float)x[i];
+}
+
 /* dZ (rows of the selected samples, scattered into g_tok when not NULL) and dWq, dWk from the
  * batch's dQ, dK: one GEMM per product, in single precision as the forward's projections. These
  * are SKA's largest products (C x C weights: 512² for the study's MobileNetV2 x0.5), and their
@@ -233,20 +248,18 @@ static PetscErrorCode side_backward_weights(const Side *sd, const double *dw)
  * tolerances (1e-3, 1e-4), and the optimizer reads the gradient as a float anyway. dWq and dWk
  * are written, not added, straight into the parameter buffer's gradients (KDSka's maps range):
  * nothing else contributes to them, and a double copy cost a pass over 2 C² entries each way. */
-static PetscErrorCode project_backward(const Side *sd, PetscInt n, const PetscInt *sel, const float *Wq,
-                                       const float *Wk, const double *dq, const double *dk, double *g_tok, float *gWq,
-                                       float *gWk)
+static PetscErrorCode project_backward(const AckdTensor *tokens, PetscInt n, const PetscInt *sel, PetscInt N,
+                                       PetscInt C, const float *Wq, const float *Wk, const double *dq, const double *dk,
+                                       double *g_tok, float *gWq, float *gWk)
 {
-  const PetscInt N = sd[0].N, C = sd[0].C, rows = n * N;
+  const PetscInt rows = n * N;
   float         *z, *dy, *gz;
 
   PetscFunctionBeginUser;
   PetscCall(PetscMalloc3(rows * C, &z, rows * C, &dy, rows * C, &gz));
-  for (PetscInt s = 0; s < n; s++)
-    for (PetscInt j = 0; j < N * C; j++) z[s * N * C + j] = (float)sd[s].z[j];
+  PetscCall(gather_tokens(tokens, sel, n, N, C, z));
   for (int which = 0; which < 2; which++) {
-    const double *d = which ? dk : dq;
-    for (PetscInt i = 0; i < rows * C; i++) dy[i] = (float)d[i];
+    to_single(which ? dk : dq, rows * C, dy);
     if (g_tok) /* dZ += dY W */
       PetscCall(AckdSgemm('N', 'N', rows, C, C, 1.0f, dy, C, which ? Wk : Wq, C, which ? 1.0f : 0.0f, gz, C));
     /* dW = dYᵀ Z */
@@ -266,11 +279,6 @@ static PetscErrorCode project_backward(const Side *sd, PetscInt n, const PetscIn
  * at most K u = 3e-5 of |dy| |W|, under the finite-difference (1e-3) and PyTorch (1e-4)
  * tolerances. The forward stays in double: the loss's value is what finite differences divide
  * by their step, where float rounding of y would show as 1e-3 errors. */
-static void to_single(const double *x, PetscInt n, float *y)
-{
-  for (PetscInt i = 0; i < n; i++) y[i] = (float)x[i];
-}
-
 static PetscErrorCode linear_single_backward(const double *x, PetscInt n, PetscInt in, const float *W, PetscInt out,
                                              const double *dy, double *gx, double *gW)
 {
@@ -513,11 +521,11 @@ PetscErrorCode ackd_ska_loss(AckdKDObj kd, const KDStep *st, double coef, double
 
   PetscCall(PetscLogEventBegin(kd->event_ska_maps, 0, 0, 0, 0));
   if (As)
-    PetscCall(project_backward(ss, n, st->sel, V + ska->wq_s, V + ska->wk_s, dqs, dks, st->g_tok, Gs + ska->wq_s,
-                               Gs + ska->wk_s));
+    PetscCall(project_backward(st->in->student_tokens, n, st->sel, Ns, Cs, V + ska->wq_s, V + ska->wk_s, dqs, dks,
+                               st->g_tok, Gs + ska->wq_s, Gs + ska->wk_s));
   if (At)
-    PetscCall(
-        project_backward(ts, n, st->sel, V + ska->wq_t, V + ska->wk_t, dqt, dkt, NULL, Gs + ska->wq_t, Gs + ska->wk_t));
+    PetscCall(project_backward(st->in->teacher_tokens, n, st->sel, Nt, Ct, V + ska->wq_t, V + ska->wk_t, dqt, dkt, NULL,
+                               Gs + ska->wq_t, Gs + ska->wk_t));
   PetscCall(PetscLogEventEnd(kd->event_ska_maps, 0, 0, 0, 0));
   PetscCall(PetscFree4(qs, ks, qt, kt));
   PetscCall(PetscFree4(dqs, dks, dqt, dkt));

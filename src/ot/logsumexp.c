@@ -13,10 +13,6 @@
 #include <stdint.h>
 #include <string.h>
 
-/* Outside [SUM_LOW, SUM_HIGH] a one-pass sum may have overflowed, or consist
- * of denormals that lost digits: such lines get the exact two-pass treatment. */
-#define SUM_LOW  1e-250
-#define SUM_HIGH 1e250
 /* Below this exp() underflows to denormals: those terms count as zero. */
 #define EXP_MIN_ARG -708.0
 

@@ -79,7 +79,7 @@ void KERNEL_NAME(AckdOTRowSumsToLogSumExp)(PetscInt m, PetscInt n, PetscInt lld,
   for (PetscInt i = 0; i < m; i++) {
     if (f[i] == -INFINITY)
       lse[i] = -INFINITY;
-    else if (work[i] >= SUM_LOW && work[i] <= SUM_HIGH)
+    else if (AckdOTSumInRange(work[i]))
       lse[i] = log(work[i]);
     else
       lse[i] = KERNEL_NAME(line_lse_exact)(n, lld, C + i, f[i], g, inv_eps);
@@ -104,7 +104,7 @@ ACKD_CPU_CLONES void KERNEL_NAME(AckdOTColLogSumExp)(PetscInt m, PetscInt n, Pet
     double sum = 0;
     for (PetscInt u = 0; u < LANES; u++) sum += acc[u];
     for (; i < m; i++) sum += exp_vectorizable((f[i] + gj - c[i]) * inv_eps);
-    if (sum >= SUM_LOW && sum <= SUM_HIGH)
+    if (AckdOTSumInRange(sum))
       lse[j] = log(sum);
     else
       lse[j] = KERNEL_NAME(line_lse_exact)(m, 1, c, gj, f, inv_eps);
@@ -147,7 +147,7 @@ ACKD_CPU_CLONES void KERNEL_NAME(AckdOTFusedSweep)(PetscInt m, PetscInt n, Petsc
         continue;
       }
       const double    sum      = KERNEL_NAME(column_exp)(avx512, m, c, fs, gj * inv_eps, inv_eps, e);
-      const PetscBool in_range = (PetscBool)(sum >= SUM_LOW && sum <= SUM_HIGH);
+      const PetscBool in_range = AckdOTSumInRange(sum);
       col_lse[j]               = in_range ? log(sum) : KERNEL_NAME(line_lse_exact)(m, 1, c, gj, f, inv_eps);
       double next = AckdOTUpdatedPotential(gj, col_lse[j], rule->log_b[j], rule->eps, rule->damping, rule->omega);
       if (next == INFINITY) next = -INFINITY; /* no finite cost: the caller reports it */

@@ -273,8 +273,7 @@ static PetscErrorCode online_fused_sweep(AckdOT ot, const AckdOTColumnRule *rule
 }
 
 /* Rows whose one-pass sum left the safe range (rare: a change of eps) get two more passes of
- * recomputed tiles, for all such rows at once: their maximum, then the shifted sum. */
-/* The exact passes over the tiles, recomputed, for the rows whose one-pass sum left the range. */
+ * recomputed tiles, all such rows at once (AckdOTRowSumsToLseByPasses): this is one of them. */
 static PetscErrorCode online_exact_row_pass(AckdOT ot, double inv_eps, int pass, const double *row_lse, double *top,
                                             double *sum)
 {

@@ -77,8 +77,8 @@ struct _p_AckdOT {
   double      *topk_weight;
 
   PetscLogEvent event_cost, event_sinkhorn, event_topk, event_write;
-  PetscLogEvent event_dense,
-      event_sparse; /* a truncated solve's dense passes (inside OTCost or OTSinkhorn), its sweeps */
+  /* a truncated solve's dense passes (inside OTCost or OTSinkhorn), and its sweeps over S */
+  PetscLogEvent event_dense, event_sparse;
 
   /* the bar on rank 0's terminal (sinkhorn.c): eps stage `stage` of
    * `nstages`, its first checked error stage_err0, heading for stage_tol */

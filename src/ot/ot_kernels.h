@@ -67,11 +67,14 @@ void AckdOTRowSumsToLogSumExp(PetscInt m, PetscInt n, PetscInt lld, const double
                               double inv_eps, const double *work, double *lse);
 void AckdOTRowSumsToLogSumExpSingle(PetscInt m, PetscInt n, PetscInt lld, const float *C, const double *f,
                                     const double *g, double inv_eps, const double *work, double *lse);
-/* A one-pass sum of exponentials is trusted in this range; outside it, it may have overflowed or
- * be made of denormals that lost their digits, and the line is summed again with a max shift. */
+/* A one-pass sum of exponentials is trusted in [SUM_LOW, SUM_HIGH]; outside it, it may have
+ * overflowed or be made of denormals that lost their digits, and the line is summed again with a
+ * max shift. */
+#define SUM_LOW  1e-250
+#define SUM_HIGH 1e250
 static inline PetscBool AckdOTSumInRange(double sum)
 {
-  return (PetscBool)(sum >= 1e-250 && sum <= 1e250);
+  return (PetscBool)(sum >= SUM_LOW && sum <= SUM_HIGH);
 }
 /* y = exp(x) by the exp of the fused sweep (AVX-512 where the CPU has it):
  * for tests against libm. */

@@ -126,7 +126,7 @@ ACKD_CPU_CLONES void SCALING_NAME(AckdOTScalingSweep)(PetscInt m, PetscInt n, Pe
         continue;
       }
       const double log_v = (gj - g0[j]) * inv_eps;
-      if (dot[q] >= SUM_LOW && dot[q] <= SUM_HIGH) {
+      if (AckdOTSumInRange(dot[q])) {
         col_lse[j]  = log_v + log(dot[q]);
         double next = AckdOTUpdatedPotential(gj, col_lse[j], rule->log_b[j], rule->eps, rule->damping, rule->omega);
         if (next == INFINITY) next = -INFINITY;
