@@ -35,7 +35,7 @@ struct _p_AckdSynth {
   PetscReal      overlap, ms_noise, rgb_noise, ms_blur, rgb_blur, rgb_gsd, variability, label_noise;
   PetscReal      rgb_label_noise; /* RGB only, training and validation splits only */
   PetscReal      train_fraction, val_fraction;
-  PetscBool      force;
+  PetscBool      force, paired;
   PetscLogEvent  event_render, event_write;
 };
 
@@ -134,6 +134,10 @@ PetscErrorCode AckdSynthSetFromOptions(AckdSynth s)
                            &s->seed, 0, PETSC_MAX_INT, NULL));
   PetscCall(AckdOptionsInt(PetscOptionsObject, "-synth_compress", "Deflate level of the image datasets (0: none)",
                            &s->compress, 0, 9, NULL));
+  PetscCall(AckdOptionsBool(PetscOptionsObject, "-synth_paired",
+                            "RGB sample i shows the ground of MS sample i, in the same split (co-registered "
+                            "collections: the ceiling a matching of unpaired scenes can reach)",
+                            &s->paired, NULL));
   PetscCall(AckdOptionsBool(PetscOptionsObject, "-synth_force",
                             "Replace an existing output written with other parameters", &s->force, NULL));
   PetscOptionsEnd();
@@ -143,6 +147,10 @@ PetscErrorCode AckdSynthSetFromOptions(AckdSynth s)
     SETERRQ(s->comm, PETSC_ERR_USER_INPUT, "options -synth_train and -synth_val (%s) add up to more than 1; lower one",
             values);
   }
+  PetscCheck(!s->paired || s->rgb_count == s->ms_count, s->comm, PETSC_ERR_USER_INPUT,
+             "-synth_paired needs as many RGB as MS samples (-synth_rgb_count %" PetscInt_FMT
+             ", -synth_ms_count %" PetscInt_FMT "): sample i of each shows the same ground; give both the same count",
+             s->rgb_count, s->ms_count);
   PetscCall(AckdH5SettingsSetFromOptions(&s->h5));
   PetscFunctionReturn(0);
 }
@@ -165,11 +173,17 @@ static void parameter_line(AckdSynth s, char *buf, size_t len)
     size_t used = strlen(buf);
     snprintf(buf + used, len - used, " rgb_label_noise=%.15g", (double)s->rgb_label_noise);
   }
+  if (s->paired) {
+    size_t used = strlen(buf);
+    snprintf(buf + used, len - used, " paired=1");
+  }
 }
 
 /* MS shows world classes 0..K-1; RGB shares the first round(overlap K) of them
  * and has K - shared classes of its own, so each side has classes the other
- * lacks, as in the paper's unpaired benchmarks. */
+ * lacks, as in the paper's unpaired benchmarks. Paired, the RGB collection
+ * draws its scenes and splits from the MS streams: sample i of a shared class
+ * is the same ground in the same split on both sides. */
 static PetscErrorCode collections_set_up(AckdSynth s, Collection *ms, Collection *rgb)
 {
   PetscInt K = s->classes, shared = (PetscInt)PetscFloorReal(s->overlap * (PetscReal)K + 0.5);
@@ -183,9 +197,9 @@ static PetscErrorCode collections_set_up(AckdSynth s, Collection *ms, Collection
                       .label_noise     = s->label_noise};
   *rgb = (Collection){.name              = "rgb",
                       .count             = s->rgb_count,
-                      .tag_scene         = TAG_RGB_SCENE,
+                      .tag_scene         = s->paired ? TAG_MS_SCENE : TAG_RGB_SCENE,
                       .tag_label_noise   = TAG_RGB_LABEL_NOISE,
-                      .tag_split         = TAG_RGB_SPLIT,
+                      .tag_split         = s->paired ? TAG_MS_SPLIT : TAG_RGB_SPLIT,
                       .label_noise       = s->label_noise,
                       .known_label_noise = s->rgb_label_noise};
   PetscCall(AckdSceneSensorMultispectral(s->bands, s->ms_noise, s->ms_blur, &ms->sensor));

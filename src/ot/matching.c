@@ -7,6 +7,7 @@
  *   /student/labels, /teacher/labels  (N) integer, optional: classes in one shared index space
  *                      (negative: no class). With them the cost is +inf across classes.
  *   /student/mass, /teacher/mass      (N) float, optional: the marginals (default uniform)
+ *   /student/index, /teacher/index    (N) integer, needed by -match_features index: dataset rows
  * Balanced OT (sinkhorn, semidual, exact) with class blocks moves each class's student mass onto that
  * class's teachers: teacher masses are rescaled per class to match, and
  * students of a class without teachers (and teachers of a class without
@@ -18,6 +19,9 @@
 #include <math.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+enum { FEATURES_GIVEN, FEATURES_INDEX };
+static const char *const FeatureSources[] = {"features", "index"};
 
 typedef struct {
   PetscInt *labels;
@@ -32,6 +36,7 @@ struct _p_AckdMatching {
   AckdOT         ot;
   AckdH5Settings h5;
   PetscBool      class_blocks, blocked, resumable, setup;
+  PetscInt       features; /* FEATURES_* */
   PetscReal      save_every;
   char           input[PETSC_MAX_PATH_LEN], output[PETSC_MAX_PATH_LEN];
   char           state_path[PETSC_MAX_PATH_LEN + 8], source[PETSC_MAX_PATH_LEN + 128];
@@ -127,6 +132,45 @@ static PetscErrorCode read_side(MPI_Comm comm, AckdOT ot, hid_t file, const char
   PetscFunctionReturn(0);
 }
 
+/* -match_features index, for co-registered collections (ackd synth -synth_paired, or paired
+ * tiles of two sensors): each row becomes a unit vector drawn from its sample's dataset index, so
+ * a student and the teacher of its index cost 0 and any other pair about 1 +- d^(-1/2). Every
+ * solver, the class blocks and the top-k then match true pairs by the same path as embeddings. */
+static PetscErrorCode features_from_index(MPI_Comm comm, hid_t file, const char *path, const char *group, Side *side)
+{
+  enum { MIN_DIM = 16, TAG_INDEX_FEATURES = 0x494e4458 };
+  char       name[64];
+  PetscBool  exists;
+  hsize_t    dims[1];
+  long long *index;
+
+  PetscFunctionBeginUser;
+  snprintf(name, sizeof name, "/%s/index", group);
+  PetscCall(dataset_dims(comm, file, path, name, 1, dims, &exists));
+  PetscCheck(exists, comm, PETSC_ERR_FILE_UNEXPECTED,
+             "-match_features index needs %s in '%s', each sample's dataset row (ackd ssm writes it); give it or "
+             "match on the features",
+             name, path);
+  PetscCheck(side->dim >= MIN_DIM, comm, PETSC_ERR_USER_INPUT,
+             "-match_features index needs features of at least %d columns to keep other pairs' costs near 1; '%s' has "
+             "%" PetscInt_FMT,
+             (int)MIN_DIM, path, side->dim);
+  PetscCall(PetscMalloc1(side->n, &index));
+  PetscCall(read_vector(comm, file, path, name, side->n, H5T_NATIVE_LLONG, index));
+  for (PetscInt i = side->lo; i < side->hi; i++) {
+    double *row = side->rows + (i - side->lo) * side->dim, norm = 0;
+    AckdRng rng;
+    AckdRngInit(&rng, 0, (uint64_t)index[i], TAG_INDEX_FEATURES);
+    for (PetscInt k = 0; k < side->dim; k++) {
+      row[k] = AckdRngNormal(&rng);
+      norm += row[k] * row[k];
+    }
+    for (PetscInt k = 0; k < side->dim; k++) row[k] /= sqrt(norm);
+  }
+  PetscCall(PetscFree(index));
+  PetscFunctionReturn(0);
+}
+
 /* Balanced OT per class: teacher mass of class c becomes the student mass of c. */
 static PetscErrorCode balance_classes(const AckdLog *log, Side *s, Side *t)
 {
@@ -143,14 +187,14 @@ static PetscErrorCode balance_classes(const AckdLog *log, Side *s, Side *t)
 }
 
 /* The input as the solver's state file records it: a rewritten input is another problem. */
-static void input_identity(const char *input, char *source, size_t len)
+static void input_identity(const char *input, PetscInt features, char *source, size_t len)
 {
   struct stat st;
   if (stat(input, &st) == 0)
-    snprintf(source, len, "input '%s' of %lld bytes, modified %lld.%09ld", input, (long long)st.st_size,
-             (long long)st.st_mtim.tv_sec, (long)st.st_mtim.tv_nsec);
+    snprintf(source, len, "input '%s' of %lld bytes, modified %lld.%09ld, matched on its %s", input,
+             (long long)st.st_size, (long long)st.st_mtim.tv_sec, (long)st.st_mtim.tv_nsec, FeatureSources[features]);
   else
-    snprintf(source, len, "input '%s'", input);
+    snprintf(source, len, "input '%s', matched on its %s", input, FeatureSources[features]);
 }
 
 /* A solve stopped earlier resumes from OUTPUT.state when that file is of the same problem. */
@@ -214,6 +258,10 @@ PetscErrorCode AckdMatchingSetFromOptions(AckdMatching m)
   PetscCall(AckdOptionsBool(PetscOptionsObject, "-match_class_blocks",
                             "Match only within classes when the input has labels (+inf cost across classes)",
                             &m->class_blocks, NULL));
+  PetscCall(AckdOptionsChoice(PetscOptionsObject, "-match_features",
+                              "What a sample is matched on: its features, or its dataset index (co-registered "
+                              "collections: a student is matched to the teacher of its own index)",
+                              FeatureSources, 2, &m->features, NULL));
   PetscCall(AckdOptionsReal(PetscOptionsObject, "-match_save_every",
                             "Save the Sinkhorn solver's state to OUTPUT.state every this many seconds of solving, so "
                             "that a run killed outright resumes from it (0: only when stopped by a signal)",
@@ -253,6 +301,10 @@ PetscErrorCode AckdMatchingSetUp(AckdMatching m)
   PetscCall(AckdOTSetUp(ot));
   PetscCall(read_side(comm, ot, file, m->input, "student", ACKD_OT_STUDENT, s));
   PetscCall(read_side(comm, ot, file, m->input, "teacher", ACKD_OT_TEACHER, t));
+  if (m->features == FEATURES_INDEX) {
+    PetscCall(features_from_index(comm, file, m->input, "student", s));
+    PetscCall(features_from_index(comm, file, m->input, "teacher", t));
+  }
   PetscCall(AckdH5FileClose(&file, m->input));
 
   PetscCall(AckdOTGetSolverKind(ot, &solver));
@@ -273,7 +325,7 @@ PetscErrorCode AckdMatchingSetUp(AckdMatching m)
   PetscCall(AckdOTSetFeatures(ot, s->rows, t->rows));
   m->resumable = AckdOTResumable(ot);
   snprintf(m->state_path, sizeof m->state_path, "%s.state", m->output);
-  input_identity(m->input, m->source, sizeof m->source);
+  input_identity(m->input, m->features, m->source, sizeof m->source);
   if (m->resumable) PetscCall(resume(ot, &m->log, m->state_path, &m->h5, m->source));
   m->setup = PETSC_TRUE;
   PetscFunctionReturn(0);
