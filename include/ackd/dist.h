@@ -83,7 +83,13 @@ PetscErrorCode AckdSharedDatasetGetShape(AckdSharedDataset dataset, PetscInt *co
  * a copy from the node's window, or, with -h5_streaming, a read of just
  * those rows from the file. Every consumer of images goes through here. */
 PetscErrorCode AckdSharedDatasetReadImages(AckdSharedDataset dataset, PetscInt n, const PetscInt *rows, float *out);
-/* Read-only views; images are (count, C, H, W), NULL when streaming. */
+/* From now on every read returns each band standardised by the collection's own statistics (the
+ * file's band_mean and band_std): (x - mean) / std, a constant band only centred. For a network
+ * that sees two sensors in one space (the matcher), each sensor's units taken out. Fails with one
+ * line when the file has no statistics. */
+PetscErrorCode AckdSharedDatasetStandardize(AckdSharedDataset dataset);
+/* Read-only views; images are (count, C, H, W), NULL when streaming or standardised (then read
+ * them through AckdSharedDatasetReadImages). */
 PetscErrorCode AckdSharedDatasetGetArrays(AckdSharedDataset dataset, const float **images, const int **labels,
                                           const unsigned char **split);
 /* The (count, columns) 0/1 label table of a multi-label collection, row-major;

@@ -27,7 +27,9 @@ struct _p_AckdSharedDataset {
   PetscInt       count, channels, height, width, columns;
   PetscBool      streaming;
   hid_t          stream_file, stream_images; /* streaming: this rank's own handles */
-  char           path[PETSC_MAX_PATH_LEN];
+  char           path[PETSC_MAX_PATH_LEN], collection[64];
+  double        *band_mean, *band_scale; /* the file's band statistics (NULL if it has none); scale = 1 / std */
+  PetscBool      standardized;           /* reads return (x - mean) * scale per band */
 };
 
 static PetscErrorCode read_replicated(hid_t group, const char *name, hid_t type, void *buf, const char *path)
@@ -160,6 +162,14 @@ PetscErrorCode AckdSharedDatasetLoad(MPI_Comm comm, const char *path, const char
     for (PetscInt i = 0; i < d->count; i++) d->labels[i] = -1;
   }
   PetscCall(read_replicated(group, "split", H5T_NATIVE_UCHAR, d->split, path));
+  if (H5Lexists(group, "band_mean", H5P_DEFAULT) > 0 && H5Lexists(group, "band_std", H5P_DEFAULT) > 0) {
+    PetscCall(PetscMalloc2(d->channels, &d->band_mean, d->channels, &d->band_scale));
+    PetscCall(read_replicated(group, "band_mean", H5T_NATIVE_DOUBLE, d->band_mean, path));
+    PetscCall(read_replicated(group, "band_std", H5T_NATIVE_DOUBLE, d->band_scale, path));
+    /* a constant band is only centred */
+    for (PetscInt c = 0; c < d->channels; c++) d->band_scale[c] = d->band_scale[c] > 0 ? 1.0 / d->band_scale[c] : 1.0;
+  }
+  PetscCall(PetscStrncpy(d->collection, collection, sizeof d->collection));
   H5Dclose(images);
   H5Gclose(group);
   PetscCall(AckdH5FileClose(&file, path));
@@ -178,11 +188,33 @@ PetscErrorCode AckdSharedDatasetGetShape(AckdSharedDataset d, PetscInt *count, P
   PetscFunctionReturn(0);
 }
 
+PetscErrorCode AckdSharedDatasetStandardize(AckdSharedDataset d)
+{
+  PetscFunctionBeginUser;
+  PetscCheck(d->band_mean, PETSC_COMM_SELF, PETSC_ERR_FILE_UNEXPECTED,
+             "'%s': /%s has no band_mean and band_std to standardise its bands with; write the dataset again with "
+             "ackd synth or ackd curate",
+             d->path, d->collection);
+  d->standardized = PETSC_TRUE;
+  PetscFunctionReturn(0);
+}
+
+static void standardize(const AckdSharedDataset d, PetscInt n, float *x)
+{
+  const PetscInt plane = d->height * d->width;
+  for (PetscInt i = 0; i < n; i++)
+    for (PetscInt c = 0; c < d->channels; c++) {
+      float      *band = x + (i * d->channels + c) * plane;
+      const float mean = (float)d->band_mean[c], scale = (float)d->band_scale[c];
+      for (PetscInt q = 0; q < plane; q++) band[q] = (band[q] - mean) * scale;
+    }
+}
+
 PetscErrorCode AckdSharedDatasetGetArrays(AckdSharedDataset d, const float **images, const int **labels,
                                           const unsigned char **split)
 {
   PetscFunctionBeginUser;
-  if (images) *images = d->images;
+  if (images) *images = d->standardized ? NULL : d->images;
   if (labels) *labels = d->labels;
   if (split) *split = d->split;
   PetscFunctionReturn(0);
@@ -208,6 +240,7 @@ PetscErrorCode AckdSharedDatasetReadImages(AckdSharedDataset d, PetscInt n, cons
                "sample %" PetscInt_FMT " is outside the collection's %" PetscInt_FMT, rows[i], d->count);
   if (!d->streaming) {
     for (PetscInt i = 0; i < n; i++) PetscCall(PetscArraycpy(out + i * sample, d->images + rows[i] * sample, sample));
+    if (d->standardized) standardize(d, n, out);
     PetscFunctionReturn(0);
   }
   if (n == 0) PetscFunctionReturn(0);
@@ -245,6 +278,7 @@ PetscErrorCode AckdSharedDatasetReadImages(AckdSharedDataset d, PetscInt n, cons
                "'%s': sample %" PetscInt_FMT " holds NaN or Inf; every pixel must be finite: fix or drop the sample "
                "(a raster's nodata value, for one)",
                d->path, rows[k]);
+  if (d->standardized) standardize(d, n, out);
   H5Sclose(mspace);
   H5Sclose(fspace);
   PetscCall(PetscFree(buffer));
@@ -274,6 +308,7 @@ PetscErrorCode AckdSharedDatasetDestroy(AckdSharedDataset *dataset)
   PetscCallMPI(MPI_Comm_free(&d->node));
   PetscCall(PetscFree2(d->labels, d->split));
   PetscCall(PetscFree(d->multilabels));
+  PetscCall(PetscFree2(d->band_mean, d->band_scale));
   PetscCall(PetscFree(d));
   *dataset = NULL;
   PetscFunctionReturn(0);

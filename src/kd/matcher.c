@@ -8,7 +8,11 @@
  * the two views of an image together. Afterwards every MS training sample is
  * embedded with the MS encoder (the teacher side) and every real RGB training
  * sample with the encoder trained on pseudo-RGB (the student side): that the
- * real RGB images go through the pseudo-RGB encoder is the method.
+ * real RGB images go through the pseudo-RGB encoder is the method. Each
+ * collection's bands are first standardised by its own statistics
+ * (-ssm_standardize): the pseudo-RGB is reflectance, the RGB camera's values
+ * are display values, and an encoder trained on one unit retrieves nothing of
+ * a student's own ground from the other (docs/RESULTS.md, "The true pairs").
  *
  * Checkpoint groups: ms_encoder, rgb_encoder (the encoders' state_dicts) and
  * heads (ms_head.*, rgb_head.*). Output: DIR/embeddings.h5, docs/FORMATS.md. */
@@ -37,6 +41,7 @@ struct _p_AckdMatcher {
   float             *pseudo, *e_ms, *e_rgb, *de_ms, *de_rgb, *dx_ms, *dx_rgb;
   PetscInt           capacity, global_capacity, embedding; /* rows the buffers hold; the encoders' embedding width */
   PetscBool          local_loss;
+  PetscBool          standardize; /* each collection's bands by its own statistics (-ssm_standardize) */
   char               data[PETSC_MAX_PATH_LEN];
   /* the options, read by AckdMatcherSetFromOptions */
   PetscInt       given[16], ngiven; /* -ssm_rgb_bands: room for more than 3, a count error rather than truncation */
@@ -248,6 +253,7 @@ static PetscErrorCode describe(void *ctx, hid_t file)
   PetscCall(AckdH5AttrWriteIntArray(file, "rgb_bands", 3, one_based));
   PetscCall(AckdH5AttrWriteInt(file, "ssm_dim", c->dim));
   PetscCall(AckdH5AttrWriteReal(file, "ssm_tau", c->tau));
+  PetscCall(AckdH5AttrWriteInt(file, "ssm_standardize", c->standardize));
   PetscFunctionReturn(0);
 }
 
@@ -458,6 +464,7 @@ static PetscErrorCode write_embeddings(SSMContext *c, AckdEngine *engine, const 
   PetscCall(AckdH5AttrWriteString(file, "data", c->data));
   PetscCall(AckdH5AttrWriteString(file, "architecture", AckdArchNames[c->ms_config.arch]));
   PetscCall(AckdH5AttrWriteIntArray(file, "rgb_bands", 3, one_based));
+  PetscCall(AckdH5AttrWriteInt(file, "standardized", c->standardize));
   PetscCall(write_side(c->comm, file, &student, path));
   PetscCall(write_side(c->comm, file, &teacher, path));
   PetscCall(AckdH5FileCommit(c->comm, &file, path));
@@ -513,6 +520,7 @@ PetscErrorCode AckdMatcherCreate(MPI_Comm comm, AckdMatcher *matcher)
   c->tau          = 1.0;
   c->head_dropout = 0.1;
   c->eval_batch   = 256;
+  c->standardize  = PETSC_TRUE;
   *matcher        = c;
   PetscFunctionReturn(0);
 }
@@ -542,6 +550,11 @@ PetscErrorCode AckdMatcherSetFromOptions(AckdMatcher c)
                             "PyTorch DDP (fewer negatives; results depend on the rank count). Default: the loss over "
                             "the whole global batch, embeddings gathered from every rank",
                             &c->local_loss, NULL));
+  PetscCall(AckdOptionsBool(PetscOptionsObject, "-ssm_standardize",
+                            "Standardise each collection's bands by its own statistics (the dataset's band_mean and "
+                            "band_std) before the encoders: the MS reflectances the pseudo-RGB is made of and the RGB "
+                            "camera's values then meet in one unit",
+                            &c->standardize, NULL));
   PetscCall(AckdOptionsInt(PetscOptionsObject, "-ssm_eval_batch", "Batch size of the embedding pass", &c->eval_batch, 1,
                            1 << 20, NULL));
   PetscOptionsEnd();
@@ -580,6 +593,10 @@ PetscErrorCode AckdMatcherSetUp(AckdMatcher c)
                         (int)c->bands[2] + 1, how));
   PetscCall(AckdSharedDatasetLoad(comm, c->data, "ms", &c->h5, &c->ms_data));
   PetscCall(AckdSharedDatasetLoad(comm, c->data, "rgb", &c->h5, &c->rgb_data));
+  if (c->standardize) {
+    PetscCall(AckdSharedDatasetStandardize(c->ms_data));
+    PetscCall(AckdSharedDatasetStandardize(c->rgb_data));
+  }
   PetscCall(build(c, t));
   PetscCall(AckdTrainerSetDataset(t, c->ms_data));
   PetscCall(AckdTrainerAddModel(t, "ms_encoder", c->ms_model));

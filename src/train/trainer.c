@@ -705,7 +705,7 @@ static PetscErrorCode write_metrics(AckdTrainer t)
 static PetscErrorCode gather_batch(AckdTrainer t, PetscInt nlocal, AckdTensor *images)
 {
   const int   *labels;
-  const float *node; /* the node's copy of the images, NULL when streaming */
+  const float *node; /* the node's copy of the images, NULL when streaming or standardised */
   PetscInt     count, c, h, w;
 
   PetscFunctionBeginUser;

@@ -15,6 +15,12 @@ MODE:
              MS embeddings (cosine top-1) for at least 30% of them (chance: 1/280)
   ranks      1, 2 and 4 ranks, an uneven last batch of 1 sample (ranks without samples):
              the same losses and embeddings within 1e-4
+  standardize  -ssm_standardize (the default): the embeddings equal, bitwise, those of
+             -ssm_standardize false on a copy whose images NumPy standardised by the file's
+             band_mean and band_std, and those of a streaming run (-h5_streaming); a file without
+             the statistics is refused in one line; on a paired world (ackd synth -synth_paired)
+             the RGB embedding ranks its own ground's MS embedding in the nearest third of its
+             class's, where without standardising it ranks it no better than chance
 """
 import argparse
 import os
@@ -44,6 +50,15 @@ def run(args, np_, cmd, expect=0):
 def synth(args, path, ms=400, rgb=300, size=16):
     run(args, 2, ["synth", "-synth_output", path, "-synth_ms_count", str(ms), "-synth_rgb_count", str(rgb),
                   "-synth_size", str(size), "-synth_seed", "5", "-synth_force", "-quiet"])
+
+
+def standardized(f, side, x):
+    """Images of /side standardised as ackd does: float32 (x - mean) * (1 / std), std 0 only centred."""
+    mean = f[f"{side}/band_mean"][()]
+    std = f[f"{side}/band_std"][()]
+    scale = np.where(std > 0, 1.0 / np.where(std > 0, std, 1.0), 1.0)
+    return ((x - mean.astype(np.float32)[None, :, None, None]) * scale.astype(np.float32)[None, :, None, None]).astype(
+        np.float32)
 
 
 def shrink_rgb(path, out):
@@ -117,12 +132,14 @@ def reference(args):
     synth(args, base, ms=300, rgb=200)
     shrink_rgb(base, data)
     d = os.path.join(args.out, "ref")
+    shutil.rmtree(d, ignore_errors=True)  # a finished run left by an earlier build would be resumed as done
     run(args, 2, ssm_cmd(data, d, "smallcnn", 0.25, ["-ssm_max_steps", "4", "-ssm_batch", "32", "-ssm_dim", "32"]))
     emb = os.path.join(d, "embeddings.h5")
     with h5py.File(data, "r") as f:
         ms_x, ms_y, ms_split = f["ms/images"][()], f["ms/labels"][()], f["ms/split"][()]
         rgb_x, rgb_y, rgb_split = f["rgb/images"][()], f["rgb/labels"][()], f["rgb/split"][()]
         ms_to_rgb = f["class_map/ms_to_rgb"][()]
+        ms_x, rgb_x = standardized(f, "ms", ms_x), standardized(f, "rgb", rgb_x)
     ms_net, rgb_net, heads, _ = encoders(os.path.join(d, "best.h5"), "smallcnn", ms_x.shape, 0.25)
     t_rows, s_rows = np.flatnonzero(ms_split == 0), np.flatnonzero(rgb_split == 0)
     want = {"teacher": embed(ms_net, heads, "ms_head", ms_x[t_rows]),
@@ -165,13 +182,14 @@ def learning(args):
     data = os.path.join(args.out, "s.h5")
     synth(args, data)
     d = os.path.join(args.out, "learn")
+    shutil.rmtree(d, ignore_errors=True)
     run(args, 2, ssm_cmd(data, d, "smallcnn", 0.5, ["-ssm_max_steps", "300", "-ssm_batch", "64"]))
     with h5py.File(os.path.join(d, "metrics.h5"), "r") as f:
         loss = f["train_loss"][()]
     check(loss[-1] < 0.5 * loss[0], f"train loss {loss[0]:.3f} (epoch 1) -> {loss[-1]:.3f} (epoch {len(loss)}), "
           "below half")
     with h5py.File(data, "r") as f:
-        x, split = f["ms/images"][()], f["ms/split"][()]
+        x, split = standardized(f, "ms", f["ms/images"][()]), f["ms/split"][()]
     x = x[split == 0]
     ms_net, rgb_net, heads, bands = encoders(os.path.join(d, "best.h5"), "smallcnn", x.shape, 0.5)
     e_ms = embed(ms_net, heads, "ms_head", x)
@@ -200,16 +218,85 @@ def ranks(args):
         check(err <= TOL, f"{np_} ranks = 1 rank: embeddings and losses within {err:.2e} <= {TOL}")
 
 
+def own_ground_rank(path):
+    """Median over students of where their own ground's teacher ranks by cosine among their class's
+    teachers (0 nearest, 0.5 chance), from an embeddings file of a paired world."""
+    with h5py.File(path, "r") as f:
+        s, t = f["student/features"][()].astype(np.float64), f["teacher/features"][()].astype(np.float64)
+        s_index, t_index = f["student/index"][()], f["teacher/index"][()]
+        s_lab, t_lab = f["student/labels"][()], f["teacher/labels"][()]
+    row = {int(r): j for j, r in enumerate(t_index)}
+    ranks = []
+    for i, r in enumerate(s_index):
+        j = row.get(int(r), -1)
+        if j < 0:
+            continue
+        same = np.flatnonzero(t_lab == s_lab[i])
+        sim = t[same] @ s[i]
+        ranks.append(np.mean(sim > t[j] @ s[i]))
+    return float(np.median(ranks))
+
+
+def standardize(args):
+    data = os.path.join(args.out, "s.h5")
+    synth(args, data)
+    pre = os.path.join(args.out, "pre.h5")
+    shutil.copyfile(data, pre)
+    with h5py.File(pre, "r+") as f:
+        for side in ("ms", "rgb"):
+            f[f"{side}/images"][...] = standardized(f, side, f[f"{side}/images"][()])
+    short = ["-ssm_max_steps", "6", "-ssm_batch", "32", "-ssm_dim", "32"]
+    runs = {"standardised by ackd": (data, []), "by NumPy, then -ssm_standardize false": (pre, ["-ssm_standardize",
+                                                                                              "false"]),
+            "streaming": (data, ["-h5_streaming", "true"])}
+    got = {}
+    for name, (path, extra) in runs.items():
+        d = os.path.join(args.out, name.split()[0].strip(","))
+        shutil.rmtree(d, ignore_errors=True)
+        run(args, 2, ssm_cmd(path, d, "smallcnn", 0.25, short + extra))
+        with h5py.File(os.path.join(d, "embeddings.h5"), "r") as f:
+            got[name] = (f["teacher/features"][()], f["student/features"][()], int(f.attrs["standardized"]))
+    first = got["standardised by ackd"]
+    check(first[2] == 1, "embeddings.h5 records standardized = 1")
+    for name in list(runs)[1:]:
+        same = all(np.array_equal(a, b) for a, b in zip(first[:2], got[name][:2]))
+        check(same, f"embeddings standardised by ackd = {name}, bitwise")
+
+    bare = os.path.join(args.out, "no_stats.h5")
+    shutil.copyfile(data, bare)
+    with h5py.File(bare, "r+") as f:
+        del f["rgb/band_std"]
+    proc = run(args, 1, ssm_cmd(bare, os.path.join(args.out, "bare"), "smallcnn", 0.25, short), expect=1)
+    lines = [l for l in proc.stderr.splitlines() if l.startswith("ackd")]
+    check(len(lines) == 1 and "/rgb has no band_mean and band_std" in lines[0],
+          "a file without band statistics: one line naming it, exit 1")
+
+    paired = os.path.join(args.out, "paired.h5")
+    run(args, 2, ["synth", "-synth_output", paired, "-synth_ms_count", "600", "-synth_rgb_count", "600",
+                  "-synth_classes", "4", "-synth_overlap", "1", "-synth_seed", "3", "-synth_paired", "-synth_force",
+                  "-quiet"])
+    rank = {}
+    for flag in ("true", "false"):
+        d = os.path.join(args.out, f"paired_{flag}")
+        shutil.rmtree(d, ignore_errors=True)
+        run(args, 2, ssm_cmd(paired, d, "smallcnn", 0.5, ["-ssm_epochs", "8", "-ssm_batch", "32",
+                                                          "-ssm_standardize", flag]))
+        rank[flag] = own_ground_rank(os.path.join(d, "embeddings.h5"))
+    check(rank["true"] < 1 / 3, f"standardised, the own ground ranks at {rank['true']:.3f} (median) of its class's "
+          "teachers, nearer than a third")
+    check(rank["false"] > 0.4, f"unstandardised, at {rank['false']:.3f}: chance (0.5) or near it")
+
+
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("mode", choices=["reference", "learning", "ranks"])
+    p.add_argument("mode", choices=["reference", "learning", "ranks", "standardize"])
     p.add_argument("--mpirun", required=True, help="launcher with the flag that precedes the rank count")
     p.add_argument("--ackd", required=True)
     p.add_argument("--out", required=True)
     args = p.parse_args()
     args.mpirun = args.mpirun.split()
     os.makedirs(args.out, exist_ok=True)
-    {"reference": reference, "learning": learning, "ranks": ranks}[args.mode](args)
+    {"reference": reference, "learning": learning, "ranks": ranks, "standardize": standardize}[args.mode](args)
     return check.summary()
 
 
