@@ -2,7 +2,8 @@
 """scripts/study end to end on a tiny world: it runs the real pipeline through mpirun, resumes
 without redoing finished steps, and its table agrees with an independent computation from the
 eval files (OA from the confusion matrices, the paired t-test from scipy); a `matching` line's
-variant distills from its own match file, which crosses the class blocks; `jobs` writes grids
+variant distills from its own match file, which crosses the class blocks, made from its own
+matcher run (the line's -ssm_* options); `jobs` writes grids
 whose every row ackd's option parsing accepts; a misspelt variant is one line and exit 2.
 
   study_checks.py --repo DIR --ackd ACKD --out DIR"""
@@ -25,6 +26,7 @@ check = checklib.Checks("study_checks")
 SEEDS, METHODS, PAIR = [1, 2], ["none", "kd+hot+free", "kd+sembridge+noska"], "C/C"
 HOT = "-kd_temperature 2"  # the study's own modifier +hot
 FREE = "-match_class_blocks false"  # the study's own matching +free
+FREE_SSM = "-ssm_standardize false"  # ... with a matcher run of its own
 SET_EPOCHS = 3  # the study's `set` line; tiny.opts says 4
 
 
@@ -65,12 +67,12 @@ def main():
     with open(study, "w") as f:
         f.write(f"options {args.repo}/tests/study/tiny.opts\nout {args.out}/study\n"
                 f"seeds {' '.join(map(str, SEEDS))}\noverlaps 0.6\npairs {PAIR}\nmethods {' '.join(METHODS)}\n"
-                f"set -distill_epochs {SET_EPOCHS}\nmodifier hot {HOT}\nmatching free {FREE}\n")
+                f"set -distill_epochs {SET_EPOCHS}\nmodifier hot {HOT}\nmatching free {FREE} {FREE_SSM}\n")
 
     first = study_cli(args, "run", study, "--ackd", args.ackd)
     steps = [line for line in first.stdout.splitlines() if line.startswith("study: ")]
-    # per seed: synth, teacher, its eval, ssm, match, match-free, then a distill and an eval per method
-    check(len(steps) == len(SEEDS) * (6 + 2 * len(METHODS)), f"first run: {len(steps)} steps")
+    # per seed: synth, teacher, its eval, ssm, match, ssm-free, match-free, then a distill and an eval per method
+    check(len(steps) == len(SEEDS) * (7 + 2 * len(METHODS)), f"first run: {len(steps)} steps")
     again = study_cli(args, "run", study, "--ackd", args.ackd)
     check(not [l for l in again.stdout.splitlines() if l.startswith("study: ")],
           "second run: every finished step is skipped")
@@ -87,6 +89,14 @@ def main():
         check(crossed["match"] == 0 and crossed["match-free"] > 0,
               f"seed {seed}: top-1 teachers of another class: {crossed['match']} in match.h5, "
               f"{crossed['match-free']} in match-free.h5 ({FREE})")
+        standardized = {}
+        for d in ("ssm", "ssm-free"):
+            with h5py.File(os.path.join(world, d, "embeddings.h5"), "r") as e:
+                standardized[d] = int(e.attrs["standardized"])
+        marker = open(os.path.join(world, ".done", "match-free")).read().split()
+        check(standardized == {"ssm": 1, "ssm-free": 0} and
+              marker[marker.index("-match_input") + 1] == os.path.join(world, "ssm-free", "embeddings.h5"),
+              f"seed {seed}: matching +free runs its own matcher ({FREE_SSM}) and matches its embeddings")
         marker = open(os.path.join(world, ".done", f"{PAIR.replace('/', '-')}-kd+hot+free")).read().split()
         check(marker[marker.index("-distill_match") + 1] == os.path.join(world, "match-free.h5"),
               f"seed {seed}: kd+hot+free distills from match-free.h5")
@@ -126,9 +136,10 @@ def main():
 
     # Batch jobs: every grid row through the job library and ackd's real option parsing.
     printed = study_cli(args, "jobs", study, "--scheduler", "slurm").stdout
-    check("submit-pipeline -s synth,ssm,match" in printed and "submit-pipeline -s match -a $SSM" in printed and
-          "submit-sweep -a $MATCH:$MATCH_FREE -g" in printed,
-          "jobs: the pipeline's data stages, matching +free after the ssm job, then the sweep after both matches")
+    check("submit-pipeline -s synth,ssm,match" in printed and "submit-pipeline -s ssm,match -a $SYNTH" in printed
+          and "submit-sweep -a $MATCH:$MATCH_FREE -g" in printed,
+          "jobs: the pipeline's data stages, matching +free's own matcher and match after synth, then the sweep after "
+          "both matches")
     for opts in glob.glob(os.path.join(args.out, "study", "overlap-0.6", "seed-*", "world.opts")):
         check(f"-distill_epochs {SET_EPOCHS}" in open(opts).read().split("the study's 'set' line")[-1],
               f"jobs: {os.path.relpath(opts, args.out)} ends with the study's set line")
@@ -139,8 +150,15 @@ def main():
         check([" ".join(r[2:]) for r in rows if r[0] == "kd+hot+free"] == [f"{HOT} {free}"],
               f"jobs: the +hot+free row of {os.path.relpath(grid, args.out)} carries {HOT} and {free}")
         extra = open(os.path.join(world, "world-free.opts")).read().split("matching 'free'")[-1]
-        check(FREE in extra and f"-match_output {os.path.abspath(world)}/match-free.h5" in extra,
-              f"jobs: world-free.opts ends with {FREE} and its own -match_output")
+        here = os.path.abspath(world)
+        check(FREE in extra and FREE_SSM in extra and f"-match_output {here}/match-free.h5" in extra and
+              f"-ssm_dir {here}/ssm-free" in extra and f"-match_input {here}/ssm-free/embeddings.h5" in extra,
+              f"jobs: world-free.opts ends with {FREE_SSM}, {FREE} and its own -ssm_dir, -match_input, -match_output")
+        for stage in ("ssm", "match"):
+            r = subprocess.run([args.ackd, stage, "-options_file", os.path.join(world, "world-free.opts"),
+                                "-check_options", "-quiet"], capture_output=True, text=True)
+            check(r.returncode == 0, f"jobs: world-free.opts parses for ackd {stage} (exit {r.returncode}: "
+                  f"{(r.stdout + r.stderr).strip()[-300:]})")
         script = (f"source {args.repo}/jobs/lib/ackd-job.sh; export ACKD={args.ackd} ACKD_MPIRUN=env "
                   f"ACKD_OPTS={world}/world.opts ACKD_RUN={world}; n=$(grep -c . {grid}); "
                   f"for ((i = 0; i < n; i++)); do ackd_grid_row {grid} $i && "
