@@ -75,6 +75,39 @@ both = (ia[:, 0] >= 0) & (ib[:, 0] >= 0)
 want = f"top-1 agreement {np.mean(ia[both, 0] == ib[both, 0]):.4f} over {int(both.sum())} students"
 check(want in text, f"match_view: '{want}' not in: {text}")
 
+# ---- match views on a paired world: a constructed one, whose students are noisy copies of their own
+# ground's teacher, and a match file that keeps it at top-1 for the first half of the students
+rng = np.random.default_rng(8)
+nt, ns, d = 90, 60, 16
+t_index = rng.permutation(200)[:nt]
+t_lab = np.arange(nt) % 3
+t_feat = rng.standard_normal((nt, d))
+own = rng.permutation(nt)[:ns]
+s_feat = t_feat[own] + 0.8 * rng.standard_normal((ns, d))
+with h5py.File(f"{out}/paired_embeddings.h5", "w") as f:
+    f["student/features"], f["student/labels"], f["student/index"] = s_feat, t_lab[own], t_index[own]
+    f["teacher/features"], f["teacher/labels"], f["teacher/index"] = t_feat, t_lab, t_index
+top = np.where(np.arange(ns) < ns // 2, own, (own + 3) % nt)  # the second half: another teacher of the same class
+with h5py.File(f"{out}/paired_match.h5", "w") as f:
+    f.attrs["ackd_format"] = "match"
+    f["match/teacher_index"] = np.stack([top, own], axis=1)
+    f["match/weight"] = np.full((ns, 2), 0.5)
+text = run("match_view.py", f"{out}/paired_match.h5", "--embeddings", f"{out}/paired_embeddings.h5", "--paired",
+           "-o", f"{out}/paired.png")
+sn = s_feat / np.linalg.norm(s_feat, axis=1, keepdims=True)
+tn = t_feat / np.linalg.norm(t_feat, axis=1, keepdims=True)
+ranks = []
+for i, j in enumerate(own):
+    same = np.flatnonzero(t_lab == t_lab[j])
+    sims = tn[same] @ sn[i]  # the own teacher's similarity from the same product as the others'
+    ranks.append(np.mean(sims > sims[same == j][0]))
+want = (f"ranks at {np.median(ranks):.3f} (median; 0 nearest, 0.5 chance) of its class's teachers, first for "
+        f"{np.mean(np.array(ranks) == 0):.4f}")
+check(want in text, f"match_view --paired: '{want}' not in: {text}")
+check("own ground top-1 0.5000, among the kept 1.0000" in text, f"match_view --paired: top-1 and kept shares: {text}")
+check("--paired needs the dataset rows" in run("match_view.py", ot_match, "--embeddings", problem, "--paired", "-o",
+                                                  f"{out}/x.png", code=1), "match_view --paired without index arrays")
+
 # ---- checkpoints: tests/ckpt's values are sin(0.1 i + step) over the model's flat index
 ENTRIES = [("conv1", 27), ("conv1", 3), ("layer1.0.bn", 3), ("fc", 30), ("fc", 10), ("layer1.0.bn", 3),
            ("layer1.0.bn", 3)]
