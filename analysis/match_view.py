@@ -55,9 +55,11 @@ def true_pairs(path, indexes):
         t_feat = np.asarray(f["teacher/features"][...], dtype=np.float64)
     row_of = {int(r): j for j, r in enumerate(t_index)}
     own = np.array([row_of.get(int(r), -1) for r in s_index])
-    has = own >= 0
+    # a one-sided student's index may hold an MS scene of another class (synth renders other classes
+    # there): only a teacher of the student's own class is its ground
+    has = (own >= 0) & (t_lab[np.maximum(own, 0)] == s_lab)
     if not has.any():
-        af.die(f"no student of '{path}' has the teacher of its own index: not a paired world")
+        af.die(f"no student of '{path}' has a teacher of its class at its own index: not a paired world")
     s_feat /= np.maximum(np.linalg.norm(s_feat, axis=1, keepdims=True), 1e-12)
     t_feat /= np.maximum(np.linalg.norm(t_feat, axis=1, keepdims=True), 1e-12)
     ranks = []
@@ -66,7 +68,7 @@ def true_pairs(path, indexes):
         sim = t_feat[same] @ s_feat[i]
         ranks.append(np.mean(sim > sim[np.searchsorted(same, own[i])]) if len(same) > 1 else 0.0)
     ranks = np.array(ranks)
-    print(f"paired: {int(has.sum())} students with their own ground among the teachers; by the embeddings "
+    print(f"paired: {int(has.sum())} students with their own ground among their class's teachers; by the embeddings "
           f"it ranks at {np.median(ranks):.3f} (median; 0 nearest, 0.5 chance) of its class's teachers, "
           f"first for {np.mean(ranks == 0):.4f}")
     for name, index in indexes:
