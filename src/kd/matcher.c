@@ -569,6 +569,32 @@ PetscErrorCode AckdMatcherSetFromOptions(AckdMatcher c)
   PetscFunctionReturn(0);
 }
 
+/* A run of this directory trained on other inputs (another -ssm_standardize) would be resumed, or
+ * found finished with its embeddings, as if it were this one: refused. A run from before the option
+ * recorded none and had raw inputs. */
+static PetscErrorCode check_run_inputs(SSMContext *c)
+{
+  const char *dir;
+  char        path[PETSC_MAX_PATH_LEN + 16];
+  PetscBool   readable, found;
+  PetscInt    was = 0;
+  hid_t       file;
+
+  PetscFunctionBeginUser;
+  PetscCall(AckdTrainerGetDirectory(c->trainer, &dir));
+  snprintf(path, sizeof path, "%s/best.h5", dir);
+  PetscCall(AckdFileReadable(c->comm, path, &readable));
+  if (!readable) PetscFunctionReturn(0);
+  PetscCall(AckdH5FileOpenRead(c->comm, path, &c->h5, &file));
+  PetscCall(AckdH5AttrReadInt(file, "ssm_standardize", &was, &found));
+  PetscCall(AckdH5FileClose(&file, path));
+  PetscCheck((PetscBool)(was != 0) == c->standardize, c->comm, PETSC_ERR_USER_INPUT,
+             "'%s' is a matcher trained with -ssm_standardize %s; run it with the same option, or give another "
+             "-ssm_dir for this one",
+             path, was ? "true" : "false");
+  PetscFunctionReturn(0);
+}
+
 PetscErrorCode AckdMatcherSetUp(AckdMatcher c)
 {
   MPI_Comm    comm = c->comm;
@@ -583,6 +609,7 @@ PetscErrorCode AckdMatcherSetUp(AckdMatcher c)
   PetscCall(AckdCollectionInfoRead(comm, c->data, "ms", &c->ms_info));
   PetscCall(AckdCollectionInfoRead(comm, c->data, "rgb", &c->rgb_info));
   PetscCall(check_inputs(c, c->given, c->ngiven));
+  PetscCall(check_run_inputs(c));
   if (c->ngiven == 3) {
     for (PetscInt k = 0; k < 3; k++) c->bands[k] = c->given[k] - 1;
     snprintf(how, sizeof how, "-ssm_rgb_bands");

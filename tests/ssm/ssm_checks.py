@@ -18,7 +18,8 @@ MODE:
   standardize  -ssm_standardize (the default): the embeddings equal, bitwise, those of
              -ssm_standardize false on a copy whose images NumPy standardised by the file's
              band_mean and band_std, and those of a streaming run (-h5_streaming); a file without
-             the statistics is refused in one line; on a paired world (ackd synth -synth_paired)
+             the statistics, and a run's directory with the other -ssm_standardize, are refused in
+             one line; on a paired world (ackd synth -synth_paired)
              the RGB embedding ranks its own ground's MS embedding in the nearest third of its
              class's, where without standardising it ranks it no better than chance
 """
@@ -261,6 +262,12 @@ def standardize(args):
     for name in list(runs)[1:]:
         same = all(np.array_equal(a, b) for a, b in zip(first[:2], got[name][:2]))
         check(same, f"embeddings standardised by ackd = {name}, bitwise")
+
+    again = run(args, 1, ssm_cmd(data, os.path.join(args.out, "standardised"), "smallcnn", 0.25,
+                                 short + ["-ssm_standardize", "false"]), expect=2)
+    lines = [l for l in again.stderr.splitlines() if l.startswith("ackd")]
+    check(len(lines) == 1 and "is a matcher trained with -ssm_standardize true" in lines[0],
+          "the finished run's directory with the other -ssm_standardize: one line, exit 2 (not taken as done)")
 
     bare = os.path.join(args.out, "no_stats.h5")
     shutil.copyfile(data, bare)
