@@ -36,7 +36,7 @@ def png(path):
 
 
 # every script has -h
-for s in ("curves.py", "confusion.py", "match_view.py", "ckpt_layers.py", "results_table.py"):
+for s in ("curves.py", "confusion.py", "match_view.py", "ckpt_layers.py", "results_table.py", "soft_labels.py"):
     check("usage:" in run(s, "-h"), f"{s} -h prints no usage")
 
 # ---- curves
@@ -111,6 +111,31 @@ top1 = np.mean(np.arange(ns - 1) < ns // 2)
 check(f"own ground top-1 {top1:.4f}, among the kept 1.0000" in text, f"match_view --paired: top-1 and kept shares: {text}")
 check("--paired needs the dataset rows" in run("match_view.py", ot_match, "--embeddings", problem, "--paired", "-o",
                                                   f"{out}/x.png", code=1), "match_view --paired without index arrays")
+
+# ---- soft labels of a constructed gallery, against scipy's softmax and entropy
+from scipy.special import softmax as sp_softmax  # noqa: E402
+from scipy.stats import entropy  # noqa: E402
+K, per = 4, 50
+g_lab = np.repeat(np.arange(K), per)
+g_logits = 3.0 * np.eye(K)[g_lab] + rng.standard_normal((K * per, K))
+with h5py.File(f"{out}/gallery.h5", "w") as f:
+    f.attrs["ackd_format"] = "gallery"
+    f["gallery/logits"], f["gallery/labels"] = g_logits.astype(np.float32), g_lab.astype(np.int32)
+    f["gallery/classes"] = np.array([b"A", b"B", b"C", b"D"])
+text = run("soft_labels.py", f"{out}/gallery.h5", "-T", "3", "--csv", f"{out}/soft.csv")
+z32 = g_logits.astype(np.float32).astype(np.float64)
+pT = sp_softmax(z32 / 3, axis=1)
+mean_k = np.array([pT[g_lab == k].mean(axis=0) for k in range(K)])
+kl_in = np.mean([entropy(pT[i], mean_k[g_lab[i]]) for i in range(len(g_lab))])
+kl_between = np.mean([entropy(mean_k[a], mean_k[b]) for a in range(K) for b in range(K) if a != b])
+share = sum(((pT[g_lab == k] - mean_k[k]) ** 2).sum() for k in range(K)) / ((pT - pT.mean(axis=0)) ** 2).sum()
+want = (f"within-class KL to the class mean {kl_in:.4f}, between class means {kl_between:.4f}; within-class share "
+        f"of the variance {share:.4f}")
+check(want in text, f"soft_labels: '{want}' not in: {text}")
+acc = np.mean(z32.argmax(axis=1) == g_lab)
+check(f"all: accuracy {acc:.4f}" in text and len(open(f"{out}/soft.csv").read().splitlines()) == K + 1,
+      f"soft_labels: accuracy {acc:.4f} and a CSV row per class: {text}")
+check("must be positive" in run("soft_labels.py", f"{out}/gallery.h5", "-T", "0", code=1), "soft_labels: -T 0")
 
 # ---- checkpoints: tests/ckpt's values are sin(0.1 i + step) over the model's flat index
 ENTRIES = [("conv1", 27), ("conv1", 3), ("layer1.0.bn", 3), ("fc", 30), ("fc", 10), ("layer1.0.bn", 3),
