@@ -286,7 +286,7 @@ def standardize(args):
     for flag in ("true", "false"):
         d = os.path.join(args.out, f"paired_{flag}")
         shutil.rmtree(d, ignore_errors=True)
-        run(args, 2, ssm_cmd(paired, d, "smallcnn", 0.5, ["-ssm_epochs", "8", "-ssm_batch", "32",
+        run(args, 2, ssm_cmd(paired, d, "smallcnn", 0.5, ["-ssm_epochs", "6", "-ssm_batch", "32",
                                                           "-ssm_standardize", flag]))
         rank[flag] = own_ground_rank(os.path.join(d, "embeddings.h5"))
     check(rank["true"] < 1 / 3, f"standardised, the own ground ranks at {rank['true']:.3f} (median) of its class's "
