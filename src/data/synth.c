@@ -168,15 +168,11 @@ static void parameter_line(AckdSynth s, char *buf, size_t len)
            (double)s->rgb_noise, (double)s->ms_blur, (double)s->rgb_blur, (double)s->rgb_gsd, (double)s->variability,
            (double)s->label_noise, (double)s->train_fraction, (double)s->val_fraction, s->seed, s->compress,
            ACKD_VERSION_STRING);
-  /* named only when used, so that the files written before it existed stay up to date */
-  if (s->rgb_label_noise > 0) {
-    size_t used = strlen(buf);
-    snprintf(buf + used, len - used, " rgb_label_noise=%.15g", (double)s->rgb_label_noise);
-  }
-  if (s->paired) {
-    size_t used = strlen(buf);
-    snprintf(buf + used, len - used, " paired=1");
-  }
+  /* named only when used, so that the files written before they existed stay up to date */
+  size_t used = strlen(buf);
+  if (s->rgb_label_noise > 0)
+    used += (size_t)snprintf(buf + used, len - used, " rgb_label_noise=%.15g", (double)s->rgb_label_noise);
+  if (s->paired && used < len) snprintf(buf + used, len - used, " paired=1");
 }
 
 /* MS shows world classes 0..K-1; RGB shares the first round(overlap K) of them
