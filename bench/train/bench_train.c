@@ -78,6 +78,9 @@ static PetscErrorCode run(void)
              "bench_train: give -models NAME[,NAME...] (resnet18, resnet34, mobilenetv2, shufflenetv2, smallcnn, mlp)");
   PetscCheck(steps > 0, PETSC_COMM_SELF, PETSC_ERR_USER_INPUT, "bench_train: -steps must be positive");
   PetscCall(AckdEngineCreate(threads, &engine));
+  PetscInt precision = ACKD_PRECISION_FP32;
+  PetscCall(PetscOptionsGetEList(NULL, NULL, "-precision", AckdPrecisionNames, 2, &precision, NULL));
+  PetscCall(AckdEngineSetPrecision(&engine, (AckdPrecision)precision));
   for (PetscInt i = 0; i < nmodels; i++) {
     PetscInt arch = -1;
     for (PetscInt a = 0; a < 6; a++)

@@ -79,13 +79,28 @@ PetscErrorCode AckdSgemm(char transa, char transb, PetscInt m, PetscInt n, Petsc
  * OpenBLAS and ackd's own loops. */
 typedef struct _p_AckdBackend *AckdBackend;
 
+/* The arithmetic of the convolutions, the layers that hold nearly all of a backbone's products.
+ * bf16: their inputs, weights and output gradients are rounded to bfloat16 on the way into
+ * oneDNN's kernels, which accumulate in float32; the weight gradients, the parameters (the
+ * optimizer's master copy), batch norm, pooling, the classifier and every loss stay float32.
+ * It is PyTorch's CPU autocast for these layers. Only on CPUs with AVX512_BF16 (or AMX), where
+ * oneDNN has bf16 kernels in hardware; elsewhere setting it is refused (docs/NN.md). */
+typedef enum { ACKD_PRECISION_FP32, ACKD_PRECISION_BF16 } AckdPrecision;
+extern const char *const AckdPrecisionNames[];
+
 typedef struct {
-  AckdBackend backend;
-  PetscInt    threads;
+  AckdBackend   backend;
+  PetscInt      threads;
+  AckdPrecision precision; /* ACKD_PRECISION_FP32 unless set */
 } AckdEngine;
 
 /* threads <= 0 keeps the runtime's default (OMP_NUM_THREADS). */
 PetscErrorCode AckdEngineCreate(PetscInt threads, AckdEngine *engine);
+/* Refused in one line on a CPU without bf16 instructions. Set before the first forward: layers
+ * keep their plans per precision, so changing it later costs new plans, not wrong results. */
+PetscErrorCode AckdEngineSetPrecision(AckdEngine *engine, AckdPrecision precision);
+/* Whether this CPU runs bf16 convolutions in hardware (AVX512_BF16 or AMX). */
+PetscBool      AckdEngineHasBF16(void);
 PetscErrorCode AckdEngineDestroy(AckdEngine *engine);
 
 /* ---------------------------------------------------------------- parameters */
@@ -145,7 +160,7 @@ PetscErrorCode AckdParamsFind(const AckdParams *params, const char *name, PetscB
 /* A layer's oneDNN plans, one per input shape and layout it has met (training batches, the last
  * partial batch, evaluation), the oldest replaced first when all ACKD_NN_PLANS are taken. */
 typedef struct {
-  PetscInt n, c, h, w, x_block, y_block;
+  PetscInt n, c, h, w, x_block, y_block, precision;
 } AckdNNPlanKey;
 
 typedef struct {

@@ -114,8 +114,9 @@ static PetscErrorCode plan_get(AckdBatchNorm *bn, AckdEngine *engine, const Ackd
   PetscCheck(x->c == bn->channels, PETSC_COMM_SELF, PETSC_ERR_ARG_SIZ,
              "layer %s: input has %" PetscInt_FMT " channels, the layer expects %" PetscInt_FMT, bn->name, x->c,
              bn->channels);
-  const AckdNNPlanKey key = {x->n, x->c, x->h, x->w, AckdNNBlock(x), AckdNNBlock(x)};
-  *plan                   = AckdNNPlanCacheFind(&bn->plans, &key);
+  const AckdNNPlanKey key = {x->n, x->c, x->h, x->w, AckdNNBlock(x), AckdNNBlock(x), ACKD_PRECISION_FP32};
+  /* float32 at every engine precision: statistics in bf16 would lose the small variances */
+  *plan = AckdNNPlanCacheFind(&bn->plans, &key);
   if (*plan) PetscFunctionReturn(0);
   const PetscInt slot = AckdNNPlanCacheSlot(&bn->plans, &key, destroy_cached);
   PetscCall(plan_create(bn, engine, x, plan));

@@ -112,30 +112,44 @@ static PetscBool fast_kernel(AckdEngine *engine, const void *op_desc, const_dnnl
   return fast;
 }
 
+/* The descriptors of the three convolutions. In float32 all are f32. In bf16 the operands the
+ * kernels multiply (input, weights, output gradient) are bf16, and what they accumulate into
+ * (output, input gradient, weight gradient) stays f32: the only roundings are of the operands. */
 typedef struct {
-  dnnl_memory_desc_t src, dst, wei, bias; /* the tensors' own layouts */
-  dnnl_memory_desc_t src_any, dst_any, wei_any;
+  dnnl_memory_desc_t src, dst, wei, bias;        /* the tensors' own layouts */
+  dnnl_memory_desc_t src_any, dst_any, wei_any;  /* forward's operands and output */
+  dnnl_memory_desc_t diff_dst_any, diff_src_any; /* the input gradient's */
+  dnnl_memory_desc_t diff_wei_any;               /* the weight gradient's output */
   dnnl_dims_t        strides, pad_l, pad_r;
 } ConvDescs;
 
-static PetscErrorCode descs_init(const AckdConv *conv, const AckdTensor *x, const AckdTensor *y, ConvDescs *d)
+/* `like`'s dimensions in type `type`, the layout left to the primitive. */
+static PetscErrorCode any_layout(const dnnl_memory_desc_t *like, dnnl_data_type_t type, dnnl_memory_desc_t *md,
+                                 const char *layer, const char *what)
 {
-  const char *name = conv->name;
+  PetscFunctionBeginUser;
+  AckdCallDnnl(dnnl_memory_desc_init_by_tag(md, like->ndims, like->dims, type, dnnl_format_tag_any),
+               "layer %s: %s descriptor", layer, what);
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode descs_init(const AckdConv *conv, AckdPrecision precision, const AckdTensor *x,
+                                 const AckdTensor *y, ConvDescs *d)
+{
+  const char      *name    = conv->name;
+  dnnl_data_type_t operand = precision == ACKD_PRECISION_BF16 ? dnnl_bf16 : dnnl_f32;
 
   PetscFunctionBeginUser;
   PetscCall(AckdNNDescTensor(&d->src, x, name));
   PetscCall(AckdNNDescTensor(&d->dst, y, name));
   PetscCall(weights_desc(conv, &d->wei));
   PetscCall(AckdNNDescVector(&d->bias, conv->out_channels, name));
-  d->src_any = d->src;
-  d->dst_any = d->dst;
-  d->wei_any = d->wei;
-  AckdCallDnnl(dnnl_memory_desc_init_by_tag(&d->src_any, 4, d->src.dims, dnnl_f32, dnnl_format_tag_any),
-               "layer %s: input descriptor", name);
-  AckdCallDnnl(dnnl_memory_desc_init_by_tag(&d->dst_any, 4, d->dst.dims, dnnl_f32, dnnl_format_tag_any),
-               "layer %s: output descriptor", name);
-  AckdCallDnnl(dnnl_memory_desc_init_by_tag(&d->wei_any, d->wei.ndims, d->wei.dims, dnnl_f32, dnnl_format_tag_any),
-               "layer %s: weight descriptor", name);
+  PetscCall(any_layout(&d->src, operand, &d->src_any, name, "input"));
+  PetscCall(any_layout(&d->wei, operand, &d->wei_any, name, "weight"));
+  PetscCall(any_layout(&d->dst, operand, &d->diff_dst_any, name, "output gradient"));
+  PetscCall(any_layout(&d->dst, dnnl_f32, &d->dst_any, name, "output"));
+  PetscCall(any_layout(&d->src, dnnl_f32, &d->diff_src_any, name, "input gradient"));
+  PetscCall(any_layout(&d->wei, dnnl_f32, &d->diff_wei_any, name, "weight gradient"));
   d->strides[0] = d->strides[1] = conv->stride;
   d->pad_l[0] = d->pad_l[1] = conv->padding;
   d->pad_r[0]               = AckdNNRightPadding(x->h, y->h, conv->kernel, conv->stride, conv->padding);
@@ -177,10 +191,11 @@ PetscErrorCode AckdConvPreferredBlock(AckdConv *conv, AckdEngine *engine, const 
   PetscFunctionBeginUser;
   PetscCall(AckdConvOutputShape(conv, x, &y));
   y.block = 0;
-  PetscCall(descs_init(conv, x, &y, &d));
+  PetscCall(descs_init(conv, engine->precision, x, &y, &d));
   *block = 0;
-  /* the input as it is, the output as the fastest forward kernel wants it */
-  if (dnnl_convolution_forward_desc_init(&desc, dnnl_forward_training, dnnl_convolution_direct, &d.src, &d.wei_any,
+  /* the input as it is (in bf16 converted anyway), the output as the fastest forward kernel wants it */
+  const dnnl_memory_desc_t *src = engine->precision == ACKD_PRECISION_FP32 ? &d.src : &d.src_any;
+  if (dnnl_convolution_forward_desc_init(&desc, dnnl_forward_training, dnnl_convolution_direct, src, &d.wei_any,
                                          conv->has_bias ? &d.bias : NULL, &d.dst_any, d.strides, d.pad_l,
                                          d.pad_r) == dnnl_success &&
       fast_kernel(engine, &desc, NULL, &pd)) {
@@ -208,32 +223,35 @@ static PetscErrorCode plan_create(AckdConv *conv, AckdEngine *engine, const Ackd
   plan->ow      = y->w;
   plan->x_block = AckdNNBlock(x);
   plan->y_block = AckdNNBlock(y);
-  PetscCall(descs_init(conv, x, y, &d));
+  PetscCall(descs_init(conv, engine->precision, x, y, &d));
   const dnnl_memory_desc_t *bias_md = conv->has_bias ? &d.bias : NULL;
   dnnl_memory_desc_t       *src = &d.src, *dst = &d.dst, *wei = &d.wei;
-  dnnl_memory_desc_t       *src_any = &d.src_any, *dst_any = &d.dst_any;
+  dnnl_memory_desc_t       *src_any = &d.src_any, *dst_any = &d.dst_any, *wei_any = &d.wei_any;
+  dnnl_memory_desc_t       *diff_src_any = &d.diff_src_any, *diff_dst_any = &d.diff_dst_any;
   /* pinned only between blocked layouts: on plain NCHW the kernels oneDNN 2.6
    * offers for pinned layouts gave wrong evaluation-mode gradients (ResNet-18
    * width 0.25, 16x16, batch 12: 2e-3 against PyTorch), where choosing
-   * layouts and converting, as before, is right */
-  if (AckdNNBlock(x) > 1 && AckdNNBlock(y) > 1 && pinned_supported(conv, engine, &d)) {
-    src_any = &d.src;
-    dst_any = &d.dst;
+   * layouts and converting, as before, is right; and only in float32, where
+   * the tensors' own type is the operands' */
+  if (engine->precision == ACKD_PRECISION_FP32 && AckdNNBlock(x) > 1 && AckdNNBlock(y) > 1 &&
+      pinned_supported(conv, engine, &d)) {
+    src_any = diff_src_any = &d.src;
+    dst_any = diff_dst_any = &d.dst;
   }
 
   PetscErrorCode ierr = 0;
   AckdCallDnnl(dnnl_convolution_forward_desc_init(&desc, dnnl_forward_training, dnnl_convolution_direct, src_any,
-                                                  &d.wei_any, bias_md, dst_any, d.strides, d.pad_l, d.pad_r),
+                                                  wei_any, bias_md, dst_any, d.strides, d.pad_l, d.pad_r),
                "layer %s: describing the forward convolution", name);
   PetscCall(AckdNNPrimitiveCreate(engine, &desc, NULL, &plan->forward, &forward_pd, name, "forward convolution"));
-  dnnl_status_t status = dnnl_convolution_backward_data_desc_init(&desc, dnnl_convolution_direct, src_any, &d.wei_any,
-                                                                  dst_any, d.strides, d.pad_l, d.pad_r);
+  dnnl_status_t status = dnnl_convolution_backward_data_desc_init(&desc, dnnl_convolution_direct, diff_src_any, wei_any,
+                                                                  diff_dst_any, d.strides, d.pad_l, d.pad_r);
   if (status == dnnl_success)
     ierr = AckdNNPrimitiveCreate(engine, &desc, forward_pd, &plan->backward_data, &data_pd, name,
                                  "input-gradient convolution");
   if (status == dnnl_success && !ierr) {
-    status = dnnl_convolution_backward_weights_desc_init(&desc, dnnl_convolution_direct, src_any, &d.wei_any, bias_md,
-                                                         dst_any, d.strides, d.pad_l, d.pad_r);
+    status = dnnl_convolution_backward_weights_desc_init(&desc, dnnl_convolution_direct, src_any, &d.diff_wei_any,
+                                                         bias_md, diff_dst_any, d.strides, d.pad_l, d.pad_r);
     if (status == dnnl_success)
       ierr = AckdNNPrimitiveCreate(engine, &desc, forward_pd, &plan->backward_weights, &weights_pd, name,
                                    "weight-gradient convolution");
@@ -304,7 +322,7 @@ static PetscErrorCode plan_get(AckdConv *conv, AckdEngine *engine, const AckdTen
 {
   AckdTensor y = *x;
 
-  const AckdNNPlanKey key = {x->n, x->c, x->h, x->w, AckdNNBlock(x), PetscMax(1, y_block)};
+  const AckdNNPlanKey key = {x->n, x->c, x->h, x->w, AckdNNBlock(x), PetscMax(1, y_block), engine->precision};
 
   PetscFunctionBeginUser;
   *plan = AckdNNPlanCacheFind(&conv->plans, &key);

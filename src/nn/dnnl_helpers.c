@@ -112,7 +112,7 @@ void *AckdNNPlanCacheFind(const AckdNNPlanCache *cache, const AckdNNPlanKey *key
   for (PetscInt i = 0; i < cache->count; i++) {
     const AckdNNPlanKey *k = &cache->key[i];
     if (cache->plan[i] && k->n == key->n && k->c == key->c && k->h == key->h && k->w == key->w &&
-        k->x_block == key->x_block && k->y_block == key->y_block)
+        k->x_block == key->x_block && k->y_block == key->y_block && k->precision == key->precision)
       return cache->plan[i];
   }
   return NULL;

@@ -7,7 +7,8 @@
 PetscErrorCode AckdEngineCreate(PetscInt threads, AckdEngine *engine)
 {
   PetscFunctionBeginUser;
-  engine->threads = threads;
+  engine->threads   = threads;
+  engine->precision = ACKD_PRECISION_FP32;
   /* Debian's oneDNN threads with OpenMP (libgomp), which ackd's own loops
    * share; OpenBLAS is the pthread build and has its own setting. */
   if (threads > 0) {
@@ -19,6 +20,26 @@ PetscErrorCode AckdEngineCreate(PetscInt threads, AckdEngine *engine)
   AckdCallDnnl(dnnl_engine_create(&engine->backend->engine, dnnl_cpu, 0), "creating the oneDNN CPU engine");
   AckdCallDnnl(dnnl_stream_create(&engine->backend->stream, engine->backend->engine, dnnl_stream_default_flags),
                "creating the oneDNN stream");
+  PetscFunctionReturn(0);
+}
+
+const char *const AckdPrecisionNames[] = {"fp32", "bf16", "AckdPrecision", "ACKD_PRECISION_", NULL};
+
+PetscBool AckdEngineHasBF16(void)
+{
+  /* oneDNN's ISA values nest: each includes the bits of the ones below it */
+  dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
+  return (isa & dnnl_cpu_isa_avx512_core_bf16) == dnnl_cpu_isa_avx512_core_bf16 ? PETSC_TRUE : PETSC_FALSE;
+}
+
+PetscErrorCode AckdEngineSetPrecision(AckdEngine *engine, AckdPrecision precision)
+{
+  PetscFunctionBeginUser;
+  /* Without the instructions oneDNN emulates bf16 or falls back to reference kernels: slower
+   * than float32 and not the arithmetic a user asked to measure. */
+  PetscCheck(precision != ACKD_PRECISION_BF16 || AckdEngineHasBF16(), PETSC_COMM_SELF, PETSC_ERR_SUP,
+             "-precision bf16 needs a CPU with AVX512_BF16 or AMX, which this one lacks; use -precision fp32");
+  engine->precision = precision;
   PetscFunctionReturn(0);
 }
 

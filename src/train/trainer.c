@@ -47,6 +47,7 @@ struct _p_AckdTrainer {
   AckdSchedule      schedule;
   AckdGradExchange  exchange;
   NonFinite         nonfinite;
+  AckdPrecision     precision; /* the convolutions' arithmetic */
 
   /* what the stage plugged in */
   AckdSharedDataset   dataset;
@@ -186,7 +187,8 @@ static const char *const EXCHANGE_NAMES[] = {"overlapped", "fused"};
 
 PetscErrorCode AckdTrainerSetFromOptions(AckdTrainer t)
 {
-  PetscInt  optimizer = t->optimizer, schedule = t->schedule.kind, exchange = t->exchange, nonfinite = t->nonfinite;
+  PetscInt optimizer = t->optimizer, schedule = t->schedule.kind, exchange = t->exchange, nonfinite = t->nonfinite,
+           precision    = t->precision;
   PetscInt  nmilestones = 16;
   PetscReal wd          = default_weight_decay(t, t->optimizer);
 
@@ -252,6 +254,10 @@ PetscErrorCode AckdTrainerSetFromOptions(AckdTrainer t)
                            &t->validate_every, 1, 1000000, NULL));
   PetscCall(AckdOptionsInt(PetscOptionsObject, "-threads", "Threads per rank (0: OMP_NUM_THREADS)", &t->threads, 0,
                            1024, NULL));
+  PetscCall(AckdOptionsChoice(PetscOptionsObject, "-precision",
+                              "Convolutions' arithmetic: fp32, or bf16 operands accumulated in fp32 with fp32 weights "
+                              "and everything else in fp32 (CPUs with AVX512_BF16 or AMX; docs/NN.md)",
+                              AckdPrecisionNames, 2, &precision, NULL));
   PetscCall(AckdOptionsInt(PetscOptionsObject, "-debug_signal_after",
                            "Testing: rank 0 sends itself SIGTERM after N steps of this run (0: off)",
                            &t->debug_signal_after, 0, PETSC_MAX_INT, NULL));
@@ -268,6 +274,7 @@ PetscErrorCode AckdTrainerSetFromOptions(AckdTrainer t)
   t->schedule.total       = t->epochs;
   t->exchange             = (AckdGradExchange)exchange;
   t->nonfinite            = (NonFinite)nonfinite;
+  t->precision            = (AckdPrecision)precision;
   PetscCheck(t->schedule.kind != ACKD_SCHEDULE_MULTISTEP || nmilestones > 0, t->comm, PETSC_ERR_USER_INPUT,
              "option -%sschedule multistep needs -%smilestones E1,E2,...", t->prefix, t->prefix);
   {
@@ -277,6 +284,11 @@ PetscErrorCode AckdTrainerSetFromOptions(AckdTrainer t)
     PetscCall(AckdOptionsHelpRequested(&help));
     /* Every rank takes a share of every batch. A command-line fault (exit 2),
      * so it is reported here, before any data is read, naming the option. */
+    /* A command-line fault too, before any data is read: the CPU cannot do what the option asks. */
+    PetscCheck(help || t->precision != ACKD_PRECISION_BF16 || AckdEngineHasBF16(), t->comm, PETSC_ERR_USER_INPUT,
+               "option -%sprecision bf16 needs a CPU with AVX512_BF16 or AMX, which this one lacks; use -%sprecision "
+               "fp32",
+               t->prefix, t->prefix);
     PetscCheck(help || t->batch >= size, t->comm, PETSC_ERR_USER_INPUT,
                "option -%sbatch %" PetscInt_FMT " is smaller than the %d ranks (each rank takes a share of every "
                "batch); use -%sbatch %d or more, or fewer ranks",
@@ -417,7 +429,10 @@ PetscErrorCode AckdTrainerSetEpochValue(AckdTrainer t, PetscInt index, double va
 static PetscErrorCode ensure_engine(AckdTrainer t)
 {
   PetscFunctionBeginUser;
-  if (!t->engine_ready) PetscCall(AckdEngineCreate(t->threads, &t->engine));
+  if (!t->engine_ready) {
+    PetscCall(AckdEngineCreate(t->threads, &t->engine));
+    PetscCall(AckdEngineSetPrecision(&t->engine, t->precision));
+  }
   t->engine_ready = PETSC_TRUE;
   PetscFunctionReturn(0);
 }
@@ -590,6 +605,7 @@ static PetscErrorCode write_checkpoint(AckdTrainer t, const char *path)
   PetscCall(AckdH5AttrWriteReal(file, "best_score", t->best_score));
   PetscCall(AckdH5AttrWriteInt(file, "best_epoch", t->best_epoch));
   PetscCall(AckdH5AttrWriteInt(file, "mpi_ranks", t->size));
+  PetscCall(AckdH5AttrWriteString(file, "precision", AckdPrecisionNames[t->precision]));
   if (t->describe) PetscCall(t->describe(t->describe_ctx, file));
   for (PetscInt i = 0; i < t->ngroups; i++) {
     Group         *g = &t->groups[i];
@@ -691,6 +707,7 @@ static PetscErrorCode write_metrics(AckdTrainer t)
   PetscCall(AckdH5AttrWriteInt(file, "best_epoch", t->best_epoch));
   PetscCall(AckdH5AttrWriteReal(file, "best_score", t->best_score));
   PetscCall(AckdH5AttrWriteString(file, "score", t->score_name));
+  PetscCall(AckdH5AttrWriteString(file, "precision", AckdPrecisionNames[t->precision]));
   for (PetscInt m = 0; m < metric_count(t); m++) {
     hsize_t dims = (hsize_t)t->nhistory;
     if (t->nhistory > 0)

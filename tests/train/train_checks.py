@@ -11,6 +11,9 @@ MODE:
                run on the same rank count, within 1e-5 on another
   kill         SIGKILL in the middle of a checkpoint write: the previous checkpoint
                loads, the run continues and ends bitwise where the uninterrupted one does
+               and the same teacher trained with -train_precision bf16 reaches the same OA bound,
+               within 0.05 of float32's, and says so in its files; on a CPU without bf16
+               instructions (/proc/cpuinfo) the option is refused in one line instead
 """
 import argparse
 import glob
@@ -108,9 +111,11 @@ def mode_accuracy(args):
         check(np.array_equal(conf, e["confusion"][()]), "confusion matrix = recomputed from the predictions")
         # Chance is 0.1; the synthetic MS classes are separable (nearest centroid reaches 0.93).
         check(oa >= 0.85, f"teacher test OA {oa:.4f} >= 0.85 after 8 epochs")
+        fp32_oa = oa
     with h5py.File(os.path.join(d, "metrics.h5"), "r") as m:
         val = m["val_oa"][()]
         check(len(val) == 8 and m.attrs["best_epoch"] == int(np.argmax(val)), "metrics: 8 epochs, best = argmax val_oa")
+        check(m.attrs["precision"] == "fp32", "metrics: precision fp32 by default")
         check(np.all(np.isfinite(m["train_loss"][()])) and m["train_loss"][-1] < m["train_loss"][0],
               "metrics: training loss finite and falling")
     with h5py.File(os.path.join(d, "gallery.h5"), "r") as g, h5py.File(data, "r") as ds:
@@ -120,6 +125,45 @@ def mode_accuracy(args):
     if args.h5dump:
         for f in [os.path.join(d, "best.h5"), os.path.join(d, "metrics.h5"), os.path.join(d, "eval_test.h5")]:
             check(subprocess.run([args.h5dump, "-H", f], capture_output=True).returncode == 0, f"h5dump opens {f}")
+    check_bf16(args, data, fp32_oa)
+
+
+def cpu_has_bf16():
+    """From /proc/cpuinfo, independently of oneDNN's own detection."""
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("flags"):
+                flags = line.split()
+                return "avx512_bf16" in flags or "amx_bf16" in flags
+    return False
+
+
+def check_bf16(args, data, fp32_oa):
+    """The accuracy run's teacher again in bf16 (see the module's docstring)."""
+    d = os.path.join(args.out, "bf16_teacher")
+    shutil.rmtree(d, ignore_errors=True)
+    cmd = ["2", args.ackd, "train", "-train_data", data, "-train_dir", d, "-teacher_arch", "smallcnn",
+           "-train_epochs", "8", "-train_batch", "64", "-train_precision", "bf16", "-quiet"]
+    if not cpu_has_bf16():
+        proc = run(args, cmd, expect=2)
+        check("needs a CPU with AVX512_BF16 or AMX" in proc.stdout + proc.stderr
+              and "use -train_precision fp32" in proc.stdout + proc.stderr,
+              "without bf16 instructions -train_precision bf16 is refused, naming the fix")
+        check(not os.path.exists(os.path.join(d, "best.h5")), "and nothing is trained")
+        return
+    run(args, cmd)
+    run(args, ["2", args.ackd, "eval", "-eval_checkpoint", os.path.join(d, "best.h5"), "-quiet"])
+    with h5py.File(os.path.join(d, "eval_test.h5"), "r") as e:
+        oa = float(e.attrs["oa"])
+    with h5py.File(os.path.join(d, "metrics.h5"), "r") as m, h5py.File(os.path.join(d, "best.h5"), "r") as b:
+        check(m.attrs["precision"] == "bf16" and b.attrs["precision"] == "bf16",
+              "metrics.h5 and best.h5 record precision bf16")
+        check(np.all(np.isfinite(m["train_loss"][()])) and m["train_loss"][-1] < m["train_loss"][0],
+              "bf16: training loss finite and falling")
+    # float32's bound and float32's own OA on the same seed: bf16 rounds the convolutions' operands to
+    # 8 significant bits, which training must absorb.
+    check(oa >= 0.85, f"bf16 teacher test OA {oa:.4f} >= 0.85 after 8 epochs")
+    check(abs(oa - fp32_oa) <= 0.05, f"bf16 OA {oa:.4f} within 0.05 of fp32's {fp32_oa:.4f}")
 
 
 def mode_equivalence(args):

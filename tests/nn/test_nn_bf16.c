@@ -1,0 +1,271 @@
+/* bf16 convolutions (-precision bf16) against a second implementation: a direct convolution in
+ * double of the operands rounded to bfloat16 (round to nearest even), the rounding the
+ * precision promises and the only one. The products of two bf16 values are exact in float32,
+ * so what separates oneDNN's result from that reference is float32 accumulation: at most
+ * (K + 2) u |terms| for K terms, u = 2^-24 (Higham's gamma bound, the bias and the conversion
+ * of a plain result included). An operand not rounded, or rounded another way, is off by about
+ * 2^-9 of a term, three orders above that bound, which the test checks it can see: the float32
+ * convolution of the same inputs must lie outside the bound somewhere.
+ *
+ * On a CPU without AVX512_BF16 or AMX the precision must be refused, and that is all checked. */
+#include <ackd/nn.h>
+#include <ackd/core.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+#include "../check.h"
+
+typedef struct {
+  const char *name;
+  PetscInt    cin, cout, k, s, p, g, n, h, w, block; /* block: the tensors' channel block (1: plain NCHW) */
+  PetscBool   bias;
+} Spec;
+
+static float round_bf16(float v)
+{
+  uint32_t u;
+  memcpy(&u, &v, sizeof u);
+  u += 0x7fffu + ((u >> 16) & 1u); /* to nearest, ties to even */
+  u &= 0xffff0000u;
+  memcpy(&v, &u, sizeof v);
+  return v;
+}
+
+/* Where (sample, channel, pixel) lives in a tensor of this channel block. */
+static PetscInt offset(const AckdTensor *t, PetscInt s, PetscInt c, PetscInt p)
+{
+  PetscInt b = t->block > 1 ? t->block : 1, cpad = (t->c + b - 1) / b * b;
+  return (s * cpad + c / b * b) * t->h * t->w + p * b + c % b;
+}
+
+static PetscErrorCode tensor_make(AckdTensor *t, PetscInt n, PetscInt c, PetscInt h, PetscInt w, PetscInt block,
+                                  AckdRng *rng)
+{
+  PetscFunctionBeginUser;
+  /* allocated with the channels rounded up to whole blocks; the padding stays zero */
+  PetscInt cpad = (c + block - 1) / block * block;
+  PetscCall(AckdTensorAllocate(t, n, cpad, h, w));
+  t->c     = c;
+  t->block = block > 1 ? block : 0;
+  for (PetscInt s = 0; s < n; s++)
+    for (PetscInt ch = 0; ch < c; ch++)
+      for (PetscInt p = 0; p < h * w; p++) t->data[offset(t, s, ch, p)] = (float)AckdRngUniformRange(rng, -1, 1);
+  PetscFunctionReturn(0);
+}
+
+/* Largest |got - want| / bound over a tensor, and whether `other` (the float32 result) exceeds the
+ * bound anywhere: the proof that the operands were rounded at all. */
+typedef struct {
+  double worst, other_worst;
+} Gap;
+
+static void gap_add(Gap *g, double got, double want, double bound, double other)
+{
+  g->worst       = PetscMax(g->worst, fabs(got - want) / bound);
+  g->other_worst = PetscMax(g->other_worst, fabs(other - want) / bound);
+}
+
+static void gap_check(const char *spec, const char *what, Gap g)
+{
+  printf("  %-24s %-16s error/bound %.3f, float32's %.1f\n", spec, what, g.worst, g.other_worst);
+  CHECK(g.worst <= 1.0, "%s: %s off the bf16 reference by %.2f times the accumulation bound", spec, what, g.worst);
+  CHECK(g.other_worst > 1.0, "%s: %s in float32 is within the bf16 bound: the test cannot see the rounding", spec,
+        what);
+}
+
+typedef struct {
+  AckdParams params;
+  AckdConv   conv;
+  AckdTensor x, y, dy, dx;
+  float     *grads; /* the weight and bias gradients of the run */
+} Run;
+
+static PetscErrorCode run_conv(const Spec *s, AckdEngine *engine, const AckdTensor *x, const AckdTensor *dy,
+                               const float *values, Run *r)
+{
+  PetscFunctionBeginUser;
+  PetscCall(PetscMemzero(r, sizeof *r));
+  PetscCall(AckdParamsCreate(&r->params));
+  PetscCall(AckdConvSetUp(&r->conv, &r->params, "conv", s->cin, s->cout, s->k, s->s, s->p, s->g, s->bias));
+  PetscCall(AckdParamsSetUp(&r->params));
+  PetscCall(PetscArraycpy(r->params.values, values, r->params.size));
+  PetscCall(AckdParamsZeroGrad(&r->params));
+  AckdTensor shape;
+  PetscCall(AckdConvOutputShape(&r->conv, x, &shape));
+  PetscCall(AckdTensorAllocate(&r->y, shape.n, (shape.c + s->block - 1) / s->block * s->block, shape.h, shape.w));
+  r->y.c     = shape.c;
+  r->y.block = x->block;
+  PetscCall(AckdTensorAllocate(&r->dx, x->n, (x->c + s->block - 1) / s->block * s->block, x->h, x->w));
+  r->dx.c     = x->c;
+  r->dx.block = x->block;
+  PetscCall(AckdConvForward(&r->conv, engine, x, &r->y));
+  PetscCall(AckdConvBackward(&r->conv, engine, x, dy, &r->dx));
+  r->grads = r->params.grads;
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode run_free(Run *r)
+{
+  PetscFunctionBeginUser;
+  PetscCall(AckdConvDestroy(&r->conv));
+  PetscCall(AckdTensorFree(&r->y));
+  PetscCall(AckdTensorFree(&r->dx));
+  PetscCall(AckdParamsDestroy(&r->params));
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode check_spec(const Spec *s, AckdEngine *fp32, AckdEngine *bf16, AckdRng *rng)
+{
+  AckdTensor x, dy;
+  AckdParams layout;
+  AckdConv   conv;
+  Run        lo, hi;
+
+  PetscFunctionBeginUser;
+  /* the parameters drawn once, PyTorch's initialisation, shared by both runs */
+  PetscCall(AckdParamsCreate(&layout));
+  PetscCall(AckdConvSetUp(&conv, &layout, "conv", s->cin, s->cout, s->k, s->s, s->p, s->g, s->bias));
+  PetscCall(AckdParamsSetUp(&layout));
+  PetscCall(AckdParamsInitialize(&layout, 7));
+  if (s->bias)
+    for (PetscInt o = 0; o < s->cout; o++) layout.values[conv.bias + o] = (float)AckdRngUniformRange(rng, -0.5, 0.5);
+  PetscCall(tensor_make(&x, s->n, s->cin, s->h, s->w, s->block, rng));
+  AckdTensor shape;
+  PetscCall(AckdConvOutputShape(&conv, &x, &shape));
+  PetscCall(tensor_make(&dy, shape.n, shape.c, shape.h, shape.w, s->block, rng));
+  PetscCall(run_conv(s, bf16, &x, &dy, layout.values, &lo));
+  PetscCall(run_conv(s, fp32, &x, &dy, layout.values, &hi));
+
+  /* the reference: every term of all three convolutions once, with its magnitude */
+  PetscInt cin_g = s->cin / s->g, cout_g = s->cout / s->g, k = s->k, oh = shape.h, ow = shape.w;
+  PetscInt ny = s->n * s->cout * oh * ow, nx = s->n * s->cin * s->h * s->w, nw = s->cout * cin_g * k * k;
+  double  *y, *ym, *dx, *dxm, *dw, *dwm, *db, *dbm;
+  PetscCall(PetscCalloc4(ny, &y, ny, &ym, nx, &dx, nx, &dxm));
+  PetscCall(PetscCalloc4(nw, &dw, nw, &dwm, s->cout, &db, s->cout, &dbm));
+  const float *wv = layout.values + conv.weight;
+  for (PetscInt n = 0; n < s->n; n++)
+    for (PetscInt o = 0; o < s->cout; o++)
+      for (PetscInt i = 0; i < oh; i++)
+        for (PetscInt j = 0; j < ow; j++) {
+          PetscInt yi = ((n * s->cout + o) * oh + i) * ow + j;
+          double   g  = round_bf16(dy.data[offset(&dy, n, o, i * ow + j)]);
+          db[o] += g;
+          dbm[o] += fabs(g);
+          for (PetscInt ci = 0; ci < cin_g; ci++) {
+            PetscInt c = o / cout_g * cin_g + ci;
+            for (PetscInt a = 0; a < k; a++)
+              for (PetscInt b = 0; b < k; b++) {
+                PetscInt ih = i * s->s - s->p + a, iw = j * s->s - s->p + b;
+                if (ih < 0 || ih >= s->h || iw < 0 || iw >= s->w) continue;
+                PetscInt wi = ((o * cin_g + ci) * k + a) * k + b, xi = ((n * s->cin + c) * s->h + ih) * s->w + iw;
+                double   xv = round_bf16(x.data[offset(&x, n, c, ih * s->w + iw)]), w = round_bf16(wv[wi]);
+                y[yi] += xv * w;
+                ym[yi] += fabs(xv * w);
+                dx[xi] += g * w;
+                dxm[xi] += fabs(g * w);
+                dw[wi] += g * xv;
+                dwm[wi] += fabs(g * xv);
+              }
+          }
+        }
+
+  const double u = ldexp(1.0, -24), tiny = 1e-30;
+  Gap          gy = {0}, gx = {0}, gw = {0}, gb = {0};
+  for (PetscInt n = 0; n < s->n; n++)
+    for (PetscInt o = 0; o < s->cout; o++)
+      for (PetscInt p = 0; p < oh * ow; p++) {
+        PetscInt yi = (n * s->cout + o) * oh * ow + p, at = offset(&lo.y, n, o, p);
+        double   bias = s->bias ? layout.values[conv.bias + o] : 0;
+        gap_add(&gy, lo.y.data[at], y[yi] + bias, (cin_g * k * k + 2) * u * (ym[yi] + fabs(bias)) + tiny,
+                hi.y.data[at]);
+      }
+  for (PetscInt n = 0; n < s->n; n++)
+    for (PetscInt c = 0; c < s->cin; c++)
+      for (PetscInt p = 0; p < s->h * s->w; p++) {
+        PetscInt xi = (n * s->cin + c) * s->h * s->w + p, at = offset(&lo.dx, n, c, p);
+        gap_add(&gx, lo.dx.data[at], dx[xi], (cout_g * k * k + 2) * u * dxm[xi] + tiny, hi.dx.data[at]);
+      }
+  PetscInt terms = s->n * oh * ow;
+  for (PetscInt i = 0; i < nw; i++)
+    gap_add(&gw, lo.grads[conv.weight + i], dw[i], (terms + 2) * u * dwm[i] + tiny, hi.grads[conv.weight + i]);
+  if (s->bias)
+    for (PetscInt o = 0; o < s->cout; o++)
+      gap_add(&gb, lo.grads[conv.bias + o], db[o], (terms + 2) * u * dbm[o] + tiny, hi.grads[conv.bias + o]);
+  gap_check(s->name, "output", gy);
+  gap_check(s->name, "input gradient", gx);
+  gap_check(s->name, "weight gradient", gw);
+  if (s->bias) gap_check(s->name, "bias gradient", gb);
+
+  PetscCall(PetscFree4(y, ym, dx, dxm));
+  PetscCall(PetscFree4(dw, dwm, db, dbm));
+  PetscCall(run_free(&lo));
+  PetscCall(run_free(&hi));
+  PetscCall(AckdConvDestroy(&conv));
+  PetscCall(AckdParamsDestroy(&layout));
+  PetscCall(AckdTensorFree(&x));
+  PetscCall(AckdTensorFree(&dy));
+  PetscFunctionReturn(0);
+}
+
+/* Whether /proc/cpuinfo lists a bf16 dot-product instruction: a second opinion on oneDNN's. */
+static int cpuinfo_has_bf16(void)
+{
+  FILE *f = fopen("/proc/cpuinfo", "r");
+  char  line[8192];
+  int   found = -1;
+  if (!f) return -1;
+  while (found < 1 && fgets(line, sizeof line, f))
+    if (!strncmp(line, "flags", 5)) found = strstr(line, " avx512_bf16") || strstr(line, " amx_bf16") ? 1 : 0;
+  fclose(f);
+  return found;
+}
+
+int main(int argc, char **argv)
+{
+  /* the layers of the four backbones: the stem on ten bands, a 3x3 body convolution, a 1x1
+   * expansion and a strided depthwise one on channel-blocked tensors (the model's layouts), a
+   * grouped one, and a 1x1 projection with stride 2 */
+  const Spec specs[] = {
+      {"stem 7x7 s2, 10 bands", 10, 16, 7, 2, 3, 1, 2, 17, 17, 1, PETSC_FALSE},
+      {"3x3 16->32 bias", 16, 32, 3, 1, 1, 1, 3, 8, 8, 1, PETSC_TRUE},
+      {"1x1 32->64 blocked", 32, 64, 1, 1, 0, 1, 2, 6, 6, 16, PETSC_FALSE},
+      {"depthwise 3x3 s2 blocked", 32, 32, 3, 2, 1, 32, 2, 9, 9, 16, PETSC_FALSE},
+      {"3x3 groups 2", 16, 16, 3, 1, 1, 2, 2, 7, 7, 1, PETSC_FALSE},
+      {"1x1 s2 projection", 16, 32, 1, 2, 0, 1, 2, 8, 8, 1, PETSC_FALSE},
+  };
+  AckdEngine fp32, bf16;
+  AckdRng    rng;
+
+  PetscCall(PetscInitialize(&argc, &argv, NULL, NULL));
+  PetscCall(AckdEngineCreate(1, &fp32));
+  PetscCall(AckdEngineCreate(1, &bf16));
+  PetscBool has = AckdEngineHasBF16();
+  int       cpu = cpuinfo_has_bf16();
+  char      limit[64];
+  PetscBool limited;
+  PetscCall(PetscOptionsGetenv(PETSC_COMM_SELF, "ONEDNN_MAX_CPU_ISA", limit, sizeof limit, &limited));
+  printf("oneDNN: bf16 %s; /proc/cpuinfo: %s\n", has ? "in hardware" : "not in hardware",
+         cpu < 0 ? "unreadable"
+         : cpu   ? "avx512_bf16 or amx_bf16"
+                 : "neither avx512_bf16 nor amx_bf16");
+  CHECK(cpu < 0 || limited || (cpu == 1) == (has == PETSC_TRUE),
+        "oneDNN and /proc/cpuinfo disagree on bf16 (ONEDNN_MAX_CPU_ISA unset)");
+
+  PetscCall(PetscPushErrorHandler(PetscReturnErrorHandler, NULL));
+  PetscErrorCode refused = AckdEngineSetPrecision(&bf16, ACKD_PRECISION_BF16);
+  PetscCall(PetscPopErrorHandler());
+  if (!has) {
+    CHECK(refused == PETSC_ERR_SUP, "bf16 set on a CPU without it: error %d, not PETSC_ERR_SUP", (int)refused);
+    CHECK(bf16.precision == ACKD_PRECISION_FP32, "a refused precision was kept");
+    printf("bf16 refused on this CPU, as it must be; the arithmetic is not checked here\n");
+  } else {
+    CHECK(!refused && bf16.precision == ACKD_PRECISION_BF16, "bf16 refused on a CPU that has it");
+    AckdRngInit(&rng, 2026, 0, 0xbf16u);
+    for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++) PetscCall(check_spec(&specs[i], &fp32, &bf16, &rng));
+  }
+  PetscCall(AckdEngineDestroy(&fp32));
+  PetscCall(AckdEngineDestroy(&bf16));
+  int failed = CHECK_REPORT("bf16 convolutions against their double reference");
+  PetscCall(PetscFinalize());
+  return failed;
+}
