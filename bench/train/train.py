@@ -11,7 +11,17 @@ ratio, and the record holds the medians over rounds of the rates and of the
 ratios. Each round also reports the rate of each side's fastest step, the
 least disturbed one on a shared machine (best_ratio; a summary line per model
 before the records). The last lines are one record per model:
-    bench=train model=NAME ackd_img_s=X torch_img_s=Y ratio=X/Y"""
+    bench=train model=NAME ackd_img_s=X torch_img_s=Y ratio=X/Y
+
+With --precision bf16 each round times four sides: ackd in float32 and with
+bf16 convolutions (-precision bf16), PyTorch in float32 and under its CPU
+autocast to bfloat16 (which also runs convolutions in bf16 and batch norm in
+float32); the records are
+    bench=train_bf16 model=NAME ackd_bf16_img_s=A ackd_fp32_img_s=B torch_fp32_img_s=C
+        torch_bf16_img_s=D speedup=A/B ratio_fp32=A/C ratio_bf16=A/D
+each a median over rounds; --precision both gives the float32 records, then
+these. On a CPU without bf16 instructions ackd refuses
+the precision, and the benchmark says so in one line per model instead."""
 import argparse
 import os
 import re
@@ -41,17 +51,57 @@ class TorchStep:
         self.y = torch.randint(0, classes, (batch,))
         self.batch = batch
 
-    def img_s(self, warmup, steps):
+    def img_s(self, warmup, steps, bf16=False):
         times = []
         for s in range(warmup + steps):
             t0 = time.perf_counter()
             self.opt.zero_grad(set_to_none=True)
-            logits = self.net.outputs(self.x)[2]
-            self.torch.nn.functional.cross_entropy(logits, self.y).backward()
+            # autocast covers the forward only, as PyTorch's recipe says: backward follows its casts
+            with self.torch.autocast("cpu", dtype=self.torch.bfloat16, enabled=bf16):
+                logits = self.net.outputs(self.x)[2]
+                loss = self.torch.nn.functional.cross_entropy(logits, self.y)
+            loss.backward()
             self.opt.step()
             if s >= warmup:
                 times.append(time.perf_counter() - t0)
         return self.batch / statistics.median(times), self.batch / min(times)
+
+
+def ackd_img_s(a, env, name, precision):
+    """One round of ackd's side: the median rate and the fastest step's, or None when it refuses."""
+    proc = subprocess.run([a.ackd, "-models", name, "-batch", str(a.batch), "-bands", str(a.bands), "-size",
+                           str(a.size), "-classes", str(a.classes), "-threads", str(a.threads), "-warmup",
+                           str(a.warmup), "-steps", str(a.steps), "-precision", precision], env=env,
+                          capture_output=True, text=True)
+    if precision == "bf16" and proc.returncode != 0 and "AVX512_BF16" in proc.stdout + proc.stderr:
+        return None
+    if proc.returncode != 0:
+        raise SystemExit(f"bench_train failed:\n{proc.stdout}{proc.stderr}")
+    return (float(re.search(r" img_s=([0-9.]+)", proc.stdout).group(1)),
+            float(re.search(r"best_img_s=([0-9.]+)", proc.stdout).group(1)))
+
+
+def bf16_rounds(a, env, name, reference):
+    """--precision bf16: four sides per round (see the module's docstring); the record, or the skip line."""
+    rates = {"ackd_bf16": [], "ackd_fp32": [], "torch_fp32": [], "torch_bf16": []}
+    for r in range(a.rounds):
+        bf16 = ackd_img_s(a, env, name, "bf16")
+        if bf16 is None:
+            return f"bench=train_bf16 model={name} skipped: this CPU has no bf16 instructions (AVX512_BF16 or AMX)"
+        rates["ackd_bf16"].append(bf16[0])
+        rates["ackd_fp32"].append(ackd_img_s(a, env, name, "fp32")[0])
+        warmup = a.warmup if r == 0 else 1
+        rates["torch_fp32"].append(reference.img_s(warmup, a.steps)[0])
+        rates["torch_bf16"].append(reference.img_s(warmup, a.steps, bf16=True)[0])
+        print(f"round {r + 1} model={name} " + " ".join(f"{k}_img_s={v[-1]:.2f}" for k, v in rates.items()),
+              flush=True)
+    med = {k: statistics.median(v) for k, v in rates.items()}
+    # ratios per round, then their median: the rounds share the load of their moment
+    ratio = {k: statistics.median(x / y for x, y in zip(rates["ackd_bf16"], rates[k]))
+             for k in ("ackd_fp32", "torch_fp32", "torch_bf16")}
+    return (f"bench=train_bf16 model={name} " + " ".join(f"{k}_img_s={v:.2f}" for k, v in med.items()) +
+            f" speedup={ratio['ackd_fp32']:.3f} ratio_fp32={ratio['torch_fp32']:.3f}"
+            f" ratio_bf16={ratio['torch_bf16']:.3f}")
 
 
 def main():
@@ -66,19 +116,22 @@ def main():
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--steps", type=int, default=5, help="timed steps per side and round")
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--precision", choices=["fp32", "bf16", "both"], default="fp32",
+                   help="bf16: ackd's bf16 convolutions beside its float32, PyTorch's float32 and its autocast; "
+                        "both: the float32 records, then the bf16 ones")
     a = p.parse_args()
     env = dict(os.environ, OMP_NUM_THREADS=str(a.threads), OPENBLAS_NUM_THREADS=str(a.threads))
-    records = []
+    records, bf16_records = [], []
     for name in a.models.split(","):
         reference = TorchStep(name, a.batch, a.bands, a.size, a.classes, a.threads)
+        if a.precision != "fp32":
+            bf16_records.append(bf16_rounds(a, env, name, reference))
+            if a.precision == "bf16":
+                continue
         ackd_rates, torch_rates, ratios, best_ratios = [], [], [], []
         for r in range(a.rounds):
-            out = subprocess.run([a.ackd, "-models", name, "-batch", str(a.batch), "-bands", str(a.bands), "-size",
-                                  str(a.size), "-classes", str(a.classes), "-threads", str(a.threads), "-warmup",
-                                  str(a.warmup), "-steps", str(a.steps)], env=env, check=True, capture_output=True,
-                                 text=True).stdout
-            ackd_rates.append(float(re.search(r" img_s=([0-9.]+)", out).group(1)))
-            ackd_best = float(re.search(r"best_img_s=([0-9.]+)", out).group(1))
+            rate, ackd_best = ackd_img_s(a, env, name, "fp32")
+            ackd_rates.append(rate)
             torch_rate, torch_best = reference.img_s(a.warmup if r == 0 else 1, a.steps)
             torch_rates.append(torch_rate)
             ratios.append(ackd_rates[-1] / torch_rates[-1])
@@ -89,7 +142,7 @@ def main():
         print(f"model={name} median_best_ratio={statistics.median(best_ratios):.3f}", flush=True)
         records.append(f"bench=train model={name} ackd_img_s={statistics.median(ackd_rates):.2f} "
                        f"torch_img_s={statistics.median(torch_rates):.2f} ratio={statistics.median(ratios):.3f}")
-    print("\n".join(records))
+    print("\n".join(records + bf16_records))
 
 
 if __name__ == "__main__":
