@@ -95,6 +95,16 @@ static PetscErrorCode weights_desc(const AckdConv *conv, dnnl_memory_desc_t *md)
   PetscFunctionReturn(0);
 }
 
+/* The arithmetic of this layer under the engine's precision. Depthwise and grouped convolutions
+ * stay float32: they do a few products per value moved, so their time is memory traffic, which
+ * bf16 operands add to (the conversion of each input and output gradient) and do not shorten
+ * (MobileNetV2, 64 x 64, one EPYC core: its depthwise layers took as long in bf16, and their
+ * weight gradients 35% longer). */
+static AckdPrecision layer_precision(const AckdConv *conv, const AckdEngine *engine)
+{
+  return conv->groups == 1 ? engine->precision : ACKD_PRECISION_FP32;
+}
+
 /* Whether oneDNN has a kernel other than its reference one (slow) for this
  * operation descriptor; the primitive descriptor is returned when asked. */
 static PetscBool fast_kernel(AckdEngine *engine, const void *op_desc, const_dnnl_primitive_desc_t hint,
@@ -191,10 +201,10 @@ PetscErrorCode AckdConvPreferredBlock(AckdConv *conv, AckdEngine *engine, const 
   PetscFunctionBeginUser;
   PetscCall(AckdConvOutputShape(conv, x, &y));
   y.block = 0;
-  PetscCall(descs_init(conv, engine->precision, x, &y, &d));
+  PetscCall(descs_init(conv, layer_precision(conv, engine), x, &y, &d));
   *block = 0;
   /* the input as it is (in bf16 converted anyway), the output as the fastest forward kernel wants it */
-  const dnnl_memory_desc_t *src = engine->precision == ACKD_PRECISION_FP32 ? &d.src : &d.src_any;
+  const dnnl_memory_desc_t *src = layer_precision(conv, engine) == ACKD_PRECISION_FP32 ? &d.src : &d.src_any;
   if (dnnl_convolution_forward_desc_init(&desc, dnnl_forward_training, dnnl_convolution_direct, src, &d.wei_any,
                                          conv->has_bias ? &d.bias : NULL, &d.dst_any, d.strides, d.pad_l,
                                          d.pad_r) == dnnl_success &&
@@ -223,7 +233,7 @@ static PetscErrorCode plan_create(AckdConv *conv, AckdEngine *engine, const Ackd
   plan->ow      = y->w;
   plan->x_block = AckdNNBlock(x);
   plan->y_block = AckdNNBlock(y);
-  PetscCall(descs_init(conv, engine->precision, x, y, &d));
+  PetscCall(descs_init(conv, layer_precision(conv, engine), x, y, &d));
   const dnnl_memory_desc_t *bias_md = conv->has_bias ? &d.bias : NULL;
   dnnl_memory_desc_t       *src = &d.src, *dst = &d.dst, *wei = &d.wei;
   dnnl_memory_desc_t       *src_any = &d.src_any, *dst_any = &d.dst_any, *wei_any = &d.wei_any;
@@ -233,7 +243,7 @@ static PetscErrorCode plan_create(AckdConv *conv, AckdEngine *engine, const Ackd
    * width 0.25, 16x16, batch 12: 2e-3 against PyTorch), where choosing
    * layouts and converting, as before, is right; and only in float32, where
    * the tensors' own type is the operands' */
-  if (engine->precision == ACKD_PRECISION_FP32 && AckdNNBlock(x) > 1 && AckdNNBlock(y) > 1 &&
+  if (layer_precision(conv, engine) == ACKD_PRECISION_FP32 && AckdNNBlock(x) > 1 && AckdNNBlock(y) > 1 &&
       pinned_supported(conv, engine, &d)) {
     src_any = diff_src_any = &d.src;
     dst_any = diff_dst_any = &d.dst;
@@ -322,7 +332,8 @@ static PetscErrorCode plan_get(AckdConv *conv, AckdEngine *engine, const AckdTen
 {
   AckdTensor y = *x;
 
-  const AckdNNPlanKey key = {x->n, x->c, x->h, x->w, AckdNNBlock(x), PetscMax(1, y_block), engine->precision};
+  const AckdNNPlanKey key = {
+      x->n, x->c, x->h, x->w, AckdNNBlock(x), PetscMax(1, y_block), layer_precision(conv, engine)};
 
   PetscFunctionBeginUser;
   *plan = AckdNNPlanCacheFind(&conv->plans, &key);

@@ -153,6 +153,12 @@ PetscErrorCode AckdNNPortCreate(AckdEngine *engine, const dnnl_memory_desc_t *us
   PetscCheck(chosen, PETSC_COMM_SELF, PETSC_ERR_LIB, "layer %s: oneDNN reports no layout for an argument", layer);
   if (dnnl_memory_desc_equal(chosen, user_md)) PetscFunctionReturn(0);
   PetscCall(AckdNNMemoryAllocate(engine, chosen, &port->inner, layer));
+  dnnl_memory_desc_t as_bf16 = *user_md;
+  as_bf16.data_type          = dnnl_bf16;
+  if (!output && user_md->data_type == dnnl_f32 && dnnl_memory_desc_equal(chosen, &as_bf16)) {
+    port->round_bf16 = dnnl_memory_desc_get_size(chosen) / sizeof(uint16_t);
+    PetscFunctionReturn(0);
+  }
   AckdCallDnnl(dnnl_reorder_primitive_desc_create(&reorder_pd, output ? chosen : user_md, engine->backend->engine,
                                                   output ? user_md : chosen, engine->backend->engine, NULL),
                "layer %s: no reorder between the plain and the blocked layout", layer);
@@ -168,7 +174,11 @@ PetscErrorCode AckdNNPortBind(AckdEngine *engine, AckdNNPort *port, const void *
   PetscFunctionBeginUser;
   PetscCall(AckdNNMemoryBind(port->user, data, layer));
   *mem = port->inner ? port->inner : port->user;
-  if (port->inner && !port->output) {
+  if (port->round_bf16) {
+    void *to;
+    AckdCallDnnl(dnnl_memory_get_data_handle(port->inner, &to), "layer %s: the bf16 buffer", layer);
+    AckdNNRoundBF16(data, to, port->round_bf16);
+  } else if (port->inner && !port->output) {
     dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, port->user}, {DNNL_ARG_TO, port->inner}};
     PetscCall(AckdNNExecute(engine, port->reorder, 2, args, layer, "reorder to the blocked layout"));
   }
