@@ -668,6 +668,14 @@ static PetscErrorCode read_checkpoint(AckdTrainer t, AckdCkptReader r)
   }
   PetscCall(AckdH5AttrReadReal(file, "best_score", &t->best_score, &found));
   PetscCall(AckdH5AttrReadInt(file, "best_epoch", &t->best_epoch, &found));
+  /* Allowed (a bf16 run moved to a node without bf16 goes on in float32), but said: the run's
+   * arithmetic changes at this step. A checkpoint from before the option was float32. */
+  char written[16] = "fp32";
+  PetscCall(AckdH5AttrReadString(file, "precision", written, sizeof written, &found));
+  if (strcmp(written, AckdPrecisionNames[t->precision]))
+    PetscCall(AckdLogWarn(&t->log,
+                          "resuming at step %" PetscInt_FMT " with -%sprecision %s; the steps before it ran in %s\n",
+                          t->state.step, t->prefix, AckdPrecisionNames[t->precision], written));
   for (PetscInt m = 0; m < M_FIXED + t->nterms; m++) {
     PetscCall(AckdCkptReaderReadMetric(r, metric_name(t, m), t->epochs, &n, t->history[m]));
     t->nhistory = n;

@@ -12,8 +12,9 @@ MODE:
   kill         SIGKILL in the middle of a checkpoint write: the previous checkpoint
                loads, the run continues and ends bitwise where the uninterrupted one does
                and the same teacher trained with -train_precision bf16 reaches the same OA bound,
-               within 0.05 of float32's, and says so in its files; on a CPU without bf16
-               instructions (/proc/cpuinfo) the option is refused in one line instead
+               within 0.05 of float32's, and says so in its files, and resumed in float32 says
+               that too; on a CPU without bf16 instructions (/proc/cpuinfo) the option is
+               refused in one line instead
 """
 import argparse
 import glob
@@ -164,6 +165,12 @@ def check_bf16(args, data, fp32_oa):
     # 8 significant bits, which training must absorb.
     check(oa >= 0.85, f"bf16 teacher test OA {oa:.4f} >= 0.85 after 8 epochs")
     check(abs(oa - fp32_oa) <= 0.05, f"bf16 OA {oa:.4f} within 0.05 of fp32's {fp32_oa:.4f}")
+    # resumed for a ninth epoch in float32 (a node without bf16): allowed, and said
+    proc = run(args, [*cmd, "-train_epochs", "9", "-train_precision", "fp32"])
+    check("with -train_precision fp32; the steps before it ran in bf16" in proc.stdout + proc.stderr,
+          "a bf16 run resumed in fp32 says so")
+    with h5py.File(os.path.join(d, "metrics.h5"), "r") as m:
+        check(len(m["val_oa"][()]) == 9 and m.attrs["precision"] == "fp32", "and goes on from its ninth epoch")
 
 
 def mode_equivalence(args):
