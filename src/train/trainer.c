@@ -254,10 +254,12 @@ PetscErrorCode AckdTrainerSetFromOptions(AckdTrainer t)
                            &t->validate_every, 1, 1000000, NULL));
   PetscCall(AckdOptionsInt(PetscOptionsObject, "-threads", "Threads per rank (0: OMP_NUM_THREADS)", &t->threads, 0,
                            1024, NULL));
-  PetscCall(AckdOptionsChoice(PetscOptionsObject, "-precision",
-                              "Convolutions' arithmetic: fp32, or bf16 operands accumulated in fp32 with fp32 weights "
-                              "and everything else in fp32 (CPUs with AVX512_BF16 or AMX; docs/NN.md)",
-                              AckdPrecisionNames, 2, &precision, NULL));
+  PetscCall(
+      AckdOptionsChoice(PetscOptionsObject, "-precision",
+                        "Dense convolutions' arithmetic: fp32, or bf16 operands accumulated in fp32 (the weights, "
+                        "depthwise convolutions and all else stay fp32; CPUs with AVX512_BF16 or AMX; "
+                        "docs/NN.md)",
+                        AckdPrecisionNames, 2, &precision, NULL));
   PetscCall(AckdOptionsInt(PetscOptionsObject, "-debug_signal_after",
                            "Testing: rank 0 sends itself SIGTERM after N steps of this run (0: off)",
                            &t->debug_signal_after, 0, PETSC_MAX_INT, NULL));
