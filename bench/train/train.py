@@ -19,7 +19,7 @@ autocast to bfloat16 (which also runs convolutions in bf16 and batch norm in
 float32); the records are
     bench=train_bf16 model=NAME ackd_bf16_img_s=A ackd_fp32_img_s=B torch_fp32_img_s=C
         torch_bf16_img_s=D speedup=A/B ratio_fp32=A/C ratio_bf16=A/D
-each a median over rounds; --precision both gives the float32 records, then
+each a median over rounds (nan where PyTorch's autocast fails on the model); --precision both gives the float32 records, then
 these. On a CPU without bf16 instructions ackd refuses
 the precision, and the benchmark says so in one line per model instead."""
 import argparse
@@ -92,7 +92,12 @@ def bf16_rounds(a, env, name, reference):
         rates["ackd_fp32"].append(ackd_img_s(a, env, name, "fp32")[0])
         warmup = a.warmup if r == 0 else 1
         rates["torch_fp32"].append(reference.img_s(warmup, a.steps)[0])
-        rates["torch_bf16"].append(reference.img_s(warmup, a.steps, bf16=True)[0])
+        try:
+            rates["torch_bf16"].append(reference.img_s(warmup, a.steps, bf16=True)[0])
+        except RuntimeError as e:  # an op without a bf16 kernel in this PyTorch (1.13: ReLU6's backward)
+            rates["torch_bf16"].append(float("nan"))
+            if r == 0:
+                print(f"model={name} PyTorch's autocast cannot train it: {str(e).splitlines()[0]}", flush=True)
         print(f"round {r + 1} model={name} " + " ".join(f"{k}_img_s={v[-1]:.2f}" for k, v in rates.items()),
               flush=True)
     med = {k: statistics.median(v) for k, v in rates.items()}
