@@ -39,6 +39,11 @@ PY
 for kind in dense blocks truncated; do
   blocks=false delay=(-match_ot_debug_check_delay 0.01) input=$kind extra=() # dense: ~350 checks
   [ $kind = blocks ] && blocks=true delay=(-match_ot_debug_check_delay 0.001) # ~3000 per group of blocks
+  # The saving runs go to the end: a fifth of the delay (a quarter for the blocks) still holds each
+  # solve above 0.7 s by its waits alone, two or more saves every 0.3 s on any machine (the full
+  # delay gave 14-35 saves and 22 s of the test).
+  save_delay=(-match_ot_debug_check_delay 0.002)
+  [ $kind = blocks ] && save_delay=(-match_ot_debug_check_delay 0.00025)
   # the truncated solve (Sinkhorn on a sparse part of C, certified by dense passes) on the dense problem
   [ $kind = truncated ] && input=dense extra=(-match_ot_truncate 16)
   match=(match -match_input "$out/$input.h5" -match_ot_eps 0.01 -match_ot_tol 1e-10 -match_ot_max_it 100000
@@ -70,7 +75,7 @@ for kind in dense blocks truncated; do
     "and wrote the uninterrupted run's plan"
   # Periodic saves (-match_save_every): the solve pauses, saves and goes on to the same plan.
   p=$out/saving_$kind.h5
-  timeout 120 "${mpirun[@]}" 2 "$ackd" "${match[@]}" "${delay[@]}" -match_output "$p" -match_save_every 0.3 \
+  timeout 120 "${mpirun[@]}" 2 "$ackd" "${match[@]}" "${save_delay[@]}" -match_output "$p" -match_save_every 0.3 \
     >"$out/saving_$kind.log" 2>&1 ||
     fail "$kind: the saving run failed: $(tail -n 3 "$out/saving_$kind.log")"
   saves=$(grep -c "match: saved the solver's state in '$p.state'" "$out/saving_$kind.log")

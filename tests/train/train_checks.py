@@ -130,7 +130,11 @@ def mode_accuracy(args):
 
 
 def cpu_has_bf16():
-    """From /proc/cpuinfo, independently of oneDNN's own detection."""
+    """From /proc/cpuinfo, independently of oneDNN's own detection, unless ONEDNN_MAX_CPU_ISA caps oneDNN
+    below bf16 (the way to try a CPU without it on one that has it)."""
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
+    if cap and cap != "ALL" and "BF16" not in cap and "AMX" not in cap:
+        return False
     with open("/proc/cpuinfo") as f:
         for line in f:
             if line.startswith("flags"):
