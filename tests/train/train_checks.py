@@ -11,8 +11,8 @@ MODE:
                run on the same rank count, within 1e-5 on another
   kill         SIGKILL in the middle of a checkpoint write: the previous checkpoint
                loads, the run continues and ends bitwise where the uninterrupted one does
-               and the same teacher trained with -train_precision bf16 reaches the same OA bound,
-               within 0.05 of float32's, and says so in its files, and resumed in float32 says
+               and the same teacher trained with -train_precision bf16 reaches the same OA bound
+               (best validation OA), within 0.05 of float32's, and says so in its files, and resumed in float32 says
                that too; on a CPU without bf16 instructions (/proc/cpuinfo) the option is
                refused in one line instead
 """
@@ -112,11 +112,11 @@ def mode_accuracy(args):
         check(np.array_equal(conf, e["confusion"][()]), "confusion matrix = recomputed from the predictions")
         # Chance is 0.1; the synthetic MS classes are separable (nearest centroid reaches 0.93).
         check(oa >= 0.85, f"teacher test OA {oa:.4f} >= 0.85 after 8 epochs")
-        fp32_oa = oa
     with h5py.File(os.path.join(d, "metrics.h5"), "r") as m:
         val = m["val_oa"][()]
         check(len(val) == 8 and m.attrs["best_epoch"] == int(np.argmax(val)), "metrics: 8 epochs, best = argmax val_oa")
         check(m.attrs["precision"] == "fp32", "metrics: precision fp32 by default")
+        fp32_val = float(m.attrs["best_score"])
         check(np.all(np.isfinite(m["train_loss"][()])) and m["train_loss"][-1] < m["train_loss"][0],
               "metrics: training loss finite and falling")
     with h5py.File(os.path.join(d, "gallery.h5"), "r") as g, h5py.File(data, "r") as ds:
@@ -126,7 +126,7 @@ def mode_accuracy(args):
     if args.h5dump:
         for f in [os.path.join(d, "best.h5"), os.path.join(d, "metrics.h5"), os.path.join(d, "eval_test.h5")]:
             check(subprocess.run([args.h5dump, "-H", f], capture_output=True).returncode == 0, f"h5dump opens {f}")
-    check_bf16(args, data, fp32_oa)
+    check_bf16(args, data, fp32_val)
 
 
 def cpu_has_bf16():
@@ -143,12 +143,14 @@ def cpu_has_bf16():
     return False
 
 
-def check_bf16(args, data, fp32_oa):
-    """The accuracy run's teacher again in bf16 (see the module's docstring)."""
+def check_bf16(args, data, fp32_val):
+    """The accuracy run's teacher again in bf16 (see the module's docstring), compared by the best
+    validation OA (fp32_val, float32's); its test OA needs no second look at eval's arithmetic."""
     d = os.path.join(args.out, "bf16_teacher")
     shutil.rmtree(d, ignore_errors=True)
     cmd = ["2", args.ackd, "train", "-train_data", data, "-train_dir", d, "-teacher_arch", "smallcnn",
-           "-train_epochs", "8", "-train_batch", "64", "-train_precision", "bf16", "-quiet"]
+           "-train_epochs", "8", "-train_batch", "64", "-train_gallery", "false", "-train_precision", "bf16",
+           "-quiet"]
     if not cpu_has_bf16():
         proc = run(args, cmd, expect=2)
         check("needs a CPU with AVX512_BF16 or AMX" in proc.stdout + proc.stderr
@@ -157,18 +159,16 @@ def check_bf16(args, data, fp32_oa):
         check(not os.path.exists(os.path.join(d, "best.h5")), "and nothing is trained")
         return
     run(args, cmd)
-    run(args, ["2", args.ackd, "eval", "-eval_checkpoint", os.path.join(d, "best.h5"), "-quiet"])
-    with h5py.File(os.path.join(d, "eval_test.h5"), "r") as e:
-        oa = float(e.attrs["oa"])
     with h5py.File(os.path.join(d, "metrics.h5"), "r") as m, h5py.File(os.path.join(d, "best.h5"), "r") as b:
+        oa = float(m.attrs["best_score"])
         check(m.attrs["precision"] == "bf16" and b.attrs["precision"] == "bf16",
               "metrics.h5 and best.h5 record precision bf16")
         check(np.all(np.isfinite(m["train_loss"][()])) and m["train_loss"][-1] < m["train_loss"][0],
               "bf16: training loss finite and falling")
     # float32's bound and float32's own OA on the same seed: bf16 rounds the convolutions' operands to
     # 8 significant bits, which training must absorb.
-    check(oa >= 0.85, f"bf16 teacher test OA {oa:.4f} >= 0.85 after 8 epochs")
-    check(abs(oa - fp32_oa) <= 0.05, f"bf16 OA {oa:.4f} within 0.05 of fp32's {fp32_oa:.4f}")
+    check(oa >= 0.85, f"bf16 teacher's best validation OA {oa:.4f} >= 0.85 after 8 epochs")
+    check(abs(oa - fp32_val) <= 0.05, f"bf16's {oa:.4f} within 0.05 of fp32's {fp32_val:.4f}")
     # resumed for a ninth epoch in float32 (a node without bf16): allowed, and said
     proc = run(args, [*cmd, "-train_epochs", "9", "-train_precision", "fp32"])
     check("with -train_precision fp32; the steps before it ran in bf16" in proc.stdout + proc.stderr,
