@@ -19,9 +19,10 @@ autocast to bfloat16 (which also runs convolutions in bf16 and batch norm in
 float32); the records are
     bench=train_bf16 model=NAME ackd_bf16_img_s=A ackd_fp32_img_s=B torch_fp32_img_s=C
         torch_bf16_img_s=D speedup=A/B ratio_fp32=A/C ratio_bf16=A/D
-each a median over rounds (nan where PyTorch's autocast fails on the model); --precision both gives the float32 records, then
-these. On a CPU without bf16 instructions ackd refuses
-the precision, and the benchmark says so in one line per model instead."""
+each a median over rounds (nan where PyTorch's autocast fails on the model);
+--precision both gives the float32 records, then these. On a CPU without bf16
+instructions ackd refuses the precision, and the benchmark says so in one line
+per model instead."""
 import argparse
 import os
 import re

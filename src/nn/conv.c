@@ -200,11 +200,12 @@ PetscErrorCode AckdConvPreferredBlock(AckdConv *conv, AckdEngine *engine, const 
 
   PetscFunctionBeginUser;
   PetscCall(AckdConvOutputShape(conv, x, &y));
-  y.block = 0;
-  PetscCall(descs_init(conv, layer_precision(conv, engine), x, &y, &d));
+  y.block                       = 0;
+  const AckdPrecision precision = layer_precision(conv, engine);
+  PetscCall(descs_init(conv, precision, x, &y, &d));
   *block = 0;
   /* the input as it is (in bf16 converted anyway), the output as the fastest forward kernel wants it */
-  const dnnl_memory_desc_t *src = layer_precision(conv, engine) == ACKD_PRECISION_FP32 ? &d.src : &d.src_any;
+  const dnnl_memory_desc_t *src = precision == ACKD_PRECISION_FP32 ? &d.src : &d.src_any;
   if (dnnl_convolution_forward_desc_init(&desc, dnnl_forward_training, dnnl_convolution_direct, src, &d.wei_any,
                                          conv->has_bias ? &d.bias : NULL, &d.dst_any, d.strides, d.pad_l,
                                          d.pad_r) == dnnl_success &&
@@ -226,14 +227,15 @@ static PetscErrorCode plan_create(AckdConv *conv, AckdEngine *engine, const Ackd
 
   PetscFunctionBeginUser;
   PetscCall(PetscCalloc1(1, &plan));
-  plan->n       = x->n;
-  plan->h       = x->h;
-  plan->w       = x->w;
-  plan->oh      = y->h;
-  plan->ow      = y->w;
-  plan->x_block = AckdNNBlock(x);
-  plan->y_block = AckdNNBlock(y);
-  PetscCall(descs_init(conv, layer_precision(conv, engine), x, y, &d));
+  plan->n                       = x->n;
+  plan->h                       = x->h;
+  plan->w                       = x->w;
+  plan->oh                      = y->h;
+  plan->ow                      = y->w;
+  plan->x_block                 = AckdNNBlock(x);
+  plan->y_block                 = AckdNNBlock(y);
+  const AckdPrecision precision = layer_precision(conv, engine);
+  PetscCall(descs_init(conv, precision, x, y, &d));
   const dnnl_memory_desc_t *bias_md = conv->has_bias ? &d.bias : NULL;
   dnnl_memory_desc_t       *src = &d.src, *dst = &d.dst, *wei = &d.wei;
   dnnl_memory_desc_t       *src_any = &d.src_any, *dst_any = &d.dst_any, *wei_any = &d.wei_any;
@@ -243,7 +245,7 @@ static PetscErrorCode plan_create(AckdConv *conv, AckdEngine *engine, const Ackd
    * width 0.25, 16x16, batch 12: 2e-3 against PyTorch), where choosing
    * layouts and converting, as before, is right; and only in float32, where
    * the tensors' own type is the operands' */
-  if (layer_precision(conv, engine) == ACKD_PRECISION_FP32 && AckdNNBlock(x) > 1 && AckdNNBlock(y) > 1 &&
+  if (precision == ACKD_PRECISION_FP32 && AckdNNBlock(x) > 1 && AckdNNBlock(y) > 1 &&
       pinned_supported(conv, engine, &d)) {
     src_any = diff_src_any = &d.src;
     dst_any = diff_dst_any = &d.dst;

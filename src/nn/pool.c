@@ -135,13 +135,8 @@ static PetscErrorCode plan_get(AckdPool *pool, AckdEngine *engine, const AckdTen
 {
   AckdTensor y = *x;
 
-  const AckdNNPlanKey key = {x->n,
-                             x->c,
-                             x->h,
-                             x->w,
-                             AckdNNBlock(x),
-                             PetscMax(1, y_block),
-                             ACKD_PRECISION_FP32}; /* float32 at every engine precision */
+  /* float32 at every engine precision */
+  const AckdNNPlanKey key = {x->n, x->c, x->h, x->w, AckdNNBlock(x), PetscMax(1, y_block), ACKD_PRECISION_FP32};
 
   PetscFunctionBeginUser;
   *plan = AckdNNPlanCacheFind(&pool->plans, &key);

@@ -284,13 +284,14 @@ PetscErrorCode AckdTrainerSetFromOptions(AckdTrainer t)
     PetscBool   help;
     PetscCallMPI(MPI_Comm_size(t->comm, &size));
     PetscCall(AckdOptionsHelpRequested(&help));
-    /* Every rank takes a share of every batch. A command-line fault (exit 2),
-     * so it is reported here, before any data is read, naming the option. */
-    /* A command-line fault too, before any data is read: the CPU cannot do what the option asks. */
+    /* A command-line fault (exit 2), reported before any data is read: the CPU cannot do what the
+     * option asks (AckdEngineSetPrecision would refuse it later, mid-set-up). */
     PetscCheck(help || t->precision != ACKD_PRECISION_BF16 || AckdEngineHasBF16(), t->comm, PETSC_ERR_USER_INPUT,
                "option -%sprecision bf16 needs a CPU with AVX512_BF16 or AMX, which this one lacks; use -%sprecision "
                "fp32",
                t->prefix, t->prefix);
+    /* Every rank takes a share of every batch. A command-line fault (exit 2),
+     * so it is reported here, before any data is read, naming the option. */
     PetscCheck(help || t->batch >= size, t->comm, PETSC_ERR_USER_INPUT,
                "option -%sbatch %" PetscInt_FMT " is smaller than the %d ranks (each rank takes a share of every "
                "batch); use -%sbatch %d or more, or fewer ranks",

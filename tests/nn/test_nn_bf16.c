@@ -36,25 +36,25 @@ static float round_bf16(float v)
   return v;
 }
 
-/* Where (sample, channel, pixel) lives in a tensor of this channel block. */
-static PetscInt offset(const AckdTensor *t, PetscInt s, PetscInt c, PetscInt p)
+/* A tensor in channel block `block` (1: plain), its channels rounded up to whole blocks; the
+ * padding stays zero. */
+static PetscErrorCode tensor_alloc(AckdTensor *t, PetscInt n, PetscInt c, PetscInt h, PetscInt w, PetscInt block)
 {
-  PetscInt b = t->block > 1 ? t->block : 1, cpad = (t->c + b - 1) / b * b;
-  return (s * cpad + c / b * b) * t->h * t->w + p * b + c % b;
+  PetscFunctionBeginUser;
+  PetscCall(AckdTensorAllocate(t, n, (c + block - 1) / block * block, h, w));
+  t->c     = c;
+  t->block = block > 1 ? block : 0;
+  PetscFunctionReturn(0);
 }
 
 static PetscErrorCode tensor_make(AckdTensor *t, PetscInt n, PetscInt c, PetscInt h, PetscInt w, PetscInt block,
                                   AckdRng *rng)
 {
   PetscFunctionBeginUser;
-  /* allocated with the channels rounded up to whole blocks; the padding stays zero */
-  PetscInt cpad = (c + block - 1) / block * block;
-  PetscCall(AckdTensorAllocate(t, n, cpad, h, w));
-  t->c     = c;
-  t->block = block > 1 ? block : 0;
+  PetscCall(tensor_alloc(t, n, c, h, w, block));
   for (PetscInt s = 0; s < n; s++)
     for (PetscInt ch = 0; ch < c; ch++)
-      for (PetscInt p = 0; p < h * w; p++) t->data[offset(t, s, ch, p)] = (float)AckdRngUniformRange(rng, -1, 1);
+      for (PetscInt p = 0; p < h * w; p++) t->data[AckdNNOffset(t, s, ch, p)] = (float)AckdRngUniformRange(rng, -1, 1);
   PetscFunctionReturn(0);
 }
 
@@ -78,11 +78,11 @@ static void gap_check(const char *spec, const char *what, Gap g)
         what);
 }
 
+/* One engine's run of a layer: its output, input gradient and (in params.grads) parameter gradients. */
 typedef struct {
   AckdParams params;
   AckdConv   conv;
-  AckdTensor x, y, dy, dx;
-  float     *grads; /* the weight and bias gradients of the run */
+  AckdTensor y, dx;
 } Run;
 
 static PetscErrorCode run_conv(const Spec *s, AckdEngine *engine, const AckdTensor *x, const AckdTensor *dy,
@@ -97,15 +97,10 @@ static PetscErrorCode run_conv(const Spec *s, AckdEngine *engine, const AckdTens
   PetscCall(AckdParamsZeroGrad(&r->params));
   AckdTensor shape;
   PetscCall(AckdConvOutputShape(&r->conv, x, &shape));
-  PetscCall(AckdTensorAllocate(&r->y, shape.n, (shape.c + s->block - 1) / s->block * s->block, shape.h, shape.w));
-  r->y.c     = shape.c;
-  r->y.block = x->block;
-  PetscCall(AckdTensorAllocate(&r->dx, x->n, (x->c + s->block - 1) / s->block * s->block, x->h, x->w));
-  r->dx.c     = x->c;
-  r->dx.block = x->block;
+  PetscCall(tensor_alloc(&r->y, shape.n, shape.c, shape.h, shape.w, s->block));
+  PetscCall(tensor_alloc(&r->dx, x->n, x->c, x->h, x->w, s->block));
   PetscCall(AckdConvForward(&r->conv, engine, x, &r->y));
   PetscCall(AckdConvBackward(&r->conv, engine, x, dy, &r->dx));
-  r->grads = r->params.grads;
   PetscFunctionReturn(0);
 }
 
@@ -165,7 +160,7 @@ static void check_stays_float32(const Case *c)
 {
   PetscBool same = !memcmp(c->lo.y.data, c->hi.y.data, AckdTensorStorage(&c->lo.y) * sizeof(float)) &&
                    !memcmp(c->lo.dx.data, c->hi.dx.data, AckdTensorStorage(&c->lo.dx) * sizeof(float)) &&
-                   !memcmp(c->lo.grads, c->hi.grads, c->lo.params.size * sizeof(float));
+                   !memcmp(c->lo.params.grads, c->hi.params.grads, c->lo.params.size * sizeof(float));
   printf("  %-24s stays float32: %s\n", c->s->name, same ? "bitwise the float32 engine's" : "it does not");
   CHECK(same, "%s: a grouped convolution under bf16 is not bitwise float32's", c->s->name);
 }
@@ -187,7 +182,7 @@ static PetscErrorCode check_against_reference(const Case *c)
       for (PetscInt i = 0; i < oh; i++)
         for (PetscInt j = 0; j < ow; j++) {
           PetscInt yi = ((n * s->cout + o) * oh + i) * ow + j;
-          double   g  = round_bf16(c->dy.data[offset(&c->dy, n, o, i * ow + j)]);
+          double   g  = round_bf16(c->dy.data[AckdNNOffset(&c->dy, n, o, i * ow + j)]);
           db[o] += g;
           dbm[o] += fabs(g);
           for (PetscInt ci = 0; ci < cin_g; ci++) {
@@ -197,7 +192,7 @@ static PetscErrorCode check_against_reference(const Case *c)
                 PetscInt ih = i * s->s - s->p + a, iw = j * s->s - s->p + b;
                 if (ih < 0 || ih >= s->h || iw < 0 || iw >= s->w) continue;
                 PetscInt wi = ((o * cin_g + ci) * k + a) * k + b, xi = ((n * s->cin + ch) * s->h + ih) * s->w + iw;
-                double   xv = round_bf16(c->x.data[offset(&c->x, n, ch, ih * s->w + iw)]), w = round_bf16(wv[wi]);
+                double   xv = round_bf16(c->x.data[AckdNNOffset(&c->x, n, ch, ih * s->w + iw)]), w = round_bf16(wv[wi]);
                 y[yi] += xv * w;
                 ym[yi] += fabs(xv * w);
                 dx[xi] += g * w;
@@ -213,7 +208,7 @@ static PetscErrorCode check_against_reference(const Case *c)
   for (PetscInt n = 0; n < s->n; n++)
     for (PetscInt o = 0; o < s->cout; o++)
       for (PetscInt p = 0; p < oh * ow; p++) {
-        PetscInt yi = (n * s->cout + o) * oh * ow + p, at = offset(&c->lo.y, n, o, p);
+        PetscInt yi = (n * s->cout + o) * oh * ow + p, at = AckdNNOffset(&c->lo.y, n, o, p);
         double   bias = s->bias ? c->layout.values[c->conv.bias + o] : 0;
         gap_add(&gy, c->lo.y.data[at], y[yi] + bias, (cin_g * k * k + 2) * u * (ym[yi] + fabs(bias)) + tiny,
                 c->hi.y.data[at]);
@@ -221,17 +216,17 @@ static PetscErrorCode check_against_reference(const Case *c)
   for (PetscInt n = 0; n < s->n; n++)
     for (PetscInt ch = 0; ch < s->cin; ch++)
       for (PetscInt p = 0; p < s->h * s->w; p++) {
-        PetscInt xi = (n * s->cin + ch) * s->h * s->w + p, at = offset(&c->lo.dx, n, ch, p);
+        PetscInt xi = (n * s->cin + ch) * s->h * s->w + p, at = AckdNNOffset(&c->lo.dx, n, ch, p);
         gap_add(&gx, c->lo.dx.data[at], dx[xi], (cout_g * k * k + 2) * u * dxm[xi] + tiny, c->hi.dx.data[at]);
       }
   PetscInt terms = s->n * oh * ow;
   for (PetscInt i = 0; i < nw; i++)
-    gap_add(&gw, c->lo.grads[c->conv.weight + i], dw[i], (terms + 2) * u * dwm[i] + tiny,
-            c->hi.grads[c->conv.weight + i]);
+    gap_add(&gw, c->lo.params.grads[c->conv.weight + i], dw[i], (terms + 2) * u * dwm[i] + tiny,
+            c->hi.params.grads[c->conv.weight + i]);
   if (s->bias)
     for (PetscInt o = 0; o < s->cout; o++)
-      gap_add(&gb, c->lo.grads[c->conv.bias + o], db[o], (terms + 2) * u * dbm[o] + tiny,
-              c->hi.grads[c->conv.bias + o]);
+      gap_add(&gb, c->lo.params.grads[c->conv.bias + o], db[o], (terms + 2) * u * dbm[o] + tiny,
+              c->hi.params.grads[c->conv.bias + o]);
   gap_check(s->name, "output", gy);
   gap_check(s->name, "input gradient", gx);
   gap_check(s->name, "weight gradient", gw);

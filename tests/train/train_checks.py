@@ -5,16 +5,16 @@
 
 MODE:
   accuracy     a teacher trained on the synthetic MS set reaches a stated test OA;
-               eval's numbers are recomputed here from its predictions and the dataset
+               eval's numbers are recomputed here from its predictions and the dataset;
+               the same teacher trained with -train_precision bf16 reaches the same bound
+               (best validation OA) within 0.05 of float32's, says so in its files, and
+               resumed in float32 says that too; on a CPU without bf16 instructions
+               (/proc/cpuinfo) the option is refused in one line instead
   equivalence  20 steps on 1, 2 and 4 ranks: the same losses and final parameters (1e-5)
   resume       stopped by SIGTERM after 10 steps and restarted: bitwise the uninterrupted
                run on the same rank count, within 1e-5 on another
   kill         SIGKILL in the middle of a checkpoint write: the previous checkpoint
                loads, the run continues and ends bitwise where the uninterrupted one does
-               and the same teacher trained with -train_precision bf16 reaches the same OA bound
-               (best validation OA), within 0.05 of float32's, and says so in its files, and resumed in float32 says
-               that too; on a CPU without bf16 instructions (/proc/cpuinfo) the option is
-               refused in one line instead
 """
 import argparse
 import glob
