@@ -23,12 +23,16 @@ minus 50), its embedding the model's pooled features; `ackd distill` then runs f
   torch_interop_checks.py --repo DIR --ackd ACKD --mpirun "mpirun --oversubscribe -n" --out DIR
                          --part export|import|gallery"""
 import argparse
+import contextlib
+import io
 import json
 import os
 import shlex
 import shutil
+import runpy
 import subprocess
 import sys
+import traceback
 
 import h5py
 import numpy as np
@@ -63,13 +67,30 @@ def run(args, words, **kw):
     return r
 
 
-def export(args, *words):
-    return subprocess.run(["/usr/bin/python3", os.path.join(args.repo, "analysis", "export_torch.py"), *words],
-                          capture_output=True, text=True)
+def in_process(args, name, *words):
+    """analysis/NAME run as __main__ in this process: a CompletedProcess with its exit code and output.
+    A new interpreter spends ~2 s importing PyTorch again, so each script runs once as a process of
+    its own (script(), below: the CLI as users start it) and its other runs, the refusals among them,
+    run here."""
+    path = os.path.join(args.repo, "analysis", name)
+    out, err, argv, code = io.StringIO(), io.StringIO(), sys.argv, 0
+    sys.argv = [path, *words]
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            runpy.run_path(path, run_name="__main__")
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else int(e.code is not None)
+    except Exception:  # an unexpected failure is the script's defect: its traceback fails the check
+        code = 1
+        err.write(traceback.format_exc())
+    finally:
+        sys.argv = argv
+    return subprocess.CompletedProcess([path, *words], code, out.getvalue(), err.getvalue())
 
 
-def import_torch(args, *words):
-    return subprocess.run(["/usr/bin/python3", os.path.join(args.repo, "analysis", "import_torch.py"), *words],
+def script(args, name, *words):
+    """analysis/NAME as its own process, as a user runs it."""
+    return subprocess.run(["/usr/bin/python3", os.path.join(args.repo, "analysis", name), *words],
                           capture_output=True, text=True)
 
 
@@ -90,7 +111,7 @@ def check_import(args, data):
     torch.save(imagenet.state_dict(), pt)
     init = os.path.join(out, "init.h5")
     common = ["--arch", "resnet18", "--bands", "10", "--classes", "4"]
-    r = import_torch(args, pt, "-o", init, *common, "--adapt-stem", "--fresh-head")
+    r = script(args, "import_torch.py", pt, "-o", init, *common, "--adapt-stem", "--fresh-head")
     check(r.returncode == 0, f"import: {(r.stdout + r.stderr).strip()}")
     if r.returncode != 0:
         return
@@ -138,8 +159,8 @@ def check_import(args, data):
     trained_eval = os.path.join(directory, "eval_test.h5")
     run(args, ["eval", "-eval_checkpoint", os.path.join(directory, "best.h5"), "-eval_output", trained_eval])
     pt_out = os.path.join(out, "trained.pt")
-    r = export(args, os.path.join(directory, "best.h5"), "-o", pt_out, "--verify", trained_eval, "--tolerance",
-               str(TOLERANCE))
+    r = in_process(args, "export_torch.py", os.path.join(directory, "best.h5"), "-o", pt_out, "--verify",
+                   trained_eval, "--tolerance", str(TOLERANCE))
     check(r.returncode == 0, f"export of the trained resnet18: {(r.stdout + r.stderr).strip().splitlines()[-1:]}")
     if r.returncode == 0:
         tv = torchvision.models.resnet18(num_classes=4)
@@ -158,12 +179,12 @@ def check_import(args, data):
         (["--adapt-stem"], "tensor 'fc.weight' is (1000, 512) in the weights, ackd's resnet18 needs (4, 512); "
                            "--fresh-head"),
     ]:
-        r = import_torch(args, pt, "-o", os.path.join(out, "bad.h5"), *common, *words)
+        r = in_process(args, "import_torch.py", pt, "-o", os.path.join(out, "bad.h5"), *common, *words)
         err = r.stderr.strip()
         check(r.returncode == 1 and "\n" not in err and expect in err and not os.path.exists(os.path.join(out, "bad.h5")),
               f"import {' '.join(words) or 'without options'}: one line, nothing written: {err}")
-    r = import_torch(args, pt, "-o", os.path.join(out, "bad.h5"), "--arch", "resnet34", "--bands", "10",
-                     "--classes", "4", "--adapt-stem", "--fresh-head")
+    r = in_process(args, "import_torch.py", pt, "-o", os.path.join(out, "bad.h5"), "--arch", "resnet34", "--bands",
+                   "10", "--classes", "4", "--adapt-stem", "--fresh-head")
     check(r.returncode == 1 and "the weights have no tensor 'layer1.2.conv1.weight'" in r.stderr,
           f"import as resnet34: one line: {r.stderr.strip()}")
     wrong = subprocess.run(shlex.split(args.mpirun) + ["2", args.ackd, "train", "-train_data", data, "-train_dir",
@@ -173,11 +194,6 @@ def check_import(args, data):
     line = [l for l in wrong.stderr.splitlines() if "error" in l]
     check(wrong.returncode == 2 and len(line) == 1 and "-train_init" in line[0] and "holds a resnet18 at width 1" in line[0]
           and "the model is a resnet34 at width 0.25" in line[0], f"train -train_init of another model: {line}")
-
-
-def gallery_script(args, *words):
-    return subprocess.run(["/usr/bin/python3", os.path.join(args.repo, "analysis", "torch_gallery.py"), *words],
-                          capture_output=True, text=True)
 
 
 def check_gallery(args, data):
@@ -205,8 +221,8 @@ def check_gallery(args, data):
     with open(class_map, "w") as f:
         f.write(f"# model class, dataset class\n0,{names[0]}\n1,{names[0]}\n2,{names[1]}\n3,{names[2]}\n")
     gallery = os.path.join(out, "gallery.h5")
-    r = gallery_script(args, data, "-o", gallery, "--model", f"{factory}:teacher", "--class-map", class_map,
-                       "--embedding-of", "fc")
+    r = script(args, "torch_gallery.py", data, "-o", gallery, "--model", f"{factory}:teacher", "--class-map",
+               class_map, "--embedding-of", "fc")
     check(r.returncode == 0, f"gallery: {(r.stdout + r.stderr).strip()}")
     if r.returncode != 0:
         return
@@ -249,14 +265,14 @@ def check_gallery(args, data):
         ("other classes and no class map", ["--model", f"{factory}:teacher"],
          "the model has 6 classes, /ms has 4; give --class-map"),
     ]:
-        r = gallery_script(args, data, "-o", os.path.join(out, "bad.h5"), *words)
+        r = in_process(args, "torch_gallery.py", data, "-o", os.path.join(out, "bad.h5"), *words)
         err = r.stderr.strip()
         check(r.returncode == 1 and "\n" not in err and expect in err and not os.path.exists(os.path.join(out, "bad.h5")),
               f"gallery with {what}: one line, nothing written: {err}")
     bad_map = os.path.join(out, "bad.csv")
     open(bad_map, "w").write("0,Forrest\n")
-    r = gallery_script(args, data, "-o", os.path.join(out, "bad.h5"), "--model", f"{factory}:teacher", "--class-map",
-                       bad_map)
+    r = in_process(args, "torch_gallery.py", data, "-o", os.path.join(out, "bad.h5"), "--model",
+                   f"{factory}:teacher", "--class-map", bad_map)
     check(r.returncode == 1 and f"{bad_map}:1: 'Forrest' is not a class of the collection" in r.stderr,
           f"a misspelt class in the class map: one line naming the file and line: {r.stderr.strip()}")
 
@@ -293,8 +309,9 @@ def main():
 
         pt = os.path.join(directory, "model.pt")
         onnx_path = os.path.join(directory, "model.onnx")
-        r = export(args, checkpoint, "-o", pt, "--verify", evaluation, "--tolerance", str(TOLERANCE), "--onnx",
-                   onnx_path)
+        run_script = script if name == MODELS[0][0] else in_process  # one process of its own is enough
+        r = run_script(args, "export_torch.py", checkpoint, "-o", pt, "--verify", evaluation, "--tolerance",
+                       str(TOLERANCE), "--onnx", onnx_path)
         check(r.returncode == 0, f"{name}: exported and verified: {(r.stdout + r.stderr).strip().splitlines()[-1:]}")
         if r.returncode != 0:
             continue
@@ -337,11 +354,11 @@ def main():
         shutil.copy(source, broken)
         with h5py.File(broken, "r+") as f:
             edit(f["model"])
-        r = export(args, broken, "-o", os.path.join(args.out, f"{case}.pt"))
+        r = in_process(args, "export_torch.py", broken, "-o", os.path.join(args.out, f"{case}.pt"))
         err = r.stderr.strip()
         check(r.returncode == 1 and "\n" not in err and expect in err, f"a {case} tensor: one line, exit 1: {err}")
         check(not os.path.exists(os.path.join(args.out, f"{case}.pt")), f"a {case} tensor: nothing written")
-    r = export(args, data, "-o", os.path.join(args.out, "data.pt"))
+    r = in_process(args, "export_torch.py", data, "-o", os.path.join(args.out, "data.pt"))
     err = r.stderr.strip()
     check(r.returncode == 1 and "\n" not in err and "not an ackd model checkpoint" in err,
           f"a dataset given as the checkpoint: one line, exit 1: {err}")

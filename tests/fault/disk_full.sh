@@ -12,6 +12,8 @@ ackd=$1 out=$2
 shift 2
 mpirun=("$@")
 source "$(dirname "$0")/common.sh" # its fail exits, and the EXIT trap below cleans up
+# Nothing here signals mpirun, and every run fails by itself: no grace to sleep through (2 s a run).
+export OMPI_MCA_odls_base_sigkill_timeout=0
 mnt=$out/tmpfs
 cleanup() { mountpoint -q "$mnt" 2>/dev/null && umount "$mnt"; }
 trap cleanup EXIT

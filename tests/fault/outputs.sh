@@ -13,6 +13,9 @@ ackd=$1 out=$2
 shift 2
 mpirun=("$@")
 source "$(dirname "$0")/common.sh" # its fail exits, and the EXIT trap below cleans up
+# No run here is signalled for a checkpoint (the orphans' mpirun is killed outright): the refusals
+# need no grace to sleep through.
+export OMPI_MCA_odls_base_sigkill_timeout=0
 ro=$out/readonly
 cleanup() { mountpoint -q "$ro" 2>/dev/null && umount "$ro"; pkill -9 -f "$out/" 2>/dev/null; return 0; }
 trap cleanup EXIT

@@ -17,7 +17,10 @@ name for name and shape for shape.
 ill-conditioned in float32 at random initialisation (batch statistics over a
 few values per channel of depthwise maps: PyTorch float32 itself is 1e-3 away
 from float64), so there the reference is float64 PyTorch and ackd must be no
-further from it than max(1e-4, 10x PyTorch float32's own distance)."""
+further from it than max(1e-4, 10x PyTorch float32's own distance).
+
+    torch_model_parity.py FILE [--float64-train] [FILE [--float64-train]] ...
+(the flag applies to the file before it)."""
 import copy
 import pathlib
 import sys
@@ -137,5 +140,19 @@ def main(path, float64_train):
     return check.summary(f"tolerance {TOL:.0e}")
 
 
+def files_and_flags(words):
+    """FILE [--float64-train] FILE ...: each file with whether the flag follows it."""
+    runs = []
+    for word in words:
+        if word == "--float64-train":
+            if not runs:
+                raise SystemExit("usage: torch_model_parity.py FILE [--float64-train] [FILE [--float64-train]] ...")
+            runs[-1] = (runs[-1][0], True)
+        else:
+            runs.append((word, False))
+    return runs
+
+
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1], "--float64-train" in sys.argv[2:]))
+    # Every backbone in one process: PyTorch's import costs ~2 CPU-seconds, more than most checks.
+    sys.exit(max(main(path, float64_train) for path, float64_train in files_and_flags(sys.argv[1:])))

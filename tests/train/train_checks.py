@@ -239,8 +239,8 @@ def mode_gradients(args):
 
 
 def mode_resume(args):
-    data = os.path.join(args.out, "small.h5")
-    synth(args, data, 300)
+    data = os.path.join(args.out, f"small{args.size}.h5")
+    synth(args, data, 300, size=args.size)
     common = ["-train_max_steps", "20", "-train_epochs", "3", *args.extra]
     ref_dir = os.path.join(args.out, "resume_ref")
     shutil.rmtree(ref_dir, ignore_errors=True)
@@ -320,7 +320,7 @@ def main():
     p.add_argument("--other-ranks", default="1", help="rank count of the different-P resume")
     p.add_argument("--batch", type=int, default=24, help="global batch (210 training samples: 26 leaves a last "
                    "batch of 2, so 2 of 4 ranks get nothing)")
-    p.add_argument("--size", type=int, default=32, help="equivalence: image size of the synthetic data")
+    p.add_argument("--size", type=int, default=32, help="equivalence, resume: image size of the synthetic data")
     p.add_argument("--lr", type=float, default=0.05, help="SGD learning rate of the equivalence runs")
     p.add_argument("--control", help="equivalence: an option of --extra whose absence must break it")
     p.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more options for every train run")
