@@ -20,7 +20,8 @@ float32); the records are
     bench=train_bf16 model=NAME ackd_bf16_img_s=A ackd_fp32_img_s=B torch_fp32_img_s=C
         torch_bf16_img_s=D speedup=A/B ratio_fp32=A/C ratio_bf16=A/D
 each a median over rounds (nan where PyTorch's autocast fails on the model);
---precision both gives the float32 records, then these. On a CPU without bf16
+--precision both gives the float32 records (from the float32 sides of the
+same rounds), then these. On a CPU without bf16
 instructions ackd refuses the precision, and the benchmark says so in one line
 per model instead."""
 import argparse
@@ -83,16 +84,21 @@ def ackd_img_s(a, env, name, precision):
 
 
 def bf16_rounds(a, env, name, reference):
-    """--precision bf16: four sides per round (see the module's docstring); the record, or the skip line."""
+    """--precision bf16: four sides per round (see the module's docstring). Returns the record, or the
+    skip line, and the float32 sides' rounds ({"ackd": [(rate, best)], "torch": [...]}, None when
+    skipped), from which --precision both makes the float32 record without timing them again."""
     rates = {"ackd_bf16": [], "ackd_fp32": [], "torch_fp32": [], "torch_bf16": []}
+    fp32 = {"ackd": [], "torch": []}
     for r in range(a.rounds):
         bf16 = ackd_img_s(a, env, name, "bf16")
         if bf16 is None:
-            return f"bench=train_bf16 model={name} skipped: this CPU has no bf16 instructions (AVX512_BF16 or AMX)"
+            return f"bench=train_bf16 model={name} skipped: this CPU has no bf16 instructions (AVX512_BF16 or AMX)", None
         rates["ackd_bf16"].append(bf16[0])
-        rates["ackd_fp32"].append(ackd_img_s(a, env, name, "fp32")[0])
+        fp32["ackd"].append(ackd_img_s(a, env, name, "fp32"))
+        rates["ackd_fp32"].append(fp32["ackd"][-1][0])
         warmup = a.warmup if r == 0 else 1
-        rates["torch_fp32"].append(reference.img_s(warmup, a.steps)[0])
+        fp32["torch"].append(reference.img_s(warmup, a.steps))
+        rates["torch_fp32"].append(fp32["torch"][-1][0])
         try:
             rates["torch_bf16"].append(reference.img_s(warmup, a.steps, bf16=True)[0])
         except RuntimeError as e:  # an op without a bf16 kernel in this PyTorch (1.13: ReLU6's backward)
@@ -107,7 +113,23 @@ def bf16_rounds(a, env, name, reference):
              for k in ("ackd_fp32", "torch_fp32", "torch_bf16")}
     return (f"bench=train_bf16 model={name} " + " ".join(f"{k}_img_s={v:.2f}" for k, v in med.items()) +
             f" speedup={ratio['ackd_fp32']:.3f} ratio_fp32={ratio['torch_fp32']:.3f}"
-            f" ratio_bf16={ratio['torch_bf16']:.3f}")
+            f" ratio_bf16={ratio['torch_bf16']:.3f}"), fp32
+
+
+def print_fp32_round(r, name, ackd, torch):
+    """One float32 round's line: each side's (rate, best)."""
+    print(f"round {r + 1} model={name} ackd_img_s={ackd[0]:.2f} torch_img_s={torch[0]:.2f} "
+          f"ratio={ackd[0] / torch[0]:.3f} ackd_best={ackd[1]:.2f} torch_best={torch[1]:.2f} "
+          f"best_ratio={ackd[1] / torch[1]:.3f}", flush=True)
+
+
+def fp32_record(name, rounds):
+    """The float32 record from the rounds' (rate, best) pairs of each side."""
+    ratios = [x[0] / y[0] for x, y in zip(rounds["ackd"], rounds["torch"])]
+    best_ratios = [x[1] / y[1] for x, y in zip(rounds["ackd"], rounds["torch"])]
+    print(f"model={name} median_best_ratio={statistics.median(best_ratios):.3f}", flush=True)
+    return (f"bench=train model={name} ackd_img_s={statistics.median(x[0] for x in rounds['ackd']):.2f} "
+            f"torch_img_s={statistics.median(y[0] for y in rounds['torch']):.2f} ratio={statistics.median(ratios):.3f}")
 
 
 def main():
@@ -130,24 +152,22 @@ def main():
     records, bf16_records = [], []
     for name in a.models.split(","):
         reference = TorchStep(name, a.batch, a.bands, a.size, a.classes, a.threads)
+        fp32 = None
         if a.precision != "fp32":
-            bf16_records.append(bf16_rounds(a, env, name, reference))
+            line, fp32 = bf16_rounds(a, env, name, reference)
+            bf16_records.append(line)
             if a.precision == "bf16":
                 continue
-        ackd_rates, torch_rates, ratios, best_ratios = [], [], [], []
-        for r in range(a.rounds):
-            rate, ackd_best = ackd_img_s(a, env, name, "fp32")
-            ackd_rates.append(rate)
-            torch_rate, torch_best = reference.img_s(a.warmup if r == 0 else 1, a.steps)
-            torch_rates.append(torch_rate)
-            ratios.append(ackd_rates[-1] / torch_rates[-1])
-            best_ratios.append(ackd_best / torch_best)
-            print(f"round {r + 1} model={name} ackd_img_s={ackd_rates[-1]:.2f} torch_img_s={torch_rates[-1]:.2f} "
-                  f"ratio={ratios[-1]:.3f} ackd_best={ackd_best:.2f} torch_best={torch_best:.2f} "
-                  f"best_ratio={best_ratios[-1]:.3f}", flush=True)
-        print(f"model={name} median_best_ratio={statistics.median(best_ratios):.3f}", flush=True)
-        records.append(f"bench=train model={name} ackd_img_s={statistics.median(ackd_rates):.2f} "
-                       f"torch_img_s={statistics.median(torch_rates):.2f} ratio={statistics.median(ratios):.3f}")
+        if fp32 is None:  # --precision fp32, or bf16 refused: the float32 sides' own rounds
+            fp32 = {"ackd": [], "torch": []}
+            for r in range(a.rounds):
+                fp32["ackd"].append(ackd_img_s(a, env, name, "fp32"))
+                fp32["torch"].append(reference.img_s(a.warmup if r == 0 else 1, a.steps))
+                print_fp32_round(r, name, fp32["ackd"][-1], fp32["torch"][-1])
+        else:  # the float32 sides of the bf16 rounds, already timed
+            for r, (x, y) in enumerate(zip(fp32["ackd"], fp32["torch"])):
+                print_fp32_round(r, name, x, y)
+        records.append(fp32_record(name, fp32))
     print("\n".join(records + bf16_records))
 
 
