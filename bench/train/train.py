@@ -92,7 +92,8 @@ def bf16_rounds(a, env, name, reference):
     for r in range(a.rounds):
         bf16 = ackd_img_s(a, env, name, "bf16")
         if bf16 is None:
-            return f"bench=train_bf16 model={name} skipped: this CPU has no bf16 instructions (AVX512_BF16 or AMX)", None
+            skipped = f"bench=train_bf16 model={name} skipped: this CPU has no bf16 instructions (AVX512_BF16 or AMX)"
+            return skipped, None
         rates["ackd_bf16"].append(bf16[0])
         fp32["ackd"].append(ackd_img_s(a, env, name, "fp32"))
         rates["ackd_fp32"].append(fp32["ackd"][-1][0])
@@ -128,8 +129,9 @@ def fp32_record(name, rounds):
     ratios = [x[0] / y[0] for x, y in zip(rounds["ackd"], rounds["torch"])]
     best_ratios = [x[1] / y[1] for x, y in zip(rounds["ackd"], rounds["torch"])]
     print(f"model={name} median_best_ratio={statistics.median(best_ratios):.3f}", flush=True)
-    return (f"bench=train model={name} ackd_img_s={statistics.median(x[0] for x in rounds['ackd']):.2f} "
-            f"torch_img_s={statistics.median(y[0] for y in rounds['torch']):.2f} ratio={statistics.median(ratios):.3f}")
+    ackd_rate, torch_rate = (statistics.median(x[0] for x in rounds[side]) for side in ("ackd", "torch"))
+    return (f"bench=train model={name} ackd_img_s={ackd_rate:.2f} torch_img_s={torch_rate:.2f} "
+            f"ratio={statistics.median(ratios):.3f}")
 
 
 def main():

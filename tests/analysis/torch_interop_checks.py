@@ -27,9 +27,9 @@ import contextlib
 import io
 import json
 import os
+import runpy
 import shlex
 import shutil
-import runpy
 import subprocess
 import sys
 import traceback

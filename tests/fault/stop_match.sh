@@ -45,7 +45,8 @@ for kind in dense blocks truncated; do
   # saving runs go to the end, held above 0.7 s by their waits alone: two or more saves every 0.3 s.
   blocks=false delay=(-match_ot_debug_check_delay 0.3) save_delay=(-match_ot_debug_check_delay 0.08)
   input=$kind extra=()
-  [ $kind = blocks ] && blocks=true delay=(-match_ot_debug_check_delay 0.15) save_delay=(-match_ot_debug_check_delay 0.04)
+  [ $kind = blocks ] && blocks=true delay=(-match_ot_debug_check_delay 0.15) \
+    save_delay=(-match_ot_debug_check_delay 0.04)
   # the truncated solve (Sinkhorn on a sparse part of C, certified by dense passes) on the dense problem
   [ $kind = truncated ] && input=dense extra=(-match_ot_truncate 16) delay=(-match_ot_debug_check_delay 0.22) \
     save_delay=(-match_ot_debug_check_delay 0.06)
@@ -91,7 +92,8 @@ done
 # same command resumes from the saved state and writes the uninterrupted plan.
 m=$out/killed.h5
 dense=(match -match_input "$out/dense.h5" -match_output "$m" "${solve[@]}" -match_class_blocks false)
-"${mpirun[@]}" 2 "$ackd" "${dense[@]}" -match_ot_debug_check_delay 0.3 -match_save_every 0.3 >"$out/killed.log" 2>&1 &
+"${mpirun[@]}" 2 "$ackd" "${dense[@]}" -match_ot_debug_check_delay 0.3 -match_save_every 0.3 \
+  >"$out/killed.log" 2>&1 &
 pid=$!
 for _ in $(seq 600); do grep -q "match: saved the solver's state" "$out/killed.log" && break; sleep 0.1; done
 grep -q "match: saved the solver's state" "$out/killed.log" || fail "killed: no periodic save within 60 s"

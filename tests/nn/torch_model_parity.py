@@ -142,11 +142,11 @@ def main(path, float64_train):
 
 def files_and_flags(words):
     """FILE [--float64-train] FILE ...: each file with whether the flag follows it."""
+    if not words or words[0] == "--float64-train":
+        raise SystemExit("usage: torch_model_parity.py FILE [--float64-train] [FILE [--float64-train]] ...")
     runs = []
     for word in words:
         if word == "--float64-train":
-            if not runs:
-                raise SystemExit("usage: torch_model_parity.py FILE [--float64-train] [FILE [--float64-train]] ...")
             runs[-1] = (runs[-1][0], True)
         else:
             runs.append((word, False))

@@ -160,15 +160,15 @@ def check_bf16(args, data, fp32_val):
         return
     run(args, cmd)
     with h5py.File(os.path.join(d, "metrics.h5"), "r") as m, h5py.File(os.path.join(d, "best.h5"), "r") as b:
-        oa = float(m.attrs["best_score"])
+        bf16_val = float(m.attrs["best_score"])
         check(m.attrs["precision"] == "bf16" and b.attrs["precision"] == "bf16",
               "metrics.h5 and best.h5 record precision bf16")
         check(np.all(np.isfinite(m["train_loss"][()])) and m["train_loss"][-1] < m["train_loss"][0],
               "bf16: training loss finite and falling")
     # float32's bound and float32's own OA on the same seed: bf16 rounds the convolutions' operands to
     # 8 significant bits, which training must absorb.
-    check(oa >= 0.85, f"bf16 teacher's best validation OA {oa:.4f} >= 0.85 after 8 epochs")
-    check(abs(oa - fp32_val) <= 0.05, f"bf16's {oa:.4f} within 0.05 of fp32's {fp32_val:.4f}")
+    check(bf16_val >= 0.85, f"bf16 teacher's best validation OA {bf16_val:.4f} >= 0.85 after 8 epochs")
+    check(abs(bf16_val - fp32_val) <= 0.05, f"bf16's {bf16_val:.4f} within 0.05 of fp32's {fp32_val:.4f}")
     # resumed for a ninth epoch in float32 (a node without bf16): allowed, and said
     proc = run(args, [*cmd, "-train_epochs", "9", "-train_precision", "fp32"])
     check("with -train_precision fp32; the steps before it ran in bf16" in proc.stdout + proc.stderr,
