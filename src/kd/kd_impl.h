@@ -65,6 +65,7 @@ typedef struct {
 typedef struct {
   PetscInt  heads;
   PetscBool sinkhorn;     /* the explicit-plan variant */
+  PetscBool exact;        /* -ska_precision double: CORAL and the projections' forward in double */
   double    sinkhorn_eps; /* entropic regularisation of that plan */
   PetscInt  sinkhorn_it;
   PetscInt  wq_s, wk_s, wq_t, wk_t; /* parameter offsets */
@@ -158,6 +159,10 @@ double ackd_kd_kl_row(const double *zt, const double *zs, PetscInt K, double T, 
  * rows of S (ns x d) and T (nt x d); adds coef * gradients (gs, gt may be NULL). */
 PetscErrorCode ackd_kd_coral(const double *s, PetscInt ns, const double *t, PetscInt nt, PetscInt d, double coef,
                              double *gs, double *gt, double *value);
+/* The same with the covariances and gradient products in single precision (SKA's default,
+ * -ska_precision single); the loss is summed in double. */
+PetscErrorCode ackd_kd_coral_single(const double *s, PetscInt ns, const double *t, PetscInt nt, PetscInt d, double coef,
+                                    double *gs, double *gt, double *value);
 /* Huber (smooth L1, beta 1) and its derivative. */
 static inline double ackd_kd_huber(double x, double *dx)
 {
@@ -178,6 +183,8 @@ PetscErrorCode ackd_kd_resolve_warmup(AckdKDObj kd, const char *option, PetscInt
 PetscErrorCode ackd_kd_gather(const AckdTensor *t, PetscInt per_sample, PetscInt n, const PetscInt *sel, double **out);
 /* y (n x o) = x (n x i) · Wᵀ with W (o x i) floats; and its backward: gx += coef dy W, gW += coef dyᵀ x. */
 PetscErrorCode ackd_kd_linear(const double *x, PetscInt n, PetscInt in, const float *W, PetscInt out, double *y);
+/* The same product in single precision (x rounded to float). */
+PetscErrorCode ackd_kd_linear_single(const double *x, PetscInt n, PetscInt in, const float *W, PetscInt out, double *y);
 PetscErrorCode ackd_kd_linear_backward(const double *x, PetscInt n, PetscInt in, const float *W, PetscInt out,
                                        const double *dy, double *gx, double *gW);
 /* Rows of x (n x d) normalised in place, their norms (clamped at 1e-12) into len; and the backward

@@ -105,6 +105,56 @@ PetscErrorCode ackd_kd_coral(const double *s, PetscInt ns, const double *t, Pets
   PetscFunctionReturn(0);
 }
 
+/* X̄ = X - mean_rows X in single precision (the means summed in double), C = X̄ᵀX̄ by SGEMM. */
+static PetscErrorCode centred_gram_single(const double *x, PetscInt n, PetscInt d, float *xc, float *cov)
+{
+  PetscFunctionBeginUser;
+  for (PetscInt j = 0; j < d; j++) {
+    double m = 0.0;
+    for (PetscInt i = 0; i < n; i++) m += x[i * d + j];
+    m /= (double)n;
+    for (PetscInt i = 0; i < n; i++) xc[i * d + j] = (float)(x[i * d + j] - m);
+  }
+  PetscCall(AckdSgemm('T', 'N', d, d, n, 1.0f, xc, d, xc, d, 0.0f, cov, d));
+  PetscFunctionReturn(0);
+}
+
+/* ackd_kd_coral with its four products in single precision. The covariances' entries are
+ * n-term float sums, within n u of Σ|x̄_i||x̄_j| (n u = 7.6e-6 at SKA's 128 rows, the typical
+ * error sqrt(n) u ~ 7e-7); the squared differences are summed in double. The loss and
+ * gradients then carry that relative error times |C| / |C_S - C_T|: small while the two
+ * sides' covariances differ by a fraction of their size, which SKA's CORAL never closes
+ * beyond (its loss falls by a factor of tens over a run, not of millions). */
+PetscErrorCode ackd_kd_coral_single(const double *s, PetscInt ns, const double *t, PetscInt nt, PetscInt d, double coef,
+                                    double *gs, double *gt, double *value)
+{
+  float *xs, *xt, *cs, *ct, *gx;
+  double norm = 4.0 * (double)d * (double)d * (double)d, acc = 0.0;
+
+  PetscFunctionBeginUser;
+  *value = 0.0;
+  if (ns < 1 || nt < 1) PetscFunctionReturn(0);
+  PetscCall(PetscMalloc5(ns * d, &xs, nt * d, &xt, d * d, &cs, d * d, &ct, PetscMax(ns, nt) * d, &gx));
+  PetscCall(centred_gram_single(s, ns, d, xs, cs));
+  PetscCall(centred_gram_single(t, nt, d, xt, ct));
+  for (PetscInt k = 0; k < d * d; k++) {
+    double diff = (double)cs[k] - (double)ct[k];
+    acc += diff * diff;
+    cs[k] = (float)(2.0 * diff / norm); /* cs now holds G */
+  }
+  *value = acc / norm;
+  if (gs) {
+    PetscCall(AckdSgemm('N', 'N', ns, d, d, (float)(2.0 * coef), xs, d, cs, d, 0.0f, gx, d));
+    for (PetscInt k = 0; k < ns * d; k++) gs[k] += gx[k];
+  }
+  if (gt) {
+    PetscCall(AckdSgemm('N', 'N', nt, d, d, (float)(-2.0 * coef), xt, d, cs, d, 0.0f, gx, d));
+    for (PetscInt k = 0; k < nt * d; k++) gt[k] += gx[k];
+  }
+  PetscCall(PetscFree5(xs, xt, cs, ct, gx));
+  PetscFunctionReturn(0);
+}
+
 PetscErrorCode ackd_kd_gather(const AckdTensor *t, PetscInt per_sample, PetscInt n, const PetscInt *sel, double **out)
 {
   PetscFunctionBeginUser;
@@ -135,6 +185,20 @@ PetscErrorCode ackd_kd_linear(const double *x, PetscInt n, PetscInt in, const fl
   cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)out, (int)in, 1.0, x, (int)in, w, (int)in, 0.0, y,
               (int)out);
   PetscCall(PetscFree(w));
+  PetscFunctionReturn(0);
+}
+
+/* ackd_kd_linear by SGEMM: x rounded to float (W is float already), y = the float product. */
+PetscErrorCode ackd_kd_linear_single(const double *x, PetscInt n, PetscInt in, const float *W, PetscInt out, double *y)
+{
+  float *xf, *yf;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscMalloc2(PetscMax(n * in, 1), &xf, PetscMax(n * out, 1), &yf));
+  for (PetscInt i = 0; i < n * in; i++) xf[i] = (float)x[i];
+  PetscCall(AckdSgemm('N', 'T', n, out, in, 1.0f, xf, in, W, in, 0.0f, yf, out));
+  for (PetscInt i = 0; i < n * out; i++) y[i] = yf[i];
+  PetscCall(PetscFree2(xf, yf));
   PetscFunctionReturn(0);
 }
 

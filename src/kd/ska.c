@@ -18,16 +18,20 @@
  * enforced (log-domain Sinkhorn); L_ot1 = mean over samples of the dual value
  * ⟨f, a⟩ + ⟨g, b⟩. By the envelope theorem its gradients are π* for the cost
  * and the potentials f, g for the masses: nothing is differentiated through
- * the iterations. */
+ * the iterations.
+ *
+ * Precision: the maps' products are single-precision GEMMs and the plans are computed in double
+ * from their results; the projections' forward and CORAL follow -ska_precision (single by
+ * default, checked against double by unit.kd.ska_precision; docs/KD.md, "Cost and precision"). */
 #include "kd_impl.h"
 #include <cblas.h>
 #include <math.h>
 
-static const char *const plans[] = {"attention", "sinkhorn"};
+static const char *const plans[] = {"attention", "sinkhorn"}, *const precisions[] = {"single", "double"};
 
 PetscErrorCode ackd_ska_options(AckdKDObj kd, PetscOptionItems *PetscOptionsObject)
 {
-  PetscInt choice = kd->ska.sinkhorn ? 1 : 0;
+  PetscInt choice = kd->ska.sinkhorn ? 1 : 0, precision = kd->ska.exact ? 1 : 0;
 
   PetscFunctionBeginUser;
   PetscCall(AckdOptionsInt(PetscOptionsObject, "-ska_heads", "SKA: attention heads of each modality's plan",
@@ -37,6 +41,11 @@ PetscErrorCode ackd_ska_options(AckdKDObj kd, PetscOptionItems *PetscOptionsObje
                               "(entropic OT between student and teacher tokens)",
                               plans, 2, &choice, NULL));
   kd->ska.sinkhorn = choice == 1 ? PETSC_TRUE : PETSC_FALSE;
+  PetscCall(AckdOptionsChoice(PetscOptionsObject, "-ska_precision",
+                              "SKA: CORAL and the projections to the teacher's width in single precision, or in "
+                              "double (slower; the reference the single path is tested against)",
+                              precisions, 2, &precision, NULL));
+  kd->ska.exact = precision == 1 ? PETSC_TRUE : PETSC_FALSE;
   PetscCall(AckdOptionsReal(PetscOptionsObject, "-ska_sinkhorn_eps", "SKA sinkhorn: entropic regularisation",
                             &kd->ska.sinkhorn_eps, 1e-4, 1e3, NULL));
   PetscCall(AckdOptionsInt(PetscOptionsObject, "-ska_sinkhorn_it", "SKA sinkhorn: iterations", &kd->ska.sinkhorn_it, 1,
@@ -84,42 +93,45 @@ PetscErrorCode ackd_ska_setup(AckdKDObj kd)
 }
 
 /* One sample of one modality: its plan, weights and rescaling, kept for the backward.
- * Q and K point into the batch's projections (one GEMM per weight for all samples).
+ * Q and K point into the batch's projections (one GEMM per weight for all samples), kept in
+ * single precision as the GEMMs leave them; the plan is computed from them in double.
  * With one token the plan is softmax over one key, 1 whatever Q and K are, and its
  * derivative is 0: Q and K are then NULL, never computed, and get no gradient. The
  * result is the same to the bit (w = 1, s = 1, and the plan's backward would add 0). */
 typedef struct {
-  PetscInt N, C, H;
-  double  *z, *q, *k, *p, *w, *zt; /* tokens, Q, K (not owned), plans (H, N, N), weights, Z̃ */
-  double  *dq, *dk;                /* Q's and K's gradients (not owned) */
-  double   s, mnorm2, unorm2, *m, *u;
+  PetscInt     N, C, H;
+  const float *z;               /* the sample's tokens (not owned) */
+  double      *zt;              /* Z̃: the sample's rows of the batch's (not owned) */
+  double      *p, *w;           /* plans (H, N, N), weights */
+  float       *q, *k, *dq, *dk; /* Q, K and their gradients (not owned); dQ, dK summed in double */
+  double       s, mnorm2, unorm2, *m, *u;
 } Side;
 
-/* Sample `index` of the batch: its rows of the batch's Q, K and their gradients (N x C each), or
- * none of them with one token. */
-static PetscErrorCode side_alloc(Side *sd, PetscInt N, PetscInt C, PetscInt H, PetscInt index, double *q, double *k,
-                                 double *dq, double *dk)
+/* Sample `index` of the batch, tokens z: its rows of the batch's Z̃, Q, K and their gradients
+ * (N x C each; no Q, K with one token). */
+static PetscErrorCode side_alloc(Side *sd, PetscInt N, PetscInt C, PetscInt H, PetscInt index, const float *z,
+                                 double *zt, float *q, float *k, float *dq, float *dk)
 {
   PetscFunctionBeginUser;
-  sd->N = N;
-  sd->C = C;
-  sd->H = H;
+  sd->N  = N;
+  sd->C  = C;
+  sd->H  = H;
+  sd->z  = z;
+  sd->zt = zt + index * N * C;
   if (N > 1) {
     sd->q  = q + index * N * C;
     sd->k  = k + index * N * C;
     sd->dq = dq + index * N * C;
     sd->dk = dk + index * N * C;
   }
-  PetscCall(PetscMalloc4(N * C, &sd->z, H * N * N, &sd->p, N, &sd->w, N * C, &sd->zt));
-  PetscCall(PetscMalloc2(C, &sd->m, C, &sd->u));
+  PetscCall(PetscMalloc4(H * N * N, &sd->p, N, &sd->w, C, &sd->m, C, &sd->u));
   PetscFunctionReturn(0);
 }
 
 static PetscErrorCode side_free(Side *sd)
 {
   PetscFunctionBeginUser;
-  PetscCall(PetscFree4(sd->z, sd->p, sd->w, sd->zt));
-  PetscCall(PetscFree2(sd->m, sd->u));
+  PetscCall(PetscFree4(sd->p, sd->w, sd->m, sd->u));
   PetscFunctionReturn(0);
 }
 
@@ -133,28 +145,25 @@ static PetscErrorCode gather_tokens(const AckdTensor *tokens, const PetscInt *se
 }
 
 /* Q = Z Wqᵀ, K = Z Wkᵀ for the rows of every selected sample at once: single
- * precision GEMMs (the plan's logits need ~1e-6, not 1e-16), double results. */
+ * precision GEMMs (the plan's logits need ~1e-6, not 1e-16). */
 static PetscErrorCode project(const AckdTensor *tokens, const PetscInt *sel, PetscInt n, PetscInt N, PetscInt C,
-                              const float *Wq, const float *Wk, double *q, double *k)
+                              const float *Wq, const float *Wk, float *q, float *k)
 {
-  float *z, *y;
+  float *z;
 
   PetscFunctionBeginUser;
-  PetscCall(PetscMalloc2(n * N * C, &z, n * N * C, &y));
+  PetscCall(PetscMalloc1(n * N * C, &z));
   PetscCall(gather_tokens(tokens, sel, n, N, C, z));
-  for (int which = 0; which < 2; which++) {
-    PetscCall(AckdSgemm('N', 'T', n * N, C, C, 1.0f, z, C, which ? Wk : Wq, C, 0.0f, y, C));
-    for (PetscInt i = 0; i < n * N * C; i++) (which ? k : q)[i] = y[i];
-  }
-  PetscCall(PetscFree2(z, y));
+  PetscCall(AckdSgemm('N', 'T', n * N, C, C, 1.0f, z, C, Wq, C, 0.0f, q, C));
+  PetscCall(AckdSgemm('N', 'T', n * N, C, C, 1.0f, z, C, Wk, C, 0.0f, k, C));
+  PetscCall(PetscFree(z));
   PetscFunctionReturn(0);
 }
 
-static void side_forward(Side *sd, const float *tokens)
+static void side_forward(Side *sd)
 {
   PetscInt N = sd->N, C = sd->C, H = sd->H, d = C / H;
   double   scale = 1.0 / sqrt((double)d);
-  for (PetscInt i = 0; i < N * C; i++) sd->z[i] = tokens[i];
   for (PetscInt n = 0; n < N; n++) sd->w[n] = sd->q ? 0.0 : 1.0;
   for (PetscInt h = 0; sd->q && h < H; h++) {
     double *p = sd->p + h * N * N;
@@ -162,10 +171,10 @@ static void side_forward(Side *sd, const float *tokens)
      * more on packing than on the products; a vector reduction, not one chain of d additions. */
     for (PetscInt i = 0; i < N; i++)
       for (PetscInt j = 0; j < N; j++) {
-        const double *q = sd->q + i * C + h * d, *k = sd->k + j * C + h * d;
-        double        dot = 0.0;
+        const float *q = sd->q + i * C + h * d, *k = sd->k + j * C + h * d;
+        double       dot = 0.0;
 #pragma omp simd reduction(+ : dot)
-        for (PetscInt c = 0; c < d; c++) dot += q[c] * k[c];
+        for (PetscInt c = 0; c < d; c++) dot += (double)q[c] * k[c];
         p[i * N + j] = scale * dot;
       }
     for (PetscInt i = 0; i < N; i++) {
@@ -181,9 +190,13 @@ static void side_forward(Side *sd, const float *tokens)
   for (PetscInt c = 0; c < C; c++) sd->m[c] = sd->u[c] = 0.0;
   for (PetscInt n = 0; n < N; n++)
     for (PetscInt c = 0; c < C; c++) {
-      sd->m[c] += sd->z[n * C + c] / (double)N;
-      sd->u[c] += sd->w[n] * sd->z[n * C + c] / (double)N;
+      sd->m[c] += sd->z[n * C + c];
+      sd->u[c] += sd->w[n] * sd->z[n * C + c];
     }
+  for (PetscInt c = 0; c < C; c++) {
+    sd->m[c] /= (double)N;
+    sd->u[c] /= (double)N;
+  }
   double mnorm2 = 0.0, unorm2 = 0.0;
 #pragma omp simd reduction(+ : mnorm2, unorm2)
   for (PetscInt c = 0; c < C; c++) {
@@ -197,17 +210,17 @@ static void side_forward(Side *sd, const float *tokens)
     for (PetscInt c = 0; c < C; c++) sd->zt[n * C + c] = sd->s * sd->w[n] * sd->z[n * C + c];
 }
 
-/* Back through the plan: dw (N) -> dQ, dK (N x C, overwritten); the projections'
- * backward runs once for the whole batch (project_backward). */
+/* Back through the plan: dw (N) -> dQ, dK (N x C, overwritten, each entry summed in double and
+ * rounded once for the SGEMMs of project_backward, which run once for the whole batch). */
 static PetscErrorCode side_backward_weights(const Side *sd, const double *dw)
 {
-  double  *dq = sd->dq, *dk = sd->dk;
+  float   *dq = sd->dq, *dk = sd->dk;
   PetscInt N = sd->N, C = sd->C, H = sd->H, d = C / H;
-  double   scale = 1.0 / sqrt((double)d), *ds;
+  double   scale = 1.0 / sqrt((double)d), *ds, *dqi, *dki;
 
   PetscFunctionBeginUser;
   if (!sd->q) PetscFunctionReturn(0);
-  PetscCall(PetscMalloc1(N * N, &ds));
+  PetscCall(PetscMalloc3(N * N, &ds, d, &dqi, d, &dki));
   for (PetscInt h = 0; h < H; h++) {
     const double *p = sd->p + h * N * N;
     /* dπ[i, n] = dw_n / H; dS = π ⊙ (dπ - rowsum(dπ ⊙ π)) */
@@ -218,19 +231,22 @@ static PetscErrorCode side_backward_weights(const Side *sd, const double *dw)
     }
     /* dQ_h = dS K_h, dK_h = dSᵀ Q_h (N x d each) */
     for (PetscInt i = 0; i < N; i++) {
-      double *dqi = dq + i * C + h * d, *dki = dk + i * C + h * d;
       for (PetscInt c = 0; c < d; c++) dqi[c] = dki[c] = 0.0;
       for (PetscInt j = 0; j < N; j++) {
-        const double  a = ds[i * N + j], b = ds[j * N + i];
-        const double *kj = sd->k + j * C + h * d, *qj = sd->q + j * C + h * d;
+        const double a = ds[i * N + j], b = ds[j * N + i];
+        const float *kj = sd->k + j * C + h * d, *qj = sd->q + j * C + h * d;
         for (PetscInt c = 0; c < d; c++) {
           dqi[c] += a * kj[c];
           dki[c] += b * qj[c];
         }
       }
+      for (PetscInt c = 0; c < d; c++) {
+        dq[i * C + h * d + c] = (float)dqi[c];
+        dk[i * C + h * d + c] = (float)dki[c];
+      }
     }
   }
-  PetscCall(PetscFree(ds));
+  PetscCall(PetscFree3(ds, dqi, dki));
   PetscFunctionReturn(0);
 }
 
@@ -249,17 +265,17 @@ static void to_single(const double *x, PetscInt n, float *y)
  * are written, not added, straight into the parameter buffer's gradients (KDSka's maps range):
  * nothing else contributes to them, and a double copy cost a pass over 2 C² entries each way. */
 static PetscErrorCode project_backward(const AckdTensor *tokens, PetscInt n, const PetscInt *sel, PetscInt N,
-                                       PetscInt C, const float *Wq, const float *Wk, const double *dq, const double *dk,
+                                       PetscInt C, const float *Wq, const float *Wk, const float *dq, const float *dk,
                                        double *g_tok, float *gWq, float *gWk)
 {
   const PetscInt rows = n * N;
-  float         *z, *dy, *gz;
+  float         *z, *gz;
 
   PetscFunctionBeginUser;
-  PetscCall(PetscMalloc3(rows * C, &z, rows * C, &dy, rows * C, &gz));
+  PetscCall(PetscMalloc2(rows * C, &z, rows * C, &gz));
   PetscCall(gather_tokens(tokens, sel, n, N, C, z));
   for (int which = 0; which < 2; which++) {
-    to_single(which ? dk : dq, rows * C, dy);
+    const float *dy = which ? dk : dq;
     if (g_tok) /* dZ += dY W */
       PetscCall(AckdSgemm('N', 'N', rows, C, C, 1.0f, dy, C, which ? Wk : Wq, C, which ? 1.0f : 0.0f, gz, C));
     /* dW = dYᵀ Z */
@@ -268,17 +284,17 @@ static PetscErrorCode project_backward(const AckdTensor *tokens, PetscInt n, con
   if (g_tok)
     for (PetscInt s = 0; s < n; s++)
       for (PetscInt j = 0; j < N * C; j++) g_tok[sel[s] * N * C + j] += gz[s * N * C + j];
-  PetscCall(PetscFree3(z, dy, gz));
+  PetscCall(PetscFree2(z, gz));
   PetscFunctionReturn(0);
 }
 
-/* The backward of the projections to the teacher's width, y = x Wᵀ (ackd_kd_linear, in double):
- * gx += dy W, gW += dyᵀ x, in single precision as the query and key maps. These two products
- * (128 x 512 x 128 each per step and rank for the study's pair) ran at a quarter of SGEMM's rate
- * in double. A K-term float sum carries a normwise error near sqrt(K) u (1.4e-6 at K = 512) and
- * at most K u = 3e-5 of |dy| |W|, under the finite-difference (1e-3) and PyTorch (1e-4)
- * tolerances. The forward stays in double: the loss's value is what finite differences divide
- * by their step, where float rounding of y would show as 1e-3 errors. */
+/* The backward of the projections to the teacher's width, y = x Wᵀ (linear()): gx += dy W,
+ * gW += dyᵀ x, in single precision at either -ska_precision, as the query and key maps. These two
+ * products (128 x 512 x 128 each per step and rank for the study's pair) ran at a quarter of
+ * SGEMM's rate in double. A K-term float sum carries a normwise error near sqrt(K) u (1.4e-6 at
+ * K = 512) and at most K u = 3e-5 of |dy| |W|, under the finite-difference (1e-3) and PyTorch
+ * (1e-4) tolerances. Only the forward follows -ska_precision: the loss's value is what finite
+ * differences divide by their step, where float rounding of y shows as 1e-3 errors. */
 static PetscErrorCode linear_single_backward(const double *x, PetscInt n, PetscInt in, const float *W, PetscInt out,
                                              const double *dy, double *gx, double *gW)
 {
@@ -300,7 +316,7 @@ static PetscErrorCode linear_single_backward(const double *x, PetscInt n, PetscI
 static PetscErrorCode side_backward(const Side *sd, const double *dzt, double *dz)
 {
   PetscInt N = sd->N, C = sd->C;
-  double  *dw, dsc      = 0.0;
+  double  *dw, dsc = 0.0, inv = 1.0 / (double)N;
 
   PetscFunctionBeginUser;
   PetscCall(PetscCalloc1(N, &dw));
@@ -320,8 +336,8 @@ static PetscErrorCode side_backward(const Side *sd, const double *dzt, double *d
 #pragma omp simd reduction(+ : zu)
     for (PetscInt c = 0; c < C; c++) zu += sd->z[n * C + c] * sd->u[c];
     if (dz)
-      for (PetscInt c = 0; c < C; c++) dz[n * C + c] += (am * sd->m[c] + au * sd->w[n] * sd->u[c]) / (double)N;
-    dw[n] += au * zu / (double)N;
+      for (PetscInt c = 0; c < C; c++) dz[n * C + c] += (am * sd->m[c] + au * sd->w[n] * sd->u[c]) * inv;
+    dw[n] += au * zu * inv;
   }
   PetscCall(side_backward_weights(sd, dw));
   PetscCall(PetscFree(dw));
@@ -403,6 +419,29 @@ static PetscErrorCode sinkhorn_term(const KDSka *ska, const double *x, const Sid
   PetscFunctionReturn(0);
 }
 
+/* The projection to the teacher's width and CORAL, at -ska_precision's. */
+static PetscErrorCode linear(const KDSka *ska, const double *x, PetscInt n, PetscInt in, const float *W, PetscInt out,
+                             double *y)
+{
+  PetscFunctionBeginUser;
+  if (ska->exact)
+    PetscCall(ackd_kd_linear(x, n, in, W, out, y));
+  else
+    PetscCall(ackd_kd_linear_single(x, n, in, W, out, y));
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode coral(const KDSka *ska, const double *s, PetscInt ns, const double *t, PetscInt nt, PetscInt d,
+                            double coef, double *gs, double *gt, double *value)
+{
+  PetscFunctionBeginUser;
+  if (ska->exact)
+    PetscCall(ackd_kd_coral(s, ns, t, nt, d, coef, gs, gt, value));
+  else
+    PetscCall(ackd_kd_coral_single(s, ns, t, nt, d, coef, gs, gt, value));
+  PetscFunctionReturn(0);
+}
+
 PetscErrorCode ackd_ska_loss(AckdKDObj kd, const KDStep *st, double coef, double *value)
 {
   KDSka       *ska = &kd->ska;
@@ -413,7 +452,7 @@ PetscErrorCode ackd_ska_loss(AckdKDObj kd, const KDStep *st, double coef, double
   double      *G = st->g_params, c = coef * st->share, l1 = 0.0, l2 = 0.0;
   float       *Gs = kd->params.grads; /* the maps' gradients, in single precision */
   Side        *ss, *ts;
-  double      *qs, *ks, *qt, *kt, *dqs, *dks, *dqt, *dkt;
+  float       *qs, *ks, *qt, *kt, *dqs, *dks, *dqt, *dkt;
   double      *xs, *xt, *gxs, *gxt, *ps, *gps, *es, *et, *ges, *pes, *gpes;
 
   PetscFunctionBeginUser;
@@ -460,22 +499,22 @@ PetscErrorCode ackd_ska_loss(AckdKDObj kd, const KDStep *st, double coef, double
   PetscCall(PetscLogEventEnd(kd->event_ska_maps, 0, 0, 0, 0));
   for (PetscInt k = 0; k < n; k++) {
     PetscInt i = st->sel[k];
-    PetscCall(side_alloc(&ss[k], Ns, Cs, ska->heads, k, qs, ks, dqs, dks));
-    PetscCall(side_alloc(&ts[k], Nt, Ct, ska->heads, k, qt, kt, dqt, dkt));
-    side_forward(&ss[k], st->in->student_tokens->data + i * Ns * Cs);
-    side_forward(&ts[k], st->in->teacher_tokens->data + i * Nt * Ct);
-    PetscCall(PetscArraycpy(xs + k * Ns * Cs, ss[k].zt, Ns * Cs));
-    PetscCall(PetscArraycpy(xt + k * Nt * Ct, ts[k].zt, Nt * Ct));
+    PetscCall(
+        side_alloc(&ss[k], Ns, Cs, ska->heads, k, st->in->student_tokens->data + i * Ns * Cs, xs, qs, ks, dqs, dks));
+    PetscCall(
+        side_alloc(&ts[k], Nt, Ct, ska->heads, k, st->in->teacher_tokens->data + i * Nt * Ct, xt, qt, kt, dqt, dkt));
+    side_forward(&ss[k]);
+    side_forward(&ts[k]);
   }
   /* the student's tokens at the teacher's width */
   PetscCall(PetscLogEventBegin(kd->event_ska_coral, 0, 0, 0, 0));
   if (ska->proj_tok >= 0)
-    PetscCall(ackd_kd_linear(xs, n * Ns, Cs, V + ska->proj_tok, Ct, ps));
+    PetscCall(linear(ska, xs, n * Ns, Cs, V + ska->proj_tok, Ct, ps));
   else
     PetscCall(PetscArraycpy(ps, xs, n * Ns * Ct));
 
   if (!ska->sinkhorn) {
-    PetscCall(ackd_kd_coral(ps, n * Ns, xt, n * Nt, Ct, c, gps, gxt, &l1));
+    PetscCall(coral(ska, ps, n * Ns, xt, n * Nt, Ct, c, gps, gxt, &l1));
     if (ska->proj_tok >= 0)
       PetscCall(linear_single_backward(xs, n * Ns, Cs, V + ska->proj_tok, Ct, gps, gxs, G + ska->proj_tok));
     else
@@ -489,22 +528,23 @@ PetscErrorCode ackd_ska_loss(AckdKDObj kd, const KDStep *st, double coef, double
   } else {
     /* the plan compares raw (projected) tokens; the weights enter as masses */
     PetscCall(PetscLogEventEnd(kd->event_ska_coral, 0, 0, 0, 0));
-    double *raw, *praw, *graw, *gpraw, *dws, *dwt;
-    PetscCall(PetscMalloc4(n * Ns * Cs, &raw, n * Ns * Ct, &praw, n * Ns * Cs, &graw, n * Ns * Ct, &gpraw));
+    double *raw, *traw, *praw, *graw, *gpraw, *dws, *dwt;
+    PetscCall(PetscMalloc3(n * Ns * Ct, &praw, n * Ns * Cs, &graw, n * Ns * Ct, &gpraw));
+    PetscCall(ackd_kd_gather(st->in->student_tokens, Ns * Cs, n, st->sel, &raw));
+    PetscCall(ackd_kd_gather(st->in->teacher_tokens, Nt * Ct, n, st->sel, &traw));
     PetscCall(PetscMalloc2(Ns, &dws, Nt, &dwt));
     PetscCall(PetscArrayzero(graw, n * Ns * Cs));
     PetscCall(PetscArrayzero(gpraw, n * Ns * Ct));
-    for (PetscInt k = 0; k < n; k++) PetscCall(PetscArraycpy(raw + k * Ns * Cs, ss[k].z, Ns * Cs));
     if (ska->proj_tok >= 0)
-      PetscCall(ackd_kd_linear(raw, n * Ns, Cs, V + ska->proj_tok, Ct, praw));
+      PetscCall(linear(ska, raw, n * Ns, Cs, V + ska->proj_tok, Ct, praw));
     else
       PetscCall(PetscArraycpy(praw, raw, n * Ns * Ct));
     for (PetscInt k = 0; k < n; k++) {
       PetscCall(PetscArrayzero(dws, Ns));
       PetscCall(PetscArrayzero(dwt, Nt));
       double term = 0.0;
-      PetscCall(sinkhorn_term(ska, praw + k * Ns * Ct, &ss[k], ts[k].z, &ts[k], Ct, c / (double)n, gpraw + k * Ns * Ct,
-                              dws, dwt, &term));
+      PetscCall(sinkhorn_term(ska, praw + k * Ns * Ct, &ss[k], traw + k * Nt * Ct, &ts[k], Ct, c / (double)n,
+                              gpraw + k * Ns * Ct, dws, dwt, &term));
       l1 += term / (double)n;
       PetscCall(side_backward_weights(&ss[k], dws));
       PetscCall(side_backward_weights(&ts[k], dwt));
@@ -515,7 +555,9 @@ PetscErrorCode ackd_ska_loss(AckdKDObj kd, const KDStep *st, double coef, double
       for (PetscInt k = 0; k < n * Ns * Cs; k++) graw[k] += gpraw[k];
     for (PetscInt k = 0; k < n; k++)
       for (PetscInt j = 0; j < Ns * Cs; j++) st->g_tok[st->sel[k] * Ns * Cs + j] += graw[k * Ns * Cs + j];
-    PetscCall(PetscFree4(raw, praw, graw, gpraw));
+    PetscCall(PetscFree3(praw, graw, gpraw));
+    PetscCall(PetscFree(raw));
+    PetscCall(PetscFree(traw));
     PetscCall(PetscFree2(dws, dwt));
   }
 
@@ -536,10 +578,10 @@ PetscErrorCode ackd_ska_loss(AckdKDObj kd, const KDStep *st, double coef, double
   PetscCall(ackd_kd_gather(st->in->teacher_embedding, Dt, n, st->sel, &et));
   PetscCall(PetscCalloc3(n * Ds, &ges, n * Dt, &pes, n * Dt, &gpes));
   if (ska->proj_emb >= 0)
-    PetscCall(ackd_kd_linear(es, n, Ds, V + ska->proj_emb, Dt, pes));
+    PetscCall(linear(ska, es, n, Ds, V + ska->proj_emb, Dt, pes));
   else
     PetscCall(PetscArraycpy(pes, es, n * Dt));
-  PetscCall(ackd_kd_coral(pes, n, et, n, Dt, c, gpes, NULL, &l2));
+  PetscCall(coral(ska, pes, n, et, n, Dt, c, gpes, NULL, &l2));
   if (ska->proj_emb >= 0)
     PetscCall(linear_single_backward(es, n, Ds, V + ska->proj_emb, Dt, gpes, ges, G + ska->proj_emb));
   else

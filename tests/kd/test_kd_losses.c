@@ -5,7 +5,10 @@
  *
  * Finite differences: the loss is accumulated in double, inputs are float32,
  * so each step is the float actually representable (x ± h rounded), h = 1e-3;
- * a gradient passes when |fd - g| <= 1e-3 max(|g|, rms of the tensor's g) + 1e-9. */
+ * a gradient passes when |fd - g| <= 1e-3 max(|g|, rms of the tensor's g) + 1e-9.
+ * SemBridge's cases run SKA at -ska_precision double: its single path (the default) rounds the
+ * loss to float, which finite differences would divide by 2h; unit.kd.ska_precision holds the
+ * single path to the double one. */
 #include "kd/kd_impl.h"
 #include "../nn/parity_io.h"
 #include <math.h>
@@ -23,16 +26,16 @@ typedef struct {
 static const Case cases[] = {
     {"none", "-kd_method none", 0, 4, PETSC_FALSE, 0, NULL, 0, 0},
     {"kd", "-kd_method kd", 0, 4, PETSC_FALSE, 0, NULL, 0, 0},
-    {"kd_sembridge", "-kd_method kd -sembridge", 0, 9, PETSC_FALSE, 0, NULL, 0, 0},
-    {"kd_sembridge_sinkhorn", "-kd_method kd -sembridge -ska_plan sinkhorn -ska_sinkhorn_it 300", 0, 9, PETSC_FALSE, 0,
-     NULL, 0, 0},
+    {"kd_sembridge", "-kd_method kd -sembridge -ska_precision double", 0, 9, PETSC_FALSE, 0, NULL, 0, 0},
+    {"kd_sembridge_sinkhorn", "-kd_method kd -sembridge -ska_precision double -ska_plan sinkhorn -ska_sinkhorn_it 300",
+     0, 9, PETSC_FALSE, 0, NULL, 0, 0},
     {"logits", "-kd_method logits", 0, 4, PETSC_FALSE, 0, NULL, 0, 0},
     {"fitnet", "-kd_method fitnet", 0, 4, PETSC_FALSE, 0, NULL, 0, 0},
     {"fitnet_embedding", "-kd_method fitnet -fitnet_feature embedding", 0, 4, PETSC_FALSE, 0, NULL, 0, 0},
     {"at", "-kd_method at", 0, 4, PETSC_FALSE, 0, NULL, 0, 0},
     {"rkd", "-kd_method rkd", 0, 4, PETSC_FALSE, 0, NULL, 0, 0},
     {"dkd", "-kd_method dkd", 4, 4, PETSC_FALSE, 0, NULL, 0, 0},
-    {"dkd_sembridge", "-kd_method dkd -sembridge", 30, 9, PETSC_FALSE, 0, NULL, 0, 0},
+    {"dkd_sembridge", "-kd_method dkd -sembridge -ska_precision double", 30, 9, PETSC_FALSE, 0, NULL, 0, 0},
     {"ctkd", "-kd_method ctkd", 12, 4, PETSC_TRUE, 0, NULL, 0, 0},
     {"lskd", "-kd_method lskd", 0, 4, PETSC_FALSE, 0, NULL, 0, 0},
     {"clip", "-kd_method clip -clip_dim 4", 0, 4, PETSC_FALSE, 0, NULL, 0, 0},
@@ -45,7 +48,7 @@ static const Case cases[] = {
      0, 0},
     /* partial class overlap: classes 2 and 4 are the student's alone */
     {"kd_partial", "-kd_method kd", 0, 4, PETSC_FALSE, 0, "11010", 0, 0},
-    {"kd_partial_sembridge", "-kd_method kd -sembridge", 0, 9, PETSC_FALSE, 0, "11010", 0, 0},
+    {"kd_partial_sembridge", "-kd_method kd -sembridge -ska_precision double", 0, 9, PETSC_FALSE, 0, "11010", 0, 0},
     {"kd_partial_whole_simplex", "-kd_method kd -kd_shared_classes false", 0, 4, PETSC_FALSE, 0, "11010", 0, 0},
     {"logits_partial", "-kd_method logits", 0, 4, PETSC_FALSE, 0, "11010", 0, 0},
     {"dkd_partial", "-kd_method dkd", 4, 4, PETSC_FALSE, 0, "11010", 0, 0},
@@ -64,12 +67,14 @@ static const Case cases[] = {
     {"distilvpr_partial", "-kd_method distilvpr", 0, 4, PETSC_FALSE, 0, "11010", 0, 0},
     /* one layer-4 token on each side (a 32 x 32 scene): SKA skips its constant plan (last, so
      * that the cases above keep their seeds) */
-    {"kd_sembridge_one_token", "-kd_method kd -sembridge", 0, 1, PETSC_FALSE, 0, NULL, 0, 1},
-    {"kd_sembridge_sinkhorn_one_token", "-kd_method kd -sembridge -ska_plan sinkhorn", 0, 1, PETSC_FALSE, 0, NULL, 0,
-     1},
+    {"kd_sembridge_one_token", "-kd_method kd -sembridge -ska_precision double", 0, 1, PETSC_FALSE, 0, NULL, 0, 1},
+    {"kd_sembridge_sinkhorn_one_token", "-kd_method kd -sembridge -ska_precision double -ska_plan sinkhorn", 0, 1,
+     PETSC_FALSE, 0, NULL, 0, 1},
     /* a hint term on top of a method (-kd_hint_weight), with its own regressor */
-    {"kd_sembridge_hint", "-kd_method kd -sembridge -kd_hint_weight 0.3", 0, 4, PETSC_FALSE, 0, NULL, 0, 0},
-    {"kd_partial_sembridge_hint", "-kd_method kd -sembridge -kd_hint_weight 0.3", 0, 4, PETSC_FALSE, 0, "11010", 0, 0},
+    {"kd_sembridge_hint", "-kd_method kd -sembridge -ska_precision double -kd_hint_weight 0.3", 0, 4, PETSC_FALSE, 0,
+     NULL, 0, 0},
+    {"kd_partial_sembridge_hint", "-kd_method kd -sembridge -ska_precision double -kd_hint_weight 0.3", 0, 4,
+     PETSC_FALSE, 0, "11010", 0, 0},
     {"dkd_hint_embedding", "-kd_method dkd -kd_hint_weight 2 -kd_hint_feature embedding", 4, 4, PETSC_FALSE, 0, NULL, 0,
      0},
 };
