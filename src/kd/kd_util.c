@@ -106,7 +106,8 @@ PetscErrorCode ackd_kd_coral(const double *s, PetscInt ns, const double *t, Pets
 }
 
 /* X̄ = X - mean_rows X in single precision (the means summed in double), C = X̄ᵀX̄ by SGEMM. */
-static PetscErrorCode centred_gram_single(const double *x, PetscInt n, PetscInt d, float *xc, float *cov)
+static ACKD_CPU_CLONES PetscErrorCode centred_gram_single(const double *x, PetscInt n, PetscInt d, float *xc,
+                                                          float *cov)
 {
   PetscFunctionBeginUser;
   for (PetscInt j = 0; j < d; j++) {

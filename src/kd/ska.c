@@ -160,7 +160,7 @@ static PetscErrorCode project(const AckdTensor *tokens, const PetscInt *sel, Pet
   PetscFunctionReturn(0);
 }
 
-static void side_forward(Side *sd)
+static ACKD_CPU_CLONES void side_forward(Side *sd)
 {
   PetscInt N = sd->N, C = sd->C, H = sd->H, d = C / H;
   double   scale = 1.0 / sqrt((double)d);
@@ -212,7 +212,7 @@ static void side_forward(Side *sd)
 
 /* Back through the plan: dw (N) -> dQ, dK (N x C, overwritten, each entry summed in double and
  * rounded once for the SGEMMs of project_backward, which run once for the whole batch). */
-static PetscErrorCode side_backward_weights(const Side *sd, const double *dw)
+static ACKD_CPU_CLONES PetscErrorCode side_backward_weights(const Side *sd, const double *dw)
 {
   float   *dq = sd->dq, *dk = sd->dk;
   PetscInt N = sd->N, C = sd->C, H = sd->H, d = C / H;
@@ -251,7 +251,7 @@ static PetscErrorCode side_backward_weights(const Side *sd, const double *dw)
 }
 
 /* The double operands of a single-precision product, rounded. */
-static void to_single(const double *x, PetscInt n, float *y)
+static ACKD_CPU_CLONES void to_single(const double *x, PetscInt n, float *y)
 {
   for (PetscInt i = 0; i < n; i++) y[i] = (float)x[i];
 }
@@ -313,7 +313,7 @@ static PetscErrorCode linear_single_backward(const double *x, PetscInt n, PetscI
 }
 
 /* Back through Z̃ = s w ⊙ Z given dZ̃ (N x C). */
-static PetscErrorCode side_backward(const Side *sd, const double *dzt, double *dz)
+static ACKD_CPU_CLONES PetscErrorCode side_backward(const Side *sd, const double *dzt, double *dz)
 {
   PetscInt N = sd->N, C = sd->C;
   double  *dw, dsc = 0.0, inv = 1.0 / (double)N;
