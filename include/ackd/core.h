@@ -242,6 +242,14 @@ PetscErrorCode AckdOptionsCheckUnused(MPI_Comm comm, const char *stage, const ch
 /* All options in force as "-key value" text, for provenance attributes. */
 PetscErrorCode AckdOptionsToString(char **text);
 
+/* The options the stage read (those it was given and used, without the runtime's own such as
+ * -quiet and -log_view, and without testing hooks, *debug_*) as "-key value" text: what a
+ * checkpoint records so that a resumed run can say what changed. */
+PetscErrorCode AckdOptionsStageString(char **text);
+/* The differences from `before` (AckdOptionsStageString text) to the options the stage reads now,
+ * as "-key now (was before)" items separated by "; ", or an empty string: *report is allocated. */
+PetscErrorCode AckdOptionsDrift(const char *before, char **report);
+
 /* ---------------------------------------------------------------- text files */
 
 /* Collective: creates `dir` and any missing parents (mkdir -p) if it does not

@@ -6,6 +6,7 @@
  * the value and what is allowed. Then they call the PETSc reader so that
  * -help lists the option with its default and meaning. */
 #include <ackd/core.h>
+#include <ctype.h>
 #include <string.h>
 
 /* The option as the user types it: "-" + prefix + name without its dash. */
@@ -297,6 +298,137 @@ PetscErrorCode AckdOptionsToString(char **text)
 {
   PetscFunctionBeginUser;
   PetscCall(PetscOptionsGetAll(NULL, text));
+  PetscFunctionReturn(0);
+}
+
+/* An options text ("-key value -flag -key2 value2 ...") as key/value pairs, keys without their
+ * dash, cut in place out of `text`. A key starts with '-' and a letter: "-1" is a value. */
+typedef struct {
+  const char *key, *value;
+} Pair;
+
+static PetscErrorCode split_pairs(char *text, Pair **pairs, PetscInt *n)
+{
+  PetscInt cap = 16;
+
+  PetscFunctionBeginUser;
+  *n = 0;
+  PetscCall(PetscMalloc1(cap, pairs));
+  for (char *save = NULL, *tok = strtok_r(text, " \t\n", &save); tok; tok = strtok_r(NULL, " \t\n", &save)) {
+    if (tok[0] == '-' && (isalpha((unsigned char)tok[1]) || tok[1] == '_')) {
+      if (*n == cap) PetscCall(PetscRealloc(sizeof(Pair) * (size_t)(cap *= 2), pairs));
+      (*pairs)[(*n)++] = (Pair){tok + 1, ""};
+    } else if (*n && !(*pairs)[*n - 1].value[0])
+      (*pairs)[*n - 1].value = tok;
+  }
+  PetscFunctionReturn(0);
+}
+
+static const Pair *find_pair(const Pair *pairs, PetscInt n, const char *key)
+{
+  for (PetscInt i = 0; i < n; i++)
+    if (!strcmp(pairs[i].key, key)) return &pairs[i];
+  return NULL;
+}
+
+/* Whether `key` is one of the names of PetscOptionsLeftGet (given, never read). */
+static PetscBool in_list(const char *key, char **names, PetscInt n)
+{
+  for (PetscInt i = 0; i < n; i++)
+    if (!strcmp(names[i], key)) return PETSC_TRUE;
+  return PETSC_FALSE;
+}
+
+static PetscBool recorded(const char *key)
+{
+  return !is_runtime_option(key) && !strstr(key, "debug_");
+}
+
+PetscErrorCode AckdOptionsStageString(char **text)
+{
+  char    *all, *out, **unused, **values;
+  Pair    *pairs;
+  PetscInt n, nunused;
+  size_t   len = 1;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscOptionsGetAll(NULL, &all));
+  PetscCall(split_pairs(all, &pairs, &n));
+  PetscCall(PetscOptionsLeftGet(NULL, &nunused, &unused, &values));
+  for (PetscInt i = 0; i < n; i++) len += strlen(pairs[i].key) + strlen(pairs[i].value) + 3;
+  PetscCall(PetscCalloc1(len, &out));
+  for (PetscInt i = 0; i < n; i++) {
+    if (!recorded(pairs[i].key) || in_list(pairs[i].key, unused, nunused)) continue;
+    if (out[0]) PetscCall(PetscStrlcat(out, " ", len));
+    PetscCall(PetscStrlcat(out, "-", len));
+    PetscCall(PetscStrlcat(out, pairs[i].key, len));
+    if (pairs[i].value[0]) {
+      PetscCall(PetscStrlcat(out, " ", len));
+      PetscCall(PetscStrlcat(out, pairs[i].value, len));
+    }
+  }
+  PetscCall(PetscOptionsLeftRestore(NULL, &nunused, &unused, &values));
+  PetscCall(PetscFree(pairs));
+  PetscCall(PetscFree(all));
+  *text = out;
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode report_item(char **report, size_t *cap, const char *key, const char *now, const char *was)
+{
+  size_t need = strlen(*report) + strlen(key) + strlen(now) + strlen(was) + 32;
+
+  PetscFunctionBeginUser;
+  if (need > *cap) {
+    PetscCall(PetscRealloc(need * 2, report));
+    *cap = need * 2;
+  }
+  if ((*report)[0]) PetscCall(PetscStrlcat(*report, "; ", *cap));
+  PetscCall(PetscStrlcat(*report, "-", *cap));
+  PetscCall(PetscStrlcat(*report, key, *cap));
+  if (now[0]) PetscCall(PetscStrlcat(*report, " ", *cap));
+  PetscCall(PetscStrlcat(*report, now, *cap));
+  PetscCall(PetscStrlcat(*report, " (was ", *cap));
+  PetscCall(PetscStrlcat(*report, was, *cap));
+  PetscCall(PetscStrlcat(*report, ")", *cap));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdOptionsDrift(const char *before, char **report)
+{
+  char    *then, *now, *all, **unused, **values;
+  Pair    *old, *cur, *given;
+  PetscInt nold, ncur, ngiven, nunused;
+  size_t   cap = 256;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscStrallocpy(before, &then));
+  PetscCall(AckdOptionsStageString(&now));
+  PetscCall(PetscOptionsGetAll(NULL, &all));
+  PetscCall(split_pairs(then, &old, &nold));
+  PetscCall(split_pairs(now, &cur, &ncur));
+  PetscCall(split_pairs(all, &given, &ngiven));
+  PetscCall(PetscOptionsLeftGet(NULL, &nunused, &unused, &values));
+  PetscCall(PetscCalloc1(cap, report));
+  for (PetscInt i = 0; i < ncur; i++) {
+    const Pair *p = find_pair(old, nold, cur[i].key);
+    if (!p)
+      PetscCall(report_item(report, &cap, cur[i].key, cur[i].value, "not given"));
+    else if (strcmp(p->value, cur[i].value))
+      PetscCall(report_item(report, &cap, cur[i].key, cur[i].value, p->value));
+  }
+  /* Given before and not now: unless it is given now and this stage has not read it (yet). */
+  for (PetscInt i = 0; i < nold; i++)
+    if (!find_pair(cur, ncur, old[i].key) &&
+        !(find_pair(given, ngiven, old[i].key) && in_list(old[i].key, unused, nunused)))
+      PetscCall(report_item(report, &cap, old[i].key, "not given", old[i].value[0] ? old[i].value : "given"));
+  PetscCall(PetscOptionsLeftRestore(NULL, &nunused, &unused, &values));
+  PetscCall(PetscFree(old));
+  PetscCall(PetscFree(cur));
+  PetscCall(PetscFree(given));
+  PetscCall(PetscFree(then));
+  PetscCall(PetscFree(now));
+  PetscCall(PetscFree(all));
   PetscFunctionReturn(0);
 }
 

@@ -609,6 +609,12 @@ static PetscErrorCode write_checkpoint(AckdTrainer t, const char *path)
   PetscCall(AckdH5AttrWriteInt(file, "best_epoch", t->best_epoch));
   PetscCall(AckdH5AttrWriteInt(file, "mpi_ranks", t->size));
   PetscCall(AckdH5AttrWriteString(file, "precision", AckdPrecisionNames[t->precision]));
+  {
+    char *options;
+    PetscCall(AckdOptionsStageString(&options));
+    PetscCall(AckdH5AttrWriteString(file, "stage_options", options));
+    PetscCall(PetscFree(options));
+  }
   if (t->describe) PetscCall(t->describe(t->describe_ctx, file));
   for (PetscInt i = 0; i < t->ngroups; i++) {
     Group         *g = &t->groups[i];
@@ -679,6 +685,22 @@ static PetscErrorCode read_checkpoint(AckdTrainer t, AckdCkptReader r)
     PetscCall(AckdLogWarn(&t->log,
                           "resuming at step %" PetscInt_FMT " with -%sprecision %s; the steps before it ran in %s\n",
                           t->state.step, t->prefix, AckdPrecisionNames[t->precision], written));
+  /* Allowed (a requeued job whose options file was edited, a run extended by more epochs), but said,
+   * once, naming each option: the steps before this one ran with the checkpoint's values. */
+  {
+    char *before, *drift;
+    PetscCall(PetscCalloc1(65536, &before));
+    PetscCall(AckdH5AttrReadString(file, "stage_options", before, 65536, &found));
+    if (found) {
+      PetscCall(AckdOptionsDrift(before, &drift));
+      if (drift[0])
+        PetscCall(AckdLogWarn(&t->log,
+                              "resuming at step %" PetscInt_FMT " with options that differ from the checkpoint's: %s\n",
+                              t->state.step, drift));
+      PetscCall(PetscFree(drift));
+    }
+    PetscCall(PetscFree(before));
+  }
   for (PetscInt m = 0; m < M_FIXED + t->nterms; m++) {
     PetscCall(AckdCkptReaderReadMetric(r, metric_name(t, m), t->epochs, &n, t->history[m]));
     t->nhistory = n;

@@ -109,7 +109,10 @@ def main():
     check(p.returncode == 1 and any("is NaN or Inf; training stopped before applying it" in l and "step" in l
                                     for l in lines),
           f"extreme pixels: exit 1 with one line naming the step (got {p.returncode}: {lines[:2]})")
-    check(len(lines) == 1, f"extreme pixels: exactly one ackd line (got {len(lines)})")
+    # Besides the error, the resume's one warning that the run was extended from 2 epochs to 4.
+    drift = [l for l in lines if "differ from the checkpoint" in l]
+    check(len(lines) == 2 and len(drift) == 1 and "-train_epochs 4 (was 2)" in drift[0],
+          f"extreme pixels: one error line and the resume's warning naming -train_epochs (got {lines})")
     check(checkpoints(d) == good, f"extreme pixels: the checkpoints are the good ones ({len(good)} files) untouched")
     check(all_finite(good[-1]) == [], "extreme pixels: the newest checkpoint is finite")
     d_skip = os.path.join(args.out, "extreme_skip")

@@ -252,13 +252,21 @@ def mode_resume(args):
         run(args, ["2", *train_cmd(data, d, args.arch, [*common, "-train_debug_signal_after", "10"])], expect=75)
         _, step = checkpoint_model(d)
         check(step == 10, f"SIGTERM after step 10: exit 75 with a checkpoint at step {step}")
-        run(args, [second, *train_cmd(data, d, args.arch, common)])
+        proc = run(args, [second, *train_cmd(data, d, args.arch, common)])
+        check("differ from the checkpoint" not in proc.stderr,
+              "resumed with the options that wrote the checkpoint (less the testing signal): no warning")
         arrays, step = checkpoint_model(d)
         check(step == 20, f"resumed on {second} ranks to step 20")
         if second == "2":
             compare(arrays, ref, "stop at 10 + resume on the same 2 ranks vs uninterrupted")
         else:
             compare(arrays, ref, f"stop at 10 on 2 ranks + resume on {second} vs uninterrupted", rtol=1e-5)
+    # The finished run extended with two options changed: one warning naming both with their old values.
+    proc = run(args, ["2", *train_cmd(data, ref_dir, args.arch,
+                                      [*common[2:], "-train_max_steps", "24", "-train_lr", "0.01"])])
+    lines = [line for line in proc.stderr.splitlines() if "differ from the checkpoint" in line]
+    check(len(lines) == 1 and "-train_max_steps 24 (was 20)" in lines[0] and "-train_lr 0.01 (was not given)" in lines[0],
+          f"resumed with changed options: one warning naming them {lines}")
 
 
 def mode_kill(args):
