@@ -266,7 +266,8 @@ def mode_resume(args):
                                       [*common[2:], "-train_max_steps", "24", "-train_lr", "0.01"])])
     lines = [line for line in proc.stderr.splitlines() if "differ from the checkpoint" in line]
     check(len(lines) == 1 and "-train_max_steps 24 (was 20)" in lines[0]
-          and "-train_lr 0.01 (was not given)" in lines[0], f"resumed with changed options: one warning naming them {lines}")
+          and "-train_lr 0.01 (was not given)" in lines[0],
+          f"resumed with changed options: one warning naming them {lines}")
 
 
 def mode_kill(args):
