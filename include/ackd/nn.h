@@ -421,6 +421,11 @@ PetscErrorCode AckdModelSetStep(AckdModel model, PetscInt step, PetscInt sample_
  * a larger batch grows it once. */
 PetscErrorCode AckdModelForward(AckdModel model, AckdEngine *engine, const AckdTensor *images,
                                 AckdModelOutputs *outputs);
+/* A forward in evaluation mode for its outputs alone (prediction, validation, galleries): a
+ * layer's output shares memory with others once no later layer reads it, so the activation
+ * memory holds the largest set alive at once instead of every layer's output. No backward may
+ * follow it (refused); AckdModelForward lays the memory out again for one. */
+PetscErrorCode AckdModelInfer(AckdModel model, AckdEngine *engine, const AckdTensor *images, AckdModelOutputs *outputs);
 /* Gradients of the loss with respect to the outputs (any may be NULL: that
  * output does not enter the loss) -> every parameter gradient (overwritten;
  * zero for layers the loss does not reach, e.g. the classifier when only the

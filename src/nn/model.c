@@ -176,6 +176,49 @@ static void arena_offsets(AckdModel m)
   m->arena_size = total;
 }
 
+/* The same for an inference plan: node i's output is alive from its node (from the one before
+ * when that one is a batch norm that may write it, fused with this activation) to the last node
+ * that reads it, the returned outputs to the end; each goes at the lowest offset that overlaps
+ * no output alive at the same time (first fit, in node order). */
+static PetscErrorCode arena_offsets_live(AckdModel m)
+{
+  PetscInt *first, *last, *size, *order, n = m->nnodes;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscMalloc4(n, &first, n, &last, n, &size, n, &order));
+  for (PetscInt i = 0; i < n; i++) {
+    const PetscInt slot = m->nodes[i].out;
+    first[i]            = i > 0 && m->nodes[i - 1].fusable ? i - 1 : i;
+    last[i]             = i;
+    size[i]             = (AckdTensorStorage(&m->values[slot]) + 15) / 16 * 16;
+    if (slot == m->slot_tokens || slot == m->slot_embedding || slot == m->slot_logits) last[i] = n;
+    for (PetscInt j = i + 1; j < n; j++)
+      if (m->nodes[j].in[0] == slot || m->nodes[j].in[1] == slot) last[i] = PetscMax(last[i], j);
+  }
+  m->arena_size = 0;
+  for (PetscInt i = 0; i < n; i++) {
+    /* the outputs already placed that are alive with this one, by offset */
+    PetscInt nlive = 0, offset = 0;
+    for (PetscInt k = 0; k < i; k++)
+      if (last[k] >= first[i]) order[nlive++] = k;
+    for (PetscInt a = 1; a < nlive; a++)
+      for (PetscInt b = a; b > 0 && m->slot_offset[order[b - 1]] > m->slot_offset[order[b]]; b--) {
+        const PetscInt t = order[b];
+        order[b]         = order[b - 1];
+        order[b - 1]     = t;
+      }
+    for (PetscInt a = 0; a < nlive; a++) {
+      const PetscInt k = order[a];
+      if (offset + size[i] <= m->slot_offset[k]) break;
+      offset = PetscMax(offset, m->slot_offset[k] + size[k]);
+    }
+    m->slot_offset[i] = offset;
+    m->arena_size     = PetscMax(m->arena_size, offset + size[i]);
+  }
+  PetscCall(PetscFree4(first, last, size, order));
+  PetscFunctionReturn(0);
+}
+
 /* A blocked tensor's channel padding (the lanes past C in its last channel
  * block) must read zero: kernels run over whole blocks. Layers write every
  * real channel, so the padding is all that a previous plan's leftovers could
@@ -216,7 +259,8 @@ static PetscErrorCode plan(AckdModel m, AckdEngine *engine, const AckdTensor *x)
   PetscBool clash;
 
   PetscFunctionBeginUser;
-  if (m->have_plan && m->planned[0] == x->n && m->planned[1] == x->c && m->planned[2] == x->h && m->planned[3] == x->w)
+  if (m->have_plan && m->planned[0] == x->n && m->planned[1] == x->c && m->planned[2] == x->h &&
+      m->planned[3] == x->w && m->planned_inference == m->inference)
     PetscFunctionReturn(0);
   PetscCheck(x->c == m->config.in_channels, m->comm, PETSC_ERR_USER_INPUT,
              "model %s: images have %" PetscInt_FMT " bands, the model was built for %" PetscInt_FMT,
@@ -229,7 +273,10 @@ static PetscErrorCode plan(AckdModel m, AckdEngine *engine, const AckdTensor *x)
   PetscCheck(!clash, m->comm, PETSC_ERR_PLIB, "model %s: no consistent layout", AckdArchNames[m->config.arch]);
   PetscInt largest = AckdTensorSize(x);
   for (PetscInt i = 0; i < m->nnodes; i++) largest = PetscMax(largest, AckdTensorStorage(&m->values[m->nodes[i].out]));
-  arena_offsets(m);
+  if (m->inference)
+    PetscCall(arena_offsets_live(m));
+  else
+    arena_offsets(m);
   PetscCall(arena_reserve(&m->arena_memory, &m->arena, &m->arena_capacity, m->arena_size));
   if (largest > m->scratch_capacity) {
     PetscCall(PetscFree(m->scratch));
@@ -241,12 +288,13 @@ static PetscErrorCode plan(AckdModel m, AckdEngine *engine, const AckdTensor *x)
     v->data       = m->arena + m->slot_offset[i];
     zero_channel_padding(v);
   }
-  m->planned[0]    = x->n;
-  m->planned[1]    = x->c;
-  m->planned[2]    = x->h;
-  m->planned[3]    = x->w;
-  m->have_plan     = PETSC_TRUE;
-  m->grads_planned = PETSC_FALSE;
+  m->planned[0]        = x->n;
+  m->planned[1]        = x->c;
+  m->planned[2]        = x->h;
+  m->planned[3]        = x->w;
+  m->have_plan         = PETSC_TRUE;
+  m->planned_inference = m->inference;
+  m->grads_planned     = PETSC_FALSE;
   PetscFunctionReturn(0);
 }
 
@@ -269,6 +317,18 @@ static PetscErrorCode plan_gradients(AckdModel m)
 
 /* ---------------------------------------------------------------- forward */
 
+PetscErrorCode AckdModelInfer(AckdModel m, AckdEngine *engine, const AckdTensor *images, AckdModelOutputs *outputs)
+{
+  PetscFunctionBeginUser;
+  PetscCheck(!m->training, m->comm, PETSC_ERR_ORDER,
+             "AckdModelInfer in training mode: AckdModelSetTraining(false) first");
+  m->inference        = PETSC_TRUE;
+  PetscErrorCode ierr = AckdModelForward(m, engine, images, outputs);
+  m->inference        = PETSC_FALSE;
+  PetscCall(ierr);
+  PetscFunctionReturn(0);
+}
+
 PetscErrorCode AckdModelForward(AckdModel m, AckdEngine *engine, const AckdTensor *images, AckdModelOutputs *outputs)
 {
   PetscFunctionBeginUser;
@@ -282,6 +342,9 @@ PetscErrorCode AckdModelForward(AckdModel m, AckdEngine *engine, const AckdTenso
     if (images->n == 0 && node->kind != ACKD_NODE_BATCHNORM) continue;
     if (i > 0 && m->nodes[i - 1].fused) continue; /* this activation ran inside the batch norm */
     node->fused = node->fusable && AckdBatchNormOwnKernel(node->layer, x);
+    /* a shared slot's channel padding holds what its previous tenant left (the layers seen so far
+     * write their outputs' padding too; nothing promises every kernel does) */
+    if (m->planned_inference) zero_channel_padding(node->fused ? &m->values[m->nodes[i + 1].out] : y);
     PetscCall(PetscLogEventBegin(node_event(node, 0), 0, 0, 0, 0));
     if (node->fused) {
       AckdNode *act = &m->nodes[i + 1];
@@ -354,6 +417,8 @@ PetscErrorCode AckdModelBackward(AckdModel m, AckdEngine *engine, const AckdTens
 {
   PetscFunctionBeginUser;
   PetscCheck(m->have_plan, m->comm, PETSC_ERR_ORDER, "AckdModelBackward before AckdModelForward");
+  PetscCheck(!m->planned_inference, m->comm, PETSC_ERR_ORDER,
+             "AckdModelBackward after AckdModelInfer, whose layers' outputs are overwritten: run AckdModelForward");
   PetscCall(plan_gradients(m));
   PetscBool empty = m->planned[0] == 0;
   PetscCall(PetscArrayzero(m->grad_written, m->nslots));

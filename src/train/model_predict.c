@@ -40,7 +40,7 @@ PetscErrorCode AckdModelPredictStoppable(AckdModel model, AckdEngine *engine, Ac
     AckdModelOutputs out;
     PetscCall(AckdSharedDatasetReadImages(dataset, n, rows + first, images));
     AckdTensor x = AckdTensorView(images, n, c, h, w);
-    PetscCall(AckdModelForward(model, engine, &x, &out));
+    PetscCall(AckdModelInfer(model, engine, &x, &out));
     PetscCall(visit(ctx, first, n, &out));
   }
   PetscCall(AckdModelSetTraining(model, PETSC_TRUE));

@@ -4,7 +4,9 @@
  * a fresh model of the same seed that saw only that step. A layer that read anything a previous
  * plan left (a padding lane of a blocked slot, a gradient slot before its first write) would carry
  * the NaN into them. MobileNetV2 at width 0.5 has slots whose channel counts (8, 12, 24, ...) do
- * not fill oneDNN's blocks of 16, and ShuffleNetV2's split and concat write channel by channel. */
+ * not fill oneDNN's blocks of 16, and ShuffleNetV2's split and concat write channel by channel.
+ * Then the inference arena (AckdModelInfer), whose slots are shared by liveness, for every
+ * architecture. */
 #include "nn/model_private.h"
 #include "nn/nn_private.h"
 #include "check.h"
@@ -93,6 +95,68 @@ static PetscErrorCode check_arch(AckdEngine *engine, AckdArch arch)
   PetscFunctionReturn(0);
 }
 
+/* AckdModelInfer against AckdModelForward in evaluation mode on the same batch, for every
+ * architecture: the same outputs (the same kernels on the same layouts; outputs laid out where
+ * earlier layers' outputs were, their channel padding written over by whatever lived there
+ * before, and the arena filled with NaN first), in an arena that holds a fraction of the
+ * forward's, and a backward after it refused. */
+static PetscErrorCode check_infer(AckdEngine *engine, AckdArch arch)
+{
+  const PetscInt   bands = 3, classes = 7, hw = 32, n = 9;
+  AckdModelConfig  config = {.arch = arch, .in_channels = bands, .classes = classes, .width = 0.5, .image_size = hw};
+  AckdModel        m;
+  AckdModelOutputs out;
+  AckdTensor       x, dl;
+  const char      *name = AckdArchNames[arch];
+  float           *ref[3];
+  PetscInt         sizes[3], full;
+
+  PetscFunctionBeginUser;
+  PetscCall(AckdModelCreate(PETSC_COMM_SELF, &m));
+  PetscCall(AckdModelSetUp(m, &config, 5));
+  PetscCall(random_tensor(&x, n, bands, hw, 11));
+  PetscCall(random_tensor(&dl, n, classes, 1, 12));
+  PetscCall(AckdModelSetTraining(m, PETSC_FALSE));
+  PetscCall(AckdModelForward(m, engine, &x, &out));
+  full                   = m->arena_size;
+  const AckdTensor *o[3] = {&out.logits, &out.embedding, &out.tokens};
+  for (int k = 0; k < 3; k++) {
+    sizes[k] = AckdTensorSize(o[k]);
+    PetscCall(PetscMalloc1(sizes[k], &ref[k]));
+    PetscCall(PetscArraycpy(ref[k], o[k]->data, sizes[k]));
+  }
+  for (PetscInt i = 0; i < m->arena_capacity; i++) m->arena[i] = NAN;
+  PetscCall(AckdModelInfer(m, engine, &x, &out));
+  const AckdTensor *q[3] = {&out.logits, &out.embedding, &out.tokens};
+  for (int k = 0; k < 3; k++) {
+    double scale = 0.0, worst = 0.0;
+    CHECK(AckdTensorSize(q[k]) == sizes[k], "%s: output %d has %d entries, not %d", name, k, (int)AckdTensorSize(q[k]),
+          (int)sizes[k]);
+    for (PetscInt i = 0; i < sizes[k]; i++) {
+      scale = PetscMax(scale, fabs(ref[k][i]));
+      worst = isfinite(q[k]->data[i]) ? PetscMax(worst, fabs(q[k]->data[i] - ref[k][i])) : INFINITY;
+    }
+    /* the same arithmetic on the same kernels: only the order of OpenMP's reductions may differ */
+    CHECK(worst <= 1e-6 * scale, "%s: output %d of the inference pass differs from the forward's by %g (largest %g)",
+          name, k, worst, scale);
+  }
+  CHECK(m->arena_size < full, "%s: the inference arena (%d floats) is not smaller than the forward's (%d)", name,
+        (int)m->arena_size, (int)full);
+  printf("%-14s inference arena %8d floats, forward's %9d (%.2f)\n", name, (int)m->arena_size, (int)full,
+         (double)m->arena_size / (double)full);
+  PetscCall(PetscPushErrorHandler(PetscReturnErrorHandler, NULL));
+  PetscErrorCode refused = AckdModelBackward(m, engine, &dl, NULL, NULL);
+  PetscCall(PetscPopErrorHandler());
+  CHECK(refused == PETSC_ERR_ORDER, "%s: a backward after AckdModelInfer gave error %d, not PETSC_ERR_ORDER", name,
+        (int)refused);
+
+  for (int k = 0; k < 3; k++) PetscCall(PetscFree(ref[k]));
+  PetscCall(AckdTensorFree(&x));
+  PetscCall(AckdTensorFree(&dl));
+  PetscCall(AckdModelDestroy(&m));
+  PetscFunctionReturn(0);
+}
+
 int main(int argc, char **argv)
 {
   AckdEngine engine;
@@ -102,6 +166,7 @@ int main(int argc, char **argv)
   PetscCall(check_arch(&engine, ACKD_ARCH_MOBILENETV2));
   PetscCall(check_arch(&engine, ACKD_ARCH_SHUFFLENETV2));
   PetscCall(check_arch(&engine, ACKD_ARCH_RESNET18));
+  for (int arch = 0; arch <= ACKD_ARCH_MLP; arch++) PetscCall(check_infer(&engine, (AckdArch)arch));
   PetscCall(AckdEngineDestroy(&engine));
   int failed = CHECK_REPORT("model arenas across batch shapes");
   PetscCall(PetscFinalize());
