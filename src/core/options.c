@@ -396,18 +396,16 @@ static PetscErrorCode report_item(char **report, size_t *cap, const char *key, c
 
 PetscErrorCode AckdOptionsDrift(const char *before, char **report)
 {
-  char    *then, *now, *all, **unused, **values;
-  Pair    *old, *cur, *given;
-  PetscInt nold, ncur, ngiven, nunused;
+  char    *then, *now, **unused, **values;
+  Pair    *old, *cur;
+  PetscInt nold, ncur, nunused;
   size_t   cap = 256;
 
   PetscFunctionBeginUser;
   PetscCall(PetscStrallocpy(before, &then));
   PetscCall(AckdOptionsStageString(&now));
-  PetscCall(PetscOptionsGetAll(NULL, &all));
   PetscCall(split_pairs(then, &old, &nold));
   PetscCall(split_pairs(now, &cur, &ncur));
-  PetscCall(split_pairs(all, &given, &ngiven));
   PetscCall(PetscOptionsLeftGet(NULL, &nunused, &unused, &values));
   PetscCall(PetscCalloc1(cap, report));
   for (PetscInt i = 0; i < ncur; i++) {
@@ -417,18 +415,16 @@ PetscErrorCode AckdOptionsDrift(const char *before, char **report)
     else if (strcmp(p->value, cur[i].value))
       PetscCall(report_item(report, &cap, cur[i].key, cur[i].value, p->value));
   }
-  /* Given before and not now: unless it is given now and this stage has not read it (yet). */
+  /* Given before and not now: unless it is given now and this stage has not read it (yet): the
+   * unused list holds given options only. */
   for (PetscInt i = 0; i < nold; i++)
-    if (!find_pair(cur, ncur, old[i].key) &&
-        !(find_pair(given, ngiven, old[i].key) && in_list(old[i].key, unused, nunused)))
+    if (!find_pair(cur, ncur, old[i].key) && !in_list(old[i].key, unused, nunused))
       PetscCall(report_item(report, &cap, old[i].key, "not given", old[i].value[0] ? old[i].value : "given"));
   PetscCall(PetscOptionsLeftRestore(NULL, &nunused, &unused, &values));
   PetscCall(PetscFree(old));
   PetscCall(PetscFree(cur));
-  PetscCall(PetscFree(given));
   PetscCall(PetscFree(then));
   PetscCall(PetscFree(now));
-  PetscCall(PetscFree(all));
   PetscFunctionReturn(0);
 }
 

@@ -250,17 +250,17 @@ static PetscErrorCode arena_reserve(float **memory, float **arena, PetscInt *cap
   PetscFunctionReturn(0);
 }
 
-/* Lays every slot's value out in one arena for this input shape. Their
- * gradients get theirs at the plan's first backward (plan_gradients):
- * prediction and validation passes, often at a larger batch than training's,
+/* Lays every slot's value out in one arena for this input shape, every slot its own or, for
+ * `inference`, slots shared by liveness. Their gradients get theirs at the plan's first backward
+ * (plan_gradients): prediction and validation passes, often at a larger batch than training's,
  * never hold a gradient arena. */
-static PetscErrorCode plan(AckdModel m, AckdEngine *engine, const AckdTensor *x)
+static PetscErrorCode plan(AckdModel m, AckdEngine *engine, const AckdTensor *x, PetscBool inference)
 {
   PetscBool clash;
 
   PetscFunctionBeginUser;
   if (m->have_plan && m->planned[0] == x->n && m->planned[1] == x->c && m->planned[2] == x->h &&
-      m->planned[3] == x->w && m->planned_inference == m->inference)
+      m->planned[3] == x->w && m->planned_inference == inference)
     PetscFunctionReturn(0);
   PetscCheck(x->c == m->config.in_channels, m->comm, PETSC_ERR_USER_INPUT,
              "model %s: images have %" PetscInt_FMT " bands, the model was built for %" PetscInt_FMT,
@@ -273,7 +273,7 @@ static PetscErrorCode plan(AckdModel m, AckdEngine *engine, const AckdTensor *x)
   PetscCheck(!clash, m->comm, PETSC_ERR_PLIB, "model %s: no consistent layout", AckdArchNames[m->config.arch]);
   PetscInt largest = AckdTensorSize(x);
   for (PetscInt i = 0; i < m->nnodes; i++) largest = PetscMax(largest, AckdTensorStorage(&m->values[m->nodes[i].out]));
-  if (m->inference)
+  if (inference)
     PetscCall(arena_offsets_live(m));
   else
     arena_offsets(m);
@@ -286,14 +286,14 @@ static PetscErrorCode plan(AckdModel m, AckdEngine *engine, const AckdTensor *x)
   for (PetscInt i = 0; i < m->nnodes; i++) {
     AckdTensor *v = &m->values[m->nodes[i].out];
     v->data       = m->arena + m->slot_offset[i];
-    zero_channel_padding(v);
+    if (!inference) zero_channel_padding(v); /* an inference pass zeroes it at each node (forward) */
   }
   m->planned[0]        = x->n;
   m->planned[1]        = x->c;
   m->planned[2]        = x->h;
   m->planned[3]        = x->w;
   m->have_plan         = PETSC_TRUE;
-  m->planned_inference = m->inference;
+  m->planned_inference = inference;
   m->grads_planned     = PETSC_FALSE;
   PetscFunctionReturn(0);
 }
@@ -317,23 +317,12 @@ static PetscErrorCode plan_gradients(AckdModel m)
 
 /* ---------------------------------------------------------------- forward */
 
-PetscErrorCode AckdModelInfer(AckdModel m, AckdEngine *engine, const AckdTensor *images, AckdModelOutputs *outputs)
-{
-  PetscFunctionBeginUser;
-  PetscCheck(!m->training, m->comm, PETSC_ERR_ORDER,
-             "AckdModelInfer in training mode: AckdModelSetTraining(false) first");
-  m->inference        = PETSC_TRUE;
-  PetscErrorCode ierr = AckdModelForward(m, engine, images, outputs);
-  m->inference        = PETSC_FALSE;
-  PetscCall(ierr);
-  PetscFunctionReturn(0);
-}
-
-PetscErrorCode AckdModelForward(AckdModel m, AckdEngine *engine, const AckdTensor *images, AckdModelOutputs *outputs)
+static PetscErrorCode forward(AckdModel m, AckdEngine *engine, const AckdTensor *images, PetscBool inference,
+                              AckdModelOutputs *outputs)
 {
   PetscFunctionBeginUser;
   PetscCheck(m->setup, m->comm, PETSC_ERR_ORDER, "AckdModelForward before AckdModelSetUp");
-  PetscCall(plan(m, engine, images));
+  PetscCall(plan(m, engine, images, inference));
   m->values[0] = *images;
   for (PetscInt i = 0; i < m->nnodes; i++) {
     AckdNode   *node = &m->nodes[i];
@@ -344,7 +333,7 @@ PetscErrorCode AckdModelForward(AckdModel m, AckdEngine *engine, const AckdTenso
     node->fused = node->fusable && AckdBatchNormOwnKernel(node->layer, x);
     /* a shared slot's channel padding holds what its previous tenant left (the layers seen so far
      * write their outputs' padding too; nothing promises every kernel does) */
-    if (m->planned_inference) zero_channel_padding(node->fused ? &m->values[m->nodes[i + 1].out] : y);
+    if (inference) zero_channel_padding(node->fused ? &m->values[m->nodes[i + 1].out] : y);
     PetscCall(PetscLogEventBegin(node_event(node, 0), 0, 0, 0, 0));
     if (node->fused) {
       AckdNode *act = &m->nodes[i + 1];
@@ -356,6 +345,22 @@ PetscErrorCode AckdModelForward(AckdModel m, AckdEngine *engine, const AckdTenso
   outputs->tokens    = m->values[m->slot_tokens];
   outputs->embedding = m->values[m->slot_embedding];
   outputs->logits    = m->values[m->slot_logits];
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdModelForward(AckdModel m, AckdEngine *engine, const AckdTensor *images, AckdModelOutputs *outputs)
+{
+  PetscFunctionBeginUser;
+  PetscCall(forward(m, engine, images, PETSC_FALSE, outputs));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdModelInfer(AckdModel m, AckdEngine *engine, const AckdTensor *images, AckdModelOutputs *outputs)
+{
+  PetscFunctionBeginUser;
+  PetscCheck(!m->training, m->comm, PETSC_ERR_ORDER,
+             "AckdModelInfer in training mode: AckdModelSetTraining(false) first");
+  PetscCall(forward(m, engine, images, PETSC_TRUE, outputs));
   PetscFunctionReturn(0);
 }
 

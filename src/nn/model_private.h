@@ -57,7 +57,7 @@ struct _p_AckdModel {
   PetscInt    arena_capacity, grad_arena_capacity, scratch_capacity;
   PetscInt    planned[4]; /* input shape the slots are laid out for */
   PetscBool   have_plan, grads_planned;
-  PetscBool   inference, planned_inference; /* this forward's and the plan's: slots shared by liveness */
+  PetscBool   planned_inference; /* the plan's slots are shared by liveness (AckdModelInfer) */
 };
 
 /* What a kind of node does (model_nodes.c). Missing entries: the output has the input's shape and
