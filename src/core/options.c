@@ -7,7 +7,9 @@
  * -help lists the option with its default and meaning. */
 #include <ackd/core.h>
 #include <ctype.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* The option as the user types it: "-" + prefix + name without its dash. */
 static void full_name(PetscOptionItems *items, const char *name, char *buf, size_t len)
@@ -394,6 +396,31 @@ static PetscErrorCode report_item(char **report, size_t *cap, const char *key, c
   PetscFunctionReturn(0);
 }
 
+/* A boolean word's truth, or -1: PETSc reads a flag given without a value as true. */
+static int truth(const char *v)
+{
+  static const char *const yes[] = {"", "1", "true", "yes", "on"}, *const no[] = {"0", "false", "no", "off"};
+  for (size_t i = 0; i < sizeof yes / sizeof *yes; i++)
+    if (!strcasecmp(v, yes[i])) return 1;
+  for (size_t i = 0; i < sizeof no / sizeof *no; i++)
+    if (!strcasecmp(v, no[i])) return 0;
+  return -1;
+}
+
+/* Whether two values of one option say the same: the same text, the same number (1e-3 and 0.001)
+ * or the same truth (true and 1): a requeued job whose file spells a value otherwise is no change. */
+static PetscBool same_value(const char *a, const char *b)
+{
+  char  *ea, *eb;
+  double x, y;
+
+  if (!strcmp(a, b)) return PETSC_TRUE;
+  if (truth(a) >= 0 && truth(a) == truth(b)) return PETSC_TRUE;
+  x = strtod(a, &ea);
+  y = strtod(b, &eb);
+  return a[0] && b[0] && !*ea && !*eb && x == y ? PETSC_TRUE : PETSC_FALSE;
+}
+
 PetscErrorCode AckdOptionsDrift(const char *before, char **report)
 {
   char    *then, *now, **unused, **values;
@@ -412,7 +439,7 @@ PetscErrorCode AckdOptionsDrift(const char *before, char **report)
     const Pair *p = find_pair(old, nold, cur[i].key);
     if (!p)
       PetscCall(report_item(report, &cap, cur[i].key, cur[i].value, "not given"));
-    else if (strcmp(p->value, cur[i].value))
+    else if (!same_value(p->value, cur[i].value))
       PetscCall(report_item(report, &cap, cur[i].key, cur[i].value, p->value));
   }
   /* Given before and not now: unless it is given now and this stage has not read it (yet): the

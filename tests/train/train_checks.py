@@ -268,6 +268,11 @@ def mode_resume(args):
     check(len(lines) == 1 and "-train_max_steps 24 (was 20)" in lines[0]
           and "-train_lr 0.01 (was not given)" in lines[0],
           f"resumed with changed options: one warning naming them {lines}")
+    # The same values spelt otherwise (1e-2 for 0.01, a flag's value given as 1) are no change.
+    proc = run(args, ["2", *train_cmd(data, ref_dir, args.arch,
+                                      [*common[2:], "-train_max_steps", "24", "-train_lr", "1e-2"])])
+    check("differ from the checkpoint" not in proc.stderr,
+          f"resumed with the same values spelt otherwise: no warning {proc.stderr.splitlines()[-3:]}")
 
 
 def mode_kill(args):
