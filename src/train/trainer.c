@@ -777,14 +777,21 @@ static PetscErrorCode gather_batch(AckdTrainer t, PetscInt nlocal, AckdTensor *i
   PetscFunctionReturn(0);
 }
 
+/* Σ x², in double lanes: one chain of n dependent additions ran at the adder's latency, about
+ * 1 ms per step for SemBridge's 1.4 million parameters (student and SKA). */
+static ACKD_CPU_CLONES double sum_squares(const float *x, PetscInt n)
+{
+  double sum = 0;
+#pragma omp simd reduction(+ : sum)
+  for (PetscInt j = 0; j < n; j++) sum += (double)x[j] * x[j];
+  return sum;
+}
+
 /* The squared joint L2 norm of the gradients over every group: NaN or Inf when any is. */
 static double gradient_norm2(AckdTrainer t)
 {
   double sum = 0;
-  for (PetscInt i = 0; i < t->ngroups; i++) {
-    const AckdParams *p = t->groups[i].params;
-    for (PetscInt j = 0; j < p->size; j++) sum += (double)p->grads[j] * p->grads[j];
-  }
+  for (PetscInt i = 0; i < t->ngroups; i++) sum += sum_squares(t->groups[i].params->grads, t->groups[i].params->size);
   return sum;
 }
 
