@@ -277,11 +277,11 @@ def mode_exchange(args):
         runs[exchange] = final_model(d)
     # -log_view's events (count: the larger of the two ranks'): 4 steps, SKA's two parts twice per
     # call (maps: forward and backward; CORAL: tokens and embeddings), the teacher's tokens once for
-    # the cache and once per step.
+    # the cache and once per step, and the set-up's reads of the two collections (RGB and MS).
     events = {w[0]: (int(w[1]), float(w[3])) for w in (l.split() for l in r.stdout.splitlines())
-              if len(w) > 4 and re.fullmatch(r"(Train|KD|Distill)\w+", w[0]) and w[1].isdigit()}
+              if len(w) > 4 and re.fullmatch(r"(Train|KD|Distill|Data)\w+", w[0]) and w[1].isdigit()}
     want = {"TrainStep": 4, "TrainGradWait": 4, "KDLoss": 4, "KDSka": 4, "KDSkaMaps": 8, "KDSkaCoral": 8,
-            "DistillTeacherTokens": 5}
+            "DistillTeacherTokens": 5, "DataLoad": 2}
     check(all(events.get(k, (0,))[0] == v for k, v in want.items()) and
           events["TrainStep"][1] >= events["KDLoss"][1] >= events["KDSka"][1],
           f"-log_view: {', '.join(f'{k} {events.get(k, (0,))[0]}' for k in want)} (want {want}); the step's time "
