@@ -119,7 +119,19 @@ PetscErrorCode AckdSharedDatasetLoad(MPI_Comm comm, const char *path, const char
   PetscCallMPI(MPI_Comm_size(d->node, &node_size));
   MPI_Aint bytes = node_rank == 0 && !d->streaming ? (MPI_Aint)sizeof(float) * d->count * sample : 0;
   float   *base;
-  PetscCallMPI(MPI_Win_allocate_shared(bytes, sizeof(float), MPI_INFO_NULL, d->node, &base, &d->window));
+  /* The window lives in the node's shared memory (Open MPI: a file in /dev/shm), which containers
+   * and some schedulers cap far below the node's memory (Docker: 64 MB). */
+  int err = MPI_Win_allocate_shared(bytes, sizeof(float), MPI_INFO_NULL, d->node, &base, &d->window);
+  if (err != MPI_SUCCESS) {
+    char text[MPI_MAX_ERROR_STRING];
+    int  len = 0;
+    MPI_Error_string(err, text, &len);
+    SETERRQ(PETSC_COMM_SELF, PETSC_ERR_MEM,
+            "'%s': holding /%s's images in node memory needs %.0f MB of shared memory, which the MPI library could "
+            "not allocate (%s); give the job more (Open MPI keeps it in /dev/shm, or where "
+            "OMPI_MCA_osc_sm_backing_directory says), or read each batch from the file with -h5_streaming",
+            path, collection, (double)sizeof(float) * d->count * sample / 1e6, text);
+  }
   MPI_Aint size;
   int      unit;
   PetscCallMPI(MPI_Win_shared_query(d->window, 0, &size, &unit, &d->images));

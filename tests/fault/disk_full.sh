@@ -5,7 +5,8 @@
 # fills at different points of its writes. Every run must end within its timeout (no hang), with a
 # non-zero exit and one `ackd STAGE: error:` line; no .part may be left; what was there before
 # (earlier checkpoints) must still open. A close that hangs all the same is ended by the watchdog
-# of -h5_close_timeout (last case). Mounting needs root: elsewhere the test skips (77).
+# of -h5_close_timeout. Last, a shared-memory file system too small for the node's copy of a
+# collection. Mounting needs root: elsewhere the test skips (77).
 #   disk_full.sh ACKD OUT MPIRUN...
 set -u
 ackd=$1 out=$2
@@ -102,4 +103,21 @@ lines=$(grep -c "^ackd: error: closing '$out/late.h5.part' has not finished afte
 [ ! -e "$out/late.h5.part" ] && [ ! -e "$out/late.h5" ] || fail "a hanging close: left $(ls "$out" | grep late)"
 [ $((SECONDS - start)) -lt 25 ] || fail "a hanging close: ended after $((SECONDS - start)) s, not by the watchdog"
 echo "ok: a close that hangs (rank 1 30 s late): ended by the watchdog after $((SECONDS - start)) s, exit $rc, one line, no .part"
+
+# Node memory for the collection in a shared-memory file system that is too small (a container's
+# /dev/shm): one line naming the collection, its size and both ways out; -h5_streaming then runs.
+mount -t tmpfs -o size=1m tmpfs "$mnt" || fail "mount"
+export OMPI_MCA_osc_sm_backing_directory=$mnt
+timeout 60 "${mpirun[@]}" 2 "$ackd" "${train[@]}" -train_epochs 1 -train_max_steps 2 -train_dir "$out/shm" -quiet \
+  >"$out/shm.log" 2>&1
+rc=$?
+[ "$rc" -ne 124 ] || fail "a small /dev/shm: still running after 60 s"
+lines=$(grep -c "^ackd train: error: '$out/data.h5': holding /ms's images in node memory needs 4 MB of shared memory.*-h5_streaming" \
+  "$out/shm.log")
+[ "$rc" -ne 0 ] && [ "$lines" -eq 1 ] || fail "a small /dev/shm: exit $rc, $lines matching lines: $(head -c 900 "$out/shm.log")"
+timeout 60 "${mpirun[@]}" 2 "$ackd" "${train[@]}" -train_epochs 1 -train_max_steps 2 -train_dir "$out/shm" -quiet \
+  -h5_streaming >"$out/shm_streaming.log" 2>&1 || fail "a small /dev/shm with -h5_streaming: $(head -c 600 "$out/shm_streaming.log")"
+unset OMPI_MCA_osc_sm_backing_directory
+umount "$mnt"
+echo "ok: a /dev/shm too small for the collection: one line naming -h5_streaming, which then runs"
 echo "ok: $cases cases: every writer failed cleanly on a full file system"
