@@ -442,18 +442,125 @@ static PetscErrorCode coral(const KDSka *ska, const double *s, PetscInt ns, cons
   PetscFunctionReturn(0);
 }
 
+/* The taught samples of one batch on both sides: each sample's plan and weights (Side), and Z̃ of
+ * every sample's tokens with its gradient, rows of all samples one after the other. */
+typedef struct {
+  PetscInt n, Ns, Nt;           /* taught samples, tokens per sample of the student and the teacher */
+  Side    *ss, *ts;             /* per sample */
+  double  *xs, *xt, *gxs, *gxt; /* Z̃ (n Ns x Cs, n Nt x Ct) and d/dZ̃ */
+} Sides;
+
+/* L_ot1 = CORAL(Z̃_T, Z̃_S), the student's Z̃ at the teacher's width: into gxs, gxt and the
+ * projection's gradient. */
+static PetscErrorCode coral_tokens(AckdKDObj kd, const KDStep *st, Sides *b, double c, double *l1)
+{
+  const KDSka *ska = &kd->ska;
+  PetscInt     Cs = kd->dims.student_channels, Ct = kd->dims.teacher_channels, rows = b->n * b->Ns;
+  const float *V = kd->params.values;
+  double      *ps, *gps;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscMalloc1(rows * Ct, &ps));
+  PetscCall(PetscCalloc1(rows * Ct, &gps));
+  if (ska->proj_tok >= 0)
+    PetscCall(linear(ska, b->xs, rows, Cs, V + ska->proj_tok, Ct, ps));
+  else
+    PetscCall(PetscArraycpy(ps, b->xs, rows * Ct));
+  PetscCall(coral(ska, ps, rows, b->xt, b->n * b->Nt, Ct, c, gps, b->gxt, l1));
+  if (ska->proj_tok >= 0)
+    PetscCall(
+        linear_single_backward(b->xs, rows, Cs, V + ska->proj_tok, Ct, gps, b->gxs, st->g_params + ska->proj_tok));
+  else
+    for (PetscInt k = 0; k < rows * Cs; k++) b->gxs[k] += gps[k];
+  PetscCall(PetscFree(ps));
+  PetscCall(PetscFree(gps));
+  PetscFunctionReturn(0);
+}
+
+/* L_ot1 of -ska_plan sinkhorn: per sample, the plan between its raw (projected) tokens, the two
+ * sides' weights as masses. Back to the weights (dQ, dK) and, through the projection, to the
+ * student's tokens. */
+static PetscErrorCode sinkhorn_tokens(AckdKDObj kd, const KDStep *st, Sides *b, double c, double *l1)
+{
+  const KDSka *ska = &kd->ska;
+  PetscInt     n = b->n, Ns = b->Ns, Nt = b->Nt, Cs = kd->dims.student_channels, Ct = kd->dims.teacher_channels;
+  const float *V = kd->params.values;
+  double      *raw, *traw, *praw, *graw, *gpraw, *dws, *dwt;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscMalloc3(n * Ns * Ct, &praw, n * Ns * Cs, &graw, n * Ns * Ct, &gpraw));
+  PetscCall(ackd_kd_gather(st->in->student_tokens, Ns * Cs, n, st->sel, &raw));
+  PetscCall(ackd_kd_gather(st->in->teacher_tokens, Nt * Ct, n, st->sel, &traw));
+  PetscCall(PetscMalloc2(Ns, &dws, Nt, &dwt));
+  PetscCall(PetscArrayzero(graw, n * Ns * Cs));
+  PetscCall(PetscArrayzero(gpraw, n * Ns * Ct));
+  if (ska->proj_tok >= 0)
+    PetscCall(linear(ska, raw, n * Ns, Cs, V + ska->proj_tok, Ct, praw));
+  else
+    PetscCall(PetscArraycpy(praw, raw, n * Ns * Ct));
+  for (PetscInt k = 0; k < n; k++) {
+    PetscCall(PetscArrayzero(dws, Ns));
+    PetscCall(PetscArrayzero(dwt, Nt));
+    double term = 0.0;
+    PetscCall(sinkhorn_term(ska, praw + k * Ns * Ct, &b->ss[k], traw + k * Nt * Ct, &b->ts[k], Ct, c / (double)n,
+                            gpraw + k * Ns * Ct, dws, dwt, &term));
+    *l1 += term / (double)n;
+    PetscCall(side_backward_weights(&b->ss[k], dws));
+    PetscCall(side_backward_weights(&b->ts[k], dwt));
+  }
+  if (ska->proj_tok >= 0)
+    PetscCall(
+        linear_single_backward(raw, n * Ns, Cs, V + ska->proj_tok, Ct, gpraw, graw, st->g_params + ska->proj_tok));
+  else
+    for (PetscInt k = 0; k < n * Ns * Cs; k++) graw[k] += gpraw[k];
+  for (PetscInt k = 0; k < n; k++)
+    for (PetscInt j = 0; j < Ns * Cs; j++) st->g_tok[st->sel[k] * Ns * Cs + j] += graw[k * Ns * Cs + j];
+  PetscCall(PetscFree3(praw, graw, gpraw));
+  PetscCall(PetscFree(raw));
+  PetscCall(PetscFree(traw));
+  PetscCall(PetscFree2(dws, dwt));
+  PetscFunctionReturn(0);
+}
+
+/* L_ot2 = CORAL on the taught samples' pooled embeddings, the student's at the teacher's width. */
+static PetscErrorCode embedding_term(AckdKDObj kd, const KDStep *st, double c, double *l2)
+{
+  const KDSka *ska = &kd->ska;
+  PetscInt     n = st->nsel, Ds = kd->dims.student_embedding, Dt = kd->dims.teacher_embedding;
+  const float *V = kd->params.values;
+  double      *es, *et, *ges, *pes, *gpes;
+
+  PetscFunctionBeginUser;
+  PetscCall(ackd_kd_gather(st->in->student_embedding, Ds, n, st->sel, &es));
+  PetscCall(ackd_kd_gather(st->in->teacher_embedding, Dt, n, st->sel, &et));
+  PetscCall(PetscCalloc3(n * Ds, &ges, n * Dt, &pes, n * Dt, &gpes));
+  if (ska->proj_emb >= 0)
+    PetscCall(linear(ska, es, n, Ds, V + ska->proj_emb, Dt, pes));
+  else
+    PetscCall(PetscArraycpy(pes, es, n * Dt));
+  PetscCall(coral(ska, pes, n, et, n, Dt, c, gpes, NULL, l2));
+  if (ska->proj_emb >= 0)
+    PetscCall(linear_single_backward(es, n, Ds, V + ska->proj_emb, Dt, gpes, ges, st->g_params + ska->proj_emb));
+  else
+    for (PetscInt k = 0; k < n * Ds; k++) ges[k] += gpes[k];
+  for (PetscInt k = 0; k < n; k++)
+    for (PetscInt j = 0; j < Ds; j++) st->g_emb[st->sel[k] * Ds + j] += ges[k * Ds + j];
+  PetscCall(PetscFree3(ges, pes, gpes));
+  PetscCall(PetscFree(es));
+  PetscCall(PetscFree(et));
+  PetscFunctionReturn(0);
+}
+
 PetscErrorCode ackd_ska_loss(AckdKDObj kd, const KDStep *st, double coef, double *value)
 {
   KDSka       *ska = &kd->ska;
   PetscInt     n = st->nsel, Cs = kd->dims.student_channels, Ct = kd->dims.teacher_channels;
-  PetscInt     Ds = kd->dims.student_embedding, Dt = kd->dims.teacher_embedding;
   PetscInt     Ns, Nt; /* tokens per sample */
   const float *V = kd->params.values;
-  double      *G = st->g_params, c = coef * st->share, l1 = 0.0, l2 = 0.0;
+  double       c = coef * st->share, l1 = 0.0, l2 = 0.0;
   float       *Gs = kd->params.grads; /* the maps' gradients, in single precision */
-  Side        *ss, *ts;
   float       *qs, *ks, *qt, *kt, *dqs, *dks, *dqt, *dkt;
-  double      *xs, *xt, *gxs, *gxt, *ps, *gps, *es, *et, *ges, *pes, *gpes;
+  Sides        b;
 
   PetscFunctionBeginUser;
   *value = 0.0;
@@ -481,12 +588,11 @@ PetscErrorCode ackd_ska_loss(AckdKDObj kd, const KDStep *st, double coef, double
              "SKA was set up for one layer-4 token per sample and got %" PetscInt_FMT " (student) and %" PetscInt_FMT
              " (teacher)",
              Ns, Nt);
-  PetscCall(PetscCalloc2(n, &ss, n, &ts));
-  PetscCall(PetscMalloc4(n * Ns * Cs, &xs, n * Nt * Ct, &xt, n * Ns * Cs, &gxs, n * Nt * Ct, &gxt));
-  PetscCall(PetscMalloc2(n * Ns * Ct, &ps, n * Ns * Ct, &gps));
-  PetscCall(PetscArrayzero(gxs, n * Ns * Cs));
-  PetscCall(PetscArrayzero(gxt, n * Nt * Ct));
-  PetscCall(PetscArrayzero(gps, n * Ns * Ct));
+  b = (Sides){.n = n, .Ns = Ns, .Nt = Nt};
+  PetscCall(PetscCalloc2(n, &b.ss, n, &b.ts));
+  PetscCall(PetscMalloc4(n * Ns * Cs, &b.xs, n * Nt * Ct, &b.xt, n * Ns * Cs, &b.gxs, n * Nt * Ct, &b.gxt));
+  PetscCall(PetscArrayzero(b.gxs, n * Ns * Cs));
+  PetscCall(PetscArrayzero(b.gxt, n * Nt * Ct));
   /* a side with one token has no plan to compute (Side) */
   PetscInt As = Ns > 1 ? n * Ns * Cs : 0, At = Nt > 1 ? n * Nt * Ct : 0;
   if (!As && ska->wq_s >= 0) PetscCall(PetscArrayzero(Gs + ska->wq_s, ska->wk_s + Cs * Cs - ska->wq_s));
@@ -499,67 +605,24 @@ PetscErrorCode ackd_ska_loss(AckdKDObj kd, const KDStep *st, double coef, double
   PetscCall(PetscLogEventEnd(kd->event_ska_maps, 0, 0, 0, 0));
   for (PetscInt k = 0; k < n; k++) {
     PetscInt i = st->sel[k];
-    PetscCall(
-        side_alloc(&ss[k], Ns, Cs, ska->heads, k, st->in->student_tokens->data + i * Ns * Cs, xs, qs, ks, dqs, dks));
-    PetscCall(
-        side_alloc(&ts[k], Nt, Ct, ska->heads, k, st->in->teacher_tokens->data + i * Nt * Ct, xt, qt, kt, dqt, dkt));
-    side_forward(&ss[k]);
-    side_forward(&ts[k]);
+    PetscCall(side_alloc(&b.ss[k], Ns, Cs, ska->heads, k, st->in->student_tokens->data + i * Ns * Cs, b.xs, qs, ks, dqs,
+                         dks));
+    PetscCall(side_alloc(&b.ts[k], Nt, Ct, ska->heads, k, st->in->teacher_tokens->data + i * Nt * Ct, b.xt, qt, kt, dqt,
+                         dkt));
+    side_forward(&b.ss[k]);
+    side_forward(&b.ts[k]);
   }
-  /* the student's tokens at the teacher's width */
-  PetscCall(PetscLogEventBegin(kd->event_ska_coral, 0, 0, 0, 0));
-  if (ska->proj_tok >= 0)
-    PetscCall(linear(ska, xs, n * Ns, Cs, V + ska->proj_tok, Ct, ps));
-  else
-    PetscCall(PetscArraycpy(ps, xs, n * Ns * Ct));
 
   if (!ska->sinkhorn) {
-    PetscCall(coral(ska, ps, n * Ns, xt, n * Nt, Ct, c, gps, gxt, &l1));
-    if (ska->proj_tok >= 0)
-      PetscCall(linear_single_backward(xs, n * Ns, Cs, V + ska->proj_tok, Ct, gps, gxs, G + ska->proj_tok));
-    else
-      for (PetscInt k = 0; k < n * Ns * Cs; k++) gxs[k] += gps[k];
+    PetscCall(PetscLogEventBegin(kd->event_ska_coral, 0, 0, 0, 0));
+    PetscCall(coral_tokens(kd, st, &b, c, &l1));
     PetscCall(PetscLogEventEnd(kd->event_ska_coral, 0, 0, 0, 0));
     for (PetscInt k = 0; k < n; k++) {
-      PetscInt i = st->sel[k];
-      PetscCall(side_backward(&ss[k], gxs + k * Ns * Cs, st->g_tok + i * Ns * Cs));
-      PetscCall(side_backward(&ts[k], gxt + k * Nt * Ct, NULL));
+      PetscCall(side_backward(&b.ss[k], b.gxs + k * Ns * Cs, st->g_tok + st->sel[k] * Ns * Cs));
+      PetscCall(side_backward(&b.ts[k], b.gxt + k * Nt * Ct, NULL));
     }
-  } else {
-    /* the plan compares raw (projected) tokens; the weights enter as masses */
-    PetscCall(PetscLogEventEnd(kd->event_ska_coral, 0, 0, 0, 0));
-    double *raw, *traw, *praw, *graw, *gpraw, *dws, *dwt;
-    PetscCall(PetscMalloc3(n * Ns * Ct, &praw, n * Ns * Cs, &graw, n * Ns * Ct, &gpraw));
-    PetscCall(ackd_kd_gather(st->in->student_tokens, Ns * Cs, n, st->sel, &raw));
-    PetscCall(ackd_kd_gather(st->in->teacher_tokens, Nt * Ct, n, st->sel, &traw));
-    PetscCall(PetscMalloc2(Ns, &dws, Nt, &dwt));
-    PetscCall(PetscArrayzero(graw, n * Ns * Cs));
-    PetscCall(PetscArrayzero(gpraw, n * Ns * Ct));
-    if (ska->proj_tok >= 0)
-      PetscCall(linear(ska, raw, n * Ns, Cs, V + ska->proj_tok, Ct, praw));
-    else
-      PetscCall(PetscArraycpy(praw, raw, n * Ns * Ct));
-    for (PetscInt k = 0; k < n; k++) {
-      PetscCall(PetscArrayzero(dws, Ns));
-      PetscCall(PetscArrayzero(dwt, Nt));
-      double term = 0.0;
-      PetscCall(sinkhorn_term(ska, praw + k * Ns * Ct, &ss[k], traw + k * Nt * Ct, &ts[k], Ct, c / (double)n,
-                              gpraw + k * Ns * Ct, dws, dwt, &term));
-      l1 += term / (double)n;
-      PetscCall(side_backward_weights(&ss[k], dws));
-      PetscCall(side_backward_weights(&ts[k], dwt));
-    }
-    if (ska->proj_tok >= 0)
-      PetscCall(linear_single_backward(raw, n * Ns, Cs, V + ska->proj_tok, Ct, gpraw, graw, G + ska->proj_tok));
-    else
-      for (PetscInt k = 0; k < n * Ns * Cs; k++) graw[k] += gpraw[k];
-    for (PetscInt k = 0; k < n; k++)
-      for (PetscInt j = 0; j < Ns * Cs; j++) st->g_tok[st->sel[k] * Ns * Cs + j] += graw[k * Ns * Cs + j];
-    PetscCall(PetscFree3(praw, graw, gpraw));
-    PetscCall(PetscFree(raw));
-    PetscCall(PetscFree(traw));
-    PetscCall(PetscFree2(dws, dwt));
-  }
+  } else
+    PetscCall(sinkhorn_tokens(kd, st, &b, c, &l1));
 
   PetscCall(PetscLogEventBegin(kd->event_ska_maps, 0, 0, 0, 0));
   if (As)
@@ -572,34 +635,16 @@ PetscErrorCode ackd_ska_loss(AckdKDObj kd, const KDStep *st, double coef, double
   PetscCall(PetscFree4(qs, ks, qt, kt));
   PetscCall(PetscFree4(dqs, dks, dqt, dkt));
 
-  /* L_ot2 on the pooled embeddings */
   PetscCall(PetscLogEventBegin(kd->event_ska_coral, 0, 0, 0, 0));
-  PetscCall(ackd_kd_gather(st->in->student_embedding, Ds, n, st->sel, &es));
-  PetscCall(ackd_kd_gather(st->in->teacher_embedding, Dt, n, st->sel, &et));
-  PetscCall(PetscCalloc3(n * Ds, &ges, n * Dt, &pes, n * Dt, &gpes));
-  if (ska->proj_emb >= 0)
-    PetscCall(linear(ska, es, n, Ds, V + ska->proj_emb, Dt, pes));
-  else
-    PetscCall(PetscArraycpy(pes, es, n * Dt));
-  PetscCall(coral(ska, pes, n, et, n, Dt, c, gpes, NULL, &l2));
-  if (ska->proj_emb >= 0)
-    PetscCall(linear_single_backward(es, n, Ds, V + ska->proj_emb, Dt, gpes, ges, G + ska->proj_emb));
-  else
-    for (PetscInt k = 0; k < n * Ds; k++) ges[k] += gpes[k];
-  for (PetscInt k = 0; k < n; k++)
-    for (PetscInt j = 0; j < Ds; j++) st->g_emb[st->sel[k] * Ds + j] += ges[k * Ds + j];
+  PetscCall(embedding_term(kd, st, c, &l2));
   PetscCall(PetscLogEventEnd(kd->event_ska_coral, 0, 0, 0, 0));
 
   *value = st->share * (l1 + l2);
   for (PetscInt k = 0; k < n; k++) {
-    PetscCall(side_free(&ss[k]));
-    PetscCall(side_free(&ts[k]));
+    PetscCall(side_free(&b.ss[k]));
+    PetscCall(side_free(&b.ts[k]));
   }
-  PetscCall(PetscFree2(ss, ts));
-  PetscCall(PetscFree4(xs, xt, gxs, gxt));
-  PetscCall(PetscFree2(ps, gps));
-  PetscCall(PetscFree3(ges, pes, gpes));
-  PetscCall(PetscFree(es));
-  PetscCall(PetscFree(et));
+  PetscCall(PetscFree2(b.ss, b.ts));
+  PetscCall(PetscFree4(b.xs, b.xt, b.gxs, b.gxt));
   PetscFunctionReturn(0);
 }
