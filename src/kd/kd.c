@@ -395,11 +395,10 @@ static PetscErrorCode loss_on_shared_classes(AckdKD kd, const KDStep *full, doub
   PetscFunctionReturn(0);
 }
 
-PetscErrorCode AckdKDLoss(AckdKD kd, const AckdKDInputs *in, AckdKDOutputs *out)
+/* The batch's tensors against the model's sizes and the method's needs. */
+static PetscErrorCode check_inputs(AckdKD kd, const AckdKDInputs *in)
 {
   PetscInt B = in->batch, K = kd->dims.classes;
-  KDStep   step;
-  double   ce = 0.0, value;
   char     who[96];
 
   PetscFunctionBeginUser;
@@ -427,8 +426,26 @@ PetscErrorCode AckdKDLoss(AckdKD kd, const AckdKDInputs *in, AckdKDOutputs *out)
              PETSC_ERR_ARG_NULL, "%s: this batch has no teacher or student embedding", who);
   PetscCheck(!(kd->method->needs & KD_NEEDS_TOKENS) || (in->teacher_tokens && in->student_tokens), kd->comm,
              PETSC_ERR_ARG_NULL, "%s: this batch has no teacher or student tokens", who);
-  PetscCall(PetscLogEventBegin(kd->event_loss, 0, 0, 0, 0));
+  for (PetscInt i = 0; i < B; i++) {
+    PetscCheck(!in->weight || in->weight[i] >= 0, kd->comm, PETSC_ERR_ARG_OUTOFRANGE,
+               "AckdKDLoss: sample weight %" PetscInt_FMT " < 0", i);
+    PetscCheck(in->labels[i] >= 0 && in->labels[i] < K, kd->comm, PETSC_ERR_ARG_OUTOFRANGE,
+               "AckdKDLoss: label %" PetscInt_FMT " of sample %" PetscInt_FMT " is outside the %" PetscInt_FMT
+               " classes",
+               (PetscInt)in->labels[i], i, K);
+  }
+  PetscFunctionReturn(0);
+}
 
+/* The step every term reads: the buffers at the batch's size, the gradients zeroed (but SKA's
+ * maps', which SKA writes itself in single precision: [*lo, *hi)), the teacher's logits (M2S: log
+ * sigmoid, so that their softmax at temperature T is the normalised sigmoid^(1/T)), the sample
+ * weights (times the teacher's reliability when asked) and the taught samples. */
+static PetscErrorCode prepare_step(AckdKD kd, const AckdKDInputs *in, KDStep *step, PetscInt *lo, PetscInt *hi)
+{
+  PetscInt B = in->batch, K = kd->dims.classes;
+
+  PetscFunctionBeginUser;
   PetscCall(grow(&kd->g_logits, &kd->cap_logits, B * K));
   PetscCall(grow(&kd->g_emb, &kd->cap_emb, in->student_embedding ? AckdTensorSize(in->student_embedding) : 0));
   PetscCall(grow(&kd->g_tok, &kd->cap_tok, in->student_tokens ? AckdTensorSize(in->student_tokens) : 0));
@@ -437,93 +454,101 @@ PetscErrorCode AckdKDLoss(AckdKD kd, const AckdKDInputs *in, AckdKDOutputs *out)
     PetscCall(PetscMalloc3(B * K, &kd->zt, B, &kd->w, B, &kd->sel));
     kd->cap_batch = B;
   }
-  /* SKA writes its maps' gradients in single precision itself (KDSka): the rest accumulates here. */
   const PetscBool ska_runs = (PetscBool)(kd->sembridge && kd->ska_weight > 0);
-  const PetscInt  lo       = ska_runs && kd->ska.maps_hi > kd->ska.maps_lo ? kd->ska.maps_lo : kd->params.size;
-  const PetscInt  hi       = lo < kd->params.size ? kd->ska.maps_hi : kd->params.size;
-  PetscCall(PetscArrayzero(kd->g_params, lo));
-  PetscCall(PetscArrayzero(kd->g_params + hi, kd->params.size - hi));
+  *lo                      = ska_runs && kd->ska.maps_hi > kd->ska.maps_lo ? kd->ska.maps_lo : kd->params.size;
+  *hi                      = *lo < kd->params.size ? kd->ska.maps_hi : kd->params.size;
+  PetscCall(PetscArrayzero(kd->g_params, *lo));
+  PetscCall(PetscArrayzero(kd->g_params + *hi, kd->params.size - *hi));
 
-  step.in       = in;
-  step.B        = B;
-  step.K        = K;
-  step.zt       = NULL;
-  step.inv_n    = 1.0 / (double)in->global_batch;
-  step.share    = (double)B / (double)in->global_batch;
-  step.g_logits = kd->g_logits;
-  step.g_emb    = kd->g_emb;
-  step.g_tok    = kd->g_tok;
-  step.g_params = kd->g_params;
+  *step = (KDStep){.in       = in,
+                   .B        = B,
+                   .K        = K,
+                   .inv_n    = 1.0 / (double)in->global_batch,
+                   .share    = (double)B / (double)in->global_batch,
+                   .g_logits = kd->g_logits,
+                   .g_emb    = kd->g_emb,
+                   .g_tok    = kd->g_tok,
+                   .g_params = kd->g_params,
+                   .w        = kd->w,
+                   .sel      = kd->sel};
   if (in->teacher_logits) {
-    /* M2S: log sigmoid turns independent sigmoids into logits whose softmax at
-     * temperature T is the normalised sigmoid^(1/T). */
     for (PetscInt i = 0; i < B * K; i++) {
       double z  = in->teacher_logits->data[i];
       kd->zt[i] = kd->teacher_multilabel ? (z >= 0 ? -log1p(exp(-z)) : z - log1p(exp(z))) : z;
     }
-    step.zt = kd->zt;
+    step->zt = kd->zt;
   }
-  for (PetscInt i = 0; i < B; i++) {
-    kd->w[i] = in->weight ? in->weight[i] : 1.0;
-    PetscCheck(kd->w[i] >= 0, kd->comm, PETSC_ERR_ARG_OUTOFRANGE, "AckdKDLoss: sample weight %" PetscInt_FMT " < 0", i);
-  }
+  for (PetscInt i = 0; i < B; i++) kd->w[i] = in->weight ? in->weight[i] : 1.0;
   if (kd->reliability && in->teacher_logits) {
     float r[B];
     PetscCall(AckdKDReliability(in->teacher_logits, in->labels, kd->teacher_multilabel, r));
     for (PetscInt i = 0; i < B; i++) kd->w[i] *= r[i];
   }
-  step.nsel = 0;
   for (PetscInt i = 0; i < B; i++)
-    if (kd->w[i] > 0) kd->sel[step.nsel++] = i;
-  step.w   = kd->w;
-  step.sel = kd->sel;
+    if (kd->w[i] > 0) kd->sel[step->nsel++] = i;
+  PetscFunctionReturn(0);
+}
 
-  /* Cross-entropy on every sample. The loss weights split a taught sample's loss between its
-   * label and its teacher; a sample the method gives no teacher of its own class (none matched,
-   * or its class is one the teacher lacks) has only its label, and gets the whole weight a taught
-   * sample's label has (-kd_unmatched_ce_weight, label_weight: 1 for KD). With (1 - alpha) = 0.1
-   * the one-sided classes would have a tenth of the signal of training without a teacher; with 1
-   * under SemBridge, whose taught samples carry 0.3 + 0.4/9, three times the shared ones'.
-   * On the shared classes S, a taught sample's CE splits further: -log p(y) = -log p(y|S) -
-   * log P(S). The teacher speaks to the class within S only; that the class is one of S at all
-   * is the label's alone, so -log P(S) keeps the unmatched weight too (the term shared_mass,
-   * weighted by the difference). Without it the one-sided classes, taught at full weight on
-   * their own samples and pushed down at 0.1 on the others', take over the shared samples. */
-  const PetscBool split        = (PetscBool)(kd->method->loss != NULL);
-  const PetscBool on_shared    = (PetscBool)(restricted_to_shared(kd) && kd->nshared >= 2);
-  double          ce_unmatched = 0.0, shared_mass = 0.0;
-  const double    mass_weight = on_shared ? PetscMax(kd->unmatched_ce_weight - kd->ce_weight, 0.0) : 0.0;
+/* Cross-entropy on every sample. The loss weights split a taught sample's loss between its
+ * label and its teacher; a sample the method gives no teacher of its own class (none matched,
+ * or its class is one the teacher lacks) has only its label, and gets the whole weight a taught
+ * sample's label has (-kd_unmatched_ce_weight, label_weight: 1 for KD). With (1 - alpha) = 0.1
+ * the one-sided classes would have a tenth of the signal of training without a teacher; with 1
+ * under SemBridge, whose taught samples carry 0.3 + 0.4/9, three times the shared ones'.
+ * On the shared classes S, a taught sample's CE splits further: -log p(y) = -log p(y|S) -
+ * log P(S). The teacher speaks to the class within S only; that the class is one of S at all
+ * is the label's alone, so -log P(S) keeps the unmatched weight too (the term shared_mass,
+ * weighted by the difference). Without it the one-sided classes, taught at full weight on
+ * their own samples and pushed down at 0.1 on the others', take over the shared samples. */
+static void cross_entropy(AckdKD kd, const KDStep *step, AckdKDOutputs *out)
+{
+  const AckdKDInputs *in = step->in;
+  const PetscInt      B = step->B, K = step->K;
+  const PetscBool     split       = (PetscBool)(kd->method->loss != NULL);
+  const PetscBool     on_shared   = (PetscBool)(restricted_to_shared(kd) && kd->nshared >= 2);
+  const double        mass_weight = on_shared ? PetscMax(kd->unmatched_ce_weight - kd->ce_weight, 0.0) : 0.0;
+  double              ce = 0.0, ce_unmatched = 0.0, shared_mass = 0.0;
+
   for (PetscInt i = 0; i < B; i++) {
     double   z[K], lq[K];
     PetscInt y = in->labels[i];
-    PetscCheck(y >= 0 && y < K, kd->comm, PETSC_ERR_ARG_OUTOFRANGE,
-               "AckdKDLoss: label %" PetscInt_FMT " of sample %" PetscInt_FMT " is outside the %" PetscInt_FMT
-               " classes",
-               y, i, K);
     for (PetscInt k = 0; k < K; k++) z[k] = in->student_logits->data[i * K + k];
     ackd_kd_log_softmax(z, K, 1.0, lq);
     const PetscBool taught = (PetscBool)(!split || (kd->w[i] > 0 && teaches_class(kd, y)));
     const double    weight = taught ? kd->ce_weight : kd->unmatched_ce_weight;
     if (taught)
-      ce -= lq[y] * step.inv_n;
+      ce -= lq[y] * step->inv_n;
     else
-      ce_unmatched -= lq[y] * step.inv_n;
-    for (PetscInt k = 0; k < K; k++) kd->g_logits[i * K + k] += weight * step.inv_n * (exp(lq[k]) - (k == y));
+      ce_unmatched -= lq[y] * step->inv_n;
+    for (PetscInt k = 0; k < K; k++) kd->g_logits[i * K + k] += weight * step->inv_n * (exp(lq[k]) - (k == y));
     if (taught && on_shared) {
       /* -log P(S) = lse(z) - lse(z_S); d/dz_k = p_k (1 - [k in S] / P(S)) */
       double mass = 0.0;
       for (PetscInt j = 0; j < kd->nshared; j++) mass += exp(lq[kd->shared[j]]);
-      shared_mass -= log(mass) * step.inv_n;
+      shared_mass -= log(mass) * step->inv_n;
       for (PetscInt k = 0; k < K; k++)
         kd->g_logits[i * K + k] +=
-            mass_weight * step.inv_n * exp(lq[k]) * (1.0 - (kd->sub_class[k] >= 0 ? 1.0 / mass : 0.0));
+            mass_weight * step->inv_n * exp(lq[k]) * (1.0 - (kd->sub_class[k] >= 0 ? 1.0 / mass : 0.0));
     }
   }
-  out->nterms = 0;
-  out->total  = 0.0;
   add_term(out, "ce", METRIC_CE, ce, kd->ce_weight);
   if (split) add_term(out, "ce_unmatched", METRIC_CE, ce_unmatched, kd->unmatched_ce_weight);
   if (on_shared && split) add_term(out, "shared_mass", METRIC_SHARED_MASS, shared_mass, mass_weight);
+}
+
+PetscErrorCode AckdKDLoss(AckdKD kd, const AckdKDInputs *in, AckdKDOutputs *out)
+{
+  KDStep   step;
+  PetscInt lo = 0, hi = 0; /* the gradients outside [lo, hi) are accumulated in double here */
+  double   value;
+
+  PetscFunctionBeginUser;
+  PetscCall(check_inputs(kd, in));
+  PetscCall(PetscLogEventBegin(kd->event_loss, 0, 0, 0, 0));
+  PetscCall(prepare_step(kd, in, &step, &lo, &hi));
+  out->nterms = 0;
+  out->total  = 0.0;
+  cross_entropy(kd, &step, out);
   if (kd->method->loss) {
     if (restricted_to_shared(kd))
       PetscCall(loss_on_shared_classes(kd, &step, &value));
