@@ -96,6 +96,11 @@ PetscErrorCode AckdSharedDatasetGetArrays(AckdSharedDataset dataset, const float
  * *columns = 0 and *multilabels = NULL for a single-label one. */
 PetscErrorCode AckdSharedDatasetGetMultilabels(AckdSharedDataset dataset, PetscInt *columns,
                                                const unsigned char **multilabels);
+/* One line that tells this collection from another: its name, size, image shape and a 64-bit
+ * digest (FNV-1a) of its labels, split and band statistics, e.g.
+ * "/rgb: 4000 samples of 3 x 64 x 64, labels and split 9f3a0c1e22d47b85". Checkpoints record it,
+ * so that a run does not resume on a dataset regenerated or swapped under its directory. */
+PetscErrorCode AckdSharedDatasetDescribe(AckdSharedDataset dataset, char *text, size_t len);
 PetscErrorCode AckdSharedDatasetDestroy(AckdSharedDataset *dataset);
 
 #endif

@@ -610,10 +610,12 @@ static PetscErrorCode write_checkpoint(AckdTrainer t, const char *path)
   PetscCall(AckdH5AttrWriteInt(file, "mpi_ranks", t->size));
   PetscCall(AckdH5AttrWriteString(file, "precision", AckdPrecisionNames[t->precision]));
   {
-    char *options;
+    char *options, dataset[256];
     PetscCall(AckdOptionsStageString(&options));
     PetscCall(AckdH5AttrWriteString(file, "stage_options", options));
     PetscCall(PetscFree(options));
+    PetscCall(AckdSharedDatasetDescribe(t->dataset, dataset, sizeof dataset));
+    PetscCall(AckdH5AttrWriteString(file, "dataset", dataset));
   }
   if (t->describe) PetscCall(t->describe(t->describe_ctx, file));
   for (PetscInt i = 0; i < t->ngroups; i++) {
@@ -658,6 +660,22 @@ static PetscErrorCode read_checkpoint(AckdTrainer t, AckdCkptReader r)
   PetscFunctionBeginUser;
   PetscCall(AckdCkptReaderGetState(r, &t->state));
   PetscCall(AckdCkptReaderGetFile(r, &file));
+  {
+    /* Refused, not warned: the batch plan, the cursor and the model would carry on over other
+     * samples (a dataset regenerated with another seed, re-curated, or another collection). A
+     * checkpoint from before the record has none. */
+    char written[256] = "", now[256];
+    PetscCall(AckdH5AttrReadString(file, "dataset", written, sizeof written, &found));
+    PetscCall(AckdSharedDatasetDescribe(t->dataset, now, sizeof now));
+    if (found) {
+      const char *path;
+      PetscCall(AckdCkptReaderGetPath(r, &path));
+      PetscCheck(!strcmp(written, now), t->comm, PETSC_ERR_USER_INPUT,
+                 "'%s' was written from another dataset (%s) than this run's -%sdata (%s); give the file it was "
+                 "trained on, or another -%sdir",
+                 path, written, t->prefix, now, t->prefix);
+    }
+  }
   for (PetscInt i = 0; i < t->ngroups; i++) {
     Group         *g = &t->groups[i];
     AckdCkptEntry *entries;

@@ -273,6 +273,19 @@ def mode_resume(args):
                                       [*common[2:], "-train_max_steps", "24", "-train_lr", "1e-2"])])
     check("differ from the checkpoint" not in proc.stderr,
           f"resumed with the same values spelt otherwise: no warning {proc.stderr.splitlines()[-3:]}")
+    # The dataset regenerated under the run (another seed: the same size and shape, other labels):
+    # refused in one line naming both, before any step.
+    other = os.path.join(args.out, f"small{args.size}_seed8.h5")
+    if not os.path.exists(other):
+        run(args, ["2", args.ackd, "synth", "-synth_output", other, "-synth_ms_count", "300", "-synth_rgb_count",
+                   "150", "-synth_size", str(args.size), "-synth_classes", "10", "-synth_seed", "8", "-quiet"])
+    proc = run(args, ["2", *train_cmd(other, ref_dir, args.arch, [*common[2:], "-train_max_steps", "28"])], expect=2)
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("ackd train: error:")]
+    check(len(lines) == 1 and "was written from another dataset (/ms: 300 samples" in lines[0]
+          and "than this run's -train_data (/ms: 300 samples" in lines[0] and "another -train_dir" in lines[0],
+          f"resumed on a regenerated dataset: refused in one line {lines}")
+    _, step = checkpoint_model(ref_dir)
+    check(step == 24, f"... and nothing written after the refusal (newest checkpoint at step {step})")
 
 
 def mode_kill(args):
