@@ -175,6 +175,11 @@ PetscErrorCode AckdMemoryCgroupLimit(const char *proc_cgroup, const char *cgroup
 #define ACKD_CPU_CLONES
 #endif
 
+/* FNV-1a over 64 bits: tells one array from another (a regenerated dataset, another teacher's
+ * gallery), not a cryptographic hash. Chain calls from ACKD_DIGEST_START. */
+#define ACKD_DIGEST_START 0xcbf29ce484222325ULL
+uint64_t AckdDigest(uint64_t digest, const void *bytes, size_t n);
+
 double AckdTimeNow(void);         /* monotonic seconds */
 void   AckdSleep(double seconds); /* the testing options' delays (-*_debug_*_delay) */
 

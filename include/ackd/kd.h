@@ -237,6 +237,10 @@ typedef struct {
 PetscErrorCode AckdTeacherTargetsGetTop1(AckdTeacherTargets targets, PetscInt *top1);
 PetscErrorCode AckdTeacherTargetsStatistics(AckdTeacherTargets targets, const PetscInt *previous,
                                             AckdMatchStatistics *stats);
+/* One line that tells this gallery from another: its size and a digest (AckdDigest) of its logits
+ * as the student's classes see them, its dataset rows, labels and embeddings, e.g. "2800 teacher
+ * samples x 10 classes, gallery 0f1e2d3c4b5a6978". A distill run records it in its checkpoints. */
+PetscErrorCode AckdTeacherTargetsDescribe(AckdTeacherTargets targets, char *text, size_t len);
 PetscErrorCode AckdTeacherTargetsDestroy(AckdTeacherTargets *targets);
 
 /* The frozen teacher's layer-4 tokens (T x C per image) of every image of the MS collection,

@@ -40,7 +40,7 @@
 #define ACKD_FORMAT_EVAL         "eval"
 #define ACKD_FORMAT_EVAL_VERSION 1
 
-enum { ACKD_TRAIN_MAX_TERMS = 8, ACKD_TRAIN_MAX_GROUPS = 6, ACKD_TRAIN_MAX_VALUES = 8 };
+enum { ACKD_TRAIN_MAX_TERMS = 8, ACKD_TRAIN_MAX_GROUPS = 6, ACKD_TRAIN_MAX_VALUES = 8, ACKD_TRAIN_MAX_INPUTS = 4 };
 
 /* This rank's share of one global batch, as the step function sees it. */
 typedef struct {
@@ -109,6 +109,10 @@ PetscErrorCode AckdTrainerSetEpochHook(AckdTrainer trainer, AckdTrainEpochFn hoo
 /* A replicated vector of the stage's (e.g. the current matching) that every
  * checkpoint holds as /optim/state.<name> and a resume reads back. */
 PetscErrorCode AckdTrainerAddState(AckdTrainer trainer, const char *name, float *data, PetscInt n);
+/* What the run reads besides its dataset and options, recorded in every checkpoint as the root
+ * attribute `key` (e.g. "teacher_gallery", AckdTeacherTargetsDescribe's line): a resume whose
+ * record differs is refused in one line naming `option`, as one on another dataset is. */
+PetscErrorCode AckdTrainerAddInputRecord(AckdTrainer trainer, const char *key, const char *option, const char *record);
 /* Names of the step's extra loss terms (metrics such as loss_kd). */
 PetscErrorCode AckdTrainerSetTermNames(AckdTrainer trainer, PetscInt n, const char *const *names);
 /* Names of values the stage observes once per epoch (DynM's matching statistics), set by the

@@ -316,26 +316,19 @@ PetscErrorCode AckdSharedDatasetGetMultilabels(AckdSharedDataset d, PetscInt *co
   PetscFunctionReturn(0);
 }
 
-static uint64_t fnv1a(uint64_t h, const void *bytes, size_t n)
-{
-  const unsigned char *b = bytes;
-  for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ULL;
-  return h;
-}
-
 PetscErrorCode AckdSharedDatasetDescribe(AckdSharedDataset d, char *text, size_t len)
 {
   const int64_t shape[4] = {d->count, d->channels, d->height, d->width};
-  uint64_t      h        = 0xcbf29ce484222325ULL;
+  uint64_t      h        = ACKD_DIGEST_START;
 
   PetscFunctionBeginUser;
-  h = fnv1a(h, shape, sizeof shape);
-  h = fnv1a(h, d->labels, sizeof(int) * (size_t)d->count);
-  h = fnv1a(h, d->split, (size_t)d->count);
-  if (d->multilabels) h = fnv1a(h, d->multilabels, (size_t)(d->count * d->columns));
+  h = AckdDigest(h, shape, sizeof shape);
+  h = AckdDigest(h, d->labels, sizeof(int) * (size_t)d->count);
+  h = AckdDigest(h, d->split, (size_t)d->count);
+  if (d->multilabels) h = AckdDigest(h, d->multilabels, (size_t)(d->count * d->columns));
   if (d->band_mean) {
-    h = fnv1a(h, d->band_mean, sizeof(double) * (size_t)d->channels);
-    h = fnv1a(h, d->band_scale, sizeof(double) * (size_t)d->channels);
+    h = AckdDigest(h, d->band_mean, sizeof(double) * (size_t)d->channels);
+    h = AckdDigest(h, d->band_scale, sizeof(double) * (size_t)d->channels);
   }
   snprintf(text, len,
            "/%s: %" PetscInt_FMT " samples of %" PetscInt_FMT " x %" PetscInt_FMT " x %" PetscInt_FMT

@@ -637,6 +637,11 @@ static PetscErrorCode setup_trainer(AckdDistillation c)
     PetscCall(AckdKDGetState(c->kd, &kd_state, &kd_state_size));
     if (kd_state_size > 0) PetscCall(AckdTrainerAddState(t, "kd", kd_state, kd_state_size)); /* CRD's memory */
   }
+  {
+    char gallery[256];
+    PetscCall(AckdTeacherTargetsDescribe(c->targets, gallery, sizeof gallery));
+    PetscCall(AckdTrainerAddInputRecord(t, "teacher_gallery", "-distill_gallery", gallery));
+  }
   PetscCall(AckdTrainerAddState(t, "match_index", table_index, c->nstudent * k));
   PetscCall(AckdTrainerAddState(t, "match_weight", table_weight, c->nstudent * k));
   PetscCall(AckdTrainerSetStep(t, distill_step, c));

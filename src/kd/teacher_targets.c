@@ -16,6 +16,7 @@
 #include <ackd/kd.h>
 #include <ackd/ot.h>
 #include <math.h>
+#include <stdio.h>
 
 struct _p_AckdTeacherTargets {
   MPI_Comm  comm;
@@ -429,6 +430,21 @@ PetscErrorCode AckdTeacherTargetsStatistics(AckdTeacherTargets t, const PetscInt
   st->own_class_probability = st->matched ? own / (double)st->matched : NAN;
   PetscCall(PetscFree(top1));
   PetscCall(PetscFree(count));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdTeacherTargetsDescribe(AckdTeacherTargets t, char *text, size_t len)
+{
+  const size_t n = (size_t)t->nteacher;
+  uint64_t     h = ACKD_DIGEST_START;
+
+  PetscFunctionBeginUser;
+  h = AckdDigest(h, t->logits, sizeof(float) * n * (size_t)t->classes);
+  h = AckdDigest(h, t->teacher_rows, sizeof(PetscInt) * n);
+  h = AckdDigest(h, t->teacher_labels, sizeof(int) * n);
+  if (t->embedding) h = AckdDigest(h, t->embedding, sizeof(float) * n * (size_t)t->dim);
+  snprintf(text, len, "%" PetscInt_FMT " teacher samples x %" PetscInt_FMT " classes, gallery %016llx", t->nteacher,
+           t->classes, (unsigned long long)h);
   PetscFunctionReturn(0);
 }
 

@@ -71,6 +71,10 @@ struct _p_AckdTrainer {
     float   *data;
     PetscInt n;
   } states[ACKD_TRAIN_MAX_GROUPS];
+  PetscInt ninputs; /* the dataset's record first (prepare), then the stage's */
+  struct {
+    char key[32], option[64], record[256];
+  } inputs[ACKD_TRAIN_MAX_INPUTS + 1];
 
   /* built by Run */
   AckdEngine     engine;
@@ -374,6 +378,25 @@ PetscErrorCode AckdTrainerSetDescription(AckdTrainer t, const char *architecture
   PetscFunctionReturn(0);
 }
 
+static PetscErrorCode add_input(AckdTrainer t, const char *key, const char *option, const char *record)
+{
+  PetscFunctionBeginUser;
+  PetscCheck(t->ninputs <= ACKD_TRAIN_MAX_INPUTS, t->comm, PETSC_ERR_PLIB, "more than %d input records",
+             ACKD_TRAIN_MAX_INPUTS);
+  PetscCall(PetscStrncpy(t->inputs[t->ninputs].key, key, sizeof t->inputs[0].key));
+  PetscCall(PetscStrncpy(t->inputs[t->ninputs].option, option, sizeof t->inputs[0].option));
+  PetscCall(PetscStrncpy(t->inputs[t->ninputs].record, record, sizeof t->inputs[0].record));
+  t->ninputs++;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdTrainerAddInputRecord(AckdTrainer t, const char *key, const char *option, const char *record)
+{
+  PetscFunctionBeginUser;
+  PetscCall(add_input(t, key, option, record));
+  PetscFunctionReturn(0);
+}
+
 PetscErrorCode AckdTrainerSetEpochHook(AckdTrainer t, AckdTrainEpochFn hook, void *ctx)
 {
   PetscFunctionBeginUser;
@@ -610,12 +633,12 @@ static PetscErrorCode write_checkpoint(AckdTrainer t, const char *path)
   PetscCall(AckdH5AttrWriteInt(file, "mpi_ranks", t->size));
   PetscCall(AckdH5AttrWriteString(file, "precision", AckdPrecisionNames[t->precision]));
   {
-    char *options, dataset[256];
+    char *options;
     PetscCall(AckdOptionsStageString(&options));
     PetscCall(AckdH5AttrWriteString(file, "stage_options", options));
     PetscCall(PetscFree(options));
-    PetscCall(AckdSharedDatasetDescribe(t->dataset, dataset, sizeof dataset));
-    PetscCall(AckdH5AttrWriteString(file, "dataset", dataset));
+    for (PetscInt i = 0; i < t->ninputs; i++)
+      PetscCall(AckdH5AttrWriteString(file, t->inputs[i].key, t->inputs[i].record));
   }
   if (t->describe) PetscCall(t->describe(t->describe_ctx, file));
   for (PetscInt i = 0; i < t->ngroups; i++) {
@@ -660,20 +683,19 @@ static PetscErrorCode read_checkpoint(AckdTrainer t, AckdCkptReader r)
   PetscFunctionBeginUser;
   PetscCall(AckdCkptReaderGetState(r, &t->state));
   PetscCall(AckdCkptReaderGetFile(r, &file));
-  {
-    /* Refused, not warned: the batch plan, the cursor and the model would carry on over other
-     * samples (a dataset regenerated with another seed, re-curated, or another collection). A
-     * checkpoint from before the record has none. */
-    char written[256] = "", now[256];
-    PetscCall(AckdH5AttrReadString(file, "dataset", written, sizeof written, &found));
-    PetscCall(AckdSharedDatasetDescribe(t->dataset, now, sizeof now));
+  /* Refused, not warned: the batch plan, the cursor and the model would carry on over other samples
+   * (a dataset regenerated with another seed, re-curated, another collection) or another teacher's
+   * targets. A checkpoint from before a record has none. */
+  for (PetscInt i = 0; i < t->ninputs; i++) {
+    char written[256] = "";
+    PetscCall(AckdH5AttrReadString(file, t->inputs[i].key, written, sizeof written, &found));
     if (found) {
       const char *path;
       PetscCall(AckdCkptReaderGetPath(r, &path));
-      PetscCheck(!strcmp(written, now), t->comm, PETSC_ERR_USER_INPUT,
-                 "'%s' was written from another dataset (%s) than this run's -%sdata (%s); give the file it was "
-                 "trained on, or another -%sdir",
-                 path, written, t->prefix, now, t->prefix);
+      PetscCheck(!strcmp(written, t->inputs[i].record), t->comm, PETSC_ERR_USER_INPUT,
+                 "'%s' was written from another %s (%s) than this run's %s (%s); give the one it was trained with, "
+                 "or another -%sdir",
+                 path, t->inputs[i].option, written, t->inputs[i].option, t->inputs[i].record, t->prefix);
     }
   }
   for (PetscInt i = 0; i < t->ngroups; i++) {
@@ -969,6 +991,12 @@ static PetscErrorCode prepare(AckdTrainer t)
     PetscCall(AckdDirLockAcquire(t->comm, t->dir, option, &t->lock));
   }
   PetscCall(AckdCkptWriterSetArchitecture(t->writer, t->architecture[0] ? t->architecture : "model"));
+  {
+    char option[96], record[256];
+    snprintf(option, sizeof option, "-%sdata", t->prefix);
+    PetscCall(AckdSharedDatasetDescribe(t->dataset, record, sizeof record));
+    PetscCall(add_input(t, "dataset", option, record));
+  }
   PetscCall(AckdSharedDatasetGetShape(t->dataset, &count, &c, &h, &w));
   PetscCall(AckdSharedDatasetGetArrays(t->dataset, NULL, &labels, &split));
   PetscCall(PetscMalloc1(count, &t->train_rows));

@@ -259,6 +259,20 @@ def mode_resume(args):
     check(sa == sb, f"both runs end at step {sa}")
     same = a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
     check(same, "stopped + resumed = uninterrupted, bitwise (model, optimizer, matching, the method's parameters)")
+    # The teacher's gallery rewritten under the run (a teacher retrained into its directory): the
+    # resume of the finished run, extended by an epoch, is refused in one line, before any step.
+    other = os.path.join(args.out, "retrained_gallery.h5")
+    shutil.copy(os.path.join(args.out, "teacher", "gallery.h5"), other)
+    with h5py.File(other, "r+") as g:
+        g["gallery/logits"][0, 0] += 0.5
+    cmd = distill_cmd(data, args.out, d, extra[:-4] + ["-distill_epochs", "4", "-distill_ckpt_every_steps", "3"])
+    cmd[cmd.index("-distill_gallery") + 1] = other
+    proc = subprocess.run(args.mpirun.split() + ["2", args.ackd] + cmd, capture_output=True, text=True)
+    lines = [l for l in proc.stderr.splitlines() if l.startswith("ackd distill: error")]
+    check(proc.returncode == 2 and len(lines) == 1 and "was written from another -distill_gallery (" in lines[0]
+          and "teacher samples x" in lines[0] and "another -distill_dir" in lines[0],
+          f"resumed with another teacher's gallery: refused in one line ({proc.returncode}, {lines})")
+    check(final_model(d)[1] == sb, f"... before any step (the newest checkpoint still at step {sb})")
 
 
 def mode_exchange(args):

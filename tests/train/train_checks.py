@@ -281,7 +281,7 @@ def mode_resume(args):
                    "150", "-synth_size", str(args.size), "-synth_classes", "10", "-synth_seed", "8", "-quiet"])
     proc = run(args, ["2", *train_cmd(other, ref_dir, args.arch, [*common[2:], "-train_max_steps", "28"])], expect=2)
     lines = [line for line in proc.stderr.splitlines() if line.startswith("ackd train: error:")]
-    check(len(lines) == 1 and "was written from another dataset (/ms: 300 samples" in lines[0]
+    check(len(lines) == 1 and "was written from another -train_data (/ms: 300 samples" in lines[0]
           and "than this run's -train_data (/ms: 300 samples" in lines[0] and "another -train_dir" in lines[0],
           f"resumed on a regenerated dataset: refused in one line {lines}")
     _, step = checkpoint_model(ref_dir)
