@@ -71,7 +71,7 @@ struct _p_AckdTrainer {
     float   *data;
     PetscInt n;
   } states[ACKD_TRAIN_MAX_GROUPS];
-  PetscInt ninputs; /* the dataset's record first (prepare), then the stage's */
+  PetscInt ninputs; /* the stage's records (AckdTrainerAddInputRecord), then the dataset's (Run) */
   struct {
     char key[32], option[64], record[256];
   } inputs[ACKD_TRAIN_MAX_INPUTS + 1];
@@ -378,11 +378,10 @@ PetscErrorCode AckdTrainerSetDescription(AckdTrainer t, const char *architecture
   PetscFunctionReturn(0);
 }
 
+/* Callers keep within the array: the stage's records up to the limit, and one more slot for the dataset's. */
 static PetscErrorCode add_input(AckdTrainer t, const char *key, const char *option, const char *record)
 {
   PetscFunctionBeginUser;
-  PetscCheck(t->ninputs <= ACKD_TRAIN_MAX_INPUTS, t->comm, PETSC_ERR_PLIB, "more than %d input records",
-             ACKD_TRAIN_MAX_INPUTS);
   PetscCall(PetscStrncpy(t->inputs[t->ninputs].key, key, sizeof t->inputs[0].key));
   PetscCall(PetscStrncpy(t->inputs[t->ninputs].option, option, sizeof t->inputs[0].option));
   PetscCall(PetscStrncpy(t->inputs[t->ninputs].record, record, sizeof t->inputs[0].record));
@@ -393,6 +392,8 @@ static PetscErrorCode add_input(AckdTrainer t, const char *key, const char *opti
 PetscErrorCode AckdTrainerAddInputRecord(AckdTrainer t, const char *key, const char *option, const char *record)
 {
   PetscFunctionBeginUser;
+  PetscCheck(t->ninputs < ACKD_TRAIN_MAX_INPUTS, t->comm, PETSC_ERR_PLIB,
+             "more than %d input records; raise ACKD_TRAIN_MAX_INPUTS", ACKD_TRAIN_MAX_INPUTS);
   PetscCall(add_input(t, key, option, record));
   PetscFunctionReturn(0);
 }
