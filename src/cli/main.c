@@ -49,8 +49,7 @@ static void record_stop(int rank, const char *stage)
   if (rank != 0 || !path || !path[0]) return;
   if (snprintf(part, sizeof part, "%s.part", path) >= (int)sizeof part) return;
   if (!(f = fopen(part, "w"))) return;
-  int ok = fprintf(f, "ackd %s stopped on request after writing its checkpoint; exit %d\n", stage,
-                   ACKD_EXIT_CHECKPOINTED) > 0;
+  int ok = fprintf(f, "ackd %s stopped on request; exit %d\n", stage, ACKD_EXIT_CHECKPOINTED) > 0;
   ok     = (fclose(f) == 0) && ok;
   if (!ok || rename(part, path)) {
     fprintf(stderr, "ackd %s: warning: cannot write the stop record '%s' (ACKD_STOP_RECORD)\n", stage, path);
@@ -144,6 +143,10 @@ static PetscErrorCode run_stage(const AckdStage *stage, int npositional, char **
   PetscFunctionBeginUser;
   PetscCall(PetscLogStageRegister(stage->name, &log_stage));
   PetscCall(PetscLogStagePush(log_stage));
+  /* From the start, not from the first step: a scheduler's signal during the set-up (reading a
+   * large collection takes seconds to minutes) would otherwise kill the ranks by its default
+   * action, and the job would fail instead of being requeued with exit 75. */
+  if (stage->stops_on_request) PetscCall(AckdStopRequestInstall());
   PetscCall(stage->run(PETSC_COMM_WORLD, npositional, positional, exit_code));
   PetscCall(PetscLogStagePop());
   PetscFunctionReturn(0);

@@ -5,23 +5,23 @@
 
 static const AckdStage STAGES[] = {
     {"synth", "generate the synthetic asymmetric MS/RGB benchmark (parallel HDF5)", "", 0, "synth_", NULL,
-     AckdStageSynth},
+     AckdStageSynth, PETSC_TRUE},
     {"curate", "build a dataset from image folders (MS GeoTIFF, RGB JPEG/PNG/TIFF) through GDAL", "", 0, "curate_",
-     NULL, AckdStageCurate},
+     NULL, AckdStageCurate, PETSC_TRUE},
     {"train", "train the teacher on MS (or the no-KD student on RGB), data parallel, resumable", "", 0,
-     "train_ teacher_", NULL, AckdStageTrain},
+     "train_ teacher_", NULL, AckdStageTrain, PETSC_TRUE},
     {"ssm", "train the self-supervised matcher (MS and pseudo-RGB encoders), write the embeddings for match", "", 0,
-     "ssm_", NULL, AckdStageSSM},
+     "ssm_", NULL, AckdStageSSM, PETSC_TRUE},
     {"match", "match teacher to student samples by distributed optimal transport (writes a match file)", "", 0,
-     "match_", NULL, AckdStageMatch},
+     "match_", NULL, AckdStageMatch, PETSC_TRUE},
     {"distill", "train the RGB student from the frozen MS teacher with a KD method (-kd_method, -sembridge)", "", 0,
-     "distill_ student_ dynm_", AckdKDOptionPrefixes, AckdStageDistill},
+     "distill_ student_ dynm_", AckdKDOptionPrefixes, AckdStageDistill, PETSC_TRUE},
     {"eval", "evaluate a checkpoint on a split: OA, per-class accuracy, confusion matrix", "", 0, "eval_", NULL,
-     AckdStageEval},
+     AckdStageEval, PETSC_TRUE},
     {"predict", "apply a checkpoint to a folder of images or a whole GeoTIFF scene (sliding window, class map)", "", 0,
-     "predict_", NULL, AckdStagePredict},
+     "predict_", NULL, AckdStagePredict, PETSC_TRUE},
     {"inspect", "summarise any ackd HDF5 file: groups, shapes, classes, splits, band statistics", "FILE", 1, "", NULL,
-     AckdStageInspect},
+     AckdStageInspect, PETSC_FALSE},
 };
 
 const AckdStage *AckdStageFind(const char *name)
@@ -89,11 +89,16 @@ PetscErrorCode AckdStageReady(MPI_Comm comm, const char *stage, PetscBool *stop)
       p += n;
     }
   }
+  /* Testing: a set-up that lasts this many seconds (reading a large collection does), so that a
+   * test can signal the stage before its first step. Read before the check, which it must pass. */
+  PetscReal setup_delay = 0;
+  PetscCall(PetscOptionsGetReal(NULL, NULL, "-debug_setup_delay", &setup_delay, NULL));
   PetscCall(AckdOptionsCheckUnused(comm, stage, foreign));
   /* A job script can validate its command line on a login node before it queues for hours. */
   if (check_only) {
     PetscCall(PetscPrintf(comm, "ackd %s: options ok\n", stage));
     *stop = PETSC_TRUE;
   }
+  if (!*stop) AckdSleep(setup_delay);
   PetscFunctionReturn(0);
 }

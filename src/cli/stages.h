@@ -13,6 +13,7 @@ typedef struct {
   const char *(*library_prefixes)(void); /* and those of a library object it holds (NULL: none) */
   /* *exit_code stays 0 unless the stage ends early on purpose (75: checkpointed, docs/EXIT_CODES.md). */
   PetscErrorCode (*run)(MPI_Comm comm, int npositional, char **positional, int *exit_code);
+  PetscBool stops_on_request; /* SIGUSR1/SIGTERM set a flag its loops poll (docs/EXIT_CODES.md), from its start */
 } AckdStage;
 
 const AckdStage *AckdStageFind(const char *name);

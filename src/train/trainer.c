@@ -1122,6 +1122,18 @@ PetscErrorCode AckdTrainerRun(AckdTrainer t, PetscBool *stopped)
     PetscFunctionReturn(0);
   }
 
+  /* A signal during the set-up: nothing new to save, and the newest checkpoint (if any) is where the
+   * same command goes on. */
+  PetscCall(AckdStopRequested(t->comm, &stop));
+  if (stop) {
+    *stopped = PETSC_TRUE;
+    PetscCall(AckdLogInfo(&t->log,
+                          "stopped by a signal before step %d; nothing new to save, start the same command "
+                          "to go on\n",
+                          (int)t->state.step));
+    PetscCall(AckdDirLockRelease(t->comm, &t->lock));
+    PetscFunctionReturn(0);
+  }
   while (!finished(t) && !stop) {
     const double lr = AckdScheduleLR(&t->schedule, t->state.epoch);
     AckdProgress bar;

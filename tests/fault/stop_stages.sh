@@ -72,3 +72,25 @@ grep -q "eval: stopped by a signal; '$out/eval.h5' not written, run the same com
 run "${ev[@]}" >"$out/eval.resumed.log" 2>&1 || fail "eval: the same command failed: $(tail -n 3 "$out/eval.resumed.log")"
 [ -e "$out/eval.h5" ] || fail "eval: no eval file after the second run"
 echo "ok: eval: SIGTERM to rank 0 -> every rank stopped, nothing written, exit 75; the same command then wrote it"
+
+# A signal during the set-up (a large collection takes seconds to minutes to read, here a delay of
+# 4 s stands in for it): the stop handlers are in place from the stage's start, so USR1 to mpirun
+# does not kill the ranks by its default action; distill, resuming, stops before its first step
+# with nothing to save, exit 75 and the stop record, and the same command then goes on.
+dist=(distill -distill_data "$out/data.h5" -distill_gallery "$out/teacher/gallery.h5" -distill_match "$out/match.h5"
+  -distill_dir "$out/student" -student_arch smallcnn -student_width 0.5 -distill_batch 32 -distill_epochs 5
+  -distill_ckpt_every_steps 1 -kd_method kd -sembridge)
+before=$(ls "$out/student/checkpoints")
+ACKD_STOP_RECORD=$out/stop.record "${mpirun[@]}" 2 "$ackd" "${dist[@]}" -debug_setup_delay 4 \
+  >"$out/setup.log" 2>&1 &
+pid=$!
+sleep 1
+kill -USR1 $pid
+ended $pid 60 "distill signalled during its set-up"
+[ $rc -eq 75 ] || fail "distill: USR1 during the set-up gave exit $rc, expected 75: $(tail -n 5 "$out/setup.log")"
+grep -q "stopped by a signal before step [0-9]*; nothing new to save" "$out/setup.log" ||
+  fail "distill: no stop line for a stop during the set-up: $(tail -n 3 "$out/setup.log")"
+[ "$(ls "$out/student/checkpoints")" = "$before" ] || fail "distill: a stop during the set-up wrote a checkpoint"
+grep -q "^ackd distill stopped on request; exit 75" "$out/stop.record" || fail "distill: no stop record"
+run "${dist[@]}" -quiet || fail "distill: the same command after a stop during the set-up"
+echo "ok: distill: USR1 during the set-up -> stopped before its first step, nothing written, exit 75; the same command then finished"
