@@ -93,6 +93,14 @@ PetscErrorCode AckdCkptSummarize(MPI_Comm comm, hid_t file, const char *path, FI
           "state      epoch %" PetscInt_FMT ", step %" PetscInt_FMT ", cursor %" PetscInt_FMT ", seed %" PetscInt_FMT
           "\n",
           epoch, step, cursor, seed);
+  /* What the run read (the trainer's input records), so that a checkpoint says what it was trained on. */
+  static const char *const records[][2] = {{"dataset", "dataset"}, {"teacher_gallery", "teacher"}};
+  for (size_t i = 0; i < sizeof records / sizeof records[0]; i++) {
+    char      record[256];
+    PetscBool found;
+    PetscCall(AckdH5AttrReadString(file, records[i][0], record, sizeof record, &found));
+    if (found) fprintf(out, "%-10s %s\n", records[i][1], record);
+  }
   PetscCall(summarize_group(file, "model", "model", out));
   PetscCall(summarize_group(file, "optim", "optimizer", out));
   if (H5Lexists(file, "metrics", H5P_DEFAULT) > 0) {

@@ -273,6 +273,13 @@ def mode_resume(args):
           and "teacher samples x" in lines[0] and "another -distill_dir" in lines[0],
           f"resumed with another teacher's gallery: refused in one line ({proc.returncode}, {lines})")
     check(final_model(d)[1] == sb, f"... before any step (the newest checkpoint still at step {sb})")
+    # ackd inspect says what a checkpoint was trained on.
+    newest = sorted(glob.glob(os.path.join(d, "checkpoints", "ckpt_*.h5")))[-1]
+    out = subprocess.run([args.ackd, "inspect", newest], capture_output=True, text=True).stdout
+    shown = [l for l in out.splitlines() if l.startswith(("dataset ", "teacher "))]
+    check(len(shown) == 2 and shown[0].startswith("dataset    /rgb: ") and "labels and split" in shown[0]
+          and shown[1].startswith("teacher    280 teacher samples x 6 classes, gallery "),
+          f"ackd inspect of a distill checkpoint names its dataset and teacher gallery: {shown}")
 
 
 def mode_exchange(args):
