@@ -183,8 +183,11 @@ PetscErrorCode ackd_kd_resolve_warmup(AckdKDObj kd, const char *option, PetscInt
 PetscErrorCode ackd_kd_gather(const AckdTensor *t, PetscInt per_sample, PetscInt n, const PetscInt *sel, double **out);
 /* y (n x o) = x (n x i) · Wᵀ with W (o x i) floats; and its backward: gx += coef dy W, gW += coef dyᵀ x. */
 PetscErrorCode ackd_kd_linear(const double *x, PetscInt n, PetscInt in, const float *W, PetscInt out, double *y);
-/* The same product in single precision (x rounded to float). */
+/* The same product in single precision (x rounded to float), and its backward in single
+ * precision: gx += dy W, gW += dyᵀ x (no coef). */
 PetscErrorCode ackd_kd_linear_single(const double *x, PetscInt n, PetscInt in, const float *W, PetscInt out, double *y);
+PetscErrorCode ackd_kd_linear_single_backward(const double *x, PetscInt n, PetscInt in, const float *W, PetscInt out,
+                                              const double *dy, double *gx, double *gW);
 PetscErrorCode ackd_kd_linear_backward(const double *x, PetscInt n, PetscInt in, const float *W, PetscInt out,
                                        const double *dy, double *gx, double *gW);
 /* Rows of x (n x d) normalised in place, their norms (clamped at 1e-12) into len; and the backward

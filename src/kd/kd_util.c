@@ -189,6 +189,12 @@ PetscErrorCode ackd_kd_linear(const double *x, PetscInt n, PetscInt in, const fl
   PetscFunctionReturn(0);
 }
 
+/* The double operands of a single-precision product, rounded. */
+static ACKD_CPU_CLONES void to_single(const double *x, PetscInt n, float *y)
+{
+  for (PetscInt i = 0; i < n; i++) y[i] = (float)x[i];
+}
+
 /* ackd_kd_linear by SGEMM: x rounded to float (W is float already), y = the float product. */
 PetscErrorCode ackd_kd_linear_single(const double *x, PetscInt n, PetscInt in, const float *W, PetscInt out, double *y)
 {
@@ -196,10 +202,34 @@ PetscErrorCode ackd_kd_linear_single(const double *x, PetscInt n, PetscInt in, c
 
   PetscFunctionBeginUser;
   PetscCall(PetscMalloc2(PetscMax(n * in, 1), &xf, PetscMax(n * out, 1), &yf));
-  for (PetscInt i = 0; i < n * in; i++) xf[i] = (float)x[i];
+  to_single(x, n * in, xf);
   PetscCall(AckdSgemm('N', 'T', n, out, in, 1.0f, xf, in, W, in, 0.0f, yf, out));
   for (PetscInt i = 0; i < n * out; i++) y[i] = yf[i];
   PetscCall(PetscFree2(xf, yf));
+  PetscFunctionReturn(0);
+}
+
+/* The backward of y = x Wᵀ in single precision (SKA's projections to the teacher's width at either
+ * -ska_precision, as its query and key maps): gx += dy W, gW += dyᵀ x. For SKA these two
+ * products (128 x 512 x 128 each per step and rank for the study's pair) ran at a quarter of
+ * SGEMM's rate in double. A K-term float sum carries a normwise error near sqrt(K) u (1.4e-6 at
+ * K = 512) and at most K u = 3e-5 of |dy| |W|, under the finite-difference (1e-3) and PyTorch
+ * (1e-4) tolerances. Only the forward follows -ska_precision: the loss's value is what finite
+ * differences divide by their step, where float rounding of y shows as 1e-3 errors. */
+PetscErrorCode ackd_kd_linear_single_backward(const double *x, PetscInt n, PetscInt in, const float *W, PetscInt out,
+                                              const double *dy, double *gx, double *gW)
+{
+  float *xf, *dyf, *gxf, *gWf;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscMalloc4(n * in, &xf, n * out, &dyf, n * in, &gxf, out * in, &gWf));
+  to_single(x, n * in, xf);
+  to_single(dy, n * out, dyf);
+  PetscCall(AckdSgemm('N', 'N', n, in, out, 1.0f, dyf, out, W, in, 0.0f, gxf, in));
+  PetscCall(AckdSgemm('T', 'N', out, in, n, 1.0f, dyf, out, xf, in, 0.0f, gWf, in));
+  for (PetscInt i = 0; i < n * in; i++) gx[i] += gxf[i];
+  for (PetscInt i = 0; i < out * in; i++) gW[i] += gWf[i];
+  PetscCall(PetscFree4(xf, dyf, gxf, gWf));
   PetscFunctionReturn(0);
 }
 

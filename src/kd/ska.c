@@ -144,19 +144,14 @@ static PetscErrorCode gather_tokens(const AckdTensor *tokens, const PetscInt *se
   PetscFunctionReturn(0);
 }
 
-/* Q = Z Wqᵀ, K = Z Wkᵀ for the rows of every selected sample at once: single
+/* Q = Z Wqᵀ, K = Z Wkᵀ for the rows of every selected sample at once (z: gather_tokens): single
  * precision GEMMs (the plan's logits need ~1e-6, not 1e-16). */
-static PetscErrorCode project(const AckdTensor *tokens, const PetscInt *sel, PetscInt n, PetscInt N, PetscInt C,
-                              const float *Wq, const float *Wk, float *q, float *k)
+static PetscErrorCode project(const float *z, PetscInt rows, PetscInt C, const float *Wq, const float *Wk, float *q,
+                              float *k)
 {
-  float *z;
-
   PetscFunctionBeginUser;
-  PetscCall(PetscMalloc1(n * N * C, &z));
-  PetscCall(gather_tokens(tokens, sel, n, N, C, z));
-  PetscCall(AckdSgemm('N', 'T', n * N, C, C, 1.0f, z, C, Wq, C, 0.0f, q, C));
-  PetscCall(AckdSgemm('N', 'T', n * N, C, C, 1.0f, z, C, Wk, C, 0.0f, k, C));
-  PetscCall(PetscFree(z));
+  PetscCall(AckdSgemm('N', 'T', rows, C, C, 1.0f, z, C, Wq, C, 0.0f, q, C));
+  PetscCall(AckdSgemm('N', 'T', rows, C, C, 1.0f, z, C, Wk, C, 0.0f, k, C));
   PetscFunctionReturn(0);
 }
 
@@ -250,13 +245,7 @@ static ACKD_CPU_CLONES PetscErrorCode side_backward_weights(const Side *sd, cons
   PetscFunctionReturn(0);
 }
 
-/* The double operands of a single-precision product, rounded. */
-static ACKD_CPU_CLONES void to_single(const double *x, PetscInt n, float *y)
-{
-  for (PetscInt i = 0; i < n; i++) y[i] = (float)x[i];
-}
-
-/* dZ (rows of the selected samples, scattered into g_tok when not NULL) and dWq, dWk from the
+/* dZ (rows of the selected samples z, scattered into g_tok when not NULL) and dWq, dWk from the
  * batch's dQ, dK: one GEMM per product, in single precision as the forward's projections. These
  * are SKA's largest products (C x C weights: 512² for the study's MobileNetV2 x0.5), and their
  * inputs, the tokens and weights, are floats already; what the sum over rows loses in float,
@@ -264,16 +253,15 @@ static ACKD_CPU_CLONES void to_single(const double *x, PetscInt n, float *y)
  * tolerances (1e-3, 1e-4), and the optimizer reads the gradient as a float anyway. dWq and dWk
  * are written, not added, straight into the parameter buffer's gradients (KDSka's maps range):
  * nothing else contributes to them, and a double copy cost a pass over 2 C² entries each way. */
-static PetscErrorCode project_backward(const AckdTensor *tokens, PetscInt n, const PetscInt *sel, PetscInt N,
-                                       PetscInt C, const float *Wq, const float *Wk, const float *dq, const float *dk,
+static PetscErrorCode project_backward(const float *z, PetscInt n, const PetscInt *sel, PetscInt N, PetscInt C,
+                                       const float *Wq, const float *Wk, const float *dq, const float *dk,
                                        double *g_tok, float *gWq, float *gWk)
 {
   const PetscInt rows = n * N;
-  float         *z, *gz;
+  float         *gz;
 
   PetscFunctionBeginUser;
-  PetscCall(PetscMalloc2(rows * C, &z, rows * C, &gz));
-  PetscCall(gather_tokens(tokens, sel, n, N, C, z));
+  PetscCall(PetscMalloc1(rows * C, &gz));
   for (int which = 0; which < 2; which++) {
     const float *dy = which ? dk : dq;
     if (g_tok) /* dZ += dY W */
@@ -284,31 +272,7 @@ static PetscErrorCode project_backward(const AckdTensor *tokens, PetscInt n, con
   if (g_tok)
     for (PetscInt s = 0; s < n; s++)
       for (PetscInt j = 0; j < N * C; j++) g_tok[sel[s] * N * C + j] += gz[s * N * C + j];
-  PetscCall(PetscFree2(z, gz));
-  PetscFunctionReturn(0);
-}
-
-/* The backward of the projections to the teacher's width, y = x Wᵀ (linear()): gx += dy W,
- * gW += dyᵀ x, in single precision at either -ska_precision, as the query and key maps. These two
- * products (128 x 512 x 128 each per step and rank for the study's pair) ran at a quarter of
- * SGEMM's rate in double. A K-term float sum carries a normwise error near sqrt(K) u (1.4e-6 at
- * K = 512) and at most K u = 3e-5 of |dy| |W|, under the finite-difference (1e-3) and PyTorch
- * (1e-4) tolerances. Only the forward follows -ska_precision: the loss's value is what finite
- * differences divide by their step, where float rounding of y shows as 1e-3 errors. */
-static PetscErrorCode linear_single_backward(const double *x, PetscInt n, PetscInt in, const float *W, PetscInt out,
-                                             const double *dy, double *gx, double *gW)
-{
-  float *xf, *dyf, *gxf, *gWf;
-
-  PetscFunctionBeginUser;
-  PetscCall(PetscMalloc4(n * in, &xf, n * out, &dyf, n * in, &gxf, out * in, &gWf));
-  to_single(x, n * in, xf);
-  to_single(dy, n * out, dyf);
-  PetscCall(AckdSgemm('N', 'N', n, in, out, 1.0f, dyf, out, W, in, 0.0f, gxf, in));
-  PetscCall(AckdSgemm('T', 'N', out, in, n, 1.0f, dyf, out, xf, in, 0.0f, gWf, in));
-  for (PetscInt i = 0; i < n * in; i++) gx[i] += gxf[i];
-  for (PetscInt i = 0; i < out * in; i++) gW[i] += gWf[i];
-  PetscCall(PetscFree4(xf, dyf, gxf, gWf));
+  PetscCall(PetscFree(gz));
   PetscFunctionReturn(0);
 }
 
@@ -468,8 +432,8 @@ static PetscErrorCode coral_tokens(AckdKDObj kd, const KDStep *st, Sides *b, dou
     PetscCall(PetscArraycpy(ps, b->xs, rows * Ct));
   PetscCall(coral(ska, ps, rows, b->xt, b->n * b->Nt, Ct, c, gps, b->gxt, l1));
   if (ska->proj_tok >= 0)
-    PetscCall(
-        linear_single_backward(b->xs, rows, Cs, V + ska->proj_tok, Ct, gps, b->gxs, st->g_params + ska->proj_tok));
+    PetscCall(ackd_kd_linear_single_backward(b->xs, rows, Cs, V + ska->proj_tok, Ct, gps, b->gxs,
+                                             st->g_params + ska->proj_tok));
   else
     for (PetscInt k = 0; k < rows * Cs; k++) b->gxs[k] += gps[k];
   PetscCall(PetscFree(ps));
@@ -509,8 +473,8 @@ static PetscErrorCode sinkhorn_tokens(AckdKDObj kd, const KDStep *st, Sides *b, 
     PetscCall(side_backward_weights(&b->ts[k], dwt));
   }
   if (ska->proj_tok >= 0)
-    PetscCall(
-        linear_single_backward(raw, n * Ns, Cs, V + ska->proj_tok, Ct, gpraw, graw, st->g_params + ska->proj_tok));
+    PetscCall(ackd_kd_linear_single_backward(raw, n * Ns, Cs, V + ska->proj_tok, Ct, gpraw, graw,
+                                             st->g_params + ska->proj_tok));
   else
     for (PetscInt k = 0; k < n * Ns * Cs; k++) graw[k] += gpraw[k];
   for (PetscInt k = 0; k < n; k++)
@@ -540,7 +504,8 @@ static PetscErrorCode embedding_term(AckdKDObj kd, const KDStep *st, double c, d
     PetscCall(PetscArraycpy(pes, es, n * Dt));
   PetscCall(coral(ska, pes, n, et, n, Dt, c, gpes, NULL, l2));
   if (ska->proj_emb >= 0)
-    PetscCall(linear_single_backward(es, n, Ds, V + ska->proj_emb, Dt, gpes, ges, st->g_params + ska->proj_emb));
+    PetscCall(
+        ackd_kd_linear_single_backward(es, n, Ds, V + ska->proj_emb, Dt, gpes, ges, st->g_params + ska->proj_emb));
   else
     for (PetscInt k = 0; k < n * Ds; k++) ges[k] += gpes[k];
   for (PetscInt k = 0; k < n; k++)
@@ -558,8 +523,8 @@ PetscErrorCode ackd_ska_loss(AckdKDObj kd, const KDStep *st, double coef, double
   PetscInt     Ns, Nt; /* tokens per sample */
   const float *V = kd->params.values;
   double       c = coef * st->share, l1 = 0.0, l2 = 0.0;
-  float       *Gs = kd->params.grads; /* the maps' gradients, in single precision */
-  float       *qs, *ks, *qt, *kt, *dqs, *dks, *dqt, *dkt;
+  float       *Gs = kd->params.grads;                               /* the maps' gradients, in single precision */
+  float       *zs, *qs, *ks, *zt, *qt, *kt, *dqs, *dks, *dqt, *dkt; /* tokens, Q, K of the sides with a plan */
   Sides        b;
 
   PetscFunctionBeginUser;
@@ -597,11 +562,17 @@ PetscErrorCode ackd_ska_loss(AckdKDObj kd, const KDStep *st, double coef, double
   PetscInt As = Ns > 1 ? n * Ns * Cs : 0, At = Nt > 1 ? n * Nt * Ct : 0;
   if (!As && ska->wq_s >= 0) PetscCall(PetscArrayzero(Gs + ska->wq_s, ska->wk_s + Cs * Cs - ska->wq_s));
   if (!At && ska->wq_t >= 0) PetscCall(PetscArrayzero(Gs + ska->wq_t, ska->wk_t + Ct * Ct - ska->wq_t));
-  PetscCall(PetscMalloc4(As, &qs, As, &ks, At, &qt, At, &kt));
+  PetscCall(PetscMalloc6(As, &zs, As, &qs, As, &ks, At, &zt, At, &qt, At, &kt));
   PetscCall(PetscMalloc4(As, &dqs, As, &dks, At, &dqt, At, &dkt));
   PetscCall(PetscLogEventBegin(kd->event_ska_maps, 0, 0, 0, 0));
-  if (As) PetscCall(project(st->in->student_tokens, st->sel, n, Ns, Cs, V + ska->wq_s, V + ska->wk_s, qs, ks));
-  if (At) PetscCall(project(st->in->teacher_tokens, st->sel, n, Nt, Ct, V + ska->wq_t, V + ska->wk_t, qt, kt));
+  if (As) {
+    PetscCall(gather_tokens(st->in->student_tokens, st->sel, n, Ns, Cs, zs));
+    PetscCall(project(zs, n * Ns, Cs, V + ska->wq_s, V + ska->wk_s, qs, ks));
+  }
+  if (At) {
+    PetscCall(gather_tokens(st->in->teacher_tokens, st->sel, n, Nt, Ct, zt));
+    PetscCall(project(zt, n * Nt, Ct, V + ska->wq_t, V + ska->wk_t, qt, kt));
+  }
   PetscCall(PetscLogEventEnd(kd->event_ska_maps, 0, 0, 0, 0));
   for (PetscInt k = 0; k < n; k++) {
     PetscInt i = st->sel[k];
@@ -626,13 +597,13 @@ PetscErrorCode ackd_ska_loss(AckdKDObj kd, const KDStep *st, double coef, double
 
   PetscCall(PetscLogEventBegin(kd->event_ska_maps, 0, 0, 0, 0));
   if (As)
-    PetscCall(project_backward(st->in->student_tokens, n, st->sel, Ns, Cs, V + ska->wq_s, V + ska->wk_s, dqs, dks,
-                               st->g_tok, Gs + ska->wq_s, Gs + ska->wk_s));
+    PetscCall(project_backward(zs, n, st->sel, Ns, Cs, V + ska->wq_s, V + ska->wk_s, dqs, dks, st->g_tok,
+                               Gs + ska->wq_s, Gs + ska->wk_s));
   if (At)
-    PetscCall(project_backward(st->in->teacher_tokens, n, st->sel, Nt, Ct, V + ska->wq_t, V + ska->wk_t, dqt, dkt, NULL,
-                               Gs + ska->wq_t, Gs + ska->wk_t));
+    PetscCall(project_backward(zt, n, st->sel, Nt, Ct, V + ska->wq_t, V + ska->wk_t, dqt, dkt, NULL, Gs + ska->wq_t,
+                               Gs + ska->wk_t));
   PetscCall(PetscLogEventEnd(kd->event_ska_maps, 0, 0, 0, 0));
-  PetscCall(PetscFree4(qs, ks, qt, kt));
+  PetscCall(PetscFree6(zs, qs, ks, zt, qt, kt));
   PetscCall(PetscFree4(dqs, dks, dqt, dkt));
 
   PetscCall(PetscLogEventBegin(kd->event_ska_coral, 0, 0, 0, 0));
