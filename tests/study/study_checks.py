@@ -118,6 +118,13 @@ def main():
         check(abs(float(rows[method]["oa_std"]) - np.std(oa, ddof=1)) < 1e-9, f"{method}: OA std over seeds")
         check(abs(float(rows[method]["one_sided_mean"]) - np.mean([ref[method][s][1] for s in SEEDS])) < 1e-9,
               f"{method}: one-sided classes' OA")
+        fitted = []
+        for s in SEEDS:
+            world = os.path.join(args.out, "study", "overlap-0.6", f"seed-{s}")
+            with h5py.File(os.path.join(world, "sweep", f"{method}_{PAIR.replace('/', '')}", "metrics.h5"), "r") as m:
+                fitted.append(100 * m["train_accuracy"][SET_EPOCHS - 1])
+        check(0 < np.mean(fitted) <= 100 and abs(float(rows[method]["train_accuracy_mean"]) - np.mean(fitted)) < 1e-9,
+              f"{method}: the last epoch's training accuracy {np.mean(fitted):.2f}% over the seeds")
         if method == "none":
             continue
         base = [ref["none"][s][0] for s in SEEDS]
