@@ -8,6 +8,8 @@
  *   /state               attrs epoch, step, seed, cursor (the data position)
  *   /metrics/<name>      histories, one float64 per epoch
  *   /options             attr text: every option in force
+ *   / attrs dataset, teacher_gallery: one line each on what the run read besides its options
+ *                        (AckdTrainerAddInputRecord); a resume with another is refused
  * It is written as DIR/ckpt_<step>.h5.part and renamed when complete, so a
  * kill leaves at most a .part file behind; the last K checkpoints are kept.
  * Reading picks the newest checkpoint that opens and validates, warning
@@ -20,6 +22,10 @@
 
 #define ACKD_FORMAT_CHECKPOINT         "checkpoint"
 #define ACKD_FORMAT_CHECKPOINT_VERSION 1
+
+/* The root attributes that record a run's inputs (what it was trained on, for `ackd inspect`). */
+#define ACKD_CKPT_INPUT_DATASET         "dataset"
+#define ACKD_CKPT_INPUT_TEACHER_GALLERY "teacher_gallery"
 
 /* Exit code of a run stopped by SIGUSR1 or SIGTERM after writing a
  * checkpoint: EX_TEMPFAIL, "try again", which job scripts requeue on. */

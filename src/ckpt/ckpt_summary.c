@@ -94,7 +94,8 @@ PetscErrorCode AckdCkptSummarize(MPI_Comm comm, hid_t file, const char *path, FI
           "\n",
           epoch, step, cursor, seed);
   /* What the run read (the trainer's input records), so that a checkpoint says what it was trained on. */
-  static const char *const records[][2] = {{"dataset", "dataset"}, {"teacher_gallery", "teacher"}};
+  static const char *const records[][2] = {{ACKD_CKPT_INPUT_DATASET, "dataset"},
+                                           {ACKD_CKPT_INPUT_TEACHER_GALLERY, "teacher"}};
   for (size_t i = 0; i < sizeof records / sizeof records[0]; i++) {
     char      record[256];
     PetscBool found;

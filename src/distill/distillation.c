@@ -640,7 +640,7 @@ static PetscErrorCode setup_trainer(AckdDistillation c)
   {
     char gallery[256];
     PetscCall(AckdTeacherTargetsDescribe(c->targets, gallery, sizeof gallery));
-    PetscCall(AckdTrainerAddInputRecord(t, "teacher_gallery", "-distill_gallery", gallery));
+    PetscCall(AckdTrainerAddInputRecord(t, ACKD_CKPT_INPUT_TEACHER_GALLERY, "-distill_gallery", gallery));
   }
   PetscCall(AckdTrainerAddState(t, "match_index", table_index, c->nstudent * k));
   PetscCall(AckdTrainerAddState(t, "match_weight", table_weight, c->nstudent * k));

@@ -996,7 +996,7 @@ static PetscErrorCode prepare(AckdTrainer t)
     char option[96], record[256];
     snprintf(option, sizeof option, "-%sdata", t->prefix);
     PetscCall(AckdSharedDatasetDescribe(t->dataset, record, sizeof record));
-    PetscCall(add_input(t, "dataset", option, record));
+    PetscCall(add_input(t, ACKD_CKPT_INPUT_DATASET, option, record));
   }
   PetscCall(AckdSharedDatasetGetShape(t->dataset, &count, &c, &h, &w));
   PetscCall(AckdSharedDatasetGetArrays(t->dataset, NULL, &labels, &split));
