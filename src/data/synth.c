@@ -34,6 +34,7 @@ struct _p_AckdSynth {
   PetscInt       ms_count, rgb_count, classes, bands, size, compress, seed;
   PetscReal      overlap, ms_noise, rgb_noise, ms_blur, rgb_blur, rgb_gsd, variability, label_noise;
   PetscReal      rgb_label_noise; /* RGB only, training and validation splits only */
+  PetscReal      rgb_variability; /* the RGB collection's own; -synth_variability unless given */
   PetscReal      train_fraction, val_fraction;
   PetscBool      force, paired;
   PetscLogEvent  event_render, event_write;
@@ -47,6 +48,7 @@ typedef struct {
   char      **class_names;
   AckdSensor  sensor;
   uint32_t    tag_scene, tag_label_noise, tag_split;
+  PetscReal   variability;
   PetscReal   label_noise;
   PetscReal   known_label_noise; /* on the training and validation splits only (-synth_rgb_label_noise) */
 } Collection;
@@ -118,6 +120,11 @@ PetscErrorCode AckdSynthSetFromOptions(AckdSynth s)
   PetscCall(AckdOptionsReal(PetscOptionsObject, "-synth_variability",
                             "Intra-class variability of spectra, layout and illumination (0..1)", &s->variability, 0.0,
                             1.0, NULL));
+  s->rgb_variability = s->variability;
+  PetscCall(AckdOptionsReal(PetscOptionsObject, "-synth_rgb_variability",
+                            "The RGB collection's intra-class variability, when it comes from more places, seasons and "
+                            "acquisitions than the MS one (0..1; default: -synth_variability)",
+                            &s->rgb_variability, 0.0, 1.0, NULL));
   PetscCall(AckdOptionsReal(PetscOptionsObject, "-synth_label_noise",
                             "Probability that a sample's label is replaced by another class", &s->label_noise, 0.0, 1.0,
                             NULL));
@@ -151,6 +158,11 @@ PetscErrorCode AckdSynthSetFromOptions(AckdSynth s)
              "-synth_paired needs as many RGB as MS samples (-synth_rgb_count %" PetscInt_FMT
              ", -synth_ms_count %" PetscInt_FMT "): sample i of each shows the same ground; give both the same count",
              s->rgb_count, s->ms_count);
+  /* Variability scales the layout draws too, so the same ground needs the same value on both sides. */
+  PetscCheck(!s->paired || s->rgb_variability == s->variability, s->comm, PETSC_ERR_USER_INPUT,
+             "-synth_paired needs -synth_rgb_variability equal to -synth_variability (%g and %g): sample i of each "
+             "shows the same ground; leave -synth_rgb_variability out",
+             (double)s->rgb_variability, (double)s->variability);
   PetscCall(AckdH5SettingsSetFromOptions(&s->h5));
   PetscFunctionReturn(0);
 }
@@ -172,6 +184,8 @@ static void parameter_line(AckdSynth s, char *buf, size_t len)
   size_t used = strlen(buf);
   if (s->rgb_label_noise > 0)
     used += (size_t)snprintf(buf + used, len - used, " rgb_label_noise=%.15g", (double)s->rgb_label_noise);
+  if (s->rgb_variability != s->variability && used < len)
+    used += (size_t)snprintf(buf + used, len - used, " rgb_variability=%.15g", (double)s->rgb_variability);
   if (s->paired && used < len) snprintf(buf + used, len - used, " paired=1");
 }
 
@@ -190,12 +204,14 @@ static PetscErrorCode collections_set_up(AckdSynth s, Collection *ms, Collection
                       .tag_scene       = TAG_MS_SCENE,
                       .tag_label_noise = TAG_MS_LABEL_NOISE,
                       .tag_split       = TAG_MS_SPLIT,
+                      .variability     = s->variability,
                       .label_noise     = s->label_noise};
   *rgb = (Collection){.name              = "rgb",
                       .count             = s->rgb_count,
                       .tag_scene         = s->paired ? TAG_MS_SCENE : TAG_RGB_SCENE,
                       .tag_label_noise   = TAG_RGB_LABEL_NOISE,
                       .tag_split         = s->paired ? TAG_MS_SPLIT : TAG_RGB_SPLIT,
+                      .variability       = s->rgb_variability,
                       .label_noise       = s->label_noise,
                       .known_label_noise = s->rgb_label_noise};
   PetscCall(AckdSceneSensorMultispectral(s->bands, s->ms_noise, s->ms_blur, &ms->sensor));
@@ -318,7 +334,7 @@ static PetscErrorCode write_collection(AckdSynth s, hid_t file, Collection *c, A
       PetscInt scene_class;
       labels[i] = sample_label(s, c, first + i, split[first + i], &scene_class);
       flipped += labels[i] != (first + i) % s->classes;
-      PetscCall(AckdSceneRender((uint64_t)s->seed, c->tag_scene, (uint64_t)(first + i), scene_class, s->variability,
+      PetscCall(AckdSceneRender((uint64_t)s->seed, c->tag_scene, (uint64_t)(first + i), scene_class, c->variability,
                                 &c->sensor, S, S, images + i * sample));
     }
     PetscCall(PetscLogEventEnd(s->event_render, 0, 0, 0, 0));
