@@ -71,6 +71,18 @@ PetscErrorCode AckdTensorAccumulate(AckdTensor *dst, const AckdTensor *src);
 PetscErrorCode AckdSgemm(char transa, char transb, PetscInt m, PetscInt n, PetscInt k, float alpha, const float *A,
                          PetscInt lda, const float *B, PetscInt ldb, float beta, float *C, PetscInt ldc);
 
+/* C = op(A) op(B) + beta C (beta 0 or 1; operands contiguous, row-major, op 'N' or 'T') with A
+ * and B rounded to bfloat16 and the products summed in float32: oneDNN's matmul on AVX512_BF16
+ * or AMX, about twice AckdSgemm's rate there. Each entry of C then carries a relative error of
+ * about 2^-8 sqrt(k) times the rms of its terms, against 2^-24 sqrt(k) in single precision: for
+ * products whose inputs are already approximate (SKA's attention maps, -ska_maps_precision).
+ * Refused in one line on CPUs without bf16 instructions. Keeps a plan per shape. */
+typedef struct _p_AckdGemmBF16 *AckdGemmBF16;
+PetscErrorCode                  AckdGemmBF16Create(AckdGemmBF16 *gemm);
+PetscErrorCode AckdGemmBF16Multiply(AckdGemmBF16 gemm, char transa, char transb, PetscInt m, PetscInt n, PetscInt k,
+                                    const float *A, const float *B, float beta, float *C);
+PetscErrorCode AckdGemmBF16Destroy(AckdGemmBF16 *gemm);
+
 /* ---------------------------------------------------------------- engine */
 
 /* The compute backend every layer executes on (oneDNN's CPU engine and stream, src/nn/engine.c),

@@ -597,6 +597,7 @@ PetscErrorCode AckdKDDestroy(AckdKD *kd)
   PetscFunctionBeginUser;
   if (!k) PetscFunctionReturn(0);
   if (k->method->destroy) PetscCall(k->method->destroy(k));
+  PetscCall(AckdGemmBF16Destroy(&k->ska.gemm));
   PetscCall(PetscFree(k->data));
   PetscCall(PetscFree(k->state));
   PetscCall(AckdParamsDestroy(&k->params));

@@ -63,12 +63,14 @@ typedef struct {
 
 /* SKA's state (ska.c). */
 typedef struct {
-  PetscInt  heads;
-  PetscBool sinkhorn;     /* the explicit-plan variant */
-  PetscBool exact;        /* -ska_precision double: CORAL and the projections' forward in double */
-  double    sinkhorn_eps; /* entropic regularisation of that plan */
-  PetscInt  sinkhorn_it;
-  PetscInt  wq_s, wk_s, wq_t, wk_t; /* parameter offsets */
+  PetscInt     heads;
+  PetscBool    sinkhorn;     /* the explicit-plan variant */
+  PetscBool    exact;        /* -ska_precision double: CORAL and the projections' forward in double */
+  PetscBool    maps_bf16;    /* -ska_maps_precision bf16: the maps' GEMMs on bf16 operands */
+  AckdGemmBF16 gemm;         /* their plans, when maps_bf16 */
+  double       sinkhorn_eps; /* entropic regularisation of that plan */
+  PetscInt     sinkhorn_it;
+  PetscInt     wq_s, wk_s, wq_t, wk_t; /* parameter offsets */
   /* [maps_lo, maps_hi): the query and key maps, whose gradients SKA writes in single precision
    * straight into the parameter buffer's (AckdKDLoss neither zeroes nor converts them) */
   PetscInt  maps_lo, maps_hi;

@@ -27,7 +27,8 @@
 #include <cblas.h>
 #include <math.h>
 
-static const char *const plans[] = {"attention", "sinkhorn"}, *const precisions[] = {"single", "double"};
+static const char *const plans[] = {"attention", "sinkhorn"}, *const precisions[] = {"single", "double"},
+                         *const map_precisions[] = {"single", "bf16"};
 
 PetscErrorCode ackd_ska_options(AckdKDObj kd, PetscOptionItems *PetscOptionsObject)
 {
@@ -46,6 +47,13 @@ PetscErrorCode ackd_ska_options(AckdKDObj kd, PetscOptionItems *PetscOptionsObje
                               "double (slower; the reference the single path is tested against)",
                               precisions, 2, &precision, NULL));
   kd->ska.exact = precision == 1 ? PETSC_TRUE : PETSC_FALSE;
+  PetscInt maps = kd->ska.maps_bf16 ? 1 : 0;
+  PetscCall(AckdOptionsChoice(PetscOptionsObject, "-ska_maps_precision",
+                              "SKA: the query and key maps' products (forward and backward) on single-precision or "
+                              "bfloat16 operands, summed in single either way; bf16 needs AVX512_BF16 or AMX and "
+                              "halves their cost there (docs/KD.md, \"Cost and precision\")",
+                              map_precisions, 2, &maps, NULL));
+  kd->ska.maps_bf16 = maps == 1 ? PETSC_TRUE : PETSC_FALSE;
   PetscCall(AckdOptionsReal(PetscOptionsObject, "-ska_sinkhorn_eps", "SKA sinkhorn: entropic regularisation",
                             &kd->ska.sinkhorn_eps, 1e-4, 1e3, NULL));
   PetscCall(AckdOptionsInt(PetscOptionsObject, "-ska_sinkhorn_it", "SKA sinkhorn: iterations", &kd->ska.sinkhorn_it, 1,
@@ -85,6 +93,12 @@ PetscErrorCode ackd_ska_setup(AckdKDObj kd)
     PetscCall(add_square(kd, "ska.teacher_attention.k_proj.weight", Ct, Ct, &ska->wk_t));
   }
   /* declared one after the other: one range (alignment may leave gaps, whose gradients stay 0) */
+  if (ska->maps_bf16) {
+    PetscCheck(AckdEngineHasBF16(), kd->comm, PETSC_ERR_USER_INPUT,
+               "option -ska_maps_precision bf16 needs a CPU with AVX512_BF16 or AMX, which this one lacks; use "
+               "-ska_maps_precision single");
+    if (!ska->gemm) PetscCall(AckdGemmBF16Create(&ska->gemm));
+  }
   ska->maps_lo = ska->wq_s >= 0 ? ska->wq_s : ska->wq_t;
   ska->maps_hi = ska->wk_t >= 0 ? ska->wk_t + Ct * Ct : (ska->wk_s >= 0 ? ska->wk_s + Cs * Cs : -1);
   if (Cs != Ct) PetscCall(add_square(kd, "ska.token_projection.weight", Ct, Cs, &ska->proj_tok));
@@ -144,14 +158,27 @@ static PetscErrorCode gather_tokens(const AckdTensor *tokens, const PetscInt *se
   PetscFunctionReturn(0);
 }
 
-/* Q = Z Wqᵀ, K = Z Wkᵀ for the rows of every selected sample at once (z: gather_tokens): single
- * precision GEMMs (the plan's logits need ~1e-6, not 1e-16). */
-static PetscErrorCode project(const float *z, PetscInt rows, PetscInt C, const float *Wq, const float *Wk, float *q,
-                              float *k)
+/* One product of the maps, C = op(A) op(B) + beta C on contiguous operands, at
+ * -ska_maps_precision's: single-precision GEMMs (the plan's logits need ~1e-6, not 1e-16), or
+ * bf16 operands where the user traded ~3e-3 of each product for half its cost. */
+static PetscErrorCode maps_gemm(const KDSka *ska, char ta, char tb, PetscInt m, PetscInt n, PetscInt k, const float *A,
+                                const float *B, float beta, float *C)
 {
   PetscFunctionBeginUser;
-  PetscCall(AckdSgemm('N', 'T', rows, C, C, 1.0f, z, C, Wq, C, 0.0f, q, C));
-  PetscCall(AckdSgemm('N', 'T', rows, C, C, 1.0f, z, C, Wk, C, 0.0f, k, C));
+  if (ska->maps_bf16)
+    PetscCall(AckdGemmBF16Multiply(ska->gemm, ta, tb, m, n, k, A, B, beta, C));
+  else
+    PetscCall(AckdSgemm(ta, tb, m, n, k, 1.0f, A, ta == 'N' ? k : m, B, tb == 'N' ? n : k, beta, C, n));
+  PetscFunctionReturn(0);
+}
+
+/* Q = Z Wqᵀ, K = Z Wkᵀ for the rows of every selected sample at once (z: gather_tokens). */
+static PetscErrorCode project(const KDSka *ska, const float *z, PetscInt rows, PetscInt C, const float *Wq,
+                              const float *Wk, float *q, float *k)
+{
+  PetscFunctionBeginUser;
+  PetscCall(maps_gemm(ska, 'N', 'T', rows, C, C, z, Wq, 0.0f, q));
+  PetscCall(maps_gemm(ska, 'N', 'T', rows, C, C, z, Wk, 0.0f, k));
   PetscFunctionReturn(0);
 }
 
@@ -253,8 +280,8 @@ static ACKD_CPU_CLONES PetscErrorCode side_backward_weights(const Side *sd, cons
  * tolerances (1e-3, 1e-4), and the optimizer reads the gradient as a float anyway. dWq and dWk
  * are written, not added, straight into the parameter buffer's gradients (KDSka's maps range):
  * nothing else contributes to them, and a double copy cost a pass over 2 C² entries each way. */
-static PetscErrorCode project_backward(const float *z, PetscInt n, const PetscInt *sel, PetscInt N, PetscInt C,
-                                       const float *Wq, const float *Wk, const float *dq, const float *dk,
+static PetscErrorCode project_backward(const KDSka *ska, const float *z, PetscInt n, const PetscInt *sel, PetscInt N,
+                                       PetscInt C, const float *Wq, const float *Wk, const float *dq, const float *dk,
                                        double *g_tok, float *gWq, float *gWk)
 {
   const PetscInt rows = n * N;
@@ -265,9 +292,9 @@ static PetscErrorCode project_backward(const float *z, PetscInt n, const PetscIn
   for (int which = 0; which < 2; which++) {
     const float *dy = which ? dk : dq;
     if (g_tok) /* dZ += dY W */
-      PetscCall(AckdSgemm('N', 'N', rows, C, C, 1.0f, dy, C, which ? Wk : Wq, C, which ? 1.0f : 0.0f, gz, C));
+      PetscCall(maps_gemm(ska, 'N', 'N', rows, C, C, dy, which ? Wk : Wq, which ? 1.0f : 0.0f, gz));
     /* dW = dYᵀ Z */
-    PetscCall(AckdSgemm('T', 'N', C, C, rows, 1.0f, dy, C, z, C, 0.0f, which ? gWk : gWq, C));
+    PetscCall(maps_gemm(ska, 'T', 'N', C, C, rows, dy, z, 0.0f, which ? gWk : gWq));
   }
   if (g_tok)
     for (PetscInt s = 0; s < n; s++)
@@ -567,11 +594,11 @@ PetscErrorCode ackd_ska_loss(AckdKDObj kd, const KDStep *st, double coef, double
   PetscCall(PetscLogEventBegin(kd->event_ska_maps, 0, 0, 0, 0));
   if (As) {
     PetscCall(gather_tokens(st->in->student_tokens, st->sel, n, Ns, Cs, zs));
-    PetscCall(project(zs, n * Ns, Cs, V + ska->wq_s, V + ska->wk_s, qs, ks));
+    PetscCall(project(ska, zs, n * Ns, Cs, V + ska->wq_s, V + ska->wk_s, qs, ks));
   }
   if (At) {
     PetscCall(gather_tokens(st->in->teacher_tokens, st->sel, n, Nt, Ct, zt));
-    PetscCall(project(zt, n * Nt, Ct, V + ska->wq_t, V + ska->wk_t, qt, kt));
+    PetscCall(project(ska, zt, n * Nt, Ct, V + ska->wq_t, V + ska->wk_t, qt, kt));
   }
   PetscCall(PetscLogEventEnd(kd->event_ska_maps, 0, 0, 0, 0));
   for (PetscInt k = 0; k < n; k++) {
@@ -597,11 +624,11 @@ PetscErrorCode ackd_ska_loss(AckdKDObj kd, const KDStep *st, double coef, double
 
   PetscCall(PetscLogEventBegin(kd->event_ska_maps, 0, 0, 0, 0));
   if (As)
-    PetscCall(project_backward(zs, n, st->sel, Ns, Cs, V + ska->wq_s, V + ska->wk_s, dqs, dks, st->g_tok,
+    PetscCall(project_backward(ska, zs, n, st->sel, Ns, Cs, V + ska->wq_s, V + ska->wk_s, dqs, dks, st->g_tok,
                                Gs + ska->wq_s, Gs + ska->wk_s));
   if (At)
-    PetscCall(project_backward(zt, n, st->sel, Nt, Ct, V + ska->wq_t, V + ska->wk_t, dqt, dkt, NULL, Gs + ska->wq_t,
-                               Gs + ska->wk_t));
+    PetscCall(project_backward(ska, zt, n, st->sel, Nt, Ct, V + ska->wq_t, V + ska->wk_t, dqt, dkt, NULL,
+                               Gs + ska->wq_t, Gs + ska->wk_t));
   PetscCall(PetscLogEventEnd(kd->event_ska_maps, 0, 0, 0, 0));
   PetscCall(PetscFree6(zs, qs, ks, zt, qt, kt));
   PetscCall(PetscFree4(dqs, dks, dqt, dkt));

@@ -1,5 +1,6 @@
 /* Milliseconds per AckdKDLoss call with SemBridge's SKA (-kd_method none
- * -sembridge, the attention plan): bench_kd_ska B N C [reps [Ct]]; tokens (B, N, C)
+ * -sembridge, the attention plan): bench_kd_ska B N C [reps [Ct]] [SKA options, e.g.
+ * -ska_maps_precision bf16]; tokens (B, N, C)
  * for the student and (B, N, Ct) for the teacher (Ct = C unless given; the study's
  * MobileNetV2 x0.5 student and ResNet-34 x0.25 teacher: C = 1280, Ct = 128), 8 heads.
  * Prints one line per size. */
@@ -31,8 +32,14 @@ int main(int argc, char **argv)
   dims.teacher_channels  = Ct;
   dims.teacher_tokens    = N;
   dims.seed              = 1;
+  /* SKA alone unless the command line says otherwise (e.g. -ska_maps_precision bf16) */
+  PetscBool given;
+  PetscCall(PetscOptionsHasName(NULL, NULL, "-kd_method", &given));
+  if (!given) PetscCall(PetscOptionsSetValue(NULL, "-kd_method", "none"));
+  PetscCall(PetscOptionsHasName(NULL, NULL, "-sembridge", &given));
+  if (!given) PetscCall(PetscOptionsSetValue(NULL, "-sembridge", "true"));
   PetscCall(AckdKDCreate(PETSC_COMM_SELF, &kd));
-  PetscCall(AckdKDSetMethod(kd, "none", PETSC_TRUE));
+  PetscCall(AckdKDSetFromOptions(kd));
   PetscCall(AckdKDSetUp(kd, &dims));
   PetscCall(AckdTensorAllocate(&zs, B, 10, 1, 1));
   PetscCall(AckdTensorAllocate(&es, B, C, 1, 1));
