@@ -158,27 +158,62 @@ static PetscErrorCode gather_tokens(const AckdTensor *tokens, const PetscInt *se
   PetscFunctionReturn(0);
 }
 
+/* An operand of the maps' products: its floats, and under -ska_maps_precision bf16 the same
+ * rounded once per step, however many products read it. */
+typedef struct {
+  const float    *single;
+  const uint16_t *bf16;
+} Operand;
+
 /* One product of the maps, C = op(A) op(B) + beta C on contiguous operands, at
  * -ska_maps_precision's: single-precision GEMMs (the plan's logits need ~1e-6, not 1e-16), or
- * bf16 operands where the user traded ~3e-3 of each product for half its cost. */
-static PetscErrorCode maps_gemm(const KDSka *ska, char ta, char tb, PetscInt m, PetscInt n, PetscInt k, const float *A,
-                                const float *B, float beta, float *C)
+ * bf16 operands where the user traded ~4e-3 of each product for half its cost. */
+static PetscErrorCode maps_gemm(const KDSka *ska, char ta, char tb, PetscInt m, PetscInt n, PetscInt k, Operand A,
+                                Operand B, float beta, float *C)
 {
   PetscFunctionBeginUser;
   if (ska->maps_bf16)
-    PetscCall(AckdGemmBF16Multiply(ska->gemm, ta, tb, m, n, k, A, B, beta, C));
+    PetscCall(AckdGemmBF16Multiply(ska->gemm, ta, tb, m, n, k, A.bf16, B.bf16, beta, C));
   else
-    PetscCall(AckdSgemm(ta, tb, m, n, k, 1.0f, A, ta == 'N' ? k : m, B, tb == 'N' ? n : k, beta, C, n));
+    PetscCall(AckdSgemm(ta, tb, m, n, k, 1.0f, A.single, ta == 'N' ? k : m, B.single, tb == 'N' ? n : k, beta, C, n));
+  PetscFunctionReturn(0);
+}
+
+/* One side's operands of the maps' products (rows x C tokens, the C x C maps), kept from the
+ * forward for the backward; their bf16 copies (NULL unless -ska_maps_precision bf16). */
+typedef struct {
+  const float *z, *wq, *wk;
+  uint16_t    *zb, *wqb, *wkb;
+} MapInputs;
+
+static PetscErrorCode map_inputs_create(const KDSka *ska, const float *z, PetscInt rows, PetscInt C, const float *wq,
+                                        const float *wk, MapInputs *in)
+{
+  PetscFunctionBeginUser;
+  *in = (MapInputs){.z = z, .wq = wq, .wk = wk};
+  if (!ska->maps_bf16 || rows == 0) PetscFunctionReturn(0);
+  PetscCall(PetscMalloc3(rows * C, &in->zb, C * C, &in->wqb, C * C, &in->wkb));
+  AckdRoundBF16(z, in->zb, (size_t)(rows * C));
+  AckdRoundBF16(wq, in->wqb, (size_t)(C * C));
+  AckdRoundBF16(wk, in->wkb, (size_t)(C * C));
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode map_inputs_free(MapInputs *in)
+{
+  PetscFunctionBeginUser;
+  PetscCall(PetscFree3(in->zb, in->wqb, in->wkb));
   PetscFunctionReturn(0);
 }
 
 /* Q = Z Wqᵀ, K = Z Wkᵀ for the rows of every selected sample at once (z: gather_tokens). */
-static PetscErrorCode project(const KDSka *ska, const float *z, PetscInt rows, PetscInt C, const float *Wq,
-                              const float *Wk, float *q, float *k)
+static PetscErrorCode project(const KDSka *ska, const MapInputs *in, PetscInt rows, PetscInt C, float *q, float *k)
 {
+  Operand z = {in->z, in->zb}, wq = {in->wq, in->wqb}, wk = {in->wk, in->wkb};
+
   PetscFunctionBeginUser;
-  PetscCall(maps_gemm(ska, 'N', 'T', rows, C, C, z, Wq, 0.0f, q));
-  PetscCall(maps_gemm(ska, 'N', 'T', rows, C, C, z, Wk, 0.0f, k));
+  PetscCall(maps_gemm(ska, 'N', 'T', rows, C, C, z, wq, 0.0f, q));
+  PetscCall(maps_gemm(ska, 'N', 'T', rows, C, C, z, wk, 0.0f, k));
   PetscFunctionReturn(0);
 }
 
@@ -280,19 +315,23 @@ static ACKD_CPU_CLONES PetscErrorCode side_backward_weights(const Side *sd, cons
  * tolerances (1e-3, 1e-4), and the optimizer reads the gradient as a float anyway. dWq and dWk
  * are written, not added, straight into the parameter buffer's gradients (KDSka's maps range):
  * nothing else contributes to them, and a double copy cost a pass over 2 C² entries each way. */
-static PetscErrorCode project_backward(const KDSka *ska, const float *z, PetscInt n, const PetscInt *sel, PetscInt N,
-                                       PetscInt C, const float *Wq, const float *Wk, const float *dq, const float *dk,
-                                       double *g_tok, float *gWq, float *gWk)
+static PetscErrorCode project_backward(const KDSka *ska, const MapInputs *in, PetscInt n, const PetscInt *sel,
+                                       PetscInt N, PetscInt C, const float *dq, const float *dk, double *g_tok,
+                                       float *gWq, float *gWk)
 {
   const PetscInt rows = n * N;
   float         *gz;
+  uint16_t      *dyb = NULL;
+  Operand        z   = {in->z, in->zb};
 
   PetscFunctionBeginUser;
   PetscCall(PetscMalloc1(rows * C, &gz));
+  if (ska->maps_bf16) PetscCall(PetscMalloc1(rows * C, &dyb));
   for (int which = 0; which < 2; which++) {
-    const float *dy = which ? dk : dq;
+    Operand dy = {which ? dk : dq, dyb}, w = {which ? in->wk : in->wq, which ? in->wkb : in->wqb};
+    if (dyb) AckdRoundBF16(dy.single, dyb, (size_t)(rows * C));
     if (g_tok) /* dZ += dY W */
-      PetscCall(maps_gemm(ska, 'N', 'N', rows, C, C, dy, which ? Wk : Wq, which ? 1.0f : 0.0f, gz));
+      PetscCall(maps_gemm(ska, 'N', 'N', rows, C, C, dy, w, which ? 1.0f : 0.0f, gz));
     /* dW = dYᵀ Z */
     PetscCall(maps_gemm(ska, 'T', 'N', C, C, rows, dy, z, 0.0f, which ? gWk : gWq));
   }
@@ -300,6 +339,7 @@ static PetscErrorCode project_backward(const KDSka *ska, const float *z, PetscIn
     for (PetscInt s = 0; s < n; s++)
       for (PetscInt j = 0; j < N * C; j++) g_tok[sel[s] * N * C + j] += gz[s * N * C + j];
   PetscCall(PetscFree(gz));
+  PetscCall(PetscFree(dyb));
   PetscFunctionReturn(0);
 }
 
@@ -552,6 +592,7 @@ PetscErrorCode ackd_ska_loss(AckdKDObj kd, const KDStep *st, double coef, double
   double       c = coef * st->share, l1 = 0.0, l2 = 0.0;
   float       *Gs = kd->params.grads;                               /* the maps' gradients, in single precision */
   float       *zs, *qs, *ks, *zt, *qt, *kt, *dqs, *dks, *dqt, *dkt; /* tokens, Q, K of the sides with a plan */
+  MapInputs    ms = {0}, mt = {0};                                  /* the maps' operands of each side */
   Sides        b;
 
   PetscFunctionBeginUser;
@@ -594,11 +635,13 @@ PetscErrorCode ackd_ska_loss(AckdKDObj kd, const KDStep *st, double coef, double
   PetscCall(PetscLogEventBegin(kd->event_ska_maps, 0, 0, 0, 0));
   if (As) {
     PetscCall(gather_tokens(st->in->student_tokens, st->sel, n, Ns, Cs, zs));
-    PetscCall(project(ska, zs, n * Ns, Cs, V + ska->wq_s, V + ska->wk_s, qs, ks));
+    PetscCall(map_inputs_create(ska, zs, n * Ns, Cs, V + ska->wq_s, V + ska->wk_s, &ms));
+    PetscCall(project(ska, &ms, n * Ns, Cs, qs, ks));
   }
   if (At) {
     PetscCall(gather_tokens(st->in->teacher_tokens, st->sel, n, Nt, Ct, zt));
-    PetscCall(project(ska, zt, n * Nt, Ct, V + ska->wq_t, V + ska->wk_t, qt, kt));
+    PetscCall(map_inputs_create(ska, zt, n * Nt, Ct, V + ska->wq_t, V + ska->wk_t, &mt));
+    PetscCall(project(ska, &mt, n * Nt, Ct, qt, kt));
   }
   PetscCall(PetscLogEventEnd(kd->event_ska_maps, 0, 0, 0, 0));
   for (PetscInt k = 0; k < n; k++) {
@@ -624,12 +667,11 @@ PetscErrorCode ackd_ska_loss(AckdKDObj kd, const KDStep *st, double coef, double
 
   PetscCall(PetscLogEventBegin(kd->event_ska_maps, 0, 0, 0, 0));
   if (As)
-    PetscCall(project_backward(ska, zs, n, st->sel, Ns, Cs, V + ska->wq_s, V + ska->wk_s, dqs, dks, st->g_tok,
-                               Gs + ska->wq_s, Gs + ska->wk_s));
-  if (At)
-    PetscCall(project_backward(ska, zt, n, st->sel, Nt, Ct, V + ska->wq_t, V + ska->wk_t, dqt, dkt, NULL,
-                               Gs + ska->wq_t, Gs + ska->wk_t));
+    PetscCall(project_backward(ska, &ms, n, st->sel, Ns, Cs, dqs, dks, st->g_tok, Gs + ska->wq_s, Gs + ska->wk_s));
+  if (At) PetscCall(project_backward(ska, &mt, n, st->sel, Nt, Ct, dqt, dkt, NULL, Gs + ska->wq_t, Gs + ska->wk_t));
   PetscCall(PetscLogEventEnd(kd->event_ska_maps, 0, 0, 0, 0));
+  PetscCall(map_inputs_free(&ms));
+  PetscCall(map_inputs_free(&mt));
   PetscCall(PetscFree6(zs, qs, ks, zt, qt, kt));
   PetscCall(PetscFree4(dqs, dks, dqt, dkt));
 

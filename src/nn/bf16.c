@@ -6,7 +6,7 @@
 #include "nn/nn_private.h"
 #include <string.h>
 
-void AckdNNRoundBF16(const float *from, uint16_t *to, size_t count)
+void AckdRoundBF16(const float *from, uint16_t *to, size_t count)
 {
 #pragma omp parallel for simd schedule(static)
   for (size_t i = 0; i < count; i++) {

@@ -177,7 +177,7 @@ PetscErrorCode AckdNNPortBind(AckdEngine *engine, AckdNNPort *port, const void *
   if (port->round_bf16) {
     void *to;
     AckdCallDnnl(dnnl_memory_get_data_handle(port->inner, &to), "layer %s: the bf16 buffer", layer);
-    AckdNNRoundBF16(data, to, port->round_bf16);
+    AckdRoundBF16(data, to, port->round_bf16);
   } else if (port->inner && !port->output) {
     dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, port->user}, {DNNL_ARG_TO, port->inner}};
     PetscCall(AckdNNExecute(engine, port->reorder, 2, args, layer, "reorder to the blocked layout"));

@@ -1,9 +1,8 @@
 /* C = op(A) op(B) + beta C with bfloat16 operands and float32 sums: oneDNN's matmul
  * (include/ackd/nn.h says when to use it). oneDNN 2.6 has no bf16 GEMM call, so each
  * shape gets a matmul plan, kept for the next call of that shape: a plan costs a JIT
- * compile, a call only the rounding of A and B into the plan's own buffers. A
- * transposed operand is described by its strides, not copied: the brgemm kernels read
- * either order. */
+ * compile, a call only the binding of its three buffers. A transposed operand is
+ * described by its strides, not copied: the brgemm kernels read either order. */
 #include "nn/nn_private.h"
 
 enum {
@@ -15,7 +14,7 @@ typedef struct {
   char             transa, transb;
   PetscBool        accumulate;
   dnnl_primitive_t primitive;
-  dnnl_memory_t    a, b, c; /* a and b own their bf16 buffers; c is bound to the caller's C */
+  dnnl_memory_t    a, b, c; /* bound to the caller's buffers at each call */
 } Plan;
 
 struct _p_AckdGemmBF16 {
@@ -101,8 +100,8 @@ static PetscErrorCode plan_create(AckdGemmBF16 g, Plan *p)
   status = dnnl_primitive_create(&p->primitive, pd);
   dnnl_primitive_desc_destroy(pd);
   AckdCallDnnl(status, "compiling a bf16 GEMM");
-  AckdCallDnnl(dnnl_memory_create(&p->a, &a, g->engine, DNNL_MEMORY_ALLOCATE), "allocating a bf16 GEMM operand");
-  AckdCallDnnl(dnnl_memory_create(&p->b, &b, g->engine, DNNL_MEMORY_ALLOCATE), "allocating a bf16 GEMM operand");
+  AckdCallDnnl(dnnl_memory_create(&p->a, &a, g->engine, DNNL_MEMORY_NONE), "describing a bf16 GEMM operand");
+  AckdCallDnnl(dnnl_memory_create(&p->b, &b, g->engine, DNNL_MEMORY_NONE), "describing a bf16 GEMM operand");
   AckdCallDnnl(dnnl_memory_create(&p->c, &c, g->engine, DNNL_MEMORY_NONE), "describing a bf16 GEMM's result");
   PetscFunctionReturn(0);
 }
@@ -134,10 +133,9 @@ static PetscErrorCode plan_find(AckdGemmBF16 g, char transa, char transb, PetscI
 }
 
 PetscErrorCode AckdGemmBF16Multiply(AckdGemmBF16 g, char transa, char transb, PetscInt m, PetscInt n, PetscInt k,
-                                    const float *A, const float *B, float beta, float *C)
+                                    const uint16_t *A, const uint16_t *B, float beta, float *C)
 {
   Plan *p = NULL;
-  void *a, *b;
 
   PetscFunctionBeginUser;
   PetscCheck((transa == 'N' || transa == 'T') && (transb == 'N' || transb == 'T'), PETSC_COMM_SELF, PETSC_ERR_ARG_WRONG,
@@ -150,11 +148,9 @@ PetscErrorCode AckdGemmBF16Multiply(AckdGemmBF16 g, char transa, char transb, Pe
     PetscFunctionReturn(0);
   }
   PetscCall(plan_find(g, transa, transb, m, n, k, beta == 1.0f ? PETSC_TRUE : PETSC_FALSE, &p));
-  AckdCallDnnl(dnnl_memory_get_data_handle(p->a, &a), "reading a bf16 GEMM operand's buffer");
-  AckdCallDnnl(dnnl_memory_get_data_handle(p->b, &b), "reading a bf16 GEMM operand's buffer");
-  /* stored order is kept, so the rounding is a flat pass whichever operand is transposed */
-  AckdNNRoundBF16(A, (uint16_t *)a, (size_t)(m * k));
-  AckdNNRoundBF16(B, (uint16_t *)b, (size_t)(k * n));
+  /* oneDNN's handles are not const: the operands are only read */
+  AckdCallDnnl(dnnl_memory_set_data_handle(p->a, (void *)A), "binding a bf16 GEMM operand");
+  AckdCallDnnl(dnnl_memory_set_data_handle(p->b, (void *)B), "binding a bf16 GEMM operand");
   AckdCallDnnl(dnnl_memory_set_data_handle(p->c, C), "binding a bf16 GEMM's result");
   dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, p->a}, {DNNL_ARG_WEIGHTS, p->b}, {DNNL_ARG_DST, p->c}};
   AckdCallDnnl(dnnl_primitive_execute(p->primitive, g->stream, 3, args),

@@ -262,12 +262,12 @@ static PetscErrorCode check_rounding(AckdRng *rng)
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     float f;
     memcpy(&f, &cases[i][0], sizeof f);
-    AckdNNRoundBF16(&f, &one, 1);
+    AckdRoundBF16(&f, &one, 1);
     CHECK(one == cases[i][1], "0x%08x rounds to 0x%04x, not 0x%04x", cases[i][0], one, cases[i][1]);
   }
   PetscCall(PetscMalloc2(n, &from, n, &to));
   for (size_t i = 0; i < n; i++) from[i] = (float)AckdRngUniformRange(rng, -4, 4);
-  AckdNNRoundBF16(from, to, n);
+  AckdRoundBF16(from, to, n);
   for (size_t i = 0; i < n; i++) {
     float    r = round_bf16(from[i]);
     uint32_t u;
