@@ -76,13 +76,15 @@ void AckdRoundBF16(const float *from, uint16_t *to, size_t count);
 
 /* C = op(A) op(B) + beta C (beta 0 or 1; operands contiguous, row-major, op 'N' or 'T') on
  * bfloat16 operands (AckdRoundBF16) with the products summed in float32: oneDNN's matmul on
- * AVX512_BF16 or AMX, about twice AckdSgemm's rate there. The caller rounds each operand once
- * however many products read it. Each entry of C then carries a relative error of up to 2^-7
- * per term against 2^-24 sqrt(k) in single precision: for products whose inputs are already
- * approximate (SKA's attention maps, -ska_maps_precision). Refused in one line on CPUs without
- * bf16 instructions. Keeps a plan per shape. */
+ * AVX512_BF16 or AMX, faster than AckdSgemm there (SKA's maps: docs/PERFORMANCE.md). The caller
+ * rounds each operand once however many products read it. Against the unrounded operands each
+ * term then carries a relative error of up to 2^-7, against 2^-24 sqrt(k) for a whole entry in
+ * single precision: for products whose inputs are already approximate (SKA's attention maps,
+ * -ska_maps_precision). Refused in one line on CPUs without bf16 instructions. Keeps a plan per
+ * shape. */
 typedef struct _p_AckdGemmBF16 *AckdGemmBF16;
-PetscErrorCode                  AckdGemmBF16Create(AckdGemmBF16 *gemm);
+
+PetscErrorCode AckdGemmBF16Create(AckdGemmBF16 *gemm);
 PetscErrorCode AckdGemmBF16Multiply(AckdGemmBF16 gemm, char transa, char transb, PetscInt m, PetscInt n, PetscInt k,
                                     const uint16_t *A, const uint16_t *B, float beta, float *C);
 PetscErrorCode AckdGemmBF16Destroy(AckdGemmBF16 *gemm);

@@ -51,7 +51,7 @@ PetscErrorCode ackd_ska_options(AckdKDObj kd, PetscOptionItems *PetscOptionsObje
   PetscCall(AckdOptionsChoice(PetscOptionsObject, "-ska_maps_precision",
                               "SKA: the query and key maps' products (forward and backward) on single-precision or "
                               "bfloat16 operands, summed in single either way; bf16 needs AVX512_BF16 or AMX and "
-                              "halves their cost there (docs/KD.md, \"Cost and precision\")",
+                              "takes about a third off their time there (docs/KD.md, \"Cost and precision\")",
                               map_precisions, 2, &maps, NULL));
   kd->ska.maps_bf16 = maps == 1 ? PETSC_TRUE : PETSC_FALSE;
   PetscCall(AckdOptionsReal(PetscOptionsObject, "-ska_sinkhorn_eps", "SKA sinkhorn: entropic regularisation",
@@ -92,13 +92,13 @@ PetscErrorCode ackd_ska_setup(AckdKDObj kd)
     PetscCall(add_square(kd, "ska.teacher_attention.q_proj.weight", Ct, Ct, &ska->wq_t));
     PetscCall(add_square(kd, "ska.teacher_attention.k_proj.weight", Ct, Ct, &ska->wk_t));
   }
-  /* declared one after the other: one range (alignment may leave gaps, whose gradients stay 0) */
   if (ska->maps_bf16) {
     PetscCheck(AckdEngineHasBF16(), kd->comm, PETSC_ERR_USER_INPUT,
                "option -ska_maps_precision bf16 needs a CPU with AVX512_BF16 or AMX, which this one lacks; use "
                "-ska_maps_precision single");
     if (!ska->gemm) PetscCall(AckdGemmBF16Create(&ska->gemm));
   }
+  /* declared one after the other: one range (alignment may leave gaps, whose gradients stay 0) */
   ska->maps_lo = ska->wq_s >= 0 ? ska->wq_s : ska->wq_t;
   ska->maps_hi = ska->wk_t >= 0 ? ska->wk_t + Ct * Ct : (ska->wk_s >= 0 ? ska->wk_s + Cs * Cs : -1);
   if (Cs != Ct) PetscCall(add_square(kd, "ska.token_projection.weight", Ct, Cs, &ska->proj_tok));
@@ -167,7 +167,7 @@ typedef struct {
 
 /* One product of the maps, C = op(A) op(B) + beta C on contiguous operands, at
  * -ska_maps_precision's: single-precision GEMMs (the plan's logits need ~1e-6, not 1e-16), or
- * bf16 operands where the user traded ~4e-3 of each product for half its cost. */
+ * bf16 operands where the user traded ~4e-3 of each product for a third of its time. */
 static PetscErrorCode maps_gemm(const KDSka *ska, char ta, char tb, PetscInt m, PetscInt n, PetscInt k, Operand A,
                                 Operand B, float beta, float *C)
 {
