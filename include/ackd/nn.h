@@ -74,19 +74,19 @@ PetscErrorCode AckdSgemm(char transa, char transb, PetscInt m, PetscInt n, Petsc
 /* to[i] = from[i] rounded to bfloat16 (to nearest, ties to even; NaN stays NaN), at memory speed. */
 void AckdRoundBF16(const float *from, uint16_t *to, size_t count);
 
-/* C = op(A) op(B) + beta C (beta 0 or 1; operands contiguous, row-major, op 'N' or 'T') on
- * bfloat16 operands (AckdRoundBF16) with the products summed in float32: oneDNN's matmul on
- * AVX512_BF16 or AMX, faster than AckdSgemm there (SKA's maps: docs/PERFORMANCE.md). The caller
- * rounds each operand once however many products read it. Against the unrounded operands each
- * term then carries a relative error of up to 2^-7, against 2^-24 sqrt(k) for a whole entry in
- * single precision: for products whose inputs are already approximate (SKA's attention maps,
- * -ska_maps_precision). Refused in one line on CPUs without bf16 instructions. Keeps a plan per
- * shape. */
+/* C = op(A) op(B) (operands contiguous, row-major, op 'N' or 'T') on bfloat16 operands
+ * (AckdRoundBF16) with the products summed in float32: oneDNN's matmul on AVX512_BF16 or AMX,
+ * faster than AckdSgemm there (SKA's maps: docs/PERFORMANCE.md). The caller rounds each operand
+ * once however many products read it. Against the unrounded operands each term then carries a
+ * relative error of up to 2^-7, against 2^-24 sqrt(k) for a whole entry in single precision: for
+ * products whose inputs are already approximate (SKA's attention maps, -ska_maps_precision).
+ * Refused in one line on CPUs without bf16 instructions. Keeps plans per shape, as a layer does
+ * (AckdNNPlanCache). */
 typedef struct _p_AckdGemmBF16 *AckdGemmBF16;
 
 PetscErrorCode AckdGemmBF16Create(AckdGemmBF16 *gemm);
 PetscErrorCode AckdGemmBF16Multiply(AckdGemmBF16 gemm, char transa, char transb, PetscInt m, PetscInt n, PetscInt k,
-                                    const uint16_t *A, const uint16_t *B, float beta, float *C);
+                                    const uint16_t *A, const uint16_t *B, float *C);
 PetscErrorCode AckdGemmBF16Destroy(AckdGemmBF16 *gemm);
 
 /* ---------------------------------------------------------------- engine */

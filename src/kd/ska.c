@@ -172,10 +172,17 @@ static PetscErrorCode maps_gemm(const KDSka *ska, char ta, char tb, PetscInt m, 
                                 Operand B, float beta, float *C)
 {
   PetscFunctionBeginUser;
-  if (ska->maps_bf16)
-    PetscCall(AckdGemmBF16Multiply(ska->gemm, ta, tb, m, n, k, A.bf16, B.bf16, beta, C));
-  else
+  if (!ska->maps_bf16) {
     PetscCall(AckdSgemm(ta, tb, m, n, k, 1.0f, A.single, ta == 'N' ? k : m, B.single, tb == 'N' ? n : k, beta, C, n));
+  } else if (beta == 0.0f) {
+    PetscCall(AckdGemmBF16Multiply(ska->gemm, ta, tb, m, n, k, A.bf16, B.bf16, C));
+  } else { /* the one accumulating product, dZ += dK Wk: summed here, as SGEMM's beta = 1 sums */
+    float *AB;
+    PetscCall(PetscMalloc1(m * n, &AB));
+    PetscCall(AckdGemmBF16Multiply(ska->gemm, ta, tb, m, n, k, A.bf16, B.bf16, AB));
+    for (PetscInt i = 0; i < m * n; i++) C[i] += AB[i];
+    PetscCall(PetscFree(AB));
+  }
   PetscFunctionReturn(0);
 }
 

@@ -1,28 +1,31 @@
-/* C = op(A) op(B) + beta C with bfloat16 operands and float32 sums: oneDNN's matmul
- * (include/ackd/nn.h says when to use it). oneDNN 2.6 has no bf16 GEMM call, so each
- * shape gets a matmul plan, kept for the next call of that shape: a plan costs a JIT
- * compile, a call only the binding of its three buffers. A transposed operand is
- * described by its strides, not copied: the brgemm kernels read either order. */
+/* C = op(A) op(B) with bfloat16 operands and float32 sums: oneDNN's matmul (include/ackd/nn.h
+ * says when to use it). oneDNN 2.6 has no bf16 GEMM call, so each shape gets a matmul plan,
+ * kept in a plan cache per pair of transpositions as a layer keeps its plans per input shape:
+ * a plan costs a JIT compile, a call only the binding of its three buffers. A transposed
+ * operand is described by its strides, not copied: the brgemm kernels read either order. */
 #include "nn/nn_private.h"
 
-enum {
-  PLAN_SLOTS = 32 /* shapes kept; SKA's maps use six per distinct batch row count */
-};
-
 typedef struct {
-  PetscInt         m, n, k;
-  char             transa, transb;
-  PetscBool        accumulate;
   dnnl_primitive_t primitive;
   dnnl_memory_t    a, b, c; /* bound to the caller's buffers at each call */
 } Plan;
 
 struct _p_AckdGemmBF16 {
-  dnnl_engine_t engine;
-  dnnl_stream_t stream;
-  Plan          plan[PLAN_SLOTS];
-  PetscInt      used, next; /* filled slots; the slot the next new shape replaces once all are */
+  AckdEngine      engine;
+  AckdNNPlanCache plans[2][2]; /* [transa == 'T'][transb == 'T'], keyed by (m, n, k) */
 };
+
+static const char *const GEMM = "bf16 GEMM";
+
+static void plan_destroy(void *plan)
+{
+  Plan *p = plan;
+  AckdNNPrimitiveDestroy(&p->primitive);
+  AckdNNMemoryDestroy(&p->a);
+  AckdNNMemoryDestroy(&p->b);
+  AckdNNMemoryDestroy(&p->c);
+  PetscFree(p);
+}
 
 PetscErrorCode AckdGemmBF16Create(AckdGemmBF16 *gemm)
 {
@@ -32,27 +35,18 @@ PetscErrorCode AckdGemmBF16Create(AckdGemmBF16 *gemm)
   PetscCheck(AckdEngineHasBF16(), PETSC_COMM_SELF, PETSC_ERR_SUP,
              "bf16 GEMM needs a CPU with AVX512_BF16 or AMX, which this one lacks");
   PetscCall(PetscNew(&g));
-  AckdCallDnnl(dnnl_engine_create(&g->engine, dnnl_cpu, 0), "creating the bf16 GEMM's CPU engine");
-  AckdCallDnnl(dnnl_stream_create(&g->stream, g->engine, dnnl_stream_default_flags), "creating the bf16 GEMM's stream");
+  PetscCall(AckdEngineCreate(0, &g->engine)); /* 0: the thread count in force, unchanged */
   *gemm = g;
   PetscFunctionReturn(0);
-}
-
-static void plan_free(Plan *p)
-{
-  AckdNNPrimitiveDestroy(&p->primitive);
-  AckdNNMemoryDestroy(&p->a);
-  AckdNNMemoryDestroy(&p->b);
-  AckdNNMemoryDestroy(&p->c);
 }
 
 PetscErrorCode AckdGemmBF16Destroy(AckdGemmBF16 *gemm)
 {
   PetscFunctionBeginUser;
   if (!*gemm) PetscFunctionReturn(0);
-  for (PetscInt i = 0; i < (*gemm)->used; i++) plan_free(&(*gemm)->plan[i]);
-  if ((*gemm)->stream) dnnl_stream_destroy((*gemm)->stream);
-  if ((*gemm)->engine) dnnl_engine_destroy((*gemm)->engine);
+  for (int ta = 0; ta < 2; ta++)
+    for (int tb = 0; tb < 2; tb++) AckdNNPlanCacheClear(&(*gemm)->plans[ta][tb], plan_destroy);
+  PetscCall(AckdEngineDestroy(&(*gemm)->engine));
   PetscCall(PetscFree(*gemm));
   PetscFunctionReturn(0);
 }
@@ -73,88 +67,50 @@ static PetscErrorCode operand_desc(dnnl_memory_desc_t *md, PetscInt rows, PetscI
   PetscFunctionReturn(0);
 }
 
-static PetscErrorCode plan_create(AckdGemmBF16 g, Plan *p)
+static PetscErrorCode plan_create(AckdGemmBF16 g, char transa, char transb, PetscInt m, PetscInt n, PetscInt k,
+                                  Plan **plan)
 {
-  dnnl_memory_desc_t    a, b, c;
-  dnnl_matmul_desc_t    desc;
-  dnnl_primitive_attr_t attr = NULL;
-  dnnl_post_ops_t       ops  = NULL;
-  dnnl_primitive_desc_t pd;
+  dnnl_memory_desc_t a, b, c;
+  dnnl_matmul_desc_t desc;
+  Plan              *p;
 
   PetscFunctionBeginUser;
-  PetscCall(operand_desc(&a, p->m, p->k, p->transa, dnnl_bf16));
-  PetscCall(operand_desc(&b, p->k, p->n, p->transb, dnnl_bf16));
-  PetscCall(operand_desc(&c, p->m, p->n, 'N', dnnl_f32));
+  PetscCall(operand_desc(&a, m, k, transa, dnnl_bf16));
+  PetscCall(operand_desc(&b, k, n, transb, dnnl_bf16));
+  PetscCall(operand_desc(&c, m, n, 'N', dnnl_f32));
   AckdCallDnnl(dnnl_matmul_desc_init(&desc, &a, &b, NULL, &c), "describing a bf16 GEMM");
-  AckdCallDnnl(dnnl_primitive_attr_create(&attr), "creating a bf16 GEMM's attributes");
-  if (p->accumulate) { /* C += A B: the sum post-op reads C before the kernel overwrites it */
-    AckdCallDnnl(dnnl_post_ops_create(&ops), "creating a bf16 GEMM's post-ops");
-    AckdCallDnnl(dnnl_post_ops_append_sum(ops, 1.0f), "adding the bf16 GEMM's accumulation");
-    AckdCallDnnl(dnnl_primitive_attr_set_post_ops(attr, ops), "setting the bf16 GEMM's post-ops");
-  }
-  dnnl_status_t status = dnnl_primitive_desc_create(&pd, &desc, attr, g->engine, NULL);
-  if (ops) dnnl_post_ops_destroy(ops);
-  dnnl_primitive_attr_destroy(attr);
-  AckdCallDnnl(status, "planning a bf16 GEMM of %" PetscInt_FMT " x %" PetscInt_FMT " x %" PetscInt_FMT, p->m, p->n,
-               p->k);
-  status = dnnl_primitive_create(&p->primitive, pd);
-  dnnl_primitive_desc_destroy(pd);
-  AckdCallDnnl(status, "compiling a bf16 GEMM");
-  AckdCallDnnl(dnnl_memory_create(&p->a, &a, g->engine, DNNL_MEMORY_NONE), "describing a bf16 GEMM operand");
-  AckdCallDnnl(dnnl_memory_create(&p->b, &b, g->engine, DNNL_MEMORY_NONE), "describing a bf16 GEMM operand");
-  AckdCallDnnl(dnnl_memory_create(&p->c, &c, g->engine, DNNL_MEMORY_NONE), "describing a bf16 GEMM's result");
-  PetscFunctionReturn(0);
-}
-
-static PetscErrorCode plan_find(AckdGemmBF16 g, char transa, char transb, PetscInt m, PetscInt n, PetscInt k,
-                                PetscBool accumulate, Plan **plan)
-{
-  PetscFunctionBeginUser;
-  for (PetscInt i = 0; i < g->used; i++) {
-    Plan *p = &g->plan[i];
-    if (p->m == m && p->n == n && p->k == k && p->transa == transa && p->transb == transb &&
-        p->accumulate == accumulate) {
-      *plan = p;
-      PetscFunctionReturn(0);
-    }
-  }
-  Plan *p;
-  if (g->used < PLAN_SLOTS)
-    p = &g->plan[g->used++];
-  else {
-    p       = &g->plan[g->next];
-    g->next = (g->next + 1) % PLAN_SLOTS;
-    plan_free(p);
-  }
-  *p = (Plan){.m = m, .n = n, .k = k, .transa = transa, .transb = transb, .accumulate = accumulate};
-  PetscCall(plan_create(g, p));
+  PetscCall(PetscNew(&p));
+  PetscCall(AckdNNPrimitiveCreate(&g->engine, &desc, NULL, &p->primitive, NULL, GEMM, "matmul"));
+  PetscCall(AckdNNMemoryCreate(&g->engine, &a, &p->a, GEMM));
+  PetscCall(AckdNNMemoryCreate(&g->engine, &b, &p->b, GEMM));
+  PetscCall(AckdNNMemoryCreate(&g->engine, &c, &p->c, GEMM));
   *plan = p;
   PetscFunctionReturn(0);
 }
 
 PetscErrorCode AckdGemmBF16Multiply(AckdGemmBF16 g, char transa, char transb, PetscInt m, PetscInt n, PetscInt k,
-                                    const uint16_t *A, const uint16_t *B, float beta, float *C)
+                                    const uint16_t *A, const uint16_t *B, float *C)
 {
-  Plan *p = NULL;
-
   PetscFunctionBeginUser;
   PetscCheck((transa == 'N' || transa == 'T') && (transb == 'N' || transb == 'T'), PETSC_COMM_SELF, PETSC_ERR_ARG_WRONG,
              "bf16 GEMM: op '%c%c'; each must be 'N' or 'T'", transa, transb);
-  PetscCheck(beta == 0.0f || beta == 1.0f, PETSC_COMM_SELF, PETSC_ERR_ARG_OUTOFRANGE,
-             "bf16 GEMM: beta %g; only 0 (overwrite) and 1 (accumulate) are planned", (double)beta);
   if (m == 0 || n == 0) PetscFunctionReturn(0);
-  if (k == 0) { /* an empty sum: C keeps its value or becomes 0, as in BLAS */
-    if (beta == 0.0f) PetscCall(PetscArrayzero(C, m * n));
+  if (k == 0) { /* an empty sum */
+    PetscCall(PetscArrayzero(C, m * n));
     PetscFunctionReturn(0);
   }
-  PetscCall(plan_find(g, transa, transb, m, n, k, beta == 1.0f ? PETSC_TRUE : PETSC_FALSE, &p));
-  /* oneDNN's handles are not const: the operands are only read */
-  AckdCallDnnl(dnnl_memory_set_data_handle(p->a, (void *)A), "binding a bf16 GEMM operand");
-  AckdCallDnnl(dnnl_memory_set_data_handle(p->b, (void *)B), "binding a bf16 GEMM operand");
-  AckdCallDnnl(dnnl_memory_set_data_handle(p->c, C), "binding a bf16 GEMM's result");
+  AckdNNPlanCache    *cache = &g->plans[transa == 'T'][transb == 'T'];
+  const AckdNNPlanKey key   = {.n = m, .c = n, .h = k};
+  Plan               *p     = AckdNNPlanCacheFind(cache, &key);
+  if (!p) {
+    const PetscInt slot = AckdNNPlanCacheSlot(cache, &key, plan_destroy);
+    PetscCall(plan_create(g, transa, transb, m, n, k, &p));
+    cache->plan[slot] = p;
+  }
+  PetscCall(AckdNNMemoryBind(p->a, A, GEMM));
+  PetscCall(AckdNNMemoryBind(p->b, B, GEMM));
+  PetscCall(AckdNNMemoryBind(p->c, C, GEMM));
   dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, p->a}, {DNNL_ARG_WEIGHTS, p->b}, {DNNL_ARG_DST, p->c}};
-  AckdCallDnnl(dnnl_primitive_execute(p->primitive, g->stream, 3, args),
-               "running a bf16 GEMM of %" PetscInt_FMT " x %" PetscInt_FMT " x %" PetscInt_FMT, m, n, k);
-  AckdCallDnnl(dnnl_stream_wait(g->stream), "waiting for a bf16 GEMM");
+  PetscCall(AckdNNExecute(&g->engine, p->primitive, 3, args, GEMM, "matmul"));
   PetscFunctionReturn(0);
 }

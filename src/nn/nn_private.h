@@ -49,7 +49,6 @@ typedef struct {
   size_t           round_bf16; /* instead of reorder: this many floats rounded to bf16 in place of layout */
 } AckdNNPort;
 
-
 /* `what` is the query of the primitive's chosen descriptor, e.g. dnnl_query_src_md. */
 PetscErrorCode AckdNNPortCreate(AckdEngine *engine, const dnnl_memory_desc_t *user_md, const_dnnl_primitive_desc_t pd,
                                 dnnl_query_t what, PetscBool output, AckdNNPort *port, const char *layer);
