@@ -36,6 +36,7 @@ struct _p_AckdSynth {
   PetscReal      rgb_label_noise; /* RGB only, training and validation splits only */
   PetscReal      rgb_variability; /* the RGB collection's own; -synth_variability unless given */
   PetscReal      train_fraction, val_fraction;
+  PetscReal      rgb_train_fraction, rgb_val_fraction; /* the RGB collection's own; the above unless given */
   PetscBool      force, paired;
   PetscLogEvent  event_render, event_write;
 };
@@ -51,6 +52,7 @@ typedef struct {
   PetscReal   variability;
   PetscReal   label_noise;
   PetscReal   known_label_noise; /* on the training and validation splits only (-synth_rgb_label_noise) */
+  PetscReal   train_fraction, val_fraction;
 } Collection;
 
 PetscErrorCode AckdSynthCreate(MPI_Comm comm, AckdSynth *synth)
@@ -83,6 +85,15 @@ PetscErrorCode AckdSynthCreate(MPI_Comm comm, AckdSynth *synth)
   s->event_render = synth_log.events[0];
   s->event_write  = synth_log.events[1];
   *synth          = s;
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode check_fractions(MPI_Comm comm, const char *collection, PetscReal train, PetscReal val)
+{
+  PetscFunctionBeginUser;
+  PetscCheck(train + val <= 1.0 + 1e-12, comm, PETSC_ERR_USER_INPUT,
+             "options -synth_%strain and -synth_%sval (%g and %g) add up to more than 1; lower one", collection,
+             collection, (double)train, (double)val);
   PetscFunctionReturn(0);
 }
 
@@ -137,6 +148,16 @@ PetscErrorCode AckdSynthSetFromOptions(AckdSynth s)
                             0.0, 1.0, NULL));
   PetscCall(AckdOptionsReal(PetscOptionsObject, "-synth_val", "Validation fraction of each class (the rest is test)",
                             &s->val_fraction, 0.0, 1.0, NULL));
+  s->rgb_train_fraction = s->train_fraction;
+  s->rgb_val_fraction   = s->val_fraction;
+  PetscCall(AckdOptionsReal(PetscOptionsObject, "-synth_rgb_train",
+                            "The RGB collection's training fraction of each class, when its labels are scarcer than "
+                            "the MS one's (default: -synth_train)",
+                            &s->rgb_train_fraction, 0.0, 1.0, NULL));
+  PetscCall(AckdOptionsReal(PetscOptionsObject, "-synth_rgb_val",
+                            "The RGB collection's validation fraction of each class (the rest is test; default: "
+                            "-synth_val)",
+                            &s->rgb_val_fraction, 0.0, 1.0, NULL));
   PetscCall(AckdOptionsInt(PetscOptionsObject, "-synth_seed", "Random seed: the whole benchmark is a function of it",
                            &s->seed, 0, PETSC_MAX_INT, NULL));
   PetscCall(AckdOptionsInt(PetscOptionsObject, "-synth_compress", "Deflate level of the image datasets (0: none)",
@@ -148,16 +169,19 @@ PetscErrorCode AckdSynthSetFromOptions(AckdSynth s)
   PetscCall(AckdOptionsBool(PetscOptionsObject, "-synth_force",
                             "Replace an existing output written with other parameters", &s->force, NULL));
   PetscOptionsEnd();
-  if (s->train_fraction + s->val_fraction > 1.0 + 1e-12) {
-    char values[64];
-    snprintf(values, sizeof values, "%g and %g", (double)s->train_fraction, (double)s->val_fraction);
-    SETERRQ(s->comm, PETSC_ERR_USER_INPUT, "options -synth_train and -synth_val (%s) add up to more than 1; lower one",
-            values);
-  }
+  PetscCall(check_fractions(s->comm, "", s->train_fraction, s->val_fraction));
+  PetscCall(check_fractions(s->comm, "rgb_", s->rgb_train_fraction, s->rgb_val_fraction));
   PetscCheck(!s->paired || s->rgb_count == s->ms_count, s->comm, PETSC_ERR_USER_INPUT,
              "-synth_paired needs as many RGB as MS samples (-synth_rgb_count %" PetscInt_FMT
              ", -synth_ms_count %" PetscInt_FMT "): sample i of each shows the same ground; give both the same count",
              s->rgb_count, s->ms_count);
+  PetscCheck(!s->paired || (s->rgb_train_fraction == s->train_fraction && s->rgb_val_fraction == s->val_fraction),
+             s->comm, PETSC_ERR_USER_INPUT,
+             "-synth_paired needs the RGB collection's split fractions equal to the MS one's (-synth_rgb_train %g "
+             "-synth_rgb_val %g against %g and %g): sample i of each is in the same split; leave -synth_rgb_train and "
+             "-synth_rgb_val out",
+             (double)s->rgb_train_fraction, (double)s->rgb_val_fraction, (double)s->train_fraction,
+             (double)s->val_fraction);
   /* Variability scales the layout draws too, so the same ground needs the same value on both sides. */
   PetscCheck(!s->paired || s->rgb_variability == s->variability, s->comm, PETSC_ERR_USER_INPUT,
              "-synth_paired needs -synth_rgb_variability equal to -synth_variability (%g and %g): sample i of each "
@@ -186,6 +210,10 @@ static void parameter_line(AckdSynth s, char *buf, size_t len)
     used += (size_t)snprintf(buf + used, len - used, " rgb_label_noise=%.15g", (double)s->rgb_label_noise);
   if (s->rgb_variability != s->variability && used < len)
     used += (size_t)snprintf(buf + used, len - used, " rgb_variability=%.15g", (double)s->rgb_variability);
+  if (s->rgb_train_fraction != s->train_fraction && used < len)
+    used += (size_t)snprintf(buf + used, len - used, " rgb_train=%.15g", (double)s->rgb_train_fraction);
+  if (s->rgb_val_fraction != s->val_fraction && used < len)
+    used += (size_t)snprintf(buf + used, len - used, " rgb_val=%.15g", (double)s->rgb_val_fraction);
   if (s->paired && used < len) snprintf(buf + used, len - used, " paired=1");
 }
 
@@ -205,7 +233,9 @@ static PetscErrorCode collections_set_up(AckdSynth s, Collection *ms, Collection
                       .tag_label_noise = TAG_MS_LABEL_NOISE,
                       .tag_split       = TAG_MS_SPLIT,
                       .variability     = s->variability,
-                      .label_noise     = s->label_noise};
+                      .label_noise     = s->label_noise,
+                      .train_fraction  = s->train_fraction,
+                      .val_fraction    = s->val_fraction};
   *rgb = (Collection){.name              = "rgb",
                       .count             = s->rgb_count,
                       .tag_scene         = s->paired ? TAG_MS_SCENE : TAG_RGB_SCENE,
@@ -213,7 +243,9 @@ static PetscErrorCode collections_set_up(AckdSynth s, Collection *ms, Collection
                       .tag_split         = s->paired ? TAG_MS_SPLIT : TAG_RGB_SPLIT,
                       .variability       = s->rgb_variability,
                       .label_noise       = s->label_noise,
-                      .known_label_noise = s->rgb_label_noise};
+                      .known_label_noise = s->rgb_label_noise,
+                      .train_fraction    = s->rgb_train_fraction,
+                      .val_fraction      = s->rgb_val_fraction};
   PetscCall(AckdSceneSensorMultispectral(s->bands, s->ms_noise, s->ms_blur, &ms->sensor));
   PetscCall(AckdSceneSensorRGB(s->rgb_gsd, s->rgb_noise, s->rgb_blur, &rgb->sensor));
   Collection *both[2] = {ms, rgb};
@@ -246,8 +278,8 @@ static PetscErrorCode compute_splits(AckdSynth s, const Collection *c, unsigned 
   PetscInt         *scene;
   AckdSplitSettings settings = {.seed  = (uint64_t)s->seed,
                                 .tag   = c->tag_split,
-                                .train = s->train_fraction,
-                                .val   = s->val_fraction,
+                                .train = c->train_fraction,
+                                .val   = c->val_fraction,
                                 .folds = 0,
                                 .fold  = 0};
 
