@@ -113,6 +113,7 @@ cat >"$work/sweep.stages" <<EOF
 teacher  serial  $tests/record_row.sh {run}/sweep/teacher_{teacher}.txt teacher {run}/none {method} {teacher} {student} {pair} {extra}
 distill  serial  $tests/record_row.sh {run}/sweep/{tag}/record.txt distill {run}/sweep/teacher_{teacher}.txt {method} {teacher} {student} {pair} {extra}
 eval     serial  $tests/record_row.sh {run}/sweep/{tag}/record.txt eval {run}/sweep/teacher_{teacher}.txt {method} {teacher} {student} {pair} {extra}
+eval_train  serial  $tests/record_row.sh {run}/sweep/{tag}/record.txt eval_train {run}/sweep/teacher_{teacher}.txt {method} {teacher} {student} {pair} {extra}
 EOF
 cat >"$work/sweep.grid" <<EOF
 # method  pair  extra
@@ -184,9 +185,9 @@ expect_record() {
 # a row without +sembridge turns it off after the options file (which may turn it on)
 expect_record teacher_resnet34.txt "teacher teacher resnet34 resnet34 R/R -sembridge false"
 expect_record teacher_shufflenetv2.txt "teacher teacher shufflenetv2 shufflenetv2 S/S -sembridge false"
-expect_record kd_RM/record.txt "$(printf 'distill kd resnet34 mobilenetv2 R/M -sembridge false\neval kd resnet34 mobilenetv2 R/M -sembridge false')"
-expect_record dkd_SS/record.txt "$(printf 'distill dkd shufflenetv2 shufflenetv2 S/S -sembridge false -dkd_beta 8\neval dkd shufflenetv2 shufflenetv2 S/S -sembridge false -dkd_beta 8')"
-expect_record kd+sembridge_RS/record.txt "$(printf 'distill kd resnet34 shufflenetv2 R/S -sembridge\neval kd resnet34 shufflenetv2 R/S -sembridge')"
+expect_record kd_RM/record.txt "$(printf 'distill kd resnet34 mobilenetv2 R/M -sembridge false\neval kd resnet34 mobilenetv2 R/M -sembridge false\neval_train kd resnet34 mobilenetv2 R/M -sembridge false')"
+expect_record dkd_SS/record.txt "$(printf 'distill dkd shufflenetv2 shufflenetv2 S/S -sembridge false -dkd_beta 8\neval dkd shufflenetv2 shufflenetv2 S/S -sembridge false -dkd_beta 8\neval_train dkd shufflenetv2 shufflenetv2 S/S -sembridge false -dkd_beta 8')"
+expect_record kd+sembridge_RS/record.txt "$(printf 'distill kd resnet34 shufflenetv2 R/S -sembridge\neval kd resnet34 shufflenetv2 R/S -sembridge\neval_train kd resnet34 shufflenetv2 R/S -sembridge')"
 [ "$(ls "$run/sweep" | grep -c '^teacher_.*txt$')" -eq 2 ] || fail "expected 2 teacher tasks: $(ls "$run/sweep")"
 
 "$python" - "$run" <<'PY' || fail "outputs"

@@ -38,7 +38,7 @@ for opts in "$repo"/inputs/*.opts; do
       failures=$((failures + 1))
     fi
     stages=distill
-    [ "${#seen[@]}" -gt 1 ] || stages="distill eval" # eval's line is the same for every row
+    [ "${#seen[@]}" -gt 1 ] || stages="distill eval eval_train" # the evals' lines are the same for every row
     for stage in $stages; do
       ackd_stage_argv "$repo/jobs/sweep.stages" "$stage" || { failures=$((failures + 1)); continue; }
       printf '%q ' "${ACKD_ARGV[@]}" -check_options -quiet >>"$commands"

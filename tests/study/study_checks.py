@@ -39,19 +39,30 @@ def study_cli(args, *words, expect=0):
     return r
 
 
+def confusion_oa(path):
+    with h5py.File(path, "r") as e:
+        confusion = np.asarray(e["confusion"], dtype=float)  # rows: true class
+    return 100 * np.trace(confusion) / confusion.sum(), confusion
+
+
 def independent_table(study_out):
-    """{method: {seed: (oa, one_sided_oa)}} from each eval file's confusion matrix and the class map."""
+    """{method: {seed: (oa, one_sided_oa, train_oa)}} from each eval file's confusion matrix and the class
+    map; train_oa from the evaluation on the training split."""
     cells = {}
     for seed in SEEDS:
         world = os.path.join(study_out, "overlap-0.6", f"seed-{seed}")
         with h5py.File(os.path.join(world, "data.h5"), "r") as f:
             one_sided = np.asarray(f["class_map/rgb_to_ms"]) < 0
+        with h5py.File(os.path.join(world, "data.h5"), "r") as f:
+            train_count = int(np.sum(np.asarray(f["rgb/split"]) == 0))
         for method in METHODS:
-            with h5py.File(os.path.join(world, "sweep", f"{method}_{PAIR.replace('/', '')}", "eval_test.h5")) as e:
-                confusion = np.asarray(e["confusion"], dtype=float)  # rows: true class
-            oa = 100 * np.trace(confusion) / confusion.sum()
+            cell = os.path.join(world, "sweep", f"{method}_{PAIR.replace('/', '')}")
+            oa, confusion = confusion_oa(os.path.join(cell, "eval_test.h5"))
             sided = 100 * np.diag(confusion)[one_sided].sum() / confusion[one_sided].sum()
-            cells.setdefault(method, {})[seed] = (oa, sided)
+            train_oa, train_confusion = confusion_oa(os.path.join(cell, "eval_train.h5"))
+            check(train_confusion.sum() == train_count, f"{method}, seed {seed}: eval_train.h5 counts "
+                  f"{train_confusion.sum():.0f} scenes, the training split has {train_count}")
+            cells.setdefault(method, {})[seed] = (oa, sided, train_oa)
     return cells
 
 
@@ -71,8 +82,9 @@ def main():
 
     first = study_cli(args, "run", study, "--ackd", args.ackd)
     steps = [line for line in first.stdout.splitlines() if line.startswith("study: ")]
-    # per seed: synth, teacher, its eval, ssm, match, ssm-free, match-free, then a distill and an eval per method
-    check(len(steps) == len(SEEDS) * (7 + 2 * len(METHODS)), f"first run: {len(steps)} steps")
+    # per seed: synth, teacher, its eval, ssm, match, ssm-free, match-free, then per method a distill and the
+    # evals on the test and on the training split
+    check(len(steps) == len(SEEDS) * (7 + 3 * len(METHODS)), f"first run: {len(steps)} steps")
     again = study_cli(args, "run", study, "--ackd", args.ackd)
     check(not [l for l in again.stdout.splitlines() if l.startswith("study: ")],
           "second run: every finished step is skipped")
@@ -118,6 +130,8 @@ def main():
         check(abs(float(rows[method]["oa_std"]) - np.std(oa, ddof=1)) < 1e-9, f"{method}: OA std over seeds")
         check(abs(float(rows[method]["one_sided_mean"]) - np.mean([ref[method][s][1] for s in SEEDS])) < 1e-9,
               f"{method}: one-sided classes' OA")
+        check(abs(float(rows[method]["train_oa_mean"]) - np.mean([ref[method][s][2] for s in SEEDS])) < 1e-9,
+              f"{method}: the clean training split's OA")
         fitted = []
         for s in SEEDS:
             world = os.path.join(args.out, "study", "overlap-0.6", f"seed-{s}")
