@@ -53,7 +53,6 @@ def independent_table(study_out):
         world = os.path.join(study_out, "overlap-0.6", f"seed-{seed}")
         with h5py.File(os.path.join(world, "data.h5"), "r") as f:
             one_sided = np.asarray(f["class_map/rgb_to_ms"]) < 0
-        with h5py.File(os.path.join(world, "data.h5"), "r") as f:
             train_count = int(np.sum(np.asarray(f["rgb/split"]) == 0))
         for method in METHODS:
             cell = os.path.join(world, "sweep", f"{method}_{PAIR.replace('/', '')}")
