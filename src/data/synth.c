@@ -19,7 +19,9 @@ enum {
   TAG_RGB_LABEL_NOISE,
   TAG_MS_SPLIT,
   TAG_RGB_SPLIT,
-  TAG_RGB_KNOWN_LABEL_NOISE
+  TAG_RGB_KNOWN_LABEL_NOISE,
+  TAG_MS_NEIGHBOUR,
+  TAG_RGB_NEIGHBOUR
 };
 
 enum {
@@ -37,6 +39,7 @@ struct _p_AckdSynth {
   PetscReal      rgb_variability; /* the RGB collection's own; -synth_variability unless given */
   PetscReal      train_fraction, val_fraction;
   PetscReal      rgb_train_fraction, rgb_val_fraction; /* the RGB collection's own; the above unless given */
+  PetscReal      mixing; /* the largest share of a scene a neighbouring class's cover holds */
   PetscBool      force, paired;
   PetscLogEvent  event_render, event_write;
 };
@@ -48,7 +51,7 @@ typedef struct {
   PetscInt   *world_class; /* local class -> scene catalogue class */
   char      **class_names;
   AckdSensor  sensor;
-  uint32_t    tag_scene, tag_label_noise, tag_split;
+  uint32_t    tag_scene, tag_label_noise, tag_split, tag_neighbour;
   PetscReal   variability;
   PetscReal   label_noise;
   PetscReal   known_label_noise; /* on the training and validation splits only (-synth_rgb_label_noise) */
@@ -136,6 +139,11 @@ PetscErrorCode AckdSynthSetFromOptions(AckdSynth s)
                             "The RGB collection's intra-class variability, when it comes from more places, seasons and "
                             "acquisitions than the MS one (0..1; default: -synth_variability)",
                             &s->rgb_variability, 0.0, 1.0, NULL));
+  PetscCall(AckdOptionsReal(PetscOptionsObject, "-synth_mixing",
+                            "Largest share of a scene held by a neighbouring parcel of another of its collection's "
+                            "classes, across an edge (each scene draws its share uniformly below it; the label stays "
+                            "the main cover's; 0..0.5, 0: one cover per scene)",
+                            &s->mixing, 0.0, 0.5, NULL));
   PetscCall(AckdOptionsReal(PetscOptionsObject, "-synth_label_noise",
                             "Probability that a sample's label is replaced by another class", &s->label_noise, 0.0, 1.0,
                             NULL));
@@ -214,6 +222,7 @@ static void parameter_line(AckdSynth s, char *buf, size_t len)
     used += (size_t)snprintf(buf + used, len - used, " rgb_train=%.15g", (double)s->rgb_train_fraction);
   if (s->rgb_val_fraction != s->val_fraction && used < len)
     used += (size_t)snprintf(buf + used, len - used, " rgb_val=%.15g", (double)s->rgb_val_fraction);
+  if (s->mixing > 0 && used < len) used += (size_t)snprintf(buf + used, len - used, " mixing=%.15g", (double)s->mixing);
   if (s->paired && used < len) snprintf(buf + used, len - used, " paired=1");
 }
 
@@ -232,6 +241,7 @@ static PetscErrorCode collections_set_up(AckdSynth s, Collection *ms, Collection
                       .tag_scene       = TAG_MS_SCENE,
                       .tag_label_noise = TAG_MS_LABEL_NOISE,
                       .tag_split       = TAG_MS_SPLIT,
+                      .tag_neighbour   = TAG_MS_NEIGHBOUR,
                       .variability     = s->variability,
                       .label_noise     = s->label_noise,
                       .train_fraction  = s->train_fraction,
@@ -241,6 +251,7 @@ static PetscErrorCode collections_set_up(AckdSynth s, Collection *ms, Collection
                       .tag_scene         = s->paired ? TAG_MS_SCENE : TAG_RGB_SCENE,
                       .tag_label_noise   = TAG_RGB_LABEL_NOISE,
                       .tag_split         = s->paired ? TAG_MS_SPLIT : TAG_RGB_SPLIT,
+                      .tag_neighbour     = s->paired ? TAG_MS_NEIGHBOUR : TAG_RGB_NEIGHBOUR,
                       .variability       = s->rgb_variability,
                       .label_noise       = s->label_noise,
                       .known_label_noise = s->rgb_label_noise,
@@ -315,6 +326,19 @@ static int sample_label(AckdSynth s, const Collection *c, PetscInt i, unsigned c
   return noisy(s, i, label, c->known_label_noise, TAG_RGB_KNOWN_LABEL_NOISE);
 }
 
+/* The neighbouring parcel scene i straddles: another of the collection's
+ * classes, since a benchmark's classes cover its region's land, with a share
+ * uniform below -synth_mixing. Paired, both collections draw it from the MS
+ * stream, so the same ground has the same neighbour. */
+static AckdSceneNeighbour scene_neighbour(AckdSynth s, const Collection *c, PetscInt i)
+{
+  AckdRng rng;
+  AckdRngInit(&rng, (uint64_t)s->seed, (uint64_t)i, c->tag_neighbour);
+  PetscInt own = i % s->classes, other = (PetscInt)AckdRngBelow(&rng, (uint32_t)(s->classes - 1));
+  if (other >= own) other++;
+  return (AckdSceneNeighbour){.global_class = c->world_class[other], .share = s->mixing * AckdRngUniform(&rng)};
+}
+
 /* Writes one collection; on a stop request (SIGUSR1, SIGTERM) it ends after the current round of
  * writes, with *stopped set and the collection incomplete. */
 static PetscErrorCode write_collection(AckdSynth s, hid_t file, Collection *c, AckdProgress *bar, PetscInt *progress,
@@ -366,8 +390,10 @@ static PetscErrorCode write_collection(AckdSynth s, hid_t file, Collection *c, A
       PetscInt scene_class;
       labels[i] = sample_label(s, c, first + i, split[first + i], &scene_class);
       flipped += labels[i] != (first + i) % s->classes;
-      PetscCall(AckdSceneRender((uint64_t)s->seed, c->tag_scene, (uint64_t)(first + i), scene_class, c->variability,
-                                &c->sensor, S, S, images + i * sample));
+      AckdSceneNeighbour neighbour = scene_neighbour(s, c, first + i);
+      PetscCall(AckdSceneRenderMixed((uint64_t)s->seed, c->tag_scene, (uint64_t)(first + i), scene_class,
+                                     c->variability, s->mixing > 0 ? &neighbour : NULL, &c->sensor, S, S,
+                                     images + i * sample));
     }
     PetscCall(PetscLogEventEnd(s->event_render, 0, 0, 0, 0));
     PetscCall(PetscLogEventBegin(s->event_write, 0, 0, 0, 0));

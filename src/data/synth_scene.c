@@ -740,7 +740,18 @@ typedef struct {
   double reading[SLOTS][ACKD_SENSOR_MAX_BANDS]; /* what each channel reads from each slot's material */
   double illumination;                          /* per-image gain: sun angle, exposure */
   double haze;                                  /* path radiance at 490 nm, falling as 1/lambda^2 */
+  double season;                                /* the acquisition's departure from the class's mean condition */
 } SceneRadiometry;
+
+/* A neighbouring parcel's cover and the edge between it and the scene's own. */
+typedef struct {
+  SceneLayout layout;
+  double      reading[SLOTS][ACKD_SENSOR_MAX_BANDS];
+  double      nx, ny; /* the edge's normal, pointing into the neighbour */
+  double      offset; /* the edge's distance from the tile's centre along the normal */
+  double      extent; /* ground size of the tile */
+  uint32_t    seed;   /* for the edge's wander */
+} SceneNeighbour;
 
 static double clamp_range(double x, double lo, double hi)
 {
@@ -766,25 +777,85 @@ static void draw_layout(AckdRng *rng, const ClassRecipe *recipe, double variabil
   for (int k = 0; k < 6; k++) s->p[k] = AckdRngUniform(rng);
 }
 
-static void draw_radiometry(AckdRng *rng, const ClassRecipe *recipe, double variability, const AckdSensor *sensor,
-                            SceneRadiometry *r)
+/* What each slot's material reads in every channel, for one cover of a scene:
+ * the season moves every material of the scene the same way (a dry summer
+ * browns all grass at once), the rest of each material's condition is its own. */
+static void draw_readings(AckdRng *rng, const ClassRecipe *recipe, double variability, double season,
+                          const AckdSensor *sensor, double reading[SLOTS][ACKD_SENSOR_MAX_BANDS])
 {
-  /* Season and weather move every material of a scene the same way (a dry
-   * summer browns all grass at once), so part of the condition is shared. */
-  double season = variability * AckdRngNormal(rng);
   for (int k = 0; k < SLOTS; k++) {
     double condition = clamp_range(0.9 * season + 0.7 * variability * AckdRngNormal(rng), -1.0, 1.0);
     double gain      = 1.0 + 0.10 * variability * AckdRngNormal(rng);
     for (PetscInt c = 0; c < sensor->channels; c++)
-      r->reading[k][c] = gain * sensor_channel_reflectance(sensor, c, recipe->material[k], condition);
+      reading[k][c] = gain * sensor_channel_reflectance(sensor, c, recipe->material[k], condition);
   }
+}
+
+static void draw_radiometry(AckdRng *rng, const ClassRecipe *recipe, double variability, const AckdSensor *sensor,
+                            SceneRadiometry *r)
+{
+  r->season = variability * AckdRngNormal(rng);
+  draw_readings(rng, recipe, variability, r->season, sensor, r->reading);
   r->illumination = fmax(0.5, 1.0 + 0.2 * variability * AckdRngNormal(rng));
   r->haze         = 0.03 * variability * AckdRngUniform(rng);
 }
 
-/* Samples the texture at every pixel centre and mixes the slot readings. */
-static void paint_scene(const SceneLayout *s, const SceneRadiometry *r, const AckdSensor *sensor, PetscInt height,
-                        PetscInt width, float *image)
+/* The offset t at which the half-plane n.x > t cuts `share` (<= 1/2) of a
+ * square of side `extent` centred on the origin, for the unit normal n at
+ * `angle`. Along n the square's points are the sum of two uniform variables on
+ * [-a, a] and [-b, b] (a >= b), a trapezoidal density whose upper tail is
+ * (a + b - t)^2 / (8ab) above a - b and (a - t) / (2a) below it. */
+static double edge_offset(double angle, double extent, double share)
+{
+  double a = 0.5 * extent * fabs(cos(angle)), b = 0.5 * extent * fabs(sin(angle));
+  if (a < b) {
+    double swap = a;
+    a           = b;
+    b           = swap;
+  }
+  if (share <= b / (2.0 * a)) return a + b - sqrt(8.0 * a * b * share);
+  return a - 2.0 * a * share;
+}
+
+static void draw_neighbour(AckdRng *rng, const AckdSceneNeighbour *neighbour, double variability, double season,
+                           const AckdSensor *sensor, double ground_width, double ground_height, SceneNeighbour *n)
+{
+  ClassRecipe recipe;
+
+  class_recipe(neighbour->global_class, &recipe);
+  draw_layout(rng, &recipe, variability, ground_width, ground_height, &n->layout);
+  draw_readings(rng, &recipe, variability, season, sensor, n->reading);
+  double angle = AckdRngUniformRange(rng, -PETSC_PI, PETSC_PI);
+  n->nx        = cos(angle);
+  n->ny        = sin(angle);
+  n->extent    = fmax(ground_width, ground_height);
+  n->offset    = edge_offset(angle, n->extent, neighbour->share);
+  n->seed      = AckdRngU32(rng);
+}
+
+/* How much of ground point (u, v) the neighbouring cover holds: 1 past the
+ * edge, 0 before it. Parcel edges are not ruled lines, so the edge wanders by
+ * a few percent of the tile about its line, with a mean of zero, which keeps
+ * the neighbour's share of the tile at its draw on average. */
+static double neighbour_weight(const SceneNeighbour *n, double u, double v)
+{
+  double across = n->nx * u + n->ny * v, along = -n->ny * u + n->nx * v;
+  double wander = 0.12 * n->extent * (fractal_noise(along / (0.3 * n->extent), 0.5, n->seed, 3) - 0.5);
+  return step_up(across, n->offset + wander, 0.7);
+}
+
+static double cover_value(const double reading[SLOTS][ACKD_SENSOR_MAX_BANDS], PetscInt c, const double w[SLOTS],
+                          double shade)
+{
+  double value = 0.0;
+  for (int k = 0; k < SLOTS; k++) value += w[k] * reading[k][c];
+  return shade * value;
+}
+
+/* Samples the texture at every pixel centre and mixes the slot readings; with
+ * a neighbour, its cover's mixture past the edge. */
+static void paint_scene(const SceneLayout *s, const SceneRadiometry *r, const SceneNeighbour *n,
+                        const AckdSensor *sensor, PetscInt height, PetscInt width, float *image)
 {
   TextureFunction texture = TEXTURES[s->texture];
   PetscInt        plane   = height * width;
@@ -796,11 +867,16 @@ static void paint_scene(const SceneLayout *s, const SceneRadiometry *r, const Ac
       double u = (j + 0.5) * gsd - 0.5 * width * gsd;
       double a = s->cos_a * u + s->sin_a * v, b = -s->sin_a * u + s->cos_a * v;
       double w[SLOTS] = {0.0, 0.0, 0.0, 0.0}, shade = 1.0;
+      double w2[SLOTS] = {0.0, 0.0, 0.0, 0.0}, shade2 = 1.0, mix = n ? neighbour_weight(n, u, v) : 0.0;
       texture(s, a, b, w, &shade);
+      if (mix > 0.0) {
+        const SceneLayout *t = &n->layout;
+        TEXTURES[t->texture](t, t->cos_a * u + t->sin_a * v, -t->sin_a * u + t->cos_a * v, w2, &shade2);
+      }
       for (PetscInt c = 0; c < sensor->channels; c++) {
-        double value = 0.0;
-        for (int k = 0; k < SLOTS; k++) value += w[k] * r->reading[k][c];
-        image[c * plane + i * width + j] = (float)(shade * value);
+        double value = cover_value(r->reading, c, w, shade);
+        if (mix > 0.0) value = (1.0 - mix) * value + mix * cover_value(n->reading, c, w2, shade2);
+        image[c * plane + i * width + j] = (float)value;
       }
     }
   }
@@ -913,13 +989,16 @@ static PetscErrorCode check_sensor(const AckdSensor *sensor)
   PetscFunctionReturn(0);
 }
 
-PetscErrorCode AckdSceneRender(uint64_t seed, uint32_t tag, uint64_t index, PetscInt global_class, double variability,
-                               const AckdSensor *sensor, PetscInt height, PetscInt width, float *image)
+PetscErrorCode AckdSceneRenderMixed(uint64_t seed, uint32_t tag, uint64_t index, PetscInt global_class,
+                                    double variability, const AckdSceneNeighbour *neighbour, const AckdSensor *sensor,
+                                    PetscInt height, PetscInt width, float *image)
 {
   ClassRecipe     recipe;
   SceneLayout     layout;
   SceneRadiometry radiometry;
+  SceneNeighbour  next;
   AckdRng         rng;
+  PetscBool       mixed = neighbour && neighbour->share > 0.0 ? PETSC_TRUE : PETSC_FALSE;
 
   PetscFunctionBeginUser;
   PetscCall(check_sensor(sensor));
@@ -932,15 +1011,33 @@ PetscErrorCode AckdSceneRender(uint64_t seed, uint32_t tag, uint64_t index, Pets
              "scene render: width %" PetscInt_FMT "; valid range is 1..%" PetscInt_FMT, width, MAX_IMAGE_SIDE);
   PetscCheck(isfinite(variability) && variability >= 0.0 && variability <= 1.0, PETSC_COMM_SELF,
              PETSC_ERR_ARG_OUTOFRANGE, "scene render: variability %g; valid range is [0, 1]", variability);
+  if (neighbour) {
+    PetscCheck(isfinite(neighbour->share) && neighbour->share >= 0.0 && neighbour->share <= 0.5, PETSC_COMM_SELF,
+               PETSC_ERR_ARG_OUTOFRANGE, "scene render: neighbour's share %g; valid range is [0, 0.5]",
+               neighbour->share);
+    PetscCheck(neighbour->global_class >= 0, PETSC_COMM_SELF, PETSC_ERR_ARG_OUTOFRANGE,
+               "scene render: neighbour's class %" PetscInt_FMT "; valid range is 0 and up", neighbour->global_class);
+  }
 
   class_recipe(global_class, &recipe);
   AckdRngInit(&rng, seed, index, tag);
   draw_layout(&rng, &recipe, variability, width * sensor->gsd, height * sensor->gsd, &layout);
   draw_radiometry(&rng, &recipe, variability, sensor, &radiometry);
-  paint_scene(&layout, &radiometry, sensor, height, width, image);
+  if (mixed)
+    draw_neighbour(&rng, neighbour, variability, radiometry.season, sensor, width * sensor->gsd, height * sensor->gsd,
+                   &next);
+  paint_scene(&layout, &radiometry, mixed ? &next : NULL, sensor, height, width, image);
   if (sensor->blur > 0.0) PetscCall(blur_image(image, sensor->channels, height, width, sensor->blur));
   illuminate(&radiometry, sensor, height * width, image);
   if (sensor->kind == ACKD_SENSOR_RGB) rgb_camera_response(height * width, image);
   add_noise(&rng, sensor, height * width, image);
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdSceneRender(uint64_t seed, uint32_t tag, uint64_t index, PetscInt global_class, double variability,
+                               const AckdSensor *sensor, PetscInt height, PetscInt width, float *image)
+{
+  PetscFunctionBeginUser;
+  PetscCall(AckdSceneRenderMixed(seed, tag, index, global_class, variability, NULL, sensor, height, width, image));
   PetscFunctionReturn(0);
 }

@@ -41,4 +41,21 @@ void     AckdSceneClassName(PetscInt global_class, char *name, size_t len);
 PetscErrorCode AckdSceneRender(uint64_t seed, uint32_t tag, uint64_t index, PetscInt global_class, double variability,
                                const AckdSensor *sensor, PetscInt height, PetscInt width, float *image);
 
+/* A second land cover in the scene: the tile straddles the edge between its
+ * class's parcel and a neighbouring parcel of another class, which holds
+ * `share` of the tile's area (0 <= share <= 1/2, so the label's cover still
+ * dominates, as in single-label benchmarks labelled by their main cover). */
+typedef struct {
+  PetscInt global_class;
+  double   share;
+} AckdSceneNeighbour;
+
+/* AckdSceneRender with a neighbouring cover across an edge of random
+ * orientation, drawn after the scene's own layout and radiometry (the same
+ * season for both covers). A NULL neighbour or a share of 0 gives
+ * AckdSceneRender's bits. */
+PetscErrorCode AckdSceneRenderMixed(uint64_t seed, uint32_t tag, uint64_t index, PetscInt global_class,
+                                    double variability, const AckdSceneNeighbour *neighbour, const AckdSensor *sensor,
+                                    PetscInt height, PetscInt width, float *image);
+
 #endif
