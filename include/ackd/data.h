@@ -12,6 +12,8 @@
  *     classes  (K)         fixed-length strings
  *     bands    (C)         fixed-length strings; wavelength_nm (C) float64
  *     band_mean, band_std, band_min, band_max (C) float64, over the training split
+ *     neighbour_class (N) int32, neighbour_share (N) float32: synth with -synth_mixing only,
+ *                          each scene's neighbouring class (in `classes`) and its share of the tile
  *   /class_map             ms_to_rgb (K_ms) and rgb_to_ms (K_rgb) int32, -1 where a class has
  *                          no counterpart; attrs shared, ms_only, rgb_only
  */

@@ -327,16 +327,36 @@ static int sample_label(AckdSynth s, const Collection *c, PetscInt i, unsigned c
 }
 
 /* The neighbouring parcel scene i straddles: another of the collection's
- * classes, since a benchmark's classes cover its region's land, with a share
- * uniform below -synth_mixing. Paired, both collections draw it from the MS
- * stream, so the same ground has the same neighbour. */
-static AckdSceneNeighbour scene_neighbour(AckdSynth s, const Collection *c, PetscInt i)
+ * classes (its index there in *local_class, when asked), since a benchmark's
+ * classes cover its region's land, with a share uniform below -synth_mixing.
+ * Paired, both collections draw it from the MS stream, so the same ground has
+ * the same neighbour. */
+static AckdSceneNeighbour scene_neighbour(AckdSynth s, const Collection *c, PetscInt i, int *local_class)
 {
   AckdRng rng;
   AckdRngInit(&rng, (uint64_t)s->seed, (uint64_t)i, c->tag_neighbour);
   PetscInt own = i % s->classes, other = (PetscInt)AckdRngBelow(&rng, (uint32_t)(s->classes - 1));
   if (other >= own) other++;
+  if (local_class) *local_class = (int)other;
   return (AckdSceneNeighbour){.global_class = c->world_class[other], .share = s->mixing * AckdRngUniform(&rng)};
+}
+
+/* Ground truth for analysis, beside the labels: each scene's neighbouring class
+ * (in the collection's numbering) and its share of the tile, so a study can ask
+ * whether a matching hands a student teachers with its own neighbour. */
+static PetscErrorCode write_neighbours(AckdSynth s, const Collection *c, hid_t group, PetscInt lo, PetscInt hi)
+{
+  int   *neighbour_class;
+  float *share;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscMalloc2(PetscMax(hi - lo, 1), &neighbour_class, PetscMax(hi - lo, 1), &share));
+  for (PetscInt i = lo; i < hi; i++) share[i - lo] = (float)scene_neighbour(s, c, i, &neighbour_class[i - lo]).share;
+  PetscCall(
+      AckdH5WriteRows(s->comm, group, "neighbour_class", H5T_NATIVE_INT, c->count, 0, lo, hi - lo, neighbour_class));
+  PetscCall(AckdH5WriteRows(s->comm, group, "neighbour_share", H5T_NATIVE_FLOAT, c->count, 0, lo, hi - lo, share));
+  PetscCall(PetscFree2(neighbour_class, share));
+  PetscFunctionReturn(0);
 }
 
 /* Writes one collection; on a stop request (SIGUSR1, SIGTERM) it ends after the current round of
@@ -390,7 +410,7 @@ static PetscErrorCode write_collection(AckdSynth s, hid_t file, Collection *c, A
       PetscInt scene_class;
       labels[i] = sample_label(s, c, first + i, split[first + i], &scene_class);
       flipped += labels[i] != (first + i) % s->classes;
-      AckdSceneNeighbour neighbour = scene_neighbour(s, c, first + i);
+      AckdSceneNeighbour neighbour = scene_neighbour(s, c, first + i, NULL);
       PetscCall(AckdSceneRenderMixed((uint64_t)s->seed, c->tag_scene, (uint64_t)(first + i), scene_class,
                                      c->variability, s->mixing > 0 ? &neighbour : NULL, &c->sensor, S, S,
                                      images + i * sample));
@@ -415,6 +435,7 @@ static PetscErrorCode write_collection(AckdSynth s, hid_t file, Collection *c, A
   hid_t group;
   AckdCallH5(group = H5Gopen2(file, c->name, H5P_DEFAULT), "opening /%s", c->name);
   PetscCall(AckdH5AttrWriteInt(group, "labels_flipped", flipped)); /* provenance: how noisy the labels are */
+  if (s->mixing > 0) PetscCall(write_neighbours(s, c, group, lo, hi));
   H5Gclose(group);
   PetscCall(PetscFree(images));
   PetscCall(PetscFree(split));
