@@ -36,7 +36,8 @@ def png(path):
 
 
 # every script has -h
-for s in ("curves.py", "confusion.py", "match_view.py", "ckpt_layers.py", "results_table.py", "soft_labels.py"):
+for s in ("curves.py", "confusion.py", "match_view.py", "ckpt_layers.py", "results_table.py", "soft_labels.py",
+          "neighbours.py"):
     check("usage:" in run(s, "-h"), f"{s} -h prints no usage")
 
 # ---- curves
@@ -136,6 +137,91 @@ acc = np.mean(z32.argmax(axis=1) == g_lab)
 check(f"all: accuracy {acc:.4f}" in text and len(open(f"{out}/soft.csv").read().splitlines()) == K + 1,
       f"soft_labels: accuracy {acc:.4f} and a CSV row per class: {text}")
 check("must be positive" in run("soft_labels.py", f"{out}/gallery.h5", "-T", "0", code=1), "soft_labels: -T 0")
+
+# ---- neighbours of a constructed mixed world, against loops over its scenes
+K, n_ms, n_rgb = 4, 240, 120
+w_ms_lab, w_rgb_lab = np.arange(n_ms) % K, np.arange(n_rgb) % K
+rgb_to_ms = np.array([0, 1, 2, -1])  # RGB class 3 has no MS counterpart
+
+
+def records(labels):
+    other = rng.integers(0, K - 1, len(labels))
+    return np.where(other >= labels, other + 1, other), rng.uniform(0, 0.4, len(labels))
+
+
+ms_nb, ms_sh = records(w_ms_lab)
+rgb_nb, rgb_sh = records(w_rgb_lab)
+ms_split, rgb_split = np.where(np.arange(n_ms) % 5 == 4, 2, 0), np.where(np.arange(n_rgb) % 3 == 2, 1, 0)
+with h5py.File(f"{out}/mixed.h5", "w") as f:
+    f.attrs["ackd_format"] = "dataset"
+    for side, lab, nb, sh, sp in (("ms", w_ms_lab, ms_nb, ms_sh, ms_split), ("rgb", w_rgb_lab, rgb_nb, rgb_sh, rgb_split)):
+        f[f"{side}/labels"], f[f"{side}/split"] = lab.astype(np.int32), sp.astype(np.uint8)
+        f[f"{side}/neighbour_class"], f[f"{side}/neighbour_share"] = nb.astype(np.int32), sh.astype(np.float32)
+    f["class_map/rgb_to_ms"] = rgb_to_ms.astype(np.int32)
+t_rows = np.flatnonzero(ms_split == 0)
+t_lab, t_nb, t_sh = w_ms_lab[t_rows], ms_nb[t_rows], ms_sh[t_rows].astype(np.float32).astype(np.float64)
+t_logits = (4.0 * np.eye(K)[t_lab] + 6.0 * t_sh[:, None] * np.eye(K)[t_nb] + 0.3 * rng.standard_normal((len(t_rows), K)))
+with h5py.File(f"{out}/mixed_gallery.h5", "w") as f:
+    f.attrs["ackd_format"] = "gallery"
+    f["gallery/logits"], f["gallery/labels"] = t_logits.astype(np.float32), t_lab.astype(np.int32)
+    f["gallery/index"] = t_rows.astype(np.int64)
+s_rows = np.flatnonzero(rgb_split == 0)
+m_index = np.full((len(s_rows), 2), -1, np.int64)
+m_weight = np.zeros((len(s_rows), 2))
+for s_, row in enumerate(s_rows):
+    c = rgb_to_ms[w_rgb_lab[row]]
+    if c >= 0:
+        m_index[s_] = rng.choice(np.flatnonzero(t_lab == c), 2, replace=False)
+        m_weight[s_] = (0.7, 0.3)
+with h5py.File(f"{out}/mixed_match.h5", "w") as f:
+    f.attrs["ackd_format"] = "match"
+    f["match/teacher_index"], f["match/weight"] = m_index, m_weight
+text = run("neighbours.py", f"{out}/mixed.h5", f"{out}/mixed_gallery.h5", f"{out}/mixed_match.h5", "-T", "2")
+pT = sp_softmax(t_logits.astype(np.float32).astype(np.float64) / 2, axis=1)
+mean_k = np.array([pT[t_lab == k].mean(axis=0) for k in range(K)])
+dev = np.array([pT[i] - mean_k[t_lab[i]] for i in range(len(t_lab))])
+groups = {}
+for i in range(len(t_lab)):
+    groups.setdefault((t_lab[i], t_nb[i], min(int(t_sh[i] / t_sh.max() * 4), 3)), []).append(i)
+resid = dev.copy()
+for members in groups.values():
+    resid[members] -= dev[members].mean(axis=0)
+within, total = (dev ** 2).sum(), ((pT - pT.mean(axis=0)) ** 2).sum()
+want = (f"within-class share of the soft labels' variance {within / total:.4f}; of it, the neighbour records "
+        f"explain {1 - (resid ** 2).sum() / within:.4f}")
+check(want in text, f"neighbours: '{want}' not in: {text}")
+p_nb = np.mean([pT[i, t_nb[i]] for i in range(len(t_lab))])
+p_other = np.mean([np.mean([pT[i, j] for j in range(K) if j not in (t_lab[i], t_nb[i])]) for i in range(len(t_lab))])
+want = f"p(neighbouring class) at T {p_nb:.4f} against {p_other:.4f}"
+check(want in text, f"neighbours: '{want}' not in: {text}")
+agree, chance, matched, by_class = [], [], [], []
+for s_, row in enumerate(s_rows):
+    c, n = rgb_to_ms[w_rgb_lab[row]], rgb_to_ms[rgb_nb[row]]
+    if c < 0 or n < 0:
+        continue
+    agree.append(t_nb[m_index[s_, 0]] == n)
+    chance.append(np.mean(t_nb[t_lab == c] == n))
+    matched.append(0.7 * pT[m_index[s_, 0], n] + 0.3 * pT[m_index[s_, 1], n])
+    by_class.append(mean_k[c, n])
+want = (f"{len(agree)} of {len(s_rows)} students have a teacher and a neighbouring class the MS collection has; "
+        f"top-1 teacher with the student's neighbouring class {np.mean(agree):.4f}, a random teacher of its class "
+        f"{np.mean(chance):.4f}")
+check(want in text, f"neighbours: '{want}' not in: {text}")
+want = f"from its matched teachers {np.mean(matched):.4f}, from its class's mean soft label {np.mean(by_class):.4f}"
+check(want in text, f"neighbours: '{want}' not in: {text}")
+with h5py.File(f"{out}/unmixed.h5", "w") as f:
+    f.attrs["ackd_format"] = "dataset"
+    f["ms/labels"] = w_ms_lab.astype(np.int32)
+check("records no neighbours (/ms/neighbour_class): write it with ackd synth -synth_mixing"
+      in run("neighbours.py", f"{out}/unmixed.h5", f"{out}/mixed_gallery.h5", code=1), "neighbours: a world without")
+check("has no /gallery/index" in run("neighbours.py", f"{out}/mixed.h5", f"{out}/gallery.h5", code=1),
+      "neighbours: a gallery without its rows")
+with h5py.File(f"{out}/mixed_gallery.h5") as g, h5py.File(f"{out}/other_gallery.h5", "w") as f:
+    f.attrs["ackd_format"] = "gallery"
+    f["gallery/logits"], f["gallery/index"] = g["gallery/logits"][...], g["gallery/index"][...]
+    f["gallery/labels"] = (g["gallery/labels"][...] + 1) % K
+check("is not a gallery of" in run("neighbours.py", f"{out}/mixed.h5", f"{out}/other_gallery.h5", code=1),
+      "neighbours: another world's gallery")
 
 # ---- checkpoints: tests/ckpt's values are sin(0.1 i + step) over the model's flat index
 ENTRIES = [("conv1", 27), ("conv1", 3), ("layer1.0.bn", 3), ("fc", 30), ("fc", 10), ("layer1.0.bn", 3),

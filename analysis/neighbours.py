@@ -1,0 +1,148 @@
+#!/usr/bin/python3
+"""What a mixed world's neighbouring parcels (ackd synth -synth_mixing) put into the teacher's soft
+labels, and whether a matching hands them on: read from the dataset's records of each scene's
+neighbouring class and share (/<collection>/neighbour_class, neighbour_share), the teacher's gallery,
+and optionally a match file or a distill checkpoint (the matching DynM last made).
+
+  neighbours.py DATA.h5 GALLERY.h5 [MATCH_OR_CHECKPOINT.h5] [-T 3] [--bins 4]
+
+Teacher: the share of the soft labels' variance at T that lies within classes, and how much of
+that within-class part the neighbour records explain (1 - the residual after subtracting the mean
+of each group of scenes with one label, one neighbouring class and one share bin); the teacher's
+mean probability at T of a scene's neighbouring class against that of the other classes but the
+label.
+
+Matching: for the students whose neighbouring class the MS collection has, how often the top-1
+teacher's neighbouring class is the student's, against a teacher of the student's class drawn at
+random; and the probability at T the matched teachers (by their weights) give the student's
+neighbouring class, against what its class's mean soft label gives it. The difference is what the
+matching passes on beyond the class's soft label."""
+import h5py
+import numpy as np
+
+import ackd_files as af
+
+TRAIN = 0
+
+
+def softmax(z, T):
+    e = np.exp((z - z.max(axis=1, keepdims=True)) / T)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def read_world(path):
+    with af.open_file(path, "dataset") as f:
+        for side in ("ms", "rgb"):
+            if f"{side}/neighbour_class" not in f:
+                af.die(f"'{path}' records no neighbours (/{side}/neighbour_class): write it with ackd synth "
+                       "-synth_mixing")
+        world = {side: {k: f[f"{side}/{k}"][...] for k in ("labels", "split", "neighbour_class", "neighbour_share")}
+                 for side in ("ms", "rgb")}
+        world["rgb_to_ms"] = f["class_map/rgb_to_ms"][...]
+    return world
+
+
+def read_matching(path, students):
+    """(students, k) teacher indices and weights from a match file or a distill checkpoint."""
+    kind = "match"
+    try:
+        with h5py.File(path, "r") as f:
+            kind = "checkpoint" if af.text(f.attrs.get("ackd_format", "")) == "checkpoint" else "match"
+    except OSError:
+        pass  # open_file names the fault
+    with af.open_file(path, kind) as f:
+        if "match/teacher_index" in f:
+            index, weight = f["match/teacher_index"][...], f["match/weight"][...]
+        elif "optim/state.match_index" in f:
+            index, weight = f["optim/state.match_index"][...], f["optim/state.match_weight"][...]
+        else:
+            af.die(f"'{path}' holds no matching: give a match file or a checkpoint of ackd distill")
+    index, weight = np.asarray(index, dtype=np.int64), np.asarray(weight, dtype=np.float64)
+    if index.size % students:
+        af.die(f"'{path}': {index.size} matching entries are not k per student for the dataset's {students} "
+               "RGB training scenes; give the dataset the run used")
+    return index.reshape(students, -1), weight.reshape(students, -1)
+
+
+def teacher_report(p, labels, neighbour, share, bins, top):
+    means = {k: p[labels == k].mean(axis=0) for k in np.unique(labels)}
+    deviation = p - np.array([means[k] for k in labels])
+    total = np.sum((p - p.mean(axis=0)) ** 2)
+    within = np.sum(deviation ** 2)
+    bin_of = np.minimum((share / top * bins).astype(int), bins - 1)
+    residual = deviation.copy()
+    for key in set(zip(labels, neighbour, bin_of)):
+        sel = (labels == key[0]) & (neighbour == key[1]) & (bin_of == key[2])
+        residual[sel] -= deviation[sel].mean(axis=0)
+    explained = 1.0 - np.sum(residual ** 2) / within if within > 0 else float("nan")
+    rows = np.arange(len(labels))
+    others = (1.0 - p[rows, labels] - p[rows, neighbour]) / (p.shape[1] - 2)
+    print(f"teacher: {len(labels)} scenes; within-class share of the soft labels' variance {within / total:.4f}; "
+          f"of it, the neighbour records explain {explained:.4f}")
+    print(f"teacher: p(neighbouring class) at T {p[rows, neighbour].mean():.4f} against {others.mean():.4f} for "
+          f"each other class but the label")
+
+
+def matching_report(p, t_labels, t_neighbour, index, weight, s_labels, s_neighbour, rgb_to_ms):
+    live = (index >= 0) & (weight > 0)
+    has = live.any(axis=1)
+    top1 = np.where(has, index[np.arange(len(index)), live.argmax(axis=1)], -1)
+    s_class_ms, s_neighbour_ms = rgb_to_ms[s_labels], rgb_to_ms[s_neighbour]
+    sel = has & (s_neighbour_ms >= 0) & (s_class_ms >= 0)
+    if not sel.any():
+        print("matching: no student with a teacher has a neighbouring class the MS collection has")
+        return
+    agree = np.mean(t_neighbour[top1[sel]] == s_neighbour_ms[sel])
+    chance = np.mean([np.mean(t_neighbour[t_labels == c] == n) for c, n in zip(s_class_ms[sel], s_neighbour_ms[sel])])
+    means = {k: p[t_labels == k].mean(axis=0) for k in np.unique(t_labels)}
+    w = np.where(live, weight, 0.0)
+    w = w / np.maximum(w.sum(axis=1, keepdims=True), 1e-300)
+    rows = np.flatnonzero(sel)
+    matched = np.array([np.sum(w[s, live[s]] * p[index[s, live[s]], s_neighbour_ms[s]]) for s in rows])
+    by_class = np.array([means[s_class_ms[s]][s_neighbour_ms[s]] for s in rows])
+    print(f"matching: {sel.sum()} of {len(index)} students have a teacher and a neighbouring class the MS "
+          f"collection has; top-1 teacher with the student's neighbouring class {agree:.4f}, a random teacher of "
+          f"its class {chance:.4f}")
+    print(f"matching: p(student's neighbouring class) at T from its matched teachers {matched.mean():.4f}, from "
+          f"its class's mean soft label {by_class.mean():.4f}")
+
+
+def main():
+    ap = af.parser(__doc__)
+    ap.add_argument("data", help="the dataset, written by ackd synth -synth_mixing")
+    ap.add_argument("gallery", help="the teacher's gallery.h5")
+    ap.add_argument("matching", nargs="?", help="a match file, or a checkpoint of ackd distill")
+    ap.add_argument("-T", "--temperature", type=float, default=3.0, help="the KD temperature (default 3)")
+    ap.add_argument("--bins", type=int, default=4, help="share bins for the explained variance (default 4)")
+    args = ap.parse_args()
+    if not args.temperature > 0:
+        af.die(f"-T {args.temperature}: the temperature must be positive")
+    if args.bins < 1:
+        af.die(f"--bins {args.bins}: give at least 1")
+    world = read_world(args.data)
+    with af.open_file(args.gallery, "gallery") as f:
+        for name in ("logits", "labels", "index"):
+            if f"gallery/{name}" not in f:
+                af.die(f"'{args.gallery}' has no /gallery/{name}: write the gallery with ackd train")
+        z = np.asarray(f["gallery/logits"][...], dtype=np.float64)
+        rows = np.asarray(f["gallery/index"][...], dtype=np.int64)
+        t_labels = np.asarray(f["gallery/labels"][...])
+    ms = world["ms"]
+    if t_labels.ndim != 1 or rows.max() >= len(ms["labels"]) or not np.array_equal(ms["labels"][rows], t_labels):
+        af.die(f"'{args.gallery}' is not a gallery of '{args.data}''s MS collection (its rows' labels differ)")
+    p = softmax(z, args.temperature)
+    t_neighbour, t_share = ms["neighbour_class"][rows], ms["neighbour_share"][rows]
+    top = max(float(ms["neighbour_share"].max()), 1e-12)
+    teacher_report(p, t_labels, t_neighbour, t_share, args.bins, top)
+    if args.matching:
+        rgb = world["rgb"]
+        students = np.flatnonzero(rgb["split"] == TRAIN)
+        index, weight = read_matching(args.matching, len(students))
+        if index.max() >= len(t_labels):
+            af.die(f"'{args.matching}' names teacher {index.max()}, beyond the gallery's {len(t_labels)}")
+        matching_report(p, t_labels, t_neighbour, index, weight, rgb["labels"][students],
+                        rgb["neighbour_class"][students], world["rgb_to_ms"])
+
+
+if __name__ == "__main__":
+    main()
