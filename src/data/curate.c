@@ -38,6 +38,7 @@ struct _p_AckdCurate {
   PetscInt       ms_bands[ACKD_RASTER_MAX_BANDS], n_ms_bands, ms_size, rgb_size;
   PetscInt       normalize, folds, fold, seed, compress, cache_mb;
   PetscReal      train, val;
+  PetscReal      rgb_train, rgb_val; /* the RGB collection's own; train and val unless given */
   PetscBool      strict, drop_duplicates, force;
   PetscLogEvent  event_decode, event_write;
 };
@@ -51,7 +52,8 @@ typedef struct {
   AckdRasterRequest request;
   PetscInt          fixed_size; /* from the options; 0: the most common size */
   uint32_t          split_tag;
-  long long        *check; /* CHECK_FIELDS per file, identical on every rank after pass 1 */
+  PetscReal         train, val; /* the split's fractions when not k-fold */
+  long long        *check;      /* CHECK_FIELDS per file, identical on every rank after pass 1 */
   PetscBool        *duplicate;
   PetscInt         *kept, nkept; /* final sample -> file */
   PetscInt          bands, height, width;
@@ -91,6 +93,8 @@ PetscErrorCode AckdCurateCreate(MPI_Comm comm, AckdCurate *curate)
 
 PetscErrorCode AckdCurateSetFromOptions(AckdCurate c)
 {
+  PetscBool rgb_train_set = PETSC_FALSE, rgb_val_set = PETSC_FALSE;
+
   PetscFunctionBeginUser;
   c->n_ms_bands = ACKD_RASTER_MAX_BANDS;
   PetscOptionsBegin(c->comm, NULL, "ackd curate: a dataset from image folders (ROOT/<class>/<image>) through GDAL",
@@ -143,6 +147,15 @@ PetscErrorCode AckdCurateSetFromOptions(AckdCurate c)
                             1.0, NULL));
   PetscCall(AckdOptionsReal(PetscOptionsObject, "-curate_val", "Validation fraction when not k-fold (rest: test)",
                             &c->val, 0.0, 1.0, NULL));
+  c->rgb_train = c->train;
+  c->rgb_val   = c->val;
+  PetscCall(AckdOptionsReal(PetscOptionsObject, "-curate_rgb_train",
+                            "The RGB collection's own training fraction when not k-fold, for RGB labels scarcer than "
+                            "the MS ones, as the scarce-label protocols of scene benchmarks (default: -curate_train)",
+                            &c->rgb_train, 0.0, 1.0, &rgb_train_set));
+  PetscCall(AckdOptionsReal(PetscOptionsObject, "-curate_rgb_val",
+                            "The RGB collection's own validation fraction when not k-fold (default: -curate_val)",
+                            &c->rgb_val, 0.0, 1.0, &rgb_val_set));
   PetscCall(AckdOptionsInt(PetscOptionsObject, "-curate_seed", "Seed of the splits", &c->seed, 0, PETSC_MAX_INT, NULL));
   PetscCall(AckdOptionsBool(PetscOptionsObject, "-curate_strict",
                             "Stop at the first unreadable, odd-sized or wrong-band image or empty class folder",
@@ -177,6 +190,13 @@ PetscErrorCode AckdCurateSetFromOptions(AckdCurate c)
              c->fold, c->folds, c->folds - 1);
   PetscCheck(c->folds >= 2 || c->train + c->val <= 1.0 + 1e-12, c->comm, PETSC_ERR_USER_INPUT,
              "-curate_train and -curate_val add up to more than 1; lower one");
+  PetscCheck(c->folds < 2 || !(rgb_train_set || rgb_val_set), c->comm, PETSC_ERR_USER_INPUT,
+             "-curate_rgb_train and -curate_rgb_val set fractions, but -curate_folds %" PetscInt_FMT
+             " splits both collections into folds; give -curate_folds 0 to split by fractions",
+             c->folds);
+  PetscCheck(c->folds >= 2 || c->rgb_train + c->rgb_val <= 1.0 + 1e-12, c->comm, PETSC_ERR_USER_INPUT,
+             "-curate_rgb_train and -curate_rgb_val (%g and %g) add up to more than 1; lower one", (double)c->rgb_train,
+             (double)c->rgb_val);
   PetscCall(AckdH5SettingsSetFromOptions(&c->h5));
   PetscFunctionReturn(0);
 }
@@ -504,8 +524,8 @@ static PetscErrorCode write_collection(AckdCurate c, Source *s, hid_t file, Ackd
   for (PetscInt j = 0; j < s->nkept; j++) labels[j] = s->folders.label[s->kept[j]];
   AckdSplitSettings settings = {.seed  = (uint64_t)c->seed,
                                 .tag   = s->split_tag,
-                                .train = c->train,
-                                .val   = c->val,
+                                .train = s->train,
+                                .val   = s->val,
                                 .folds = c->folds >= 2 ? c->folds : 0,
                                 .fold  = c->fold};
   /* Multi-label samples are stratified by their first class (K: none). */
@@ -726,6 +746,8 @@ static PetscErrorCode source_set_up(AckdCurate c, Source *s, const char *name, c
   else
     PetscCall(AckdClassFoldersScan(c->comm, dir, is_ms ? MS_EXTENSIONS : RGB_EXTENSIONS, &s->folders));
   s->split_tag  = is_ms ? 1 : 2;
+  s->train      = is_ms ? c->train : c->rgb_train;
+  s->val        = is_ms ? c->val : c->rgb_val;
   s->request    = (AckdRasterRequest){.nbands       = is_ms ? c->n_ms_bands : 3,
                                       .bands        = is_ms ? c->ms_bands : rgb_bands,
                                       .expect_bands = 0,
@@ -796,6 +818,10 @@ static PetscErrorCode parameter_line(AckdCurate c, const Source *sources, char *
            c->rgb_size, c->class_map, AckdNormalizationNames[c->normalize], c->folds, c->fold, (double)c->train,
            (double)c->val, c->seed, (int)c->drop_duplicates, c->compress, (unsigned long long)digest,
            ACKD_VERSION_STRING);
+  /* named only when they differ, so that the files written before they existed stay up to date */
+  size_t used = strlen(*line);
+  if (c->rgb_train != c->train || c->rgb_val != c->val)
+    snprintf(*line + used, len - used, " rgb_train=%.15g rgb_val=%.15g", (double)c->rgb_train, (double)c->rgb_val);
   PetscFunctionReturn(0);
 }
 

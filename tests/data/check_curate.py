@@ -64,7 +64,8 @@ def check_collection(g, fixtures, files, labels, sources, normalize, a, resized_
     for k in np.unique(labels):
         n = int((labels == k).sum())
         got = [int((split[labels == k] == s).sum()) for s in (0, 1, 2)]
-        check(got == split_counts(n, a.folds, a.train, a.val), f"{g.name} class {k} split sizes {got}")
+        train, val = (a.rgb_train, a.rgb_val) if g.name == "/rgb" else (a.train, a.val)
+        check(got == split_counts(n, a.folds, train, val), f"{g.name} class {k} split sizes {got}")
     raw = []
     for path in files:
         if path.endswith(".jpg") and resized_jpeg:
@@ -99,8 +100,12 @@ def main():
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--train", type=float, default=0.8)
     p.add_argument("--val", type=float, default=0.2)
+    p.add_argument("--rgb-train", type=float, help="the RGB collection's own (default: --train)")
+    p.add_argument("--rgb-val", type=float, help="the RGB collection's own (default: --val)")
     p.add_argument("--drop-duplicates", action="store_true")
     a = p.parse_args()
+    a.rgb_train = a.train if a.rgb_train is None else a.rgb_train
+    a.rgb_val = a.val if a.rgb_val is None else a.rgb_val
     sources = dict(np.load(os.path.join(a.fixtures, "sources.npz")))
     ms_root, rgb_root = os.path.join(a.fixtures, "ms"), os.path.join(a.fixtures, "rgb")
     skip = {"A_bad_bands.tif", "B_odd_size.tif", "C_corrupt.tif", "C_truncated.tif"}
