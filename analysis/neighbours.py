@@ -8,7 +8,9 @@ and optionally a match file or a distill checkpoint (the matching DynM last made
 
 Teacher: the share of the soft labels' variance at T that lies within classes, and how much of
 that within-class part the neighbour records explain (1 - the residual after subtracting the mean
-of each group of scenes with one label, one neighbouring class and one share bin); the teacher's
+of each group of scenes with one label, one neighbouring class and one share bin), beside what the
+same grouping explains on records shuffled within each class (chance, for groups of a few scenes);
+the teacher's
 mean probability at T of a scene's neighbouring class against that of the other classes but the
 label.
 
@@ -64,21 +66,39 @@ def read_matching(path, students):
     return index.reshape(students, -1), weight.reshape(students, -1)
 
 
+def explained(deviation, labels, neighbour, bin_of):
+    """1 - the within-class variance left after removing each (label, neighbour, share bin) group's mean."""
+    residual = deviation.copy()
+    for key in set(zip(labels, neighbour, bin_of)):
+        sel = (labels == key[0]) & (neighbour == key[1]) & (bin_of == key[2])
+        residual[sel] -= deviation[sel].mean(axis=0)
+    within = np.sum(deviation ** 2)
+    return 1.0 - np.sum(residual ** 2) / within if within > 0 else float("nan")
+
+
+def shuffled_within_classes(labels, seed=0):
+    """A permutation of the scenes that keeps each one in its class (classes in increasing order)."""
+    rng, order = np.random.default_rng(seed), np.arange(len(labels))
+    for k in np.unique(labels):
+        members = np.flatnonzero(labels == k)
+        order[members] = members[rng.permutation(len(members))]
+    return order
+
+
 def teacher_report(p, labels, neighbour, share, bins, top):
     means = {k: p[labels == k].mean(axis=0) for k in np.unique(labels)}
     deviation = p - np.array([means[k] for k in labels])
     total = np.sum((p - p.mean(axis=0)) ** 2)
     within = np.sum(deviation ** 2)
     bin_of = np.minimum((share / top * bins).astype(int), bins - 1)
-    residual = deviation.copy()
-    for key in set(zip(labels, neighbour, bin_of)):
-        sel = (labels == key[0]) & (neighbour == key[1]) & (bin_of == key[2])
-        residual[sel] -= deviation[sel].mean(axis=0)
-    explained = 1.0 - np.sum(residual ** 2) / within if within > 0 else float("nan")
+    # Groups of a few scenes fit some of the variance by chance: the same grouping on records
+    # shuffled within each class says how much.
+    order = shuffled_within_classes(labels)
     rows = np.arange(len(labels))
     others = (1.0 - p[rows, labels] - p[rows, neighbour]) / (p.shape[1] - 2)
     print(f"teacher: {len(labels)} scenes; within-class share of the soft labels' variance {within / total:.4f}; "
-          f"of it, the neighbour records explain {explained:.4f}")
+          f"of it, the neighbour records explain {explained(deviation, labels, neighbour, bin_of):.4f} (records "
+          f"shuffled within each class: {explained(deviation, labels, neighbour[order], bin_of[order]):.4f})")
     print(f"teacher: p(neighbouring class) at T {p[rows, neighbour].mean():.4f} against {others.mean():.4f} for "
           f"each other class but the label")
 

@@ -187,8 +187,20 @@ resid = dev.copy()
 for members in groups.values():
     resid[members] -= dev[members].mean(axis=0)
 within, total = (dev ** 2).sum(), ((pT - pT.mean(axis=0)) ** 2).sum()
+shuffle_rng, order = np.random.default_rng(0), np.arange(len(t_lab))  # the script's: classes in order
+for k in range(K):
+    members = np.flatnonzero(t_lab == k)
+    order[members] = members[shuffle_rng.permutation(len(members))]
+null_groups = {}
+for i in range(len(t_lab)):
+    j = order[i]
+    null_groups.setdefault((t_lab[i], t_nb[j], min(int(t_sh[j] / t_sh.max() * 4), 3)), []).append(i)
+null_resid = dev.copy()
+for members in null_groups.values():
+    null_resid[members] -= dev[members].mean(axis=0)
 want = (f"within-class share of the soft labels' variance {within / total:.4f}; of it, the neighbour records "
-        f"explain {1 - (resid ** 2).sum() / within:.4f}")
+        f"explain {1 - (resid ** 2).sum() / within:.4f} (records shuffled within each class: "
+        f"{1 - (null_resid ** 2).sum() / within:.4f})")
 check(want in text, f"neighbours: '{want}' not in: {text}")
 p_nb = np.mean([pT[i, t_nb[i]] for i in range(len(t_lab))])
 p_other = np.mean([np.mean([pT[i, j] for j in range(K) if j not in (t_lab[i], t_nb[i])]) for i in range(len(t_lab))])
