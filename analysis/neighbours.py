@@ -4,7 +4,7 @@ labels, and whether a matching hands them on: read from the dataset's records of
 neighbouring class and share (/<collection>/neighbour_class, neighbour_share), the teacher's gallery,
 and optionally a match file or a distill checkpoint (the matching DynM last made).
 
-  neighbours.py DATA.h5 GALLERY.h5 [MATCH_OR_CHECKPOINT.h5] [-T 3] [--bins 4]
+  neighbours.py DATA.h5 GALLERY.h5 [MATCH_OR_CHECKPOINT.h5] [-T 3] [--bins 4] [--accuracy EVAL.h5 ...]
 
 Teacher: the share of the soft labels' variance at T that lies within classes, and how much of
 that within-class part the neighbour records explain (1 - the residual after subtracting the mean
@@ -18,7 +18,11 @@ Matching: for the students whose neighbouring class the MS collection has, how o
 teacher's neighbouring class is the student's, against a teacher of the student's class drawn at
 random; and the probability at T the matched teachers (by their weights) give the student's
 neighbouring class, against what its class's mean soft label gives it. The difference is what the
-matching passes on beyond the class's soft label."""
+matching passes on beyond the class's soft label.
+
+--accuracy: each RGB student's eval file (ackd eval) split by its scenes' recorded neighbour share
+in --bins equal bins up to the largest share: where a student's errors are, and, between two
+students of one world, where one gains on the other."""
 import h5py
 import numpy as np
 
@@ -127,13 +131,34 @@ def matching_report(p, t_labels, t_neighbour, index, weight, s_labels, s_neighbo
           f"its class's mean soft label {by_class.mean():.4f}")
 
 
+def accuracy_report(path, rgb, bins):
+    e = af.read_eval(path)
+    if "prediction" not in e or "index" not in e:
+        af.die(f"'{path}' has no per-scene predictions (/prediction, /index): is it a single-label eval file?")
+    rows = np.asarray(e["index"], dtype=np.int64)
+    if rows.max() >= len(rgb["labels"]) or e.get("modality", "rgb") != "rgb":
+        af.die(f"'{path}' is not an eval of this world's RGB collection")
+    right = np.asarray(e["prediction"]) == rgb["labels"][rows]
+    share = rgb["neighbour_share"][rows]
+    top = max(float(rgb["neighbour_share"].max()), 1e-12)
+    bin_of = np.minimum((share / top * bins).astype(int), bins - 1)
+    cells = []
+    for b in range(bins):
+        sel = bin_of == b
+        acc = f"{100 * right[sel].mean():.2f}" if sel.any() else "-"
+        cells.append(f"{b * top / bins:.2f}-{(b + 1) * top / bins:.2f}: {acc} ({sel.sum()})")
+    print(f"accuracy by the neighbour's share, {path}: " + ", ".join(cells) + f"; all {100 * right.mean():.2f}")
+
+
 def main():
     ap = af.parser(__doc__)
     ap.add_argument("data", help="the dataset, written by ackd synth -synth_mixing")
     ap.add_argument("gallery", help="the teacher's gallery.h5")
     ap.add_argument("matching", nargs="?", help="a match file, or a checkpoint of ackd distill")
     ap.add_argument("-T", "--temperature", type=float, default=3.0, help="the KD temperature (default 3)")
-    ap.add_argument("--bins", type=int, default=4, help="share bins for the explained variance (default 4)")
+    ap.add_argument("--bins", type=int, default=4, help="share bins (default 4)")
+    ap.add_argument("--accuracy", nargs="+", metavar="EVAL", default=[],
+                    help="RGB eval files of this world: their accuracy per share bin")
     args = ap.parse_args()
     if not args.temperature > 0:
         af.die(f"-T {args.temperature}: the temperature must be positive")
@@ -162,6 +187,8 @@ def main():
             af.die(f"'{args.matching}' names teacher {index.max()}, beyond the gallery's {len(t_labels)}")
         matching_report(p, t_labels, t_neighbour, index, weight, rgb["labels"][students],
                         rgb["neighbour_class"][students], world["rgb_to_ms"])
+    for path in args.accuracy:
+        accuracy_report(path, world["rgb"], args.bins)
 
 
 if __name__ == "__main__":

@@ -221,6 +221,21 @@ want = (f"{len(agree)} of {len(s_rows)} students have a teacher and a neighbouri
 check(want in text, f"neighbours: '{want}' not in: {text}")
 want = f"from its matched teachers {np.mean(matched):.4f}, from its class's mean soft label {np.mean(by_class):.4f}"
 check(want in text, f"neighbours: '{want}' not in: {text}")
+e_rows = np.flatnonzero(rgb_split != 0)
+e_pred = np.where(rng.uniform(size=len(e_rows)) < 1 - rgb_sh[e_rows], w_rgb_lab[e_rows], (w_rgb_lab[e_rows] + 1) % K)
+with h5py.File(f"{out}/mixed_eval.h5", "w") as f:
+    f.attrs["ackd_format"], f.attrs["modality"] = "eval", "rgb"
+    f["index"], f["prediction"] = e_rows.astype(np.int64), e_pred.astype(np.int32)
+text = run("neighbours.py", f"{out}/mixed.h5", f"{out}/mixed_gallery.h5", "--bins", "2", "--accuracy",
+           f"{out}/mixed_eval.h5")
+top = rgb_sh.astype(np.float32).max()
+cells = []
+for b in range(2):
+    members = [i for i, r in enumerate(e_rows) if min(int(np.float32(rgb_sh[r]) / top * 2), 1) == b]
+    acc = 100 * np.mean([e_pred[i] == w_rgb_lab[e_rows[i]] for i in members])
+    cells.append(f"{b * top / 2:.2f}-{(b + 1) * top / 2:.2f}: {acc:.2f} ({len(members)})")
+want = ", ".join(cells) + f"; all {100 * np.mean(e_pred == w_rgb_lab[e_rows]):.2f}"
+check(want in text, f"neighbours --accuracy: '{want}' not in: {text}")
 with h5py.File(f"{out}/unmixed.h5", "w") as f:
     f.attrs["ackd_format"] = "dataset"
     f["ms/labels"] = w_ms_lab.astype(np.int32)
