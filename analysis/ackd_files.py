@@ -25,7 +25,8 @@ def parser(description):
 
 
 def open_file(path, kind):
-    """Opens an ackd HDF5 file read-only and checks its root attribute ackd_format."""
+    """Opens an ackd HDF5 file read-only and checks its root attribute ackd_format: `kind`, or one
+    of a tuple of kinds."""
     if not os.path.exists(path):
         die(f"file '{path}' not found")
     try:
@@ -33,8 +34,10 @@ def open_file(path, kind):
     except OSError as e:
         die(f"cannot open '{path}' as HDF5 ({e})")
     found = text(f.attrs.get("ackd_format", ""))
-    if found != kind:
-        die(f"'{path}' is {'an ackd ' + repr(found) + ' file' if found else 'not an ackd file'}, expected '{kind}'")
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if found not in kinds:
+        wanted = " or ".join(repr(k) for k in kinds)
+        die(f"'{path}' is {'an ackd ' + repr(found) + ' file' if found else 'not an ackd file'}, expected {wanted}")
     return f
 
 
@@ -79,6 +82,29 @@ def read_match(path):
         ot = {k: text(v) if isinstance(v, (bytes, str)) else v for k, v in f["ot"].attrs.items()} if "ot" in f else {}
         teachers = len(f["ot/g"]) if "ot/g" in f else int(index.max()) + 1
     return index, weight, ot, teachers
+
+
+def read_checkpoint_matching(path, students):
+    """The matching a distill checkpoint keeps (DynM's latest): teacher indices and weights, (students, k),
+    and the checkpoint's epoch."""
+    with open_file(path, "checkpoint") as f:
+        if "optim/state.match_index" not in f:
+            die(f"'{path}' keeps no matching (/optim/state.match_index): is it a checkpoint of ackd distill?")
+        index = np.asarray(f["optim/state.match_index"]).astype(np.int64)
+        weight = np.asarray(f["optim/state.match_weight"], dtype=np.float64)
+        epoch = int(f.attrs.get("epoch", -1))
+    if index.size % students:
+        die(f"'{path}': a matching of {index.size} entries is not k per student for {students} students; give "
+            "the dataset the run trained on")
+    k = index.size // students
+    return index.reshape(students, k), weight.reshape(students, k), epoch
+
+
+def top_teacher(index, weight):
+    """Each student's top-1 teacher, -1 for none: the first live column, since ackd keeps each
+    student's teachers sorted by decreasing weight."""
+    live = (index >= 0) & (weight > 0)
+    return np.where(live.any(1), index[np.arange(len(index)), live.argmax(1)], -1)
 
 
 def read_embeddings(path):

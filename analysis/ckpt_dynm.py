@@ -18,26 +18,6 @@ import numpy as np
 import ackd_files as af
 
 
-def read_matching(path, students):
-    with af.open_file(path, "checkpoint") as f:
-        if "optim/state.match_index" not in f:
-            af.die(f"'{path}' keeps no matching (/optim/state.match_index): is it a checkpoint of ackd distill?")
-        index = np.asarray(f["optim/state.match_index"]).astype(np.int64)
-        weight = np.asarray(f["optim/state.match_weight"], dtype=np.float64)
-        epoch = int(f.attrs.get("epoch", -1))
-    if index.size % students:
-        af.die(f"'{path}': a matching of {index.size} entries is not k per student for {students} students; give "
-               "the --data the run trained on")
-    k = index.size // students
-    return index.reshape(students, k), weight.reshape(students, k), epoch
-
-
-def top1(index, weight):
-    """The first live column: ackd keeps each student's teachers sorted by decreasing weight."""
-    live = (index >= 0) & (weight > 0)
-    return np.where(live.any(1), index[np.arange(len(index)), live.argmax(1)], -1)
-
-
 def main():
     p = af.parser(__doc__)
     p.add_argument("run")
@@ -59,8 +39,8 @@ def main():
         names = af.strings(f["rgb/classes"])
     rows, class_rows, previous = [], [], None
     for step, path in series:
-        index, weight, epoch = read_matching(path, len(classes))
-        first = top1(index, weight)
+        index, weight, epoch = af.read_checkpoint_matching(path, len(classes))
+        first = af.top_teacher(index, weight)
         matched = first >= 0
         hubs = np.bincount(first[matched]) if matched.any() else np.zeros(1, dtype=int)
         # as ackd's own statistic: over the students that have a teacher now

@@ -23,7 +23,6 @@ matching passes on beyond the class's soft label.
 --accuracy: each RGB student's eval file (ackd eval) split by its scenes' recorded neighbour share
 in --bins equal bins up to the largest share: where a student's errors are, and, between two
 students of one world, where one gains on the other."""
-import h5py
 import numpy as np
 
 import ackd_files as af
@@ -50,24 +49,16 @@ def read_world(path):
 
 def read_matching(path, students):
     """(students, k) teacher indices and weights from a match file or a distill checkpoint."""
-    kind = "match"
-    try:
-        with h5py.File(path, "r") as f:
-            kind = "checkpoint" if af.text(f.attrs.get("ackd_format", "")) == "checkpoint" else "match"
-    except OSError:
-        pass  # open_file names the fault
-    with af.open_file(path, kind) as f:
-        if "match/teacher_index" in f:
-            index, weight = f["match/teacher_index"][...], f["match/weight"][...]
-        elif "optim/state.match_index" in f:
-            index, weight = f["optim/state.match_index"][...], f["optim/state.match_weight"][...]
-        else:
-            af.die(f"'{path}' holds no matching: give a match file or a checkpoint of ackd distill")
-    index, weight = np.asarray(index, dtype=np.int64), np.asarray(weight, dtype=np.float64)
-    if index.size % students:
-        af.die(f"'{path}': {index.size} matching entries are not k per student for the dataset's {students} "
-               "RGB training scenes; give the dataset the run used")
-    return index.reshape(students, -1), weight.reshape(students, -1)
+    with af.open_file(path, ("match", "checkpoint")) as f:
+        kind = af.text(f.attrs["ackd_format"])
+    if kind == "checkpoint":
+        index, weight, _ = af.read_checkpoint_matching(path, students)
+        return index, weight
+    index, weight, _, _ = af.read_match(path)
+    if len(index) != students:
+        af.die(f"'{path}' matches {len(index)} students, the dataset has {students} RGB training scenes; give the "
+               "dataset the match was made for")
+    return np.asarray(index, dtype=np.int64), np.asarray(weight, dtype=np.float64)
 
 
 def explained(deviation, labels, neighbour, bin_of):
@@ -110,7 +101,7 @@ def teacher_report(p, labels, neighbour, share, bins, top):
 def matching_report(p, t_labels, t_neighbour, index, weight, s_labels, s_neighbour, rgb_to_ms):
     live = (index >= 0) & (weight > 0)
     has = live.any(axis=1)
-    top1 = np.where(has, index[np.arange(len(index)), live.argmax(axis=1)], -1)
+    top1 = af.top_teacher(index, weight)
     s_class_ms, s_neighbour_ms = rgb_to_ms[s_labels], rgb_to_ms[s_neighbour]
     sel = has & (s_neighbour_ms >= 0) & (s_class_ms >= 0)
     if not sel.any():

@@ -327,7 +327,7 @@ static int sample_label(AckdSynth s, const Collection *c, PetscInt i, unsigned c
 }
 
 /* The neighbouring parcel scene i straddles: another of the collection's
- * classes (its index there in *local_class, when asked), since a benchmark's
+ * classes (its index there in *local_class), since a benchmark's
  * classes cover its region's land, with a share uniform below -synth_mixing.
  * Paired, both collections draw it from the MS stream, so the same ground has
  * the same neighbour. */
@@ -337,25 +337,26 @@ static AckdSceneNeighbour scene_neighbour(AckdSynth s, const Collection *c, Pets
   AckdRngInit(&rng, (uint64_t)s->seed, (uint64_t)i, c->tag_neighbour);
   PetscInt own = i % s->classes, other = (PetscInt)AckdRngBelow(&rng, (uint32_t)(s->classes - 1));
   if (other >= own) other++;
-  if (local_class) *local_class = (int)other;
+  *local_class = (int)other;
   return (AckdSceneNeighbour){.global_class = c->world_class[other], .share = s->mixing * AckdRngUniform(&rng)};
 }
 
-/* Ground truth for analysis, beside the labels: each scene's neighbouring class
- * (in the collection's numbering) and its share of the tile, so a study can ask
- * whether a matching hands a student teachers with its own neighbour. */
-static PetscErrorCode write_neighbours(AckdSynth s, const Collection *c, hid_t group, PetscInt lo, PetscInt hi)
-{
+/* Ground truth for analysis, beside the labels: each of this rank's scenes' neighbouring class
+ * (in the collection's numbering) and its share of the tile, so a study can ask whether a
+ * matching hands a student teachers with its own neighbour. Filled as the scenes are rendered. */
+typedef struct {
   int   *neighbour_class;
   float *share;
+} NeighbourRecords;
 
+static PetscErrorCode write_neighbours(AckdSynth s, const Collection *c, hid_t group, PetscInt lo, PetscInt hi,
+                                       const NeighbourRecords *records)
+{
   PetscFunctionBeginUser;
-  PetscCall(PetscMalloc2(PetscMax(hi - lo, 1), &neighbour_class, PetscMax(hi - lo, 1), &share));
-  for (PetscInt i = lo; i < hi; i++) share[i - lo] = (float)scene_neighbour(s, c, i, &neighbour_class[i - lo]).share;
+  PetscCall(AckdH5WriteRows(s->comm, group, "neighbour_class", H5T_NATIVE_INT, c->count, 0, lo, hi - lo,
+                            records->neighbour_class));
   PetscCall(
-      AckdH5WriteRows(s->comm, group, "neighbour_class", H5T_NATIVE_INT, c->count, 0, lo, hi - lo, neighbour_class));
-  PetscCall(AckdH5WriteRows(s->comm, group, "neighbour_share", H5T_NATIVE_FLOAT, c->count, 0, lo, hi - lo, share));
-  PetscCall(PetscFree2(neighbour_class, share));
+      AckdH5WriteRows(s->comm, group, "neighbour_share", H5T_NATIVE_FLOAT, c->count, 0, lo, hi - lo, records->share));
   PetscFunctionReturn(0);
 }
 
@@ -373,6 +374,7 @@ static PetscErrorCode write_collection(AckdSynth s, hid_t file, Collection *c, A
   int                  labels[WRITE_BATCH];
   PetscInt             flipped = 0;
   char                 sensor[128];
+  NeighbourRecords     records = {NULL, NULL};
 
   PetscFunctionBeginUser;
   PetscCallMPI(MPI_Comm_rank(s->comm, &rank));
@@ -400,7 +402,9 @@ static PetscErrorCode write_collection(AckdSynth s, hid_t file, Collection *c, A
   PetscCall(PetscMalloc1((size_t)WRITE_BATCH * sample, &images));
 
   AckdDatasetPartition(c->count, size, rank, &lo, &hi);
-  local              = hi - lo;
+  local = hi - lo;
+  if (s->mixing > 0)
+    PetscCall(PetscMalloc2(PetscMax(local, 1), &records.neighbour_class, PetscMax(local, 1), &records.share));
   PetscInt my_rounds = (local + WRITE_BATCH - 1) / WRITE_BATCH;
   PetscCallMPI(MPI_Allreduce(&my_rounds, &rounds, 1, MPIU_INT, MPI_MAX, s->comm));
   for (PetscInt r = 0; r < rounds && !*stopped; r++) {
@@ -410,10 +414,15 @@ static PetscErrorCode write_collection(AckdSynth s, hid_t file, Collection *c, A
       PetscInt scene_class;
       labels[i] = sample_label(s, c, first + i, split[first + i], &scene_class);
       flipped += labels[i] != (first + i) % s->classes;
-      AckdSceneNeighbour neighbour = scene_neighbour(s, c, first + i, NULL);
+      AckdSceneNeighbour neighbour, *mixed = NULL;
+      if (records.share) {
+        PetscInt k       = first + i - lo;
+        neighbour        = scene_neighbour(s, c, first + i, &records.neighbour_class[k]);
+        records.share[k] = (float)neighbour.share;
+        mixed            = &neighbour;
+      }
       PetscCall(AckdSceneRenderMixed((uint64_t)s->seed, c->tag_scene, (uint64_t)(first + i), scene_class,
-                                     c->variability, s->mixing > 0 ? &neighbour : NULL, &c->sensor, S, S,
-                                     images + i * sample));
+                                     c->variability, mixed, &c->sensor, S, S, images + i * sample));
     }
     PetscCall(PetscLogEventEnd(s->event_render, 0, 0, 0, 0));
     PetscCall(PetscLogEventBegin(s->event_write, 0, 0, 0, 0));
@@ -425,6 +434,7 @@ static PetscErrorCode write_collection(AckdSynth s, hid_t file, Collection *c, A
   }
   if (*stopped) {
     PetscCall(AckdCollectionWriterDestroy(&writer));
+    PetscCall(PetscFree2(records.neighbour_class, records.share));
     PetscCall(PetscFree(images));
     PetscCall(PetscFree(split));
     PetscFunctionReturn(0);
@@ -435,8 +445,9 @@ static PetscErrorCode write_collection(AckdSynth s, hid_t file, Collection *c, A
   hid_t group;
   AckdCallH5(group = H5Gopen2(file, c->name, H5P_DEFAULT), "opening /%s", c->name);
   PetscCall(AckdH5AttrWriteInt(group, "labels_flipped", flipped)); /* provenance: how noisy the labels are */
-  if (s->mixing > 0) PetscCall(write_neighbours(s, c, group, lo, hi));
+  if (records.share) PetscCall(write_neighbours(s, c, group, lo, hi, &records));
   H5Gclose(group);
+  PetscCall(PetscFree2(records.neighbour_class, records.share));
   PetscCall(PetscFree(images));
   PetscCall(PetscFree(split));
   PetscFunctionReturn(0);
