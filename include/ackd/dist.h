@@ -96,6 +96,10 @@ PetscErrorCode AckdSharedDatasetGetArrays(AckdSharedDataset dataset, const float
  * *columns = 0 and *multilabels = NULL for a single-label one. */
 PetscErrorCode AckdSharedDatasetGetMultilabels(AckdSharedDataset dataset, PetscInt *columns,
                                                const unsigned char **multilabels);
+/* A multi-label collection's dominant class per sample (/<collection>/dominant_class, the class
+ * covering most of the scene, as SEN12MS gives beside its multi-label table), NULL when the file
+ * does not record it. It stands for the sample wherever one class is needed (docs/FORMATS.md). */
+PetscErrorCode AckdSharedDatasetGetDominant(AckdSharedDataset dataset, const int **dominant);
 /* One line that tells this collection from another: its name, size, image shape and a 64-bit
  * digest (FNV-1a) of its labels, split and band statistics, e.g.
  * "/rgb: 4000 samples of 3 x 64 x 64, labels and split 9f3a0c1e22d47b85". Checkpoints record it,

@@ -261,7 +261,9 @@ PetscErrorCode AckdTeacherTokensDestroy(AckdTeacherTokens *tokens);
  * (ms_to_rgb[c] in [0, classes)), the one with the highest `score` (the
  * teacher's logit; NULL: the lowest class index; ties: the lowest index),
  * mapped; -1 if none maps. A gallery with (N_t, K_ms) labels is multi-label:
- * AckdTeacherTargetsCreate labels its samples this way, by their logits. */
+ * AckdTeacherTargetsCreate labels its samples this way, by their logits. Where
+ * the collection records each sample's dominant class, that class's
+ * counterpart is used instead and this rule is not consulted. */
 PetscInt AckdMultilabelStudentClass(PetscInt ms_classes, const unsigned char *positive, const float *score,
                                     const int *ms_to_rgb, PetscInt classes);
 

@@ -41,6 +41,7 @@ struct _p_AckdSynth {
   PetscReal      rgb_train_fraction, rgb_val_fraction; /* the RGB collection's own; the above unless given */
   PetscReal      mixing; /* the largest share of a scene a neighbouring class's cover holds */
   PetscBool      force, paired;
+  PetscBool      ms_multilabel; /* the MS collection lists every cover a scene holds, its dominant one recorded */
   PetscLogEvent  event_render, event_write;
 };
 
@@ -56,6 +57,7 @@ typedef struct {
   PetscReal   label_noise;
   PetscReal   known_label_noise; /* on the training and validation splits only (-synth_rgb_label_noise) */
   PetscReal   train_fraction, val_fraction;
+  PetscBool   multilabel; /* (N, K) 0/1 labels: the main cover and the neighbouring parcel's */
 } Collection;
 
 PetscErrorCode AckdSynthCreate(MPI_Comm comm, AckdSynth *synth)
@@ -144,6 +146,12 @@ PetscErrorCode AckdSynthSetFromOptions(AckdSynth s)
                             "classes, across an edge (each scene draws its share uniformly below it; the label stays "
                             "the main cover's; 0..0.5, 0: one cover per scene)",
                             &s->mixing, 0.0, 0.5, NULL));
+  PetscCall(
+      AckdOptionsBool(PetscOptionsObject, "-synth_ms_multilabel",
+                      "Label each MS scene with every cover it holds, the main one and its neighbouring parcel's, "
+                      "as a multi-label benchmark labelled from a land-cover map does (BigEarthNet); the main "
+                      "cover is recorded as /ms/dominant_class (needs -synth_mixing)",
+                      &s->ms_multilabel, NULL));
   PetscCall(AckdOptionsReal(PetscOptionsObject, "-synth_label_noise",
                             "Probability that a sample's label is replaced by another class", &s->label_noise, 0.0, 1.0,
                             NULL));
@@ -177,6 +185,9 @@ PetscErrorCode AckdSynthSetFromOptions(AckdSynth s)
   PetscCall(AckdOptionsBool(PetscOptionsObject, "-synth_force",
                             "Replace an existing output written with other parameters", &s->force, NULL));
   PetscOptionsEnd();
+  PetscCheck(!s->ms_multilabel || s->mixing > 0, s->comm, PETSC_ERR_USER_INPUT,
+             "-synth_ms_multilabel needs -synth_mixing above 0: a scene's second label is the neighbouring parcel it "
+             "straddles; give -synth_mixing (e.g. 0.4) or leave -synth_ms_multilabel out");
   PetscCall(check_fractions(s->comm, "", s->train_fraction, s->val_fraction));
   PetscCall(check_fractions(s->comm, "rgb_", s->rgb_train_fraction, s->rgb_val_fraction));
   PetscCheck(!s->paired || s->rgb_count == s->ms_count, s->comm, PETSC_ERR_USER_INPUT,
@@ -223,6 +234,7 @@ static void parameter_line(AckdSynth s, char *buf, size_t len)
   if (s->rgb_val_fraction != s->val_fraction && used < len)
     used += (size_t)snprintf(buf + used, len - used, " rgb_val=%.15g", (double)s->rgb_val_fraction);
   if (s->mixing > 0 && used < len) used += (size_t)snprintf(buf + used, len - used, " mixing=%.15g", (double)s->mixing);
+  if (s->ms_multilabel && used < len) used += (size_t)snprintf(buf + used, len - used, " ms_multilabel=1");
   if (s->paired && used < len) snprintf(buf + used, len - used, " paired=1");
 }
 
@@ -245,7 +257,8 @@ static PetscErrorCode collections_set_up(AckdSynth s, Collection *ms, Collection
                       .variability     = s->variability,
                       .label_noise     = s->label_noise,
                       .train_fraction  = s->train_fraction,
-                      .val_fraction    = s->val_fraction};
+                      .val_fraction    = s->val_fraction,
+                      .multilabel      = s->ms_multilabel};
   *rgb = (Collection){.name              = "rgb",
                       .count             = s->rgb_count,
                       .tag_scene         = s->paired ? TAG_MS_SCENE : TAG_RGB_SCENE,
@@ -347,6 +360,7 @@ static AckdSceneNeighbour scene_neighbour(AckdSynth s, const Collection *c, Pets
 typedef struct {
   int   *neighbour_class;
   float *share;
+  int   *dominant; /* a multi-label collection's main cover: the label a single-label file would hold */
 } NeighbourRecords;
 
 static PetscErrorCode write_neighbours(AckdSynth s, const Collection *c, hid_t group, PetscInt lo, PetscInt hi,
@@ -357,6 +371,9 @@ static PetscErrorCode write_neighbours(AckdSynth s, const Collection *c, hid_t g
                             records->neighbour_class));
   PetscCall(
       AckdH5WriteRows(s->comm, group, "neighbour_share", H5T_NATIVE_FLOAT, c->count, 0, lo, hi - lo, records->share));
+  if (c->multilabel)
+    PetscCall(
+        AckdH5WriteRows(s->comm, group, "dominant_class", H5T_NATIVE_INT, c->count, 0, lo, hi - lo, records->dominant));
   PetscFunctionReturn(0);
 }
 
@@ -372,9 +389,10 @@ static PetscErrorCode write_collection(AckdSynth s, hid_t file, Collection *c, A
   unsigned char       *split;
   float               *images;
   int                  labels[WRITE_BATCH];
-  PetscInt             flipped = 0;
+  unsigned char       *multilabels = NULL;
+  PetscInt             flipped     = 0;
   char                 sensor[128];
-  NeighbourRecords     records = {NULL, NULL};
+  NeighbourRecords     records = {NULL, NULL, NULL};
 
   PetscFunctionBeginUser;
   PetscCallMPI(MPI_Comm_rank(s->comm, &rank));
@@ -393,7 +411,8 @@ static PetscErrorCode write_collection(AckdSynth s, hid_t file, Collection *c, A
                                  .band_names    = bands,
                                  .wavelength_nm = c->sensor.wavelength_nm,
                                  .sensor        = sensor,
-                                 .compress      = s->compress};
+                                 .compress      = s->compress,
+                                 .label_columns = c->multilabel ? s->classes : 0};
   PetscCall(AckdCollectionWriterCreate(s->comm, file, &layout, &writer));
 
   PetscCall(PetscMalloc1(c->count, &split));
@@ -404,7 +423,9 @@ static PetscErrorCode write_collection(AckdSynth s, hid_t file, Collection *c, A
   AckdDatasetPartition(c->count, size, rank, &lo, &hi);
   local = hi - lo;
   if (s->mixing > 0)
-    PetscCall(PetscMalloc2(PetscMax(local, 1), &records.neighbour_class, PetscMax(local, 1), &records.share));
+    PetscCall(PetscMalloc3(PetscMax(local, 1), &records.neighbour_class, PetscMax(local, 1), &records.share,
+                           PetscMax(local, 1), &records.dominant));
+  if (c->multilabel) PetscCall(PetscMalloc1((size_t)WRITE_BATCH * s->classes, &multilabels));
   PetscInt my_rounds = (local + WRITE_BATCH - 1) / WRITE_BATCH;
   PetscCallMPI(MPI_Allreduce(&my_rounds, &rounds, 1, MPIU_INT, MPI_MAX, s->comm));
   for (PetscInt r = 0; r < rounds && !*stopped; r++) {
@@ -420,13 +441,20 @@ static PetscErrorCode write_collection(AckdSynth s, hid_t file, Collection *c, A
         neighbour        = scene_neighbour(s, c, first + i, &records.neighbour_class[k]);
         records.share[k] = (float)neighbour.share;
         mixed            = &neighbour;
+        if (multilabels) {
+          unsigned char *row = multilabels + i * s->classes;
+          for (PetscInt j = 0; j < s->classes; j++) row[j] = 0;
+          row[labels[i]] = row[records.neighbour_class[k]] = 1;
+          records.dominant[k]                              = labels[i];
+        }
       }
       PetscCall(AckdSceneRenderMixed((uint64_t)s->seed, c->tag_scene, (uint64_t)(first + i), scene_class,
                                      c->variability, mixed, &c->sensor, S, S, images + i * sample));
     }
     PetscCall(PetscLogEventEnd(s->event_render, 0, 0, 0, 0));
     PetscCall(PetscLogEventBegin(s->event_write, 0, 0, 0, 0));
-    PetscCall(AckdCollectionWriterWrite(writer, first, n, images, labels, NULL, split + PetscMin(first, c->count)));
+    PetscCall(
+        AckdCollectionWriterWrite(writer, first, n, images, labels, multilabels, split + PetscMin(first, c->count)));
     PetscCall(PetscLogEventEnd(s->event_write, 0, 0, 0, 0));
     *progress += n;
     PetscCall(AckdProgressUpdate(bar, *progress));
@@ -434,7 +462,8 @@ static PetscErrorCode write_collection(AckdSynth s, hid_t file, Collection *c, A
   }
   if (*stopped) {
     PetscCall(AckdCollectionWriterDestroy(&writer));
-    PetscCall(PetscFree2(records.neighbour_class, records.share));
+    PetscCall(PetscFree3(records.neighbour_class, records.share, records.dominant));
+    PetscCall(PetscFree(multilabels));
     PetscCall(PetscFree(images));
     PetscCall(PetscFree(split));
     PetscFunctionReturn(0);
@@ -447,7 +476,8 @@ static PetscErrorCode write_collection(AckdSynth s, hid_t file, Collection *c, A
   PetscCall(AckdH5AttrWriteInt(group, "labels_flipped", flipped)); /* provenance: how noisy the labels are */
   if (records.share) PetscCall(write_neighbours(s, c, group, lo, hi, &records));
   H5Gclose(group);
-  PetscCall(PetscFree2(records.neighbour_class, records.share));
+  PetscCall(PetscFree3(records.neighbour_class, records.share, records.dominant));
+  PetscCall(PetscFree(multilabels));
   PetscCall(PetscFree(images));
   PetscCall(PetscFree(split));
   PetscFunctionReturn(0);

@@ -30,6 +30,7 @@ struct _p_AckdSharedDataset {
   int           *labels;
   unsigned char *split;
   unsigned char *multilabels; /* (count, columns) 0/1 of a multi-label collection, else NULL */
+  int           *dominant;    /* (count) the class covering most of each scene, where a multi-label file records it */
   PetscInt       count, channels, height, width, columns;
   PetscBool      streaming;
   hid_t          stream_file, stream_images; /* streaming: this rank's own handles */
@@ -180,6 +181,17 @@ PetscErrorCode AckdSharedDatasetLoad(MPI_Comm comm, const char *path, const char
     PetscCall(PetscMalloc1(PetscMax(d->count * d->columns, 1), &d->multilabels));
     PetscCall(read_replicated(group, "labels", H5T_NATIVE_UCHAR, d->multilabels, path));
     for (PetscInt i = 0; i < d->count; i++) d->labels[i] = -1;
+    if (H5Lexists(group, "dominant_class", H5P_DEFAULT) > 0) {
+      PetscCall(PetscMalloc1(PetscMax(d->count, 1), &d->dominant));
+      PetscCall(read_replicated(group, "dominant_class", H5T_NATIVE_INT, d->dominant, path));
+      for (PetscInt i = 0; i < d->count; i++) {
+        const int c = d->dominant[i];
+        PetscCheck(c >= 0 && c < d->columns && d->multilabels[i * d->columns + c], comm, PETSC_ERR_FILE_UNEXPECTED,
+                   "'%s': /%s/dominant_class[%" PetscInt_FMT "] = %d is not one of the sample's positive labels; "
+                   "rewrite the file or remove dominant_class",
+                   path, collection, i, c);
+      }
+    }
   }
   PetscCall(read_replicated(group, "split", H5T_NATIVE_UCHAR, d->split, path));
   if (H5Lexists(group, "band_mean", H5P_DEFAULT) > 0 && H5Lexists(group, "band_std", H5P_DEFAULT) > 0) {
@@ -316,6 +328,13 @@ PetscErrorCode AckdSharedDatasetGetMultilabels(AckdSharedDataset d, PetscInt *co
   PetscFunctionReturn(0);
 }
 
+PetscErrorCode AckdSharedDatasetGetDominant(AckdSharedDataset d, const int **dominant)
+{
+  PetscFunctionBeginUser;
+  *dominant = d->dominant;
+  PetscFunctionReturn(0);
+}
+
 PetscErrorCode AckdSharedDatasetDescribe(AckdSharedDataset d, char *text, size_t len)
 {
   const int64_t shape[4] = {d->count, d->channels, d->height, d->width};
@@ -326,6 +345,7 @@ PetscErrorCode AckdSharedDatasetDescribe(AckdSharedDataset d, char *text, size_t
   h = AckdDigest(h, d->labels, sizeof(int) * (size_t)d->count);
   h = AckdDigest(h, d->split, (size_t)d->count);
   if (d->multilabels) h = AckdDigest(h, d->multilabels, (size_t)(d->count * d->columns));
+  if (d->dominant) h = AckdDigest(h, d->dominant, sizeof(int) * (size_t)d->count);
   if (d->band_mean) {
     h = AckdDigest(h, d->band_mean, sizeof(double) * (size_t)d->channels);
     h = AckdDigest(h, d->band_scale, sizeof(double) * (size_t)d->channels);
@@ -350,6 +370,7 @@ PetscErrorCode AckdSharedDatasetDestroy(AckdSharedDataset *dataset)
   PetscCallMPI(MPI_Comm_free(&d->node));
   PetscCall(PetscFree2(d->labels, d->split));
   PetscCall(PetscFree(d->multilabels));
+  PetscCall(PetscFree(d->dominant));
   PetscCall(PetscFree2(d->band_mean, d->band_scale));
   PetscCall(PetscFree(d));
   *dataset = NULL;

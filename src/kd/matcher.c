@@ -367,12 +367,14 @@ static PetscErrorCode embed_side(SSMContext *c, AckdEngine *engine, AckdModel mo
   PetscCall(AckdModelPredict(model, engine, dataset, s->n, rows, c->eval_batch, embed_batch, &e));
   PetscCall(AckdSharedDatasetGetArrays(dataset, NULL, &labels, NULL));
   const unsigned char *multi;
+  const int           *dominant;
   PetscInt             columns;
   PetscCall(AckdSharedDatasetGetMultilabels(dataset, &columns, &multi));
+  PetscCall(AckdSharedDatasetGetDominant(dataset, &dominant));
   for (PetscInt i = 0; i < s->n; i++) {
-    const int y = labels[rows[i]];
+    const int y = dominant ? dominant[rows[i]] : labels[rows[i]];
     s->index[i] = rows[i];
-    if (multi && label_map) /* M2S: one student class per MS sample, without teacher scores (docs/FORMATS.md) */
+    if (multi && label_map && !dominant) /* M2S: one student class per MS sample, without teacher scores */
       s->labels[i] = (int)AckdMultilabelStudentClass(PetscMin(columns, nmap), multi + rows[i] * columns, NULL,
                                                      label_map, c->rgb_info.classes);
     else if (label_map)

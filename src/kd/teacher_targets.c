@@ -5,7 +5,8 @@
  *
  * A multi-label (M2S) gallery, labels (N_t, K_ms): each teacher sample
  * takes one student class for the class blocks of DynM's re-matching
- * (AckdMultilabelStudentClass, by its logits), and its KL cost uses the
+ * (its dominant class's where the gallery records it, else
+ * AckdMultilabelStudentClass by its logits), and its KL cost uses the
  * teacher's targets log σ(z), as -kd_teacher_multilabel does.
  *
  * Class spaces: the teacher's logits live over K_ms classes, the student's
@@ -88,10 +89,10 @@ PetscErrorCode AckdTeacherTargetsCreate(MPI_Comm comm, const char *gallery, cons
   AckdTeacherTargets t;
   AckdH5Settings     h5 = {0};
   hid_t              file;
-  PetscInt           rows, cols, erows, ecols, irows, icols, lrows, lcols;
+  PetscInt           rows, cols, erows, ecols, irows, icols, lrows, lcols, drows = 0, dcols = 0;
   float             *raw;
   long long         *index;
-  int               *labels;
+  int               *labels, *dominant;
   int                label_dims = 1;
 
   PetscFunctionBeginUser;
@@ -110,6 +111,8 @@ PetscErrorCode AckdTeacherTargetsCreate(MPI_Comm comm, const char *gallery, cons
                         (void **)&index, PETSC_TRUE));
   PetscCall(read_matrix(comm, file, "gallery/labels", gallery, H5T_NATIVE_INT, sizeof(int), &lrows, &lcols,
                         (void **)&labels, PETSC_TRUE));
+  PetscCall(read_matrix(comm, file, "gallery/dominant_class", gallery, H5T_NATIVE_INT, sizeof(int), &drows, &dcols,
+                        (void **)&dominant, PETSC_FALSE));
   {
     PetscMPIInt rank;
     PetscCallMPI(MPI_Comm_rank(comm, &rank));
@@ -138,6 +141,9 @@ PetscErrorCode AckdTeacherTargetsCreate(MPI_Comm comm, const char *gallery, cons
   PetscCheck((!t->embedding || erows == rows) && irows == rows && lrows == rows && (multilabel || lcols == 1), comm,
              PETSC_ERR_FILE_UNEXPECTED, "gallery '%s': logits, embedding, index and labels differ in their row counts",
              gallery);
+  PetscCheck(!dominant || (multilabel && drows == rows && dcols == 1), comm, PETSC_ERR_FILE_UNEXPECTED,
+             "gallery '%s': dominant_class needs multi-label labels and one entry per row; recompute the gallery",
+             gallery);
   PetscCall(check_finite(comm, raw, rows * cols, "gallery/logits", gallery));
   if (t->embedding) PetscCall(check_finite(comm, t->embedding, rows * ecols, "gallery/embedding", gallery));
   t->nteacher = rows;
@@ -156,7 +162,14 @@ PetscErrorCode AckdTeacherTargetsCreate(MPI_Comm comm, const char *gallery, cons
     for (PetscInt c = 0; c < cols; c++)
       if (ms_to_rgb[c] >= 0 && ms_to_rgb[c] < classes) out[ms_to_rgb[c]] = z[c];
     t->teacher_rows[j] = (PetscInt)index[j];
-    if (multilabel) {
+    if (dominant) {
+      const int y = dominant[j];
+      PetscCheck(y >= 0 && y < ms_classes && labels[j * cols + y], comm, PETSC_ERR_FILE_UNEXPECTED,
+                 "gallery '%s': dominant_class[%" PetscInt_FMT "] = %d is not one of the row's positive labels; "
+                 "recompute the gallery",
+                 gallery, j, y);
+      t->teacher_labels[j] = ms_to_rgb[y] < classes ? ms_to_rgb[y] : -1;
+    } else if (multilabel) {
       for (PetscInt c = 0; c < cols; c++) positive[c] = labels[j * cols + c] != 0;
       t->teacher_labels[j] = AckdMultilabelStudentClass(cols, positive, z, ms_to_rgb, classes);
     } else
@@ -166,6 +179,7 @@ PetscErrorCode AckdTeacherTargetsCreate(MPI_Comm comm, const char *gallery, cons
   PetscCall(PetscFree(raw));
   PetscCall(PetscFree(index));
   PetscCall(PetscFree(labels));
+  PetscCall(PetscFree(dominant));
 
   PetscInt maxrow = 0;
   for (PetscInt s = 0; s < nstudent; s++) maxrow = PetscMax(maxrow, student_rows[s] + 1);

@@ -49,14 +49,16 @@ PetscErrorCode AckdGalleryWrite(MPI_Comm comm, AckdModel model, AckdEngine *engi
   int                 *local_labels;
   const unsigned char *multilabels;
   unsigned char       *local_multi;
+  const int           *dominant;
   PetscInt             columns;
   PetscCall(AckdSharedDatasetGetArrays(dataset, NULL, &labels, NULL));
   PetscCall(AckdSharedDatasetGetMultilabels(dataset, &columns, &multilabels));
+  PetscCall(AckdSharedDatasetGetDominant(dataset, &dominant));
   PetscCall(PetscMalloc3(PetscMax(nlocal, 1), &index, PetscMax(nlocal, 1), &local_labels, PetscMax(nlocal * columns, 1),
                          &local_multi));
   for (PetscInt i = 0; i < nlocal; i++) {
     index[i]        = rows[i];
-    local_labels[i] = labels[rows[i]];
+    local_labels[i] = dominant ? dominant[rows[i]] : labels[rows[i]];
     if (multilabels) PetscCall(PetscArraycpy(local_multi + i * columns, multilabels + rows[i] * columns, columns));
   }
 
@@ -74,6 +76,8 @@ PetscErrorCode AckdGalleryWrite(MPI_Comm comm, AckdModel model, AckdEngine *engi
     PetscCall(AckdH5WriteRows(comm, group, "labels", H5T_NATIVE_UCHAR, nglobal, columns, first, nlocal, local_multi));
   else
     PetscCall(AckdH5WriteRows(comm, group, "labels", H5T_NATIVE_INT, nglobal, 0, first, nlocal, local_labels));
+  if (multilabels && dominant) /* the class each sample stands for in the matching (docs/FORMATS.md) */
+    PetscCall(AckdH5WriteRows(comm, group, "dominant_class", H5T_NATIVE_INT, nglobal, 0, first, nlocal, local_labels));
   PetscCall(AckdH5WriteRows(comm, group, "index", H5T_NATIVE_LLONG, nglobal, 0, first, nlocal, index));
   PetscCall(AckdH5WriteStrings(comm, group, "classes", info->classes, (const char *const *)info->class_names));
   H5Gclose(group);

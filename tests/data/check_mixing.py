@@ -16,7 +16,13 @@ share (slope 0.97, correlation 0.94 at 0.4 on seed 42; checked within 0.15 and
 above 0.85), and a shuffled record explains far less (correlation 0.53). The
 record itself: a class other than the scene's label, shares in [0, mixing).
 The RGB camera is not linear (gamma, clipping), so its images are only checked
-to have changed and to stay in [0, 1]."""
+to have changed and to stay in [0, 1].
+
+With --multilabel, the same mixed world written with -synth_ms_multilabel: its
+images, splits, RGB labels and neighbour records are the mixed world's to the
+bit; its /ms/labels are the (N, K) 0/1 table with exactly two positives per
+scene, the mixed world's label and the recorded neighbour; /ms/dominant_class is
+the mixed world's label."""
 import argparse
 import pathlib
 import sys
@@ -40,6 +46,7 @@ def main():
     p.add_argument("default", help="a world written without -synth_mixing")
     p.add_argument("mixed", help="the same world written with -synth_mixing")
     p.add_argument("--mixing", type=float, required=True, help="the -synth_mixing it was written with")
+    p.add_argument("--multilabel", help="the mixed world written with -synth_ms_multilabel as well")
     a = p.parse_args()
     with h5py.File(a.default, "r") as d, h5py.File(a.mixed, "r") as m:
         for name in ("ms/labels", "ms/split", "rgb/labels", "rgb/split"):
@@ -88,7 +95,31 @@ def main():
         params = d.attrs["synth_parameters"]
         params = params.decode() if isinstance(params, bytes) else str(params)
         check("mixing" not in params, f"a world without it names it: {params}")
+        if a.multilabel:
+            check_multilabel(m, a.multilabel)
     return check.summary()
+
+
+def check_multilabel(mixed, path):
+    with h5py.File(path, "r") as ml:
+        for name in ("ms/images", "ms/split", "ms/neighbour_class", "ms/neighbour_share", "rgb/images", "rgb/labels",
+                     "rgb/split", "rgb/neighbour_class", "rgb/neighbour_share"):
+            check(np.array_equal(mixed[name][...], ml[name][...]), f"{name} differs from the single-label file")
+        single, neighbour = mixed["ms/labels"][...], mixed["ms/neighbour_class"][...]
+        table = ml["ms/labels"][...]
+        want = np.zeros_like(table)
+        want[np.arange(len(single)), single] = 1
+        want[np.arange(len(single)), neighbour] = 1
+        check(table.dtype == np.uint8 and table.ndim == 2 and np.array_equal(table, want),
+              f"/ms/labels {table.shape} {table.dtype} is not the label and the neighbour as positives")
+        check(int(ml["ms"].attrs["multilabel"]) == 1 and int(mixed["ms"].attrs["multilabel"]) == 0,
+              "the multilabel attributes")
+        check(np.array_equal(ml["ms/dominant_class"][...], single), "/ms/dominant_class is not the scene's label")
+        check("dominant_class" not in mixed["ms"] and "dominant_class" not in ml["rgb"],
+              "a single-label collection records a dominant class")
+        params = ml.attrs["synth_parameters"]
+        params = params.decode() if isinstance(params, bytes) else str(params)
+        check(params.endswith(" ms_multilabel=1"), f"synth_parameters does not record it: {params}")
 
 
 if __name__ == "__main__":

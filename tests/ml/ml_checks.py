@@ -10,6 +10,8 @@ a multi-label collection (docs/FORMATS.md); /rgb stays single-label. Then:
   - eval: mAP, per-class AP and F1 (micro, macro) recomputed in numpy from /score and the
     dataset's labels equal the file's; eval of best.h5 on val gives the best val_map again;
   - ssm: the teacher labels follow the documented rule (lowest positive class that maps);
+  - with /ms/dominant_class recorded: the gallery carries it, and ssm's teacher labels and DynM's
+    class blocks take the dominant class's counterpart; one that is not a positive is refused;
   - match + distill (M2S, -kd_method kd, DynM on): -kd_teacher_multilabel set automatically,
     finite metrics;
   - bad input: a multi-label /rgb (distill, ssm) and -kd_teacher_multilabel 0 with a multi-label
@@ -37,10 +39,11 @@ def run(args, cmd, expect=0, np_=2):
     return checklib.run_ackd(args.mpirun.split(), np_, args.ackd, cmd, expect)
 
 
-def refused(args, cmd, regex, what):
+def refused(args, cmd, regex, what, code=2):
+    """Exit 2 for a wrong option or argument, 1 for a file that does not hold what it should."""
     proc = subprocess.run(args.mpirun.split() + ["2", args.ackd] + cmd, capture_output=True, text=True)
     lines = [l for l in proc.stderr.splitlines() if re.match(r"^ackd[a-z ]*: error", l)]
-    ok = (proc.returncode == 2 and len(lines) == 1 and "PETSC ERROR" not in proc.stderr
+    ok = (proc.returncode == code and len(lines) == 1 and "PETSC ERROR" not in proc.stderr
           and re.search(regex, lines[0]) is not None)
     check(ok, f"{what}: exit {proc.returncode}, {lines[:1]}")
 
@@ -84,15 +87,17 @@ def f1_scores(pred, truth):
     return micro, macro
 
 
-def check_rematch(args, data, gallery, table, ms_to_rgb, idx, zt_ms):
+def check_rematch(args, data, gallery, table, ms_to_rgb, idx, zt_ms, dominant=None):
     """DynM with a multi-label gallery (test_rematch, 2 ranks) against numpy: each teacher's class is
-    its highest-logit positive that maps to a student class, and the KL cost uses log sigmoid(z)."""
+    its highest-logit positive that maps to a student class (its dominant class's counterpart when
+    the gallery records one), and the KL cost uses log sigmoid(z)."""
     with h5py.File(data, "r") as f:
         split, s_all = f["rgb/split"][...], f["rgb/labels"][...]
         K = len(f["rgb/classes"])
     s_labels = s_all[split == 0]
     zs = np.random.default_rng(7).standard_normal((len(s_labels), K)).astype(np.float32) * 3
-    logits, out = os.path.join(args.out, "student_logits.h5"), os.path.join(args.out, "rematch.h5")
+    tag = "" if dominant is None else "_dominant"
+    logits, out = os.path.join(args.out, "student_logits.h5"), os.path.join(args.out, f"rematch{tag}.h5")
     with h5py.File(logits, "w") as f:
         f["logits"] = zs
     # the paper's argmin, which numpy recomputes (ackd's default is balanced OT)
@@ -107,7 +112,12 @@ def check_rematch(args, data, gallery, table, ms_to_rgb, idx, zt_ms):
             t_class[j] = ms_to_rgb[max(pos, key=lambda c: (zt_ms[j, c], -c))]
     lowest = np.array([next((ms_to_rgb[c] for c in range(K_MS) if table[r, c] and ms_to_rgb[c] >= 0), -1)
                        for r in idx])
-    check((lowest != t_class).any(), f"the top-scoring rule differs from the lowest-index one for "
+    if dominant is not None:
+        top, t_class = t_class, ms_to_rgb[dominant[idx]]
+        check((top != t_class).any() and (lowest != t_class).any(),
+              f"the dominant classes differ from the top-scoring rule for {int((top != t_class).sum())} teachers "
+              f"and from the lowest-index one for {int((lowest != t_class).sum())}")
+    check((lowest != t_class).any(), f"the rule differs from the lowest-index one for "
           f"{int((lowest != t_class).sum())} teachers (so the check below tells them apart)")
     zt = np.full((len(idx), K), 0.0)
     zt[:] = zt_ms.min(axis=1, keepdims=True).astype(np.float64) - 50.0
@@ -129,8 +139,51 @@ def check_rematch(args, data, gallery, table, ms_to_rgb, idx, zt_ms):
         want = ok[np.argsort(cost[s, ok], kind="stable")][:got.shape[1]]
         mine = got[s][got[s] >= 0]
         differ += len(mine) != len(want) or not np.allclose(cost[s, mine], cost[s, want], rtol=1e-6, atol=1e-9)
+    rule = "top mapped positive" if dominant is None else "the dominant class's counterpart"
     check(differ == 0, f"DynM with a multi-label gallery: {len(s_labels)} students' teachers = numpy's "
-          f"(class = top mapped positive, cost on log sigmoid) ({differ} differ)")
+          f"(class = {rule}, cost on log sigmoid) ({differ} differ)")
+
+
+def check_dominant(args, data, table, ms_to_rgb):
+    """A multi-label collection that records each sample's dominant class (/ms/dominant_class): the
+    gallery carries it, ssm's teacher labels and DynM's class blocks take its counterpart instead of
+    the lowest-index or top-scoring positive, and one that is not a positive of its row is refused."""
+    d = args.out
+    dom_data, bad = os.path.join(d, "ml_dominant.h5"), os.path.join(d, "ml_dominant_bad.h5")
+    shutil.copy(data, dom_data)
+    # the highest-index positive: for the two-label rows it is never the lowest-index rule's choice
+    dominant = np.array([np.flatnonzero(row).max() for row in table], dtype=np.int32)
+    with h5py.File(dom_data, "r+") as f:
+        f["ms/dominant_class"] = dominant
+    shutil.copy(dom_data, bad)
+    with h5py.File(bad, "r+") as f:
+        wrong = dominant.copy()
+        row = int(np.flatnonzero(table.sum(1) == 1)[0])
+        wrong[row] = (wrong[row] + 1) % K_MS
+        f["ms/dominant_class"][...] = wrong
+    teacher = os.path.join(d, "teacher_dominant")
+    run(args, ["train", "-train_data", dom_data, "-train_dir", teacher, "-teacher_arch", "smallcnn", "-teacher_width",
+               "0.5", "-train_epochs", "1", "-train_batch", "48", "-train_seed", "2", "-quiet"])
+    gallery = os.path.join(teacher, "gallery.h5")
+    with h5py.File(gallery, "r") as f:
+        idx, zt = f["gallery/index"][...], f["gallery/logits"][...]
+        check("dominant_class" in f["gallery"] and np.array_equal(f["gallery/dominant_class"][...], dominant[idx]),
+              "the gallery records its samples' dominant classes")
+    run(args, ["ssm", "-ssm_data", dom_data, "-ssm_dir", os.path.join(d, "ssm_dominant"), "-ssm_arch", "smallcnn",
+               "-ssm_width", "0.5", "-ssm_epochs", "1", "-quiet"])
+    with h5py.File(os.path.join(d, "ssm_dominant", "embeddings.h5"), "r") as f:
+        rows, labels = f["teacher/index"][...], f["teacher/labels"][...]
+    lowest = np.array([next((ms_to_rgb[c] for c in np.flatnonzero(table[r]) if ms_to_rgb[c] >= 0), -1)
+                       for r in rows])
+    want = ms_to_rgb[dominant[rows]]
+    check(np.array_equal(labels, want) and (lowest != want).any(),
+          f"ssm teacher labels: the dominant class's counterpart ({int((lowest != want).sum())} differ from the "
+          f"lowest-index rule)")
+    if args.rematch:
+        check_rematch(args, dom_data, gallery, table, ms_to_rgb, idx, zt, dominant)
+    refused(args, ["ssm", "-ssm_data", bad, "-ssm_dir", os.path.join(d, "bad5"), "-ssm_arch", "smallcnn",
+                   "-ssm_epochs", "1"], rf"dominant_class\[{row}\].*not one of the sample's positive labels",
+            "ssm: a dominant class that is not a positive of its row", code=1)
 
 
 def main():
@@ -234,6 +287,8 @@ def main():
 
     if args.rematch:
         check_rematch(args, data, os.path.join(teacher, "gallery.h5"), table, ms_to_rgb, idx, gallery_logits)
+
+    check_dominant(args, data, table, ms_to_rgb)
 
     # bad input
     refused(args, common + ["-distill_dir", os.path.join(d, "bad1"), "-kd_teacher_multilabel", "0"],
