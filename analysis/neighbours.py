@@ -20,6 +20,11 @@ random; and the probability at T the matched teachers (by their weights) give th
 neighbouring class, against what its class's mean soft label gives it. The difference is what the
 matching passes on beyond the class's soft label.
 
+A multi-label MS collection (-synth_ms_multilabel): its scenes' classes are their dominant classes
+(/ms/dominant_class), the soft labels are the targets ackd's KD takes from a multi-label teacher,
+softmax(log sigmoid(z) / T), and the teacher's mean sigmoid is reported for the label, the
+neighbouring class and the other classes.
+
 --accuracy: each RGB student's eval file (ackd eval) split by its scenes' recorded neighbour share
 in --bins equal bins up to the largest share: where a student's errors are, and, between two
 students of one world, where one gains on the other."""
@@ -35,6 +40,10 @@ def softmax(z, T):
     return e / e.sum(axis=1, keepdims=True)
 
 
+def log_sigmoid(z):
+    return -np.logaddexp(0.0, -z)
+
+
 def read_world(path):
     with af.open_file(path, "dataset") as f:
         for side in ("ms", "rgb"):
@@ -43,6 +52,12 @@ def read_world(path):
                        "-synth_mixing")
         world = {side: {k: f[f"{side}/{k}"][...] for k in ("labels", "split", "neighbour_class", "neighbour_share")}
                  for side in ("ms", "rgb")}
+        ms = world["ms"]
+        if ms["labels"].ndim == 2:  # multi-label: a scene stands for its dominant class, as in ackd's matching
+            if "ms/dominant_class" not in f:
+                af.die(f"'{path}': the multi-label /ms records no dominant_class; write it with ackd synth "
+                       "-synth_ms_multilabel")
+            ms["table"], ms["labels"] = ms["labels"], f["ms/dominant_class"][...]
         world["rgb_to_ms"] = f["class_map/rgb_to_ms"][...]
     return world
 
@@ -96,6 +111,13 @@ def teacher_report(p, labels, neighbour, share, bins, top):
           f"shuffled within each class: {explained(deviation, labels, neighbour[order], bin_of[order]):.4f})")
     print(f"teacher: p(neighbouring class) at T {p[rows, neighbour].mean():.4f} against {others.mean():.4f} for "
           f"each other class but the label")
+
+
+def sigmoid_report(sig, labels, neighbour):
+    rows = np.arange(len(labels))
+    others = (sig.sum(axis=1) - sig[rows, labels] - sig[rows, neighbour]) / (sig.shape[1] - 2)
+    print(f"teacher (multi-label): mean sigmoid of the label {sig[rows, labels].mean():.4f}, of the neighbouring "
+          f"class {sig[rows, neighbour].mean():.4f}, of each other class {others.mean():.4f}")
 
 
 def matching_report(p, t_labels, t_neighbour, index, weight, s_labels, s_neighbour, rgb_to_ms):
@@ -164,8 +186,15 @@ def main():
         rows = np.asarray(f["gallery/index"][...], dtype=np.int64)
         t_labels = np.asarray(f["gallery/labels"][...])
     ms = world["ms"]
-    if t_labels.ndim != 1 or rows.max() >= len(ms["labels"]) or not np.array_equal(ms["labels"][rows], t_labels):
+    multilabel = "table" in ms
+    truth = ms["table"] if multilabel else ms["labels"]
+    if (t_labels.shape[1:] != truth.shape[1:] or rows.max() >= len(truth)
+            or not np.array_equal(truth[rows], t_labels)):
         af.die(f"'{args.gallery}' is not a gallery of '{args.data}''s MS collection (its rows' labels differ)")
+    if multilabel:
+        t_labels = ms["labels"][rows]
+        sigmoid_report(np.exp(log_sigmoid(z)), t_labels, ms["neighbour_class"][rows])
+        z = log_sigmoid(z)
     p = softmax(z, args.temperature)
     t_neighbour, t_share = ms["neighbour_class"][rows], ms["neighbour_share"][rows]
     top = max(float(ms["neighbour_share"].max()), 1e-12)

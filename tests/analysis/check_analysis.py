@@ -9,6 +9,7 @@ import math
 import os
 import pathlib
 import re
+import shutil
 import subprocess
 import sys
 
@@ -249,6 +250,33 @@ with h5py.File(f"{out}/mixed_gallery.h5") as g, h5py.File(f"{out}/other_gallery.
     f["gallery/labels"] = (g["gallery/labels"][...] + 1) % K
 check("is not a gallery of" in run("neighbours.py", f"{out}/mixed.h5", f"{out}/other_gallery.h5", code=1),
       "neighbours: another world's gallery")
+
+# the same world with a multi-label MS collection (label and neighbour positive, the label dominant)
+# and a multi-label teacher: classes by the dominant class, soft labels softmax(log sigmoid(z) / T)
+table = np.zeros((n_ms, K), np.uint8)
+table[np.arange(n_ms), w_ms_lab] = table[np.arange(n_ms), ms_nb] = 1
+shutil.copy(f"{out}/mixed.h5", f"{out}/mixed_ml.h5")
+with h5py.File(f"{out}/mixed_ml.h5", "r+") as f:
+    del f["ms/labels"]
+    f["ms/labels"], f["ms/dominant_class"] = table, w_ms_lab.astype(np.int32)
+with h5py.File(f"{out}/mixed_ml_gallery.h5", "w") as f:
+    f.attrs["ackd_format"] = "gallery"
+    f["gallery/logits"], f["gallery/labels"] = t_logits.astype(np.float32), table[t_rows]
+    f["gallery/index"] = t_rows.astype(np.int64)
+text = run("neighbours.py", f"{out}/mixed_ml.h5", f"{out}/mixed_ml_gallery.h5", "-T", "2")
+z32 = t_logits.astype(np.float32).astype(np.float64)
+sig = 1 / (1 + np.exp(-z32))
+want = (f"mean sigmoid of the label {np.mean([sig[i, t_lab[i]] for i in range(len(t_lab))]):.4f}, of the "
+        f"neighbouring class {np.mean([sig[i, t_nb[i]] for i in range(len(t_lab))]):.4f}, of each other class "
+        f"{np.mean([sig[i, j] for i in range(len(t_lab)) for j in range(K) if j not in (t_lab[i], t_nb[i])]):.4f}")
+check(want in text, f"neighbours, multi-label: '{want}' not in: {text}")
+pT_ml = sp_softmax(np.log(sig) / 2, axis=1)
+want = f"p(neighbouring class) at T {np.mean([pT_ml[i, t_nb[i]] for i in range(len(t_lab))]):.4f}"
+check(want in text, f"neighbours, multi-label: '{want}' not in: {text}")
+with h5py.File(f"{out}/mixed_ml.h5", "r+") as f:
+    del f["ms/dominant_class"]
+check("records no dominant_class" in run("neighbours.py", f"{out}/mixed_ml.h5", f"{out}/mixed_ml_gallery.h5", code=1),
+      "neighbours: a multi-label world without its dominant classes")
 
 # ---- checkpoints: tests/ckpt's values are sin(0.1 i + step) over the model's flat index
 ENTRIES = [("conv1", 27), ("conv1", 3), ("layer1.0.bn", 3), ("fc", 30), ("fc", 10), ("layer1.0.bn", 3),

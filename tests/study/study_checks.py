@@ -195,6 +195,19 @@ def main():
         mine, ref = study_module.t_two_sided_p(t, df), 2 * stats.t.sf(abs(t), df)
         check(abs(mine - ref) <= 1e-10 + 1e-8 * ref, f"p(t = {t}, df = {df}) = {mine:.6g}, scipy {ref:.6g}")
 
+    # the teacher's score: OA from a single-label eval file; mAP from a multi-label one, which has no OA
+    teacher_eval = os.path.join(args.out, "study", "overlap-0.6", f"seed-{SEEDS[0]}", "teacher_smallcnn",
+                                "eval_test.h5")
+    score = study_module.teacher_score(teacher_eval)
+    check(score == (study_module.overall_accuracy(teacher_eval), "OA"), f"single-label teacher score {score}")
+    multi = os.path.join(args.out, "teacher_multilabel_eval.h5")
+    shutil.copy(teacher_eval, multi)
+    with h5py.File(multi, "r+") as f:
+        f.attrs["multilabel"], f.attrs["map"] = 1, 0.8125
+        del f["per_class_accuracy"]
+    score = study_module.teacher_score(multi)
+    check(score == (81.25, "mAP"), f"multi-label teacher score {score}")
+
     bad = os.path.join(args.out, "bad.study")
     open(bad, "w").write(open(study).read().replace("kd+sembridge+noska", "kd+sembrige"))
     err = study_cli(args, "run", bad, "--dry-run", expect=2).stderr.strip()
