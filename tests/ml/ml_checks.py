@@ -117,8 +117,9 @@ def check_rematch(args, data, gallery, table, ms_to_rgb, idx, zt_ms, dominant=No
         check((top != t_class).any() and (lowest != t_class).any(),
               f"the dominant classes differ from the top-scoring rule for {int((top != t_class).sum())} teachers "
               f"and from the lowest-index one for {int((lowest != t_class).sum())}")
-    check((lowest != t_class).any(), f"the rule differs from the lowest-index one for "
-          f"{int((lowest != t_class).sum())} teachers (so the check below tells them apart)")
+    else:
+        check((lowest != t_class).any(), f"the top-scoring rule differs from the lowest-index one for "
+              f"{int((lowest != t_class).sum())} teachers (so the check below tells them apart)")
     zt = np.full((len(idx), K), 0.0)
     zt[:] = zt_ms.min(axis=1, keepdims=True).astype(np.float64) - 50.0
     for c in range(K_MS):
