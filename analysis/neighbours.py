@@ -193,8 +193,8 @@ def main():
         af.die(f"'{args.gallery}' is not a gallery of '{args.data}''s MS collection (its rows' labels differ)")
     if multilabel:
         t_labels = ms["labels"][rows]
-        sigmoid_report(np.exp(log_sigmoid(z)), t_labels, ms["neighbour_class"][rows])
         z = log_sigmoid(z)
+        sigmoid_report(np.exp(z), t_labels, ms["neighbour_class"][rows])
     p = softmax(z, args.temperature)
     t_neighbour, t_share = ms["neighbour_class"][rows], ms["neighbour_share"][rows]
     top = max(float(ms["neighbour_share"].max()), 1e-12)

@@ -257,15 +257,15 @@ PetscErrorCode AckdTeacherTokensDestroy(AckdTeacherTokens *tokens);
 
 /* M2S: a multi-label teacher sample stands for one student class where a
  * single label is needed (the OT matching's class blocks, DynM, ssm's teacher
- * labels): among its positive MS labels that map into the student's classes
- * (ms_to_rgb[c] in [0, classes)), the one with the highest `score` (the
- * teacher's logit; NULL: the lowest class index; ties: the lowest index),
- * mapped; -1 if none maps. A gallery with (N_t, K_ms) labels is multi-label:
- * AckdTeacherTargetsCreate labels its samples this way, by their logits. Where
- * the collection records each sample's dominant class, that class's
- * counterpart is used instead and this rule is not consulted. */
-PetscInt AckdMultilabelStudentClass(PetscInt ms_classes, const unsigned char *positive, const float *score,
-                                    const int *ms_to_rgb, PetscInt classes);
+ * labels). Where the collection records the sample's `dominant` class (>= 0),
+ * that class's counterpart, -1 if it has none. Otherwise (dominant -1), among
+ * its positive MS labels that map into the student's classes (ms_to_rgb[c] in
+ * [0, classes)), the one with the highest `score` (the teacher's logit; NULL:
+ * the lowest class index; ties: the lowest index), mapped; -1 if none maps.
+ * A gallery with (N_t, K_ms) labels is multi-label: AckdTeacherTargetsCreate
+ * labels its samples this way, by their logits. */
+PetscInt AckdMultilabelStudentClass(PetscInt ms_classes, const unsigned char *positive, PetscInt dominant,
+                                    const float *score, const int *ms_to_rgb, PetscInt classes);
 
 /* `ackd ssm` as an object: the self-supervised matcher trained data parallel on the MS collection
  * (an MS encoder and a pseudo-RGB encoder, options -ssm_*), then the embeddings file

@@ -423,9 +423,11 @@ static PetscErrorCode write_collection(AckdSynth s, hid_t file, Collection *c, A
   AckdDatasetPartition(c->count, size, rank, &lo, &hi);
   local = hi - lo;
   if (s->mixing > 0)
-    PetscCall(PetscMalloc3(PetscMax(local, 1), &records.neighbour_class, PetscMax(local, 1), &records.share,
-                           PetscMax(local, 1), &records.dominant));
-  if (c->multilabel) PetscCall(PetscMalloc1((size_t)WRITE_BATCH * s->classes, &multilabels));
+    PetscCall(PetscMalloc2(PetscMax(local, 1), &records.neighbour_class, PetscMax(local, 1), &records.share));
+  if (c->multilabel) {
+    PetscCall(PetscMalloc1((size_t)WRITE_BATCH * s->classes, &multilabels));
+    PetscCall(PetscMalloc1(PetscMax(local, 1), &records.dominant));
+  }
   PetscInt my_rounds = (local + WRITE_BATCH - 1) / WRITE_BATCH;
   PetscCallMPI(MPI_Allreduce(&my_rounds, &rounds, 1, MPIU_INT, MPI_MAX, s->comm));
   for (PetscInt r = 0; r < rounds && !*stopped; r++) {
@@ -462,7 +464,8 @@ static PetscErrorCode write_collection(AckdSynth s, hid_t file, Collection *c, A
   }
   if (*stopped) {
     PetscCall(AckdCollectionWriterDestroy(&writer));
-    PetscCall(PetscFree3(records.neighbour_class, records.share, records.dominant));
+    PetscCall(PetscFree2(records.neighbour_class, records.share));
+    PetscCall(PetscFree(records.dominant));
     PetscCall(PetscFree(multilabels));
     PetscCall(PetscFree(images));
     PetscCall(PetscFree(split));
@@ -476,7 +479,8 @@ static PetscErrorCode write_collection(AckdSynth s, hid_t file, Collection *c, A
   PetscCall(AckdH5AttrWriteInt(group, "labels_flipped", flipped)); /* provenance: how noisy the labels are */
   if (records.share) PetscCall(write_neighbours(s, c, group, lo, hi, &records));
   H5Gclose(group);
-  PetscCall(PetscFree3(records.neighbour_class, records.share, records.dominant));
+  PetscCall(PetscFree2(records.neighbour_class, records.share));
+  PetscCall(PetscFree(records.dominant));
   PetscCall(PetscFree(multilabels));
   PetscCall(PetscFree(images));
   PetscCall(PetscFree(split));

@@ -372,11 +372,12 @@ static PetscErrorCode embed_side(SSMContext *c, AckdEngine *engine, AckdModel mo
   PetscCall(AckdSharedDatasetGetMultilabels(dataset, &columns, &multi));
   PetscCall(AckdSharedDatasetGetDominant(dataset, &dominant));
   for (PetscInt i = 0; i < s->n; i++) {
-    const int y = dominant ? dominant[rows[i]] : labels[rows[i]];
+    const int y = labels[rows[i]];
     s->index[i] = rows[i];
-    if (multi && label_map && !dominant) /* M2S: one student class per MS sample, without teacher scores */
-      s->labels[i] = (int)AckdMultilabelStudentClass(PetscMin(columns, nmap), multi + rows[i] * columns, NULL,
-                                                     label_map, c->rgb_info.classes);
+    if (multi && label_map) /* M2S: one student class per MS sample, without teacher scores (docs/FORMATS.md) */
+      s->labels[i] =
+          (int)AckdMultilabelStudentClass(PetscMin(columns, nmap), multi + rows[i] * columns,
+                                          dominant ? dominant[rows[i]] : -1, NULL, label_map, c->rgb_info.classes);
     else if (label_map)
       s->labels[i] = y >= 0 && y < nmap ? label_map[y] : -1;
     else

@@ -5,8 +5,8 @@
  *
  * A multi-label (M2S) gallery, labels (N_t, K_ms): each teacher sample
  * takes one student class for the class blocks of DynM's re-matching
- * (its dominant class's where the gallery records it, else
- * AckdMultilabelStudentClass by its logits), and its KL cost uses the
+ * (AckdMultilabelStudentClass: its dominant class's where the gallery
+ * records it, else by its logits), and its KL cost uses the
  * teacher's targets log σ(z), as -kd_teacher_multilabel does.
  *
  * Class spaces: the teacher's logits live over K_ms classes, the student's
@@ -162,16 +162,14 @@ PetscErrorCode AckdTeacherTargetsCreate(MPI_Comm comm, const char *gallery, cons
     for (PetscInt c = 0; c < cols; c++)
       if (ms_to_rgb[c] >= 0 && ms_to_rgb[c] < classes) out[ms_to_rgb[c]] = z[c];
     t->teacher_rows[j] = (PetscInt)index[j];
-    if (dominant) {
-      const int y = dominant[j];
-      PetscCheck(y >= 0 && y < ms_classes && labels[j * cols + y], comm, PETSC_ERR_FILE_UNEXPECTED,
+    if (multilabel) {
+      const int y = dominant ? dominant[j] : -1;
+      PetscCheck(!dominant || (y >= 0 && y < ms_classes && labels[j * cols + y]), comm, PETSC_ERR_FILE_UNEXPECTED,
                  "gallery '%s': dominant_class[%" PetscInt_FMT "] = %d is not one of the row's positive labels; "
                  "recompute the gallery",
                  gallery, j, y);
-      t->teacher_labels[j] = ms_to_rgb[y] < classes ? ms_to_rgb[y] : -1;
-    } else if (multilabel) {
       for (PetscInt c = 0; c < cols; c++) positive[c] = labels[j * cols + c] != 0;
-      t->teacher_labels[j] = AckdMultilabelStudentClass(cols, positive, z, ms_to_rgb, classes);
+      t->teacher_labels[j] = AckdMultilabelStudentClass(cols, positive, y, z, ms_to_rgb, classes);
     } else
       t->teacher_labels[j] = labels[j] >= 0 && labels[j] < ms_classes ? ms_to_rgb[labels[j]] : -1;
   }
@@ -194,10 +192,15 @@ PetscErrorCode AckdTeacherTargetsCreate(MPI_Comm comm, const char *gallery, cons
   PetscFunctionReturn(0);
 }
 
-PetscInt AckdMultilabelStudentClass(PetscInt ms_classes, const unsigned char *positive, const float *score,
-                                    const int *ms_to_rgb, PetscInt classes)
+PetscInt AckdMultilabelStudentClass(PetscInt ms_classes, const unsigned char *positive, PetscInt dominant,
+                                    const float *score, const int *ms_to_rgb, PetscInt classes)
 {
   PetscInt best = -1;
+
+  if (dominant >= 0) { /* what covers most of the scene, even when another positive maps */
+    const int to = dominant < ms_classes ? ms_to_rgb[dominant] : -1;
+    return to >= 0 && to < classes ? to : -1;
+  }
 
   for (PetscInt c = 0; c < ms_classes; c++) {
     if (!positive[c] || ms_to_rgb[c] < 0 || ms_to_rgb[c] >= classes) continue;
