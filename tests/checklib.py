@@ -70,6 +70,19 @@ def compare(check, what, mine, ref, tol, floor=1e-30, flatten=False):
     return err
 
 
+def refusal(command, regex, code):
+    """Runs `command` and says whether it was refused as ackd refuses bad input: exit `code` (2 for a
+    wrong option or argument, 1 for a file that does not hold what it should), exactly one
+    "ackd ...: error" line on stderr, matching `regex`, and no PETSc traceback. Returns (ok, a short
+    account of what happened) for a check's description."""
+    import re
+    proc = subprocess.run(command, capture_output=True, text=True)
+    lines = [line for line in proc.stderr.splitlines() if re.match(r"^ackd[a-z ]*: error", line)]
+    ok = (proc.returncode == code and len(lines) == 1 and "PETSC ERROR" not in proc.stderr
+          and re.search(regex, lines[0]) is not None)
+    return ok, f"exit {proc.returncode}, {lines[:1]}"
+
+
 def run_or_exit(command, expect=0, what=None, tail=3000):
     """Runs `command` (a list of strings) with its output captured and returns the CompletedProcess.
 

@@ -100,6 +100,12 @@ PetscErrorCode AckdSharedDatasetGetMultilabels(AckdSharedDataset dataset, PetscI
  * covering most of the scene, as SEN12MS gives beside its multi-label table), NULL when the file
  * does not record it. It stands for the sample wherever one class is needed (docs/FORMATS.md). */
 PetscErrorCode AckdSharedDatasetGetDominant(AckdSharedDataset dataset, const int **dominant);
+/* Collective: each sample's share of every class's cover, (count, classes) row-major
+ * (/<collection>/cover_fractions, docs/FORMATS.md), read from the file on the first call and
+ * kept. A missing table, a wrong shape, or a row that is not a distribution is an error naming
+ * the file. Read before AckdSharedDatasetDescribe, the table is part of its digest. */
+PetscErrorCode AckdSharedDatasetGetCoverFractions(MPI_Comm comm, AckdSharedDataset dataset, PetscInt classes,
+                                                  const float **fractions);
 /* One line that tells this collection from another: its name, size, image shape and a 64-bit
  * digest (FNV-1a) of its labels, split and band statistics, e.g.
  * "/rgb: 4000 samples of 3 x 64 x 64, labels and split 9f3a0c1e22d47b85". Checkpoints record it,

@@ -465,6 +465,11 @@ PetscErrorCode AckdModelDestroy(AckdModel *model);
  * writes the loss and, if d_logits is not NULL, its gradient. */
 PetscErrorCode AckdCrossEntropy(const AckdTensor *logits, const PetscInt *labels, double smoothing, double *loss,
                                 AckdTensor *d_logits);
+/* The same against a distribution per sample, targets (B, K) (a scene's cover fractions):
+ * PyTorch's F.cross_entropy with probability targets and label_smoothing, the target
+ * (1 - s) t + s / K. */
+PetscErrorCode AckdSoftCrossEntropy(const AckdTensor *logits, const float *targets, double smoothing, double *loss,
+                                    AckdTensor *d_logits);
 /* Mean binary cross-entropy with logits over all B x K entries (multi-label),
  * PyTorch's F.binary_cross_entropy_with_logits; targets in [0, 1]. */
 PetscErrorCode AckdBCEWithLogits(const AckdTensor *logits, const float *targets, double *loss, AckdTensor *d_logits);

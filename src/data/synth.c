@@ -366,7 +366,21 @@ typedef struct {
 static PetscErrorCode write_neighbours(AckdSynth s, const Collection *c, hid_t group, PetscInt lo, PetscInt hi,
                                        const NeighbourRecords *records)
 {
+  float *fractions;
+
   PetscFunctionBeginUser;
+  /* The share of the tile each class covers (docs/FORMATS.md), what a land-cover map gives a real
+   * benchmark: the scene's own class holds what its neighbour leaves, whatever label noise did to
+   * its label. A teacher can learn from it (ackd train -train_targets cover_fractions). */
+  PetscCall(PetscCalloc1((size_t)PetscMax(hi - lo, 1) * s->classes, &fractions));
+  for (PetscInt i = lo; i < hi; i++) {
+    float *row                            = fractions + (i - lo) * s->classes;
+    row[i % s->classes]                   = 1.0f - records->share[i - lo];
+    row[records->neighbour_class[i - lo]] = records->share[i - lo];
+  }
+  PetscCall(AckdH5WriteRows(s->comm, group, "cover_fractions", H5T_NATIVE_FLOAT, c->count, s->classes, lo, hi - lo,
+                            fractions));
+  PetscCall(PetscFree(fractions));
   PetscCall(AckdH5WriteRows(s->comm, group, "neighbour_class", H5T_NATIVE_INT, c->count, 0, lo, hi - lo,
                             records->neighbour_class));
   PetscCall(

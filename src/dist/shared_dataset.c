@@ -31,6 +31,9 @@ struct _p_AckdSharedDataset {
   unsigned char *split;
   unsigned char *multilabels; /* (count, columns) 0/1 of a multi-label collection, else NULL */
   int           *dominant;    /* (count) the class covering most of each scene, where a multi-label file records it */
+  float         *fractions;   /* (count, columns) each class's share of the scene, read on request, else NULL */
+  PetscInt       fraction_columns;
+  AckdH5Settings h5; /* as loaded, for reading more of the file later */
   PetscInt       count, channels, height, width, columns;
   PetscBool      streaming;
   hid_t          stream_file, stream_images; /* streaming: this rank's own handles */
@@ -100,6 +103,7 @@ PetscErrorCode AckdSharedDatasetLoad(MPI_Comm comm, const char *path, const char
   PetscCall(PetscStrncpy(d->path, path, sizeof d->path));
   d->stream_file = d->stream_images = H5I_INVALID_HID;
   d->streaming                      = h5->streaming;
+  d->h5                             = *h5;
   PetscCall(AckdH5FileOpenRead(comm, path, h5, &file));
   PetscCall(AckdDatasetValidate(file, path));
   PetscCheck(H5Lexists(file, collection, H5P_DEFAULT) > 0, comm, PETSC_ERR_FILE_UNEXPECTED,
@@ -335,6 +339,78 @@ PetscErrorCode AckdSharedDatasetGetDominant(AckdSharedDataset d, const int **dom
   PetscFunctionReturn(0);
 }
 
+/* A row of shares must be a distribution; 1e-4 leaves room for shares rounded to float, not for a
+ * row that forgot a class. Returns the first row that is not one, or -1. */
+static PetscInt first_bad_fraction_row(const float *fractions, PetscInt count, PetscInt columns, double *sum,
+                                       PetscBool *finite)
+{
+  for (PetscInt i = 0; i < count; i++) {
+    const float *row = fractions + i * columns;
+    PetscBool    bad = PETSC_FALSE;
+    *sum             = 0.0;
+    *finite          = PETSC_TRUE;
+    for (PetscInt k = 0; k < columns; k++) {
+      *finite = (PetscBool)(*finite && isfinite(row[k]));
+      bad     = (PetscBool)(bad || !(row[k] >= 0.0f && row[k] <= 1.0f));
+      *sum += row[k];
+    }
+    if (bad || fabs(*sum - 1.0) > 1e-4) return i;
+  }
+  return -1;
+}
+
+PetscErrorCode AckdSharedDatasetGetCoverFractions(MPI_Comm comm, AckdSharedDataset d, PetscInt classes,
+                                                  const float **fractions)
+{
+  hid_t   file, group;
+  hsize_t dims[2] = {0, 0};
+
+  PetscFunctionBeginUser;
+  if (!d->fractions) {
+    PetscCall(AckdH5FileOpenRead(comm, d->path, &d->h5, &file));
+    AckdCallH5(group = H5Gopen2(file, d->collection, H5P_DEFAULT), "'%s': opening /%s", d->path, d->collection);
+    PetscCheck(H5Lexists(group, "cover_fractions", H5P_DEFAULT) > 0, comm, PETSC_ERR_FILE_UNEXPECTED,
+               "'%s' has no /%s/cover_fractions (each scene's share of every class, docs/FORMATS.md) to train on; "
+               "write the dataset with ackd synth -synth_mixing, add the table, or train on the labels",
+               d->path, d->collection);
+    hid_t dset;
+    AckdCallH5(dset = H5Dopen2(group, "cover_fractions", H5P_DEFAULT), "'%s': opening /%s/cover_fractions", d->path,
+               d->collection);
+    hid_t space = H5Dget_space(dset);
+    int   rank  = H5Sget_simple_extent_dims(space, dims, NULL);
+    H5Sclose(space);
+    H5Dclose(dset);
+    PetscCheck(rank == 2 && dims[0] == (hsize_t)d->count && dims[1] == (hsize_t)classes, comm,
+               PETSC_ERR_FILE_UNEXPECTED,
+               "'%s': /%s/cover_fractions must be (%" PetscInt_FMT ", %" PetscInt_FMT
+               "), a row per sample and a column per class; it is %d-dimensional (%llu, %llu)",
+               d->path, d->collection, d->count, classes, rank, (unsigned long long)dims[0],
+               (unsigned long long)(rank > 1 ? dims[1] : 0));
+    PetscCall(PetscMalloc1(PetscMax(d->count * classes, 1), &d->fractions));
+    PetscCall(read_replicated(group, "cover_fractions", H5T_NATIVE_FLOAT, d->fractions, d->path));
+    H5Gclose(group);
+    PetscCall(AckdH5FileClose(&file, d->path));
+    d->fraction_columns = classes;
+    double    sum;
+    PetscBool finite;
+    PetscInt  bad = first_bad_fraction_row(d->fractions, d->count, classes, &sum, &finite);
+    if (bad >= 0) PetscCall(PetscFree(d->fractions));
+    PetscCheck(bad < 0 || finite, comm, PETSC_ERR_FILE_UNEXPECTED,
+               "'%s': /%s/cover_fractions row %" PetscInt_FMT " holds NaN or Inf; every share must be finite; fix "
+               "the table",
+               d->path, d->collection, bad);
+    PetscCheck(bad < 0, comm, PETSC_ERR_FILE_UNEXPECTED,
+               "'%s': /%s/cover_fractions row %" PetscInt_FMT " is not a distribution over the classes (its shares "
+               "sum to %.6g; each must lie in [0, 1] and they must sum to 1); fix the table",
+               d->path, d->collection, bad, sum);
+  }
+  PetscCheck(d->fraction_columns == classes, comm, PETSC_ERR_ARG_INCOMP,
+             "cover fractions read for %" PetscInt_FMT " classes, asked for %" PetscInt_FMT, d->fraction_columns,
+             classes);
+  *fractions = d->fractions;
+  PetscFunctionReturn(0);
+}
+
 PetscErrorCode AckdSharedDatasetDescribe(AckdSharedDataset d, char *text, size_t len)
 {
   const int64_t shape[4] = {d->count, d->channels, d->height, d->width};
@@ -346,6 +422,7 @@ PetscErrorCode AckdSharedDatasetDescribe(AckdSharedDataset d, char *text, size_t
   h = AckdDigest(h, d->split, (size_t)d->count);
   if (d->multilabels) h = AckdDigest(h, d->multilabels, (size_t)(d->count * d->columns));
   if (d->dominant) h = AckdDigest(h, d->dominant, sizeof(int) * (size_t)d->count);
+  if (d->fractions) h = AckdDigest(h, d->fractions, sizeof(float) * (size_t)(d->count * d->fraction_columns));
   if (d->band_mean) {
     h = AckdDigest(h, d->band_mean, sizeof(double) * (size_t)d->channels);
     h = AckdDigest(h, d->band_scale, sizeof(double) * (size_t)d->channels);
@@ -371,6 +448,7 @@ PetscErrorCode AckdSharedDatasetDestroy(AckdSharedDataset *dataset)
   PetscCall(PetscFree2(d->labels, d->split));
   PetscCall(PetscFree(d->multilabels));
   PetscCall(PetscFree(d->dominant));
+  PetscCall(PetscFree(d->fractions));
   PetscCall(PetscFree2(d->band_mean, d->band_scale));
   PetscCall(PetscFree(d));
   *dataset = NULL;

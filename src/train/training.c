@@ -1,7 +1,8 @@
 /* A supervised training run (`ackd train`): one network on one modality, data
  * parallel: the teacher on /ms (role teacher) or the no-KD student baseline
- * on /rgb (role student), with cross-entropy, or BCE-with-logits on a
- * multi-label collection (validated by mAP). The model options come under the role's prefix
+ * on /rgb (role student), with cross-entropy on the labels or on each scene's
+ * cover fractions, or BCE-with-logits on a multi-label collection (validated
+ * by mAP). The model options come under the role's prefix
  * (-teacher_arch, -student_arch, ...), the loop's under -train_. A teacher
  * run ends by writing its gallery (the best model's outputs on every
  * teacher sample) for `distill`. */
@@ -10,6 +11,9 @@
 #include <string.h>
 
 static const char *const ROLES[] = {"teacher", "student"};
+/* What the cross-entropy aims at: the label, or the share of the scene each class covers. */
+typedef enum { TARGETS_LABELS, TARGETS_COVER_FRACTIONS } Targets;
+static const char *const TARGETS[] = {"labels", "cover_fractions"};
 
 struct _p_AckdTraining {
   MPI_Comm           comm;
@@ -22,17 +26,30 @@ struct _p_AckdTraining {
   PetscInt           eval_batch;
   AckdTensor         d_logits;
   float              empty[1];
-  float             *targets; /* multi-label: the local batch's 0/1 targets */
+  float             *targets; /* multi-label: the local batch's 0/1 targets; cover fractions: its shares */
   PetscInt           targets_capacity;
   const char        *modality, *role;
   char               data[PETSC_MAX_PATH_LEN];
   /* the options, read by AckdTrainingSetFromOptions */
   PetscInt       role_choice; /* index in ROLES */
+  PetscInt       targets_choice;
+  const float   *fractions; /* the collection's (count, K) cover fractions, when they are the targets */
   PetscBool      gallery, have_data, setup;
   AckdH5Settings h5;
   char           init[PETSC_MAX_PATH_LEN];
 };
 typedef struct _p_AckdTraining TrainContext;
+
+static PetscErrorCode reserve_targets(TrainContext *c, PetscInt n)
+{
+  PetscFunctionBeginUser;
+  if (c->targets_capacity < n) {
+    PetscCall(PetscFree(c->targets));
+    PetscCall(PetscMalloc1(n, &c->targets));
+    c->targets_capacity = n;
+  }
+  PetscFunctionReturn(0);
+}
 
 /* Multi-label: BCE with logits, the mean over the local B x K entries (scaled to the global batch by
  * the caller, like cross-entropy); `correct` gains each sample's fraction of labels predicted right
@@ -46,11 +63,7 @@ static PetscErrorCode multilabel_loss(TrainContext *c, const AckdTrainBatch *b, 
 
   PetscFunctionBeginUser;
   PetscCall(AckdSharedDatasetGetMultilabels(c->dataset, &columns, &labels));
-  if (c->targets_capacity < b->nlocal * K) {
-    PetscCall(PetscFree(c->targets));
-    PetscCall(PetscMalloc1(b->nlocal * K, &c->targets));
-    c->targets_capacity = b->nlocal * K;
-  }
+  PetscCall(reserve_targets(c, b->nlocal * K));
   for (PetscInt i = 0; i < b->nlocal; i++) {
     PetscInt right = 0;
     for (PetscInt k = 0; k < K; k++) {
@@ -88,6 +101,12 @@ static PetscErrorCode supervised_step(void *ctx, AckdEngine *engine, const AckdT
   AckdTensor d_logits = AckdTensorView(c->d_logits.data, b->nlocal, K, 1, 1);
   if (c->info.multilabel) {
     PetscCall(multilabel_loss(c, b, &out.logits, &loss, &d_logits, &r->correct));
+  } else if (c->fractions) {
+    PetscCall(reserve_targets(c, b->nlocal * K));
+    for (PetscInt i = 0; i < b->nlocal; i++)
+      PetscCall(PetscArraycpy(c->targets + i * K, c->fractions + b->rows[i] * K, K));
+    PetscCall(AckdSoftCrossEntropy(&out.logits, c->targets, c->smoothing, &loss, &d_logits));
+    r->correct = AckdCountCorrect(&out.logits, b->labels); /* train_accuracy stays the label's */
   } else {
     PetscCall(AckdCrossEntropy(&out.logits, b->labels, c->smoothing, &loss, &d_logits));
     r->correct = AckdCountCorrect(&out.logits, b->labels);
@@ -130,6 +149,7 @@ static PetscErrorCode describe(void *ctx, hid_t file)
   PetscCall(AckdModelConfigWrite(&c->config, file));
   PetscCall(AckdH5AttrWriteString(file, "modality", c->modality));
   PetscCall(AckdH5AttrWriteString(file, "data", c->data));
+  PetscCall(AckdH5AttrWriteString(file, "targets", TARGETS[c->targets_choice]));
   /* The no-KD student is the baseline row of the results table. */
   if (!strcmp(c->role, "student")) PetscCall(AckdH5AttrWriteString(file, "method", "baseline"));
   PetscFunctionReturn(0);
@@ -174,6 +194,11 @@ PetscErrorCode AckdTrainingSetFromOptions(AckdTraining c)
                               "teacher: on /ms, model options -teacher_*; student: the no-KD baseline on /rgb, "
                               "-student_*",
                               ROLES, 2, &c->role_choice, NULL));
+  PetscCall(AckdOptionsChoice(PetscOptionsObject, "-train_targets",
+                              "What cross-entropy aims at: labels, or cover_fractions, each scene's share of every "
+                              "class (/<collection>/cover_fractions, as a land-cover map gives them); validation "
+                              "scores the labels either way",
+                              TARGETS, 2, &c->targets_choice, NULL));
   PetscCall(AckdOptionsReal(PetscOptionsObject, "-train_label_smoothing", "Cross-entropy label smoothing",
                             &c->smoothing, 0.0, 1.0, NULL));
   PetscCall(AckdOptionsString(PetscOptionsObject, "-train_init",
@@ -215,6 +240,10 @@ PetscErrorCode AckdTrainingSetUp(AckdTraining c)
   PetscCheck(!c->info.multilabel || c->smoothing == 0, comm, PETSC_ERR_USER_INPUT,
              "option -train_label_smoothing applies to cross-entropy, but /%s in '%s' is multi-label (BCE); drop it",
              c->modality, c->data);
+  PetscCheck(!c->info.multilabel || c->targets_choice == TARGETS_LABELS, comm, PETSC_ERR_USER_INPUT,
+             "-train_targets cover_fractions trains a softmax over the classes, but /%s in '%s' is multi-label "
+             "(BCE on its 0/1 table); use its single-label file or drop -train_targets",
+             c->modality, c->data);
   c->config.in_channels = c->info.channels;
   c->config.classes     = c->info.classes;
   c->config.image_size  = c->info.height;
@@ -223,6 +252,8 @@ PetscErrorCode AckdTrainingSetUp(AckdTraining c)
   PetscCall(AckdModelSetUp(c->model, &c->config, (uint64_t)seed));
   if (c->init[0]) PetscCall(AckdModelInitFromFile(comm, c->model, &c->config, c->init, "-train_init"));
   PetscCall(AckdSharedDatasetLoad(comm, c->data, c->modality, &c->h5, &c->dataset));
+  if (c->targets_choice == TARGETS_COVER_FRACTIONS)
+    PetscCall(AckdSharedDatasetGetCoverFractions(comm, c->dataset, c->config.classes, &c->fractions));
   PetscCall(AckdTrainerSetDataset(t, c->dataset));
   PetscCall(AckdTrainerAddModel(t, "model", c->model));
   PetscCall(AckdTrainerSetStep(t, supervised_step, c));

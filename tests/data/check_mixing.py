@@ -85,7 +85,18 @@ def main():
             check(np.all(record != labels_) and record.min() >= 0 and record.max() < classes,
                   f"/{side}/neighbour_class holds a scene's own label or a class outside 0..{classes - 1}")
             check(shares.min() >= 0 and shares.max() < a.mixing, f"/{side}/neighbour_share outside [0, {a.mixing})")
-        check("neighbour_class" not in d["ms"], "a world without neighbours records some")
+        for side in ("ms", "rgb"):
+            record, labels_ = m[f"{side}/neighbour_class"][...], m[f"{side}/labels"][...]
+            shares, table = m[f"{side}/neighbour_share"][...], m[f"{side}/cover_fractions"][...]
+            want = np.zeros((len(labels_), classes), np.float32)
+            rows = np.arange(len(labels_))
+            want[rows, labels_] = 1 - shares
+            want[rows, record] = shares
+            check(table.dtype == np.float32 and np.array_equal(table, want),
+                  f"/{side}/cover_fractions {table.shape} {table.dtype} is not 1 - share on the label and the share "
+                  f"on the neighbour")
+        check("neighbour_class" not in d["ms"] and "cover_fractions" not in d["ms"],
+              "a world without neighbours records some")
         rgb = m["rgb/images"][...]
         check(not np.array_equal(rgb, d["rgb/images"][...]), "the RGB images did not change")
         check(rgb.min() >= 0 and rgb.max() <= 1, f"RGB values outside [0, 1]: {rgb.min()}..{rgb.max()}")
@@ -102,8 +113,9 @@ def main():
 
 def check_multilabel(mixed, path):
     with h5py.File(path, "r") as ml:
-        for name in ("ms/images", "ms/split", "ms/neighbour_class", "ms/neighbour_share", "rgb/images", "rgb/labels",
-                     "rgb/split", "rgb/neighbour_class", "rgb/neighbour_share"):
+        for name in ("ms/images", "ms/split", "ms/neighbour_class", "ms/neighbour_share", "ms/cover_fractions",
+                     "rgb/images", "rgb/labels", "rgb/split", "rgb/neighbour_class", "rgb/neighbour_share",
+                     "rgb/cover_fractions"):
             check(np.array_equal(mixed[name][...], ml[name][...]), f"{name} differs from the single-label file")
         single, neighbour = mixed["ms/labels"][...], mixed["ms/neighbour_class"][...]
         table = ml["ms/labels"][...]

@@ -20,7 +20,6 @@ a multi-label collection (docs/FORMATS.md); /rgb stays single-label. Then:
 import argparse
 import os
 import pathlib
-import re
 import shutil
 import subprocess
 import sys
@@ -41,11 +40,8 @@ def run(args, cmd, expect=0, np_=2):
 
 def refused(args, cmd, regex, what, code=2):
     """Exit 2 for a wrong option or argument, 1 for a file that does not hold what it should."""
-    proc = subprocess.run(args.mpirun.split() + ["2", args.ackd] + cmd, capture_output=True, text=True)
-    lines = [l for l in proc.stderr.splitlines() if re.match(r"^ackd[a-z ]*: error", l)]
-    ok = (proc.returncode == code and len(lines) == 1 and "PETSC ERROR" not in proc.stderr
-          and re.search(regex, lines[0]) is not None)
-    check(ok, f"{what}: exit {proc.returncode}, {lines[:1]}")
+    ok, account = checklib.refusal(args.mpirun.split() + ["2", args.ackd] + cmd, regex, code)
+    check(ok, f"{what}: {account}")
 
 
 def make_multilabel(group, rng):

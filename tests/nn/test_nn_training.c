@@ -12,7 +12,20 @@
 
 enum { B = 6, K = 5, STEPS = 5, SCHEDULE_STEPS = 40 };
 
-static PetscErrorCode check_loss_gradient(const char *what, AckdTensor *z, const PetscInt *labels, const float *targets)
+typedef enum { LOSS_CE, LOSS_SOFT_CE, LOSS_BCE } LossKind;
+
+static PetscErrorCode evaluate_loss(LossKind kind, AckdTensor *z, const PetscInt *labels, const float *targets,
+                                    double *loss, AckdTensor *d)
+{
+  PetscFunctionBeginUser;
+  if (kind == LOSS_CE) PetscCall(AckdCrossEntropy(z, labels, 0.1, loss, d));
+  if (kind == LOSS_SOFT_CE) PetscCall(AckdSoftCrossEntropy(z, targets, 0.1, loss, d));
+  if (kind == LOSS_BCE) PetscCall(AckdBCEWithLogits(z, targets, loss, d));
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode check_loss_gradient(const char *what, LossKind kind, AckdTensor *z, const PetscInt *labels,
+                                          const float *targets)
 {
   float        dbuf[B * K];
   AckdTensor   d = AckdTensorView(dbuf, B, K, 1, 1);
@@ -20,25 +33,16 @@ static PetscErrorCode check_loss_gradient(const char *what, AckdTensor *z, const
   const double h = 1e-2;
 
   PetscFunctionBeginUser;
-  if (labels)
-    PetscCall(AckdCrossEntropy(z, labels, 0.1, &loss, &d));
-  else
-    PetscCall(AckdBCEWithLogits(z, targets, &loss, &d));
+  PetscCall(evaluate_loss(kind, z, labels, targets, &loss, &d));
   double rms = 0.0;
   for (PetscInt i = 0; i < B * K; i++) rms += (double)dbuf[i] * dbuf[i];
   rms = sqrt(rms / (B * K));
   for (PetscInt i = 0; i < B * K; i++) {
     float saved = z->data[i];
     z->data[i]  = saved + (float)h;
-    if (labels)
-      PetscCall(AckdCrossEntropy(z, labels, 0.1, &lp, NULL));
-    else
-      PetscCall(AckdBCEWithLogits(z, targets, &lp, NULL));
+    PetscCall(evaluate_loss(kind, z, labels, targets, &lp, NULL));
     z->data[i] = saved - (float)h;
-    if (labels)
-      PetscCall(AckdCrossEntropy(z, labels, 0.1, &lm, NULL));
-    else
-      PetscCall(AckdBCEWithLogits(z, targets, &lm, NULL));
+    PetscCall(evaluate_loss(kind, z, labels, targets, &lm, NULL));
     z->data[i] = saved;
     double fd = (lp - lm) / (2 * h), err = fabs(fd - dbuf[i]) / PetscMax(fabs(dbuf[i]), rms);
     worst = PetscMax(worst, err);
@@ -51,7 +55,7 @@ static PetscErrorCode check_loss_gradient(const char *what, AckdTensor *z, const
 
 static PetscErrorCode write_losses(hid_t file, AckdRng *rng)
 {
-  float      z[B * K], d[B * K], targets[B * K];
+  float      z[B * K], d[B * K], targets[B * K], fractions[B * K];
   PetscInt   labels[B];
   int        labels32[B];
   AckdTensor logits = AckdTensorView(z, B, K, 1, 1), dl = AckdTensorView(d, B, K, 1, 1);
@@ -65,8 +69,18 @@ static PetscErrorCode write_losses(hid_t file, AckdRng *rng)
   for (PetscInt i = 0; i < B * K; i++) targets[i] = (float)(AckdRngU32(rng) % 2);
   targets[3] = 0.25f; /* soft targets too */
   for (PetscInt b = 0; b < B; b++) labels32[b] = (int)(labels[b] = (PetscInt)AckdRngBelow(rng, K));
-  PetscCall(check_loss_gradient("cross-entropy", &logits, labels, NULL));
-  PetscCall(check_loss_gradient("bce", &logits, NULL, targets));
+  /* cover fractions: a main class and a neighbour's share of up to a half, as ackd synth writes
+   * them, and one row that does not sum to one (PyTorch does not renormalise it either) */
+  for (PetscInt i = 0; i < B * K; i++) fractions[i] = 0.0f;
+  for (PetscInt b = 0; b < B; b++) {
+    const float share                                    = (float)AckdRngUniformRange(rng, 0.0, 0.5);
+    fractions[b * K + labels[b]]                         = 1.0f - share;
+    fractions[b * K + (labels[b] + 1 + b % (K - 1)) % K] = share;
+  }
+  fractions[K + 2] += 0.3f;
+  PetscCall(check_loss_gradient("cross-entropy", LOSS_CE, &logits, labels, NULL));
+  PetscCall(check_loss_gradient("soft ce", LOSS_SOFT_CE, &logits, NULL, fractions));
+  PetscCall(check_loss_gradient("bce", LOSS_BCE, &logits, NULL, targets));
 
   AckdCallH5(g = H5Gcreate2(file, "losses", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "creating /losses");
   PetscCall(write_array(g, "logits", z, 2, shape));
@@ -80,6 +94,10 @@ static PetscErrorCode write_losses(hid_t file, AckdRng *rng)
   PetscCall(AckdH5AttrWriteReal(g, "ce_smoothing", 0.1));
   PetscCall(AckdH5AttrWriteReal(g, "ce_loss", loss));
   PetscCall(write_array(g, "ce_grad", d, 2, shape));
+  PetscCall(write_array(g, "fractions", fractions, 2, shape));
+  PetscCall(AckdSoftCrossEntropy(&logits, fractions, 0.1, &loss, &dl));
+  PetscCall(AckdH5AttrWriteReal(g, "soft_ce_loss", loss));
+  PetscCall(write_array(g, "soft_ce_grad", d, 2, shape));
   PetscCall(AckdBCEWithLogits(&logits, targets, &loss, &dl));
   PetscCall(AckdH5AttrWriteReal(g, "bce_loss", loss));
   PetscCall(write_array(g, "bce_grad", d, 2, shape));

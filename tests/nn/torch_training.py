@@ -34,6 +34,11 @@ def losses(g):
     agree("cross-entropy loss", g.attrs["ce_loss"], loss.item(), 1e-6)
     agree("cross-entropy gradient", g["ce_grad"][()], z.grad, 1e-5)
     z.grad = None
+    loss = F.cross_entropy(z, torch.from_numpy(g["fractions"][()]), label_smoothing=float(g.attrs["ce_smoothing"]))
+    loss.backward()
+    agree("soft cross-entropy loss", g.attrs["soft_ce_loss"], loss.item(), 1e-6)
+    agree("soft cross-entropy gradient", g["soft_ce_grad"][()], z.grad, 1e-5)
+    z.grad = None
     t = torch.from_numpy(g["targets"][()])
     loss = F.binary_cross_entropy_with_logits(z, t)
     loss.backward()

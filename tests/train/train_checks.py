@@ -15,6 +15,12 @@ MODE:
                run on the same rank count, within 1e-5 on another
   kill         SIGKILL in the middle of a checkpoint write: the previous checkpoint
                loads, the run continues and ends bitwise where the uninterrupted one does
+  cover_fractions
+               -train_targets cover_fractions: on cover fractions that are the labels' one-hot
+               rows, bitwise the run on the labels; on a mixed world's fractions, a teacher
+               whose softmax on the neighbour class grows with the neighbour's share of the
+               scene (the labels' teacher's does far less); a world without the table, a
+               multi-label collection and a row that is not a distribution are refused
 """
 import argparse
 import glob
@@ -335,10 +341,91 @@ def mode_streaming(args):
     check(np.array_equal(runs["streaming_eval"][0], runs["shared_eval"][0]), "eval: the same predictions streamed")
 
 
+def fit_to_fractions(gallery, data):
+    """How a teacher's softmax p fits the cover fractions F of its training scenes: the mean KL(F || p),
+    and the correlation of p on each scene's neighbour class with the neighbour's share of the scene."""
+    with h5py.File(gallery, "r") as g, h5py.File(data, "r") as ds:
+        index, logits = g["gallery/index"][()], g["gallery/logits"][()].astype(np.float64)
+        fractions = ds["ms/cover_fractions"][()][index].astype(np.float64)
+        neighbour, share = ds["ms/neighbour_class"][()][index], ds["ms/neighbour_share"][()][index]
+    log_p = logits - logits.max(axis=1, keepdims=True)
+    log_p -= np.log(np.exp(log_p).sum(axis=1, keepdims=True))
+    kl = np.sum(fractions * (np.log(np.maximum(fractions, 1e-30)) - log_p), axis=1).mean()
+    on_neighbour = np.exp(log_p[np.arange(len(index)), neighbour])
+    return float(kl), float(np.corrcoef(share, on_neighbour)[0, 1])
+
+
+def mode_cover_fractions(args):
+    data = os.path.join(args.out, "mixed.h5")
+    synth(args, data, 1200, extra=("-synth_mixing", "0.4"))
+    onehot = os.path.join(args.out, "onehot.h5")
+    shutil.copy(data, onehot)
+    with h5py.File(onehot, "r+") as f:
+        fractions = np.zeros(f["ms/cover_fractions"].shape, np.float32)
+        fractions[np.arange(len(fractions)), f["ms/labels"][()]] = 1
+        f["ms/cover_fractions"][...] = fractions
+    runs = {}
+    for targets in ("labels", "cover_fractions"):
+        d = os.path.join(args.out, f"onehot_{targets}")
+        shutil.rmtree(d, ignore_errors=True)
+        run(args, ["2", *train_cmd(onehot, d, args.arch, ["-train_max_steps", "12", "-train_targets", targets])])
+        runs[targets], _ = checkpoint_model(d)
+    compare(runs["cover_fractions"], runs["labels"], "one-hot cover fractions vs the labels")
+
+    # Cross-entropy on the fractions is KL(F || p) plus a constant: the teacher trained on them must fit
+    # them better than one trained on the labels (8 epochs of a small CNN: 0.6-0.7 of its KL here).
+    fits = {}
+    for targets in ("labels", "cover_fractions"):
+        d = os.path.join(args.out, f"mixed_{targets}")
+        shutil.rmtree(d, ignore_errors=True)
+        run(args, ["2", args.ackd, "train", "-train_data", data, "-train_dir", d, "-teacher_arch", "smallcnn",
+                   "-train_epochs", "8", "-train_batch", "64", "-train_lr", "2e-3", "-train_targets", targets, "-quiet"])
+        fits[targets] = fit_to_fractions(os.path.join(d, "gallery.h5"), data)
+        with h5py.File(os.path.join(d, "best.h5"), "r") as f:
+            check(f.attrs["targets"] == targets, f"best.h5 says it was trained on {targets}")
+    (kl_labels, corr_labels), (kl_fractions, corr_fractions) = fits["labels"], fits["cover_fractions"]
+    check(kl_fractions < 0.85 * kl_labels and corr_fractions > corr_labels,
+          f"trained on the fractions, the teacher fits them better: KL(F || p) {kl_fractions:.3f} against "
+          f"{kl_labels:.3f} on the labels (below 0.85 of it), and its softmax on the neighbour follows the "
+          f"neighbour's share more closely (correlation {corr_fractions:.2f} against {corr_labels:.2f})")
+
+    plain = os.path.join(args.out, "plain.h5")
+    synth(args, plain, 300)
+    nan_row, short_row = os.path.join(args.out, "nan_row.h5"), os.path.join(args.out, "short_row.h5")
+    for path, row, value in ((nan_row, 5, np.nan), (short_row, 9, 0.0)):
+        shutil.copy(data, path)
+        with h5py.File(path, "r+") as f:
+            f["ms/cover_fractions"][row, f["ms/labels"][row]] = value
+    narrow = os.path.join(args.out, "narrow.h5")
+    shutil.copy(data, narrow)
+    with h5py.File(narrow, "r+") as f:
+        table = f["ms/cover_fractions"][()]
+        del f["ms/cover_fractions"]
+        f["ms/cover_fractions"] = table[:, :-1]
+    multilabel = os.path.join(args.out, "multilabel.h5")
+    synth(args, multilabel, 300, extra=("-synth_mixing", "0.4", "-synth_ms_multilabel"))
+    for path, regex, code, what in (
+            (plain, r"plain\.h5' has no /ms/cover_fractions .*synth -synth_mixing", 1, "a world without the table"),
+            (nan_row, r"nan_row\.h5': /ms/cover_fractions row 5 holds NaN or Inf", 1, "a row holding NaN"),
+            (short_row, r"short_row\.h5': /ms/cover_fractions row 9 is not a distribution .*sum to 0\.", 1,
+             "a row without its label's share"),
+            (narrow, r"narrow\.h5': /ms/cover_fractions must be \(1200, 10\), .* it is 2-dimensional \(1200, 9\)", 1,
+             "a table without a column per class"),
+            (multilabel, r"-train_targets cover_fractions trains a softmax .* is multi-label", 2, "multi-label")):
+        d = os.path.join(args.out, "refused")
+        shutil.rmtree(d, ignore_errors=True)
+        ok, account = checklib.refusal(args.mpirun + ["2", *train_cmd(path, d, args.arch, ["-train_max_steps", "1",
+                                                                                           "-train_targets",
+                                                                                           "cover_fractions"])],
+                                       regex, code)
+        check(ok, f"{what} refused: {account}")
+
+
 def main():
     global ARGS
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("mode", choices=["accuracy", "equivalence", "gradients", "resume", "kill", "streaming"])
+    p.add_argument("mode", choices=["accuracy", "equivalence", "gradients", "resume", "kill", "streaming",
+                                    "cover_fractions"])
     p.add_argument("--mpirun", required=True, help="launcher with its -n flag, e.g. 'mpirun --oversubscribe -n'")
     p.add_argument("--ackd", required=True)
     p.add_argument("--out", required=True)
