@@ -67,7 +67,8 @@ def read_eval(path):
     """The eval file as a dict: root attrs plus the arrays that exist."""
     with open_file(path, "eval") as f:
         out = {k: text(v) if isinstance(v, (bytes, str)) else v for k, v in f.attrs.items()}
-        for k in ("confusion", "per_class_accuracy", "per_class_count", "prediction", "index", "per_class_ap"):
+        for k in ("confusion", "per_class_accuracy", "per_class_count", "prediction", "index", "per_class_ap", "logits",
+                  "score"):
             if k in f:
                 out[k] = f[k][...]
         if "classes" in f:

@@ -5,6 +5,7 @@ neighbouring class and share (/<collection>/neighbour_class, neighbour_share), t
 and optionally a match file or a distill checkpoint (the matching DynM last made).
 
   neighbours.py DATA.h5 GALLERY.h5 [MATCH_OR_CHECKPOINT.h5] [-T 3] [--bins 4] [--accuracy EVAL.h5 ...]
+                [--teacher-eval EVAL.h5]
 
 Teacher: the share of the soft labels' variance at T that lies within classes, and how much of
 that within-class part the neighbour records explain (1 - the residual after subtracting the mean
@@ -24,6 +25,12 @@ A multi-label MS collection (-synth_ms_multilabel): its scenes' classes are thei
 (/ms/dominant_class), the soft labels are the targets ackd's KD takes from a multi-label teacher,
 softmax(log sigmoid(z) / T), and the teacher's mean sigmoid is reported for the label, the
 neighbouring class and the other classes.
+
+--teacher-eval: the teacher's eval file (ackd eval on /ms, e.g. its test split): on those scenes,
+its own probabilities (softmax of the logits, or a multi-label teacher's sigmoids) of the label,
+the neighbouring class and the other classes, how often the label leads, and how closely the
+neighbouring class's probability follows its share (correlation); where the world has
+/ms/cover_fractions and the teacher is single-label, also the mean KL(fractions || softmax).
 
 --accuracy: each RGB student's eval file (ackd eval) split by its scenes' recorded neighbour share
 in --bins equal bins up to the largest share: where a student's errors are, and, between two
@@ -53,6 +60,8 @@ def read_world(path):
         world = {side: {k: f[f"{side}/{k}"][...] for k in ("labels", "split", "neighbour_class", "neighbour_share")}
                  for side in ("ms", "rgb")}
         ms = world["ms"]
+        if "ms/cover_fractions" in f:
+            ms["cover_fractions"] = np.asarray(f["ms/cover_fractions"][...], dtype=np.float64)
         if ms["labels"].ndim == 2:  # multi-label: a scene stands for its dominant class, as in ackd's matching
             if "ms/dominant_class" not in f:
                 af.die(f"'{path}': the multi-label /ms records no dominant_class; write it with ackd synth "
@@ -120,6 +129,29 @@ def sigmoid_report(sig, labels, neighbour):
           f"class {sig[rows, neighbour].mean():.4f}, of each other class {others.mean():.4f}")
 
 
+def teacher_eval_report(path, ms, multilabel):
+    e = af.read_eval(path)
+    key = "score" if multilabel else "logits"
+    if key not in e or "index" not in e:
+        af.die(f"'{path}' has no per-scene /{key} and /index: is it an eval of this world's MS teacher?")
+    rows = np.asarray(e["index"], dtype=np.int64)
+    if e.get("modality", "ms") != "ms" or rows.max() >= len(ms["labels"]):
+        af.die(f"'{path}' is not an eval of this world's MS collection")
+    q = np.asarray(e[key], dtype=np.float64) if multilabel else softmax(np.asarray(e["logits"], np.float64), 1.0)
+    labels, neighbour, share = ms["labels"][rows], ms["neighbour_class"][rows], ms["neighbour_share"][rows]
+    r = np.arange(len(rows))
+    others = (q.sum(axis=1) - q[r, labels] - q[r, neighbour]) / (q.shape[1] - 2)
+    what = "sigmoid" if multilabel else "softmax"
+    print(f"teacher on the {len(rows)} scenes of {path}: mean {what} of the label {q[r, labels].mean():.4f}, of the "
+          f"neighbouring class {q[r, neighbour].mean():.4f}, of each other class {others.mean():.4f}; the label "
+          f"leads on {np.mean(q.argmax(axis=1) == labels):.4f}; the neighbouring class's {what} correlates with its "
+          f"share {np.corrcoef(share, q[r, neighbour])[0, 1]:.4f}")
+    if "cover_fractions" in ms and not multilabel:
+        f = ms["cover_fractions"][rows]
+        kl = np.sum(np.where(f > 0, f * (np.log(np.maximum(f, 1e-300)) - np.log(np.maximum(q, 1e-300))), 0.0), axis=1)
+        print(f"teacher on the {len(rows)} scenes of {path}: mean KL(cover fractions || softmax) {kl.mean():.4f}")
+
+
 def matching_report(p, t_labels, t_neighbour, index, weight, s_labels, s_neighbour, rgb_to_ms):
     live = (index >= 0) & (weight > 0)
     has = live.any(axis=1)
@@ -172,6 +204,8 @@ def main():
     ap.add_argument("--bins", type=int, default=4, help="share bins (default 4)")
     ap.add_argument("--accuracy", nargs="+", metavar="EVAL", default=[],
                     help="RGB eval files of this world: their accuracy per share bin")
+    ap.add_argument("--teacher-eval", metavar="EVAL",
+                    help="the teacher's eval file of this world: its probabilities on those scenes")
     args = ap.parse_args()
     if not args.temperature > 0:
         af.die(f"-T {args.temperature}: the temperature must be positive")
@@ -207,6 +241,8 @@ def main():
             af.die(f"'{args.matching}' names teacher {index.max()}, beyond the gallery's {len(t_labels)}")
         matching_report(p, t_labels, t_neighbour, index, weight, rgb["labels"][students],
                         rgb["neighbour_class"][students], world["rgb_to_ms"])
+    if args.teacher_eval:
+        teacher_eval_report(args.teacher_eval, ms, multilabel)
     for path in args.accuracy:
         accuracy_report(path, world["rgb"], args.bins)
 

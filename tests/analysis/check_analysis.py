@@ -251,6 +251,45 @@ with h5py.File(f"{out}/mixed_gallery.h5") as g, h5py.File(f"{out}/other_gallery.
 check("is not a gallery of" in run("neighbours.py", f"{out}/mixed.h5", f"{out}/other_gallery.h5", code=1),
       "neighbours: another world's gallery")
 
+# --teacher-eval: the teacher's own probabilities on its test scenes, and its fit to cover fractions
+fractions = np.zeros((n_ms, K), np.float32)
+fractions[np.arange(n_ms), w_ms_lab] = 1 - ms_sh
+fractions[np.arange(n_ms), ms_nb] = ms_sh
+with h5py.File(f"{out}/mixed_fractions.h5", "w") as f, h5py.File(f"{out}/mixed.h5") as g:
+    for name in ("ms", "rgb", "class_map"):
+        g.copy(name, f)
+    f.attrs["ackd_format"] = "dataset"
+    f["ms/cover_fractions"] = fractions
+e_ms = np.flatnonzero(ms_split == 2)
+e_logits = (3.0 * np.eye(K)[w_ms_lab[e_ms]] + 5.0 * ms_sh[e_ms, None] * np.eye(K)[ms_nb[e_ms]]
+            + 0.5 * rng.standard_normal((len(e_ms), K))).astype(np.float32)
+with h5py.File(f"{out}/teacher_eval.h5", "w") as f:
+    f.attrs["ackd_format"], f.attrs["modality"] = "eval", "ms"
+    f["index"], f["logits"] = e_ms.astype(np.int64), e_logits
+text = run("neighbours.py", f"{out}/mixed_fractions.h5", f"{out}/mixed_gallery.h5", "--teacher-eval",
+           f"{out}/teacher_eval.h5")
+q = sp_softmax(e_logits.astype(np.float64), axis=1)
+lab, nb = w_ms_lab[e_ms], ms_nb[e_ms]
+sh = ms_sh[e_ms].astype(np.float32).astype(np.float64)
+q_other = np.mean([np.mean([q[i, j] for j in range(K) if j not in (lab[i], nb[i])]) for i in range(len(e_ms))])
+want = (f"mean softmax of the label {np.mean([q[i, lab[i]] for i in range(len(e_ms))]):.4f}, of the neighbouring "
+        f"class {np.mean([q[i, nb[i]] for i in range(len(e_ms))]):.4f}, of each other class {q_other:.4f}; the label "
+        f"leads on {np.mean([np.argmax(q[i]) == lab[i] for i in range(len(e_ms))]):.4f}; the neighbouring class's "
+        f"softmax correlates with its share {np.corrcoef(sh, [q[i, nb[i]] for i in range(len(e_ms))])[0, 1]:.4f}")
+check(want in text, f"neighbours --teacher-eval: '{want}' not in: {text}")
+f64 = fractions[e_ms].astype(np.float64)
+kl = np.mean([sum(f64[i, j] * np.log(f64[i, j] / q[i, j]) for j in range(K) if f64[i, j] > 0) for i in range(len(e_ms))])
+want = f"mean KL(cover fractions || softmax) {kl:.4f}"
+check(want in text, f"neighbours --teacher-eval: '{want}' not in: {text}")
+check("has no per-scene /logits and /index" in run("neighbours.py", f"{out}/mixed.h5", f"{out}/mixed_gallery.h5",
+                                                   "--teacher-eval", f"{out}/mixed_eval.h5", code=1),
+      "neighbours --teacher-eval: an eval file without logits")
+with h5py.File(f"{out}/teacher_eval.h5", "r+") as f:
+    f.attrs["modality"] = "rgb"
+check("is not an eval of this world's MS collection" in run("neighbours.py", f"{out}/mixed.h5", f"{out}/mixed_gallery.h5",
+                                                             "--teacher-eval", f"{out}/teacher_eval.h5", code=1),
+      "neighbours --teacher-eval: an eval of the RGB collection")
+
 # the same world with a multi-label MS collection (label and neighbour positive, the label dominant)
 # and a multi-label teacher: classes by the dominant class, soft labels softmax(log sigmoid(z) / T)
 table = np.zeros((n_ms, K), np.uint8)
