@@ -34,6 +34,7 @@ struct _p_AckdCurate {
   AckdH5Settings h5;
   char           output[PETSC_MAX_PATH_LEN], ms_dir[PETSC_MAX_PATH_LEN], rgb_dir[PETSC_MAX_PATH_LEN];
   char           class_map[PETSC_MAX_PATH_LEN], ms_labels[PETSC_MAX_PATH_LEN], ms_mat[PETSC_MAX_PATH_LEN];
+  char           ms_fractions[PETSC_MAX_PATH_LEN];
   char           mat_layout[8], ms_class_names[4096];
   PetscInt       ms_bands[ACKD_RASTER_MAX_BANDS], n_ms_bands, ms_size, rgb_size;
   PetscInt       normalize, folds, fold, seed, compress, cache_mb;
@@ -46,9 +47,10 @@ struct _p_AckdCurate {
 /* One collection on its way into the file. */
 typedef struct {
   const char       *name, *dir;
-  AckdClassFolders  folders; /* the samples: class folders, or the rows of a label table or .mat file */
-  unsigned char    *multi;   /* multi-label sources: nfiles x nclasses, else NULL */
-  AckdMatInput      mat;     /* a .mat source, else NULL */
+  AckdClassFolders  folders;   /* the samples: class folders, or the rows of a label table or .mat file */
+  unsigned char    *multi;     /* multi-label sources: nfiles x nclasses, else NULL */
+  float            *fractions; /* a fraction table's cover fractions: nfiles x nclasses, else NULL */
+  AckdMatInput      mat;       /* a .mat source, else NULL */
   AckdRasterRequest request;
   PetscInt          fixed_size; /* from the options; 0: the most common size */
   uint32_t          split_tag;
@@ -111,6 +113,11 @@ PetscErrorCode AckdCurateSetFromOptions(AckdCurate c)
       PetscOptionsObject, "-curate_ms_labels",
       "Multi-label one-hot CSV 'path,<class>,...' of images under -curate_ms_dir (instead of class folders)",
       c->ms_labels, sizeof c->ms_labels, NULL));
+  PetscCall(AckdOptionsString(
+      PetscOptionsObject, "-curate_ms_fractions",
+      "CSV 'path,<class>,...' of images under -curate_ms_dir with each one's share of every class's cover (rows sum "
+      "to 1): single labels (the largest share) and /ms/cover_fractions (instead of class folders)",
+      c->ms_fractions, sizeof c->ms_fractions, NULL));
   PetscCall(AckdOptionsString(PetscOptionsObject, "-curate_ms_mat",
                               "Multi-label MATLAB v7.3 .mat file with 'msi' and 'label' (instead of -curate_ms_dir)",
                               c->ms_mat, sizeof c->ms_mat, NULL));
@@ -182,6 +189,11 @@ PetscErrorCode AckdCurateSetFromOptions(AckdCurate c)
              "give either -curate_ms_dir or -curate_ms_mat, not both");
   PetscCheck(!c->ms_labels[0] || c->ms_dir[0], c->comm, PETSC_ERR_USER_INPUT,
              "-curate_ms_labels names images under -curate_ms_dir; give that folder too");
+  PetscCheck(!c->ms_fractions[0] || c->ms_dir[0], c->comm, PETSC_ERR_USER_INPUT,
+             "-curate_ms_fractions names images under -curate_ms_dir; give that folder too");
+  PetscCheck(!(c->ms_fractions[0] && c->ms_labels[0]), c->comm, PETSC_ERR_USER_INPUT,
+             "give either -curate_ms_labels (multi-label) or -curate_ms_fractions (single labels and their cover "
+             "fractions), not both");
   PetscCheck(!(c->ms_dir[0] || c->ms_mat[0]) || c->n_ms_bands > 0, c->comm, PETSC_ERR_USER_INPUT,
              "MS input needs -curate_ms_bands, the bands to keep (e.g. 1,2,3,4,5,6,7,10,11,12 as the paper)");
   PetscCheck(c->folds < 2 || c->fold < c->folds, c->comm, PETSC_ERR_USER_INPUT,
@@ -447,7 +459,7 @@ static PetscErrorCode decide(AckdCurate c, Source *s)
       PetscCall(AckdLogWarn(&c->log, "curate: skipping '%s': %s\n", sample_name(s, i, name, sizeof name), why));
     s->skipped[st]++;
   }
-  for (PetscInt k = 0; k < s->folders.nclasses && !s->multi; k++) {
+  for (PetscInt k = 0; k < s->folders.nclasses && !s->multi && !s->fractions; k++) {
     if (s->folders.class_counts[k]) continue;
     s->empty_classes++;
     PetscCheck(!c->strict, c->comm, PETSC_ERR_FILE_UNEXPECTED, "class folder '%s/%s' is empty (-curate_strict)", s->dir,
@@ -495,6 +507,20 @@ static PetscErrorCode decide(AckdCurate c, Source *s)
 }
 
 /* ------------------------------------------------------------ pass 2 */
+
+/* The kept samples' rows of a fraction table, each rank its block of them (docs/FORMATS.md). */
+static PetscErrorCode write_fractions(AckdCurate c, const Source *s, hid_t group, PetscInt lo, PetscInt hi)
+{
+  const PetscInt K = s->folders.nclasses;
+  float         *rows;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscMalloc1((size_t)PetscMax(hi - lo, 1) * K, &rows));
+  for (PetscInt j = lo; j < hi; j++) PetscCall(PetscArraycpy(rows + (j - lo) * K, s->fractions + s->kept[j] * K, K));
+  PetscCall(AckdH5WriteRows(c->comm, group, "cover_fractions", H5T_NATIVE_FLOAT, s->nkept, K, lo, hi - lo, rows));
+  PetscCall(PetscFree(rows));
+  PetscFunctionReturn(0);
+}
 
 static PetscErrorCode write_collection(AckdCurate c, Source *s, hid_t file, AckdProgress *bar, PetscInt *done,
                                        PetscBool *stopped)
@@ -608,6 +634,7 @@ static PetscErrorCode write_collection(AckdCurate c, Source *s, hid_t file, Ackd
   PetscCall(AckdH5AttrWriteInt(group, "duplicates_found", s->duplicates));
   PetscCall(AckdH5AttrWriteInt(group, "duplicates_dropped", c->drop_duplicates ? s->duplicates : 0));
   PetscCall(AckdH5AttrWriteInt(group, "empty_class_folders", s->empty_classes));
+  if (s->fractions) PetscCall(write_fractions(c, s, group, lo, hi));
   H5Gclose(group);
   PetscCall(PetscFree(images));
   PetscCall(PetscFree(batch_multi));
@@ -743,6 +770,8 @@ static PetscErrorCode source_set_up(AckdCurate c, Source *s, const char *name, c
     PetscCall(mat_catalogue(c, s));
   else if (is_ms && c->ms_labels[0])
     PetscCall(AckdLabelTableRead(c->comm, c->ms_labels, dir, &s->folders, &s->multi));
+  else if (is_ms && c->ms_fractions[0])
+    PetscCall(AckdFractionTableRead(c->comm, c->ms_fractions, dir, &s->folders, &s->fractions));
   else
     PetscCall(AckdClassFoldersScan(c->comm, dir, is_ms ? MS_EXTENSIONS : RGB_EXTENSIONS, &s->folders));
   s->split_tag  = is_ms ? 1 : 2;
@@ -766,6 +795,7 @@ static PetscErrorCode source_destroy(Source *s)
   PetscCall(PetscFree(s->cache));
   PetscCall(PetscFree(s->cached));
   PetscCall(PetscFree(s->multi));
+  PetscCall(PetscFree(s->fractions));
   PetscCall(PetscFree(s->check));
   PetscCall(PetscFree(s->duplicate));
   PetscCall(PetscFree(s->kept));
@@ -797,6 +827,8 @@ static PetscErrorCode parameter_line(AckdCurate c, const Source *sources, char *
     const char *side_files[] = {c->ms_labels, c->ms_mat, c->class_map};
     for (size_t f = 0; f < sizeof side_files / sizeof side_files[0]; f++)
       digest = digest * 31 + file_digest(side_files[f]);
+    /* only when given, so that the files written before it existed stay up to date */
+    if (c->ms_fractions[0]) digest = digest * 31 + file_digest(c->ms_fractions);
     for (int k = 0; k < 2; k++)
       for (PetscInt i = 0; i < sources[k].folders.nfiles && !sources[k].mat; i++)
         digest = digest * 31 + file_digest(sources[k].folders.paths[i]);
@@ -821,7 +853,9 @@ static PetscErrorCode parameter_line(AckdCurate c, const Source *sources, char *
   /* named only when they differ, so that the files written before they existed stay up to date */
   size_t used = strlen(*line);
   if (c->rgb_train != c->train || c->rgb_val != c->val)
-    snprintf(*line + used, len - used, " rgb_train=%.15g rgb_val=%.15g", (double)c->rgb_train, (double)c->rgb_val);
+    used += (size_t)snprintf(*line + used, len - used, " rgb_train=%.15g rgb_val=%.15g", (double)c->rgb_train,
+                             (double)c->rgb_val);
+  if (c->ms_fractions[0] && used < len) snprintf(*line + used, len - used, " ms_fractions=%s", c->ms_fractions);
   PetscFunctionReturn(0);
 }
 

@@ -1,5 +1,6 @@
-/* Multi-label inputs of `ackd curate` (internal to src/data): a one-hot CSV
- * table naming image files, and MATLAB v7.3 .mat files holding the images. */
+/* Table and .mat inputs of `ackd curate` (internal to src/data): a one-hot CSV
+ * table naming image files, a table of their cover fractions, and MATLAB v7.3
+ * .mat files holding the images. */
 #ifndef ACKD_DATA_MULTILABEL_SOURCES_H
 #define ACKD_DATA_MULTILABEL_SOURCES_H
 
@@ -11,6 +12,12 @@
  * first class, or K when it has none) and `multi` (nfiles x nclasses). */
 PetscErrorCode AckdLabelTableRead(MPI_Comm comm, const char *table, const char *image_dir, AckdClassFolders *catalogue,
                                   unsigned char **multi);
+
+/* A fraction table: the same layout with each image's share of every class's cover (a number in
+ * [0, 1]; a row sums to 1 within 1e-3 and is scaled to sum to 1). Its label is the largest share
+ * (the lowest index among equals), counted in class_counts; `fractions` is nfiles x nclasses. */
+PetscErrorCode AckdFractionTableRead(MPI_Comm comm, const char *table, const char *image_dir,
+                                     AckdClassFolders *catalogue, float **fractions);
 
 /* MATLAB v7.3 files are HDF5. `layout` names the order of the HDF5 axes of
  * `msi` with the letters N, C, H, W: MATLAB saves an H x W x C x N array

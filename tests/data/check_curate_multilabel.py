@@ -1,9 +1,10 @@
 #!/usr/bin/python3
-"""Checks multi-label datasets written by `ackd curate` from the one-hot table
-and the MATLAB v7.3 file of make_image_folders.py: which samples were kept,
-their (N, K) labels, their pixels, and splits stratified by the first class.
+"""Checks datasets written by `ackd curate` from the tables and the MATLAB v7.3
+file of make_image_folders.py: which samples were kept, their pixels, and their
+labels: (N, K) from the one-hot table and the .mat file, with splits stratified
+by the first class; single labels and cover fractions from the fraction table.
 
-  check_curate_multilabel.py FIXTURES FILE table|mat
+  check_curate_multilabel.py FIXTURES FILE table|mat|fractions
 """
 import os
 import pathlib
@@ -34,6 +35,9 @@ def main():
         keep = [i for i in range(len(msi)) if np.isfinite(msi[i]).all()]
         images, labels = msi[keep], label[keep].astype(np.uint8)
         names, skipped = ["a", "b", "c", "d"], ("skipped_not_finite", 1)
+    if kind == "fractions":
+        check_fractions(check, src, path)
+        return check.summary()
     with h5py.File(path, "r") as f:
         g = f["ms"]
         check(g.attrs["multilabel"] == 1, "multilabel attribute")
@@ -48,6 +52,30 @@ def main():
             n = int((first == k).sum())
             check(int((split[first == k] == 1).sum()) == fold_counts(n), f"first-class group {k}: fold sizes")
     return check.summary()
+
+
+def check_fractions(check, src, path):
+    """A fraction table: single labels (the largest share, the first of equals), the rows scaled to sum
+    to 1 as /ms/cover_fractions, splits stratified by the label."""
+    rows, table = list(src["fraction_rows"]), src["fraction_table"]
+    keep = [i for i, r in enumerate(rows) if "corrupt" not in r]
+    images = np.stack([src["ms/" + rows[i]][[0, 1, 2]] for i in keep])
+    fractions = table[keep] / table[keep].sum(axis=1, keepdims=True)
+    labels = np.argmax(table[keep], axis=1)  # numpy's argmax takes the first of equals too
+    with h5py.File(path, "r") as f:
+        g = f["ms"]
+        check(int(g.attrs["multilabel"]) == 0, "a fraction table gives a single-label collection")
+        check([c.decode() for c in g["classes"][...]] == ["urban", "water", "trees"], f"classes {g['classes'][...]}")
+        check(np.array_equal(g["labels"][...], labels), f"labels {g['labels'][...]} are not the largest shares {labels}")
+        got = g["cover_fractions"][...]
+        check(got.dtype == np.float32 and got.shape == fractions.shape
+              and np.abs(got - fractions).max() <= 1e-6, f"cover_fractions {got} differ from the table's rows {fractions}")
+        check(np.array_equal(g["images"][...], images.astype(np.float32)), "pixels differ from the source")
+        check(g.attrs["skipped_unreadable"] == 1, f"skipped_unreadable = {g.attrs['skipped_unreadable']}")
+        split = g["split"][...]
+        for k in np.unique(labels):
+            n = int((labels == k).sum())
+            check(int((split[labels == k] == 1).sum()) == fold_counts(n), f"class {k}: fold sizes")
 
 
 if __name__ == "__main__":

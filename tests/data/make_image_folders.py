@@ -105,6 +105,23 @@ def main():
         f["label"] = label.T
     sources["mat_msi"] = msi
     sources["mat_label"] = label
+    # Cover fractions over some of the MS files (one corrupt), rounded to three decimals as a
+    # spreadsheet would write them; one row ties its two largest shares. And two bad tables.
+    rows = ["A/A_000.tif", "B/B_001.tif", "C/C_corrupt.tif", "C/C_002.tif", "D/D_000.tif", "D/D_003.tif",
+            "A/A_004.tif"]
+    shares = np.round(rng.dirichlet((1.0, 0.5, 0.5), size=len(rows)), 3)
+    shares[:, 2] = np.round(1 - shares[:, 0] - shares[:, 1], 3)
+    shares[3] = (0.4, 0.4, 0.2)
+    with open(os.path.join(a.out, "ms_fractions.csv"), "w") as f:
+        f.write("path,urban,water,trees\n")
+        for r, y in zip(rows, shares):
+            f.write(r + "," + ",".join(f"{v:.3f}" for v in y) + "\n")
+    with open(os.path.join(a.out, "ms_fractions_short.csv"), "w") as f:
+        f.write("path,urban,water,trees\nA/A_000.tif,0.5,0.2,0.1\n")
+    with open(os.path.join(a.out, "ms_fractions_text.csv"), "w") as f:
+        f.write("path,urban,water,trees\nA/A_000.tif,0.5,half,0.25\n")
+    sources["fraction_rows"] = np.array(rows)
+    sources["fraction_table"] = shares
     np.savez(os.path.join(a.out, "sources.npz"), **{k: v for k, v in sources.items()})
 
 
