@@ -118,6 +118,47 @@ static PetscErrorCode read_strings(hid_t group, const char *name, PetscInt n, si
 
 enum { NAME_WIDTH = 48 };
 
+/* A collection's cover fractions in one line: how much of a scene its label's class covers, and
+ * how many scenes hold another class at all (docs/FORMATS.md). */
+static PetscErrorCode summarize_fractions(hid_t group, PetscInt N, PetscInt K, const int *labels, FILE *out)
+{
+  hid_t   dset;
+  hsize_t dims[2] = {0, 0};
+  float  *rows;
+
+  PetscFunctionBeginUser;
+  if (H5Lexists(group, "cover_fractions", H5P_DEFAULT) <= 0) PetscFunctionReturn(0);
+  AckdCallH5(dset = H5Dopen2(group, "cover_fractions", H5P_DEFAULT), "opening cover_fractions");
+  hid_t space = H5Dget_space(dset);
+  int   rank  = H5Sget_simple_extent_dims(space, dims, NULL);
+  H5Sclose(space);
+  H5Dclose(dset);
+  if (rank != 2 || dims[0] != (hsize_t)N || dims[1] != (hsize_t)K) {
+    fprintf(out, "  cover fractions: a table that is not (%" PetscInt_FMT ", %" PetscInt_FMT ")\n", N, K);
+    PetscFunctionReturn(0);
+  }
+  PetscCall(PetscMalloc1((size_t)PetscMax(N * K, 1), &rows));
+  PetscCall(read_all(group, "cover_fractions", H5T_NATIVE_FLOAT, rows));
+  double   own = 0.0, least = 1.0;
+  PetscInt mixed = 0, counted = 0;
+  for (PetscInt i = 0; i < N; i++) {
+    const float *row   = rows + i * K;
+    PetscBool    other = PETSC_FALSE;
+    for (PetscInt k = 0; k < K; k++) other = (PetscBool)(other || (k != labels[i] && row[k] > 0.0f));
+    mixed += other;
+    if (labels[i] < 0 || labels[i] >= K) continue;
+    own += row[labels[i]];
+    least = PetscMin(least, (double)row[labels[i]]);
+    counted++;
+  }
+  fprintf(out,
+          "  cover fractions: the label's class covers %.3f of a scene on average (%.3f at least); %.1f%% of the "
+          "scenes hold another class\n",
+          own / PetscMax(counted, 1), least, 100.0 * (double)mixed / (double)PetscMax(N, 1));
+  PetscCall(PetscFree(rows));
+  PetscFunctionReturn(0);
+}
+
 static PetscErrorCode summarize_collection(hid_t file, const char *name, const char *path, FILE *out)
 {
   Shape          shape;
@@ -168,7 +209,6 @@ static PetscErrorCode summarize_collection(hid_t file, const char *name, const c
   }
   char sensor[256] = "";
   PetscCall(AckdH5AttrReadString(group, "sensor", sensor, sizeof sensor, NULL));
-  H5Gclose(group);
 
   fprintf(out,
           "\n/%s  %" PetscInt_FMT " samples  %" PetscInt_FMT "x%" PetscInt_FMT "x%" PetscInt_FMT "  %" PetscInt_FMT
@@ -189,6 +229,8 @@ static PetscErrorCode summarize_collection(hid_t file, const char *name, const c
               row[2]);
     }
   }
+  if (labels) PetscCall(summarize_fractions(group, N, K, labels, out));
+  H5Gclose(group);
   if (have_stats) {
     fprintf(out, "  %-8s %10s %10s %10s %10s   (training split)\n", "band", "mean", "std", "min", "max");
     for (PetscInt c = 0; c < C; c++)

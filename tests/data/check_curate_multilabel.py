@@ -4,10 +4,14 @@ file of make_image_folders.py: which samples were kept, their pixels, and their
 labels: (N, K) from the one-hot table and the .mat file, with splits stratified
 by the first class; single labels and cover fractions from the fraction table.
 
-  check_curate_multilabel.py FIXTURES FILE table|mat|fractions
+  check_curate_multilabel.py FIXTURES FILE table|mat|fractions [ACKD]
+
+With ACKD, the fraction table's file is also summarised by `ackd inspect`, whose
+cover-fraction line must agree with numpy's.
 """
 import os
 import pathlib
+import subprocess
 import sys
 
 import h5py
@@ -37,6 +41,8 @@ def main():
         names, skipped = ["a", "b", "c", "d"], ("skipped_not_finite", 1)
     if kind == "fractions":
         check_fractions(check, src, path)
+        if len(sys.argv) > 4:  # ackd: its inspect summary of the fractions
+            check_summary(check, sys.argv[4], path)
         return check.summary()
     with h5py.File(path, "r") as f:
         g = f["ms"]
@@ -76,6 +82,18 @@ def check_fractions(check, src, path):
         for k in np.unique(labels):
             n = int((labels == k).sum())
             check(int((split[labels == k] == 1).sum()) == fold_counts(n), f"class {k}: fold sizes")
+
+
+def check_summary(check, ackd, path):
+    with h5py.File(path, "r") as f:
+        labels, fractions = f["ms/labels"][...], f["ms/cover_fractions"][...].astype(np.float64)
+    own = fractions[np.arange(len(labels)), labels]
+    others = fractions.copy()
+    others[np.arange(len(labels)), labels] = 0
+    want = (f"cover fractions: the label's class covers {own.mean():.3f} of a scene on average ({own.min():.3f} at "
+            f"least); {100 * np.mean((others > 0).any(axis=1)):.1f}% of the scenes hold another class")
+    text = subprocess.run([ackd, "inspect", path], capture_output=True, text=True).stdout
+    check(want in text, f"ackd inspect: '{want}' not in its summary:\n{text}")
 
 
 if __name__ == "__main__":
