@@ -11,6 +11,7 @@ A driver imports it through its own location, so that it works from any working 
     check(value == expected, f"value {value} = {expected}")
     sys.exit(check.summary())
 """
+import os
 import subprocess
 
 import numpy as np
@@ -112,3 +113,18 @@ def adam_step_bound(lr, beta1=0.9, beta2=0.999):
     """The most one Adam step moves a weight: lr (1 - b1) / sqrt(1 - b2) (Kingma and Ba, section
     2.1), with a relative margin of 1e-6 for float32 rounding."""
     return lr * (1 - beta1) / (1 - beta2) ** 0.5 * (1 + 1e-6)
+
+
+def cpu_has_bf16():
+    """Whether ackd's bf16 options run here: from /proc/cpuinfo, independently of oneDNN's own
+    detection, unless ONEDNN_MAX_CPU_ISA caps oneDNN below bf16 (the way to try a CPU without it on
+    one that has it)."""
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
+    if cap and cap != "ALL" and "BF16" not in cap and "AMX" not in cap:
+        return False
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("flags"):
+                flags = line.split()
+                return "avx512_bf16" in flags or "amx_bf16" in flags
+    return False

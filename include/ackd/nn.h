@@ -118,7 +118,13 @@ PetscErrorCode AckdEngineCreate(PetscInt threads, AckdEngine *engine);
  * keep their plans per precision, so changing it later costs new plans, not wrong results. */
 PetscErrorCode AckdEngineSetPrecision(AckdEngine *engine, AckdPrecision precision);
 /* Whether this CPU runs bf16 convolutions in hardware (AVX512_BF16 or AMX). */
-PetscBool      AckdEngineHasBF16(void);
+PetscBool AckdEngineHasBF16(void);
+/* The option -<prefix><name> (name without its dash, e.g. "precision" under the prefix "train_")
+ * choosing the convolutions' arithmetic, inside a PetscOptionsBegin block. bf16 on a CPU without
+ * the instructions is a command-line fault (exit 2) naming the option, raised before any data is
+ * read; -help only lists it. */
+PetscErrorCode AckdOptionsPrecision(PetscOptionItems *PetscOptionsObject, MPI_Comm comm, const char *prefix,
+                                    const char *name, AckdPrecision *precision);
 PetscErrorCode AckdEngineDestroy(AckdEngine *engine);
 
 /* ---------------------------------------------------------------- parameters */

@@ -43,6 +43,28 @@ PetscErrorCode AckdEngineSetPrecision(AckdEngine *engine, AckdPrecision precisio
   PetscFunctionReturn(0);
 }
 
+PetscErrorCode AckdOptionsPrecision(PetscOptionItems *PetscOptionsObject, MPI_Comm comm, const char *prefix,
+                                    const char *name, AckdPrecision *precision)
+{
+  PetscInt  choice = (PetscInt)*precision;
+  PetscBool help;
+  char      option[96];
+
+  PetscFunctionBeginUser;
+  snprintf(option, sizeof option, "-%s", name);
+  PetscCall(AckdOptionsChoice(PetscOptionsObject, option,
+                              "Dense convolutions' arithmetic: fp32, or bf16 operands accumulated in fp32 (the "
+                              "weights, depthwise convolutions and all else stay fp32; CPUs with AVX512_BF16 or AMX; "
+                              "docs/NN.md)",
+                              AckdPrecisionNames, 2, &choice, NULL));
+  *precision = (AckdPrecision)choice;
+  PetscCall(AckdOptionsHelpRequested(&help));
+  PetscCheck(help || *precision != ACKD_PRECISION_BF16 || AckdEngineHasBF16(), comm, PETSC_ERR_USER_INPUT,
+             "option -%s%s bf16 needs a CPU with AVX512_BF16 or AMX, which this one lacks; use -%s%s fp32",
+             prefix ? prefix : "", name, prefix ? prefix : "", name);
+  PetscFunctionReturn(0);
+}
+
 PetscErrorCode AckdEngineDestroy(AckdEngine *engine)
 {
   PetscFunctionBeginUser;

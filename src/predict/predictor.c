@@ -48,13 +48,14 @@ typedef struct {
 } ItemSource;
 
 struct _p_AckdPredictor {
-  MPI_Comm  comm;
-  AckdLog   log;
-  char      checkpoint[PETSC_MAX_PATH_LEN], data[PETSC_MAX_PATH_LEN], input[PETSC_MAX_PATH_LEN];
-  char      output[PETSC_MAX_PATH_LEN], probabilities[PETSC_MAX_PATH_LEN], modality[16], architecture[64];
-  PetscInt  batch, threads, patch, stride, debug_signal_after;
-  PetscInt  bands[ACKD_RASTER_MAX_BANDS], nbands;
-  PetscReal min_valid;
+  MPI_Comm      comm;
+  AckdLog       log;
+  char          checkpoint[PETSC_MAX_PATH_LEN], data[PETSC_MAX_PATH_LEN], input[PETSC_MAX_PATH_LEN];
+  char          output[PETSC_MAX_PATH_LEN], probabilities[PETSC_MAX_PATH_LEN], modality[16], architecture[64];
+  PetscInt      batch, threads, patch, stride, debug_signal_after;
+  AckdPrecision precision; /* the convolutions' arithmetic */
+  PetscInt      bands[ACKD_RASTER_MAX_BANDS], nbands;
+  PetscReal     min_valid;
 
   AckdModelConfig    config;
   AckdModel          model;
@@ -134,6 +135,7 @@ PetscErrorCode AckdPredictorSetFromOptions(AckdPredictor p)
                             &p->min_valid, 0, 1, NULL));
   PetscCall(AckdOptionsInt(PetscOptionsObject, "-predict_batch", "Images per forward pass on each rank", &p->batch, 1,
                            1 << 16, NULL));
+  PetscCall(AckdOptionsPrecision(PetscOptionsObject, p->comm, "", "predict_precision", &p->precision));
   PetscCall(AckdOptionsInt(PetscOptionsObject, "-predict_threads", "Threads per rank (0: OMP_NUM_THREADS)", &p->threads,
                            0, 1024, NULL));
   PetscCall(AckdOptionsInt(PetscOptionsObject, "-predict_debug_signal_after",
@@ -184,6 +186,7 @@ static PetscErrorCode set_up_model(AckdPredictor p)
   PetscCall(AckdModelSetTraining(p->model, PETSC_FALSE));
   PetscCall(AckdEngineCreate(p->threads, &p->engine));
   p->engine_ready = PETSC_TRUE;
+  PetscCall(AckdEngineSetPrecision(&p->engine, p->precision));
 
   /* The file bands: given, recorded by curate, or R, G, B for a 3-band RGB collection. */
   const PetscInt C = p->recipe.channels;
@@ -531,6 +534,7 @@ static PetscErrorCode write_common_attributes(AckdPredictor p, hid_t file, const
   PetscCall(AckdH5AttrWriteString(file, "modality", p->modality));
   PetscCall(AckdH5AttrWriteString(file, "architecture", p->architecture));
   PetscCall(AckdH5AttrWriteString(file, "probability", p->info.multilabel ? "sigmoid" : "softmax"));
+  PetscCall(AckdH5AttrWriteString(file, "precision", AckdPrecisionNames[p->precision]));
   PetscCall(AckdH5WriteStrings(PETSC_COMM_SELF, file, "classes", p->K, (const char *const *)p->info.class_names));
   PetscFunctionReturn(0);
 }

@@ -13,6 +13,7 @@ struct _p_AckdEvaluation {
   char               checkpoint[PETSC_MAX_PATH_LEN], data[PETSC_MAX_PATH_LEN], output[PETSC_MAX_PATH_LEN];
   char               modality[16], architecture[64], method[64], pair[16], role[32];
   PetscInt           split, batch, threads, debug_signal_after;
+  AckdPrecision      precision;
   PetscBool          split_set, setup;
   AckdH5Settings     h5;
   AckdModelConfig    config;
@@ -23,6 +24,19 @@ struct _p_AckdEvaluation {
 };
 
 static const char *const SPLITS[] = {"train", "val", "test"};
+
+/* What the run was: the student's method, pair and role where its checkpoint records them, and the
+ * arithmetic of this pass. */
+static const char *const TAG_NAMES[] = {"method", "pair", "role", "precision"};
+enum { NTAGS = 4 };
+
+static PetscErrorCode write_tags(hid_t file, const char *const *tags)
+{
+  PetscFunctionBeginUser;
+  for (int i = 0; i < NTAGS; i++)
+    if (tags[i][0]) PetscCall(AckdH5AttrWriteString(file, TAG_NAMES[i], tags[i]));
+  PetscFunctionReturn(0);
+}
 
 static PetscErrorCode write_eval(MPI_Comm comm, const char *path, const char *checkpoint, const char *data,
                                  const char *modality, PetscInt split, const char *architecture,
@@ -54,9 +68,7 @@ static PetscErrorCode write_eval(MPI_Comm comm, const char *path, const char *ch
   PetscCall(AckdH5AttrWriteString(file, "modality", modality));
   PetscCall(AckdH5AttrWriteString(file, "split", SPLITS[split]));
   PetscCall(AckdH5AttrWriteString(file, "architecture", architecture));
-  const char *const tag_names[] = {"method", "pair", "role"};
-  for (int i = 0; i < 3; i++)
-    if (tags[i][0]) PetscCall(AckdH5AttrWriteString(file, tag_names[i], tags[i]));
+  PetscCall(write_tags(file, tags));
   PetscCall(AckdH5AttrWriteInt(file, "count", score->count));
   PetscCall(AckdH5AttrWriteInt(file, "multilabel", 0));
   PetscCall(AckdH5AttrWriteReal(file, "oa", score->oa));
@@ -100,9 +112,7 @@ static PetscErrorCode write_eval_multilabel(MPI_Comm comm, const char *path, con
   const char *const attr_names[] = {"checkpoint", "data", "modality", "architecture"};
   for (int i = 0; i < 4; i++) PetscCall(AckdH5AttrWriteString(file, attr_names[i], attrs[i]));
   PetscCall(AckdH5AttrWriteString(file, "split", SPLITS[split]));
-  const char *const tag_names[] = {"method", "pair", "role"};
-  for (int i = 0; i < 3; i++)
-    if (tags[i][0]) PetscCall(AckdH5AttrWriteString(file, tag_names[i], tags[i]));
+  PetscCall(write_tags(file, tags));
   PetscCall(AckdH5AttrWriteInt(file, "count", score->count));
   PetscCall(AckdH5AttrWriteInt(file, "multilabel", 1));
   PetscCall(AckdH5AttrWriteReal(file, "map", score->map));
@@ -265,6 +275,7 @@ PetscErrorCode AckdEvaluationSetFromOptions(AckdEvaluation e)
                               "Eval file to write (default: eval_<split>.h5 beside the checkpoint)", e->output,
                               sizeof e->output, NULL));
   PetscCall(AckdOptionsInt(PetscOptionsObject, "-eval_batch", "Batch size", &e->batch, 1, 1 << 20, NULL));
+  PetscCall(AckdOptionsPrecision(PetscOptionsObject, e->comm, "", "eval_precision", &e->precision));
   PetscCall(AckdOptionsInt(PetscOptionsObject, "-eval_threads", "Threads per rank (0: OMP_NUM_THREADS)", &e->threads, 0,
                            1024, NULL));
   PetscCall(AckdOptionsInt(PetscOptionsObject, "-eval_debug_signal_after",
@@ -313,6 +324,7 @@ PetscErrorCode AckdEvaluationSetUp(AckdEvaluation e)
   PetscCall(AckdCkptReaderDestroy(&reader));
 
   PetscCall(AckdEngineCreate(e->threads, &e->engine));
+  PetscCall(AckdEngineSetPrecision(&e->engine, e->precision));
   PetscCall(AckdSharedDatasetLoad(comm, e->data, e->modality, &e->h5, &e->dataset));
   PetscCall(choose_split(comm, &e->log, e->dataset, e->data, e->modality, e->split_set, &e->split));
   if (!e->output[0]) {
@@ -362,8 +374,8 @@ PetscErrorCode AckdEvaluationRun(AckdEvaluation e, PetscBool *stopped)
   if (rank == 0) AckdStopDebugSignalAfter(e->debug_signal_after);
   PetscCallMPI(MPI_Barrier(e->comm)); /* from the line below on, every rank honours a stop request */
   PetscCall(AckdLogInfo(&e->log, "eval: scoring the %s split of /%s\n", SPLITS[e->split], e->modality));
-  const char *const tags[] = {e->method, e->pair, e->role};
-  *stopped                 = PETSC_FALSE;
+  const char *const tags[NTAGS] = {e->method, e->pair, e->role, AckdPrecisionNames[e->precision]};
+  *stopped                      = PETSC_FALSE;
   if (e->info.multilabel) {
     const char *const attrs[] = {e->checkpoint, e->data, e->modality, e->architecture};
     PetscCall(eval_multilabel(e->comm, &e->log, e->model, &e->engine, e->dataset, &e->info, e->split, e->batch,

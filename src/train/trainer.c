@@ -191,8 +191,7 @@ static const char *const EXCHANGE_NAMES[] = {"overlapped", "fused"};
 
 PetscErrorCode AckdTrainerSetFromOptions(AckdTrainer t)
 {
-  PetscInt optimizer = t->optimizer, schedule = t->schedule.kind, exchange = t->exchange, nonfinite = t->nonfinite,
-           precision    = t->precision;
+  PetscInt  optimizer = t->optimizer, schedule = t->schedule.kind, exchange = t->exchange, nonfinite = t->nonfinite;
   PetscInt  nmilestones = 16;
   PetscReal wd          = default_weight_decay(t, t->optimizer);
 
@@ -258,12 +257,7 @@ PetscErrorCode AckdTrainerSetFromOptions(AckdTrainer t)
                            &t->validate_every, 1, 1000000, NULL));
   PetscCall(AckdOptionsInt(PetscOptionsObject, "-threads", "Threads per rank (0: OMP_NUM_THREADS)", &t->threads, 0,
                            1024, NULL));
-  PetscCall(
-      AckdOptionsChoice(PetscOptionsObject, "-precision",
-                        "Dense convolutions' arithmetic: fp32, or bf16 operands accumulated in fp32 (the weights, "
-                        "depthwise convolutions and all else stay fp32; CPUs with AVX512_BF16 or AMX; "
-                        "docs/NN.md)",
-                        AckdPrecisionNames, 2, &precision, NULL));
+  PetscCall(AckdOptionsPrecision(PetscOptionsObject, t->comm, t->prefix, "precision", &t->precision));
   PetscCall(AckdOptionsInt(PetscOptionsObject, "-debug_signal_after",
                            "Testing: rank 0 sends itself SIGTERM after N steps of this run (0: off)",
                            &t->debug_signal_after, 0, PETSC_MAX_INT, NULL));
@@ -280,7 +274,6 @@ PetscErrorCode AckdTrainerSetFromOptions(AckdTrainer t)
   t->schedule.total       = t->epochs;
   t->exchange             = (AckdGradExchange)exchange;
   t->nonfinite            = (NonFinite)nonfinite;
-  t->precision            = (AckdPrecision)precision;
   PetscCheck(t->schedule.kind != ACKD_SCHEDULE_MULTISTEP || nmilestones > 0, t->comm, PETSC_ERR_USER_INPUT,
              "option -%sschedule multistep needs -%smilestones E1,E2,...", t->prefix, t->prefix);
   {
@@ -288,12 +281,6 @@ PetscErrorCode AckdTrainerSetFromOptions(AckdTrainer t)
     PetscBool   help;
     PetscCallMPI(MPI_Comm_size(t->comm, &size));
     PetscCall(AckdOptionsHelpRequested(&help));
-    /* A command-line fault (exit 2), reported before any data is read: the CPU cannot do what the
-     * option asks (AckdEngineSetPrecision would refuse it later, mid-set-up). */
-    PetscCheck(help || t->precision != ACKD_PRECISION_BF16 || AckdEngineHasBF16(), t->comm, PETSC_ERR_USER_INPUT,
-               "option -%sprecision bf16 needs a CPU with AVX512_BF16 or AMX, which this one lacks; use -%sprecision "
-               "fp32",
-               t->prefix, t->prefix);
     /* Every rank takes a share of every batch. A command-line fault (exit 2),
      * so it is reported here, before any data is read, naming the option. */
     PetscCheck(help || t->batch >= size, t->comm, PETSC_ERR_USER_INPUT,

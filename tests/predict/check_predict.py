@@ -104,6 +104,20 @@ def main():
     check(np.allclose([[float(r["p_" + c]) for c in classes] for r in rows], prob, atol=1e-6),
           "the CSV's probabilities are the HDF5 file's")
 
+    # -predict_precision bf16 rounds the convolutions' operands; this MLP has none, so the logits stay
+    # float32's to the bit, and the file says which arithmetic ran.
+    bf16 = out / "folder" / "pred_bf16.h5"
+    if checklib.cpu_has_bf16():
+        ackd(2, "predict", "-predict_checkpoint", ckpt, "-predict_input", fx / "ms", "-predict_output", bf16,
+             "-predict_batch", 5, "-predict_precision", "bf16", "-quiet")
+        with h5py.File(bf16) as f, h5py.File(folder) as g:
+            check(f.attrs["precision"] == "bf16" and g.attrs["precision"] == "fp32"
+                  and np.array_equal(f["logits"][:], logits), "bf16 predictions: recorded, and an MLP's unchanged")
+    else:
+        proc = ackd(2, "predict", "-predict_checkpoint", ckpt, "-predict_input", fx / "ms", "-predict_output", bf16,
+                    "-predict_precision", "bf16", "-quiet", expect=2)
+        check("use -predict_precision fp32" in proc.stderr, "without bf16 instructions -predict_precision bf16 is refused")
+
     messy = out / "messy"
     (messy / "sub").mkdir(parents=True)
     shutil.copy(fx / "ms" / "water" / "water_000.tif", messy / "sub" / "a.tif")

@@ -135,20 +135,6 @@ def mode_accuracy(args):
     check_bf16(args, data, fp32_val)
 
 
-def cpu_has_bf16():
-    """From /proc/cpuinfo, independently of oneDNN's own detection, unless ONEDNN_MAX_CPU_ISA caps oneDNN
-    below bf16 (the way to try a CPU without it on one that has it)."""
-    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
-    if cap and cap != "ALL" and "BF16" not in cap and "AMX" not in cap:
-        return False
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("flags"):
-                flags = line.split()
-                return "avx512_bf16" in flags or "amx_bf16" in flags
-    return False
-
-
 def check_bf16(args, data, fp32_val):
     """The accuracy run's teacher again in bf16 (see the module's docstring), compared by the best
     validation OA (fp32_val, float32's); its test OA needs no second look at eval's arithmetic."""
@@ -157,13 +143,19 @@ def check_bf16(args, data, fp32_val):
     cmd = ["2", args.ackd, "train", "-train_data", data, "-train_dir", d, "-teacher_arch", "smallcnn",
            "-train_epochs", "8", "-train_batch", "64", "-train_gallery", "false", "-train_precision", "bf16",
            "-quiet"]
-    if not cpu_has_bf16():
+    fp32_teacher = os.path.join(args.out, "acc_teacher", "best.h5")
+    eval_cmd = ["2", args.ackd, "eval", "-eval_checkpoint", fp32_teacher, "-eval_precision", "bf16", "-eval_output",
+                os.path.join(args.out, "eval_bf16.h5"), "-quiet"]
+    if not checklib.cpu_has_bf16():
         proc = run(args, cmd, expect=2)
         check("needs a CPU with AVX512_BF16 or AMX" in proc.stdout + proc.stderr
               and "use -train_precision fp32" in proc.stdout + proc.stderr,
               "without bf16 instructions -train_precision bf16 is refused, naming the fix")
         check(not os.path.exists(os.path.join(d, "best.h5")), "and nothing is trained")
+        proc = run(args, eval_cmd, expect=2)
+        check("use -eval_precision fp32" in proc.stdout + proc.stderr, "and so is -eval_precision bf16")
         return
+    check_eval_bf16(args, eval_cmd)
     run(args, cmd)
     with h5py.File(os.path.join(d, "metrics.h5"), "r") as m, h5py.File(os.path.join(d, "best.h5"), "r") as b:
         bf16_val = float(m.attrs["best_score"])
@@ -181,6 +173,20 @@ def check_bf16(args, data, fp32_val):
           "a bf16 run resumed in fp32 says so")
     with h5py.File(os.path.join(d, "metrics.h5"), "r") as m:
         check(len(m["val_oa"][()]) == 9 and m.attrs["precision"] == "fp32", "and goes on from its ninth epoch")
+
+
+def check_eval_bf16(args, eval_cmd):
+    """The float32 teacher evaluated with bf16 convolutions: the same predictions on nearly every test
+    scene. Rounding the operands to 8 significant bits (u = 2^-9) at each of smallcnn's convolutions
+    moves the logits by about 1% of their scale; a scene whose two top logits are that close may flip."""
+    run(args, eval_cmd)
+    with h5py.File(os.path.join(args.out, "eval_bf16.h5"), "r") as b, \
+            h5py.File(os.path.join(args.out, "acc_teacher", "eval_test.h5"), "r") as f:
+        check(b.attrs["precision"] == "bf16" and f.attrs["precision"] == "fp32", "the eval files record their precision")
+        agree = float(np.mean(b["prediction"][()] == f["prediction"][()]))
+        err = checklib.relative_error(b["logits"][()], f["logits"][()])
+        check(agree >= 0.97 and err <= 0.05, f"bf16 eval: the same prediction on {agree:.4f} of the test scenes "
+              f"(>= 0.97), logits within {err:.1e} of float32's largest (<= 5e-2)")
 
 
 def mode_equivalence(args):
