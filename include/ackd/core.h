@@ -315,6 +315,20 @@ PetscErrorCode AckdH5FileDiscard(MPI_Comm comm, hid_t *file, const char *path);
  * rank with no rows still takes part in a collective transfer. */
 PetscErrorCode AckdH5SelectRows(hid_t dset, PetscInt first, PetscInt n, hid_t *fspace, hid_t *mspace);
 
+/* A dataset's rank and extents. dims holds H5S_MAX_RANK entries so that a file of any rank fits,
+ * whatever rank the reader expects; entries past rank are 0. */
+typedef struct {
+  int     rank;
+  hsize_t dims[H5S_MAX_RANK];
+} AckdH5Shape;
+
+/* The shape of dataset `name` under `loc`. Whether it exists is the caller's to check, with its
+ * own message; `path` names the file in the error if it cannot be opened or read. */
+PetscErrorCode AckdH5DatasetShape(hid_t loc, const char *name, const char *path, AckdH5Shape *shape);
+/* The same for a dataset the caller holds open to read next; `path` may be NULL where the caller
+ * does not know the file, and `name` then says enough. */
+PetscErrorCode AckdH5DatasetShapeOf(hid_t dset, const char *path, const char *name, AckdH5Shape *shape);
+
 /* Collective: creates `name` under `loc`, (nglobal) or (nglobal, columns)
  * when columns > 0, and writes this rank's rows [first, first + n) of it from
  * `data` in one collective transfer. `h5type` is the memory and file type. */

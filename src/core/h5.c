@@ -308,6 +308,42 @@ PetscErrorCode AckdH5SelectRows(hid_t dset, PetscInt first, PetscInt n, hid_t *f
   PetscFunctionReturn(0);
 }
 
+/* Negative on a failure, with HDF5's error left for AckdCallH5 to report: nothing is called after
+ * it, not even the close of the space, since any call clears the error. */
+static herr_t read_shape(hid_t dset, AckdH5Shape *shape)
+{
+  hid_t space = H5Dget_space(dset);
+  if (space < 0) return -1;
+  shape->rank = H5Sget_simple_extent_ndims(space);
+  if (shape->rank < 0 || H5Sget_simple_extent_dims(space, shape->dims, NULL) < 0) return -1;
+  return H5Sclose(space);
+}
+
+PetscErrorCode AckdH5DatasetShapeOf(hid_t dset, const char *path, const char *name, AckdH5Shape *shape)
+{
+  PetscFunctionBeginUser;
+  PetscCall(PetscMemzero(shape, sizeof *shape));
+  herr_t status = read_shape(dset, shape);
+  if (path)
+    AckdCallH5(status, "'%s': the shape of %s", path, name);
+  else
+    AckdCallH5(status, "the shape of %s", name);
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode AckdH5DatasetShape(hid_t loc, const char *name, const char *path, AckdH5Shape *shape)
+{
+  hid_t dset;
+
+  PetscFunctionBeginUser;
+  AckdCallH5(dset = H5Dopen2(loc, name, H5P_DEFAULT), "'%s': opening %s", path, name);
+  PetscErrorCode ierr = AckdH5DatasetShapeOf(dset, path, name, shape);
+  if (ierr) H5Dclose(dset); /* the error is raised already */
+  PetscCall(ierr);
+  AckdCallH5(H5Dclose(dset), "'%s': closing %s", path, name);
+  PetscFunctionReturn(0);
+}
+
 static PetscErrorCode attr_write(hid_t obj, const char *name, hid_t type, const void *value)
 {
   hid_t space, attr;

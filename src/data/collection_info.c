@@ -53,16 +53,14 @@ PetscErrorCode AckdCollectionInfoRead(MPI_Comm comm, const char *path, const cha
   PetscCall(read_strings(group, "classes", info->classes, &info->class_names, path));
   H5Gclose(group);
   if (H5Lexists(file, "class_map", H5P_DEFAULT) > 0 && H5Lexists(file, "class_map/ms_to_rgb", H5P_DEFAULT) > 0) {
-    hid_t   dset, space;
-    hsize_t n;
+    hid_t       dset;
+    AckdH5Shape shape;
     AckdCallH5(dset = H5Dopen2(file, "class_map/ms_to_rgb", H5P_DEFAULT), "'%s': opening /class_map/ms_to_rgb", path);
-    space = H5Dget_space(dset);
-    H5Sget_simple_extent_dims(space, &n, NULL);
-    info->nms_classes = (PetscInt)n;
-    PetscCall(PetscMalloc1(n, &info->ms_to_rgb));
+    PetscCall(AckdH5DatasetShapeOf(dset, path, "/class_map/ms_to_rgb", &shape));
+    info->nms_classes = (PetscInt)shape.dims[0];
+    PetscCall(PetscMalloc1(shape.dims[0], &info->ms_to_rgb));
     AckdCallH5(H5Dread(dset, H5T_NATIVE_INT, H5S_ALL, H5S_ALL, H5P_DEFAULT, info->ms_to_rgb),
                "'%s': reading /class_map/ms_to_rgb", path);
-    H5Sclose(space);
     H5Dclose(dset);
   }
   PetscCall(AckdH5FileClose(&file, path));

@@ -18,22 +18,19 @@ void AckdNormalizeImageMax(float *x, size_t n)
 static PetscErrorCode read_doubles(hid_t group, const char *name, PetscInt n, double *values, const char *path,
                                    const char *collection)
 {
-  hid_t   dset, space;
-  hsize_t dims[2] = {0, 0};
+  hid_t       dset;
+  AckdH5Shape shape;
 
   PetscFunctionBeginUser;
   PetscCheck(H5Lexists(group, name, H5P_DEFAULT) > 0, PETSC_COMM_SELF, PETSC_ERR_FILE_UNEXPECTED,
              "'%s': /%s was standardised but lacks %s; the dataset is incomplete, curate it again", path, collection,
              name);
   AckdCallH5(dset = H5Dopen2(group, name, H5P_DEFAULT), "'%s': opening /%s/%s", path, collection, name);
-  space = H5Dget_space(dset);
-  PetscCheck(H5Sget_simple_extent_ndims(space) == 1 && H5Sget_simple_extent_dims(space, dims, NULL) == 1 &&
-                 dims[0] == (hsize_t)n,
-             PETSC_COMM_SELF, PETSC_ERR_FILE_UNEXPECTED, "'%s': /%s/%s should hold %" PetscInt_FMT " values", path,
-             collection, name, n);
+  PetscCall(AckdH5DatasetShapeOf(dset, path, name, &shape));
+  PetscCheck(shape.rank == 1 && shape.dims[0] == (hsize_t)n, PETSC_COMM_SELF, PETSC_ERR_FILE_UNEXPECTED,
+             "'%s': /%s/%s should hold %" PetscInt_FMT " values", path, collection, name, n);
   AckdCallH5(H5Dread(dset, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, values), "'%s': reading /%s/%s", path,
              collection, name);
-  H5Sclose(space);
   H5Dclose(dset);
   PetscFunctionReturn(0);
 }

@@ -33,6 +33,7 @@ static PetscErrorCode parse_layout(AckdMatInput m, const char *layout)
 PetscErrorCode AckdMatInputOpen(const char *path, const char *layout, AckdMatInput *mat)
 {
   AckdMatInput m;
+  AckdH5Shape  shape;
 
   PetscFunctionBeginUser;
   PetscCall(PetscNew(&m));
@@ -47,12 +48,10 @@ PetscErrorCode AckdMatInputOpen(const char *path, const char *layout, AckdMatInp
   PetscCheck(H5Lexists(m->file, "msi", H5P_DEFAULT) > 0 && H5Lexists(m->file, "label", H5P_DEFAULT) > 0,
              PETSC_COMM_SELF, PETSC_ERR_FILE_UNEXPECTED, "'%s' needs the variables 'msi' and 'label'", path);
   AckdCallH5(m->msi = H5Dopen2(m->file, "msi", H5P_DEFAULT), "opening msi in '%s'", path);
-  hid_t space = H5Dget_space(m->msi);
-  int   rank  = H5Sget_simple_extent_ndims(space);
-  PetscCheck(rank == 4, PETSC_COMM_SELF, PETSC_ERR_FILE_UNEXPECTED, "'%s': msi has %d dimensions, expected 4", path,
-             rank);
-  H5Sget_simple_extent_dims(space, m->dims, NULL);
-  H5Sclose(space);
+  PetscCall(AckdH5DatasetShapeOf(m->msi, path, "msi", &shape));
+  PetscCheck(shape.rank == 4, PETSC_COMM_SELF, PETSC_ERR_FILE_UNEXPECTED, "'%s': msi has %d dimensions, expected 4",
+             path, shape.rank);
+  PetscCall(PetscArraycpy(m->dims, shape.dims, 4));
   size_t per_sample = (size_t)(m->dims[0] * m->dims[1] * m->dims[2] * m->dims[3] / m->dims[m->axis_n]);
   PetscCall(PetscMalloc1(per_sample, &m->sample));
   *mat = m;
@@ -72,19 +71,17 @@ PetscErrorCode AckdMatInputGetSize(AckdMatInput m, PetscInt *count, PetscInt *ch
 
 PetscErrorCode AckdMatInputReadLabels(AckdMatInput m, PetscInt *nclasses, unsigned char **multi)
 {
-  hid_t    dset;
-  hsize_t  d[2];
-  double  *values;
-  PetscInt N = (PetscInt)m->dims[m->axis_n];
+  hid_t       dset;
+  AckdH5Shape shape;
+  double     *values;
+  PetscInt    N = (PetscInt)m->dims[m->axis_n];
 
   PetscFunctionBeginUser;
   AckdCallH5(dset = H5Dopen2(m->file, "label", H5P_DEFAULT), "opening label in '%s'", m->path);
-  hid_t space = H5Dget_space(dset);
-  int   rank  = H5Sget_simple_extent_ndims(space);
-  PetscCheck(rank == 2, PETSC_COMM_SELF, PETSC_ERR_FILE_UNEXPECTED, "'%s': label has %d dimensions, expected 2",
-             m->path, rank);
-  H5Sget_simple_extent_dims(space, d, NULL);
-  H5Sclose(space);
+  PetscCall(AckdH5DatasetShapeOf(dset, m->path, "label", &shape));
+  PetscCheck(shape.rank == 2, PETSC_COMM_SELF, PETSC_ERR_FILE_UNEXPECTED, "'%s': label has %d dimensions, expected 2",
+             m->path, shape.rank);
+  const hsize_t *d = shape.dims;
   /* MATLAB's N x K arrives as (K, N); a file written from Python may hold (N, K). */
   PetscBool transposed = (PetscBool)((PetscInt)d[1] == N && (PetscInt)d[0] != N);
   PetscCheck((PetscInt)d[0] == N || (PetscInt)d[1] == N, PETSC_COMM_SELF, PETSC_ERR_FILE_UNEXPECTED,

@@ -11,21 +11,22 @@ typedef struct {
 static PetscErrorCode dataset_dims(hid_t group, const char *group_name, const char *name, const char *path,
                                    int want_rank_lo, int want_rank_hi, hsize_t dims[4], int *rank)
 {
+  char        where[128];
+  AckdH5Shape shape;
+
   PetscFunctionBeginUser;
   htri_t exists = H5Lexists(group, name, H5P_DEFAULT);
   PetscCheck(
       exists > 0, PETSC_COMM_SELF, PETSC_ERR_FILE_UNEXPECTED,
       "'%s': dataset /%s/%s is missing; the file is not a complete ackd dataset (write it again with synth or curate)",
       path, group_name, name);
-  hid_t dset = H5Dopen2(group, name, H5P_DEFAULT);
-  AckdCallH5(dset, "'%s': opening /%s/%s", path, group_name, name);
-  hid_t space = H5Dget_space(dset);
-  *rank       = H5Sget_simple_extent_ndims(space);
-  if (*rank >= want_rank_lo && *rank <= want_rank_hi) H5Sget_simple_extent_dims(space, dims, NULL);
-  H5Sclose(space);
-  H5Dclose(dset);
+  /* Named from the root, which the group resolves as well, so that its errors name the collection. */
+  PetscCall(PetscSNPrintf(where, sizeof where, "/%s/%s", group_name, name));
+  PetscCall(AckdH5DatasetShape(group, where, path, &shape));
+  *rank = shape.rank;
   PetscCheck(*rank >= want_rank_lo && *rank <= want_rank_hi, PETSC_COMM_SELF, PETSC_ERR_FILE_UNEXPECTED,
              "'%s': /%s/%s has %d dimensions, expected %d", path, group_name, name, *rank, want_rank_lo);
+  PetscCall(PetscArraycpy(dims, shape.dims, *rank));
   PetscFunctionReturn(0);
 }
 
@@ -122,18 +123,16 @@ enum { NAME_WIDTH = 48 };
  * how many scenes hold another class at all (docs/FORMATS.md). */
 static PetscErrorCode summarize_fractions(hid_t group, PetscInt N, PetscInt K, const int *labels, FILE *out)
 {
-  hid_t   dset;
-  hsize_t dims[2] = {0, 0};
-  float  *rows;
+  hid_t       dset;
+  AckdH5Shape shape;
+  float      *rows;
 
   PetscFunctionBeginUser;
   if (H5Lexists(group, "cover_fractions", H5P_DEFAULT) <= 0) PetscFunctionReturn(0);
   AckdCallH5(dset = H5Dopen2(group, "cover_fractions", H5P_DEFAULT), "opening cover_fractions");
-  hid_t space = H5Dget_space(dset);
-  int   rank  = H5Sget_simple_extent_dims(space, dims, NULL);
-  H5Sclose(space);
-  H5Dclose(dset);
-  if (rank != 2 || dims[0] != (hsize_t)N || dims[1] != (hsize_t)K) {
+  PetscCall(AckdH5DatasetShapeOf(dset, NULL, "cover_fractions", &shape));
+  AckdCallH5(H5Dclose(dset), "closing cover_fractions");
+  if (shape.rank != 2 || shape.dims[0] != (hsize_t)N || shape.dims[1] != (hsize_t)K) {
     fprintf(out, "  cover fractions: a table that is not (%" PetscInt_FMT ", %" PetscInt_FMT ")\n", N, K);
     PetscFunctionReturn(0);
   }

@@ -110,14 +110,12 @@ PetscErrorCode AckdSharedDatasetLoad(MPI_Comm comm, const char *path, const char
              "'%s' has no /%s collection", path, collection);
   AckdCallH5(group = H5Gopen2(file, collection, H5P_DEFAULT), "'%s': opening /%s", path, collection);
   AckdCallH5(images = H5Dopen2(group, "images", H5P_DEFAULT), "'%s': opening /%s/images", path, collection);
-  hid_t   space = H5Dget_space(images);
-  hsize_t dims[4];
-  H5Sget_simple_extent_dims(space, dims, NULL);
-  H5Sclose(space);
-  d->count        = (PetscInt)dims[0];
-  d->channels     = (PetscInt)dims[1];
-  d->height       = (PetscInt)dims[2];
-  d->width        = (PetscInt)dims[3];
+  AckdH5Shape shape;
+  PetscCall(AckdH5DatasetShapeOf(images, path, "images", &shape));
+  d->count        = (PetscInt)shape.dims[0];
+  d->channels     = (PetscInt)shape.dims[1];
+  d->height       = (PetscInt)shape.dims[2];
+  d->width        = (PetscInt)shape.dims[3];
   PetscInt sample = d->channels * d->height * d->width;
 
   /* One window per node, owned by the node's first rank (empty when streaming). */
@@ -167,21 +165,19 @@ PetscErrorCode AckdSharedDatasetLoad(MPI_Comm comm, const char *path, const char
     PetscCallMPI(MPI_Win_sync(d->window));
   }
 
-  hid_t   labels;
-  hsize_t ldims[2] = {0, 0};
-  AckdCallH5(labels = H5Dopen2(group, "labels", H5P_DEFAULT), "'%s': opening /%s/labels", path, collection);
-  hid_t ls = H5Dget_space(labels);
-  int   lr = H5Sget_simple_extent_dims(ls, ldims, NULL);
-  H5Sclose(ls);
-  H5Dclose(labels);
-  PetscCheck(lr == 1 || lr == 2, comm, PETSC_ERR_FILE_UNEXPECTED,
-             "'%s': /%s/labels has %d dimensions; expected (N) or (N, K) for multi-label", path, collection, lr);
+  char        labels[96];
+  AckdH5Shape lshape;
+  PetscCall(PetscSNPrintf(labels, sizeof labels, "/%s/labels", collection));
+  PetscCall(AckdH5DatasetShape(group, labels, path, &lshape));
+  PetscCheck(lshape.rank == 1 || lshape.rank == 2, comm, PETSC_ERR_FILE_UNEXPECTED,
+             "'%s': /%s/labels has %d dimensions; expected (N) or (N, K) for multi-label", path, collection,
+             lshape.rank);
   PetscCall(PetscMalloc2(d->count, &d->labels, d->count, &d->split));
-  if (lr == 1) {
+  if (lshape.rank == 1) {
     PetscCall(read_replicated(group, "labels", H5T_NATIVE_INT, d->labels, path));
   } else {
     /* Multi-label: the (N, K) 0/1 table, replicated like the split; no single class per sample. */
-    d->columns = (PetscInt)ldims[1];
+    d->columns = (PetscInt)lshape.dims[1];
     PetscCall(PetscMalloc1(PetscMax(d->count * d->columns, 1), &d->multilabels));
     PetscCall(read_replicated(group, "labels", H5T_NATIVE_UCHAR, d->multilabels, path));
     for (PetscInt i = 0; i < d->count; i++) d->labels[i] = -1;
@@ -362,8 +358,7 @@ static PetscInt first_bad_fraction_row(const float *fractions, PetscInt count, P
 PetscErrorCode AckdSharedDatasetGetCoverFractions(MPI_Comm comm, AckdSharedDataset d, PetscInt classes,
                                                   const float **fractions)
 {
-  hid_t   file, group;
-  hsize_t dims[2] = {0, 0};
+  hid_t file, group;
 
   PetscFunctionBeginUser;
   if (!d->fractions) {
@@ -373,19 +368,16 @@ PetscErrorCode AckdSharedDatasetGetCoverFractions(MPI_Comm comm, AckdSharedDatas
                "'%s' has no /%s/cover_fractions (each scene's share of every class, docs/FORMATS.md) to train on; "
                "write the dataset with ackd synth -synth_mixing, add the table, or train on the labels",
                d->path, d->collection);
-    hid_t dset;
-    AckdCallH5(dset = H5Dopen2(group, "cover_fractions", H5P_DEFAULT), "'%s': opening /%s/cover_fractions", d->path,
-               d->collection);
-    hid_t space = H5Dget_space(dset);
-    int   rank  = H5Sget_simple_extent_dims(space, dims, NULL);
-    H5Sclose(space);
-    H5Dclose(dset);
-    PetscCheck(rank == 2 && dims[0] == (hsize_t)d->count && dims[1] == (hsize_t)classes, comm,
+    char        name[96];
+    AckdH5Shape shape;
+    PetscCall(PetscSNPrintf(name, sizeof name, "/%s/cover_fractions", d->collection));
+    PetscCall(AckdH5DatasetShape(group, name, d->path, &shape));
+    PetscCheck(shape.rank == 2 && shape.dims[0] == (hsize_t)d->count && shape.dims[1] == (hsize_t)classes, comm,
                PETSC_ERR_FILE_UNEXPECTED,
                "'%s': /%s/cover_fractions must be (%" PetscInt_FMT ", %" PetscInt_FMT
                "), a row per sample and a column per class; it is %d-dimensional (%llu, %llu)",
-               d->path, d->collection, d->count, classes, rank, (unsigned long long)dims[0],
-               (unsigned long long)(rank > 1 ? dims[1] : 0));
+               d->path, d->collection, d->count, classes, shape.rank, (unsigned long long)shape.dims[0],
+               (unsigned long long)(shape.rank > 1 ? shape.dims[1] : 0));
     PetscCall(PetscMalloc1(PetscMax(d->count * classes, 1), &d->fractions));
     PetscCall(read_replicated(group, "cover_fractions", H5T_NATIVE_FLOAT, d->fractions, d->path));
     H5Gclose(group);

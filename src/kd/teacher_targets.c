@@ -44,16 +44,10 @@ static PetscErrorCode read_matrix(MPI_Comm comm, hid_t file, const char *name, c
   PetscCallMPI(MPI_Comm_rank(comm, &rank));
   *data = NULL;
   if (rank == 0 && H5Lexists(file, name, H5P_DEFAULT) > 0) {
-    hid_t   dset, space;
-    hsize_t d[2] = {0, 1};
-    AckdCallH5(dset = H5Dopen2(file, name, H5P_DEFAULT), "'%s': opening %s", path, name);
-    space = H5Dget_space(dset);
-    H5Sget_simple_extent_dims(space, d, NULL);
-    if (H5Sget_simple_extent_ndims(space) == 1) d[1] = 1;
-    dims[0] = (long long)d[0];
-    dims[1] = (long long)d[1];
-    H5Sclose(space);
-    H5Dclose(dset);
+    AckdH5Shape shape;
+    PetscCall(AckdH5DatasetShape(file, name, path, &shape));
+    dims[0] = (long long)shape.dims[0];
+    dims[1] = shape.rank < 2 ? 1 : (long long)shape.dims[1]; /* a vector is one column */
   }
   PetscCallMPI(MPI_Bcast(dims, 2, MPI_LONG_LONG, 0, comm));
   PetscCheck(dims[0] > 0 || !required, comm, PETSC_ERR_FILE_UNEXPECTED,
@@ -117,12 +111,9 @@ PetscErrorCode AckdTeacherTargetsCreate(MPI_Comm comm, const char *gallery, cons
     PetscMPIInt rank;
     PetscCallMPI(MPI_Comm_rank(comm, &rank));
     if (rank == 0 && H5Lexists(file, "gallery/labels", H5P_DEFAULT) > 0) {
-      hid_t dset, space;
-      AckdCallH5(dset = H5Dopen2(file, "gallery/labels", H5P_DEFAULT), "'%s': opening gallery/labels", gallery);
-      space      = H5Dget_space(dset);
-      label_dims = H5Sget_simple_extent_ndims(space);
-      H5Sclose(space);
-      H5Dclose(dset);
+      AckdH5Shape shape;
+      PetscCall(AckdH5DatasetShape(file, "gallery/labels", gallery, &shape));
+      label_dims = shape.rank;
     }
     PetscCallMPI(MPI_Bcast(&label_dims, 1, MPI_INT, 0, comm));
   }

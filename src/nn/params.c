@@ -234,8 +234,8 @@ static PetscErrorCode load_entry(hid_t top, const char *group, const AckdParamEn
 {
   char        path[2 * ACKD_NN_NAME_LEN], layer[ACKD_NN_NAME_LEN];
   const char *tensor;
-  hsize_t     dims[4] = {0, 0, 0, 0};
-  hid_t       dset, space;
+  AckdH5Shape shape;
+  hid_t       dset;
 
   PetscFunctionBeginUser;
   PetscCall(split_name(e->name, layer, sizeof layer, &tensor));
@@ -244,12 +244,11 @@ static PetscErrorCode load_entry(hid_t top, const char *group, const AckdParamEn
   PetscCheck(exists, PETSC_COMM_SELF, PETSC_ERR_FILE_UNEXPECTED,
              "/%s/%s is missing: the file holds another architecture; check -arch and -width", group, path);
   AckdCallH5(dset = H5Dopen2(top, path, H5P_DEFAULT), "opening /%s/%s", group, path);
-  space     = H5Dget_space(dset);
-  int ndims = space < 0 ? -1 : H5Sget_simple_extent_ndims(space);
-  if (ndims > 0 && ndims <= 4) H5Sget_simple_extent_dims(space, dims, NULL);
-  if (space >= 0) H5Sclose(space);
-  PetscBool same = (PetscBool)(ndims == e->ndims);
-  for (PetscInt d = 0; same && d < e->ndims; d++) same = (PetscBool)(dims[d] == (hsize_t)e->dims[d]);
+  PetscErrorCode ierr = AckdH5DatasetShapeOf(dset, NULL, path, &shape);
+  if (ierr) H5Dclose(dset); /* the error is raised already */
+  PetscCall(ierr);
+  PetscBool same = (PetscBool)(shape.rank == e->ndims);
+  for (PetscInt d = 0; same && d < e->ndims; d++) same = (PetscBool)(shape.dims[d] == (hsize_t)e->dims[d]);
   if (!same) H5Dclose(dset);
   PetscCheck(same, PETSC_COMM_SELF, PETSC_ERR_FILE_UNEXPECTED,
              "/%s/%s has another shape than the model's; check -arch, -width and the band and class counts", group,

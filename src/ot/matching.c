@@ -51,15 +51,14 @@ static PetscErrorCode dataset_dims(MPI_Comm comm, hid_t file, const char *path, 
   htri_t has = H5Lexists(file, name, H5P_DEFAULT);
   *exists    = (PetscBool)(has > 0);
   if (!*exists) PetscFunctionReturn(0);
-  hid_t dset, space;
+  hid_t       dset;
+  AckdH5Shape shape;
   AckdCallH5(dset = H5Dopen2(file, name, H5P_DEFAULT), "opening %s in '%s'", name, path);
-  AckdCallH5(space = H5Dget_space(dset), "dataspace of %s", name);
-  int rank = H5Sget_simple_extent_ndims(space);
-  PetscCheck(rank == want_rank, comm, PETSC_ERR_FILE_UNEXPECTED, "%s in '%s' has %d dimensions, expected %d", name,
-             path, rank, want_rank);
-  H5Sget_simple_extent_dims(space, dims, NULL);
-  H5Sclose(space);
-  H5Dclose(dset);
+  PetscCall(AckdH5DatasetShapeOf(dset, path, name, &shape));
+  AckdCallH5(H5Dclose(dset), "closing %s in '%s'", name, path);
+  PetscCheck(shape.rank == want_rank, comm, PETSC_ERR_FILE_UNEXPECTED, "%s in '%s' has %d dimensions, expected %d",
+             name, path, shape.rank, want_rank);
+  PetscCall(PetscArraycpy(dims, shape.dims, want_rank));
   PetscFunctionReturn(0);
 }
 

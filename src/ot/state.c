@@ -112,8 +112,8 @@ PetscErrorCode AckdOTStateWrite(AckdOT ot, const AckdOTState *state, const char 
 static PetscErrorCode read_vector(hid_t file, const char *path, const char *name, hid_t type, hsize_t n, void *data,
                                   char *why, size_t why_len)
 {
-  hid_t   dset, space;
-  hsize_t dims[1] = {0};
+  hid_t       dset;
+  AckdH5Shape shape;
 
   PetscFunctionBeginUser;
   if (why[0]) PetscFunctionReturn(0);
@@ -122,14 +122,11 @@ static PetscErrorCode read_vector(hid_t file, const char *path, const char *name
     PetscFunctionReturn(0);
   }
   AckdCallH5(dset = H5Dopen2(file, name, H5P_DEFAULT), "'%s': opening /%s", path, name);
-  AckdCallH5(space = H5Dget_space(dset), "'%s': the shape of /%s", path, name);
-  int rank = H5Sget_simple_extent_ndims(space);
-  H5Sget_simple_extent_dims(space, dims, NULL);
-  H5Sclose(space);
-  if (rank == 1 && dims[0] == n)
+  PetscCall(AckdH5DatasetShapeOf(dset, path, name, &shape));
+  if (shape.rank == 1 && shape.dims[0] == n)
     AckdCallH5(H5Dread(dset, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data), "'%s': reading /%s", path, name);
   else
-    snprintf(why, why_len, "/%s has %llu entries, expected %llu", name, (unsigned long long)dims[0],
+    snprintf(why, why_len, "/%s has %llu entries, expected %llu", name, (unsigned long long)shape.dims[0],
              (unsigned long long)n);
   H5Dclose(dset);
   PetscFunctionReturn(0);
