@@ -57,6 +57,11 @@ PetscErrorCode AckdCollectionInfoRead(MPI_Comm comm, const char *path, const cha
     AckdH5Shape shape;
     AckdCallH5(dset = H5Dopen2(file, "class_map/ms_to_rgb", H5P_DEFAULT), "'%s': opening /class_map/ms_to_rgb", path);
     PetscCall(AckdH5DatasetShapeOf(dset, path, "/class_map/ms_to_rgb", &shape));
+    /* The buffer holds dims[0] entries and H5Dread fills the whole dataset: any other rank overruns it. */
+    PetscCheck(shape.rank == 1, comm, PETSC_ERR_FILE_UNEXPECTED,
+               "'%s': /class_map/ms_to_rgb has %d dimensions, not 1 (one RGB class per MS class); write the dataset "
+               "again with ackd synth or ackd curate",
+               path, shape.rank);
     info->nms_classes = (PetscInt)shape.dims[0];
     PetscCall(PetscMalloc1(shape.dims[0], &info->ms_to_rgb));
     AckdCallH5(H5Dread(dset, H5T_NATIVE_INT, H5S_ALL, H5S_ALL, H5P_DEFAULT, info->ms_to_rgb),

@@ -33,12 +33,17 @@ struct _p_AckdTeacherTargets {
   float    *index, *weight; /* N_s x k */
 };
 
-/* Rank 0 reads, everyone receives: the gallery is read once per run. */
-static PetscErrorCode read_matrix(MPI_Comm comm, hid_t file, const char *name, const char *path, hid_t type,
-                                  size_t elem, PetscInt *rows, PetscInt *cols, void **data, PetscBool required)
+static const char GalleryRemedy[] = "write the gallery again with ackd train (or in the layout of docs/FORMATS.md)";
+static const char MatchRemedy[]   = "write the match file again with ackd match";
+
+/* Rank 0 reads, everyone receives: the gallery is read once per run. `remedy` ends the refusal of a
+ * missing or misshapen dataset. */
+static PetscErrorCode read_matrix(MPI_Comm comm, hid_t file, const char *name, const char *path, const char *remedy,
+                                  hid_t type, size_t elem, PetscInt *rows, PetscInt *cols, void **data,
+                                  PetscBool required)
 {
   PetscMPIInt rank;
-  long long   dims[2] = {0, 0};
+  long long   dims[3] = {0, 0, -1}; /* rows, columns, the dataset's rank (-1: no such dataset) */
 
   PetscFunctionBeginUser;
   PetscCallMPI(MPI_Comm_rank(comm, &rank));
@@ -48,11 +53,14 @@ static PetscErrorCode read_matrix(MPI_Comm comm, hid_t file, const char *name, c
     PetscCall(AckdH5DatasetShape(file, name, path, &shape));
     dims[0] = (long long)shape.dims[0];
     dims[1] = shape.rank < 2 ? 1 : (long long)shape.dims[1]; /* a vector is one column */
+    dims[2] = shape.rank;
   }
-  PetscCallMPI(MPI_Bcast(dims, 2, MPI_LONG_LONG, 0, comm));
-  PetscCheck(dims[0] > 0 || !required, comm, PETSC_ERR_FILE_UNEXPECTED,
-             "'%s' has no %s; give a gallery written by ackd train (or one with the layout of docs/FORMATS.md)", path,
-             name);
+  PetscCallMPI(MPI_Bcast(dims, 3, MPI_LONG_LONG, 0, comm));
+  /* Checked on every rank after the broadcast, so that no rank waits for rank 0's data below. The
+   * buffer holds rows x columns and H5Dread fills the whole dataset: a third dimension overruns it. */
+  PetscCheck(dims[2] < 0 || dims[2] == 1 || dims[2] == 2, comm, PETSC_ERR_FILE_UNEXPECTED,
+             "'%s': %s has %lld dimensions, not 1 or 2; %s", path, name, dims[2], remedy);
+  PetscCheck(dims[0] > 0 || !required, comm, PETSC_ERR_FILE_UNEXPECTED, "'%s' has no %s; %s", path, name, remedy);
   *rows = (PetscInt)dims[0];
   *cols = (PetscInt)dims[1];
   if (!dims[0]) PetscFunctionReturn(0);
@@ -97,16 +105,16 @@ PetscErrorCode AckdTeacherTargetsCreate(MPI_Comm comm, const char *gallery, cons
   t->nstudent   = nstudent;
   PetscCall(AckdH5SettingsSetFromOptions(&h5));
   PetscCall(AckdH5FileOpenRead(comm, gallery, &h5, &file));
-  PetscCall(read_matrix(comm, file, "gallery/logits", gallery, H5T_NATIVE_FLOAT, sizeof(float), &rows, &cols,
-                        (void **)&raw, PETSC_TRUE));
-  PetscCall(read_matrix(comm, file, "gallery/embedding", gallery, H5T_NATIVE_FLOAT, sizeof(float), &erows, &ecols,
-                        (void **)&t->embedding, PETSC_FALSE));
-  PetscCall(read_matrix(comm, file, "gallery/index", gallery, H5T_NATIVE_LLONG, sizeof(long long), &irows, &icols,
-                        (void **)&index, PETSC_TRUE));
-  PetscCall(read_matrix(comm, file, "gallery/labels", gallery, H5T_NATIVE_INT, sizeof(int), &lrows, &lcols,
-                        (void **)&labels, PETSC_TRUE));
-  PetscCall(read_matrix(comm, file, "gallery/dominant_class", gallery, H5T_NATIVE_INT, sizeof(int), &drows, &dcols,
-                        (void **)&dominant, PETSC_FALSE));
+  PetscCall(read_matrix(comm, file, "gallery/logits", gallery, GalleryRemedy, H5T_NATIVE_FLOAT, sizeof(float), &rows,
+                        &cols, (void **)&raw, PETSC_TRUE));
+  PetscCall(read_matrix(comm, file, "gallery/embedding", gallery, GalleryRemedy, H5T_NATIVE_FLOAT, sizeof(float),
+                        &erows, &ecols, (void **)&t->embedding, PETSC_FALSE));
+  PetscCall(read_matrix(comm, file, "gallery/index", gallery, GalleryRemedy, H5T_NATIVE_LLONG, sizeof(long long),
+                        &irows, &icols, (void **)&index, PETSC_TRUE));
+  PetscCall(read_matrix(comm, file, "gallery/labels", gallery, GalleryRemedy, H5T_NATIVE_INT, sizeof(int), &lrows,
+                        &lcols, (void **)&labels, PETSC_TRUE));
+  PetscCall(read_matrix(comm, file, "gallery/dominant_class", gallery, GalleryRemedy, H5T_NATIVE_INT, sizeof(int),
+                        &drows, &dcols, (void **)&dominant, PETSC_FALSE));
   {
     PetscMPIInt rank;
     PetscCallMPI(MPI_Comm_rank(comm, &rank));
@@ -220,10 +228,10 @@ PetscErrorCode AckdTeacherTargetsLoadMatch(AckdTeacherTargets t, const char *pat
   PetscFunctionBeginUser;
   PetscCall(AckdH5SettingsSetFromOptions(&h5));
   PetscCall(AckdH5FileOpenRead(t->comm, path, &h5, &file));
-  PetscCall(read_matrix(t->comm, file, "match/teacher_index", path, H5T_NATIVE_LLONG, sizeof(long long), &rows, &cols,
-                        (void **)&index, PETSC_TRUE));
-  PetscCall(read_matrix(t->comm, file, "match/weight", path, H5T_NATIVE_DOUBLE, sizeof(double), &wrows, &wcols,
-                        (void **)&weight, PETSC_TRUE));
+  PetscCall(read_matrix(t->comm, file, "match/teacher_index", path, MatchRemedy, H5T_NATIVE_LLONG, sizeof(long long),
+                        &rows, &cols, (void **)&index, PETSC_TRUE));
+  PetscCall(read_matrix(t->comm, file, "match/weight", path, MatchRemedy, H5T_NATIVE_DOUBLE, sizeof(double), &wrows,
+                        &wcols, (void **)&weight, PETSC_TRUE));
   PetscCall(AckdH5FileClose(&file, path));
   PetscCheck(rows == t->nstudent && wrows == rows && wcols == cols, t->comm, PETSC_ERR_USER_INPUT,
              "match file '%s' has %" PetscInt_FMT " student rows but the dataset has %" PetscInt_FMT

@@ -56,21 +56,23 @@ static PetscErrorCode dataset_dims(MPI_Comm comm, hid_t file, const char *path, 
   AckdCallH5(dset = H5Dopen2(file, name, H5P_DEFAULT), "opening %s in '%s'", name, path);
   PetscCall(AckdH5DatasetShapeOf(dset, path, name, &shape));
   AckdCallH5(H5Dclose(dset), "closing %s in '%s'", name, path);
-  PetscCheck(shape.rank == want_rank, comm, PETSC_ERR_FILE_UNEXPECTED, "%s in '%s' has %d dimensions, expected %d",
-             name, path, shape.rank, want_rank);
+  PetscCheck(shape.rank == want_rank, comm, PETSC_ERR_FILE_UNEXPECTED,
+             "%s in '%s' has %d dimensions, expected %d; write it in the layout of docs/FORMATS.md (embeddings)", name,
+             path, shape.rank, want_rank);
   PetscCall(PetscArraycpy(dims, shape.dims, want_rank));
   PetscFunctionReturn(0);
 }
 
-/* Every rank reads a whole small vector (labels, masses). */
+/* Every rank reads a whole small vector (labels, masses, indices), or learns that the file has none:
+ * each caller decides whether that is an error, with its own message. */
 static PetscErrorCode read_vector(MPI_Comm comm, hid_t file, const char *path, const char *name, PetscInt n,
-                                  hid_t memtype, void *data)
+                                  hid_t memtype, void *data, PetscBool *exists)
 {
-  hsize_t   dims[1];
-  PetscBool exists;
+  hsize_t dims[1];
 
   PetscFunctionBeginUser;
-  PetscCall(dataset_dims(comm, file, path, name, 1, dims, &exists));
+  PetscCall(dataset_dims(comm, file, path, name, 1, dims, exists));
+  if (!*exists) PetscFunctionReturn(0);
   PetscCheck((PetscInt)dims[0] == n, comm, PETSC_ERR_FILE_UNEXPECTED,
              "%s in '%s' has %llu entries but there are %" PetscInt_FMT " samples", name, path,
              (unsigned long long)dims[0], n);
@@ -86,7 +88,6 @@ static PetscErrorCode read_side(MPI_Comm comm, AckdOT ot, hid_t file, const char
 {
   char      name[64];
   PetscBool exists;
-  hsize_t   dims[2];
 
   PetscFunctionBeginUser;
   PetscCall(AckdOTGetOwnedRows(ot, which, &side->lo, &side->hi));
@@ -112,17 +113,13 @@ static PetscErrorCode read_side(MPI_Comm comm, AckdOT ot, hid_t file, const char
   H5Dclose(dset);
 
   snprintf(name, sizeof name, "/%s/labels", group);
-  PetscCall(dataset_dims(comm, file, path, name, 1, dims, &exists));
-  if (exists) {
-    PetscCall(PetscMalloc1(side->n, &side->labels));
-    PetscCall(read_vector(comm, file, path, name, side->n, H5T_NATIVE_INT, side->labels));
-  }
+  PetscCall(PetscMalloc1(side->n, &side->labels));
+  PetscCall(read_vector(comm, file, path, name, side->n, H5T_NATIVE_INT, side->labels, &exists));
+  if (!exists) PetscCall(PetscFree(side->labels)); /* NULL: this side has no classes */
   PetscCall(PetscMalloc1(side->n, &side->mass));
   snprintf(name, sizeof name, "/%s/mass", group);
-  PetscCall(dataset_dims(comm, file, path, name, 1, dims, &exists));
-  if (exists)
-    PetscCall(read_vector(comm, file, path, name, side->n, H5T_NATIVE_DOUBLE, side->mass));
-  else
+  PetscCall(read_vector(comm, file, path, name, side->n, H5T_NATIVE_DOUBLE, side->mass, &exists));
+  if (!exists)
     for (PetscInt i = 0; i < side->n; i++) side->mass[i] = 1.0;
   for (PetscInt i = 0; i < side->n; i++)
     PetscCheck(isfinite(side->mass[i]) && side->mass[i] >= 0, comm, PETSC_ERR_USER_INPUT,
@@ -140,12 +137,12 @@ static PetscErrorCode features_from_index(MPI_Comm comm, hid_t file, const char 
   enum { MIN_DIM = 16, TAG_INDEX_FEATURES = 0x494e4458 };
   char       name[64];
   PetscBool  exists;
-  hsize_t    dims[1];
   long long *index;
 
   PetscFunctionBeginUser;
   snprintf(name, sizeof name, "/%s/index", group);
-  PetscCall(dataset_dims(comm, file, path, name, 1, dims, &exists));
+  PetscCall(PetscMalloc1(side->n, &index));
+  PetscCall(read_vector(comm, file, path, name, side->n, H5T_NATIVE_LLONG, index, &exists));
   PetscCheck(exists, comm, PETSC_ERR_FILE_UNEXPECTED,
              "-match_features index needs %s in '%s', each sample's dataset row (ackd ssm writes it); give it or "
              "match on the features",
@@ -154,8 +151,6 @@ static PetscErrorCode features_from_index(MPI_Comm comm, hid_t file, const char 
              "-match_features index needs features of at least %d columns to keep other pairs' costs near 1; '%s' has "
              "%" PetscInt_FMT,
              (int)MIN_DIM, path, side->dim);
-  PetscCall(PetscMalloc1(side->n, &index));
-  PetscCall(read_vector(comm, file, path, name, side->n, H5T_NATIVE_LLONG, index));
   for (PetscInt i = side->lo; i < side->hi; i++) {
     double *row = side->rows + (i - side->lo) * side->dim, norm = 0;
     AckdRng rng;

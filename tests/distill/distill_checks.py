@@ -183,7 +183,8 @@ def mode_methods(args):
 def mode_external(args):
     """A teacher known only by its gallery (e.g. exported from a foundation model): logits per MS
     training sample and no checkpoint. Logit methods run; a method that needs the teacher's
-    feature maps is refused with one line."""
+    feature maps is refused with one line, and so are a gallery with a NaN logit and a gallery or
+    match file holding a dataset of the wrong rank."""
     data = fixture(args)
     ext = os.path.join(args.out, "external_gallery.h5")
     with h5py.File(os.path.join(args.out, "teacher", "gallery.h5"), "r") as g, h5py.File(ext, "w") as e:
@@ -230,6 +231,30 @@ def mode_external(args):
           f"non-finite value at entry {entry}" in lines[0],
           f"a gallery with a NaN logit is refused in one line naming it and the entry: {proc.returncode} {lines}")
     check(not glob.glob(os.path.join(d + "_nan", "checkpoints", "*.h5")), "... before any checkpoint is written")
+    # A gallery or match dataset of another rank (a damaged or foreign file) is read into a rows x
+    # columns buffer: refused by every rank at once, before the read, naming the file and dataset.
+    def reshaped(source, name, dataset, reshape):
+        path = os.path.join(args.out, name)
+        shutil.copy(source, path)
+        with h5py.File(path, "r+") as f:
+            values = f[dataset][...]
+            del f[dataset]
+            f[dataset] = reshape(values)
+        return path
+    gallery_fix = r"; write the gallery again with ackd train \(or in the layout of docs/FORMATS\.md\)$"
+    cases = [("-distill_gallery", reshaped(ext, "rank3_gallery.h5", "gallery/logits", lambda z: z[:, :, None]),
+              "gallery/logits has 3 dimensions, not 1 or 2" + gallery_fix),
+             ("-distill_gallery", reshaped(ext, "rank0_gallery.h5", "gallery/labels", lambda y: y[0]),
+              "gallery/labels has 0 dimensions, not 1 or 2" + gallery_fix),
+             ("-distill_match", reshaped(os.path.join(args.out, "match.h5"), "rank3_match.h5", "match/weight",
+                                         lambda w: w[:, :, None]),
+              r"match/weight has 3 dimensions, not 1 or 2; write the match file again with ackd match$")]
+    for option, path, message in cases:
+        cmd = distill_cmd(data, args.out, d + "_rank", ["-kd_method", "kd", "-distill_epochs", "1"])
+        cmd[cmd.index(option) + 1] = path
+        ok, account = checklib.refusal(args.mpirun.split() + ["2", args.ackd] + cmd,
+                                       "^ackd distill: error: '" + re.escape(path) + "': " + message, 1)
+        check(ok, f"{os.path.basename(path)} is refused in one line: {account}")
 
 
 def final_model(directory):
