@@ -140,6 +140,9 @@ PetscErrorCode AckdTeacherTargetsCreate(MPI_Comm comm, const char *gallery, cons
   PetscCheck((!t->embedding || erows == rows) && irows == rows && lrows == rows && (multilabel || lcols == 1), comm,
              PETSC_ERR_FILE_UNEXPECTED, "gallery '%s': logits, embedding, index and labels differ in their row counts",
              gallery);
+  PetscCheck(icols == 1, comm, PETSC_ERR_FILE_UNEXPECTED,
+             "'%s': gallery/index has %" PetscInt_FMT " columns, not 1 (a dataset row per teacher); %s", gallery, icols,
+             GalleryRemedy);
   PetscCheck(!dominant || (multilabel && drows == rows && dcols == 1), comm, PETSC_ERR_FILE_UNEXPECTED,
              "gallery '%s': dominant_class needs multi-label labels and one entry per row; recompute the gallery",
              gallery);

@@ -246,6 +246,9 @@ def mode_external(args):
               "gallery/logits has 3 dimensions, not 1 or 2" + gallery_fix),
              ("-distill_gallery", reshaped(ext, "rank0_gallery.h5", "gallery/labels", lambda y: y[0]),
               "gallery/labels has 0 dimensions, not 1 or 2" + gallery_fix),
+             ("-distill_gallery", reshaped(ext, "wide_index_gallery.h5", "gallery/index",
+                                           lambda i: np.stack([i, i], axis=1)),
+              r"gallery/index has 2 columns, not 1 \(a dataset row per teacher\)" + gallery_fix),
              ("-distill_match", reshaped(os.path.join(args.out, "match.h5"), "rank3_match.h5", "match/weight",
                                          lambda w: w[:, :, None]),
               r"match/weight has 3 dimensions, not 1 or 2; write the match file again with ackd match$")]
