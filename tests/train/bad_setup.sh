@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fixtures for the bad-input tests: a dataset, a second one with other bands,
 # a finished MLP run (width 0.5) whose checkpoints another width must not load,
-# and copies of the dataset whose /class_map/ms_to_rgb has rank 0 or 2 (a damaged or foreign file).
+# and copies of the dataset whose /class_map/ms_to_rgb has rank 0 or 2 or is one entry short, and
+# whose /ms/classes names one class more than its attribute (damaged or foreign files).
 #   bad_setup.sh MPIEXEC ACKD DIR PYTHON
 set -euo pipefail
 mpirun=$1 ackd=$2 dir=$3 python=$4
@@ -26,4 +27,15 @@ for rank, reshape in ((0, lambda m: m[0]), (2, lambda m: np.stack([m, m]))):
         m = f["class_map/ms_to_rgb"][...]
         del f["class_map/ms_to_rgb"]
         f["class_map/ms_to_rgb"] = reshape(m)
+# A class map one entry short, and an MS class list one name longer than its attribute says.
+shutil.copy(f"{d}/s.h5", f"{d}/class_map_short.h5")
+with h5py.File(f"{d}/class_map_short.h5", "r+") as f:
+    m = f["class_map/ms_to_rgb"][...]
+    del f["class_map/ms_to_rgb"]
+    f["class_map/ms_to_rgb"] = m[:-1]
+shutil.copy(f"{d}/s.h5", f"{d}/classes_long.h5")
+with h5py.File(f"{d}/classes_long.h5", "r+") as f:
+    names = f["ms/classes"][...]
+    del f["ms/classes"]
+    f["ms/classes"] = np.append(names, names[:1])
 PY
