@@ -8,16 +8,6 @@ static PetscErrorCode read_strings(hid_t group, const char *name, PetscInt n, ch
 
   PetscFunctionBeginUser;
   AckdCallH5(dset = H5Dopen2(group, name, H5P_DEFAULT), "'%s': opening %s", path, name);
-  AckdH5Shape shape;
-  PetscCall(AckdH5DatasetShapeOf(dset, path, name, &shape));
-  /* The buffer holds n names and H5Dread fills the whole dataset. */
-  PetscCheck(shape.rank == 1, PETSC_COMM_SELF, PETSC_ERR_FILE_UNEXPECTED,
-             "'%s': %s has %d dimensions, not 1; write the dataset again with ackd synth or ackd curate", path, name,
-             shape.rank);
-  PetscCheck(shape.dims[0] == (hsize_t)n, PETSC_COMM_SELF, PETSC_ERR_FILE_UNEXPECTED,
-             "'%s': %s holds %llu names but the collection's 'classes' attribute says %" PetscInt_FMT
-             "; write the dataset again with ackd synth or ackd curate",
-             path, name, (unsigned long long)shape.dims[0], n);
   AckdCallH5(type = H5Dget_type(dset), "'%s': type of %s", path, name);
   PetscCheck(H5Tget_class(type) == H5T_STRING && !H5Tis_variable_str(type), PETSC_COMM_SELF, PETSC_ERR_FILE_UNEXPECTED,
              "'%s': %s is not an array of fixed-length strings", path, name);
@@ -47,6 +37,8 @@ PetscErrorCode AckdCollectionInfoRead(MPI_Comm comm, const char *path, const cha
   PetscCall(PetscMemzero(info, sizeof *info));
   PetscCall(AckdH5SettingsSetFromOptions(&h5));
   PetscCall(AckdH5FileOpenRead(comm, path, &h5, &file));
+  /* The schema first: the reads below size their buffers by it (class names, the class map). */
+  PetscCall(AckdDatasetValidate(file, path));
   PetscCheck(H5Lexists(file, collection, H5P_DEFAULT) > 0, comm, PETSC_ERR_FILE_UNEXPECTED,
              "'%s' has no /%s collection; give a dataset written by ackd synth or ackd curate", path, collection);
   AckdCallH5(group = H5Gopen2(file, collection, H5P_DEFAULT), "'%s': opening /%s", path, collection);
@@ -60,33 +52,13 @@ PetscErrorCode AckdCollectionInfoRead(MPI_Comm comm, const char *path, const cha
   }
   PetscCall(AckdH5AttrReadInt(group, "multilabel", &multilabel, &found));
   info->multilabel = (PetscBool)(multilabel != 0);
-  char names[64];
-  snprintf(names, sizeof names, "/%s/classes", collection); /* from the root, so that errors name it whole */
-  PetscCall(read_strings(group, names, info->classes, &info->class_names, path));
+  PetscCall(read_strings(group, "classes", info->classes, &info->class_names, path));
   H5Gclose(group);
-  PetscInt ms_classes = 0; /* the length the class map must have, where the file has an MS collection */
-  if (H5Lexists(file, "ms", H5P_DEFAULT) > 0) {
-    hid_t ms;
-    AckdCallH5(ms = H5Gopen2(file, "ms", H5P_DEFAULT), "'%s': opening /ms", path);
-    PetscCall(AckdH5AttrReadInt(ms, "classes", &ms_classes, &found));
-    H5Gclose(ms);
-  }
   if (H5Lexists(file, "class_map", H5P_DEFAULT) > 0 && H5Lexists(file, "class_map/ms_to_rgb", H5P_DEFAULT) > 0) {
     hid_t       dset;
     AckdH5Shape shape;
     AckdCallH5(dset = H5Dopen2(file, "class_map/ms_to_rgb", H5P_DEFAULT), "'%s': opening /class_map/ms_to_rgb", path);
-    PetscCall(AckdH5DatasetShapeOf(dset, path, "/class_map/ms_to_rgb", &shape));
-    /* The buffer holds dims[0] entries and H5Dread fills the whole dataset: any other rank overruns it. */
-    PetscCheck(shape.rank == 1, comm, PETSC_ERR_FILE_UNEXPECTED,
-               "'%s': /class_map/ms_to_rgb has %d dimensions, not 1 (one RGB class per MS class); write the dataset "
-               "again with ackd synth or ackd curate",
-               path, shape.rank);
-    /* Every reader takes the map's length for the MS class count; a short or long map would surface
-     * later as a gallery of the wrong width. */
-    PetscCheck(!ms_classes || shape.dims[0] == (hsize_t)ms_classes, comm, PETSC_ERR_FILE_UNEXPECTED,
-               "'%s': /class_map/ms_to_rgb has %llu entries but /ms has %" PetscInt_FMT
-               " classes (one RGB class per MS class); write the dataset again with ackd synth or ackd curate",
-               path, (unsigned long long)shape.dims[0], ms_classes);
+    PetscCall(AckdH5DatasetShapeOf(dset, path, "/class_map/ms_to_rgb", &shape)); /* 1-D: validated above */
     info->nms_classes = (PetscInt)shape.dims[0];
     PetscCall(PetscMalloc1(shape.dims[0], &info->ms_to_rgb));
     AckdCallH5(H5Dread(dset, H5T_NATIVE_INT, H5S_ALL, H5S_ALL, H5P_DEFAULT, info->ms_to_rgb),

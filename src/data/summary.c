@@ -55,11 +55,40 @@ static PetscErrorCode collection_shape(hid_t file, const char *name, const char 
              name, (unsigned long long)d[0], name, shape->count);
   PetscCall(dataset_dims(group, name, "classes", path, 1, 1, d, &rank));
   shape->nclasses = (PetscInt)d[0];
+  PetscInt  declared;
+  PetscBool found;
+  /* Readers size the names by the attribute and read the dataset whole. */
+  PetscCall(AckdH5AttrReadInt(group, "classes", &declared, &found));
+  PetscCheck(!found || declared == shape->nclasses, PETSC_COMM_SELF, PETSC_ERR_FILE_UNEXPECTED,
+             "'%s': /%s/classes holds %" PetscInt_FMT
+             " names but the collection's 'classes' attribute says %" PetscInt_FMT
+             "; write the dataset again with ackd synth or ackd curate",
+             path, name, shape->nclasses, declared);
   PetscCall(dataset_dims(group, name, "bands", path, 1, 1, d, &rank));
   PetscCheck((PetscInt)d[0] == shape->channels, PETSC_COMM_SELF, PETSC_ERR_FILE_UNEXPECTED,
              "'%s': /%s/bands names %llu bands but the images have %" PetscInt_FMT " channels; the file is damaged",
              path, name, (unsigned long long)d[0], shape->channels);
   H5Gclose(group);
+  PetscFunctionReturn(0);
+}
+
+/* Readers take the map's length for the MS class count and read it whole into that many entries. */
+static PetscErrorCode validate_class_map(hid_t file, const char *path, PetscInt ms_classes)
+{
+  AckdH5Shape shape;
+
+  PetscFunctionBeginUser;
+  if (H5Lexists(file, "class_map", H5P_DEFAULT) <= 0 || H5Lexists(file, "class_map/ms_to_rgb", H5P_DEFAULT) <= 0)
+    PetscFunctionReturn(0);
+  PetscCall(AckdH5DatasetShape(file, "/class_map/ms_to_rgb", path, &shape));
+  PetscCheck(shape.rank == 1, PETSC_COMM_SELF, PETSC_ERR_FILE_UNEXPECTED,
+             "'%s': /class_map/ms_to_rgb has %d dimensions, not 1 (one RGB class per MS class); write the dataset "
+             "again with ackd synth or ackd curate",
+             path, shape.rank);
+  PetscCheck(!ms_classes || shape.dims[0] == (hsize_t)ms_classes, PETSC_COMM_SELF, PETSC_ERR_FILE_UNEXPECTED,
+             "'%s': /class_map/ms_to_rgb has %llu entries but /ms has %" PetscInt_FMT
+             " classes (one RGB class per MS class); write the dataset again with ackd synth or ackd curate",
+             path, (unsigned long long)shape.dims[0], ms_classes);
   PetscFunctionReturn(0);
 }
 
@@ -79,14 +108,17 @@ PetscErrorCode AckdDatasetValidate(hid_t file, const char *path)
   PetscCheck(version >= 1 && version <= ACKD_FORMAT_DATASET_VERSION, PETSC_COMM_SELF, PETSC_ERR_FILE_UNEXPECTED,
              "'%s' is dataset format version %" PetscInt_FMT "; this ackd reads versions 1..%d (upgrade ackd)", path,
              version, ACKD_FORMAT_DATASET_VERSION);
+  PetscInt ms_classes = 0;
   for (size_t k = 0; k < 2; k++) {
     if (H5Lexists(file, COLLECTIONS[k], H5P_DEFAULT) <= 0) continue;
     Shape shape;
     PetscCall(collection_shape(file, COLLECTIONS[k], path, &shape));
+    if (k == 0) ms_classes = shape.nclasses;
     present++;
   }
   PetscCheck(present > 0, PETSC_COMM_SELF, PETSC_ERR_FILE_UNEXPECTED,
              "'%s' holds neither an /ms nor an /rgb collection; the file is not a complete ackd dataset", path);
+  PetscCall(validate_class_map(file, path, ms_classes));
   PetscFunctionReturn(0);
 }
 
